@@ -25,4 +25,7 @@ pub mod deadline;
 pub mod error;
 pub mod limiter;
 
+#[cfg(feature = "std")]
+pub mod blocking;
+
 pub use error::{ConfigError, ConfigProblem};

@@ -1,0 +1,169 @@
+//! The blocking layer's one error type.
+
+use core::fmt;
+use core::time::Duration;
+use std::boxed::Box;
+use std::sync::Arc;
+
+use crate::breaker::BreakerState;
+use crate::error::ConfigError;
+
+/// Why a protected call did not produce its value.
+///
+/// `E` is the protected closure's own error type; it is preserved in
+/// [`Error::Inner`] (and inside [`Error::RetriesExhausted`]). Patterns that
+/// run infallible closures use the default `E = Infallible`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error<E = core::convert::Infallible> {
+    /// The closure ran and returned this error.
+    Inner(E),
+    /// The circuit breaker refused the call.
+    BreakerOpen {
+        /// The breaker's state when it refused.
+        state: BreakerState,
+        /// How long until a trial call may be admitted.
+        retry_after: Duration,
+    },
+    /// The bulkhead had no free slot and no room in its queue.
+    BulkheadFull,
+    /// The caller waited in a queue (bulkhead or rate limiter) for its
+    /// whole `queue_timeout` without being admitted.
+    QueueTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The rate limiter refused the call (its queue was full, or the wait
+    /// would exceed `queue_timeout`).
+    RateLimited {
+        /// How long until the call would be admitted.
+        retry_after: Duration,
+    },
+    /// The call did not finish within its timeout.
+    TimedOut {
+        /// The timeout that was exceeded.
+        after: Duration,
+    },
+    /// Every attempt failed.
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: Box<Error<E>>,
+    },
+    /// The pattern was disposed.
+    Disposed,
+    /// A configuration value was invalid.
+    InvalidConfig(ConfigError),
+    /// A registry already holds an instance of that name with other options.
+    NameTaken {
+        /// The name.
+        name: Arc<str>,
+    },
+}
+
+impl<E> Error<E> {
+    /// The closure's own error, if this is one (looking through
+    /// [`Error::RetriesExhausted`]).
+    pub fn inner(&self) -> Option<&E> {
+        match self {
+            Error::Inner(e) => Some(e),
+            Error::RetriesExhausted { last, .. } => last.inner(),
+            _ => None,
+        }
+    }
+
+    /// The closure's own error, if this is one (looking through
+    /// [`Error::RetriesExhausted`]).
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Error::Inner(e) => Some(e),
+            Error::RetriesExhausted { last, .. } => last.into_inner(),
+            _ => None,
+        }
+    }
+
+    /// `true` if a protection layer refused or stopped the call, rather than
+    /// the call failing by itself.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::BreakerOpen { .. } | Error::BulkheadFull | Error::QueueTimeout { .. } | Error::RateLimited { .. }
+        )
+    }
+
+    /// When a new attempt may succeed, if the refusal says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Maps the closure's error type, keeping every other variant.
+    pub fn map_inner<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
+        match self {
+            Error::Inner(e) => Error::Inner(f(e)),
+            Error::BreakerOpen { state, retry_after } => Error::BreakerOpen { state, retry_after },
+            Error::BulkheadFull => Error::BulkheadFull,
+            Error::QueueTimeout { waited } => Error::QueueTimeout { waited },
+            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::TimedOut { after } => Error::TimedOut { after },
+            Error::RetriesExhausted { attempts, last } => {
+                Error::RetriesExhausted { attempts, last: Box::new(last.map_inner(f)) }
+            }
+            Error::Disposed => Error::Disposed,
+            Error::InvalidConfig(c) => Error::InvalidConfig(c),
+            Error::NameTaken { name } => Error::NameTaken { name },
+        }
+    }
+
+    /// Changes a pattern error with no inner error (`Error<Infallible>`-like
+    /// use) into any `Error<F>`.
+    pub(crate) fn widen<F>(self) -> Error<F>
+    where
+        E: Into<core::convert::Infallible>,
+    {
+        self.map_inner(|e| match e.into() {})
+    }
+}
+
+impl<E> From<ConfigError> for Error<E> {
+    fn from(e: ConfigError) -> Self {
+        Error::InvalidConfig(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Inner(e) => e.fmt(f),
+            Error::BreakerOpen { state, retry_after } => {
+                write!(f, "circuit breaker is {state:?}; retry after {retry_after:?}")
+            }
+            Error::BulkheadFull => f.write_str("bulkhead is full"),
+            Error::QueueTimeout { waited } => write!(f, "gave up after waiting {waited:?} in the queue"),
+            Error::RateLimited { retry_after } => write!(f, "rate limited; retry after {retry_after:?}"),
+            Error::TimedOut { after } => write!(f, "timed out after {after:?}"),
+            Error::RetriesExhausted { attempts, last } => {
+                write!(f, "gave up after {attempts} attempts: {last}")
+            }
+            Error::Disposed => f.write_str("the pattern was disposed"),
+            Error::InvalidConfig(e) => e.fmt(f),
+            Error::NameTaken { name } => {
+                write!(f, "`{name}` is already registered with different options")
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Inner(e) => Some(e),
+            Error::RetriesExhausted { last, .. } => Some(&**last),
+            Error::InvalidConfig(e) => Some(e),
+            _ => None,
+        }
+    }
+}

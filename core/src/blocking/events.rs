@@ -1,0 +1,245 @@
+//! Events and metrics (the spec's "monitor pattern metrics").
+//!
+//! Every pattern keeps a [`Metrics`] snapshot and lets listeners subscribe
+//! to [`Event`]s. Dispatch costs one relaxed load when nobody listens; a
+//! listener that panics is caught and does not break the pattern.
+
+use core::fmt;
+use core::time::Duration;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::vec::Vec;
+
+use parking_lot::RwLock;
+
+use crate::breaker::BreakerState;
+use crate::clock::Timestamp;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Which pattern emitted an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PatternKind {
+    /// [`CircuitBreaker`](super::CircuitBreaker).
+    CircuitBreaker,
+    /// [`Bulkhead`](super::Bulkhead).
+    Bulkhead,
+    /// [`RateLimiter`](super::RateLimiter).
+    RateLimiter,
+    /// [`Retry`](super::Retry).
+    Retry,
+    /// [`Timeout`](super::Timeout).
+    Timeout,
+    /// [`RequestResponsePattern`](super::RequestResponsePattern).
+    RequestResponse,
+}
+
+/// Something a pattern did.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The pattern type.
+    pub pattern: PatternKind,
+    /// The instance's name.
+    pub name: Arc<str>,
+    /// When, on the pattern's clock.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A circuit breaker changed state.
+    StateChanged {
+        /// The state before.
+        from: BreakerState,
+        /// The state after.
+        to: BreakerState,
+    },
+    /// The periodic monitoring event a circuit breaker emits every
+    /// `monitor_interval` while it has listeners.
+    Monitor(Metrics),
+    /// A call was refused without running (breaker open, bulkhead full,
+    /// rate limited).
+    Rejected {
+        /// When a new attempt may succeed, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A failed attempt will be retried after `delay`.
+    Retry {
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// The back-off before the next attempt.
+        delay: Duration,
+    },
+    /// A call ran out of time.
+    TimedOut {
+        /// The limit that was exceeded.
+        after: Duration,
+    },
+    /// A caller gave up waiting in a queue.
+    QueueTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The pattern was disposed.
+    Disposed,
+}
+
+/// A snapshot of a pattern's counters. Fields a pattern does not use are
+/// zero (or `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Calls started (admitted or rejected).
+    pub calls: u64,
+    /// Calls that succeeded.
+    pub successes: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Calls refused without running.
+    pub rejections: u64,
+    /// Calls that timed out (in a queue or running).
+    pub timeouts: u64,
+    /// Retries performed.
+    pub retries: u64,
+    /// Callers waiting in the queue now.
+    pub queue_depth: u64,
+    /// Calls running now.
+    pub in_flight: u64,
+    /// A circuit breaker's state.
+    pub state: Option<BreakerState>,
+}
+
+/// Identifies a subscribed listener, to remove it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The listeners of one pattern instance.
+pub(crate) struct Listeners {
+    count: AtomicU64,
+    next_id: AtomicU64,
+    list: RwLock<Vec<(ListenerId, Listener)>>,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners { count: AtomicU64::new(0), next_id: AtomicU64::new(1), list: RwLock::new(Vec::new()) }
+    }
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listeners").field("count", &self.len()).finish()
+    }
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, listener: Listener) -> ListenerId {
+        let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut list = self.list.write();
+        list.push((id, listener));
+        self.count.store(list.len() as u64, Ordering::Release);
+        id
+    }
+
+    pub(crate) fn remove(&self, id: ListenerId) -> bool {
+        let mut list = self.list.write();
+        let before = list.len();
+        list.retain(|(i, _)| *i != id);
+        self.count.store(list.len() as u64, Ordering::Release);
+        list.len() != before
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut list = self.list.write();
+        list.clear();
+        self.count.store(0, Ordering::Release);
+    }
+
+    /// Number of listeners.
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire) as usize
+    }
+
+    /// `true` if anyone listens: one relaxed load.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
+    }
+
+    /// Builds the event only if someone listens, then calls each listener,
+    /// catching panics. Listeners are called outside the lock, so a listener
+    /// may subscribe or unsubscribe.
+    #[inline]
+    pub(crate) fn emit(&self, make: impl FnOnce() -> Event) {
+        if self.any() {
+            self.emit_slow(make());
+        }
+    }
+
+    #[cold]
+    fn emit_slow(&self, event: Event) {
+        let listeners: Vec<Listener> = self.list.read().iter().map(|(_, l)| Arc::clone(l)).collect();
+        for listener in listeners {
+            // A panicking listener must not break the pattern or the other
+            // listeners; its panic message still reaches the panic hook.
+            let _ = catch_unwind(AssertUnwindSafe(|| listener(&event)));
+        }
+    }
+}
+
+/// A monotonically increasing event counter for metrics.
+///
+/// Relaxed increments; the snapshot may be a moment stale, never torn.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn event() -> Event {
+        Event { pattern: PatternKind::Retry, name: Arc::from("x"), at: Timestamp::ZERO, kind: EventKind::Disposed }
+    }
+
+    #[test]
+    fn panicking_listener_does_not_stop_the_others() {
+        let listeners = Listeners::default();
+        let seen = Arc::new(AtomicUsize::new(0));
+        listeners.add(Arc::new(|_: &Event| panic!("listener bug")));
+        let s = Arc::clone(&seen);
+        let id = listeners.add(Arc::new(move |_: &Event| {
+            s.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        }));
+        listeners.emit(event);
+        assert_eq!(seen.load(core::sync::atomic::Ordering::SeqCst), 1);
+        assert!(listeners.remove(id));
+        assert!(!listeners.remove(id));
+        assert_eq!(listeners.len(), 1);
+    }
+
+    #[test]
+    fn no_listener_means_no_event_is_built() {
+        let listeners = Listeners::default();
+        listeners.emit(|| unreachable!("event built with no listener"));
+    }
+}

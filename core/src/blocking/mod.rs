@@ -1,0 +1,18 @@
+//! The blocking API: every pattern of the spec for threads, no async
+//! runtime needed (feature `std`, on by default).
+//!
+//! Each pattern wraps a core state machine, runs closures
+//! (`execute(|| …)`, `wrap(f)`), waits where the spec waits (FIFO queues
+//! that park, sleeping retries), emits [`Event`]s, keeps [`Metrics`], can be
+//! shared by name through a registry and [disposed](CircuitBreaker::dispose).
+//! Time comes from a [`Timer`]: [`MonotonicClock`](crate::clock::MonotonicClock)
+//! by default, or a [`VirtualClock`] for tests and simulations.
+
+mod error;
+mod events;
+mod registry;
+mod timer;
+
+pub use error::Error;
+pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
+pub use timer::{Timer, VirtualClock};
