@@ -1,1 +1,794 @@
-//! backoff (in progress)
+//! Retry delays: exponential backoff with a cap, optional jitter, an attempt
+//! limit and an optional total time budget.
+//!
+//! [`Backoff`] is a pure calculator. It never sleeps and never reads a
+//! clock: the caller (the blocking retry loop, a firmware task, a binding)
+//! measures the time its attempts took and asks for the next delay.
+//!
+//! - [`Backoff::delay`] is the base delay before retry number `n`
+//!   (1-based), without jitter: `min(initial_delay * backoff_factor^(n-1),
+//!   max_delay)`, computed without overflow for every `n`.
+//! - [`Backoff::schedule`] starts a [`BackoffSchedule`], a small `Copy`
+//!   state that hands out the delays of one operation (with jitter from a
+//!   seeded [`SplitMix64`], so a seed always gives the same delays) until
+//!   the attempts or the time budget run out.
+//!
+//! # Jitter
+//!
+//! The [`Jitter`] variants follow the AWS Architecture Blog post
+//! "Exponential Backoff And Jitter". With `base` the un-jittered delay of
+//! the retry and `cap` = `max_delay`:
+//!
+//! | variant        | delay                                              |
+//! |----------------|----------------------------------------------------|
+//! | `None`         | `base`                                             |
+//! | `Full`         | `random_between(0, base)`                          |
+//! | `Equal`        | `base/2 + random_between(0, base/2)`               |
+//! | `Decorrelated` | `min(cap, random_between(initial_delay, prev * 3))`, `prev` starting at `initial_delay` |
+//!
+//! Every jittered delay lies in `[0, max_delay]`. Decorrelated jitter grows
+//! by its own rule and ignores `backoff_factor`.
+//!
+//! # Examples
+//!
+//! A retry loop; the clock is a [`ManualClock`](crate::clock::ManualClock)
+//! standing in for real time, and the operation fails every time.
+//!
+//! ```
+//! use core::time::Duration;
+//! use stockade::backoff::{Backoff, BackoffConfig};
+//! use stockade::clock::{Clock, ManualClock};
+//!
+//! let backoff = Backoff::new(BackoffConfig::DEFAULT.with_max_attempts(4))?;
+//! let clock = ManualClock::new();
+//! let start = clock.now();
+//!
+//! let mut schedule = backoff.schedule(0x5eed);
+//! let mut slept = Vec::new();
+//! loop {
+//!     let failed = true; // run the operation here
+//!     if !failed {
+//!         break;
+//!     }
+//!     let elapsed = clock.now().saturating_duration_since(start);
+//!     match schedule.next_delay(elapsed) {
+//!         Some(delay) => {
+//!             slept.push(delay);
+//!             clock.advance(delay); // sleep here
+//!         }
+//!         None => break, // give up
+//!     }
+//! }
+//! assert_eq!(slept, [1, 2, 4].map(Duration::from_secs));
+//! assert_eq!(schedule.attempts_made(), 4);
+//! # Ok::<(), stockade::ConfigError>(())
+//! ```
+
+use core::time::Duration;
+
+use crate::clock::duration_to_nanos_saturating;
+use crate::error::{ConfigError, ConfigProblem};
+
+/// How delays are randomised (AWS Architecture Blog definitions; see the
+/// [module docs](self)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Jitter {
+    /// No randomness: the base exponential delay.
+    #[default]
+    None = 0,
+    /// Uniform in `[0, base]`.
+    Full = 1,
+    /// Uniform in `[base/2, base]`.
+    Equal = 2,
+    /// `min(max_delay, uniform in [initial_delay, 3 * previous delay])`.
+    /// With a zero `initial_delay` every delay is zero.
+    Decorrelated = 3,
+}
+
+/// Backoff options.
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use stockade::backoff::{BackoffConfig, Jitter};
+///
+/// let config = BackoffConfig::DEFAULT
+///     .with_initial_delay(Duration::from_millis(100))
+///     .with_max_elapsed(Some(Duration::from_secs(10)))
+///     .with_jitter(Jitter::Full);
+/// assert_eq!(config.max_attempts, 3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackoffConfig {
+    /// Delay before the first retry (spec `initialDelay`, default 1 s).
+    /// Zero is allowed: retry at once (every base delay is then zero).
+    pub initial_delay: Duration,
+    /// Multiplier between consecutive base delays (spec `backoffFactor`,
+    /// default 2.0). Must be finite and at least 1.0.
+    pub backoff_factor: f64,
+    /// Cap on every delay (spec `maxDelay`, default 30 s). Must not be less
+    /// than `initial_delay`.
+    pub max_delay: Duration,
+    /// Total attempts, the first one included (spec `maxAttempts`,
+    /// default 3): at most `max_attempts - 1` delays. Must be at least 1.
+    pub max_attempts: u32,
+    /// Optional total time budget (no spec counterpart, default `None`):
+    /// a delay is handed out only if `elapsed + delay <= max_elapsed`.
+    /// Must not be zero.
+    pub max_elapsed: Option<Duration>,
+    /// Randomisation of delays (no spec counterpart, default
+    /// [`Jitter::None`]).
+    pub jitter: Jitter,
+}
+
+impl BackoffConfig {
+    /// The spec's defaults: 1 s initial delay, factor 2, 30 s cap, 3
+    /// attempts; no budget, no jitter.
+    pub const DEFAULT: BackoffConfig = BackoffConfig {
+        initial_delay: Duration::from_secs(1),
+        backoff_factor: 2.0,
+        max_delay: Duration::from_secs(30),
+        max_attempts: 3,
+        max_elapsed: None,
+        jitter: Jitter::None,
+    };
+
+    /// This config with `initial_delay` set.
+    pub const fn with_initial_delay(self, initial_delay: Duration) -> BackoffConfig {
+        BackoffConfig {
+            initial_delay,
+            ..self
+        }
+    }
+
+    /// This config with `backoff_factor` set.
+    pub const fn with_backoff_factor(self, backoff_factor: f64) -> BackoffConfig {
+        BackoffConfig {
+            backoff_factor,
+            ..self
+        }
+    }
+
+    /// This config with `max_delay` set.
+    pub const fn with_max_delay(self, max_delay: Duration) -> BackoffConfig {
+        BackoffConfig { max_delay, ..self }
+    }
+
+    /// This config with `max_attempts` set.
+    pub const fn with_max_attempts(self, max_attempts: u32) -> BackoffConfig {
+        BackoffConfig {
+            max_attempts,
+            ..self
+        }
+    }
+
+    /// This config with `max_elapsed` set.
+    pub const fn with_max_elapsed(self, max_elapsed: Option<Duration>) -> BackoffConfig {
+        BackoffConfig {
+            max_elapsed,
+            ..self
+        }
+    }
+
+    /// This config with `jitter` set.
+    pub const fn with_jitter(self, jitter: Jitter) -> BackoffConfig {
+        BackoffConfig { jitter, ..self }
+    }
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig::DEFAULT
+    }
+}
+
+/// A validated backoff policy: a pure delay calculator (plain data, `Copy`).
+///
+/// Durations are kept in whole nanoseconds, saturating at `u64::MAX`
+/// (584 years, i.e. forever).
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use stockade::backoff::{Backoff, BackoffConfig};
+///
+/// let backoff = Backoff::default();
+/// let secs: Vec<u64> = (1..=7).map(|n| backoff.delay(n).as_secs()).collect();
+/// assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+/// assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct Backoff {
+    initial_nanos: u64,
+    max_nanos: u64,
+    factor: f64,
+    /// Meaningful only when `has_budget`.
+    budget_nanos: u64,
+    max_attempts: u32,
+    has_budget: bool,
+    jitter: Jitter,
+}
+
+impl Backoff {
+    /// A validated policy.
+    ///
+    /// # Errors
+    ///
+    /// - `backoff_factor`: [`NotFinite`](ConfigProblem::NotFinite) for NaN
+    ///   or ±∞; [`TooSmall`](ConfigProblem::TooSmall) `{ min: 1000 }` below
+    ///   1.0 (the minimum is given in thousandths of the factor);
+    /// - `max_delay`: [`LessThan`](ConfigProblem::LessThan)
+    ///   `{ other: "initial_delay" }`;
+    /// - `max_attempts`: [`Zero`](ConfigProblem::Zero);
+    /// - `max_elapsed`: [`Zero`](ConfigProblem::Zero) for `Some(0)`.
+    pub const fn new(config: BackoffConfig) -> Result<Backoff, ConfigError> {
+        let factor = config.backoff_factor;
+        if !factor.is_finite() {
+            return Err(ConfigError::new("backoff_factor", ConfigProblem::NotFinite));
+        }
+        if factor < 1.0 {
+            return Err(ConfigError::new(
+                "backoff_factor",
+                ConfigProblem::TooSmall { min: 1000 },
+            ));
+        }
+        let initial = duration_to_nanos_saturating(config.initial_delay);
+        let max = duration_to_nanos_saturating(config.max_delay);
+        if max < initial {
+            return Err(ConfigError::new(
+                "max_delay",
+                ConfigProblem::LessThan {
+                    other: "initial_delay",
+                },
+            ));
+        }
+        if config.max_attempts == 0 {
+            return Err(ConfigError::new("max_attempts", ConfigProblem::Zero));
+        }
+        if let Some(budget) = config.max_elapsed {
+            if budget.is_zero() {
+                return Err(ConfigError::new("max_elapsed", ConfigProblem::Zero));
+            }
+        }
+        Ok(Backoff::from_valid(config))
+    }
+
+    /// Builds without validating; `config` must be valid.
+    const fn from_valid(config: BackoffConfig) -> Backoff {
+        let (has_budget, budget) = match config.max_elapsed {
+            Some(d) => (true, d),
+            None => (false, Duration::ZERO),
+        };
+        Backoff {
+            initial_nanos: duration_to_nanos_saturating(config.initial_delay),
+            max_nanos: duration_to_nanos_saturating(config.max_delay),
+            factor: config.backoff_factor,
+            budget_nanos: duration_to_nanos_saturating(budget),
+            max_attempts: config.max_attempts,
+            has_budget,
+            jitter: config.jitter,
+        }
+    }
+
+    /// The configuration (durations as stored: whole nanoseconds,
+    /// saturating at `u64::MAX`).
+    pub const fn config(&self) -> BackoffConfig {
+        BackoffConfig {
+            initial_delay: Duration::from_nanos(self.initial_nanos),
+            backoff_factor: self.factor,
+            max_delay: Duration::from_nanos(self.max_nanos),
+            max_attempts: self.max_attempts,
+            max_elapsed: if self.has_budget {
+                Some(Duration::from_nanos(self.budget_nanos))
+            } else {
+                None
+            },
+            jitter: self.jitter,
+        }
+    }
+
+    /// The base delay (no jitter) before retry number `retry`, 1-based:
+    /// `min(initial_delay * backoff_factor^(retry - 1), max_delay)`.
+    ///
+    /// Retry 0 is treated as retry 1. Any `u32` is fine: the power is
+    /// computed by squaring in at most 32 steps and saturates at the cap.
+    /// The result never decreases as `retry` grows.
+    pub const fn delay(&self, retry: u32) -> Duration {
+        Duration::from_nanos(self.delay_nanos(retry))
+    }
+
+    const fn delay_nanos(&self, retry: u32) -> u64 {
+        let init = self.initial_nanos;
+        let max = self.max_nanos;
+        let mut n = retry.saturating_sub(1);
+        if n == 0 || init == 0 || self.factor <= 1.0 {
+            return init;
+        }
+        // Right-to-left exponentiation by squaring. With factor >= 1 and
+        // round-to-nearest (monotone) multiplication the result is monotone
+        // in `n`: the product of the squares for the low bits `0..k` of
+        // `n` never exceeds the square for bit `k` that `n + 1` uses
+        // instead. Overflow goes to +inf, which the cap absorbs.
+        let mut power = 1.0f64;
+        let mut square = self.factor;
+        loop {
+            if n & 1 == 1 {
+                power *= square;
+            }
+            n >>= 1;
+            if n == 0 || power == f64::INFINITY {
+                break;
+            }
+            square *= square;
+        }
+        let scaled = init as f64 * power;
+        if scaled >= max as f64 {
+            return max;
+        }
+        // Float -> int casts saturate. Clamp into [init, max]: `init as
+        // f64` may have rounded below `init` for delays over 2^53 ns.
+        let nanos = scaled as u64;
+        if nanos > max {
+            max
+        } else if nanos < init {
+            init
+        } else {
+            nanos
+        }
+    }
+
+    /// Starts the delays of one operation; `seed` drives the jitter (the
+    /// same seed gives the same delays). Without jitter the seed is unused.
+    pub const fn schedule(&self, seed: u64) -> BackoffSchedule {
+        BackoffSchedule {
+            backoff: *self,
+            rng: SplitMix64::new(seed),
+            prev_nanos: self.initial_nanos,
+            attempts: 0,
+            done: false,
+        }
+    }
+}
+
+impl Default for Backoff {
+    /// A policy with [`BackoffConfig::DEFAULT`].
+    fn default() -> Self {
+        Backoff::from_valid(BackoffConfig::DEFAULT)
+    }
+}
+
+/// The delays of one operation under a [`Backoff`]: a small `Copy` state,
+/// deterministic for its seed.
+///
+/// Call [`next_delay`](Self::next_delay) after each failed attempt. Once it
+/// returns `None` it always does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackoffSchedule {
+    backoff: Backoff,
+    rng: SplitMix64,
+    /// The previous delay (decorrelated jitter), starting at
+    /// `initial_delay`.
+    prev_nanos: u64,
+    attempts: u32,
+    done: bool,
+}
+
+impl BackoffSchedule {
+    /// Records that an attempt failed, `elapsed` after the operation began,
+    /// and returns how long to wait before the next attempt — or `None` to
+    /// give up: `max_attempts` attempts have been made, or the delay would
+    /// end past the budget.
+    ///
+    /// **The budget includes the sleep:** a delay is handed out only if
+    /// `elapsed + delay <= max_elapsed`; otherwise the schedule stops (it
+    /// does not clip the delay, since an attempt started at the very end of
+    /// the budget would overrun it anyway).
+    pub fn next_delay(&mut self, elapsed: Duration) -> Option<Duration> {
+        if self.done {
+            return None;
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        if self.attempts >= self.backoff.max_attempts {
+            self.done = true;
+            return None;
+        }
+        // The retry about to happen is number `attempts` (1-based).
+        let base = self.backoff.delay_nanos(self.attempts);
+        let nanos = match self.backoff.jitter {
+            Jitter::None => base,
+            Jitter::Full => self.rng.between(0, base),
+            Jitter::Equal => {
+                let half = base / 2;
+                (base - half) + self.rng.between(0, half)
+            }
+            Jitter::Decorrelated => {
+                let hi = self.prev_nanos.saturating_mul(3);
+                let d = self.rng.between(self.backoff.initial_nanos, hi);
+                let d = if d > self.backoff.max_nanos {
+                    self.backoff.max_nanos
+                } else {
+                    d
+                };
+                self.prev_nanos = d;
+                d
+            }
+        };
+        if self.backoff.has_budget
+            && duration_to_nanos_saturating(elapsed).saturating_add(nanos)
+                > self.backoff.budget_nanos
+        {
+            self.done = true;
+            return None;
+        }
+        Some(Duration::from_nanos(nanos))
+    }
+
+    /// Failed attempts recorded so far (calls to
+    /// [`next_delay`](Self::next_delay) before it first returned `None`,
+    /// that call included).
+    pub const fn attempts_made(&self) -> u32 {
+        self.attempts
+    }
+
+    /// `true` once [`next_delay`](Self::next_delay) has returned `None`.
+    pub const fn is_exhausted(&self) -> bool {
+        self.done
+    }
+
+    /// The policy.
+    pub const fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+}
+
+/// A tiny seedable pseudo-random generator (SplitMix64, Steele, Lea and
+/// Flood 2014): 64 bits of state, no dependencies. Not cryptographic; good
+/// enough to spread retries.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::backoff::SplitMix64;
+///
+/// let mut a = SplitMix64::new(7);
+/// let mut b = SplitMix64::new(7);
+/// assert_eq!(a.next_u64(), b.next_u64());
+/// assert!(a.between(10, 20) <= 20);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A generator seeded with `seed` (any value, zero included).
+    pub const fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub const fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi` (`lo` when `hi < lo`), by multiply-high
+    /// scaling (bias below 2^-64 per value).
+    pub const fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        let r = self.next_u64();
+        let span = hi - lo;
+        if span == u64::MAX {
+            return r;
+        }
+        // r * (span + 1) / 2^64 < span + 1, so lo + it <= hi.
+        lo + ((r as u128 * (span as u128 + 1)) >> 64) as u64
+    }
+}
+
+#[cfg(all(test, not(stockade_loom)))]
+mod tests {
+    use super::*;
+    extern crate alloc;
+    use alloc::vec::Vec;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn delays(backoff: &Backoff, seed: u64) -> Vec<Duration> {
+        let mut s = backoff.schedule(seed);
+        let mut out = Vec::new();
+        while let Some(d) = s.next_delay(Duration::ZERO) {
+            out.push(d);
+        }
+        out
+    }
+
+    #[test]
+    fn defaults_are_the_spec_values() {
+        let c = BackoffConfig::default();
+        assert_eq!(c.initial_delay, Duration::from_millis(1000));
+        assert_eq!(c.backoff_factor, 2.0);
+        assert_eq!(c.max_delay, Duration::from_millis(30_000));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.max_elapsed, None);
+        assert_eq!(c.jitter, Jitter::None);
+        assert_eq!(Backoff::new(c), Ok(Backoff::default()));
+        assert_eq!(Backoff::default().config(), c);
+        // Three attempts: two delays.
+        assert_eq!(delays(&Backoff::default(), 0), [S(1), S(2)]);
+    }
+
+    #[test]
+    fn base_sequence_doubles_to_the_cap() {
+        let b = Backoff::default();
+        let got: Vec<Duration> = (1..=8).map(|n| b.delay(n)).collect();
+        assert_eq!(got, [1, 2, 4, 8, 16, 30, 30, 30].map(S));
+        assert_eq!(b.delay(0), S(1));
+        let b = Backoff::new(BackoffConfig::DEFAULT.with_max_attempts(8)).expect("valid");
+        assert_eq!(delays(&b, 1), [1, 2, 4, 8, 16, 30, 30].map(S));
+    }
+
+    #[test]
+    fn huge_retry_numbers_saturate() {
+        let b = Backoff::default();
+        for n in [33, 64, 1_000, 1 << 20, u32::MAX - 1, u32::MAX] {
+            assert_eq!(b.delay(n), S(30), "retry {n}");
+        }
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_backoff_factor(f64::MAX)
+                .with_max_delay(Duration::MAX),
+        )
+        .expect("valid");
+        assert_eq!(b.delay(1), S(1));
+        assert_eq!(b.delay(2), Duration::from_nanos(u64::MAX));
+        assert_eq!(b.delay(u32::MAX), Duration::from_nanos(u64::MAX));
+        // A factor barely above one creeps up, monotonically.
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_backoff_factor(1.000_000_1)
+                .with_max_delay(Duration::MAX),
+        )
+        .expect("valid");
+        let mut last = Duration::ZERO;
+        for n in (0..u32::MAX).step_by(9_999_991) {
+            let d = b.delay(n);
+            assert!(d >= last, "retry {n}: {d:?} < {last:?}");
+            last = d;
+        }
+        assert_eq!(b.delay(u32::MAX), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn factor_one_is_constant() {
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_backoff_factor(1.0)
+                .with_max_attempts(5),
+        )
+        .expect("valid");
+        assert_eq!(delays(&b, 9), [S(1); 4]);
+        assert_eq!(b.delay(u32::MAX), S(1));
+    }
+
+    #[test]
+    fn fractional_factor_and_zero_initial() {
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_initial_delay(Duration::from_millis(100))
+                .with_backoff_factor(1.5),
+        )
+        .expect("valid");
+        assert_eq!(b.delay(2), Duration::from_millis(150));
+        assert_eq!(b.delay(3), Duration::from_millis(225));
+        let b = Backoff::new(BackoffConfig::DEFAULT.with_initial_delay(Duration::ZERO))
+            .expect("zero initial delay is allowed");
+        assert_eq!(b.delay(10), Duration::ZERO);
+    }
+
+    #[test]
+    fn config_errors_name_the_option() {
+        let d = BackoffConfig::DEFAULT;
+        let err = |c: BackoffConfig| Backoff::new(c).unwrap_err();
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(
+                err(d.with_backoff_factor(f)),
+                ConfigError::new("backoff_factor", ConfigProblem::NotFinite)
+            );
+        }
+        for f in [0.999, 0.0, -2.0] {
+            assert_eq!(
+                err(d.with_backoff_factor(f)),
+                ConfigError::new("backoff_factor", ConfigProblem::TooSmall { min: 1000 })
+            );
+        }
+        assert_eq!(
+            err(d.with_max_delay(Duration::from_millis(999))),
+            ConfigError::new(
+                "max_delay",
+                ConfigProblem::LessThan {
+                    other: "initial_delay"
+                }
+            )
+        );
+        assert_eq!(
+            err(d.with_max_attempts(0)),
+            ConfigError::new("max_attempts", ConfigProblem::Zero)
+        );
+        assert_eq!(
+            err(d.with_max_elapsed(Some(Duration::ZERO))),
+            ConfigError::new("max_elapsed", ConfigProblem::Zero)
+        );
+        // Boundary values are accepted.
+        assert!(Backoff::new(d.with_max_delay(S(1))).is_ok());
+        assert!(Backoff::new(d.with_max_attempts(1)).is_ok());
+        assert!(Backoff::new(d.with_max_elapsed(Some(Duration::from_nanos(1)))).is_ok());
+        // Durations past u64 nanoseconds saturate; so does the comparison.
+        let b = Backoff::new(
+            d.with_initial_delay(Duration::MAX)
+                .with_max_delay(Duration::MAX),
+        )
+        .expect("valid");
+        assert_eq!(b.config().initial_delay, Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn new_is_const() {
+        const B: Result<Backoff, ConfigError> = Backoff::new(BackoffConfig::DEFAULT);
+        assert!(B.is_ok());
+        const D: Duration = Backoff::from_valid(BackoffConfig::DEFAULT).delay(3);
+        assert_eq!(D, S(4));
+    }
+
+    #[test]
+    fn one_attempt_means_no_delay() {
+        let b = Backoff::new(BackoffConfig::DEFAULT.with_max_attempts(1)).expect("valid");
+        let mut s = b.schedule(0);
+        assert_eq!(s.next_delay(Duration::ZERO), None);
+        assert_eq!(s.attempts_made(), 1);
+        assert!(s.is_exhausted());
+        assert_eq!(s.next_delay(Duration::ZERO), None);
+        assert_eq!(s.attempts_made(), 1);
+    }
+
+    fn jittered(jitter: Jitter) -> Backoff {
+        Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_max_attempts(12)
+                .with_jitter(jitter),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn full_jitter_bounds() {
+        let b = jittered(Jitter::Full);
+        let mut below_half = false;
+        for seed in 0..200 {
+            for (i, d) in delays(&b, seed).into_iter().enumerate() {
+                let base = b.delay(i as u32 + 1);
+                assert!(d <= base, "seed {seed} retry {}: {d:?}", i + 1);
+                below_half |= d < base / 2;
+            }
+        }
+        assert!(below_half, "full jitter never went below half the base");
+    }
+
+    #[test]
+    fn equal_jitter_bounds() {
+        let b = jittered(Jitter::Equal);
+        let mut distinct = false;
+        for seed in 0..200 {
+            for (i, d) in delays(&b, seed).into_iter().enumerate() {
+                let base = b.delay(i as u32 + 1);
+                assert!(d <= base && d >= base / 2, "seed {seed}: {d:?} vs {base:?}");
+                distinct |= d != base;
+            }
+        }
+        assert!(distinct);
+    }
+
+    #[test]
+    fn decorrelated_jitter_bounds() {
+        let b = jittered(Jitter::Decorrelated);
+        let mut hit_cap = false;
+        for seed in 0..200 {
+            let mut prev = S(1);
+            for d in delays(&b, seed) {
+                assert!(d >= S(1) && d <= S(30), "seed {seed}: {d:?}");
+                assert!(d <= prev * 3, "seed {seed}: {d:?} after {prev:?}");
+                hit_cap |= d == S(30);
+                prev = d;
+            }
+        }
+        assert!(hit_cap);
+    }
+
+    #[test]
+    fn jitter_is_deterministic_per_seed() {
+        for j in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+            let b = jittered(j);
+            assert_eq!(delays(&b, 42), delays(&b, 42));
+            assert_ne!(delays(&b, 42), delays(&b, 43), "{j:?}");
+        }
+        // Pinned values: a change to the generator is a visible change.
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        // Copies replay.
+        let mut s = jittered(Jitter::Full).schedule(5);
+        let mut t = s;
+        assert_eq!(s.next_delay(S(0)), t.next_delay(S(0)));
+    }
+
+    #[test]
+    fn between_covers_its_range() {
+        let mut r = SplitMix64::new(1);
+        let mut seen = [false; 4];
+        for _ in 0..100 {
+            let v = r.between(10, 13);
+            assert!((10..=13).contains(&v));
+            seen[(v - 10) as usize] = true;
+        }
+        assert_eq!(seen, [true; 4]);
+        assert_eq!(r.between(5, 5), 5);
+        assert_eq!(r.between(7, 3), 7);
+        let _ = r.between(0, u64::MAX);
+        assert!(r.between(u64::MAX - 1, u64::MAX) >= u64::MAX - 1);
+    }
+
+    #[test]
+    fn budget_includes_the_sleep() {
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_max_attempts(10)
+                .with_max_elapsed(Some(S(10))),
+        )
+        .expect("valid");
+        let mut s = b.schedule(0);
+        // elapsed 0 + 1 s fits; 1.5 + 2 fits; 4 + 4 = 8 fits; 9 + 8 > 10: stop.
+        assert_eq!(s.next_delay(S(0)), Some(S(1)));
+        assert_eq!(s.next_delay(Duration::from_millis(1500)), Some(S(2)));
+        assert_eq!(s.next_delay(S(6)), Some(S(4)));
+        assert_eq!(s.next_delay(S(9)), None);
+        assert_eq!(s.attempts_made(), 4);
+        assert_eq!(s.next_delay(S(0)), None, "stays exhausted");
+        // Exactly on the budget is allowed.
+        let mut s = b.schedule(0);
+        assert_eq!(s.next_delay(S(9)), Some(S(1)));
+        // Past the budget already.
+        let mut s = b.schedule(0);
+        assert_eq!(s.next_delay(S(11)), None);
+        // Huge elapsed values saturate instead of overflowing.
+        let mut s = b.schedule(0);
+        assert_eq!(s.next_delay(Duration::MAX), None);
+    }
+
+    #[test]
+    fn attempts_made_counts_failures() {
+        let b = Backoff::default();
+        let mut s = b.schedule(0);
+        assert_eq!(s.attempts_made(), 0);
+        assert!(s.next_delay(S(0)).is_some());
+        assert_eq!(s.attempts_made(), 1);
+        assert!(s.next_delay(S(0)).is_some());
+        assert!(s.next_delay(S(0)).is_none());
+        assert_eq!(s.attempts_made(), 3);
+        assert_eq!(s.backoff(), &b);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(core::mem::size_of::<Backoff>(), 40);
+        assert_eq!(core::mem::size_of::<BackoffSchedule>(), 64);
+    }
+}

@@ -1,1 +1,989 @@
-//! bulkhead (in progress)
+//! The bulkhead: at most `max_concurrent` holders at once, and a bounded
+//! queue of waiters behind them.
+//!
+//! [`Bulkhead`] is a lock-free counting semaphore whose two counters — the
+//! permits in use and the waiters queued — live in **one** atomic word, so
+//! every decision ("is a permit free *and* is nobody queued?") is a single
+//! compare-and-swap. The core never blocks and never parks a thread: a
+//! blocking layer keeps its own FIFO of parked waiters (under a mutex) and
+//! uses the core only for the counts:
+//!
+//! 1. [`Bulkhead::enqueue`] either hands out a permit at once
+//!    ([`Admission::Acquired`]), takes a place in the queue
+//!    ([`Admission::Enqueued`] with a [`QueueTicket`]), or refuses
+//!    ([`Admission::Full`]).
+//! 2. A waiter that is woken at the front of its queue calls
+//!    [`QueueTicket::try_acquire`], which takes a permit *and* leaves the
+//!    queue in one CAS when a permit is free.
+//! 3. A waiter that times out (after [`BulkheadConfig::queue_timeout`], a
+//!    value the core only stores) drops its ticket, which leaves the queue.
+//! 4. Releasing a permit reports how many waiters are queued
+//!    ([`Release`]), so the blocking layer knows to wake the front one.
+//!
+//! There is no barging: [`Bulkhead::try_acquire`] and [`Bulkhead::enqueue`]
+//! refuse to hand a free permit to a newcomer while anyone is queued, so the
+//! blocking layer's FIFO order holds.
+//!
+//! Permits and tickets are RAII guards (`#[must_use]`, released on drop), so
+//! they cannot leak or be duplicated. Bindings that cannot hold a borrow use
+//! the `_raw` forms; see [`Bulkhead::try_acquire_raw`] for their contract.
+//! No operation ever underflows a counter: releasing a bulkhead with no
+//! permit in use reports [`Release::NotHeld`] and changes nothing.
+//!
+//! # State word
+//!
+//! | layout | bits `0..H` | bits `H..2H` | per-field max (`H` bits) |
+//! |--------|-------------|--------------|---------------------------|
+//! | 64-bit | `in_use`    | `queued`     | 4 294 967 295 (`H` = 32)  |
+//! | 32-bit | `in_use`    | `queued`     | 65 535 (`H` = 16)         |
+//!
+//! With the 32-bit layout [`Bulkhead::new`] rejects `max_concurrent` or
+//! `max_queue` above 65 535 ([`ConfigProblem::TooLarge`]). The bulkhead
+//! keeps no time in its word, so there is no wrap horizon.
+//!
+//! # Examples
+//!
+//! ```
+//! use stockade::bulkhead::{Admission, Bulkhead, BulkheadConfig};
+//!
+//! let bulkhead = Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(2).with_max_queue(1))?;
+//!
+//! let a = bulkhead.try_acquire().expect("a permit is free");
+//! let b = bulkhead.try_acquire().expect("a permit is free");
+//! assert!(bulkhead.try_acquire().is_err()); // both permits are held
+//!
+//! // The blocking layer queues a waiter behind the holders...
+//! let ticket = match bulkhead.enqueue() {
+//!     Admission::Enqueued(ticket) => ticket,
+//!     _ => unreachable!(),
+//! };
+//! assert!(matches!(bulkhead.enqueue(), Admission::Full(_))); // the queue is full too
+//!
+//! // ...a holder finishes and learns that someone is waiting...
+//! assert!(a.release().wake_waiter());
+//!
+//! // ...and the woken waiter takes the freed permit and leaves the queue at once.
+//! let c = ticket.try_acquire().ok().expect("a permit was freed");
+//! assert_eq!((bulkhead.in_use(), bulkhead.queued()), (2, 0));
+//! drop((b, c));
+//! assert_eq!(bulkhead.available(), 2);
+//! # Ok::<(), stockade::ConfigError>(())
+//! ```
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::clock::duration_to_nanos_saturating;
+use crate::error::{ConfigError, ConfigProblem};
+use crate::sync::{self, AtomicWord, Ordering, WORD_BITS, Word, const_fn_unless_loom};
+
+/// Bits per counter in the state word: 32 (64-bit layout) or 16 (32-bit).
+const FIELD_BITS: u32 = WORD_BITS / 2;
+/// Mask of one counter (the low half of the word).
+const FIELD_MASK: Word = Word::MAX >> FIELD_BITS;
+/// The largest `max_concurrent` / `max_queue` the layout can hold:
+/// `u32::MAX` with the 64-bit layout, 65 535 with the 32-bit one.
+#[allow(clippy::unnecessary_cast)] // a no-op only with the 32-bit layout
+pub const MAX_LIMIT: u32 = FIELD_MASK as u32;
+
+/// `value > MAX_LIMIT`, spelled so that it is not a constant `false` to
+/// the compiler's eyes on the 64-bit layout (where every `u32` fits).
+const fn exceeds_limit(value: u32) -> bool {
+    value as u64 > MAX_LIMIT as u64
+}
+
+#[inline]
+#[allow(clippy::unnecessary_cast)] // a no-op only with the 32-bit layout
+const fn in_use_of(word: Word) -> u32 {
+    (word & FIELD_MASK) as u32
+}
+
+#[inline]
+#[allow(clippy::unnecessary_cast)] // a no-op only with the 32-bit layout
+const fn queued_of(word: Word) -> u32 {
+    (word >> FIELD_BITS) as u32
+}
+
+/// Packs the counters; callers keep both at most [`MAX_LIMIT`].
+#[inline]
+const fn pack(in_use: u32, queued: u32) -> Word {
+    ((queued as Word) << FIELD_BITS) | (in_use as Word & FIELD_MASK)
+}
+
+/// Bulkhead options.
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// let config = BulkheadConfig::DEFAULT
+///     .with_max_concurrent(4)
+///     .with_queue_timeout(Duration::from_secs(2));
+/// assert_eq!(config.max_queue, 100);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BulkheadConfig {
+    /// Most permits held at once (spec `maxConcurrent`, default 10).
+    /// Must be at least 1; at most [`MAX_LIMIT`] (65 535 with the 32-bit
+    /// layout).
+    pub max_concurrent: u32,
+    /// Most waiters queued at once (spec `maxQueue`, default 100). Zero
+    /// means no queue: a full bulkhead refuses at once. At most
+    /// [`MAX_LIMIT`].
+    pub max_queue: u32,
+    /// Longest time a waiter stays queued (spec `queueTimeout`, default
+    /// 30 s). The core only validates and stores it, in whole nanoseconds
+    /// saturating at `u64::MAX` (584 years, i.e. forever); the blocking
+    /// layer enforces it. Must be greater than zero.
+    pub queue_timeout: Duration,
+}
+
+impl BulkheadConfig {
+    /// The spec's defaults: 10 concurrent, 100 queued, 30 s queue timeout.
+    pub const DEFAULT: BulkheadConfig = BulkheadConfig {
+        max_concurrent: 10,
+        max_queue: 100,
+        queue_timeout: Duration::from_secs(30),
+    };
+
+    /// This config with `max_concurrent` set.
+    pub const fn with_max_concurrent(self, max_concurrent: u32) -> BulkheadConfig {
+        BulkheadConfig {
+            max_concurrent,
+            ..self
+        }
+    }
+
+    /// This config with `max_queue` set.
+    pub const fn with_max_queue(self, max_queue: u32) -> BulkheadConfig {
+        BulkheadConfig { max_queue, ..self }
+    }
+
+    /// This config with `queue_timeout` set.
+    pub const fn with_queue_timeout(self, queue_timeout: Duration) -> BulkheadConfig {
+        BulkheadConfig {
+            queue_timeout,
+            ..self
+        }
+    }
+
+    /// Checks every option (see [`Bulkhead::new`]).
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::new("max_concurrent", ConfigProblem::Zero));
+        }
+        if exceeds_limit(self.max_concurrent) {
+            return Err(ConfigError::new(
+                "max_concurrent",
+                ConfigProblem::TooLarge {
+                    max: MAX_LIMIT as u64,
+                },
+            ));
+        }
+        if exceeds_limit(self.max_queue) {
+            return Err(ConfigError::new(
+                "max_queue",
+                ConfigProblem::TooLarge {
+                    max: MAX_LIMIT as u64,
+                },
+            ));
+        }
+        if self.queue_timeout.is_zero() {
+            return Err(ConfigError::new("queue_timeout", ConfigProblem::Zero));
+        }
+        Ok(())
+    }
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        BulkheadConfig::DEFAULT
+    }
+}
+
+/// A lock-free bulkhead: a counting semaphore plus queue bookkeeping in one
+/// atomic word. See the [module docs](self) for the protocol.
+///
+/// Plain data (one atomic word and the limits, no pointers), so it can live
+/// in a `static` or in memory shared between processes.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+///
+/// static POOL: Bulkhead = match Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(1)) {
+///     Ok(b) => b,
+///     Err(_) => panic!("invalid config"),
+/// };
+///
+/// let permit = POOL.try_acquire().expect("free");
+/// let full = POOL.try_acquire().unwrap_err();
+/// assert_eq!(full.in_use, 1);
+/// drop(permit);
+/// assert_eq!(POOL.in_use(), 0);
+/// ```
+#[derive(Debug)]
+#[repr(C)]
+pub struct Bulkhead {
+    /// `in_use | queued << FIELD_BITS`.
+    state: AtomicWord,
+    max_concurrent: u32,
+    max_queue: u32,
+    queue_timeout_nanos: u64,
+}
+
+impl Bulkhead {
+    const_fn_unless_loom! {
+        /// A bulkhead with no permit in use and nobody queued.
+        ///
+        /// # Errors
+        ///
+        /// - `max_concurrent`: [`Zero`](ConfigProblem::Zero), or
+        ///   [`TooLarge`](ConfigProblem::TooLarge) above [`MAX_LIMIT`]
+        ///   (65 535 with the 32-bit layout);
+        /// - `max_queue`: [`TooLarge`](ConfigProblem::TooLarge) above
+        ///   [`MAX_LIMIT`];
+        /// - `queue_timeout`: [`Zero`](ConfigProblem::Zero).
+        #[allow(clippy::question_mark)] // `?` is not allowed in a const fn
+        pub fn new(config: BulkheadConfig) -> Result<Bulkhead, ConfigError> {
+            if let Err(e) = config.validate() {
+                return Err(e);
+            }
+            Ok(Bulkhead {
+                state: AtomicWord::new(0),
+                max_concurrent: config.max_concurrent,
+                max_queue: config.max_queue,
+                queue_timeout_nanos: duration_to_nanos_saturating(config.queue_timeout),
+            })
+        }
+    }
+
+    /// The configuration (durations as stored: whole nanoseconds,
+    /// saturating at `u64::MAX`).
+    pub const fn config(&self) -> BulkheadConfig {
+        BulkheadConfig {
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            queue_timeout: Duration::from_nanos(self.queue_timeout_nanos),
+        }
+    }
+
+    /// Takes a permit if one is free and nobody is queued (no barging past
+    /// waiters). The permit is returned when the guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadFull`] when all permits are held or waiters are queued.
+    /// The bulkhead keeps no time, so the error carries no `retry_after`:
+    /// a permit comes back whenever a holder finishes.
+    pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadFull> {
+        self.try_acquire_raw()
+            .map(|()| BulkheadPermit { bulkhead: self })
+    }
+
+    /// [`try_acquire`](Self::try_acquire) without a guard, for bindings that
+    /// cannot hold a borrow (C, Python).
+    ///
+    /// **Contract:** each `Ok` must be matched by exactly one
+    /// [`release_raw`](Self::release_raw). Breaking it never corrupts the
+    /// counters (a release with no permit in use reports
+    /// [`Release::NotHeld`] and changes nothing), but a missing release
+    /// leaks a permit for good and an extra release steals another
+    /// holder's permit.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_raw(&self) -> Result<(), BulkheadFull> {
+        let max = self.max_concurrent;
+        sync::update(&self.state, Ordering::AcqRel, |w| step_acquire(w, max))
+    }
+
+    /// Returns a permit taken by [`try_acquire_raw`](Self::try_acquire_raw),
+    /// [`enqueue_raw`](Self::enqueue_raw) or
+    /// [`acquire_queued_raw`](Self::acquire_queued_raw) (or given up by
+    /// [`BulkheadPermit::into_raw`]).
+    ///
+    /// Reports whether waiters are queued (wake the front one), or
+    /// [`Release::NotHeld`] — a caller bug — when no permit was in use, in
+    /// which case nothing changes.
+    pub fn release_raw(&self) -> Release {
+        sync::update(&self.state, Ordering::AcqRel, step_release).unwrap_or(Release::NotHeld)
+    }
+
+    /// Takes a permit if one is free and nobody is queued; otherwise takes a
+    /// place in the queue if fewer than `max_queue` are queued; otherwise
+    /// refuses. One CAS.
+    ///
+    /// The blocking layer parks an [`Admission::Enqueued`] waiter in its own
+    /// FIFO, wakes it when a [`Release`] says so, and then calls
+    /// [`QueueTicket::try_acquire`]; it drops the ticket on timeout.
+    pub fn enqueue(&self) -> Admission<'_> {
+        match self.enqueue_raw() {
+            RawAdmission::Acquired => Admission::Acquired(BulkheadPermit { bulkhead: self }),
+            RawAdmission::Enqueued => Admission::Enqueued(QueueTicket { bulkhead: self }),
+            RawAdmission::Full(full) => Admission::Full(full),
+        }
+    }
+
+    /// [`enqueue`](Self::enqueue) without guards. An
+    /// [`Acquired`](RawAdmission::Acquired) must be released exactly once
+    /// with [`release_raw`](Self::release_raw); an
+    /// [`Enqueued`](RawAdmission::Enqueued) must end exactly once, either in
+    /// an `Acquired` from [`acquire_queued_raw`](Self::acquire_queued_raw)
+    /// or in [`leave_queue_raw`](Self::leave_queue_raw).
+    pub fn enqueue_raw(&self) -> RawAdmission {
+        let (max, max_queue) = (self.max_concurrent, self.max_queue);
+        match sync::update(&self.state, Ordering::AcqRel, |w| {
+            step_enqueue(w, max, max_queue)
+        }) {
+            Ok(admission) => admission,
+            Err(full) => RawAdmission::Full(full),
+        }
+    }
+
+    /// For a queued waiter (normally the front of the blocking layer's
+    /// queue, just woken): if a permit is free, takes it **and** leaves the
+    /// queue in one CAS.
+    ///
+    /// [`QueuedAcquire::Acquired`] says whether the *next* waiter should be
+    /// woken too (more waiters queued and a permit still free);
+    /// [`QueuedAcquire::Wait`] means no permit is free, keep waiting;
+    /// [`QueuedAcquire::NotQueued`] — a caller bug — means nobody was
+    /// queued, and nothing changed.
+    pub fn acquire_queued_raw(&self) -> QueuedAcquire {
+        let max = self.max_concurrent;
+        match sync::update(&self.state, Ordering::AcqRel, |w| {
+            step_acquire_queued(w, max)
+        }) {
+            Ok(wake_next) => QueuedAcquire::Acquired { wake_next },
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// For a queued waiter that gives up (timeout, cancellation, dispose):
+    /// leaves the queue.
+    ///
+    /// [`LeaveQueue::Left`] says whether the next waiter should be woken (it
+    /// may have been owed the wake-up this waiter consumed);
+    /// [`LeaveQueue::NotQueued`] — a caller bug — means nobody was queued,
+    /// and nothing changed (no underflow).
+    pub fn leave_queue_raw(&self) -> LeaveQueue {
+        let max = self.max_concurrent;
+        sync::update(&self.state, Ordering::AcqRel, |w| step_leave(w, max))
+            .unwrap_or(LeaveQueue::NotQueued)
+    }
+
+    /// Permits in use now.
+    pub fn in_use(&self) -> u32 {
+        in_use_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// Waiters queued now.
+    pub fn queued(&self) -> u32 {
+        queued_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// Permits not in use now (`max_concurrent - in_use`). Waiters queued
+    /// may be about to take them; [`try_acquire`](Self::try_acquire) does
+    /// not barge past them.
+    pub fn available(&self) -> u32 {
+        self.max_concurrent.saturating_sub(self.in_use())
+    }
+
+    /// `true` when waiters are queued and a permit is free: the blocking
+    /// layer should make sure its front waiter is awake. (The `_raw`
+    /// operations report this atomically with their change; this is a
+    /// snapshot.)
+    pub fn waiter_can_proceed(&self) -> bool {
+        let w = self.state.load(Ordering::Acquire);
+        queued_of(w) > 0 && in_use_of(w) < self.max_concurrent
+    }
+}
+
+impl Default for Bulkhead {
+    /// A bulkhead with [`BulkheadConfig::DEFAULT`].
+    fn default() -> Self {
+        Bulkhead {
+            state: AtomicWord::new(0),
+            max_concurrent: BulkheadConfig::DEFAULT.max_concurrent,
+            max_queue: BulkheadConfig::DEFAULT.max_queue,
+            queue_timeout_nanos: duration_to_nanos_saturating(
+                BulkheadConfig::DEFAULT.queue_timeout,
+            ),
+        }
+    }
+}
+
+// --- Pure transitions ------------------------------------------------------
+
+fn step_acquire(w: Word, max: u32) -> Result<((), Word), BulkheadFull> {
+    let (in_use, queued) = (in_use_of(w), queued_of(w));
+    if queued > 0 || in_use >= max {
+        return Err(BulkheadFull { in_use, queued });
+    }
+    // in_use < max <= MAX_LIMIT, so in_use + 1 fits the field.
+    Ok(((), pack(in_use + 1, queued)))
+}
+
+fn step_release(w: Word) -> Result<(Release, Word), ()> {
+    let (in_use, queued) = (in_use_of(w), queued_of(w));
+    if in_use == 0 {
+        return Err(());
+    }
+    Ok((Release::Released { queued }, pack(in_use - 1, queued)))
+}
+
+fn step_enqueue(w: Word, max: u32, max_queue: u32) -> Result<(RawAdmission, Word), BulkheadFull> {
+    let (in_use, queued) = (in_use_of(w), queued_of(w));
+    if queued == 0 && in_use < max {
+        Ok((RawAdmission::Acquired, pack(in_use + 1, queued)))
+    } else if queued < max_queue {
+        Ok((RawAdmission::Enqueued, pack(in_use, queued + 1)))
+    } else {
+        Err(BulkheadFull { in_use, queued })
+    }
+}
+
+fn step_acquire_queued(w: Word, max: u32) -> Result<(bool, Word), QueuedAcquire> {
+    let (in_use, queued) = (in_use_of(w), queued_of(w));
+    if queued == 0 {
+        return Err(QueuedAcquire::NotQueued);
+    }
+    if in_use >= max {
+        return Err(QueuedAcquire::Wait);
+    }
+    let (in_use, queued) = (in_use + 1, queued - 1);
+    Ok((queued > 0 && in_use < max, pack(in_use, queued)))
+}
+
+fn step_leave(w: Word, max: u32) -> Result<(LeaveQueue, Word), ()> {
+    let (in_use, queued) = (in_use_of(w), queued_of(w));
+    if queued == 0 {
+        return Err(());
+    }
+    let queued = queued - 1;
+    let wake_next = queued > 0 && in_use < max;
+    Ok((LeaveQueue::Left { wake_next }, pack(in_use, queued)))
+}
+
+// --- Guards and outcomes ----------------------------------------------------
+
+/// A held bulkhead permit; dropping it releases the permit.
+///
+/// Use [`release`](Self::release) instead of dropping when you need to know
+/// whether waiters are queued.
+#[must_use = "dropping a permit releases it at once"]
+#[derive(Debug)]
+pub struct BulkheadPermit<'a> {
+    bulkhead: &'a Bulkhead,
+}
+
+impl<'a> BulkheadPermit<'a> {
+    /// The bulkhead this permit belongs to.
+    pub fn bulkhead(&self) -> &'a Bulkhead {
+        self.bulkhead
+    }
+
+    /// Releases the permit, reporting whether waiters are queued.
+    pub fn release(self) -> Release {
+        let bulkhead = self.bulkhead;
+        core::mem::forget(self);
+        bulkhead.release_raw()
+    }
+
+    /// Gives up the guard without releasing: the caller now owes exactly
+    /// one [`Bulkhead::release_raw`].
+    pub fn into_raw(self) -> &'a Bulkhead {
+        let bulkhead = self.bulkhead;
+        core::mem::forget(self);
+        bulkhead
+    }
+}
+
+impl Drop for BulkheadPermit<'_> {
+    fn drop(&mut self) {
+        let _ = self.bulkhead.release_raw();
+    }
+}
+
+/// A place in a bulkhead's queue; dropping it leaves the queue.
+///
+/// The blocking layer holds one per parked waiter. When woken it calls
+/// [`try_acquire`](Self::try_acquire); on timeout it drops the ticket (or
+/// calls [`leave`](Self::leave) to learn whether to wake the next waiter).
+#[must_use = "dropping a ticket leaves the queue at once"]
+#[derive(Debug)]
+pub struct QueueTicket<'a> {
+    bulkhead: &'a Bulkhead,
+}
+
+impl<'a> QueueTicket<'a> {
+    /// The bulkhead this ticket belongs to.
+    pub fn bulkhead(&self) -> &'a Bulkhead {
+        self.bulkhead
+    }
+
+    /// Takes a permit and leaves the queue in one CAS if a permit is free;
+    /// otherwise gives the ticket back (keep waiting).
+    ///
+    /// After a success, check [`Bulkhead::waiter_can_proceed`] to chain the
+    /// wake-up to the next waiter.
+    ///
+    /// # Errors
+    ///
+    /// The ticket itself, when no permit is free.
+    pub fn try_acquire(self) -> Result<BulkheadPermit<'a>, QueueTicket<'a>> {
+        let bulkhead = self.bulkhead;
+        match bulkhead.acquire_queued_raw() {
+            QueuedAcquire::Acquired { .. } => {
+                core::mem::forget(self);
+                Ok(BulkheadPermit { bulkhead })
+            }
+            // `NotQueued` can only follow a raw-API contract breach
+            // (someone else left the queue on our behalf). Nothing to take;
+            // the ticket's drop will find nobody queued and change nothing.
+            QueuedAcquire::Wait | QueuedAcquire::NotQueued => Err(self),
+        }
+    }
+
+    /// Leaves the queue; `true` when the next waiter should be woken (more
+    /// waiters queued and a permit free).
+    pub fn leave(self) -> bool {
+        let bulkhead = self.bulkhead;
+        core::mem::forget(self);
+        matches!(
+            bulkhead.leave_queue_raw(),
+            LeaveQueue::Left { wake_next: true }
+        )
+    }
+
+    /// Gives up the guard while staying queued: the caller now owes exactly
+    /// one [`Bulkhead::acquire_queued_raw`] success or
+    /// [`Bulkhead::leave_queue_raw`].
+    pub fn into_raw(self) -> &'a Bulkhead {
+        let bulkhead = self.bulkhead;
+        core::mem::forget(self);
+        bulkhead
+    }
+}
+
+impl Drop for QueueTicket<'_> {
+    fn drop(&mut self) {
+        let _ = self.bulkhead.leave_queue_raw();
+    }
+}
+
+/// The outcome of [`Bulkhead::enqueue`].
+#[must_use = "an admission holds a permit or a queue place"]
+#[derive(Debug)]
+pub enum Admission<'a> {
+    /// A permit was free and nobody was queued: it is yours.
+    Acquired(BulkheadPermit<'a>),
+    /// You are queued: wait to be woken, then
+    /// [`QueueTicket::try_acquire`].
+    Enqueued(QueueTicket<'a>),
+    /// All permits are held and the queue is full.
+    Full(BulkheadFull),
+}
+
+/// The outcome of [`Bulkhead::enqueue_raw`].
+#[must_use = "an admission holds a permit or a queue place"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RawAdmission {
+    /// A permit was taken: release it with [`Bulkhead::release_raw`].
+    Acquired,
+    /// A queue place was taken: end it with
+    /// [`Bulkhead::acquire_queued_raw`] or [`Bulkhead::leave_queue_raw`].
+    Enqueued,
+    /// All permits are held and the queue is full.
+    Full(BulkheadFull),
+}
+
+/// The outcome of [`Bulkhead::release_raw`].
+#[must_use = "a release may need a queued waiter woken"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// A permit was returned; `queued` waiters are queued (if any, wake the
+    /// front one).
+    Released {
+        /// Waiters queued after the release.
+        queued: u32,
+    },
+    /// No permit was in use: a release without an acquire (caller bug).
+    /// Nothing changed.
+    NotHeld,
+}
+
+impl Release {
+    /// `true` when a permit was returned and waiters are queued: wake the
+    /// front one.
+    pub const fn wake_waiter(self) -> bool {
+        matches!(self, Release::Released { queued } if queued > 0)
+    }
+}
+
+/// The outcome of [`Bulkhead::acquire_queued_raw`].
+#[must_use = "an acquired permit must be released"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueuedAcquire {
+    /// The permit was taken and the queue left; release it with
+    /// [`Bulkhead::release_raw`].
+    Acquired {
+        /// More waiters are queued and a permit is still free: wake the
+        /// next one.
+        wake_next: bool,
+    },
+    /// No permit is free: stay queued.
+    Wait,
+    /// Nobody was queued (caller bug). Nothing changed.
+    NotQueued,
+}
+
+/// The outcome of [`Bulkhead::leave_queue_raw`].
+#[must_use = "the next waiter may need waking"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaveQueue {
+    /// The queue place was given up.
+    Left {
+        /// More waiters are queued and a permit is free: wake the next one.
+        wake_next: bool,
+    },
+    /// Nobody was queued (caller bug). Nothing changed.
+    NotQueued,
+}
+
+/// A refusal: all permits are held (or waiters are queued ahead), and — for
+/// [`Bulkhead::enqueue`] — the queue is full.
+///
+/// It carries a snapshot of the counts when it was refused. There is no
+/// `retry_after`: the bulkhead keeps no time, and a permit returns whenever
+/// a holder finishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BulkheadFull {
+    /// Permits in use when refused.
+    pub in_use: u32,
+    /// Waiters queued when refused.
+    pub queued: u32,
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bulkhead full: {} permits in use, {} waiters queued",
+            self.in_use, self.queued
+        )
+    }
+}
+
+/// `core::error::Error` is `std::error::Error`: implemented without the
+/// `std` feature too.
+impl core::error::Error for BulkheadFull {}
+
+#[cfg(all(test, not(stockade_loom)))]
+mod tests {
+    use super::*;
+
+    fn bulkhead(max: u32, queue: u32) -> Bulkhead {
+        Bulkhead::new(
+            BulkheadConfig::DEFAULT
+                .with_max_concurrent(max)
+                .with_max_queue(queue),
+        )
+        .expect("valid config")
+    }
+
+    #[test]
+    fn defaults_are_the_spec_values() {
+        let d = BulkheadConfig::default();
+        assert_eq!(d.max_concurrent, 10);
+        assert_eq!(d.max_queue, 100);
+        assert_eq!(d.queue_timeout, Duration::from_millis(30_000));
+        let b = Bulkhead::default();
+        assert_eq!(b.config(), BulkheadConfig::DEFAULT);
+        assert_eq!(Bulkhead::new(d).expect("valid").config(), d);
+        assert_eq!((b.in_use(), b.queued(), b.available()), (0, 0, 10));
+    }
+
+    #[test]
+    fn config_errors_name_the_option() {
+        let bad = |c: BulkheadConfig| Bulkhead::new(c).unwrap_err();
+        let d = BulkheadConfig::DEFAULT;
+        assert_eq!(
+            bad(d.with_max_concurrent(0)),
+            ConfigError::new("max_concurrent", ConfigProblem::Zero)
+        );
+        assert_eq!(
+            bad(d.with_queue_timeout(Duration::ZERO)),
+            ConfigError::new("queue_timeout", ConfigProblem::Zero)
+        );
+        // A queue of zero is valid: no queueing.
+        assert!(Bulkhead::new(d.with_max_queue(0)).is_ok());
+        // Very long timeouts saturate rather than fail.
+        let b = Bulkhead::new(d.with_queue_timeout(Duration::MAX)).expect("valid");
+        assert_eq!(b.config().queue_timeout, Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn layout_limits() {
+        let d = BulkheadConfig::DEFAULT;
+        if crate::sync::WIDE {
+            assert_eq!(MAX_LIMIT, u32::MAX);
+            let b = Bulkhead::new(d.with_max_concurrent(u32::MAX).with_max_queue(u32::MAX))
+                .expect("fits 32-bit fields");
+            assert!(b.try_acquire_raw().is_ok());
+            assert_eq!(b.available(), u32::MAX - 1);
+        } else {
+            assert_eq!(MAX_LIMIT, 65_535);
+            assert!(Bulkhead::new(d.with_max_concurrent(65_535).with_max_queue(65_535)).is_ok());
+            let too_large = ConfigProblem::TooLarge { max: 65_535 };
+            assert_eq!(
+                Bulkhead::new(d.with_max_concurrent(65_536)).unwrap_err(),
+                ConfigError::new("max_concurrent", too_large)
+            );
+            assert_eq!(
+                Bulkhead::new(d.with_max_queue(65_536)).unwrap_err(),
+                ConfigError::new("max_queue", too_large)
+            );
+        }
+    }
+
+    #[test]
+    fn fields_at_their_maximum_do_not_bleed() {
+        let b = bulkhead(MAX_LIMIT, MAX_LIMIT);
+        b.state
+            .store(pack(MAX_LIMIT - 1, MAX_LIMIT - 1), Ordering::Relaxed);
+        assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT - 1, MAX_LIMIT));
+        assert!(matches!(b.enqueue_raw(), RawAdmission::Full(_)));
+        assert_eq!(
+            b.acquire_queued_raw(),
+            QueuedAcquire::Acquired { wake_next: false }
+        );
+        assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT, MAX_LIMIT - 1));
+        assert_eq!(b.acquire_queued_raw(), QueuedAcquire::Wait);
+        assert_eq!(
+            b.release_raw(),
+            Release::Released {
+                queued: MAX_LIMIT - 1
+            }
+        );
+    }
+
+    #[test]
+    fn try_acquire_up_to_the_limit_and_release_on_drop() {
+        let b = bulkhead(2, 5);
+        let p1 = b.try_acquire().expect("free");
+        let p2 = b.try_acquire().expect("free");
+        assert_eq!(b.available(), 0);
+        assert_eq!(
+            b.try_acquire().unwrap_err(),
+            BulkheadFull {
+                in_use: 2,
+                queued: 0
+            }
+        );
+        drop(p1);
+        assert_eq!(b.in_use(), 1);
+        assert_eq!(p2.release(), Release::Released { queued: 0 });
+        assert_eq!(b.in_use(), 0);
+        assert!(core::ptr::eq(b.try_acquire().expect("free").bulkhead(), &b));
+    }
+
+    #[test]
+    fn raw_acquire_and_release() {
+        let b = bulkhead(1, 0);
+        assert_eq!(b.try_acquire_raw(), Ok(()));
+        assert!(b.try_acquire_raw().is_err());
+        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        // Underflow guard: an extra release changes nothing.
+        assert_eq!(b.release_raw(), Release::NotHeld);
+        assert!(!Release::NotHeld.wake_waiter());
+        assert_eq!((b.in_use(), b.queued()), (0, 0));
+        // A permit turned raw is still held until released once.
+        let raw = b.try_acquire().expect("free").into_raw();
+        assert_eq!(raw.in_use(), 1);
+        assert_eq!(raw.release_raw(), Release::Released { queued: 0 });
+    }
+
+    #[test]
+    fn enqueue_acquires_queues_then_refuses() {
+        let b = bulkhead(1, 2);
+        let p = match b.enqueue() {
+            Admission::Acquired(p) => p,
+            other => panic!("expected a permit, got {other:?}"),
+        };
+        let t1 = match b.enqueue() {
+            Admission::Enqueued(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        };
+        assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        assert_eq!(
+            b.enqueue_raw(),
+            RawAdmission::Full(BulkheadFull {
+                in_use: 1,
+                queued: 2
+            })
+        );
+        assert!(matches!(b.enqueue(), Admission::Full(_)));
+        assert_eq!((b.in_use(), b.queued()), (1, 2));
+        assert!(!b.waiter_can_proceed());
+
+        // The holder leaves: two queued, wake the front.
+        let r = p.release();
+        assert_eq!(r, Release::Released { queued: 2 });
+        assert!(r.wake_waiter());
+        assert!(b.waiter_can_proceed());
+
+        // No barging: a newcomer cannot take the free permit.
+        assert_eq!(
+            b.try_acquire().unwrap_err(),
+            BulkheadFull {
+                in_use: 0,
+                queued: 2
+            }
+        );
+        assert!(matches!(b.enqueue(), Admission::Full(_)));
+
+        // The front waiter takes it and leaves the queue in one step.
+        let p = t1.try_acquire().expect("a permit is free");
+        assert_eq!((b.in_use(), b.queued()), (1, 1));
+        // The raw waiter has to wait.
+        assert_eq!(b.acquire_queued_raw(), QueuedAcquire::Wait);
+        drop(p);
+        assert_eq!(
+            b.acquire_queued_raw(),
+            QueuedAcquire::Acquired { wake_next: false }
+        );
+        assert_eq!((b.in_use(), b.queued()), (1, 0));
+        assert_eq!(b.acquire_queued_raw(), QueuedAcquire::NotQueued);
+        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        assert_eq!((b.in_use(), b.queued()), (0, 0));
+    }
+
+    #[test]
+    fn no_queue_means_refuse_when_full() {
+        let b = bulkhead(1, 0);
+        assert_eq!(b.enqueue_raw(), RawAdmission::Acquired);
+        assert_eq!(
+            b.enqueue_raw(),
+            RawAdmission::Full(BulkheadFull {
+                in_use: 1,
+                queued: 0
+            })
+        );
+        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+    }
+
+    #[test]
+    fn acquire_queued_reports_chained_wakeups() {
+        let b = bulkhead(3, 5);
+        for _ in 0..3 {
+            assert_eq!(b.try_acquire_raw(), Ok(()));
+        }
+        for _ in 0..3 {
+            assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        }
+        // Two permits come back before the front waiter runs.
+        assert!(b.release_raw().wake_waiter());
+        assert!(b.release_raw().wake_waiter());
+        // The first woken waiter is told to wake the next one...
+        assert_eq!(
+            b.acquire_queued_raw(),
+            QueuedAcquire::Acquired { wake_next: true }
+        );
+        // ...which takes the last free permit; the third has to wait.
+        assert_eq!(
+            b.acquire_queued_raw(),
+            QueuedAcquire::Acquired { wake_next: false }
+        );
+        assert_eq!(b.acquire_queued_raw(), QueuedAcquire::Wait);
+        assert_eq!((b.in_use(), b.queued()), (3, 1));
+    }
+
+    #[test]
+    fn leaving_the_queue() {
+        let b = bulkhead(1, 3);
+        assert_eq!(b.try_acquire_raw(), Ok(()));
+        let t1 = match b.enqueue() {
+            Admission::Enqueued(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        };
+        let t2 = match b.enqueue() {
+            Admission::Enqueued(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        };
+        assert_eq!(b.queued(), 2);
+        // No permit free: leaving wakes nobody.
+        assert!(!t1.leave());
+        assert_eq!(b.queued(), 1);
+        // The ticket can wait and still be dropped.
+        let t2 = t2.try_acquire().expect_err("no permit is free");
+        assert!(core::ptr::eq(t2.bulkhead(), &b));
+        drop(t2);
+        assert_eq!(b.queued(), 0);
+        // Underflow guard.
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::NotQueued);
+        assert_eq!((b.in_use(), b.queued()), (1, 0));
+
+        // A waiter that times out after a wake-up was sent to it passes the
+        // wake-up on.
+        assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        assert!(b.release_raw().wake_waiter());
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: true });
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
+        assert_eq!((b.in_use(), b.queued()), (0, 0));
+    }
+
+    #[test]
+    fn raw_ticket_and_contract_breach_do_not_underflow() {
+        let b = bulkhead(1, 1);
+        assert_eq!(b.try_acquire_raw(), Ok(()));
+        let t = match b.enqueue() {
+            Admission::Enqueued(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        };
+        // Someone breaches the raw contract and removes our queue place.
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
+        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        // The ticket finds nobody queued: no permit is taken out of thin air.
+        let t = t.try_acquire().expect_err("not queued any more");
+        drop(t);
+        assert_eq!((b.in_use(), b.queued()), (0, 0));
+
+        // into_raw keeps the queue place.
+        assert_eq!(b.try_acquire_raw(), Ok(()));
+        let t = match b.enqueue() {
+            Admission::Enqueued(t) => t,
+            other => panic!("expected a ticket, got {other:?}"),
+        };
+        let raw = t.into_raw();
+        assert_eq!(raw.queued(), 1);
+        assert_eq!(raw.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
+    }
+
+    #[test]
+    fn errors_display() {
+        extern crate alloc;
+        use alloc::string::ToString;
+        let e = BulkheadFull {
+            in_use: 3,
+            queued: 7,
+        };
+        assert_eq!(
+            e.to_string(),
+            "bulkhead full: 3 permits in use, 7 waiters queued"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let size = core::mem::size_of::<Bulkhead>();
+        assert_eq!(size, 24, "Bulkhead is {size} bytes");
+    }
+}
