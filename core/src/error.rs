@@ -61,8 +61,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for ConfigError {}
+impl core::error::Error for ConfigError {}
 
 #[cfg(all(test, feature = "std"))]
 mod tests {

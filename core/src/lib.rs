@@ -25,7 +25,6 @@ pub mod deadline;
 pub mod error;
 pub mod limiter;
 
-#[cfg(feature = "std")]
-pub mod blocking;
+// `pub mod blocking;` joins once the core breaker is merged.
 
 pub use error::{ConfigError, ConfigProblem};
