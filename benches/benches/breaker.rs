@@ -1,0 +1,86 @@
+//! Circuit breaker, closed path: a healthy call through a closed breaker.
+//!
+//! Group `breaker`, at 1 and 2 threads on one shared breaker:
+//! - `stockade`: until the blocking `CircuitBreaker::execute` lands, the
+//!   core as a blocking layer drives it: `try_acquire(&clock)`, the call,
+//!   `permit.success(&clock)` (a closed breaker reads no clock);
+//! - `failsafe`: `StateMachine::call` with failsafe's default config;
+//! - `recloser`: `Recloser::call` with the default config.
+//!
+//! The call is a trivial closure returning `Ok`.
+//!
+//! Targets (issue): Stockade ≤ 1/3 of recloser and ≤ 1/20 of failsafe.
+
+use core::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use failsafe::CircuitBreaker as _;
+use recloser::Recloser;
+use stockade::breaker::{BreakerConfig, CircuitBreaker};
+use stockade::clock::MonotonicClock;
+use stockade_bench::bench_threads;
+
+/// The protected call: succeeds at once.
+#[inline(never)]
+fn healthy_call() -> Result<u64, ()> {
+    Ok(black_box(42))
+}
+
+/// A call through the core breaker, as the blocking layer makes it.
+fn call_through_core<T, E>(
+    breaker: &CircuitBreaker,
+    clock: &MonotonicClock,
+    call: impl FnOnce() -> Result<T, E>,
+) -> Option<Result<T, E>> {
+    let permit = breaker.try_acquire(clock).ok()?;
+    let result = call();
+    match &result {
+        Ok(_) => permit.success(clock),
+        Err(_) => permit.failure(clock),
+    }
+    Some(result)
+}
+
+fn breaker(c: &mut Criterion) {
+    let mut group = c.benchmark_group("breaker");
+    bench_threads(
+        &mut group,
+        "stockade",
+        || {
+            let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT).expect("valid config");
+            (breaker, MonotonicClock::new())
+        },
+        |(breaker, clock)| {
+            black_box(call_through_core(breaker, clock, healthy_call));
+        },
+    );
+    // When the blocking breaker lands, measure it beside the core (the table
+    // script compares every `stockade*` function with the peers):
+    // bench_threads(
+    //     &mut group,
+    //     "stockade-execute",
+    //     || stockade::blocking::CircuitBreaker::new("bench", Default::default()).expect("valid"),
+    //     |breaker| {
+    //         black_box(breaker.execute(healthy_call).ok());
+    //     },
+    // );
+    bench_threads(
+        &mut group,
+        "failsafe",
+        || failsafe::Config::new().build(),
+        |breaker| {
+            black_box(breaker.call(healthy_call).ok());
+        },
+    );
+    bench_threads(&mut group, "recloser", Recloser::default, |breaker| {
+        black_box(breaker.call(healthy_call).ok());
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = stockade_bench::criterion();
+    targets = breaker
+}
+criterion_main!(benches);

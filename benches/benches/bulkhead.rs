@@ -1,0 +1,59 @@
+//! Bulkhead admission: take a permit and give it back.
+//!
+//! Group `bulkhead`: Stockade's lock-free core `Bulkhead::try_acquire` +
+//! drop, tokio's `Semaphore::try_acquire` + drop, and a `Mutex` + `Condvar`
+//! counting semaphore ([`stockade_bench::CondvarSemaphore`]), each at 1 and
+//! 2 threads on one shared instance. There are more permits than threads,
+//! so every call is granted: this is the uncontended-admission path.
+//!
+//! Target (issue): Stockade ≤ 1/2 of tokio.
+
+use core::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+use stockade_bench::{CondvarSemaphore, bench_threads};
+
+/// Permits of every semaphore: more than there are threads.
+const PERMITS: u32 = 64;
+
+fn bulkhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bulkhead");
+    bench_threads(
+        &mut group,
+        "stockade",
+        || Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(PERMITS)),
+        |bulkhead| {
+            if let Ok(bulkhead) = bulkhead {
+                let permit = bulkhead.try_acquire();
+                black_box(&permit);
+            }
+        },
+    );
+    bench_threads(
+        &mut group,
+        "tokio",
+        || tokio::sync::Semaphore::new(PERMITS as usize),
+        |semaphore| {
+            let permit = semaphore.try_acquire();
+            black_box(&permit);
+        },
+    );
+    bench_threads(
+        &mut group,
+        "condvar",
+        || CondvarSemaphore::new(PERMITS),
+        |semaphore| {
+            let permit = semaphore.try_acquire();
+            black_box(&permit);
+        },
+    );
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = stockade_bench::criterion();
+    targets = bulkhead
+}
+criterion_main!(benches);

@@ -1,0 +1,223 @@
+//! Shared helpers for Stockade's criterion benchmarks (the bench targets
+//! live in `benches/benches/`).
+//!
+//! Every comparison is one criterion group named after the pattern
+//! (`limiter`, `breaker`, `bulkhead`, `retry`), with one function per
+//! implementation (`stockade`, `governor`, …) and one parameter per thread
+//! count (`1t`, `2t`). `scripts/bench-table.py` reads the results back by
+//! those names, so keep them stable.
+//!
+//! Multi-threaded points use [`run_threads`]: the threads share one
+//! instance, start together at a barrier, and the reported time is the wall
+//! time divided by the operations *of one thread* — the per-op time each
+//! thread saw. With perfect scaling it equals the single-thread time; with
+//! full serialisation it is `threads` times as long.
+
+use core::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Barrier, Condvar, Mutex};
+use std::time::Instant;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+
+/// The thread counts every comparison is measured at.
+pub const THREADS: [usize; 2] = [1, 2];
+
+/// Criterion with short warm-up and measurement times, so that the whole
+/// suite runs in a few minutes (override on the command line, e.g.
+/// `cargo bench -p stockade-bench -- --measurement-time 10`).
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+        .configure_from_args()
+}
+
+/// The parameter label of a thread count: `1t`, `2t`, …
+pub fn threads_label(threads: usize) -> String {
+    format!("{threads}t")
+}
+
+/// Runs `op(state)` `iters` times on each of `threads` threads that start
+/// together at a barrier, and returns the wall time of the slowest thread:
+/// criterion divides it by `iters`, which gives the per-op time per thread.
+///
+/// With `threads == 1` the operation runs on the calling thread, so the
+/// single-thread number has no spawn or barrier overhead at all.
+pub fn run_threads<S, O>(threads: usize, iters: u64, state: &S, op: &O) -> Duration
+where
+    S: Sync + ?Sized,
+    O: Fn(&S) + Sync + ?Sized,
+{
+    if threads <= 1 {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op(state);
+        }
+        return start.elapsed();
+    }
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op(state);
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Duration::MAX))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+/// Adds one benchmark per thread count in [`THREADS`] to `group`, under the
+/// function name `name`.
+///
+/// `setup` builds a fresh shared instance for every criterion sample (so a
+/// limiter on a clock that never moves cannot run out of permits over a
+/// long run), outside the timed region; `op` is one operation on it, run
+/// by every thread (see [`run_threads`]).
+pub fn bench_threads<S, U, O>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, setup: U, op: O)
+where
+    S: Sync,
+    U: Fn() -> S,
+    O: Fn(&S) + Sync,
+{
+    for threads in THREADS {
+        group.bench_function(BenchmarkId::new(name, threads_label(threads)), |b| {
+            b.iter_custom(|iters| {
+                let state = setup();
+                run_threads(threads, iters, &state, &op)
+            });
+        });
+    }
+}
+
+/// Where criterion writes its results: `$CRITERION_HOME`, else
+/// `$CARGO_TARGET_DIR/criterion`, else the `criterion` folder of the target
+/// directory this bench binary was built in.
+pub fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    // The binary is `<target>/<profile>/deps/<name>-<hash>`.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+/// A counting semaphore from a `Mutex` and a `Condvar`: the textbook
+/// blocking baseline for the bulkhead comparison.
+#[derive(Debug)]
+pub struct CondvarSemaphore {
+    state: Mutex<SemState>,
+    freed: Condvar,
+}
+
+#[derive(Debug)]
+struct SemState {
+    available: u32,
+    waiters: u32,
+}
+
+/// A permit of a [`CondvarSemaphore`], released on drop.
+#[derive(Debug)]
+#[must_use]
+pub struct CondvarPermit<'a> {
+    semaphore: &'a CondvarSemaphore,
+}
+
+impl CondvarSemaphore {
+    /// A semaphore with `permits` permits.
+    pub fn new(permits: u32) -> CondvarSemaphore {
+        CondvarSemaphore {
+            state: Mutex::new(SemState {
+                available: permits,
+                waiters: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SemState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a permit if one is free.
+    pub fn try_acquire(&self) -> Option<CondvarPermit<'_>> {
+        let mut state = self.lock();
+        if state.available == 0 {
+            return None;
+        }
+        state.available -= 1;
+        Some(CondvarPermit { semaphore: self })
+    }
+
+    /// Takes a permit, waiting until one is free.
+    pub fn acquire(&self) -> CondvarPermit<'_> {
+        let mut state = self.lock();
+        while state.available == 0 {
+            state.waiters += 1;
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.waiters -= 1;
+        }
+        state.available -= 1;
+        CondvarPermit { semaphore: self }
+    }
+
+    /// Free permits right now.
+    pub fn available(&self) -> u32 {
+        self.lock().available
+    }
+}
+
+impl Drop for CondvarPermit<'_> {
+    fn drop(&mut self) {
+        let mut state = self.semaphore.lock();
+        state.available += 1;
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.semaphore.freed.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condvar_semaphore_counts() {
+        let sem = CondvarSemaphore::new(2);
+        let a = sem.try_acquire();
+        let b = sem.acquire();
+        assert!(a.is_some());
+        assert!(sem.try_acquire().is_none());
+        drop(b);
+        assert_eq!(sem.available(), 1);
+    }
+
+    #[test]
+    fn run_threads_runs_every_op() {
+        let count = core::sync::atomic::AtomicU64::new(0);
+        run_threads(2, 1000, &count, &|c: &core::sync::atomic::AtomicU64| {
+            c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(count.into_inner(), 2000);
+    }
+}

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Print Stockade's benchmark results as a Markdown table.
+
+Reads criterion's results (``<criterion dir>/**/new/estimates.json`` and
+the ``benchmark.json`` beside each, for the group/function/parameter names)
+written by ``cargo bench -p stockade-bench``, takes each benchmark's
+*median* point estimate (ns per op; for 2-thread runs, ns per op per
+thread), and prints per comparison: the medians of Stockade and each peer,
+the ratios Stockade/peer, the issue's targets and whether they are met,
+plus the machine (CPU model, cores, rustc) and the date.
+
+The criterion directory is, in order: ``--criterion-dir``,
+``$CRITERION_HOME``, ``$CARGO_TARGET_DIR/criterion``, ``target/criterion``
+under the repository root. Python 3 standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The comparisons, in print order: criterion group -> description.
+GROUPS = {
+    "limiter": "Rate limiter, grant path (`try_acquire` / governor `check`)",
+    "breaker": "Circuit breaker, closed path (healthy call)",
+    "bulkhead": "Bulkhead, `try_acquire` + drop",
+    "retry": "Retry of a call that succeeds first time",
+}
+
+# The issue's targets: (group, stockade function, peer function, max ratio
+# stockade/peer, label). Checked on the single-thread medians. A new
+# Stockade variant (e.g. the blocking `stockade-execute`) gets its own rows.
+TARGETS = [
+    ("limiter", "stockade-monotonic", "governor-default", 1.0, "≤ 1.0×"),
+    ("limiter", "stockade-execute", "governor-default", 1.0, "≤ 1.0×"),
+    ("breaker", "stockade", "recloser", 1 / 3, "≤ 1/3"),
+    ("breaker", "stockade", "failsafe", 1 / 20, "≤ 1/20"),
+    ("breaker", "stockade-execute", "recloser", 1 / 3, "≤ 1/3"),
+    ("breaker", "stockade-execute", "failsafe", 1 / 20, "≤ 1/20"),
+    ("bulkhead", "stockade", "tokio", 1 / 2, "≤ 1/2"),
+]
+
+# Two threads on one instance: per-op time per thread vs one thread.
+SCALING_MAX = 2.5
+
+THREADS = ("1t", "2t")
+
+
+def criterion_dir(arg):
+    if arg:
+        return Path(arg)
+    if os.environ.get("CRITERION_HOME"):
+        return Path(os.environ["CRITERION_HOME"])
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return Path(os.environ["CARGO_TARGET_DIR"]) / "criterion"
+    return REPO / "target" / "criterion"
+
+
+def load(root):
+    """{(group, function, parameter): median ns} from criterion's files."""
+    results = {}
+    for estimates in root.glob("**/new/estimates.json"):
+        meta_file = estimates.with_name("benchmark.json")
+        try:
+            meta = json.loads(meta_file.read_text())
+            median = json.loads(estimates.read_text())["median"]["point_estimate"]
+        except (OSError, ValueError, KeyError):
+            continue
+        key = (meta.get("group_id"), meta.get("function_id"), meta.get("value_str"))
+        results[key] = float(median)
+    return results
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def clocksource():
+    path = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def rustc_version():
+    try:
+        out = subprocess.run(
+            ["rustc", "--version"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ns(value):
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}"
+
+
+def met(r, limit):
+    if r is None:
+        return "n/a"
+    return "yes" if r <= limit else "**no**"
+
+
+def functions_of(results, group):
+    names = sorted({f for (g, f, _p) in results if g == group})
+    # Stockade first, then the peers.
+    return sorted(names, key=lambda n: (not n.startswith("stockade"), n))
+
+
+def print_clocks(results, root, out):
+    names = [f for (g, f, _p) in results if g == "clock"]
+    if not names:
+        return
+    resolution = {}
+    try:
+        resolution = json.loads((root / "clock-resolution.json").read_text())
+    except (OSError, ValueError):
+        pass
+    out.append("## Clock read (`benches/clocks.rs`)")
+    out.append("")
+    out.append(
+        "Median ns per read; *step* = smallest non-zero difference between two "
+        "back-to-back reads (ns; ≈ the read cost for a fine clock, the tick for a "
+        "coarse one); *back* = back-to-back reads that went backwards in 30 ms of "
+        "reading on one thread; *getres* = `clock_getres`. Raw TSC values are converted at "
+        f"the measured TSC rate ({resolution.get('_tsc_ghz', 0):.3f} GHz)."
+    )
+    out.append("")
+    out.append("| clock | median ns/read | step ns | back | getres ns |")
+    out.append("|---|---:|---:|---:|---:|")
+    rows = []
+    for name in sorted(set(names)):
+        median = results.get(("clock", name, None))
+        info = resolution.get(name, {}) if isinstance(resolution.get(name), dict) else {}
+        rows.append((median if median is not None else float("inf"), name, median, info))
+    for _, name, median, info in sorted(rows):
+        step = info.get("step_ns")
+        getres = info.get("getres_ns")
+        back = info.get("backward_steps")
+        out.append(
+            f"| `{name}` | {ns(median)} | {ns(step)} | {'—' if back is None else back} | "
+            f"{'—' if getres is None else getres} |"
+        )
+    out.append("")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--criterion-dir", help="criterion's output directory")
+    args = parser.parse_args()
+
+    root = criterion_dir(args.criterion_dir)
+    results = load(root)
+    if not results:
+        print(f"no criterion results under {root}", file=sys.stderr)
+        return 1
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = ["# Stockade benchmarks", ""]
+    out.append(f"- date: {now:%Y-%m-%d %H:%M} UTC")
+    out.append(f"- CPU: {cpu_model()} ({os.cpu_count()} cores visible)")
+    out.append(f"- kernel clocksource: {clocksource()}")
+    out.append(f"- {rustc_version()}")
+    out.append(f"- medians from `{root}`")
+    out.append("")
+
+    checks = []
+    for group, title in GROUPS.items():
+        names = functions_of(results, group)
+        if not names:
+            continue
+        ours = [n for n in names if n.startswith("stockade")]
+        peers = [n for n in names if not n.startswith("stockade")]
+        out.append(f"## {title} (`{group}`)")
+        out.append("")
+        header = "| implementation | 1 thread ns/op | 2 threads ns/op/thread | 2t/1t |"
+        rule = "|---|---:|---:|---:|"
+        for s in ours:
+            header += f" {s}/it (1t) | {s}/it (2t) |"
+            rule += "---:|---:|"
+        out.append(header)
+        out.append(rule)
+        for name in names:
+            one = results.get((group, name, "1t"))
+            two = results.get((group, name, "2t"))
+            row = f"| `{name}` | {ns(one)} | {ns(two)} | {fmt_ratio(ratio(two, one))} |"
+            for s in ours:
+                if name in peers:
+                    for p in THREADS:
+                        row += f" {fmt_ratio(ratio(results.get((group, s, p)), results.get((group, name, p))))} |"
+                else:
+                    row += " | |"
+            out.append(row)
+        out.append("")
+        for s in ours:
+            one = results.get((group, s, "1t"))
+            two = results.get((group, s, "2t"))
+            checks.append(
+                (
+                    f"{group}: `{s}` 2 threads vs 1 thread",
+                    two,
+                    one,
+                    ratio(two, one),
+                    f"≤ {SCALING_MAX}×",
+                    met(ratio(two, one), SCALING_MAX),
+                )
+            )
+        for g, s, peer, limit, label in TARGETS:
+            if g != group or s not in ours or peer not in peers:
+                continue
+            a = results.get((group, s, "1t"))
+            b = results.get((group, peer, "1t"))
+            r = ratio(a, b)
+            checks.append((f"{group}: `{s}` vs `{peer}` (1 thread)", a, b, r, label, met(r, limit)))
+
+    if checks:
+        checks.sort(key=lambda c: ("2 threads" in c[0], c[0]))
+        out.append("## Targets")
+        out.append("")
+        out.append("| check | stockade ns | reference ns | ratio | target | met |")
+        out.append("|---|---:|---:|---:|---|---|")
+        for label, a, b, r, target, ok in checks:
+            out.append(f"| {label} | {ns(a)} | {ns(b)} | {fmt_ratio(r)} | {target} | {ok} |")
+        out.append("")
+
+    print_clocks(results, root, out)
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
