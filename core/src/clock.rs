@@ -285,7 +285,10 @@ mod monotonic {
     /// vDSO on Linux).
     ///
     /// Within a thread the time never goes backwards, also across the
-    /// switch to the TSC. Between threads, a read may come out a few
+    /// switch to the TSC (the conversion is fixed and monotone, and the
+    /// kernel keeps the TSC as its clocksource only while the cores'
+    /// counters are synchronised, so a thread that migrates does not step
+    /// back). Between threads, a read may come out a few
     /// nanoseconds before a read that another thread made just earlier
     /// (an unordered `RDTSC`); the state machines treat that as "no time
     /// passed". The TSC scale is not slewed by NTP as `CLOCK_MONOTONIC` is,
@@ -436,10 +439,20 @@ mod monotonic {
             let start = self.start();
             let nanos = nanos_since(start.instant);
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            if self.scale.get().is_none() {
-                self.floor
-                    .fetch_max(nanos, portable_atomic::Ordering::Relaxed);
-                self.calibrate(start, nanos);
+            match self.scale.get() {
+                // The TSC is not usable: plain `Instant` from now on.
+                Some(None) => {}
+                // Published since this call checked: the floor still has to
+                // cover this `Instant` reading.
+                Some(Some(_)) => {
+                    self.floor
+                        .fetch_max(nanos, portable_atomic::Ordering::Relaxed);
+                }
+                None => {
+                    self.floor
+                        .fetch_max(nanos, portable_atomic::Ordering::Relaxed);
+                    self.calibrate(start, nanos);
+                }
             }
             nanos
         }
