@@ -202,7 +202,7 @@ def main():
         header = "| implementation | 1 thread ns/op | 2 threads ns/op/thread | 2t/1t |"
         rule = "|---|---:|---:|---:|"
         for s in ours:
-            header += f" {s}/it (1t) | {s}/it (2t) |"
+            header += f" `{s}` ÷ this, 1t | `{s}` ÷ this, 2t |"
             rule += "---:|---:|"
         out.append(header)
         out.append(rule)

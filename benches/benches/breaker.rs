@@ -18,7 +18,7 @@ use failsafe::CircuitBreaker as _;
 use recloser::Recloser;
 use stockade::breaker::{BreakerConfig, CircuitBreaker};
 use stockade::clock::MonotonicClock;
-use stockade_bench::bench_threads;
+use stockade_bench::{assert_no_rejections, bench_threads, note_rejection};
 
 /// The protected call: succeeds at once.
 #[inline(never)]
@@ -51,7 +51,9 @@ fn breaker(c: &mut Criterion) {
             (breaker, MonotonicClock::new())
         },
         |(breaker, clock)| {
-            black_box(call_through_core(breaker, clock, healthy_call));
+            if black_box(call_through_core(breaker, clock, healthy_call)).is_none() {
+                note_rejection();
+            }
         },
     );
     // When the blocking breaker lands, measure it beside the core (the table
@@ -69,13 +71,18 @@ fn breaker(c: &mut Criterion) {
         "failsafe",
         || failsafe::Config::new().build(),
         |breaker| {
-            black_box(breaker.call(healthy_call).ok());
+            if black_box(breaker.call(healthy_call)).is_err() {
+                note_rejection();
+            }
         },
     );
     bench_threads(&mut group, "recloser", Recloser::default, |breaker| {
-        black_box(breaker.call(healthy_call).ok());
+        if black_box(breaker.call(healthy_call)).is_err() {
+            note_rejection();
+        }
     });
     group.finish();
+    assert_no_rejections("breaker");
 }
 
 criterion_group! {

@@ -12,7 +12,7 @@ use core::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use stockade::bulkhead::{Bulkhead, BulkheadConfig};
-use stockade_bench::{CondvarSemaphore, bench_threads};
+use stockade_bench::{CondvarSemaphore, assert_no_rejections, bench_threads, note_rejection};
 
 /// Permits of every semaphore: more than there are threads.
 const PERMITS: u32 = 64;
@@ -24,9 +24,12 @@ fn bulkhead(c: &mut Criterion) {
         "stockade",
         || Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(PERMITS)),
         |bulkhead| {
-            if let Ok(bulkhead) = bulkhead {
-                let permit = bulkhead.try_acquire();
-                black_box(&permit);
+            let Ok(bulkhead) = bulkhead else {
+                return note_rejection();
+            };
+            let permit = bulkhead.try_acquire();
+            if black_box(&permit).is_err() {
+                note_rejection();
             }
         },
     );
@@ -36,7 +39,9 @@ fn bulkhead(c: &mut Criterion) {
         || tokio::sync::Semaphore::new(PERMITS as usize),
         |semaphore| {
             let permit = semaphore.try_acquire();
-            black_box(&permit);
+            if black_box(&permit).is_err() {
+                note_rejection();
+            }
         },
     );
     bench_threads(
@@ -45,10 +50,13 @@ fn bulkhead(c: &mut Criterion) {
         || CondvarSemaphore::new(PERMITS),
         |semaphore| {
             let permit = semaphore.try_acquire();
-            black_box(&permit);
+            if black_box(&permit).is_none() {
+                note_rejection();
+            }
         },
     );
     group.finish();
+    assert_no_rejections("bulkhead");
 }
 
 criterion_group! {

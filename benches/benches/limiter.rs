@@ -10,7 +10,7 @@
 //! The quota (10^9 per second, burst 10^9) grants every call, and each
 //! criterion sample gets a fresh limiter, so the frozen clocks never run
 //! out of burst: this measures the grant path. A check before the
-//! measurements asserts that.
+//! measurements and a count of refusals during them assert that.
 //!
 //! Target (issue): `stockade-monotonic` ≤ 1.0 × `governor-default`.
 
@@ -23,7 +23,7 @@ use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter as Governor};
 use stockade::clock::{ManualClock, MonotonicClock};
 use stockade::limiter::{RateLimiter, RateLimiterConfig};
-use stockade_bench::bench_threads;
+use stockade_bench::{assert_no_rejections, bench_threads, note_rejection};
 
 /// Permits per second (and burst): every call is granted.
 const RATE: u32 = 1_000_000_000;
@@ -64,7 +64,9 @@ fn limiter(c: &mut Criterion) {
         "stockade-monotonic",
         || (stockade_limiter(), MonotonicClock::new()),
         |(limiter, clock)| {
-            black_box(limiter.try_acquire(clock).is_ok());
+            if black_box(limiter.try_acquire(clock)).is_err() {
+                note_rejection();
+            }
         },
     );
     bench_threads(
@@ -72,7 +74,9 @@ fn limiter(c: &mut Criterion) {
         "stockade-manual",
         || (stockade_limiter(), ManualClock::new()),
         |(limiter, clock)| {
-            black_box(limiter.try_acquire(clock).is_ok());
+            if black_box(limiter.try_acquire(clock)).is_err() {
+                note_rejection();
+            }
         },
     );
     bench_threads(
@@ -80,7 +84,9 @@ fn limiter(c: &mut Criterion) {
         "governor-default",
         || Governor::direct(quota()),
         |governor| {
-            black_box(governor.check().is_ok());
+            if black_box(governor.check()).is_err() {
+                note_rejection();
+            }
         },
     );
     bench_threads(
@@ -88,10 +94,13 @@ fn limiter(c: &mut Criterion) {
         "governor-fake",
         || Governor::direct_with_clock(quota(), FakeRelativeClock::default()),
         |governor| {
-            black_box(governor.check().is_ok());
+            if black_box(governor.check()).is_err() {
+                note_rejection();
+            }
         },
     );
     group.finish();
+    assert_no_rejections("limiter");
 }
 
 criterion_group! {

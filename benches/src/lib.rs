@@ -13,6 +13,7 @@
 //! thread saw. With perfect scaling it equals the single-thread time; with
 //! full serialisation it is `threads` times as long.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::path::PathBuf;
 use std::sync::{Barrier, Condvar, Mutex};
@@ -101,6 +102,27 @@ where
             });
         });
     }
+}
+
+static REJECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a call that was refused where every call should be granted (the
+/// benches measure the grant path). Only touched on a refusal, so it costs
+/// the grant path nothing.
+#[cold]
+#[inline(never)]
+pub fn note_rejection() {
+    REJECTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Panics if any call of `group` was refused (see [`note_rejection`]): the
+/// numbers would not be the grant path's.
+pub fn assert_no_rejections(group: &str) {
+    let refused = REJECTIONS.swap(0, Ordering::Relaxed);
+    assert!(
+        refused == 0,
+        "{group}: {refused} calls were refused; the bench must measure the grant path"
+    );
 }
 
 /// Where criterion writes its results: `$CRITERION_HOME`, else
