@@ -249,6 +249,9 @@ enum Op {
     Jump(u8, u16),
     /// Backwards by `k/1000` of a period (bounded, see `run`).
     Back(u32),
+    /// To exactly the last rejection's `retry_after` (or 1 ns before it):
+    /// the boundaries where off-by-one errors live.
+    AtRetry(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -263,6 +266,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u16>().prop_map(Op::Nudge),
         1 => (0u8..=4, any::<u16>()).prop_map(|(w, k)| Op::Jump(w, k)),
         2 => (0u32..=3000).prop_map(Op::Back),
+        3 => any::<bool>().prop_map(Op::AtRetry),
     ]
 }
 
@@ -305,6 +309,14 @@ fn config(mode: Option<Mode>) -> impl Strategy<Value = RateLimiterConfig> {
         })
 }
 
+/// `now + retry_after` of a rejection that has one (and is not the end of time).
+fn retry_point(now: u64, error: &Option<RateLimitError>) -> Option<u64> {
+    let after = error.as_ref()?.retry_after()?;
+    u64::try_from(after.as_nanos())
+        .ok()
+        .and_then(|a| now.checked_add(a))
+}
+
 /// A permit use: `(time in ns, permits)`.
 type Log = Vec<(u64, u32, bool)>;
 
@@ -326,6 +338,8 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
     let mut high = now;
     let mut log: Log = Vec::new();
     let mut bookings: Vec<Booking> = Vec::new();
+    // When the last rejection said to come back.
+    let mut retry_at: Option<u64> = None;
     let clock = ManualClock::starting_at(Timestamp::from_nanos(now));
     // In the 32-bit layout keep away from u64::MAX (covered by unit tests).
     let ceiling = if model.wide { u64::MAX } else { 1 << 62 };
@@ -342,6 +356,11 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
                         .saturating_add(wrap / 65_536 * k as u64)
                 };
                 now = now.saturating_add(j);
+            }
+            Op::AtRetry(early) => {
+                if let Some(at) = retry_at.take() {
+                    now = at.saturating_sub(early as u64);
+                }
             }
             Op::Back(k) => {
                 let back = period / 1000 * k as u64;
@@ -377,6 +396,7 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
                     limiter.try_acquire_n(n, &clock)
                 };
                 prop_assert_eq!(got, expected, "acquire {} at {}", n, now);
+                retry_at = retry_point(now, &expected.err());
                 if expected.is_ok() && n > 0 {
                     log.push((now, n, false));
                 }
@@ -406,7 +426,10 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
                             logged,
                         });
                     }
-                    (Err(g), Err(e)) => prop_assert_eq!(g, e, "reserve {} at {}", n, now),
+                    (Err(g), Err(e)) => {
+                        prop_assert_eq!(g, e, "reserve {} at {}", n, now);
+                        retry_at = retry_point(now, &Some(e));
+                    }
                     (g, e) => {
                         prop_assert!(false, "reserve {} at {}: {:?} vs model {:?}", n, now, g, e)
                     }
