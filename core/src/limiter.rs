@@ -385,7 +385,11 @@ impl std::error::Error for RateLimitError {}
 /// The blocking layer sleeps for [`wait`](Self::wait) and then proceeds
 /// without asking the limiter again. A caller that gives up earlier may
 /// hand the booking back with [`RateLimiter::cancel`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// A reservation is deliberately neither `Copy` nor `Clone`: cancelling
+/// consumes it, so the same booking cannot be handed back twice (a second
+/// cancel could otherwise free a slot that someone else booked since).
+#[derive(Debug, PartialEq, Eq, Hash)]
 #[must_use = "a reservation books permits: wait until `ready_at`, or cancel it"]
 pub struct Reservation {
     permits: u32,
@@ -934,29 +938,52 @@ impl RateLimiter {
         })
     }
 
-    /// Hands back a reservation that has not become ready yet; `true` if
-    /// its permits were returned.
+    /// Hands back a reservation that is still waiting, so the next caller
+    /// can have its slot; gives it back as `Err` if that is not possible.
     ///
-    /// This succeeds only while nobody booked after it (the latest booking
-    /// can be undone exactly; an earlier one cannot without moving everyone
-    /// behind it), and only before its `ready_at`. Otherwise the booked
-    /// permits simply stay used, which is conservative. After a successful
-    /// cancel the caller must not use the permits.
-    pub fn cancel<C: Clock + ?Sized>(&self, reservation: &Reservation, clock: &C) -> bool {
-        if reservation.permits == 0 || reservation.tat == reservation.prev {
-            return false;
+    /// This succeeds only for a reservation that had to wait, before its
+    /// `ready_at`, and while nobody booked after it: the latest booking can
+    /// be undone exactly, an earlier one cannot without moving everyone
+    /// behind it. Otherwise the permits simply stay booked, which is
+    /// conservative (the caller may still use them at `ready_at`). After a
+    /// successful cancel the caller must not use the permits.
+    ///
+    /// # Errors
+    ///
+    /// The reservation itself, unchanged, when it cannot be handed back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use stockade::clock::ManualClock;
+    /// use stockade::limiter::{RateLimiter, RateLimiterConfig};
+    ///
+    /// let limiter = RateLimiter::new(RateLimiterConfig::DEFAULT.with_burst(1)).unwrap();
+    /// let clock = ManualClock::new();
+    /// limiter.try_acquire(&clock).unwrap();
+    /// let waiting = limiter.reserve(1, Duration::from_secs(1), &clock).unwrap();
+    /// assert_eq!(limiter.queue_depth(&clock), 1);
+    /// assert!(limiter.cancel(waiting, &clock).is_ok()); // the caller gave up
+    /// assert_eq!(limiter.queue_depth(&clock), 0);
+    /// ```
+    pub fn cancel<C: Clock + ?Sized>(
+        &self,
+        reservation: Reservation,
+        clock: &C,
+    ) -> Result<(), Reservation> {
+        if reservation.wait.is_zero() || clock.now() >= reservation.ready_at {
+            return Err(reservation);
         }
-        if clock.now() >= reservation.ready_at {
-            return false;
+        match self.tat.compare_exchange(
+            reservation.tat,
+            reservation.prev,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(reservation),
         }
-        self.tat
-            .compare_exchange(
-                reservation.tat,
-                reservation.prev,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
     }
 
     /// Permits that [`try_acquire_n`](Self::try_acquire_n) could take right
@@ -972,7 +999,8 @@ impl RateLimiter {
     }
 
     /// Permits booked but not yet ready: how far the TAT lies beyond
-    /// `now + B·T`, in emission intervals, rounded up.
+    /// `now + B·T`, in emission intervals, rounded up (saturating at
+    /// `u32::MAX`, which only a clock stepped far back can show).
     pub fn queue_depth<C: Clock + ?Sized>(&self, clock: &C) -> u32 {
         let view = self.view(self.tat.load(Ordering::Acquire), clock);
         let over = view.lead.saturating_sub(self.limit as u64);
@@ -1366,35 +1394,39 @@ mod tests {
         let r0 = l.reserve(0, Duration::ZERO, &clock).unwrap();
         assert!(r0.is_immediate());
         assert_eq!(r0.permits(), 0);
-        assert!(!l.cancel(&r0, &clock));
+        assert!(l.cancel(r0, &clock).is_err());
     }
 
     #[test]
-    fn cancel_returns_only_the_latest_pending_booking() {
+    fn cancel_returns_only_the_latest_waiting_booking() {
         let l = limiter(RateLimiterConfig::DEFAULT.with_burst(1));
         let t = l.emission_interval();
         let clock = aligned(&l, 10);
         let now = l.reserve(1, Duration::MAX, &clock).unwrap();
         let a = l.reserve(1, Duration::MAX, &clock).unwrap();
         let b = l.reserve(1, Duration::MAX, &clock).unwrap();
-        assert!(!l.cancel(&now, &clock)); // already ready
-        assert!(!l.cancel(&a, &clock)); // b was booked after it
+        let a_ready = a.ready_at();
+        let now = l.cancel(now, &clock).unwrap_err(); // it did not wait
+        // Not even after a clock that stepped back.
+        clock.set(Timestamp::ZERO);
+        let _now = l.cancel(now, &clock).unwrap_err();
+        clock.set(Timestamp::from_nanos(
+            a_ready.as_nanos() - t.as_nanos() as u64,
+        ));
+        let a = l.cancel(a, &clock).unwrap_err(); // b was booked after it
         assert_eq!(l.queue_depth(&clock), 2);
-        assert!(l.cancel(&b, &clock));
-        assert!(!l.cancel(&b, &clock)); // only once
+        assert_eq!(l.cancel(b, &clock), Ok(()));
         assert_eq!(l.queue_depth(&clock), 1);
-        assert!(l.cancel(&a, &clock)); // now it is the latest
+        assert_eq!(l.cancel(a, &clock), Ok(())); // now it is the latest
         assert_eq!(l.queue_depth(&clock), 0);
         assert_eq!(retry_after(l.try_acquire(&clock)), t);
         // The slot of `a` is free again.
-        assert_eq!(
-            l.reserve(1, Duration::MAX, &clock).unwrap().ready_at(),
-            a.ready_at()
-        );
+        let again = l.reserve(1, Duration::MAX, &clock).unwrap();
+        assert_eq!(again.ready_at(), a_ready);
         // Past its ready time a booking cannot be returned.
-        let c = l.reserve(1, Duration::MAX, &clock).unwrap();
-        clock.set(c.ready_at());
-        assert!(!l.cancel(&c, &clock));
+        clock.set(again.ready_at());
+        let again = l.cancel(again, &clock).unwrap_err();
+        assert_eq!(again.ready_at(), a_ready);
     }
 
     #[test]
