@@ -36,8 +36,8 @@
 //! * **[`Mode::Bursty`]** (default) — protect *your own* service. The
 //!   emission interval is `period / requests_per_period` and up to `burst`
 //!   permits go through at once. A full bucket followed by a period of
-//!   sustained traffic lets `burst + requests_per_period` permits through
-//!   within one period (close to `2N` with the default burst): the
+//!   sustained traffic lets up to `burst + requests_per_period` permits
+//!   through within one period (close to `2N` with the default burst): the
 //!   documented bound is **at most `burst + floor(W / T)` permits in any
 //!   closed time window of length `W`**, `T` being
 //!   [`emission_interval`](RateLimiter::emission_interval). That is the
@@ -75,9 +75,15 @@
 //!
 //! `max_queue_size = 0` or `queue_timeout = 0` means "never wait":
 //! `reserve` then only succeeds when the permits are available at once. A
-//! caller that gives up before its `ready_at` may return the booking with
-//! [`cancel`](RateLimiter::cancel), which succeeds only while nobody booked
-//! after it (otherwise the slot simply stays used: conservative).
+//! caller that gives up before its `ready_at` may hand a waiting booking
+//! back with [`cancel`](RateLimiter::cancel), which succeeds only while
+//! nobody booked after it (otherwise the slot simply stays used:
+//! conservative). A [`Reservation`] is not `Copy`: cancelling consumes it,
+//! so a booking cannot be handed back twice.
+//!
+//! `max_queue_size` counts permits, not callers, and the depth is derived
+//! from time: a reservation of `n` permits leaves the queue gradually, one
+//! emission interval per permit, although its caller waits for all `n`.
 //!
 //! # Errors
 //!
@@ -87,11 +93,12 @@
 //! `ExceedsCapacity { requested, capacity }` for a request of more than
 //! `burst` permits, which can never succeed. Every `retry_after` is exact:
 //! retrying that much later succeeds unless someone else took the permits
-//! meanwhile, and retrying one nanosecond earlier fails.
+//! meanwhile, and retrying one nanosecond earlier fails. (The exception is
+//! the end of the 64-bit clock range, below.)
 //!
 //! # Time, ticks and the wrap
 //!
-//! The TAT is stored as wrapping *ticks* of `2^shift` nanoseconds
+//! The TAT is stored as *ticks* of `2^shift` nanoseconds
 //! ([`resolution`](RateLimiter::resolution)), and the clock is read after
 //! loading the word, so with a monotonic clock the TAT is never more than
 //! `max_lead = B·T + min(queue_timeout, max_queue_size·T)` ahead of now.
@@ -131,8 +138,16 @@
 //!
 //! [`RateLimiter`] is `#[repr(C)]` plain data — one atomic word plus
 //! configuration numbers, no pointers — so it can live in a `static` or in
-//! memory shared between processes. Its size is 48 bytes with the 64-bit
-//! layout and 28 bytes with the 32-bit layout.
+//! memory shared between processes. `Word` is `u64` where the target has
+//! 64-bit atomics and `u32` otherwise (or with
+//! `RUSTFLAGS="--cfg stockade_force_32bit"`); no wider atomic is ever used.
+//! The size is 48 bytes with the 64-bit layout (8-byte TAT, three 8-byte
+//! tick counts, burst, queue size, shift) and 28 bytes with the 32-bit
+//! layout (everything 4 bytes).
+//!
+//! `try_acquire` costs one load, one clock read and one compare-and-swap
+//! (retried, with backoff, only under contention); a rejection costs no
+//! write at all.
 //!
 //! # Examples
 //!
@@ -176,6 +191,10 @@
 //! clock.advance(booked.wait()); // the blocking layer sleeps here
 //! assert_eq!(clock.now(), booked.ready_at());
 //! ```
+
+// `Word` is `u64` or `u32` by layout: casts between it and `u64` are needed
+// in one layout and no-ops in the other.
+#![allow(clippy::unnecessary_cast)]
 
 use core::fmt;
 use core::time::Duration;
@@ -378,7 +397,7 @@ impl fmt::Display for RateLimitError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for RateLimitError {}
+impl core::error::Error for RateLimitError {}
 
 /// A booked slot: the permits are the caller's from [`ready_at`](Self::ready_at) on.
 ///
@@ -397,7 +416,7 @@ pub struct Reservation {
     ready_at: Timestamp,
     /// The TAT this booking wrote.
     tat: Word,
-    /// The TAT it replaced (`max(TAT, now)`).
+    /// The TAT it replaced.
     prev: Word,
 }
 
@@ -463,10 +482,10 @@ const fn interval_ticks(period: u64, requests: u32, burst: u32, strict: bool, sh
         let tick = 1u128 << shift;
         let span = (p + tick - 2) / tick;
         let k = requests as u128 - burst as u128 + 1;
-        (span + k) / k
+        (span + 1).div_ceil(k)
     } else {
         let d = (requests as u128) << shift;
-        (p + d - 1) / d
+        p.div_ceil(d)
     }
 }
 
@@ -749,10 +768,7 @@ impl RateLimiter {
     #[inline]
     fn tat_at(view: &View, lead: u64) -> Option<Word> {
         if WIDE {
-            match (view.tick as u64).checked_add(lead) {
-                Some(tat) => Some(tat as Word),
-                None => None,
-            }
+            (view.tick as u64).checked_add(lead).map(|tat| tat as Word)
         } else {
             Some(view.tick.wrapping_add(lead as Word))
         }
@@ -906,7 +922,10 @@ impl RateLimiter {
         update(&self.tat, Ordering::AcqRel, |tat| {
             let view = self.view(tat, clock);
             let next = view.lead.saturating_add(cost);
-            let prev = view.tick.wrapping_add(view.lead as Word);
+            // What a cancel restores. Only a waiting reservation can be
+            // cancelled, and waiting means the lead was honoured (> 0), so
+            // this is `max(TAT, now)`.
+            let prev = tat;
             let over = next.saturating_sub(self.limit as u64);
             let wait = if over == 0 {
                 Duration::ZERO
@@ -1027,6 +1046,8 @@ impl RateLimiter {
 }
 
 #[cfg(all(test, not(stockade_loom)))]
+// The crate links `std` (not `alloc`) for its tests.
+#[allow(clippy::std_instead_of_alloc, clippy::std_instead_of_core)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
@@ -1261,8 +1282,8 @@ mod tests {
         // Two at once, then one per interval, in booking order.
         assert_eq!(ready[0], start);
         assert_eq!(ready[1], start);
-        for k in 2..5 {
-            assert_eq!(ready[k], start.saturating_add(t * (k as u32 - 1)));
+        for (k, &r) in ready.iter().enumerate().skip(2) {
+            assert_eq!(r, start.saturating_add(t * (k as u32 - 1)));
         }
         // The queue (3 permits) is full: refused, nothing consumed.
         let full = l.reserve(1, Duration::MAX, &clock);

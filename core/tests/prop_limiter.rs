@@ -337,15 +337,15 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
         (WRAP32 * model.tick).min(1 << 63) as u64
     };
     let max_lead_ns = (model.max_lead() * model.tick) as u64;
-    let mut now = start;
+    // In the 32-bit layout keep away from u64::MAX (covered by unit tests).
+    let ceiling = if model.wide { u64::MAX } else { 1 << 62 };
+    let mut now = start.min(ceiling);
     let mut high = now;
     let mut log: Log = Vec::new();
     let mut bookings: Vec<Booking> = Vec::new();
     // When the last rejection said to come back.
     let mut retry_at: Option<u64> = None;
     let clock = ManualClock::starting_at(Timestamp::from_nanos(now));
-    // In the 32-bit layout keep away from u64::MAX (covered by unit tests).
-    let ceiling = if model.wide { u64::MAX } else { 1 << 62 };
 
     for op in ops {
         match *op {
@@ -389,7 +389,7 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
             // that lies just before a multiple of the wrap (see module docs).
             let t = now as u128 / model.tick;
             if t > model.tat && (t - model.tat) % WRAP32 >= WRAP32 / 2 {
-                now += (WRAP32 / 2 * model.tick) as u64;
+                now = now.checked_add((WRAP32 / 2 * model.tick) as u64).unwrap();
             }
         }
         high = high.max(now);
