@@ -1817,6 +1817,55 @@ mod tests {
     }
 
     #[test]
+    fn extreme_configs_never_panic() {
+        let periods = [
+            Duration::from_nanos(1),
+            Duration::from_micros(1),
+            SEC,
+            Duration::from_nanos(1 << 61),
+            Duration::from_nanos(u64::MAX),
+            Duration::MAX,
+        ];
+        let mut accepted = 0;
+        for requests in [1, 2, 1000, u32::MAX] {
+            for period in periods {
+                for burst in [None, Some(1), Some(1 << 19), Some(u32::MAX)] {
+                    for queue in [0, 1, 1 << 19, u32::MAX] {
+                        for timeout in [Duration::ZERO, SEC, Duration::MAX] {
+                            for mode in [Mode::Bursty, Mode::Strict] {
+                                let c = RateLimiterConfig {
+                                    requests_per_period: requests,
+                                    period,
+                                    burst,
+                                    max_queue_size: queue,
+                                    queue_timeout: timeout,
+                                    mode,
+                                };
+                                let Ok(l) = RateLimiter::new(c) else { continue };
+                                accepted += 1;
+                                assert!(l.emission_interval() >= l.resolution());
+                                for now in [0, 1 << 40, u64::MAX - 1, u64::MAX, 3] {
+                                    let clock = at(now);
+                                    let _ = l.try_acquire_n(l.burst(), &clock);
+                                    let _ = l.try_acquire(&clock);
+                                    let _ = l.reserve(1, Duration::MAX, &clock);
+                                    if let Ok(r) = l.reserve(l.burst(), SEC, &clock) {
+                                        let _ = l.cancel(r, &clock);
+                                    }
+                                    assert!(l.available(&clock) <= l.burst());
+                                    let _ = l.queue_depth(&clock);
+                                }
+                                let _ = (l.queue_timeout(), l.wrap_period());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    #[test]
     fn layout_size() {
         let size = core::mem::size_of::<RateLimiter>();
         std::println!("size_of::<RateLimiter>() = {size} (WIDE = {WIDE})");
