@@ -16,3 +16,5 @@ mod timer;
 pub use error::Error;
 pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use timer::{Timer, VirtualClock};
+mod policy;
+pub use policy::{Nested, Pipeline, Policy, Unprotected};
