@@ -51,6 +51,9 @@ SCALING_MAX = 2.5
 
 THREADS = ("1t", "2t")
 
+# Results this much older than the newest one are flagged as left over.
+STALE_SECONDS = 3600
+
 
 def criterion_dir(arg):
     if arg:
@@ -63,8 +66,10 @@ def criterion_dir(arg):
 
 
 def load(root):
-    """{(group, function, parameter): median ns} from criterion's files."""
+    """{(group, function, parameter): median ns} from criterion's files, and
+    {key: modification time} to spot results left over from older runs."""
     results = {}
+    times = {}
     for estimates in root.glob("**/new/estimates.json"):
         meta_file = estimates.with_name("benchmark.json")
         try:
@@ -74,7 +79,8 @@ def load(root):
             continue
         key = (meta.get("group_id"), meta.get("function_id"), meta.get("value_str"))
         results[key] = float(median)
-    return results
+        times[key] = estimates.stat().st_mtime
+    return results, times
 
 
 def cpu_model():
@@ -176,7 +182,7 @@ def main():
     args = parser.parse_args()
 
     root = criterion_dir(args.criterion_dir)
-    results = load(root)
+    results, times = load(root)
     if not results:
         print(f"no criterion results under {root}", file=sys.stderr)
         return 1
@@ -188,6 +194,17 @@ def main():
     out.append(f"- kernel clocksource: {clocksource()}")
     out.append(f"- {rustc_version()}")
     out.append(f"- medians from `{root}`")
+    newest = max(times.values())
+    stale = sorted(
+        "/".join(str(part) for part in key if part is not None)
+        for key, t in times.items()
+        if newest - t > STALE_SECONDS
+    )
+    if stale:
+        out.append(
+            f"- **stale**: {len(stale)} results are over an hour older than the newest "
+            f"(left from an earlier run): {', '.join(stale)}"
+        )
     out.append("")
 
     checks = []
