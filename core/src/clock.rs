@@ -271,7 +271,7 @@ mod monotonic {
     /// and `nonstop_tsc`: one rate in every power state) **and** the kernel
     /// itself uses the TSC as its clocksource (so it has checked that the
     /// cores' counters are synchronised), `now()` is one `RDTSC` scaled to
-    /// nanoseconds with a fixed-point multiply: about half the cost of
+    /// nanoseconds with a fixed-point multiply: about 60 % of the cost of
     /// [`Instant::now`] (see the clock table in `benches/`). The scale is
     /// calibrated against `Instant` without blocking: for the first 10 ms
     /// after the first use the clock reads `Instant`, and the first read
