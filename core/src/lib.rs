@@ -25,6 +25,7 @@ pub mod deadline;
 pub mod error;
 pub mod limiter;
 
-// `pub mod blocking;` joins once the core breaker is merged.
+#[cfg(feature = "std")]
+pub mod blocking;
 
 pub use error::{ConfigError, ConfigProblem};
