@@ -32,7 +32,11 @@ mod hardware {
 
     pub fn modem_send(reading: u32) -> Result<(), ()> {
         let t = uptime_ms();
-        if (2_000..4_000).contains(&t) || reading == 0 { Err(()) } else { Ok(()) }
+        if (2_000..4_000).contains(&t) || reading == 0 {
+            Err(())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -42,7 +46,7 @@ mod firmware {
 
     use stockade::breaker::{BreakerConfig, CircuitBreaker};
     use stockade::clock::TickClock;
-    use stockade::limiter::{Mode, RateLimiterConfig, RateLimiter};
+    use stockade::limiter::{Mode, RateLimiter, RateLimiterConfig};
 
     use super::hardware;
 
@@ -85,12 +89,16 @@ mod firmware {
     pub fn send_reading(reading: u32) -> Uplink {
         if let Err(e) = LIMITER.try_acquire(&CLOCK) {
             let retry = e.retry_after().unwrap_or_default();
-            return Uplink::OverQuota { retry_in_ms: retry.as_millis() as u64 };
+            return Uplink::OverQuota {
+                retry_in_ms: retry.as_millis() as u64,
+            };
         }
         let permit = match BREAKER.try_acquire(&CLOCK) {
             Ok(permit) => permit,
             Err(rejected) => {
-                return Uplink::BreakerOpen { retry_in_ms: rejected.retry_after.as_millis() as u64 };
+                return Uplink::BreakerOpen {
+                    retry_in_ms: rejected.retry_after.as_millis() as u64,
+                };
             }
         };
         match hardware::modem_send(reading) {
@@ -111,10 +119,22 @@ fn main() {
     use stockade::clock::Clock;
 
     println!("RAM per state machine (this build's layout):");
-    println!("  CircuitBreaker {:>4} bytes", size_of::<stockade::breaker::CircuitBreaker>());
-    println!("  RateLimiter    {:>4} bytes", size_of::<stockade::limiter::RateLimiter>());
-    println!("  Bulkhead       {:>4} bytes", size_of::<stockade::bulkhead::Bulkhead>());
-    println!("  TickClock      {:>4} bytes", size_of::<stockade::clock::TickClock<fn() -> u32>>());
+    println!(
+        "  CircuitBreaker {:>4} bytes",
+        size_of::<stockade::breaker::CircuitBreaker>()
+    );
+    println!(
+        "  RateLimiter    {:>4} bytes",
+        size_of::<stockade::limiter::RateLimiter>()
+    );
+    println!(
+        "  Bulkhead       {:>4} bytes",
+        size_of::<stockade::bulkhead::Bulkhead>()
+    );
+    println!(
+        "  TickClock      {:>4} bytes",
+        size_of::<stockade::clock::TickClock<fn() -> u32>>()
+    );
     println!();
 
     let mut counts = [0u32; 4];
