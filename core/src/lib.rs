@@ -1,14 +1,10 @@
 //! # Stockade
 //!
 //! Resilience patterns — circuit breaker, rate limiter, bulkhead, timeout,
-//! retry with backoff — as small, lock-free state machines that firmware,
-//! C/C++ programs, Rust services and Python programs share.
+//! retry with backoff, request-response — as small, lock-free state machines
+//! that firmware, C/C++ programs, Rust services and Python programs share.
 //!
-//! The crate is `#![no_std]` and needs no heap. Each machine keeps its
-//! decision state in plain atomic words (no pointers inside), has a
-//! `const fn` constructor so it can live in a `static`, and gets time only
-//! from a [`Clock`](clock::Clock) passed to each call.
-#![no_std]
+//! The crate is `#![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(feature = "std", test, stockade_loom))]
@@ -25,6 +21,7 @@ pub mod deadline;
 pub mod error;
 pub mod limiter;
 
-// `pub mod blocking;` joins once the core breaker is merged.
+#[cfg(feature = "std")]
+pub mod blocking;
 
 pub use error::{ConfigError, ConfigProblem};

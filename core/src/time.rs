@@ -45,6 +45,10 @@ impl TickUnit {
 
     /// A duration of `nanos` in whole ticks, rounded up, or `None` if it
     /// exceeds `max_ticks`.
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "`Word` is u32 with the 32-bit layout"
+    )]
     pub(crate) const fn duration_ticks(self, nanos: u64, max_ticks: Word) -> Option<Word> {
         let mask = self.nanos_per_tick() - 1;
         let ticks = (nanos >> self.shift) + if nanos & mask != 0 { 1 } else { 0 };
@@ -57,22 +61,11 @@ impl TickUnit {
 
     /// Nanoseconds in `ticks` ticks (saturating).
     #[inline]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "`Word` is u32 with the 32-bit layout"
+    )]
     pub(crate) const fn to_nanos(self, ticks: Word) -> u64 {
         (ticks as u64).saturating_mul(self.nanos_per_tick())
     }
-
-    /// Nanoseconds one word-wrap spans (saturating at `u64::MAX`).
-    pub(crate) const fn horizon_nanos(self) -> u64 {
-        let bits = Word::BITS + self.shift;
-        if bits >= 64 { u64::MAX } else { 1u64 << bits }
-    }
-}
-
-/// `later - earlier` in ticks when `later` is at most half a wrap ahead;
-/// `None` when `later` looks *behind* `earlier` (a clock that stepped
-/// back, or `earlier` is really in the future).
-#[inline]
-pub(crate) const fn ticks_since(later: Word, earlier: Word) -> Option<Word> {
-    let d = later.wrapping_sub(earlier);
-    if d > Word::MAX / 2 { None } else { Some(d) }
 }

@@ -88,14 +88,19 @@ impl<E> Error<E> {
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            Error::BreakerOpen { .. } | Error::BulkheadFull | Error::QueueTimeout { .. } | Error::RateLimited { .. }
+            Error::BreakerOpen { .. }
+                | Error::BulkheadFull
+                | Error::QueueTimeout { .. }
+                | Error::RateLimited { .. }
         )
     }
 
     /// When a new attempt may succeed, if the refusal says.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }
@@ -109,22 +114,14 @@ impl<E> Error<E> {
             Error::QueueTimeout { waited } => Error::QueueTimeout { waited },
             Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
             Error::TimedOut { after } => Error::TimedOut { after },
-            Error::RetriesExhausted { attempts, last } => {
-                Error::RetriesExhausted { attempts, last: Box::new(last.map_inner(f)) }
-            }
+            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+                attempts,
+                last: Box::new(last.map_inner(f)),
+            },
             Error::Disposed => Error::Disposed,
             Error::InvalidConfig(c) => Error::InvalidConfig(c),
             Error::NameTaken { name } => Error::NameTaken { name },
         }
-    }
-
-    /// Changes a pattern error with no inner error (`Error<Infallible>`-like
-    /// use) into any `Error<F>`.
-    pub(crate) fn widen<F>(self) -> Error<F>
-    where
-        E: Into<core::convert::Infallible>,
-    {
-        self.map_inner(|e| match e.into() {})
     }
 }
 
@@ -139,11 +136,18 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
         match self {
             Error::Inner(e) => e.fmt(f),
             Error::BreakerOpen { state, retry_after } => {
-                write!(f, "circuit breaker is {state:?}; retry after {retry_after:?}")
+                write!(
+                    f,
+                    "circuit breaker is {state:?}; retry after {retry_after:?}"
+                )
             }
             Error::BulkheadFull => f.write_str("bulkhead is full"),
-            Error::QueueTimeout { waited } => write!(f, "gave up after waiting {waited:?} in the queue"),
-            Error::RateLimited { retry_after } => write!(f, "rate limited; retry after {retry_after:?}"),
+            Error::QueueTimeout { waited } => {
+                write!(f, "gave up after waiting {waited:?} in the queue")
+            }
+            Error::RateLimited { retry_after } => {
+                write!(f, "rate limited; retry after {retry_after:?}")
+            }
             Error::TimedOut { after } => write!(f, "timed out after {after:?}"),
             Error::RetriesExhausted { attempts, last } => {
                 write!(f, "gave up after {attempts} attempts: {last}")

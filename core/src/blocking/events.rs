@@ -126,13 +126,19 @@ pub(crate) struct Listeners {
 
 impl Default for Listeners {
     fn default() -> Self {
-        Listeners { count: AtomicU64::new(0), next_id: AtomicU64::new(1), list: RwLock::new(Vec::new()) }
+        Listeners {
+            count: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            list: RwLock::new(Vec::new()),
+        }
     }
 }
 
 impl fmt::Debug for Listeners {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listeners").field("count", &self.len()).finish()
+        f.debug_struct("Listeners")
+            .field("count", &self.len())
+            .finish()
     }
 }
 
@@ -182,7 +188,12 @@ impl Listeners {
 
     #[cold]
     fn emit_slow(&self, event: Event) {
-        let listeners: Vec<Listener> = self.list.read().iter().map(|(_, l)| Arc::clone(l)).collect();
+        let listeners: Vec<Listener> = self
+            .list
+            .read()
+            .iter()
+            .map(|(_, l)| Arc::clone(l))
+            .collect();
         for listener in listeners {
             // A panicking listener must not break the pattern or the other
             // listeners; its panic message still reaches the panic hook.
@@ -218,7 +229,12 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn event() -> Event {
-        Event { pattern: PatternKind::Retry, name: Arc::from("x"), at: Timestamp::ZERO, kind: EventKind::Disposed }
+        Event {
+            pattern: PatternKind::Retry,
+            name: Arc::from("x"),
+            at: Timestamp::ZERO,
+            kind: EventKind::Disposed,
+        }
     }
 
     #[test]

@@ -117,14 +117,21 @@ pub struct Pipeline<P = Unprotected> {
 impl Pipeline<Unprotected> {
     /// An empty pipeline: calls run unprotected until policies are added.
     pub const fn new() -> Pipeline<Unprotected> {
-        Pipeline { policy: Unprotected }
+        Pipeline {
+            policy: Unprotected,
+        }
     }
 }
 
 impl<P: Policy> Pipeline<P> {
     /// Adds `inner` inside the policies added so far.
     pub fn then<Q: Policy>(self, inner: Q) -> Pipeline<Nested<P, Q>> {
-        Pipeline { policy: Nested { outer: self.policy, inner } }
+        Pipeline {
+            policy: Nested {
+                outer: self.policy,
+                inner,
+            },
+        }
     }
 
     /// Runs `call` through every policy; the call's own error comes back as
@@ -134,7 +141,10 @@ impl<P: Policy> Pipeline<P> {
     }
 
     /// A reusable protected function (the spec's `wrap`).
-    pub fn wrap<A, R, E>(&self, f: impl Fn(A) -> Result<R, E>) -> impl Fn(A) -> Result<R, Error<E>> + '_
+    pub fn wrap<'a, A, R, E>(
+        &'a self,
+        f: impl Fn(A) -> Result<R, E> + 'a,
+    ) -> impl Fn(A) -> Result<R, Error<E>> + 'a
     where
         A: Clone,
     {
@@ -176,7 +186,10 @@ mod tests {
     #[test]
     fn first_added_is_outermost() {
         let log = RefCell::new(Vec::new());
-        let pipeline = Pipeline::new().then(Trace("a", &log)).then(Trace("b", &log)).then(Trace("c", &log));
+        let pipeline = Pipeline::new()
+            .then(Trace("a", &log))
+            .then(Trace("b", &log))
+            .then(Trace("c", &log));
         let out: Result<u8, Error<()>> = pipeline.execute(|| {
             log.borrow_mut().push("call");
             Ok(7)

@@ -45,7 +45,9 @@ where
                 if existing.options() == options {
                     return Ok(existing);
                 }
-                return Err(Error::NameTaken { name: Arc::from(name) });
+                return Err(Error::NameTaken {
+                    name: Arc::from(name),
+                });
             }
         }
     }
@@ -58,7 +60,9 @@ where
 pub(crate) fn get<T: Registered>(name: &str) -> Option<Arc<T>> {
     let key = (TypeId::of::<T>(), String::from(name));
     let mut map = REGISTRY.lock();
-    let found = map.get(&key).and_then(|a| Arc::clone(a).downcast::<T>().ok());
+    let found = map
+        .get(&key)
+        .and_then(|a| Arc::clone(a).downcast::<T>().ok());
     match found {
         Some(t) if !t.is_disposed() => Some(t),
         Some(_) => {

@@ -10,6 +10,7 @@
 use core::time::Duration;
 use std::sync::Arc;
 use std::thread::{self, Thread};
+use std::vec::Vec;
 
 use parking_lot::Mutex;
 
@@ -113,7 +114,10 @@ impl VirtualClock {
 
     /// A clock at zero whose `sleep_until` advances it to the deadline.
     pub fn auto_advance() -> VirtualClock {
-        VirtualClock { auto_advance: true, ..VirtualClock::default() }
+        VirtualClock {
+            auto_advance: true,
+            ..VirtualClock::default()
+        }
     }
 
     /// Moves the clock forward by `duration` and wakes the threads whose
@@ -169,7 +173,9 @@ impl VirtualClock {
         }
         thread::park();
         // Unregister if woken by someone else (a grant) before the deadline.
-        self.sleepers.lock().retain(|(d, t)| !(t.id() == me.id() && *d == deadline));
+        self.sleepers
+            .lock()
+            .retain(|(d, t)| !(t.id() == me.id() && *d == deadline));
     }
 }
 

@@ -1,0 +1,332 @@
+//! Loom models of the circuit breaker's concurrency claims.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p stockade --release --test loom_breaker`
+//! (add `--cfg stockade_force_32bit` for the 32-bit layout).
+#![cfg(stockade_loom)]
+
+use core::time::Duration;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+use stockade::breaker::{BreakerConfig, BreakerState, CircuitBreaker, FailureRateConfig, Outcome};
+use stockade::clock::ManualClock;
+
+const RESET: Duration = Duration::from_secs(60);
+const ROUND: Duration = Duration::from_secs(30);
+
+fn setup(config: BreakerConfig) -> (Arc<CircuitBreaker>, Arc<ManualClock>) {
+    let breaker = CircuitBreaker::new(config).expect("valid config");
+    (Arc::new(breaker), Arc::new(ManualClock::new()))
+}
+
+/// Opens the breaker and waits out `reset_timeout`: the next acquire is
+/// the first probe.
+fn ready_for_probes(config: BreakerConfig) -> (Arc<CircuitBreaker>, Arc<ManualClock>) {
+    let (b, c) = setup(config);
+    b.trip(&*c);
+    c.advance(RESET + Duration::from_secs(1));
+    (b, c)
+}
+
+/// `threads` callers race for probes; exactly `probes` are admitted.
+fn probes_admitted(probes: u32, threads: usize) {
+    loom::model(move || {
+        let (b, c) = ready_for_probes(BreakerConfig::DEFAULT.with_half_open_max_probes(probes));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (b, c) = (b.clone(), c.clone());
+                thread::spawn(move || usize::from(b.acquire_token(&*c).is_ok()))
+            })
+            .collect();
+        let admitted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(admitted, probes as usize);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.metrics(&*c).probes_in_flight, probes);
+    });
+}
+
+#[test]
+fn half_open_admits_exactly_one_probe_of_three_racers() {
+    probes_admitted(1, 3);
+}
+
+#[test]
+fn half_open_admits_exactly_two_probes_of_three_racers() {
+    probes_admitted(2, 3);
+}
+
+/// Callers that take a probe, hold it, and drop it (freeing the slot)
+/// never hold more than `half_open_max_probes` at once. The main thread
+/// holds all slots but one throughout; two threads race for the last
+/// one, the first taking it twice.
+fn probes_never_overlap(probes: usize) {
+    loom::model(move || {
+        let config = BreakerConfig::DEFAULT.with_half_open_max_probes(probes as u32);
+        let (b, c) = ready_for_probes(config);
+        let held: Vec<_> = (1..probes).map(|_| b.try_acquire(&*c).unwrap()).collect();
+        let holding = Arc::new(AtomicUsize::new(held.len()));
+        let handles: Vec<_> = [2, 1]
+            .into_iter()
+            .map(|tries| {
+                let (b, c, holding) = (b.clone(), c.clone(), holding.clone());
+                thread::spawn(move || {
+                    for _ in 0..tries {
+                        if let Ok(permit) = b.try_acquire(&*c) {
+                            let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= probes, "{now} probes at once");
+                            holding.fetch_sub(1, Ordering::SeqCst);
+                            drop(permit);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(b.metrics(&*c).probes_in_flight as usize, held.len());
+        drop(held);
+        assert_eq!(b.metrics(&*c).probes_in_flight, 0);
+    });
+}
+
+#[test]
+fn dropped_probes_free_slots_but_never_overlap_one() {
+    probes_never_overlap(1);
+}
+
+#[test]
+fn dropped_probes_free_slots_but_never_overlap_two() {
+    probes_never_overlap(2);
+}
+
+/// Two calls admitted while closed fail concurrently: with a threshold of
+/// two, neither count is lost and the circuit opens.
+#[test]
+fn concurrent_failures_reach_the_threshold() {
+    loom::model(|| {
+        let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(2));
+        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let handles: Vec<_> = tokens
+            .into_iter()
+            .map(|t| {
+                let (b, c) = (b.clone(), c.clone());
+                thread::spawn(move || b.report(t, Outcome::Failure, &*c))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let m = b.metrics(&*c);
+        assert_eq!(m.state, BreakerState::Open);
+        assert_eq!((m.failures, m.transitions, m.stale_verdicts), (2, 1, 0));
+    });
+}
+
+/// The failure-rate window: concurrent reports land in different ring
+/// positions; whichever evaluates last sees both, so a rate that needs
+/// both calls opens the circuit.
+fn window_decides(first: Outcome, second: Outcome, percent: u32) {
+    loom::model(move || {
+        let rate = FailureRateConfig::new(percent, 2, 2);
+        let config = BreakerConfig::DEFAULT
+            .with_failure_threshold(CircuitBreaker::MAX_COUNT)
+            .with_failure_rate(rate);
+        let (b, c) = setup(config);
+        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let handles: Vec<_> = tokens
+            .into_iter()
+            .zip([first, second])
+            .map(|(t, outcome)| {
+                let (b, c) = (b.clone(), c.clone());
+                thread::spawn(move || b.report(t, outcome, &*c))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    });
+}
+
+#[test]
+fn concurrent_window_failures_are_not_lost() {
+    window_decides(Outcome::Failure, Outcome::Failure, 100);
+}
+
+#[test]
+fn concurrent_window_success_and_failure_reach_minimum_calls() {
+    window_decides(Outcome::Success, Outcome::Failure, 50);
+}
+
+/// As above, with the two calls in different words of the window's bit
+/// ring (slots 31 and 32): each reporter re-reads the ring with
+/// read-modify-writes, so the later one sees the other's bit.
+#[test]
+fn concurrent_window_failures_in_different_ring_words_are_not_lost() {
+    loom::model(|| {
+        // 2 failures of 33 calls is 6.06 %; 1 of 33 is 3.03 %.
+        let rate = FailureRateConfig::new(6, 64, 33);
+        let config = BreakerConfig::DEFAULT
+            .with_failure_threshold(CircuitBreaker::MAX_COUNT)
+            .with_failure_rate(rate);
+        let (b, c) = setup(config);
+        for _ in 0..31 {
+            let t = b.acquire_token(&*c).unwrap();
+            b.report(t, Outcome::Success, &*c);
+        }
+        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let handles: Vec<_> = tokens
+            .into_iter()
+            .map(|t| {
+                let (b, c) = (b.clone(), c.clone());
+                thread::spawn(move || b.report(t, Outcome::Failure, &*c))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    });
+}
+
+/// Two probes succeed concurrently with `half_open_successes_to_close` 2:
+/// neither success is lost and the circuit closes.
+#[test]
+fn concurrent_probe_successes_close_the_circuit() {
+    loom::model(|| {
+        let config = BreakerConfig::DEFAULT
+            .with_half_open_max_probes(2)
+            .with_half_open_successes_to_close(2);
+        let (b, c) = ready_for_probes(config);
+        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let handles: Vec<_> = tokens
+            .into_iter()
+            .map(|t| {
+                let (b, c) = (b.clone(), c.clone());
+                thread::spawn(move || b.report(t, Outcome::Success, &*c))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    });
+}
+
+/// A failure from before a trip-and-reset races with them: whatever the
+/// order, it never opens the breaker after the reset.
+#[test]
+fn a_stale_failure_never_opens_a_reset_breaker() {
+    loom::model(|| {
+        let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(1));
+        let old = b.acquire_token(&*c).unwrap();
+        let reporter = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.report(old, Outcome::Failure, &*c))
+        };
+        let operator = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                b.trip(&*c);
+                b.reset(&*c);
+            })
+        };
+        reporter.join().unwrap();
+        operator.join().unwrap();
+        let m = b.metrics(&*c);
+        assert_eq!(m.state, BreakerState::Closed);
+        assert_eq!(m.consecutive_failures, 0);
+    });
+}
+
+/// A probe of an ended half-open round fails while a new round admits a
+/// probe: if the new probe was admitted, the old failure is stale and the
+/// breaker stays half-open; otherwise the failure came first and opened it.
+#[test]
+fn a_stale_probe_failure_never_reopens_a_later_round() {
+    loom::model(|| {
+        let (b, c) = ready_for_probes(BreakerConfig::DEFAULT);
+        let old = b.acquire_token(&*c).unwrap();
+        c.advance(ROUND + Duration::from_secs(1)); // the round ends unreported
+        let reporter = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.report(old, Outcome::Failure, &*c))
+        };
+        let prober = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.acquire_token(&*c).is_ok())
+        };
+        reporter.join().unwrap();
+        let admitted = prober.join().unwrap();
+        let expected = if admitted {
+            BreakerState::HalfOpen
+        } else {
+            BreakerState::Open
+        };
+        assert_eq!(b.state(), expected);
+    });
+}
+
+/// A caller racing with the transition that opens the breaker is either
+/// admitted while still closed or rejected: the time stamp of the new
+/// generation is never taken from an older one, so nothing is admitted
+/// early (the clock is already far past `reset_timeout` of the initial
+/// stamp).
+#[test]
+fn a_racing_caller_is_never_admitted_by_an_old_time_stamp() {
+    loom::model(|| {
+        let (b, c) = setup(BreakerConfig::DEFAULT);
+        c.advance(RESET * 10);
+        let operator = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                b.trip(&*c);
+            })
+        };
+        let caller = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.acquire_token(&*c).ok().map(|t| t.generation()))
+        };
+        operator.join().unwrap();
+        if let Some(generation) = caller.join().unwrap() {
+            assert_eq!(generation, 0, "admitted only while closed");
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        let rejected = b.acquire_token(&*c).unwrap_err();
+        assert!(rejected.retry_after >= RESET);
+    });
+}
+
+/// A caller reads the clock, then another thread advances the clock and
+/// trips the breaker again. The caller's earlier reading must not be taken
+/// for a clock that stepped back: restamping the new generation with it
+/// would date the trip too early and admit calls before `reset_timeout`.
+#[test]
+fn an_early_clock_reading_never_backdates_a_trip() {
+    loom::model(|| {
+        let (b, c) = setup(BreakerConfig::DEFAULT);
+        b.trip(&*c);
+        let caller = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                let _ = b.acquire_token(&*c);
+            })
+        };
+        let operator = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                c.advance(RESET * 2);
+                b.trip(&*c);
+            })
+        };
+        caller.join().unwrap();
+        operator.join().unwrap();
+        // Tripped "now": a full reset_timeout to go.
+        let rejected = b.acquire_token(&*c).unwrap_err();
+        assert_eq!(rejected.state, BreakerState::Open);
+        assert!(rejected.retry_after >= RESET);
+    });
+}
