@@ -126,6 +126,7 @@ mod time;
 
 pub mod backoff;
 pub mod breaker;
+pub mod budget;
 pub mod bulkhead;
 pub mod clock;
 pub mod deadline;

@@ -53,6 +53,12 @@ pub enum Error<E = core::convert::Infallible> {
     },
     /// The pattern was disposed.
     Disposed,
+    /// The closure panicked on another thread (a detached timeout's
+    /// worker); the pattern carries on.
+    Panicked {
+        /// The panic message, when the payload was a string.
+        message: Arc<str>,
+    },
     /// A configuration value was invalid.
     InvalidConfig(ConfigError),
     /// A registry already holds an instance of that name with other options.
@@ -119,6 +125,7 @@ impl<E> Error<E> {
                 last: Box::new(last.map_inner(f)),
             },
             Error::Disposed => Error::Disposed,
+            Error::Panicked { message } => Error::Panicked { message },
             Error::InvalidConfig(c) => Error::InvalidConfig(c),
             Error::NameTaken { name } => Error::NameTaken { name },
         }
@@ -153,6 +160,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 write!(f, "gave up after {attempts} attempts: {last}")
             }
             Error::Disposed => f.write_str("the pattern was disposed"),
+            Error::Panicked { message } => write!(f, "the call panicked: {message}"),
             Error::InvalidConfig(e) => e.fmt(f),
             Error::NameTaken { name } => {
                 write!(f, "`{name}` is already registered with different options")

@@ -18,3 +18,9 @@ pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use timer::{Timer, VirtualClock};
 mod policy;
 pub use policy::{Nested, Pipeline, Policy, Unprotected};
+mod timeout;
+pub use timeout::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_WORKERS, Timeout, current_deadline, with_deadline,
+};
+mod retry;
+pub use retry::{ErrorMatcher, Retry, RetryConfig};

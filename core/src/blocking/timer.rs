@@ -33,6 +33,17 @@ pub trait Timer: Clock + Send + Sync {
     fn sleep(&self, duration: Duration) {
         self.sleep_until(self.now().saturating_add(duration));
     }
+
+    /// A sleep that can be interrupted: waits like
+    /// [`sleep_until`](Self::sleep_until) (so an auto-advancing
+    /// [`VirtualClock`] moves to `deadline` at once), but like
+    /// [`park_until`](Self::park_until) returns early when the thread is
+    /// unparked, or spuriously: callers re-check their condition in a loop.
+    /// Retry back-off uses it so that `dispose` can wake a sleeping retry.
+    /// The default is `park_until`.
+    fn interruptible_sleep_until(&self, deadline: Timestamp) {
+        self.park_until(deadline)
+    }
 }
 
 impl<T: Timer + ?Sized> Timer for &T {
@@ -42,6 +53,9 @@ impl<T: Timer + ?Sized> Timer for &T {
     fn park_until(&self, deadline: Timestamp) {
         (**self).park_until(deadline)
     }
+    fn interruptible_sleep_until(&self, deadline: Timestamp) {
+        (**self).interruptible_sleep_until(deadline)
+    }
 }
 
 impl<T: Timer + ?Sized> Timer for Arc<T> {
@@ -50,6 +64,9 @@ impl<T: Timer + ?Sized> Timer for Arc<T> {
     }
     fn park_until(&self, deadline: Timestamp) {
         (**self).park_until(deadline)
+    }
+    fn interruptible_sleep_until(&self, deadline: Timestamp) {
+        (**self).interruptible_sleep_until(deadline)
     }
 }
 
@@ -200,6 +217,14 @@ impl Timer for VirtualClock {
     fn park_until(&self, deadline: Timestamp) {
         if self.now() < deadline {
             self.park_once(deadline);
+        }
+    }
+
+    fn interruptible_sleep_until(&self, deadline: Timestamp) {
+        if self.auto_advance {
+            self.advance_to(deadline);
+        } else {
+            self.park_until(deadline);
         }
     }
 }

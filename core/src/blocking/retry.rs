@@ -1,0 +1,850 @@
+//! The retry pattern for threads: [`Retry`], its options [`RetryConfig`]
+//! and the [`ErrorMatcher`]s of `retryable_errors`.
+
+use core::cell::Cell;
+use core::fmt::{self, Display};
+use core::time::Duration;
+use std::boxed::Box;
+use std::string::{String, ToString};
+use std::sync::Arc;
+use std::vec::Vec;
+
+use regex::Regex;
+
+use super::events::{Counter, Listeners};
+use super::registry::{self, Registered};
+use super::timeout::{Flag, WaitList, current_deadline};
+use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
+use crate::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
+use crate::budget::RetryBudget;
+use crate::clock::{MonotonicClock, Timestamp};
+use crate::sync::{AtomicU64, Ordering};
+
+/// One entry of [`RetryConfig::retryable_errors`]: matched against the
+/// text of an error (its [`Display`] output).
+///
+/// Two matchers are equal when they are of the same kind with the same
+/// pattern string (regexes are compared by their source text).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::blocking::ErrorMatcher;
+///
+/// let substring = ErrorMatcher::from("network error");
+/// assert!(substring.matches("GET /users: network error (reset)"));
+/// let regex = ErrorMatcher::regex(r"\b5\d\d\b")?;
+/// assert!(regex.matches("HTTP 503 Service Unavailable"));
+/// assert!(!regex.matches("HTTP 404 Not Found"));
+/// # Ok::<(), regex::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub enum ErrorMatcher {
+    /// Matches messages containing this text (case-sensitive), like a
+    /// string in the spec's `retryableErrors`.
+    Substring(Arc<str>),
+    /// Matches messages in which this regular expression finds a match
+    /// (anywhere, unless anchored), like a `RegExp` in the spec's
+    /// `retryableErrors`. Syntax: the [`regex`] crate's.
+    Regex(Regex),
+}
+
+impl ErrorMatcher {
+    /// A substring matcher.
+    pub fn substring(text: impl Into<Arc<str>>) -> ErrorMatcher {
+        ErrorMatcher::Substring(text.into())
+    }
+
+    /// A regex matcher.
+    ///
+    /// # Errors
+    ///
+    /// The pattern's syntax error.
+    pub fn regex(pattern: &str) -> Result<ErrorMatcher, regex::Error> {
+        Regex::new(pattern).map(ErrorMatcher::Regex)
+    }
+
+    /// `true` if `message` matches.
+    pub fn matches(&self, message: &str) -> bool {
+        match self {
+            ErrorMatcher::Substring(s) => message.contains(&**s),
+            ErrorMatcher::Regex(r) => r.is_match(message),
+        }
+    }
+
+    /// The pattern text.
+    pub fn pattern(&self) -> &str {
+        match self {
+            ErrorMatcher::Substring(s) => s,
+            ErrorMatcher::Regex(r) => r.as_str(),
+        }
+    }
+}
+
+impl PartialEq for ErrorMatcher {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ErrorMatcher::Substring(a), ErrorMatcher::Substring(b)) => a == b,
+            (ErrorMatcher::Regex(a), ErrorMatcher::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ErrorMatcher {}
+
+impl From<&str> for ErrorMatcher {
+    fn from(text: &str) -> Self {
+        ErrorMatcher::substring(text)
+    }
+}
+
+impl From<String> for ErrorMatcher {
+    fn from(text: String) -> Self {
+        ErrorMatcher::substring(text)
+    }
+}
+
+impl From<Regex> for ErrorMatcher {
+    fn from(regex: Regex) -> Self {
+        ErrorMatcher::Regex(regex)
+    }
+}
+
+/// Retry options: the core [`BackoffConfig`] (attempts, delays, jitter,
+/// total time budget) plus which errors are retried, the jitter seed and an
+/// optional shared [`RetryBudget`].
+///
+/// The spec's options map as: `maxAttempts` → `backoff.max_attempts` (3),
+/// `initialDelay` → `backoff.initial_delay` (1 s), `maxDelay` →
+/// `backoff.max_delay` (30 s), `backoffFactor` → `backoff.backoff_factor`
+/// (2), `retryableErrors` → [`retryable_errors`](Self::retryable_errors)
+/// (empty: every error is retryable). The `with_*` methods set the backoff
+/// fields without spelling out `backoff`.
+///
+/// Configs are compared (for the registry) field by field; regexes by
+/// their pattern text, budgets by identity (the same `Arc`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::RetryConfig;
+///
+/// let config = RetryConfig::default()
+///     .with_max_attempts(5)
+///     .with_initial_delay(Duration::from_millis(100))
+///     .retry_on("connection reset")
+///     .retry_on_regex(r"5\d\d")?;
+/// assert_eq!(config.backoff.max_delay, Duration::from_secs(30));
+/// assert_eq!(config.retryable_errors.len(), 2);
+/// # Ok::<(), regex::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RetryConfig {
+    /// Attempts, delays, jitter and the optional total time budget
+    /// (`max_elapsed`: a retry happens only if its delay ends within it),
+    /// validated by [`Backoff::new`].
+    pub backoff: BackoffConfig,
+    /// Which errors are retried: an error is retryable if its `Display`
+    /// text matches any of these; an empty list (the default) retries
+    /// every error. See [`Retry`] for how errors of nested patterns are
+    /// treated and for predicates on the error value.
+    pub retryable_errors: Vec<ErrorMatcher>,
+    /// The jitter seed. `None` (the default) derives it from the name, so a
+    /// given `Retry` is deterministic; processes that share a name then
+    /// share delays too, so give each process its own seed when jitter
+    /// should spread retries across processes. Each call draws its own
+    /// sequence from the seed.
+    pub seed: Option<u64>,
+    /// A budget shared with other retries (default `None`): each call
+    /// deposits into it, each retry withdraws, and a refused retry ends the
+    /// call with [`Error::RetriesExhausted`].
+    pub budget: Option<Arc<RetryBudget>>,
+}
+
+impl PartialEq for RetryConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same_budget = match (&self.budget, &other.budget) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.backoff == other.backoff
+            && self.retryable_errors == other.retryable_errors
+            && self.seed == other.seed
+            && same_budget
+    }
+}
+
+impl RetryConfig {
+    /// This config with `backoff.max_attempts` set (total attempts, the
+    /// first included).
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.backoff.max_attempts = max_attempts;
+        self
+    }
+
+    /// This config with `backoff.initial_delay` set.
+    pub fn with_initial_delay(mut self, initial_delay: Duration) -> Self {
+        self.backoff.initial_delay = initial_delay;
+        self
+    }
+
+    /// This config with `backoff.max_delay` set.
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.backoff.max_delay = max_delay;
+        self
+    }
+
+    /// This config with `backoff.backoff_factor` set.
+    pub fn with_backoff_factor(mut self, backoff_factor: f64) -> Self {
+        self.backoff.backoff_factor = backoff_factor;
+        self
+    }
+
+    /// This config with `backoff.jitter` set.
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.backoff.jitter = jitter;
+        self
+    }
+
+    /// This config with `backoff.max_elapsed` set: the total time budget of
+    /// one call, sleeps included.
+    pub fn with_max_elapsed(mut self, max_elapsed: Option<Duration>) -> Self {
+        self.backoff.max_elapsed = max_elapsed;
+        self
+    }
+
+    /// This config with `backoff` replaced.
+    pub fn with_backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// This config with `seed` set.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// This config sharing `budget`.
+    pub fn with_budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// This config also retrying errors whose text contains `text`.
+    pub fn retry_on(mut self, text: impl Into<Arc<str>>) -> Self {
+        self.retryable_errors.push(ErrorMatcher::substring(text));
+        self
+    }
+
+    /// This config also retrying errors whose text matches the regular
+    /// expression `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// The pattern's syntax error.
+    pub fn retry_on_regex(mut self, pattern: &str) -> Result<Self, regex::Error> {
+        self.retryable_errors.push(ErrorMatcher::regex(pattern)?);
+        Ok(self)
+    }
+
+    /// This config also retrying errors that `matcher` matches.
+    pub fn retry_on_matcher(mut self, matcher: impl Into<ErrorMatcher>) -> Self {
+        self.retryable_errors.push(matcher.into());
+        self
+    }
+}
+
+std::thread_local! {
+    /// The verdict of [`Retry::classify`] on the last error it saw on this
+    /// thread: `(the Retry's address, retryable)`.
+    static VERDICT: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
+/// Retries failing operations with exponential backoff (the spec's Retry
+/// pattern).
+///
+/// [`execute`](Self::execute) runs the closure; when it fails with a
+/// retryable error, the retry sleeps on its timer for the next backoff
+/// delay and runs it again, up to `max_attempts` attempts in all. The last
+/// failure comes back as [`Error::RetriesExhausted`] with the attempt count
+/// and the last error (also with `max_attempts = 1`); an error that is not
+/// retryable comes back at once as itself ([`Error::Inner`]), whatever the
+/// attempt.
+///
+/// # Which errors are retried
+///
+/// * **The closure's own errors** — [`execute`](Self::execute) (which needs
+///   `E: Display`) matches their text against
+///   [`retryable_errors`](RetryConfig::retryable_errors) (empty: all).
+///   [`execute_if`](Self::execute_if) takes a predicate on the error value
+///   instead (no `Display` needed; call [`is_retryable`](Self::is_retryable)
+///   in it to combine both).
+/// * **Inside a [`Pipeline`](super::Pipeline)** the retry sees the error
+///   type only generically, so it cannot read the text: with an empty
+///   `retryable_errors` every error of the call is retried; with matchers,
+///   wrap the call in [`classify`](Self::classify) so the retry learns the
+///   verdict (`pipeline.execute(retry.classify(|| call()))`) — otherwise
+///   such errors are **not** retried (the conservative reading: the
+///   matchers list what may be retried).
+/// * [`Error::TimedOut`] of a timeout nested inside the retry (a timeout
+///   per attempt) is always retried.
+/// * A refusal that says when to come back — [`Error::BreakerOpen`],
+///   [`Error::RateLimited`] — is retried after `max(backoff delay,
+///   retry_after)` if `retry_after <= max_delay` (and it fits the time
+///   budget and deadline); a longer one is returned at once as itself.
+/// * Every other error of a nested pattern — [`Error::BulkheadFull`],
+///   [`Error::QueueTimeout`] (retrying would only add load where there is
+///   too much), [`Error::RetriesExhausted`] (a nested retry already tried),
+///   [`Error::Disposed`], [`Error::Panicked`], … — is returned at once.
+///
+/// # When retrying stops early
+///
+/// * `max_elapsed` (the total time budget): a delay is taken only if it
+///   ends within the budget, measured from the call's start.
+/// * The thread's [current deadline](super::current_deadline) (set by an
+///   enclosing [`Timeout`](super::Timeout)): the retry never sleeps to or
+///   past it. The deadline must come from the same clock as this retry's.
+/// * A [`RetryBudget`] that refuses the retry (an [`EventKind::Rejected`]
+///   event, counted in `rejections`).
+///
+/// Each of these ends the call with [`Error::RetriesExhausted`].
+/// [`dispose`](Self::dispose) wakes a retry sleeping in back-off, which
+/// returns [`Error::Disposed`].
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::{Retry, RetryConfig};
+///
+/// # struct Api;
+/// # impl Api { fn fetch_data(&self) -> Result<String, std::io::Error> { Ok("data".into()) } }
+/// # let api = Api;
+/// // Create a retry handler
+/// let retry = Retry::new(
+///     "apiCall",
+///     RetryConfig::default()
+///         .with_max_attempts(3)
+///         .with_initial_delay(Duration::from_millis(1000))
+///         .with_backoff_factor(2.0)
+///         .retry_on("network error")
+///         .retry_on("timeout")
+///         .retry_on_regex(r"5\d\d")?, // strings or regexes
+/// )?;
+///
+/// // Execute with retry
+/// let result = retry.execute(|| api.fetch_data())?;
+/// assert_eq!(result, "data");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// On virtual time, watching the back-off: attempts at 0 s, 1 s and 3 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::{Error, Retry, RetryConfig, VirtualClock};
+/// use stockade::clock::Clock;
+///
+/// let clock = VirtualClock::auto_advance(); // sleeps move the clock
+/// let retry = Retry::with_timer("flaky", RetryConfig::default(), &clock)?;
+/// let mut started = Vec::new();
+/// let out: Result<(), _> = retry.execute(|| {
+///     started.push(clock.now().as_nanos() / 1_000_000_000);
+///     Err("HTTP 503")
+/// });
+/// assert_eq!(started, [0, 1, 3]);
+/// match out {
+///     Err(Error::RetriesExhausted { attempts, last }) => {
+///         assert_eq!(attempts, 3);
+///         assert_eq!(last.into_inner(), Some("HTTP 503"));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Retry<T: Timer = MonotonicClock> {
+    name: Arc<str>,
+    options: RetryConfig,
+    backoff: Backoff,
+    seed: u64,
+    timer: T,
+    listeners: Listeners,
+    calls: Counter,
+    successes: Counter,
+    failures: Counter,
+    retries: Counter,
+    refusals: Counter,
+    next_call: AtomicU64,
+    disposed: Flag,
+    sleepers: WaitList,
+}
+
+impl<T: Timer> fmt::Debug for Retry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .field("disposed", &self.is_disposed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retry<MonotonicClock> {
+    /// A retry on the real clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for invalid backoff options (see
+    /// [`Backoff::new`]).
+    pub fn new(name: &str, options: RetryConfig) -> Result<Self, Error> {
+        Retry::with_timer(name, options, MonotonicClock::new())
+    }
+
+    /// The retry registered as `name`, or a new one with `options`
+    /// registered under that name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`].
+    pub fn get_or_create(name: &str, options: RetryConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &options, || Retry::new(name, options.clone()))
+    }
+
+    /// The live retry registered as `name`, if any.
+    pub fn get(name: &str) -> Option<Arc<Self>> {
+        registry::get(name)
+    }
+
+    /// The spec's `Retry.getRetrier(name)`: the retry registered as `name`
+    /// (whatever its options), or a new one with the default options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::blocking::Retry;
+    ///
+    /// let retry = Retry::get_retrier("apiCalls");
+    /// assert!(Arc::ptr_eq(&retry, &Retry::get_retrier("apiCalls")));
+    /// ```
+    pub fn get_retrier(name: &str) -> Arc<Self> {
+        loop {
+            if let Some(existing) = Retry::get(name) {
+                return existing;
+            }
+            // Racing another creator with other options gives NameTaken:
+            // look again.
+            if let Ok(created) = Retry::get_or_create(name, RetryConfig::default()) {
+                return created;
+            }
+        }
+    }
+}
+
+impl Registered for Retry<MonotonicClock> {
+    type Options = RetryConfig;
+    fn options(&self) -> &RetryConfig {
+        &self.options
+    }
+    fn is_disposed(&self) -> bool {
+        self.disposed.get()
+    }
+}
+
+/// FNV-1a of the name: the default jitter seed.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl<T: Timer> Retry<T> {
+    /// A retry on `timer` (a [`VirtualClock`](super::VirtualClock) in tests
+    /// and simulations).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for invalid backoff options.
+    pub fn with_timer(name: &str, options: RetryConfig, timer: T) -> Result<Self, Error> {
+        let backoff = Backoff::new(options.backoff)?;
+        Ok(Retry {
+            name: Arc::from(name),
+            seed: options.seed.unwrap_or_else(|| name_seed(name)),
+            options,
+            backoff,
+            timer,
+            listeners: Listeners::default(),
+            calls: Counter::default(),
+            successes: Counter::default(),
+            failures: Counter::default(),
+            retries: Counter::default(),
+            refusals: Counter::default(),
+            next_call: AtomicU64::new(0),
+            disposed: Flag::default(),
+            sleepers: WaitList::default(),
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options.
+    pub fn options(&self) -> &RetryConfig {
+        &self.options
+    }
+
+    /// The timer.
+    pub fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// `true` if `error`'s text matches
+    /// [`retryable_errors`](RetryConfig::retryable_errors) (always, when the
+    /// list is empty). Formats the error only when there are matchers.
+    pub fn is_retryable<E: Display + ?Sized>(&self, error: &E) -> bool {
+        let matchers = &self.options.retryable_errors;
+        if matchers.is_empty() {
+            return true;
+        }
+        let text = error.to_string();
+        matchers.iter().any(|m| m.matches(&text))
+    }
+
+    /// Runs `call`, retrying retryable failures (see the [type
+    /// docs](Retry)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RetriesExhausted`] (attempts made, last error) when the
+    /// attempts, time budget, deadline or retry budget ran out;
+    /// [`Error::Inner`] at once for an error that is not retryable;
+    /// [`Error::Disposed`].
+    pub fn execute<R, E: Display>(
+        &self,
+        mut call: impl FnMut() -> Result<R, E>,
+    ) -> Result<R, Error<E>> {
+        self.run_with(|| call().map_err(Error::Inner), |e| self.is_retryable(e))
+    }
+
+    /// Runs `call`, retrying the failures for which `retry_if` returns
+    /// `true` (the predicate replaces `retryable_errors`; `E` needs no
+    /// `Display`).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, Retry, RetryConfig, VirtualClock};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum DbError { Deadlock, Constraint }
+    ///
+    /// let retry = Retry::with_timer("db", RetryConfig::default(), VirtualClock::auto_advance())?;
+    /// let mut attempts = 0;
+    /// let out: Result<(), _> = retry.execute_if(
+    ///     |e: &DbError| *e == DbError::Deadlock,
+    ///     || { attempts += 1; Err(if attempts == 1 { DbError::Deadlock } else { DbError::Constraint }) },
+    /// );
+    /// assert!(matches!(out, Err(Error::Inner(DbError::Constraint))));
+    /// assert_eq!(attempts, 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn execute_if<R, E>(
+        &self,
+        mut retry_if: impl FnMut(&E) -> bool,
+        mut call: impl FnMut() -> Result<R, E>,
+    ) -> Result<R, Error<E>> {
+        self.run_with(|| call().map_err(Error::Inner), |e| retry_if(e))
+    }
+
+    /// Wraps `call` so that, inside a [`Pipeline`](super::Pipeline), this
+    /// retry learns whether its errors match `retryable_errors` (the
+    /// pipeline hands errors to the retry only generically). The verdict
+    /// travels in a thread-local slot keyed by this retry, read by the
+    /// retry on the same thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, Pipeline, Retry, RetryConfig, VirtualClock};
+    ///
+    /// let clock = VirtualClock::auto_advance();
+    /// let retry = Retry::with_timer("api", RetryConfig::default().retry_on("503"), &clock)?;
+    /// let pipeline = Pipeline::new().then(&retry);
+    /// let mut attempts = 0;
+    /// let out: Result<(), _> = pipeline.execute(retry.classify(|| {
+    ///     attempts += 1;
+    ///     Err(if attempts < 3 { "HTTP 503" } else { "HTTP 400" })
+    /// }));
+    /// assert!(matches!(out, Err(Error::Inner("HTTP 400"))));
+    /// assert_eq!(attempts, 3);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn classify<'a, R, E: Display>(
+        &'a self,
+        mut call: impl FnMut() -> Result<R, E> + 'a,
+    ) -> impl FnMut() -> Result<R, E> + 'a {
+        let key = self.key();
+        move || {
+            let out = call();
+            if let Err(e) = &out {
+                let verdict = self.is_retryable(e);
+                VERDICT.with(|v| v.set((key, verdict)));
+            }
+            out
+        }
+    }
+
+    /// This retry's key in the verdict slot.
+    fn key(&self) -> usize {
+        core::ptr::from_ref(self).addr()
+    }
+
+    /// A pipeline error's verdict: [`classify`](Self::classify)'s if it left
+    /// one for this retry, else "retryable" only without matchers.
+    fn pipeline_verdict(&self) -> bool {
+        let key = self.key();
+        let classified = VERDICT.with(|v| {
+            let (k, verdict) = v.get();
+            (k == key).then(|| {
+                v.set((0, false));
+                verdict
+            })
+        });
+        classified.unwrap_or(self.options.retryable_errors.is_empty())
+    }
+
+    /// A reusable function protected by this retry (the spec's `wrap`);
+    /// the argument is cloned for each attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Retry, RetryConfig, VirtualClock};
+    ///
+    /// let retry = Retry::with_timer("sq", RetryConfig::default(), VirtualClock::auto_advance())?;
+    /// let square = retry.wrap(|x: u64| x.checked_mul(x).ok_or("overflow"));
+    /// assert_eq!(square(12).unwrap(), 144);
+    /// assert!(square(u64::MAX).is_err());
+    /// # Ok::<(), stockade::blocking::Error>(())
+    /// ```
+    pub fn wrap<'a, A, R, E>(
+        &'a self,
+        f: impl Fn(A) -> Result<R, E> + 'a,
+    ) -> impl Fn(A) -> Result<R, Error<E>> + 'a
+    where
+        A: Clone,
+        E: Display,
+    {
+        move |arg: A| self.execute(|| f(arg.clone()))
+    }
+
+    /// How long to wait at least before retrying `error`, or `None` if it
+    /// is not retried.
+    fn wait_before_retry<E>(
+        &self,
+        error: &Error<E>,
+        retryable: &mut impl FnMut(&E) -> bool,
+    ) -> Option<Duration> {
+        match error {
+            Error::Inner(e) => retryable(e).then_some(Duration::ZERO),
+            Error::TimedOut { .. } => Some(Duration::ZERO),
+            Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => {
+                (*retry_after <= self.options.backoff.max_delay).then_some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// The retry loop.
+    fn run_with<R, E>(
+        &self,
+        mut call: impl FnMut() -> Result<R, Error<E>>,
+        mut retryable: impl FnMut(&E) -> bool,
+    ) -> Result<R, Error<E>> {
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        self.calls.incr();
+        if let Some(budget) = &self.options.budget {
+            budget.deposit(&self.timer);
+        }
+        // The clock is read up front only when the time budget needs it.
+        let start = self.options.backoff.max_elapsed.map(|_| self.timer.now());
+        let mut schedule: Option<BackoffSchedule> = None;
+        let mut attempts: u32 = 0;
+        loop {
+            attempts = attempts.saturating_add(1);
+            let error = match call() {
+                Ok(value) => {
+                    self.successes.incr();
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            let Some(at_least) = self.wait_before_retry(&error, &mut retryable) else {
+                self.failures.incr();
+                return Err(error);
+            };
+            if self.is_disposed() {
+                self.failures.incr();
+                return Err(Error::Disposed);
+            }
+            let schedule = schedule.get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
+            let now = self.timer.now();
+            let elapsed = start.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+            let Some(base) = schedule.next_delay(elapsed) else {
+                return Err(self.exhausted(attempts, error));
+            };
+            let delay = base.max(at_least);
+            if let Some(budget) = self.options.backoff.max_elapsed {
+                if elapsed.saturating_add(delay) > budget {
+                    return Err(self.exhausted(attempts, error));
+                }
+            }
+            let until = now.saturating_add(delay);
+            if current_deadline().is_some_and(|d| until >= d.expires_at()) {
+                return Err(self.exhausted(attempts, error));
+            }
+            if let Some(budget) = &self.options.budget {
+                if let Err(refused) = budget.try_withdraw(&self.timer) {
+                    self.refusals.incr();
+                    self.emit(EventKind::Rejected {
+                        retry_after: Some(refused.retry_after),
+                    });
+                    return Err(self.exhausted(attempts, error));
+                }
+            }
+            self.retries.incr();
+            self.emit(EventKind::Retry {
+                attempt: attempts,
+                delay,
+            });
+            drop(error);
+            if !self.back_off(until) {
+                self.failures.incr();
+                return Err(Error::Disposed);
+            }
+        }
+    }
+
+    /// The jitter seed of the next failing call.
+    fn call_seed(&self) -> u64 {
+        let n = self.next_call.fetch_add(1, Ordering::Relaxed);
+        self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn exhausted<E>(&self, attempts: u32, last: Error<E>) -> Error<E> {
+        self.failures.incr();
+        Error::RetriesExhausted {
+            attempts,
+            last: Box::new(last),
+        }
+    }
+
+    /// Sleeps until `until` unless disposed: `false` if disposed.
+    fn back_off(&self, until: Timestamp) -> bool {
+        if self.timer.now() >= until {
+            return !self.is_disposed();
+        }
+        let _sleeping = self.sleepers.register();
+        loop {
+            if self.is_disposed() {
+                return false;
+            }
+            if self.timer.now() >= until {
+                return true;
+            }
+            self.timer.interruptible_sleep_until(until);
+        }
+    }
+
+    fn emit(&self, kind: EventKind) {
+        self.listeners.emit(|| Event {
+            pattern: PatternKind::Retry,
+            name: Arc::clone(&self.name),
+            at: self.timer.now(),
+            kind,
+        });
+    }
+
+    /// `true` once disposed.
+    pub fn is_disposed(&self) -> bool {
+        self.disposed.get()
+    }
+
+    /// Subscribes a listener to this retry's events
+    /// ([`EventKind::Retry`] before each back-off, [`EventKind::Rejected`]
+    /// when the retry budget refuses, [`EventKind::Disposed`]).
+    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        self.listeners.add(Arc::new(listener))
+    }
+
+    /// Removes a listener; `false` if it was not subscribed.
+    pub fn unsubscribe(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
+    }
+
+    /// A snapshot of the counters: `calls`, `successes`, `failures` (calls
+    /// that ended in an error), `retries` (back-offs taken) and
+    /// `rejections` (retries the retry budget refused).
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            calls: self.calls.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            retries: self.retries.get(),
+            rejections: self.refusals.get(),
+            ..Metrics::default()
+        }
+    }
+
+    /// Disposes the retry: calls sleeping in back-off wake with
+    /// [`Error::Disposed`], later calls fail with `Disposed`, a
+    /// [`EventKind::Disposed`] event is emitted, listeners are removed, and
+    /// the registry forgets the retry. An attempt already running finishes
+    /// (its result is returned if it succeeds). Idempotent.
+    pub fn dispose(&self) {
+        if self.disposed.set() {
+            return;
+        }
+        self.sleepers.wake_all();
+        self.emit(EventKind::Disposed);
+        self.listeners.clear();
+        // Forget this instance if it is the registered one (a registry
+        // lookup drops disposed entries).
+        let _ = registry::get::<Retry<MonotonicClock>>(&self.name);
+    }
+}
+
+impl<T: Timer> Policy for Retry<T> {
+    /// Retries `call` (see the [type docs](Retry) for which errors).
+    fn run<R, E, F>(&self, call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Result<R, Error<E>>,
+    {
+        // A verdict left over from an earlier call (whose error never
+        // reached this retry) must not decide this one's.
+        let key = self.key();
+        VERDICT.with(|v| {
+            if v.get().0 == key {
+                v.set((0, false));
+            }
+        });
+        self.run_with(call, |_| self.pipeline_verdict())
+    }
+}
