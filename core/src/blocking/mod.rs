@@ -18,3 +18,9 @@ pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use timer::{Timer, VirtualClock};
 mod policy;
 pub use policy::{Nested, Pipeline, Policy, Unprotected};
+mod breaker;
+pub use breaker::CircuitBreaker;
+mod request_response;
+pub use request_response::{
+    Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
+};
