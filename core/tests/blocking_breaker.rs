@@ -778,3 +778,50 @@ fn shareable_between_threads() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<CircuitBreaker>();
 }
+
+#[test]
+fn racing_transitions_still_form_a_chain() {
+    let (b, clock) = breaker("t-chain", config().with_failure_threshold(2));
+    let events = collect(&b);
+    thread::scope(|s| {
+        for t in 0..4u32 {
+            let (b, clock) = (&b, &clock);
+            s.spawn(move || {
+                for i in 0..2_000u32 {
+                    match (i * 7 + t * 3) % 11 {
+                        0 => {
+                            b.trip().unwrap();
+                        }
+                        1 => {
+                            b.reset().unwrap();
+                        }
+                        2 | 3 => clock.advance(late(Duration::from_secs(30))),
+                        4..=6 => {
+                            let _ = fail(b);
+                        }
+                        _ => {
+                            let _ = succeed(b);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let changes = changes(&events);
+    assert!(changes.len() > 10, "the workload should change states");
+    assert_eq!(changes[0].0, BreakerState::Closed);
+    for pair in changes.windows(2) {
+        assert_eq!(
+            pair[0].1, pair[1].0,
+            "each event starts where the last ended"
+        );
+    }
+    for (from, to) in &changes {
+        assert_ne!(from, to);
+    }
+    assert_eq!(
+        changes.last().unwrap().1,
+        b.state(),
+        "the last event names the state"
+    );
+}
