@@ -24,3 +24,9 @@ pub use timeout::{
 };
 mod retry;
 pub use retry::{ErrorMatcher, Retry, RetryConfig};
+mod breaker;
+pub use breaker::CircuitBreaker;
+mod request_response;
+pub use request_response::{
+    Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
+};

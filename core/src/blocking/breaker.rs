@@ -1,0 +1,1237 @@
+//! The blocking circuit breaker: runs closures through the lock-free core
+//! [`crate::breaker::CircuitBreaker`], with events, metrics, a monitor
+//! thread and a registry.
+//!
+//! The user-facing documentation is on [`CircuitBreaker`].
+
+use core::cell::Cell;
+use core::fmt;
+use core::panic::AssertUnwindSafe;
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind};
+use std::sync::{Arc, Weak};
+use std::thread::{self, Thread};
+use std::vec::Vec;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use super::events::{Counter, Listeners};
+use super::registry::{self, Registered};
+use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
+use crate::breaker::{
+    BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, CircuitBreaker as Machine,
+    Outcome, PermitToken,
+};
+use crate::clock::{Clock, MonotonicClock, Timestamp};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// A circuit breaker for blocking calls (spec: `CircuitBreaker`).
+///
+/// Counts the failures of the calls it runs; after `failure_threshold`
+/// consecutive failures it *opens* and refuses calls with
+/// [`Error::BreakerOpen`] for `reset_timeout`, then lets probe calls
+/// through (*half-open*) and closes again once they succeed. The state
+/// machine is the lock-free core [`crate::breaker::CircuitBreaker`]; its
+/// documentation explains every option ([`BreakerConfig`]: the spec's
+/// `failure_threshold` 5, `reset_timeout` 60 s, `half_open_timeout` 30 s,
+/// `monitor_interval` 5 s, plus resilience4j's failure-rate window,
+/// slow-call threshold and half-open probe count).
+///
+/// * [`execute`](Self::execute) counts `Ok` as a success and `Err` as a
+///   failure; [`execute_classified`](Self::execute_classified) lets a
+///   predicate decide (a failure, a success, or [`Outcome::Ignored`]).
+/// * A closure that panics counts as a failure; the panic continues to the
+///   caller.
+/// * Manual control: [`trip`](Self::trip), [`reset`](Self::reset),
+///   [`force_open`](Self::force_open), [`disable`](Self::disable).
+/// * Events: `StateChanged { from, to }`, `Rejected`, `Disposed`, and
+///   `Monitor(metrics)` every `monitor_interval` while anyone listens (see
+///   below).
+///
+/// # Cost
+///
+/// In the closed state (no slow-call threshold, no failure-rate window) a
+/// successful [`execute`](Self::execute) is: one atomic load to admit, the
+/// closure, one atomic load to report, and one increment of the success
+/// counter. No lock, no allocation, no clock read. The success counter is
+/// striped per thread: for up to eight live threads the increment is a
+/// plain load and store of the thread's own cache line (no `lock`-prefixed
+/// read-modify-write, no line shared between threads); further threads
+/// share one atomic counter.
+///
+/// The core is given a clock wrapper that remembers whether (and when) the
+/// core read it. The core reads its clock only when a decision needs time
+/// (open and half-open admissions, transitions, slow-call measurement), so
+/// "the clock was not read" proves that nothing happened that needs an
+/// event; the wrapper is a local `Cell`. Everything else — counting
+/// failures and rejections, detecting state changes, emitting events —
+/// happens on those slow paths only.
+///
+/// # State-change events
+///
+/// Transitions happen inside the core (a failure opens the circuit, an
+/// admission after `reset_timeout` makes it half-open, ...), so this layer
+/// detects them afterwards: every operation that may have changed the state
+/// compares the core's generation with the last one it reported, under a
+/// lock, and reports the difference as `StateChanged { from, to }`. The
+/// events therefore form a chain: each event's `from` is the previous
+/// event's `to`. When two threads' transitions race (for example one trips
+/// the breaker while another's probe closes it), a state that lasted only
+/// as long as the race may be folded into one event (`Closed → HalfOpen`
+/// instead of `Closed → Open`, `Open → HalfOpen`); the last event always
+/// names the current state. A new half-open round (half-open to half-open)
+/// is not a state change and emits nothing.
+///
+/// Events are queued under that lock and delivered in order, outside it, by
+/// one thread at a time; a listener may call back into the breaker (its
+/// own events are delivered after it returns). An event is normally
+/// delivered before the call that caused it returns, unless another thread
+/// is delivering events at that moment (then that thread delivers it).
+///
+/// # The monitor thread
+///
+/// While the breaker has listeners, a background thread emits
+/// `Monitor(metrics)` every `monitor_interval`, sleeping on the breaker's
+/// [`Timer`] (so a [`VirtualClock`](super::VirtualClock) drives it). It
+/// holds only a `Weak` reference to the breaker's state and a handle to the
+/// timer; it stops when the last listener unsubscribes, on
+/// [`dispose`](Self::dispose), or when the breaker is dropped
+/// (each wakes it at once). A monitor tick that finds itself late (the
+/// clock jumped several intervals) emits one event, not one per missed
+/// interval.
+///
+/// # Dispose
+///
+/// Disposing forces the core open (so the hot path needs no separate
+/// "disposed" check: the rejection path tells a disposed breaker from a
+/// forced-open one). [`state`](Self::state) of a disposed breaker
+/// is therefore [`BreakerState::ForcedOpen`].
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::{CircuitBreaker, Error};
+/// use stockade::breaker::BreakerConfig;
+///
+/// # struct Database;
+/// # #[derive(Debug, PartialEq)] struct User(String);
+/// # impl Database {
+/// #     fn find_user(&self, id: &str) -> Result<User, std::io::Error> { Ok(User(id.to_owned())) }
+/// # }
+/// # let database = Database;
+/// // Create a circuit breaker
+/// let breaker = CircuitBreaker::new(
+///     "databaseConnection",
+///     BreakerConfig::DEFAULT
+///         .with_failure_threshold(3)
+///         .with_reset_timeout(Duration::from_secs(30)) // 30 seconds
+///         .with_half_open_timeout(Duration::from_secs(5)), // 5 seconds
+/// )?;
+///
+/// // Use with any function
+/// let get_user = |id: &str| {
+///     breaker.execute(|| {
+///         // Database operation that might fail
+///         database.find_user(id)
+///     })
+/// };
+/// assert_eq!(get_user("42").unwrap(), User("42".into()));
+///
+/// // Or wrap a function for reuse
+/// let protected_find_user = breaker.wrap(|id: &str| database.find_user(id));
+/// let user = protected_find_user("123").unwrap();
+/// assert_eq!(user, User("123".into()));
+///
+/// // Three failures open the circuit: calls are refused without running.
+/// for _ in 0..3 {
+///     let _ = breaker.execute(|| Err::<(), _>("connection refused"));
+/// }
+/// assert!(matches!(
+///     protected_find_user("123"),
+///     Err(Error::BreakerOpen { retry_after, .. }) if retry_after <= Duration::from_secs(30)
+/// ));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct CircuitBreaker<T: Timer = MonotonicClock> {
+    inner: Arc<Inner<T>>,
+}
+
+/// The breaker's shared state; the monitor thread holds a `Weak` to it.
+struct Inner<T> {
+    /// The state machine; its control word is the first field.
+    core: Machine,
+    /// The one counter the hot path writes: per-thread stripes, each on
+    /// its own cache line (also away from the control word).
+    successes: StripedCounter,
+    failures: Counter,
+    ignored: Counter,
+    rejections: Counter,
+    name: Arc<str>,
+    timer: Arc<T>,
+    /// 0 = live, 1 = disposed.
+    disposed: AtomicU32,
+    listeners: Listeners,
+    /// The last reported state and the events waiting for delivery.
+    events: Mutex<EventLog>,
+    /// A copy of the last reported `(generation, state)` ([`seen`]), for
+    /// lock-free checks on the slow paths; written under `events`.
+    seen: AtomicU64,
+    /// Serialises manual operations with `dispose`.
+    manual: Mutex<()>,
+    monitor: Mutex<Option<MonitorHandle>>,
+}
+
+/// Packs a reported `(generation, state)` into one word.
+fn seen(generation: u32, state: BreakerState) -> u64 {
+    let code = match state {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+        BreakerState::ForcedOpen => 3,
+        BreakerState::Disabled => 4,
+    };
+    (u64::from(generation) << 8) | code
+}
+
+/// The last state reported in a `StateChanged` event, and the queue.
+struct EventLog {
+    generation: u32,
+    state: BreakerState,
+    pending: VecDeque<Pending>,
+    draining: bool,
+}
+
+enum Pending {
+    Event(Event),
+    /// Dispose: clear the listeners once the events before it are out.
+    ClearListeners,
+}
+
+/// How to stop the running monitor thread.
+struct MonitorHandle {
+    stop: Arc<AtomicU32>,
+    thread: Thread,
+}
+
+impl MonitorHandle {
+    fn stop(self) {
+        self.stop.store(1, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// Stripes of a [`StripedCounter`]: threads that own one count without a
+/// read-modify-write.
+const STRIPES: usize = 8;
+/// No stripe: count on the shared word.
+const NO_STRIPE: usize = usize::MAX;
+
+/// The stripes handed out to live threads, and those returned by threads
+/// that ended.
+struct StripeTable {
+    next: usize,
+    free: Vec<usize>,
+}
+
+static STRIPE_TABLE: std::sync::Mutex<StripeTable> = std::sync::Mutex::new(StripeTable {
+    next: 0,
+    free: Vec::new(),
+});
+
+/// A thread's claim on a stripe (process-wide: the same index in every
+/// counter), returned when the thread ends.
+struct StripeClaim(usize);
+
+impl StripeClaim {
+    fn claim() -> StripeClaim {
+        let mut table = STRIPE_TABLE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stripe) = table.free.pop() {
+            return StripeClaim(stripe);
+        }
+        if table.next < STRIPES {
+            table.next += 1;
+            return StripeClaim(table.next - 1);
+        }
+        StripeClaim(NO_STRIPE)
+    }
+}
+
+impl Drop for StripeClaim {
+    fn drop(&mut self) {
+        if self.0 != NO_STRIPE {
+            // The mutex orders this thread's last increments before the
+            // next owner's first.
+            STRIPE_TABLE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .free
+                .push(self.0);
+        }
+    }
+}
+
+std::thread_local! {
+    static STRIPE: StripeClaim = StripeClaim::claim();
+}
+
+/// An event counter whose increment is a plain load and store (no
+/// read-modify-write, no `lock` prefix) for up to [`STRIPES`] live threads:
+/// each owns a stripe no other thread writes. Other threads (and threads
+/// whose thread-locals are being destroyed) increment a shared word.
+/// Reading sums everything: exact once concurrent increments are done.
+#[derive(Default)]
+struct StripedCounter {
+    stripes: [CachePadded<AtomicU64>; STRIPES],
+    shared: Counter,
+}
+
+impl StripedCounter {
+    #[inline]
+    fn incr(&self) {
+        let stripe = STRIPE
+            .try_with(|claim| claim.0)
+            .ok()
+            .and_then(|i| self.stripes.get(i));
+        match stripe {
+            Some(stripe) => {
+                // Only this thread writes the stripe.
+                let n = stripe.load(Ordering::Relaxed);
+                stripe.store(n.wrapping_add(1), Ordering::Relaxed);
+            }
+            None => self.shared.incr(),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.stripes.iter().fold(self.shared.get(), |sum, s| {
+            sum.wrapping_add(s.load(Ordering::Relaxed))
+        })
+    }
+}
+
+/// A clock that remembers the first time it was read.
+struct Watch<'a, T: ?Sized> {
+    timer: &'a T,
+    first: Cell<Option<Timestamp>>,
+}
+
+impl<'a, T: Clock + ?Sized> Watch<'a, T> {
+    #[inline]
+    fn new(timer: &'a T) -> Self {
+        Watch {
+            timer,
+            first: Cell::new(None),
+        }
+    }
+}
+
+impl<T: Clock + ?Sized> Clock for Watch<'_, T> {
+    #[inline]
+    fn now(&self) -> Timestamp {
+        let t = self.timer.now();
+        if self.first.get().is_none() {
+            self.first.set(Some(t));
+        }
+        t
+    }
+}
+
+impl CircuitBreaker<MonotonicClock> {
+    /// A breaker on the system's monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first invalid option (see
+    /// [`crate::breaker::CircuitBreaker::new`]).
+    pub fn new(name: impl Into<Arc<str>>, options: BreakerConfig) -> Result<Self, Error> {
+        Self::with_timer(name, options, MonotonicClock)
+    }
+
+    /// The breaker registered as `name`, or a new one with `options`
+    /// registered under that name (spec best practice 4).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    ///
+    /// let options = BreakerConfig::DEFAULT.with_failure_threshold(2);
+    /// let a = CircuitBreaker::get_or_create("doc-payments", options)?;
+    /// let b = CircuitBreaker::get_or_create("doc-payments", options)?;
+    /// assert!(Arc::ptr_eq(&a, &b));
+    /// assert!(matches!(
+    ///     CircuitBreaker::get_or_create("doc-payments", BreakerConfig::DEFAULT),
+    ///     Err(Error::NameTaken { .. })
+    /// ));
+    /// a.dispose(); // the registry forgets it
+    /// assert!(CircuitBreaker::get("doc-payments").is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_or_create(name: &str, options: BreakerConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &options, || Self::new(name, options))
+    }
+
+    /// The live breaker registered as `name`, if any.
+    pub fn get(name: &str) -> Option<Arc<Self>> {
+        registry::get(name)
+    }
+
+    /// The spec's `CircuitBreaker.getBreaker(name)`: the breaker registered
+    /// as `name` (whatever its options), or a new one with the default
+    /// options, registered under that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::blocking::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::get_breaker("doc-databaseConnection");
+    /// assert!(Arc::ptr_eq(&breaker, &CircuitBreaker::get_breaker("doc-databaseConnection")));
+    /// assert_eq!(breaker.options().failure_threshold, 5);
+    /// ```
+    pub fn get_breaker(name: &str) -> Arc<Self> {
+        loop {
+            if let Some(breaker) = Self::get(name) {
+                return breaker;
+            }
+            // The defaults are valid, so the only error is a racing
+            // registration with other options: then `get` finds it.
+            if let Ok(breaker) = Self::get_or_create(name, BreakerConfig::DEFAULT) {
+                return breaker;
+            }
+        }
+    }
+}
+
+impl<T: Timer + 'static> Registered for CircuitBreaker<T> {
+    type Options = BreakerConfig;
+
+    fn options(&self) -> &BreakerConfig {
+        self.inner.core.config()
+    }
+
+    fn is_disposed(&self) -> bool {
+        CircuitBreaker::is_disposed(self)
+    }
+}
+
+impl<T: Timer + 'static> CircuitBreaker<T> {
+    /// A breaker that reads and waits on `timer` (for example an
+    /// `Arc<VirtualClock>` in tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] as for [`CircuitBreaker::new`].
+    pub fn with_timer(
+        name: impl Into<Arc<str>>,
+        options: BreakerConfig,
+        timer: T,
+    ) -> Result<Self, Error> {
+        let core = Machine::new(options)?;
+        Ok(CircuitBreaker {
+            inner: Arc::new(Inner {
+                core,
+                successes: StripedCounter::default(),
+                failures: Counter::default(),
+                ignored: Counter::default(),
+                rejections: Counter::default(),
+                name: name.into(),
+                timer: Arc::new(timer),
+                disposed: AtomicU32::new(0),
+                listeners: Listeners::default(),
+                events: Mutex::new(EventLog {
+                    generation: 0,
+                    state: BreakerState::Closed,
+                    pending: VecDeque::new(),
+                    draining: false,
+                }),
+                seen: AtomicU64::new(seen(0, BreakerState::Closed)),
+                manual: Mutex::new(()),
+                monitor: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The instance's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &BreakerConfig {
+        self.inner.core.config()
+    }
+
+    /// The timer it reads.
+    pub fn timer(&self) -> &T {
+        &self.inner.timer
+    }
+
+    /// Runs `f` if the circuit admits it, counting `Ok` as a success and
+    /// `Err` as a failure.
+    ///
+    /// A panic in `f` counts as a failure and then continues to unwind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inner`] with `f`'s own error; [`Error::BreakerOpen`] without
+    /// running `f` when the circuit is open (or half-open with every probe
+    /// slot taken), with the state and how long until a call may be
+    /// admitted; [`Error::Disposed`] after [`dispose`](Self::dispose).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::{BreakerConfig, BreakerState};
+    ///
+    /// let breaker = CircuitBreaker::new("doc-execute", BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+    /// assert_eq!(breaker.execute(|| Ok::<_, &str>(7)).unwrap(), 7);
+    /// let failed = breaker.execute(|| Err::<u32, _>("down")).unwrap_err();
+    /// assert_eq!(failed.into_inner(), Some("down"));
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// let refused = breaker.execute(|| Ok::<_, &str>(7)).unwrap_err();
+    /// assert!(matches!(refused, Error::BreakerOpen { state: BreakerState::Open, .. }));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn execute<R, E>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, Error<E>> {
+        match self.guarded(f, |result: &Result<R, E>| match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }) {
+            Ok(result) => result.map_err(Error::Inner),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Runs `f` if the circuit admits it; `classify` decides what the
+    /// result means for the breaker: [`Outcome::Success`],
+    /// [`Outcome::Failure`], or [`Outcome::Ignored`] (counted neither way,
+    /// for errors that say nothing about the dependency's health, such as a
+    /// "not found"). `classify` may also count an `Ok` as a failure.
+    ///
+    /// A panic in `f` (or in `classify`) counts as a failure and then
+    /// continues to unwind.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::{BreakerConfig, BreakerState, Outcome};
+    ///
+    /// #[derive(Debug)]
+    /// enum DbError { NotFound, Unavailable }
+    ///
+    /// let breaker = CircuitBreaker::new("doc-classified", BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+    /// let classify = |r: &Result<u32, DbError>| match r {
+    ///     Ok(_) | Err(DbError::NotFound) => Outcome::Ignored,
+    ///     Err(DbError::Unavailable) => Outcome::Failure,
+    /// };
+    /// let _ = breaker.execute_classified(classify, || Err(DbError::NotFound));
+    /// assert_eq!(breaker.state(), BreakerState::Closed);
+    /// let _ = breaker.execute_classified(classify, || Err(DbError::Unavailable));
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn execute_classified<R, E>(
+        &self,
+        classify: impl FnOnce(&Result<R, E>) -> Outcome,
+        f: impl FnOnce() -> Result<R, E>,
+    ) -> Result<R, Error<E>> {
+        match self.guarded(f, classify) {
+            Ok(result) => result.map_err(Error::Inner),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// A reusable protected function (the spec's `wrap`): each call of the
+    /// returned function runs `f` through [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    ///
+    /// let breaker = CircuitBreaker::new("doc-wrap", BreakerConfig::DEFAULT)?;
+    /// let parse = breaker.wrap(|s: &str| s.parse::<u32>());
+    /// assert_eq!(parse("42").unwrap(), 42);
+    /// assert!(parse("x").unwrap_err().into_inner().is_some());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn wrap<'a, A, R, E>(
+        &'a self,
+        f: impl Fn(A) -> Result<R, E> + 'a,
+    ) -> impl Fn(A) -> Result<R, Error<E>> + 'a {
+        move |arg: A| self.execute(|| f(arg))
+    }
+
+    /// The current state: one atomic load. An open breaker whose
+    /// `reset_timeout` has passed reports [`BreakerState::Open`] until the
+    /// next call moves it to half-open. A disposed breaker is
+    /// [`BreakerState::ForcedOpen`].
+    pub fn state(&self) -> BreakerState {
+        self.inner.core.state()
+    }
+
+    /// Opens the circuit now; it goes half-open after `reset_timeout` as
+    /// usual. Returns the previous state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after [`dispose`](Self::dispose).
+    pub fn trip(&self) -> Result<BreakerState, Error> {
+        self.manual(|core, timer| core.trip(timer))
+    }
+
+    /// Closes the circuit, from any state (also leaves the forced-open and
+    /// disabled modes), with the core's consecutive-failure count and
+    /// window cleared (the lifetime counters of [`metrics`](Self::metrics)
+    /// stay). Returns the previous state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after [`dispose`](Self::dispose).
+    pub fn reset(&self) -> Result<BreakerState, Error> {
+        self.manual(|core, timer| core.reset(timer))
+    }
+
+    /// Opens the circuit until [`reset`](Self::reset) (or
+    /// [`trip`](Self::trip) or [`disable`](Self::disable)). Returns the
+    /// previous state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after [`dispose`](Self::dispose).
+    pub fn force_open(&self) -> Result<BreakerState, Error> {
+        self.manual(|core, timer| core.force_open(timer))
+    }
+
+    /// Admits every call and lets no outcome change the state until
+    /// [`reset`](Self::reset) (or [`trip`](Self::trip) or
+    /// [`force_open`](Self::force_open)). Outcomes still count in
+    /// [`metrics`](Self::metrics). Returns the previous state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disposed`] after [`dispose`](Self::dispose).
+    pub fn disable(&self) -> Result<BreakerState, Error> {
+        self.manual(|core, timer| core.disable(timer))
+    }
+
+    /// A snapshot of the counters, as in the `Monitor` events.
+    ///
+    /// Every call ends as exactly one of `successes`, `failures` (an error
+    /// or result the classification counted as a failure, a panic, or a
+    /// success slower than `slow_call_threshold`), `rejections` (refused
+    /// while open or half-open), or an ignored outcome (not shown
+    /// separately); `calls` is their sum, so a call is counted once it has
+    /// finished. Calls still running are not tracked (`in_flight` is 0: the
+    /// hot path pays for one counter only). Calls refused because the
+    /// breaker was disposed are not counted. Outcomes are counted as the
+    /// calls classified them, also when the core ignored a verdict as stale
+    /// (see [`breaker_metrics`](Self::breaker_metrics) for the core's view).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics()
+    }
+
+    /// The core state machine's own statistics: generation, consecutive
+    /// failures, probes in flight, failure-rate window, slow calls,
+    /// transitions, stale verdicts.
+    pub fn breaker_metrics(&self) -> BreakerMetrics {
+        self.inner.core.metrics(&*self.inner.timer)
+    }
+
+    /// Calls `listener` for every event: `StateChanged { from, to }`,
+    /// `Rejected`, `Disposed`, and `Monitor(metrics)` every
+    /// `monitor_interval` while anyone listens (the first listener starts
+    /// the monitor thread). A listener that panics is caught and does no
+    /// harm.
+    ///
+    /// Subscribing to a disposed breaker registers nothing that will ever
+    /// be called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use stockade::blocking::{CircuitBreaker, Error, EventKind};
+    /// use stockade::breaker::{BreakerConfig, BreakerState};
+    ///
+    /// let breaker = CircuitBreaker::new("doc-events", BreakerConfig::DEFAULT)?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let id = breaker.subscribe(move |event| {
+    ///     if let EventKind::StateChanged { from, to } = event.kind {
+    ///         log.lock().unwrap().push((from, to));
+    ///     }
+    /// });
+    /// breaker.trip()?;
+    /// breaker.reset()?;
+    /// assert!(breaker.unsubscribe(id));
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [(BreakerState::Closed, BreakerState::Open), (BreakerState::Open, BreakerState::Closed)]
+    /// );
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        let inner = &*self.inner;
+        let id = {
+            let mut log = inner.events.lock();
+            if !inner.listeners.any() {
+                // Nobody tracked the state while nobody listened.
+                inner.record_seen(&mut log);
+            }
+            inner.listeners.add(Arc::new(listener))
+        };
+        self.start_monitor();
+        if self.is_disposed() {
+            // `dispose` may have cleared the listeners before this one was
+            // added: nobody will ever call it.
+            inner.listeners.clear();
+            inner.stop_monitor();
+        }
+        id
+    }
+
+    /// Removes a listener; `false` if it was not subscribed. Removing the
+    /// last one stops the monitor thread.
+    pub fn unsubscribe(&self, id: ListenerId) -> bool {
+        let removed = self.inner.listeners.remove(id);
+        let mut monitor = self.inner.monitor.lock();
+        if !self.inner.listeners.any() {
+            if let Some(handle) = monitor.take() {
+                handle.stop();
+            }
+        }
+        removed
+    }
+
+    /// `true` once [`dispose`](Self::dispose) was called.
+    pub fn is_disposed(&self) -> bool {
+        self.inner.is_disposed()
+    }
+
+    /// Shuts the breaker down: later calls fail with [`Error::Disposed`]
+    /// (calls already running finish normally; their outcome is ignored),
+    /// manual operations fail with `Disposed`, a `Disposed` event is
+    /// emitted, listeners are removed, the monitor thread stops and the
+    /// registry forgets the instance. Calling it again does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    ///
+    /// let breaker = CircuitBreaker::new("doc-dispose", BreakerConfig::DEFAULT)?;
+    /// breaker.dispose();
+    /// assert!(matches!(breaker.execute(|| Ok::<_, ()>(())), Err(Error::Disposed)));
+    /// assert!(matches!(breaker.trip(), Err(Error::Disposed)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn dispose(&self) {
+        let inner = &*self.inner;
+        {
+            let _manual = inner.manual.lock();
+            if inner.disposed.swap(1, Ordering::AcqRel) != 0 {
+                return;
+            }
+            // From now on the core refuses every call; the rejection path
+            // reports `Disposed`. Manual operations, serialised with this
+            // by the lock, see the flag and never leave forced-open.
+            inner.core.force_open(&*inner.timer);
+        }
+        inner.stop_monitor();
+        {
+            let mut log = inner.events.lock();
+            // The forced-open state is an implementation detail: no event.
+            inner.record_seen(&mut log);
+            if inner.listeners.any() {
+                let event = inner.event(EventKind::Disposed);
+                log.pending.push_back(Pending::Event(event));
+            }
+            log.pending.push_back(Pending::ClearListeners);
+        }
+        inner.drain();
+        registry::forget(&inner.name, self);
+    }
+
+    // --- Calls ------------------------------------------------------------
+
+    /// Admits the call, runs it, reports its classified outcome. `Err` only
+    /// for a refusal.
+    #[inline]
+    fn guarded<X, E>(
+        &self,
+        f: impl FnOnce() -> X,
+        classify: impl FnOnce(&X) -> Outcome,
+    ) -> Result<X, Error<E>> {
+        let inner = &*self.inner;
+        let watch = Watch::new(&*inner.timer);
+        let token = match inner.core.acquire_token(&watch) {
+            Ok(token) => token,
+            Err(rejected) => return Err(inner.refused(rejected)),
+        };
+        if watch.first.get().is_some() {
+            inner.admitted_slow(token);
+        }
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let result = f();
+            let outcome = classify(&result);
+            (result, outcome)
+        }));
+        match run {
+            Ok((result, outcome)) => {
+                inner.finish(token, outcome);
+                Ok(result)
+            }
+            Err(panic) => {
+                inner.finish(token, Outcome::Failure);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Runs a manual operation unless disposed, then reports the change.
+    fn manual(&self, op: impl FnOnce(&Machine, &T) -> BreakerState) -> Result<BreakerState, Error> {
+        let inner = &*self.inner;
+        let previous = {
+            let _manual = inner.manual.lock();
+            if inner.is_disposed() {
+                return Err(Error::Disposed);
+            }
+            op(&inner.core, &*inner.timer)
+        };
+        inner.observe();
+        Ok(previous)
+    }
+
+    fn start_monitor(&self) {
+        let inner = &*self.inner;
+        let mut monitor = inner.monitor.lock();
+        if monitor.is_some() || inner.is_disposed() || !inner.listeners.any() {
+            return;
+        }
+        let stop = Arc::new(AtomicU32::new(0));
+        let weak = Arc::downgrade(&self.inner);
+        let timer = Arc::clone(&inner.timer);
+        let interval = inner.core.config().monitor_interval;
+        // The first deadline is fixed now, so advancing a virtual clock
+        // right after `subscribe` is seen by the thread.
+        let first = timer.now().saturating_add(interval);
+        let thread_stop = Arc::clone(&stop);
+        let spawned = thread::Builder::new()
+            .name(std::format!("stockade-breaker-monitor:{}", inner.name))
+            .spawn(move || monitor_loop(&weak, &*timer, &thread_stop, interval, first));
+        // Without a thread there are no `Monitor` events; a later
+        // `subscribe` tries again.
+        if let Ok(handle) = spawned {
+            *monitor = Some(MonitorHandle {
+                stop,
+                thread: handle.thread().clone(),
+            });
+        }
+    }
+}
+
+/// The monitor thread: emits `Monitor` every `interval` until stopped.
+fn monitor_loop<T: Timer>(
+    weak: &Weak<Inner<T>>,
+    timer: &T,
+    stop: &AtomicU32,
+    interval: Duration,
+    mut next: Timestamp,
+) {
+    loop {
+        if stop.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let now = timer.now();
+        if now < next {
+            timer.park_until(next);
+            continue;
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        if inner.is_disposed() || stop.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let metrics = inner.metrics();
+        inner.publish(EventKind::Monitor(metrics));
+        drop(inner);
+        next = now.saturating_add(interval);
+    }
+}
+
+impl<T: Timer> Inner<T> {
+    #[inline]
+    fn is_disposed(&self) -> bool {
+        self.disposed.load(Ordering::Acquire) != 0
+    }
+
+    /// Counts the outcome and gives the core its verdict. The fast path
+    /// (a success that made the core read no clock) is one report and one
+    /// relaxed increment.
+    #[inline]
+    fn finish(&self, token: PermitToken, outcome: Outcome) {
+        let watch = Watch::new(&*self.timer);
+        self.core.report(token, outcome, &watch);
+        let first = watch.first.get();
+        if outcome == Outcome::Success && first.is_none() && token.started_at().is_none() {
+            self.successes.incr();
+        } else {
+            self.finish_slow(token, outcome, first);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_slow(&self, token: PermitToken, outcome: Outcome, first: Option<Timestamp>) {
+        let counted = match (
+            outcome,
+            token.started_at(),
+            self.core.config().slow_call_threshold,
+        ) {
+            (Outcome::Success, Some(start), Some(threshold)) => {
+                // The core's slow-call test is its first clock reading of
+                // the report (`first`): the same reading gives the same
+                // verdict. A stale report reads no clock: read it here.
+                let now = first.unwrap_or_else(|| self.timer.now());
+                if now.saturating_duration_since(start) > threshold {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                }
+            }
+            _ => outcome,
+        };
+        match counted {
+            Outcome::Success => self.successes.incr(),
+            Outcome::Failure => self.failures.incr(),
+            Outcome::Ignored => self.ignored.incr(),
+        }
+        if first.is_some() {
+            self.reported_slow(token);
+        }
+    }
+
+    /// After an admission that read the clock (open, half-open, or a
+    /// slow-call threshold): report a transition it may have made.
+    #[cold]
+    #[inline(never)]
+    fn admitted_slow(&self, token: PermitToken) {
+        if !self.listeners.any() {
+            return;
+        }
+        // An admission into the generation last reported changed nothing.
+        if self.seen.load(Ordering::Acquire) >> 8 != u64::from(token.generation()) {
+            self.observe();
+        }
+    }
+
+    /// After a report that read the clock: report a transition it may have
+    /// made. A report's transition always leaves the state of the token's
+    /// generation, so if that generation's state is still the current one
+    /// nothing is left to report (a later transition back is reported by
+    /// whoever made it).
+    fn reported_slow(&self, token: PermitToken) {
+        if !self.listeners.any() {
+            return;
+        }
+        if self.seen.load(Ordering::Acquire) != seen(token.generation(), self.core.state()) {
+            self.observe();
+        }
+    }
+
+    /// A refused call: the error to return (counted, with an event).
+    #[cold]
+    #[inline(never)]
+    fn refused<E>(&self, rejected: BreakerRejected) -> Error<E> {
+        if rejected.state == BreakerState::ForcedOpen && self.is_disposed() {
+            return Error::Disposed;
+        }
+        self.rejections.incr();
+        self.publish(EventKind::Rejected {
+            retry_after: Some(rejected.retry_after),
+        });
+        Error::BreakerOpen {
+            state: rejected.state,
+            retry_after: rejected.retry_after,
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        let successes = self.successes.get();
+        let failures = self.failures.get();
+        let rejections = self.rejections.get();
+        let ignored = self.ignored.get();
+        Metrics {
+            calls: successes
+                .wrapping_add(failures)
+                .wrapping_add(rejections)
+                .wrapping_add(ignored),
+            successes,
+            failures,
+            rejections,
+            state: Some(self.core.state()),
+            ..Metrics::default()
+        }
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        Event {
+            pattern: PatternKind::CircuitBreaker,
+            name: Arc::clone(&self.name),
+            at: self.timer.now(),
+            kind,
+        }
+    }
+
+    /// Queues an event (if anyone listens) and delivers the queue.
+    fn publish(&self, kind: EventKind) {
+        if !self.listeners.any() {
+            return;
+        }
+        {
+            let mut log = self.events.lock();
+            if self.is_disposed() {
+                return;
+            }
+            let event = self.event(kind);
+            log.pending.push_back(Pending::Event(event));
+        }
+        self.drain();
+    }
+
+    /// Compares the core's state with the last one reported and queues a
+    /// `StateChanged` for the difference.
+    #[cold]
+    fn observe(&self) {
+        if !self.listeners.any() {
+            return;
+        }
+        {
+            let mut log = self.events.lock();
+            let m = self.core.metrics(&*self.timer);
+            // Read after the state: `dispose` sets the flag before it
+            // forces the core open, so its transition is never reported.
+            if self.is_disposed() {
+                return;
+            }
+            // Only move forward (reads under the lock never go back, but a
+            // wrapped generation must not look new either).
+            let ahead = m.generation.wrapping_sub(log.generation) & (Machine::GENERATIONS - 1);
+            if ahead == 0 || ahead > Machine::GENERATIONS / 2 {
+                return;
+            }
+            let from = log.state;
+            log.generation = m.generation;
+            log.state = m.state;
+            self.seen
+                .store(seen(m.generation, m.state), Ordering::Release);
+            if from == m.state {
+                return; // a new half-open round
+            }
+            let event = self.event(EventKind::StateChanged { from, to: m.state });
+            log.pending.push_back(Pending::Event(event));
+        }
+        self.drain();
+    }
+
+    /// Delivers queued events in order, unless another thread (or this
+    /// one, from inside a listener) is delivering them already.
+    fn drain(&self) {
+        {
+            let mut log = self.events.lock();
+            if log.draining {
+                return;
+            }
+            log.draining = true;
+        }
+        // Listener panics are caught by `Listeners`; this guard only keeps
+        // the queue usable should anything else unwind.
+        struct Draining<'a>(&'a Mutex<EventLog>);
+        impl Drop for Draining<'_> {
+            fn drop(&mut self) {
+                self.0.lock().draining = false;
+            }
+        }
+        let guard = Draining(&self.events);
+        loop {
+            let next = {
+                let mut log = self.events.lock();
+                match log.pending.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        log.draining = false;
+                        core::mem::forget(guard);
+                        return;
+                    }
+                }
+            };
+            match next {
+                Pending::Event(event) => self.listeners.emit(|| event),
+                Pending::ClearListeners => self.listeners.clear(),
+            }
+        }
+    }
+
+    /// Takes the core's current state as the last reported one. Call with
+    /// the `events` lock held.
+    fn record_seen(&self, log: &mut EventLog) {
+        let m = self.core.metrics(&*self.timer);
+        log.generation = m.generation;
+        log.state = m.state;
+        self.seen
+            .store(seen(m.generation, m.state), Ordering::Release);
+    }
+
+    fn stop_monitor(&self) {
+        if let Some(handle) = self.monitor.lock().take() {
+            handle.stop();
+        }
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        // Wake the monitor thread: it finds the breaker gone and exits.
+        if let Some(handle) = self.monitor.get_mut().take() {
+            handle.stop();
+        }
+    }
+}
+
+impl<T: Timer + 'static> Policy for CircuitBreaker<T> {
+    /// Runs `call` if the circuit admits it. `Ok` counts as a success;
+    /// [`Error::Inner`], [`Error::TimedOut`] and
+    /// [`Error::RetriesExhausted`] count as failures; refusals by policies
+    /// nested inside the breaker ([`Error::is_rejection`]) and
+    /// [`Error::Disposed`] are ignored: the dependency was never called.
+    #[inline]
+    fn run<R, E, F>(&self, mut call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Result<R, Error<E>>,
+    {
+        match self.guarded(&mut call, |result: &Result<R, Error<E>>| match result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        }) {
+            Ok(result) => result,
+            Err(refused) => Err(refused),
+        }
+    }
+}
+
+impl<T: Timer> fmt::Debug for CircuitBreaker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.inner.name)
+            .field("state", &self.inner.core.state())
+            .field("options", self.inner.core.config())
+            .field("disposed", &self.inner.is_disposed())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(stockade_loom)))]
+mod tests {
+    use super::*;
+    use crate::blocking::VirtualClock;
+
+    #[track_caller]
+    fn wait_for(mut done: impl FnMut() -> bool) {
+        for _ in 0..50_000_000u64 {
+            if done() {
+                return;
+            }
+            thread::yield_now();
+        }
+        panic!("condition never became true");
+    }
+
+    #[test]
+    fn the_monitor_thread_holds_a_weak_reference_and_exits() {
+        let clock = Arc::new(VirtualClock::new());
+        let b =
+            CircuitBreaker::with_timer("unit-monitor", BreakerConfig::DEFAULT, Arc::clone(&clock))
+                .unwrap();
+        assert_eq!(Arc::weak_count(&b.inner), 0);
+        let id = b.subscribe(|_| {});
+        assert_eq!(
+            (Arc::strong_count(&b.inner), Arc::weak_count(&b.inner)),
+            (1, 1)
+        );
+        wait_for(|| clock.waiting() == 1);
+        assert!(b.unsubscribe(id));
+        // The thread dropped its `Weak` on the way out.
+        wait_for(|| Arc::weak_count(&b.inner) == 0);
+        assert!(b.inner.monitor.lock().is_none());
+
+        // Two listeners, one thread; dispose stops it.
+        b.subscribe(|_| {});
+        b.subscribe(|_| {});
+        assert_eq!(Arc::weak_count(&b.inner), 1);
+        b.dispose();
+        wait_for(|| Arc::weak_count(&b.inner) == 0);
+        assert_eq!(clock.waiting(), 0);
+    }
+
+    #[test]
+    fn striped_counts_are_exact_and_stripes_are_reused() {
+        let c = StripedCounter::default();
+        c.incr();
+        for _ in 0..3 {
+            thread::scope(|s| {
+                for _ in 0..(STRIPES + 4) {
+                    s.spawn(|| {
+                        for _ in 0..1000 {
+                            c.incr();
+                        }
+                    });
+                }
+            });
+        }
+        assert_eq!(c.get(), 1 + 3 * (STRIPES as u64 + 4) * 1000);
+        let table = STRIPE_TABLE.lock().unwrap();
+        assert!(table.next <= STRIPES);
+        assert!(table.free.len() <= STRIPES);
+    }
+
+    #[test]
+    fn the_seen_word_packs_generation_and_state() {
+        assert_ne!(
+            seen(1, BreakerState::Closed),
+            seen(1, BreakerState::Disabled)
+        );
+        assert_eq!(
+            seen(Machine::GENERATIONS - 1, BreakerState::Open) >> 8,
+            u64::from(Machine::GENERATIONS - 1)
+        );
+    }
+}

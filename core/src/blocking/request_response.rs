@@ -1,0 +1,1070 @@
+//! The request-response pattern: a named handler that always answers with
+//! a [`Response`], with a per-request timeout and optional protection.
+//!
+//! The user-facing documentation is on [`RequestResponsePattern`].
+
+use core::fmt;
+use core::panic::AssertUnwindSafe;
+use core::time::Duration;
+use std::boxed::Box;
+use std::collections::{BTreeMap, VecDeque};
+use std::format;
+use std::panic::catch_unwind;
+use std::string::{String, ToString};
+use std::sync::Arc;
+use std::thread::{self, Thread};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::events::{Counter, Listeners};
+use super::registry::{self, Registered};
+use super::{
+    Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer, Unprotected,
+};
+use crate::clock::{MonotonicClock, Timestamp};
+use crate::error::{ConfigError, ConfigProblem};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// A request's metadata: timeout, correlation id, free-form headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// How long the caller waits for the response (spec `timeout`, in ms
+    /// there). `None`: the pattern's `default_timeout`, if any.
+    pub timeout: Option<Duration>,
+    /// Identifies the request in logs and in its response. Generated
+    /// (`"<pattern name>-<n>"`) when absent.
+    pub correlation_id: Option<String>,
+    /// Free-form headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A request: the data for the handler and its [`Metadata`] (spec:
+/// `{ data, metadata: { timeout } }`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::Request;
+///
+/// let request = Request::new("id-123")
+///     .with_timeout(Duration::from_secs(5))
+///     .with_correlation_id("trace-7")
+///     .with_header("tenant", "acme");
+/// assert_eq!(request.metadata.timeout, Some(Duration::from_secs(5)));
+/// assert_eq!(request.metadata.headers["tenant"], "acme");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request<D> {
+    /// The payload.
+    pub data: D,
+    /// Timeout, correlation id, headers.
+    pub metadata: Metadata,
+}
+
+impl<D> Request<D> {
+    /// A request with no timeout, no correlation id and no headers.
+    pub fn new(data: D) -> Self {
+        Request {
+            data,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// Sets [`Metadata::timeout`].
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.metadata.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Metadata::correlation_id`].
+    #[must_use]
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.metadata.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// The correlation id (set on every request the handler sees).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.metadata.correlation_id.as_deref()
+    }
+}
+
+/// A response (spec: `{ data, status }`): what the handler returned, or
+/// what the pattern made of a failure.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::blocking::Response;
+///
+/// let ok = Response::ok("done");
+/// assert_eq!((ok.status, ok.data), (200, Some("done")));
+/// let missing = Response::<()>::error(404, "no such user");
+/// assert!(!missing.is_success());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response<D> {
+    /// The payload, if any.
+    pub data: Option<D>,
+    /// An HTTP-style status code.
+    pub status: u16,
+    /// What went wrong, for error statuses.
+    pub error: Option<String>,
+    /// The request's correlation id; the pattern sets it (whatever the
+    /// handler put here is replaced).
+    pub correlation_id: String,
+    /// When a refused request may be retried (429 and 503 from a rate
+    /// limiter or circuit breaker).
+    pub retry_after: Option<Duration>,
+}
+
+impl<D> Response<D> {
+    /// A 200 response with `data`.
+    pub fn ok(data: D) -> Self {
+        Self::with_status(200, data)
+    }
+
+    /// A response with `status` and `data`.
+    pub fn with_status(status: u16, data: D) -> Self {
+        Response {
+            data: Some(data),
+            status,
+            error: None,
+            correlation_id: String::new(),
+            retry_after: None,
+        }
+    }
+
+    /// A response with `status`, no data, and an error message.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Response {
+            data: None,
+            status,
+            error: Some(message.into()),
+            correlation_id: String::new(),
+            retry_after: None,
+        }
+    }
+
+    /// `true` for a 2xx status.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Options of a [`RequestResponsePattern`] (the spec has none; these bound
+/// the worker pool that enforces timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestResponseConfig {
+    /// Worker threads for requests with a timeout (default 8), started on
+    /// demand. A handler that blocks forever keeps its worker.
+    pub max_workers: usize,
+    /// Timed requests that may wait for a busy worker (default 16); beyond
+    /// that they get a 503.
+    pub max_queue: usize,
+    /// The timeout of requests whose metadata has none (default `None`:
+    /// they run on the caller's thread, as long as they take).
+    pub default_timeout: Option<Duration>,
+}
+
+impl RequestResponseConfig {
+    /// 8 workers, 16 queued requests, no default timeout.
+    pub const DEFAULT: RequestResponseConfig = RequestResponseConfig {
+        max_workers: 8,
+        max_queue: 16,
+        default_timeout: None,
+    };
+
+    /// Sets [`max_workers`](Self::max_workers).
+    #[must_use]
+    pub const fn with_max_workers(mut self, workers: usize) -> Self {
+        self.max_workers = workers;
+        self
+    }
+
+    /// Sets [`max_queue`](Self::max_queue).
+    #[must_use]
+    pub const fn with_max_queue(mut self, queue: usize) -> Self {
+        self.max_queue = queue;
+        self
+    }
+
+    /// Sets [`default_timeout`](Self::default_timeout).
+    #[must_use]
+    pub const fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_workers == 0 {
+            return Err(ConfigError::new("max_workers", ConfigProblem::Zero));
+        }
+        if self.default_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new("default_timeout", ConfigProblem::Zero));
+        }
+        Ok(())
+    }
+}
+
+impl Default for RequestResponseConfig {
+    fn default() -> Self {
+        RequestResponseConfig::DEFAULT
+    }
+}
+
+/// The handler, with its error already turned into a message.
+type Handler<Req, Resp> =
+    Arc<dyn Fn(&Request<Req>) -> Result<Response<Resp>, String> + Send + Sync>;
+
+/// Why an attempt failed, as the protection policies see it
+/// ([`Error::Inner`]): they count these as failures.
+enum Failure<Resp> {
+    /// The handler returned an error.
+    Handler(String),
+    /// The handler panicked.
+    Panicked(String),
+    /// The handler answered with a 5xx status: a failure for breakers and
+    /// retries; the caller gets this response.
+    Status(Response<Resp>),
+}
+
+impl<Resp> fmt::Display for Failure<Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Handler(message) => f.write_str(message),
+            Failure::Panicked(message) => write!(f, "handler panicked: {message}"),
+            Failure::Status(response) => match &response.error {
+                Some(message) => f.write_str(message),
+                None => write!(f, "status {}", response.status),
+            },
+        }
+    }
+}
+
+type Outcome<Resp> = Result<Response<Resp>, Failure<Resp>>;
+
+/// Runs the handler, turning a panic into a failure.
+fn run_handler<Req, Resp>(handler: &Handler<Req, Resp>, request: &Request<Req>) -> Outcome<Resp> {
+    match catch_unwind(AssertUnwindSafe(|| handler(request))) {
+        Ok(Ok(response)) if response.status >= 500 => Err(Failure::Status(response)),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(message)) => Err(Failure::Handler(message)),
+        Err(payload) => {
+            let message = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                String::from("(no message)")
+            };
+            Err(Failure::Panicked(message))
+        }
+    }
+}
+
+// --- The worker pool -------------------------------------------------------
+
+/// A job the pool runs, or cancels on shutdown.
+trait PoolJob: Send {
+    fn run(self: Box<Self>);
+    fn cancel(self: Box<Self>);
+}
+
+struct PoolState {
+    queue: VecDeque<Box<dyn PoolJob>>,
+    /// Live worker threads.
+    workers: usize,
+    /// Workers waiting for a job.
+    idle: usize,
+    shutdown: bool,
+}
+
+/// A bounded pool of worker threads, started on demand. Idle workers wait
+/// for jobs (an untimed wait: nothing to do with the pattern's clock) and
+/// exit on shutdown.
+struct Pool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+    max_workers: usize,
+    max_queue: usize,
+    name: Arc<str>,
+}
+
+impl Pool {
+    fn new(name: Arc<str>, options: &RequestResponseConfig) -> Pool {
+        Pool {
+            state: Mutex::new(PoolState {
+                queue: VecDeque::new(),
+                workers: 0,
+                idle: 0,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            max_workers: options.max_workers,
+            max_queue: options.max_queue,
+            name,
+        }
+    }
+
+    /// Queues `job`, starting a worker if none is free; gives the job back
+    /// if the pool is full or shut down.
+    fn submit(self: &Arc<Self>, job: Box<dyn PoolJob>) -> Result<(), Box<dyn PoolJob>> {
+        let mut state = self.state.lock();
+        if state.shutdown {
+            return Err(job);
+        }
+        let pending = state.queue.len() + 1;
+        let startable = self.max_workers.saturating_sub(state.workers);
+        if pending > state.idle + startable + self.max_queue {
+            return Err(job);
+        }
+        if pending > state.idle && startable > 0 {
+            let pool = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name(format!("stockade-rr-worker:{}", self.name))
+                .spawn(move || pool.work());
+            match spawned {
+                Ok(_) => state.workers += 1,
+                // No worker now and none could be started: nobody would run it.
+                Err(_) if state.workers == 0 => return Err(job),
+                Err(_) => {}
+            }
+        }
+        state.queue.push_back(job);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// A worker: runs jobs until shutdown.
+    fn work(&self) {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job.run();
+                state = self.state.lock();
+                continue;
+            }
+            if state.shutdown {
+                state.workers -= 1;
+                return;
+            }
+            state.idle += 1;
+            self.work.wait(&mut state);
+            state.idle -= 1;
+        }
+    }
+
+    /// Stops accepting jobs, cancels the queued ones, lets idle workers
+    /// exit; running jobs finish.
+    fn shutdown(&self) {
+        let jobs: VecDeque<Box<dyn PoolJob>> = {
+            let mut state = self.state.lock();
+            state.shutdown = true;
+            core::mem::take(&mut state.queue)
+        };
+        self.work.notify_all();
+        for job in jobs {
+            job.cancel();
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+}
+
+/// Where a detached attempt leaves its outcome for the waiting caller.
+struct Slot<Resp> {
+    state: Mutex<SlotState<Resp>>,
+    caller: Thread,
+}
+
+enum SlotState<Resp> {
+    Pending,
+    Done(Outcome<Resp>),
+    /// The caller's deadline passed: the result is not wanted.
+    Abandoned,
+    /// The pattern was disposed before a worker picked the job.
+    Cancelled,
+}
+
+impl<Resp> Slot<Resp> {
+    fn settle(&self, to: SlotState<Resp>) {
+        let mut state = self.state.lock();
+        if matches!(*state, SlotState::Pending) {
+            *state = to;
+            drop(state);
+            self.caller.unpark();
+        }
+    }
+}
+
+struct Job<Req, Resp> {
+    handler: Handler<Req, Resp>,
+    request: Arc<Request<Req>>,
+    slot: Arc<Slot<Resp>>,
+}
+
+impl<Req: Send + Sync, Resp: Send> PoolJob for Job<Req, Resp> {
+    fn run(self: Box<Self>) {
+        if matches!(*self.slot.state.lock(), SlotState::Abandoned) {
+            return; // the caller gave up before the job started
+        }
+        let outcome = run_handler(&self.handler, &self.request);
+        self.slot.settle(SlotState::Done(outcome));
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.slot.settle(SlotState::Cancelled);
+    }
+}
+
+// --- The pattern -----------------------------------------------------------
+
+/// How a finished request is counted.
+enum Class {
+    Success,
+    Failure,
+    Rejected(Option<Duration>),
+    TimedOut(Duration),
+}
+
+/// The spec's `RequestResponsePattern`: a named handler for
+/// request-response interactions. [`execute`](Self::execute) always
+/// returns a [`Response`].
+///
+/// `Req` and `Resp` are the request and response payload types; `P` the
+/// protection policy ([`Unprotected`] unless
+/// [`protected_by`](Self::protected_by) was used); `T` the [`Timer`]
+/// timeouts are measured and waited on.
+///
+/// # How a request runs
+///
+/// 1. The request gets a correlation id (its own, or `"<name>-<n>"`).
+/// 2. If the pattern is protected ([`protected_by`](Self::protected_by)),
+///    the [`Policy`] (a breaker, a [`Pipeline`](super::Pipeline), ...) runs
+///    the attempts on the caller's thread.
+/// 3. Each attempt calls the handler. Without a timeout it runs on the
+///    caller's thread. With one (the request's `metadata.timeout`, else the
+///    pattern's `default_timeout`), it runs on the pattern's bounded worker
+///    pool and the caller waits on the [`Timer`] until the request's
+///    deadline. The deadline is fixed when the request starts and covers
+///    every attempt: a retried attempt gets the time that is left.
+/// 4. Whatever happened becomes a [`Response`]: the handler's own, or one
+///    with the status HTTP callers expect (table on
+///    [`execute`](Self::execute)). A handler error or panic is a
+///    500, never an unwind.
+///
+/// # Work that outlives its caller
+///
+/// A handler cannot be stopped from outside. When a deadline passes, the
+/// caller gets its 504 at once and the handler **goes on running** on its
+/// worker until it returns; its result is then dropped. Jobs whose caller
+/// gave up before a worker picked them are skipped. The pool is bounded
+/// (`max_workers` threads, `max_queue` waiting jobs): when it is exhausted,
+/// for instance by handlers that never return, timed requests are refused
+/// with a 503 instead of spawning more threads.
+///
+/// Time spent in the protection layers before an attempt (a rate limiter's
+/// or bulkhead's queue, a retry's back-off) counts against the deadline,
+/// but those waits are bounded by their own options, not by the deadline:
+/// a request may wait there past its deadline and then gets its 504
+/// without calling the handler again.
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::{Request, RequestResponsePattern, Response};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Lookup { id: String }
+///
+/// let handler = |request: &Request<Lookup>| {
+///     // Process the request
+///     Ok::<_, String>(Response::ok(format!("Success: {}", request.data.id)))
+/// };
+///
+/// let pattern = RequestResponsePattern::new("myService", handler);
+///
+/// // Execute a request
+/// let response = pattern.execute(
+///     Request::new(Lookup { id: "123".into() }).with_timeout(Duration::from_millis(5000)),
+/// );
+/// assert_eq!(response.status, 200);
+/// assert_eq!(response.data.as_deref(), Some("Success: 123"));
+/// assert!(response.correlation_id.starts_with("myService-"));
+/// ```
+///
+/// Protected by a circuit breaker: failures open it, and then requests get
+/// a 503 without reaching the handler.
+///
+/// ```
+/// use std::sync::Arc;
+/// use stockade::blocking::{CircuitBreaker, Request, RequestResponsePattern, Response};
+/// use stockade::breaker::BreakerConfig;
+///
+/// let breaker = Arc::new(CircuitBreaker::new("db", BreakerConfig::DEFAULT.with_failure_threshold(2))?);
+/// let pattern = RequestResponsePattern::new("users", |_: &Request<u32>| {
+///     Err::<Response<String>, _>("database unreachable")
+/// })
+/// .protected_by(Arc::clone(&breaker));
+/// assert_eq!(pattern.execute(Request::new(1)).status, 500);
+/// assert_eq!(pattern.execute(Request::new(2)).status, 500);
+/// let refused = pattern.execute(Request::new(3));
+/// assert_eq!(refused.status, 503);
+/// assert!(refused.retry_after.is_some());
+/// # Ok::<(), stockade::blocking::Error>(())
+/// ```
+pub struct RequestResponsePattern<Req, Resp, P = Unprotected, T: Timer = MonotonicClock> {
+    name: Arc<str>,
+    handler: Handler<Req, Resp>,
+    policy: P,
+    options: RequestResponseConfig,
+    timer: T,
+    pool: PoolOwner,
+    listeners: Listeners,
+    next_id: AtomicU64,
+    calls: Counter,
+    successes: Counter,
+    failures: Counter,
+    rejections: Counter,
+    timeouts: Counter,
+    in_flight: AtomicU64,
+    /// 0 = live, 1 = disposed.
+    disposed: AtomicU32,
+    /// Removes a registered instance from the registry on dispose.
+    forget: Option<fn(&Self)>,
+}
+
+/// Turns a handler with any displayable error into the stored form.
+fn handler<Req, Resp, E, H>(handler: H) -> Handler<Req, Resp>
+where
+    H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+    E: fmt::Display,
+{
+    Arc::new(move |request: &Request<Req>| handler(request).map_err(|e| e.to_string()))
+}
+
+impl<Req, Resp> RequestResponsePattern<Req, Resp>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+{
+    /// The spec's `new RequestResponsePattern(name, handler)`, with the
+    /// default options, unprotected, on the monotonic clock.
+    ///
+    /// The handler gets each request by reference and answers with a
+    /// [`Response`] (its status is kept; a 5xx status counts as a failure
+    /// for protection policies) or an error (a 500 response with the
+    /// error's message).
+    pub fn new<E, H>(name: impl Into<Arc<str>>, handler: H) -> Self
+    where
+        H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        Self::build(
+            name.into(),
+            RequestResponseConfig::DEFAULT,
+            MonotonicClock,
+            self::handler(handler),
+        )
+    }
+
+    /// A pattern with `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for `max_workers` or `default_timeout` of
+    /// zero.
+    pub fn with_options<E, H>(
+        name: impl Into<Arc<str>>,
+        options: RequestResponseConfig,
+        handler: H,
+    ) -> Result<Self, Error>
+    where
+        H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        options.validate()?;
+        Ok(Self::build(
+            name.into(),
+            options,
+            MonotonicClock,
+            self::handler(handler),
+        ))
+    }
+
+    /// The pattern registered as `name` (same payload types), or a new one
+    /// with `options` and `handler` registered under that name. When the
+    /// name is already registered, `handler` is dropped: the first
+    /// registration's handler serves.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`] as for [`with_options`](Self::with_options).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::blocking::{Error, Request, RequestResponseConfig, RequestResponsePattern, Response};
+    ///
+    /// let echo = |r: &Request<u32>| Ok::<_, String>(Response::ok(r.data));
+    /// let a = RequestResponsePattern::get_or_create("doc-echo", RequestResponseConfig::DEFAULT, echo)?;
+    /// let b = RequestResponsePattern::get_or_create("doc-echo", RequestResponseConfig::DEFAULT, echo)?;
+    /// assert!(Arc::ptr_eq(&a, &b));
+    /// a.dispose();
+    /// assert!(RequestResponsePattern::<u32, u32>::get("doc-echo").is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_or_create<E, H>(
+        name: &str,
+        options: RequestResponseConfig,
+        handler: H,
+    ) -> Result<Arc<Self>, Error>
+    where
+        H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        registry::get_or_create(name, &options, || {
+            let mut pattern = Self::with_options(name, options, handler)?;
+            pattern.forget = Some(Self::forget_registered);
+            Ok(pattern)
+        })
+    }
+
+    /// The live pattern registered as `name` with these payload types, if
+    /// any.
+    pub fn get(name: &str) -> Option<Arc<Self>> {
+        registry::get(name)
+    }
+
+    fn forget_registered(&self) {
+        registry::forget(&self.name, self);
+    }
+}
+
+impl<Req, Resp> Registered for RequestResponsePattern<Req, Resp>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+{
+    type Options = RequestResponseConfig;
+
+    fn options(&self) -> &RequestResponseConfig {
+        &self.options
+    }
+
+    fn is_disposed(&self) -> bool {
+        RequestResponsePattern::is_disposed(self)
+    }
+}
+
+impl<Req, Resp, T> RequestResponsePattern<Req, Resp, Unprotected, T>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+    T: Timer,
+{
+    /// A pattern that measures and waits for timeouts on `timer` (for
+    /// example a [`VirtualClock`](super::VirtualClock) in tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] as for
+    /// [`with_options`](RequestResponsePattern::with_options).
+    pub fn with_timer<E, H>(
+        name: impl Into<Arc<str>>,
+        options: RequestResponseConfig,
+        timer: T,
+        handler: H,
+    ) -> Result<Self, Error>
+    where
+        H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        options.validate()?;
+        Ok(Self::build(
+            name.into(),
+            options,
+            timer,
+            self::handler(handler),
+        ))
+    }
+
+    fn build(
+        name: Arc<str>,
+        options: RequestResponseConfig,
+        timer: T,
+        handler: Handler<Req, Resp>,
+    ) -> Self {
+        RequestResponsePattern {
+            pool: PoolOwner(Arc::new(Pool::new(Arc::clone(&name), &options))),
+            name,
+            handler,
+            policy: Unprotected,
+            options,
+            timer,
+            listeners: Listeners::default(),
+            next_id: AtomicU64::new(0),
+            calls: Counter::default(),
+            successes: Counter::default(),
+            failures: Counter::default(),
+            rejections: Counter::default(),
+            timeouts: Counter::default(),
+            in_flight: AtomicU64::new(0),
+            disposed: AtomicU32::new(0),
+            forget: None,
+        }
+    }
+
+    /// The same pattern with every attempt run under `policy`: a
+    /// [`CircuitBreaker`](super::CircuitBreaker), a
+    /// [`Pipeline`](super::Pipeline), any [`Policy`] (by value, reference
+    /// or `Arc`). Protection errors become statuses (see
+    /// [`execute`](RequestResponsePattern::execute)).
+    pub fn protected_by<Q: Policy>(self, policy: Q) -> RequestResponsePattern<Req, Resp, Q, T> {
+        let RequestResponsePattern {
+            name,
+            handler,
+            policy: Unprotected,
+            options,
+            timer,
+            pool,
+            listeners,
+            next_id,
+            calls,
+            successes,
+            failures,
+            rejections,
+            timeouts,
+            in_flight,
+            disposed,
+            forget: _,
+        } = self;
+        RequestResponsePattern {
+            name,
+            handler,
+            policy,
+            options,
+            timer,
+            pool,
+            listeners,
+            next_id,
+            calls,
+            successes,
+            failures,
+            rejections,
+            timeouts,
+            in_flight,
+            disposed,
+            // Registered patterns live in an `Arc`: never moved here.
+            forget: None,
+        }
+    }
+}
+
+impl<Req, Resp, P, T> RequestResponsePattern<Req, Resp, P, T>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+    P: Policy,
+    T: Timer,
+{
+    /// The instance's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &RequestResponseConfig {
+        &self.options
+    }
+
+    /// The timer it measures timeouts on.
+    pub fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// The protection policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Handles `request` and always answers (spec `pattern.execute(...)`).
+    ///
+    /// The response carries the request's correlation id (generated as
+    /// `"<name>-<n>"` when the request has none; the handler sees it in
+    /// `request.metadata.correlation_id`). Statuses:
+    ///
+    /// | what happened | status | `error` |
+    /// |---|---|---|
+    /// | the handler answered | its status | its message |
+    /// | the handler returned an error | 500 | the error's message |
+    /// | the handler panicked | 500 | `handler panicked: <message>` |
+    /// | a rate limiter refused ([`Error::RateLimited`]) | 429 | with `retry_after` |
+    /// | a circuit breaker refused ([`Error::BreakerOpen`]) | 503 | with `retry_after` (unless forced open) |
+    /// | a bulkhead was full or its queue timed out, or the worker pool was full | 503 | |
+    /// | the deadline passed ([`Error::TimedOut`]) | 504 | `timed out after <timeout>` |
+    /// | retries exhausted ([`Error::RetriesExhausted`]) | the last attempt's status | `gave up after <n> attempts: <last error>` |
+    /// | this pattern (or a policy) was disposed | 503 | `the pattern was disposed` |
+    /// | a policy reported a configuration error | 500 | |
+    ///
+    /// A handler response with a 5xx status counts as a failure for the
+    /// protection policies (a breaker counts it, a retry repeats it) and is
+    /// returned as it is.
+    pub fn execute(&self, mut request: Request<Req>) -> Response<Resp> {
+        let correlation_id = match &request.metadata.correlation_id {
+            Some(id) => id.clone(),
+            None => {
+                let n = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+                let id = format!("{}-{n}", self.name);
+                request.metadata.correlation_id = Some(id.clone());
+                id
+            }
+        };
+        self.calls.incr();
+        let result = if self.is_disposed() {
+            Err(Error::Disposed)
+        } else {
+            let timeout = request.metadata.timeout.or(self.options.default_timeout);
+            let deadline = timeout.map(|t| (self.timer.now().saturating_add(t), t));
+            let request = Arc::new(request);
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            // The policies do not unwind on their own and the handler's
+            // panics are caught inside each attempt; this catches anything
+            // else so that the caller always gets a response.
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                self.policy.run(|| self.attempt(&request, deadline))
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Inner(Failure::Panicked(String::from(
+                    "a protection policy panicked",
+                ))))
+            });
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            result
+        };
+        let mut response = self.respond(result);
+        response.correlation_id = correlation_id;
+        response
+    }
+
+    /// A snapshot of the counters: `calls` (requests executed), `successes`
+    /// (the handler answered with a status below 500), `failures` (handler
+    /// errors, panics and 5xx answers), `rejections` (429/503 from a
+    /// protection layer, a full worker pool, or a disposed pattern),
+    /// `timeouts` (504), `in_flight` (requests being handled now) and
+    /// `queue_depth` (timed requests waiting for a worker).
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            calls: self.calls.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            rejections: self.rejections.get(),
+            timeouts: self.timeouts.get(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queue_depth: self.pool.0.queued() as u64,
+            ..Metrics::default()
+        }
+    }
+
+    /// Calls `listener` for every event: `Rejected` (429/503 from a
+    /// protection layer or a full worker pool), `TimedOut` (504),
+    /// `Disposed`. A listener that panics is caught and does no harm.
+    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        let id = self.listeners.add(Arc::new(listener));
+        if self.is_disposed() {
+            self.listeners.clear();
+        }
+        id
+    }
+
+    /// Removes a listener; `false` if it was not subscribed.
+    pub fn unsubscribe(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
+    }
+
+    /// `true` once [`dispose`](Self::dispose) was called.
+    pub fn is_disposed(&self) -> bool {
+        self.disposed.load(Ordering::Acquire) != 0
+    }
+
+    /// Shuts the pattern down: later requests get a 503 with the error
+    /// `the pattern was disposed`, as do callers whose timed request is
+    /// still waiting for a worker; requests already running finish (their
+    /// callers still get their response, or a 504 at their deadline). The
+    /// worker pool stops (workers exit once their handler returns), a
+    /// `Disposed` event is emitted, listeners are removed and the registry
+    /// forgets the instance. Calling it again does nothing.
+    pub fn dispose(&self) {
+        if self.disposed.swap(1, Ordering::AcqRel) != 0 {
+            return;
+        }
+        self.listeners.emit(|| self.event(EventKind::Disposed));
+        self.listeners.clear();
+        // After the listeners are gone: the callers it wakes emit nothing.
+        self.pool.0.shutdown();
+        if let Some(forget) = self.forget {
+            forget(self);
+        }
+    }
+
+    /// One attempt: the handler, detached when there is a deadline.
+    fn attempt(
+        &self,
+        request: &Arc<Request<Req>>,
+        deadline: Option<(Timestamp, Duration)>,
+    ) -> Result<Response<Resp>, Error<Failure<Resp>>> {
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let outcome = match deadline {
+            None => run_handler(&self.handler, request),
+            Some((at, timeout)) => self.run_detached(request, at, timeout)?,
+        };
+        outcome.map_err(Error::Inner)
+    }
+
+    /// Runs the handler on the pool and waits for it until `at`.
+    fn run_detached(
+        &self,
+        request: &Arc<Request<Req>>,
+        at: Timestamp,
+        timeout: Duration,
+    ) -> Result<Outcome<Resp>, Error<Failure<Resp>>> {
+        if self.timer.now() >= at {
+            return Err(Error::TimedOut { after: timeout });
+        }
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Pending),
+            caller: thread::current(),
+        });
+        let job = Box::new(Job {
+            handler: Arc::clone(&self.handler),
+            request: Arc::clone(request),
+            slot: Arc::clone(&slot),
+        });
+        if self.pool.0.submit(job).is_err() {
+            return Err(if self.is_disposed() {
+                Error::Disposed
+            } else {
+                Error::BulkheadFull
+            });
+        }
+        loop {
+            {
+                let mut state = slot.state.lock();
+                match core::mem::replace(&mut *state, SlotState::Pending) {
+                    SlotState::Done(outcome) => return Ok(outcome),
+                    SlotState::Cancelled => return Err(Error::Disposed),
+                    SlotState::Pending | SlotState::Abandoned => {}
+                }
+                if self.timer.now() >= at {
+                    // The handler goes on; its result will be dropped.
+                    *state = SlotState::Abandoned;
+                    return Err(Error::TimedOut { after: timeout });
+                }
+            }
+            self.timer.park_until(at);
+        }
+    }
+
+    /// Counts the outcome, emits events, and makes the response.
+    fn respond(&self, result: Result<Response<Resp>, Error<Failure<Resp>>>) -> Response<Resp> {
+        let (response, class) = match result {
+            Ok(response) => (response, Class::Success),
+            Err(error) => error_response(error),
+        };
+        match class {
+            Class::Success => self.successes.incr(),
+            Class::Failure => self.failures.incr(),
+            Class::Rejected(retry_after) => {
+                self.rejections.incr();
+                self.listeners
+                    .emit(|| self.event(EventKind::Rejected { retry_after }));
+            }
+            Class::TimedOut(after) => {
+                self.timeouts.incr();
+                self.listeners
+                    .emit(|| self.event(EventKind::TimedOut { after }));
+            }
+        }
+        response
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        Event {
+            pattern: PatternKind::RequestResponse,
+            name: Arc::clone(&self.name),
+            at: self.timer.now(),
+            kind,
+        }
+    }
+}
+
+/// The response for a failed request, and how to count it.
+fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) {
+    let message = error.to_string();
+    match error {
+        Error::Inner(Failure::Status(response)) => (response, Class::Failure),
+        Error::Inner(_) => (Response::error(500, message), Class::Failure),
+        Error::BreakerOpen { retry_after, .. } => {
+            let retry_after = (retry_after != Duration::MAX).then_some(retry_after);
+            let mut response = Response::error(503, message);
+            response.retry_after = retry_after;
+            (response, Class::Rejected(retry_after))
+        }
+        Error::RateLimited { retry_after } => {
+            let mut response = Response::error(429, message);
+            response.retry_after = Some(retry_after);
+            (response, Class::Rejected(Some(retry_after)))
+        }
+        Error::BulkheadFull | Error::QueueTimeout { .. } | Error::Disposed => {
+            (Response::error(503, message), Class::Rejected(None))
+        }
+        Error::TimedOut { after } => (Response::error(504, message), Class::TimedOut(after)),
+        Error::RetriesExhausted { last, .. } => {
+            let (mut response, class) = error_response(*last);
+            response.error = Some(message);
+            (response, class)
+        }
+        Error::InvalidConfig(_) | Error::NameTaken { .. } => {
+            (Response::error(500, message), Class::Failure)
+        }
+    }
+}
+
+/// Shuts the pool down when the pattern goes away.
+struct PoolOwner(Arc<Pool>);
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+impl<Req, Resp, P, T: Timer> fmt::Debug for RequestResponsePattern<Req, Resp, P, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestResponsePattern")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .field("disposed", &(self.disposed.load(Ordering::Relaxed) != 0))
+            .finish_non_exhaustive()
+    }
+}
