@@ -18,19 +18,19 @@ mod hardware {
     use super::*;
 
     /// The raw 32-bit tick counter; starts 1.5 s before it wraps.
-    pub static SYSTICK: AtomicU32 = AtomicU32::new(u32::MAX - 1_500);
+    pub(crate) static SYSTICK: AtomicU32 = AtomicU32::new(u32::MAX - 1_500);
     static START: AtomicU32 = AtomicU32::new(u32::MAX - 1_500);
 
-    pub fn read_systick() -> u32 {
+    pub(crate) fn read_systick() -> u32 {
         SYSTICK.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since boot, for the log.
-    pub fn uptime_ms() -> u32 {
+    pub(crate) fn uptime_ms() -> u32 {
         read_systick().wrapping_sub(START.load(Ordering::Relaxed))
     }
 
-    pub fn modem_send(reading: u32) -> Result<(), ()> {
+    pub(crate) fn modem_send(reading: u32) -> Result<(), ()> {
         let t = uptime_ms();
         if (2_000..4_000).contains(&t) || reading == 0 {
             Err(())
@@ -51,11 +51,11 @@ mod firmware {
     use super::hardware;
 
     /// The monotonic clock over the wrapping 1 kHz counter.
-    pub static CLOCK: TickClock<fn() -> u32> = TickClock::new(hardware::read_systick, 1_000);
+    pub(crate) static CLOCK: TickClock<fn() -> u32> = TickClock::new(hardware::read_systick, 1_000);
 
     /// Open after 3 consecutive modem failures; probe again after 1 s;
     /// close after a 500 ms half-open round with a successful probe.
-    pub static BREAKER: CircuitBreaker = match CircuitBreaker::new(
+    pub(crate) static BREAKER: CircuitBreaker = match CircuitBreaker::new(
         BreakerConfig::DEFAULT
             .with_failure_threshold(3)
             .with_reset_timeout(Duration::from_secs(1))
@@ -66,7 +66,7 @@ mod firmware {
     };
 
     /// The network's quota: never more than 5 uplinks in any 1 s window.
-    pub static LIMITER: RateLimiter = match RateLimiter::new(
+    pub(crate) static LIMITER: RateLimiter = match RateLimiter::new(
         RateLimiterConfig::DEFAULT
             .with_requests_per_period(5)
             .with_period(Duration::from_secs(1))
@@ -78,7 +78,7 @@ mod firmware {
 
     /// What the sensor task did with one reading.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Uplink {
+    pub(crate) enum Uplink {
         Sent,
         ModemFailed,
         BreakerOpen { retry_in_ms: u64 },
@@ -86,7 +86,7 @@ mod firmware {
     }
 
     /// Called by the sensor task (or an interrupt handler) for each reading.
-    pub fn send_reading(reading: u32) -> Uplink {
+    pub(crate) fn send_reading(reading: u32) -> Uplink {
         if let Err(e) = LIMITER.try_acquire(&CLOCK) {
             let retry = e.retry_after().unwrap_or_default();
             return Uplink::OverQuota {

@@ -705,21 +705,21 @@ fn as_a_policy() {
     let (b, _clock) = breaker("t-policy", config().with_failure_threshold(2));
     // Refusals of policies nested inside the breaker are not failures.
     for _ in 0..5 {
-        let r: Result<(), Error<()>> = b.run(|| Err(Error::BulkheadFull));
+        let r: Result<(), Error<&str>> = b.run(|| Err(Error::BulkheadFull));
         assert!(matches!(r, Err(Error::BulkheadFull)));
-        let r: Result<(), Error<()>> = b.run(|| Err(Error::RateLimited { retry_after: SEC }));
+        let r: Result<(), Error<&str>> = b.run(|| Err(Error::RateLimited { retry_after: SEC }));
         assert!(r.is_err());
     }
     assert_eq!(b.state(), BreakerState::Closed);
     // Timeouts and inner errors are.
-    let r: Result<(), Error<()>> = b.run(|| Err(Error::TimedOut { after: SEC }));
+    let r: Result<(), Error<&str>> = b.run(|| Err(Error::TimedOut { after: SEC }));
     assert!(matches!(r, Err(Error::TimedOut { .. })));
     let pipeline = Pipeline::new().then(&b);
     let r = pipeline.execute(|| Err::<(), _>("down"));
     assert!(matches!(r, Err(Error::Inner("down"))));
     assert_eq!(b.state(), BreakerState::Open);
     assert!(matches!(
-        pipeline.execute(|| Ok::<_, ()>(())),
+        pipeline.execute(|| Ok::<_, &str>(())),
         Err(Error::BreakerOpen { .. })
     ));
 }

@@ -193,7 +193,7 @@ enum Fixed {
 }
 
 impl Policy for Fixed {
-    fn run<R, E, F>(&self, mut call: F) -> Result<R, Error<E>>
+    fn run<R, E: core::fmt::Display, F>(&self, mut call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Result<R, Error<E>>,
     {

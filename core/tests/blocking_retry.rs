@@ -510,7 +510,7 @@ fn nested_rejections() {
     // retry waits for it.
     let mut times = Vec::new();
     let mut n = 0;
-    let out: Result<(), Error<()>> = retry.run(|| {
+    let out: Result<(), Error<&str>> = retry.run(|| {
         times.push(clock.now());
         n += 1;
         if n == 1 {
@@ -527,7 +527,7 @@ fn nested_rejections() {
     let _ = retry.run(|| {
         times.push(clock.now());
         if times.len() == 1 {
-            Err::<(), Error<()>>(Error::BreakerOpen {
+            Err::<(), Error<&str>>(Error::BreakerOpen {
                 state: BreakerState::Open,
                 retry_after: MS(10),
             })
@@ -538,7 +538,7 @@ fn nested_rejections() {
     assert_eq!(times[1], start.saturating_add(S(1)));
     // A refusal longer than max_delay comes back at once, as itself.
     let mut n = 0;
-    let out: Result<(), Error<()>> = retry.run(|| {
+    let out: Result<(), Error<&str>> = retry.run(|| {
         n += 1;
         Err(Error::BreakerOpen {
             state: BreakerState::Open,
@@ -548,18 +548,18 @@ fn nested_rejections() {
     assert!(matches!(out, Err(Error::BreakerOpen { retry_after, .. }) if retry_after == S(60)));
     assert_eq!(n, 1);
     // Bulkhead and queue refusals, nested retries, disposal: at once.
-    let at_once: [fn() -> Error<()>; 4] = [
+    let at_once: [fn() -> Error<&'static str>; 4] = [
         || Error::BulkheadFull,
         || Error::QueueTimeout { waited: S(1) },
         || Error::RetriesExhausted {
             attempts: 3,
-            last: Box::new(Error::Inner(())),
+            last: Box::new(Error::Inner("last")),
         },
         || Error::Disposed,
     ];
     for make in at_once {
         let mut n = 0;
-        let out: Result<(), Error<()>> = retry.run(|| {
+        let out: Result<(), Error<&str>> = retry.run(|| {
             n += 1;
             Err(make())
         });
@@ -567,7 +567,7 @@ fn nested_rejections() {
     }
     // A nested timeout's TimedOut is retried.
     let mut n = 0;
-    let out: Result<(), Error<()>> = retry.run(|| {
+    let out: Result<(), Error<&str>> = retry.run(|| {
         n += 1;
         Err(Error::TimedOut { after: S(1) })
     });
@@ -579,36 +579,27 @@ fn nested_rejections() {
 }
 
 #[test]
-fn matchers_in_a_pipeline_need_classify() {
+fn matchers_apply_inside_a_pipeline() {
     let (_clock, retry) = sim("pipe", RetryConfig::default().retry_on("503"));
     let pipeline = Pipeline::new().then(&retry);
-    // Without classify the retry cannot read the error: not retried.
+    // A matching error is retried until the attempts run out.
     let mut n = 0;
     let out: Result<(), Error<&str>> = pipeline.execute(|| {
         n += 1;
         Err("HTTP 503")
     });
-    assert!(matches!(out, Err(Error::Inner("HTTP 503"))));
-    assert_eq!(n, 1);
-    // With classify the matchers apply.
-    let mut n = 0;
-    let out: Result<(), Error<&str>> = pipeline.execute(retry.classify(|| {
-        n += 1;
-        Err("HTTP 503")
-    }));
     assert!(matches!(
         out,
         Err(Error::RetriesExhausted { attempts: 3, .. })
     ));
     assert_eq!(n, 3);
-    // Another retry's verdict is not taken for this one's.
-    let (_clock, other) = sim("pipe-other", RetryConfig::default().retry_on("503"));
+    // A non-matching error comes back at once as itself.
     let mut n = 0;
-    let out: Result<(), Error<&str>> = pipeline.execute(other.classify(|| {
+    let out: Result<(), Error<&str>> = pipeline.execute(|| {
         n += 1;
-        Err("HTTP 503")
-    }));
-    assert!(matches!(out, Err(Error::Inner(_))));
+        Err("HTTP 400")
+    });
+    assert!(matches!(out, Err(Error::Inner("HTTP 400"))));
     assert_eq!(n, 1);
     // Without matchers every error of the call is retried in a pipeline.
     let (_clock, all) = sim("pipe-all", RetryConfig::default());
@@ -621,7 +612,7 @@ fn matchers_in_a_pipeline_need_classify() {
 }
 
 #[test]
-fn a_stale_classify_verdict_is_not_reused() {
+fn a_late_attempt_is_retried_after_its_timeout() {
     let clock = Arc::new(VirtualClock::auto_advance());
     let config = RetryConfig::default().retry_on("503");
     let retry = Retry::with_timer("stale", config, Arc::clone(&clock)).unwrap();
@@ -632,10 +623,10 @@ fn a_stale_classify_verdict_is_not_reused() {
     )
     .unwrap();
     let pipeline = Pipeline::new().then(&retry).then(&timeout);
-    // The first attempt fails late: classify records "retryable" but the
-    // retry sees the timeout's TimedOut instead; the second succeeds.
+    // The first attempt fails late: the retry sees the timeout's TimedOut
+    // (always retryable) and the second attempt succeeds.
     let mut n = 0;
-    let out: Result<u32, Error<&str>> = pipeline.execute(retry.classify(|| {
+    let out: Result<u32, Error<&str>> = pipeline.execute(|| {
         n += 1;
         if n == 1 {
             clock.sleep(S(2));
@@ -643,17 +634,8 @@ fn a_stale_classify_verdict_is_not_reused() {
         } else {
             Ok(n)
         }
-    }));
-    assert_eq!(out.unwrap(), 2);
-    // A later call without classify: its error is not retried (the
-    // leftover verdict is not taken for it).
-    let mut n = 0;
-    let out: Result<(), Error<&str>> = pipeline.execute(|| {
-        n += 1;
-        Err("HTTP 503")
     });
-    assert!(matches!(out, Err(Error::Inner(_))), "{out:?}");
-    assert_eq!(n, 1);
+    assert_eq!(out.unwrap(), 2);
 }
 
 #[test]

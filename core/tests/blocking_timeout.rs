@@ -253,7 +253,7 @@ fn a_panic_restores_the_current_deadline() {
 fn policy_in_a_pipeline_sets_the_current_deadline() {
     let (clock, t) = timeout("policy", S(3));
     let pipeline = Pipeline::new().then(&t);
-    let seen = pipeline.execute(|| Ok::<_, ()>(current_deadline()));
+    let seen = pipeline.execute(|| Ok::<_, &str>(current_deadline()));
     assert_eq!(seen.unwrap(), Some(Deadline::at(at(S(3)))));
     // Errors of the call pass through unchanged; late ones become TimedOut.
     let out: Result<(), Error<&str>> = pipeline.execute(|| Err("inner"));

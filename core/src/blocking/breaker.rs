@@ -1133,7 +1133,7 @@ impl<T: Timer + 'static> Policy for CircuitBreaker<T> {
     /// nested inside the breaker ([`Error::is_rejection`]) and
     /// [`Error::Disposed`] are ignored: the dependency was never called.
     #[inline]
-    fn run<R, E, F>(&self, mut call: F) -> Result<R, Error<E>>
+    fn run<R, E: core::fmt::Display, F>(&self, mut call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Result<R, Error<E>>,
     {

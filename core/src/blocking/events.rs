@@ -5,8 +5,9 @@
 //! listener that panics is caught and does not break the pattern.
 
 use core::fmt;
+use core::panic::AssertUnwindSafe;
 use core::time::Duration;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::sync::Arc;
 use std::vec::Vec;
 
@@ -214,10 +215,6 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
     #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -226,7 +223,7 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use core::sync::atomic::AtomicUsize;
 
     fn event() -> Event {
         Event {

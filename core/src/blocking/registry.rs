@@ -1,7 +1,7 @@
 //! Named registries: one shared instance per name and pattern type (the
 //! spec's `CircuitBreaker.getBreaker('db')`).
 
-use std::any::{Any, TypeId};
+use core::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::string::String;
 use std::sync::{Arc, LazyLock};

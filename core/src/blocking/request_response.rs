@@ -1044,7 +1044,7 @@ fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) 
             response.error = Some(message);
             (response, class)
         }
-        Error::InvalidConfig(_) | Error::NameTaken { .. } => {
+        Error::InvalidConfig(_) | Error::NameTaken { .. } | Error::Panicked { .. } => {
             (Response::error(500, message), Class::Failure)
         }
     }

@@ -1,7 +1,6 @@
 //! The retry pattern for threads: [`Retry`], its options [`RetryConfig`]
 //! and the [`ErrorMatcher`]s of `retryable_errors`.
 
-use core::cell::Cell;
 use core::fmt::{self, Display};
 use core::time::Duration;
 use std::boxed::Box;
@@ -258,12 +257,6 @@ impl RetryConfig {
     }
 }
 
-std::thread_local! {
-    /// The verdict of [`Retry::classify`] on the last error it saw on this
-    /// thread: `(the Retry's address, retryable)`.
-    static VERDICT: Cell<(usize, bool)> = const { Cell::new((0, false)) };
-}
-
 /// Retries failing operations with exponential backoff (the spec's Retry
 /// pattern).
 ///
@@ -283,13 +276,8 @@ std::thread_local! {
 ///   [`execute_if`](Self::execute_if) takes a predicate on the error value
 ///   instead (no `Display` needed; call [`is_retryable`](Self::is_retryable)
 ///   in it to combine both).
-/// * **Inside a [`Pipeline`](super::Pipeline)** the retry sees the error
-///   type only generically, so it cannot read the text: with an empty
-///   `retryable_errors` every error of the call is retried; with matchers,
-///   wrap the call in [`classify`](Self::classify) so the retry learns the
-///   verdict (`pipeline.execute(retry.classify(|| call()))`) — otherwise
-///   such errors are **not** retried (the conservative reading: the
-///   matchers list what may be retried).
+/// * **Inside a [`Pipeline`](super::Pipeline)** the same matchers apply to
+///   the call's own error ([`Policy`] requires it to be `Display`).
 /// * [`Error::TimedOut`] of a timeout nested inside the retry (a timeout
 ///   per attempt) is always retried.
 /// * A refusal that says when to come back — [`Error::BreakerOpen`],
@@ -570,64 +558,6 @@ impl<T: Timer> Retry<T> {
         self.run_with(|| call().map_err(Error::Inner), |e| retry_if(e))
     }
 
-    /// Wraps `call` so that, inside a [`Pipeline`](super::Pipeline), this
-    /// retry learns whether its errors match `retryable_errors` (the
-    /// pipeline hands errors to the retry only generically). The verdict
-    /// travels in a thread-local slot keyed by this retry, read by the
-    /// retry on the same thread.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use stockade::blocking::{Error, Pipeline, Retry, RetryConfig, VirtualClock};
-    ///
-    /// let clock = VirtualClock::auto_advance();
-    /// let retry = Retry::with_timer("api", RetryConfig::default().retry_on("503"), &clock)?;
-    /// let pipeline = Pipeline::new().then(&retry);
-    /// let mut attempts = 0;
-    /// let out: Result<(), _> = pipeline.execute(retry.classify(|| {
-    ///     attempts += 1;
-    ///     Err(if attempts < 3 { "HTTP 503" } else { "HTTP 400" })
-    /// }));
-    /// assert!(matches!(out, Err(Error::Inner("HTTP 400"))));
-    /// assert_eq!(attempts, 3);
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn classify<'a, R, E: Display>(
-        &'a self,
-        mut call: impl FnMut() -> Result<R, E> + 'a,
-    ) -> impl FnMut() -> Result<R, E> + 'a {
-        let key = self.key();
-        move || {
-            let out = call();
-            if let Err(e) = &out {
-                let verdict = self.is_retryable(e);
-                VERDICT.with(|v| v.set((key, verdict)));
-            }
-            out
-        }
-    }
-
-    /// This retry's key in the verdict slot.
-    fn key(&self) -> usize {
-        core::ptr::from_ref(self).addr()
-    }
-
-    /// A pipeline error's verdict: [`classify`](Self::classify)'s if it left
-    /// one for this retry, else "retryable" only without matchers.
-    fn pipeline_verdict(&self) -> bool {
-        let key = self.key();
-        let classified = VERDICT.with(|v| {
-            let (k, verdict) = v.get();
-            (k == key).then(|| {
-                v.set((0, false));
-                verdict
-            })
-        });
-        classified.unwrap_or(self.options.retryable_errors.is_empty())
-    }
-
     /// A reusable function protected by this retry (the spec's `wrap`);
     /// the argument is cloned for each attempt.
     ///
@@ -833,18 +763,10 @@ impl<T: Timer> Retry<T> {
 
 impl<T: Timer> Policy for Retry<T> {
     /// Retries `call` (see the [type docs](Retry) for which errors).
-    fn run<R, E, F>(&self, call: F) -> Result<R, Error<E>>
+    fn run<R, E: core::fmt::Display, F>(&self, call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Result<R, Error<E>>,
     {
-        // A verdict left over from an earlier call (whose error never
-        // reached this retry) must not decide this one's.
-        let key = self.key();
-        VERDICT.with(|v| {
-            if v.get().0 == key {
-                v.set((0, false));
-            }
-        });
-        self.run_with(call, |_| self.pipeline_verdict())
+        self.run_with(call, |e| self.is_retryable(e))
     }
 }

@@ -838,7 +838,7 @@ impl<T: Timer> Drop for Timeout<T> {
 impl<T: Timer> Policy for Timeout<T> {
     /// The cooperative form: `call` runs on the caller's thread and sees
     /// the deadline through [`current_deadline`].
-    fn run<R, E, F>(&self, mut call: F) -> Result<R, Error<E>>
+    fn run<R, E: core::fmt::Display, F>(&self, mut call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Result<R, Error<E>>,
     {
