@@ -18,3 +18,7 @@ pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use timer::{Timer, VirtualClock};
 mod policy;
 pub use policy::{Nested, Pipeline, Policy, Unprotected};
+mod bulkhead;
+pub use bulkhead::Bulkhead;
+mod limiter;
+pub use limiter::RateLimiter;

@@ -33,6 +33,16 @@ pub trait Timer: Clock + Send + Sync {
     fn sleep(&self, duration: Duration) {
         self.sleep_until(self.now().saturating_add(duration));
     }
+
+    /// A sleep that an [`unpark`](Thread::unpark) can cut short: like
+    /// [`park_until`](Self::park_until) (callers loop on their condition),
+    /// except that a simulated clock treats it as a *sleep* — an
+    /// auto-advancing [`VirtualClock`] moves to `deadline` — where
+    /// `park_until` waits for another thread's action. The rate limiter
+    /// waits for its booked slot with it, so that `dispose` can wake it.
+    fn sleep_until_interruptible(&self, deadline: Timestamp) {
+        self.park_until(deadline);
+    }
 }
 
 impl<T: Timer + ?Sized> Timer for &T {
@@ -42,6 +52,9 @@ impl<T: Timer + ?Sized> Timer for &T {
     fn park_until(&self, deadline: Timestamp) {
         (**self).park_until(deadline)
     }
+    fn sleep_until_interruptible(&self, deadline: Timestamp) {
+        (**self).sleep_until_interruptible(deadline)
+    }
 }
 
 impl<T: Timer + ?Sized> Timer for Arc<T> {
@@ -50,6 +63,9 @@ impl<T: Timer + ?Sized> Timer for Arc<T> {
     }
     fn park_until(&self, deadline: Timestamp) {
         (**self).park_until(deadline)
+    }
+    fn sleep_until_interruptible(&self, deadline: Timestamp) {
+        (**self).sleep_until_interruptible(deadline)
     }
 }
 
@@ -200,6 +216,14 @@ impl Timer for VirtualClock {
     fn park_until(&self, deadline: Timestamp) {
         if self.now() < deadline {
             self.park_once(deadline);
+        }
+    }
+
+    fn sleep_until_interruptible(&self, deadline: Timestamp) {
+        if self.auto_advance {
+            self.advance_to(deadline);
+        } else {
+            self.park_until(deadline);
         }
     }
 }
