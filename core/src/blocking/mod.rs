@@ -30,3 +30,7 @@ mod request_response;
 pub use request_response::{
     Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
 };
+mod bulkhead;
+pub use bulkhead::Bulkhead;
+mod limiter;
+pub use limiter::RateLimiter;

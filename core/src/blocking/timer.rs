@@ -39,7 +39,8 @@ pub trait Timer: Clock + Send + Sync {
     /// [`VirtualClock`] moves to `deadline` at once), but like
     /// [`park_until`](Self::park_until) returns early when the thread is
     /// unparked, or spuriously: callers re-check their condition in a loop.
-    /// Retry back-off uses it so that `dispose` can wake a sleeping retry.
+    /// Retry back-off and the rate limiter's queue use it so that `dispose`
+    /// can wake a sleeper.
     /// The default is `park_until`.
     fn interruptible_sleep_until(&self, deadline: Timestamp) {
         self.park_until(deadline)

@@ -1,0 +1,614 @@
+//! The blocking bulkhead: at most `max_concurrent` closures at once, a
+//! bounded FIFO of parked callers behind them.
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::{self, Thread};
+
+use parking_lot::Mutex;
+
+use super::events::{Counter, Listeners};
+use super::registry::{self, Registered};
+use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
+use crate::bulkhead::{Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission};
+use crate::clock::MonotonicClock;
+use crate::sync::{AtomicU32, Ordering};
+
+/// A waiter is parked, not yet admitted.
+const WAITING: u32 = 0;
+/// A releaser took a permit for the waiter: it holds it now.
+const GRANTED: u32 = 1;
+/// The bulkhead was disposed while the waiter was queued.
+const DISPOSED: u32 = 2;
+
+/// A parked caller. `state` is written only under the queue lock.
+struct Waiter {
+    thread: Thread,
+    state: AtomicU32,
+}
+
+/// Why a call was not admitted.
+enum Refusal {
+    Full,
+    Timeout(Duration),
+    Disposed,
+}
+
+impl Refusal {
+    fn into_error<E>(self) -> Error<E> {
+        match self {
+            Refusal::Full => Error::BulkheadFull,
+            Refusal::Timeout(waited) => Error::QueueTimeout { waited },
+            Refusal::Disposed => Error::Disposed,
+        }
+    }
+}
+
+/// Isolates a resource: at most `max_concurrent` closures run at once, up
+/// to `max_queue` callers wait for a turn in FIFO order, each for at most
+/// `queue_timeout`; beyond that callers are refused at once with
+/// [`Error::BulkheadFull`].
+///
+/// Options are the core's [`BulkheadConfig`] (`max_concurrent` 10,
+/// `max_queue` 100, `queue_timeout` 30 s). A waiter parks on the
+/// [`Timer`] (no spinning) and is handed a permit directly by the caller
+/// that releases it; see [How it waits](#how-it-waits).
+///
+/// A closure that panics still returns its permit; the panic continues to
+/// the caller.
+///
+/// # How it waits
+///
+/// The counts live in the lock-free core [`crate::bulkhead::Bulkhead`]
+/// (permits in use and callers queued, in one atomic word). This layer adds
+/// the FIFO of parked threads, a `parking_lot::Mutex<VecDeque<Arc<Waiter>>>`
+/// that only the slow path touches:
+///
+/// * **Fast path** — a permit is free and nobody is queued: one CAS in the
+///   core, no lock, no clock read, no allocation. A release that finds
+///   nobody queued is one CAS too.
+/// * **Slow path** — under the queue lock the caller asks the core to
+///   [`enqueue`](crate::bulkhead::Bulkhead::enqueue_raw) it (which still
+///   hands out a free permit when nobody is queued, and refuses when the
+///   queue holds `max_queue` callers), pushes itself to the back of the FIFO
+///   and parks on the [`Timer`] until its deadline (`queue_timeout` after it
+///   queued).
+/// * **Hand-off** — a release that finds callers queued takes the lock and
+///   *grants* permits to the front of the FIFO: for each front waiter it
+///   takes a permit from the core on the waiter's behalf
+///   ([`acquire_queued_raw`](crate::bulkhead::Bulkhead::acquire_queued_raw),
+///   which also removes it from the core's queue count), pops it, marks it
+///   granted and unparks it. The core refuses newcomers while anyone is
+///   queued, so a freed permit cannot be stolen between the release and the
+///   grant (no barging), and FIFO order holds.
+/// * **Timeout** — a waiter whose deadline passed takes the lock: if it was
+///   granted meanwhile it runs (the grant came first and it holds the
+///   permit); otherwise it removes itself from the FIFO and the core's
+///   count and, if a permit is free, grants it to the next waiter, so no
+///   wake-up is lost and no permit leaks.
+/// * **Dispose** — under the lock, every queued waiter leaves the core's
+///   queue, is marked disposed and unparked; it returns
+///   [`Error::Disposed`].
+///
+/// Because every change of the core's queue count happens under the queue
+/// lock together with the matching FIFO change, the FIFO length equals the
+/// core's `queued` whenever the lock is free. Releases happen outside the
+/// lock; one that sees waiters always takes the lock and grants, so a free
+/// permit never sits next to a parked waiter.
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use stockade::blocking::{Bulkhead, Error};
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// # struct Api;
+/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
+/// # let api = Api;
+/// // Create a bulkhead
+/// let bulkhead = Bulkhead::new(
+///     "apiRequests",
+///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
+/// )?;
+///
+/// // Execute with bulkhead protection
+/// let result = bulkhead.execute(|| api.fetch_data());
+/// assert_eq!(result.unwrap(), "data");
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Bulkhead<T: Timer = MonotonicClock> {
+    name: Arc<str>,
+    core: Core,
+    options: BulkheadConfig,
+    timer: T,
+    /// Parked callers, front first. Touched only on the slow path.
+    waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    listeners: Listeners,
+    calls: Counter,
+    successes: Counter,
+    failures: Counter,
+    rejections: Counter,
+    timeouts: Counter,
+    /// 0 = live, 1 = disposed.
+    disposed: AtomicU32,
+    /// Removes a registered instance from the registry on dispose.
+    forget: Option<fn(&Bulkhead<T>)>,
+}
+
+impl Bulkhead<MonotonicClock> {
+    /// A bulkhead on the system's monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first invalid option
+    /// (`max_concurrent` zero or too large, `max_queue` too large,
+    /// `queue_timeout` zero; see [`crate::bulkhead::Bulkhead::new`]).
+    pub fn new(name: impl Into<Arc<str>>, options: BulkheadConfig) -> Result<Self, Error> {
+        Self::with_timer(name, options, MonotonicClock)
+    }
+
+    /// The bulkhead registered as `name`, or a new one with `options`
+    /// registered under that name (spec best practice 4).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let options = BulkheadConfig::DEFAULT.with_max_concurrent(4);
+    /// let a = Bulkhead::get_or_create("doc-db-pool", options)?;
+    /// let b = Bulkhead::get_or_create("doc-db-pool", options)?;
+    /// assert!(Arc::ptr_eq(&a, &b));
+    /// assert!(matches!(
+    ///     Bulkhead::get_or_create("doc-db-pool", BulkheadConfig::DEFAULT),
+    ///     Err(Error::NameTaken { .. })
+    /// ));
+    /// a.dispose(); // forgets it
+    /// assert!(Bulkhead::get("doc-db-pool").is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_or_create(name: &str, options: BulkheadConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &options, || {
+            let mut bulkhead = Self::new(name, options)?;
+            bulkhead.forget = Some(Self::forget_registered);
+            Ok(bulkhead)
+        })
+    }
+
+    /// The live bulkhead registered as `name`, if any.
+    pub fn get(name: &str) -> Option<Arc<Self>> {
+        registry::get(name)
+    }
+
+    fn forget_registered(&self) {
+        registry::forget(&self.name, self);
+    }
+}
+
+impl Registered for Bulkhead<MonotonicClock> {
+    type Options = BulkheadConfig;
+
+    fn options(&self) -> &BulkheadConfig {
+        &self.options
+    }
+
+    fn is_disposed(&self) -> bool {
+        Bulkhead::is_disposed(self)
+    }
+}
+
+impl<T: Timer> Bulkhead<T> {
+    /// A bulkhead that waits on `timer` (for example a
+    /// [`VirtualClock`](super::VirtualClock) in tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] as for [`Bulkhead::new`].
+    pub fn with_timer(
+        name: impl Into<Arc<str>>,
+        options: BulkheadConfig,
+        timer: T,
+    ) -> Result<Self, Error> {
+        let core = Core::new(options)?;
+        Ok(Bulkhead {
+            name: name.into(),
+            core,
+            options,
+            timer,
+            waiters: Mutex::new(VecDeque::new()),
+            listeners: Listeners::default(),
+            calls: Counter::default(),
+            successes: Counter::default(),
+            failures: Counter::default(),
+            rejections: Counter::default(),
+            timeouts: Counter::default(),
+            disposed: AtomicU32::new(0),
+            forget: None,
+        })
+    }
+
+    /// The instance's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &BulkheadConfig {
+        &self.options
+    }
+
+    /// The timer it waits on.
+    pub fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// Runs `f` when a permit is free, waiting in the FIFO queue for at most
+    /// `queue_timeout` if all are held.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inner`] with `f`'s own error; [`Error::BulkheadFull`] at
+    /// once when all permits are held and `max_queue` callers are queued;
+    /// [`Error::QueueTimeout`] after waiting `queue_timeout`;
+    /// [`Error::Disposed`] after [`dispose`](Self::dispose) (also for
+    /// callers queued when it happens).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let bulkhead = Bulkhead::new("doc-execute", BulkheadConfig::default())?;
+    /// assert_eq!(bulkhead.execute(|| Ok::<_, &str>(2 + 2)).unwrap(), 4);
+    /// let failed = bulkhead.execute(|| Err::<u32, _>("boom")).unwrap_err();
+    /// assert_eq!(failed.into_inner(), Some("boom"));
+    /// assert_eq!(bulkhead.metrics().successes, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn execute<R, E>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, Error<E>> {
+        self.guarded(|| f().map_err(Error::Inner))
+    }
+
+    /// Runs `f` only if a permit is free now and nobody is queued (it never
+    /// waits, and never jumps the queue).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BulkheadFull`] if it would have to wait; otherwise as
+    /// [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let bulkhead = Bulkhead::new("doc-try", BulkheadConfig::DEFAULT.with_max_concurrent(1))?;
+    /// let nested = bulkhead.try_execute(|| {
+    ///     // The only permit is held by this closure.
+    ///     Ok::<_, ()>(bulkhead.try_execute(|| Ok::<_, ()>(())))
+    /// });
+    /// assert!(matches!(nested, Ok(Err(Error::BulkheadFull))));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_execute<R, E>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, Error<E>> {
+        let held = self.try_admit().map_err(Refusal::into_error)?;
+        held.run(|| f().map_err(Error::Inner))
+    }
+
+    /// A reusable protected function (the spec's `wrap`): each call of the
+    /// returned function runs `f` through [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let bulkhead = Bulkhead::new("doc-wrap", BulkheadConfig::default())?;
+    /// let double = bulkhead.wrap(|x: u32| x.checked_mul(2).ok_or("overflow"));
+    /// assert_eq!(double(21).unwrap(), 42);
+    /// assert_eq!(double(u32::MAX).unwrap_err().into_inner(), Some("overflow"));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn wrap<'a, A, R, E>(
+        &'a self,
+        f: impl Fn(A) -> Result<R, E> + 'a,
+    ) -> impl Fn(A) -> Result<R, Error<E>> + 'a {
+        move |arg: A| self.execute(|| f(arg))
+    }
+
+    /// Calls `listener` for every event: `Rejected` (bulkhead full),
+    /// `QueueTimeout`, `Disposed`.
+    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        self.listeners.add(Arc::new(listener))
+    }
+
+    /// Removes a listener; `false` if it was not subscribed.
+    pub fn unsubscribe(&self, id: ListenerId) -> bool {
+        self.listeners.remove(id)
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// `calls` counts every call made while the bulkhead was live; each
+    /// ends as one of `successes`, `failures` (the closure returned an error
+    /// or panicked), `rejections` ([`Error::BulkheadFull`]), `timeouts`
+    /// ([`Error::QueueTimeout`]), or [`Error::Disposed`] for callers still
+    /// queued when it was disposed (not counted separately), unless it is
+    /// still queued (`queue_depth`) or running (`in_flight`).
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            calls: self.calls.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            rejections: self.rejections.get(),
+            timeouts: self.timeouts.get(),
+            queue_depth: u64::from(self.core.queued()),
+            in_flight: u64::from(self.core.in_use()),
+            ..Metrics::default()
+        }
+    }
+
+    /// `true` once [`dispose`](Self::dispose) was called.
+    pub fn is_disposed(&self) -> bool {
+        self.disposed.load(Ordering::Acquire) != 0
+    }
+
+    /// Shuts the bulkhead down: callers waiting in the queue wake with
+    /// [`Error::Disposed`], later calls fail with `Disposed`, a `Disposed`
+    /// event is emitted, listeners are removed and the registry forgets the
+    /// instance. Closures already running finish normally. Calling it again
+    /// does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let bulkhead = Bulkhead::new("doc-dispose", BulkheadConfig::default())?;
+    /// bulkhead.dispose();
+    /// assert!(matches!(bulkhead.execute(|| Ok::<_, ()>(())), Err(Error::Disposed)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn dispose(&self) {
+        if self.disposed.swap(1, Ordering::AcqRel) != 0 {
+            return;
+        }
+        {
+            let mut waiters = self.waiters.lock();
+            for waiter in waiters.drain(..) {
+                // Everyone leaves: whom `wake_next` would name leaves too.
+                let _ = self.core.leave_queue_raw();
+                waiter.state.store(DISPOSED, Ordering::Release);
+                waiter.thread.unpark();
+            }
+        }
+        self.listeners.emit(|| self.event(EventKind::Disposed));
+        self.listeners.clear();
+        if let Some(forget) = self.forget {
+            forget(self);
+        }
+    }
+
+    // --- Admission ----------------------------------------------------------
+
+    /// Admits the call (waiting if needed), runs it, counts the outcome.
+    #[inline]
+    fn guarded<R, E>(&self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
+        let held = self.admit().map_err(Refusal::into_error)?;
+        held.run(call)
+    }
+
+    #[inline]
+    fn admit(&self) -> Result<Held<'_, T>, Refusal> {
+        if self.is_disposed() {
+            return Err(Refusal::Disposed);
+        }
+        self.calls.incr();
+        if self.core.try_acquire_raw().is_ok() {
+            return Ok(Held::new(self));
+        }
+        self.admit_slow()
+    }
+
+    #[inline]
+    fn try_admit(&self) -> Result<Held<'_, T>, Refusal> {
+        if self.is_disposed() {
+            return Err(Refusal::Disposed);
+        }
+        self.calls.incr();
+        match self.core.try_acquire_raw() {
+            Ok(()) => Ok(Held::new(self)),
+            Err(_) => Err(self.reject()),
+        }
+    }
+
+    /// Queues the caller and parks it until it is granted a permit, times
+    /// out, or the bulkhead is disposed.
+    #[cold]
+    fn admit_slow(&self) -> Result<Held<'_, T>, Refusal> {
+        let start = self.timer.now();
+        let waiter = {
+            let mut waiters = self.waiters.lock();
+            // Checked under the lock: `dispose` sets the flag before it
+            // drains the queue under the same lock, so nobody queues after
+            // the drain.
+            if self.is_disposed() {
+                return Err(Refusal::Disposed);
+            }
+            match self.core.enqueue_raw() {
+                RawAdmission::Acquired => return Ok(Held::new(self)),
+                RawAdmission::Full(_) => {
+                    drop(waiters);
+                    return Err(self.reject());
+                }
+                RawAdmission::Enqueued => {
+                    let waiter = Arc::new(Waiter {
+                        thread: thread::current(),
+                        state: AtomicU32::new(WAITING),
+                    });
+                    waiters.push_back(Arc::clone(&waiter));
+                    waiter
+                }
+            }
+        };
+        let deadline = start.saturating_add(self.options.queue_timeout);
+        loop {
+            match waiter.state.load(Ordering::Acquire) {
+                GRANTED => return Ok(Held::new(self)),
+                DISPOSED => return Err(Refusal::Disposed),
+                _ => {}
+            }
+            let now = self.timer.now();
+            if now >= deadline {
+                let mut waiters = self.waiters.lock();
+                // A grant or dispose may have come first: it wins.
+                match waiter.state.load(Ordering::Acquire) {
+                    GRANTED => return Ok(Held::new(self)),
+                    DISPOSED => return Err(Refusal::Disposed),
+                    _ => {}
+                }
+                if let Some(at) = waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+                    waiters.remove(at);
+                }
+                if let LeaveQueue::Left { wake_next: true } = self.core.leave_queue_raw() {
+                    // A permit is free: it goes to the next in line.
+                    self.grant_locked(&mut waiters);
+                }
+                drop(waiters);
+                let waited = now.saturating_duration_since(start);
+                self.timeouts.incr();
+                self.listeners
+                    .emit(|| self.event(EventKind::QueueTimeout { waited }));
+                return Err(Refusal::Timeout(waited));
+            }
+            self.timer.park_until(deadline);
+        }
+    }
+
+    /// Hands free permits to the front of the queue. Call with the queue
+    /// lock held.
+    fn grant_locked(&self, waiters: &mut VecDeque<Arc<Waiter>>) {
+        while !waiters.is_empty() {
+            match self.core.acquire_queued_raw() {
+                QueuedAcquire::Acquired { .. } => {
+                    if let Some(waiter) = waiters.pop_front() {
+                        waiter.state.store(GRANTED, Ordering::Release);
+                        waiter.thread.unpark();
+                    }
+                }
+                // No permit free (another release already granted it), or —
+                // impossible while the lock pairs every count change with a
+                // queue change — nobody counted as queued.
+                QueuedAcquire::Wait | QueuedAcquire::NotQueued => break,
+            }
+        }
+    }
+
+    /// Returns a permit; if callers are queued, grants it to the front one.
+    #[inline]
+    fn release(&self) {
+        if self.core.release_raw().wake_waiter() {
+            self.wake_waiters();
+        }
+    }
+
+    #[cold]
+    fn wake_waiters(&self) {
+        let mut waiters = self.waiters.lock();
+        self.grant_locked(&mut waiters);
+    }
+
+    fn reject(&self) -> Refusal {
+        self.rejections.incr();
+        self.listeners
+            .emit(|| self.event(EventKind::Rejected { retry_after: None }));
+        Refusal::Full
+    }
+
+    fn event(&self, kind: EventKind) -> Event {
+        Event {
+            pattern: PatternKind::Bulkhead,
+            name: Arc::clone(&self.name),
+            at: self.timer.now(),
+            kind,
+        }
+    }
+}
+
+/// A held permit: released on drop, also when the closure panics (counted
+/// as a failure then).
+struct Held<'a, T: Timer> {
+    bulkhead: &'a Bulkhead<T>,
+    finished: bool,
+}
+
+impl<'a, T: Timer> Held<'a, T> {
+    #[inline]
+    fn new(bulkhead: &'a Bulkhead<T>) -> Self {
+        Held {
+            bulkhead,
+            finished: false,
+        }
+    }
+
+    #[inline]
+    fn run<R, E>(mut self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
+        let result = call();
+        self.finished = true;
+        if result.is_ok() {
+            self.bulkhead.successes.incr();
+        } else {
+            self.bulkhead.failures.incr();
+        }
+        result
+    }
+}
+
+impl<T: Timer> Drop for Held<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.finished {
+            self.bulkhead.failures.incr();
+        }
+        self.bulkhead.release();
+    }
+}
+
+impl<T: Timer> Policy for Bulkhead<T> {
+    /// Runs `call` once a permit is held, as [`execute`](Bulkhead::execute)
+    /// does; `call`'s errors pass through unchanged.
+    #[inline]
+    fn run<R, E: core::fmt::Display, F>(&self, call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Result<R, Error<E>>,
+    {
+        self.guarded(call)
+    }
+}
+
+impl<T: Timer> fmt::Debug for Bulkhead<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .field("in_use", &self.core.in_use())
+            .field("queued", &self.core.queued())
+            .field("disposed", &self.is_disposed())
+            .finish_non_exhaustive()
+    }
+}
