@@ -11,11 +11,11 @@
 //!
 //! Run: `cargo run --release -p stockade --example demo`
 
-use std::fmt;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
 
 use stockade::blocking::{
     Bulkhead, CircuitBreaker, Error, EventKind, Pipeline, RateLimiter, Retry, RetryConfig, Timeout,
@@ -158,7 +158,7 @@ fn state_code(state: BreakerState) -> u32 {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn core::error::Error>> {
     let clock = Arc::new(VirtualClock::new());
     let service = Service {
         clock: Arc::clone(&clock),
