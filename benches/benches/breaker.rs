@@ -1,9 +1,11 @@
 //! Circuit breaker, closed path: a healthy call through a closed breaker.
 //!
 //! Group `breaker`, at 1 and 2 threads on one shared breaker:
-//! - `stockade`: until the blocking `CircuitBreaker::execute` lands, the
-//!   core as a blocking layer drives it: `try_acquire(&clock)`, the call,
-//!   `permit.success(&clock)` (a closed breaker reads no clock);
+//! - `stockade`: the core state machine driven directly:
+//!   `try_acquire(&clock)`, the call, `permit.success(&clock)` (a closed
+//!   breaker reads no clock) — what firmware and the bindings pay;
+//! - `stockade-execute`: the blocking `CircuitBreaker::execute` (adds the
+//!   metrics counter and the transition detection);
 //! - `failsafe`: `StateMachine::call` with failsafe's default config;
 //! - `recloser`: `Recloser::call` with the default config.
 //!
@@ -22,11 +24,11 @@ use stockade_bench::{assert_no_rejections, bench_threads, note_rejection};
 
 /// The protected call: succeeds at once.
 #[inline(never)]
-fn healthy_call() -> Result<u64, ()> {
+fn healthy_call() -> Result<u64, &'static str> {
     Ok(black_box(42))
 }
 
-/// A call through the core breaker, as the blocking layer makes it.
+/// A call through the core breaker.
 fn call_through_core<T, E>(
     breaker: &CircuitBreaker,
     clock: &MonotonicClock,
@@ -56,16 +58,17 @@ fn breaker(c: &mut Criterion) {
             }
         },
     );
-    // When the blocking breaker lands, measure it beside the core (the table
-    // script compares every `stockade*` function with the peers):
-    // bench_threads(
-    //     &mut group,
-    //     "stockade-execute",
-    //     || stockade::blocking::CircuitBreaker::new("bench", Default::default()).expect("valid"),
-    //     |breaker| {
-    //         black_box(breaker.execute(healthy_call).ok());
-    //     },
-    // );
+    // The blocking layer's `CircuitBreaker::execute`, as a program calls it.
+    bench_threads(
+        &mut group,
+        "stockade-execute",
+        || stockade::blocking::CircuitBreaker::new("bench", BreakerConfig::DEFAULT).expect("valid config"),
+        |breaker| {
+            if black_box(breaker.execute(healthy_call)).is_err() {
+                note_rejection();
+            }
+        },
+    );
     bench_threads(
         &mut group,
         "failsafe",

@@ -5,7 +5,7 @@
 //! - `stockade`: until the blocking `Retry` lands, the loop a blocking
 //!   retry runs over the core ([`retry_over_core`]): start a
 //!   `Backoff::schedule(seed)`, make the call, return on success.
-//!   `Retry::execute` joins as `stockade-execute` (template in [`retry`]).
+//! - `stockade-execute`: the blocking `Retry::execute`.
 //! - `backon`: `BlockingRetryable::retry(ExponentialBuilder::default()).call()`.
 //!
 //! Both policies have the same settings (3 attempts, 1 s initial delay,
@@ -18,12 +18,13 @@ use core::hint::black_box;
 use backon::{BlockingRetryable, ExponentialBuilder};
 use criterion::{Criterion, criterion_group, criterion_main};
 use stockade::backoff::{Backoff, BackoffConfig};
+use stockade::blocking::RetryConfig;
 use stockade::clock::{Clock, MonotonicClock};
 use stockade_bench::bench_threads;
 
 /// The call being retried: succeeds at once.
 #[inline(never)]
-fn healthy_call() -> Result<u64, ()> {
+fn healthy_call() -> Result<u64, &'static str> {
     Ok(black_box(42))
 }
 
@@ -73,16 +74,15 @@ fn retry(c: &mut Criterion) {
             black_box(retry_over_core(backoff, next_seed(), healthy_call).ok());
         },
     );
-    // When the blocking `Retry` lands, measure it beside the core loop
-    // (the table script compares every `stockade*` function with the peers):
-    // bench_threads(
-    //     &mut group,
-    //     "stockade-execute",
-    //     || Retry::new("bench", RetryOptions::default()).expect("valid"),
-    //     |retry| {
-    //         black_box(retry.execute(healthy_call).ok());
-    //     },
-    // );
+    // The blocking layer's `Retry::execute`, as a program calls it.
+    bench_threads(
+        &mut group,
+        "stockade-execute",
+        || stockade::blocking::Retry::new("bench", RetryConfig::default()).expect("valid config"),
+        |retry| {
+            black_box(retry.execute(healthy_call).ok());
+        },
+    );
     bench_threads(
         &mut group,
         "backon",
