@@ -1,8 +1,9 @@
 //! Bulkhead admission: take a permit and give it back.
 //!
 //! Group `bulkhead`: Stockade's lock-free core `Bulkhead::try_acquire` +
-//! drop, tokio's `Semaphore::try_acquire` + drop, and a `Mutex` + `Condvar`
-//! counting semaphore ([`stockade_bench::CondvarSemaphore`]), each at 1 and
+//! drop (`stockade`) and `try_acquire_raw` + `release_raw` (`stockade-raw`,
+//! the bindings' path), tokio's `Semaphore::try_acquire` + drop, and a
+//! `Mutex` + `Condvar` counting semaphore ([`stockade_bench::CondvarSemaphore`]), each at 1 and
 //! 2 threads on one shared instance. There are more permits than threads,
 //! so every call is granted: this is the uncontended-admission path.
 //!
@@ -11,7 +12,7 @@
 use core::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+use stockade::bulkhead::{Bulkhead, BulkheadConfig, Release};
 use stockade_bench::{CondvarSemaphore, assert_no_rejections, bench_threads, note_rejection};
 
 /// Permits of every semaphore: more than there are threads.
@@ -29,6 +30,25 @@ fn bulkhead(c: &mut Criterion) {
             };
             let permit = bulkhead.try_acquire();
             if black_box(&permit).is_err() {
+                note_rejection();
+            }
+        },
+    );
+    // The raw API a binding uses: `try_acquire_raw` + `release_raw` (a
+    // compare-and-swap each way; the guard's release above is one
+    // `fetch_sub`).
+    bench_threads(
+        &mut group,
+        "stockade-raw",
+        || Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(PERMITS)),
+        |bulkhead| {
+            let Ok(bulkhead) = bulkhead else {
+                return note_rejection();
+            };
+            if black_box(bulkhead.try_acquire_raw()).is_err() {
+                return note_rejection();
+            }
+            if black_box(bulkhead.release_raw()) == Release::NotHeld {
                 note_rejection();
             }
         },

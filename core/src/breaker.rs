@@ -130,10 +130,13 @@
 //!
 //! # Cost
 //!
-//! In the closed state with no slow-call threshold and no failure-rate
-//! window, `try_acquire` is one atomic load and a success report with no
-//! pending consecutive failures is one atomic load; neither reads the
-//! clock nor writes anything. Failures, rejections, and all open and
+//! In the closed state with no slow-call threshold, `try_acquire` is one
+//! atomic load. A success report with no pending consecutive failures, on
+//! a breaker with neither a slow-call threshold nor a failure-rate window,
+//! is one atomic load too, and dropping a permit without a verdict is one
+//! atomic load in every state but half-open. These fast paths are inlined
+//! into the caller, read no clock and write nothing; everything else goes
+//! to an out-of-line general path. Failures, rejections, and all open and
 //! half-open operations use compare-and-swap on one state word and bump a
 //! statistics counter. With `failure_rate` enabled every closed-state
 //! report also claims a window slot (one CAS), sets or clears its bit
@@ -766,6 +769,9 @@ pub struct BreakerPermit<'a> {
 }
 
 impl<'a> BreakerPermit<'a> {
+    /// Takes the permit apart without running its `Drop` (a permit given
+    /// a verdict must not also be released as "ignored").
+    #[inline]
     fn disarm(self) -> (&'a CircuitBreaker, PermitToken) {
         let this = ManuallyDrop::new(self);
         (this.breaker, this.token)
@@ -773,12 +779,14 @@ impl<'a> BreakerPermit<'a> {
 
     /// The call succeeded. Counts as a failure if it took longer than the
     /// breaker's slow-call threshold.
+    #[inline]
     pub fn success<C: Clock + ?Sized>(self, clock: &C) {
         let (breaker, token) = self.disarm();
         breaker.report(token, Outcome::Success, clock);
     }
 
     /// The call failed.
+    #[inline]
     pub fn failure<C: Clock + ?Sized>(self, clock: &C) {
         let (breaker, token) = self.disarm();
         breaker.report(token, Outcome::Failure, clock);
@@ -802,6 +810,7 @@ impl<'a> BreakerPermit<'a> {
 }
 
 impl Drop for BreakerPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.breaker.release(self.token);
     }
@@ -1074,6 +1083,7 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// [`BreakerRejected`] with the state and how long to wait.
+    #[inline]
     pub fn try_acquire<C: Clock + ?Sized>(
         &self,
         clock: &C,
@@ -1091,7 +1101,41 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// [`BreakerRejected`] with the state and how long to wait.
+    #[inline]
     pub fn acquire_token<C: Clock + ?Sized>(
+        &self,
+        clock: &C,
+    ) -> Result<PermitToken, BreakerRejected> {
+        // Fast path: closed with no slow-call threshold needs no clock and
+        // changes nothing, so the decision is this one load; it is exactly
+        // what the general path decides for such a word (it finds the word
+        // unchanged, skips its compare-and-swap and records no start).
+        //
+        // Ordering: the breaker itself needs no more than `Relaxed` here.
+        // The decision reads nothing but this word, and whatever this
+        // load may return, an `Acquire` load may return too (only later
+        // reads differ). A later report loads `ctrl` with `Acquire` itself
+        // and every write of `ctrl` is a release read-modify-write, so the
+        // report synchronizes with every transition up to the word it
+        // sees without help from this load. `Acquire` is kept anyway: it
+        // is what the general path always gave (an admitted call
+        // happens-after the transition that let it in, e.g. a `reset`),
+        // and it costs nothing on x86-64 (a plain `mov`, like `Relaxed`)
+        // and little elsewhere.
+        let w = self.ctrl.load(Ordering::Acquire);
+        if mode_of(w) == CLOSED && self.config.slow_call_threshold.is_none() {
+            return Ok(PermitToken {
+                generation: field_u32(gen_of(w)),
+                started_at: None,
+            });
+        }
+        self.acquire_token_slow(clock)
+    }
+
+    /// The general admission: every state, with clock readings and
+    /// transitions. Out of line so the fast path above inlines small.
+    #[inline(never)]
+    fn acquire_token_slow<C: Clock + ?Sized>(
         &self,
         clock: &C,
     ) -> Result<PermitToken, BreakerRejected> {
@@ -1329,7 +1373,31 @@ impl CircuitBreaker {
     /// decision needs it: to measure a call against the slow-call
     /// threshold, in the half-open state, and to time-stamp a transition.
     /// Report each token at most once.
+    #[inline]
     pub fn report<C: Clock + ?Sized>(&self, token: PermitToken, outcome: Outcome, clock: &C) {
+        // Fast path: a success of the current closed generation with no
+        // consecutive failures to reset, on a breaker with neither a
+        // slow-call threshold (nothing to measure) nor a failure-rate
+        // window (nothing to record), changes nothing: the general path
+        // would find the same and return without a write. The generation
+        // is compared unmasked, so a forged token never matches.
+        // Ordering: as in `acquire_token`, `Acquire` like the general path.
+        if outcome == Outcome::Success
+            && self.config.slow_call_threshold.is_none()
+            && self.config.failure_rate.is_none()
+        {
+            let w = self.ctrl.load(Ordering::Acquire);
+            if mode_of(w) == CLOSED && gen_of(w) == token.generation as Word && a_of(w) == 0 {
+                return;
+            }
+        }
+        self.report_slow(token, outcome, clock);
+    }
+
+    /// The general report: every state and outcome. Out of line so the
+    /// fast path above inlines small.
+    #[inline(never)]
+    fn report_slow<C: Clock + ?Sized>(&self, token: PermitToken, outcome: Outcome, clock: &C) {
         let w = self.ctrl.load(Ordering::Acquire);
         let g = token.generation as Word;
         if gen_of(w) != g {
@@ -1489,7 +1557,20 @@ impl CircuitBreaker {
 
     /// No verdict: frees the probe slot if `token` is a probe of the
     /// current half-open round.
+    #[inline]
     fn release(&self, token: PermitToken) {
+        // Only a probe of the current round holds a slot; anything else
+        // (the common case: a closed breaker) is this one load.
+        let w = self.ctrl.load(Ordering::Acquire);
+        if mode_of(w) == HALF_OPEN && gen_of(w) == token.generation as Word {
+            self.release_probe(token);
+        }
+    }
+
+    /// Frees the probe slot of `token` if it is still a probe of the
+    /// current half-open round.
+    #[inline(never)]
+    fn release_probe(&self, token: PermitToken) {
         let g = token.generation as Word;
         let _ = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
             if mode_of(w) != HALF_OPEN || gen_of(w) != g {
@@ -2428,6 +2509,98 @@ mod tests {
             &c,
         );
         assert_eq!(metrics(&b, &c).stale_verdicts, 1);
+    }
+
+    #[test]
+    fn fast_paths_decide_as_the_general_path() {
+        // Closed, default config: acquire, success and drop read no clock
+        // and change nothing.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(2));
+        let c = CountingClock {
+            now: Cell::new(7),
+            reads: Cell::new(0),
+        };
+        let t = b.acquire_token(&c).unwrap();
+        assert_eq!((t.generation(), t.started_at()), (0, None));
+        b.report(t, Outcome::Success, &c);
+        drop(b.try_acquire(&c).unwrap());
+        b.try_acquire(&c).unwrap().success(&c);
+        assert_eq!(c.take(), 0);
+        let before = b.ctrl.load(Ordering::Acquire);
+        // A token that carries a start time (from another breaker or a
+        // binding) is not measured without a threshold.
+        let started = PermitToken::from_parts(0, Some(Timestamp::from_nanos(0)));
+        b.report(started, Outcome::Success, &c);
+        assert_eq!((b.ctrl.load(Ordering::Acquire), c.take()), (before, 0));
+
+        // A pending consecutive failure is reset by a success (general path).
+        fail(&b, &clock());
+        assert_eq!(metrics(&b, &clock()).consecutive_failures, 1);
+        succeed(&b, &clock());
+        assert_eq!(metrics(&b, &clock()).consecutive_failures, 0);
+        fail(&b, &clock());
+        assert_eq!(b.state(), BreakerState::Closed);
+
+        // Forged generations never match, even ones equal to the current
+        // generation modulo the field.
+        for forged in [CircuitBreaker::GENERATIONS, u32::MAX, 1] {
+            b.report(PermitToken::from_parts(forged, None), Outcome::Success, &c);
+        }
+        let m = metrics(&b, &clock());
+        assert_eq!((m.stale_verdicts, m.consecutive_failures), (3, 1));
+
+        // A stale success of an older closed generation is stale.
+        b.trip(&c);
+        b.reset(&c);
+        b.report(t, Outcome::Success, &c);
+        assert_eq!(metrics(&b, &clock()).stale_verdicts, 4);
+
+        // With a slow-call threshold admission records the start, and a
+        // slow success counts as a failure.
+        let b = breaker(BreakerConfig::DEFAULT.with_slow_call_threshold(SEC));
+        c.take();
+        let t = b.acquire_token(&c).unwrap();
+        assert_eq!(
+            (t.started_at(), c.take()),
+            (Some(Timestamp::from_nanos(7)), 1)
+        );
+        c.now.set(7 + 2_000_000_000);
+        b.report(t, Outcome::Success, &c);
+        let m = metrics(&b, &clock());
+        assert_eq!((m.consecutive_failures, m.slow_calls), (1, 1));
+
+        // Disabled: no start recorded even with a threshold, nothing counted.
+        b.disable(&c);
+        let t = b.acquire_token(&c).unwrap();
+        assert_eq!(t.started_at(), None);
+        b.report(t, Outcome::Success, &c);
+        b.report(t, Outcome::Failure, &c);
+        assert_eq!(metrics(&b, &clock()).failures, 1);
+
+        // With a failure-rate window a success is recorded in it.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_rate(FailureRateConfig::new(50, 4, 2)));
+        succeed(&b, &clock());
+        assert_eq!(metrics(&b, &clock()).window.unwrap().calls, 1);
+
+        // Half-open: a verdict frees the probe's slot once (it does not
+        // also run the drop path), dropping a probe frees its slot.
+        let b = breaker(BreakerConfig::DEFAULT.with_half_open_max_probes(3));
+        let c = clock();
+        b.trip(&c);
+        c.advance(Duration::from_secs(61));
+        let p1 = b.try_acquire(&c).unwrap();
+        let p2 = b.try_acquire(&c).unwrap();
+        let p3 = b.try_acquire(&c).unwrap();
+        assert_eq!(metrics(&b, &c).probes_in_flight, 3);
+        p2.success(&c);
+        let m = metrics(&b, &c);
+        assert_eq!((m.probes_in_flight, m.probe_successes), (2, 1));
+        let t3 = p3.into_token();
+        assert_eq!(metrics(&b, &c).probes_in_flight, 2);
+        drop(p1);
+        assert_eq!(metrics(&b, &c).probes_in_flight, 1);
+        b.report(t3, Outcome::Ignored, &c);
+        assert_eq!(metrics(&b, &c).probes_in_flight, 0);
     }
 
     #[test]

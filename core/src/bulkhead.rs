@@ -27,8 +27,15 @@
 //! Permits and tickets are RAII guards (`#[must_use]`, released on drop), so
 //! they cannot leak or be duplicated. Bindings that cannot hold a borrow use
 //! the `_raw` forms; see [`Bulkhead::try_acquire_raw`] for their contract.
-//! No operation ever underflows a counter: releasing a bulkhead with no
+//! No operation leaves a counter underflowed: releasing a bulkhead with no
 //! permit in use reports [`Release::NotHeld`] and changes nothing.
+//!
+//! Cost: taking a permit is one load and one compare-and-swap (more only
+//! when it races); a guard gives its permit back with one `fetch_sub`
+//! (it proves a permit is held), [`Bulkhead::release_raw`] with a
+//! compare-and-swap that refuses to underflow. See
+//! [`BulkheadPermit::release`] for the one case where a guard finds its
+//! permit already gone.
 //!
 //! # State word
 //!
@@ -279,6 +286,7 @@ impl Bulkhead {
     /// [`BulkheadFull`] when all permits are held or waiters are queued.
     /// The bulkhead keeps no time, so the error carries no `retry_after`:
     /// a permit comes back whenever a holder finishes.
+    #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadFull> {
         self.try_acquire_raw()
             .map(|()| BulkheadPermit { bulkhead: self })
@@ -288,15 +296,19 @@ impl Bulkhead {
     /// cannot hold a borrow (C, Python).
     ///
     /// **Contract:** each `Ok` must be matched by exactly one
-    /// [`release_raw`](Self::release_raw). Breaking it never corrupts the
-    /// counters (a release with no permit in use reports
+    /// [`release_raw`](Self::release_raw). Breaking it does not by itself
+    /// corrupt the counters (a release with no permit in use reports
     /// [`Release::NotHeld`] and changes nothing), but a missing release
     /// leaks a permit for good and an extra release steals another
-    /// holder's permit.
+    /// holder's permit. When the robbed holder is a guard, its release
+    /// finds no permit and undoes its subtraction; see
+    /// [`BulkheadPermit::release`] for what operations racing with that
+    /// can see.
     ///
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
+    #[inline]
     pub fn try_acquire_raw(&self) -> Result<(), BulkheadFull> {
         let max = self.max_concurrent;
         sync::update(&self.state, Ordering::AcqRel, |w| step_acquire(w, max))
@@ -310,8 +322,44 @@ impl Bulkhead {
     /// Reports whether waiters are queued (wake the front one), or
     /// [`Release::NotHeld`] — a caller bug — when no permit was in use, in
     /// which case nothing changes.
+    #[inline]
     pub fn release_raw(&self) -> Release {
         sync::update(&self.state, Ordering::AcqRel, step_release).unwrap_or(Release::NotHeld)
+    }
+
+    /// Returns the permit of a guard ([`BulkheadPermit`]): one
+    /// `fetch_sub` instead of [`release_raw`](Self::release_raw)'s
+    /// load-and-CAS loop. The guard proves a permit is held, so `in_use`
+    /// is at least 1 and the subtraction cannot borrow from `queued`,
+    /// unless a raw-contract breach (an extra `release_raw`) already took
+    /// this guard's permit. That case shows as `in_use` 0 in the returned
+    /// previous word: the subtraction is undone at once and the result is
+    /// [`Release::NotHeld`], the same outcome and final counts as
+    /// `release_raw`'s refusal (see [`BulkheadPermit::release`] for the
+    /// instant in between).
+    ///
+    /// `AcqRel` as every other transition of the word: the release half
+    /// publishes the holder's work to the next holder, the acquire half
+    /// keeps the reported `queued` count ordered like `release_raw`'s.
+    #[inline]
+    fn release_held(&self) -> Release {
+        let previous = self.state.fetch_sub(1, Ordering::AcqRel);
+        if in_use_of(previous) == 0 {
+            return self.undo_underflow();
+        }
+        // `queued` is untouched by the release: the count after it.
+        Release::Released {
+            queued: queued_of(previous),
+        }
+    }
+
+    /// Undoes [`release_held`](Self::release_held)'s subtraction from a
+    /// word with no permit in use (only after a raw-contract breach).
+    #[cold]
+    #[inline(never)]
+    fn undo_underflow(&self) -> Release {
+        self.state.fetch_add(1, Ordering::AcqRel);
+        Release::NotHeld
     }
 
     /// Takes a permit if one is free and nobody is queued; otherwise takes a
@@ -489,10 +537,22 @@ impl<'a> BulkheadPermit<'a> {
     }
 
     /// Releases the permit, reporting whether waiters are queued.
+    ///
+    /// One `fetch_sub`: the guard proves a permit is held, so the count
+    /// cannot underflow, unless a raw-API contract breach (an extra
+    /// [`Bulkhead::release_raw`]) already took this guard's permit. Then
+    /// the guard sees that `in_use` was 0, adds the one back at once and
+    /// returns [`Release::NotHeld`] with the counts as they were, as
+    /// `release_raw` would. Between those two steps the word reads as all
+    /// permits in use and one waiter fewer (with nobody queued: a full
+    /// queue). An operation racing with them can be refused, and a waiter
+    /// leaving the queue or a further breaching release in that instant
+    /// can leave the counts wrong for good.
+    #[inline]
     pub fn release(self) -> Release {
         let bulkhead = self.bulkhead;
         core::mem::forget(self);
-        bulkhead.release_raw()
+        bulkhead.release_held()
     }
 
     /// Gives up the guard without releasing: the caller now owes exactly
@@ -505,8 +565,9 @@ impl<'a> BulkheadPermit<'a> {
 }
 
 impl Drop for BulkheadPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let _ = self.bulkhead.release_raw();
+        let _ = self.bulkhead.release_held();
     }
 }
 
@@ -965,6 +1026,41 @@ mod tests {
         let raw = t.into_raw();
         assert_eq!(raw.queued(), 1);
         assert_eq!(raw.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
+    }
+
+    #[test]
+    fn a_guard_robbed_by_a_raw_breach_changes_nothing() {
+        let b = bulkhead(2, 3);
+        let p = b.try_acquire().expect("free");
+        let q = b.try_acquire().expect("free");
+        for _ in 0..2 {
+            assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
+        }
+        // Two breaching raw releases take both guards' permits.
+        assert!(b.release_raw().wake_waiter());
+        assert!(b.release_raw().wake_waiter());
+        assert_eq!((b.in_use(), b.queued()), (0, 2));
+        // The guards' single `fetch_sub` would borrow from `queued`: undone.
+        assert_eq!(p.release(), Release::NotHeld);
+        assert_eq!((b.in_use(), b.queued()), (0, 2));
+        drop(q);
+        assert_eq!((b.in_use(), b.queued()), (0, 2));
+        // Nobody queued: the borrow wraps the whole word, and is undone.
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: true });
+        assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
+        assert_eq!(b.state.load(Ordering::Relaxed), 0);
+        assert_eq!(BulkheadPermit { bulkhead: &b }.release(), Release::NotHeld);
+        assert_eq!(b.state.load(Ordering::Relaxed), 0);
+        // Both fields at their maximum.
+        b.state.store(pack(0, MAX_LIMIT), Ordering::Relaxed);
+        drop(BulkheadPermit { bulkhead: &b });
+        assert_eq!((b.in_use(), b.queued()), (0, MAX_LIMIT));
+        b.state.store(pack(MAX_LIMIT, MAX_LIMIT), Ordering::Relaxed);
+        assert_eq!(
+            BulkheadPermit { bulkhead: &b }.release(),
+            Release::Released { queued: MAX_LIMIT }
+        );
+        assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT - 1, MAX_LIMIT));
     }
 
     #[test]
