@@ -62,7 +62,10 @@ fn breaker(c: &mut Criterion) {
     bench_threads(
         &mut group,
         "stockade-execute",
-        || stockade::blocking::CircuitBreaker::new("bench", BreakerConfig::DEFAULT).expect("valid config"),
+        || {
+            stockade::blocking::CircuitBreaker::new("bench", BreakerConfig::DEFAULT)
+                .expect("valid config")
+        },
         |breaker| {
             if black_box(breaker.execute(healthy_call)).is_err() {
                 note_rejection();
