@@ -12,12 +12,10 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind};
 use std::sync::{Arc, Weak};
 use std::thread::{self, Thread};
-use std::vec::Vec;
 
-use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use super::events::{Counter, Listeners};
+use super::events::{Counter, Listeners, StripedCounter};
 use super::registry::{self, Registered};
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::breaker::{
@@ -222,97 +220,6 @@ impl MonitorHandle {
     fn stop(self) {
         self.stop.store(1, Ordering::Release);
         self.thread.unpark();
-    }
-}
-
-/// Stripes of a [`StripedCounter`]: threads that own one count without a
-/// read-modify-write.
-const STRIPES: usize = 8;
-/// No stripe: count on the shared word.
-const NO_STRIPE: usize = usize::MAX;
-
-/// The stripes handed out to live threads, and those returned by threads
-/// that ended.
-struct StripeTable {
-    next: usize,
-    free: Vec<usize>,
-}
-
-static STRIPE_TABLE: std::sync::Mutex<StripeTable> = std::sync::Mutex::new(StripeTable {
-    next: 0,
-    free: Vec::new(),
-});
-
-/// A thread's claim on a stripe (process-wide: the same index in every
-/// counter), returned when the thread ends.
-struct StripeClaim(usize);
-
-impl StripeClaim {
-    fn claim() -> StripeClaim {
-        let mut table = STRIPE_TABLE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(stripe) = table.free.pop() {
-            return StripeClaim(stripe);
-        }
-        if table.next < STRIPES {
-            table.next += 1;
-            return StripeClaim(table.next - 1);
-        }
-        StripeClaim(NO_STRIPE)
-    }
-}
-
-impl Drop for StripeClaim {
-    fn drop(&mut self) {
-        if self.0 != NO_STRIPE {
-            // The mutex orders this thread's last increments before the
-            // next owner's first.
-            STRIPE_TABLE
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .free
-                .push(self.0);
-        }
-    }
-}
-
-std::thread_local! {
-    static STRIPE: StripeClaim = StripeClaim::claim();
-}
-
-/// An event counter whose increment is a plain load and store (no
-/// read-modify-write, no `lock` prefix) for up to [`STRIPES`] live threads:
-/// each owns a stripe no other thread writes. Other threads (and threads
-/// whose thread-locals are being destroyed) increment a shared word.
-/// Reading sums everything: exact once concurrent increments are done.
-#[derive(Default)]
-struct StripedCounter {
-    stripes: [CachePadded<AtomicU64>; STRIPES],
-    shared: Counter,
-}
-
-impl StripedCounter {
-    #[inline]
-    fn incr(&self) {
-        let stripe = STRIPE
-            .try_with(|claim| claim.0)
-            .ok()
-            .and_then(|i| self.stripes.get(i));
-        match stripe {
-            Some(stripe) => {
-                // Only this thread writes the stripe.
-                let n = stripe.load(Ordering::Relaxed);
-                stripe.store(n.wrapping_add(1), Ordering::Relaxed);
-            }
-            None => self.shared.incr(),
-        }
-    }
-
-    fn get(&self) -> u64 {
-        self.stripes.iter().fold(self.shared.get(), |sum, s| {
-            sum.wrapping_add(s.load(Ordering::Relaxed))
-        })
     }
 }
 
@@ -1200,27 +1107,6 @@ mod tests {
         b.dispose();
         wait_for(|| Arc::weak_count(&b.inner) == 0);
         assert_eq!(clock.waiting(), 0);
-    }
-
-    #[test]
-    fn striped_counts_are_exact_and_stripes_are_reused() {
-        let c = StripedCounter::default();
-        c.incr();
-        for _ in 0..3 {
-            thread::scope(|s| {
-                for _ in 0..(STRIPES + 4) {
-                    s.spawn(|| {
-                        for _ in 0..1000 {
-                            c.incr();
-                        }
-                    });
-                }
-            });
-        }
-        assert_eq!(c.get(), 1 + 3 * (STRIPES as u64 + 4) * 1000);
-        let table = STRIPE_TABLE.lock().unwrap();
-        assert!(table.next <= STRIPES);
-        assert!(table.free.len() <= STRIPES);
     }
 
     #[test]

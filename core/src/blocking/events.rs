@@ -11,6 +11,7 @@ use std::panic::catch_unwind;
 use std::sync::Arc;
 use std::vec::Vec;
 
+use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 
 use crate::breaker::BreakerState;
@@ -220,6 +221,97 @@ impl Counter {
     }
 }
 
+/// Stripes of a [`StripedCounter`]: threads that own one count without a
+/// read-modify-write.
+pub(crate) const STRIPES: usize = 8;
+/// No stripe: count on the shared word.
+const NO_STRIPE: usize = usize::MAX;
+
+/// The stripes handed out to live threads, and those returned by threads
+/// that ended.
+struct StripeTable {
+    next: usize,
+    free: Vec<usize>,
+}
+
+static STRIPE_TABLE: std::sync::Mutex<StripeTable> = std::sync::Mutex::new(StripeTable {
+    next: 0,
+    free: Vec::new(),
+});
+
+/// A thread's claim on a stripe (process-wide: the same index in every
+/// counter), returned when the thread ends.
+struct StripeClaim(usize);
+
+impl StripeClaim {
+    fn claim() -> StripeClaim {
+        let mut table = STRIPE_TABLE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stripe) = table.free.pop() {
+            return StripeClaim(stripe);
+        }
+        if table.next < STRIPES {
+            table.next += 1;
+            return StripeClaim(table.next - 1);
+        }
+        StripeClaim(NO_STRIPE)
+    }
+}
+
+impl Drop for StripeClaim {
+    fn drop(&mut self) {
+        if self.0 != NO_STRIPE {
+            // The mutex orders this thread's last increments before the
+            // next owner's first.
+            STRIPE_TABLE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .free
+                .push(self.0);
+        }
+    }
+}
+
+std::thread_local! {
+    static STRIPE: StripeClaim = StripeClaim::claim();
+}
+
+/// An event counter whose increment is a plain load and store (no
+/// read-modify-write, no `lock` prefix) for up to [`STRIPES`] live threads:
+/// each owns a stripe no other thread writes. Other threads (and threads
+/// whose thread-locals are being destroyed) increment a shared word.
+/// Reading sums everything: exact once concurrent increments are done.
+#[derive(Default)]
+pub(crate) struct StripedCounter {
+    stripes: [CachePadded<AtomicU64>; STRIPES],
+    shared: Counter,
+}
+
+impl StripedCounter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        let stripe = STRIPE
+            .try_with(|claim| claim.0)
+            .ok()
+            .and_then(|i| self.stripes.get(i));
+        match stripe {
+            Some(stripe) => {
+                // Only this thread writes the stripe.
+                let n = stripe.load(Ordering::Relaxed);
+                stripe.store(n.wrapping_add(1), Ordering::Relaxed);
+            }
+            None => self.shared.incr(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.stripes.iter().fold(self.shared.get(), |sum, s| {
+            sum.wrapping_add(s.load(Ordering::Relaxed))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +346,25 @@ mod tests {
     fn no_listener_means_no_event_is_built() {
         let listeners = Listeners::default();
         listeners.emit(|| unreachable!("event built with no listener"));
+    }
+    #[test]
+    fn striped_counts_are_exact_and_stripes_are_reused() {
+        let c = StripedCounter::default();
+        c.incr();
+        for _ in 0..3 {
+            std::thread::scope(|s| {
+                for _ in 0..(STRIPES + 4) {
+                    s.spawn(|| {
+                        for _ in 0..1000 {
+                            c.incr();
+                        }
+                    });
+                }
+            });
+        }
+        assert_eq!(c.get(), 1 + 3 * (STRIPES as u64 + 4) * 1000);
+        let table = STRIPE_TABLE.lock().unwrap();
+        assert!(table.next <= STRIPES);
+        assert!(table.free.len() <= STRIPES);
     }
 }

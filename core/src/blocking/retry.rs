@@ -10,7 +10,7 @@ use std::vec::Vec;
 
 use regex::Regex;
 
-use super::events::{Counter, Listeners};
+use super::events::{Counter, Listeners, StripedCounter};
 use super::registry::{self, Registered};
 use super::timeout::{Flag, WaitList, current_deadline};
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
@@ -363,8 +363,8 @@ pub struct Retry<T: Timer = MonotonicClock> {
     seed: u64,
     timer: T,
     listeners: Listeners,
-    calls: Counter,
-    successes: Counter,
+    calls: StripedCounter,
+    successes: StripedCounter,
     failures: Counter,
     retries: Counter,
     refusals: Counter,
@@ -469,8 +469,8 @@ impl<T: Timer> Retry<T> {
             backoff,
             timer,
             listeners: Listeners::default(),
-            calls: Counter::default(),
-            successes: Counter::default(),
+            calls: StripedCounter::default(),
+            successes: StripedCounter::default(),
             failures: Counter::default(),
             retries: Counter::default(),
             refusals: Counter::default(),
