@@ -67,7 +67,7 @@ impl Drop for Tracked {
 fn defaults() {
     assert_eq!(TimeoutConfig::default().timeout, MS(5000));
     let t = Timeout::new("defaults", TimeoutConfig::default()).unwrap();
-    assert_eq!(t.config(), TimeoutConfig::DEFAULT);
+    assert_eq!(*t.options(), TimeoutConfig::DEFAULT);
     assert_eq!(t.max_workers(), DEFAULT_MAX_WORKERS);
     assert_eq!(DEFAULT_MAX_WORKERS, 16);
     assert_eq!(DEFAULT_IDLE_TIMEOUT, S(60));

@@ -390,7 +390,7 @@ impl Retry<MonotonicClock> {
     ///
     /// [`Error::InvalidConfig`] for invalid backoff options (see
     /// [`Backoff::new`]).
-    pub fn new(name: &str, options: RetryConfig) -> Result<Self, Error> {
+    pub fn new(name: impl Into<Arc<str>>, options: RetryConfig) -> Result<Self, Error> {
         Retry::with_timer(name, options, MonotonicClock::new())
     }
 
@@ -460,11 +460,16 @@ impl<T: Timer> Retry<T> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for invalid backoff options.
-    pub fn with_timer(name: &str, options: RetryConfig, timer: T) -> Result<Self, Error> {
+    pub fn with_timer(
+        name: impl Into<Arc<str>>,
+        options: RetryConfig,
+        timer: T,
+    ) -> Result<Self, Error> {
+        let name: Arc<str> = name.into();
         let backoff = Backoff::new(options.backoff)?;
         Ok(Retry {
-            name: Arc::from(name),
-            seed: options.seed.unwrap_or_else(|| name_seed(name)),
+            seed: options.seed.unwrap_or_else(|| name_seed(&name)),
+            name,
             options,
             backoff,
             timer,

@@ -440,7 +440,7 @@ impl Timeout<MonotonicClock> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a zero `timeout`.
-    pub fn new(name: &str, config: TimeoutConfig) -> Result<Self, Error> {
+    pub fn new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, Error> {
         Timeout::with_timer(name, config, MonotonicClock::new())
     }
 
@@ -479,10 +479,14 @@ impl<T: Timer> Timeout<T> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a zero `timeout`.
-    pub fn with_timer(name: &str, config: TimeoutConfig, timer: T) -> Result<Self, Error> {
+    pub fn with_timer(
+        name: impl Into<Arc<str>>,
+        config: TimeoutConfig,
+        timer: T,
+    ) -> Result<Self, Error> {
         config.validate()?;
         Ok(Timeout {
-            name: Arc::from(name),
+            name: name.into(),
             config,
             timer,
             listeners: Listeners::default(),
@@ -535,9 +539,9 @@ impl<T: Timer> Timeout<T> {
         &self.name
     }
 
-    /// The options.
-    pub fn config(&self) -> TimeoutConfig {
-        self.config
+    /// The options (named like every pattern's `options()`).
+    pub fn options(&self) -> &TimeoutConfig {
+        &self.config
     }
 
     /// The timer.
