@@ -110,6 +110,99 @@
 //! assert!(deadline.is_expired(&clock));
 //! ```
 //!
+//! # The blocking API, one example per pattern
+//!
+//! The spec's usage blocks, in Rust (each type's docs has more). A real
+//! program uses the default [`MonotonicClock`](clock::MonotonicClock)
+//! (`CircuitBreaker::new(..)`); these examples run on a simulated clock
+//! that only moves when told to (`with_timer(.., clock)`).
+//!
+//! ```
+//! # #[cfg(feature = "std")] {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use stockade::blocking::{
+//!     Bulkhead, CircuitBreaker, Error, Pipeline, RateLimiter, Request, RequestResponsePattern,
+//!     Response, Retry, RetryConfig, Timeout, VirtualClock,
+//! };
+//! use stockade::breaker::{BreakerConfig, BreakerState};
+//! use stockade::bulkhead::BulkheadConfig;
+//! use stockade::deadline::TimeoutConfig;
+//! use stockade::limiter::RateLimiterConfig;
+//!
+//! let clock = Arc::new(VirtualClock::auto_advance()); // sleeps move simulated time
+//! # fn find_user(id: &str) -> Result<String, String> { Err(format!("db down for {id}")) }
+//!
+//! // Circuit breaker: 3 failures open it for `reset_timeout`.
+//! let breaker = CircuitBreaker::with_timer(
+//!     "databaseConnection",
+//!     BreakerConfig::DEFAULT
+//!         .with_failure_threshold(3)
+//!         .with_reset_timeout(Duration::from_secs(30))
+//!         .with_half_open_timeout(Duration::from_secs(5)),
+//!     Arc::clone(&clock),
+//! )?;
+//! let protected_find_user = breaker.wrap(|id: &str| find_user(id));
+//! for _ in 0..3 {
+//!     assert!(matches!(protected_find_user("123"), Err(Error::Inner(_))));
+//! }
+//! assert_eq!(breaker.state(), BreakerState::Open);
+//! assert!(matches!(protected_find_user("123"), Err(Error::BreakerOpen { .. })));
+//!
+//! // Bulkhead: at most 10 at once, up to 20 waiting.
+//! let bulkhead = Bulkhead::with_timer(
+//!     "apiRequests",
+//!     BulkheadConfig::DEFAULT.with_max_concurrent(10).with_max_queue(20),
+//!     Arc::clone(&clock),
+//! )?;
+//! assert_eq!(bulkhead.execute(|| Ok::<_, std::io::Error>("data"))?, "data");
+//!
+//! // Timeout: cooperative code sees its deadline.
+//! let timeout = Timeout::with_timer("databaseQuery", TimeoutConfig::DEFAULT, Arc::clone(&clock))?;
+//! let rows = timeout.execute(|deadline| {
+//!     assert!(!deadline.is_expired(&*clock));
+//!     Ok::<_, std::io::Error>(vec!["alice", "bob"])
+//! })?;
+//! assert_eq!(rows.len(), 2);
+//!
+//! // Retry: 3 attempts, 1 s then 2 s back-off, only for matching errors.
+//! let retry = Retry::with_timer(
+//!     "apiCall",
+//!     RetryConfig::default().retry_on("network error").retry_on_regex(r"5\d\d")?,
+//!     Arc::clone(&clock),
+//! )?;
+//! let mut attempts = 0;
+//! let fetched = retry.execute(|| {
+//!     attempts += 1;
+//!     if attempts < 3 { Err("HTTP 503") } else { Ok("payload") }
+//! });
+//! assert_eq!((fetched.ok(), attempts), (Some("payload"), 3));
+//!
+//! // Rate limiter: 100 per minute, callers beyond that queue (up to 50).
+//! let limiter = RateLimiter::with_timer(
+//!     "apiRequests",
+//!     RateLimiterConfig::DEFAULT
+//!         .with_requests_per_period(100)
+//!         .with_period(Duration::from_secs(60))
+//!         .with_max_queue_size(50),
+//!     Arc::clone(&clock),
+//! )?;
+//! assert!(limiter.execute(|| Ok::<_, String>(())).is_ok());
+//!
+//! // Combine them: built once, executed many times.
+//! let pipeline = Pipeline::new().then(&limiter).then(&bulkhead).then(&retry).then(&timeout);
+//! assert_eq!(pipeline.execute(|| Ok::<_, std::io::Error>(7))?, 7);
+//!
+//! // Request-response: callers always get a `Response`.
+//! let service = RequestResponsePattern::new("myService", |request: &Request<u32>| {
+//!     Ok::<_, String>(Response::ok(request.data * 2))
+//! });
+//! let response = service.execute(Request::new(21).with_timeout(Duration::from_secs(5)));
+//! assert_eq!((response.status, response.data), (200, Some(42)));
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Errors
 //!
 //! Invalid configuration returns a [`ConfigError`] naming the option; a
