@@ -108,7 +108,8 @@ impl Service {
         };
         self.clock.sleep(latency);
         // A deterministic hash of the call number (SplitMix64's finaliser)
-        // decides failures: the same run every time.
+        // decides failures. (Runs can still differ by a few requests where
+        // threads race for a bulkhead slot handed over between steps.)
         let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
