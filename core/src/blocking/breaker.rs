@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::events::{Counter, Listeners, StripedCounter};
 use super::registry::{self, Registered};
+use super::wait::DisposeFlag;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::breaker::{
     BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, CircuitBreaker as Machine,
@@ -172,7 +173,7 @@ struct Inner<T> {
     name: Arc<str>,
     timer: Arc<T>,
     /// 0 = live, 1 = disposed.
-    disposed: AtomicU32,
+    disposed: DisposeFlag,
     listeners: Listeners,
     /// The last reported state and the events waiting for delivery.
     events: Mutex<EventLog>,
@@ -359,7 +360,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 rejections: Counter::default(),
                 name: name.into(),
                 timer: Arc::new(timer),
-                disposed: AtomicU32::new(0),
+                disposed: DisposeFlag::default(),
                 listeners: Listeners::default(),
                 events: Mutex::new(EventLog {
                     generation: 0,
@@ -663,7 +664,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let inner = &*self.inner;
         {
             let _manual = inner.manual.lock();
-            if inner.disposed.swap(1, Ordering::AcqRel) != 0 {
+            if inner.disposed.set() {
                 return;
             }
             // From now on the core refuses every call; the rejection path
@@ -797,7 +798,7 @@ fn monitor_loop<T: Timer>(
 impl<T: Timer> Inner<T> {
     #[inline]
     fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::Acquire) != 0
+        self.disposed.get()
     }
 
     /// Counts the outcome and gives the core its verdict. The fast path

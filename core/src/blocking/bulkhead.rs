@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use super::events::{Counter, Listeners};
 use super::registry::{self, Registered};
+use super::wait::DisposeFlag;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::bulkhead::{Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission};
 use crate::clock::MonotonicClock;
@@ -134,7 +135,7 @@ pub struct Bulkhead<T: Timer = MonotonicClock> {
     rejections: Counter,
     timeouts: Counter,
     /// 0 = live, 1 = disposed.
-    disposed: AtomicU32,
+    disposed: DisposeFlag,
     /// Removes a registered instance from the registry on dispose.
     forget: Option<fn(&Bulkhead<T>)>,
 }
@@ -233,7 +234,7 @@ impl<T: Timer> Bulkhead<T> {
             failures: Counter::default(),
             rejections: Counter::default(),
             timeouts: Counter::default(),
-            disposed: AtomicU32::new(0),
+            disposed: DisposeFlag::default(),
             forget: None,
         })
     }
@@ -364,7 +365,7 @@ impl<T: Timer> Bulkhead<T> {
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::Acquire) != 0
+        self.disposed.get()
     }
 
     /// Shuts the bulkhead down: callers waiting in the queue wake with
@@ -385,7 +386,7 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn dispose(&self) {
-        if self.disposed.swap(1, Ordering::AcqRel) != 0 {
+        if self.disposed.set() {
             return;
         }
         {

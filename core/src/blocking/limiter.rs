@@ -5,17 +5,13 @@
 use core::fmt;
 use core::time::Duration;
 use std::sync::Arc;
-use std::thread::{self, Thread};
-use std::vec::Vec;
-
-use parking_lot::Mutex;
 
 use super::events::{Counter, Listeners};
 use super::registry::{self, Registered};
+use super::wait::{DisposeFlag, WaitList};
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::clock::MonotonicClock;
 use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation};
-use crate::sync::{AtomicU32, Ordering};
 
 /// Why a call was not admitted.
 enum Refusal {
@@ -100,14 +96,14 @@ pub struct RateLimiter<T: Timer = MonotonicClock> {
     options: RateLimiterConfig,
     timer: T,
     /// Threads parked on a booking, for `dispose` to wake. Slow path only.
-    sleepers: Mutex<Vec<Thread>>,
+    sleepers: WaitList,
     listeners: Listeners,
     calls: Counter,
     successes: Counter,
     failures: Counter,
     rejections: Counter,
     /// 0 = live, 1 = disposed.
-    disposed: AtomicU32,
+    disposed: DisposeFlag,
     /// Removes a registered instance from the registry on dispose.
     forget: Option<fn(&RateLimiter<T>)>,
 }
@@ -207,13 +203,13 @@ impl<T: Timer> RateLimiter<T> {
             core,
             options,
             timer,
-            sleepers: Mutex::new(Vec::new()),
+            sleepers: WaitList::default(),
             listeners: Listeners::default(),
             calls: Counter::default(),
             successes: Counter::default(),
             failures: Counter::default(),
             rejections: Counter::default(),
-            disposed: AtomicU32::new(0),
+            disposed: DisposeFlag::default(),
             forget: None,
         })
     }
@@ -369,7 +365,7 @@ impl<T: Timer> RateLimiter<T> {
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::Acquire) != 0
+        self.disposed.get()
     }
 
     /// Shuts the limiter down: callers waiting for their turn wake with
@@ -378,12 +374,10 @@ impl<T: Timer> RateLimiter<T> {
     /// emitted, listeners are removed and the registry forgets the
     /// instance. Calling it again does nothing.
     pub fn dispose(&self) {
-        if self.disposed.swap(1, Ordering::AcqRel) != 0 {
+        if self.disposed.set() {
             return;
         }
-        for sleeper in self.sleepers.lock().iter() {
-            sleeper.unpark();
-        }
+        self.sleepers.wake_all();
         self.listeners.emit(|| self.event(EventKind::Disposed));
         self.listeners.clear();
         if let Some(forget) = self.forget {
@@ -448,18 +442,10 @@ impl<T: Timer> RateLimiter<T> {
     /// Parks until `booked` is ready, or until disposed.
     #[cold]
     fn wait_for(&self, booked: Reservation) -> Result<(), Refusal> {
-        let me = thread::current();
-        {
-            let mut sleepers = self.sleepers.lock();
-            // Checked under the lock: `dispose` sets the flag before it
-            // wakes the listed sleepers under the same lock.
-            if self.is_disposed() {
-                drop(sleepers);
-                let _ = self.core.cancel(booked, &self.timer);
-                return Err(Refusal::Disposed);
-            }
-            sleepers.push(me.clone());
-        }
+        // Registered before the first check: `dispose` sets the flag, then
+        // wakes the registered threads, so either this thread sees the flag
+        // or it is unparked.
+        let sleeping = self.sleepers.register();
         let ready_at = booked.ready_at();
         let outcome = loop {
             if self.is_disposed() {
@@ -470,12 +456,7 @@ impl<T: Timer> RateLimiter<T> {
             }
             self.timer.interruptible_sleep_until(ready_at);
         };
-        {
-            let mut sleepers = self.sleepers.lock();
-            if let Some(at) = sleepers.iter().position(|t| t.id() == me.id()) {
-                sleepers.swap_remove(at);
-            }
-        }
+        drop(sleeping);
         if outcome.is_err() {
             // The latest booking can be handed back; others stay used.
             let _ = self.core.cancel(booked, &self.timer);

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod registry;
 mod timer;
+mod wait;
 
 pub use error::Error;
 pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};

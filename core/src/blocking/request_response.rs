@@ -18,12 +18,13 @@ use parking_lot::{Condvar, Mutex};
 
 use super::events::{Counter, Listeners};
 use super::registry::{self, Registered};
+use super::wait::DisposeFlag;
 use super::{
     Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer, Unprotected,
 };
 use crate::clock::{MonotonicClock, Timestamp};
 use crate::error::{ConfigError, ConfigProblem};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// A request's metadata: timeout, correlation id, free-form headers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -545,7 +546,7 @@ pub struct RequestResponsePattern<Req, Resp, P = Unprotected, T: Timer = Monoton
     timeouts: Counter,
     in_flight: AtomicU64,
     /// 0 = live, 1 = disposed.
-    disposed: AtomicU32,
+    disposed: DisposeFlag,
     /// Removes a registered instance from the registry on dispose.
     forget: Option<fn(&Self)>,
 }
@@ -728,7 +729,7 @@ where
             rejections: Counter::default(),
             timeouts: Counter::default(),
             in_flight: AtomicU64::new(0),
-            disposed: AtomicU32::new(0),
+            disposed: DisposeFlag::default(),
             forget: None,
         }
     }
@@ -902,7 +903,7 @@ where
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::Acquire) != 0
+        self.disposed.get()
     }
 
     /// Shuts the pattern down: later requests get a 503 with the error
@@ -913,7 +914,7 @@ where
     /// `Disposed` event is emitted, listeners are removed and the registry
     /// forgets the instance. Calling it again does nothing.
     pub fn dispose(&self) {
-        if self.disposed.swap(1, Ordering::AcqRel) != 0 {
+        if self.disposed.set() {
             return;
         }
         self.listeners.emit(|| self.event(EventKind::Disposed));
@@ -1064,7 +1065,7 @@ impl<Req, Resp, P, T: Timer> fmt::Debug for RequestResponsePattern<Req, Resp, P,
         f.debug_struct("RequestResponsePattern")
             .field("name", &self.name)
             .field("options", &self.options)
-            .field("disposed", &(self.disposed.load(Ordering::Relaxed) != 0))
+            .field("disposed", &(self.disposed.get()))
             .finish_non_exhaustive()
     }
 }

@@ -12,7 +12,8 @@ use regex::Regex;
 
 use super::events::{Counter, Listeners, StripedCounter};
 use super::registry::{self, Registered};
-use super::timeout::{Flag, WaitList, current_deadline};
+use super::timeout::current_deadline;
+use super::wait::{DisposeFlag, WaitList};
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
 use crate::budget::RetryBudget;
@@ -369,7 +370,7 @@ pub struct Retry<T: Timer = MonotonicClock> {
     retries: Counter,
     refusals: Counter,
     next_call: AtomicU64,
-    disposed: Flag,
+    disposed: DisposeFlag,
     sleepers: WaitList,
 }
 
@@ -480,7 +481,7 @@ impl<T: Timer> Retry<T> {
             retries: Counter::default(),
             refusals: Counter::default(),
             next_call: AtomicU64::new(0),
-            disposed: Flag::default(),
+            disposed: DisposeFlag::default(),
             sleepers: WaitList::default(),
         })
     }

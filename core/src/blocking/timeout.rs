@@ -18,10 +18,11 @@ use parking_lot::Mutex;
 
 use super::events::{Counter, Listeners};
 use super::registry::{self, Registered};
+use super::wait::{DisposeFlag, WaitList};
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::clock::{MonotonicClock, Timestamp};
 use crate::deadline::{Deadline, TimeoutConfig};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 std::thread_local! {
     static CURRENT_DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
@@ -101,57 +102,6 @@ impl DeadlineScope {
 impl Drop for DeadlineScope {
     fn drop(&mut self) {
         CURRENT_DEADLINE.with(|c| c.set(self.previous));
-    }
-}
-
-/// Threads blocked in a pattern that `dispose` must wake.
-#[derive(Debug, Default)]
-pub(super) struct WaitList {
-    threads: Mutex<Vec<Thread>>,
-}
-
-/// A thread's place in a [`WaitList`]; leaves it on drop.
-pub(super) struct Waiting<'a> {
-    list: &'a WaitList,
-}
-
-impl WaitList {
-    /// Registers the calling thread.
-    pub(super) fn register(&self) -> Waiting<'_> {
-        self.threads.lock().push(thread::current());
-        Waiting { list: self }
-    }
-
-    /// Unparks every registered thread.
-    pub(super) fn wake_all(&self) {
-        for t in self.threads.lock().iter() {
-            t.unpark();
-        }
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let me = thread::current().id();
-        let mut threads = self.list.threads.lock();
-        if let Some(i) = threads.iter().position(|t| t.id() == me) {
-            threads.swap_remove(i);
-        }
-    }
-}
-
-/// A `disposed` flag.
-#[derive(Debug, Default)]
-pub(super) struct Flag(AtomicU32);
-
-impl Flag {
-    /// Sets it; `true` if it was already set.
-    pub(super) fn set(&self) -> bool {
-        self.0.swap(1, Ordering::AcqRel) == 1
-    }
-    #[inline]
-    pub(super) fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 1
     }
 }
 
@@ -419,7 +369,7 @@ pub struct Timeout<T: Timer = MonotonicClock> {
     timeouts: Counter,
     rejections: Counter,
     in_flight: AtomicU64,
-    disposed: Flag,
+    disposed: DisposeFlag,
     waiters: WaitList,
     pool: Arc<Pool>,
 }
@@ -496,7 +446,7 @@ impl<T: Timer> Timeout<T> {
             timeouts: Counter::default(),
             rejections: Counter::default(),
             in_flight: AtomicU64::new(0),
-            disposed: Flag::default(),
+            disposed: DisposeFlag::default(),
             waiters: WaitList::default(),
             pool: Arc::new(Pool::new(DEFAULT_MAX_WORKERS, DEFAULT_IDLE_TIMEOUT)),
         })
