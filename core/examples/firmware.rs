@@ -119,22 +119,28 @@ fn main() {
     use stockade::clock::Clock;
 
     println!("RAM per state machine (this build's layout):");
-    println!(
-        "  CircuitBreaker {:>4} bytes",
-        size_of::<stockade::breaker::CircuitBreaker>()
-    );
-    println!(
-        "  RateLimiter    {:>4} bytes",
-        size_of::<stockade::limiter::RateLimiter>()
-    );
-    println!(
-        "  Bulkhead       {:>4} bytes",
-        size_of::<stockade::bulkhead::Bulkhead>()
-    );
-    println!(
-        "  TickClock      {:>4} bytes",
-        size_of::<stockade::clock::TickClock<fn() -> u32>>()
-    );
+    let sizes = [
+        (
+            "CircuitBreaker",
+            size_of::<stockade::breaker::CircuitBreaker>(),
+        ),
+        ("RateLimiter", size_of::<stockade::limiter::RateLimiter>()),
+        ("Bulkhead", size_of::<stockade::bulkhead::Bulkhead>()),
+        ("Backoff", size_of::<stockade::backoff::Backoff>()),
+        (
+            "BackoffSchedule",
+            size_of::<stockade::backoff::BackoffSchedule>(),
+        ),
+        ("Deadline", size_of::<stockade::deadline::Deadline>()),
+        ("RetryBudget", size_of::<stockade::budget::RetryBudget>()),
+        (
+            "TickClock",
+            size_of::<stockade::clock::TickClock<fn() -> u32>>(),
+        ),
+    ];
+    for (name, bytes) in sizes {
+        println!("  {name:<16}{bytes:>4} bytes");
+    }
     println!();
 
     let mut counts = [0u32; 4];
