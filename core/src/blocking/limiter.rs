@@ -56,7 +56,7 @@ impl Refusal {
 /// [`Timer::interruptible_sleep_until`] in a loop: it parks on a real or
 /// manually advanced clock, while an auto-advancing
 /// [`VirtualClock`](super::VirtualClock) just moves to `ready_at`. It is
-/// listed (its [`Thread`] handle, under a mutex, slow path only) so that
+/// listed (its [`Thread`](std::thread::Thread) handle, under a mutex, slow path only) so that
 /// [`dispose`](RateLimiter::dispose) can unpark it: it then returns
 /// [`Error::Disposed`] and hands its booking back to the core
 /// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
