@@ -67,7 +67,7 @@
 use core::time::Duration;
 
 use crate::clock::duration_to_nanos_saturating;
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 
 /// How delays are randomised (AWS Architecture Blog definitions; see the
 /// [module docs](self)).
@@ -219,39 +219,52 @@ impl Backoff {
     /// # Errors
     ///
     /// - `backoff_factor`: [`NotFinite`](ConfigProblem::NotFinite) for NaN
-    ///   or ±∞; [`TooSmall`](ConfigProblem::TooSmall) `{ min: 1000 }` below
-    ///   1.0 (the minimum is given in thousandths of the factor);
-    /// - `max_delay`: [`LessThan`](ConfigProblem::LessThan)
-    ///   `{ other: "initial_delay" }`;
+    ///   or ±∞; [`TooSmall`](ConfigProblem::TooSmall) below 1.0;
+    /// - `initial_delay`: [`Exceeds`](ConfigProblem::Exceeds) `max_delay`;
     /// - `max_attempts`: [`Zero`](ConfigProblem::Zero);
     /// - `max_elapsed`: [`Zero`](ConfigProblem::Zero) for `Some(0)`.
     pub const fn new(config: BackoffConfig) -> Result<Backoff, ConfigError> {
         let factor = config.backoff_factor;
         if !factor.is_finite() {
-            return Err(ConfigError::new("backoff_factor", ConfigProblem::NotFinite));
+            return Err(ConfigError::new(
+                ConfigOption::BackoffFactor,
+                ConfigValue::Factor(factor),
+                ConfigProblem::NotFinite,
+            ));
         }
         if factor < 1.0 {
             return Err(ConfigError::new(
-                "backoff_factor",
-                ConfigProblem::TooSmall { min: 1000 },
+                ConfigOption::BackoffFactor,
+                ConfigValue::Factor(factor),
+                ConfigProblem::TooSmall {
+                    min: ConfigValue::Factor(1.0),
+                },
             ));
         }
         let initial = duration_to_nanos_saturating(config.initial_delay);
         let max = duration_to_nanos_saturating(config.max_delay);
         if max < initial {
             return Err(ConfigError::new(
-                "max_delay",
-                ConfigProblem::LessThan {
-                    other: "initial_delay",
+                ConfigOption::InitialDelay,
+                ConfigValue::Duration(config.initial_delay),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::MaxDelay,
+                    limit: ConfigValue::Duration(config.max_delay),
                 },
             ));
         }
         if config.max_attempts == 0 {
-            return Err(ConfigError::new("max_attempts", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::MaxAttempts,
+                ConfigValue::Count(0),
+            ));
         }
         if let Some(budget) = config.max_elapsed {
             if budget.is_zero() {
-                return Err(ConfigError::new("max_elapsed", ConfigProblem::Zero));
+                return Err(ConfigError::zero(
+                    ConfigOption::MaxElapsed,
+                    ConfigValue::Duration(budget),
+                ));
             }
         }
         Ok(Backoff::from_valid(config))
@@ -498,6 +511,7 @@ impl SplitMix64 {
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;
+    use std::string::ToString;
     extern crate alloc;
     use alloc::vec::Vec;
 
@@ -600,33 +614,54 @@ mod tests {
         let d = BackoffConfig::DEFAULT;
         let err = |c: BackoffConfig| Backoff::new(c).unwrap_err();
         for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = err(d.with_backoff_factor(f));
             assert_eq!(
-                err(d.with_backoff_factor(f)),
-                ConfigError::new("backoff_factor", ConfigProblem::NotFinite)
+                (e.option, e.problem),
+                (ConfigOption::BackoffFactor, ConfigProblem::NotFinite)
             );
         }
         for f in [0.999, 0.0, -2.0] {
             assert_eq!(
                 err(d.with_backoff_factor(f)),
-                ConfigError::new("backoff_factor", ConfigProblem::TooSmall { min: 1000 })
+                ConfigError::new(
+                    ConfigOption::BackoffFactor,
+                    ConfigValue::Factor(f),
+                    ConfigProblem::TooSmall {
+                        min: ConfigValue::Factor(1.0)
+                    }
+                )
             );
         }
         assert_eq!(
+            err(d.with_backoff_factor(0.5)).to_string(),
+            "invalid backoff_factor = 0.5: must be at least 1"
+        );
+        // The option that is out of range is blamed, with both values.
+        assert_eq!(
+            err(d.with_initial_delay(Duration::MAX)).to_string(),
+            "invalid initial_delay = 5124095576030431h 16s: must not exceed max_delay (= 30s)"
+        );
+        assert_eq!(
             err(d.with_max_delay(Duration::from_millis(999))),
             ConfigError::new(
-                "max_delay",
-                ConfigProblem::LessThan {
-                    other: "initial_delay"
+                ConfigOption::InitialDelay,
+                ConfigValue::Duration(S(1)),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::MaxDelay,
+                    limit: ConfigValue::Duration(Duration::from_millis(999)),
                 }
             )
         );
         assert_eq!(
             err(d.with_max_attempts(0)),
-            ConfigError::new("max_attempts", ConfigProblem::Zero)
+            ConfigError::zero(ConfigOption::MaxAttempts, ConfigValue::Count(0))
         );
         assert_eq!(
             err(d.with_max_elapsed(Some(Duration::ZERO))),
-            ConfigError::new("max_elapsed", ConfigProblem::Zero)
+            ConfigError::zero(
+                ConfigOption::MaxElapsed,
+                ConfigValue::Duration(Duration::ZERO)
+            )
         );
         // Boundary values are accepted.
         assert!(Backoff::new(d.with_max_delay(S(1))).is_ok());

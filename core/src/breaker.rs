@@ -211,7 +211,7 @@ use core::mem::ManuallyDrop;
 use core::time::Duration;
 
 use crate::clock::{Clock, Timestamp, duration_to_nanos_saturating};
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 use crate::sync::const_fn_unless_loom;
 use crate::sync::{self, AtomicU32, AtomicWord, Ordering, WIDE, WORD_BITS, Word};
 use crate::time::TickUnit;
@@ -531,86 +531,90 @@ macro_rules! tri {
     };
 }
 
-const fn check_count(option: &'static str, value: u32) -> Result<Word, ConfigError> {
+const fn check_count(option: ConfigOption, value: u32) -> Result<Word, ConfigError> {
     if value == 0 {
-        return Err(ConfigError::new(option, ConfigProblem::Zero));
+        return Err(ConfigError::zero(option, ConfigValue::Count(0)));
     }
     if value as u64 > FIELD_MAX_U64 {
-        return Err(ConfigError::new(
+        return Err(ConfigError::count_above(
             option,
-            ConfigProblem::TooLarge { max: FIELD_MAX_U64 },
+            value as u64,
+            FIELD_MAX_U64,
         ));
     }
     Ok(value as Word)
 }
 
-const fn check_timeout(option: &'static str, timeout: Duration) -> Result<Word, ConfigError> {
+const fn check_timeout(option: ConfigOption, timeout: Duration) -> Result<Word, ConfigError> {
     let nanos = duration_to_nanos_saturating(timeout);
     if nanos == 0 {
-        return Err(ConfigError::new(option, ConfigProblem::Zero));
+        return Err(ConfigError::zero(option, ConfigValue::Duration(timeout)));
     }
     match UNIT.duration_ticks(nanos, MAX_TIMEOUT_TICKS) {
         Some(ticks) => Ok(ticks + ROUND_UP),
-        None => Err(ConfigError::new(
+        None => Err(ConfigError::duration_above(
             option,
-            ConfigProblem::TooLarge {
-                max: UNIT.to_nanos(MAX_TIMEOUT_TICKS),
-            },
+            timeout,
+            Duration::from_nanos(UNIT.to_nanos(MAX_TIMEOUT_TICKS)),
         )),
     }
 }
 
-const fn check_duration(option: &'static str, duration: Duration) -> Result<(), ConfigError> {
+const fn check_duration(option: ConfigOption, duration: Duration) -> Result<(), ConfigError> {
     if duration.is_zero() {
-        return Err(ConfigError::new(option, ConfigProblem::Zero));
+        return Err(ConfigError::zero(option, ConfigValue::Duration(duration)));
     }
     if duration.as_nanos() > u64::MAX as u128 {
-        return Err(ConfigError::new(
+        return Err(ConfigError::duration_above(
             option,
-            ConfigProblem::TooLarge { max: u64::MAX },
+            duration,
+            Duration::from_nanos(u64::MAX),
         ));
     }
     Ok(())
 }
 
 const fn check_failure_rate(fr: FailureRateConfig) -> Result<(), ConfigError> {
-    if fr.threshold_percent == 0 {
-        return Err(ConfigError::new(
-            "failure_rate.threshold_percent",
-            ConfigProblem::Zero,
+    let percent = fr.threshold_percent as u64;
+    if percent == 0 {
+        return Err(ConfigError::zero(
+            ConfigOption::FailureRateThreshold,
+            ConfigValue::Count(0),
         ));
     }
-    if fr.threshold_percent > 100 {
-        return Err(ConfigError::new(
-            "failure_rate.threshold_percent",
-            ConfigProblem::TooLarge { max: 100 },
+    if percent > 100 {
+        return Err(ConfigError::count_above(
+            ConfigOption::FailureRateThreshold,
+            percent,
+            100,
         ));
     }
     if fr.window_size == 0 {
-        return Err(ConfigError::new(
-            "failure_rate.window_size",
-            ConfigProblem::Zero,
+        return Err(ConfigError::zero(
+            ConfigOption::FailureRateWindowSize,
+            ConfigValue::Count(0),
         ));
     }
     if fr.window_size > MAX_WINDOW {
-        return Err(ConfigError::new(
-            "failure_rate.window_size",
-            ConfigProblem::TooLarge {
-                max: MAX_WINDOW as u64,
-            },
+        return Err(ConfigError::count_above(
+            ConfigOption::FailureRateWindowSize,
+            fr.window_size as u64,
+            MAX_WINDOW as u64,
         ));
     }
     if fr.minimum_calls == 0 {
-        return Err(ConfigError::new(
-            "failure_rate.minimum_calls",
-            ConfigProblem::Zero,
+        return Err(ConfigError::zero(
+            ConfigOption::FailureRateMinimumCalls,
+            ConfigValue::Count(0),
         ));
     }
-    if fr.window_size < fr.minimum_calls {
+    if fr.minimum_calls > fr.window_size {
         return Err(ConfigError::new(
-            "failure_rate.window_size",
-            ConfigProblem::LessThan {
-                other: "failure_rate.minimum_calls",
+            ConfigOption::FailureRateMinimumCalls,
+            ConfigValue::Count(fr.minimum_calls as u64),
+            ConfigProblem::Exceeds {
+                other: ConfigOption::FailureRateWindowSize,
+                limit: ConfigValue::Count(fr.window_size as u64),
             },
         ));
     }
@@ -1026,19 +1030,19 @@ impl CircuitBreaker {
         /// 1..=[`FailureRateConfig::MAX_WINDOW_SIZE`], or `minimum_calls`
         /// above `window_size`.
         pub fn new(config: BreakerConfig) -> Result<CircuitBreaker, ConfigError> {
-            tri!(check_count("failure_threshold", config.failure_threshold));
-            let reset_ticks = tri!(check_timeout("reset_timeout", config.reset_timeout));
-            let half_open_ticks = tri!(check_timeout("half_open_timeout", config.half_open_timeout));
-            tri!(check_duration("monitor_interval", config.monitor_interval));
-            tri!(check_count("half_open_max_probes", config.half_open_max_probes));
+            tri!(check_count(ConfigOption::FailureThreshold, config.failure_threshold));
+            let reset_ticks = tri!(check_timeout(ConfigOption::ResetTimeout, config.reset_timeout));
+            let half_open_ticks = tri!(check_timeout(ConfigOption::HalfOpenTimeout, config.half_open_timeout));
+            tri!(check_duration(ConfigOption::MonitorInterval, config.monitor_interval));
+            tri!(check_count(ConfigOption::HalfOpenMaxProbes, config.half_open_max_probes));
             if let Some(n) = config.half_open_successes_to_close {
-                tri!(check_count("half_open_successes_to_close", n));
+                tri!(check_count(ConfigOption::HalfOpenSuccessesToClose, n));
             }
             if let Some(fr) = config.failure_rate {
                 tri!(check_failure_rate(fr));
             }
             if let Some(d) = config.slow_call_threshold {
-                tri!(check_duration("slow_call_threshold", d));
+                tri!(check_duration(ConfigOption::SlowCallThreshold, d));
             }
             Ok(CircuitBreaker {
                 ctrl: AtomicWord::new(pack(CLOSED, 0, 0, 0)),
@@ -2619,14 +2623,16 @@ mod tests {
     #[track_caller]
     fn assert_config_error(config: BreakerConfig, option: &str, problem: ConfigProblem) {
         let err = CircuitBreaker::new(config).expect_err("invalid");
-        assert_eq!((err.option, err.problem), (option, problem));
+        assert_eq!((err.option.as_str(), err.problem), (option, problem));
     }
 
     #[test]
     fn every_option_is_validated() {
         let d = BreakerConfig::DEFAULT;
         let max = CircuitBreaker::MAX_COUNT;
-        let too_many = ConfigProblem::TooLarge { max: max as u64 };
+        let too_many = ConfigProblem::TooLarge {
+            max: ConfigValue::Count(max as u64),
+        };
         assert_config_error(
             d.with_failure_threshold(0),
             "failure_threshold",
@@ -2640,7 +2646,7 @@ mod tests {
         assert!(CircuitBreaker::new(d.with_failure_threshold(max)).is_ok());
 
         let long = ConfigProblem::TooLarge {
-            max: CircuitBreaker::MAX_TIMEOUT.as_nanos() as u64,
+            max: ConfigValue::Duration(CircuitBreaker::MAX_TIMEOUT),
         };
         for (option, set) in [
             (
@@ -2664,7 +2670,9 @@ mod tests {
         assert_config_error(
             d.with_monitor_interval(Duration::MAX),
             "monitor_interval",
-            ConfigProblem::TooLarge { max: u64::MAX },
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Duration(Duration::from_nanos(u64::MAX)),
+            },
         );
         assert_config_error(
             d.with_half_open_max_probes(0),
@@ -2694,40 +2702,47 @@ mod tests {
         assert_config_error(
             d.with_slow_call_threshold(Duration::MAX),
             "slow_call_threshold",
-            ConfigProblem::TooLarge { max: u64::MAX },
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Duration(Duration::from_nanos(u64::MAX)),
+            },
         );
 
         let rate = |p, w, m| d.with_failure_rate(FailureRateConfig::new(p, w, m));
         assert_config_error(
             rate(0, 10, 5),
-            "failure_rate.threshold_percent",
+            "failure_rate_threshold",
             ConfigProblem::Zero,
         );
         assert_config_error(
             rate(101, 10, 5),
-            "failure_rate.threshold_percent",
-            ConfigProblem::TooLarge { max: 100 },
+            "failure_rate_threshold",
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Count(100),
+            },
         );
         assert_config_error(
             rate(50, 0, 1),
-            "failure_rate.window_size",
+            "failure_rate_window_size",
             ConfigProblem::Zero,
         );
         assert_config_error(
             rate(50, 129, 5),
-            "failure_rate.window_size",
-            ConfigProblem::TooLarge { max: 128 },
+            "failure_rate_window_size",
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Count(128),
+            },
         );
         assert_config_error(
             rate(50, 10, 0),
-            "failure_rate.minimum_calls",
+            "failure_rate_minimum_calls",
             ConfigProblem::Zero,
         );
         assert_config_error(
             rate(50, 10, 11),
-            "failure_rate.window_size",
-            ConfigProblem::LessThan {
-                other: "failure_rate.minimum_calls",
+            "failure_rate_minimum_calls",
+            ConfigProblem::Exceeds {
+                other: ConfigOption::FailureRateWindowSize,
+                limit: ConfigValue::Count(10),
             },
         );
         assert!(CircuitBreaker::new(rate(100, 128, 128)).is_ok());

@@ -113,7 +113,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::clock::Clock;
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 use crate::sync::{self, AtomicWord, Ordering, WIDE, WORD_BITS, Word, const_fn_unless_loom};
 
 /// Units per token without a floor (and the least with one): `ratio` is kept
@@ -198,32 +198,41 @@ impl RetryBudgetConfig {
     ///
     /// As [`RetryBudget::new`].
     pub const fn validate(&self) -> Result<(), ConfigError> {
+        let ratio = ConfigValue::Factor(self.ratio);
         if !self.ratio.is_finite() {
-            return Err(ConfigError::new("ratio", ConfigProblem::NotFinite));
+            return Err(ConfigError::new(
+                ConfigOption::BudgetRatio,
+                ratio,
+                ConfigProblem::NotFinite,
+            ));
         }
         if self.ratio < 0.0 {
             return Err(ConfigError::new(
-                "ratio",
-                ConfigProblem::TooSmall { min: 0 },
+                ConfigOption::BudgetRatio,
+                ratio,
+                ConfigProblem::TooSmall {
+                    min: ConfigValue::Factor(0.0),
+                },
             ));
         }
         if self.min_retries_per_second > MAX_MIN_RETRIES_PER_SECOND {
-            return Err(ConfigError::new(
-                "min_retries_per_second",
-                ConfigProblem::TooLarge {
-                    max: MAX_MIN_RETRIES_PER_SECOND as u64,
-                },
+            return Err(ConfigError::count_above(
+                ConfigOption::MinRetriesPerSecond,
+                self.min_retries_per_second as u64,
+                MAX_MIN_RETRIES_PER_SECOND as u64,
             ));
         }
         if self.max_tokens == 0 {
-            return Err(ConfigError::new("max_tokens", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::MaxTokens,
+                ConfigValue::Count(0),
+            ));
         }
         if self.max_tokens as u64 > MAX_TOKENS as u64 {
-            return Err(ConfigError::new(
-                "max_tokens",
-                ConfigProblem::TooLarge {
-                    max: MAX_TOKENS as u64,
-                },
+            return Err(ConfigError::count_above(
+                ConfigOption::MaxTokens,
+                self.max_tokens as u64,
+                MAX_TOKENS as u64,
             ));
         }
         Ok(())
@@ -546,6 +555,7 @@ impl RetryBudget {
 mod tests {
     use super::*;
     use crate::clock::{ManualClock, Timestamp};
+    use std::string::ToString;
 
     fn budget(ratio: f64, floor: u32, max: u32) -> RetryBudget {
         RetryBudget::new(
@@ -595,33 +605,29 @@ mod tests {
     fn validation_names_the_option() {
         let d = RetryBudgetConfig::DEFAULT;
         let err = |c: RetryBudgetConfig| RetryBudget::new(c).expect_err("invalid");
+        for ratio in [f64::NAN, f64::INFINITY] {
+            let e = err(d.with_ratio(ratio));
+            assert_eq!(
+                (e.option, e.problem),
+                (ConfigOption::BudgetRatio, ConfigProblem::NotFinite)
+            );
+        }
         assert_eq!(
-            err(d.with_ratio(f64::NAN)),
-            ConfigError::new("ratio", ConfigProblem::NotFinite)
-        );
-        assert_eq!(
-            err(d.with_ratio(f64::INFINITY)),
-            ConfigError::new("ratio", ConfigProblem::NotFinite)
-        );
-        assert_eq!(
-            err(d.with_ratio(-0.1)),
-            ConfigError::new("ratio", ConfigProblem::TooSmall { min: 0 })
+            err(d.with_ratio(-0.1)).to_string(),
+            "invalid ratio = -0.1: must be at least 0"
         );
         assert_eq!(
             err(d.with_max_tokens(0)),
-            ConfigError::new("max_tokens", ConfigProblem::Zero)
+            ConfigError::zero(ConfigOption::MaxTokens, ConfigValue::Count(0))
         );
         assert_eq!(
             err(d.with_min_retries_per_second(1_000_001)),
-            ConfigError::new(
-                "min_retries_per_second",
-                ConfigProblem::TooLarge { max: 1_000_000 }
-            )
+            ConfigError::count_above(ConfigOption::MinRetriesPerSecond, 1_000_001, 1_000_000)
         );
         if !WIDE {
             assert_eq!(
                 err(d.with_max_tokens((1 << 18) + 1)),
-                ConfigError::new("max_tokens", ConfigProblem::TooLarge { max: 1 << 18 })
+                ConfigError::count_above(ConfigOption::MaxTokens, (1 << 18) + 1, 1 << 18)
             );
         }
         // The extremes are accepted.

@@ -45,7 +45,7 @@
 //! | 32-bit | `in_use`    | `queued`     | 65 535 (`H` = 16)         |
 //!
 //! With the 32-bit layout [`Bulkhead::new`] rejects `max_concurrent` or
-//! `max_queue` above 65 535 ([`ConfigProblem::TooLarge`]). The bulkhead
+//! `max_queue` above 65 535 ([`ConfigProblem::TooLarge`](crate::ConfigProblem::TooLarge)). The bulkhead
 //! keeps no time in its word, so there is no wrap horizon.
 //!
 //! # Examples
@@ -81,7 +81,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::clock::duration_to_nanos_saturating;
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigValue};
 use crate::sync::{self, AtomicWord, Ordering, WORD_BITS, Word, const_fn_unless_loom};
 
 /// Bits per counter in the state word: 32 (64-bit layout) or 16 (32-bit).
@@ -179,26 +179,24 @@ impl BulkheadConfig {
     /// Checks every option (see [`Bulkhead::new`]).
     pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.max_concurrent == 0 {
-            return Err(ConfigError::new("max_concurrent", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::MaxConcurrent,
+                ConfigValue::Count(0),
+            ));
         }
         if exceeds_limit(self.max_concurrent) {
-            return Err(ConfigError::new(
-                "max_concurrent",
-                ConfigProblem::TooLarge {
-                    max: MAX_LIMIT as u64,
-                },
+            return Err(ConfigError::count_above(
+                ConfigOption::MaxConcurrent,
+                self.max_concurrent as u64,
+                MAX_LIMIT as u64,
             ));
         }
         if exceeds_limit(self.max_queue) {
-            return Err(ConfigError::new(
-                "max_queue",
-                ConfigProblem::TooLarge {
-                    max: MAX_LIMIT as u64,
-                },
+            return Err(ConfigError::count_above(
+                ConfigOption::MaxQueue,
+                self.max_queue as u64,
+                MAX_LIMIT as u64,
             ));
-        }
-        if self.queue_timeout.is_zero() {
-            return Err(ConfigError::new("queue_timeout", ConfigProblem::Zero));
         }
         Ok(())
     }
@@ -248,12 +246,14 @@ impl Bulkhead {
         ///
         /// # Errors
         ///
-        /// - `max_concurrent`: [`Zero`](ConfigProblem::Zero), or
-        ///   [`TooLarge`](ConfigProblem::TooLarge) above [`MAX_LIMIT`]
+        /// - `max_concurrent`: [`Zero`](crate::ConfigProblem::Zero), or
+        ///   [`TooLarge`](crate::ConfigProblem::TooLarge) above [`MAX_LIMIT`]
         ///   (65 535 with the 32-bit layout);
-        /// - `max_queue`: [`TooLarge`](ConfigProblem::TooLarge) above
-        ///   [`MAX_LIMIT`];
-        /// - `queue_timeout`: [`Zero`](ConfigProblem::Zero).
+        /// - `max_queue`: [`TooLarge`](crate::ConfigProblem::TooLarge) above
+        ///   [`MAX_LIMIT`].
+        ///
+        /// A zero `queue_timeout` is valid, as for the rate limiter: a
+        /// caller never waits, so a full bulkhead rejects at once.
         #[allow(clippy::question_mark)] // `?` is not allowed in a const fn
         pub fn new(config: BulkheadConfig) -> Result<Bulkhead, ConfigError> {
             if let Err(e) = config.validate() {
@@ -748,6 +748,7 @@ impl core::error::Error for BulkheadFull {}
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;
+    use std::string::ToString;
 
     fn bulkhead(max: u32, queue: u32) -> Bulkhead {
         Bulkhead::new(
@@ -776,12 +777,14 @@ mod tests {
         let d = BulkheadConfig::DEFAULT;
         assert_eq!(
             bad(d.with_max_concurrent(0)),
-            ConfigError::new("max_concurrent", ConfigProblem::Zero)
+            ConfigError::zero(ConfigOption::MaxConcurrent, ConfigValue::Count(0))
         );
         assert_eq!(
-            bad(d.with_queue_timeout(Duration::ZERO)),
-            ConfigError::new("queue_timeout", ConfigProblem::Zero)
+            bad(d.with_max_concurrent(0)).to_string(),
+            "invalid max_concurrent = 0: must be greater than zero"
         );
+        // A zero queue timeout is valid, as for the limiter: never wait.
+        assert!(Bulkhead::new(d.with_queue_timeout(Duration::ZERO)).is_ok());
         // A queue of zero is valid: no queueing.
         assert!(Bulkhead::new(d.with_max_queue(0)).is_ok());
         // Very long timeouts saturate rather than fail.
@@ -801,14 +804,13 @@ mod tests {
         } else {
             assert_eq!(MAX_LIMIT, 65_535);
             assert!(Bulkhead::new(d.with_max_concurrent(65_535).with_max_queue(65_535)).is_ok());
-            let too_large = ConfigProblem::TooLarge { max: 65_535 };
             assert_eq!(
                 Bulkhead::new(d.with_max_concurrent(65_536)).unwrap_err(),
-                ConfigError::new("max_concurrent", too_large)
+                ConfigError::count_above(ConfigOption::MaxConcurrent, 65_536, 65_535)
             );
             assert_eq!(
                 Bulkhead::new(d.with_max_queue(65_536)).unwrap_err(),
-                ConfigError::new("max_queue", too_large)
+                ConfigError::count_above(ConfigOption::MaxQueue, 65_536, 65_535)
             );
         }
     }

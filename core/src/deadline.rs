@@ -37,7 +37,7 @@
 use core::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigValue};
 
 /// A point in time after which an operation has timed out.
 ///
@@ -147,7 +147,7 @@ impl TimeoutConfig {
     ///
     /// # Errors
     ///
-    /// `timeout`: [`Zero`](ConfigProblem::Zero).
+    /// `timeout`: [`Zero`](crate::ConfigProblem::Zero).
     pub const fn new(timeout: Duration) -> Result<TimeoutConfig, ConfigError> {
         let config = TimeoutConfig { timeout };
         match config.validate() {
@@ -163,7 +163,10 @@ impl TimeoutConfig {
     /// As [`new`](Self::new).
     pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::Timeout,
+                ConfigValue::Duration(self.timeout),
+            ));
         }
         Ok(())
     }
@@ -196,7 +199,7 @@ mod tests {
 
     #[test]
     fn zero_timeout_is_rejected() {
-        let e = ConfigError::new("timeout", ConfigProblem::Zero);
+        let e = ConfigError::zero(ConfigOption::Timeout, ConfigValue::Duration(Duration::ZERO));
         assert_eq!(TimeoutConfig::new(Duration::ZERO), Err(e));
         assert_eq!(
             TimeoutConfig {

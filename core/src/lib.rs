@@ -229,4 +229,4 @@ pub mod limiter;
 #[cfg(feature = "std")]
 pub mod blocking;
 
-pub use error::{ConfigError, ConfigProblem};
+pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};

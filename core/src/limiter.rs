@@ -200,7 +200,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
 use crate::time::TickUnit;
 
@@ -469,8 +469,17 @@ struct Plan {
     max_queue_size: u32,
 }
 
-const fn err(option: &'static str, problem: ConfigProblem) -> Result<Plan, ConfigError> {
-    Err(ConfigError::new(option, problem))
+const fn err(
+    option: ConfigOption,
+    value: ConfigValue,
+    problem: ConfigProblem,
+) -> Result<Plan, ConfigError> {
+    Err(ConfigError::new(option, value, problem))
+}
+
+/// A count above `max`.
+const fn count_above(option: ConfigOption, value: u32, max: u64) -> Result<Plan, ConfigError> {
+    Err(ConfigError::count_above(option, value as u64, max))
 }
 
 /// The emission interval in ticks of `2^shift` ns, rounded up.
@@ -506,56 +515,63 @@ const fn lead_parts(
 const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
     let requests = config.requests_per_period;
     if requests == 0 {
-        return err("requests_per_period", ConfigProblem::Zero);
+        return err(
+            ConfigOption::RequestsPerPeriod,
+            ConfigValue::Count(0),
+            ConfigProblem::Zero,
+        );
     }
     let period_nanos = config.period.as_nanos();
     if period_nanos == 0 {
-        return err("period", ConfigProblem::Zero);
+        return err(
+            ConfigOption::Period,
+            ConfigValue::Duration(config.period),
+            ConfigProblem::Zero,
+        );
     }
     let max_period = if WIDE { MAX_PERIOD_64 } else { u64::MAX };
     if period_nanos > max_period as u128 {
-        return err("period", ConfigProblem::TooLarge { max: max_period });
+        return Err(ConfigError::duration_above(
+            ConfigOption::Period,
+            config.period,
+            Duration::from_nanos(max_period),
+        ));
     }
     let period = period_nanos as u64;
     let strict = matches!(config.mode, Mode::Strict);
     let (burst, burst_option) = match config.burst {
-        Some(0) => return err("burst", ConfigProblem::Zero),
-        Some(b) => (b, "burst"),
-        None if strict => (1, "burst"),
-        None => (requests, "requests_per_period"),
+        Some(0) => {
+            return err(
+                ConfigOption::Burst,
+                ConfigValue::Count(0),
+                ConfigProblem::Zero,
+            );
+        }
+        Some(b) => (b, ConfigOption::Burst),
+        None if strict => (1, ConfigOption::Burst),
+        None => (requests, ConfigOption::RequestsPerPeriod),
     };
     if strict && burst > requests {
-        return err(
-            "burst",
-            ConfigProblem::TooLarge {
-                max: requests as u64,
+        return Err(ConfigError::new(
+            ConfigOption::Burst,
+            ConfigValue::Count(burst as u64),
+            ConfigProblem::Exceeds {
+                other: ConfigOption::RequestsPerPeriod,
+                limit: ConfigValue::Count(requests as u64),
             },
-        );
+        ));
     }
     if period < requests as u64 {
         // The emission interval would round to zero nanoseconds.
-        return err(
-            "requests_per_period",
-            ConfigProblem::TooLarge { max: period },
-        );
+        return count_above(ConfigOption::RequestsPerPeriod, requests, period);
     }
     let queue = config.max_queue_size;
     if !WIDE {
         if burst > MAX_COUNT_32 {
-            return err(
-                burst_option,
-                ConfigProblem::TooLarge {
-                    max: MAX_COUNT_32 as u64,
-                },
-            );
+            return count_above(burst_option, burst, MAX_COUNT_32 as u64);
         }
         if queue > MAX_COUNT_32 {
-            return err(
-                "max_queue_size",
-                ConfigProblem::TooLarge {
-                    max: MAX_COUNT_32 as u64,
-                },
-            );
+            return count_above(ConfigOption::MaxQueueSize, queue, MAX_COUNT_32 as u64);
         }
     }
     let timeout = crate::clock::duration_to_nanos_saturating(config.queue_timeout);
@@ -581,30 +597,19 @@ const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
     let interval = interval_ticks(period, requests, burst, strict, shift);
     let (limit, wait) = lead_parts(interval, burst, queue, timeout, shift);
     if limit > MAX_LEAD {
-        return err(
-            burst_option,
-            ConfigProblem::TooLarge {
-                max: (MAX_LEAD / interval) as u64,
-            },
-        );
+        return count_above(burst_option, burst, (MAX_LEAD / interval) as u64);
     }
     if limit + wait > MAX_LEAD {
         let room = MAX_LEAD - limit;
         let by_time = (timeout >> shift) as u128;
         return if by_time <= queue as u128 * interval {
-            err(
-                "queue_timeout",
-                ConfigProblem::TooLarge {
-                    max: (room << shift) as u64,
-                },
-            )
+            Err(ConfigError::duration_above(
+                ConfigOption::QueueTimeout,
+                config.queue_timeout,
+                Duration::from_nanos((room << shift) as u64),
+            ))
         } else {
-            err(
-                "max_queue_size",
-                ConfigProblem::TooLarge {
-                    max: (room / interval) as u64,
-                },
-            )
+            count_above(ConfigOption::MaxQueueSize, queue, (room / interval) as u64)
         };
     }
     Ok(Plan {
@@ -1505,7 +1510,14 @@ mod tests {
         assert_eq!(limiter(c.with_burst(10)).burst(), 10);
         assert_eq!(
             config_error(c.with_burst(11)),
-            ConfigError::new("burst", ConfigProblem::TooLarge { max: 10 })
+            ConfigError::new(
+                ConfigOption::Burst,
+                ConfigValue::Count(11),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::RequestsPerPeriod,
+                    limit: ConfigValue::Count(10),
+                }
+            )
         );
     }
 
@@ -1690,76 +1702,88 @@ mod tests {
     #[test]
     fn validation_names_the_option() {
         let d = RateLimiterConfig::DEFAULT;
-        let e = |option, problem| ConfigError::new(option, problem);
-        assert_eq!(
-            config_error(d.with_requests_per_period(0)),
-            e("requests_per_period", ConfigProblem::Zero)
+        let check = |config: RateLimiterConfig, option: &str, problem: ConfigProblem| {
+            let err = config_error(config);
+            assert_eq!(
+                (err.option.as_str(), err.problem),
+                (option, problem),
+                "{config:?}"
+            );
+        };
+        let count = |n: u64| ConfigProblem::TooLarge {
+            max: ConfigValue::Count(n),
+        };
+        let nanos = |n: u64| ConfigProblem::TooLarge {
+            max: ConfigValue::Duration(Duration::from_nanos(n)),
+        };
+        check(
+            d.with_requests_per_period(0),
+            "requests_per_period",
+            ConfigProblem::Zero,
         );
-        assert_eq!(
-            config_error(d.with_period(Duration::ZERO)),
-            e("period", ConfigProblem::Zero)
-        );
-        assert_eq!(
-            config_error(d.with_burst(0)),
-            e("burst", ConfigProblem::Zero)
-        );
-        assert_eq!(
-            config_error(d.with_burst(0).with_mode(Mode::Strict)),
-            e("burst", ConfigProblem::Zero)
+        check(d.with_period(Duration::ZERO), "period", ConfigProblem::Zero);
+        check(d.with_burst(0), "burst", ConfigProblem::Zero);
+        check(
+            d.with_burst(0).with_mode(Mode::Strict),
+            "burst",
+            ConfigProblem::Zero,
         );
         // More than one request per nanosecond: the interval rounds to zero.
-        assert_eq!(
-            config_error(d.with_period(Duration::from_nanos(9))),
-            e("requests_per_period", ConfigProblem::TooLarge { max: 9 })
+        check(
+            d.with_period(Duration::from_nanos(9)),
+            "requests_per_period",
+            count(9),
         );
         assert!(RateLimiter::new(d.with_period(Duration::from_nanos(10))).is_ok());
         // Durations that overflow.
         let max_period = if WIDE { 1u64 << 61 } else { u64::MAX };
-        assert_eq!(
-            config_error(d.with_period(Duration::MAX)),
-            e("period", ConfigProblem::TooLarge { max: max_period })
-        );
+        check(d.with_period(Duration::MAX), "period", nanos(max_period));
         if WIDE {
             assert!(RateLimiter::new(d.with_period(Duration::from_nanos(1 << 61))).is_ok());
-            assert_eq!(
-                config_error(d.with_period(Duration::from_nanos((1 << 61) + 1))),
-                e("period", ConfigProblem::TooLarge { max: 1 << 61 })
+            check(
+                d.with_period(Duration::from_nanos((1 << 61) + 1)),
+                "period",
+                nanos(1 << 61),
             );
             // A lead beyond 2^62 ns (146 years).
             let yearly = d
                 .with_requests_per_period(1)
                 .with_period(Duration::from_secs(365 * 86_400));
-            let e_burst = config_error(yearly.with_burst(200));
-            assert_eq!(e_burst.option, "burst");
-            assert_eq!(e_burst.problem, ConfigProblem::TooLarge { max: 146 });
-            let e_queue = config_error(
+            check(yearly.with_burst(200), "burst", count(146));
+            check(
                 yearly
                     .with_burst(100)
                     .with_max_queue_size(100)
                     .with_queue_timeout(Duration::MAX),
+                "max_queue_size",
+                count(46),
             );
-            assert_eq!(e_queue.option, "max_queue_size");
-            assert_eq!(e_queue.problem, ConfigProblem::TooLarge { max: 46 });
             let e_timeout = config_error(
                 yearly
                     .with_burst(100)
                     .with_max_queue_size(100)
                     .with_queue_timeout(Duration::from_secs(100 * 365 * 86_400)),
             );
-            assert_eq!(e_timeout.option, "queue_timeout");
-            assert!(matches!(e_timeout.problem, ConfigProblem::TooLarge { .. }));
+            assert_eq!(e_timeout.option, ConfigOption::QueueTimeout);
+            assert!(matches!(
+                e_timeout.problem,
+                ConfigProblem::TooLarge {
+                    max: ConfigValue::Duration(_)
+                }
+            ));
             // u32::MAX counts are fine with the 64-bit layout.
             assert!(RateLimiter::new(d.with_burst(u32::MAX).with_max_queue_size(u32::MAX)).is_ok());
         } else {
-            let max = ConfigProblem::TooLarge { max: 1 << 19 };
-            assert_eq!(config_error(d.with_burst((1 << 19) + 1)), e("burst", max));
-            assert_eq!(
-                config_error(d.with_requests_per_period((1 << 19) + 1)),
-                e("requests_per_period", max)
+            check(d.with_burst((1 << 19) + 1), "burst", count(1 << 19));
+            check(
+                d.with_requests_per_period((1 << 19) + 1),
+                "requests_per_period",
+                count(1 << 19),
             );
-            assert_eq!(
-                config_error(d.with_max_queue_size((1 << 19) + 1)),
-                e("max_queue_size", max)
+            check(
+                d.with_max_queue_size((1 << 19) + 1),
+                "max_queue_size",
+                count(1 << 19),
             );
             // A strict limiter's default burst is 1, so a high rate is fine.
             assert!(
@@ -1767,9 +1791,16 @@ mod tests {
                     .is_ok()
             );
         }
-        // Display names the option.
+        // Display names the option and the value, in the user's units.
         let msg = std::format!("{}", config_error(d.with_burst(0)));
-        assert_eq!(msg, "invalid `burst`: must be greater than zero");
+        assert_eq!(msg, "invalid burst = 0: must be greater than zero");
+        if WIDE {
+            let msg = std::format!("{}", config_error(d.with_period(Duration::MAX)));
+            assert_eq!(
+                msg,
+                "invalid period = 5124095576030431h 16s: must be at most 640511h 56min 49.214s"
+            );
+        }
     }
 
     #[test]

@@ -688,7 +688,7 @@ fn invalid_options_are_refused() {
         BreakerConfig::DEFAULT.with_failure_threshold(0),
     );
     match r {
-        Err(Error::InvalidConfig(e)) => assert_eq!(e.option, "failure_threshold"),
+        Err(Error::InvalidConfig(e)) => assert_eq!(e.option.as_str(), "failure_threshold"),
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
     assert!(matches!(

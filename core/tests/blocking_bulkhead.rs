@@ -21,7 +21,7 @@ use stockade::blocking::{
 };
 use stockade::bulkhead::BulkheadConfig;
 use stockade::clock::{Clock, Timestamp};
-use stockade::{ConfigError, ConfigProblem};
+use stockade::{ConfigError, ConfigOption, ConfigValue};
 
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
 
@@ -185,12 +185,10 @@ fn invalid_options_name_the_option() {
     let d = BulkheadConfig::DEFAULT;
     assert_eq!(
         bad(d.with_max_concurrent(0)),
-        ConfigError::new("max_concurrent", ConfigProblem::Zero)
+        ConfigError::zero(ConfigOption::MaxConcurrent, ConfigValue::Count(0))
     );
-    assert_eq!(
-        bad(d.with_queue_timeout(Duration::ZERO)),
-        ConfigError::new("queue_timeout", ConfigProblem::Zero)
-    );
+    // A zero queue timeout is valid, with the rate limiter's meaning: never wait.
+    assert!(Bulkhead::new("no-wait", d.with_queue_timeout(Duration::ZERO)).is_ok());
     // A zero queue is valid: a full bulkhead refuses at once.
     let clock = VirtualClock::new();
     let b = Bulkhead::with_timer(

@@ -22,7 +22,7 @@ use stockade::blocking::{
 use stockade::bulkhead::BulkheadConfig;
 use stockade::clock::{Clock, Timestamp};
 use stockade::limiter::{Mode, RateLimiterConfig};
-use stockade::{ConfigError, ConfigProblem};
+use stockade::{ConfigError, ConfigOption, ConfigValue};
 
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
 
@@ -217,19 +217,19 @@ fn invalid_options_name_the_option() {
     let d = RateLimiterConfig::DEFAULT;
     assert_eq!(
         bad(d.with_requests_per_period(0)),
-        ConfigError::new("requests_per_period", ConfigProblem::Zero)
+        ConfigError::zero(ConfigOption::RequestsPerPeriod, ConfigValue::Count(0))
     );
     assert_eq!(
         bad(d.with_period(Duration::ZERO)),
-        ConfigError::new("period", ConfigProblem::Zero)
+        ConfigError::zero(ConfigOption::Period, ConfigValue::Duration(Duration::ZERO))
     );
     assert_eq!(
         bad(d.with_burst(0)),
-        ConfigError::new("burst", ConfigProblem::Zero)
+        ConfigError::zero(ConfigOption::Burst, ConfigValue::Count(0))
     );
     assert_eq!(
-        bad(d.with_burst(11).with_mode(Mode::Strict)).option,
-        "burst"
+        bad(d.with_burst(11).with_mode(Mode::Strict)).to_string(),
+        "invalid burst = 11: must not exceed requests_per_period (= 10)"
     );
 }
 

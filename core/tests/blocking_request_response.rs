@@ -213,9 +213,9 @@ impl Policy for Fixed {
             Fixed::QueueTimeout => Error::QueueTimeout { waited: SEC },
             Fixed::TimedOut => Error::TimedOut { after: SEC },
             Fixed::Disposed => Error::Disposed,
-            Fixed::InvalidConfig => Error::InvalidConfig(stockade::ConfigError::new(
-                "x",
-                stockade::ConfigProblem::Zero,
+            Fixed::InvalidConfig => Error::InvalidConfig(stockade::ConfigError::zero(
+                stockade::ConfigOption::MaxWorkers,
+                stockade::ConfigValue::Count(0),
             )),
             Fixed::Retry(attempts) => {
                 let mut last = None;
@@ -460,13 +460,17 @@ fn default_timeout_and_invalid_options() {
         RequestResponseConfig::DEFAULT.with_max_workers(0),
         echo,
     );
-    assert!(matches!(zero, Err(Error::InvalidConfig(e)) if e.option == "max_workers"));
+    assert!(
+        matches!(zero, Err(Error::InvalidConfig(e)) if e.option == stockade::ConfigOption::MaxWorkers)
+    );
     let zero = RequestResponsePattern::with_options(
         "rr-invalid",
         RequestResponseConfig::DEFAULT.with_default_timeout(Duration::ZERO),
         echo,
     );
-    assert!(matches!(zero, Err(Error::InvalidConfig(e)) if e.option == "default_timeout"));
+    assert!(
+        matches!(zero, Err(Error::InvalidConfig(e)) if e.option == stockade::ConfigOption::DefaultTimeout)
+    );
     // A zero timeout on a request: 504 without calling the handler.
     let (pattern, _clock) = virtual_pattern("rr-zero", RequestResponseConfig::DEFAULT, |_| {
         panic!("must not run")

@@ -17,7 +17,7 @@ use stockade::breaker::BreakerState;
 use stockade::budget::{RetryBudget, RetryBudgetConfig};
 use stockade::clock::{Clock, Timestamp};
 use stockade::deadline::{Deadline, TimeoutConfig};
-use stockade::error::{ConfigError, ConfigProblem};
+use stockade::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -231,18 +231,20 @@ fn invalid_options_are_refused() {
     };
     assert_eq!(
         err(RetryConfig::default().with_max_attempts(0)),
-        ConfigError::new("max_attempts", ConfigProblem::Zero)
+        ConfigError::zero(ConfigOption::MaxAttempts, ConfigValue::Count(0))
     );
     assert_eq!(
-        err(RetryConfig::default().with_backoff_factor(0.5)),
-        ConfigError::new("backoff_factor", ConfigProblem::TooSmall { min: 1000 })
+        err(RetryConfig::default().with_backoff_factor(0.5)).to_string(),
+        "invalid backoff_factor = 0.5: must be at least 1"
     );
     assert_eq!(
         err(RetryConfig::default().with_max_delay(MS(10))),
         ConfigError::new(
-            "max_delay",
-            ConfigProblem::LessThan {
-                other: "initial_delay"
+            ConfigOption::InitialDelay,
+            ConfigValue::Duration(MS(1000)),
+            ConfigProblem::Exceeds {
+                other: ConfigOption::MaxDelay,
+                limit: ConfigValue::Duration(MS(10)),
             }
         )
     );

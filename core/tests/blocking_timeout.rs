@@ -15,7 +15,7 @@ use stockade::blocking::{
 };
 use stockade::clock::{Clock, Timestamp};
 use stockade::deadline::{Deadline, TimeoutConfig};
-use stockade::error::{ConfigError, ConfigProblem};
+use stockade::error::{ConfigOption, ConfigProblem};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -82,16 +82,16 @@ fn invalid_options_are_refused() {
     };
     assert!(matches!(
         Timeout::new("bad", zero),
-        Err(Error::InvalidConfig(e)) if e == ConfigError::new("timeout", ConfigProblem::Zero)
+        Err(Error::InvalidConfig(e)) if e.option == ConfigOption::Timeout && e.problem == ConfigProblem::Zero
     ));
     let t = || Timeout::new("bad-pool", TimeoutConfig::DEFAULT).unwrap();
     assert!(matches!(
         t().with_pool(0, S(1)),
-        Err(Error::InvalidConfig(e)) if e == ConfigError::new("max_workers", ConfigProblem::Zero)
+        Err(Error::InvalidConfig(e)) if e.option == ConfigOption::MaxWorkers && e.problem == ConfigProblem::Zero
     ));
     assert!(matches!(
         t().with_pool(1, Duration::ZERO),
-        Err(Error::InvalidConfig(e)) if e == ConfigError::new("idle_timeout", ConfigProblem::Zero)
+        Err(Error::InvalidConfig(e)) if e.option == ConfigOption::IdleTimeout && e.problem == ConfigProblem::Zero
     ));
 }
 

@@ -142,6 +142,6 @@ proptest! {
     #[test]
     fn invalid_factors_are_rejected(f in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -1e9f64..0.999_999]) {
         let r = Backoff::new(BackoffConfig::DEFAULT.with_backoff_factor(f));
-        prop_assert_eq!(r.map_err(|e| e.option), Err("backoff_factor"));
+        prop_assert_eq!(r.map_err(|e| e.option.as_str()), Err("backoff_factor"));
     }
 }

@@ -23,7 +23,7 @@ use super::{
     Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer, Unprotected,
 };
 use crate::clock::{MonotonicClock, Timestamp};
-use crate::error::{ConfigError, ConfigProblem};
+use crate::error::{ConfigError, ConfigOption, ConfigValue};
 use crate::sync::{AtomicU64, Ordering};
 
 /// A request's metadata: timeout, correlation id, free-form headers.
@@ -208,10 +208,16 @@ impl RequestResponseConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_workers == 0 {
-            return Err(ConfigError::new("max_workers", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::MaxWorkers,
+                ConfigValue::Count(0),
+            ));
         }
         if self.default_timeout == Some(Duration::ZERO) {
-            return Err(ConfigError::new("default_timeout", ConfigProblem::Zero));
+            return Err(ConfigError::zero(
+                ConfigOption::DefaultTimeout,
+                ConfigValue::Duration(Duration::ZERO),
+            ));
         }
         Ok(())
     }

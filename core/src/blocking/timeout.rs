@@ -472,12 +472,16 @@ impl<T: Timer> Timeout<T> {
     /// # Ok::<(), stockade::blocking::Error>(())
     /// ```
     pub fn with_pool(mut self, max_workers: usize, idle_timeout: Duration) -> Result<Self, Error> {
-        use crate::error::{ConfigError, ConfigProblem};
+        use crate::error::{ConfigError, ConfigOption, ConfigValue};
         if max_workers == 0 {
-            return Err(ConfigError::new("max_workers", ConfigProblem::Zero).into());
+            return Err(ConfigError::zero(ConfigOption::MaxWorkers, ConfigValue::Count(0)).into());
         }
         if idle_timeout.is_zero() {
-            return Err(ConfigError::new("idle_timeout", ConfigProblem::Zero).into());
+            return Err(ConfigError::zero(
+                ConfigOption::IdleTimeout,
+                ConfigValue::Duration(idle_timeout),
+            )
+            .into());
         }
         self.pool.shutdown();
         self.pool = Arc::new(Pool::new(max_workers, idle_timeout));
