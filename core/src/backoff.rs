@@ -184,6 +184,140 @@ impl Default for BackoffConfig {
     }
 }
 
+impl Jitter {
+    /// The jitter kind numbered `n` (its discriminant), if there is one.
+    pub const fn from_u8(n: u8) -> Option<Jitter> {
+        match n {
+            0 => Some(Jitter::None),
+            1 => Some(Jitter::Full),
+            2 => Some(Jitter::Equal),
+            3 => Some(Jitter::Decorrelated),
+            _ => None,
+        }
+    }
+}
+
+/// [`BackoffConfig`] as plain integers, for C and other callers that
+/// cannot build a `Duration` or an `Option`.
+///
+/// Durations are whole milliseconds; `max_elapsed_ms == 0` means "no time
+/// budget"; `jitter` is a [`Jitter`] discriminant. Convert with
+/// `BackoffConfig::try_from(raw)`, which validates it like
+/// [`Backoff::new`].
+///
+/// # Examples
+///
+/// ```
+/// use stockade::backoff::{BackoffConfig, Jitter, RawBackoffConfig};
+///
+/// let raw = RawBackoffConfig { max_attempts: 5, jitter: Jitter::Full as u8, ..RawBackoffConfig::DEFAULT };
+/// let config = BackoffConfig::try_from(raw)?;
+/// assert_eq!((config.max_attempts, config.jitter), (5, Jitter::Full));
+/// assert_eq!(config.to_raw(), raw);
+/// # Ok::<(), stockade::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct RawBackoffConfig {
+    /// [`BackoffConfig::initial_delay`] in milliseconds (default 1000).
+    pub initial_delay_ms: u64,
+    /// [`BackoffConfig::max_delay`] in milliseconds (default 30 000).
+    pub max_delay_ms: u64,
+    /// [`BackoffConfig::max_elapsed`] in milliseconds; 0 for none (the default).
+    pub max_elapsed_ms: u64,
+    /// [`BackoffConfig::backoff_factor`] (default 2.0).
+    pub backoff_factor: f64,
+    /// [`BackoffConfig::max_attempts`] (default 3).
+    pub max_attempts: u32,
+    /// [`BackoffConfig::jitter`] as its discriminant (default 0, none).
+    pub jitter: u8,
+}
+
+impl RawBackoffConfig {
+    /// The spec's defaults, as [`BackoffConfig::DEFAULT`].
+    pub const DEFAULT: RawBackoffConfig = BackoffConfig::DEFAULT.to_raw();
+}
+
+impl Default for RawBackoffConfig {
+    fn default() -> Self {
+        RawBackoffConfig::DEFAULT
+    }
+}
+
+impl BackoffConfig {
+    /// The plain-integer form. Durations are truncated to whole
+    /// milliseconds (saturating at `u64::MAX`).
+    pub const fn to_raw(&self) -> RawBackoffConfig {
+        RawBackoffConfig {
+            initial_delay_ms: crate::time::duration_to_millis_saturating(self.initial_delay),
+            max_delay_ms: crate::time::duration_to_millis_saturating(self.max_delay),
+            max_elapsed_ms: match self.max_elapsed {
+                Some(d) => crate::time::duration_to_millis_saturating(d),
+                None => 0,
+            },
+            backoff_factor: self.backoff_factor,
+            max_attempts: self.max_attempts,
+            jitter: self.jitter as u8,
+        }
+    }
+
+    /// Converts and validates a plain-integer config (as
+    /// `BackoffConfig::try_from`, but `const`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backoff::new`], and `jitter` [`Invalid`](ConfigProblem::Invalid)
+    /// for an unknown discriminant.
+    pub const fn from_raw(raw: RawBackoffConfig) -> Result<BackoffConfig, ConfigError> {
+        let jitter = match Jitter::from_u8(raw.jitter) {
+            Some(j) => j,
+            None => {
+                return Err(ConfigError::new(
+                    ConfigOption::Jitter,
+                    ConfigValue::Count(raw.jitter as u64),
+                    ConfigProblem::Invalid,
+                ));
+            }
+        };
+        let config = BackoffConfig {
+            initial_delay: Duration::from_millis(raw.initial_delay_ms),
+            backoff_factor: raw.backoff_factor,
+            max_delay: Duration::from_millis(raw.max_delay_ms),
+            max_attempts: raw.max_attempts,
+            max_elapsed: if raw.max_elapsed_ms == 0 {
+                None
+            } else {
+                Some(Duration::from_millis(raw.max_elapsed_ms))
+            },
+            jitter,
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks every option (see [`Backoff::new`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backoff::new`].
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        match Backoff::new(*self) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl TryFrom<RawBackoffConfig> for BackoffConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawBackoffConfig) -> Result<Self, ConfigError> {
+        BackoffConfig::from_raw(raw)
+    }
+}
+
 /// A validated backoff policy: a pure delay calculator (plain data, `Copy`).
 ///
 /// Durations are kept in whole nanoseconds, saturating at `u64::MAX`
@@ -214,6 +348,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// `size_of::<Backoff>()`: the bytes C must provide to hold one.
+    pub const SIZE: usize = core::mem::size_of::<Backoff>();
+    /// `align_of::<Backoff>()`: the alignment C must provide.
+    pub const ALIGN: usize = core::mem::align_of::<Backoff>();
+
     /// A validated policy.
     ///
     /// # Errors
@@ -512,6 +651,69 @@ impl SplitMix64 {
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    #[test]
+    fn raw_config_round_trips_and_validates_in_one_place() {
+        assert_eq!(
+            BackoffConfig::try_from(RawBackoffConfig::DEFAULT),
+            Ok(BackoffConfig::DEFAULT)
+        );
+        let raw = RawBackoffConfig {
+            initial_delay_ms: 250,
+            max_delay_ms: 10_000,
+            max_elapsed_ms: 60_000,
+            backoff_factor: 1.5,
+            max_attempts: 6,
+            jitter: Jitter::Decorrelated as u8,
+        };
+        let config = BackoffConfig::try_from(raw).expect("valid");
+        assert_eq!(config.max_elapsed, Some(Duration::from_secs(60)));
+        assert_eq!(config.initial_delay, Duration::from_millis(250));
+        assert_eq!(config.jitter, Jitter::Decorrelated);
+        assert_eq!(config.to_raw(), raw);
+        // 0 means "no budget".
+        let none = BackoffConfig::try_from(RawBackoffConfig {
+            max_elapsed_ms: 0,
+            ..raw
+        });
+        assert_eq!(none.map(|c| c.max_elapsed), Ok(None));
+        // The same validation as `Backoff::new`, naming the option.
+        let err = BackoffConfig::try_from(RawBackoffConfig {
+            max_attempts: 0,
+            ..raw
+        })
+        .unwrap_err();
+        assert_eq!(err.option, ConfigOption::MaxAttempts);
+        let err = BackoffConfig::try_from(RawBackoffConfig { jitter: 4, ..raw }).unwrap_err();
+        assert_eq!(err.to_string(), "invalid jitter = 4: is malformed");
+        for j in [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+        ] {
+            assert_eq!(Jitter::from_u8(j as u8), Some(j));
+        }
+    }
+
+    #[test]
+    fn size_and_align_constants_match() {
+        assert_eq!(Backoff::SIZE, core::mem::size_of::<Backoff>());
+        assert_eq!(Backoff::ALIGN, core::mem::align_of::<Backoff>());
+        assert_eq!(
+            crate::budget::RetryBudget::SIZE,
+            core::mem::size_of::<crate::budget::RetryBudget>()
+        );
+        assert_eq!(
+            crate::budget::RetryBudget::ALIGN,
+            core::mem::align_of::<crate::budget::RetryBudget>()
+        );
+        assert_eq!(crate::deadline::Deadline::SIZE, 8);
+        assert_eq!(
+            crate::deadline::Deadline::ALIGN,
+            core::mem::align_of::<u64>()
+        );
+    }
     extern crate alloc;
     use alloc::vec::Vec;
 

@@ -102,7 +102,7 @@
 //! assert!(BUDGET.try_withdraw(&clock).is_ok());
 //! // ...then a retry needs two calls' deposits.
 //! let refused = BUDGET.try_withdraw(&clock).unwrap_err();
-//! assert_eq!(refused.retry_after, Duration::MAX); // no floor: time alone never helps
+//! assert_eq!(refused.retry_after(), None); // no floor: time alone never helps
 //! BUDGET.deposit(&clock);
 //! assert!(BUDGET.try_withdraw(&clock).is_err());
 //! BUDGET.deposit(&clock);
@@ -143,6 +143,7 @@ const FRESH: Word = 1 << (WORD_BITS - 3);
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
 pub struct RetryBudgetConfig {
     /// Tokens each call (first attempt) deposits: the share of calls that
     /// may be retried on average (default 0.2: retries add at most 20 %
@@ -248,21 +249,33 @@ impl Default for RetryBudgetConfig {
 /// A retry was refused: the budget holds less than one token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BudgetExhausted {
-    /// How long until the floor alone earns a token (other calls'
-    /// deposits may make it sooner); [`Duration::MAX`] without a floor.
-    pub retry_after: Duration,
+    /// Until the floor alone earns a token; `None` without a floor.
+    retry_after: Option<Duration>,
+}
+
+impl BudgetExhausted {
+    /// A refusal; `retry_after` is `None` when time alone never helps.
+    pub const fn new(retry_after: Option<Duration>) -> BudgetExhausted {
+        BudgetExhausted { retry_after }
+    }
+
+    /// How long until the floor alone earns a token (other calls' deposits
+    /// may make it sooner); `None` without a floor, when time alone never
+    /// earns one.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 impl fmt::Display for BudgetExhausted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.retry_after == Duration::MAX {
-            f.write_str("retry budget exhausted")
-        } else {
-            write!(
+        match self.retry_after {
+            None => f.write_str("retry budget exhausted"),
+            Some(wait) => write!(
                 f,
-                "retry budget exhausted; a retry is allowed in {:?}",
-                self.retry_after
-            )
+                "retry budget exhausted; a retry is allowed in {}",
+                crate::HumanDuration(wait)
+            ),
         }
     }
 }
@@ -290,7 +303,7 @@ impl core::error::Error for BudgetExhausted {}
 /// let clock = ManualClock::new();
 /// assert!(budget.try_withdraw(&clock).is_ok()); // the initial token
 /// let refused = budget.try_withdraw(&clock).unwrap_err();
-/// assert_eq!(refused.retry_after, Duration::from_millis(500)); // the floor: 2 per second
+/// assert_eq!(refused.retry_after(), Some(Duration::from_millis(500))); // the floor: 2 per second
 /// clock.advance(Duration::from_millis(500));
 /// assert!(budget.try_withdraw(&clock).is_ok());
 /// # Ok::<(), stockade::ConfigError>(())
@@ -334,6 +347,11 @@ const fn token_and_shift(min_retries_per_second: u32) -> (u64, u32) {
 }
 
 impl RetryBudget {
+    /// `size_of::<RetryBudget>()`: the bytes C must provide to hold one.
+    pub const SIZE: usize = core::mem::size_of::<RetryBudget>();
+    /// `align_of::<RetryBudget>()`: the alignment C must provide.
+    pub const ALIGN: usize = core::mem::align_of::<RetryBudget>();
+
     const_fn_unless_loom! {
         /// A validated budget, starting full.
         ///
@@ -499,7 +517,7 @@ impl RetryBudget {
     /// # Errors
     ///
     /// [`BudgetExhausted`] with the time until the floor alone earns a token
-    /// ([`Duration::MAX`] without a floor).
+    /// (`None` without a floor).
     pub fn try_withdraw<C: Clock + ?Sized>(&self, clock: &C) -> Result<(), BudgetExhausted> {
         let now = self.now_units(clock);
         sync::update(&self.full_at, Ordering::AcqRel, |old| {
@@ -516,19 +534,19 @@ impl RetryBudget {
         if lead <= limit {
             Ok(((), Self::word(now, lead + self.token)))
         } else {
-            Err(BudgetExhausted {
-                retry_after: self.units_to_time(lead - limit),
-            })
+            Err(BudgetExhausted::new(self.units_to_time(lead - limit)))
         }
     }
 
-    /// The floor time of `units`, or `Duration::MAX` without a floor.
+    /// The floor time of `units`, or `None` without a floor.
     #[allow(clippy::unnecessary_cast)] // a no-op only with the 64-bit layout
-    const fn units_to_time(&self, units: Word) -> Duration {
+    const fn units_to_time(&self, units: Word) -> Option<Duration> {
         if !self.floor {
-            return Duration::MAX;
+            return None;
         }
-        Duration::from_nanos((units as u64).saturating_mul(1u64 << self.shift))
+        Some(Duration::from_nanos(
+            (units as u64).saturating_mul(1u64 << self.shift),
+        ))
     }
 
     /// The balance now, in units (`0..=capacity_units`). Reads the clock
@@ -668,7 +686,7 @@ mod tests {
         // Time does nothing without a floor.
         clock.advance(Duration::from_secs(1_000_000));
         let e = b.try_withdraw(&clock).unwrap_err();
-        assert_eq!(e.retry_after, Duration::MAX);
+        assert_eq!(e.retry_after(), None);
         // Five calls earn one retry.
         for _ in 0..4 {
             b.deposit(&clock);
@@ -693,7 +711,7 @@ mod tests {
         assert_eq!(drain(&b, &clock), 2);
         let e = b.try_withdraw(&clock).unwrap_err();
         let tick = b.resolution().expect("floor").as_nanos() as u64;
-        let wait = e.retry_after;
+        let wait = e.retry_after().expect("a floor earns tokens");
         assert!(wait >= Duration::from_millis(250), "{wait:?}");
         assert!(wait <= Duration::from_millis(250) + Duration::from_nanos(2 * tick));
         clock.advance(wait - Duration::from_nanos(1).max(Duration::from_nanos(tick)));
@@ -821,13 +839,9 @@ mod tests {
     #[test]
     fn display() {
         use std::string::ToString;
-        let e = BudgetExhausted {
-            retry_after: Duration::MAX,
-        };
+        let e = BudgetExhausted::new(None);
         assert_eq!(e.to_string(), "retry budget exhausted");
-        let e = BudgetExhausted {
-            retry_after: Duration::from_millis(5),
-        };
+        let e = BudgetExhausted::new(Some(Duration::from_millis(5)));
         assert_eq!(
             e.to_string(),
             "retry budget exhausted; a retry is allowed in 5ms"

@@ -63,6 +63,11 @@ use crate::error::{ConfigError, ConfigOption, ConfigValue};
 pub struct Deadline(Timestamp);
 
 impl Deadline {
+    /// `size_of::<Deadline>()`: the bytes C must provide to hold one.
+    pub const SIZE: usize = core::mem::size_of::<Deadline>();
+    /// `align_of::<Deadline>()`: the alignment C must provide.
+    pub const ALIGN: usize = core::mem::align_of::<Deadline>();
+
     /// A deadline that never expires: the end of time (`u64::MAX`
     /// nanoseconds). Its [`remaining`](Self::remaining) time is
     /// [`Duration::MAX`].

@@ -69,6 +69,8 @@ pub enum ConfigOption {
     MaxQueueSize = 23,
     /// Rate limiter and bulkhead: the longest wait in the queue (spec `queueTimeout`).
     QueueTimeout = 24,
+    /// Rate limiter: the limiting mode (burst or strict).
+    Mode = 25,
     /// Bulkhead: calls running at once (spec `maxConcurrent`).
     MaxConcurrent = 30,
     /// Bulkhead and request-response: callers that may wait (spec `maxQueue`).
@@ -85,6 +87,8 @@ pub enum ConfigOption {
     MaxElapsed = 44,
     /// Retry: the error matchers (spec `retryableErrors`).
     RetryableErrors = 45,
+    /// Retry: how delays are randomised.
+    Jitter = 46,
     /// Retry budget: retries allowed per call.
     BudgetRatio = 50,
     /// Retry budget: retries allowed per second regardless of calls.
@@ -121,6 +125,7 @@ impl ConfigOption {
             ConfigOption::Burst => "burst",
             ConfigOption::MaxQueueSize => "max_queue_size",
             ConfigOption::QueueTimeout => "queue_timeout",
+            ConfigOption::Mode => "mode",
             ConfigOption::MaxConcurrent => "max_concurrent",
             ConfigOption::MaxQueue => "max_queue",
             ConfigOption::MaxAttempts => "max_attempts",
@@ -129,6 +134,7 @@ impl ConfigOption {
             ConfigOption::BackoffFactor => "backoff_factor",
             ConfigOption::MaxElapsed => "max_elapsed",
             ConfigOption::RetryableErrors => "retryable_errors",
+            ConfigOption::Jitter => "jitter",
             ConfigOption::BudgetRatio => "ratio",
             ConfigOption::MinRetriesPerSecond => "min_retries_per_second",
             ConfigOption::MaxTokens => "max_tokens",

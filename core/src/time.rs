@@ -69,3 +69,14 @@ impl TickUnit {
         (ticks as u64).saturating_mul(self.nanos_per_tick())
     }
 }
+
+/// `duration` in whole milliseconds (truncated), saturating at `u64::MAX`:
+/// the unit of every plain-integer (`Raw…Config`) duration.
+pub(crate) const fn duration_to_millis_saturating(duration: core::time::Duration) -> u64 {
+    let millis = duration.as_millis();
+    if millis > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        millis as u64
+    }
+}

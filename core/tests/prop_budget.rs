@@ -89,16 +89,16 @@ impl Model {
         self.balance = (self.balance + self.deposit).min(self.capacity);
     }
 
-    fn withdraw(&mut self, now_ns: u128) -> Result<(), Duration> {
+    fn withdraw(&mut self, now_ns: u128) -> Result<(), Option<Duration>> {
         self.look(now_ns);
         if self.balance >= self.token {
             self.balance -= self.token;
             Ok(())
         } else if self.floor {
             let ns = (self.token - self.balance) * self.tick;
-            Err(Duration::from_nanos(ns as u64))
+            Err(Some(Duration::from_nanos(ns as u64)))
         } else {
-            Err(Duration::MAX)
+            Err(None)
         }
     }
 
@@ -186,7 +186,7 @@ proptest! {
                     model.deposit(now);
                 }
                 Op::Withdraw => {
-                    let got = budget.try_withdraw(&clock).map_err(|e| e.retry_after);
+                    let got = budget.try_withdraw(&clock).map_err(|e| e.retry_after());
                     prop_assert_eq!(got, model.withdraw(now), "{:?}", model);
                 }
                 Op::Balance => {}

@@ -660,7 +660,7 @@ impl<T: Timer> Retry<T> {
                 if let Err(refused) = budget.try_withdraw(&self.timer) {
                     self.refusals.incr();
                     self.emit(EventKind::Rejected {
-                        retry_after: Some(refused.retry_after),
+                        retry_after: refused.retry_after(),
                     });
                     return Err(self.exhausted(attempts, error));
                 }
