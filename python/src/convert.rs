@@ -1,0 +1,118 @@
+//! Python values to the core's option types: durations in seconds (`float`
+//! or `int`) or `datetime.timedelta`, counts as non-negative `int`s.
+//!
+//! Out-of-range values the core cannot even represent (negative, NaN, too
+//! large for its integer) raise `stockade.ConfigError` (a `ValueError`)
+//! here, worded like the core's own messages; everything else is checked
+//! by the core's config validation.
+
+use core::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDelta, PyDeltaAccess, PyFloat, PyInt};
+
+use crate::errors::option_error;
+
+/// Seconds (`float`/`int`) or a `timedelta` as a `Duration`; `inf` is
+/// "forever" (`Duration::MAX`).
+pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Duration> {
+    let py = value.py();
+    let secs: f64 = if let Ok(delta) = value.cast::<PyDelta>() {
+        let days = delta.get_days() as f64;
+        let seconds = delta.get_seconds() as f64;
+        let micros = delta.get_microseconds();
+        if days < 0.0 {
+            return Err(option_error(
+                py,
+                option,
+                format!("invalid {option} = {}: must not be negative", value.repr()?),
+            ));
+        }
+        // Whole seconds and microseconds separately: no rounding.
+        let whole = days * 86_400.0 + seconds;
+        return Ok(Duration::from_secs(whole as u64) + Duration::from_micros(micros as u64));
+    } else if value.is_instance_of::<PyBool>() {
+        return Err(option_error(
+            py,
+            option,
+            format!("invalid {option} = {}: must be a number of seconds or a timedelta", value.repr()?),
+        ));
+    } else if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
+        value.extract()?
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{option} must be a number of seconds or a datetime.timedelta, not {}",
+            value.get_type().name()?
+        )));
+    };
+    if secs.is_nan() {
+        return Err(option_error(
+            py,
+            option,
+            format!("invalid {option} = nan: must be a number of seconds"),
+        ));
+    }
+    if secs < 0.0 {
+        return Err(option_error(
+            py,
+            option,
+            format!("invalid {option} = {}: must not be negative", value.repr()?),
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// As [`duration`], `None` for `None`.
+pub(crate) fn opt_duration(value: Option<&Bound<'_, PyAny>>, option: &str) -> PyResult<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => duration(v, option).map(Some),
+    }
+}
+
+/// A non-negative `int` that fits the core's `u32`.
+pub(crate) fn count_u32(value: &Bound<'_, PyAny>, option: &str) -> PyResult<u32> {
+    let n = count_u64(value, option)?;
+    u32::try_from(n).map_err(|_| {
+        option_error(
+            value.py(),
+            option,
+            format!("invalid {option} = {n}: must be at most {}", u32::MAX),
+        )
+    })
+}
+
+/// A non-negative `int` that fits a `u64`.
+pub(crate) fn count_u64(value: &Bound<'_, PyAny>, option: &str) -> PyResult<u64> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{option} must be an int, not {}",
+            value.get_type().name()?
+        )));
+    }
+    if let Ok(n) = value.extract::<u64>() {
+        return Ok(n);
+    }
+    let negative = value.lt(0)?;
+    let rule = if negative {
+        "must not be negative".to_owned()
+    } else {
+        format!("must be at most {}", u64::MAX)
+    };
+    Err(option_error(py, option, format!("invalid {option} = {}: {rule}", value.repr()?)))
+}
+
+/// A finite `float` (or `int`).
+pub(crate) fn factor(value: &Bound<'_, PyAny>, option: &str) -> PyResult<f64> {
+    if value.is_instance_of::<PyBool>()
+        || !(value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>())
+    {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{option} must be a number, not {}",
+            value.get_type().name()?
+        )));
+    }
+    value.extract()
+}

@@ -1,0 +1,87 @@
+//! The Python exception classes (defined in `stockade/_errors.py`, so that
+//! `stockade.TimeoutError` can also be a built-in `TimeoutError`) and the
+//! translation of the core's errors into them.
+
+use core::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+use stockade::ConfigError;
+
+/// One of the classes of `stockade._errors`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Exc {
+    Config,
+    CircuitOpen,
+    BulkheadFull,
+    RateLimited,
+    Timeout,
+    QueueTimeout,
+    Disposed,
+}
+
+static CLASSES: [PyOnceLock<Py<PyType>>; 7] = [
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+];
+
+impl Exc {
+    fn class_name(self) -> &'static str {
+        match self {
+            Exc::Config => "ConfigError",
+            Exc::CircuitOpen => "CircuitOpenError",
+            Exc::BulkheadFull => "BulkheadFullError",
+            Exc::RateLimited => "RateLimitedError",
+            Exc::Timeout => "TimeoutError",
+            Exc::QueueTimeout => "QueueTimeoutError",
+            Exc::Disposed => "DisposedError",
+        }
+    }
+
+    /// The class object.
+    pub(crate) fn class(self, py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+        CLASSES[self as usize].import(py, "stockade._errors", self.class_name())
+    }
+
+    /// An exception of this class built from `args` (its constructor's
+    /// positional arguments).
+    pub(crate) fn err<'py, A>(self, py: Python<'py>, args: A) -> PyErr
+    where
+        A: pyo3::call::PyCallArgs<'py>,
+    {
+        match self.class(py).and_then(|cls| cls.call1(args)) {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Seconds as a Python float.
+pub(crate) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// `stockade.ConfigError` (a `ValueError`) with the core's message.
+pub(crate) fn config_error(py: Python<'_>, e: ConfigError) -> PyErr {
+    Exc::Config.err(py, (e.to_string(), e.option.as_str()))
+}
+
+/// `stockade.ConfigError` for an option the core never saw (a negative or
+/// out-of-range number, a value of the wrong kind).
+pub(crate) fn option_error(py: Python<'_>, option: &str, message: String) -> PyErr {
+    Exc::Config.err(py, (message, option.to_owned()))
+}
+
+/// `stockade.DisposedError` for pattern `name`.
+pub(crate) fn disposed(py: Python<'_>, kind: &str, name: &str) -> PyErr {
+    Exc::Disposed.err(
+        py,
+        (format!("{kind} '{name}' has been disposed"), name.to_owned()),
+    )
+}

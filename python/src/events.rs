@@ -1,0 +1,208 @@
+//! Listeners and the events they receive, and the metrics dict.
+//!
+//! A pattern with no listener pays one relaxed load per event site; with
+//! listeners, each is called in the thread (or event loop) that caused the
+//! event, outside every lock. A listener that raises is reported through
+//! `sys.unraisablehook` and does not disturb the call.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Something a pattern did, as the blocking layer's `Event`: `pattern`
+/// (`"circuit_breaker"`, `"bulkhead"`, `"rate_limiter"`, `"retry"`,
+/// `"timeout"`, `"request_response"`), `name`, `kind` and the fields that
+/// kind has (others are `None`):
+///
+/// | kind | fields |
+/// | --- | --- |
+/// | `"state_changed"` | `from_state`, `to_state` |
+/// | `"rejected"` | `retry_after` (seconds or `None`) |
+/// | `"retry"` | `attempt` (the failed attempt, 1-based), `delay` (seconds), `error` |
+/// | `"timed_out"` | `timeout` (seconds) |
+/// | `"queue_timeout"` | `waited` (seconds) |
+/// | `"monitor"` | `metrics` |
+/// | `"disposed"` | — |
+#[pyclass(module = "stockade", frozen, get_all)]
+pub(crate) struct Event {
+    pub(crate) pattern: &'static str,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) from_state: Option<&'static str>,
+    pub(crate) to_state: Option<&'static str>,
+    pub(crate) retry_after: Option<f64>,
+    pub(crate) attempt: Option<u32>,
+    pub(crate) delay: Option<f64>,
+    pub(crate) error: Option<Py<PyAny>>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) waited: Option<f64>,
+    pub(crate) metrics: Option<Py<PyDict>>,
+}
+
+impl Event {
+    pub(crate) fn new(pattern: &'static str, name: &str, kind: &'static str) -> Event {
+        Event {
+            pattern,
+            name: name.to_owned(),
+            kind,
+            from_state: None,
+            to_state: None,
+            retry_after: None,
+            attempt: None,
+            delay: None,
+            error: None,
+            timeout: None,
+            waited: None,
+            metrics: None,
+        }
+    }
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut s = format!(
+            "Event(pattern={:?}, name={:?}, kind={:?}",
+            self.pattern, self.name, self.kind
+        );
+        let mut field = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                s.push_str(&format!(", {k}={v}"));
+            }
+        };
+        field("from_state", self.from_state.map(|v| format!("{v:?}")));
+        field("to_state", self.to_state.map(|v| format!("{v:?}")));
+        field("retry_after", self.retry_after.map(|v| v.to_string()));
+        field("attempt", self.attempt.map(|v| v.to_string()));
+        field("delay", self.delay.map(|v| v.to_string()));
+        field(
+            "error",
+            match &self.error {
+                Some(e) => Some(e.bind(py).repr()?.to_string()),
+                None => None,
+            },
+        );
+        field("timeout", self.timeout.map(|v| v.to_string()));
+        field("waited", self.waited.map(|v| v.to_string()));
+        field(
+            "metrics",
+            match &self.metrics {
+                Some(m) => Some(m.bind(py).repr()?.to_string()),
+                None => None,
+            },
+        );
+        s.push(')');
+        Ok(s)
+    }
+}
+
+/// The listeners of one pattern.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    count: AtomicUsize,
+    list: Mutex<Vec<Py<PyAny>>>,
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, callback: Py<PyAny>) {
+        let mut list = self.list.lock();
+        list.push(callback);
+        self.count.store(list.len(), Ordering::Release);
+    }
+
+    /// Removes the first listener that is `callback` (or equal to it, so
+    /// bound methods match); `true` if there was one.
+    pub(crate) fn remove(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = callback.py();
+        // Compare outside the lock: `__eq__` is Python code.
+        let snapshot: Vec<Py<PyAny>> = self.list.lock().iter().map(|l| l.clone_ref(py)).collect();
+        let mut target = None;
+        for l in &snapshot {
+            if l.bind(py).is(callback) || l.bind(py).eq(callback)? {
+                target = Some(l.as_ptr());
+                break;
+            }
+        }
+        let Some(target) = target else { return Ok(false) };
+        let mut list = self.list.lock();
+        let removed = match list.iter().position(|l| l.as_ptr() == target) {
+            Some(i) => {
+                list.remove(i);
+                true
+            }
+            None => false,
+        };
+        self.count.store(list.len(), Ordering::Release);
+        Ok(removed)
+    }
+
+    pub(crate) fn clear(&self) {
+        let old = core::mem::take(&mut *self.list.lock());
+        self.count.store(0, Ordering::Release);
+        drop(old);
+    }
+
+    /// `true` if anyone listens: one relaxed load.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
+    }
+
+    /// Builds the event only if someone listens and calls each listener.
+    #[inline]
+    pub(crate) fn emit(&self, py: Python<'_>, make: impl FnOnce() -> Event) {
+        if self.any() {
+            self.emit_slow(py, make());
+        }
+    }
+
+    #[cold]
+    fn emit_slow(&self, py: Python<'_>, event: Event) {
+        let listeners: Vec<Py<PyAny>> = self.list.lock().iter().map(|l| l.clone_ref(py)).collect();
+        let event = match Py::new(py, event) {
+            Ok(e) => e,
+            Err(e) => {
+                e.write_unraisable(py, None);
+                return;
+            }
+        };
+        for listener in listeners {
+            let listener = listener.bind(py);
+            if let Err(e) = listener.call1((event.clone_ref(py),)) {
+                e.write_unraisable(py, Some(listener));
+            }
+        }
+    }
+}
+
+/// The metrics dict every pattern returns: the blocking layer's `Metrics`
+/// fields (zero where a pattern does not use one) plus `name`.
+#[derive(Default)]
+pub(crate) struct MetricsSnapshot {
+    pub(crate) calls: u64,
+    pub(crate) successes: u64,
+    pub(crate) failures: u64,
+    pub(crate) rejections: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) retries: u64,
+    pub(crate) queue_depth: u64,
+    pub(crate) in_flight: u64,
+}
+
+impl MetricsSnapshot {
+    pub(crate) fn to_dict<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("name", name)?;
+        d.set_item("calls", self.calls)?;
+        d.set_item("successes", self.successes)?;
+        d.set_item("failures", self.failures)?;
+        d.set_item("rejections", self.rejections)?;
+        d.set_item("timeouts", self.timeouts)?;
+        d.set_item("retries", self.retries)?;
+        d.set_item("queue_depth", self.queue_depth)?;
+        d.set_item("in_flight", self.in_flight)?;
+        Ok(d)
+    }
+}

@@ -1,0 +1,35 @@
+//! The native half of the Python package `stockade` (`stockade._stockade`).
+//!
+//! A thin translation of the core: each Python pattern holds the core's
+//! lock-free state machine (or the blocking layer's pattern for threads),
+//! converts Python's options (seconds or `timedelta`, keyword arguments)
+//! into the core's configs, and the core's refusals into Python
+//! exceptions. `async def` functions are detected from what they return
+//! and continued by the coroutines of `stockade/_aio.py`, which wait with
+//! asyncio, never by blocking the loop.
+
+mod call;
+mod convert;
+mod errors;
+mod events;
+mod registry;
+mod retry;
+mod timeout;
+mod wait;
+mod wrap;
+
+use pyo3::prelude::*;
+
+/// The module declares itself safe without the GIL: every pattern is a
+/// frozen class over atomics and locks of its own, and no state is shared
+/// through the GIL.
+#[pymodule(gil_used = false)]
+fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<retry::Retry>()?;
+    m.add_class::<retry::RetryCall>()?;
+    m.add_class::<timeout::Timeout>()?;
+    m.add_class::<events::Event>()?;
+    m.add_class::<wrap::Protected>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

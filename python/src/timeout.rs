@@ -1,0 +1,217 @@
+//! `stockade.Timeout`. The `async def` path is asyncio's own
+//! (`asyncio.timeout` on 3.11+, `asyncio.wait_for` before): the task is
+//! cancelled where it waits. The threaded path (a worker that returns on
+//! time) is built on the blocking layer's worker pool.
+
+use core::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use stockade::HumanDuration;
+use stockade::deadline::TimeoutConfig;
+
+use crate::call::{aio, call};
+use crate::convert::duration;
+use crate::errors::{Exc, config_error, disposed, secs};
+use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::registry;
+use crate::retry::Counter;
+use crate::wait::DisposeFlag;
+use crate::wrap::{Target, wrap};
+
+const KIND: &str = "timeout";
+
+/// Bounds how long a call may take.
+///
+/// `Timeout(name, *, timeout=5.0)`.
+#[pyclass(module = "stockade", frozen, subclass, weakref)]
+pub(crate) struct Timeout {
+    name: String,
+    timeout: Duration,
+    /// The time allowed, in seconds.
+    #[pyo3(get, name = "timeout")]
+    timeout_secs: f64,
+    pub(crate) listeners: Listeners,
+    calls: Counter,
+    successes: Counter,
+    failures: Counter,
+    timeouts: Counter,
+    pub(crate) disposed: DisposeFlag,
+}
+
+impl Timeout {
+    fn timed_out_error(&self, py: Python<'_>) -> PyErr {
+        Exc::Timeout.err(
+            py,
+            (
+                format!(
+                    "Timeout '{}' timed out after {}",
+                    self.name,
+                    HumanDuration(self.timeout)
+                ),
+                self.name.clone(),
+                secs(self.timeout),
+            ),
+        )
+    }
+
+    /// Runs `func` within the time allowed.
+    pub(crate) fn run<'py>(
+        slf: &Bound<'py, Timeout>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        if this.disposed.get() {
+            return Err(disposed(py, "Timeout", &this.name));
+        }
+        this.calls.inc();
+        static IS_ASYNC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        if aio(py, &IS_ASYNC, "is_async_callable")?.call1((func,))?.is_truthy()? {
+            let value = call(func, args, kwargs).inspect_err(|_| this.failures.inc())?;
+            static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(this.timeout)));
+        }
+        // The threaded path comes with the blocking layer's worker pool.
+        Err(pyo3::exceptions::PyNotImplementedError::new_err(
+            "Timeout.execute of a plain (not async def) function is not available yet",
+        ))
+    }
+}
+
+#[pymethods]
+impl Timeout {
+    #[new]
+    #[pyo3(signature = (name, *, timeout = None))]
+    fn new(py: Python<'_>, name: String, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Timeout>> {
+        let config = match timeout {
+            None => TimeoutConfig::DEFAULT,
+            Some(t) => {
+                TimeoutConfig::new(duration(t, "timeout")?).map_err(|e| config_error(py, e))?
+            }
+        };
+        let t = Py::new(
+            py,
+            Timeout {
+                name,
+                timeout: config.timeout,
+                timeout_secs: secs(config.timeout),
+                listeners: Listeners::default(),
+                calls: Counter::default(),
+                successes: Counter::default(),
+                failures: Counter::default(),
+                timeouts: Counter::default(),
+                disposed: DisposeFlag::default(),
+            },
+        )?;
+        registry::register(KIND, &t.get().name, t.clone_ref(py).into_any());
+        Ok(t)
+    }
+
+    /// The timeout registered as `name`, or a new one with the default
+    /// options (registered under that name).
+    #[classmethod]
+    #[pyo3(name = "get_timeout")]
+    fn registered(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Py<PyAny>> {
+        if let Some(found) = registry::get(cls.py(), KIND, name) {
+            return Ok(found);
+        }
+        Ok(cls.call1((name,))?.unbind())
+    }
+
+    /// Runs `func(*args, **kwargs)` and raises `stockade.TimeoutError` if it
+    /// takes longer than `timeout`.
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn execute<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Timeout::run(slf, func, args, kwargs)
+    }
+
+    /// `func` protected by this timeout (a decorator).
+    fn wrap<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Timeout(slf.clone().unbind()), func)
+    }
+
+    /// `@timeout` as a decorator: the same as `wrap`.
+    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Timeout(slf.clone().unbind()), func)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counters: `calls`, `successes`, `failures` (the function raised),
+    /// `timeouts`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        MetricsSnapshot {
+            calls: self.calls.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            timeouts: self.timeouts.get(),
+            ..MetricsSnapshot::default()
+        }
+        .to_dict(py, &self.name)
+    }
+
+    /// Calls `callback(event)` on every timeout (and on `dispose`); returns
+    /// `callback`.
+    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+        self.listeners.add(callback.clone_ref(py));
+        callback
+    }
+
+    /// Removes a listener; `True` if it was there.
+    fn remove_listener(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.listeners.remove(callback)
+    }
+
+    /// Refuses every later call with `DisposedError` and unregisters the
+    /// name.
+    fn dispose(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        if this.disposed.set() {
+            this.listeners
+                .emit(slf.py(), || Event::new(KIND, &this.name, "disposed"));
+            this.listeners.clear();
+        }
+        registry::unregister(KIND, &this.name, slf.as_any());
+    }
+
+    #[getter]
+    fn disposed(&self) -> bool {
+        self.disposed.get()
+    }
+
+    // Reports from `stockade._aio.timeout_call`.
+    fn _succeeded(&self) {
+        self.successes.inc();
+    }
+
+    fn _failed(&self) {
+        self.failures.inc();
+    }
+
+    /// Counts the timeout, tells the listeners, returns the exception.
+    fn _timed_out<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.timeouts.inc();
+        self.listeners.emit(py, || {
+            let mut e = Event::new(KIND, &self.name, "timed_out");
+            e.timeout = Some(secs(self.timeout));
+            e
+        });
+        self.timed_out_error(py).into_value(py).into_bound(py).into_any()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Timeout({:?}, timeout={})", self.name, secs(self.timeout))
+    }
+}

@@ -1,0 +1,149 @@
+//! Decorators: `pattern.wrap(fn)` / `@pattern`.
+//!
+//! A plain function becomes a native callable (`Protected`) that calls the
+//! pattern's `execute` directly, with `functools.update_wrapper` applied
+//! and `__get__` so it also decorates methods. An `async def` function
+//! becomes an `async def` wrapper (so `inspect.iscoroutinefunction` still
+//! says so) built by `stockade._aio.wrap_async`.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::call::aio;
+use crate::retry::Retry;
+use crate::timeout::Timeout;
+
+/// The pattern a wrapper calls.
+pub(crate) enum Target {
+    Retry(Py<Retry>),
+    Timeout(Py<Timeout>),
+    /// Any object with `execute(fn, *args, **kwargs)` (a pipeline, a
+    /// pattern implemented in Python).
+    Generic(Py<PyAny>),
+}
+
+impl Target {
+    fn clone_ref(&self, py: Python<'_>) -> Target {
+        match self {
+            Target::Retry(p) => Target::Retry(p.clone_ref(py)),
+            Target::Timeout(p) => Target::Timeout(p.clone_ref(py)),
+            Target::Generic(p) => Target::Generic(p.clone_ref(py)),
+        }
+    }
+
+    fn object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Target::Retry(p) => p.bind(py).clone().into_any(),
+            Target::Timeout(p) => p.bind(py).clone().into_any(),
+            Target::Generic(p) => p.bind(py).clone(),
+        }
+    }
+
+    /// `pattern.execute(func, *args, **kwargs)`.
+    #[inline]
+    pub(crate) fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Target::Retry(p) => Retry::run(p.bind(py), func, args, kwargs),
+            Target::Timeout(p) => Timeout::run(p.bind(py), func, args, kwargs),
+            Target::Generic(p) => {
+                let mut all = Vec::with_capacity(args.len() + 1);
+                all.push(func.clone());
+                all.extend(args.iter());
+                p.bind(py)
+                    .getattr(pyo3::intern!(py, "execute"))?
+                    .call(PyTuple::new(py, all)?, kwargs)
+            }
+        }
+    }
+}
+
+/// A function protected by a pattern (what `@pattern` returns for a
+/// plain function).
+#[pyclass(module = "stockade", frozen, dict, weakref)]
+pub(crate) struct Protected {
+    target: Target,
+    func: Py<PyAny>,
+}
+
+#[pymethods]
+impl Protected {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.target.execute(py, self.func.bind(py), args, kwargs)
+    }
+
+    /// Binds like a function, so a decorated method gets `self`.
+    fn __get__<'py>(
+        slf: &Bound<'py, Self>,
+        instance: Option<&Bound<'py, PyAny>>,
+        owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = owner;
+        let py = slf.py();
+        let Some(instance) = instance.filter(|i| !i.is_none()) else {
+            return Ok(slf.clone().into_any());
+        };
+        static METHOD_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        METHOD_TYPE
+            .import(py, "types", "MethodType")?
+            .call1((slf, instance))
+    }
+
+    /// The pattern.
+    #[getter]
+    fn pattern<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.target.object(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<protected {} by {}>",
+            self.func.bind(py).repr()?,
+            self.target.object(py).repr()?
+        ))
+    }
+}
+
+/// `func` wrapped by `target`.
+pub(crate) fn wrap<'py>(target: Target, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    if !func.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "expected a callable to protect, got {}",
+            func.repr()?
+        )));
+    }
+    static IS_CORO_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if aio(py, &IS_CORO_FN, "is_async_callable")?
+        .call1((func,))?
+        .is_truthy()?
+    {
+        static WRAP_ASYNC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let execute = target.object(py).getattr("execute")?;
+        return aio(py, &WRAP_ASYNC, "wrap_async")?.call1((execute, func));
+    }
+    let wrapper = Bound::new(
+        py,
+        Protected {
+            target: target.clone_ref(py),
+            func: func.clone().unbind(),
+        },
+    )?;
+    static UPDATE_WRAPPER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    UPDATE_WRAPPER
+        .import(py, "functools", "update_wrapper")?
+        .call1((&wrapper, func))?;
+    Ok(wrapper.into_any())
+}

@@ -1,0 +1,98 @@
+"""The asyncio halves of Stockade's patterns.
+
+The native module decides (from what the protected function returned) that
+a call is ``async def`` and hands the rest of it to a coroutine here. These
+coroutines only ever wait with asyncio primitives (``asyncio.sleep``,
+futures), never by blocking the event loop; every decision comes from the
+same lock-free core objects the threaded paths use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import sys
+from typing import Any, Awaitable, Callable
+
+_HAS_TIMEOUT_CM = sys.version_info >= (3, 11)
+
+
+def is_async_callable(func: Any) -> bool:
+    """``True`` for an ``async def`` function, including one wrapped in
+    :func:`functools.partial`, a bound method, or an object whose
+    ``__call__`` is ``async def``."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(type(func), "__call__", None)
+    return call is not None and not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+def wrap_async(execute: Callable[..., Awaitable[Any]], func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``func`` (an ``async def`` function) protected by a pattern whose
+    ``execute`` is given: still an ``async def`` function."""
+
+    @functools.wraps(func)
+    async def protected(*args: Any, **kwargs: Any) -> Any:
+        return await execute(func, *args, **kwargs)
+
+    return protected
+
+
+async def retry_call(call: Any, awaitable: Any, func: Any, args: tuple, kwargs: Any) -> Any:
+    """The rest of a ``Retry.execute`` whose first attempt returned
+    ``awaitable``: sleeps between attempts with ``asyncio.sleep``."""
+    if kwargs is None:
+        kwargs = {}
+    while True:
+        try:
+            if awaitable is None:
+                awaitable = func(*args, **kwargs)
+            result = await awaitable
+        except Exception as exc:
+            delay = call.failed(exc)
+            if delay is None:
+                raise
+        else:
+            call.succeeded()
+            return result
+        # Outside the handler: a later failure is not chained to this one.
+        awaitable = None
+        await asyncio.sleep(delay)
+        call.resume()
+
+
+async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
+    """Awaits ``awaitable`` for at most ``seconds``; on time, the task is
+    cancelled where it waits and ``stockade.TimeoutError`` is raised (the
+    cancellation is not leaked to the caller)."""
+    if _HAS_TIMEOUT_CM:
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                result = await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise timeout._timed_out() from None
+            timeout._failed()
+            raise
+        except BaseException:
+            timeout._failed()
+            raise
+    else:  # 3.9, 3.10: wait_for runs it in a task of its own
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        try:
+            result = await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            if loop.time() >= deadline:
+                raise timeout._timed_out() from None
+            timeout._failed()
+            raise
+        except BaseException:
+            timeout._failed()
+            raise
+    timeout._succeeded()
+    return result
