@@ -1,0 +1,31 @@
+import asyncio
+import sys
+import threading
+
+import pytest
+
+
+def run(coro):
+    """Runs a coroutine on a fresh event loop (no plugin needed)."""
+    return asyncio.run(coro)
+
+
+def start_thread(target, *args):
+    t = threading.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def join_all(threads, timeout=10.0):
+    """Joins threads; fails (rather than hanging) if one is still running."""
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "thread did not finish in time"
+
+
+@pytest.fixture
+def unraisable(monkeypatch):
+    """Collects what reaches sys.unraisablehook (e.g. a listener that raised)."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u))
+    return seen
