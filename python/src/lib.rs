@@ -12,6 +12,7 @@ mod call;
 mod convert;
 mod errors;
 mod events;
+mod pipeline;
 mod registry;
 mod retry;
 mod timeout;
@@ -30,6 +31,8 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timeout::Timeout>()?;
     m.add_class::<events::Event>()?;
     m.add_class::<wrap::Protected>()?;
+    m.add_class::<pipeline::Pipeline>()?;
+    m.add_class::<pipeline::Stage>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

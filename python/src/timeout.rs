@@ -18,7 +18,7 @@ use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
 use crate::retry::Counter;
 use crate::wait::DisposeFlag;
-use crate::wrap::{Target, wrap};
+use crate::wrap::{Target, is_async_callable, wrap};
 
 const KIND: &str = "timeout";
 
@@ -69,8 +69,7 @@ impl Timeout {
             return Err(disposed(py, "Timeout", &this.name));
         }
         this.calls.inc();
-        static IS_ASYNC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        if aio(py, &IS_ASYNC, "is_async_callable")?.call1((func,))?.is_truthy()? {
+        if is_async_callable(func)? {
             let value = call(func, args, kwargs).inspect_err(|_| this.failures.inc())?;
             static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(this.timeout)));

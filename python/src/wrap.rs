@@ -12,30 +12,55 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::call::aio;
 use crate::retry::Retry;
+use crate::pipeline::{Pipeline, Stage};
 use crate::timeout::Timeout;
 
 /// The pattern a wrapper calls.
 pub(crate) enum Target {
     Retry(Py<Retry>),
     Timeout(Py<Timeout>),
+    Pipeline(Py<Pipeline>),
     /// Any object with `execute(fn, *args, **kwargs)` (a pipeline, a
     /// pattern implemented in Python).
     Generic(Py<PyAny>),
 }
 
 impl Target {
+    /// The native pattern `obj` is, or any object with an `execute`
+    /// method.
+    pub(crate) fn from_pattern(obj: &Bound<'_, PyAny>) -> PyResult<Target> {
+        if let Ok(p) = obj.cast::<Retry>() {
+            return Ok(Target::Retry(p.clone().unbind()));
+        }
+        if let Ok(p) = obj.cast::<Timeout>() {
+            return Ok(Target::Timeout(p.clone().unbind()));
+        }
+        if let Ok(p) = obj.cast::<Pipeline>() {
+            return Ok(Target::Pipeline(p.clone().unbind()));
+        }
+        if obj.hasattr("execute")? {
+            return Ok(Target::Generic(obj.clone().unbind()));
+        }
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "pipeline: {} is not a pattern (it has no execute method)",
+            obj.repr()?
+        )))
+    }
+
     fn clone_ref(&self, py: Python<'_>) -> Target {
         match self {
             Target::Retry(p) => Target::Retry(p.clone_ref(py)),
             Target::Timeout(p) => Target::Timeout(p.clone_ref(py)),
+            Target::Pipeline(p) => Target::Pipeline(p.clone_ref(py)),
             Target::Generic(p) => Target::Generic(p.clone_ref(py)),
         }
     }
 
-    fn object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+    pub(crate) fn object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         match self {
             Target::Retry(p) => p.bind(py).clone().into_any(),
             Target::Timeout(p) => p.bind(py).clone().into_any(),
+            Target::Pipeline(p) => p.bind(py).clone().into_any(),
             Target::Generic(p) => p.bind(py).clone(),
         }
     }
@@ -52,6 +77,7 @@ impl Target {
         match self {
             Target::Retry(p) => Retry::run(p.bind(py), func, args, kwargs),
             Target::Timeout(p) => Timeout::run(p.bind(py), func, args, kwargs),
+            Target::Pipeline(p) => Pipeline::run(p.bind(py), func, args, kwargs),
             Target::Generic(p) => {
                 let mut all = Vec::with_capacity(args.len() + 1);
                 all.push(func.clone());
@@ -125,11 +151,7 @@ pub(crate) fn wrap<'py>(target: Target, func: &Bound<'py, PyAny>) -> PyResult<Bo
             func.repr()?
         )));
     }
-    static IS_CORO_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    if aio(py, &IS_CORO_FN, "is_async_callable")?
-        .call1((func,))?
-        .is_truthy()?
-    {
+    if is_async_callable(func)? {
         static WRAP_ASYNC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let execute = target.object(py).getattr("execute")?;
         return aio(py, &WRAP_ASYNC, "wrap_async")?.call1((execute, func));
@@ -146,4 +168,20 @@ pub(crate) fn wrap<'py>(target: Target, func: &Bound<'py, PyAny>) -> PyResult<Bo
         .import(py, "functools", "update_wrapper")?
         .call1((&wrapper, func))?;
     Ok(wrapper.into_any())
+}
+
+/// `true` if calling `func` gives an awaitable: an `async def` function
+/// (seen through `functools.partial`, bound methods, async `__call__`), a
+/// pipeline stage or protected function over one.
+pub(crate) fn is_async_callable(func: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if let Ok(stage) = func.cast::<Stage>() {
+        return Ok(stage.get().is_async());
+    }
+    if let Ok(protected) = func.cast::<Protected>() {
+        return is_async_callable(protected.get().func.bind(func.py()));
+    }
+    static IS_ASYNC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    aio(func.py(), &IS_ASYNC, "is_async_callable")?
+        .call1((func,))?
+        .is_truthy()
 }

@@ -32,12 +32,18 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
-from ._stockade import Event, Protected, Retry, Timeout, __version__
+from ._stockade import Event, Pipeline, Protected, Retry, Timeout, __version__
+
+pipeline = Pipeline
+"""``pipeline(*patterns)``: the patterns composed at run time, the first
+outermost; ``.execute(fn, ...)``, or a decorator."""
 
 __all__ = [
     "Retry",
     "Timeout",
     "Event",
+    "Pipeline",
+    "pipeline",
     "Protected",
     "StockadeError",
     "ConfigError",
