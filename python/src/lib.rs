@@ -8,7 +8,9 @@
 //! and continued by the coroutines of `stockade/_aio.py`, which wait with
 //! asyncio, never by blocking the loop.
 
+mod breaker;
 mod call;
+mod context;
 mod convert;
 mod errors;
 mod events;
@@ -26,6 +28,8 @@ use pyo3::prelude::*;
 /// through the GIL.
 #[pymodule(gil_used = false)]
 fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<breaker::CircuitBreaker>()?;
+    m.add_class::<breaker::BreakerToken>()?;
     m.add_class::<retry::Retry>()?;
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;

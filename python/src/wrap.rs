@@ -11,6 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::call::aio;
+use crate::breaker::CircuitBreaker;
 use crate::retry::Retry;
 use crate::pipeline::{Pipeline, Stage};
 use crate::timeout::Timeout;
@@ -18,6 +19,7 @@ use crate::timeout::Timeout;
 /// The pattern a wrapper calls.
 pub(crate) enum Target {
     Retry(Py<Retry>),
+    Breaker(Py<CircuitBreaker>),
     Timeout(Py<Timeout>),
     Pipeline(Py<Pipeline>),
     /// Any object with `execute(fn, *args, **kwargs)` (a pipeline, a
@@ -31,6 +33,9 @@ impl Target {
     pub(crate) fn from_pattern(obj: &Bound<'_, PyAny>) -> PyResult<Target> {
         if let Ok(p) = obj.cast::<Retry>() {
             return Ok(Target::Retry(p.clone().unbind()));
+        }
+        if let Ok(p) = obj.cast::<CircuitBreaker>() {
+            return Ok(Target::Breaker(p.clone().unbind()));
         }
         if let Ok(p) = obj.cast::<Timeout>() {
             return Ok(Target::Timeout(p.clone().unbind()));
@@ -50,6 +55,7 @@ impl Target {
     fn clone_ref(&self, py: Python<'_>) -> Target {
         match self {
             Target::Retry(p) => Target::Retry(p.clone_ref(py)),
+            Target::Breaker(p) => Target::Breaker(p.clone_ref(py)),
             Target::Timeout(p) => Target::Timeout(p.clone_ref(py)),
             Target::Pipeline(p) => Target::Pipeline(p.clone_ref(py)),
             Target::Generic(p) => Target::Generic(p.clone_ref(py)),
@@ -59,6 +65,7 @@ impl Target {
     pub(crate) fn object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         match self {
             Target::Retry(p) => p.bind(py).clone().into_any(),
+            Target::Breaker(p) => p.bind(py).clone().into_any(),
             Target::Timeout(p) => p.bind(py).clone().into_any(),
             Target::Pipeline(p) => p.bind(py).clone().into_any(),
             Target::Generic(p) => p.bind(py).clone(),
@@ -76,6 +83,7 @@ impl Target {
     ) -> PyResult<Bound<'py, PyAny>> {
         match self {
             Target::Retry(p) => Retry::run(p.bind(py), func, args, kwargs),
+            Target::Breaker(p) => CircuitBreaker::run(p.bind(py), func, args, kwargs),
             Target::Timeout(p) => Timeout::run(p.bind(py), func, args, kwargs),
             Target::Pipeline(p) => Pipeline::run(p.bind(py), func, args, kwargs),
             Target::Generic(p) => {

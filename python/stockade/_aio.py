@@ -96,3 +96,21 @@ async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
             raise
     timeout._succeeded()
     return result
+
+
+async def ready(value: Any) -> Any:
+    """An awaitable that is already done (``__aenter__``/``__aexit__`` of
+    patterns that never wait)."""
+    return value
+
+
+async def breaker_call(breaker: Any, token: Any, awaitable: Any) -> Any:
+    """The rest of a ``CircuitBreaker.execute`` of an ``async def``
+    function: the outcome is reported when the coroutine finishes."""
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        breaker._report(token, exc)
+        raise
+    breaker._report(token, None)
+    return result

@@ -1,0 +1,528 @@
+//! `stockade.CircuitBreaker`: the core's lock-free breaker, shared by
+//! threads and event loops. It never waits, so threads and asyncio use the
+//! same path: take a token, call, report the outcome.
+
+use core::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use stockade::breaker::{
+    BreakerConfig, BreakerRejected, BreakerState, CircuitBreaker as Core, FailureRateConfig, Outcome,
+    PermitToken,
+};
+use stockade::clock::MonotonicClock;
+
+use crate::call::{aio, call, is_awaitable};
+use crate::context::ContextStack;
+use crate::convert::{count_u32, duration, opt_duration};
+use crate::errors::{Exc, config_error, disposed, secs};
+use crate::events::{Event, Listeners};
+use crate::registry;
+use crate::retry::Counter;
+use crate::wait::DisposeFlag;
+use crate::wrap::{Target, wrap};
+
+const KIND: &str = "circuit_breaker";
+static CLOCK: MonotonicClock = MonotonicClock::new();
+
+/// An admitted call's token, held by an `async def` call or a `with` block
+/// until its outcome is reported.
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct BreakerToken {
+    token: PermitToken,
+}
+
+/// A circuit breaker.
+#[pyclass(module = "stockade", frozen, subclass, weakref)]
+pub(crate) struct CircuitBreaker {
+    name: String,
+    core: Core,
+    exclude: Option<Py<PyTuple>>,
+    exclude_given: Py<PyTuple>,
+    pub(crate) listeners: Listeners,
+    calls: Counter,
+    successes: Counter,
+    pub(crate) disposed: DisposeFlag,
+    entered: ContextStack,
+}
+
+impl CircuitBreaker {
+    fn rejected(&self, py: Python<'_>, r: BreakerRejected) -> PyErr {
+        let retry_after = (r.retry_after != Duration::MAX).then(|| secs(r.retry_after));
+        self.listeners.emit(py, || {
+            let mut e = Event::new(KIND, &self.name, "rejected");
+            e.retry_after = retry_after;
+            e
+        });
+        let message = match r.state {
+            BreakerState::ForcedOpen => format!("CircuitBreaker '{}' is forced open", self.name),
+            state => format!(
+                "CircuitBreaker '{}' is {state}; retry after {}",
+                self.name,
+                stockade::HumanDuration(r.retry_after)
+            ),
+        };
+        Exc::CircuitOpen.err(py, (message, self.name.clone(), retry_after))
+    }
+
+    /// Takes a token, or raises `CircuitOpenError`.
+    #[inline]
+    fn admit(&self, py: Python<'_>) -> PyResult<PermitToken> {
+        if self.disposed.get() {
+            return Err(disposed(py, "CircuitBreaker", &self.name));
+        }
+        self.calls.inc();
+        if self.listeners.any() {
+            let before = self.core.state();
+            let result = self.core.acquire_token(&CLOCK);
+            self.changed(py, before);
+            return result.map_err(|r| self.rejected(py, r));
+        }
+        self.core.acquire_token(&CLOCK).map_err(|r| self.rejected(py, r))
+    }
+
+    /// Tells the listeners if the state moved away from `before`.
+    fn changed(&self, py: Python<'_>, before: BreakerState) {
+        let after = self.core.state();
+        if after != before {
+            self.listeners.emit(py, || {
+                let mut e = Event::new(KIND, &self.name, "state_changed");
+                e.from_state = Some(before.as_str());
+                e.to_state = Some(after.as_str());
+                e
+            });
+        }
+    }
+
+    #[inline]
+    fn report(&self, py: Python<'_>, token: PermitToken, outcome: Outcome) {
+        if outcome == Outcome::Success {
+            self.successes.inc();
+        }
+        if self.listeners.any() {
+            let before = self.core.state();
+            self.core.report(token, outcome, &CLOCK);
+            self.changed(py, before);
+        } else {
+            self.core.report(token, outcome, &CLOCK);
+        }
+    }
+
+    /// The verdict on an exception: excluded types and `BaseException`s
+    /// that are not `Exception`s (cancellation, Ctrl-C, exit) do not count.
+    fn outcome_of(&self, exc: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+        if !exc.is_instance_of::<pyo3::exceptions::PyException>() {
+            return Ok(Outcome::Ignored);
+        }
+        if let Some(ex) = &self.exclude
+            && exc.is_instance(ex.bind(exc.py()))?
+        {
+            return Ok(Outcome::Ignored);
+        }
+        Ok(Outcome::Failure)
+    }
+
+    pub(crate) fn run<'py>(
+        slf: &Bound<'py, CircuitBreaker>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        let token = this.admit(py)?;
+        match call(func, args, kwargs) {
+            Ok(value) => {
+                if is_awaitable(&value) {
+                    static BREAKER_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                    let token = Bound::new(py, BreakerToken { token })?;
+                    return aio(py, &BREAKER_CALL, "breaker_call")?.call1((slf, token, value));
+                }
+                this.report(py, token, Outcome::Success);
+                Ok(value)
+            }
+            Err(err) => {
+                let outcome = this.outcome_of(err.value(py))?;
+                this.report(py, token, outcome);
+                Err(err)
+            }
+        }
+    }
+
+    fn exit(&self, py: Python<'_>, token: PermitToken, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let outcome = match exc {
+            Some(e) if !e.is_none() => self.outcome_of(e)?,
+            _ => Outcome::Success,
+        };
+        self.report(py, token, outcome);
+        Ok(())
+    }
+}
+
+fn core_config(
+    py: Python<'_>,
+    options: &BreakerOptions<'_, '_>,
+) -> PyResult<BreakerConfig> {
+    let mut c = BreakerConfig::DEFAULT;
+    if let Some(v) = options.failure_threshold {
+        c.failure_threshold = count_u32(v, "failure_threshold")?;
+    }
+    if let Some(v) = options.reset_timeout {
+        c.reset_timeout = duration(v, "reset_timeout")?;
+    }
+    if let Some(v) = options.half_open_timeout {
+        c.half_open_timeout = duration(v, "half_open_timeout")?;
+    }
+    if let Some(v) = options.monitor_interval {
+        c.monitor_interval = duration(v, "monitor_interval")?;
+    }
+    if let Some(v) = options.half_open_max_probes {
+        c.half_open_max_probes = count_u32(v, "half_open_max_probes")?;
+    }
+    if let Some(v) = options.half_open_successes_to_close.filter(|v| !v.is_none()) {
+        c.half_open_successes_to_close = Some(count_u32(v, "half_open_successes_to_close")?);
+    }
+    if let Some(v) = options.failure_rate_threshold.filter(|v| !v.is_none()) {
+        let mut fr = FailureRateConfig::DEFAULT;
+        fr.threshold_percent = count_u32(v, "failure_rate_threshold")?;
+        if let Some(w) = options.failure_rate_window_size {
+            fr.window_size = count_u32(w, "failure_rate_window_size")?;
+        }
+        match options.failure_rate_minimum_calls {
+            Some(m) => fr.minimum_calls = count_u32(m, "failure_rate_minimum_calls")?,
+            None => fr.minimum_calls = fr.minimum_calls.min(fr.window_size),
+        }
+        c.failure_rate = Some(fr);
+    } else if options.failure_rate_window_size.is_some() || options.failure_rate_minimum_calls.is_some() {
+        return Err(crate::errors::option_error(
+            py,
+            "failure_rate_threshold",
+            "failure_rate_window_size and failure_rate_minimum_calls need failure_rate_threshold".into(),
+        ));
+    }
+    c.slow_call_threshold = opt_duration(options.slow_call_threshold, "slow_call_threshold")?;
+    Ok(c)
+}
+
+struct BreakerOptions<'a, 'py> {
+    failure_threshold: Option<&'a Bound<'py, PyAny>>,
+    reset_timeout: Option<&'a Bound<'py, PyAny>>,
+    half_open_timeout: Option<&'a Bound<'py, PyAny>>,
+    monitor_interval: Option<&'a Bound<'py, PyAny>>,
+    half_open_max_probes: Option<&'a Bound<'py, PyAny>>,
+    half_open_successes_to_close: Option<&'a Bound<'py, PyAny>>,
+    failure_rate_threshold: Option<&'a Bound<'py, PyAny>>,
+    failure_rate_window_size: Option<&'a Bound<'py, PyAny>>,
+    failure_rate_minimum_calls: Option<&'a Bound<'py, PyAny>>,
+    slow_call_threshold: Option<&'a Bound<'py, PyAny>>,
+}
+
+fn exception_classes(py: Python<'_>, given: Option<&Bound<'_, PyAny>>) -> PyResult<(Option<Py<PyTuple>>, Py<PyTuple>)> {
+    let Some(given) = given.filter(|g| !g.is_none()) else {
+        return Ok((None, PyTuple::empty(py).unbind()));
+    };
+    let items: Vec<Bound<'_, PyAny>> = if given.is_instance_of::<PyType>() {
+        vec![given.clone()]
+    } else {
+        given.try_iter()?.collect::<PyResult<_>>()?
+    };
+    let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+    for item in &items {
+        let ok = item.cast::<PyType>().map(|t| t.is_subclass(&base)).unwrap_or(Ok(false))?;
+        if !ok {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "exclude: each item must be an exception class, not {}",
+                item.repr()?
+            )));
+        }
+    }
+    let tuple = PyTuple::new(py, &items)?.unbind();
+    Ok(((!items.is_empty()).then(|| tuple.clone_ref(py)), tuple))
+}
+
+#[pymethods]
+impl CircuitBreaker {
+    #[new]
+    #[pyo3(signature = (
+        name, *, failure_threshold = None, reset_timeout = None, half_open_timeout = None,
+        monitor_interval = None, half_open_max_probes = None, half_open_successes_to_close = None,
+        failure_rate_threshold = None, failure_rate_window_size = None,
+        failure_rate_minimum_calls = None, slow_call_threshold = None, exclude = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        failure_threshold: Option<&Bound<'_, PyAny>>,
+        reset_timeout: Option<&Bound<'_, PyAny>>,
+        half_open_timeout: Option<&Bound<'_, PyAny>>,
+        monitor_interval: Option<&Bound<'_, PyAny>>,
+        half_open_max_probes: Option<&Bound<'_, PyAny>>,
+        half_open_successes_to_close: Option<&Bound<'_, PyAny>>,
+        failure_rate_threshold: Option<&Bound<'_, PyAny>>,
+        failure_rate_window_size: Option<&Bound<'_, PyAny>>,
+        failure_rate_minimum_calls: Option<&Bound<'_, PyAny>>,
+        slow_call_threshold: Option<&Bound<'_, PyAny>>,
+        exclude: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<CircuitBreaker>> {
+        let config = core_config(
+            py,
+            &BreakerOptions {
+                failure_threshold,
+                reset_timeout,
+                half_open_timeout,
+                monitor_interval,
+                half_open_max_probes,
+                half_open_successes_to_close,
+                failure_rate_threshold,
+                failure_rate_window_size,
+                failure_rate_minimum_calls,
+                slow_call_threshold,
+            },
+        )?;
+        let core = Core::new(config).map_err(|e| config_error(py, e))?;
+        let (exclude, exclude_given) = exception_classes(py, exclude)?;
+        let b = Py::new(
+            py,
+            CircuitBreaker {
+                entered: ContextStack::new(py, &name)?,
+                name,
+                core,
+                exclude,
+                exclude_given,
+                listeners: Listeners::default(),
+                calls: Counter::default(),
+                successes: Counter::default(),
+                disposed: DisposeFlag::default(),
+            },
+        )?;
+        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any());
+        Ok(b)
+    }
+
+    /// The breaker registered as `name`, or a new one with the default
+    /// options (registered under that name).
+    #[classmethod]
+    fn get_breaker(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Py<PyAny>> {
+        if let Some(found) = registry::get(cls.py(), KIND, name) {
+            return Ok(found);
+        }
+        Ok(cls.call1((name,))?.unbind())
+    }
+
+    /// Runs `func(*args, **kwargs)` if the circuit admits it, else raises
+    /// `CircuitOpenError`. An exception from `func` counts as a failure
+    /// (unless excluded) and propagates unchanged. With an `async def`
+    /// function, returns an awaitable.
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn execute<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        CircuitBreaker::run(slf, func, args, kwargs)
+    }
+
+    /// `func` protected by this breaker (a decorator).
+    fn wrap<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Breaker(slf.clone().unbind()), func)
+    }
+
+    /// `@breaker` as a decorator: the same as `wrap`.
+    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Breaker(slf.clone().unbind()), func)
+    }
+
+    /// `with breaker:` — admits the block or raises `CircuitOpenError`; an
+    /// exception leaving the block counts as a failure.
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<CircuitBreaker>> {
+        let this = slf.get();
+        let py = slf.py();
+        let token = this.admit(py)?;
+        this.entered.push(py, Bound::new(py, BreakerToken { token })?.into_any())?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = (exc_type, traceback);
+        let token = self.entered.pop(py)?;
+        let token = token.cast::<BreakerToken>()?.get().token;
+        self.exit(py, token, exc)?;
+        Ok(false)
+    }
+
+    /// `async with breaker:` — as `with` (a breaker never waits).
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = CircuitBreaker::__enter__(slf)?;
+        static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        aio(py, &READY, "ready")?.call1((me,))
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        exc: Option<&Bound<'py, PyAny>>,
+        traceback: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let suppress = self.__exit__(py, exc_type, exc, traceback)?;
+        static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        aio(py, &READY, "ready")?.call1((suppress,))
+    }
+
+    // Reports from `stockade._aio.breaker_call`.
+    fn _report(&self, py: Python<'_>, token: &Bound<'_, BreakerToken>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.exit(py, token.get().token, exc)
+    }
+
+    /// `"closed"`, `"open"`, `"half_open"`, `"forced_open"` or
+    /// `"disabled"`. An open breaker whose `reset_timeout` has passed says
+    /// `"open"` until the next call moves it to half-open.
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.core.state().as_str()
+    }
+
+    /// Opens the circuit now (half-open after `reset_timeout`).
+    fn trip(&self, py: Python<'_>) {
+        let before = self.core.trip(&CLOCK);
+        self.changed(py, before);
+    }
+
+    /// Closes the circuit, clearing its counters (also ends forced-open
+    /// and disabled).
+    fn reset(&self, py: Python<'_>) {
+        let before = self.core.reset(&CLOCK);
+        self.changed(py, before);
+    }
+
+    /// Opens the circuit until `reset()`.
+    fn force_open(&self, py: Python<'_>) {
+        let before = self.core.force_open(&CLOCK);
+        self.changed(py, before);
+    }
+
+    /// Admits every call and records nothing until `reset()`.
+    fn disable(&self, py: Python<'_>) {
+        let before = self.core.disable(&CLOCK);
+        self.changed(py, before);
+    }
+
+    /// A snapshot: `state`, `calls`, `successes`, `failures`,
+    /// `rejections`, `consecutive_failures`, `probes_in_flight`,
+    /// `probe_successes`, `slow_calls`, `transitions`, and with a
+    /// failure-rate rule `window_calls`, `window_failures`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.core.metrics(&CLOCK);
+        let d = PyDict::new(py);
+        d.set_item("name", &self.name)?;
+        d.set_item("state", m.state.as_str())?;
+        d.set_item("calls", self.calls.get())?;
+        d.set_item("successes", self.successes.get())?;
+        d.set_item("failures", m.failures)?;
+        d.set_item("rejections", m.rejections)?;
+        d.set_item("consecutive_failures", m.consecutive_failures)?;
+        d.set_item("probes_in_flight", m.probes_in_flight)?;
+        d.set_item("probe_successes", m.probe_successes)?;
+        d.set_item("slow_calls", m.slow_calls)?;
+        d.set_item("transitions", m.transitions)?;
+        if let Some(w) = m.window {
+            d.set_item("window_calls", w.calls)?;
+            d.set_item("window_failures", w.failures)?;
+        }
+        Ok(d)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[getter]
+    fn failure_threshold(&self) -> u32 {
+        self.core.config().failure_threshold
+    }
+    #[getter]
+    fn reset_timeout(&self) -> f64 {
+        secs(self.core.config().reset_timeout)
+    }
+    #[getter]
+    fn half_open_timeout(&self) -> f64 {
+        secs(self.core.config().half_open_timeout)
+    }
+    #[getter]
+    fn monitor_interval(&self) -> f64 {
+        secs(self.core.config().monitor_interval)
+    }
+    #[getter]
+    fn half_open_max_probes(&self) -> u32 {
+        self.core.config().half_open_max_probes
+    }
+    #[getter]
+    fn half_open_successes_to_close(&self) -> Option<u32> {
+        self.core.config().half_open_successes_to_close
+    }
+    #[getter]
+    fn failure_rate_threshold(&self) -> Option<u32> {
+        self.core.config().failure_rate.map(|f| f.threshold_percent)
+    }
+    #[getter]
+    fn failure_rate_window_size(&self) -> Option<u32> {
+        self.core.config().failure_rate.map(|f| f.window_size)
+    }
+    #[getter]
+    fn failure_rate_minimum_calls(&self) -> Option<u32> {
+        self.core.config().failure_rate.map(|f| f.minimum_calls)
+    }
+    #[getter]
+    fn slow_call_threshold(&self) -> Option<f64> {
+        self.core.config().slow_call_threshold.map(secs)
+    }
+    #[getter]
+    fn exclude(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.exclude_given.clone_ref(py)
+    }
+
+    /// Calls `callback(event)` on state changes and rejections (and on
+    /// `dispose`); returns `callback`.
+    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+        self.listeners.add(callback.clone_ref(py));
+        callback
+    }
+
+    /// Removes a listener; `True` if it was there.
+    fn remove_listener(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.listeners.remove(callback)
+    }
+
+    /// Refuses every later call with `DisposedError` and unregisters the
+    /// name.
+    fn dispose(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        if this.disposed.set() {
+            this.listeners
+                .emit(slf.py(), || Event::new(KIND, &this.name, "disposed"));
+            this.listeners.clear();
+        }
+        registry::unregister(KIND, &this.name, slf.as_any());
+    }
+
+    #[getter]
+    fn disposed(&self) -> bool {
+        self.disposed.get()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("CircuitBreaker({:?}, state={:?})", self.name, self.core.state().as_str())
+    }
+}
