@@ -14,6 +14,7 @@ mod context;
 mod convert;
 mod errors;
 mod events;
+mod limiter;
 mod pipeline;
 mod registry;
 mod retry;
@@ -30,6 +31,8 @@ use pyo3::prelude::*;
 fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerToken>()?;
+    m.add_class::<limiter::RateLimiter>()?;
+    m.add_class::<limiter::LimiterBooking>()?;
     m.add_class::<retry::Retry>()?;
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;

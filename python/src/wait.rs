@@ -61,3 +61,31 @@ impl DisposeFlag {
         }
     }
 }
+
+/// Coroutines waiting on a pattern (`stockade._aio.Waiters`): `dispose()`
+/// fails their futures from any thread, through their own event loops.
+pub(crate) struct AsyncWaiters {
+    waiters: Py<PyAny>,
+}
+
+impl AsyncWaiters {
+    pub(crate) fn new(py: Python<'_>) -> PyResult<AsyncWaiters> {
+        static WAITERS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let waiters = crate::call::aio(py, &WAITERS, "Waiters")?.call0()?;
+        Ok(AsyncWaiters {
+            waiters: waiters.unbind(),
+        })
+    }
+
+    pub(crate) fn get<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.waiters.bind(py)
+    }
+
+    /// Fails every waiting future with `err`.
+    pub(crate) fn wake_all(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
+        self.waiters
+            .bind(py)
+            .call_method1("wake_all", (err.into_value(py),))?;
+        Ok(())
+    }
+}

@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::call::aio;
 use crate::breaker::CircuitBreaker;
+use crate::limiter::RateLimiter;
 use crate::retry::Retry;
 use crate::pipeline::{Pipeline, Stage};
 use crate::timeout::Timeout;
@@ -20,6 +21,7 @@ use crate::timeout::Timeout;
 pub(crate) enum Target {
     Retry(Py<Retry>),
     Breaker(Py<CircuitBreaker>),
+    Limiter(Py<RateLimiter>),
     Timeout(Py<Timeout>),
     Pipeline(Py<Pipeline>),
     /// Any object with `execute(fn, *args, **kwargs)` (a pipeline, a
@@ -36,6 +38,9 @@ impl Target {
         }
         if let Ok(p) = obj.cast::<CircuitBreaker>() {
             return Ok(Target::Breaker(p.clone().unbind()));
+        }
+        if let Ok(p) = obj.cast::<RateLimiter>() {
+            return Ok(Target::Limiter(p.clone().unbind()));
         }
         if let Ok(p) = obj.cast::<Timeout>() {
             return Ok(Target::Timeout(p.clone().unbind()));
@@ -56,6 +61,7 @@ impl Target {
         match self {
             Target::Retry(p) => Target::Retry(p.clone_ref(py)),
             Target::Breaker(p) => Target::Breaker(p.clone_ref(py)),
+            Target::Limiter(p) => Target::Limiter(p.clone_ref(py)),
             Target::Timeout(p) => Target::Timeout(p.clone_ref(py)),
             Target::Pipeline(p) => Target::Pipeline(p.clone_ref(py)),
             Target::Generic(p) => Target::Generic(p.clone_ref(py)),
@@ -66,6 +72,7 @@ impl Target {
         match self {
             Target::Retry(p) => p.bind(py).clone().into_any(),
             Target::Breaker(p) => p.bind(py).clone().into_any(),
+            Target::Limiter(p) => p.bind(py).clone().into_any(),
             Target::Timeout(p) => p.bind(py).clone().into_any(),
             Target::Pipeline(p) => p.bind(py).clone().into_any(),
             Target::Generic(p) => p.bind(py).clone(),
@@ -84,6 +91,7 @@ impl Target {
         match self {
             Target::Retry(p) => Retry::run(p.bind(py), func, args, kwargs),
             Target::Breaker(p) => CircuitBreaker::run(p.bind(py), func, args, kwargs),
+            Target::Limiter(p) => RateLimiter::run(p.bind(py), func, args, kwargs),
             Target::Timeout(p) => Timeout::run(p.bind(py), func, args, kwargs),
             Target::Pipeline(p) => Pipeline::run(p.bind(py), func, args, kwargs),
             Target::Generic(p) => {

@@ -32,7 +32,7 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
-from ._stockade import CircuitBreaker, Event, Pipeline, Protected, Retry, Timeout, __version__
+from ._stockade import CircuitBreaker, Event, Pipeline, Protected, RateLimiter, Retry, Timeout, __version__
 
 pipeline = Pipeline
 """``pipeline(*patterns)``: the patterns composed at run time, the first
@@ -40,6 +40,7 @@ outermost; ``.execute(fn, ...)``, or a decorator."""
 
 __all__ = [
     "CircuitBreaker",
+    "RateLimiter",
     "Retry",
     "Timeout",
     "Event",

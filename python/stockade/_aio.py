@@ -13,6 +13,7 @@ import asyncio
 import functools
 import inspect
 import sys
+import threading
 from typing import Any, Awaitable, Callable
 
 _HAS_TIMEOUT_CM = sys.version_info >= (3, 11)
@@ -114,3 +115,69 @@ async def breaker_call(breaker: Any, token: Any, awaitable: Any) -> Any:
         raise
     breaker._report(token, None)
     return result
+
+
+class Waiters:
+    """The futures of coroutines waiting on one pattern, so that
+    ``dispose()`` (from any thread) can wake them through their loops."""
+
+    __slots__ = ("_lock", "_futures")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: "set[asyncio.Future[Any]]" = set()
+
+    def future(self) -> "asyncio.Future[Any]":
+        fut = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._futures.add(fut)
+        return fut
+
+    def discard(self, fut: "asyncio.Future[Any]") -> None:
+        with self._lock:
+            self._futures.discard(fut)
+
+    def wake_all(self, exc: BaseException) -> None:
+        with self._lock:
+            futures, self._futures = self._futures, set()
+        for fut in futures:
+            try:
+                fut.get_loop().call_soon_threadsafe(_fail, fut, exc)
+            except RuntimeError:  # its loop is closed
+                pass
+
+
+def _fail(fut: "asyncio.Future[Any]", exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _succeed(fut: "asyncio.Future[Any]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _sleep(waiters: Waiters, seconds: float) -> None:
+    """``asyncio.sleep(seconds)`` that ``dispose()`` can interrupt."""
+    fut = waiters.future()
+    handle = fut.get_loop().call_later(seconds, _succeed, fut)
+    try:
+        await fut
+    finally:
+        handle.cancel()
+        waiters.discard(fut)
+
+
+async def limiter_call(booking: Any, waiters: Waiters, wait: float, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
+    """Sleeps a rate limiter's booking with asyncio, then calls ``func``
+    (or returns ``value``). Cancelled or disposed while sleeping: the
+    booking is handed back."""
+    try:
+        await _sleep(waiters, wait)
+    except BaseException:
+        booking.cancel()
+        raise
+    booking.ready()
+    if func is None:
+        return value
+    return await func(*args, **(kwargs or {}))

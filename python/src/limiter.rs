@@ -1,0 +1,426 @@
+//! `stockade.RateLimiter`: the core's GCRA limiter, shared by threads and
+//! event loops. A call books its slot with the core's reservation (FIFO by
+//! booking order), then waits the reservation's `wait`: a thread sleeps
+//! with the GIL released (in slices: Ctrl-C, `dispose()`), a coroutine
+//! with asyncio. A caller that gives up hands its booking back.
+
+use core::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use stockade::HumanDuration;
+use stockade::clock::MonotonicClock;
+use stockade::limiter::{Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation};
+
+use crate::call::{aio, call};
+use crate::convert::{count_u32, duration};
+use crate::errors::{Exc, config_error, disposed, option_error, secs};
+use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::registry;
+use crate::retry::Counter;
+use crate::wait::{AsyncWaiters, DisposeFlag};
+use crate::wrap::{Target, is_async_callable, wrap};
+
+const KIND: &str = "rate_limiter";
+static CLOCK: MonotonicClock = MonotonicClock::new();
+
+/// A rate limiter.
+#[pyclass(module = "stockade", frozen, subclass, weakref)]
+pub(crate) struct RateLimiter {
+    name: String,
+    config: RateLimiterConfig,
+    core: Core,
+    pub(crate) listeners: Listeners,
+    calls: Counter,
+    rejections: Counter,
+    pub(crate) disposed: DisposeFlag,
+    waiters: AsyncWaiters,
+}
+
+/// A booking held by a coroutine while it sleeps.
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct LimiterBooking {
+    limiter: Py<RateLimiter>,
+    reservation: Mutex<Option<Reservation>>,
+}
+
+#[pymethods]
+impl LimiterBooking {
+    /// The coroutine gave up (cancelled): hand the booking back if the
+    /// core can.
+    fn cancel(&self) {
+        if let Some(r) = self.reservation.lock().take() {
+            let _ = self.limiter.get().core.cancel(r, &CLOCK);
+        }
+    }
+
+    /// The wait is over: the permits are the caller's (unless disposed
+    /// meanwhile).
+    fn ready(&self, py: Python<'_>) -> PyResult<()> {
+        self.reservation.lock().take();
+        self.limiter.get().check_disposed(py)
+    }
+}
+
+impl RateLimiter {
+    fn check_disposed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.disposed.get() {
+            Err(disposed(py, "RateLimiter", &self.name))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn refused(&self, py: Python<'_>, e: RateLimitError) -> PyErr {
+        self.rejections.inc();
+        let retry_after = e.retry_after().filter(|d| *d != Duration::MAX);
+        self.listeners.emit(py, || {
+            let mut ev = Event::new(KIND, &self.name, "rejected");
+            ev.retry_after = retry_after.map(secs);
+            ev
+        });
+        let why = match e {
+            RateLimitError::QueueFull { .. } => "the queue is full".to_owned(),
+            RateLimitError::WaitTooLong { wait, .. } => format!(
+                "the wait ({}) would exceed queue_timeout ({})",
+                HumanDuration(wait),
+                HumanDuration(self.config.queue_timeout)
+            ),
+            RateLimitError::ExceedsCapacity { requested, capacity } => {
+                format!("{requested} permits can never be granted at once (burst {capacity})")
+            }
+            _ => "no permit is available".to_owned(),
+        };
+        let message = match retry_after {
+            Some(d) => format!("RateLimiter '{}': {why}; retry after {}", self.name, HumanDuration(d)),
+            None => format!("RateLimiter '{}': {why}", self.name),
+        };
+        Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
+    }
+
+    /// Books `n` permits (FIFO), or raises `RateLimitedError` at once.
+    fn book(&self, py: Python<'_>, n: u32) -> PyResult<Reservation> {
+        self.check_disposed(py)?;
+        self.calls.inc();
+        self.core
+            .reserve(n, self.config.queue_timeout, &CLOCK)
+            .map_err(|e| self.refused(py, e))
+    }
+
+    /// Sleeps a thread until its booking is ready.
+    fn wait_thread(&self, py: Python<'_>, r: Reservation) -> PyResult<()> {
+        match self.disposed.sleep(py, r.wait()) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let _ = self.core.cancel(r, &CLOCK);
+                Err(disposed(py, "RateLimiter", &self.name))
+            }
+            Err(e) => {
+                let _ = self.core.cancel(r, &CLOCK);
+                Err(e)
+            }
+        }
+    }
+
+    /// The coroutine that sleeps a booking with asyncio, then returns
+    /// `then()`'s awaited result (or `value` when `then` is `None`).
+    fn wait_async<'py>(
+        slf: &Bound<'py, RateLimiter>,
+        r: Reservation,
+        then: Option<(&Bound<'py, PyAny>, &Bound<'py, PyTuple>, Option<&Bound<'py, PyDict>>)>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let wait = secs(r.wait());
+        let booking = Bound::new(
+            py,
+            LimiterBooking {
+                limiter: slf.clone().unbind(),
+                reservation: Mutex::new(Some(r)),
+            },
+        )?;
+        let waiters = slf.get().waiters.get(py);
+        static LIMITER_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        match then {
+            Some((func, args, kwargs)) => aio(py, &LIMITER_CALL, "limiter_call")?
+                .call1((booking, waiters, wait, func, args, kwargs, value)),
+            None => aio(py, &LIMITER_CALL, "limiter_call")?
+                .call1((booking, waiters, wait, py.None(), py.None(), py.None(), value)),
+        }
+    }
+
+    pub(crate) fn run<'py>(
+        slf: &Bound<'py, RateLimiter>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        let r = this.book(py, 1)?;
+        if r.is_immediate() {
+            // An `async def` function's coroutine is returned as it is.
+            return call(func, args, kwargs);
+        }
+        if is_async_callable(func)? {
+            return RateLimiter::wait_async(slf, r, Some((func, args, kwargs)), py.None().into_bound(py));
+        }
+        this.wait_thread(py, r)?;
+        call(func, args, kwargs)
+    }
+}
+
+fn mode_from_str(py: Python<'_>, s: &str) -> PyResult<Mode> {
+    match s {
+        "bursty" => Ok(Mode::Bursty),
+        "strict" => Ok(Mode::Strict),
+        _ => Err(option_error(
+            py,
+            "mode",
+            format!("invalid mode = {s:?}: must be \"bursty\" or \"strict\""),
+        )),
+    }
+}
+
+#[pymethods]
+impl RateLimiter {
+    #[new]
+    #[pyo3(signature = (
+        name, *, requests_per_period = None, period = None, max_queue_size = None,
+        queue_timeout = None, burst = None, mode = "bursty",
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        requests_per_period: Option<&Bound<'_, PyAny>>,
+        period: Option<&Bound<'_, PyAny>>,
+        max_queue_size: Option<&Bound<'_, PyAny>>,
+        queue_timeout: Option<&Bound<'_, PyAny>>,
+        burst: Option<&Bound<'_, PyAny>>,
+        mode: &str,
+    ) -> PyResult<Py<RateLimiter>> {
+        let mut c = RateLimiterConfig::DEFAULT;
+        if let Some(v) = requests_per_period {
+            c.requests_per_period = count_u32(v, "requests_per_period")?;
+        }
+        if let Some(v) = period {
+            c.period = duration(v, "period")?;
+        }
+        if let Some(v) = max_queue_size {
+            c.max_queue_size = count_u32(v, "max_queue_size")?;
+        }
+        if let Some(v) = queue_timeout {
+            c.queue_timeout = duration(v, "queue_timeout")?;
+        }
+        if let Some(v) = burst.filter(|v| !v.is_none()) {
+            c.burst = Some(count_u32(v, "burst")?);
+        }
+        c.mode = mode_from_str(py, mode)?;
+        let core = Core::new(c).map_err(|e| config_error(py, e))?;
+        let l = Py::new(
+            py,
+            RateLimiter {
+                name,
+                config: c,
+                core,
+                listeners: Listeners::default(),
+                calls: Counter::default(),
+                rejections: Counter::default(),
+                disposed: DisposeFlag::default(),
+                waiters: AsyncWaiters::new(py)?,
+            },
+        )?;
+        registry::register(KIND, &l.get().name, l.clone_ref(py).into_any());
+        Ok(l)
+    }
+
+    /// The limiter registered as `name`, or a new one with the default
+    /// options (registered under that name).
+    #[classmethod]
+    fn get_limiter(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Py<PyAny>> {
+        if let Some(found) = registry::get(cls.py(), KIND, name) {
+            return Ok(found);
+        }
+        Ok(cls.call1((name,))?.unbind())
+    }
+
+    /// Takes `n` permits if they are available now; never waits.
+    #[pyo3(signature = (n = 1))]
+    fn try_acquire(&self, py: Python<'_>, n: u32) -> PyResult<bool> {
+        self.check_disposed(py)?;
+        let granted = if n == 1 {
+            self.core.try_acquire(&CLOCK).is_ok()
+        } else {
+            self.core.try_acquire_n(n, &CLOCK).is_ok()
+        };
+        if !granted {
+            self.rejections.inc();
+        }
+        Ok(granted)
+    }
+
+    /// Takes `n` permits, waiting in the FIFO queue (the GIL released);
+    /// raises `RateLimitedError` at once if the wait would exceed
+    /// `queue_timeout` or the queue is full.
+    #[pyo3(signature = (n = 1))]
+    fn acquire(&self, py: Python<'_>, n: u32) -> PyResult<()> {
+        let r = self.book(py, n)?;
+        if r.is_immediate() {
+            return Ok(());
+        }
+        self.wait_thread(py, r)
+    }
+
+    /// Runs `func(*args, **kwargs)` once a permit is granted (waiting in
+    /// the queue as `acquire`). With an `async def` function, returns an
+    /// awaitable that waits with asyncio.
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn execute<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        RateLimiter::run(slf, func, args, kwargs)
+    }
+
+    /// `func` protected by this limiter (a decorator).
+    fn wrap<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Limiter(slf.clone().unbind()), func)
+    }
+
+    /// `@limiter` as a decorator: the same as `wrap`.
+    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Limiter(slf.clone().unbind()), func)
+    }
+
+    /// `with limiter:` takes one permit (waiting as `acquire`).
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<RateLimiter>> {
+        slf.get().acquire(slf.py(), 1)?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        false
+    }
+
+    /// `async with limiter:` takes one permit, waiting with asyncio.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let r = slf.get().book(py, 1)?;
+        if r.is_immediate() {
+            static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &READY, "ready")?.call1((slf,));
+        }
+        RateLimiter::wait_async(slf, r, None, slf.clone().into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        aio(py, &READY, "ready")?.call1((false,))
+    }
+
+    /// Permits `try_acquire` could take right now.
+    #[getter]
+    fn available(&self) -> u32 {
+        self.core.available(&CLOCK)
+    }
+
+    /// Permits booked and still waiting.
+    #[getter]
+    fn queue_depth(&self) -> u32 {
+        self.core.queue_depth(&CLOCK)
+    }
+
+    /// Counters: `calls` (bookings asked for by `acquire`, `execute`,
+    /// `with`), `rejections` (refused bookings and `try_acquire`s that
+    /// returned `False`), `queue_depth`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        MetricsSnapshot {
+            calls: self.calls.get(),
+            rejections: self.rejections.get(),
+            queue_depth: self.core.queue_depth(&CLOCK) as u64,
+            ..MetricsSnapshot::default()
+        }
+        .to_dict(py, &self.name)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[getter]
+    fn requests_per_period(&self) -> u32 {
+        self.config.requests_per_period
+    }
+    #[getter]
+    fn period(&self) -> f64 {
+        secs(self.config.period)
+    }
+    #[getter]
+    fn max_queue_size(&self) -> u32 {
+        self.config.max_queue_size
+    }
+    #[getter]
+    fn queue_timeout(&self) -> f64 {
+        secs(self.config.queue_timeout)
+    }
+    /// The permits that may be taken at once.
+    #[getter]
+    fn burst(&self) -> u32 {
+        self.core.burst()
+    }
+    #[getter]
+    fn mode(&self) -> &'static str {
+        match self.config.mode {
+            Mode::Strict => "strict",
+            _ => "bursty",
+        }
+    }
+
+    /// Calls `callback(event)` on rejections (and on `dispose`); returns
+    /// `callback`.
+    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+        self.listeners.add(callback.clone_ref(py));
+        callback
+    }
+
+    /// Removes a listener; `True` if it was there.
+    fn remove_listener(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.listeners.remove(callback)
+    }
+
+    /// Refuses every later call with `DisposedError`, wakes every waiting
+    /// caller (threads and coroutines raise `DisposedError`), and
+    /// unregisters the name.
+    fn dispose(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let py = slf.py();
+        if this.disposed.set() {
+            this.waiters.wake_all(py, disposed(py, "RateLimiter", &this.name))?;
+            this.listeners.emit(py, || Event::new(KIND, &this.name, "disposed"));
+            this.listeners.clear();
+        }
+        registry::unregister(KIND, &this.name, slf.as_any());
+        Ok(())
+    }
+
+    #[getter]
+    fn disposed(&self) -> bool {
+        self.disposed.get()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RateLimiter({:?}, requests_per_period={}, period={})",
+            self.name,
+            self.config.requests_per_period,
+            secs(self.config.period)
+        )
+    }
+}
