@@ -9,6 +9,7 @@
 //! asyncio, never by blocking the loop.
 
 mod breaker;
+mod bulkhead;
 mod call;
 mod context;
 mod convert;
@@ -33,6 +34,8 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::BreakerToken>()?;
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<limiter::LimiterBooking>()?;
+    m.add_class::<bulkhead::Bulkhead>()?;
+    m.add_class::<bulkhead::AsyncSlot>()?;
     m.add_class::<retry::Retry>()?;
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;

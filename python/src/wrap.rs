@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::call::aio;
 use crate::breaker::CircuitBreaker;
+use crate::bulkhead::Bulkhead;
 use crate::limiter::RateLimiter;
 use crate::retry::Retry;
 use crate::pipeline::{Pipeline, Stage};
@@ -22,6 +23,7 @@ pub(crate) enum Target {
     Retry(Py<Retry>),
     Breaker(Py<CircuitBreaker>),
     Limiter(Py<RateLimiter>),
+    Bulkhead(Py<Bulkhead>),
     Timeout(Py<Timeout>),
     Pipeline(Py<Pipeline>),
     /// Any object with `execute(fn, *args, **kwargs)` (a pipeline, a
@@ -41,6 +43,9 @@ impl Target {
         }
         if let Ok(p) = obj.cast::<RateLimiter>() {
             return Ok(Target::Limiter(p.clone().unbind()));
+        }
+        if let Ok(p) = obj.cast::<Bulkhead>() {
+            return Ok(Target::Bulkhead(p.clone().unbind()));
         }
         if let Ok(p) = obj.cast::<Timeout>() {
             return Ok(Target::Timeout(p.clone().unbind()));
@@ -62,6 +67,7 @@ impl Target {
             Target::Retry(p) => Target::Retry(p.clone_ref(py)),
             Target::Breaker(p) => Target::Breaker(p.clone_ref(py)),
             Target::Limiter(p) => Target::Limiter(p.clone_ref(py)),
+            Target::Bulkhead(p) => Target::Bulkhead(p.clone_ref(py)),
             Target::Timeout(p) => Target::Timeout(p.clone_ref(py)),
             Target::Pipeline(p) => Target::Pipeline(p.clone_ref(py)),
             Target::Generic(p) => Target::Generic(p.clone_ref(py)),
@@ -73,6 +79,7 @@ impl Target {
             Target::Retry(p) => p.bind(py).clone().into_any(),
             Target::Breaker(p) => p.bind(py).clone().into_any(),
             Target::Limiter(p) => p.bind(py).clone().into_any(),
+            Target::Bulkhead(p) => p.bind(py).clone().into_any(),
             Target::Timeout(p) => p.bind(py).clone().into_any(),
             Target::Pipeline(p) => p.bind(py).clone().into_any(),
             Target::Generic(p) => p.bind(py).clone(),
@@ -92,6 +99,7 @@ impl Target {
             Target::Retry(p) => Retry::run(p.bind(py), func, args, kwargs),
             Target::Breaker(p) => CircuitBreaker::run(p.bind(py), func, args, kwargs),
             Target::Limiter(p) => RateLimiter::run(p.bind(py), func, args, kwargs),
+            Target::Bulkhead(p) => Bulkhead::run(p.bind(py), func, args, kwargs),
             Target::Timeout(p) => Timeout::run(p.bind(py), func, args, kwargs),
             Target::Pipeline(p) => Pipeline::run(p.bind(py), func, args, kwargs),
             Target::Generic(p) => {

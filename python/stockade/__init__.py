@@ -32,13 +32,14 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
-from ._stockade import CircuitBreaker, Event, Pipeline, Protected, RateLimiter, Retry, Timeout, __version__
+from ._stockade import Bulkhead, CircuitBreaker, Event, Pipeline, Protected, RateLimiter, Retry, Timeout, __version__
 
 pipeline = Pipeline
 """``pipeline(*patterns)``: the patterns composed at run time, the first
 outermost; ``.execute(fn, ...)``, or a decorator."""
 
 __all__ = [
+    "Bulkhead",
     "CircuitBreaker",
     "RateLimiter",
     "Retry",

@@ -181,3 +181,82 @@ async def limiter_call(booking: Any, waiters: Waiters, wait: float, func: Any, a
     if func is None:
         return value
     return await func(*args, **(kwargs or {}))
+
+
+def new_future() -> "asyncio.Future[Any]":
+    return asyncio.get_running_loop().create_future()
+
+
+def resolve(fut: "asyncio.Future[Any]", exc: Any) -> bool:
+    """From any thread: completes ``fut`` in its own loop (with ``exc`` if
+    given); ``False`` if that loop is closed."""
+    try:
+        if exc is None:
+            fut.get_loop().call_soon_threadsafe(_succeed, fut)
+        else:
+            fut.get_loop().call_soon_threadsafe(_fail, fut, exc)
+        return True
+    except RuntimeError:
+        return False
+
+
+class _QueueTimedOut(Exception):
+    pass
+
+
+async def _bulkhead_permit(bulkhead: Any, timeout: float) -> None:
+    """Takes a bulkhead permit, waiting in its FIFO on a future."""
+    slot = bulkhead._acquire()
+    if slot is None:
+        return
+    fut = slot.future
+    loop = fut.get_loop()
+    start = loop.time()
+    handle = loop.call_later(timeout, _fail, fut, _QueueTimedOut())
+    timed_out = False
+    try:
+        await fut
+    except _QueueTimedOut:
+        timed_out = True
+    except BaseException:  # cancelled, or disposed
+        bulkhead._abandon(slot)
+        raise
+    finally:
+        handle.cancel()
+    if timed_out:
+        bulkhead._timed_out(slot, loop.time() - start)
+
+
+async def bulkhead_call(bulkhead: Any, timeout: float, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
+    """A bulkhead call of an ``async def`` function that had to queue (or
+    ``async with``: ``func`` is ``None``, the permit stays held and
+    ``value`` is returned)."""
+    await _bulkhead_permit(bulkhead, timeout)
+    if func is None:
+        return value
+    ok = False
+    try:
+        result = await func(*args, **(kwargs or {}))
+        ok = True
+        return result
+    finally:
+        bulkhead._release(ok)
+
+
+async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
+    """A bulkhead call of an ``async def`` function whose coroutine exists
+    already: takes the permit when it starts, gives it back when it ends."""
+    try:
+        await _bulkhead_permit(bulkhead, timeout)
+    except BaseException:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        raise
+    ok = False
+    try:
+        result = await awaitable
+        ok = True
+        return result
+    finally:
+        bulkhead._release(ok)

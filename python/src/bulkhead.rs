@@ -1,0 +1,641 @@
+//! `stockade.Bulkhead`: the core's lock-free permit counts, and one FIFO
+//! queue shared by waiting threads and waiting coroutines.
+//!
+//! The core counts permits in use and waiters queued in one word and never
+//! lets a newcomer take a permit while anyone is queued. This module keeps
+//! the queue itself: a caller that has to wait takes its place in the core
+//! count and in the FIFO under one mutex, and a released permit is handed
+//! straight to the front waiter under that mutex (the core's
+//! `acquire_queued_raw`), so the FIFO order holds across threads and event
+//! loops and no wake-up is lost. A thread waits on its own condition
+//! variable with the GIL released, in slices (Ctrl-C); a coroutine awaits
+//! an asyncio future that the granting thread resolves through the
+//! coroutine's own loop.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use stockade::HumanDuration;
+use stockade::bulkhead::{
+    Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission,
+};
+
+use crate::call::{aio, call, is_awaitable};
+use crate::convert::{count_u32, duration};
+use crate::errors::{Exc, config_error, disposed, secs};
+use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::registry;
+use crate::retry::Counter;
+use crate::wait::{DisposeFlag, SIGNAL_SLICE};
+use crate::wrap::{Target, is_async_callable, wrap};
+
+const KIND: &str = "bulkhead";
+
+const WAITING: u8 = 0;
+const GRANTED: u8 = 1;
+const DISPOSED: u8 = 2;
+
+/// A waiting thread.
+struct ThreadSlot {
+    state: Mutex<u8>,
+    cv: Condvar,
+}
+
+/// A waiting coroutine: its future, resolved through its loop.
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct AsyncSlot {
+    state: AtomicU8,
+    future: Py<PyAny>,
+}
+
+enum Waiter {
+    Thread(Arc<ThreadSlot>),
+    Async(Py<AsyncSlot>),
+}
+
+/// Waiters to tell, once the queue's lock is released.
+#[derive(Default)]
+struct Wakes(Vec<Waiter>);
+
+/// A bulkhead.
+#[pyclass(module = "stockade", frozen, subclass, weakref)]
+pub(crate) struct Bulkhead {
+    name: String,
+    config: BulkheadConfig,
+    core: Core,
+    queue: Mutex<VecDeque<Waiter>>,
+    pub(crate) listeners: Listeners,
+    calls: Counter,
+    successes: Counter,
+    failures: Counter,
+    rejections: Counter,
+    timeouts: Counter,
+    pub(crate) disposed: DisposeFlag,
+}
+
+impl Bulkhead {
+    fn check_disposed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.disposed.get() {
+            Err(disposed(py, "Bulkhead", &self.name))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn full(&self, py: Python<'_>) -> PyErr {
+        self.rejections.inc();
+        self.listeners
+            .emit(py, || Event::new(KIND, &self.name, "rejected"));
+        Exc::BulkheadFull.err(
+            py,
+            (
+                format!(
+                    "Bulkhead '{}' is full: {} running, {} queued",
+                    self.name, self.config.max_concurrent, self.config.max_queue
+                ),
+                self.name.clone(),
+            ),
+        )
+    }
+
+    fn timed_out_error(&self, py: Python<'_>, waited: Duration) -> PyErr {
+        self.timeouts.inc();
+        self.listeners.emit(py, || {
+            let mut e = Event::new(KIND, &self.name, "queue_timeout");
+            e.waited = Some(secs(waited));
+            e
+        });
+        Exc::QueueTimeout.err(
+            py,
+            (
+                format!(
+                    "Bulkhead '{}': no slot within queue_timeout ({})",
+                    self.name,
+                    HumanDuration(self.config.queue_timeout)
+                ),
+                self.name.clone(),
+                secs(waited),
+            ),
+        )
+    }
+
+    /// Hands free permits to the front waiters (queue lock held).
+    fn grant(&self, queue: &mut VecDeque<Waiter>, wakes: &mut Wakes) {
+        while !queue.is_empty() {
+            match self.core.acquire_queued_raw() {
+                QueuedAcquire::Acquired { wake_next } => {
+                    if let Some(w) = queue.pop_front() {
+                        wakes.0.push(w);
+                    }
+                    if !wake_next {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Tells granted waiters (queue lock released). A coroutine whose loop
+    /// is gone gives its permit back.
+    fn wake(&self, py: Python<'_>, wakes: Wakes) {
+        for w in wakes.0 {
+            match w {
+                Waiter::Thread(slot) => {
+                    *slot.state.lock() = GRANTED;
+                    slot.cv.notify_one();
+                }
+                Waiter::Async(slot) => {
+                    slot.get().state.store(GRANTED, Ordering::Release);
+                    static GRANT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                    let ok = aio(py, &GRANT, "resolve")
+                        .and_then(|f| f.call1((slot.get().future.bind(py), py.None())))
+                        .map(|r| r.is_truthy().unwrap_or(false))
+                        .unwrap_or(false);
+                    if !ok {
+                        // Nobody will run with it: hand it on.
+                        self.release(py);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives a permit back, handing it to the front waiter if any.
+    pub(crate) fn release(&self, py: Python<'_>) {
+        if self.core.release_raw().wake_waiter() {
+            let mut wakes = Wakes::default();
+            self.grant(&mut self.queue.lock(), &mut wakes);
+            self.wake(py, wakes);
+        }
+    }
+
+    /// Takes a permit now, or a place in the queue (`Ok(None)`: the permit
+    /// is held), or refuses.
+    fn admit(&self, py: Python<'_>, waiter: impl FnOnce() -> PyResult<Waiter>) -> PyResult<Option<()>> {
+        self.check_disposed(py)?;
+        self.calls.inc();
+        if self.core.try_acquire_raw().is_ok() {
+            return Ok(None);
+        }
+        if self.config.queue_timeout.is_zero() {
+            // "Never wait": a caller who would have to is refused.
+            return Err(self.full(py));
+        }
+        let waiter = waiter()?;
+        let mut queue = self.queue.lock();
+        match self.core.enqueue_raw() {
+            RawAdmission::Acquired => Ok(None),
+            RawAdmission::Full(_) => {
+                drop(queue);
+                Err(self.full(py))
+            }
+            RawAdmission::Enqueued => {
+                queue.push_back(waiter);
+                Ok(Some(()))
+            }
+        }
+    }
+
+    /// Removes a waiter that gives up from the queue: `true` if it was
+    /// still there (it holds nothing), `false` if it was granted a permit
+    /// or woken by `dispose` meanwhile.
+    fn leave(&self, py: Python<'_>, is_it: impl Fn(&Waiter) -> bool) -> bool {
+        let mut wakes = Wakes::default();
+        let removed = {
+            let mut queue = self.queue.lock();
+            match queue.iter().position(is_it) {
+                Some(i) => {
+                    queue.remove(i);
+                    if let LeaveQueue::Left { wake_next: true } = self.core.leave_queue_raw() {
+                        self.grant(&mut queue, &mut wakes);
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        self.wake(py, wakes);
+        removed
+    }
+
+    /// Takes a permit for a thread, waiting in the queue.
+    fn acquire_thread(&self, py: Python<'_>) -> PyResult<()> {
+        let slot = Arc::new(ThreadSlot {
+            state: Mutex::new(WAITING),
+            cv: Condvar::new(),
+        });
+        let queued = self.admit(py, || Ok(Waiter::Thread(Arc::clone(&slot))))?;
+        if queued.is_none() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let deadline = start.checked_add(self.config.queue_timeout);
+        let is_me = |w: &Waiter| matches!(w, Waiter::Thread(s) if Arc::ptr_eq(s, &slot));
+        loop {
+            let state = py.detach(|| {
+                let mut state = slot.state.lock();
+                if *state == WAITING {
+                    let now = Instant::now();
+                    let left = deadline.map_or(SIGNAL_SLICE, |d| d.saturating_duration_since(now));
+                    if !left.is_zero() {
+                        slot.cv.wait_for(&mut state, left.min(SIGNAL_SLICE));
+                    }
+                }
+                *state
+            });
+            match state {
+                GRANTED => return Ok(()),
+                DISPOSED => return Err(disposed(py, "Bulkhead", &self.name)),
+                _ => {}
+            }
+            if let Err(signal) = py.check_signals() {
+                if !self.leave(py, is_me) && *slot.state.lock() == GRANTED {
+                    self.release(py);
+                }
+                return Err(signal);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                if self.leave(py, is_me) {
+                    return Err(self.timed_out_error(py, start.elapsed()));
+                }
+                // Granted (or disposed) as the time ran out: take it.
+                if *slot.state.lock() == GRANTED {
+                    return Ok(());
+                }
+                return Err(disposed(py, "Bulkhead", &self.name));
+            }
+        }
+    }
+
+    /// For a coroutine: `None` if a permit is held now, else the slot whose
+    /// future to await (`stockade._aio.bulkhead_wait`).
+    fn acquire_async<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncSlot>>> {
+        let mut made = None;
+        let queued = self.admit(py, || {
+            static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let future = aio(py, &FUTURE, "new_future")?.call0()?;
+            let slot = Bound::new(
+                py,
+                AsyncSlot {
+                    state: AtomicU8::new(WAITING),
+                    future: future.unbind(),
+                },
+            )?;
+            made = Some(slot.clone());
+            Ok(Waiter::Async(slot.unbind()))
+        })?;
+        Ok(queued.and(made))
+    }
+
+    /// The coroutine that waits for a permit, then awaits `func(...)` (or
+    /// returns `value` when `func` is `None`), and releases the permit
+    /// when it ends (unless `hold` is false: `async with` keeps it).
+    fn async_call<'py>(
+        slf: &Bound<'py, Bulkhead>,
+        func: Option<(&Bound<'py, PyAny>, &Bound<'py, PyTuple>, Option<&Bound<'py, PyDict>>)>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let (f, a, k) = match func {
+            Some((f, a, k)) => (f.clone(), a.clone().into_any(), k.map(|k| k.clone().into_any())),
+            None => (py.None().into_bound(py), py.None().into_bound(py), None),
+        };
+        aio(py, &CALL, "bulkhead_call")?.call1((slf, secs(slf.get().config.queue_timeout), f, a, k, value))
+    }
+
+    pub(crate) fn run<'py>(
+        slf: &Bound<'py, Bulkhead>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        this.check_disposed(py)?;
+        // Fast path: a free permit and nobody queued.
+        if this.core.try_acquire_raw().is_ok() {
+            let result = call(func, args, kwargs);
+            match result {
+                Ok(value) if is_awaitable(&value) => {
+                    // An `async def` function: its coroutine has not
+                    // started. Give the permit back and let the coroutine
+                    // take one when it runs, so a coroutine that is never
+                    // awaited holds nothing.
+                    this.release(py);
+                    static HOLD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                    aio(py, &HOLD, "bulkhead_hold")?.call1((slf, secs(this.config.queue_timeout), value))
+                }
+                Ok(value) => {
+                    this.calls.inc();
+                    this.successes.inc();
+                    this.release(py);
+                    Ok(value)
+                }
+                Err(e) => {
+                    this.calls.inc();
+                    this.failures.inc();
+                    this.release(py);
+                    Err(e)
+                }
+            }
+        } else if is_async_callable(func)? {
+            Bulkhead::async_call(slf, Some((func, args, kwargs)), py.None().into_bound(py))
+        } else {
+            this.acquire_thread(py)?;
+            let result = call(func, args, kwargs);
+            if result.is_ok() {
+                this.successes.inc();
+            } else {
+                this.failures.inc();
+            }
+            this.release(py);
+            result
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncSlot {
+    /// The future to await.
+    #[getter]
+    fn future(&self, py: Python<'_>) -> Py<PyAny> {
+        self.future.clone_ref(py)
+    }
+}
+
+#[pymethods]
+impl Bulkhead {
+    #[new]
+    #[pyo3(signature = (name, *, max_concurrent = None, max_queue = None, queue_timeout = None))]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        max_concurrent: Option<&Bound<'_, PyAny>>,
+        max_queue: Option<&Bound<'_, PyAny>>,
+        queue_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Bulkhead>> {
+        let mut c = BulkheadConfig::DEFAULT;
+        if let Some(v) = max_concurrent {
+            c.max_concurrent = count_u32(v, "max_concurrent")?;
+        }
+        if let Some(v) = max_queue {
+            c.max_queue = count_u32(v, "max_queue")?;
+        }
+        if let Some(v) = queue_timeout {
+            c.queue_timeout = duration(v, "queue_timeout")?;
+        }
+        let core = Core::new(c).map_err(|e| config_error(py, e))?;
+        let b = Py::new(
+            py,
+            Bulkhead {
+                name,
+                config: c,
+                core,
+                queue: Mutex::new(VecDeque::new()),
+                listeners: Listeners::default(),
+                calls: Counter::default(),
+                successes: Counter::default(),
+                failures: Counter::default(),
+                rejections: Counter::default(),
+                timeouts: Counter::default(),
+                disposed: DisposeFlag::default(),
+            },
+        )?;
+        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any());
+        Ok(b)
+    }
+
+    /// The bulkhead registered as `name`, or a new one with the default
+    /// options (registered under that name).
+    #[classmethod]
+    fn get_bulkhead(cls: &Bound<'_, PyType>, name: &str) -> PyResult<Py<PyAny>> {
+        if let Some(found) = registry::get(cls.py(), KIND, name) {
+            return Ok(found);
+        }
+        Ok(cls.call1((name,))?.unbind())
+    }
+
+    /// Runs `func(*args, **kwargs)` holding one of `max_concurrent`
+    /// permits, waiting in the FIFO queue for one (up to `queue_timeout`:
+    /// `QueueTimeoutError`); a full queue raises `BulkheadFullError`. With
+    /// an `async def` function, returns an awaitable that waits with
+    /// asyncio.
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn execute<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Bulkhead::run(slf, func, args, kwargs)
+    }
+
+    /// `func` protected by this bulkhead (a decorator).
+    fn wrap<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Bulkhead(slf.clone().unbind()), func)
+    }
+
+    /// `@bulkhead` as a decorator: the same as `wrap`.
+    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        wrap(Target::Bulkhead(slf.clone().unbind()), func)
+    }
+
+    /// `with bulkhead:` holds a permit for the block (waiting as
+    /// `execute`).
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<Bulkhead>> {
+        slf.get().acquire_thread(slf.py())?;
+        Ok(slf.clone().unbind())
+    }
+
+    #[pyo3(signature = (exc_type = None, _exc = None, _traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        if exc_type.is_some_and(|t| !t.is_none()) {
+            self.failures.inc();
+        } else {
+            self.successes.inc();
+        }
+        self.release(py);
+        false
+    }
+
+    /// `async with bulkhead:` holds a permit for the block, waiting with
+    /// asyncio.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Bulkhead::async_call(slf, None, slf.clone().into_any())
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        exc_type: Option<&Bound<'py, PyAny>>,
+        exc: Option<&Bound<'py, PyAny>>,
+        traceback: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let suppress = self.__exit__(py, exc_type, exc, traceback);
+        static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        aio(py, &READY, "ready")?.call1((suppress,))
+    }
+
+    // The protocol of `stockade._aio.bulkhead_call`.
+
+    /// `None`: a permit is held now; else the slot to wait on.
+    fn _acquire<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncSlot>>> {
+        self.acquire_async(py)
+    }
+
+    /// The wait ran out: raises `QueueTimeoutError` if still queued;
+    /// returns if the permit was granted meanwhile (it is held).
+    fn _timed_out(&self, py: Python<'_>, slot: &Bound<'_, AsyncSlot>, waited: f64) -> PyResult<()> {
+        let me = slot.as_ptr();
+        if self.leave(py, |w| matches!(w, Waiter::Async(s) if s.as_ptr() == me)) {
+            return Err(self.timed_out_error(py, Duration::from_secs_f64(waited.max(0.0))));
+        }
+        match slot.get().state.load(Ordering::Acquire) {
+            GRANTED => Ok(()),
+            _ => Err(disposed(py, "Bulkhead", &self.name)),
+        }
+    }
+
+    /// The waiting coroutine gave up (cancelled, or woken by dispose):
+    /// leaves the queue, or gives back a permit granted meanwhile.
+    fn _abandon(&self, py: Python<'_>, slot: &Bound<'_, AsyncSlot>) {
+        let me = slot.as_ptr();
+        if !self.leave(py, |w| matches!(w, Waiter::Async(s) if s.as_ptr() == me))
+            && slot.get().state.load(Ordering::Acquire) == GRANTED
+        {
+            self.release(py);
+        }
+    }
+
+    /// Gives back the permit of an `async def` call, counting its outcome.
+    fn _release(&self, py: Python<'_>, ok: bool) {
+        if ok {
+            self.successes.inc();
+        } else {
+            self.failures.inc();
+        }
+        self.release(py);
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+    #[getter]
+    fn max_concurrent(&self) -> u32 {
+        self.config.max_concurrent
+    }
+    #[getter]
+    fn max_queue(&self) -> u32 {
+        self.config.max_queue
+    }
+    #[getter]
+    fn queue_timeout(&self) -> f64 {
+        secs(self.config.queue_timeout)
+    }
+    /// Calls running now.
+    #[getter]
+    fn in_flight(&self) -> u32 {
+        self.core.in_use()
+    }
+    /// Callers waiting now.
+    #[getter]
+    fn queue_depth(&self) -> u32 {
+        self.core.queued()
+    }
+
+    /// Counters: `calls`, `successes`, `failures`, `rejections` (full),
+    /// `timeouts` (queue timeouts), `in_flight`, `queue_depth`.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        MetricsSnapshot {
+            calls: self.calls.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            rejections: self.rejections.get(),
+            timeouts: self.timeouts.get(),
+            in_flight: self.core.in_use() as u64,
+            queue_depth: self.core.queued() as u64,
+            ..MetricsSnapshot::default()
+        }
+        .to_dict(py, &self.name)
+    }
+
+    /// Calls `callback(event)` on rejections and queue timeouts (and on
+    /// `dispose`); returns `callback`.
+    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+        self.listeners.add(callback.clone_ref(py));
+        callback
+    }
+
+    /// Removes a listener; `True` if it was there.
+    fn remove_listener(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.listeners.remove(callback)
+    }
+
+    /// Refuses every later call with `DisposedError`, wakes every queued
+    /// caller (threads and coroutines raise `DisposedError`), and
+    /// unregisters the name. Calls already running finish normally.
+    fn dispose(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let py = slf.py();
+        if this.disposed.set() {
+            let drained: Vec<Waiter> = {
+                let mut queue = this.queue.lock();
+                let all: Vec<Waiter> = queue.drain(..).collect();
+                for _ in &all {
+                    let _ = this.core.leave_queue_raw();
+                }
+                all
+            };
+            for w in drained {
+                match w {
+                    Waiter::Thread(slot) => {
+                        *slot.state.lock() = DISPOSED;
+                        slot.cv.notify_one();
+                    }
+                    Waiter::Async(slot) => {
+                        slot.get().state.store(DISPOSED, Ordering::Release);
+                        static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                        let err = disposed(py, "Bulkhead", &this.name).into_value(py);
+                        aio(py, &RESOLVE, "resolve")?.call1((slot.get().future.bind(py), err))?;
+                    }
+                }
+            }
+            this.listeners.emit(py, || Event::new(KIND, &this.name, "disposed"));
+            this.listeners.clear();
+        }
+        registry::unregister(KIND, &this.name, slf.as_any());
+        Ok(())
+    }
+
+    #[getter]
+    fn disposed(&self) -> bool {
+        self.disposed.get()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Bulkhead({:?}, max_concurrent={}, max_queue={}, queue_timeout={})",
+            self.name,
+            self.config.max_concurrent,
+            self.config.max_queue,
+            secs(self.config.queue_timeout)
+        )
+    }
+}
