@@ -17,6 +17,7 @@ mod errors;
 mod events;
 mod limiter;
 mod pipeline;
+mod pool;
 mod registry;
 mod retry;
 mod timeout;
@@ -43,6 +44,11 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wrap::Protected>()?;
     m.add_class::<pipeline::Pipeline>()?;
     m.add_class::<pipeline::Stage>()?;
+    m.add_function(wrap_pyfunction!(registry::py_register, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::py_registered, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::adhoc_timeout, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -40,3 +40,59 @@ pub(crate) fn unregister(kind: &'static str, name: &str, obj: &Bound<'_, PyAny>)
     };
     drop(old);
 }
+
+// The registry and helpers for the patterns written in Python
+// (`stockade._request_response`).
+
+static KINDS: &[&str] = &["request_response"];
+
+fn kind(name: &str) -> PyResult<&'static str> {
+    KINDS
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown pattern kind {name:?}")))
+}
+
+/// Registers `obj` as `name` of `kind`.
+#[pyfunction]
+#[pyo3(name = "_register")]
+pub(crate) fn py_register(kind_name: &str, name: &str, obj: Py<PyAny>) -> PyResult<()> {
+    register(kind(kind_name)?, name, obj);
+    Ok(())
+}
+
+/// The instance registered as `name` of `kind`, or `None`.
+#[pyfunction]
+#[pyo3(name = "_registered")]
+pub(crate) fn py_registered(py: Python<'_>, kind_name: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
+    Ok(get(py, kind(kind_name)?, name))
+}
+
+/// Removes `name` of `kind` if `obj` is registered there.
+#[pyfunction]
+#[pyo3(name = "_unregister")]
+pub(crate) fn py_unregister(kind_name: &str, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    unregister(kind(kind_name)?, name, obj);
+    Ok(())
+}
+
+/// A `Timeout` that is not registered.
+#[pyfunction]
+#[pyo3(name = "_adhoc_timeout", signature = (name, timeout, max_workers = 16))]
+pub(crate) fn adhoc_timeout(
+    py: Python<'_>,
+    name: String,
+    timeout: &Bound<'_, PyAny>,
+    max_workers: usize,
+) -> PyResult<Py<crate::timeout::Timeout>> {
+    crate::timeout::Timeout::unregistered(py, name, Some(timeout), max_workers)
+}
+
+/// `value` (seconds or a `timedelta`) as float seconds, validated as the
+/// option `option`.
+#[pyfunction]
+#[pyo3(name = "_seconds")]
+pub(crate) fn seconds(value: &Bound<'_, PyAny>, option: &str) -> PyResult<f64> {
+    Ok(crate::convert::duration(value, option)?.as_secs_f64())
+}

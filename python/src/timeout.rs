@@ -4,6 +4,8 @@
 //! time) is built on the blocking layer's worker pool.
 
 use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -15,6 +17,7 @@ use crate::call::{aio, call};
 use crate::convert::duration;
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::pool::{Pool, Slot};
 use crate::registry;
 use crate::retry::Counter;
 use crate::wait::DisposeFlag;
@@ -32,6 +35,7 @@ pub(crate) struct Timeout {
     /// The time allowed, in seconds.
     #[pyo3(get, name = "timeout")]
     timeout_secs: f64,
+    pool: Arc<Pool>,
     pub(crate) listeners: Listeners,
     calls: Counter,
     successes: Counter,
@@ -41,17 +45,48 @@ pub(crate) struct Timeout {
 }
 
 impl Timeout {
-    fn timed_out_error(&self, py: Python<'_>) -> PyErr {
+    /// A timeout that is not registered (the request-response pattern's
+    /// per-request deadlines).
+    pub(crate) fn unregistered(
+        py: Python<'_>,
+        name: String,
+        timeout: Option<&Bound<'_, PyAny>>,
+        max_workers: usize,
+    ) -> PyResult<Py<Timeout>> {
+        let config = match timeout {
+            None => TimeoutConfig::DEFAULT,
+            Some(t) => TimeoutConfig::new(duration(t, "timeout")?).map_err(|e| config_error(py, e))?,
+        };
+        if max_workers == 0 {
+            return Err(crate::errors::config_error(
+                py,
+                stockade::ConfigError::zero(stockade::ConfigOption::MaxWorkers, stockade::ConfigValue::Count(0)),
+            ));
+        }
+        Py::new(
+            py,
+            Timeout {
+                name,
+                timeout: config.timeout,
+                timeout_secs: secs(config.timeout),
+                pool: Pool::new(max_workers, Duration::from_secs(60)),
+                listeners: Listeners::default(),
+                calls: Counter::default(),
+                successes: Counter::default(),
+                failures: Counter::default(),
+                timeouts: Counter::default(),
+                disposed: DisposeFlag::default(),
+            },
+        )
+    }
+
+    fn timed_out_error(&self, py: Python<'_>, after: Duration) -> PyErr {
         Exc::Timeout.err(
             py,
             (
-                format!(
-                    "Timeout '{}' timed out after {}",
-                    self.name,
-                    HumanDuration(self.timeout)
-                ),
+                format!("Timeout '{}' timed out after {}", self.name, HumanDuration(after)),
                 self.name.clone(),
-                secs(self.timeout),
+                secs(after),
             ),
         )
     }
@@ -74,38 +109,81 @@ impl Timeout {
             static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(this.timeout)));
         }
-        // The threaded path comes with the blocking layer's worker pool.
-        Err(pyo3::exceptions::PyNotImplementedError::new_err(
-            "Timeout.execute of a plain (not async def) function is not available yet",
-        ))
+        this.run_thread(py, func, args, kwargs, this.timeout)
+    }
+
+    /// Runs a plain function on a worker and waits for it until the
+    /// deadline (the GIL released, in slices for Ctrl-C). The function runs
+    /// in a copy of the caller's `contextvars` context.
+    fn run_thread<'py>(
+        &self,
+        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+        timeout: Duration,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let context = COPY_CONTEXT.import(py, "contextvars", "copy_context")?.call0()?;
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(func.clone());
+        all.extend(args.iter());
+        let job_args = PyTuple::new(py, all)?.unbind();
+        let job_kwargs = kwargs.map(|k| k.clone().unbind());
+        let runner = context.getattr("run")?.unbind();
+        let slot = Slot::new();
+        let worker_slot = Arc::clone(&slot);
+        let deadline = Instant::now().checked_add(timeout);
+        self.pool
+            .submit(Box::new(move || {
+                Python::attach(|py| {
+                    let out = runner
+                        .bind(py)
+                        .call(job_args.bind(py), job_kwargs.as_ref().map(|k| k.bind(py)))
+                        .map(Bound::unbind);
+                    worker_slot.put(out);
+                    drop((runner, job_args, job_kwargs));
+                });
+            }))
+            .map_err(|_| {
+                let (workers, _) = self.pool.counts();
+                Exc::BulkheadFull.err(
+                    py,
+                    (
+                        format!(
+                            "Timeout '{}': all {workers} worker threads are busy (max_workers = {})",
+                            self.name,
+                            self.pool.max_workers()
+                        ),
+                        self.name.clone(),
+                    ),
+                )
+            })?;
+        match slot.wait(py, deadline)? {
+            Some(Ok(value)) => {
+                self.successes.inc();
+                Ok(value.into_bound(py))
+            }
+            Some(Err(e)) => {
+                self.failures.inc();
+                Err(e)
+            }
+            None => Err(PyErr::from_value(self._timed_out(py, Some(secs(timeout))))),
+        }
     }
 }
 
 #[pymethods]
 impl Timeout {
     #[new]
-    #[pyo3(signature = (name, *, timeout = None))]
-    fn new(py: Python<'_>, name: String, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Timeout>> {
-        let config = match timeout {
-            None => TimeoutConfig::DEFAULT,
-            Some(t) => {
-                TimeoutConfig::new(duration(t, "timeout")?).map_err(|e| config_error(py, e))?
-            }
-        };
-        let t = Py::new(
-            py,
-            Timeout {
-                name,
-                timeout: config.timeout,
-                timeout_secs: secs(config.timeout),
-                listeners: Listeners::default(),
-                calls: Counter::default(),
-                successes: Counter::default(),
-                failures: Counter::default(),
-                timeouts: Counter::default(),
-                disposed: DisposeFlag::default(),
-            },
-        )?;
+    #[pyo3(signature = (name, *, timeout = None, max_workers = 16))]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        timeout: Option<&Bound<'_, PyAny>>,
+        max_workers: usize,
+    ) -> PyResult<Py<Timeout>> {
+        let t = Timeout::unregistered(py, name, timeout, max_workers)?;
         registry::register(KIND, &t.get().name, t.clone_ref(py).into_any());
         Ok(t)
     }
@@ -200,14 +278,49 @@ impl Timeout {
     }
 
     /// Counts the timeout, tells the listeners, returns the exception.
-    fn _timed_out<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+    #[pyo3(signature = (after = None))]
+    fn _timed_out<'py>(&self, py: Python<'py>, after: Option<f64>) -> Bound<'py, PyAny> {
+        let after = after.map_or(self.timeout, Duration::from_secs_f64);
         self.timeouts.inc();
         self.listeners.emit(py, || {
             let mut e = Event::new(KIND, &self.name, "timed_out");
-            e.timeout = Some(secs(self.timeout));
+            e.timeout = Some(secs(after));
             e
         });
-        self.timed_out_error(py).into_value(py).into_bound(py).into_any()
+        self.timed_out_error(py, after).into_value(py).into_bound(py).into_any()
+    }
+
+    /// `func()` within `seconds` instead of the configured timeout (the
+    /// request-response pattern's per-request deadlines).
+    fn _execute_within<'py>(
+        slf: &Bound<'py, Self>,
+        seconds: &Bound<'py, PyAny>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let limit = TimeoutConfig::new(duration(seconds, "timeout")?)
+            .map_err(|e| config_error(py, e))?
+            .timeout;
+        this.calls.inc();
+        if is_async_callable(func)? {
+            let value = func.call0().inspect_err(|_| this.failures.inc())?;
+            static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(limit)));
+        }
+        this.run_thread(py, func, &PyTuple::empty(py), None, limit)
+    }
+
+    /// Worker threads alive and busy now.
+    #[getter]
+    fn workers(&self) -> (usize, usize) {
+        self.pool.counts()
+    }
+
+    /// The most worker threads for plain functions.
+    #[getter]
+    fn max_workers(&self) -> usize {
+        self.pool.max_workers()
     }
 
     fn __repr__(&self) -> String {

@@ -32,6 +32,7 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
+from ._request_response import Request, RequestResponsePattern, Response
 from ._stockade import Bulkhead, CircuitBreaker, Event, Pipeline, Protected, RateLimiter, Retry, Timeout, __version__
 
 pipeline = Pipeline
@@ -43,6 +44,9 @@ __all__ = [
     "CircuitBreaker",
     "RateLimiter",
     "Retry",
+    "Request",
+    "Response",
+    "RequestResponsePattern",
     "Timeout",
     "Event",
     "Pipeline",

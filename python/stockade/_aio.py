@@ -76,7 +76,7 @@ async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
                 result = await awaitable
         except TimeoutError:
             if scope.expired():
-                raise timeout._timed_out() from None
+                raise timeout._timed_out(seconds) from None
             timeout._failed()
             raise
         except BaseException:
@@ -89,7 +89,7 @@ async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
             result = await asyncio.wait_for(awaitable, seconds)
         except asyncio.TimeoutError:
             if loop.time() >= deadline:
-                raise timeout._timed_out() from None
+                raise timeout._timed_out(seconds) from None
             timeout._failed()
             raise
         except BaseException:
