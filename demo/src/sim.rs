@@ -8,8 +8,8 @@
 //! deadlines) are the real ones, reading time from the clock the loop
 //! moves.
 
+use core::cmp::Reverse;
 use core::time::Duration;
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::thread;
 use std::time::Instant;

@@ -63,6 +63,7 @@ Columns: requests count in the second they arrived; each ends exactly one way:
   open     rejected: circuit breaker open (or all half-open probes busy), never sent
   t/o      timed out: no answer within {timeout} ms
   up       calls that reached the upstream, retries included, by the second they started
+           (unprotected: one call per request, so the offered column)
   >quota   of those, calls that found the upstream over its quota of {quota}/s
   p99      ms within which 99% of the second's callers had their answer (rejections included)
   peak     most callers waiting at once during the second (blocked threads in a real service)
@@ -90,12 +91,12 @@ Columns: requests count in the second they arrived; each ends exactly one way:
 fn table(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
-        "{:22} |{:<28} |{}",
-        "", " unprotected", " protected: limiter -> bulkhead -> breaker -> retry -> timeout"
+        "{:22} | unprotected                 | protected: limiter -> bulkhead -> breaker -> retry -> timeout",
+        ""
     );
     let _ = writeln!(
         out,
-        "{HEADER_START:11}{:>11} |{:>5}{:>5}{:>7}{:>6}{:>5} |{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>7}{:>6}{:>5}  {}",
+        "{HEADER_START:11}{:>11} |{:>5}{:>5}{:>7}{:>6}{:>5} |{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>7}{:>6}{:>5}  breaker",
         "offered",
         "ok",
         "fail",
@@ -112,7 +113,6 @@ fn table(out: &mut String, report: &Report) {
         ">quota",
         "p99",
         "peak",
-        "breaker"
     );
     let seconds = report.config.seconds;
     let rows = report
