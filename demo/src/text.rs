@@ -137,8 +137,7 @@ fn table(out: &mut String, report: &Report) {
         Totals::of(&report.unprotected),
         Totals::of(&report.protected),
     );
-    let _ = writeln!(
-        out,
+    let total = format!(
         "{TOTAL_START:<15}{:>7} |{:>5}{:>5}{:>7}{:>6}{:>5} |{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>5}{:>7}{:>6}{:>5}",
         tu.offered,
         tu.ok,
@@ -157,6 +156,7 @@ fn table(out: &mut String, report: &Report) {
         "",
         "",
     );
+    let _ = writeln!(out, "{}", total.trim_end());
     let _ = writeln!(
         out,
         "{:<22} |{:>17}{:>6}{:>5} |{:>45}{:>6}{:>5}",
@@ -211,7 +211,7 @@ Summary: what the protection did (each number is a sum or maximum of the lines a
   circuit breaker     {open} requests rejected while the circuit was open never reached the
                       failing upstream; upstream calls: {uup} unprotected, {pup} protected
   bulkhead + timeout  peak callers waiting at once: {upeak} unprotected, {ppeak} protected;
-                      {bulk} turned away by the full bulkhead, {tout} gave up after {timeout} ms
+                      {bulk} turned away by the full bulkhead, {tout} timed out at {timeout} ms
   caller p99 latency  worst second: {up99} ms unprotected (t={up99s}), {pp99} ms protected (t={pp99s});
                       seconds with a p99 over 1 s: {uslow} unprotected, {pslow} protected
   rate limiter        {shed} requests shed; upstream calls over its quota of {quota}/s:

@@ -127,7 +127,7 @@ fn the_summary_adds_up_with_the_per_second_lines() {
             max(16)
         ),
         format!(
-            "{} turned away by the full bulkhead, {} gave up",
+            "{} turned away by the full bulkhead, {} timed out",
             sum(9),
             sum(11)
         ),
