@@ -302,12 +302,15 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         fail(&b, &c);
         assert_eq!(b.state(), BreakerState::Open);
-        assert_about(rejected(&b, &c).retry_after, Duration::from_secs(60));
+        assert_about(
+            rejected(&b, &c).retry_after().unwrap(),
+            Duration::from_secs(60),
+        );
         let probe = wait_out(&b, &c);
         assert_eq!(b.state(), BreakerState::HalfOpen);
         let r = rejected(&b, &c);
-        assert_eq!(r.state, BreakerState::HalfOpen);
-        assert_about(r.retry_after, Duration::from_secs(30));
+        assert_eq!(r.state(), BreakerState::HalfOpen);
+        assert_about(r.retry_after().unwrap(), Duration::from_secs(30));
         probe.success(&c);
         assert_eq!(b.state(), BreakerState::HalfOpen);
         c.advance(Duration::from_secs(30) + SLACK);

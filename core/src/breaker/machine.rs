@@ -16,7 +16,7 @@ use super::*;
 /// match breaker.try_acquire(&clock) {
 ///     Ok(permit) => {
 ///         let call_ok = true; // make the call here
-///         if call_ok { permit.success(&clock) } else { permit.failure(&clock) }
+///         if call_ok { permit.success(&clock); } else { permit.failure(&clock); }
 ///     }
 ///     Err(rejected) => println!("not now: {rejected}"),
 /// }
@@ -37,6 +37,7 @@ pub struct CircuitBreaker {
     pub(super) slow_calls: AtomicU32,
     pub(super) rejections: AtomicU32,
     pub(super) transitions: AtomicU32,
+    pub(super) state_changes: AtomicU32,
     pub(super) stale: AtomicU32,
     pub(super) reset_ticks: Word,
     pub(super) half_open_ticks: Word,
@@ -103,6 +104,7 @@ impl CircuitBreaker {
                 slow_calls: AtomicU32::new(0),
                 rejections: AtomicU32::new(0),
                 transitions: AtomicU32::new(0),
+                state_changes: AtomicU32::new(0),
                 stale: AtomicU32::new(0),
                 reset_ticks,
                 half_open_ticks,
@@ -134,6 +136,10 @@ impl CircuitBreaker {
     /// has lasted `half_open_timeout` (closing the circuit, or starting a
     /// new round). Forced open: rejected.
     ///
+    /// A transition this admission performed is in
+    /// [`BreakerPermit::transition`]; a rejection never changes the state.
+    /// For a plain-data token, use `try_acquire(..)?.into_token()`.
+    ///
     /// # Errors
     ///
     /// [`BreakerRejected`] with the state and how long to wait.
@@ -142,24 +148,6 @@ impl CircuitBreaker {
         &self,
         clock: &C,
     ) -> Result<BreakerPermit<'_>, BreakerRejected> {
-        let token = self.acquire_token(clock)?;
-        Ok(BreakerPermit {
-            breaker: self,
-            token,
-        })
-    }
-
-    /// Like [`try_acquire`](Self::try_acquire), returning a plain-data
-    /// token to pass to [`report`](Self::report) later.
-    ///
-    /// # Errors
-    ///
-    /// [`BreakerRejected`] with the state and how long to wait.
-    #[inline]
-    pub fn acquire_token<C: Clock + ?Sized>(
-        &self,
-        clock: &C,
-    ) -> Result<PermitToken, BreakerRejected> {
         // Fast path: closed with no slow-call threshold needs no clock and
         // changes nothing, so the decision is this one load; it is exactly
         // what the general path decides for such a word (it finds the word
@@ -178,26 +166,27 @@ impl CircuitBreaker {
         // and little elsewhere.
         let w = self.ctrl.load(Ordering::Acquire);
         if mode_of(w) == CLOSED && self.config.slow_call_threshold.is_none() {
-            return Ok(PermitToken {
-                generation: field_u32(gen_of(w)),
-                started_at: None,
+            return Ok(BreakerPermit {
+                breaker: self,
+                token: BreakerToken::from_parts(field_u32(gen_of(w)), None),
+                transition: None,
             });
         }
-        self.acquire_token_slow(clock)
+        self.acquire_slow(clock)
     }
 
     /// The general admission: every state, with clock readings and
     /// transitions. Out of line so the fast path above inlines small.
     #[inline(never)]
-    fn acquire_token_slow<C: Clock + ?Sized>(
+    fn acquire_slow<C: Clock + ?Sized>(
         &self,
         clock: &C,
-    ) -> Result<PermitToken, BreakerRejected> {
+    ) -> Result<BreakerPermit<'_>, BreakerRejected> {
         let mut now = LazyNow::new(clock);
         let mut fix: Fix = None;
         let mut suspect = None;
         let decided = loop {
-            let decided = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+            let decided = update_ctrl(self, |w| {
                 fix = None;
                 now.forget();
                 self.acquire_step(w, &mut now, &mut fix, suspect)
@@ -205,25 +194,27 @@ impl CircuitBreaker {
             match decided {
                 Err(Refusal::Reload(w)) => suspect = Some(w),
                 Err(Refusal::Rejected(rejected)) => break Err(rejected),
-                Ok(admitted) => break Ok(admitted),
+                Ok(((), old, new)) => break Ok((old, new)),
             }
         };
         match decided {
-            Ok(admitted) => {
-                if admitted.entered {
-                    self.enter(admitted.generation, now.fresh());
-                } else if let Some((g, seen)) = fix {
-                    self.restamp(g, seen, now.get());
+            Ok((old, new)) => {
+                let transition = self.commit(old, new, &mut now);
+                if transition.is_none() {
+                    if let Some((g, seen)) = fix {
+                        self.restamp(g, seen, now.get());
+                    }
                 }
                 let started_at =
-                    if self.config.slow_call_threshold.is_some() && admitted.mode != DISABLED {
+                    if self.config.slow_call_threshold.is_some() && mode_of(new) != DISABLED {
                         Some(now.get())
                     } else {
                         None
                     };
-                Ok(PermitToken {
-                    generation: field_u32(admitted.generation),
-                    started_at,
+                Ok(BreakerPermit {
+                    breaker: self,
+                    token: BreakerToken::from_parts(field_u32(gen_of(new)), started_at),
+                    transition,
                 })
             }
             Err(rejected) => {
@@ -236,56 +227,105 @@ impl CircuitBreaker {
         }
     }
 
-    /// Reports the outcome of the call `token` was admitted for.
+    /// Reports the outcome of the call `token` was admitted for; returns
+    /// the transition the verdict performed, if any.
     ///
-    /// A token from an earlier generation is ignored (counted in
-    /// [`BreakerMetrics::stale_verdicts`]). Reads the clock only when the
-    /// decision needs it: to measure a call against the slow-call
-    /// threshold, in the half-open state, and to time-stamp a transition.
-    /// Report each token at most once.
+    /// Reads the clock only when the decision needs it: to measure a call
+    /// against the slow-call threshold, in the half-open state, and to
+    /// time-stamp a transition. A verdict counts only in the generation
+    /// its call was admitted in:
+    ///
+    /// * A token of an earlier generation (or a forged one) changes
+    ///   nothing: `Err(`[`TokenError::Stale`]`)`, counted in
+    ///   [`BreakerMetrics::stale_verdicts`] unless the outcome is
+    ///   [`Outcome::Ignored`].
+    /// * Disabled: nothing is recorded, `Ok(None)`.
+    ///
+    /// **Reporting a token twice.** After the first report, once the
+    /// generation has moved on (the report opened or closed the circuit,
+    /// or anything else did), a second report is stale as above. Within
+    /// the same generation:
+    ///
+    /// * Half-open: with no probe of the round in flight, the second report
+    ///   changes nothing and returns `Err(`[`TokenError::AlreadyReported`]`)`
+    ///   (counted as a stale verdict unless ignored). With another probe in
+    ///   flight it cannot be told from that probe's verdict and is taken as
+    ///   it: it frees that probe's slot early (one more probe may be
+    ///   admitted while it still runs) and, for a success, counts one more
+    ///   successful probe; that probe's own report later gets
+    ///   `AlreadyReported` if no other probe is in flight. Counts stay
+    ///   within their bounds: probes in flight never go below zero or
+    ///   above `half_open_max_probes`.
+    /// * Closed: a token carries no identity beyond its generation, so a
+    ///   second report counts as another call's: a success again resets
+    ///   the consecutive failures and adds a success to the failure-rate
+    ///   window; a failure again adds one to the consecutive failures, to
+    ///   [`BreakerMetrics::failures`] and a failure to the window (so the
+    ///   circuit may open one call early). Every count saturates or wraps
+    ///   as documented; no invariant of the machine depends on the caller.
+    ///
+    /// A [`BreakerPermit`] cannot be reported twice: its verdicts consume
+    /// it. A token that is never reported does no lasting harm (see
+    /// [`BreakerToken`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError`] when the verdict was not counted.
     #[inline]
-    pub fn report<C: Clock + ?Sized>(&self, token: PermitToken, outcome: Outcome, clock: &C) {
+    pub fn report<C: Clock + ?Sized>(
+        &self,
+        token: BreakerToken,
+        outcome: Outcome,
+        clock: &C,
+    ) -> Result<Option<Transition>, TokenError> {
         // Fast path: a success of the current closed generation with no
         // consecutive failures to reset, on a breaker with neither a
         // slow-call threshold (nothing to measure) nor a failure-rate
         // window (nothing to record), changes nothing: the general path
         // would find the same and return without a write. The generation
         // is compared unmasked, so a forged token never matches.
-        // Ordering: as in `acquire_token`, `Acquire` like the general path.
+        // Ordering: as in `try_acquire`, `Acquire` like the general path.
         if outcome == Outcome::Success
             && self.config.slow_call_threshold.is_none()
             && self.config.failure_rate.is_none()
         {
             let w = self.ctrl.load(Ordering::Acquire);
-            if mode_of(w) == CLOSED && gen_of(w) == token.generation as Word && a_of(w) == 0 {
-                return;
+            if mode_of(w) == CLOSED && gen_of(w) == token.generation() as Word && a_of(w) == 0 {
+                return Ok(None);
             }
         }
-        self.report_slow(token, outcome, clock);
+        self.report_slow(token, outcome, clock)
     }
 
     /// The general report: every state and outcome. Out of line so the
     /// fast path above inlines small.
     #[inline(never)]
-    fn report_slow<C: Clock + ?Sized>(&self, token: PermitToken, outcome: Outcome, clock: &C) {
+    fn report_slow<C: Clock + ?Sized>(
+        &self,
+        token: BreakerToken,
+        outcome: Outcome,
+        clock: &C,
+    ) -> Result<Option<Transition>, TokenError> {
         let w = self.ctrl.load(Ordering::Acquire);
-        let g = token.generation as Word;
-        if gen_of(w) != g {
+        let g = token.generation() as Word;
+        if gen_of(w) != g || token.generation() >= Self::GENERATIONS {
             if outcome != Outcome::Ignored {
                 self.stale.fetch_add(1, Ordering::Relaxed);
             }
-            return;
+            return Err(TokenError::Stale);
         }
         let mode = mode_of(w);
         if mode != CLOSED && mode != HALF_OPEN {
             // Disabled records nothing; open states admit no calls.
-            return;
+            return Ok(None);
         }
         let mut now = LazyNow::new(clock);
         let (failed, slow) = match outcome {
             Outcome::Ignored => {
-                self.release(token);
-                return;
+                return match mode {
+                    CLOSED => Ok(None),
+                    _ => self.release_probe(token).map(|()| None).map_err(Into::into),
+                };
             }
             Outcome::Failure => (true, false),
             Outcome::Success => {
@@ -299,18 +339,25 @@ impl CircuitBreaker {
             (_, false) => self.probe_success(g, &mut now),
             (_, true) => self.probe_failure(g, &mut now),
         };
-        if !counted {
-            self.stale.fetch_add(1, Ordering::Relaxed);
-        } else if failed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            if slow {
-                self.slow_calls.fetch_add(1, Ordering::Relaxed);
+        match counted {
+            Err(e) => {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+            Ok(transition) => {
+                if failed {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    if slow {
+                        self.slow_calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(transition)
             }
         }
     }
 
-    fn is_slow<C: Clock + ?Sized>(&self, token: PermitToken, now: &mut LazyNow<'_, C>) -> bool {
-        match (self.config.slow_call_threshold, token.started_at) {
+    fn is_slow<C: Clock + ?Sized>(&self, token: BreakerToken, now: &mut LazyNow<'_, C>) -> bool {
+        match (self.config.slow_call_threshold, token.started_at()) {
             (Some(threshold), Some(start)) => {
                 now.get().saturating_duration_since(start) > threshold
             }
@@ -320,46 +367,32 @@ impl CircuitBreaker {
 
     // -- manual control -----------------------------------------------------
 
-    fn set_mode<C: Clock + ?Sized>(&self, mode: Word, clock: &C) -> BreakerState {
-        let moved = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
-            let g1 = next_gen(gen_of(w));
-            if mode == CLOSED {
-                self.prepare_window(g1);
-            }
-            Ok::<_, Infallible>(((mode_of(w), g1), pack(mode, g1, 0, 0)))
-        });
-        let (previous, g1) = match moved {
-            Ok(moved) => moved,
-            Err(never) => match never {},
-        };
-        self.enter(g1, clock.now());
-        BreakerState::from_mode(previous)
-    }
-
     /// Opens the circuit now, from any state; it goes half-open after
-    /// `reset_timeout` as usual. Returns the previous state.
-    pub fn trip<C: Clock + ?Sized>(&self, clock: &C) -> BreakerState {
+    /// `reset_timeout` as usual. Returns the transition (its `from` is the
+    /// previous state; tripping an open breaker restarts its timer, a
+    /// transition from `Open` to `Open`).
+    pub fn trip<C: Clock + ?Sized>(&self, clock: &C) -> Transition {
         self.set_mode(OPEN, clock)
     }
 
     /// Closes the circuit, from any state (also leaves the forced-open and
     /// disabled modes), with counters and window cleared. Returns the
-    /// previous state.
-    pub fn reset<C: Clock + ?Sized>(&self, clock: &C) -> BreakerState {
+    /// transition.
+    pub fn reset<C: Clock + ?Sized>(&self, clock: &C) -> Transition {
         self.set_mode(CLOSED, clock)
     }
 
     /// Opens the circuit until [`reset`](Self::reset) (or
     /// [`trip`](Self::trip) or [`disable`](Self::disable)). Returns the
-    /// previous state.
-    pub fn force_open<C: Clock + ?Sized>(&self, clock: &C) -> BreakerState {
+    /// transition.
+    pub fn force_open<C: Clock + ?Sized>(&self, clock: &C) -> Transition {
         self.set_mode(FORCED_OPEN, clock)
     }
 
     /// Admits every call and records nothing until [`reset`](Self::reset)
     /// (or [`trip`](Self::trip) or [`force_open`](Self::force_open)).
-    /// Returns the previous state.
-    pub fn disable<C: Clock + ?Sized>(&self, clock: &C) -> BreakerState {
+    /// Returns the transition.
+    pub fn disable<C: Clock + ?Sized>(&self, clock: &C) -> Transition {
         self.set_mode(DISABLED, clock)
     }
 }
@@ -389,8 +422,8 @@ mod tests {
         assert_eq!(m.generation, 1);
         assert_eq!(m.consecutive_failures, 0);
         let r = rejected(&b, &c);
-        assert_eq!(r.state, BreakerState::Open);
-        assert_about(r.retry_after, Duration::from_secs(60));
+        assert_eq!(r.state(), BreakerState::Open);
+        assert_about(r.retry_after().unwrap(), Duration::from_secs(60));
         assert_eq!(metrics(&b, &c).rejections, 1);
     }
 
@@ -401,7 +434,7 @@ mod tests {
         let t0 = c.now();
         b.trip(&c);
         c.advance(Duration::from_millis(1500) - NS);
-        assert_eq!(rejected(&b, &c).state, BreakerState::Open);
+        assert_eq!(rejected(&b, &c).state(), BreakerState::Open);
         c.set(t0);
         let probe = wait_out(&b, &c);
         assert!(c.now().saturating_duration_since(t0) >= Duration::from_millis(1500));
@@ -418,8 +451,8 @@ mod tests {
         let p1 = wait_out(&b, &c);
         let p2 = b.try_acquire(&c).expect("second probe");
         let r = rejected(&b, &c);
-        assert_eq!(r.state, BreakerState::HalfOpen);
-        assert_about(r.retry_after, Duration::from_secs(30));
+        assert_eq!(r.state(), BreakerState::HalfOpen);
+        assert_about(r.retry_after().unwrap(), Duration::from_secs(30));
         assert_eq!(metrics(&b, &c).probes_in_flight, 2);
         drop(p1); // no verdict: frees the slot, counts nothing
         let m = metrics(&b, &c);
@@ -446,7 +479,10 @@ mod tests {
         probe.failure(&c);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(metrics(&b, &c).generation, g + 1);
-        assert_about(rejected(&b, &c).retry_after, Duration::from_secs(60));
+        assert_about(
+            rejected(&b, &c).retry_after().unwrap(),
+            Duration::from_secs(60),
+        );
         let probe = wait_out(&b, &c);
         assert_eq!(b.state(), BreakerState::HalfOpen);
         drop(probe);
@@ -480,8 +516,8 @@ mod tests {
         wait_out(&b, &c).success(&c);
         let held = b.try_acquire(&c).expect("second probe");
         let r = rejected(&b, &c);
-        assert_about(r.retry_after, Duration::from_secs(5));
-        c.advance(r.retry_after - NS);
+        assert_about(r.retry_after().unwrap(), Duration::from_secs(5));
+        c.advance(r.retry_after().unwrap() - NS);
         assert!(b.try_acquire(&c).is_err());
         c.advance(NS);
         let closed = b.try_acquire(&c).expect("round over: closed");
@@ -543,11 +579,11 @@ mod tests {
         let b = breaker(BreakerConfig::DEFAULT.with_half_open_max_probes(2));
         b.trip(&c);
         let early_a = wait_out(&b, &c).into_token();
-        let early_b = b.acquire_token(&c).unwrap();
+        let early_b = b.try_acquire(&c).unwrap().into_token();
         c.advance(Duration::from_secs(30) + SLACK);
         let later = b.try_acquire(&c).unwrap();
-        b.report(early_a, Outcome::Failure, &c);
-        b.report(early_b, Outcome::Success, &c);
+        let _ = b.report(early_a, Outcome::Failure, &c);
+        let _ = b.report(early_b, Outcome::Success, &c);
         let m = metrics(&b, &c);
         assert_eq!(m.state, BreakerState::HalfOpen);
         assert_eq!((m.probes_in_flight, m.probe_successes), (1, 0));
@@ -625,25 +661,28 @@ mod tests {
     fn manual_modes() {
         let b = breaker(BreakerConfig::DEFAULT);
         let c = clock();
-        assert_eq!(b.trip(&c), BreakerState::Closed);
+        assert_eq!(b.trip(&c).from, BreakerState::Closed);
         assert_eq!(b.state(), BreakerState::Open);
         c.advance(Duration::from_secs(59));
         // Tripping an open breaker restarts its timer.
-        assert_eq!(b.trip(&c), BreakerState::Open);
-        assert_about(rejected(&b, &c).retry_after, Duration::from_secs(60));
+        assert_eq!(b.trip(&c).from, BreakerState::Open);
+        assert_about(
+            rejected(&b, &c).retry_after().unwrap(),
+            Duration::from_secs(60),
+        );
 
-        assert_eq!(b.force_open(&c), BreakerState::Open);
+        assert_eq!(b.force_open(&c).from, BreakerState::Open);
         let r = rejected(&b, &c);
-        assert_eq!(r.state, BreakerState::ForcedOpen);
-        assert_eq!(r.retry_after, Duration::MAX);
+        assert_eq!(r.state(), BreakerState::ForcedOpen);
+        assert_eq!(r.retry_after(), None);
         assert_eq!(r.to_string(), "circuit breaker is forced open");
         c.advance(Duration::from_secs(3600));
-        assert_eq!(rejected(&b, &c).state, BreakerState::ForcedOpen);
+        assert_eq!(rejected(&b, &c).state(), BreakerState::ForcedOpen);
 
-        assert_eq!(b.reset(&c), BreakerState::ForcedOpen);
+        assert_eq!(b.reset(&c).from, BreakerState::ForcedOpen);
         assert_eq!(b.state(), BreakerState::Closed);
 
-        assert_eq!(b.disable(&c), BreakerState::Closed);
+        assert_eq!(b.disable(&c).from, BreakerState::Closed);
         let kept = b.try_acquire(&c).unwrap();
         for _ in 0..20 {
             fail(&b, &c);
@@ -654,7 +693,7 @@ mod tests {
             (m.failures, m.consecutive_failures, m.stale_verdicts),
             (0, 0, 0)
         );
-        assert_eq!(b.reset(&c), BreakerState::Disabled);
+        assert_eq!(b.reset(&c).from, BreakerState::Disabled);
         kept.failure(&c); // from the disabled generation: stale now
         let m = metrics(&b, &c);
         assert_eq!(
@@ -673,17 +712,17 @@ mod tests {
             now: Cell::new(7),
             reads: Cell::new(0),
         };
-        let t = b.acquire_token(&c).unwrap();
+        let t = b.try_acquire(&c).unwrap().into_token();
         assert_eq!((t.generation(), t.started_at()), (0, None));
-        b.report(t, Outcome::Success, &c);
+        let _ = b.report(t, Outcome::Success, &c);
         drop(b.try_acquire(&c).unwrap());
         b.try_acquire(&c).unwrap().success(&c);
         assert_eq!(c.take(), 0);
         let before = b.ctrl.load(Ordering::Acquire);
         // A token that carries a start time (from another breaker or a
         // binding) is not measured without a threshold.
-        let started = PermitToken::from_parts(0, Some(Timestamp::from_nanos(0)));
-        b.report(started, Outcome::Success, &c);
+        let started = BreakerToken::from_parts(0, Some(Timestamp::from_nanos(0)));
+        let _ = b.report(started, Outcome::Success, &c);
         assert_eq!((b.ctrl.load(Ordering::Acquire), c.take()), (before, 0));
 
         // A pending consecutive failure is reset by a success (general path).
@@ -697,7 +736,7 @@ mod tests {
         // Forged generations never match, even ones equal to the current
         // generation modulo the field.
         for forged in [CircuitBreaker::GENERATIONS, u32::MAX, 1] {
-            b.report(PermitToken::from_parts(forged, None), Outcome::Success, &c);
+            let _ = b.report(BreakerToken::from_parts(forged, None), Outcome::Success, &c);
         }
         let m = metrics(&b, &clock());
         assert_eq!((m.stale_verdicts, m.consecutive_failures), (3, 1));
@@ -705,29 +744,29 @@ mod tests {
         // A stale success of an older closed generation is stale.
         b.trip(&c);
         b.reset(&c);
-        b.report(t, Outcome::Success, &c);
+        let _ = b.report(t, Outcome::Success, &c);
         assert_eq!(metrics(&b, &clock()).stale_verdicts, 4);
 
         // With a slow-call threshold admission records the start, and a
         // slow success counts as a failure.
         let b = breaker(BreakerConfig::DEFAULT.with_slow_call_threshold(SEC));
         c.take();
-        let t = b.acquire_token(&c).unwrap();
+        let t = b.try_acquire(&c).unwrap().into_token();
         assert_eq!(
             (t.started_at(), c.take()),
             (Some(Timestamp::from_nanos(7)), 1)
         );
         c.now.set(7 + 2_000_000_000);
-        b.report(t, Outcome::Success, &c);
+        let _ = b.report(t, Outcome::Success, &c);
         let m = metrics(&b, &clock());
         assert_eq!((m.consecutive_failures, m.slow_calls), (1, 1));
 
         // Disabled: no start recorded even with a threshold, nothing counted.
         b.disable(&c);
-        let t = b.acquire_token(&c).unwrap();
+        let t = b.try_acquire(&c).unwrap().into_token();
         assert_eq!(t.started_at(), None);
-        b.report(t, Outcome::Success, &c);
-        b.report(t, Outcome::Failure, &c);
+        let _ = b.report(t, Outcome::Success, &c);
+        let _ = b.report(t, Outcome::Failure, &c);
         assert_eq!(metrics(&b, &clock()).failures, 1);
 
         // With a failure-rate window a success is recorded in it.
@@ -752,7 +791,7 @@ mod tests {
         assert_eq!(metrics(&b, &c).probes_in_flight, 2);
         drop(p1);
         assert_eq!(metrics(&b, &c).probes_in_flight, 1);
-        b.report(t3, Outcome::Ignored, &c);
+        let _ = b.report(t3, Outcome::Ignored, &c);
         assert_eq!(metrics(&b, &c).probes_in_flight, 0);
     }
 
@@ -763,16 +802,16 @@ mod tests {
         }
         let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(1));
         let c = clock();
-        let old = b.acquire_token(&c).unwrap();
+        let old = b.try_acquire(&c).unwrap().into_token();
         for _ in 0..CircuitBreaker::GENERATIONS - 2 {
             b.trip(&c);
         }
         b.reset(&c); // generation GENERATIONS - 1: the token is stale
-        b.report(old, Outcome::Failure, &c);
+        let _ = b.report(old, Outcome::Failure, &c);
         assert_eq!(b.state(), BreakerState::Closed);
         b.trip(&c);
         b.reset(&c); // wrapped to the token's generation + 1
-        b.report(old, Outcome::Failure, &c);
+        let _ = b.report(old, Outcome::Failure, &c);
         assert_eq!(b.state(), BreakerState::Closed);
     }
 }

@@ -32,6 +32,11 @@ pub struct BreakerMetrics {
     /// State changes (including new half-open rounds and manual
     /// operations), wrapping.
     pub transitions: u32,
+    /// Transitions that changed the state (`from != to`: not new
+    /// half-open rounds, not trips of an open breaker), wrapping. Equal to
+    /// the number of [`Transition`]s with
+    /// [`changes_state`](Transition::changes_state) the calls returned.
+    pub state_changes: u32,
     /// Verdicts ignored because they came from an earlier generation,
     /// wrapping.
     pub stale_verdicts: u32,
@@ -108,6 +113,7 @@ impl CircuitBreaker {
             slow_calls: self.slow_calls.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
             transitions: self.transitions.load(Ordering::Relaxed),
+            state_changes: self.state_changes.load(Ordering::Relaxed),
             stale_verdicts: self.stale.load(Ordering::Relaxed),
             last_transition,
         }

@@ -43,10 +43,10 @@
 //! }
 //! assert_eq!(BREAKER.state(), BreakerState::Open);
 //! let rejected = BREAKER.try_acquire(&CLOCK).unwrap_err();
-//! assert!(rejected.retry_after >= Duration::from_secs(60));
+//! assert_eq!(rejected.retry_after(), Some(Duration::from_secs(60)));
 //!
 //! // After `reset_timeout` one probe is let through; others wait.
-//! CLOCK.advance(rejected.retry_after);
+//! CLOCK.advance(Duration::from_secs(60));
 //! let probe = BREAKER.try_acquire(&CLOCK).expect("half-open probe");
 //! assert_eq!(BREAKER.state(), BreakerState::HalfOpen);
 //! assert!(BREAKER.try_acquire(&CLOCK).is_err());
@@ -120,13 +120,27 @@
 //! [`success`](BreakerPermit::success), [`failure`](BreakerPermit::failure)
 //! or [`ignore`](BreakerPermit::ignore). Dropping it without a verdict
 //! counts as *ignored*: it frees a half-open probe slot and counts neither
-//! as success nor as failure. Bindings that cannot hold a borrow use
-//! [`acquire_token`](CircuitBreaker::acquire_token) /
-//! [`into_token`](BreakerPermit::into_token) and
-//! [`report`](CircuitBreaker::report) with a plain-data [`PermitToken`].
-//! Report each token at most once: a token is `Copy`, and reporting it
-//! twice in half-open frees a probe slot twice. A token that is never
-//! reported does not wedge the breaker (see the half-open rounds above).
+//! as success nor as failure. Bindings that cannot hold a borrow turn the
+//! permit into a plain-data [`BreakerToken`] with
+//! [`into_token`](BreakerPermit::into_token) and later
+//! [`report`](CircuitBreaker::report) it (or re-attach it with
+//! [`BreakerPermit::from_token`]). Report each token at most once; what a
+//! second report does, and what a token never reported does, is defined
+//! exactly in [`CircuitBreaker::report`] and [`BreakerToken`]: never a
+//! wedged breaker, never a count out of its bounds.
+//!
+//! # Transitions are values
+//!
+//! Every call that can change the state returns the [`Transition`] it
+//! performed: [`BreakerPermit::transition`] for an admission,
+//! [`report`](CircuitBreaker::report) and the permit's verdicts for a
+//! report, [`trip`](CircuitBreaker::trip), [`reset`](CircuitBreaker::reset),
+//! [`force_open`](CircuitBreaker::force_open) and
+//! [`disable`](CircuitBreaker::disable) always. Exactly one call returns
+//! each transition, so a layer that emits events needs no polling:
+//! [`state`](CircuitBreaker::state) and [`metrics`](CircuitBreaker::metrics)
+//! only read and never perform a transition (an open breaker past its
+//! `reset_timeout` stays `Open` until the next admission).
 //!
 //! # Cost
 //!
@@ -187,8 +201,9 @@ use config::*;
 pub use config::{BreakerConfig, FailureRateConfig};
 pub use machine::CircuitBreaker;
 pub use metrics::{BreakerMetrics, WindowMetrics};
-pub use permit::{BreakerPermit, PermitToken};
+pub use permit::{BreakerPermit, BreakerToken, TokenError};
 use stamp::*;
 pub use state::{BreakerRejected, BreakerState, Outcome};
+pub use transition::Transition;
 use transition::*;
 use word::*;

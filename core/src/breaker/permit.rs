@@ -1,41 +1,73 @@
-//! Permits (RAII) and plain-data tokens.
+//! Permits (RAII) and plain-data tokens, and what reporting a token
+//! twice or never does.
+//!
+//! A [`BreakerToken`] names the generation its call was admitted in (and
+//! its start, with a slow-call threshold). A verdict counts only in that
+//! generation; see [`CircuitBreaker::report`] for the exact rules.
 
 #[allow(unused_imports)]
 use super::*;
 
-/// A plain-data (`Copy`) record of an admitted call, for bindings that
-/// cannot hold a [`BreakerPermit`]'s borrow: the generation it was admitted
-/// in, and its start time when the breaker has a slow-call threshold.
+/// A plain-data (`Copy`, `#[repr(C)]`, 16 bytes) record of an admitted
+/// call, for bindings that cannot hold a [`BreakerPermit`]'s borrow: the
+/// generation it was admitted in, and its start time when the breaker has
+/// a slow-call threshold.
 ///
-/// Report it once with [`CircuitBreaker::report`]. A token that is never
-/// reported does no lasting harm.
+/// Get one with [`BreakerPermit::into_token`]; report it once with
+/// [`CircuitBreaker::report`], or re-attach it to a permit with
+/// [`BreakerPermit::from_token`].
+///
+/// * **Never reported**: no lasting harm. Closed: nothing was counted for
+///   it. Half-open: its probe slot stays taken until the round ends
+///   (`half_open_timeout`); a round that ends without a successful probe
+///   is followed by a new round, so the breaker is never wedged.
+/// * **Reported twice**: once the generation has moved on, every report
+///   returns [`TokenError::Stale`] and changes nothing. Within the same
+///   half-open round, a second report is refused with
+///   [`TokenError::AlreadyReported`] when no probe of the round is in
+///   flight; see [`CircuitBreaker::report`] for the case where one is, and
+///   for the closed state, where a second report cannot be told from
+///   another call's.
 ///
 /// # Examples
 ///
 /// ```
-/// use stockade::breaker::{BreakerConfig, CircuitBreaker, Outcome, PermitToken};
+/// use stockade::breaker::{BreakerConfig, BreakerToken, CircuitBreaker, Outcome};
 /// use stockade::clock::ManualClock;
 ///
-/// let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT).unwrap();
+/// let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT)?;
 /// let clock = ManualClock::new();
-/// let token = breaker.acquire_token(&clock).unwrap();
+/// let token = breaker.try_acquire(&clock)?.into_token();
 /// // ... hand `token` across the FFI boundary and back ...
-/// let token = PermitToken::from_parts(token.generation(), token.started_at());
-/// breaker.report(token, Outcome::Success, &clock);
+/// let token = BreakerToken::from_parts(token.generation(), token.started_at());
+/// assert_eq!(breaker.report(token, Outcome::Success, &clock), Ok(None));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 #[must_use = "report the token's outcome with CircuitBreaker::report"]
-pub struct PermitToken {
-    pub(super) generation: u32,
-    pub(super) started_at: Option<Timestamp>,
+pub struct BreakerToken {
+    generation: u32,
+    /// 1 when `started_at` holds a start time, else 0.
+    timed: u32,
+    /// The start, in nanoseconds of the breaker's clock.
+    started_at: u64,
 }
 
-impl PermitToken {
+impl BreakerToken {
     /// Rebuilds a token from its parts (for bindings that store them).
-    pub const fn from_parts(generation: u32, started_at: Option<Timestamp>) -> PermitToken {
-        PermitToken {
-            generation,
-            started_at,
+    pub const fn from_parts(generation: u32, started_at: Option<Timestamp>) -> BreakerToken {
+        match started_at {
+            Some(t) => BreakerToken {
+                generation,
+                timed: 1,
+                started_at: t.as_nanos(),
+            },
+            None => BreakerToken {
+                generation,
+                timed: 0,
+                started_at: 0,
+            },
         }
     }
 
@@ -47,9 +79,41 @@ impl PermitToken {
     /// When the call was admitted, recorded only when the breaker has a
     /// slow-call threshold.
     pub const fn started_at(self) -> Option<Timestamp> {
-        self.started_at
+        if self.timed != 0 {
+            Some(Timestamp::from_nanos(self.started_at))
+        } else {
+            None
+        }
     }
 }
+
+/// A token's verdict was not counted.
+///
+/// `#[repr(u8)]` with explicit discriminants: the numbers are part of the
+/// C ABI and are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TokenError {
+    /// The token's generation is over (the breaker changed state, or a
+    /// half-open round ended, since the call was admitted), or the token
+    /// was forged. Counted in [`BreakerMetrics::stale_verdicts`] unless the
+    /// outcome was [`Outcome::Ignored`].
+    Stale = 1,
+    /// A half-open probe's token, reported while no probe of its round is
+    /// in flight: it was reported (or released) already. Nothing changed.
+    AlreadyReported = 2,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenError::Stale => "circuit breaker token is stale: the breaker changed state since the call was admitted",
+            TokenError::AlreadyReported => "circuit breaker token was already reported",
+        })
+    }
+}
+
+impl core::error::Error for TokenError {}
 
 /// Permission to make one call through a [`CircuitBreaker`].
 ///
@@ -61,46 +125,93 @@ impl PermitToken {
 #[must_use = "give the permit a verdict: success, failure or ignore"]
 pub struct BreakerPermit<'a> {
     pub(super) breaker: &'a CircuitBreaker,
-    pub(super) token: PermitToken,
+    pub(super) token: BreakerToken,
+    pub(super) transition: Option<Transition>,
 }
 
 impl<'a> BreakerPermit<'a> {
+    /// Re-attaches a token to its breaker: the permit reports on drop
+    /// like any other. Use it to get the RAII guard back after a token
+    /// crossed a boundary. Attaching a token to another breaker than the
+    /// one that issued it is harmless but meaningless (its verdicts are
+    /// almost always stale there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
+    /// use stockade::clock::ManualClock;
+    ///
+    /// let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+    /// let clock = ManualClock::new();
+    /// let token = breaker.try_acquire(&clock)?.into_token();
+    /// let permit = BreakerPermit::from_token(&breaker, token);
+    /// permit.failure(&clock);
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn from_token(breaker: &'a CircuitBreaker, token: BreakerToken) -> BreakerPermit<'a> {
+        BreakerPermit {
+            breaker,
+            token,
+            transition: None,
+        }
+    }
+
     /// Takes the permit apart without running its `Drop` (a permit given
     /// a verdict must not also be released as "ignored").
     #[inline]
-    pub(super) fn disarm(self) -> (&'a CircuitBreaker, PermitToken) {
+    pub(super) fn disarm(self) -> (&'a CircuitBreaker, BreakerToken) {
         let this = ManuallyDrop::new(self);
         (this.breaker, this.token)
     }
 
+    /// The transition this admission performed (open to half-open, or the
+    /// end of a half-open round), if any. `None` for a permit made with
+    /// [`from_token`](Self::from_token).
+    pub const fn transition(&self) -> Option<Transition> {
+        self.transition
+    }
+
     /// The call succeeded. Counts as a failure if it took longer than the
-    /// breaker's slow-call threshold.
+    /// breaker's slow-call threshold. Returns the transition this verdict
+    /// performed, if any (a stale verdict performs none; see
+    /// [`CircuitBreaker::report`]).
     #[inline]
-    pub fn success<C: Clock + ?Sized>(self, clock: &C) {
+    pub fn success<C: Clock + ?Sized>(self, clock: &C) -> Option<Transition> {
         let (breaker, token) = self.disarm();
-        breaker.report(token, Outcome::Success, clock);
+        breaker
+            .report(token, Outcome::Success, clock)
+            .ok()
+            .flatten()
     }
 
-    /// The call failed.
+    /// The call failed. Returns the transition this verdict performed, if
+    /// any.
     #[inline]
-    pub fn failure<C: Clock + ?Sized>(self, clock: &C) {
+    pub fn failure<C: Clock + ?Sized>(self, clock: &C) -> Option<Transition> {
         let (breaker, token) = self.disarm();
-        breaker.report(token, Outcome::Failure, clock);
+        breaker
+            .report(token, Outcome::Failure, clock)
+            .ok()
+            .flatten()
     }
 
-    /// The call does not count; frees a half-open probe slot.
+    /// The call does not count; frees a half-open probe slot. Never
+    /// changes the state.
     pub fn ignore(self) {
         drop(self);
     }
 
     /// The permit's token, without giving a verdict.
-    pub const fn token(&self) -> PermitToken {
+    pub const fn token(&self) -> BreakerToken {
         self.token
     }
 
     /// Turns the permit into a plain-data token, to be reported later with
-    /// [`CircuitBreaker::report`]. No verdict is given now.
-    pub fn into_token(self) -> PermitToken {
+    /// [`CircuitBreaker::report`] (or re-attached with
+    /// [`from_token`](Self::from_token)). No verdict is given now.
+    pub fn into_token(self) -> BreakerToken {
         self.disarm().1
     }
 }
@@ -116,26 +227,30 @@ impl CircuitBreaker {
     /// No verdict: frees the probe slot if `token` is a probe of the
     /// current half-open round.
     #[inline]
-    pub(super) fn release(&self, token: PermitToken) {
+    pub(super) fn release(&self, token: BreakerToken) {
         // Only a probe of the current round holds a slot; anything else
         // (the common case: a closed breaker) is this one load.
         let w = self.ctrl.load(Ordering::Acquire);
         if mode_of(w) == HALF_OPEN && gen_of(w) == token.generation as Word {
-            self.release_probe(token);
+            let _ = self.release_probe(token);
         }
     }
 
     /// Frees the probe slot of `token` if it is still a probe of the
-    /// current half-open round.
+    /// current half-open round. Never a transition.
     #[inline(never)]
-    pub(super) fn release_probe(&self, token: PermitToken) {
+    pub(super) fn release_probe(&self, token: BreakerToken) -> Result<(), NotCounted> {
         let g = token.generation as Word;
-        let _ = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+        update_ctrl(self, |w| {
             if mode_of(w) != HALF_OPEN || gen_of(w) != g {
-                return Err(());
+                return Err(NotCounted::Stale);
             }
-            Ok(((), pack(HALF_OPEN, g, a_of(w).saturating_sub(1), b_of(w))))
-        });
+            if a_of(w) == 0 {
+                return Err(NotCounted::NotInFlight);
+            }
+            Ok(((), pack(HALF_OPEN, g, a_of(w) - 1, b_of(w))))
+        })
+        .map(|_| ())
     }
 }
 
@@ -157,9 +272,9 @@ mod tests {
         let m = metrics(&b, &c);
         assert_eq!((m.generation, m.probes_in_flight), (g + 1, 1));
         // The old round's late verdicts are ignored.
-        b.report(lost, Outcome::Failure, &c);
+        let _ = b.report(lost, Outcome::Failure, &c);
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        b.report(lost, Outcome::Ignored, &c);
+        let _ = b.report(lost, Outcome::Ignored, &c);
         assert!(b.try_acquire(&c).is_err(), "the new probe keeps its slot");
         assert_eq!(metrics(&b, &c).stale_verdicts, 1);
         probe.success(&c);
@@ -196,19 +311,19 @@ mod tests {
     fn tokens_round_trip() {
         let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(1));
         let c = clock();
-        let t = b.acquire_token(&c).unwrap();
+        let t = b.try_acquire(&c).unwrap().into_token();
         assert_eq!(t.generation(), 0);
         assert_eq!(t.started_at(), None);
-        let t = PermitToken::from_parts(t.generation(), t.started_at());
-        b.report(t, Outcome::Success, &c);
-        b.report(t, Outcome::Ignored, &c);
+        let t = BreakerToken::from_parts(t.generation(), t.started_at());
+        let _ = b.report(t, Outcome::Success, &c);
+        let _ = b.report(t, Outcome::Ignored, &c);
         assert_eq!(b.state(), BreakerState::Closed);
         let t = b.try_acquire(&c).unwrap().into_token();
-        b.report(t, Outcome::Failure, &c);
+        let _ = b.report(t, Outcome::Failure, &c);
         assert_eq!(b.state(), BreakerState::Open);
         // A forged generation outside the field never matches.
-        b.report(
-            PermitToken::from_parts(u32::MAX, None),
+        let _ = b.report(
+            BreakerToken::from_parts(u32::MAX, None),
             Outcome::Failure,
             &c,
         );

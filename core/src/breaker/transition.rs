@@ -1,4 +1,25 @@
-//! The transitions of the control word.
+//! The transitions of the control word, and the value that reports one.
+//!
+//! Every change of the control word is computed by a *pure step*: a
+//! function from the observed word to `Ok((value, new word))` or `Err(e)`.
+//! A step may read (the clock, the `since` stamp) but writes nothing; it
+//! notes what should happen afterwards in its result or in out-parameters
+//! the caller owns (a stamp repair, [`Fix`]). [`update_ctrl`] applies a
+//! step with one compare-and-swap; its caller then performs the effects
+//! with [`commit`]: stamping the new generation's start, moving the
+//! failure-rate window, counting, and building the [`Transition`] value.
+//!
+//! One effect comes *before* the compare-and-swap: a step that closes the
+//! circuit gets an empty failure-rate window for the new generation
+//! first, so no call of the new generation finds an old window. Readying
+//! it early is harmless if the CAS then fails: the control word at
+//! generation `g` can only move to `g + 1`, whoever moves it, and a window
+//! of generation `g + 1` is never written while the control word is not
+//! closed at `g + 1`.
+//!
+//! Because every transition is one successful CAS that increments the
+//! generation by one, exactly one call performs each transition, and that
+//! call, and only it, returns the [`Transition`].
 //!
 //! **What a race can cost.** All decisions on the control word are exact
 //! under any interleaving: at most `half_open_max_probes` probes run at
@@ -10,12 +31,69 @@
 //! the call it replaces (as a success in a fresh window); a report whose
 //! thread sleeps between claiming and writing its slot while the circuit
 //! is reset (or opens and closes again) can set one bit of the new window;
-//! and when two threads close the circuit at the same moment the slower
-//! one's window clearing can erase a bit just written in the new window.
-//! Each makes an evaluation see one call's bit as it was a moment
-//! earlier or later.
+//! a closed-state report racing with the transition that ends its
+//! generation may go unrecorded (it is stale a moment later anyway); and
+//! when two threads ready the same window at the same moment the slower
+//! one's clearing can erase a bit just written in it. Each makes an
+//! evaluation see one call's bit as it was a moment earlier or later.
 #[allow(unused_imports)]
 use super::*;
+
+/// A state change performed by a call, returned by that call (and only
+/// that one): every transition is reported exactly once.
+///
+/// `generation` is the generation the transition began (each transition
+/// increments it by one, wrapping at [`CircuitBreaker::GENERATIONS`]), so
+/// transitions are totally ordered: sorted by generation, each `from` is
+/// the previous `to`. A new half-open round is a transition from
+/// [`BreakerState::HalfOpen`] to itself, and [`trip`](CircuitBreaker::trip)
+/// on an open breaker one from `Open` to `Open`.
+///
+/// Plain data with a C layout (8 bytes).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Transition};
+/// use stockade::clock::ManualClock;
+///
+/// let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+/// let clock = ManualClock::new();
+/// let permit = breaker.try_acquire(&clock)?;
+/// assert_eq!(permit.transition(), None); // closed: admitted, nothing changed
+/// let opened = permit.failure(&clock);
+/// assert_eq!(
+///     opened,
+///     Some(Transition { from: BreakerState::Closed, to: BreakerState::Open, generation: 1 })
+/// );
+/// assert_eq!(breaker.reset(&clock).from, BreakerState::Open);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct Transition {
+    /// The state before.
+    pub from: BreakerState,
+    /// The state after.
+    pub to: BreakerState,
+    /// The generation the transition began.
+    pub generation: u32,
+}
+
+impl Transition {
+    /// `true` when the state changed (not a new half-open round, and not
+    /// a trip of an open breaker).
+    pub const fn changes_state(self) -> bool {
+        !matches!(
+            (self.from, self.to),
+            (BreakerState::Closed, BreakerState::Closed)
+                | (BreakerState::Open, BreakerState::Open)
+                | (BreakerState::HalfOpen, BreakerState::HalfOpen)
+                | (BreakerState::ForcedOpen, BreakerState::ForcedOpen)
+                | (BreakerState::Disabled, BreakerState::Disabled)
+        )
+    }
+}
 
 /// Why an admission step did not admit.
 pub(super) enum Refusal {
@@ -25,16 +103,85 @@ pub(super) enum Refusal {
     Reload(Word),
 }
 
-/// An admission decided on the control word.
-#[derive(Clone, Copy)]
-pub(super) struct Admitted {
-    pub(super) mode: Word,
-    pub(super) generation: Word,
-    /// The admission began a new generation (a transition).
-    pub(super) entered: bool,
+/// Why a report step did not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NotCounted {
+    /// The generation moved on.
+    Stale,
+    /// A half-open round with no probe in flight: the token was already
+    /// reported (or released).
+    NotInFlight,
+}
+
+impl From<NotCounted> for TokenError {
+    fn from(e: NotCounted) -> TokenError {
+        match e {
+            NotCounted::Stale => TokenError::Stale,
+            NotCounted::NotInFlight => TokenError::AlreadyReported,
+        }
+    }
+}
+
+/// The CAS helper for `ctrl`: applies the pure step `f` until the
+/// compare-and-swap succeeds or `f` declines; returns the step's value and
+/// the old and new words. Readies the window before a CAS that closes
+/// the circuit (see the module docs).
+#[inline]
+pub(super) fn update_ctrl<T, E>(
+    breaker: &CircuitBreaker,
+    mut f: impl FnMut(Word) -> Result<(T, Word), E>,
+) -> Result<(T, Word, Word), E> {
+    let backoff = crossbeam_utils::Backoff::new();
+    let mut current = breaker.ctrl.load(Ordering::Acquire);
+    loop {
+        let (value, next) = f(current)?;
+        if next == current {
+            return Ok((value, current, next));
+        }
+        if mode_of(next) == CLOSED && gen_of(next) != gen_of(current) {
+            breaker.prepare_window(gen_of(next));
+        }
+        match breaker
+            .ctrl
+            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Ok((value, current, next)),
+            Err(actual) => {
+                current = actual;
+                backoff.spin();
+            }
+        }
+    }
 }
 
 impl CircuitBreaker {
+    /// The effects of a successful CAS from `old` to `new`: when the
+    /// generation changed, stamps its start (with a clock reading taken
+    /// now, after the CAS), moves the window, counts, and returns the
+    /// transition.
+    pub(super) fn commit<C: Clock + ?Sized>(
+        &self,
+        old: Word,
+        new: Word,
+        now: &mut LazyNow<'_, C>,
+    ) -> Option<Transition> {
+        if gen_of(old) == gen_of(new) {
+            return None;
+        }
+        let g = gen_of(new);
+        self.enter(g, now.fresh());
+        self.transitions.fetch_add(1, Ordering::Relaxed);
+        let transition = Transition {
+            from: BreakerState::from_mode(mode_of(old)),
+            to: BreakerState::from_mode(mode_of(new)),
+            generation: field_u32(g),
+        };
+        if transition.changes_state() {
+            self.state_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(transition)
+    }
+
     /// Ticks since generation `g` (of control word `w`) began, for an
     /// admission decision. Unknown time (not yet stamped, or the clock looks
     /// behind) counts as zero and notes a stamp repair in `fix`. A stamp of
@@ -66,43 +213,28 @@ impl CircuitBreaker {
         }
     }
 
-    /// The pure admission decision for control word `w`.
+    /// The admission step for control word `w`: pure (reads the clock and
+    /// `since`, writes nothing but the caller's `fix`).
     pub(super) fn acquire_step<C: Clock + ?Sized>(
         &self,
         w: Word,
         now: &mut LazyNow<'_, C>,
         fix: &mut Fix,
         suspect: Option<Word>,
-    ) -> Result<(Admitted, Word), Refusal> {
+    ) -> Result<((), Word), Refusal> {
         let g = gen_of(w);
-        let mode = mode_of(w);
-        match mode {
-            CLOSED | DISABLED => Ok((
-                Admitted {
-                    mode,
-                    generation: g,
-                    entered: false,
-                },
-                w,
-            )),
+        match mode_of(w) {
+            CLOSED | DISABLED => Ok(((), w)),
             OPEN => {
                 let t = now.get();
                 let e = self.admission_elapsed(w, t, fix, suspect)?;
                 if e >= self.reset_ticks {
-                    let g1 = next_gen(g);
-                    Ok((
-                        Admitted {
-                            mode: HALF_OPEN,
-                            generation: g1,
-                            entered: true,
-                        },
-                        pack(HALF_OPEN, g1, 1, 0),
-                    ))
+                    Ok(((), pack(HALF_OPEN, next_gen(g), 1, 0)))
                 } else {
-                    Err(Refusal::Rejected(BreakerRejected {
-                        state: BreakerState::Open,
-                        retry_after: remaining(self.reset_ticks - e, t),
-                    }))
+                    Err(Refusal::Rejected(BreakerRejected::after(
+                        BreakerState::Open,
+                        remaining(self.reset_ticks - e, t),
+                    )))
                 }
             }
             HALF_OPEN => {
@@ -112,96 +244,66 @@ impl CircuitBreaker {
                     // The round is over: close if a probe succeeded (none
                     // failed, or we would be open), else start a new round.
                     let g1 = next_gen(g);
-                    let next = if b_of(w) > 0 {
-                        self.prepare_window(g1);
-                        CLOSED
+                    if b_of(w) > 0 {
+                        Ok(((), pack(CLOSED, g1, 0, 0)))
                     } else {
-                        HALF_OPEN
-                    };
-                    let probes = if next == HALF_OPEN { 1 } else { 0 };
-                    Ok((
-                        Admitted {
-                            mode: next,
-                            generation: g1,
-                            entered: true,
-                        },
-                        pack(next, g1, probes, 0),
-                    ))
+                        Ok(((), pack(HALF_OPEN, g1, 1, 0)))
+                    }
                 } else if a_of(w) < self.config.half_open_max_probes as Word {
-                    Ok((
-                        Admitted {
-                            mode,
-                            generation: g,
-                            entered: false,
-                        },
-                        pack(HALF_OPEN, g, a_of(w) + 1, b_of(w)),
-                    ))
+                    Ok(((), pack(HALF_OPEN, g, a_of(w) + 1, b_of(w))))
                 } else {
-                    Err(Refusal::Rejected(BreakerRejected {
-                        state: BreakerState::HalfOpen,
-                        retry_after: remaining(self.half_open_ticks - e, t),
-                    }))
+                    Err(Refusal::Rejected(BreakerRejected::after(
+                        BreakerState::HalfOpen,
+                        remaining(self.half_open_ticks - e, t),
+                    )))
                 }
             }
-            _ => Err(Refusal::Rejected(BreakerRejected {
-                state: BreakerState::ForcedOpen,
-                retry_after: Duration::MAX,
-            })),
+            _ => Err(Refusal::Rejected(BreakerRejected::forced_open())),
         }
     }
 
     /// A success while closed: resets the consecutive failures (skipped
     /// when already zero: then this is a plain load) and records the call
-    /// in the window.
+    /// in the window, which may open the circuit.
     pub(super) fn closed_success<C: Clock + ?Sized>(
         &self,
         w: Word,
         g: Word,
         now: &mut LazyNow<'_, C>,
-    ) -> bool {
+    ) -> Result<Option<Transition>, NotCounted> {
         if a_of(w) != 0 {
-            let reset = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+            update_ctrl(self, |w| {
                 if mode_of(w) != CLOSED || gen_of(w) != g {
-                    return Err(());
+                    return Err(NotCounted::Stale);
                 }
                 Ok(((), pack(CLOSED, g, 0, b_of(w))))
-            });
-            if reset.is_err() {
-                return false;
-            }
+            })?;
         }
-        self.record(g, false, now);
-        true
+        Ok(self.record(g, false, now))
     }
 
-    /// A failure while closed: counts it, opening at the threshold.
+    /// A failure while closed: counts it, opening at the threshold; else
+    /// records it in the window, which may open the circuit.
     pub(super) fn closed_failure<C: Clock + ?Sized>(
         &self,
         g: Word,
         now: &mut LazyNow<'_, C>,
-    ) -> bool {
+    ) -> Result<Option<Transition>, NotCounted> {
         let threshold = self.config.failure_threshold as Word;
-        let counted = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+        let ((), old, new) = update_ctrl(self, |w| {
             if mode_of(w) != CLOSED || gen_of(w) != g {
-                return Err(());
+                return Err(NotCounted::Stale);
             }
             let failures = a_of(w).saturating_add(1).min(FIELD_MAX);
             if failures >= threshold {
-                Ok((true, pack(OPEN, next_gen(g), 0, 0)))
+                Ok(((), pack(OPEN, next_gen(g), 0, 0)))
             } else {
-                Ok((false, pack(CLOSED, g, failures, b_of(w))))
+                Ok(((), pack(CLOSED, g, failures, b_of(w))))
             }
-        });
-        match counted {
-            Ok(true) => {
-                self.enter(next_gen(g), now.fresh());
-                true
-            }
-            Ok(false) => {
-                self.record(g, true, now);
-                true
-            }
-            Err(()) => false,
+        })?;
+        match self.commit(old, new, now) {
+            Some(opened) => Ok(Some(opened)),
+            None => Ok(self.record(g, true, now)),
         }
     }
 
@@ -211,44 +313,36 @@ impl CircuitBreaker {
         &self,
         g: Word,
         now: &mut LazyNow<'_, C>,
-    ) -> bool {
+    ) -> Result<Option<Transition>, NotCounted> {
         let to_close = match self.config.half_open_successes_to_close {
             Some(n) => n as Word,
             None => 0,
         };
         let mut fix: Fix = None;
-        let closed = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+        let ((), old, new) = update_ctrl(self, |w| {
             fix = None;
             if mode_of(w) != HALF_OPEN || gen_of(w) != g {
-                return Err(());
+                return Err(NotCounted::Stale);
+            }
+            if a_of(w) == 0 {
+                return Err(NotCounted::NotInFlight);
             }
             let successes = b_of(w).saturating_add(1).min(FIELD_MAX);
             let close = (to_close != 0 && successes >= to_close)
                 || self.elapsed(g, now.get(), &mut fix) >= self.half_open_ticks;
             if close {
-                let g1 = next_gen(g);
-                self.prepare_window(g1);
-                Ok((true, pack(CLOSED, g1, 0, 0)))
+                Ok(((), pack(CLOSED, next_gen(g), 0, 0)))
             } else {
-                Ok((
-                    false,
-                    pack(HALF_OPEN, g, a_of(w).saturating_sub(1), successes),
-                ))
+                Ok(((), pack(HALF_OPEN, g, a_of(w) - 1, successes)))
             }
-        });
-        match closed {
-            Ok(true) => {
-                self.enter(next_gen(g), now.fresh());
-                true
+        })?;
+        let transition = self.commit(old, new, now);
+        if transition.is_none() {
+            if let Some((g, seen)) = fix {
+                self.restamp(g, seen, now.get());
             }
-            Ok(false) => {
-                if let Some((g, seen)) = fix {
-                    self.restamp(g, seen, now.get());
-                }
-                true
-            }
-            Err(()) => false,
         }
+        Ok(transition)
     }
 
     /// A failed probe: re-opens the circuit.
@@ -256,16 +350,38 @@ impl CircuitBreaker {
         &self,
         g: Word,
         now: &mut LazyNow<'_, C>,
-    ) -> bool {
-        let opened = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+    ) -> Result<Option<Transition>, NotCounted> {
+        let ((), old, new) = update_ctrl(self, |w| {
             if mode_of(w) != HALF_OPEN || gen_of(w) != g {
-                return Err(());
+                return Err(NotCounted::Stale);
+            }
+            if a_of(w) == 0 {
+                return Err(NotCounted::NotInFlight);
             }
             Ok(((), pack(OPEN, next_gen(g), 0, 0)))
+        })?;
+        Ok(self.commit(old, new, now))
+    }
+
+    /// The manual step: `mode` from any state, in a new generation.
+    pub(super) fn set_mode<C: Clock + ?Sized>(&self, mode: Word, clock: &C) -> Transition {
+        let moved = update_ctrl(self, |w| {
+            Ok::<_, Infallible>(((), pack(mode, next_gen(gen_of(w)), 0, 0)))
         });
-        if opened.is_ok() {
-            self.enter(next_gen(g), now.fresh());
+        let ((), old, new) = match moved {
+            Ok(moved) => moved,
+            Err(never) => match never {},
+        };
+        let mut now = LazyNow::new(clock);
+        match self.commit(old, new, &mut now) {
+            Some(transition) => transition,
+            // Unreachable: the generation always changes. Described
+            // anyway rather than panicking.
+            None => Transition {
+                from: BreakerState::from_mode(mode_of(old)),
+                to: BreakerState::from_mode(mode_of(new)),
+                generation: field_u32(gen_of(new)),
+            },
         }
-        opened.is_ok()
     }
 }

@@ -28,16 +28,14 @@ impl CircuitBreaker {
     }
 
     /// Records a call of closed generation `g` in the window and opens the
-    /// circuit if the failure rate calls for it.
+    /// circuit if the failure rate calls for it (returning that transition).
     pub(super) fn record<C: Clock + ?Sized>(
         &self,
         g: Word,
         failed: bool,
         now: &mut LazyNow<'_, C>,
-    ) {
-        let Some(fr) = self.config.failure_rate else {
-            return;
-        };
+    ) -> Option<Transition> {
+        let fr = self.config.failure_rate?;
         let size = fr.window_size as Word;
         let claimed = sync::update(&self.window_pos, Ordering::AcqRel, |p| {
             if pos_gen(p) != g {
@@ -48,9 +46,7 @@ impl CircuitBreaker {
             let filled = (pos_filled(p) + 1).min(size);
             Ok((slot, pos_pack(g, filled, next)))
         });
-        let Ok(slot) = claimed else {
-            return;
-        };
+        let slot = claimed.ok()?;
         let bit = 1u32 << (slot % 32);
         if let Some(cell) = self.window_bits.get((slot / 32) as usize) {
             if failed {
@@ -65,24 +61,24 @@ impl CircuitBreaker {
         // one sees the other's bit (in whichever ring word it is).
         let p = self.window_pos.fetch_add(0, Ordering::AcqRel);
         if pos_gen(p) != g {
-            return;
+            return None;
         }
         let calls = field_u32(pos_filled(p));
         if calls < fr.minimum_calls {
-            return;
+            return None;
         }
         let failures = self.window_failures(calls);
         if u64::from(failures) * 100 >= u64::from(fr.threshold_percent) * u64::from(calls) {
-            let opened = sync::update(&self.ctrl, Ordering::AcqRel, |w| {
+            let ((), old, new) = update_ctrl(self, |w| {
                 if mode_of(w) != CLOSED || gen_of(w) != g {
                     return Err(());
                 }
                 Ok(((), pack(OPEN, next_gen(g), 0, 0)))
-            });
-            if opened.is_ok() {
-                self.enter(next_gen(g), now.fresh());
-            }
+            })
+            .ok()?;
+            return self.commit(old, new, now);
         }
+        None
     }
 
     /// Failure bits among the first `calls` slots.
