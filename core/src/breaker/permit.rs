@@ -329,4 +329,97 @@ mod tests {
         );
         assert_eq!(metrics(&b, &c).stale_verdicts, 1);
     }
+
+    #[test]
+    fn a_token_reported_twice_is_refused_or_bounded() {
+        // Half-open, one probe: the second report is refused and changes
+        // nothing.
+        let b = breaker(BreakerConfig::DEFAULT.with_half_open_max_probes(2));
+        let c = clock();
+        b.trip(&c);
+        let probe = wait_out(&b, &c);
+        let t = probe.into_token();
+        assert_eq!(b.report(t, Outcome::Ignored, &c), Ok(None));
+        assert_eq!(
+            b.report(t, Outcome::Success, &c),
+            Err(TokenError::AlreadyReported)
+        );
+        assert_eq!(
+            b.report(t, Outcome::Failure, &c),
+            Err(TokenError::AlreadyReported)
+        );
+        assert_eq!(
+            b.report(t, Outcome::Ignored, &c),
+            Err(TokenError::AlreadyReported)
+        );
+        let m = metrics(&b, &c);
+        assert_eq!(
+            (
+                m.state,
+                m.probes_in_flight,
+                m.probe_successes,
+                m.stale_verdicts
+            ),
+            (BreakerState::HalfOpen, 0, 0, 2)
+        );
+        // With another probe in flight a second report is taken as its
+        // verdict: its slot is freed, counts stay in bounds.
+        let a = b.try_acquire(&c).unwrap().into_token();
+        let other = b.try_acquire(&c).unwrap();
+        assert_eq!(b.report(a, Outcome::Success, &c), Ok(None));
+        assert_eq!(b.report(a, Outcome::Success, &c), Ok(None));
+        let m = metrics(&b, &c);
+        assert_eq!((m.probes_in_flight, m.probe_successes), (0, 2));
+        drop(other); // its slot is already free: nothing below zero
+        assert_eq!(metrics(&b, &c).probes_in_flight, 0);
+
+        // Once the generation moved on, every report is stale.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(1));
+        let t = b.try_acquire(&c).unwrap().into_token();
+        let opened = b.report(t, Outcome::Failure, &c).unwrap().unwrap();
+        assert_eq!(
+            (opened.from, opened.to),
+            (BreakerState::Closed, BreakerState::Open)
+        );
+        assert_eq!(b.report(t, Outcome::Failure, &c), Err(TokenError::Stale));
+        assert_eq!(b.report(t, Outcome::Success, &c), Err(TokenError::Stale));
+        let m = metrics(&b, &c);
+        assert_eq!((m.failures, m.transitions, m.stale_verdicts), (1, 1, 2));
+
+        // Closed, same generation: counted again, as documented.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(3));
+        let t = b.try_acquire(&c).unwrap().into_token();
+        assert_eq!(b.report(t, Outcome::Failure, &c), Ok(None));
+        assert_eq!(b.report(t, Outcome::Failure, &c), Ok(None));
+        assert_eq!(metrics(&b, &c).consecutive_failures, 2);
+        assert!(b.report(t, Outcome::Failure, &c).unwrap().is_some());
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_token_never_reported_does_not_wedge_and_from_token_reattaches() {
+        let b = breaker(BreakerConfig::DEFAULT);
+        let c = clock();
+        b.trip(&c);
+        let _lost = wait_out(&b, &c).into_token();
+        assert!(b.try_acquire(&c).is_err(), "the lost probe holds its slot");
+        c.advance(Duration::from_secs(30) + SLACK);
+        let p = b.try_acquire(&c).expect("a new round");
+        let round = p.transition().unwrap();
+        assert_eq!(
+            (round.from, round.to),
+            (BreakerState::HalfOpen, BreakerState::HalfOpen)
+        );
+        assert!(!round.changes_state());
+        // Re-attached, the permit releases its slot on drop.
+        let t = p.into_token();
+        drop(BreakerPermit::from_token(&b, t));
+        assert_eq!(metrics(&b, &c).probes_in_flight, 0);
+        let token = BreakerToken::from_parts(7, Some(Timestamp::from_nanos(9)));
+        assert_eq!(
+            (token.generation(), token.started_at()),
+            (7, Some(Timestamp::from_nanos(9)))
+        );
+        assert_eq!(core::mem::size_of::<BreakerToken>(), 16);
+    }
 }
