@@ -119,6 +119,94 @@ impl BreakerConfig {
         self
     }
 
+    /// Checks every option, in declaration order; the first invalid one
+    /// is the error. [`CircuitBreaker::new`] calls this.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the option: a count or duration of zero,
+    /// a count above [`CircuitBreaker::MAX_COUNT`], a timeout above
+    /// [`CircuitBreaker::MAX_TIMEOUT`], a `failure_rate` with a percentage
+    /// outside 1..=100, a window outside
+    /// 1..=[`FailureRateConfig::MAX_WINDOW_SIZE`], or `minimum_calls`
+    /// above `window_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::ConfigOption;
+    /// use stockade::breaker::BreakerConfig;
+    ///
+    /// assert!(BreakerConfig::DEFAULT.validate().is_ok());
+    /// let err = BreakerConfig::DEFAULT.with_failure_threshold(0).validate().unwrap_err();
+    /// assert_eq!(err.option, ConfigOption::FailureThreshold);
+    /// ```
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        tri!(check_count(
+            ConfigOption::FailureThreshold,
+            self.failure_threshold
+        ));
+        tri!(check_timeout(
+            ConfigOption::ResetTimeout,
+            self.reset_timeout
+        ));
+        tri!(check_timeout(
+            ConfigOption::HalfOpenTimeout,
+            self.half_open_timeout
+        ));
+        tri!(check_duration(
+            ConfigOption::MonitorInterval,
+            self.monitor_interval
+        ));
+        tri!(check_count(
+            ConfigOption::HalfOpenMaxProbes,
+            self.half_open_max_probes
+        ));
+        if let Some(n) = self.half_open_successes_to_close {
+            tri!(check_count(ConfigOption::HalfOpenSuccessesToClose, n));
+        }
+        if let Some(fr) = self.failure_rate {
+            tri!(check_failure_rate(fr));
+        }
+        if let Some(d) = self.slow_call_threshold {
+            tri!(check_duration(ConfigOption::SlowCallThreshold, d));
+        }
+        Ok(())
+    }
+
+    /// The plain C form of this configuration: durations in whole
+    /// milliseconds, rounded up (so a sub-millisecond duration stays
+    /// non-zero), `0` for the options that are off.
+    #[must_use]
+    pub const fn to_raw(&self) -> RawBreakerConfig {
+        const fn ms(d: Duration) -> u64 {
+            let nanos = duration_to_nanos_saturating(d);
+            nanos / 1_000_000 + if nanos % 1_000_000 != 0 { 1 } else { 0 }
+        }
+        let (rate, window, minimum) = match self.failure_rate {
+            Some(fr) => (fr.threshold_percent, fr.window_size, fr.minimum_calls),
+            None => (0, 0, 0),
+        };
+        RawBreakerConfig {
+            failure_threshold: self.failure_threshold,
+            half_open_max_probes: self.half_open_max_probes,
+            half_open_successes_to_close: match self.half_open_successes_to_close {
+                Some(n) => n,
+                None => 0,
+            },
+            failure_rate_threshold: rate,
+            failure_rate_window_size: window,
+            failure_rate_minimum_calls: minimum,
+            reset_timeout: ms(self.reset_timeout),
+            half_open_timeout: ms(self.half_open_timeout),
+            monitor_interval: ms(self.monitor_interval),
+            slow_call_threshold: match self.slow_call_threshold {
+                Some(d) => ms(d),
+                None => 0,
+            },
+        }
+    }
+
     /// Sets [`slow_call_threshold`](Self::slow_call_threshold).
     #[must_use]
     pub const fn with_slow_call_threshold(mut self, threshold: Duration) -> Self {
@@ -159,6 +247,7 @@ impl FailureRateConfig {
     pub const DEFAULT: FailureRateConfig = FailureRateConfig::new(50, 100, 100);
 
     /// A failure-rate rule.
+    #[must_use]
     pub const fn new(threshold_percent: u32, window_size: u32, minimum_calls: u32) -> Self {
         FailureRateConfig {
             threshold_percent,
@@ -171,6 +260,119 @@ impl FailureRateConfig {
 impl Default for FailureRateConfig {
     fn default() -> Self {
         FailureRateConfig::DEFAULT
+    }
+}
+
+/// A breaker configuration as plain integers, for C: durations in
+/// milliseconds, `0` for "none" in the optional options. Every field is
+/// named like the option it holds ([`crate::ConfigOption::as_str`]), so a
+/// [`ConfigError`] names the field to fix.
+///
+/// * `half_open_successes_to_close`: `0` = none (only the round's end
+///   closes).
+/// * `failure_rate_threshold`: `0` = no failure-rate rule; then
+///   `failure_rate_window_size` and `failure_rate_minimum_calls` are
+///   ignored.
+/// * `slow_call_threshold`: `0` = none.
+///
+/// Converted and validated in one place: `BreakerConfig::try_from(raw)`
+/// (the same checks as [`BreakerConfig::validate`]);
+/// [`BreakerConfig::to_raw`] goes back.
+///
+/// # Examples
+///
+/// ```
+/// use core::time::Duration;
+/// use stockade::breaker::{BreakerConfig, RawBreakerConfig};
+///
+/// let raw = RawBreakerConfig { reset_timeout: 30_000, ..RawBreakerConfig::DEFAULT };
+/// let config = BreakerConfig::try_from(raw)?;
+/// assert_eq!(config.reset_timeout, Duration::from_secs(30));
+/// assert_eq!(config.to_raw(), raw);
+/// let zero = RawBreakerConfig { failure_threshold: 0, ..raw };
+/// assert_eq!(
+///     BreakerConfig::try_from(zero).unwrap_err().to_string(),
+///     "invalid failure_threshold = 0: must be at least 1"
+/// );
+/// # Ok::<(), stockade::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct RawBreakerConfig {
+    /// [`BreakerConfig::failure_threshold`].
+    pub failure_threshold: u32,
+    /// [`BreakerConfig::half_open_max_probes`].
+    pub half_open_max_probes: u32,
+    /// [`BreakerConfig::half_open_successes_to_close`]; `0` = none.
+    pub half_open_successes_to_close: u32,
+    /// [`FailureRateConfig::threshold_percent`]; `0` = no failure-rate rule.
+    pub failure_rate_threshold: u32,
+    /// [`FailureRateConfig::window_size`].
+    pub failure_rate_window_size: u32,
+    /// [`FailureRateConfig::minimum_calls`].
+    pub failure_rate_minimum_calls: u32,
+    /// [`BreakerConfig::reset_timeout`], in milliseconds.
+    pub reset_timeout: u64,
+    /// [`BreakerConfig::half_open_timeout`], in milliseconds.
+    pub half_open_timeout: u64,
+    /// [`BreakerConfig::monitor_interval`], in milliseconds.
+    pub monitor_interval: u64,
+    /// [`BreakerConfig::slow_call_threshold`], in milliseconds; `0` = none.
+    pub slow_call_threshold: u64,
+}
+
+impl RawBreakerConfig {
+    /// The spec's defaults ([`BreakerConfig::DEFAULT`]).
+    pub const DEFAULT: RawBreakerConfig = BreakerConfig::DEFAULT.to_raw();
+
+    /// The configuration, validated: what `BreakerConfig::try_from` does,
+    /// as a `const fn`.
+    ///
+    /// # Errors
+    ///
+    /// As [`BreakerConfig::validate`].
+    pub const fn to_config(self) -> Result<BreakerConfig, ConfigError> {
+        let config = BreakerConfig {
+            failure_threshold: self.failure_threshold,
+            reset_timeout: Duration::from_millis(self.reset_timeout),
+            half_open_timeout: Duration::from_millis(self.half_open_timeout),
+            monitor_interval: Duration::from_millis(self.monitor_interval),
+            half_open_max_probes: self.half_open_max_probes,
+            half_open_successes_to_close: match self.half_open_successes_to_close {
+                0 => None,
+                n => Some(n),
+            },
+            failure_rate: match self.failure_rate_threshold {
+                0 => None,
+                percent => Some(FailureRateConfig::new(
+                    percent,
+                    self.failure_rate_window_size,
+                    self.failure_rate_minimum_calls,
+                )),
+            },
+            slow_call_threshold: match self.slow_call_threshold {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Default for RawBreakerConfig {
+    fn default() -> Self {
+        RawBreakerConfig::DEFAULT
+    }
+}
+
+impl TryFrom<RawBreakerConfig> for BreakerConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawBreakerConfig) -> Result<BreakerConfig, ConfigError> {
+        raw.to_config()
     }
 }
 
@@ -322,6 +524,97 @@ mod tests {
     fn assert_config_error(config: BreakerConfig, option: &str, problem: ConfigProblem) {
         let err = CircuitBreaker::new(config).expect_err("invalid");
         assert_eq!((err.option.as_str(), err.problem), (option, problem));
+    }
+
+    #[test]
+    fn the_raw_config_converts_and_validates_in_one_place() {
+        assert_eq!(RawBreakerConfig::DEFAULT, RawBreakerConfig::default());
+        assert_eq!(
+            BreakerConfig::try_from(RawBreakerConfig::DEFAULT),
+            Ok(BreakerConfig::DEFAULT)
+        );
+        let full = BreakerConfig::DEFAULT
+            .with_half_open_successes_to_close(2)
+            .with_failure_rate(FailureRateConfig::new(50, 20, 10))
+            .with_slow_call_threshold(Duration::from_millis(250));
+        assert_eq!(BreakerConfig::try_from(full.to_raw()), Ok(full));
+        // Sub-millisecond durations round up, never to "none".
+        let fine = BreakerConfig::DEFAULT.with_slow_call_threshold(Duration::from_nanos(1));
+        assert_eq!(fine.to_raw().slow_call_threshold, 1);
+        // The failure-rate rule is off at threshold 0; the rest is ignored.
+        let off = RawBreakerConfig {
+            failure_rate_window_size: 999,
+            ..RawBreakerConfig::DEFAULT
+        };
+        assert_eq!(BreakerConfig::try_from(off).unwrap().failure_rate, None);
+        // Errors name the field.
+        for (raw, option) in [
+            (
+                RawBreakerConfig {
+                    failure_threshold: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "failure_threshold",
+            ),
+            (
+                RawBreakerConfig {
+                    reset_timeout: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "reset_timeout",
+            ),
+            (
+                RawBreakerConfig {
+                    half_open_timeout: u64::MAX,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "half_open_timeout",
+            ),
+            (
+                RawBreakerConfig {
+                    monitor_interval: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "monitor_interval",
+            ),
+            (
+                RawBreakerConfig {
+                    half_open_max_probes: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "half_open_max_probes",
+            ),
+            (
+                RawBreakerConfig {
+                    failure_rate_threshold: 101,
+                    failure_rate_window_size: 10,
+                    failure_rate_minimum_calls: 5,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "failure_rate_threshold",
+            ),
+            (
+                RawBreakerConfig {
+                    failure_rate_threshold: 50,
+                    failure_rate_window_size: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "failure_rate_window_size",
+            ),
+            (
+                RawBreakerConfig {
+                    failure_rate_threshold: 50,
+                    failure_rate_window_size: 10,
+                    failure_rate_minimum_calls: 0,
+                    ..RawBreakerConfig::DEFAULT
+                },
+                "failure_rate_minimum_calls",
+            ),
+        ] {
+            let err = BreakerConfig::try_from(raw).unwrap_err();
+            assert_eq!(err.option.as_str(), option);
+            assert_eq!(raw.to_config(), Err(err));
+        }
     }
 
     #[test]

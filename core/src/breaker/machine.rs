@@ -45,6 +45,14 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
+    /// `size_of::<CircuitBreaker>()`: the bytes C must reserve to place a
+    /// breaker in its own storage (with [`ALIGN`](Self::ALIGN)). Differs
+    /// between the 64-bit and 32-bit layouts and between targets.
+    pub const SIZE: usize = core::mem::size_of::<CircuitBreaker>();
+
+    /// `align_of::<CircuitBreaker>()`.
+    pub const ALIGN: usize = core::mem::align_of::<CircuitBreaker>();
+
     /// The number of distinct generations before the counter wraps
     /// (2²⁹ with the 64-bit layout, 2¹³ with the 32-bit layout).
     pub const GENERATIONS: u32 = 1 << GEN_BITS;
@@ -81,20 +89,9 @@ impl CircuitBreaker {
         /// 1..=[`FailureRateConfig::MAX_WINDOW_SIZE`], or `minimum_calls`
         /// above `window_size`.
         pub fn new(config: BreakerConfig) -> Result<CircuitBreaker, ConfigError> {
-            tri!(check_count(ConfigOption::FailureThreshold, config.failure_threshold));
+            tri!(config.validate());
             let reset_ticks = tri!(check_timeout(ConfigOption::ResetTimeout, config.reset_timeout));
             let half_open_ticks = tri!(check_timeout(ConfigOption::HalfOpenTimeout, config.half_open_timeout));
-            tri!(check_duration(ConfigOption::MonitorInterval, config.monitor_interval));
-            tri!(check_count(ConfigOption::HalfOpenMaxProbes, config.half_open_max_probes));
-            if let Some(n) = config.half_open_successes_to_close {
-                tri!(check_count(ConfigOption::HalfOpenSuccessesToClose, n));
-            }
-            if let Some(fr) = config.failure_rate {
-                tri!(check_failure_rate(fr));
-            }
-            if let Some(d) = config.slow_call_threshold {
-                tri!(check_duration(ConfigOption::SlowCallThreshold, d));
-            }
             Ok(CircuitBreaker {
                 ctrl: AtomicWord::new(pack(CLOSED, 0, 0, 0)),
                 since: AtomicWord::new(stamp_word(0, 0)),
@@ -793,6 +790,42 @@ mod tests {
         assert_eq!(metrics(&b, &c).probes_in_flight, 1);
         let _ = b.report(t3, Outcome::Ignored, &c);
         assert_eq!(metrics(&b, &c).probes_in_flight, 0);
+    }
+
+    #[test]
+    fn size_and_align_are_exported() {
+        assert_eq!(CircuitBreaker::SIZE, core::mem::size_of::<CircuitBreaker>());
+        assert_eq!(
+            CircuitBreaker::ALIGN,
+            core::mem::align_of::<CircuitBreaker>()
+        );
+        assert_eq!(core::mem::size_of::<Transition>(), 8);
+        assert_eq!(core::mem::size_of::<BreakerState>(), 1);
+        assert_eq!(core::mem::size_of::<Outcome>(), 1);
+        assert_eq!(core::mem::size_of::<TokenError>(), 1);
+        // The discriminants are part of the C ABI.
+        assert_eq!(
+            [
+                BreakerState::Closed as u8,
+                BreakerState::Open as u8,
+                BreakerState::HalfOpen as u8,
+                BreakerState::ForcedOpen as u8,
+                BreakerState::Disabled as u8,
+            ],
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            [
+                Outcome::Success as u8,
+                Outcome::Failure as u8,
+                Outcome::Ignored as u8
+            ],
+            [0, 1, 2]
+        );
+        assert_eq!(
+            [TokenError::Stale as u8, TokenError::AlreadyReported as u8],
+            [1, 2]
+        );
     }
 
     #[test]

@@ -198,7 +198,7 @@ mod window;
 mod word;
 
 use config::*;
-pub use config::{BreakerConfig, FailureRateConfig};
+pub use config::{BreakerConfig, FailureRateConfig, RawBreakerConfig};
 pub use machine::CircuitBreaker;
 pub use metrics::{BreakerMetrics, WindowMetrics};
 pub use permit::{BreakerPermit, BreakerToken, TokenError};
