@@ -73,6 +73,16 @@ impl CircuitBreaker {
             .saturating_add(UNIT.nanos_per_tick()),
     );
 
+    /// The longest backwards clock step the breaker is sure to read as "no
+    /// time passed" is one tick shorter than this (half of
+    /// [`TIME_WRAP`](Self::TIME_WRAP): ≈ 417 days, or ≈ 9.77 hours with
+    /// the 32-bit layout). A step back by this much or more, up to a whole
+    /// wrap, reads as the clock moving forwards by `TIME_WRAP - step`.
+    pub const BACKWARD_HORIZON: Duration = Duration::from_nanos(
+        UNIT.to_nanos(MAX_ELAPSED)
+            .saturating_add(UNIT.nanos_per_tick()),
+    );
+
     /// The largest `reset_timeout` and `half_open_timeout` (≈ 417 days, or
     /// ≈ 9.77 hours with the 32-bit layout).
     pub const MAX_TIMEOUT: Duration = Duration::from_nanos(UNIT.to_nanos(MAX_TIMEOUT_TICKS));

@@ -157,6 +157,15 @@
 //! (one read-modify-write), re-reads the position (one read-modify-write)
 //! and loads up to four ring words.
 //!
+//! # Clock steps
+//!
+//! A clock that steps backwards by less than
+//! [`CircuitBreaker::BACKWARD_HORIZON`] (≈ 9.77 hours with the 32-bit
+//! layout, ≈ 417 days with the 64-bit one) means "no time passed": the
+//! breaker never admits early because of it. A larger backwards step reads
+//! as the clock moving forwards by [`CircuitBreaker::TIME_WRAP`] minus the
+//! step.
+//!
 //! # Internals
 //!
 //! The bit layouts of the state words and their time horizons are

@@ -1,14 +1,27 @@
 //! `since`: when the current generation began.
 //!
 //! **Clock steps and wrap-around.** Elapsed time is the wrapping
-//! difference of tick counts. If the clock appears to be *behind* the stamp
-//! (it stepped backwards, or an open breaker sat idle for more than half a
-//! wrap period) the breaker restamps the generation's start with the
-//! current time: no time has passed. An open breaker idle across a wrap may
-//! therefore look recently opened and stay open up to one more
-//! `reset_timeout` (a half-open round may likewise last one more
-//! `half_open_timeout`); it never admits early. A clock jump larger than
-//! the wrap period is seen modulo the period.
+//! difference of tick counts, so the breaker knows it only modulo
+//! [`CircuitBreaker::TIME_WRAP`] (≈ 834 days with the 64-bit layout,
+//! ≈ 19.5 hours with the 32-bit one). A difference of half the wrap or
+//! more is read as the clock being *behind* the stamp, and the breaker
+//! restamps the generation's start with the current time: no time has
+//! passed. Exactly:
+//!
+//! * A clock that steps **backwards** by less than
+//!   [`CircuitBreaker::BACKWARD_HORIZON`] (half the wrap, minus one tick
+//!   of rounding) is "no time passed": never an early admission.
+//! * A backwards step of `BACKWARD_HORIZON` or more (up to a whole wrap)
+//!   is indistinguishable from the clock moving *forwards* by
+//!   `TIME_WRAP - step`, and is read that way: an open breaker may admit a
+//!   probe at once if that is at least `reset_timeout`. Only the 32-bit
+//!   layout's horizon (≈ 9.77 hours) is within reach of a real clock; the
+//!   32-bit layout has no room for more time bits in its state word.
+//! * A breaker idle (no call) for more than half a wrap looks behind: an
+//!   open breaker may then look recently opened and stay open up to one
+//!   more `reset_timeout` (a half-open round may likewise last one more
+//!   `half_open_timeout`); it never admits early.
+//! * Any jump is seen modulo the wrap period.
 #[allow(unused_imports)]
 use super::*;
 
@@ -241,5 +254,46 @@ mod tests {
         );
         assert_eq!(b.since.load(Ordering::Acquire) >> TIME_BITS, 1);
         drop(wait_out(&b, &c));
+    }
+
+    #[test]
+    fn backwards_steps_within_the_horizon_are_no_time_and_beyond_it_are_documented() {
+        let h = CircuitBreaker::BACKWARD_HORIZON;
+        assert_eq!(h, CircuitBreaker::TIME_WRAP / 2);
+        let tick = CircuitBreaker::TICK;
+        let start = Timestamp::from_nanos(1 << 62);
+        let back = |by: Duration| Timestamp::from_nanos(start.as_nanos() - by.as_nanos() as u64);
+
+        // Just inside the horizon: no time passed, the full timeout again.
+        let b = breaker(BreakerConfig::DEFAULT);
+        let c = ManualClock::starting_at(start);
+        b.trip(&c);
+        c.set(back(h - 2 * tick));
+        assert_about(
+            rejected(&b, &c).retry_after().unwrap(),
+            Duration::from_secs(60),
+        );
+        drop(wait_out(&b, &c));
+
+        // Beyond it: read as the clock moving forwards by TIME_WRAP - step
+        // (here far more than reset_timeout), as documented.
+        let b = breaker(BreakerConfig::DEFAULT);
+        let c = ManualClock::starting_at(start);
+        b.trip(&c);
+        c.set(back(h + 2 * tick));
+        let probe = b
+            .try_acquire(&c)
+            .expect("documented: beyond the horizon a step back reads as forward");
+        assert_eq!(probe.transition().unwrap().to, BreakerState::HalfOpen);
+
+        // A step back by a whole wrap minus 30 s reads as 30 s forward.
+        let b = breaker(BreakerConfig::DEFAULT);
+        let c = ManualClock::starting_at(start);
+        b.trip(&c);
+        c.set(back(CircuitBreaker::TIME_WRAP - Duration::from_secs(30)));
+        assert_about(
+            rejected(&b, &c).retry_after().unwrap(),
+            Duration::from_secs(30),
+        );
     }
 }
