@@ -937,3 +937,29 @@ fn a_listener_sees_every_state_change_in_order_under_stress() {
     assert_eq!(last.2, b.breaker_metrics().generation);
     assert!(monitors.load(core::sync::atomic::Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn refusals_read_well() {
+    let (b, clock) = breaker("t-messages", config().with_failure_threshold(1));
+    fail(&b).unwrap_err();
+    clock.advance(Duration::from_nanos(4_421)); // an odd remainder
+    let open = fail(&b).unwrap_err();
+    // Up to two ticks late with the 32-bit layout's ~1 ms ticks.
+    let message = open.to_string();
+    if SLACK < Duration::from_micros(1) {
+        assert_eq!(message, "circuit breaker is open; retry after 30s");
+    } else {
+        assert!(
+            message.starts_with("circuit breaker is open; retry after 30.00"),
+            "{message}"
+        );
+    }
+    assert!(open.retry_after().is_some());
+    b.force_open().unwrap();
+    let forced = fail(&b).unwrap_err();
+    assert_eq!(forced.to_string(), "circuit breaker is forced open");
+    assert_eq!(forced.retry_after(), None);
+    fn is_error<E: std::error::Error>(_: &E) {}
+    is_error(&forced.map_inner(std::io::Error::other));
+    is_error(&stockade::breaker::TokenError::Stale);
+}
