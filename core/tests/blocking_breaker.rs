@@ -959,7 +959,7 @@ fn refusals_read_well() {
     let forced = fail(&b).unwrap_err();
     assert_eq!(forced.to_string(), "circuit breaker is forced open");
     assert_eq!(forced.retry_after(), None);
-    fn is_error<E: std::error::Error>(_: &E) {}
+    fn is_error<E: core::error::Error>(_: &E) {}
     is_error(&forced.map_inner(std::io::Error::other));
     is_error(&stockade::breaker::TokenError::Stale);
 }

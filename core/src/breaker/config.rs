@@ -292,7 +292,7 @@ impl Default for FailureRateConfig {
 /// let zero = RawBreakerConfig { failure_threshold: 0, ..raw };
 /// assert_eq!(
 ///     BreakerConfig::try_from(zero).unwrap_err().to_string(),
-///     "invalid failure_threshold = 0: must be at least 1"
+///     "invalid failure_threshold = 0: must be greater than zero"
 /// );
 /// # Ok::<(), stockade::ConfigError>(())
 /// ```

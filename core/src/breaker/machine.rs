@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// A lock-free circuit breaker. See the [module documentation](self).
+/// A lock-free circuit breaker. See the [module documentation](crate::breaker).
 ///
 /// # Examples
 ///
