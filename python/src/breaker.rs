@@ -2,14 +2,13 @@
 //! threads and event loops. It never waits, so threads and asyncio use the
 //! same path: take a token, call, report the outcome.
 
-use core::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::breaker::{
-    BreakerConfig, BreakerRejected, BreakerState, CircuitBreaker as Core, FailureRateConfig, Outcome,
-    PermitToken,
+    BreakerConfig, BreakerRejected, BreakerState, BreakerToken as PermitToken, CircuitBreaker as Core,
+    FailureRateConfig, Outcome, Transition,
 };
 use stockade::clock::MonotonicClock;
 
@@ -49,18 +48,21 @@ pub(crate) struct CircuitBreaker {
 
 impl CircuitBreaker {
     fn rejected(&self, py: Python<'_>, r: BreakerRejected) -> PyErr {
-        let retry_after = (r.retry_after != Duration::MAX).then(|| secs(r.retry_after));
+        let retry_after = r.retry_after().map(secs);
         self.listeners.emit(py, || {
             let mut e = Event::new(KIND, &self.name, "rejected");
             e.retry_after = retry_after;
             e
         });
-        let message = match r.state {
-            BreakerState::ForcedOpen => format!("CircuitBreaker '{}' is forced open", self.name),
-            state => format!(
-                "CircuitBreaker '{}' is {state}; retry after {}",
+        let message = match (r.state(), r.retry_after()) {
+            (BreakerState::ForcedOpen, _) | (_, None) => {
+                format!("CircuitBreaker '{}' is {}", self.name, r.state().as_words())
+            }
+            (state, Some(after)) => format!(
+                "CircuitBreaker '{}' is {}; retry after {}",
                 self.name,
-                stockade::HumanDuration(r.retry_after)
+                state.as_words(),
+                stockade::HumanDuration(after)
             ),
         };
         Exc::CircuitOpen.err(py, (message, self.name.clone(), retry_after))
@@ -73,23 +75,19 @@ impl CircuitBreaker {
             return Err(disposed(py, "CircuitBreaker", &self.name));
         }
         self.calls.inc();
-        if self.listeners.any() {
-            let before = self.core.state();
-            let result = self.core.acquire_token(&CLOCK);
-            self.changed(py, before);
-            return result.map_err(|r| self.rejected(py, r));
-        }
-        self.core.acquire_token(&CLOCK).map_err(|r| self.rejected(py, r))
+        let permit = self.core.try_acquire(&CLOCK).map_err(|r| self.rejected(py, r))?;
+        self.changed(py, permit.transition());
+        Ok(permit.into_token())
     }
 
-    /// Tells the listeners if the state moved away from `before`.
-    fn changed(&self, py: Python<'_>, before: BreakerState) {
-        let after = self.core.state();
-        if after != before {
+    /// Tells the listeners about a transition the core performed.
+    #[inline]
+    fn changed(&self, py: Python<'_>, transition: Option<Transition>) {
+        if let Some(t) = transition.filter(|t| t.changes_state()) {
             self.listeners.emit(py, || {
                 let mut e = Event::new(KIND, &self.name, "state_changed");
-                e.from_state = Some(before.as_str());
-                e.to_state = Some(after.as_str());
+                e.from_state = Some(t.from.as_str());
+                e.to_state = Some(t.to.as_str());
                 e
             });
         }
@@ -100,12 +98,9 @@ impl CircuitBreaker {
         if outcome == Outcome::Success {
             self.successes.inc();
         }
-        if self.listeners.any() {
-            let before = self.core.state();
-            self.core.report(token, outcome, &CLOCK);
-            self.changed(py, before);
-        } else {
-            self.core.report(token, outcome, &CLOCK);
+        // A stale or repeated verdict changes nothing (the core counts it).
+        if let Ok(transition) = self.core.report(token, outcome, &CLOCK) {
+            self.changed(py, transition);
         }
     }
 
@@ -396,27 +391,27 @@ impl CircuitBreaker {
 
     /// Opens the circuit now (half-open after `reset_timeout`).
     fn trip(&self, py: Python<'_>) {
-        let before = self.core.trip(&CLOCK);
-        self.changed(py, before);
+        let transition = self.core.trip(&CLOCK);
+        self.changed(py, Some(transition));
     }
 
     /// Closes the circuit, clearing its counters (also ends forced-open
     /// and disabled).
     fn reset(&self, py: Python<'_>) {
-        let before = self.core.reset(&CLOCK);
-        self.changed(py, before);
+        let transition = self.core.reset(&CLOCK);
+        self.changed(py, Some(transition));
     }
 
     /// Opens the circuit until `reset()`.
     fn force_open(&self, py: Python<'_>) {
-        let before = self.core.force_open(&CLOCK);
-        self.changed(py, before);
+        let transition = self.core.force_open(&CLOCK);
+        self.changed(py, Some(transition));
     }
 
     /// Admits every call and records nothing until `reset()`.
     fn disable(&self, py: Python<'_>) {
-        let before = self.core.disable(&CLOCK);
-        self.changed(py, before);
+        let transition = self.core.disable(&CLOCK);
+        self.changed(py, Some(transition));
     }
 
     /// A snapshot: `state`, `calls`, `successes`, `failures`,
