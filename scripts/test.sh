@@ -33,6 +33,11 @@ step "tests, 32-bit state layout forced on this host"
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo test -p stockade --lib --tests --locked
 
+step "Python package: pip install ./python into its own virtualenv, then pytest"
+# Needs python3 >= 3.9 with venv; the virtualenv and the build are cached
+# under target/ (python/run-tests.sh).
+python/run-tests.sh -q
+
 step "no_std builds for firmware targets"
 # Cortex-M4F: native 32-bit CAS, no 64-bit atomics -> the 32-bit layout.
 cargo build -p stockade --no-default-features --target thumbv7em-none-eabihf --locked

@@ -2,13 +2,12 @@
 //! threads and event loops. It never waits, so threads and asyncio use the
 //! same path: take a token, call, report the outcome.
 
-
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::breaker::{
-    BreakerConfig, BreakerRejected, BreakerState, BreakerToken as PermitToken, CircuitBreaker as Core,
-    FailureRateConfig, Outcome, Transition,
+    BreakerConfig, BreakerRejected, BreakerState, BreakerToken as PermitToken,
+    CircuitBreaker as Core, FailureRateConfig, Outcome, Transition,
 };
 use stockade::clock::MonotonicClock;
 
@@ -75,7 +74,10 @@ impl CircuitBreaker {
             return Err(disposed(py, "CircuitBreaker", &self.name));
         }
         self.calls.inc();
-        let permit = self.core.try_acquire(&CLOCK).map_err(|r| self.rejected(py, r))?;
+        let permit = self
+            .core
+            .try_acquire(&CLOCK)
+            .map_err(|r| self.rejected(py, r))?;
         self.changed(py, permit.transition());
         Ok(permit.into_token())
     }
@@ -145,7 +147,12 @@ impl CircuitBreaker {
         }
     }
 
-    fn exit(&self, py: Python<'_>, token: PermitToken, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn exit(
+        &self,
+        py: Python<'_>,
+        token: PermitToken,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let outcome = match exc {
             Some(e) if !e.is_none() => self.outcome_of(e)?,
             _ => Outcome::Success,
@@ -155,10 +162,7 @@ impl CircuitBreaker {
     }
 }
 
-fn core_config(
-    py: Python<'_>,
-    options: &BreakerOptions<'_, '_>,
-) -> PyResult<BreakerConfig> {
+fn core_config(py: Python<'_>, options: &BreakerOptions<'_, '_>) -> PyResult<BreakerConfig> {
     let mut c = BreakerConfig::DEFAULT;
     if let Some(v) = options.failure_threshold {
         c.failure_threshold = count_u32(v, "failure_threshold")?;
@@ -175,7 +179,10 @@ fn core_config(
     if let Some(v) = options.half_open_max_probes {
         c.half_open_max_probes = count_u32(v, "half_open_max_probes")?;
     }
-    if let Some(v) = options.half_open_successes_to_close.filter(|v| !v.is_none()) {
+    if let Some(v) = options
+        .half_open_successes_to_close
+        .filter(|v| !v.is_none())
+    {
         c.half_open_successes_to_close = Some(count_u32(v, "half_open_successes_to_close")?);
     }
     if let Some(v) = options.failure_rate_threshold.filter(|v| !v.is_none()) {
@@ -189,11 +196,14 @@ fn core_config(
             None => fr.minimum_calls = fr.minimum_calls.min(fr.window_size),
         }
         c.failure_rate = Some(fr);
-    } else if options.failure_rate_window_size.is_some() || options.failure_rate_minimum_calls.is_some() {
+    } else if options.failure_rate_window_size.is_some()
+        || options.failure_rate_minimum_calls.is_some()
+    {
         return Err(crate::errors::option_error(
             py,
             "failure_rate_threshold",
-            "failure_rate_window_size and failure_rate_minimum_calls need failure_rate_threshold".into(),
+            "failure_rate_window_size and failure_rate_minimum_calls need failure_rate_threshold"
+                .into(),
         ));
     }
     c.slow_call_threshold = opt_duration(options.slow_call_threshold, "slow_call_threshold")?;
@@ -213,7 +223,10 @@ struct BreakerOptions<'a, 'py> {
     slow_call_threshold: Option<&'a Bound<'py, PyAny>>,
 }
 
-fn exception_classes(py: Python<'_>, given: Option<&Bound<'_, PyAny>>) -> PyResult<(Option<Py<PyTuple>>, Py<PyTuple>)> {
+fn exception_classes(
+    py: Python<'_>,
+    given: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(Option<Py<PyTuple>>, Py<PyTuple>)> {
     let Some(given) = given.filter(|g| !g.is_none()) else {
         return Ok((None, PyTuple::empty(py).unbind()));
     };
@@ -224,7 +237,10 @@ fn exception_classes(py: Python<'_>, given: Option<&Bound<'_, PyAny>>) -> PyResu
     };
     let base = py.get_type::<pyo3::exceptions::PyBaseException>();
     for item in &items {
-        let ok = item.cast::<PyType>().map(|t| t.is_subclass(&base)).unwrap_or(Ok(false))?;
+        let ok = item
+            .cast::<PyType>()
+            .map(|t| t.is_subclass(&base))
+            .unwrap_or(Ok(false))?;
         if !ok {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "exclude: each item must be an exception class, not {}",
@@ -326,7 +342,10 @@ impl CircuitBreaker {
     }
 
     /// `@breaker` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Breaker(slf.clone().unbind()), func)
     }
 
@@ -336,7 +355,8 @@ impl CircuitBreaker {
         let this = slf.get();
         let py = slf.py();
         let token = this.admit(py)?;
-        this.entered.push(py, Bound::new(py, BreakerToken { token })?.into_any())?;
+        this.entered
+            .push(py, Bound::new(py, BreakerToken { token })?.into_any())?;
         Ok(slf.clone().unbind())
     }
 
@@ -377,7 +397,12 @@ impl CircuitBreaker {
     }
 
     // Reports from `stockade._aio.breaker_call`.
-    fn _report(&self, py: Python<'_>, token: &Bound<'_, BreakerToken>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn _report(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, BreakerToken>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         self.exit(py, token.get().token, exc)
     }
 
@@ -518,6 +543,10 @@ impl CircuitBreaker {
     }
 
     fn __repr__(&self) -> String {
-        format!("CircuitBreaker({:?}, state={:?})", self.name, self.core.state().as_str())
+        format!(
+            "CircuitBreaker({:?}, state={:?})",
+            self.name,
+            self.core.state().as_str()
+        )
     }
 }

@@ -27,7 +27,7 @@ use stockade::bulkhead::{
     Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission,
 };
 
-use crate::call::{aio, call, is_awaitable};
+use crate::call::{CallArgs, aio, call, is_awaitable};
 use crate::convert::{count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
@@ -179,7 +179,11 @@ impl Bulkhead {
 
     /// Takes a permit now, or a place in the queue (`Ok(None)`: the permit
     /// is held), or refuses.
-    fn admit(&self, py: Python<'_>, waiter: impl FnOnce() -> PyResult<Waiter>) -> PyResult<Option<()>> {
+    fn admit(
+        &self,
+        py: Python<'_>,
+        waiter: impl FnOnce() -> PyResult<Waiter>,
+    ) -> PyResult<Option<()>> {
         self.check_disposed(py)?;
         self.calls.inc();
         if self.core.try_acquire_raw().is_ok() {
@@ -300,16 +304,27 @@ impl Bulkhead {
     /// when it ends (unless `hold` is false: `async with` keeps it).
     fn async_call<'py>(
         slf: &Bound<'py, Bulkhead>,
-        func: Option<(&Bound<'py, PyAny>, &Bound<'py, PyTuple>, Option<&Bound<'py, PyDict>>)>,
+        func: Option<CallArgs<'_, 'py>>,
         value: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let (f, a, k) = match func {
-            Some((f, a, k)) => (f.clone(), a.clone().into_any(), k.map(|k| k.clone().into_any())),
+            Some((f, a, k)) => (
+                f.clone(),
+                a.clone().into_any(),
+                k.map(|k| k.clone().into_any()),
+            ),
             None => (py.None().into_bound(py), py.None().into_bound(py), None),
         };
-        aio(py, &CALL, "bulkhead_call")?.call1((slf, secs(slf.get().config.queue_timeout), f, a, k, value))
+        aio(py, &CALL, "bulkhead_call")?.call1((
+            slf,
+            secs(slf.get().config.queue_timeout),
+            f,
+            a,
+            k,
+            value,
+        ))
     }
 
     pub(crate) fn run<'py>(
@@ -332,7 +347,11 @@ impl Bulkhead {
                     // awaited holds nothing.
                     this.release(py);
                     static HOLD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-                    aio(py, &HOLD, "bulkhead_hold")?.call1((slf, secs(this.config.queue_timeout), value))
+                    aio(py, &HOLD, "bulkhead_hold")?.call1((
+                        slf,
+                        secs(this.config.queue_timeout),
+                        value,
+                    ))
                 }
                 Ok(value) => {
                     this.calls.inc();
@@ -445,7 +464,10 @@ impl Bulkhead {
     }
 
     /// `@bulkhead` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Bulkhead(slf.clone().unbind()), func)
     }
 
@@ -617,7 +639,8 @@ impl Bulkhead {
                     }
                 }
             }
-            this.listeners.emit(py, || Event::new(KIND, &this.name, "disposed"));
+            this.listeners
+                .emit(py, || Event::new(KIND, &this.name, "disposed"));
             this.listeners.clear();
         }
         registry::unregister(KIND, &this.name, slf.as_any());

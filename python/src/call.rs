@@ -21,6 +21,13 @@ pub(crate) fn is_awaitable(obj: &Bound<'_, PyAny>) -> bool {
     }
 }
 
+/// A function and its arguments, borrowed.
+pub(crate) type CallArgs<'a, 'py> = (
+    &'a Bound<'py, PyAny>,
+    &'a Bound<'py, PyTuple>,
+    Option<&'a Bound<'py, PyDict>>,
+);
+
 /// `fn(*args, **kwargs)`.
 #[inline]
 pub(crate) fn call<'py>(

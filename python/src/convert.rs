@@ -35,7 +35,10 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Durat
         return Err(option_error(
             py,
             option,
-            format!("invalid {option} = {}: must be a number of seconds or a timedelta", value.repr()?),
+            format!(
+                "invalid {option} = {}: must be a number of seconds or a timedelta",
+                value.repr()?
+            ),
         ));
     } else if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
         value.extract()?
@@ -63,7 +66,10 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Durat
 }
 
 /// As [`duration`], `None` for `None`.
-pub(crate) fn opt_duration(value: Option<&Bound<'_, PyAny>>, option: &str) -> PyResult<Option<Duration>> {
+pub(crate) fn opt_duration(
+    value: Option<&Bound<'_, PyAny>>,
+    option: &str,
+) -> PyResult<Option<Duration>> {
     match value {
         None => Ok(None),
         Some(v) if v.is_none() => Ok(None),
@@ -101,7 +107,11 @@ pub(crate) fn count_u64(value: &Bound<'_, PyAny>, option: &str) -> PyResult<u64>
     } else {
         format!("must be at most {}", u64::MAX)
     };
-    Err(option_error(py, option, format!("invalid {option} = {}: {rule}", value.repr()?)))
+    Err(option_error(
+        py,
+        option,
+        format!("invalid {option} = {}: {rule}", value.repr()?),
+    ))
 }
 
 /// A finite `float` (or `int`).

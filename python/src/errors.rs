@@ -82,6 +82,9 @@ pub(crate) fn option_error(py: Python<'_>, option: &str, message: String) -> PyE
 pub(crate) fn disposed(py: Python<'_>, kind: &str, name: &str) -> PyErr {
     Exc::Disposed.err(
         py,
-        (format!("{kind} '{name}' has been disposed"), name.to_owned()),
+        (
+            format!("{kind} '{name}' has been disposed"),
+            name.to_owned(),
+        ),
     )
 }

@@ -125,7 +125,9 @@ impl Listeners {
                 break;
             }
         }
-        let Some(target) = target else { return Ok(false) };
+        let Some(target) = target else {
+            return Ok(false);
+        };
         let mut list = self.list.lock();
         let removed = match list.iter().position(|l| l.as_ptr() == target) {
             Some(i) => {

@@ -12,9 +12,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
 use stockade::clock::MonotonicClock;
-use stockade::limiter::{Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation};
+use stockade::limiter::{
+    Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation,
+};
 
-use crate::call::{aio, call};
+use crate::call::{CallArgs, aio, call};
 use crate::convert::{count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
@@ -88,13 +90,20 @@ impl RateLimiter {
                 HumanDuration(wait),
                 HumanDuration(self.config.queue_timeout)
             ),
-            RateLimitError::ExceedsCapacity { requested, capacity } => {
+            RateLimitError::ExceedsCapacity {
+                requested,
+                capacity,
+            } => {
                 format!("{requested} permits can never be granted at once (burst {capacity})")
             }
             _ => "no permit is available".to_owned(),
         };
         let message = match retry_after {
-            Some(d) => format!("RateLimiter '{}': {why}; retry after {}", self.name, HumanDuration(d)),
+            Some(d) => format!(
+                "RateLimiter '{}': {why}; retry after {}",
+                self.name,
+                HumanDuration(d)
+            ),
             None => format!("RateLimiter '{}': {why}", self.name),
         };
         Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
@@ -129,7 +138,7 @@ impl RateLimiter {
     fn wait_async<'py>(
         slf: &Bound<'py, RateLimiter>,
         r: Reservation,
-        then: Option<(&Bound<'py, PyAny>, &Bound<'py, PyTuple>, Option<&Bound<'py, PyDict>>)>,
+        then: Option<CallArgs<'_, 'py>>,
         value: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
@@ -146,8 +155,15 @@ impl RateLimiter {
         match then {
             Some((func, args, kwargs)) => aio(py, &LIMITER_CALL, "limiter_call")?
                 .call1((booking, waiters, wait, func, args, kwargs, value)),
-            None => aio(py, &LIMITER_CALL, "limiter_call")?
-                .call1((booking, waiters, wait, py.None(), py.None(), py.None(), value)),
+            None => aio(py, &LIMITER_CALL, "limiter_call")?.call1((
+                booking,
+                waiters,
+                wait,
+                py.None(),
+                py.None(),
+                py.None(),
+                value,
+            )),
         }
     }
 
@@ -165,7 +181,12 @@ impl RateLimiter {
             return call(func, args, kwargs);
         }
         if is_async_callable(func)? {
-            return RateLimiter::wait_async(slf, r, Some((func, args, kwargs)), py.None().into_bound(py));
+            return RateLimiter::wait_async(
+                slf,
+                r,
+                Some((func, args, kwargs)),
+                py.None().into_bound(py),
+            );
         }
         this.wait_thread(py, r)?;
         call(func, args, kwargs)
@@ -293,7 +314,10 @@ impl RateLimiter {
     }
 
     /// `@limiter` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Limiter(slf.clone().unbind()), func)
     }
 
@@ -320,7 +344,11 @@ impl RateLimiter {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((false,))
     }
@@ -402,8 +430,10 @@ impl RateLimiter {
         let this = slf.get();
         let py = slf.py();
         if this.disposed.set() {
-            this.waiters.wake_all(py, disposed(py, "RateLimiter", &this.name))?;
-            this.listeners.emit(py, || Event::new(KIND, &this.name, "disposed"));
+            this.waiters
+                .wake_all(py, disposed(py, "RateLimiter", &this.name))?;
+            this.listeners
+                .emit(py, || Event::new(KIND, &this.name, "disposed"));
             this.listeners.clear();
         }
         registry::unregister(KIND, &this.name, slf.as_any());

@@ -120,7 +120,10 @@ impl Pipeline {
     }
 
     /// `@pipeline(a, b)` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Pipeline(slf.clone().unbind()), func)
     }
 

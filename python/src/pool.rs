@@ -133,12 +133,18 @@ impl Slot {
 
     /// Waits until the outcome or `deadline`: `Ok(None)` when the time is
     /// up, `Err` with a signal handler's exception (Ctrl-C).
-    pub(crate) fn wait(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Option<PyResult<Py<PyAny>>>> {
+    pub(crate) fn wait(
+        &self,
+        py: Python<'_>,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<PyResult<Py<PyAny>>>> {
         loop {
             let got = py.detach(|| {
                 let mut outcome = self.outcome.lock();
                 if outcome.is_none() {
-                    let left = deadline.map_or(SIGNAL_SLICE, |d| d.saturating_duration_since(Instant::now()));
+                    let left = deadline.map_or(SIGNAL_SLICE, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
                     if !left.is_zero() {
                         self.cv.wait_for(&mut outcome, left.min(SIGNAL_SLICE));
                     }

@@ -47,11 +47,9 @@ pub(crate) fn unregister(kind: &'static str, name: &str, obj: &Bound<'_, PyAny>)
 static KINDS: &[&str] = &["request_response"];
 
 fn kind(name: &str) -> PyResult<&'static str> {
-    KINDS
-        .iter()
-        .find(|k| **k == name)
-        .copied()
-        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown pattern kind {name:?}")))
+    KINDS.iter().find(|k| **k == name).copied().ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("unknown pattern kind {name:?}"))
+    })
 }
 
 /// Registers `obj` as `name` of `kind`.
@@ -65,7 +63,11 @@ pub(crate) fn py_register(kind_name: &str, name: &str, obj: Py<PyAny>) -> PyResu
 /// The instance registered as `name` of `kind`, or `None`.
 #[pyfunction]
 #[pyo3(name = "_registered")]
-pub(crate) fn py_registered(py: Python<'_>, kind_name: &str, name: &str) -> PyResult<Option<Py<PyAny>>> {
+pub(crate) fn py_registered(
+    py: Python<'_>,
+    kind_name: &str,
+    name: &str,
+) -> PyResult<Option<Py<PyAny>>> {
     Ok(get(py, kind(kind_name)?, name))
 }
 

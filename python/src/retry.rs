@@ -114,11 +114,19 @@ impl Matchers {
         }
         let text = exc.str()?;
         let text_str = text.to_str()?;
-        if self.substrings.iter().any(|s| text_str.contains(s.as_str())) {
+        if self
+            .substrings
+            .iter()
+            .any(|s| text_str.contains(s.as_str()))
+        {
             return Ok(true);
         }
         for r in &self.regexes {
-            if !r.bind(py).call_method1(pyo3::intern!(py, "search"), (&text,))?.is_none() {
+            if !r
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "search"), (&text,))?
+                .is_none()
+            {
                 return Ok(true);
             }
         }
@@ -244,7 +252,11 @@ impl Retry {
             {
                 let after: Option<f64> = exc.getattr("retry_after")?.extract()?;
                 match after {
-                    Some(a) if a.is_finite() && a >= 0.0 && Duration::from_secs_f64(a) <= self.config.max_delay => {
+                    Some(a)
+                        if a.is_finite()
+                            && a >= 0.0
+                            && Duration::from_secs_f64(a) <= self.config.max_delay =>
+                    {
                         at_least = Duration::from_secs_f64(a);
                     }
                     _ => return Ok(Verdict::Raise),
@@ -505,7 +517,10 @@ impl Retry {
     }
 
     /// `@retry` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Retry(slf.clone().unbind()), func)
     }
 

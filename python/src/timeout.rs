@@ -55,12 +55,17 @@ impl Timeout {
     ) -> PyResult<Py<Timeout>> {
         let config = match timeout {
             None => TimeoutConfig::DEFAULT,
-            Some(t) => TimeoutConfig::new(duration(t, "timeout")?).map_err(|e| config_error(py, e))?,
+            Some(t) => {
+                TimeoutConfig::new(duration(t, "timeout")?).map_err(|e| config_error(py, e))?
+            }
         };
         if max_workers == 0 {
             return Err(crate::errors::config_error(
                 py,
-                stockade::ConfigError::zero(stockade::ConfigOption::MaxWorkers, stockade::ConfigValue::Count(0)),
+                stockade::ConfigError::zero(
+                    stockade::ConfigOption::MaxWorkers,
+                    stockade::ConfigValue::Count(0),
+                ),
             ));
         }
         Py::new(
@@ -84,7 +89,11 @@ impl Timeout {
         Exc::Timeout.err(
             py,
             (
-                format!("Timeout '{}' timed out after {}", self.name, HumanDuration(after)),
+                format!(
+                    "Timeout '{}' timed out after {}",
+                    self.name,
+                    HumanDuration(after)
+                ),
                 self.name.clone(),
                 secs(after),
             ),
@@ -124,7 +133,9 @@ impl Timeout {
         timeout: Duration,
     ) -> PyResult<Bound<'py, PyAny>> {
         static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let context = COPY_CONTEXT.import(py, "contextvars", "copy_context")?.call0()?;
+        let context = COPY_CONTEXT
+            .import(py, "contextvars", "copy_context")?
+            .call0()?;
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(func.clone());
         all.extend(args.iter());
@@ -217,7 +228,10 @@ impl Timeout {
     }
 
     /// `@timeout` as a decorator: the same as `wrap`.
-    fn __call__<'py>(slf: &Bound<'py, Self>, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         wrap(Target::Timeout(slf.clone().unbind()), func)
     }
 
@@ -287,7 +301,10 @@ impl Timeout {
             e.timeout = Some(secs(after));
             e
         });
-        self.timed_out_error(py, after).into_value(py).into_bound(py).into_any()
+        self.timed_out_error(py, after)
+            .into_value(py)
+            .into_bound(py)
+            .into_any()
     }
 
     /// `func()` within `seconds` instead of the configured timeout (the

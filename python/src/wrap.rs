@@ -10,12 +10,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::call::aio;
 use crate::breaker::CircuitBreaker;
 use crate::bulkhead::Bulkhead;
+use crate::call::aio;
 use crate::limiter::RateLimiter;
-use crate::retry::Retry;
 use crate::pipeline::{Pipeline, Stage};
+use crate::retry::Retry;
 use crate::timeout::Timeout;
 
 /// The pattern a wrapper calls.
