@@ -16,6 +16,7 @@ use crate::context::ContextStack;
 use crate::convert::{count_u32, duration, opt_duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners};
+use crate::guarded::{Finish, Guarded};
 use crate::registry;
 use crate::retry::Counter;
 use crate::wait::DisposeFlag;
@@ -132,9 +133,9 @@ impl CircuitBreaker {
         match call(func, args, kwargs) {
             Ok(value) => {
                 if is_awaitable(&value) {
-                    static BREAKER_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-                    let token = Bound::new(py, BreakerToken { token })?;
-                    return aio(py, &BREAKER_CALL, "breaker_call")?.call1((slf, token, value));
+                    // The outcome is reported when the coroutine ends.
+                    let finish = Finish::Breaker(slf.clone().unbind(), token);
+                    return Ok(Bound::new(py, Guarded::new(value, finish))?.into_any());
                 }
                 this.report(py, token, Outcome::Success);
                 Ok(value)
@@ -145,6 +146,23 @@ impl CircuitBreaker {
                 Err(err)
             }
         }
+    }
+
+    /// The end of an `async def` call (`Guarded`): a return is a success,
+    /// an exception the usual verdict, a close before the end ignored.
+    pub(crate) fn finish(
+        &self,
+        py: Python<'_>,
+        token: PermitToken,
+        exc: Option<&Bound<'_, PyAny>>,
+        closed: bool,
+    ) {
+        let outcome = match exc {
+            _ if closed => Outcome::Ignored,
+            None => Outcome::Success,
+            Some(e) => self.outcome_of(e).unwrap_or(Outcome::Failure),
+        };
+        self.report(py, token, outcome);
     }
 
     fn exit(
@@ -394,16 +412,6 @@ impl CircuitBreaker {
         let suppress = self.__exit__(py, exc_type, exc, traceback)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((suppress,))
-    }
-
-    // Reports from `stockade._aio.breaker_call`.
-    fn _report(
-        &self,
-        py: Python<'_>,
-        token: &Bound<'_, BreakerToken>,
-        exc: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        self.exit(py, token.get().token, exc)
     }
 
     /// `"closed"`, `"open"`, `"half_open"`, `"forced_open"` or

@@ -15,6 +15,7 @@ mod context;
 mod convert;
 mod errors;
 mod events;
+mod guarded;
 mod limiter;
 mod pipeline;
 mod pool;
@@ -33,6 +34,7 @@ use pyo3::prelude::*;
 fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerToken>()?;
+    m.add_class::<guarded::Guarded>()?;
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<limiter::LimiterBooking>()?;
     m.add_class::<bulkhead::Bulkhead>()?;

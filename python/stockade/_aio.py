@@ -105,18 +105,6 @@ async def ready(value: Any) -> Any:
     return value
 
 
-async def breaker_call(breaker: Any, token: Any, awaitable: Any) -> Any:
-    """The rest of a ``CircuitBreaker.execute`` of an ``async def``
-    function: the outcome is reported when the coroutine finishes."""
-    try:
-        result = await awaitable
-    except BaseException as exc:
-        breaker._report(token, exc)
-        raise
-    breaker._report(token, None)
-    return result
-
-
 class Waiters:
     """The futures of coroutines waiting on one pattern, so that
     ``dispose()`` (from any thread) can wake them through their loops."""

@@ -391,3 +391,46 @@ def test_registry_and_dispose():
     other = stockade.CircuitBreaker.get_breaker("registered-breaker")
     assert other is not b and other.failure_threshold == 5
     other.dispose()
+
+
+def test_async_exception_keeps_its_traceback_and_close_is_not_counted():
+    b = stockade.CircuitBreaker("async-tb", failure_threshold=1)
+    mine = ConnectionError("mine")
+
+    async def fail():
+        await asyncio.sleep(0)
+        raise mine
+
+    async def main():
+        with pytest.raises(ConnectionError) as info:
+            await b.execute(fail)
+        return info.value
+
+    exc = run(main())
+    assert exc is mine
+    names = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert names[-1] == "fail"
+    b.reset()
+    before = b.metrics()["failures"]
+    aw = b.execute(fail)
+    aw.close()  # never awaited: closed, not counted
+    assert b.state == "closed" and b.metrics()["failures"] == before
+
+
+def test_async_send_and_throw_pass_through():
+    b = stockade.CircuitBreaker("async-gen")
+
+    async def echo():
+        got = await asyncio.sleep(0, "x")
+        return got
+
+    # Driven by hand, as an event loop would.
+    aw = b.execute(echo).__await__()
+    aw.send(None)
+    with pytest.raises(StopIteration) as info:
+        aw.send(None)
+    assert info.value.value == "x"

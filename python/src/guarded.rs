@@ -1,0 +1,173 @@
+//! A native awaitable that drives a coroutine and, when it ends, gives a
+//! pattern its outcome: what a circuit breaker returns for an `async def`
+//! function. It costs one small object per call instead of a Python
+//! coroutine frame, so protecting an `async def` call adds little to
+//! awaiting it.
+//!
+//! It follows the iterator-based awaitable protocol: `__await__` returns
+//! itself; `__next__`/`send` step the inner coroutine, `throw` and `close`
+//! are passed on (asyncio cancels through `throw`). The outcome is
+//! reported exactly once: a return is a success, an exception the
+//! pattern's verdict on it, `close()` before the end is ignored.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::{PyBaseException, PyStopIteration};
+use pyo3::prelude::*;
+
+use crate::breaker::CircuitBreaker;
+
+/// What to do when the coroutine ends.
+pub(crate) enum Finish {
+    Breaker(Py<CircuitBreaker>, stockade::breaker::BreakerToken),
+}
+
+impl Finish {
+    /// `exc`: `None` for a return, the exception otherwise; `closed` when
+    /// the coroutine was closed before it ended.
+    fn run(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>, closed: bool) {
+        match self {
+            Finish::Breaker(b, token) => b.get().finish(py, *token, exc, closed),
+        }
+    }
+}
+
+/// An awaitable wrapping a coroutine.
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct Guarded {
+    inner: Py<PyAny>,
+    finish: Finish,
+    done: AtomicBool,
+}
+
+/// One step of the inner coroutine.
+enum Step {
+    Yielded(Py<PyAny>),
+    Returned(Py<PyAny>),
+}
+
+impl Guarded {
+    pub(crate) fn new(inner: Bound<'_, PyAny>, finish: Finish) -> Guarded {
+        Guarded {
+            inner: inner.unbind(),
+            finish,
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn end(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>, closed: bool) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.finish.run(py, exc, closed);
+        }
+    }
+
+    /// Handles a step's outcome: a yield passes through, a return ends
+    /// with success (raising `StopIteration(value)` to the awaiter), an
+    /// exception ends with it.
+    fn after(&self, py: Python<'_>, step: PyResult<Step>) -> PyResult<Py<PyAny>> {
+        match step {
+            Ok(Step::Yielded(v)) => Ok(v),
+            Ok(Step::Returned(v)) => {
+                self.end(py, None, false);
+                Err(PyStopIteration::new_err((v,)))
+            }
+            Err(e) => {
+                self.end(py, Some(e.value(py).as_any()), false);
+                Err(e)
+            }
+        }
+    }
+
+    #[cfg(Py_3_10)]
+    fn send_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Step> {
+        let mut result: *mut pyo3::ffi::PyObject = core::ptr::null_mut();
+        // SAFETY: `inner` and `value` are live objects we hold references
+        // to while attached; `PyIter_Send` writes a new (owned) reference
+        // to `result` for PYGEN_RETURN and PYGEN_NEXT, and sets an
+        // exception (leaving `result` null) for PYGEN_ERROR.
+        let status = unsafe { pyo3::ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut result) };
+        match status {
+            pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+            status => {
+                // SAFETY: an owned, non-null reference (see above).
+                let obj = unsafe { Bound::from_owned_ptr(py, result) }.unbind();
+                Ok(if status == pyo3::ffi::PySendResult::PYGEN_RETURN {
+                    Step::Returned(obj)
+                } else {
+                    Step::Yielded(obj)
+                })
+            }
+        }
+    }
+
+    #[cfg(not(Py_3_10))]
+    fn send_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Step> {
+        let inner = self.inner.bind(py);
+        let r = if value.is_none() {
+            inner.call_method0(pyo3::intern!(py, "__next__"))
+        } else {
+            inner.call_method1(pyo3::intern!(py, "send"), (value,))
+        };
+        returned(py, r)
+    }
+}
+
+/// A `StopIteration` from the inner coroutine is its return.
+fn returned(py: Python<'_>, r: PyResult<Bound<'_, PyAny>>) -> PyResult<Step> {
+    match r {
+        Ok(v) => Ok(Step::Yielded(v.unbind())),
+        Err(e) if e.is_instance_of::<PyStopIteration>(py) => {
+            let value = e.value(py).getattr(pyo3::intern!(py, "value"))?;
+            Ok(Step::Returned(value.unbind()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[pymethods]
+impl Guarded {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let step = self.send_value(py, &py.None().into_bound(py));
+        self.after(py, step)
+    }
+
+    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let step = self.send_value(py, value);
+        self.after(py, step)
+    }
+
+    /// Passes an exception (asyncio's cancellation) into the coroutine.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let inner = self.inner.bind(py);
+        let throw = pyo3::intern!(py, "throw");
+        // The one-argument form when an instance is given (the three-
+        // argument form is deprecated since 3.12).
+        let r = match val.filter(|v| !v.is_none()) {
+            Some(v) if v.is_instance_of::<PyBaseException>() && tb.is_none_or(|t| t.is_none()) => {
+                inner.call_method1(throw, (v,))
+            }
+            Some(v) => inner.call_method1(throw, (typ, v, tb)),
+            None => inner.call_method1(throw, (typ,)),
+        };
+        let step = returned(py, r);
+        self.after(py, step)
+    }
+
+    /// Closes the coroutine; a call closed before its end is not counted.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let r = self.inner.bind(py).call_method0(pyo3::intern!(py, "close"));
+        self.end(py, None, true);
+        r.map(drop)
+    }
+}
