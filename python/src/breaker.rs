@@ -135,7 +135,7 @@ impl CircuitBreaker {
                 if is_awaitable(&value) {
                     // The outcome is reported when the coroutine ends.
                     let finish = Finish::Breaker(slf.clone().unbind(), token);
-                    return Ok(Bound::new(py, Guarded::new(value, finish))?.into_any());
+                    return Ok(Bound::new(py, Guarded::new(value, finish)?)?.into_any());
                 }
                 this.report(py, token, Outcome::Success);
                 Ok(value)

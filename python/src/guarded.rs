@@ -47,12 +47,21 @@ enum Step {
 }
 
 impl Guarded {
-    pub(crate) fn new(inner: Bound<'_, PyAny>, finish: Finish) -> Guarded {
-        Guarded {
+    /// Wraps `awaitable`: a coroutine is driven directly, any other
+    /// awaitable (a `Future`) through the iterator its `__await__` gives.
+    pub(crate) fn new(awaitable: Bound<'_, PyAny>, finish: Finish) -> PyResult<Guarded> {
+        // SAFETY: `awaitable` is a live object; the check reads its type.
+        let is_coroutine = unsafe { pyo3::ffi::PyCoro_CheckExact(awaitable.as_ptr()) } != 0;
+        let inner = if is_coroutine {
+            awaitable
+        } else {
+            awaitable.call_method0(pyo3::intern!(awaitable.py(), "__await__"))?
+        };
+        Ok(Guarded {
             inner: inner.unbind(),
             finish,
             done: AtomicBool::new(false),
-        }
+        })
     }
 
     fn end(&self, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>, closed: bool) {
@@ -85,7 +94,8 @@ impl Guarded {
         // to while attached; `PyIter_Send` writes a new (owned) reference
         // to `result` for PYGEN_RETURN and PYGEN_NEXT, and sets an
         // exception (leaving `result` null) for PYGEN_ERROR.
-        let status = unsafe { pyo3::ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut result) };
+        let status =
+            unsafe { pyo3::ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut result) };
         match status {
             pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
             status => {
@@ -102,12 +112,11 @@ impl Guarded {
 
     #[cfg(not(Py_3_10))]
     fn send_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Step> {
-        let inner = self.inner.bind(py);
-        let r = if value.is_none() {
-            inner.call_method0(pyo3::intern!(py, "__next__"))
-        } else {
-            inner.call_method1(pyo3::intern!(py, "send"), (value,))
-        };
+        // A coroutine is not an iterator: `send(None)` is its first step.
+        let r = self
+            .inner
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "send"), (value,));
         returned(py, r)
     }
 }

@@ -434,3 +434,20 @@ def test_async_send_and_throw_pass_through():
     with pytest.raises(StopIteration) as info:
         aw.send(None)
     assert info.value.value == "x"
+
+
+def test_async_function_returning_a_future():
+    b = stockade.CircuitBreaker("future", failure_threshold=1)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_later(0.01, fut.set_result, "from a future")
+        assert await b.execute(lambda: fut) == "from a future"
+        bad = loop.create_future()
+        loop.call_later(0.01, bad.set_exception, ConnectionError("down"))
+        with pytest.raises(ConnectionError):
+            await b.execute(lambda: bad)
+
+    run(main())
+    assert b.state == "open"
