@@ -10,7 +10,6 @@ use super::{RateLimitError, RateLimiterConfig, Reservation};
 use crate::clock::{Clock, Timestamp};
 use crate::error::ConfigError;
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
-use crate::time::TickUnit;
 
 /// A lock-free GCRA rate limiter in one atomic word.
 ///
@@ -30,7 +29,7 @@ use crate::time::TickUnit;
 ///     limiter.try_acquire(&clock).unwrap();
 /// }
 /// let retry = limiter.try_acquire(&clock).unwrap_err().retry_after().unwrap();
-/// assert_eq!(retry, limiter.emission_interval()); // 100 ms (rounded up to ticks)
+/// assert_eq!(retry, limiter.emission_interval()); // 100 ms
 /// clock.advance(retry);
 /// assert!(limiter.try_acquire(&clock).is_ok());
 /// ```
@@ -49,8 +48,10 @@ pub struct RateLimiter {
     burst: u32,
     /// `Q`, in permits.
     max_queue_size: u32,
-    /// Ticks of `2^shift` ns.
-    unit: TickUnit,
+    /// Nanoseconds per tick: 1 with the 64-bit layout; with the 32-bit
+    /// layout chosen so that the emission interval is a whole number of
+    /// ticks (see [`plan`]).
+    tick_nanos: u32,
 }
 
 /// What the word says at `now`: the tick, how far the TAT is ahead of it.
@@ -81,10 +82,20 @@ impl RateLimiter {
                     queue_timeout: plan.queue_timeout,
                     burst: plan.burst,
                     max_queue_size: plan.max_queue_size,
-                    unit: plan.unit,
+                    tick_nanos: plan.tick_nanos,
                 }),
                 Err(e) => Err(e),
             }
+        }
+    }
+
+    /// A copy of this limiter, state included (tests probe a copy so the
+    /// original's sequence is left alone).
+    #[cfg(all(test, not(stockade_loom)))]
+    pub(super) fn snapshot(&self) -> RateLimiter {
+        RateLimiter {
+            tat: AtomicWord::new(self.tat.load(Ordering::Acquire)),
+            ..*self
         }
     }
 
@@ -98,29 +109,35 @@ impl RateLimiter {
         self.max_queue_size
     }
 
-    /// The emission interval `T` actually used: the time one permit costs,
-    /// rounded up to whole ticks.
+    /// The emission interval `T` actually used: the time one permit costs.
+    /// Exactly `period / requests_per_period` (bursty) or
+    /// `period / (requests_per_period - burst + 1)` (strict) when that is a
+    /// whole number of nanoseconds that the 32-bit layout can cut into
+    /// ticks exactly; otherwise rounded up, by less than a nanosecond
+    /// (64-bit) or less than one [`resolution`](Self::resolution) (32-bit).
     pub const fn emission_interval(&self) -> Duration {
-        nanos_to_duration((self.interval as u128) << self.unit.shift())
+        nanos_to_duration(self.interval as u128 * self.tick_nanos as u128)
     }
 
     /// The tick: the resolution of the state word (1 ns with the 64-bit
-    /// layout, a per-limiter power of two with the 32-bit layout).
+    /// layout; with the 32-bit layout a per-limiter whole number of
+    /// nanoseconds, at most 1/512 and usually about 1/1000 of the
+    /// emission interval, chosen to divide it).
     pub const fn resolution(&self) -> Duration {
-        Duration::from_nanos(self.unit.nanos_per_tick())
+        Duration::from_nanos(self.tick_nanos as u64)
     }
 
     /// The effective queue timeout: `queue_timeout` rounded down to the
     /// resolution and capped at `max_queue_size` emission intervals.
     pub const fn queue_timeout(&self) -> Duration {
-        nanos_to_duration((self.queue_timeout as u128) << self.unit.shift())
+        nanos_to_duration(self.queue_timeout as u128 * self.tick_nanos as u128)
     }
 
-    /// How long the state word takes to wrap: `2^(32 + shift)` ns with the
+    /// How long the state word takes to wrap: `2^32` ticks with the
     /// 32-bit layout; 2^64 ns (584 years, the whole clock range, which the
     /// 64-bit layout does not wrap around) with the 64-bit layout.
     pub const fn wrap_period(&self) -> Duration {
-        nanos_to_duration(1u128 << (Word::BITS + self.unit.shift()))
+        nanos_to_duration((1u128 << Word::BITS) * self.tick_nanos as u128)
     }
 
     /// The largest lead (TAT minus now) the 32-bit layout reads as a real
@@ -133,11 +150,21 @@ impl RateLimiter {
             .saturating_mul(2)
     }
 
+    /// `now` as wrapping ticks.
+    #[inline]
+    fn ticks(&self, now: Timestamp) -> Word {
+        if WIDE {
+            now.as_nanos() as Word
+        } else {
+            (now.as_nanos() / self.tick_nanos as u64) as Word
+        }
+    }
+
     /// Reads the clock (after the word was loaded) and relates it to `tat`.
     #[inline]
     fn view<C: Clock + ?Sized>(&self, tat: Word, clock: &C) -> View {
         let now = clock.now();
-        let tick = self.unit.ticks(now);
+        let tick = self.ticks(now);
         let lead = if WIDE {
             // Nanoseconds that never wrap: plain order.
             if tat > tick { (tat - tick) as u64 } else { 0 }
@@ -167,14 +194,9 @@ impl RateLimiter {
     /// `ticks` from the view's tick on, as a duration from its exact `now`.
     #[inline]
     fn after(&self, view: &View, ticks: u64) -> Duration {
-        let frac = view.now.as_nanos() & (self.unit.nanos_per_tick() - 1);
-        let shift = self.unit.shift();
-        let nanos = if ticks > u64::MAX >> shift {
-            u64::MAX
-        } else {
-            ticks << shift
-        };
-        Duration::from_nanos(nanos.saturating_sub(frac))
+        let tick = self.tick_nanos as u64;
+        let frac = if WIDE { 0 } else { view.now.as_nanos() % tick };
+        Duration::from_nanos(ticks.saturating_mul(tick).saturating_sub(frac))
     }
 
     #[inline]
@@ -288,7 +310,7 @@ impl RateLimiter {
         self.check_capacity(n)?;
         if n == 0 {
             let now = clock.now();
-            let tick = self.unit.ticks(now);
+            let tick = self.ticks(now);
             return Ok(Reservation {
                 permits: 0,
                 wait: Duration::ZERO,

@@ -48,9 +48,14 @@
 //!   than `requests_per_period` (`N`) permits in **any** half-open window of
 //!   length `period` (`P`). It keeps the single word: GCRA with burst `B`
 //!   admits at most `B + floor(W / T)` permits in a window of length `W`, so
-//!   choosing `T = P / (N - B + 1)` (rounded *up* to whole ticks, and with
-//!   the window measured in whole ticks) gives at most `N` in any window
-//!   shorter than `P`. The price of a burst is sustained rate: the limiter
+//!   choosing `T = P / (N - B + 1)` (rounded *up* to whole nanoseconds)
+//!   gives at most `N` in any half-open window of length `P`. With the
+//!   32-bit layout time is read in whole ticks, so the bound holds for any
+//!   window of length `P - resolution + 1 ns` (the resolution is about
+//!   1/1000 of `T`): a quota counted with that much tolerance — any real
+//!   third party's, whose clock and network jitter are coarser — is kept,
+//!   and a caller pacing itself at exactly `P / N` is admitted every time
+//!   in both layouts. The price of a burst is sustained rate: the limiter
 //!   sustains `N - B + 1` permits per period. The default strict burst is
 //!   therefore **1 — pure pacing at `N / P`**, which keeps the full quota
 //!   as throughput and simply spaces requests `P / N` apart; set `burst` up
@@ -98,7 +103,7 @@
 //!
 //! # Time, ticks and the wrap
 //!
-//! The TAT is stored as *ticks* of `2^shift` nanoseconds
+//! The TAT is stored as *ticks* of a whole number of nanoseconds
 //! ([`resolution`](RateLimiter::resolution)), and the clock is read after
 //! loading the word, so with a monotonic clock the TAT is never more than
 //! `max_lead = B·T + min(queue_timeout, max_queue_size·T)` ahead of now.
@@ -110,14 +115,20 @@
 //!   TAT would pass `u64::MAX` ns (584 years after the clock's epoch, in
 //!   practice only a saturated test clock) is refused with
 //!   `RateLimited { retry_after: Duration::MAX }`.
-//! * **32-bit layout:** the shift is chosen per limiter at construction: the
-//!   largest one that keeps at least 2^10 ticks per emission interval
-//!   (rounding error below 0.1 %), raised further only if `max_lead` would
-//!   not fit in 2^29 ticks (an eighth of the wrap); that always succeeds
-//!   with at least 2^8 ticks per interval because the 32-bit layout limits
-//!   `burst` and `max_queue_size` to 2^19. The word wraps after
-//!   [`wrap_period`](RateLimiter::wrap_period) (78 hours with the default
-//!   options). A TAT that appears more than `2·max_lead` ahead of now (or
+//! * **32-bit layout:** the tick is chosen per limiter at construction so
+//!   that the emission interval (`P / N` in nanoseconds, rounded up) is
+//!   **a whole number of ticks**: up to 2^10 ticks per interval, and an
+//!   exact cut with between 2^9 and 2^10 ticks whenever one exists (for
+//!   every round period and rate: 5 per second is 1000 ticks of 200 µs).
+//!   So `N` per `P` is kept exactly, as with the 64-bit layout; only an
+//!   interval with no such divisor is rounded up, by less than one tick
+//!   (below 0.2 %). Fewer ticks per interval are used only if `max_lead`
+//!   would not fit in 2^29 ticks (an eighth of the wrap); that always
+//!   succeeds with at least 2^9 ticks per interval because the 32-bit
+//!   layout limits `burst` and `max_queue_size` to 2^19. Ticks need not be
+//!   powers of two: reading the clock costs one 64-bit division. The word
+//!   wraps after [`wrap_period`](RateLimiter::wrap_period) (119 hours with
+//!   the default options). A TAT that appears more than `2·max_lead` ahead of now (or
 //!   behind it) is stale and read as a full bucket, which keeps a limiter
 //!   that idled across any number of wraps correct. The one remaining
 //!   corner is conservative, never over-granting: an idle gap within
@@ -142,7 +153,7 @@
 //! 64-bit atomics and `u32` otherwise (or with
 //! `RUSTFLAGS="--cfg stockade_force_32bit"`); no wider atomic is ever used.
 //! The size is 48 bytes with the 64-bit layout (8-byte TAT, three 8-byte
-//! tick counts, burst, queue size, shift) and 28 bytes with the 32-bit
+//! tick counts, burst, queue size, tick length) and 28 bytes with the 32-bit
 //! layout (everything 4 bytes).
 //!
 //! `try_acquire` costs one load, one clock read and one compare-and-swap
@@ -167,9 +178,9 @@
 //! };
 //! let clock = ManualClock::new();
 //!
-//! // One permit costs 500 ms (rounded up to whole ticks in the 32-bit layout).
+//! // One permit costs 500 ms, exactly, in both layouts.
 //! let interval = LIMITER.emission_interval();
-//! assert!(interval >= Duration::from_millis(500) && interval < Duration::from_millis(501));
+//! assert_eq!(interval, Duration::from_millis(500));
 //!
 //! assert!(LIMITER.try_acquire(&clock).is_ok());
 //! assert!(LIMITER.try_acquire(&clock).is_ok());

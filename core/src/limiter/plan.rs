@@ -8,13 +8,12 @@ use core::time::Duration;
 use super::{Mode, RateLimiterConfig};
 use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 use crate::sync::{WIDE, Word};
-use crate::time::TickUnit;
 
 /// The longest the TAT may lie ahead of now, in ticks.
 #[cfg(all(target_has_atomic = "64", not(stockade_force_32bit)))]
-const MAX_LEAD: u128 = 1 << 62;
+pub(super) const MAX_LEAD: u128 = 1 << 62;
 #[cfg(not(all(target_has_atomic = "64", not(stockade_force_32bit))))]
-const MAX_LEAD: u128 = 1 << 29;
+pub(super) const MAX_LEAD: u128 = 1 << 29;
 
 /// The longest period the 64-bit layout accepts (73 years), so that the
 /// default burst's lead `N · ceil(P / N)` stays below [`MAX_LEAD`].
@@ -23,12 +22,17 @@ const MAX_PERIOD_64: u64 = 1 << 61;
 /// The largest `burst` / `max_queue_size` of the 32-bit layout.
 const MAX_COUNT_32: u32 = 1 << 19;
 
-/// Ticks per emission interval the 32-bit layout aims for.
-const PRECISE_TICKS: u128 = 1 << 10;
+/// The most ticks per emission interval the 32-bit layout uses (it uses at
+/// least half as many when an exact cut exists, and at least 2^9 always):
+/// fine enough that the strict window's slack is about 1/1000 of an
+/// interval, coarse enough for a long wrap period (119 hours with the
+/// default options).
+const MAX_TICKS_PER_INTERVAL: u64 = 1 << 10;
 
 /// The validated, derived numbers a limiter runs on.
 pub(super) struct Plan {
-    pub(super) unit: TickUnit,
+    /// Nanoseconds per tick (1 with the 64-bit layout).
+    pub(super) tick_nanos: u32,
     pub(super) interval: Word,
     pub(super) limit: Word,
     pub(super) queue_timeout: Word,
@@ -36,65 +40,38 @@ pub(super) struct Plan {
     pub(super) max_queue_size: u32,
 }
 
-const fn err(
-    option: ConfigOption,
-    value: ConfigValue,
-    problem: ConfigProblem,
-) -> Result<Plan, ConfigError> {
-    Err(ConfigError::new(option, value, problem))
-}
-
-/// A count above `max`.
-const fn count_above(option: ConfigOption, value: u32, max: u64) -> Result<Plan, ConfigError> {
-    Err(ConfigError::count_above(option, value as u64, max))
-}
-
-/// The emission interval in ticks of `2^shift` ns, rounded up.
-const fn interval_ticks(period: u64, requests: u32, burst: u32, strict: bool, shift: u32) -> u128 {
-    let p = period as u128;
-    if strict {
-        // The closed tick span of a half-open ns window of length `p` is at
-        // most `span`; `k` intervals must cover more than that.
-        let tick = 1u128 << shift;
-        let span = (p + tick - 2) / tick;
-        let k = requests as u128 - burst as u128 + 1;
-        (span + 1).div_ceil(k)
-    } else {
-        let d = (requests as u128) << shift;
-        p.div_ceil(d)
-    }
-}
-
-/// `(limit, queue wait)` in ticks at `shift`: `B·T` and `min(timeout, Q·T)`.
-const fn lead_parts(
-    interval: u128,
+/// The options checked one by one, before any tick arithmetic.
+struct Checked {
+    requests: u32,
+    /// The period in nanoseconds (at least `requests`).
+    period: u64,
     burst: u32,
+    /// The option a too-large burst is reported against: `burst`, or
+    /// `requests_per_period` when the burst defaults to it.
+    burst_option: ConfigOption,
+    strict: bool,
     queue: u32,
+    /// `queue_timeout` in nanoseconds, saturating.
     timeout: u64,
-    shift: u32,
-) -> (u128, u128) {
-    let limit = burst as u128 * interval;
-    let by_size = queue as u128 * interval;
-    let by_time = (timeout >> shift) as u128;
-    (limit, if by_time < by_size { by_time } else { by_size })
+    /// `queue_timeout` as given, for error messages.
+    queue_timeout: Duration,
 }
 
-pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
+/// Step 1: every option on its own (zero, too long, too many).
+const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigError> {
     let requests = config.requests_per_period;
     if requests == 0 {
-        return err(
+        return Err(ConfigError::zero(
             ConfigOption::RequestsPerPeriod,
             ConfigValue::Count(0),
-            ConfigProblem::Zero,
-        );
+        ));
     }
     let period_nanos = config.period.as_nanos();
     if period_nanos == 0 {
-        return err(
+        return Err(ConfigError::zero(
             ConfigOption::Period,
             ConfigValue::Duration(config.period),
-            ConfigProblem::Zero,
-        );
+        ));
     }
     let max_period = if WIDE { MAX_PERIOD_64 } else { u64::MAX };
     if period_nanos > max_period as u128 {
@@ -108,11 +85,10 @@ pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError
     let strict = matches!(config.mode, Mode::Strict);
     let (burst, burst_option) = match config.burst {
         Some(0) => {
-            return err(
+            return Err(ConfigError::zero(
                 ConfigOption::Burst,
                 ConfigValue::Count(0),
-                ConfigProblem::Zero,
-            );
+            ));
         }
         Some(b) => (b, ConfigOption::Burst),
         None if strict => (1, ConfigOption::Burst),
@@ -130,63 +106,164 @@ pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError
     }
     if period < requests as u64 {
         // The emission interval would round to zero nanoseconds.
-        return count_above(ConfigOption::RequestsPerPeriod, requests, period);
+        return Err(ConfigError::count_above(
+            ConfigOption::RequestsPerPeriod,
+            requests as u64,
+            period,
+        ));
     }
     let queue = config.max_queue_size;
     if !WIDE {
         if burst > MAX_COUNT_32 {
-            return count_above(burst_option, burst, MAX_COUNT_32 as u64);
+            return Err(ConfigError::count_above(
+                burst_option,
+                burst as u64,
+                MAX_COUNT_32 as u64,
+            ));
         }
         if queue > MAX_COUNT_32 {
-            return count_above(ConfigOption::MaxQueueSize, queue, MAX_COUNT_32 as u64);
+            return Err(ConfigError::count_above(
+                ConfigOption::MaxQueueSize,
+                queue as u64,
+                MAX_COUNT_32 as u64,
+            ));
         }
     }
-    let timeout = crate::clock::duration_to_nanos_saturating(config.queue_timeout);
+    Ok(Checked {
+        requests,
+        period,
+        burst,
+        burst_option,
+        strict,
+        queue,
+        timeout: crate::clock::duration_to_nanos_saturating(config.queue_timeout),
+        queue_timeout: config.queue_timeout,
+    })
+}
 
-    // 64-bit: one tick = 1 ns. 32-bit: the coarsest tick that keeps
-    // PRECISE_TICKS per interval, coarser still while the lead does not fit.
-    let mut shift = 0;
-    if !WIDE {
-        while shift < 62
-            && interval_ticks(period, requests, burst, strict, shift + 1) >= PRECISE_TICKS
-        {
-            shift += 1;
-        }
-        while shift < 62 {
-            let interval = interval_ticks(period, requests, burst, strict, shift);
-            let (limit, wait) = lead_parts(interval, burst, queue, timeout, shift);
-            if limit + wait <= MAX_LEAD {
-                break;
-            }
-            shift += 1;
-        }
+/// Step 2: the emission interval in nanoseconds, rounded up (never faster
+/// than configured): `P / N` (bursty) or `P / (N - B + 1)` (strict).
+const fn interval_nanos(c: &Checked) -> u64 {
+    // `period >= requests >= intervals`, so this is at least 1.
+    c.period.div_ceil(interval_per_period(c) as u64)
+}
+
+/// Step 3: the tick (nanoseconds) and the interval in ticks.
+///
+/// 64-bit layout: one tick is one nanosecond. 32-bit layout: the interval
+/// is cut into at most [`MAX_TICKS_PER_INTERVAL`] ticks (fewer if the lead
+/// would not fit [`MAX_LEAD`]), **exactly** when some tick length divides
+/// it — so `N` per `P` stays exact and a caller polling every `P / N` is
+/// admitted every time — else rounded up by less than one tick. Ticks need
+/// not be powers of two.
+const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigError> {
+    if WIDE {
+        return Ok((1, interval));
     }
-    let interval = interval_ticks(period, requests, burst, strict, shift);
-    let (limit, wait) = lead_parts(interval, burst, queue, timeout, shift);
+    // Permits' worth of queue the lead may hold: at most `max_queue_size`,
+    // and at most `queue_timeout` (plus the rounding) in intervals.
+    let by_time = (c.timeout / interval).saturating_add(1);
+    let queue = if by_time < c.queue as u64 {
+        by_time
+    } else {
+        c.queue as u64
+    };
+    // `burst + queue <= 2^20`, so at least 2^9 ticks per interval fit.
+    let fit = (MAX_LEAD as u64) / (c.burst as u64 + queue);
+    // A tick is at most `u32::MAX` ns: a long interval needs more ticks.
+    let needed = interval.div_ceil(u32::MAX as u64);
+    if needed > fit {
+        let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
+        return Err(ConfigError::duration_above(
+            ConfigOption::Period,
+            Duration::from_nanos(c.period),
+            nanos_to_duration(max),
+        ));
+    }
+    let wanted = if needed > MAX_TICKS_PER_INTERVAL {
+        needed
+    } else {
+        MAX_TICKS_PER_INTERVAL
+    };
+    let cap = if fit < wanted { fit } else { wanted };
+    if interval <= cap {
+        return Ok((1, interval));
+    }
+    // An exact cut, finest first, within a factor of two of the cap.
+    let mut ticks = cap;
+    while ticks > cap / 2 && ticks >= needed {
+        if interval % ticks == 0 {
+            return Ok(((interval / ticks) as u32, ticks));
+        }
+        ticks -= 1;
+    }
+    // No exact cut: the smallest tick that keeps `cap` ticks per interval
+    // (at most `u32::MAX` ns as `cap >= needed`).
+    let tick = interval.div_ceil(cap);
+    Ok((tick as u32, interval.div_ceil(tick)))
+}
+
+/// Intervals per period: `N` or `N - B + 1`.
+const fn interval_per_period(c: &Checked) -> u32 {
+    if c.strict {
+        c.requests - c.burst + 1
+    } else {
+        c.requests
+    }
+}
+
+/// Step 4: the lead `B·T + min(queue_timeout, Q·T)` in ticks, which must
+/// fit [`MAX_LEAD`]; the error names the option that overflows it.
+const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, ConfigError> {
+    let interval = interval as u128;
+    let limit = c.burst as u128 * interval;
+    let by_size = c.queue as u128 * interval;
+    let by_time = (c.timeout / tick as u64) as u128;
+    let wait = if by_time < by_size { by_time } else { by_size };
     if limit > MAX_LEAD {
-        return count_above(burst_option, burst, (MAX_LEAD / interval) as u64);
+        return Err(ConfigError::count_above(
+            c.burst_option,
+            c.burst as u64,
+            (MAX_LEAD / interval) as u64,
+        ));
     }
     if limit + wait > MAX_LEAD {
         let room = MAX_LEAD - limit;
-        let by_time = (timeout >> shift) as u128;
-        return if by_time <= queue as u128 * interval {
-            Err(ConfigError::duration_above(
+        return Err(if by_time <= by_size {
+            ConfigError::duration_above(
                 ConfigOption::QueueTimeout,
-                config.queue_timeout,
-                Duration::from_nanos((room << shift) as u64),
-            ))
+                c.queue_timeout,
+                nanos_to_duration(room * tick as u128),
+            )
         } else {
-            count_above(ConfigOption::MaxQueueSize, queue, (room / interval) as u64)
-        };
+            ConfigError::count_above(
+                ConfigOption::MaxQueueSize,
+                c.queue as u64,
+                (room / interval) as u64,
+            )
+        });
     }
     Ok(Plan {
-        unit: TickUnit::from_shift(shift),
+        tick_nanos: tick,
         interval: interval as Word,
         limit: limit as Word,
         queue_timeout: wait as Word,
-        burst,
-        max_queue_size: queue,
+        burst: c.burst,
+        max_queue_size: c.queue,
     })
+}
+
+/// Validates `config` and derives the numbers the limiter runs on.
+pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
+    let checked = match check_options(config) {
+        Ok(c) => c,
+        Err(e) => return Err(e),
+    };
+    let interval = interval_nanos(&checked);
+    match choose_tick(&checked, interval) {
+        Ok((tick, ticks)) => check_lead(&checked, tick, ticks),
+        Err(e) => Err(e),
+    }
 }
 
 /// A `u128` count of nanoseconds as a `Duration`, saturating.
@@ -327,23 +404,35 @@ mod tests {
                 .with_requests_per_period(3)
                 .with_period(Duration::from_nanos(10))
                 .with_queue_timeout(Duration::MAX),
+            // 1 s / 3 has no exact cut: rounded up by less than a tick.
+            RateLimiterConfig::DEFAULT.with_requests_per_period(3),
+            RateLimiterConfig::DEFAULT.with_mode(Mode::Strict),
         ] {
             let l = limiter(c);
             let tick = l.resolution().as_nanos();
-            assert!(tick.is_power_of_two());
             let ticks_per_interval = l.emission_interval().as_nanos() / tick;
+            assert_eq!(l.emission_interval().as_nanos() % tick, 0, "{c:?}");
             let lead = (l.emission_interval() * l.burst() + l.queue_timeout()).as_nanos() / tick;
+            // Never faster than configured, slower by less than a tick.
+            let per_period = match (c.mode, c.burst) {
+                (Mode::Strict, Some(b)) => c.requests_per_period - b + 1,
+                _ => c.requests_per_period,
+            };
+            let exact = c.period.as_nanos().div_ceil(u128::from(per_period));
+            let interval = l.emission_interval().as_nanos();
+            assert!(interval >= exact && interval < exact + tick, "{c:?}");
             if WIDE {
                 assert_eq!(tick, 1);
                 assert!(lead <= 1 << 62);
             } else {
-                assert!(ticks_per_interval >= 1 << 8 || tick == 1, "{c:?}");
+                assert!(ticks_per_interval >= 1 << 9 || tick == 1, "{c:?}");
                 assert!(lead <= 1 << 29, "{c:?}");
                 if c == RateLimiterConfig::DEFAULT {
-                    assert!(ticks_per_interval >= 1 << 10);
-                    // 2^16 ns ticks: the word wraps after 78 hours.
-                    assert_eq!(tick, 1 << 16);
-                    assert_eq!(l.wrap_period().as_secs(), 281_474);
+                    // 100 µs ticks cut 100 ms exactly: the word wraps
+                    // after 119 hours.
+                    assert_eq!(tick, 100_000);
+                    assert_eq!(l.emission_interval(), Duration::from_millis(100));
+                    assert_eq!(l.wrap_period().as_secs(), 429_496);
                 }
             }
         }

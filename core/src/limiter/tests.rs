@@ -602,10 +602,7 @@ fn wrap_corner_is_conservative() {
         assert_eq!(wrap.as_nanos(), 1u128 << 64);
         return;
     }
-    assert_eq!(
-        wrap.as_nanos(),
-        1u128 << (32 + l.resolution().as_nanos().trailing_zeros())
-    );
+    assert_eq!(wrap.as_nanos(), l.resolution().as_nanos() << 32);
     let clock = at(1_000);
     assert_eq!(drain(&l, &clock), 4);
     clock.advance(wrap);
@@ -682,4 +679,63 @@ fn const_and_static_construction() {
     assert!(BAD.is_err());
     let clock = ManualClock::new();
     assert_eq!(LIMITER.available(&clock), 10);
+}
+
+/// A caller polling every `P / N` or `P / 2N` gets `N` per `P` (±1 at the
+/// edges) in both modes and both layouts, and after every refusal,
+/// advancing by exactly its `retry_after` admits (one nanosecond less does
+/// not).
+#[test]
+fn periodic_callers_get_the_quota() {
+    let periods = [
+        Duration::from_millis(1),
+        SEC,
+        Duration::from_secs(60),
+        Duration::from_secs(3600),
+    ];
+    for n in [1u32, 5, 10, 100, 1000] {
+        for period in periods {
+            for mode in [Mode::Bursty, Mode::Strict] {
+                for polls_per_slot in [1u32, 2] {
+                    let config = RateLimiterConfig::DEFAULT
+                        .with_requests_per_period(n)
+                        .with_period(period)
+                        .with_mode(mode);
+                    let l = limiter(config);
+                    let step = period / (n * polls_per_slot);
+                    let clock = at(123_456_789);
+                    let case = std::format!("{n} per {period:?}, {mode:?}, every {step:?}");
+                    // One period to drain the initial burst, then four counted.
+                    let warm_up = n * polls_per_slot;
+                    let mut granted = 0;
+                    for poll in 0..5 * n * polls_per_slot {
+                        match l.try_acquire(&clock) {
+                            Ok(()) => granted += u32::from(poll >= warm_up),
+                            Err(e) => {
+                                let wait = e.retry_after().expect("rate limited");
+                                assert!(wait <= step, "{case}: retry after {wait:?}");
+                                let probe = l.snapshot();
+                                if wait > NS {
+                                    let early =
+                                        at(clock.now().as_nanos() + wait.as_nanos() as u64 - 1);
+                                    assert!(probe.try_acquire(&early).is_err(), "{case}: early");
+                                }
+                                let due = at(clock.now().as_nanos() + wait.as_nanos() as u64);
+                                assert_eq!(
+                                    probe.try_acquire(&due),
+                                    Ok(()),
+                                    "{case}: at retry_after"
+                                );
+                            }
+                        }
+                        clock.advance(step);
+                    }
+                    assert!(
+                        granted.abs_diff(4 * n) <= 1,
+                        "{case}: {granted} granted in 4 periods"
+                    );
+                }
+            }
+        }
+    }
 }
