@@ -453,15 +453,18 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
                     let i = i % bookings.len();
                     let expected = model.cancel(&bookings[i], now);
                     let r = bookings[i].reservation.take().unwrap();
-                    match limiter.cancel(r, &clock) {
-                        Ok(()) => {
+                    let permits = r.permits();
+                    let token = r.into_token();
+                    match limiter.cancel(token, &clock) {
+                        Ok(returned) => {
                             prop_assert!(expected, "cancel succeeded, model refused");
+                            prop_assert_eq!(returned, permits);
                             log[bookings[i].logged].2 = true;
                         }
-                        Err(r) => {
+                        Err(_) => {
                             prop_assert!(!expected, "cancel refused, model succeeded");
                             // Refused: still booked, and may be offered again.
-                            bookings[i].reservation = Some(r);
+                            bookings[i].reservation = Some(Reservation::from_token(token));
                         }
                     }
                 }

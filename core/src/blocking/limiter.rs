@@ -459,7 +459,7 @@ impl<T: Timer> RateLimiter<T> {
         drop(sleeping);
         if outcome.is_err() {
             // The latest booking can be handed back; others stay used.
-            let _ = self.core.cancel(booked, &self.timer);
+            let _ = self.core.cancel(booked.into_token(), &self.timer);
         }
         outcome
     }

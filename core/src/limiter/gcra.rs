@@ -6,7 +6,7 @@
 use core::time::Duration;
 
 use super::plan::{nanos_to_duration, plan};
-use super::{RateLimitError, RateLimiterConfig, Reservation};
+use super::{CancelError, RateLimitError, RateLimiterConfig, Reservation, ReservationToken};
 use crate::clock::{Clock, Timestamp};
 use crate::error::ConfigError;
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
@@ -364,52 +364,60 @@ impl RateLimiter {
         })
     }
 
-    /// Hands back a reservation that is still waiting, so the next caller
-    /// can have its slot; gives it back as `Err` if that is not possible.
+    /// Hands back a booking that is still waiting, so the next caller can
+    /// have its slot; reports the permits returned.
     ///
     /// This succeeds only for a reservation that had to wait, before its
     /// `ready_at`, and while nobody booked after it: the latest booking can
     /// be undone exactly, an earlier one cannot without moving everyone
     /// behind it. Otherwise the permits simply stay booked, which is
     /// conservative (the caller may still use them at `ready_at`). After a
-    /// successful cancel the caller must not use the permits.
+    /// successful cancel the caller must not use the permits. See
+    /// [`ReservationToken`] for a token cancelled twice.
+    ///
+    /// One compare-and-swap (through the pure transition "the word still
+    /// holds this booking → put back the word it replaced").
     ///
     /// # Errors
     ///
-    /// The reservation itself, unchanged, when it cannot be handed back.
+    /// [`CancelError`] saying why; nothing changed.
     ///
     /// # Examples
     ///
     /// ```
     /// use core::time::Duration;
     /// use stockade::clock::ManualClock;
-    /// use stockade::limiter::{RateLimiter, RateLimiterConfig};
+    /// use stockade::limiter::{CancelError, RateLimiter, RateLimiterConfig};
     ///
     /// let limiter = RateLimiter::new(RateLimiterConfig::DEFAULT.with_burst(1)).unwrap();
     /// let clock = ManualClock::new();
     /// limiter.try_acquire(&clock).unwrap();
-    /// let waiting = limiter.reserve(1, Duration::from_secs(1), &clock).unwrap();
+    /// let waiting = limiter.reserve(1, Duration::from_secs(1), &clock).unwrap().into_token();
     /// assert_eq!(limiter.queue_depth(&clock), 1);
-    /// assert!(limiter.cancel(waiting, &clock).is_ok()); // the caller gave up
+    /// assert_eq!(limiter.cancel(waiting, &clock), Ok(1)); // the caller gave up
     /// assert_eq!(limiter.queue_depth(&clock), 0);
+    /// assert_eq!(limiter.cancel(waiting, &clock), Err(CancelError::Superseded));
     /// ```
     pub fn cancel<C: Clock + ?Sized>(
         &self,
-        reservation: Reservation,
+        token: ReservationToken,
         clock: &C,
-    ) -> Result<(), Reservation> {
-        if reservation.wait.is_zero() || clock.now() >= reservation.ready_at {
-            return Err(reservation);
+    ) -> Result<u32, CancelError> {
+        let reservation = Reservation::from_token(token);
+        if reservation.wait.is_zero() {
+            return Err(CancelError::Immediate);
         }
-        match self.tat.compare_exchange(
-            reservation.tat,
-            reservation.prev,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => Ok(()),
-            Err(_) => Err(reservation),
+        if clock.now() >= reservation.ready_at {
+            return Err(CancelError::Ready);
         }
+        let (booked, prev) = (reservation.tat, reservation.prev);
+        update(&self.tat, Ordering::AcqRel, |tat| {
+            if tat == booked {
+                Ok((reservation.permits, prev))
+            } else {
+                Err(CancelError::Superseded)
+            }
+        })
     }
 
     /// Permits that [`try_acquire_n`](Self::try_acquire_n) could take right

@@ -83,8 +83,9 @@
 //! caller that gives up before its `ready_at` may hand a waiting booking
 //! back with [`cancel`](RateLimiter::cancel), which succeeds only while
 //! nobody booked after it (otherwise the slot simply stays used:
-//! conservative). A [`Reservation`] is not `Copy`: cancelling consumes it,
-//! so a booking cannot be handed back twice.
+//! conservative). A [`Reservation`] is not `Copy`: cancelling consumes it
+//! (as a [`ReservationToken`]), so a Rust caller cannot hand a booking
+//! back twice; the token's docs say what happens when a binding does.
 //!
 //! `max_queue_size` counts permits, not callers, and the depth is derived
 //! from time: a reservation of `n` permits leaves the queue gradually, one
@@ -218,4 +219,4 @@ mod tests;
 pub use config::{Mode, RateLimiterConfig};
 pub use error::RateLimitError;
 pub use gcra::RateLimiter;
-pub use reservation::Reservation;
+pub use reservation::{CancelError, Reservation, ReservationToken};

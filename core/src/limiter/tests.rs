@@ -375,7 +375,10 @@ fn n_permit_reservations_count_in_the_queue() {
     let r0 = l.reserve(0, Duration::ZERO, &clock).unwrap();
     assert!(r0.is_immediate());
     assert_eq!(r0.permits(), 0);
-    assert!(l.cancel(r0, &clock).is_err());
+    assert_eq!(
+        l.cancel(r0.into_token(), &clock),
+        Err(CancelError::Immediate)
+    );
 }
 
 #[test]
@@ -387,18 +390,24 @@ fn cancel_returns_only_the_latest_waiting_booking() {
     let a = l.reserve(1, Duration::MAX, &clock).unwrap();
     let b = l.reserve(1, Duration::MAX, &clock).unwrap();
     let a_ready = a.ready_at();
-    let now = l.cancel(now, &clock).unwrap_err(); // it did not wait
-    // Not even after a clock that stepped back.
+    let (now, a, b) = (now.into_token(), a.into_token(), b.into_token());
+    // It did not wait...
+    assert_eq!(l.cancel(now, &clock), Err(CancelError::Immediate));
+    // ...not even after a clock that stepped back.
     clock.set(Timestamp::ZERO);
-    let _now = l.cancel(now, &clock).unwrap_err();
+    assert_eq!(l.cancel(now, &clock), Err(CancelError::Immediate));
     clock.set(Timestamp::from_nanos(
         a_ready.as_nanos() - t.as_nanos() as u64,
     ));
-    let a = l.cancel(a, &clock).unwrap_err(); // b was booked after it
+    // b was booked after it.
+    assert_eq!(l.cancel(a, &clock), Err(CancelError::Superseded));
     assert_eq!(l.queue_depth(&clock), 2);
-    assert_eq!(l.cancel(b, &clock), Ok(()));
+    assert_eq!(l.cancel(b, &clock), Ok(1));
     assert_eq!(l.queue_depth(&clock), 1);
-    assert_eq!(l.cancel(a, &clock), Ok(())); // now it is the latest
+    // A second cancel of the same token is refused and changes nothing.
+    assert_eq!(l.cancel(b, &clock), Err(CancelError::Superseded));
+    assert_eq!(l.queue_depth(&clock), 1);
+    assert_eq!(l.cancel(a, &clock), Ok(1)); // now it is the latest
     assert_eq!(l.queue_depth(&clock), 0);
     assert_eq!(retry_after(l.try_acquire(&clock)), t);
     // The slot of `a` is free again.
@@ -406,8 +415,13 @@ fn cancel_returns_only_the_latest_waiting_booking() {
     assert_eq!(again.ready_at(), a_ready);
     // Past its ready time a booking cannot be returned.
     clock.set(again.ready_at());
-    let again = l.cancel(again, &clock).unwrap_err();
+    let again = again.into_token();
+    assert_eq!(l.cancel(again, &clock), Err(CancelError::Ready));
     assert_eq!(again.ready_at(), a_ready);
+    // The token round-trips.
+    let back = Reservation::from_token(again);
+    assert_eq!((back.permits(), back.ready_at()), (1, a_ready));
+    assert_eq!(back.into_token(), again);
 }
 
 #[test]
@@ -646,7 +660,7 @@ fn extreme_configs_never_panic() {
                                 let _ = l.try_acquire(&clock);
                                 let _ = l.reserve(1, Duration::MAX, &clock);
                                 if let Ok(r) = l.reserve(l.burst(), SEC, &clock) {
-                                    let _ = l.cancel(r, &clock);
+                                    let _ = l.cancel(r.into_token(), &clock);
                                 }
                                 assert!(l.available(&clock) <= l.burst());
                                 let _ = l.queue_depth(&clock);
