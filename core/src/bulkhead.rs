@@ -166,6 +166,7 @@ impl BulkheadConfig {
     };
 
     /// This config with `max_concurrent` set.
+    #[must_use]
     pub const fn with_max_concurrent(self, max_concurrent: u32) -> BulkheadConfig {
         BulkheadConfig {
             max_concurrent,
@@ -174,11 +175,13 @@ impl BulkheadConfig {
     }
 
     /// This config with `max_queue` set.
+    #[must_use]
     pub const fn with_max_queue(self, max_queue: u32) -> BulkheadConfig {
         BulkheadConfig { max_queue, ..self }
     }
 
     /// This config with `queue_timeout` set.
+    #[must_use]
     pub const fn with_queue_timeout(self, queue_timeout: Duration) -> BulkheadConfig {
         BulkheadConfig {
             queue_timeout,
@@ -209,6 +212,84 @@ impl BulkheadConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl BulkheadConfig {
+    /// The plain form a C or Python binding passes.
+    pub const fn to_raw(&self) -> RawBulkheadConfig {
+        let ms = self.queue_timeout.as_millis();
+        RawBulkheadConfig {
+            queue_timeout_ms: if ms > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                ms as u64
+            },
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
+/// [`BulkheadConfig`] as plain integers, for C and Python bindings: the
+/// queue timeout in whole milliseconds (0: never wait). Convert with
+/// `BulkheadConfig::try_from(raw)`, which validates every option
+/// ([`BulkheadConfig::validate`]).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::bulkhead::{BulkheadConfig, RawBulkheadConfig};
+///
+/// let raw = RawBulkheadConfig { max_concurrent: 4, ..RawBulkheadConfig::DEFAULT };
+/// assert_eq!(BulkheadConfig::try_from(raw)?.to_raw(), raw);
+/// assert!(BulkheadConfig::try_from(RawBulkheadConfig { max_concurrent: 0, ..raw }).is_err());
+/// # Ok::<(), stockade::ConfigError>(())
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawBulkheadConfig {
+    /// `queue_timeout` in milliseconds.
+    pub queue_timeout_ms: u64,
+    /// `max_concurrent`.
+    pub max_concurrent: u32,
+    /// `max_queue`.
+    pub max_queue: u32,
+}
+
+impl RawBulkheadConfig {
+    /// [`BulkheadConfig::DEFAULT`] in plain form.
+    pub const DEFAULT: RawBulkheadConfig = BulkheadConfig::DEFAULT.to_raw();
+
+    /// The config, validated.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid option, as for [`BulkheadConfig::validate`].
+    pub const fn to_config(&self) -> Result<BulkheadConfig, ConfigError> {
+        let config = BulkheadConfig {
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Default for RawBulkheadConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<RawBulkheadConfig> for BulkheadConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawBulkheadConfig) -> Result<Self, ConfigError> {
+        raw.to_config()
     }
 }
 
@@ -277,6 +358,13 @@ impl Bulkhead {
             })
         }
     }
+
+    /// `size_of::<Bulkhead>()` (24 bytes in both layouts), for C code that
+    /// embeds the bulkhead.
+    pub const SIZE: usize = core::mem::size_of::<Bulkhead>();
+
+    /// `align_of::<Bulkhead>()`.
+    pub const ALIGN: usize = core::mem::align_of::<Bulkhead>();
 
     /// The configuration (durations as stored: whole nanoseconds,
     /// saturating at `u64::MAX`).
@@ -1249,5 +1337,43 @@ mod tests {
     fn sizes() {
         let size = core::mem::size_of::<Bulkhead>();
         assert_eq!(size, 24, "Bulkhead is {size} bytes");
+        assert_eq!(Bulkhead::SIZE, size);
+        assert_eq!(Bulkhead::ALIGN, core::mem::align_of::<Bulkhead>());
+    }
+
+    #[test]
+    fn raw_config_round_trips_and_validates_in_one_place() {
+        assert_eq!(
+            RawBulkheadConfig::default(),
+            BulkheadConfig::DEFAULT.to_raw()
+        );
+        assert_eq!(
+            BulkheadConfig::try_from(RawBulkheadConfig::DEFAULT),
+            Ok(BulkheadConfig::DEFAULT)
+        );
+        let zero = RawBulkheadConfig {
+            max_concurrent: 0,
+            ..RawBulkheadConfig::DEFAULT
+        };
+        assert_eq!(
+            BulkheadConfig::try_from(zero),
+            Err(ConfigError::zero(
+                ConfigOption::MaxConcurrent,
+                ConfigValue::Count(0)
+            ))
+        );
+        // u32::MAX counts: an error with the 32-bit layout, never a panic.
+        let max = RawBulkheadConfig {
+            max_concurrent: u32::MAX,
+            max_queue: u32::MAX,
+            queue_timeout_ms: u64::MAX,
+        };
+        assert_eq!(BulkheadConfig::try_from(max).is_ok(), crate::sync::WIDE);
+        // Zero queue timeout is valid: never wait.
+        let no_wait = RawBulkheadConfig {
+            queue_timeout_ms: 0,
+            ..RawBulkheadConfig::DEFAULT
+        };
+        assert!(BulkheadConfig::try_from(no_wait).is_ok());
     }
 }

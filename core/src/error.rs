@@ -69,6 +69,8 @@ pub enum ConfigOption {
     MaxQueueSize = 23,
     /// Rate limiter and bulkhead: the longest wait in the queue (spec `queueTimeout`).
     QueueTimeout = 24,
+    /// Rate limiter: bursty or strict (only a raw, integer mode can be invalid).
+    Mode = 25,
     /// Bulkhead: calls running at once (spec `maxConcurrent`).
     MaxConcurrent = 30,
     /// Bulkhead and request-response: callers that may wait (spec `maxQueue`).
@@ -121,6 +123,7 @@ impl ConfigOption {
             ConfigOption::Burst => "burst",
             ConfigOption::MaxQueueSize => "max_queue_size",
             ConfigOption::QueueTimeout => "queue_timeout",
+            ConfigOption::Mode => "mode",
             ConfigOption::MaxConcurrent => "max_concurrent",
             ConfigOption::MaxQueue => "max_queue",
             ConfigOption::MaxAttempts => "max_attempts",

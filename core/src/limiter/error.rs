@@ -3,6 +3,8 @@
 use core::fmt;
 use core::time::Duration;
 
+use crate::HumanDuration;
+
 /// Why a permit was not granted or a reservation not booked.
 ///
 /// Nothing is consumed by a rejection. Every `retry_after` is exact: as
@@ -42,7 +44,31 @@ pub enum RateLimitError {
     },
 }
 
+/// The kind of a [`RateLimitError`], as a stable number for C and Python.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RateLimitErrorKind {
+    /// [`RateLimitError::RateLimited`].
+    RateLimited = 1,
+    /// [`RateLimitError::QueueFull`].
+    QueueFull = 2,
+    /// [`RateLimitError::WaitTooLong`].
+    WaitTooLong = 3,
+    /// [`RateLimitError::ExceedsCapacity`].
+    ExceedsCapacity = 4,
+}
+
 impl RateLimitError {
+    /// The kind, as a stable number (numbers are never reused).
+    pub const fn kind(&self) -> RateLimitErrorKind {
+        match self {
+            RateLimitError::RateLimited { .. } => RateLimitErrorKind::RateLimited,
+            RateLimitError::QueueFull { .. } => RateLimitErrorKind::QueueFull,
+            RateLimitError::WaitTooLong { .. } => RateLimitErrorKind::WaitTooLong,
+            RateLimitError::ExceedsCapacity { .. } => RateLimitErrorKind::ExceedsCapacity,
+        }
+    }
+
     /// When retrying makes sense, or `None` if it never does.
     pub const fn retry_after(&self) -> Option<Duration> {
         match *self {
@@ -58,14 +84,24 @@ impl fmt::Display for RateLimitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             RateLimitError::RateLimited { retry_after } => {
-                write!(f, "rate limited: retry after {retry_after:?}")
+                write!(
+                    f,
+                    "rate limited: retry after {}",
+                    HumanDuration(retry_after)
+                )
             }
             RateLimitError::QueueFull { retry_after } => {
-                write!(f, "rate limiter queue is full: retry after {retry_after:?}")
+                write!(
+                    f,
+                    "rate limiter queue is full: retry after {}",
+                    HumanDuration(retry_after)
+                )
             }
             RateLimitError::WaitTooLong { wait, retry_after } => write!(
                 f,
-                "rate limiter wait of {wait:?} is too long: retry after {retry_after:?}"
+                "rate limiter wait of {} is too long: retry after {}",
+                HumanDuration(wait),
+                HumanDuration(retry_after)
             ),
             RateLimitError::ExceedsCapacity {
                 requested,

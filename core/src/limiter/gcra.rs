@@ -99,6 +99,13 @@ impl RateLimiter {
         }
     }
 
+    /// `size_of::<RateLimiter>()`: 48 bytes with the 64-bit layout, 28
+    /// with the 32-bit one (for C code that embeds the limiter).
+    pub const SIZE: usize = core::mem::size_of::<RateLimiter>();
+
+    /// `align_of::<RateLimiter>()`.
+    pub const ALIGN: usize = core::mem::align_of::<RateLimiter>();
+
     /// The burst capacity `B`: the most permits one call can get.
     pub const fn burst(&self) -> u32 {
         self.burst

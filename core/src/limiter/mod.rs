@@ -216,7 +216,7 @@ mod reservation;
 #[cfg(all(test, not(stockade_loom)))]
 mod tests;
 
-pub use config::{Mode, RateLimiterConfig};
-pub use error::RateLimitError;
+pub use config::{Mode, RateLimiterConfig, RawRateLimiterConfig};
+pub use error::{RateLimitError, RateLimitErrorKind};
 pub use gcra::RateLimiter;
 pub use reservation::{CancelError, Reservation, ReservationToken};

@@ -680,6 +680,62 @@ fn layout_size() {
     let size = core::mem::size_of::<RateLimiter>();
     std::println!("size_of::<RateLimiter>() = {size} (WIDE = {WIDE})");
     assert_eq!(size, if WIDE { 48 } else { 28 });
+    assert_eq!(RateLimiter::SIZE, size);
+    assert_eq!(RateLimiter::ALIGN, core::mem::align_of::<RateLimiter>());
+}
+
+#[test]
+fn raw_config_round_trips_and_validates_in_one_place() {
+    let raw = RawRateLimiterConfig::DEFAULT;
+    assert_eq!(RawRateLimiterConfig::default(), raw);
+    assert_eq!((raw.burst, raw.mode), (0, 0)); // none, bursty
+    assert_eq!(
+        RateLimiterConfig::try_from(raw),
+        Ok(RateLimiterConfig::DEFAULT)
+    );
+    let strict = RateLimiterConfig::DEFAULT
+        .with_mode(Mode::Strict)
+        .with_burst(3)
+        .with_queue_timeout(Duration::ZERO);
+    assert_eq!(RateLimiterConfig::try_from(strict.to_raw()), Ok(strict));
+    assert_eq!(Mode::Strict as u8, 1);
+    // An unknown mode names the option; nothing else is checked twice.
+    let bad = config_error_raw(RawRateLimiterConfig { mode: 7, ..raw });
+    assert_eq!(
+        (bad.option, bad.problem),
+        (ConfigOption::Mode, ConfigProblem::Invalid)
+    );
+    let zero = config_error_raw(RawRateLimiterConfig {
+        requests_per_period: 0,
+        ..raw
+    });
+    assert_eq!(zero.option, ConfigOption::RequestsPerPeriod);
+    assert_eq!(
+        RateLimiterConfig::DEFAULT.with_burst(0).validate(),
+        Err(config_error(RateLimiterConfig::DEFAULT.with_burst(0)))
+    );
+    // Extreme integers: an error or a limiter, never a panic.
+    for requests in [1, u32::MAX] {
+        for big in [0, 1, u32::MAX] {
+            let raw = RawRateLimiterConfig {
+                period_ms: u64::MAX,
+                queue_timeout_ms: u64::MAX,
+                requests_per_period: requests,
+                burst: big,
+                max_queue_size: big,
+                mode: 1,
+            };
+            let _ = RateLimiterConfig::try_from(raw);
+            let _ = RateLimiterConfig::try_from(RawRateLimiterConfig { mode: 0, ..raw });
+        }
+    }
+}
+
+fn config_error_raw(raw: RawRateLimiterConfig) -> ConfigError {
+    match RateLimiterConfig::try_from(raw) {
+        Ok(c) => panic!("accepted {c:?}"),
+        Err(e) => e,
+    }
 }
 
 #[test]
