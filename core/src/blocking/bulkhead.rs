@@ -94,6 +94,29 @@ impl Refusal {
 /// A closure that panics still returns its permit; the panic continues to
 /// the caller.
 ///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use stockade::blocking::{Bulkhead, Error};
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// # struct Api;
+/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
+/// # let api = Api;
+/// // Create a bulkhead
+/// let bulkhead = Bulkhead::new(
+///     "apiRequests",
+///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
+/// )?;
+///
+/// // Execute with bulkhead protection
+/// let result = bulkhead.execute(|| api.fetch_data());
+/// assert_eq!(result.unwrap(), "data");
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # How it waits
 ///
 /// The counts live in the lock-free core [`crate::bulkhead::Bulkhead`]
@@ -132,29 +155,6 @@ impl Refusal {
 /// core's `queued` whenever the lock is free. Releases happen outside the
 /// lock; one that sees waiters always takes the lock and grants, so a free
 /// permit never sits next to a parked waiter.
-///
-/// # Examples
-///
-/// The spec's usage:
-///
-/// ```
-/// use stockade::blocking::{Bulkhead, Error};
-/// use stockade::bulkhead::BulkheadConfig;
-///
-/// # struct Api;
-/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
-/// # let api = Api;
-/// // Create a bulkhead
-/// let bulkhead = Bulkhead::new(
-///     "apiRequests",
-///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
-/// )?;
-///
-/// // Execute with bulkhead protection
-/// let result = bulkhead.execute(|| api.fetch_data());
-/// assert_eq!(result.unwrap(), "data");
-/// # Ok::<(), Error>(())
-/// ```
 pub struct Bulkhead<T: Timer = MonotonicClock> {
     name: Arc<str>,
     core: Core,

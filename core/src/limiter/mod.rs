@@ -20,6 +20,49 @@
 //! [`queue_timeout`]: RateLimiterConfig::queue_timeout
 //! [`Word`]: #memory-layout
 //!
+//! # Examples
+//!
+//! ```
+//! use core::time::Duration;
+//! use stockade::clock::{Clock, ManualClock};
+//! use stockade::limiter::{RateLimitError, RateLimiter, RateLimiterConfig};
+//!
+//! // 2 requests per second, bursts of 2, a queue of at most 1 permit.
+//! const CONFIG: RateLimiterConfig = RateLimiterConfig::DEFAULT
+//!     .with_requests_per_period(2)
+//!     .with_period(Duration::from_secs(1))
+//!     .with_max_queue_size(1);
+//! static LIMITER: RateLimiter = match RateLimiter::new(CONFIG) {
+//!     Ok(limiter) => limiter,
+//!     Err(_) => panic!("invalid rate limiter configuration"),
+//! };
+//! let clock = ManualClock::new();
+//!
+//! // One permit costs 500 ms, exactly, in both layouts.
+//! let interval = LIMITER.emission_interval();
+//! assert_eq!(interval, Duration::from_millis(500));
+//!
+//! assert!(LIMITER.try_acquire(&clock).is_ok());
+//! assert!(LIMITER.try_acquire(&clock).is_ok());
+//! assert_eq!(
+//!     LIMITER.try_acquire(&clock),
+//!     Err(RateLimitError::RateLimited { retry_after: interval })
+//! );
+//!
+//! // A caller willing to wait books the next slot...
+//! let booked = LIMITER.reserve(1, Duration::from_secs(1), &clock).unwrap();
+//! assert_eq!(booked.wait(), interval);
+//! assert_eq!(LIMITER.queue_depth(&clock), 1);
+//! // ...and the queue (one permit) is now full.
+//! assert!(matches!(
+//!     LIMITER.reserve(1, Duration::from_secs(5), &clock),
+//!     Err(RateLimitError::QueueFull { .. })
+//! ));
+//!
+//! clock.advance(booked.wait()); // the blocking layer sleeps here
+//! assert_eq!(clock.now(), booked.ready_at());
+//! ```
+//!
 //! # Options
 //!
 //! | option (spec name) | default | meaning |
@@ -161,48 +204,6 @@
 //! (retried, with backoff, only under contention); a rejection costs no
 //! write at all.
 //!
-//! # Examples
-//!
-//! ```
-//! use core::time::Duration;
-//! use stockade::clock::{Clock, ManualClock};
-//! use stockade::limiter::{RateLimitError, RateLimiter, RateLimiterConfig};
-//!
-//! // 2 requests per second, bursts of 2, a queue of at most 1 permit.
-//! const CONFIG: RateLimiterConfig = RateLimiterConfig::DEFAULT
-//!     .with_requests_per_period(2)
-//!     .with_period(Duration::from_secs(1))
-//!     .with_max_queue_size(1);
-//! static LIMITER: RateLimiter = match RateLimiter::new(CONFIG) {
-//!     Ok(limiter) => limiter,
-//!     Err(_) => panic!("invalid rate limiter configuration"),
-//! };
-//! let clock = ManualClock::new();
-//!
-//! // One permit costs 500 ms, exactly, in both layouts.
-//! let interval = LIMITER.emission_interval();
-//! assert_eq!(interval, Duration::from_millis(500));
-//!
-//! assert!(LIMITER.try_acquire(&clock).is_ok());
-//! assert!(LIMITER.try_acquire(&clock).is_ok());
-//! assert_eq!(
-//!     LIMITER.try_acquire(&clock),
-//!     Err(RateLimitError::RateLimited { retry_after: interval })
-//! );
-//!
-//! // A caller willing to wait books the next slot...
-//! let booked = LIMITER.reserve(1, Duration::from_secs(1), &clock).unwrap();
-//! assert_eq!(booked.wait(), interval);
-//! assert_eq!(LIMITER.queue_depth(&clock), 1);
-//! // ...and the queue (one permit) is now full.
-//! assert!(matches!(
-//!     LIMITER.reserve(1, Duration::from_secs(5), &clock),
-//!     Err(RateLimitError::QueueFull { .. })
-//! ));
-//!
-//! clock.advance(booked.wait()); // the blocking layer sleeps here
-//! assert_eq!(clock.now(), booked.ready_at());
-//! ```
 
 // `Word` is `u64` or `u32` by layout: casts between it and `u64` are needed
 // in one layout and no-ops in the other.
