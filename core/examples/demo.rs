@@ -212,7 +212,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         .then(&bulkhead)
         .then(&breaker)
         .then(&retry)
-        .then(&timeout);
+        .then(timeout.cooperative());
 
     let seconds: Arc<Vec<Second>> = Arc::new((0..SECONDS).map(|_| Second::default()).collect());
     let second_of = |t: Timestamp| (t.as_nanos() / 1_000_000_000) as usize;

@@ -97,9 +97,6 @@ fn changes(events: &Mutex<Vec<Event>>) -> Vec<(BreakerState, BreakerState)> {
         .collect()
 }
 
-/// Spins (yielding) until `done`, failing after a very generous bound
-/// instead of hanging forever.
-
 fn recv(rx: &Receiver<Event>) -> Event {
     // A guard against hanging, not a timing assertion.
     rx.recv_timeout(Duration::from_secs(120))

@@ -17,7 +17,6 @@ use core::time::Duration;
 use std::panic::catch_unwind;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Instant;
 
 use stockade::blocking::{
     Bulkhead, Error, Event, EventKind, Metrics, PatternKind, Pipeline, Policy, RateLimiter,
@@ -28,9 +27,6 @@ use stockade::clock::{Clock, Timestamp};
 use stockade::{ConfigError, ConfigOption, ConfigValue};
 
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
-
-/// Spins (yielding) until `cond` holds. The real-time limit is only a
-/// watchdog against hangs, not a timing assertion.
 
 /// Unsticks parked threads when a test fails inside `thread::scope`: the
 /// scope joins its threads before the panic propagates, so threads parked on

@@ -17,7 +17,6 @@ use core::time::Duration;
 use std::panic::catch_unwind;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
 
 use stockade::blocking::{
     Bulkhead, Error, Event, EventKind, Metrics, PatternKind, Pipeline, Policy, RateLimiter, Timer,
@@ -31,9 +30,6 @@ use stockade::{ConfigError, ConfigOption, ConfigValue};
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
 
 const MS: Duration = Duration::from_millis(1);
-
-/// Spins (yielding) until `cond` holds. The real-time limit is only a
-/// watchdog against hangs, not a timing assertion.
 
 /// On a failing test, moves virtual time past every deadline so that the
 /// scope's parked threads finish and the failure is reported (see the

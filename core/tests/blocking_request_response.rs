@@ -42,9 +42,6 @@ fn echo(request: &Request<u32>) -> Result<Response<String>, String> {
     Ok(Response::ok(request.data.to_string()))
 }
 
-/// Spins (yielding) until `done`; fails after a generous bound instead of
-/// hanging.
-
 fn collect<P: Policy>(p: &Virtual<P>) -> Arc<Mutex<Vec<Event>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);

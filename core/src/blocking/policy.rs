@@ -224,10 +224,10 @@ impl<T: Timer + Clone + 'static> TimeoutStage for Timeout<T> {
     }
 }
 
-impl<T: Timer + Clone + 'static> TimeoutStage for &Timeout<T> {
-    type Timer = T;
-    fn timeout(&self) -> &Timeout<T> {
-        self
+impl<S: TimeoutStage + ?Sized> TimeoutStage for &S {
+    type Timer = S::Timer;
+    fn timeout(&self) -> &Timeout<S::Timer> {
+        (**self).timeout()
     }
 }
 

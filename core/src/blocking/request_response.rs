@@ -346,7 +346,7 @@ enum Class {
 ///     Ok::<_, String>(Response::ok(format!("Success: {}", request.data.id)))
 /// };
 ///
-/// let pattern = RequestResponsePattern::new("myService", handler);
+/// let pattern = RequestResponsePattern::new("myService", handler)?;
 ///
 /// // Execute a request
 /// let response = pattern.execute(
@@ -355,6 +355,7 @@ enum Class {
 /// assert_eq!(response.status, 200);
 /// assert_eq!(response.data.as_deref(), Some("Success: 123"));
 /// assert!(response.correlation_id.starts_with("myService-"));
+/// # Ok::<(), stockade::blocking::Error>(())
 /// ```
 ///
 /// Protected by a circuit breaker: failures open it, and then requests get
@@ -362,14 +363,14 @@ enum Class {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use stockade::blocking::{CircuitBreaker, Request, RequestResponsePattern, Response};
-/// use stockade::breaker::BreakerConfig;
+/// use stockade::prelude::*;
 ///
-/// let breaker = Arc::new(CircuitBreaker::new("db", BreakerConfig::DEFAULT.with_failure_threshold(2))?);
-/// let pattern = RequestResponsePattern::new("users", |_: &Request<u32>| {
+/// let breaker = CircuitBreaker::new("db", BreakerConfig::DEFAULT.with_failure_threshold(2))?;
+/// let pattern = RequestResponsePattern::unregistered("users", RequestResponseConfig::DEFAULT, |_: &Request<u32>| {
 ///     Err::<Response<String>, _>("database unreachable")
-/// })
-/// .protected_by(Arc::clone(&breaker));
+/// })?
+/// .protected_by(Arc::clone(&breaker))
+/// .register()?; // in the registry of its own type (payloads and policy)
 /// assert_eq!(pattern.execute(Request::new(1)).status, 500);
 /// assert_eq!(pattern.execute(Request::new(2)).status, 500);
 /// let refused = pattern.execute(Request::new(3));

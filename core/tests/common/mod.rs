@@ -1,10 +1,11 @@
 //! Helpers shared by the blocking integration tests.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How long any helper waits for another thread before failing the test.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
