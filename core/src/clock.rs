@@ -12,7 +12,7 @@
 
 use core::time::Duration;
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering, const_fn_unless_loom};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, const_fn_unless_loom, fence};
 
 /// A point in time: nanoseconds since the clock's own epoch.
 ///
@@ -175,13 +175,31 @@ impl Clock for ManualClock {
 /// `read` returns the raw counter (e.g. a 1 kHz SysTick count or a 32-bit
 /// timer register), which wraps to zero after `u32::MAX`. `TickClock`
 /// extends it to 64 bits with one 32-bit atomic word (no 64-bit atomics, no
-/// locks, safe to call from interrupt handlers), so time stays monotonic
-/// across the wrap (a 1 kHz counter wraps after 49.7 days).
+/// locks), so time stays monotonic across the wrap (a 1 kHz counter wraps
+/// after 49.7 days).
 ///
-/// **Requirement:** `now()` must be called at least once per half wrap
-/// period (24.8 days for a 1 kHz counter, 35.8 minutes for a 1 MHz
-/// counter), since a wrap is detected by watching the counter's top bit. A
-/// firmware that may idle longer calls `now()` from a periodic task.
+/// **Requirement:** some `now()` (or [`ticks`](Self::ticks)) call must
+/// *complete* at least once per half wrap period (24.8 days for a 1 kHz
+/// counter, 35.8 minutes for a 1 MHz counter), since a wrap is detected by
+/// watching the counter's top bit. A firmware that may idle longer calls
+/// `now()` from a periodic task. A call that is itself held up for longer
+/// (preempted, interrupted) does not count towards this, and needs nothing:
+/// it notices that the epoch moved while it was held up and reads again.
+///
+/// Under that requirement every call returns the exact 64-bit count of its
+/// counter read, so the clock never goes back, under any interleaving of
+/// threads and interrupt handlers (a call's counter read that happens after
+/// another call returned gives a value at least as large).
+///
+/// **Interrupt handlers:** `now()` may be called from interrupt handlers at
+/// any nesting depth. It never waits for another caller: it retries only
+/// when another call moved the epoch on while it was running (by a
+/// successful compare-and-swap, after which that call returns), which
+/// happens at most once per half wrap elapsed plus once, so a handler that
+/// preempts a thread (which cannot make progress meanwhile) never spins on
+/// it. On chips without CAS (Cortex-M0, RV32IMC) the one
+/// compare-and-swap comes from portable-atomic's backend that the firmware
+/// chose (`critical-section` or single-core).
 ///
 /// # Examples
 ///
@@ -214,29 +232,41 @@ impl<F: Fn() -> u32> TickClock<F> {
 
     /// The extended 64-bit tick count.
     pub fn ticks(&self) -> u64 {
-        // Read the epoch first, then the counter: the counter is then at
-        // least as new as the epoch's observation, so a top bit that went
-        // 1 -> 0 means exactly one wrap happened in between.
-        let mut epoch = self.epoch.load(Ordering::Acquire);
         loop {
+            // Epoch, counter, epoch again: if the epoch is the same on both
+            // sides of the counter read, it was the epoch *at* that read
+            // (it only ever moves forward, one half wrap at a time), so the
+            // counter's top bit differs from the epoch's by at most one half
+            // wrap and the 64-bit value below is exact. If it moved, this
+            // call was held up while others read the clock: start over with
+            // a fresh epoch and a fresh counter read.
+            let epoch = self.epoch.load(Ordering::Acquire);
             let raw = (self.read)();
+            // The counter read stays before the re-check (also on hardware
+            // that reorders loads).
+            fence(Ordering::Acquire);
             let top = raw >> 31;
-            let last_top = epoch & 1;
             let mut wraps = epoch >> 1;
-            if last_top == 1 && top == 0 {
+            if epoch & 1 == 1 && top == 0 {
                 wraps = wraps.wrapping_add(1) & (u32::MAX >> 1);
             }
             let next = (wraps << 1) | top;
-            if next == epoch {
+            let current = if next == epoch {
+                self.epoch.load(Ordering::Acquire) == epoch
+            } else {
+                // Publishes the next half wrap only if nobody else has moved
+                // the epoch since this call loaded it.
+                self.epoch
+                    .compare_exchange(epoch, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            };
+            if current {
                 return ((wraps as u64) << 32) | raw as u64;
             }
-            match self
-                .epoch
-                .compare_exchange(epoch, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return ((wraps as u64) << 32) | raw as u64,
-                Err(actual) => epoch = actual,
-            }
+            // Another caller moved the epoch on meanwhile (only a call that
+            // ran while this one was held up can: a handler that interrupts
+            // this call never waits for it), so each retry means the clock
+            // advanced by half a wrap: the loop ends.
         }
     }
 }
@@ -843,6 +873,154 @@ mod tests {
         }
         assert!(last > 4 * (1u64 << 32));
         assert_eq!(clock.now().as_nanos(), clock.ticks() * 1_000_000);
+    }
+
+    /// The simulated hardware for the preemption tests: a raw counter and a
+    /// script of "interrupts" that run inside the next counter read, i.e.
+    /// between a `ticks()` call's epoch load and its counter read.
+    mod preempted {
+        use super::*;
+        use std::vec::Vec;
+
+        std::thread_local! {
+            pub(super) static RAW: Cell<u32> = const { Cell::new(0) };
+            /// Counter advances, one nested `ticks()` call after each,
+            /// run by the next counter read.
+            pub(super) static INTERRUPTS: core::cell::RefCell<Vec<u32>> =
+                const { core::cell::RefCell::new(Vec::new()) };
+            /// What the nested calls returned, in order.
+            pub(super) static SEEN: core::cell::RefCell<Vec<u64>> =
+                const { core::cell::RefCell::new(Vec::new()) };
+        }
+
+        /// One clock per test (the epoch is shared by every thread).
+        pub(super) fn read_a() -> u32 {
+            read(&CLOCK_A)
+        }
+        pub(super) fn read_b() -> u32 {
+            read(&CLOCK_B)
+        }
+        pub(super) static CLOCK_A: TickClock<fn() -> u32> = TickClock::new(read_a, 1_000);
+        pub(super) static CLOCK_B: TickClock<fn() -> u32> = TickClock::new(read_b, 1_000);
+
+        fn read(clock: &TickClock<fn() -> u32>) -> u32 {
+            let script = INTERRUPTS.with(|i| core::mem::take(&mut *i.borrow_mut()));
+            for advance in script {
+                RAW.with(|r| r.set(r.get().wrapping_add(advance)));
+                let seen = clock.ticks();
+                SEEN.with(|s| s.borrow_mut().push(seen));
+            }
+            RAW.with(Cell::get)
+        }
+    }
+
+    /// Regression: a call held up between loading the epoch and reading
+    /// the counter while other callers (here: interrupt handlers that
+    /// preempt it, each 0.45 wrap apart, as the docs require) move the
+    /// epoch on by a whole wrap must not return a value one wrap low.
+    #[test]
+    fn tick_clock_call_held_up_for_a_wrap_does_not_go_back() {
+        use preempted::*;
+        const WRAP: u64 = 1 << 32;
+        let step = (WRAP * 45 / 100) as u32;
+        for (clock, start) in [(&CLOCK_A, 3u32 << 30), (&CLOCK_B, 1u32 << 30)] {
+            RAW.with(|r| r.set(start));
+            assert_eq!(clock.ticks(), u64::from(start));
+            // The next call is interrupted right after its epoch load.
+            INTERRUPTS.with(|i| *i.borrow_mut() = std::vec![step, step]);
+            let held_up = clock.ticks();
+            let seen = SEEN.with(|s| core::mem::take(&mut *s.borrow_mut()));
+            let truth = u64::from(start) + 2 * u64::from(step);
+            assert_eq!(
+                seen,
+                [u64::from(start) + u64::from(step), truth],
+                "the handlers' own calls"
+            );
+            assert_eq!(held_up, truth, "one wrap low: {held_up:#x} < {truth:#x}");
+            assert_eq!(clock.ticks(), truth);
+        }
+    }
+
+    /// Random nesting of "interrupt handlers" (up to 4 deep) inside
+    /// counter reads, with the counter advancing by under 0.45 wrap between
+    /// completed calls: every call returns the exact extended count of its
+    /// (last) counter read, so values never go back in completion order.
+    #[test]
+    fn tick_clock_exact_under_random_nested_interrupts() {
+        struct Sim {
+            truth: u64,
+            since_completion: u64,
+            rng: u64,
+            depth: usize,
+            last_read: [u64; 8],
+            last_returned: u64,
+            calls: u64,
+        }
+        std::thread_local! {
+            static SIM: core::cell::RefCell<Sim> = const {
+                core::cell::RefCell::new(Sim {
+                    truth: 0,
+                    since_completion: 0,
+                    rng: 0x9E37_79B9_7F4A_7C15,
+                    depth: 0,
+                    last_read: [0; 8],
+                    last_returned: 0,
+                    calls: 0,
+                })
+            };
+        }
+        const BUDGET: u64 = (1u64 << 32) * 45 / 100;
+        fn random(below: u64) -> u64 {
+            SIM.with(|s| {
+                let mut s = s.borrow_mut();
+                s.rng ^= s.rng << 13;
+                s.rng ^= s.rng >> 7;
+                s.rng ^= s.rng << 17;
+                if below == 0 { 0 } else { s.rng % below }
+            })
+        }
+        /// Advances the counter (within the budget), then one call.
+        fn call() {
+            let left = SIM.with(|s| BUDGET - s.borrow().since_completion);
+            let step = random(left);
+            SIM.with(|s| {
+                let mut s = s.borrow_mut();
+                s.truth += step;
+                s.since_completion += step;
+                s.depth += 1;
+            });
+            let value = CLOCK.ticks();
+            SIM.with(|s| {
+                let mut s = s.borrow_mut();
+                s.depth -= 1;
+                let depth = s.depth;
+                assert_eq!(value, s.last_read[depth], "inexact at depth {depth}");
+                assert!(value >= s.last_returned, "went back");
+                s.last_returned = value;
+                s.since_completion = 0;
+                s.calls += 1;
+            });
+        }
+        fn read() -> u32 {
+            let depth = SIM.with(|s| s.borrow().depth);
+            if depth < 5 {
+                for _ in 0..random(3) {
+                    call();
+                }
+            }
+            SIM.with(|s| {
+                let mut s = s.borrow_mut();
+                s.last_read[depth - 1] = s.truth;
+                s.truth as u32
+            })
+        }
+        static CLOCK: TickClock<fn() -> u32> = TickClock::new(read, 1_000);
+        for _ in 0..20_000 {
+            call();
+        }
+        let (truth, calls) = SIM.with(|s| (s.borrow().truth, s.borrow().calls));
+        assert!(truth > 100 * (1u64 << 32), "only {truth:#x} ticks");
+        assert!(calls > 40_000);
     }
 
     #[cfg(feature = "std")]

@@ -14,10 +14,10 @@
 //! selects the 32-bit layout on any host so both layouts are tested.
 
 #[cfg(not(stockade_loom))]
-pub(crate) use portable_atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use portable_atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(stockade_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(all(target_has_atomic = "64", not(stockade_force_32bit)))]
 mod width {
