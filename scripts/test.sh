@@ -36,6 +36,14 @@ cargo build -p stockade --no-default-features --target thumbv7em-none-eabihf --l
 # Cortex-M0 and RV32IMC have no CAS at all: the firmware picks portable-atomic's backend.
 cargo build -p stockade --no-default-features --features critical-section --target thumbv6m-none-eabi --locked
 cargo build -p stockade --no-default-features --features critical-section --target riscv32imc-unknown-none-elf --locked
+# The library never switches on portable-atomic's lock-based fallback by itself.
+pa_features=$(cargo tree -p stockade --no-default-features --target thumbv7em-none-eabihf \
+    -e normal,features -i portable-atomic --locked)
+if grep -q 'portable-atomic feature "fallback"' <<<"$pa_features"; then
+    echo "error: a plain no_std build enables portable-atomic/fallback:" >&2
+    echo "$pa_features" >&2
+    exit 1
+fi
 
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     step "loom model checking (bounded preemptions)"

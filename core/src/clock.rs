@@ -12,7 +12,9 @@
 
 use core::time::Duration;
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering, const_fn_unless_loom, fence};
+#[cfg(any(target_has_atomic = "64", feature = "fallback"))]
+use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, Ordering, const_fn_unless_loom, fence};
 
 /// A point in time: nanoseconds since the clock's own epoch.
 ///
@@ -112,9 +114,13 @@ impl<C: Clock + ?Sized> Clock for &C {
 /// A clock that moves only when told to: for tests and simulations.
 ///
 /// It can be shared between threads by reference and placed in a `static`;
-/// no `Arc` is needed. On targets without native 64-bit atomics its counter
-/// uses portable-atomic's fallback, so do not drive it from an interrupt
-/// handler there.
+/// no `Arc` is needed. Its counter is one 64-bit atomic, lock-free, so it
+/// exists where the target has native 64-bit atomics (every 64-bit host,
+/// and 32-bit ones such as i686 and armv7 Linux), or with the `fallback`
+/// feature (implied by `std`), which takes portable-atomic's lock-based
+/// 64-bit atomics on targets without them: do not drive it from an
+/// interrupt handler there. Firmware tests its logic with `ManualClock` on
+/// the host and runs on a [`TickClock`] (no 64-bit atomics needed).
 ///
 /// # Examples
 ///
@@ -126,11 +132,17 @@ impl<C: Clock + ?Sized> Clock for &C {
 /// CLOCK.advance(Duration::from_millis(1500));
 /// assert_eq!(CLOCK.now().as_nanos(), 1_500_000_000);
 /// ```
+#[cfg(any(target_has_atomic = "64", feature = "fallback"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(target_has_atomic = "64", feature = "fallback")))
+)]
 #[derive(Debug, Default)]
 pub struct ManualClock {
     nanos: AtomicU64,
 }
 
+#[cfg(any(target_has_atomic = "64", feature = "fallback"))]
 impl ManualClock {
     const_fn_unless_loom! {
         /// A clock at its epoch, [`Timestamp::ZERO`].
@@ -163,6 +175,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(target_has_atomic = "64", feature = "fallback"))]
 impl Clock for ManualClock {
     #[inline]
     fn now(&self) -> Timestamp {
