@@ -13,8 +13,6 @@
 //! single-core or critical-section backends). `--cfg stockade_force_32bit`
 //! selects the 32-bit layout on any host so both layouts are tested.
 
-#[cfg(not(stockade_loom))]
-pub(crate) use portable_atomic::{AtomicU32, Ordering, fence};
 /// Only where it is lock-free, or where the user opted into portable-atomic's
 /// lock-based fallback (feature `fallback`, implied by `std`).
 #[cfg(all(
@@ -22,6 +20,8 @@ pub(crate) use portable_atomic::{AtomicU32, Ordering, fence};
     any(target_has_atomic = "64", feature = "fallback")
 ))]
 pub(crate) use portable_atomic::AtomicU64;
+#[cfg(not(stockade_loom))]
+pub(crate) use portable_atomic::{AtomicU32, Ordering, fence};
 
 #[cfg(stockade_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
