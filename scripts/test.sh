@@ -45,6 +45,23 @@ if grep -q 'portable-atomic feature "fallback"' <<<"$pa_features"; then
     exit 1
 fi
 
+step "MSRV: the library builds on the declared rust-version"
+# The library only (any features); tests, examples and benches may use newer Rust.
+msrv=$(sed -n 's/^rust-version = "\([0-9.]*\)"$/\1/p' Cargo.toml)
+[[ $msrv =~ ^[0-9]+\.[0-9]+$ ]] && msrv="$msrv.0"
+rustup toolchain install "$msrv" --profile minimal >/dev/null
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
+
+step "the crate package has its README, licences and changelog"
+package_files=$(cargo package -p stockade --list --locked --allow-dirty)
+for f in README.md LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
+    if ! grep -qx "$f" <<<"$package_files"; then
+        echo "error: $f is missing from the stockade package" >&2
+        exit 1
+    fi
+done
+
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     step "loom model checking (bounded preemptions)"
     loom_tests=()
