@@ -28,7 +28,7 @@
 //!
 //! Every example runs on a [`ManualClock`](clock::ManualClock); firmware
 //! uses a [`TickClock`](clock::TickClock) over its hardware counter, and
-//! hosts use `MonotonicClock`.
+//! hosts use `MonotonicClock` (or the coarser, cheaper `CoarseClock`).
 //!
 //! ## Circuit breaker
 //!
@@ -213,6 +213,24 @@
 //! Invalid configuration returns a [`ConfigError`] naming the option; a
 //! rejection is a small `Copy` value that says when to come back. Nothing in
 //! the core panics on any input.
+//!
+//! # Features
+//!
+//! - `std` (default): the `blocking` API, and the host clocks
+//!   `clock::MonotonicClock` and `clock::CoarseClock` (through the `quanta`
+//!   crate). Implies `fallback`, which is a no-op on hosts with 64-bit
+//!   atomics.
+//! - `critical-section`: passed through to portable-atomic, for chips
+//!   without compare-and-swap (Cortex-M0, RV32IMC): atomics take a critical
+//!   section from the implementation the firmware provides. The firmware
+//!   chooses (or sets `--cfg portable_atomic_unsafe_assume_single_core`);
+//!   the library never does.
+//! - `fallback`: passed through to portable-atomic, whose lock-based 64-bit
+//!   atomics then stand in where the target has none. Only
+//!   [`ManualClock`](clock::ManualClock) needs them there; no state machine
+//!   ever takes a lock.
+//!
+//! The C and Python bindings will add features of their own.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -262,3 +280,8 @@ pub mod prelude {
     pub use crate::deadline::TimeoutConfig;
     pub use crate::limiter::RateLimiterConfig;
 }
+
+/// The crate README's example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
