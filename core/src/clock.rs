@@ -8,7 +8,15 @@
 //! clock.
 //!
 //! A clock that steps backwards never panics and never corrupts state: the
-//! machines treat it as "no time passed".
+//! machines treat it as "no time passed", for any step back shorter than
+//! the machine's horizon. The machines store time in wrapping words, so a
+//! step back longer than half a wrap reads as time passing: for the
+//! breaker that is [`CircuitBreaker::BACKWARD_HORIZON`](crate::breaker::CircuitBreaker::BACKWARD_HORIZON)
+//! (≈ 9.77 h with the 32-bit layout, ≈ 417 days with the 64-bit one). The
+//! rate limiter and the retry budget are exact for any step with the 64-bit
+//! layout; with the 32-bit layout their horizon is `max_lead` and the
+//! budget's capacity (see their module docs), and a larger step may grant
+//! at most one extra burst.
 
 use core::time::Duration;
 
@@ -81,7 +89,8 @@ pub(crate) const fn duration_to_nanos_saturating(duration: Duration) -> u64 {
 /// Implementations should be cheap: a rate limiter's check is dominated by
 /// reading the clock. A clock may have any resolution; it reports
 /// nanoseconds. A clock that goes backwards is tolerated (treated as no
-/// time passing), but it should not.
+/// time passing, within each machine's horizon: see the [module
+/// docs](self)), but it should not.
 ///
 /// # Examples
 ///
