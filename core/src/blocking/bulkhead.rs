@@ -9,13 +9,15 @@ use std::thread::{self, Thread};
 
 use parking_lot::Mutex;
 
-use super::events::{Counter, Listeners};
-use super::registry::{self, Registered};
-use super::wait::DisposeFlag;
+use super::registry::{self, registered};
+use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
-use crate::bulkhead::{Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission};
+use crate::bulkhead::{
+    Bulkhead as Core, BulkheadConfig, BulkheadCounts, BulkheadPermit, BulkheadToken, LeaveQueue,
+    QueuedAcquire, RawAdmission,
+};
 use crate::clock::MonotonicClock;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -24,10 +26,41 @@ const GRANTED: u32 = 1;
 /// The bulkhead was disposed while the waiter was queued.
 const DISPOSED: u32 = 2;
 
-/// A parked caller. `state` is written only under the queue lock.
+/// A parked caller. `state` and `granted` are written only under the
+/// queue lock.
 struct Waiter {
     thread: Thread,
     state: AtomicU32,
+    /// The granted permit's counts (`in_use | queued << 32`), written
+    /// before `state` becomes [`GRANTED`].
+    granted: AtomicU64,
+}
+
+impl Waiter {
+    /// Hands the waiter a permit taken on its behalf. Call under the queue
+    /// lock.
+    fn grant(&self, token: BulkheadToken) {
+        let c = token.granted();
+        self.granted.store(
+            u64::from(c.in_use) | u64::from(c.queued) << 32,
+            Ordering::Relaxed,
+        );
+        self.state.store(GRANTED, Ordering::Release);
+        self.thread.unpark();
+    }
+
+    /// The permit a releaser granted (after `state` read [`GRANTED`] with
+    /// `Acquire`), as the core's guard.
+    fn permit<'a>(&self, core: &'a Core) -> BulkheadPermit<'a> {
+        let g = self.granted.load(Ordering::Relaxed);
+        BulkheadPermit::from_token(
+            core,
+            BulkheadToken::from_counts(BulkheadCounts {
+                in_use: g as u32,
+                queued: (g >> 32) as u32,
+            }),
+        )
+    }
 }
 
 /// Why a call was not admitted.
@@ -59,6 +92,29 @@ impl Refusal {
 ///
 /// A closure that panics still returns its permit; the panic continues to
 /// the caller.
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use stockade::blocking::{Bulkhead, Error};
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// # struct Api;
+/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
+/// # let api = Api;
+/// // Create a bulkhead
+/// let bulkhead = Bulkhead::new(
+///     "apiRequests",
+///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
+/// )?;
+///
+/// // Execute with bulkhead protection
+/// let result = bulkhead.execute(|| api.fetch_data());
+/// assert_eq!(result.unwrap(), "data");
+/// # Ok::<(), Error>(())
+/// ```
 ///
 /// # How it waits
 ///
@@ -98,93 +154,57 @@ impl Refusal {
 /// core's `queued` whenever the lock is free. Releases happen outside the
 /// lock; one that sees waiters always takes the lock and grants, so a free
 /// permit never sits next to a parked waiter.
-///
-/// # Examples
-///
-/// The spec's usage:
-///
-/// ```
-/// use stockade::blocking::{Bulkhead, Error};
-/// use stockade::bulkhead::BulkheadConfig;
-///
-/// # struct Api;
-/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
-/// # let api = Api;
-/// // Create a bulkhead
-/// let bulkhead = Bulkhead::new(
-///     "apiRequests",
-///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
-/// )?;
-///
-/// // Execute with bulkhead protection
-/// let result = bulkhead.execute(|| api.fetch_data());
-/// assert_eq!(result.unwrap(), "data");
-/// # Ok::<(), Error>(())
-/// ```
 pub struct Bulkhead<T: Timer = MonotonicClock> {
-    name: Arc<str>,
     core: Core,
-    options: BulkheadConfig,
-    timer: T,
+    /// Name, config, timer, listeners, dispose flag, registry entry,
+    /// counters.
+    shell: Shell<BulkheadConfig, T>,
     /// Parked callers, front first. Touched only on the slow path.
     waiters: Mutex<VecDeque<Arc<Waiter>>>,
-    listeners: Listeners,
-    calls: Counter,
-    successes: Counter,
-    failures: Counter,
-    rejections: Counter,
-    timeouts: Counter,
-    /// 0 = live, 1 = disposed.
-    disposed: DisposeFlag,
-    /// Removes a registered instance from the registry on dispose.
-    forget: Option<fn(&Bulkhead<T>)>,
 }
 
 impl Bulkhead<MonotonicClock> {
-    /// A bulkhead on the system's monotonic clock.
+    /// A bulkhead on the system's monotonic clock, registered as `name`
+    /// (found again with [`get_bulkhead`](Self::get_bulkhead); the registry rules
+    /// are those of [`CircuitBreaker::new`](super::CircuitBreaker::new)).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] naming the first invalid option
-    /// (`max_concurrent` zero or too large, `max_queue` too large,
-    /// `queue_timeout` zero; see [`crate::bulkhead::Bulkhead::new`]).
-    pub fn new(name: impl Into<Arc<str>>, options: BulkheadConfig) -> Result<Self, Error> {
-        Self::with_timer(name, options, MonotonicClock)
+    /// [`Error::InvalidConfig`] naming the first invalid option (see
+    /// [`crate::bulkhead::Bulkhead::new`]); [`Error::NameTaken`] if a live
+    /// bulkhead is registered as `name`.
+    pub fn new(name: &str, config: BulkheadConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// The bulkhead registered as `name`, or a new one with `options`
-    /// registered under that name (spec best practice 4).
+    /// A bulkhead on the system's monotonic clock that no registry knows.
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
     /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::blocking::{Bulkhead, Error};
-    /// use stockade::bulkhead::BulkheadConfig;
-    ///
-    /// let options = BulkheadConfig::DEFAULT.with_max_concurrent(4);
-    /// let a = Bulkhead::get_or_create("doc-db-pool", options)?;
-    /// let b = Bulkhead::get_or_create("doc-db-pool", options)?;
-    /// assert!(Arc::ptr_eq(&a, &b));
-    /// assert!(matches!(
-    ///     Bulkhead::get_or_create("doc-db-pool", BulkheadConfig::DEFAULT),
-    ///     Err(Error::NameTaken { .. })
-    /// ));
-    /// a.dispose(); // forgets it
-    /// assert!(Bulkhead::get("doc-db-pool").is_none());
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn get_or_create(name: &str, options: BulkheadConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &options, || {
-            let mut bulkhead = Self::new(name, options)?;
-            bulkhead.forget = Some(Self::forget_registered);
-            Ok(bulkhead)
+    pub fn unregistered(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, Error> {
+        Self::with_timer(name, config, MonotonicClock)
+    }
+
+    /// The bulkhead registered as `name` (whatever its config), or a new
+    /// one with the default config registered under that name (the spec's
+    /// getter).
+    pub fn get_bulkhead(name: &str) -> Arc<Self> {
+        registry::get_or_default(name, || {
+            Self::unregistered(name, BulkheadConfig::DEFAULT)
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
         })
+    }
+
+    /// The bulkhead registered as `name` if its config equals `config`, or
+    /// a new one registered under that name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with another config;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    pub fn get_or_create(name: &str, config: BulkheadConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &config, || Self::unregistered(name, config))
     }
 
     /// The live bulkhead registered as `name`, if any.
@@ -192,22 +212,12 @@ impl Bulkhead<MonotonicClock> {
         registry::get(name)
     }
 
-    fn forget_registered(&self) {
-        registry::forget(&self.name, self);
+    fn shell(&self) -> &Shell<BulkheadConfig, MonotonicClock> {
+        &self.shell
     }
 }
 
-impl Registered for Bulkhead<MonotonicClock> {
-    type Options = BulkheadConfig;
-
-    fn options(&self) -> &BulkheadConfig {
-        &self.options
-    }
-
-    fn is_disposed(&self) -> bool {
-        Bulkhead::is_disposed(self)
-    }
-}
+registered!(Bulkhead<MonotonicClock>, BulkheadConfig);
 
 impl<T: Timer> Bulkhead<T> {
     /// A bulkhead that waits on `timer` (for example a
@@ -218,40 +228,30 @@ impl<T: Timer> Bulkhead<T> {
     /// [`Error::InvalidConfig`] as for [`Bulkhead::new`].
     pub fn with_timer(
         name: impl Into<Arc<str>>,
-        options: BulkheadConfig,
+        config: BulkheadConfig,
         timer: T,
     ) -> Result<Self, Error> {
-        let core = Core::new(options)?;
+        let core = Core::new(config)?;
         Ok(Bulkhead {
-            name: name.into(),
             core,
-            options,
-            timer,
+            shell: Shell::new(PatternKind::Bulkhead, name.into(), config, timer),
             waiters: Mutex::new(VecDeque::new()),
-            listeners: Listeners::default(),
-            calls: Counter::default(),
-            successes: Counter::default(),
-            failures: Counter::default(),
-            rejections: Counter::default(),
-            timeouts: Counter::default(),
-            disposed: DisposeFlag::default(),
-            forget: None,
         })
     }
 
     /// The instance's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options it was created with.
-    pub fn options(&self) -> &BulkheadConfig {
-        &self.options
+    /// The config it was created with.
+    pub fn config(&self) -> &BulkheadConfig {
+        self.shell.config()
     }
 
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
     /// Runs `f` when a permit is free, waiting in the FIFO queue for at most
@@ -305,8 +305,8 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn try_execute<R, E>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, Error<E>> {
-        let held = self.try_admit().map_err(Refusal::into_error)?;
-        held.run(|| f().map_err(Error::Inner))
+        let permit = self.try_admit().map_err(Refusal::into_error)?;
+        self.run(permit, || f().map_err(Error::Inner))
     }
 
     /// A reusable protected function (the spec's `wrap`): each call of the
@@ -334,38 +334,33 @@ impl<T: Timer> Bulkhead<T> {
     /// Calls `listener` for every event: `Rejected` (bulkhead full),
     /// `QueueTimeout`, `Disposed`.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        self.listeners.add(Arc::new(listener))
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
     /// A snapshot of the counters.
     ///
-    /// `calls` counts every call made while the bulkhead was live; each
-    /// ends as one of `successes`, `failures` (the closure returned an error
-    /// or panicked), `rejections` ([`Error::BulkheadFull`]), `timeouts`
-    /// ([`Error::QueueTimeout`]), or [`Error::Disposed`] for callers still
-    /// queued when it was disposed (not counted separately), unless it is
-    /// still queued (`queue_depth`) or running (`in_flight`).
+    /// `calls` counts the calls that finished: each is one of `successes`,
+    /// `failures` (the closure returned an error or panicked), `rejections`
+    /// ([`Error::BulkheadFull`]) and `timeouts` ([`Error::QueueTimeout`]).
+    /// Calls still queued (`queue_depth`) or running (`in_flight`) are not
+    /// counted yet; calls refused because the bulkhead was disposed are not
+    /// counted.
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
-            rejections: self.rejections.get(),
-            timeouts: self.timeouts.get(),
             queue_depth: u64::from(self.core.queued()),
             in_flight: u64::from(self.core.in_use()),
-            ..Metrics::default()
+            ..self.shell.counters.metrics()
         }
     }
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Shuts the bulkhead down: callers waiting in the queue wake with
@@ -386,7 +381,7 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
         {
@@ -398,11 +393,7 @@ impl<T: Timer> Bulkhead<T> {
                 waiter.thread.unpark();
             }
         }
-        self.listeners.emit(|| self.event(EventKind::Disposed));
-        self.listeners.clear();
-        if let Some(forget) = self.forget {
-            forget(self);
-        }
+        self.shell.finish_dispose();
     }
 
     // --- Admission ----------------------------------------------------------
@@ -410,39 +401,62 @@ impl<T: Timer> Bulkhead<T> {
     /// Admits the call (waiting if needed), runs it, counts the outcome.
     #[inline]
     fn guarded<R, E>(&self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let held = self.admit().map_err(Refusal::into_error)?;
-        held.run(call)
+        let permit = self.admit().map_err(Refusal::into_error)?;
+        self.run(permit, call)
+    }
+
+    /// Runs `call` holding `permit`, counts the outcome (a panic counts as
+    /// a failure and continues to the caller), then releases the permit,
+    /// granting it to the front waiter if callers are queued.
+    #[inline]
+    fn run<R, E>(
+        &self,
+        permit: BulkheadPermit<'_>,
+        call: impl FnOnce() -> Result<R, Error<E>>,
+    ) -> Result<R, Error<E>> {
+        let running = self.shell.counters.running();
+        // Caught so that a panicking call's permit still goes to the front
+        // waiter (the permit's own drop only returns it to the core).
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(call));
+        self.release(permit);
+        match result {
+            Ok(result) => {
+                running.finish(&result);
+                result
+            }
+            // `running` counts the failure as it drops.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     #[inline]
-    fn admit(&self) -> Result<Held<'_, T>, Refusal> {
+    fn admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
-        if self.core.try_acquire_raw().is_ok() {
-            return Ok(Held::new(self));
+        if let Ok(permit) = self.core.try_acquire() {
+            return Ok(permit);
+        }
+        if self.config().queue_timeout.is_zero() {
+            // Zero queue timeout: never wait, so full is full.
+            return Err(self.reject());
         }
         self.admit_slow()
     }
 
     #[inline]
-    fn try_admit(&self) -> Result<Held<'_, T>, Refusal> {
+    fn try_admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
-        match self.core.try_acquire_raw() {
-            Ok(()) => Ok(Held::new(self)),
-            Err(_) => Err(self.reject()),
-        }
+        self.core.try_acquire().map_err(|_| self.reject())
     }
 
     /// Queues the caller and parks it until it is granted a permit, times
     /// out, or the bulkhead is disposed.
     #[cold]
-    fn admit_slow(&self) -> Result<Held<'_, T>, Refusal> {
-        let start = self.timer.now();
+    fn admit_slow(&self) -> Result<BulkheadPermit<'_>, Refusal> {
+        let start = self.timer().now();
         let waiter = {
             let mut waiters = self.waiters.lock();
             // Checked under the lock: `dispose` sets the flag before it
@@ -452,7 +466,9 @@ impl<T: Timer> Bulkhead<T> {
                 return Err(Refusal::Disposed);
             }
             match self.core.enqueue_raw() {
-                RawAdmission::Acquired => return Ok(Held::new(self)),
+                RawAdmission::Acquired(token) => {
+                    return Ok(BulkheadPermit::from_token(&self.core, token));
+                }
                 RawAdmission::Full(_) => {
                     drop(waiters);
                     return Err(self.reject());
@@ -461,25 +477,26 @@ impl<T: Timer> Bulkhead<T> {
                     let waiter = Arc::new(Waiter {
                         thread: thread::current(),
                         state: AtomicU32::new(WAITING),
+                        granted: AtomicU64::new(0),
                     });
                     waiters.push_back(Arc::clone(&waiter));
                     waiter
                 }
             }
         };
-        let deadline = start.saturating_add(self.options.queue_timeout);
+        let deadline = start.saturating_add(self.config().queue_timeout);
         loop {
             match waiter.state.load(Ordering::Acquire) {
-                GRANTED => return Ok(Held::new(self)),
+                GRANTED => return Ok(waiter.permit(&self.core)),
                 DISPOSED => return Err(Refusal::Disposed),
                 _ => {}
             }
-            let now = self.timer.now();
+            let now = self.timer().now();
             if now >= deadline {
                 let mut waiters = self.waiters.lock();
                 // A grant or dispose may have come first: it wins.
                 match waiter.state.load(Ordering::Acquire) {
-                    GRANTED => return Ok(Held::new(self)),
+                    GRANTED => return Ok(waiter.permit(&self.core)),
                     DISPOSED => return Err(Refusal::Disposed),
                     _ => {}
                 }
@@ -492,12 +509,11 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 drop(waiters);
                 let waited = now.saturating_duration_since(start);
-                self.timeouts.incr();
-                self.listeners
-                    .emit(|| self.event(EventKind::QueueTimeout { waited }));
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
                 return Err(Refusal::Timeout(waited));
             }
-            self.timer.park_until(deadline);
+            self.timer().park_until(deadline);
         }
     }
 
@@ -506,10 +522,9 @@ impl<T: Timer> Bulkhead<T> {
     fn grant_locked(&self, waiters: &mut VecDeque<Arc<Waiter>>) {
         while !waiters.is_empty() {
             match self.core.acquire_queued_raw() {
-                QueuedAcquire::Acquired { .. } => {
+                QueuedAcquire::Acquired { token, .. } => {
                     if let Some(waiter) = waiters.pop_front() {
-                        waiter.state.store(GRANTED, Ordering::Release);
-                        waiter.thread.unpark();
+                        waiter.grant(token);
                     }
                 }
                 // No permit free (another release already granted it), or —
@@ -522,8 +537,8 @@ impl<T: Timer> Bulkhead<T> {
 
     /// Returns a permit; if callers are queued, grants it to the front one.
     #[inline]
-    fn release(&self) {
-        if self.core.release_raw().wake_waiter() {
+    fn release(&self, permit: BulkheadPermit<'_>) {
+        if permit.release().is_ok_and(BulkheadCounts::has_waiters) {
             self.wake_waiters();
         }
     }
@@ -535,58 +550,9 @@ impl<T: Timer> Bulkhead<T> {
     }
 
     fn reject(&self) -> Refusal {
-        self.rejections.incr();
-        self.listeners
-            .emit(|| self.event(EventKind::Rejected { retry_after: None }));
+        self.shell.counters.rejections.incr();
+        self.shell.emit(EventKind::Rejected { retry_after: None });
         Refusal::Full
-    }
-
-    fn event(&self, kind: EventKind) -> Event {
-        Event {
-            pattern: PatternKind::Bulkhead,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        }
-    }
-}
-
-/// A held permit: released on drop, also when the closure panics (counted
-/// as a failure then).
-struct Held<'a, T: Timer> {
-    bulkhead: &'a Bulkhead<T>,
-    finished: bool,
-}
-
-impl<'a, T: Timer> Held<'a, T> {
-    #[inline]
-    fn new(bulkhead: &'a Bulkhead<T>) -> Self {
-        Held {
-            bulkhead,
-            finished: false,
-        }
-    }
-
-    #[inline]
-    fn run<R, E>(mut self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let result = call();
-        self.finished = true;
-        if result.is_ok() {
-            self.bulkhead.successes.incr();
-        } else {
-            self.bulkhead.failures.incr();
-        }
-        result
-    }
-}
-
-impl<T: Timer> Drop for Held<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        if !self.finished {
-            self.bulkhead.failures.incr();
-        }
-        self.bulkhead.release();
     }
 }
 
@@ -604,12 +570,9 @@ impl<T: Timer> Policy for Bulkhead<T> {
 
 impl<T: Timer> fmt::Debug for Bulkhead<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bulkhead")
-            .field("name", &self.name)
-            .field("options", &self.options)
-            .field("in_use", &self.core.in_use())
-            .field("queued", &self.core.queued())
-            .field("disposed", &self.is_disposed())
-            .finish_non_exhaustive()
+        self.shell.debug(f, "Bulkhead", |s| {
+            s.field("in_use", &self.core.in_use());
+            s.field("queued", &self.core.queued());
+        })
     }
 }
