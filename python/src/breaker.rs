@@ -326,7 +326,7 @@ impl CircuitBreaker {
                 disposed: DisposeFlag::default(),
             },
         )?;
-        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any());
+        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any())?;
         Ok(b)
     }
 

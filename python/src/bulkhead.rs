@@ -24,10 +24,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
 use stockade::bulkhead::{
-    Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission,
+    Bulkhead as Core, BulkheadConfig, BulkheadToken, LeaveQueue, QueuedAcquire, RawAdmission,
 };
 
 use crate::call::{CallArgs, aio, call, is_awaitable};
+use crate::context::ContextStack;
 use crate::convert::{count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
@@ -42,17 +43,34 @@ const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
 const DISPOSED: u8 = 2;
 
-/// A waiting thread.
+/// A waiting thread: its state and, once granted, its permit.
 struct ThreadSlot {
-    state: Mutex<u8>,
+    state: Mutex<(u8, Option<BulkheadToken>)>,
     cv: Condvar,
 }
 
-/// A waiting coroutine: its future, resolved through its loop.
+/// A waiting coroutine: its future, resolved through its loop, and once
+/// granted its permit.
 #[pyclass(module = "stockade._stockade", frozen)]
 pub(crate) struct AsyncSlot {
     state: AtomicU8,
+    token: Mutex<Option<BulkheadToken>>,
     future: Py<PyAny>,
+}
+
+/// A permit held by an `async def` call or a `with` block (the core's
+/// token).
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct Permit {
+    token: Mutex<Option<BulkheadToken>>,
+}
+
+impl Permit {
+    fn new(token: BulkheadToken) -> Permit {
+        Permit {
+            token: Mutex::new(Some(token)),
+        }
+    }
 }
 
 enum Waiter {
@@ -60,9 +78,9 @@ enum Waiter {
     Async(Py<AsyncSlot>),
 }
 
-/// Waiters to tell, once the queue's lock is released.
+/// Waiters granted a permit, to tell once the queue's lock is released.
 #[derive(Default)]
-struct Wakes(Vec<Waiter>);
+struct Wakes(Vec<(Waiter, BulkheadToken)>);
 
 /// A bulkhead.
 #[pyclass(module = "stockade", frozen, subclass, weakref)]
@@ -78,6 +96,7 @@ pub(crate) struct Bulkhead {
     rejections: Counter,
     timeouts: Counter,
     pub(crate) disposed: DisposeFlag,
+    entered: ContextStack,
 }
 
 impl Bulkhead {
@@ -130,9 +149,14 @@ impl Bulkhead {
     fn grant(&self, queue: &mut VecDeque<Waiter>, wakes: &mut Wakes) {
         while !queue.is_empty() {
             match self.core.acquire_queued_raw() {
-                QueuedAcquire::Acquired { wake_next } => {
-                    if let Some(w) = queue.pop_front() {
-                        wakes.0.push(w);
+                QueuedAcquire::Acquired { token, wake_next } => {
+                    match queue.pop_front() {
+                        Some(w) => wakes.0.push((w, token)),
+                        // Unreachable: the FIFO holds exactly the core's
+                        // queued count. Keep the permit count right.
+                        None => {
+                            let _ = self.core.release(token);
+                        }
                     }
                     if !wake_next {
                         break;
@@ -146,22 +170,23 @@ impl Bulkhead {
     /// Tells granted waiters (queue lock released). A coroutine whose loop
     /// is gone gives its permit back.
     fn wake(&self, py: Python<'_>, wakes: Wakes) {
-        for w in wakes.0 {
+        for (w, token) in wakes.0 {
             match w {
                 Waiter::Thread(slot) => {
-                    *slot.state.lock() = GRANTED;
+                    *slot.state.lock() = (GRANTED, Some(token));
                     slot.cv.notify_one();
                 }
                 Waiter::Async(slot) => {
+                    *slot.get().token.lock() = Some(token);
                     slot.get().state.store(GRANTED, Ordering::Release);
                     static GRANT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
                     let ok = aio(py, &GRANT, "resolve")
                         .and_then(|f| f.call1((slot.get().future.bind(py), py.None())))
                         .map(|r| r.is_truthy().unwrap_or(false))
                         .unwrap_or(false);
-                    if !ok {
+                    if !ok && let Some(token) = slot.get().token.lock().take() {
                         // Nobody will run with it: hand it on.
-                        self.release(py);
+                        self.release(py, token);
                     }
                 }
             }
@@ -169,25 +194,25 @@ impl Bulkhead {
     }
 
     /// Gives a permit back, handing it to the front waiter if any.
-    pub(crate) fn release(&self, py: Python<'_>) {
-        if self.core.release_raw().wake_waiter() {
+    pub(crate) fn release(&self, py: Python<'_>, token: BulkheadToken) {
+        if self.core.release(token).is_ok_and(|c| c.has_waiters()) {
             let mut wakes = Wakes::default();
             self.grant(&mut self.queue.lock(), &mut wakes);
             self.wake(py, wakes);
         }
     }
 
-    /// Takes a permit now, or a place in the queue (`Ok(None)`: the permit
-    /// is held), or refuses.
+    /// Takes a permit now (`Ok(Some(token))`), or a place in the queue
+    /// (`Ok(None)`), or refuses.
     fn admit(
         &self,
         py: Python<'_>,
         waiter: impl FnOnce() -> PyResult<Waiter>,
-    ) -> PyResult<Option<()>> {
+    ) -> PyResult<Option<BulkheadToken>> {
         self.check_disposed(py)?;
         self.calls.inc();
-        if self.core.try_acquire_raw().is_ok() {
-            return Ok(None);
+        if let Ok(permit) = self.core.try_acquire() {
+            return Ok(Some(permit.into_token()));
         }
         if self.config.queue_timeout.is_zero() {
             // "Never wait": a caller who would have to is refused.
@@ -196,14 +221,14 @@ impl Bulkhead {
         let waiter = waiter()?;
         let mut queue = self.queue.lock();
         match self.core.enqueue_raw() {
-            RawAdmission::Acquired => Ok(None),
+            RawAdmission::Acquired(token) => Ok(Some(token)),
             RawAdmission::Full(_) => {
                 drop(queue);
                 Err(self.full(py))
             }
             RawAdmission::Enqueued => {
                 queue.push_back(waiter);
-                Ok(Some(()))
+                Ok(None)
             }
         }
     }
@@ -231,14 +256,13 @@ impl Bulkhead {
     }
 
     /// Takes a permit for a thread, waiting in the queue.
-    fn acquire_thread(&self, py: Python<'_>) -> PyResult<()> {
+    fn acquire_thread(&self, py: Python<'_>) -> PyResult<BulkheadToken> {
         let slot = Arc::new(ThreadSlot {
-            state: Mutex::new(WAITING),
+            state: Mutex::new((WAITING, None)),
             cv: Condvar::new(),
         });
-        let queued = self.admit(py, || Ok(Waiter::Thread(Arc::clone(&slot))))?;
-        if queued.is_none() {
-            return Ok(());
+        if let Some(token) = self.admit(py, || Ok(Waiter::Thread(Arc::clone(&slot))))? {
+            return Ok(token);
         }
         let start = Instant::now();
         let deadline = start.checked_add(self.config.queue_timeout);
@@ -246,7 +270,7 @@ impl Bulkhead {
         loop {
             let state = py.detach(|| {
                 let mut state = slot.state.lock();
-                if *state == WAITING {
+                if state.0 == WAITING {
                     let now = Instant::now();
                     let left = deadline.map_or(SIGNAL_SLICE, |d| d.saturating_duration_since(now));
                     if !left.is_zero() {
@@ -256,13 +280,15 @@ impl Bulkhead {
                 *state
             });
             match state {
-                GRANTED => return Ok(()),
-                DISPOSED => return Err(disposed(py, "Bulkhead", &self.name)),
+                (GRANTED, Some(token)) => return Ok(token),
+                (DISPOSED, _) => return Err(disposed(py, "Bulkhead", &self.name)),
                 _ => {}
             }
             if let Err(signal) = py.check_signals() {
-                if !self.leave(py, is_me) && *slot.state.lock() == GRANTED {
-                    self.release(py);
+                if !self.leave(py, is_me)
+                    && let (GRANTED, Some(token)) = *slot.state.lock()
+                {
+                    self.release(py, token);
                 }
                 return Err(signal);
             }
@@ -271,32 +297,37 @@ impl Bulkhead {
                     return Err(self.timed_out_error(py, start.elapsed()));
                 }
                 // Granted (or disposed) as the time ran out: take it.
-                if *slot.state.lock() == GRANTED {
-                    return Ok(());
+                if let (GRANTED, Some(token)) = *slot.state.lock() {
+                    return Ok(token);
                 }
                 return Err(disposed(py, "Bulkhead", &self.name));
             }
         }
     }
 
-    /// For a coroutine: `None` if a permit is held now, else the slot whose
-    /// future to await (`stockade._aio.bulkhead_wait`).
-    fn acquire_async<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncSlot>>> {
+    /// For a coroutine: a `Permit` if one is held now, else the
+    /// `AsyncSlot` whose future to await (`stockade._aio`).
+    fn acquire_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut made = None;
-        let queued = self.admit(py, || {
+        let admitted = self.admit(py, || {
             static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             let future = aio(py, &FUTURE, "new_future")?.call0()?;
             let slot = Bound::new(
                 py,
                 AsyncSlot {
                     state: AtomicU8::new(WAITING),
+                    token: Mutex::new(None),
                     future: future.unbind(),
                 },
             )?;
             made = Some(slot.clone());
             Ok(Waiter::Async(slot.unbind()))
         })?;
-        Ok(queued.and(made))
+        match (admitted, made) {
+            (Some(token), _) => Ok(Bound::new(py, Permit::new(token))?.into_any()),
+            (None, Some(slot)) => Ok(slot.into_any()),
+            (None, None) => unreachable!("queued without a slot"),
+        }
     }
 
     /// The coroutine that waits for a permit, then awaits `func(...)` (or
@@ -337,7 +368,8 @@ impl Bulkhead {
         let py = slf.py();
         this.check_disposed(py)?;
         // Fast path: a free permit and nobody queued.
-        if this.core.try_acquire_raw().is_ok() {
+        if let Ok(permit) = this.core.try_acquire() {
+            let token = permit.into_token();
             let result = call(func, args, kwargs);
             match result {
                 Ok(value) if is_awaitable(&value) => {
@@ -345,7 +377,7 @@ impl Bulkhead {
                     // started. Give the permit back and let the coroutine
                     // take one when it runs, so a coroutine that is never
                     // awaited holds nothing.
-                    this.release(py);
+                    this.release(py, token);
                     static HOLD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
                     aio(py, &HOLD, "bulkhead_hold")?.call1((
                         slf,
@@ -356,27 +388,27 @@ impl Bulkhead {
                 Ok(value) => {
                     this.calls.inc();
                     this.successes.inc();
-                    this.release(py);
+                    this.release(py, token);
                     Ok(value)
                 }
                 Err(e) => {
                     this.calls.inc();
                     this.failures.inc();
-                    this.release(py);
+                    this.release(py, token);
                     Err(e)
                 }
             }
         } else if is_async_callable(func)? {
             Bulkhead::async_call(slf, Some((func, args, kwargs)), py.None().into_bound(py))
         } else {
-            this.acquire_thread(py)?;
+            let token = this.acquire_thread(py)?;
             let result = call(func, args, kwargs);
             if result.is_ok() {
                 this.successes.inc();
             } else {
                 this.failures.inc();
             }
-            this.release(py);
+            this.release(py, token);
             result
         }
     }
@@ -416,6 +448,7 @@ impl Bulkhead {
         let b = Py::new(
             py,
             Bulkhead {
+                entered: ContextStack::new(py, &name)?,
                 name,
                 config: c,
                 core,
@@ -429,7 +462,7 @@ impl Bulkhead {
                 disposed: DisposeFlag::default(),
             },
         )?;
-        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any());
+        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any())?;
         Ok(b)
     }
 
@@ -474,7 +507,11 @@ impl Bulkhead {
     /// `with bulkhead:` holds a permit for the block (waiting as
     /// `execute`).
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<Bulkhead>> {
-        slf.get().acquire_thread(slf.py())?;
+        let this = slf.get();
+        let py = slf.py();
+        let token = this.acquire_thread(py)?;
+        this.entered
+            .push(py, Bound::new(py, Permit::new(token))?.into_any())?;
         Ok(slf.clone().unbind())
     }
 
@@ -485,14 +522,11 @@ impl Bulkhead {
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
-        if exc_type.is_some_and(|t| !t.is_none()) {
-            self.failures.inc();
-        } else {
-            self.successes.inc();
-        }
-        self.release(py);
-        false
+    ) -> PyResult<bool> {
+        let permit = self.entered.pop(py)?;
+        let ok = exc_type.is_none_or(|t| t.is_none());
+        self._release(py, permit.cast::<Permit>()?, ok);
+        Ok(false)
     }
 
     /// `async with bulkhead:` holds a permit for the block, waiting with
@@ -509,29 +543,43 @@ impl Bulkhead {
         exc: Option<&Bound<'py, PyAny>>,
         traceback: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let suppress = self.__exit__(py, exc_type, exc, traceback);
+        let suppress = self.__exit__(py, exc_type, exc, traceback)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((suppress,))
     }
 
     // The protocol of `stockade._aio.bulkhead_call`.
 
-    /// `None`: a permit is held now; else the slot to wait on.
-    fn _acquire<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncSlot>>> {
+    /// A `Permit` held now, or the `AsyncSlot` to wait on.
+    fn _acquire<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.acquire_async(py)
     }
 
+    /// The slot's future completed: its permit.
+    fn _granted<'py>(
+        &self,
+        py: Python<'py>,
+        slot: &Bound<'py, AsyncSlot>,
+    ) -> PyResult<Bound<'py, Permit>> {
+        match slot.get().token.lock().take() {
+            Some(token) => Bound::new(py, Permit::new(token)),
+            None => Err(disposed(py, "Bulkhead", &self.name)),
+        }
+    }
+
     /// The wait ran out: raises `QueueTimeoutError` if still queued;
-    /// returns if the permit was granted meanwhile (it is held).
-    fn _timed_out(&self, py: Python<'_>, slot: &Bound<'_, AsyncSlot>, waited: f64) -> PyResult<()> {
+    /// returns the permit if it was granted meanwhile.
+    fn _timed_out<'py>(
+        &self,
+        py: Python<'py>,
+        slot: &Bound<'py, AsyncSlot>,
+        waited: f64,
+    ) -> PyResult<Bound<'py, Permit>> {
         let me = slot.as_ptr();
         if self.leave(py, |w| matches!(w, Waiter::Async(s) if s.as_ptr() == me)) {
             return Err(self.timed_out_error(py, Duration::from_secs_f64(waited.max(0.0))));
         }
-        match slot.get().state.load(Ordering::Acquire) {
-            GRANTED => Ok(()),
-            _ => Err(disposed(py, "Bulkhead", &self.name)),
-        }
+        self._granted(py, slot)
     }
 
     /// The waiting coroutine gave up (cancelled, or woken by dispose):
@@ -539,20 +587,27 @@ impl Bulkhead {
     fn _abandon(&self, py: Python<'_>, slot: &Bound<'_, AsyncSlot>) {
         let me = slot.as_ptr();
         if !self.leave(py, |w| matches!(w, Waiter::Async(s) if s.as_ptr() == me))
-            && slot.get().state.load(Ordering::Acquire) == GRANTED
+            && let Some(token) = slot.get().token.lock().take()
         {
-            self.release(py);
+            self.release(py, token);
         }
     }
 
-    /// Gives back the permit of an `async def` call, counting its outcome.
-    fn _release(&self, py: Python<'_>, ok: bool) {
-        if ok {
-            self.successes.inc();
-        } else {
-            self.failures.inc();
+    /// Gives back a permit (once), counting the call's outcome.
+    fn _release(&self, py: Python<'_>, permit: &Bound<'_, Permit>, ok: bool) {
+        if let Some(token) = permit.get().token.lock().take() {
+            if ok {
+                self.successes.inc();
+            } else {
+                self.failures.inc();
+            }
+            self.release(py, token);
         }
-        self.release(py);
+    }
+
+    /// `async with`: the permit the block holds until `__aexit__`.
+    fn _enter(&self, py: Python<'_>, permit: &Bound<'_, Permit>) -> PyResult<()> {
+        self.entered.push(py, permit.clone().into_any())
     }
 
     #[getter]
@@ -628,7 +683,7 @@ impl Bulkhead {
             for w in drained {
                 match w {
                     Waiter::Thread(slot) => {
-                        *slot.state.lock() = DISPOSED;
+                        *slot.state.lock() = (DISPOSED, None);
                         slot.cv.notify_one();
                     }
                     Waiter::Async(slot) => {

@@ -19,9 +19,11 @@ pub(crate) enum Exc {
     Timeout,
     QueueTimeout,
     Disposed,
+    NameTaken,
 }
 
-static CLASSES: [PyOnceLock<Py<PyType>>; 7] = [
+static CLASSES: [PyOnceLock<Py<PyType>>; 8] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -41,6 +43,7 @@ impl Exc {
             Exc::Timeout => "TimeoutError",
             Exc::QueueTimeout => "QueueTimeoutError",
             Exc::Disposed => "DisposedError",
+            Exc::NameTaken => "NameTakenError",
         }
     }
 

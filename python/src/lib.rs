@@ -39,6 +39,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::LimiterBooking>()?;
     m.add_class::<bulkhead::Bulkhead>()?;
     m.add_class::<bulkhead::AsyncSlot>()?;
+    m.add_class::<bulkhead::Permit>()?;
     m.add_class::<retry::Retry>()?;
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;

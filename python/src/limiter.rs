@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
 use stockade::clock::MonotonicClock;
 use stockade::limiter::{
-    Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation,
+    Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation, ReservationToken,
 };
 
 use crate::call::{CallArgs, aio, call};
@@ -45,7 +45,7 @@ pub(crate) struct RateLimiter {
 #[pyclass(module = "stockade._stockade", frozen)]
 pub(crate) struct LimiterBooking {
     limiter: Py<RateLimiter>,
-    reservation: Mutex<Option<Reservation>>,
+    reservation: Mutex<Option<ReservationToken>>,
 }
 
 #[pymethods]
@@ -120,7 +120,9 @@ impl RateLimiter {
 
     /// Sleeps a thread until its booking is ready.
     fn wait_thread(&self, py: Python<'_>, r: Reservation) -> PyResult<()> {
-        match self.disposed.sleep(py, r.wait()) {
+        let wait = r.wait();
+        let r = r.into_token();
+        match self.disposed.sleep(py, wait) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 let _ = self.core.cancel(r, &CLOCK);
@@ -147,7 +149,7 @@ impl RateLimiter {
             py,
             LimiterBooking {
                 limiter: slf.clone().unbind(),
-                reservation: Mutex::new(Some(r)),
+                reservation: Mutex::new(Some(r.into_token())),
             },
         )?;
         let waiters = slf.get().waiters.get(py);
@@ -254,7 +256,7 @@ impl RateLimiter {
                 waiters: AsyncWaiters::new(py)?,
             },
         )?;
-        registry::register(KIND, &l.get().name, l.clone_ref(py).into_any());
+        registry::register(KIND, &l.get().name, l.clone_ref(py).into_any())?;
         Ok(l)
     }
 

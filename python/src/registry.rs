@@ -1,7 +1,9 @@
-//! Named instances: constructing a named pattern registers it under its
-//! kind and name (the newest construction wins); `get_*(name)` returns the
-//! registered instance (creating one with the default options if there is
-//! none); `dispose()` removes it.
+//! Named instances, by the blocking layer's rules: constructing a named
+//! pattern registers it under its kind and name, and fails with
+//! `NameTakenError` while a live instance holds the name; `get_*(name)`
+//! returns the registered instance (creating one with the default options
+//! if there is none); `dispose()` removes it and frees the name. A
+//! registered instance lives until it is disposed.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -13,11 +15,35 @@ type Key = (&'static str, String);
 
 static REGISTRY: LazyLock<Mutex<HashMap<Key, Py<PyAny>>>> = LazyLock::new(Default::default);
 
-/// Registers `obj` as `name` of `kind`, replacing any earlier instance.
-pub(crate) fn register(kind: &'static str, name: &str, obj: Py<PyAny>) {
-    let old = REGISTRY.lock().insert((kind, name.to_owned()), obj);
-    // Dropped outside the lock: a finaliser may run Python code.
-    drop(old);
+/// Registers `obj` as `name` of `kind`, or raises `NameTakenError`.
+pub(crate) fn register(kind: &'static str, name: &str, obj: Py<PyAny>) -> PyResult<()> {
+    let refused = {
+        let mut map = REGISTRY.lock();
+        match map.entry((kind, name.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => Some(obj),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(obj);
+                None
+            }
+        }
+    };
+    match refused {
+        None => Ok(()),
+        // Dropped outside the lock: a finaliser may run Python code.
+        Some(obj) => Python::attach(|py| {
+            drop(obj);
+            Err(crate::errors::Exc::NameTaken.err(
+                py,
+                (
+                    format!(
+                        "a {} named '{name}' is already registered (dispose it first, or fetch it by name)",
+                        kind.replace('_', " ")
+                    ),
+                    name.to_owned(),
+                ),
+            ))
+        }),
+    }
 }
 
 /// The instance registered as `name` of `kind`.
@@ -56,8 +82,7 @@ fn kind(name: &str) -> PyResult<&'static str> {
 #[pyfunction]
 #[pyo3(name = "_register")]
 pub(crate) fn py_register(kind_name: &str, name: &str, obj: Py<PyAny>) -> PyResult<()> {
-    register(kind(kind_name)?, name, obj);
-    Ok(())
+    register(kind(kind_name)?, name, obj)
 }
 
 /// The instance registered as `name` of `kind`, or `None`.

@@ -484,7 +484,7 @@ impl Retry {
                 disposed: DisposeFlag::default(),
             },
         )?;
-        registry::register(KIND, &retry.get().name, retry.clone_ref(py).into_any());
+        registry::register(KIND, &retry.get().name, retry.clone_ref(py).into_any())?;
         Ok(retry)
     }
 

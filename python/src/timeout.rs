@@ -195,7 +195,7 @@ impl Timeout {
         max_workers: usize,
     ) -> PyResult<Py<Timeout>> {
         let t = Timeout::unregistered(py, name, timeout, max_workers)?;
-        registry::register(KIND, &t.get().name, t.clone_ref(py).into_any());
+        registry::register(KIND, &t.get().name, t.clone_ref(py).into_any())?;
         Ok(t)
     }
 

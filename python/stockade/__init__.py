@@ -27,6 +27,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigError,
     DisposedError,
+    NameTakenError,
     QueueTimeoutError,
     RateLimitedError,
     StockadeError,
@@ -60,5 +61,6 @@ __all__ = [
     "TimeoutError",
     "QueueTimeoutError",
     "DisposedError",
+    "NameTakenError",
     "__version__",
 ]

@@ -192,35 +192,37 @@ class _QueueTimedOut(Exception):
     pass
 
 
-async def _bulkhead_permit(bulkhead: Any, timeout: float) -> None:
+async def _bulkhead_permit(bulkhead: Any, timeout: float) -> Any:
     """Takes a bulkhead permit, waiting in its FIFO on a future."""
-    slot = bulkhead._acquire()
-    if slot is None:
-        return
-    fut = slot.future
-    loop = fut.get_loop()
+    got = bulkhead._acquire()
+    future = getattr(got, "future", None)
+    if future is None:  # a permit at once
+        return got
+    loop = future.get_loop()
     start = loop.time()
-    handle = loop.call_later(timeout, _fail, fut, _QueueTimedOut())
+    handle = loop.call_later(timeout, _fail, future, _QueueTimedOut())
     timed_out = False
     try:
-        await fut
+        await future
     except _QueueTimedOut:
         timed_out = True
     except BaseException:  # cancelled, or disposed
-        bulkhead._abandon(slot)
+        bulkhead._abandon(got)
         raise
     finally:
         handle.cancel()
     if timed_out:
-        bulkhead._timed_out(slot, loop.time() - start)
+        return bulkhead._timed_out(got, loop.time() - start)
+    return bulkhead._granted(got)
 
 
 async def bulkhead_call(bulkhead: Any, timeout: float, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
     """A bulkhead call of an ``async def`` function that had to queue (or
-    ``async with``: ``func`` is ``None``, the permit stays held and
-    ``value`` is returned)."""
-    await _bulkhead_permit(bulkhead, timeout)
+    ``async with``: ``func`` is ``None``, the permit stays held until
+    ``__aexit__`` and ``value`` is returned)."""
+    permit = await _bulkhead_permit(bulkhead, timeout)
     if func is None:
+        bulkhead._enter(permit)
         return value
     ok = False
     try:
@@ -228,14 +230,14 @@ async def bulkhead_call(bulkhead: Any, timeout: float, func: Any, args: Any, kwa
         ok = True
         return result
     finally:
-        bulkhead._release(ok)
+        bulkhead._release(permit, ok)
 
 
 async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
     """A bulkhead call of an ``async def`` function whose coroutine exists
     already: takes the permit when it starts, gives it back when it ends."""
     try:
-        await _bulkhead_permit(bulkhead, timeout)
+        permit = await _bulkhead_permit(bulkhead, timeout)
     except BaseException:
         close = getattr(awaitable, "close", None)
         if close is not None:
@@ -247,4 +249,4 @@ async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
         ok = True
         return result
     finally:
-        bulkhead._release(ok)
+        bulkhead._release(permit, ok)

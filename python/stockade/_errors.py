@@ -19,6 +19,7 @@ __all__ = [
     "TimeoutError",
     "QueueTimeoutError",
     "DisposedError",
+    "NameTakenError",
 ]
 
 
@@ -102,3 +103,10 @@ class QueueTimeoutError(StockadeError):
 class DisposedError(StockadeError):
     """The pattern was disposed: it refuses every call, and wakes callers
     that were waiting in its queue or sleeping in its back-off."""
+
+
+class NameTakenError(StockadeError, ValueError):
+    """A pattern of this type is already registered under this name:
+    constructing one registers it, and a name holds one live instance (the
+    core's rule). Dispose the old one first, or fetch it with
+    ``get_breaker(name)`` and the like."""

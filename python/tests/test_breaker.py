@@ -160,7 +160,7 @@ def _trip_and_wait(b):
 @pytest.mark.parametrize("probes", [1, 3])
 def test_half_open_admits_exactly_the_probes_among_threads(probes):
     b = stockade.CircuitBreaker(
-        "probes-threads", reset_timeout=0.05, half_open_max_probes=probes, half_open_successes_to_close=probes
+        f"probes-threads-{probes}", reset_timeout=0.05, half_open_max_probes=probes, half_open_successes_to_close=probes
     )
     _trip_and_wait(b)
     release = threading.Event()

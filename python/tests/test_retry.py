@@ -30,7 +30,13 @@ class Flaky:
         return self.value
 
 
-def fast(name="r", **options):
+_names = iter(range(10**6))
+
+
+def fast(name=None, **options):
+    """A quick retry; a fresh name each time (a name holds one instance)."""
+    if name is None:
+        name = f"r{next(_names)}"
     options.setdefault("initial_delay", 0.001)
     options.setdefault("max_delay", 0.01)
     return stockade.Retry(name, **options)
@@ -117,12 +123,12 @@ def test_success_passes_arguments_and_returns_the_value():
 
 def test_retries_until_success():
     f = Flaky(2)
-    r = fast()
+    r = fast("until-success")
     assert r.execute(f) == "ok"
     assert f.calls == 3
     m = r.metrics()
     assert (m["calls"], m["successes"], m["failures"], m["retries"]) == (1, 1, 0, 2)
-    assert m["name"] == "r"
+    assert m["name"] == "until-success"
 
 
 def test_exhausted_reraises_the_last_exception_unchanged_with_a_note():
@@ -233,7 +239,7 @@ def test_sleeps_between_attempts():
 def test_jitter_is_seeded():
     def delays(seed):
         events = []
-        r = stockade.Retry("j", max_attempts=5, initial_delay=0.001, max_delay=0.004, jitter="full", seed=seed)
+        r = fast(max_attempts=5, max_delay=0.004, jitter="full", seed=seed)
         r.add_listener(events.append)
         with pytest.raises(ConnectionError):
             r.execute(Flaky(9))
@@ -420,6 +426,18 @@ def test_listeners_can_be_removed_and_may_raise(unraisable):
     assert len(seen) == 1
 
 
+def test_a_name_holds_one_instance():
+    r = stockade.Retry("taken-retry")
+    with pytest.raises(stockade.NameTakenError, match="taken-retry") as info:
+        stockade.Retry("taken-retry", max_attempts=5)
+    assert isinstance(info.value, ValueError)
+    assert stockade.Retry.get_retrier("taken-retry") is r
+    r.dispose()  # frees the name
+    again = stockade.Retry("taken-retry", max_attempts=5)
+    assert again.max_attempts == 5
+    again.dispose()
+
+
 def test_registry_returns_the_constructed_instance():
     r = stockade.Retry("registered-retry", max_attempts=7)
     assert stockade.Retry.get_retrier("registered-retry") is r
@@ -510,4 +528,4 @@ def test_threads_share_one_retry():
 def test_notes_fallback_before_311():
     with pytest.raises(ValueError) as info:
         fast(max_attempts=1).execute(Flaky(5, lambda: ValueError("x")))
-    assert info.value.__notes__ == ["stockade: Retry 'r' gave up after 1 attempt"]
+    assert info.value.__notes__[0].endswith("gave up after 1 attempt")
