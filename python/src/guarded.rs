@@ -78,7 +78,7 @@ impl Guarded {
             Ok(Step::Yielded(v)) => Ok(v),
             Ok(Step::Returned(v)) => {
                 self.end(py, None, false);
-                Err(PyStopIteration::new_err((v,)))
+                Err(stop_iteration(py, v))
             }
             Err(e) => {
                 self.end(py, Some(e.value(py).as_any()), false);
@@ -118,6 +118,22 @@ impl Guarded {
             .bind(py)
             .call_method1(pyo3::intern!(py, "send"), (value,));
         returned(py, r)
+    }
+}
+
+/// `StopIteration(value)`, built at once (normalized): the awaiting frame
+/// reads its `value` without building it from an argument tuple.
+fn stop_iteration(py: Python<'_>, value: Py<PyAny>) -> PyErr {
+    // SAFETY: `PyExc_StopIteration` is a static type object; `value` is a
+    // live object; the call returns a new reference or null with an
+    // exception set.
+    let made = unsafe {
+        let exc = pyo3::ffi::PyObject_CallOneArg(pyo3::ffi::PyExc_StopIteration, value.as_ptr());
+        Bound::from_owned_ptr_or_err(py, exc)
+    };
+    match made {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(e) => e,
     }
 }
 

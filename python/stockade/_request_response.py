@@ -188,7 +188,7 @@ class RequestResponsePattern:
         _stockade._register(_KIND, name, self)
 
     @classmethod
-    def get_pattern(cls, name: str) -> "RequestResponsePattern":
+    def get_request_response(cls, name: str) -> "RequestResponsePattern":
         """The pattern registered as ``name`` (``KeyError`` if none: a
         pattern needs its handler)."""
         found = _stockade._registered(_KIND, name)

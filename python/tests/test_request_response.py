@@ -106,12 +106,12 @@ def test_async_handler():
 
 def test_registry_and_dispose():
     pattern = RequestResponsePattern("registered-rr", lambda r: "ok")
-    assert RequestResponsePattern.get_pattern("registered-rr") is pattern
+    assert RequestResponsePattern.get_request_response("registered-rr") is pattern
     pattern.dispose()
     r = pattern.execute(Request())
     assert (r.status, r.error) == (503, "the pattern was disposed")
     with pytest.raises(KeyError):
-        RequestResponsePattern.get_pattern("registered-rr")
+        RequestResponsePattern.get_request_response("registered-rr")
 
 
 def test_bad_requests():
