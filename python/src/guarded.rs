@@ -196,3 +196,81 @@ impl Guarded {
         r.map(drop)
     }
 }
+
+/// On 3.10 and 3.11 `await` drives an awaitable through its `am_send`
+/// slot when it has one (`PyIter_Send`), so a return needs no
+/// `StopIteration` at all. PyO3 has no attribute for that slot: it is set
+/// on the class once, at module initialisation. (From 3.12 on, `await`
+/// calls `tp_iternext`/`send` again, which `__next__`/`send` serve.)
+#[cfg(all(Py_3_10, not(Py_3_12)))]
+pub(crate) fn install_am_send(py: Python<'_>) {
+    let tp = py.get_type::<Guarded>().as_type_ptr();
+    // SAFETY: `tp` is the class PyO3 just created, a heap type whose
+    // `tp_as_async` points to its own (non-null, because the class has an
+    // `__await__`) async slots; nobody has used the class yet. Setting a
+    // slot and a flag on a type we own, then `PyType_Modified`, is how the
+    // C API lets extensions adjust their own types.
+    unsafe {
+        let slots = (*tp).tp_as_async;
+        if !slots.is_null() {
+            (*slots).am_send = Some(am_send);
+            (*tp).tp_flags |= 1 << 21; // Py_TPFLAGS_HAVE_AM_SEND
+            pyo3::ffi::PyType_Modified(tp);
+        }
+    }
+}
+
+#[cfg(not(all(Py_3_10, not(Py_3_12))))]
+pub(crate) fn install_am_send(_py: Python<'_>) {}
+
+#[cfg(all(Py_3_10, not(Py_3_12)))]
+unsafe extern "C" fn am_send(
+    iter: *mut pyo3::ffi::PyObject,
+    arg: *mut pyo3::ffi::PyObject,
+    presult: *mut *mut pyo3::ffi::PyObject,
+) -> pyo3::ffi::PySendResult {
+    use pyo3::ffi::PySendResult::{PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN};
+    // SAFETY: CPython calls the slot attached to the interpreter, with
+    // live `iter` (an instance of `Guarded`, the only type with this slot)
+    // and `arg`, and a valid `presult` to write a new reference to.
+    let py = unsafe { Python::assume_attached() };
+    let run = || -> (pyo3::ffi::PySendResult, *mut pyo3::ffi::PyObject) {
+        // SAFETY: borrowed references, valid for this call (see above).
+        let (this, arg) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, iter),
+                Bound::from_borrowed_ptr(py, arg),
+            )
+        };
+        let Ok(this) = this.cast::<Guarded>() else {
+            pyo3::exceptions::PyTypeError::new_err("am_send on a foreign type").restore(py);
+            return (PYGEN_ERROR, core::ptr::null_mut());
+        };
+        let g = this.get();
+        match g.send_value(py, &arg) {
+            Ok(Step::Yielded(v)) => (PYGEN_NEXT, v.into_ptr()),
+            Ok(Step::Returned(v)) => {
+                g.end(py, None, false);
+                (PYGEN_RETURN, v.into_ptr())
+            }
+            Err(e) => {
+                g.end(py, Some(e.value(py).as_any()), false);
+                e.restore(py);
+                (PYGEN_ERROR, core::ptr::null_mut())
+            }
+        }
+    };
+    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(run)) {
+        Ok((status, result)) => {
+            // SAFETY: `presult` is valid to write (see above).
+            unsafe { *presult = result };
+            status
+        }
+        Err(_) => {
+            pyo3::exceptions::PyRuntimeError::new_err("stockade: panic while awaiting").restore(py);
+            // SAFETY: as above.
+            unsafe { *presult = core::ptr::null_mut() };
+            PYGEN_ERROR
+        }
+    }
+}

@@ -35,6 +35,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerToken>()?;
     m.add_class::<guarded::Guarded>()?;
+    guarded::install_am_send(m.py());
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<limiter::LimiterBooking>()?;
     m.add_class::<bulkhead::Bulkhead>()?;
