@@ -144,18 +144,21 @@ enum Verdict {
     Raise,
 }
 
-/// The state of one call: its schedule and when it began.
+/// The state of one call: its schedule and when it began (read only with
+/// a `max_elapsed` budget, the one rule that needs it: the healthy path
+/// reads no clock).
 pub(crate) struct CallState {
     schedule: Option<BackoffSchedule>,
-    start: Instant,
+    start: Option<Instant>,
     attempt: u32,
 }
 
 impl CallState {
-    fn new() -> CallState {
+    #[inline]
+    fn new(timed: bool) -> CallState {
         CallState {
             schedule: None,
-            start: Instant::now(),
+            start: timed.then(Instant::now),
             attempt: 1,
         }
     }
@@ -270,7 +273,7 @@ impl Retry {
         let schedule = state
             .schedule
             .get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
-        let elapsed = state.start.elapsed();
+        let elapsed = state.start.map_or(Duration::ZERO, |s| s.elapsed());
         let Some(delay) = schedule.next_delay(elapsed) else {
             return Ok(Verdict::GiveUp);
         };
@@ -323,7 +326,7 @@ impl Retry {
         let py = slf.py();
         this.check_disposed(py)?;
         this.calls.inc();
-        let mut state = CallState::new();
+        let mut state = CallState::new(this.config.max_elapsed.is_some());
         loop {
             match call(func, args, kwargs) {
                 Ok(value) => {
