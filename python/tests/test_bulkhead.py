@@ -127,6 +127,8 @@ def test_full_queue_raises_bulkhead_full():
 
 def test_queue_timeout():
     b = stockade.Bulkhead("qt", max_concurrent=1, queue_timeout=0.05)
+    events = []
+    b.add_listener(events.append)
     release, holder = hold(b)
     start = time.monotonic()
     with pytest.raises(stockade.QueueTimeoutError) as info:
@@ -135,6 +137,7 @@ def test_queue_timeout():
     assert isinstance(info.value, stockade.StockadeError)
     assert info.value.waited >= 0.04
     assert b.queue_depth == 0
+    assert [e.kind for e in events] == ["queue_timeout"] and events[0].waited >= 0.04
     release.set()
     join_all([holder])
     assert b.metrics()["timeouts"] == 1

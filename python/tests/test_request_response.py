@@ -120,3 +120,12 @@ def test_bad_requests():
         pattern.execute(42)
     with pytest.raises(TypeError):
         pattern.execute({"payload": 1})
+
+
+def test_busy_workers_give_503():
+    release = threading.Event()
+    pattern = RequestResponsePattern("rr-workers", lambda r: release.wait(5), max_workers=1)
+    assert pattern.execute(Request(timeout=0.02)).status == 504  # still running on the one worker
+    busy = pattern.execute(Request(timeout=0.02))
+    assert busy.status == 503 and "busy" in busy.error
+    release.set()
