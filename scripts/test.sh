@@ -37,6 +37,9 @@ cargo build -p stockade --no-default-features --target thumbv7em-none-eabihf --l
 cargo build -p stockade --no-default-features --features critical-section --target thumbv6m-none-eabi --locked
 cargo build -p stockade --no-default-features --features critical-section --target riscv32imc-unknown-none-elf --locked
 
+step "C ABI (ffi/): header drift, C and C++ tests under sanitizers and valgrind, no-malloc core tier, firmware size, install + pkg-config/CMake"
+tests/c/run.sh
+
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     step "loom model checking (bounded preemptions)"
     loom_tests=()

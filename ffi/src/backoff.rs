@@ -96,7 +96,6 @@ const _: () =
 /// A validated backoff policy (the core's `Backoff`) in caller storage:
 /// a pure calculator, read-only after `stockade_backoff_init`, so any
 /// number of threads may use one at once.
-#[repr(C)]
 pub struct stockade_backoff {
     _opaque: [u8; 0],
 }
@@ -105,7 +104,6 @@ pub struct stockade_backoff {
 /// storage. A value, not a shared handle: it changes on every
 /// `stockade_backoff_schedule_next`, so one operation (one thread at a
 /// time) uses it; copy the storage bytes to fork it.
-#[repr(C)]
 pub struct stockade_backoff_schedule {
     _opaque: [u8; 0],
 }

@@ -172,7 +172,6 @@ const _: () = {
 /// Must be read (any function taking it or its `stockade_clock`) at least
 /// once per half wrap period of the counter (24.8 days at 1 kHz, 35.8
 /// minutes at 1 MHz).
-#[repr(C)]
 pub struct stockade_tick_clock {
     _opaque: [u8; 0],
 }
@@ -196,7 +195,7 @@ pub struct stockade_tick_clock {
 pub unsafe extern "C" fn stockade_tick_clock_init(
     storage: *mut c_void,
     storage_size: usize,
-    read: Option<stockade_tick_read_fn>,
+    read: Option<unsafe extern "C" fn(user_data: *mut c_void) -> u32>,
     user_data: *mut c_void,
     hz: u32,
     out: *mut *mut stockade_tick_clock,
@@ -325,25 +324,22 @@ mod tests {
             now_ns: None,
             user_data: core::ptr::null_mut(),
         };
-        // SAFETY: `tick` was initialised above.
-        assert_eq!(
-            unsafe { stockade_tick_clock_as_clock(tick, &mut clock) },
-            stockade_status::Ok
-        );
         let mut ns = 0;
-        // SAFETY: valid pointers.
-        assert_eq!(
-            unsafe { stockade_clock_now_ns(&clock, &mut ns) },
-            stockade_status::Ok
-        );
-        assert_eq!(ns, u64::from(u32::MAX - 1) * 1_000_000);
-        counter.store(5, Ordering::Relaxed); // wrapped
         let mut ticks = 0;
-        // SAFETY: valid pointers.
-        assert_eq!(
-            unsafe { stockade_tick_clock_ticks(tick, &mut ticks) },
-            stockade_status::Ok
-        );
+        // SAFETY: `tick` was initialised above; valid out-pointers.
+        unsafe {
+            assert_eq!(
+                stockade_tick_clock_as_clock(tick, &mut clock),
+                stockade_status::Ok
+            );
+            assert_eq!(stockade_clock_now_ns(&clock, &mut ns), stockade_status::Ok);
+            assert_eq!(ns, u64::from(u32::MAX - 1) * 1_000_000);
+            counter.store(5, Ordering::Relaxed); // wrapped
+            assert_eq!(
+                stockade_tick_clock_ticks(tick, &mut ticks),
+                stockade_status::Ok
+            );
+        }
         assert_eq!(ticks, (1u64 << 32) + 5);
     }
 

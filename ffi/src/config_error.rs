@@ -7,9 +7,9 @@ use stockade_core::{ConfigError, ConfigOption};
 
 use crate::status::stockade_status;
 
-/// Bytes of [`stockade_config_error::message`], NUL included.
+/// Bytes of `stockade_config_error.message`, NUL included.
 pub const STOCKADE_CONFIG_ERROR_MESSAGE_LEN: usize = 128;
-/// Bytes of [`stockade_config_error::option_name`], NUL included.
+/// Bytes of `stockade_config_error.option_name`, NUL included.
 pub const STOCKADE_CONFIG_OPTION_NAME_LEN: usize = 32;
 
 /// What is wrong with a config: the optional last out-parameter of every

@@ -54,11 +54,13 @@ pub mod version;
 pub use config_error::stockade_config_error;
 pub use status::stockade_status;
 
-/// The firmware build's panic handler (`--no-default-features` on a
-/// bare-metal target). The core does not panic on any input, so this is
-/// unreachable in practice; if it is reached it traps (`udf` on Arm, which
-/// raises a HardFault the firmware handles), or spins elsewhere.
-#[cfg(all(not(feature = "std"), not(test), target_os = "none"))]
+/// The core-tier build's panic handler (`--no-default-features`, built with
+/// `panic = "abort"`: libstockade.a for firmware, or for a host program
+/// that wants no Rust runtime). The core does not panic on any input, so
+/// this is unreachable in practice; if it is reached it traps (`udf` on
+/// Arm, which raises a HardFault the firmware handles), or spins elsewhere.
+/// This crate builds no rlib, so no Rust program links a second handler.
+#[cfg(all(not(feature = "std"), not(test)))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     #[cfg(target_arch = "arm")]

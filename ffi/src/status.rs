@@ -100,7 +100,7 @@ impl stockade_status {
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub const ALL: [stockade_status; 21] = [
+    pub(crate) const ALL: [stockade_status; 21] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
