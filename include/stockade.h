@@ -68,6 +68,12 @@
 // Alignment a `stockade_backoff_schedule`'s storage needs.
 #define STOCKADE_BACKOFF_SCHEDULE_ALIGN 8
 
+// Bytes of storage a `stockade_retry_budget` needs (every supported target).
+#define STOCKADE_RETRY_BUDGET_SIZE 56
+
+// Alignment a `stockade_retry_budget`'s storage needs.
+#define STOCKADE_RETRY_BUDGET_ALIGN 8
+
 // Bytes of storage a `stockade_tick_clock` needs (every supported target).
 #define STOCKADE_TICK_CLOCK_SIZE 32
 
@@ -195,6 +201,11 @@ typedef struct stockade_backoff stockade_backoff;
 // time) uses it; copy the storage bytes to fork it.
 typedef struct stockade_backoff_schedule stockade_backoff_schedule;
 
+// A retry budget (the core's `RetryBudget`) in caller storage: one atomic
+// word, lock-free; share it between every thread (and interrupt handler)
+// that retries calls to the same dependency.
+typedef struct stockade_retry_budget stockade_retry_budget;
+
 // A clock over a wrapping 32-bit hardware counter (the core's
 // `TickClock`): extended to 64 bits with one 32-bit atomic word, no
 // locks, safe to read from interrupt handlers. Lives in caller storage
@@ -242,6 +253,19 @@ typedef struct stockade_config_error {
   // NUL-terminated, truncated to fit.
   char message[STOCKADE_CONFIG_ERROR_MESSAGE_LEN];
 } stockade_config_error;
+
+// Retry budget options: start from `stockade_retry_budget_config_default()`.
+typedef struct stockade_retry_budget_config {
+  // Tokens each call deposits: the share of calls that may be retried
+  // (default 0.2). Finite, not negative.
+  double ratio;
+  // Retries per second allowed whatever the traffic (default 10); 0 =
+  // none (the budget then never reads the clock). At most 1000000.
+  uint32_t min_retries_per_second;
+  // Most tokens the bucket holds, and its initial balance (default
+  // 100); at least 1.
+  uint32_t max_tokens;
+} stockade_retry_budget_config;
 
 // A clock: `now_ns(user_data)` returns monotonic nanoseconds since any
 // fixed epoch. Every function that needs time takes a
@@ -378,6 +402,80 @@ stockade_status stockade_backoff_schedule_next(struct stockade_backoff_schedule 
 // `schedule` must come from `stockade_backoff_schedule_init`.
 stockade_status stockade_backoff_schedule_attempts(const struct stockade_backoff_schedule *schedule,
                                                    uint32_t *out_attempts);
+
+// The defaults: ratio 0.2, 10 retries a second, 100 tokens.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_retry_budget_config stockade_retry_budget_config_default(void);
+
+// Validates `config` and makes a full budget in `storage`
+// (`STOCKADE_RETRY_BUDGET_SIZE` bytes aligned to
+// `STOCKADE_RETRY_BUDGET_ALIGN`); `*out` = the budget.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (`ratio` negative or not finite, `max_tokens` 0 or
+//   too large, `min_retries_per_second` too large; `*error` filled if not
+//   NULL); `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the budget freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_retry_budget_init(void *storage,
+                                           size_t storage_size,
+                                           const struct stockade_retry_budget_config *config,
+                                           struct stockade_config_error *error,
+                                           struct stockade_retry_budget **out);
+
+// Records a call (a first attempt): deposits `ratio` tokens.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`budget`, `clock` or its `now_ns`).
+// - Thread safety: any thread; lock-free. Blocks: no.
+//
+// # Safety
+//
+// `budget` from `stockade_retry_budget_init`; `clock` valid or NULL.
+stockade_status stockade_retry_budget_deposit(const struct stockade_retry_budget *budget,
+                                              const struct stockade_clock *clock);
+
+// Asks for one retry: withdraws a token if there is one.
+//
+// - Statuses: `OK` (retry); `BUDGET_EXHAUSTED` (do not retry; if
+//   `retry_after_ms` is not NULL it is set to the time until the
+//   per-second floor alone earns a token, or `UINT64_MAX` without a
+//   floor); `NULL_ARGUMENT`.
+// - Thread safety: any thread; lock-free. Blocks: no.
+//
+// # Safety
+//
+// `budget` from `stockade_retry_budget_init`; other pointers valid or NULL.
+stockade_status stockade_retry_budget_try_withdraw(const struct stockade_retry_budget *budget,
+                                                   const struct stockade_clock *clock,
+                                                   uint64_t *retry_after_ms);
+
+// `*out_tokens` = whole retries available now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`.
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `budget` from `stockade_retry_budget_init`; other pointers valid or NULL.
+stockade_status stockade_retry_budget_available(const struct stockade_retry_budget *budget,
+                                                const struct stockade_clock *clock,
+                                                uint32_t *out_tokens);
+
+// Fills the budget again, as new.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`.
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `budget` from `stockade_retry_budget_init`.
+stockade_status stockade_retry_budget_reset(const struct stockade_retry_budget *budget);
 
 // Reads `clock` once: `*out_ns` = its current time in nanoseconds.
 //

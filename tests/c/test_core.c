@@ -276,8 +276,74 @@ static void test_deadlines(void) {
     CHECK_NULL_ARG(stockade_deadline_is_expired(&d, &clock, NULL));
 }
 
+static STOCKADE_ALIGNED(STOCKADE_RETRY_BUDGET_ALIGN) unsigned char budget_mem[STOCKADE_RETRY_BUDGET_SIZE];
+
+static void test_retry_budget(void) {
+    uint64_t now = 0, after = 0;
+    stockade_clock clock;
+    stockade_retry_budget_config config = stockade_retry_budget_config_default();
+    stockade_config_error err;
+    stockade_retry_budget *b = NULL;
+    uint32_t tokens = 0;
+    int i;
+    clock.now_ns = manual_now_ns;
+    clock.user_data = &now;
+
+    CHECK(config.ratio == 0.2 && config.min_retries_per_second == 10 && config.max_tokens == 100);
+    config.max_tokens = 0;
+    CHECK_STATUS(stockade_retry_budget_init(budget_mem, sizeof budget_mem, &config, &err, &b),
+                 STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(err.option == 52 && strcmp(err.option_name, "max_tokens") == 0);
+    config.max_tokens = 3;
+    config.ratio = -1.0;
+    CHECK_STATUS(stockade_retry_budget_init(budget_mem, sizeof budget_mem, &config, NULL, &b),
+                 STOCKADE_STATUS_INVALID_CONFIG);
+    config.ratio = 0.5;
+    CHECK_NULL_ARG(stockade_retry_budget_init(NULL, sizeof budget_mem, &config, NULL, &b));
+    CHECK_NULL_ARG(stockade_retry_budget_init(budget_mem, sizeof budget_mem, NULL, NULL, &b));
+    CHECK_NULL_ARG(stockade_retry_budget_init(budget_mem, sizeof budget_mem, &config, NULL, NULL));
+    CHECK_STATUS(stockade_retry_budget_init(budget_mem, 8, &config, NULL, &b), STOCKADE_STATUS_STORAGE_TOO_SMALL);
+    CHECK(b == NULL);
+    CHECK_OK(stockade_retry_budget_init(budget_mem, sizeof budget_mem, &config, &err, &b));
+
+    /* 3 tokens, then exhausted; the floor (10/s) earns one in 100 ms. */
+    for (i = 0; i < 3; i++) CHECK_OK(stockade_retry_budget_try_withdraw(b, &clock, NULL));
+    CHECK_STATUS(stockade_retry_budget_try_withdraw(b, &clock, &after), STOCKADE_STATUS_BUDGET_EXHAUSTED);
+    CHECK(after == 100);
+    CHECK_STATUS(stockade_retry_budget_try_withdraw(b, &clock, NULL), STOCKADE_STATUS_BUDGET_EXHAUSTED);
+    now += 100000000u;
+    CHECK_OK(stockade_retry_budget_available(b, &clock, &tokens));
+    CHECK(tokens == 1);
+    /* Two calls deposit 0.5 each: one more token. */
+    CHECK_OK(stockade_retry_budget_deposit(b, &clock));
+    CHECK_OK(stockade_retry_budget_deposit(b, &clock));
+    CHECK_OK(stockade_retry_budget_available(b, &clock, &tokens));
+    CHECK(tokens == 2);
+    CHECK_OK(stockade_retry_budget_reset(b));
+    CHECK_OK(stockade_retry_budget_available(b, &clock, &tokens));
+    CHECK(tokens == 3);
+
+    CHECK_NULL_ARG(stockade_retry_budget_deposit(NULL, &clock));
+    CHECK_NULL_ARG(stockade_retry_budget_deposit(b, NULL));
+    CHECK_NULL_ARG(stockade_retry_budget_try_withdraw(NULL, &clock, NULL));
+    CHECK_NULL_ARG(stockade_retry_budget_try_withdraw(b, NULL, NULL));
+    CHECK_NULL_ARG(stockade_retry_budget_available(NULL, &clock, &tokens));
+    CHECK_NULL_ARG(stockade_retry_budget_available(b, NULL, &tokens));
+    CHECK_NULL_ARG(stockade_retry_budget_available(b, &clock, NULL));
+    CHECK_NULL_ARG(stockade_retry_budget_reset(NULL));
+
+    /* Without a floor: exhausted means "not by time alone". */
+    config.min_retries_per_second = 0;
+    config.max_tokens = 1;
+    CHECK_OK(stockade_retry_budget_init(budget_mem, sizeof budget_mem, &config, NULL, &b));
+    CHECK_OK(stockade_retry_budget_try_withdraw(b, &clock, &after));
+    CHECK_STATUS(stockade_retry_budget_try_withdraw(b, &clock, &after), STOCKADE_STATUS_BUDGET_EXHAUSTED);
+    CHECK(after == UINT64_MAX);
+}
+
 int main(void) {
     test_status_and_version();
+    test_retry_budget();
     test_clocks();
     test_backoff();
     test_deadlines();
