@@ -142,6 +142,11 @@ if nm -u "$nostd_a" 2>/dev/null | grep -qwE 'malloc|calloc|realloc|free|pthread_
 fi
 $CC -std=c99 "${CWARN[@]}" -g -Iinclude tests/c/test_nomalloc.c "$nostd_a" \
     -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free -o "$build/test_nomalloc"
+# The wrapper does catch an allocation (so the test above can fail).
+printf '#include <stdlib.h>\nvoid *__wrap_malloc(size_t n);\nvoid *__wrap_malloc(size_t n) { (void)n; abort(); }\nint main(void) { return malloc(1) == 0; }\n' \
+    >"$build/wrap_probe.c"
+$CC -std=c99 "$build/wrap_probe.c" -Wl,--wrap=malloc -o "$build/wrap_probe"
+if (exec "$build/wrap_probe") 2>/dev/null; then fail "--wrap=malloc did not intercept malloc"; fi
 "$build/test_nomalloc"
 
 # ---------------------------------------------------------------------------
