@@ -146,7 +146,7 @@ $CC -std=c99 "${CWARN[@]}" -g -Iinclude tests/c/test_nomalloc.c "$nostd_a" \
 printf '#include <stdlib.h>\nvoid *__wrap_malloc(size_t n);\nvoid *__wrap_malloc(size_t n) { (void)n; abort(); }\nint main(void) { return malloc(1) == 0; }\n' \
     >"$build/wrap_probe.c"
 $CC -std=c99 "$build/wrap_probe.c" -Wl,--wrap=malloc -o "$build/wrap_probe"
-if (exec "$build/wrap_probe") 2>/dev/null; then fail "--wrap=malloc did not intercept malloc"; fi
+if sh -c '"$1"; exit $?' _ "$build/wrap_probe" 2>/dev/null; then fail "--wrap=malloc did not intercept malloc"; fi
 "$build/test_nomalloc"
 
 # ---------------------------------------------------------------------------
