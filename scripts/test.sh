@@ -21,7 +21,10 @@ step "docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --locked
 
 step "tests, 64-bit state layout"
-cargo test --workspace --locked
+cargo test --workspace --exclude stockade-demo --locked
+
+step "demo: deterministic, every number adds up, the picture is drawn"
+cargo test -p stockade-demo --locked
 
 step "tests, 32-bit state layout forced on this host"
 # Unit, property and integration tests; the doc examples show the host's

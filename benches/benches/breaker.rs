@@ -36,10 +36,10 @@ fn call_through_core<T, E>(
 ) -> Option<Result<T, E>> {
     let permit = breaker.try_acquire(clock).ok()?;
     let result = call();
-    match &result {
+    let _transition = match &result {
         Ok(_) => permit.success(clock),
         Err(_) => permit.failure(clock),
-    }
+    };
     Some(result)
 }
 

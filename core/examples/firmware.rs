@@ -97,7 +97,7 @@ mod firmware {
             Ok(permit) => permit,
             Err(rejected) => {
                 return Uplink::BreakerOpen {
-                    retry_in_ms: rejected.retry_after.as_millis() as u64,
+                    retry_in_ms: rejected.retry_after().unwrap_or(Duration::MAX).as_millis() as u64,
                 };
             }
         };

@@ -44,7 +44,7 @@
 //! }
 //! assert_eq!(BREAKER.state(), BreakerState::Open);
 //! let rejected = BREAKER.try_acquire(&CLOCK).unwrap_err();
-//! assert_eq!(rejected.retry_after.as_secs(), 60);
+//! assert_eq!(rejected.retry_after().map(|d| d.as_secs()), Some(60));
 //! ```
 //!
 //! ## Rate limiter

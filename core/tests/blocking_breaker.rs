@@ -87,7 +87,7 @@ fn changes(events: &Mutex<Vec<Event>>) -> Vec<(BreakerState, BreakerState)> {
         .unwrap()
         .iter()
         .filter_map(|e| match e.kind {
-            EventKind::StateChanged { from, to } => Some((from, to)),
+            EventKind::StateChanged { from, to, .. } => Some((from, to)),
             _ => None,
         })
         .collect()
@@ -824,4 +824,142 @@ fn racing_transitions_still_form_a_chain() {
         b.state(),
         "the last event names the state"
     );
+}
+
+/// Many transitions from several threads while the monitor thread runs
+/// (default `monitor_interval`, so the virtual clock the workers advance
+/// fires it often): the listener sees every state change exactly once, in
+/// order. A regression test for a lost `HalfOpen -> Closed` event: the
+/// events used to be re-derived from the core's generation after the fact.
+#[test]
+fn a_listener_sees_every_state_change_in_order_under_stress() {
+    let config = BreakerConfig::DEFAULT
+        .with_failure_threshold(2)
+        .with_reset_timeout(Duration::from_secs(30))
+        .with_half_open_timeout(Duration::from_secs(5))
+        .with_half_open_max_probes(2);
+    assert_eq!(config.monitor_interval, Duration::from_secs(5));
+    let (b, clock) = breaker("t-stress", config);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let monitors = Arc::new(core::sync::atomic::AtomicUsize::new(0));
+    {
+        let (seen, monitors) = (Arc::clone(&seen), Arc::clone(&monitors));
+        b.subscribe(move |e| match e.kind {
+            EventKind::StateChanged {
+                from,
+                to,
+                generation,
+            } => seen.lock().unwrap().push((from, to, generation)),
+            EventKind::Monitor(_) => {
+                monitors.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
+        });
+    }
+    // The watchdog: the workload runs on its own thread; the test fails
+    // instead of hanging if it does not finish.
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = {
+        let (b, clock) = (Arc::new(b), Arc::clone(&clock));
+        let shared = Arc::clone(&b);
+        let handle = thread::spawn(move || {
+            thread::scope(|s| {
+                for t in 0..4u32 {
+                    let (b, clock) = (&*shared, &*clock);
+                    s.spawn(move || {
+                        for i in 0..3_000u32 {
+                            match (i.wrapping_mul(7) + t * 5) % 23 {
+                                0 => {
+                                    b.trip().unwrap();
+                                }
+                                1 => {
+                                    b.reset().unwrap();
+                                }
+                                2 if i % 5 == 0 => {
+                                    b.disable().unwrap();
+                                }
+                                3 if i % 7 == 0 => {
+                                    b.force_open().unwrap();
+                                }
+                                4..=6 => clock.advance(late(Duration::from_secs(30))),
+                                7 | 8 => clock.advance(late(Duration::from_secs(5))),
+                                9..=13 => {
+                                    let _ = fail(b);
+                                }
+                                14 => {
+                                    let _ = b.execute_classified(
+                                        |_: &Result<(), ()>| Outcome::Ignored,
+                                        || Ok(()),
+                                    );
+                                }
+                                _ => {
+                                    let _ = succeed(b);
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            done_tx.send(()).unwrap();
+        });
+        (b, handle)
+    };
+    done_rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the workload finished (watchdog)");
+    let (b, handle) = worker;
+    handle.join().unwrap();
+    let expected = b.breaker_metrics().state_changes as usize;
+    // Every call returned; an event may still be on its way through the
+    // thread delivering the queue (the monitor thread, say).
+    wait_for(|| seen.lock().unwrap().len() >= expected);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), expected, "one event per state change");
+    assert!(expected > 100, "the workload should change states");
+    assert_eq!(seen[0].0, BreakerState::Closed);
+    let generations = stockade::breaker::CircuitBreaker::GENERATIONS;
+    for pair in seen.windows(2) {
+        assert_eq!(
+            pair[0].1, pair[1].0,
+            "each event starts where the last ended"
+        );
+        let ahead = pair[1].2.wrapping_sub(pair[0].2) & (generations - 1);
+        assert!(
+            ahead > 0 && ahead < generations / 2,
+            "generations increase: {pair:?}"
+        );
+    }
+    for (from, to, _) in &seen {
+        assert_ne!(from, to);
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last.1, b.state(), "the last event names the state");
+    assert_eq!(last.2, b.breaker_metrics().generation);
+    assert!(monitors.load(core::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn refusals_read_well() {
+    let (b, clock) = breaker("t-messages", config().with_failure_threshold(1));
+    fail(&b).unwrap_err();
+    clock.advance(Duration::from_nanos(4_421)); // an odd remainder
+    let open = fail(&b).unwrap_err();
+    // Up to two ticks late with the 32-bit layout's ~1 ms ticks.
+    let message = open.to_string();
+    if SLACK < Duration::from_micros(1) {
+        assert_eq!(message, "circuit breaker is open; retry after 30s");
+    } else {
+        assert!(
+            message.starts_with("circuit breaker is open; retry after 30.00"),
+            "{message}"
+        );
+    }
+    assert!(open.retry_after().is_some());
+    b.force_open().unwrap();
+    let forced = fail(&b).unwrap_err();
+    assert_eq!(forced.to_string(), "circuit breaker is forced open");
+    assert_eq!(forced.retry_after(), None);
+    fn is_error<E: core::error::Error>(_: &E) {}
+    is_error(&forced.map_inner(std::io::Error::other));
+    is_error(&stockade::breaker::TokenError::Stale);
 }

@@ -37,11 +37,21 @@ fn probes_admitted(probes: u32, threads: usize) {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (b, c) = (b.clone(), c.clone());
-                thread::spawn(move || usize::from(b.acquire_token(&*c).is_ok()))
+                thread::spawn(move || match b.try_acquire(&*c) {
+                    Ok(p) => (
+                        1,
+                        usize::from(p.transition().is_some()),
+                        Some(p.into_token()),
+                    ),
+                    Err(_) => (0, 0, None),
+                })
             })
             .collect();
-        let admitted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let admitted: usize = results.iter().map(|r| r.0).sum();
         assert_eq!(admitted, probes as usize);
+        // Exactly one admission performed Open -> HalfOpen, and said so.
+        assert_eq!(results.iter().map(|r| r.1).sum::<usize>(), 1);
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert_eq!(b.metrics(&*c).probes_in_flight, probes);
     });
@@ -108,17 +118,25 @@ fn dropped_probes_free_slots_but_never_overlap_two() {
 fn concurrent_failures_reach_the_threshold() {
     loom::model(|| {
         let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(2));
-        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let tokens = [
+            b.try_acquire(&*c).unwrap().into_token(),
+            b.try_acquire(&*c).unwrap().into_token(),
+        ];
         let handles: Vec<_> = tokens
             .into_iter()
             .map(|t| {
                 let (b, c) = (b.clone(), c.clone());
-                thread::spawn(move || b.report(t, Outcome::Failure, &*c))
+                thread::spawn(move || b.report(t, Outcome::Failure, &*c).unwrap())
             })
             .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        let reported: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        // Exactly one report performed (and returned) the transition.
+        let opened: Vec<_> = reported.into_iter().flatten().collect();
+        assert_eq!(opened.len(), 1);
+        assert_eq!(
+            (opened[0].from, opened[0].to),
+            (BreakerState::Closed, BreakerState::Open)
+        );
         let m = b.metrics(&*c);
         assert_eq!(m.state, BreakerState::Open);
         assert_eq!((m.failures, m.transitions, m.stale_verdicts), (2, 1, 0));
@@ -135,13 +153,16 @@ fn window_decides(first: Outcome, second: Outcome, percent: u32) {
             .with_failure_threshold(CircuitBreaker::MAX_COUNT)
             .with_failure_rate(rate);
         let (b, c) = setup(config);
-        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let tokens = [
+            b.try_acquire(&*c).unwrap().into_token(),
+            b.try_acquire(&*c).unwrap().into_token(),
+        ];
         let handles: Vec<_> = tokens
             .into_iter()
             .zip([first, second])
             .map(|(t, outcome)| {
                 let (b, c) = (b.clone(), c.clone());
-                thread::spawn(move || b.report(t, outcome, &*c))
+                thread::spawn(move || b.report(t, outcome, &*c).unwrap())
             })
             .collect();
         for h in handles {
@@ -174,15 +195,18 @@ fn concurrent_window_failures_in_different_ring_words_are_not_lost() {
             .with_failure_rate(rate);
         let (b, c) = setup(config);
         for _ in 0..31 {
-            let t = b.acquire_token(&*c).unwrap();
-            b.report(t, Outcome::Success, &*c);
+            let t = b.try_acquire(&*c).unwrap().into_token();
+            b.report(t, Outcome::Success, &*c).unwrap();
         }
-        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let tokens = [
+            b.try_acquire(&*c).unwrap().into_token(),
+            b.try_acquire(&*c).unwrap().into_token(),
+        ];
         let handles: Vec<_> = tokens
             .into_iter()
             .map(|t| {
                 let (b, c) = (b.clone(), c.clone());
-                thread::spawn(move || b.report(t, Outcome::Failure, &*c))
+                thread::spawn(move || b.report(t, Outcome::Failure, &*c).unwrap())
             })
             .collect();
         for h in handles {
@@ -201,17 +225,21 @@ fn concurrent_probe_successes_close_the_circuit() {
             .with_half_open_max_probes(2)
             .with_half_open_successes_to_close(2);
         let (b, c) = ready_for_probes(config);
-        let tokens = [b.acquire_token(&*c).unwrap(), b.acquire_token(&*c).unwrap()];
+        let tokens = [
+            b.try_acquire(&*c).unwrap().into_token(),
+            b.try_acquire(&*c).unwrap().into_token(),
+        ];
         let handles: Vec<_> = tokens
             .into_iter()
             .map(|t| {
                 let (b, c) = (b.clone(), c.clone());
-                thread::spawn(move || b.report(t, Outcome::Success, &*c))
+                thread::spawn(move || b.report(t, Outcome::Success, &*c).unwrap())
             })
             .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        let reported: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let closed: Vec<_> = reported.into_iter().flatten().collect();
+        assert_eq!(closed.len(), 1, "one report closed it, and only it says so");
+        assert_eq!(closed[0].to, BreakerState::Closed);
         assert_eq!(b.state(), BreakerState::Closed);
     });
 }
@@ -222,10 +250,10 @@ fn concurrent_probe_successes_close_the_circuit() {
 fn a_stale_failure_never_opens_a_reset_breaker() {
     loom::model(|| {
         let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(1));
-        let old = b.acquire_token(&*c).unwrap();
+        let old = b.try_acquire(&*c).unwrap().into_token();
         let reporter = {
             let (b, c) = (b.clone(), c.clone());
-            thread::spawn(move || b.report(old, Outcome::Failure, &*c))
+            thread::spawn(move || b.report(old, Outcome::Failure, &*c).is_ok())
         };
         let operator = {
             let (b, c) = (b.clone(), c.clone());
@@ -249,15 +277,15 @@ fn a_stale_failure_never_opens_a_reset_breaker() {
 fn a_stale_probe_failure_never_reopens_a_later_round() {
     loom::model(|| {
         let (b, c) = ready_for_probes(BreakerConfig::DEFAULT);
-        let old = b.acquire_token(&*c).unwrap();
+        let old = b.try_acquire(&*c).unwrap().into_token();
         c.advance(ROUND + Duration::from_secs(1)); // the round ends unreported
         let reporter = {
             let (b, c) = (b.clone(), c.clone());
-            thread::spawn(move || b.report(old, Outcome::Failure, &*c))
+            thread::spawn(move || b.report(old, Outcome::Failure, &*c).is_ok())
         };
         let prober = {
             let (b, c) = (b.clone(), c.clone());
-            thread::spawn(move || b.acquire_token(&*c).is_ok())
+            thread::spawn(move || b.try_acquire(&*c).map(|p| p.into_token()).is_ok())
         };
         reporter.join().unwrap();
         let admitted = prober.join().unwrap();
@@ -288,15 +316,15 @@ fn a_racing_caller_is_never_admitted_by_an_old_time_stamp() {
         };
         let caller = {
             let (b, c) = (b.clone(), c.clone());
-            thread::spawn(move || b.acquire_token(&*c).ok().map(|t| t.generation()))
+            thread::spawn(move || b.try_acquire(&*c).ok().map(|p| p.into_token().generation()))
         };
         operator.join().unwrap();
         if let Some(generation) = caller.join().unwrap() {
             assert_eq!(generation, 0, "admitted only while closed");
         }
         assert_eq!(b.state(), BreakerState::Open);
-        let rejected = b.acquire_token(&*c).unwrap_err();
-        assert!(rejected.retry_after >= RESET);
+        let rejected = b.try_acquire(&*c).unwrap_err();
+        assert!(rejected.retry_after().unwrap() >= RESET);
     });
 }
 
@@ -312,7 +340,7 @@ fn an_early_clock_reading_never_backdates_a_trip() {
         let caller = {
             let (b, c) = (b.clone(), c.clone());
             thread::spawn(move || {
-                let _ = b.acquire_token(&*c);
+                let _ = b.try_acquire(&*c).map(|p| p.into_token());
             })
         };
         let operator = {
@@ -325,8 +353,8 @@ fn an_early_clock_reading_never_backdates_a_trip() {
         caller.join().unwrap();
         operator.join().unwrap();
         // Tripped "now": a full reset_timeout to go.
-        let rejected = b.acquire_token(&*c).unwrap_err();
-        assert_eq!(rejected.state, BreakerState::Open);
-        assert!(rejected.retry_after >= RESET);
+        let rejected = b.try_acquire(&*c).unwrap_err();
+        assert_eq!(rejected.state(), BreakerState::Open);
+        assert!(rejected.retry_after().unwrap() >= RESET);
     });
 }

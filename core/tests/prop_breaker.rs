@@ -10,9 +10,12 @@ use core::time::Duration;
 
 use proptest::prelude::*;
 use stockade::breaker::{
-    BreakerConfig, BreakerPermit, BreakerRejected, BreakerState, CircuitBreaker, FailureRateConfig,
-    Outcome, PermitToken, WindowMetrics,
+    BreakerConfig, BreakerPermit, BreakerState, BreakerToken, CircuitBreaker, FailureRateConfig,
+    Outcome, TokenError, Transition, WindowMetrics,
 };
+
+/// A rejection as the model sees it: the state and `retry_after()`.
+type Rejection = (BreakerState, Option<Duration>);
 use stockade::clock::{Clock, ManualClock, Timestamp};
 
 // ---------------------------------------------------------------------------
@@ -69,7 +72,10 @@ struct Model {
     slow_calls: u32,
     rejections: u32,
     transitions: u32,
+    state_changes: u32,
     stale: u32,
+    /// The transition the last operation performed.
+    last: Option<Transition>,
 }
 
 impl Model {
@@ -88,11 +94,14 @@ impl Model {
             slow_calls: 0,
             rejections: 0,
             transitions: 0,
+            state_changes: 0,
             stale: 0,
+            last: None,
         }
     }
 
     fn enter(&mut self, state: BreakerState, now: u64) {
+        let from = self.state;
         self.state = state;
         self.generation = (self.generation + 1) % u64::from(CircuitBreaker::GENERATIONS);
         self.consecutive = 0;
@@ -101,6 +110,12 @@ impl Model {
         self.window.clear();
         self.since = self.time.ticks(now);
         self.transitions += 1;
+        self.state_changes += u32::from(from != state);
+        self.last = Some(Transition {
+            from,
+            to: state,
+            generation: self.generation as u32,
+        });
     }
 
     /// Elapsed ticks in this generation; a clock behind the stamp restamps.
@@ -125,15 +140,13 @@ impl Model {
         }
     }
 
-    fn acquire(&mut self, now: u64) -> Result<ModelToken, BreakerRejected> {
+    fn acquire(&mut self, now: u64) -> Result<ModelToken, Rejection> {
+        self.last = None;
         let reset = self.time.timeout(self.cfg.reset_timeout);
         let round = self.time.timeout(self.cfg.half_open_timeout);
         let result = match self.state {
             BreakerState::Closed | BreakerState::Disabled => Ok(()),
-            BreakerState::ForcedOpen => Err(BreakerRejected {
-                state: BreakerState::ForcedOpen,
-                retry_after: Duration::MAX,
-            }),
+            BreakerState::ForcedOpen => Err((BreakerState::ForcedOpen, None)),
             BreakerState::Open => {
                 let e = self.elapsed(now);
                 if e >= reset {
@@ -141,10 +154,10 @@ impl Model {
                     self.in_flight = 1;
                     Ok(())
                 } else {
-                    Err(BreakerRejected {
-                        state: BreakerState::Open,
-                        retry_after: self.time.remaining(reset - e, now),
-                    })
+                    Err((
+                        BreakerState::Open,
+                        Some(self.time.remaining(reset - e, now)),
+                    ))
                 }
             }
             BreakerState::HalfOpen => {
@@ -161,10 +174,10 @@ impl Model {
                     self.in_flight += 1;
                     Ok(())
                 } else {
-                    Err(BreakerRejected {
-                        state: BreakerState::HalfOpen,
-                        retry_after: self.time.remaining(round - e, now),
-                    })
+                    Err((
+                        BreakerState::HalfOpen,
+                        Some(self.time.remaining(round - e, now)),
+                    ))
                 }
             }
         };
@@ -177,18 +190,27 @@ impl Model {
         }
     }
 
-    fn report(&mut self, token: ModelToken, outcome: Outcome, now: u64) {
+    /// The documented result of `report`; the transition is in `last`.
+    fn report(&mut self, token: ModelToken, outcome: Outcome, now: u64) -> Result<(), TokenError> {
+        self.last = None;
         if token.generation != self.generation {
             if outcome != Outcome::Ignored {
                 self.stale += 1;
             }
-            return;
+            return Err(TokenError::Stale);
         }
         let closed = match self.state {
             BreakerState::Closed => true,
             BreakerState::HalfOpen => false,
-            _ => return,
+            _ => return Ok(()),
         };
+        if !closed && self.in_flight == 0 {
+            // Reported (or released) already.
+            if outcome != Outcome::Ignored {
+                self.stale += 1;
+            }
+            return Err(TokenError::AlreadyReported);
+        }
         let slow = match (outcome, self.cfg.slow_call_threshold, token.start) {
             (Outcome::Success, Some(limit), Some(start)) => {
                 Duration::from_nanos(now.saturating_sub(start)) > limit
@@ -198,9 +220,9 @@ impl Model {
         let failed = match outcome {
             Outcome::Ignored => {
                 if !closed {
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.in_flight -= 1;
                 }
-                return;
+                return Ok(());
             }
             Outcome::Failure => true,
             Outcome::Success => slow,
@@ -214,7 +236,7 @@ impl Model {
                 self.consecutive += 1;
                 if self.consecutive >= self.cfg.failure_threshold {
                     self.enter(BreakerState::Open, now);
-                    return;
+                    return Ok(());
                 }
             } else {
                 self.consecutive = 0;
@@ -244,6 +266,7 @@ impl Model {
                 self.enter(BreakerState::Closed, now);
             }
         }
+        Ok(())
     }
 
     fn last_transition(&self, now: u64) -> u64 {
@@ -372,6 +395,7 @@ fn check_state(b: &CircuitBreaker, m: &Model, clock: &ManualClock) -> Result<(),
             got.slow_calls,
             got.rejections,
             got.transitions,
+            got.state_changes,
             got.stale_verdicts
         ),
         (
@@ -379,6 +403,7 @@ fn check_state(b: &CircuitBreaker, m: &Model, clock: &ManualClock) -> Result<(),
             m.slow_calls,
             m.rejections,
             m.transitions,
+            m.state_changes,
             m.stale
         )
     );
@@ -393,7 +418,7 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
     m.since = m.time.ticks(0);
     // The breaker starts closed "at time zero" of its tick clock.
     let mut permits: Vec<(BreakerPermit<'_>, ModelToken)> = Vec::new();
-    let mut tokens: Vec<(PermitToken, ModelToken)> = Vec::new();
+    let mut tokens: Vec<(BreakerToken, ModelToken)> = Vec::new();
     let mut advised = Duration::ZERO;
     for op in ops {
         let now = clock.now().as_nanos();
@@ -401,12 +426,17 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
             Op::Acquire | Op::AcquireToken => {
                 let expected = m.acquire(now);
                 let got = if matches!(op, Op::Acquire) {
-                    b.try_acquire(&clock).map(|p| (p.token(), Some(p)))
+                    b.try_acquire(&clock)
+                        .map(|p| (p.token(), p.transition(), Some(p)))
                 } else {
-                    b.acquire_token(&clock).map(|t| (t, None))
+                    b.try_acquire(&clock).map(|p| {
+                        let transition = p.transition();
+                        (p.into_token(), transition, None)
+                    })
                 };
                 match (got, expected) {
-                    (Ok((token, permit)), Ok(mt)) => {
+                    (Ok((token, transition, permit)), Ok(mt)) => {
+                        prop_assert_eq!(transition, m.last, "the admission's transition");
                         prop_assert_eq!(u64::from(token.generation()), mt.generation);
                         prop_assert_eq!(token.started_at().map(|t| t.as_nanos()), mt.start);
                         match permit {
@@ -415,31 +445,35 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
                         }
                     }
                     (Err(r), Err(mr)) => {
-                        prop_assert_eq!(r, mr);
-                        if r.retry_after != Duration::MAX {
-                            advised = r.retry_after;
+                        prop_assert_eq!((r.state(), r.retry_after()), mr);
+                        if let Some(after) = r.retry_after() {
+                            advised = after;
                         }
                     }
                     (got, expected) => prop_assert!(
                         false,
                         "decision differs: breaker {:?}, model {:?}",
-                        got.map(|(t, _)| t),
+                        got.map(|(t, _, _)| t),
                         expected
                     ),
                 }
             }
             Op::Verdict(i, outcome) if !permits.is_empty() => {
                 let (p, mt) = permits.swap_remove(i % permits.len());
-                m.report(mt, outcome, now);
-                match outcome {
+                let _ = m.report(mt, outcome, now);
+                let transition = match outcome {
                     Outcome::Success => p.success(&clock),
                     Outcome::Failure => p.failure(&clock),
-                    Outcome::Ignored => p.ignore(),
-                }
+                    Outcome::Ignored => {
+                        p.ignore();
+                        None
+                    }
+                };
+                prop_assert_eq!(transition, m.last, "the verdict's transition");
             }
             Op::Drop(i) if !permits.is_empty() => {
                 let (p, mt) = permits.swap_remove(i % permits.len());
-                m.report(mt, Outcome::Ignored, now);
+                let _ = m.report(mt, Outcome::Ignored, now);
                 drop(p);
             }
             Op::IntoToken(i) if !permits.is_empty() => {
@@ -447,9 +481,15 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
                 tokens.push((p.into_token(), mt));
             }
             Op::ReportToken(i, outcome) if !tokens.is_empty() => {
-                let (t, mt) = tokens.swap_remove(i % tokens.len());
-                m.report(mt, outcome, now);
-                b.report(t, outcome, &clock);
+                // Tokens stay in the list: a second report of one must
+                // match the model too (stale, already reported, or taken
+                // as another call's, as documented).
+                let (t, mt) = tokens[i % tokens.len()];
+                if i % 3 == 0 {
+                    let _ = tokens.swap_remove(i % tokens.len());
+                }
+                let expected = m.report(mt, outcome, now).map(|()| m.last);
+                prop_assert_eq!(b.report(t, outcome, &clock), expected);
             }
             Op::Advance(d) => clock.advance(Duration::from_nanos(d)),
             Op::WaitAsAdvised(early) => {
@@ -459,20 +499,24 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
             Op::Back(d) => clock.set(Timestamp::from_nanos(now.saturating_sub(d))),
             Op::Jump(t) => clock.set(Timestamp::from_nanos(t)),
             Op::Trip => {
-                prop_assert_eq!(b.trip(&clock), m.state);
+                let got = b.trip(&clock);
                 m.enter(BreakerState::Open, now);
+                prop_assert_eq!(Some(got), m.last);
             }
             Op::Reset => {
-                prop_assert_eq!(b.reset(&clock), m.state);
+                let got = b.reset(&clock);
                 m.enter(BreakerState::Closed, now);
+                prop_assert_eq!(Some(got), m.last);
             }
             Op::ForceOpen => {
-                prop_assert_eq!(b.force_open(&clock), m.state);
+                let got = b.force_open(&clock);
                 m.enter(BreakerState::ForcedOpen, now);
+                prop_assert_eq!(Some(got), m.last);
             }
             Op::Disable => {
-                prop_assert_eq!(b.disable(&clock), m.state);
+                let got = b.disable(&clock);
                 m.enter(BreakerState::Disabled, now);
+                prop_assert_eq!(Some(got), m.last);
             }
             _ => {}
         }
@@ -481,7 +525,7 @@ fn run(cfg: BreakerConfig, start: u64, ops: Vec<Op>) -> Result<(), TestCaseError
     // Remaining permits drop here: each must behave as "ignored".
     while let Some((p, mt)) = permits.pop() {
         let now = clock.now().as_nanos();
-        m.report(mt, Outcome::Ignored, now);
+        let _ = m.report(mt, Outcome::Ignored, now);
         drop(p);
         check_state(&b, &m, &clock)?;
     }
@@ -513,21 +557,24 @@ fn the_model_follows_the_documented_cycle() {
     let mut m = Model::new(BreakerConfig::DEFAULT.with_failure_threshold(2));
     for _ in 0..2 {
         let t = m.acquire(0).unwrap();
-        m.report(t, Outcome::Failure, 0);
+        m.report(t, Outcome::Failure, 0).unwrap();
     }
     assert_eq!(m.state, BreakerState::Open);
     let r = m.acquire(0).unwrap_err();
-    assert!(r.retry_after >= Duration::from_secs(60));
+    assert!(r.1.unwrap() >= Duration::from_secs(60));
     assert!(m.acquire(60 * SEC - 1).is_err());
     let probe = m.acquire(60 * SEC + slack).unwrap();
     assert_eq!(m.state, BreakerState::HalfOpen);
     assert!(m.acquire(60 * SEC + slack).is_err());
-    m.report(probe, Outcome::Success, 61 * SEC);
+    m.report(probe, Outcome::Success, 61 * SEC).unwrap();
     assert_eq!(m.state, BreakerState::HalfOpen);
     let t = m.acquire(90 * SEC + 2 * slack).unwrap();
     assert_eq!(m.state, BreakerState::Closed);
-    m.report(probe, Outcome::Failure, 91 * SEC); // stale
+    assert_eq!(
+        m.report(probe, Outcome::Failure, 91 * SEC),
+        Err(TokenError::Stale)
+    );
     assert_eq!((m.state, m.stale), (BreakerState::Closed, 1));
-    m.report(t, Outcome::Success, 91 * SEC);
+    m.report(t, Outcome::Success, 91 * SEC).unwrap();
     assert_eq!(m.transitions, 3);
 }

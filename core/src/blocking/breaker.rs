@@ -4,7 +4,6 @@
 //!
 //! The user-facing documentation is on [`CircuitBreaker`].
 
-use core::cell::Cell;
 use core::fmt;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
@@ -12,6 +11,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind};
 use std::sync::{Arc, Weak};
 use std::thread::{self, Thread};
+use std::vec::Vec;
 
 use parking_lot::Mutex;
 
@@ -20,11 +20,11 @@ use super::registry::{self, Registered};
 use super::wait::DisposeFlag;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::breaker::{
-    BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, CircuitBreaker as Machine,
-    Outcome, PermitToken,
+    BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, BreakerToken,
+    CircuitBreaker as Machine, Outcome, Transition,
 };
 use crate::clock::{Clock, MonotonicClock, Timestamp};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, Ordering};
 
 /// A circuit breaker for blocking calls (spec: `CircuitBreaker`).
 ///
@@ -45,7 +45,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 ///   caller.
 /// * Manual control: [`trip`](Self::trip), [`reset`](Self::reset),
 ///   [`force_open`](Self::force_open), [`disable`](Self::disable).
-/// * Events: `StateChanged { from, to }`, `Rejected`, `Disposed`, and
+/// * Events: `StateChanged { from, to, generation }`, `Rejected`, `Disposed`, and
 ///   `Monitor(metrics)` every `monitor_interval` while anyone listens (see
 ///   below).
 ///
@@ -60,28 +60,25 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// read-modify-write, no line shared between threads); further threads
 /// share one atomic counter.
 ///
-/// The core is given a clock wrapper that remembers whether (and when) the
-/// core read it. The core reads its clock only when a decision needs time
-/// (open and half-open admissions, transitions, slow-call measurement), so
-/// "the clock was not read" proves that nothing happened that needs an
-/// event; the wrapper is a local `Cell`. Everything else — counting
-/// failures and rejections, detecting state changes, emitting events —
-/// happens on those slow paths only.
+/// Everything else (counting failures and rejections, emitting events)
+/// happens only when the core says something happened: a transition it
+/// returned, a rejection, a failure.
 ///
 /// # State-change events
 ///
-/// Transitions happen inside the core (a failure opens the circuit, an
-/// admission after `reset_timeout` makes it half-open, ...), so this layer
-/// detects them afterwards: every operation that may have changed the state
-/// compares the core's generation with the last one it reported, under a
-/// lock, and reports the difference as `StateChanged { from, to }`. The
-/// events therefore form a chain: each event's `from` is the previous
-/// event's `to`. When two threads' transitions race (for example one trips
-/// the breaker while another's probe closes it), a state that lasted only
-/// as long as the race may be folded into one event (`Closed → HalfOpen`
-/// instead of `Closed → Open`, `Open → HalfOpen`); the last event always
-/// names the current state. A new half-open round (half-open to half-open)
-/// is not a state change and emits nothing.
+/// Every core call that changes the state returns the
+/// [`Transition`] it performed (exactly one call returns each), so no
+/// transition is missed or guessed: the call that performed it hands it
+/// to the event log. Transitions carry their generation, and the log
+/// delivers them in generation order, holding back one that overtook an
+/// earlier one still on its way from another thread. The events
+/// therefore form a chain: each `StateChanged { from, to, generation }`
+/// has as `from` the previous event's `to`, and generations increase. A
+/// new half-open round (half-open to half-open) and a trip of an open
+/// breaker are transitions but not state changes: they emit nothing.
+/// [`breaker_metrics`](Self::breaker_metrics)`().state_changes` counts
+/// the state changes, so while a listener is subscribed (and before
+/// `dispose`) it sees exactly that many `StateChanged` events.
 ///
 /// Events are queued under that lock and delivered in order, outside it, by
 /// one thread at a time; a listener may call back into the breaker (its
@@ -175,32 +172,23 @@ struct Inner<T> {
     /// 0 = live, 1 = disposed.
     disposed: DisposeFlag,
     listeners: Listeners,
-    /// The last reported state and the events waiting for delivery.
+    /// The last transition delivered, early arrivals, and the events
+    /// waiting for delivery.
     events: Mutex<EventLog>,
-    /// A copy of the last reported `(generation, state)` ([`seen`]), for
-    /// lock-free checks on the slow paths; written under `events`.
-    seen: AtomicU64,
     /// Serialises manual operations with `dispose`.
     manual: Mutex<()>,
     monitor: Mutex<Option<MonitorHandle>>,
 }
 
-/// Packs a reported `(generation, state)` into one word.
-fn seen(generation: u32, state: BreakerState) -> u64 {
-    let code = match state {
-        BreakerState::Closed => 0,
-        BreakerState::Open => 1,
-        BreakerState::HalfOpen => 2,
-        BreakerState::ForcedOpen => 3,
-        BreakerState::Disabled => 4,
-    };
-    (u64::from(generation) << 8) | code
-}
-
-/// The last state reported in a `StateChanged` event, and the queue.
+/// The transitions in generation order, and the event queue.
 struct EventLog {
+    /// The generation of the last transition taken in order.
     generation: u32,
+    /// The state it entered.
     state: BreakerState,
+    /// Transitions that arrived before an earlier one (a thread that
+    /// performed the earlier one has not handed it over yet).
+    early: Vec<Transition>,
     pending: VecDeque<Pending>,
     draining: bool,
 }
@@ -221,33 +209,6 @@ impl MonitorHandle {
     fn stop(self) {
         self.stop.store(1, Ordering::Release);
         self.thread.unpark();
-    }
-}
-
-/// A clock that remembers the first time it was read.
-struct Watch<'a, T: ?Sized> {
-    timer: &'a T,
-    first: Cell<Option<Timestamp>>,
-}
-
-impl<'a, T: Clock + ?Sized> Watch<'a, T> {
-    #[inline]
-    fn new(timer: &'a T) -> Self {
-        Watch {
-            timer,
-            first: Cell::new(None),
-        }
-    }
-}
-
-impl<T: Clock + ?Sized> Clock for Watch<'_, T> {
-    #[inline]
-    fn now(&self) -> Timestamp {
-        let t = self.timer.now();
-        if self.first.get().is_none() {
-            self.first.set(Some(t));
-        }
-        t
     }
 }
 
@@ -365,10 +326,10 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 events: Mutex::new(EventLog {
                     generation: 0,
                     state: BreakerState::Closed,
+                    early: Vec::new(),
                     pending: VecDeque::new(),
                     draining: false,
                 }),
-                seen: AtomicU64::new(seen(0, BreakerState::Closed)),
                 manual: Mutex::new(()),
                 monitor: Mutex::new(None),
             }),
@@ -571,7 +532,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         self.inner.core.metrics(&*self.inner.timer)
     }
 
-    /// Calls `listener` for every event: `StateChanged { from, to }`,
+    /// Calls `listener` for every event: `StateChanged { from, to, generation }`,
     /// `Rejected`, `Disposed`, and `Monitor(metrics)` every
     /// `monitor_interval` while anyone listens (the first listener starts
     /// the monitor thread). A listener that panics is caught and does no
@@ -591,7 +552,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let log = Arc::clone(&seen);
     /// let id = breaker.subscribe(move |event| {
-    ///     if let EventKind::StateChanged { from, to } = event.kind {
+    ///     if let EventKind::StateChanged { from, to, .. } = event.kind {
     ///         log.lock().unwrap().push((from, to));
     ///     }
     /// });
@@ -607,11 +568,8 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
         let inner = &*self.inner;
         let id = {
-            let mut log = inner.events.lock();
-            if !inner.listeners.any() {
-                // Nobody tracked the state while nobody listened.
-                inner.record_seen(&mut log);
-            }
+            // Under the log's lock, so no event is half-delivered to it.
+            let _log = inner.events.lock();
             inner.listeners.add(Arc::new(listener))
         };
         self.start_monitor();
@@ -670,13 +628,13 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             // From now on the core refuses every call; the rejection path
             // reports `Disposed`. Manual operations, serialised with this
             // by the lock, see the flag and never leave forced-open.
-            inner.core.force_open(&*inner.timer);
+            let forced = inner.core.force_open(&*inner.timer);
+            // Taken in order but not announced: the flag is set.
+            inner.transitioned(forced);
         }
         inner.stop_monitor();
         {
             let mut log = inner.events.lock();
-            // The forced-open state is an implementation detail: no event.
-            inner.record_seen(&mut log);
             if inner.listeners.any() {
                 let event = inner.event(EventKind::Disposed);
                 log.pending.push_back(Pending::Event(event));
@@ -698,14 +656,15 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         classify: impl FnOnce(&X) -> Outcome,
     ) -> Result<X, Error<E>> {
         let inner = &*self.inner;
-        let watch = Watch::new(&*inner.timer);
-        let token = match inner.core.acquire_token(&watch) {
-            Ok(token) => token,
+        let permit = match inner.core.try_acquire(&*inner.timer) {
+            Ok(permit) => permit,
             Err(rejected) => return Err(inner.refused(rejected)),
         };
-        if watch.first.get().is_some() {
-            inner.admitted_slow(token);
+        if let Some(transition) = permit.transition() {
+            inner.transitioned(transition);
         }
+        // The verdict is given below, also on a panic.
+        let token = permit.into_token();
         let run = catch_unwind(AssertUnwindSafe(|| {
             let result = f();
             let outcome = classify(&result);
@@ -724,17 +683,17 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     }
 
     /// Runs a manual operation unless disposed, then reports the change.
-    fn manual(&self, op: impl FnOnce(&Machine, &T) -> BreakerState) -> Result<BreakerState, Error> {
+    fn manual(&self, op: impl FnOnce(&Machine, &T) -> Transition) -> Result<BreakerState, Error> {
         let inner = &*self.inner;
-        let previous = {
+        let transition = {
             let _manual = inner.manual.lock();
             if inner.is_disposed() {
                 return Err(Error::Disposed);
             }
             op(&inner.core, &*inner.timer)
         };
-        inner.observe();
-        Ok(previous)
+        inner.transitioned(transition);
+        Ok(transition.from)
     }
 
     fn start_monitor(&self) {
@@ -801,35 +760,37 @@ impl<T: Timer> Inner<T> {
         self.disposed.get()
     }
 
-    /// Counts the outcome and gives the core its verdict. The fast path
-    /// (a success that made the core read no clock) is one report and one
-    /// relaxed increment.
+    /// Gives the core its verdict and counts the outcome. The fast path
+    /// (a success the core took without a transition, no slow-call
+    /// measurement) is one report and one relaxed increment.
     #[inline]
-    fn finish(&self, token: PermitToken, outcome: Outcome) {
-        let watch = Watch::new(&*self.timer);
-        self.core.report(token, outcome, &watch);
-        let first = watch.first.get();
-        if outcome == Outcome::Success && first.is_none() && token.started_at().is_none() {
+    fn finish(&self, token: BreakerToken, outcome: Outcome) {
+        let reported = self.core.report(token, outcome, &*self.timer);
+        if outcome == Outcome::Success && token.started_at().is_none() && reported == Ok(None) {
             self.successes.incr();
         } else {
-            self.finish_slow(token, outcome, first);
+            self.finish_slow(token, outcome, reported);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn finish_slow(&self, token: PermitToken, outcome: Outcome, first: Option<Timestamp>) {
+    fn finish_slow(
+        &self,
+        token: BreakerToken,
+        outcome: Outcome,
+        reported: Result<Option<Transition>, crate::breaker::TokenError>,
+    ) {
         let counted = match (
             outcome,
             token.started_at(),
             self.core.config().slow_call_threshold,
         ) {
             (Outcome::Success, Some(start), Some(threshold)) => {
-                // The core's slow-call test is its first clock reading of
-                // the report (`first`): the same reading gives the same
-                // verdict. A stale report reads no clock: read it here.
-                let now = first.unwrap_or_else(|| self.timer.now());
-                if now.saturating_duration_since(start) > threshold {
+                // Measured again here, after the core measured it: a call
+                // within a clock step of the threshold may be counted
+                // differently here than in the core's `slow_calls`.
+                if self.timer.now().saturating_duration_since(start) > threshold {
                     Outcome::Failure
                 } else {
                     Outcome::Success
@@ -842,36 +803,8 @@ impl<T: Timer> Inner<T> {
             Outcome::Failure => self.failures.incr(),
             Outcome::Ignored => self.ignored.incr(),
         }
-        if first.is_some() {
-            self.reported_slow(token);
-        }
-    }
-
-    /// After an admission that read the clock (open, half-open, or a
-    /// slow-call threshold): report a transition it may have made.
-    #[cold]
-    #[inline(never)]
-    fn admitted_slow(&self, token: PermitToken) {
-        if !self.listeners.any() {
-            return;
-        }
-        // An admission into the generation last reported changed nothing.
-        if self.seen.load(Ordering::Acquire) >> 8 != u64::from(token.generation()) {
-            self.observe();
-        }
-    }
-
-    /// After a report that read the clock: report a transition it may have
-    /// made. A report's transition always leaves the state of the token's
-    /// generation, so if that generation's state is still the current one
-    /// nothing is left to report (a later transition back is reported by
-    /// whoever made it).
-    fn reported_slow(&self, token: PermitToken) {
-        if !self.listeners.any() {
-            return;
-        }
-        if self.seen.load(Ordering::Acquire) != seen(token.generation(), self.core.state()) {
-            self.observe();
+        if let Ok(Some(transition)) = reported {
+            self.transitioned(transition);
         }
     }
 
@@ -879,16 +812,18 @@ impl<T: Timer> Inner<T> {
     #[cold]
     #[inline(never)]
     fn refused<E>(&self, rejected: BreakerRejected) -> Error<E> {
-        if rejected.state == BreakerState::ForcedOpen && self.is_disposed() {
+        if rejected.state() == BreakerState::ForcedOpen && self.is_disposed() {
             return Error::Disposed;
         }
         self.rejections.incr();
         self.publish(EventKind::Rejected {
-            retry_after: Some(rejected.retry_after),
+            retry_after: rejected.retry_after(),
         });
         Error::BreakerOpen {
-            state: rejected.state,
-            retry_after: rejected.retry_after,
+            state: rejected.state(),
+            // Forced open: no time is meaningful; `Error::retry_after`
+            // and the message say so.
+            retry_after: rejected.retry_after().unwrap_or(Duration::MAX),
         }
     }
 
@@ -935,39 +870,70 @@ impl<T: Timer> Inner<T> {
         self.drain();
     }
 
-    /// Compares the core's state with the last one reported and queues a
-    /// `StateChanged` for the difference.
+    /// Takes a transition the core returned to one of this breaker's
+    /// calls, in generation order, and queues a `StateChanged` event for
+    /// each state change (while anyone listens and until disposed).
     #[cold]
-    fn observe(&self) {
-        if !self.listeners.any() {
-            return;
+    #[inline(never)]
+    fn transitioned(&self, transition: Transition) {
+        /// Generations ahead of the last one taken (wrapping); `0` or
+        /// more than half the space means "not ahead".
+        fn ahead(of: u32, g: u32) -> u32 {
+            g.wrapping_sub(of) & (Machine::GENERATIONS - 1)
         }
-        {
+        /// A thread that performed a transition and has not handed it over
+        /// yet (it was preempted right after the core call) holds back the
+        /// later ones. Every transition is handed over (nothing between
+        /// the core call and this function can fail), so this is a bound
+        /// on memory against a thread stopped for good (a debugger), not
+        /// a timeout: past this many, stop waiting for it (its transition,
+        /// when it comes, is dropped as old, and the next event's `from`
+        /// is the last state announced).
+        const MAX_EARLY: usize = if Machine::GENERATIONS / 4 < 4096 {
+            (Machine::GENERATIONS / 4) as usize
+        } else {
+            4096
+        };
+        let queued = {
             let mut log = self.events.lock();
-            let m = self.core.metrics(&*self.timer);
-            // Read after the state: `dispose` sets the flag before it
-            // forces the core open, so its transition is never reported.
-            if self.is_disposed() {
-                return;
+            let a = ahead(log.generation, transition.generation);
+            if a == 0 || a > Machine::GENERATIONS / 2 {
+                return; // older than one already taken: stopped waiting
             }
-            // Only move forward (reads under the lock never go back, but a
-            // wrapped generation must not look new either).
-            let ahead = m.generation.wrapping_sub(log.generation) & (Machine::GENERATIONS - 1);
-            if ahead == 0 || ahead > Machine::GENERATIONS / 2 {
-                return;
+            log.early.push(transition);
+            let mut queued = false;
+            loop {
+                let next = log.generation.wrapping_add(1) & (Machine::GENERATIONS - 1);
+                let found = match log.early.iter().position(|t| t.generation == next) {
+                    Some(i) => Some(i),
+                    None if log.early.len() > MAX_EARLY => {
+                        // Skip the gap: take the earliest that arrived.
+                        let from = log.generation;
+                        (0..log.early.len()).min_by_key(|&i| ahead(from, log.early[i].generation))
+                    }
+                    None => None,
+                };
+                let Some(i) = found else { break };
+                let t = log.early.swap_remove(i);
+                let from = log.state;
+                log.generation = t.generation;
+                log.state = t.to;
+                // `from` is `t.from` unless a gap was skipped.
+                if from != t.to && self.listeners.any() && !self.is_disposed() {
+                    let event = self.event(EventKind::StateChanged {
+                        from,
+                        to: t.to,
+                        generation: t.generation,
+                    });
+                    log.pending.push_back(Pending::Event(event));
+                    queued = true;
+                }
             }
-            let from = log.state;
-            log.generation = m.generation;
-            log.state = m.state;
-            self.seen
-                .store(seen(m.generation, m.state), Ordering::Release);
-            if from == m.state {
-                return; // a new half-open round
-            }
-            let event = self.event(EventKind::StateChanged { from, to: m.state });
-            log.pending.push_back(Pending::Event(event));
+            queued
+        };
+        if queued {
+            self.drain();
         }
-        self.drain();
     }
 
     /// Delivers queued events in order, unless another thread (or this
@@ -1006,16 +972,6 @@ impl<T: Timer> Inner<T> {
                 Pending::ClearListeners => self.listeners.clear(),
             }
         }
-    }
-
-    /// Takes the core's current state as the last reported one. Call with
-    /// the `events` lock held.
-    fn record_seen(&self, log: &mut EventLog) {
-        let m = self.core.metrics(&*self.timer);
-        log.generation = m.generation;
-        log.state = m.state;
-        self.seen
-            .store(seen(m.generation, m.state), Ordering::Release);
     }
 
     fn stop_monitor(&self) {
@@ -1108,17 +1064,5 @@ mod tests {
         b.dispose();
         wait_for(|| Arc::weak_count(&b.inner) == 0);
         assert_eq!(clock.waiting(), 0);
-    }
-
-    #[test]
-    fn the_seen_word_packs_generation_and_state() {
-        assert_ne!(
-            seen(1, BreakerState::Closed),
-            seen(1, BreakerState::Disabled)
-        );
-        assert_eq!(
-            seen(Machine::GENERATIONS - 1, BreakerState::Open) >> 8,
-            u64::from(Machine::GENERATIONS - 1)
-        );
     }
 }

@@ -22,7 +22,9 @@ pub enum Error<E = core::convert::Infallible> {
     BreakerOpen {
         /// The breaker's state when it refused.
         state: BreakerState,
-        /// How long until a trial call may be admitted.
+        /// How long until a trial call may be admitted. `Duration::MAX`
+        /// when forced open (no time is meaningful: [`Error::retry_after`]
+        /// is `None` and the message names no time).
         retry_after: Duration,
     },
     /// The bulkhead had no free slot and no room in its queue.
@@ -104,6 +106,11 @@ impl<E> Error<E> {
     /// When a new attempt may succeed, if the refusal says.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            // Forced open: open until reset, no time is meaningful.
+            Error::BreakerOpen {
+                state: BreakerState::ForcedOpen,
+                ..
+            } => None,
             Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => {
                 Some(*retry_after)
             }
@@ -143,10 +150,12 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
         match self {
             Error::Inner(e) => e.fmt(f),
             Error::BreakerOpen { state, retry_after } => {
-                write!(
-                    f,
-                    "circuit breaker is {state:?}; retry after {retry_after:?}"
-                )
+                write!(f, "circuit breaker is {}", state.as_words())?;
+                if *state == BreakerState::ForcedOpen {
+                    Ok(())
+                } else {
+                    write!(f, "; retry after {}", crate::HumanDuration(*retry_after))
+                }
             }
             Error::BulkheadFull => f.write_str("bulkhead is full"),
             Error::QueueTimeout { waited } => {

@@ -58,6 +58,10 @@ pub enum EventKind {
         from: BreakerState,
         /// The state after.
         to: BreakerState,
+        /// The breaker's generation after the change (see
+        /// [`crate::breaker::Transition`]): increases from event to event
+        /// (wrapping at `CircuitBreaker::GENERATIONS`).
+        generation: u32,
     },
     /// The periodic monitoring event a circuit breaker emits every
     /// `monitor_interval` while it has listeners.
