@@ -68,6 +68,12 @@
 // Alignment a `stockade_backoff_schedule`'s storage needs.
 #define STOCKADE_BACKOFF_SCHEDULE_ALIGN 8
 
+// Bytes of storage a `stockade_breaker` needs (every supported target).
+#define STOCKADE_BREAKER_SIZE 176
+
+// Alignment a `stockade_breaker`'s storage needs.
+#define STOCKADE_BREAKER_ALIGN 8
+
 // Bytes of storage a `stockade_retry_budget` needs (every supported target).
 #define STOCKADE_RETRY_BUDGET_SIZE 56
 
@@ -132,6 +138,9 @@ enum stockade_status
   // The permit token was already reported (or released, or cancelled);
   // the second report changed nothing.
   STOCKADE_STATUS_TOKEN_ALREADY_USED = 12,
+  // The circuit breaker changed state since the token's call was
+  // admitted: the verdict was not counted.
+  STOCKADE_STATUS_TOKEN_STALE = 13,
   // The rate limiter has no permit now (and the caller chose not to
   // wait, or the wait would exceed the queue timeout).
   STOCKADE_STATUS_RATE_LIMITED = 20,
@@ -167,6 +176,32 @@ typedef uint32_t stockade_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A circuit breaker's state (the core's `BreakerState`, same numbers).
+enum stockade_breaker_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Calls pass; failures are counted.
+  STOCKADE_BREAKER_STATE_CLOSED = 0,
+  // Calls are rejected until `reset_timeout_ms` has passed.
+  STOCKADE_BREAKER_STATE_OPEN = 1,
+  // A few probe calls pass to test the dependency.
+  STOCKADE_BREAKER_STATE_HALF_OPEN = 2,
+  // Opened by `stockade_breaker_force_open`: rejects until reset.
+  STOCKADE_BREAKER_STATE_FORCED_OPEN = 3,
+  // Set by `stockade_breaker_disable`: admits every call, records
+  // nothing, until reset.
+  STOCKADE_BREAKER_STATE_DISABLED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_breaker_state stockade_breaker_state;
+#else
+typedef uint8_t stockade_breaker_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // How delays are randomised (`stockade_backoff_config.jitter`).
 enum stockade_jitter
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -190,6 +225,28 @@ typedef uint8_t stockade_jitter;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A call's verdict for `stockade_breaker_report` (the core's `Outcome`).
+enum stockade_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The call succeeded (a failure if slower than `slow_call_threshold_ms`).
+  STOCKADE_OUTCOME_SUCCESS = 0,
+  // The call failed.
+  STOCKADE_OUTCOME_FAILURE = 1,
+  // The call does not count (cancelled, or an error that says nothing
+  // about the dependency's health); frees a half-open probe slot.
+  STOCKADE_OUTCOME_IGNORED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_outcome stockade_outcome;
+#else
+typedef uint8_t stockade_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A validated backoff policy (the core's `Backoff`) in caller storage:
 // a pure calculator, read-only after `stockade_backoff_init`, so any
 // number of threads may use one at once.
@@ -200,6 +257,11 @@ typedef struct stockade_backoff stockade_backoff;
 // `stockade_backoff_schedule_next`, so one operation (one thread at a
 // time) uses it; copy the storage bytes to fork it.
 typedef struct stockade_backoff_schedule stockade_backoff_schedule;
+
+// A lock-free circuit breaker (the core's `CircuitBreaker`) in caller
+// storage. Every function on it may be called from any number of threads
+// (and interrupt handlers) at once.
+typedef struct stockade_breaker stockade_breaker;
 
 // A retry budget (the core's `RetryBudget`) in caller storage: one atomic
 // word, lock-free; share it between every thread (and interrupt handler)
@@ -254,18 +316,38 @@ typedef struct stockade_config_error {
   char message[STOCKADE_CONFIG_ERROR_MESSAGE_LEN];
 } stockade_config_error;
 
-// Retry budget options: start from `stockade_retry_budget_config_default()`.
-typedef struct stockade_retry_budget_config {
-  // Tokens each call deposits: the share of calls that may be retried
-  // (default 0.2). Finite, not negative.
-  double ratio;
-  // Retries per second allowed whatever the traffic (default 10); 0 =
-  // none (the budget then never reads the clock). At most 1000000.
-  uint32_t min_retries_per_second;
-  // Most tokens the bucket holds, and its initial balance (default
-  // 100); at least 1.
-  uint32_t max_tokens;
-} stockade_retry_budget_config;
+// Circuit breaker options (the core's `RawBreakerConfig`): start from
+// `stockade_breaker_config_default()` and change fields.
+typedef struct stockade_breaker_config {
+  // Consecutive failures that open the circuit (default 5); 1 to 65535
+  // (255 on 32-bit microcontrollers).
+  uint32_t failure_threshold;
+  // Probes admitted at once while half-open (default 1).
+  uint32_t half_open_max_probes;
+  // Close early after this many successful probes in one half-open
+  // round; 0 = none (the default: only the round's end closes).
+  uint32_t half_open_successes_to_close;
+  // Also open when this percentage of the last
+  // `failure_rate_window_size` calls failed; 0 = no failure-rate rule
+  // (the default). 1 to 100.
+  uint32_t failure_rate_threshold;
+  // Calls in the failure-rate window (used when
+  // `failure_rate_threshold` > 0).
+  uint32_t failure_rate_window_size;
+  // Calls needed before the failure rate is judged (at most
+  // `failure_rate_window_size`).
+  uint32_t failure_rate_minimum_calls;
+  // Time open before half-open, ms (default 60000).
+  uint64_t reset_timeout_ms;
+  // Length of a half-open round, ms (default 30000).
+  uint64_t half_open_timeout_ms;
+  // Interval between monitoring events, ms (default 5000; used by the
+  // blocking tier's listeners).
+  uint64_t monitor_interval_ms;
+  // A success slower than this counts as a failure, ms; 0 = none (the
+  // default).
+  uint64_t slow_call_threshold_ms;
+} stockade_breaker_config;
 
 // A clock: `now_ns(user_data)` returns monotonic nanoseconds since any
 // fixed epoch. Every function that needs time takes a
@@ -282,6 +364,82 @@ typedef struct stockade_clock {
   // Passed to `now_ns` unchanged; may be NULL.
   void *user_data;
 } stockade_clock;
+
+// An admitted call (the core's `BreakerToken`): plain data, 16 bytes.
+// Report it once with `stockade_breaker_report`. A token never reported
+// does no lasting harm (a half-open probe slot frees itself when the
+// round ends).
+typedef struct stockade_breaker_token {
+  // The generation the call was admitted in.
+  uint32_t generation;
+  // 1 when `started_at_ns` holds the call's start (the breaker has a
+  // slow-call threshold), else 0.
+  uint32_t timed;
+  // The call's start, in the clock's nanoseconds (when `timed`).
+  uint64_t started_at_ns;
+} stockade_breaker_token;
+
+// A state change a call performed (the core's `Transition`), reported
+// through the optional `stockade_breaker_transition *` out-parameters.
+typedef struct stockade_breaker_transition {
+  // Whether the call performed a transition; when false the other
+  // fields are 0.
+  bool happened;
+  // The state before (a `stockade_breaker_state`).
+  stockade_breaker_state from;
+  // The state after (a `stockade_breaker_state`).
+  stockade_breaker_state to;
+  // The generation the transition began.
+  uint32_t generation;
+} stockade_breaker_transition;
+
+// A snapshot of a breaker's state and counters (the core's
+// `BreakerMetrics`). Counters wrap at `UINT32_MAX`.
+typedef struct stockade_breaker_metrics {
+  // The state.
+  stockade_breaker_state state;
+  // Whether a failure-rate window is configured (`window_*` valid).
+  bool has_window;
+  // The generation (incremented by every transition, wrapping).
+  uint32_t generation;
+  // Consecutive failures (closed; 0 otherwise).
+  uint32_t consecutive_failures;
+  // Probes in flight (half-open; 0 otherwise).
+  uint32_t probes_in_flight;
+  // Successful probes in the current round (half-open; 0 otherwise).
+  uint32_t probe_successes;
+  // Calls in the failure-rate window.
+  uint32_t window_calls;
+  // Failed calls in the failure-rate window.
+  uint32_t window_failures;
+  // Failures counted (slow calls included).
+  uint32_t failures;
+  // Slow calls counted as failures.
+  uint32_t slow_calls;
+  // Calls rejected.
+  uint32_t rejections;
+  // Transitions (new half-open rounds and manual operations included).
+  uint32_t transitions;
+  // Transitions that changed the state.
+  uint32_t state_changes;
+  // Verdicts ignored because their token was stale or already reported.
+  uint32_t stale_verdicts;
+  // When the current generation began, in the clock's nanoseconds.
+  uint64_t last_transition_ns;
+} stockade_breaker_metrics;
+
+// Retry budget options: start from `stockade_retry_budget_config_default()`.
+typedef struct stockade_retry_budget_config {
+  // Tokens each call deposits: the share of calls that may be retried
+  // (default 0.2). Finite, not negative.
+  double ratio;
+  // Retries per second allowed whatever the traffic (default 10); 0 =
+  // none (the budget then never reads the clock). At most 1000000.
+  uint32_t min_retries_per_second;
+  // Most tokens the bucket holds, and its initial balance (default
+  // 100); at least 1.
+  uint32_t max_tokens;
+} stockade_retry_budget_config;
 
 // Timeout options (the spec's `timeoutMs`): start from
 // `stockade_timeout_config_default()`.
@@ -402,6 +560,160 @@ stockade_status stockade_backoff_schedule_next(struct stockade_backoff_schedule 
 // `schedule` must come from `stockade_backoff_schedule_init`.
 stockade_status stockade_backoff_schedule_attempts(const struct stockade_backoff_schedule *schedule,
                                                    uint32_t *out_attempts);
+
+// The spec's defaults: `failure_threshold` 5, `reset_timeout_ms` 60000,
+// `half_open_timeout_ms` 30000, `monitor_interval_ms` 5000, one
+// half-open probe; no early close, failure-rate rule or slow-call
+// threshold.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_breaker_config stockade_breaker_config_default(void);
+
+// Validates `config` and makes a closed breaker in `storage`
+// (`STOCKADE_BREAKER_SIZE` bytes aligned to `STOCKADE_BREAKER_ALIGN`);
+// `*out` = the breaker (the address of `storage`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (a count or timeout of 0, a count above the
+//   layout's maximum, a failure-rate rule out of range; `*error` names
+//   it if not NULL); `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed (do not
+//   reuse the storage while another thread may still use the breaker).
+// - Thread safety: share the breaker freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_breaker_init(void *storage,
+                                      size_t storage_size,
+                                      const struct stockade_breaker_config *config,
+                                      struct stockade_config_error *error,
+                                      struct stockade_breaker **out);
+
+// Asks to make a call. On `OK`, `*out_token` records the admission:
+// make the call, then report it with `stockade_breaker_report`.
+//
+// - Statuses: `OK`; `BREAKER_OPEN` (open or forced open: do not call);
+//   `BREAKER_HALF_OPEN_FULL` (half-open, every probe taken);
+//   `NULL_ARGUMENT` (`breaker`, `clock` or its `now_ns`, `out_token`).
+//   On a rejection `*retry_after_ms`, if not NULL, is set to how long
+//   until a call may be admitted (`UINT64_MAX` when forced open).
+// - `transition` (optional): whether this admission moved the breaker
+//   (open to half-open, or the end of a half-open round), on `OK`.
+// - Thread safety: any thread; lock-free. Blocks: no. Reads the clock
+//   only when the decision needs time (never on a closed breaker without
+//   a slow-call threshold).
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_acquire(const struct stockade_breaker *breaker,
+                                         const struct stockade_clock *clock,
+                                         struct stockade_breaker_token *out_token,
+                                         struct stockade_breaker_transition *transition,
+                                         uint64_t *retry_after_ms);
+
+// Reports the verdict of an admitted call: `outcome` is a
+// `stockade_outcome` (`SUCCESS`, `FAILURE`, `IGNORED`).
+//
+// - Statuses: `OK` (counted); `TOKEN_STALE` (the breaker changed state
+//   since the call was admitted: nothing counted); `TOKEN_ALREADY_USED`
+//   (a half-open probe's token reported twice: nothing counted);
+//   `INVALID_ARGUMENT` (unknown `outcome`); `NULL_ARGUMENT`. A closed
+//   breaker cannot tell a second report of a token from another call's
+//   and counts it (a token carries only its generation); the breaker's
+//   state stays consistent whatever is reported.
+// - `transition` (optional): the transition this verdict performed (e.g.
+//   closed to open), on `OK`.
+// - Thread safety: any thread; lock-free. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_report(const struct stockade_breaker *breaker,
+                                        const struct stockade_breaker_token *token,
+                                        uint8_t outcome,
+                                        const struct stockade_clock *clock,
+                                        struct stockade_breaker_transition *transition);
+
+// `*out_state` = the state (one atomic load; an open breaker whose
+// reset timeout has passed reads open until the next acquire).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`.
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; `out_state` valid or NULL.
+stockade_status stockade_breaker_get_state(const struct stockade_breaker *breaker,
+                                           stockade_breaker_state *out_state);
+
+// `*out` = a snapshot of the breaker's state and counters.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`.
+// - Thread safety: any thread (fields are read one after another, not
+//   atomically together). Blocks: no. Reads the clock once.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_get_metrics(const struct stockade_breaker *breaker,
+                                             const struct stockade_clock *clock,
+                                             struct stockade_breaker_metrics *out);
+
+// Opens the breaker now (as if the failure threshold was reached); it
+// half-opens after `reset_timeout_ms` as usual. `transition` (optional)
+// receives the transition.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_trip(const struct stockade_breaker *breaker,
+                                      const struct stockade_clock *clock,
+                                      struct stockade_breaker_transition *transition);
+
+// Closes the breaker now, clearing its counts (also ends forced open and
+// disabled). `transition` (optional) receives the transition.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_reset(const struct stockade_breaker *breaker,
+                                       const struct stockade_clock *clock,
+                                       struct stockade_breaker_transition *transition);
+
+// Holds the breaker open until `stockade_breaker_reset`.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_force_open(const struct stockade_breaker *breaker,
+                                            const struct stockade_clock *clock,
+                                            struct stockade_breaker_transition *transition);
+
+// Admits every call and records nothing until `stockade_breaker_reset`.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
+stockade_status stockade_breaker_disable(const struct stockade_breaker *breaker,
+                                         const struct stockade_clock *clock,
+                                         struct stockade_breaker_transition *transition);
+
+// The name of a `stockade_breaker_state` (`"half_open"`), or `"unknown"`:
+// a static NUL-terminated string.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+const char *stockade_breaker_state_str(uint8_t state);
 
 // The defaults: ratio 0.2, 10 retries a second, 100 tokens.
 //

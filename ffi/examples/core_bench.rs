@@ -6,8 +6,9 @@
 //! indirect call per clock read there; here it may be inlined, which is
 //! part of what the C boundary costs).
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use core::hint::black_box;
+use core::time::Duration;
+use std::time::Instant;
 
 use stockade_core::backoff::Backoff;
 use stockade_core::budget::{RetryBudget, RetryBudgetConfig};

@@ -44,6 +44,7 @@
 mod boundary;
 
 pub mod backoff;
+pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod config_error;

@@ -37,6 +37,9 @@ pub enum stockade_status {
     /// The permit token was already reported (or released, or cancelled);
     /// the second report changed nothing.
     TokenAlreadyUsed = 12,
+    /// The circuit breaker changed state since the token's call was
+    /// admitted: the verdict was not counted.
+    TokenStale = 13,
     /// The rate limiter has no permit now (and the caller chose not to
     /// wait, or the wait would exceed the queue timeout).
     RateLimited = 20,
@@ -83,6 +86,9 @@ impl stockade_status {
                 c"circuit breaker is half-open and all probes are taken"
             }
             stockade_status::TokenAlreadyUsed => c"permit token was already reported",
+            stockade_status::TokenStale => {
+                c"permit token is stale: the breaker changed state since the call was admitted"
+            }
             stockade_status::RateLimited => c"rate limit reached",
             stockade_status::QueueFull => c"waiting queue is full",
             stockade_status::QueueTimeout => c"timed out waiting in the queue",
@@ -100,7 +106,7 @@ impl stockade_status {
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 21] = [
+    pub(crate) const ALL: [stockade_status; 22] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -111,6 +117,7 @@ impl stockade_status {
         stockade_status::BreakerOpen,
         stockade_status::BreakerHalfOpenFull,
         stockade_status::TokenAlreadyUsed,
+        stockade_status::TokenStale,
         stockade_status::RateLimited,
         stockade_status::QueueFull,
         stockade_status::QueueTimeout,
