@@ -1,7 +1,7 @@
 //! Bulkhead admission: take a permit and give it back.
 //!
 //! Group `bulkhead`: Stockade's lock-free core `Bulkhead::try_acquire` +
-//! drop (`stockade`) and `try_acquire_raw` + `release_raw` (`stockade-raw`,
+//! drop (`stockade`) and a token + `Bulkhead::release` (`stockade-raw`,
 //! the bindings' path), tokio's `Semaphore::try_acquire` + drop, and a
 //! `Mutex` + `Condvar` counting semaphore ([`stockade_bench::CondvarSemaphore`]), each at 1 and
 //! 2 threads on one shared instance. There are more permits than threads,
@@ -12,7 +12,7 @@
 use core::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stockade::bulkhead::{Bulkhead, BulkheadConfig, Release};
+use stockade::bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
 use stockade_bench::{CondvarSemaphore, assert_no_rejections, bench_threads, note_rejection};
 
 /// Permits of every semaphore: more than there are threads.
@@ -34,9 +34,9 @@ fn bulkhead(c: &mut Criterion) {
             }
         },
     );
-    // The raw API a binding uses: `try_acquire_raw` + `release_raw` (a
-    // compare-and-swap each way; the guard's release above is one
-    // `fetch_sub`).
+    // The token API a binding uses: `try_acquire` + `into_token`, then
+    // `Bulkhead::release` (a compare-and-swap each way; the guard's release
+    // above is one `fetch_sub`).
     bench_threads(
         &mut group,
         "stockade-raw",
@@ -45,10 +45,11 @@ fn bulkhead(c: &mut Criterion) {
             let Ok(bulkhead) = bulkhead else {
                 return note_rejection();
             };
-            if black_box(bulkhead.try_acquire_raw()).is_err() {
+            let Ok(token) = black_box(bulkhead.try_acquire().map(BulkheadPermit::into_token))
+            else {
                 return note_rejection();
-            }
-            if black_box(bulkhead.release_raw()) == Release::NotHeld {
+            };
+            if black_box(bulkhead.release(token)).is_err() {
                 note_rejection();
             }
         },

@@ -17,36 +17,27 @@
 //!    queue in one CAS when a permit is free.
 //! 3. A waiter that times out (after [`BulkheadConfig::queue_timeout`], a
 //!    value the core only stores) drops its ticket, which leaves the queue.
-//! 4. Releasing a permit reports how many waiters are queued
-//!    ([`Release`]), so the blocking layer knows to wake the front one.
+//! 4. Releasing a permit reports the counts after it
+//!    ([`BulkheadCounts`]), so the blocking layer knows whether to wake the
+//!    front waiter.
 //!
 //! There is no barging: [`Bulkhead::try_acquire`] and [`Bulkhead::enqueue`]
 //! refuse to hand a free permit to a newcomer while anyone is queued, so the
 //! blocking layer's FIFO order holds.
 //!
+//! Every transition reports what it did: a permit carries the counts right
+//! after it was granted ([`BulkheadPermit::granted`]), a release the counts
+//! after it.
+//!
 //! Permits and tickets are RAII guards (`#[must_use]`, released on drop), so
-//! they cannot leak or be duplicated. Bindings that cannot hold a borrow use
-//! the `_raw` forms; see [`Bulkhead::try_acquire_raw`] for their contract.
-//! No operation leaves a counter underflowed: releasing a bulkhead with no
-//! permit in use reports [`Release::NotHeld`] and changes nothing.
-//!
-//! Cost: taking a permit is one load and one compare-and-swap (more only
-//! when it races); a guard gives its permit back with one `fetch_sub`
-//! (it proves a permit is held), [`Bulkhead::release_raw`] with a
-//! compare-and-swap that refuses to underflow. See
-//! [`BulkheadPermit::release`] for the one case where a guard finds its
-//! permit already gone.
-//!
-//! # State word
-//!
-//! | layout | bits `0..H` | bits `H..2H` | per-field max (`H` bits) |
-//! |--------|-------------|--------------|---------------------------|
-//! | 64-bit | `in_use`    | `queued`     | 4 294 967 295 (`H` = 32)  |
-//! | 32-bit | `in_use`    | `queued`     | 65 535 (`H` = 16)         |
-//!
-//! With the 32-bit layout [`Bulkhead::new`] rejects `max_concurrent` or
-//! `max_queue` above 65 535 ([`ConfigProblem::TooLarge`](crate::ConfigProblem::TooLarge)). The bulkhead
-//! keeps no time in its word, so there is no wrap horizon.
+//! they cannot leak or be duplicated. Bindings that cannot hold a borrow (C,
+//! Python) turn a permit into a plain [`BulkheadToken`]
+//! ([`BulkheadPermit::into_token`]) and hand it back with
+//! [`Bulkhead::release`], or turn it back into a guard with
+//! [`BulkheadPermit::from_token`]; see [`BulkheadToken`] for what a token
+//! released twice or never does. No operation leaves a counter
+//! underflowed: releasing a bulkhead with no permit in use is refused with
+//! [`NotHeld`] and changes nothing.
 //!
 //! # Examples
 //!
@@ -67,15 +58,34 @@
 //! assert!(matches!(bulkhead.enqueue(), Admission::Full(_))); // the queue is full too
 //!
 //! // ...a holder finishes and learns that someone is waiting...
-//! assert!(a.release().wake_waiter());
+//! assert!(a.release()?.has_waiters());
 //!
 //! // ...and the woken waiter takes the freed permit and leaves the queue at once.
 //! let c = ticket.try_acquire().ok().expect("a permit was freed");
 //! assert_eq!((bulkhead.in_use(), bulkhead.queued()), (2, 0));
 //! drop((b, c));
 //! assert_eq!(bulkhead.available(), 2);
-//! # Ok::<(), stockade::ConfigError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Cost
+//!
+//! Taking a permit is one load and one compare-and-swap (more only when it
+//! races); a guard gives its permit back with one `fetch_sub` (it proves a
+//! permit is held), [`Bulkhead::release`] with a compare-and-swap that
+//! refuses to underflow. See [`BulkheadPermit::release`] for the one case
+//! where a guard finds its permit already gone.
+//!
+//! # State word
+//!
+//! | layout | bits `0..H` | bits `H..2H` | per-field max (`H` bits) |
+//! |--------|-------------|--------------|---------------------------|
+//! | 64-bit | `in_use`    | `queued`     | 4 294 967 295 (`H` = 32)  |
+//! | 32-bit | `in_use`    | `queued`     | 65 535 (`H` = 16)         |
+//!
+//! With the 32-bit layout [`Bulkhead::new`] rejects `max_concurrent` or
+//! `max_queue` above 65 535 ([`ConfigProblem::TooLarge`](crate::ConfigProblem::TooLarge)). The bulkhead
+//! keeps no time in its word, so there is no wrap horizon.
 
 use core::fmt;
 use core::time::Duration;
@@ -156,6 +166,7 @@ impl BulkheadConfig {
     };
 
     /// This config with `max_concurrent` set.
+    #[must_use]
     pub const fn with_max_concurrent(self, max_concurrent: u32) -> BulkheadConfig {
         BulkheadConfig {
             max_concurrent,
@@ -164,11 +175,13 @@ impl BulkheadConfig {
     }
 
     /// This config with `max_queue` set.
+    #[must_use]
     pub const fn with_max_queue(self, max_queue: u32) -> BulkheadConfig {
         BulkheadConfig { max_queue, ..self }
     }
 
     /// This config with `queue_timeout` set.
+    #[must_use]
     pub const fn with_queue_timeout(self, queue_timeout: Duration) -> BulkheadConfig {
         BulkheadConfig {
             queue_timeout,
@@ -199,6 +212,84 @@ impl BulkheadConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl BulkheadConfig {
+    /// The plain form a C or Python binding passes.
+    pub const fn to_raw(&self) -> RawBulkheadConfig {
+        let ms = self.queue_timeout.as_millis();
+        RawBulkheadConfig {
+            queue_timeout_ms: if ms > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                ms as u64
+            },
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
+/// [`BulkheadConfig`] as plain integers, for C and Python bindings: the
+/// queue timeout in whole milliseconds (0: never wait). Convert with
+/// `BulkheadConfig::try_from(raw)`, which validates every option
+/// ([`BulkheadConfig::validate`]).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::bulkhead::{BulkheadConfig, RawBulkheadConfig};
+///
+/// let raw = RawBulkheadConfig { max_concurrent: 4, ..RawBulkheadConfig::DEFAULT };
+/// assert_eq!(BulkheadConfig::try_from(raw)?.to_raw(), raw);
+/// assert!(BulkheadConfig::try_from(RawBulkheadConfig { max_concurrent: 0, ..raw }).is_err());
+/// # Ok::<(), stockade::ConfigError>(())
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawBulkheadConfig {
+    /// `queue_timeout` in milliseconds.
+    pub queue_timeout_ms: u64,
+    /// `max_concurrent`.
+    pub max_concurrent: u32,
+    /// `max_queue`.
+    pub max_queue: u32,
+}
+
+impl RawBulkheadConfig {
+    /// [`BulkheadConfig::DEFAULT`] in plain form.
+    pub const DEFAULT: RawBulkheadConfig = BulkheadConfig::DEFAULT.to_raw();
+
+    /// The config, validated.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid option, as for [`BulkheadConfig::validate`].
+    pub const fn to_config(&self) -> Result<BulkheadConfig, ConfigError> {
+        let config = BulkheadConfig {
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Default for RawBulkheadConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<RawBulkheadConfig> for BulkheadConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawBulkheadConfig) -> Result<Self, ConfigError> {
+        raw.to_config()
     }
 }
 
@@ -268,6 +359,13 @@ impl Bulkhead {
         }
     }
 
+    /// `size_of::<Bulkhead>()` (24 bytes in both layouts), for C code that
+    /// embeds the bulkhead.
+    pub const SIZE: usize = core::mem::size_of::<Bulkhead>();
+
+    /// `align_of::<Bulkhead>()`.
+    pub const ALIGN: usize = core::mem::align_of::<Bulkhead>();
+
     /// The configuration (durations as stored: whole nanoseconds,
     /// saturating at `u64::MAX`).
     pub const fn config(&self) -> BulkheadConfig {
@@ -279,7 +377,11 @@ impl Bulkhead {
     }
 
     /// Takes a permit if one is free and nobody is queued (no barging past
-    /// waiters). The permit is returned when the guard is dropped.
+    /// waiters). The permit is returned when the guard is dropped; it
+    /// carries the counts right after the grant
+    /// ([`granted`](BulkheadPermit::granted)).
+    ///
+    /// Never waits; the blocking layer's `try_execute` means the same.
     ///
     /// # Errors
     ///
@@ -288,78 +390,63 @@ impl Bulkhead {
     /// a permit comes back whenever a holder finishes.
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadFull> {
-        self.try_acquire_raw()
-            .map(|()| BulkheadPermit { bulkhead: self })
+        let max = self.max_concurrent;
+        let granted = sync::update(&self.state, Ordering::AcqRel, |w| step_acquire(w, max))?;
+        Ok(BulkheadPermit {
+            bulkhead: self,
+            token: BulkheadToken { granted },
+        })
     }
 
-    /// [`try_acquire`](Self::try_acquire) without a guard, for bindings that
-    /// cannot hold a borrow (C, Python).
+    /// Returns the permit of a [`BulkheadToken`]
+    /// ([`BulkheadPermit::into_token`]), reporting the counts after the
+    /// release (if `queued > 0`, wake the front waiter).
     ///
-    /// **Contract:** each `Ok` must be matched by exactly one
-    /// [`release_raw`](Self::release_raw). Breaking it does not by itself
-    /// corrupt the counters (a release with no permit in use reports
-    /// [`Release::NotHeld`] and changes nothing), but a missing release
-    /// leaks a permit for good and an extra release steals another
-    /// holder's permit. When the robbed holder is a guard, its release
-    /// finds no permit and undoes its subtraction; see
-    /// [`BulkheadPermit::release`] for what operations racing with that
-    /// can see.
+    /// One compare-and-swap that refuses to underflow: see
+    /// [`BulkheadToken`] for a token released twice or never.
     ///
     /// # Errors
     ///
-    /// As [`try_acquire`](Self::try_acquire).
+    /// [`NotHeld`] — a caller bug — when no permit was in use; nothing
+    /// changes.
     #[inline]
-    pub fn try_acquire_raw(&self) -> Result<(), BulkheadFull> {
-        let max = self.max_concurrent;
-        sync::update(&self.state, Ordering::AcqRel, |w| step_acquire(w, max))
-    }
-
-    /// Returns a permit taken by [`try_acquire_raw`](Self::try_acquire_raw),
-    /// [`enqueue_raw`](Self::enqueue_raw) or
-    /// [`acquire_queued_raw`](Self::acquire_queued_raw) (or given up by
-    /// [`BulkheadPermit::into_raw`]).
-    ///
-    /// Reports whether waiters are queued (wake the front one), or
-    /// [`Release::NotHeld`] — a caller bug — when no permit was in use, in
-    /// which case nothing changes.
-    #[inline]
-    pub fn release_raw(&self) -> Release {
-        sync::update(&self.state, Ordering::AcqRel, step_release).unwrap_or(Release::NotHeld)
+    pub fn release(&self, token: BulkheadToken) -> Result<BulkheadCounts, NotHeld> {
+        let _ = token;
+        sync::update(&self.state, Ordering::AcqRel, step_release)
     }
 
     /// Returns the permit of a guard ([`BulkheadPermit`]): one
-    /// `fetch_sub` instead of [`release_raw`](Self::release_raw)'s
-    /// load-and-CAS loop. The guard proves a permit is held, so `in_use`
-    /// is at least 1 and the subtraction cannot borrow from `queued`,
-    /// unless a raw-contract breach (an extra `release_raw`) already took
-    /// this guard's permit. That case shows as `in_use` 0 in the returned
-    /// previous word: the subtraction is undone at once and the result is
-    /// [`Release::NotHeld`], the same outcome and final counts as
-    /// `release_raw`'s refusal (see [`BulkheadPermit::release`] for the
-    /// instant in between).
+    /// `fetch_sub` instead of [`release`](Self::release)'s load-and-CAS
+    /// loop. The guard proves a permit is held, so `in_use` is at least 1
+    /// and the subtraction cannot borrow from `queued`, unless a token
+    /// released twice already took this guard's permit. That case shows
+    /// as `in_use` 0 in the returned previous word: the subtraction is
+    /// undone at once and the result is [`NotHeld`], the same outcome and
+    /// final counts as `release`'s refusal (see [`BulkheadPermit::release`]
+    /// for the instant in between).
     ///
     /// `AcqRel` as every other transition of the word: the release half
     /// publishes the holder's work to the next holder, the acquire half
-    /// keeps the reported `queued` count ordered like `release_raw`'s.
+    /// keeps the reported `queued` count ordered like `release`'s.
     #[inline]
-    fn release_held(&self) -> Release {
+    fn release_held(&self) -> Result<BulkheadCounts, NotHeld> {
         let previous = self.state.fetch_sub(1, Ordering::AcqRel);
         if in_use_of(previous) == 0 {
             return self.undo_underflow();
         }
-        // `queued` is untouched by the release: the count after it.
-        Release::Released {
+        Ok(BulkheadCounts {
+            in_use: in_use_of(previous) - 1,
             queued: queued_of(previous),
-        }
+        })
     }
 
     /// Undoes [`release_held`](Self::release_held)'s subtraction from a
-    /// word with no permit in use (only after a raw-contract breach).
+    /// word with no permit in use (only after a token was released twice).
     #[cold]
     #[inline(never)]
-    fn undo_underflow(&self) -> Release {
+    fn undo_underflow(&self) -> Result<BulkheadCounts, NotHeld> {
         self.state.fetch_add(1, Ordering::AcqRel);
-        Release::NotHeld
+        Err(NotHeld)
     }
 
     /// Takes a permit if one is free and nobody is queued; otherwise takes a
@@ -371,15 +458,17 @@ impl Bulkhead {
     /// [`QueueTicket::try_acquire`]; it drops the ticket on timeout.
     pub fn enqueue(&self) -> Admission<'_> {
         match self.enqueue_raw() {
-            RawAdmission::Acquired => Admission::Acquired(BulkheadPermit { bulkhead: self }),
+            RawAdmission::Acquired(token) => {
+                Admission::Acquired(BulkheadPermit::from_token(self, token))
+            }
             RawAdmission::Enqueued => Admission::Enqueued(QueueTicket { bulkhead: self }),
             RawAdmission::Full(full) => Admission::Full(full),
         }
     }
 
     /// [`enqueue`](Self::enqueue) without guards. An
-    /// [`Acquired`](RawAdmission::Acquired) must be released exactly once
-    /// with [`release_raw`](Self::release_raw); an
+    /// [`Acquired`](RawAdmission::Acquired) token must be released exactly
+    /// once with [`release`](Self::release); an
     /// [`Enqueued`](RawAdmission::Enqueued) must end exactly once, either in
     /// an `Acquired` from [`acquire_queued_raw`](Self::acquire_queued_raw)
     /// or in [`leave_queue_raw`](Self::leave_queue_raw).
@@ -397,8 +486,10 @@ impl Bulkhead {
     /// queue, just woken): if a permit is free, takes it **and** leaves the
     /// queue in one CAS.
     ///
-    /// [`QueuedAcquire::Acquired`] says whether the *next* waiter should be
-    /// woken too (more waiters queued and a permit still free);
+    /// [`QueuedAcquire::Acquired`] carries the permit's token (make it a
+    /// guard with [`BulkheadPermit::from_token`]) and says whether the
+    /// *next* waiter should be woken too (more waiters queued and a permit
+    /// still free);
     /// [`QueuedAcquire::Wait`] means no permit is free, keep waiting;
     /// [`QueuedAcquire::NotQueued`] — a caller bug — means nobody was
     /// queued, and nothing changed.
@@ -407,7 +498,10 @@ impl Bulkhead {
         match sync::update(&self.state, Ordering::AcqRel, |w| {
             step_acquire_queued(w, max)
         }) {
-            Ok(wake_next) => QueuedAcquire::Acquired { wake_next },
+            Ok(granted) => QueuedAcquire::Acquired {
+                token: BulkheadToken { granted },
+                wake_next: granted.queued > 0 && granted.in_use < max,
+            },
             Err(outcome) => outcome,
         }
     }
@@ -468,27 +562,42 @@ impl Default for Bulkhead {
 
 // --- Pure transitions ------------------------------------------------------
 
-fn step_acquire(w: Word, max: u32) -> Result<((), Word), BulkheadFull> {
+fn step_acquire(w: Word, max: u32) -> Result<(BulkheadCounts, Word), BulkheadFull> {
     let (in_use, queued) = (in_use_of(w), queued_of(w));
     if queued > 0 || in_use >= max {
         return Err(BulkheadFull { in_use, queued });
     }
     // in_use < max <= MAX_LIMIT, so in_use + 1 fits the field.
-    Ok(((), pack(in_use + 1, queued)))
+    let after = BulkheadCounts {
+        in_use: in_use + 1,
+        queued,
+    };
+    Ok((after, after.pack()))
 }
 
-fn step_release(w: Word) -> Result<(Release, Word), ()> {
+fn step_release(w: Word) -> Result<(BulkheadCounts, Word), NotHeld> {
     let (in_use, queued) = (in_use_of(w), queued_of(w));
     if in_use == 0 {
-        return Err(());
+        return Err(NotHeld);
     }
-    Ok((Release::Released { queued }, pack(in_use - 1, queued)))
+    let after = BulkheadCounts {
+        in_use: in_use - 1,
+        queued,
+    };
+    Ok((after, after.pack()))
 }
 
 fn step_enqueue(w: Word, max: u32, max_queue: u32) -> Result<(RawAdmission, Word), BulkheadFull> {
     let (in_use, queued) = (in_use_of(w), queued_of(w));
     if queued == 0 && in_use < max {
-        Ok((RawAdmission::Acquired, pack(in_use + 1, queued)))
+        let granted = BulkheadCounts {
+            in_use: in_use + 1,
+            queued,
+        };
+        Ok((
+            RawAdmission::Acquired(BulkheadToken { granted }),
+            granted.pack(),
+        ))
     } else if queued < max_queue {
         Ok((RawAdmission::Enqueued, pack(in_use, queued + 1)))
     } else {
@@ -496,7 +605,7 @@ fn step_enqueue(w: Word, max: u32, max_queue: u32) -> Result<(RawAdmission, Word
     }
 }
 
-fn step_acquire_queued(w: Word, max: u32) -> Result<(bool, Word), QueuedAcquire> {
+fn step_acquire_queued(w: Word, max: u32) -> Result<(BulkheadCounts, Word), QueuedAcquire> {
     let (in_use, queued) = (in_use_of(w), queued_of(w));
     if queued == 0 {
         return Err(QueuedAcquire::NotQueued);
@@ -504,8 +613,11 @@ fn step_acquire_queued(w: Word, max: u32) -> Result<(bool, Word), QueuedAcquire>
     if in_use >= max {
         return Err(QueuedAcquire::Wait);
     }
-    let (in_use, queued) = (in_use + 1, queued - 1);
-    Ok((queued > 0 && in_use < max, pack(in_use, queued)))
+    let granted = BulkheadCounts {
+        in_use: in_use + 1,
+        queued: queued - 1,
+    };
+    Ok((granted, granted.pack()))
 }
 
 fn step_leave(w: Word, max: u32) -> Result<(LeaveQueue, Word), ()> {
@@ -523,11 +635,13 @@ fn step_leave(w: Word, max: u32) -> Result<(LeaveQueue, Word), ()> {
 /// A held bulkhead permit; dropping it releases the permit.
 ///
 /// Use [`release`](Self::release) instead of dropping when you need to know
-/// whether waiters are queued.
+/// whether waiters are queued, and [`into_token`](Self::into_token) to
+/// hand the permit across a boundary that cannot hold a borrow.
 #[must_use = "dropping a permit releases it at once"]
 #[derive(Debug)]
 pub struct BulkheadPermit<'a> {
     bulkhead: &'a Bulkhead,
+    token: BulkheadToken,
 }
 
 impl<'a> BulkheadPermit<'a> {
@@ -536,31 +650,56 @@ impl<'a> BulkheadPermit<'a> {
         self.bulkhead
     }
 
-    /// Releases the permit, reporting whether waiters are queued.
+    /// The counts right after this permit was granted (this permit
+    /// included in `in_use`).
+    pub const fn granted(&self) -> BulkheadCounts {
+        self.token.granted
+    }
+
+    /// Releases the permit, reporting the counts after it (if
+    /// `queued > 0`, wake the front waiter).
     ///
     /// One `fetch_sub`: the guard proves a permit is held, so the count
-    /// cannot underflow, unless a raw-API contract breach (an extra
-    /// [`Bulkhead::release_raw`]) already took this guard's permit. Then
-    /// the guard sees that `in_use` was 0, adds the one back at once and
-    /// returns [`Release::NotHeld`] with the counts as they were, as
-    /// `release_raw` would. Between those two steps the word reads as all
-    /// permits in use and one waiter fewer (with nobody queued: a full
+    /// cannot underflow, unless a token released twice
+    /// ([`Bulkhead::release`]) already took this guard's permit. Then the
+    /// guard sees that `in_use` was 0, adds the one back at once and
+    /// returns [`NotHeld`] with the counts as they were, as
+    /// `Bulkhead::release` would. Between those two steps the word reads as
+    /// all permits in use and one waiter fewer (with nobody queued: a full
     /// queue). An operation racing with them can be refused, and a waiter
-    /// leaving the queue or a further breaching release in that instant
-    /// can leave the counts wrong for good.
+    /// leaving the queue or a further double release in that instant can
+    /// leave the counts wrong for good.
+    ///
+    /// # Errors
+    ///
+    /// [`NotHeld`] only after such a double release; nothing changes.
     #[inline]
-    pub fn release(self) -> Release {
+    pub fn release(self) -> Result<BulkheadCounts, NotHeld> {
         let bulkhead = self.bulkhead;
         core::mem::forget(self);
         bulkhead.release_held()
     }
 
     /// Gives up the guard without releasing: the caller now owes exactly
-    /// one [`Bulkhead::release_raw`].
-    pub fn into_raw(self) -> &'a Bulkhead {
-        let bulkhead = self.bulkhead;
+    /// one [`Bulkhead::release`] of the token (or
+    /// [`from_token`](Self::from_token) to make it a guard again). See
+    /// [`BulkheadToken`] for what releasing it twice or never does.
+    pub fn into_token(self) -> BulkheadToken {
+        let token = self.token;
         core::mem::forget(self);
-        bulkhead
+        token
+    }
+
+    /// The guard of a token from [`into_token`](Self::into_token) or from
+    /// the queue path ([`RawAdmission::Acquired`],
+    /// [`QueuedAcquire::Acquired`]): it takes over the obligation to
+    /// release the permit (on drop or [`release`](Self::release)).
+    ///
+    /// A token of another bulkhead, or one already released, is a caller
+    /// bug with the consequences [`BulkheadToken`] documents; it never
+    /// underflows a counter.
+    pub fn from_token(bulkhead: &'a Bulkhead, token: BulkheadToken) -> BulkheadPermit<'a> {
+        BulkheadPermit { bulkhead, token }
     }
 }
 
@@ -570,6 +709,83 @@ impl Drop for BulkheadPermit<'_> {
         let _ = self.bulkhead.release_held();
     }
 }
+
+/// A held permit as a plain value, for bindings that cannot hold a borrow
+/// (C, Python): from [`BulkheadPermit::into_token`] or the queue path,
+/// returned with [`Bulkhead::release`] or made a guard again with
+/// [`BulkheadPermit::from_token`].
+///
+/// It records the counts right after the grant ([`granted`](Self::granted));
+/// the bulkhead keeps no per-permit state, so a token does not identify its
+/// permit. Its contract is to be released exactly once:
+///
+/// * **Never released:** the permit leaks for good (`in_use` stays one
+///   higher; the bulkhead has one permit fewer until it is rebuilt).
+/// * **Released twice, when no permit is in use:** refused with
+///   [`NotHeld`], nothing changes.
+/// * **Released twice while other permits are outstanding:** cannot be
+///   detected (that would take per-permit storage): the second release
+///   returns *another* holder's permit, so one more caller than
+///   `max_concurrent` may run until that holder releases, and the robbed
+///   holder's own release later is refused with [`NotHeld`] if it finds
+///   `in_use` at zero, or returns yet another holder's permit. The counts
+///   never underflow and never exceed their fields; every excess is
+///   bounded by the number of extra releases.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BulkheadToken {
+    granted: BulkheadCounts,
+}
+
+impl BulkheadToken {
+    /// The counts right after the grant.
+    pub const fn granted(self) -> BulkheadCounts {
+        self.granted
+    }
+
+    /// A token that records `granted` (for a layer that stored a token's
+    /// counts, e.g. across an atomic). It is a permit only if one was
+    /// granted and not yet released: see the type's contract.
+    pub const fn from_counts(granted: BulkheadCounts) -> BulkheadToken {
+        BulkheadToken { granted }
+    }
+}
+
+/// The bulkhead's two counts after a transition.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BulkheadCounts {
+    /// Permits in use.
+    pub in_use: u32,
+    /// Waiters queued.
+    pub queued: u32,
+}
+
+impl BulkheadCounts {
+    /// `true` when waiters are queued: after a release, wake the front one.
+    pub const fn has_waiters(self) -> bool {
+        self.queued > 0
+    }
+
+    /// The state word; callers keep both counts at most [`MAX_LIMIT`].
+    #[inline]
+    const fn pack(self) -> Word {
+        pack(self.in_use, self.queued)
+    }
+}
+
+/// A release with no permit in use (a token released twice, or a token
+/// that was never granted): refused, nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NotHeld;
+
+impl fmt::Display for NotHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bulkhead release refused: no permit is in use")
+    }
+}
+
+impl core::error::Error for NotHeld {}
 
 /// A place in a bulkhead's queue; dropping it leaves the queue.
 ///
@@ -600,9 +816,9 @@ impl<'a> QueueTicket<'a> {
     pub fn try_acquire(self) -> Result<BulkheadPermit<'a>, QueueTicket<'a>> {
         let bulkhead = self.bulkhead;
         match bulkhead.acquire_queued_raw() {
-            QueuedAcquire::Acquired { .. } => {
+            QueuedAcquire::Acquired { token, .. } => {
                 core::mem::forget(self);
-                Ok(BulkheadPermit { bulkhead })
+                Ok(BulkheadPermit::from_token(bulkhead, token))
             }
             // `NotQueued` can only follow a raw-API contract breach
             // (someone else left the queue on our behalf). Nothing to take;
@@ -655,8 +871,9 @@ pub enum Admission<'a> {
 #[must_use = "an admission holds a permit or a queue place"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RawAdmission {
-    /// A permit was taken: release it with [`Bulkhead::release_raw`].
-    Acquired,
+    /// A permit was taken: release its token with [`Bulkhead::release`]
+    /// (or make it a guard with [`BulkheadPermit::from_token`]).
+    Acquired(BulkheadToken),
     /// A queue place was taken: end it with
     /// [`Bulkhead::acquire_queued_raw`] or [`Bulkhead::leave_queue_raw`].
     Enqueued,
@@ -664,36 +881,16 @@ pub enum RawAdmission {
     Full(BulkheadFull),
 }
 
-/// The outcome of [`Bulkhead::release_raw`].
-#[must_use = "a release may need a queued waiter woken"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Release {
-    /// A permit was returned; `queued` waiters are queued (if any, wake the
-    /// front one).
-    Released {
-        /// Waiters queued after the release.
-        queued: u32,
-    },
-    /// No permit was in use: a release without an acquire (caller bug).
-    /// Nothing changed.
-    NotHeld,
-}
-
-impl Release {
-    /// `true` when a permit was returned and waiters are queued: wake the
-    /// front one.
-    pub const fn wake_waiter(self) -> bool {
-        matches!(self, Release::Released { queued } if queued > 0)
-    }
-}
-
 /// The outcome of [`Bulkhead::acquire_queued_raw`].
 #[must_use = "an acquired permit must be released"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QueuedAcquire {
-    /// The permit was taken and the queue left; release it with
-    /// [`Bulkhead::release_raw`].
+    /// The permit was taken and the queue left; release its token with
+    /// [`Bulkhead::release`] (or make it a guard with
+    /// [`BulkheadPermit::from_token`]).
     Acquired {
+        /// The permit.
+        token: BulkheadToken,
         /// More waiters are queued and a permit is still free: wake the
         /// next one.
         wake_next: bool,
@@ -750,6 +947,21 @@ mod tests {
     use super::*;
     use std::string::ToString;
 
+    /// A token as a binding would hold it (the counts do not matter).
+    const TOKEN: BulkheadToken = BulkheadToken::from_counts(BulkheadCounts {
+        in_use: 0,
+        queued: 0,
+    });
+
+    fn counts(in_use: u32, queued: u32) -> Result<BulkheadCounts, NotHeld> {
+        Ok(BulkheadCounts { in_use, queued })
+    }
+
+    /// Takes a permit as a token.
+    fn take(b: &Bulkhead) -> Result<BulkheadToken, BulkheadFull> {
+        b.try_acquire().map(BulkheadPermit::into_token)
+    }
+
     fn bulkhead(max: u32, queue: u32) -> Bulkhead {
         Bulkhead::new(
             BulkheadConfig::DEFAULT
@@ -799,7 +1011,7 @@ mod tests {
             assert_eq!(MAX_LIMIT, u32::MAX);
             let b = Bulkhead::new(d.with_max_concurrent(u32::MAX).with_max_queue(u32::MAX))
                 .expect("fits 32-bit fields");
-            assert!(b.try_acquire_raw().is_ok());
+            assert!(take(&b).is_ok());
             assert_eq!(b.available(), u32::MAX - 1);
         } else {
             assert_eq!(MAX_LIMIT, 65_535);
@@ -823,18 +1035,14 @@ mod tests {
         assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
         assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT - 1, MAX_LIMIT));
         assert!(matches!(b.enqueue_raw(), RawAdmission::Full(_)));
-        assert_eq!(
-            b.acquire_queued_raw(),
-            QueuedAcquire::Acquired { wake_next: false }
-        );
+        let QueuedAcquire::Acquired { token, wake_next } = b.acquire_queued_raw() else {
+            panic!("a permit is free");
+        };
+        assert!(!wake_next);
+        assert_eq!(token.granted(), counts(MAX_LIMIT, MAX_LIMIT - 1).unwrap());
         assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT, MAX_LIMIT - 1));
         assert_eq!(b.acquire_queued_raw(), QueuedAcquire::Wait);
-        assert_eq!(
-            b.release_raw(),
-            Release::Released {
-                queued: MAX_LIMIT - 1
-            }
-        );
+        assert_eq!(b.release(token), counts(MAX_LIMIT - 1, MAX_LIMIT - 1));
     }
 
     #[test]
@@ -850,27 +1058,55 @@ mod tests {
                 queued: 0
             }
         );
+        assert_eq!(p1.granted(), counts(1, 0).unwrap());
+        assert_eq!(p2.granted(), counts(2, 0).unwrap());
         drop(p1);
         assert_eq!(b.in_use(), 1);
-        assert_eq!(p2.release(), Release::Released { queued: 0 });
+        assert_eq!(p2.release(), counts(0, 0));
         assert_eq!(b.in_use(), 0);
         assert!(core::ptr::eq(b.try_acquire().expect("free").bulkhead(), &b));
     }
 
     #[test]
-    fn raw_acquire_and_release() {
+    fn tokens_acquire_and_release() {
         let b = bulkhead(1, 0);
-        assert_eq!(b.try_acquire_raw(), Ok(()));
-        assert!(b.try_acquire_raw().is_err());
-        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
-        // Underflow guard: an extra release changes nothing.
-        assert_eq!(b.release_raw(), Release::NotHeld);
-        assert!(!Release::NotHeld.wake_waiter());
+        let token = take(&b).expect("free");
+        assert_eq!(token.granted(), counts(1, 0).unwrap());
+        assert!(take(&b).is_err());
+        assert_eq!(b.release(token), counts(0, 0));
+        // Released twice with no permit in use: refused, nothing changes.
+        assert_eq!(b.release(token), Err(NotHeld));
         assert_eq!((b.in_use(), b.queued()), (0, 0));
-        // A permit turned raw is still held until released once.
-        let raw = b.try_acquire().expect("free").into_raw();
-        assert_eq!(raw.in_use(), 1);
-        assert_eq!(raw.release_raw(), Release::Released { queued: 0 });
+        // A token turned back into a guard releases on drop.
+        let token = take(&b).expect("free");
+        assert_eq!(b.in_use(), 1);
+        drop(BulkheadPermit::from_token(&b, token));
+        assert_eq!(b.in_use(), 0);
+        // ...and a guard of a token already released is refused too.
+        assert_eq!(
+            BulkheadPermit::from_token(&b, token).release(),
+            Err(NotHeld)
+        );
+        assert_eq!(b.state.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_double_release_among_holders_is_bounded() {
+        // The documented limit: with other permits out, a second release
+        // of one token returns another holder's permit, and that holder's
+        // own release is then refused. Counts never underflow.
+        let b = bulkhead(2, 0);
+        let first = take(&b).expect("free");
+        let second = b.try_acquire().expect("free");
+        assert_eq!(b.release(first), counts(1, 0));
+        assert_eq!(b.release(first), counts(0, 0)); // undetectable: took `second`'s
+        let extra = b.try_acquire().expect("free");
+        let more = b.try_acquire().expect("free"); // 3 callers in all, max 2
+        assert_eq!(b.in_use(), 2);
+        drop(extra);
+        assert_eq!(second.release(), counts(0, 0));
+        drop(more); // the robbed count: refused, nothing changes
+        assert_eq!((b.in_use(), b.queued()), (0, 0));
     }
 
     #[test]
@@ -898,8 +1134,8 @@ mod tests {
 
         // The holder leaves: two queued, wake the front.
         let r = p.release();
-        assert_eq!(r, Release::Released { queued: 2 });
-        assert!(r.wake_waiter());
+        assert_eq!(r, counts(0, 2));
+        assert!(r.is_ok_and(BulkheadCounts::has_waiters));
         assert!(b.waiter_can_proceed());
 
         // No barging: a newcomer cannot take the free permit.
@@ -920,18 +1156,23 @@ mod tests {
         drop(p);
         assert_eq!(
             b.acquire_queued_raw(),
-            QueuedAcquire::Acquired { wake_next: false }
+            QueuedAcquire::Acquired {
+                token: BulkheadToken::from_counts(counts(1, 0).unwrap()),
+                wake_next: false
+            }
         );
         assert_eq!((b.in_use(), b.queued()), (1, 0));
         assert_eq!(b.acquire_queued_raw(), QueuedAcquire::NotQueued);
-        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        assert_eq!(b.release(TOKEN), counts(0, 0));
         assert_eq!((b.in_use(), b.queued()), (0, 0));
     }
 
     #[test]
     fn no_queue_means_refuse_when_full() {
         let b = bulkhead(1, 0);
-        assert_eq!(b.enqueue_raw(), RawAdmission::Acquired);
+        let RawAdmission::Acquired(token) = b.enqueue_raw() else {
+            panic!("a permit is free");
+        };
         assert_eq!(
             b.enqueue_raw(),
             RawAdmission::Full(BulkheadFull {
@@ -939,31 +1180,37 @@ mod tests {
                 queued: 0
             })
         );
-        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        assert_eq!(b.release(token), counts(0, 0));
     }
 
     #[test]
     fn acquire_queued_reports_chained_wakeups() {
         let b = bulkhead(3, 5);
         for _ in 0..3 {
-            assert_eq!(b.try_acquire_raw(), Ok(()));
+            assert!(take(&b).is_ok());
         }
         for _ in 0..3 {
             assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
         }
         // Two permits come back before the front waiter runs.
-        assert!(b.release_raw().wake_waiter());
-        assert!(b.release_raw().wake_waiter());
+        assert_eq!(b.release(TOKEN), counts(2, 3));
+        assert_eq!(b.release(TOKEN), counts(1, 3));
         // The first woken waiter is told to wake the next one...
-        assert_eq!(
+        assert!(matches!(
             b.acquire_queued_raw(),
-            QueuedAcquire::Acquired { wake_next: true }
-        );
+            QueuedAcquire::Acquired {
+                wake_next: true,
+                ..
+            }
+        ));
         // ...which takes the last free permit; the third has to wait.
-        assert_eq!(
+        assert!(matches!(
             b.acquire_queued_raw(),
-            QueuedAcquire::Acquired { wake_next: false }
-        );
+            QueuedAcquire::Acquired {
+                wake_next: false,
+                ..
+            }
+        ));
         assert_eq!(b.acquire_queued_raw(), QueuedAcquire::Wait);
         assert_eq!((b.in_use(), b.queued()), (3, 1));
     }
@@ -971,7 +1218,7 @@ mod tests {
     #[test]
     fn leaving_the_queue() {
         let b = bulkhead(1, 3);
-        assert_eq!(b.try_acquire_raw(), Ok(()));
+        assert!(take(&b).is_ok());
         let t1 = match b.enqueue() {
             Admission::Enqueued(t) => t,
             other => panic!("expected a ticket, got {other:?}"),
@@ -997,7 +1244,7 @@ mod tests {
         // wake-up on.
         assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
         assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
-        assert!(b.release_raw().wake_waiter());
+        assert_eq!(b.release(TOKEN), counts(0, 2));
         assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: true });
         assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
         assert_eq!((b.in_use(), b.queued()), (0, 0));
@@ -1006,21 +1253,21 @@ mod tests {
     #[test]
     fn raw_ticket_and_contract_breach_do_not_underflow() {
         let b = bulkhead(1, 1);
-        assert_eq!(b.try_acquire_raw(), Ok(()));
+        let token = take(&b).expect("free");
         let t = match b.enqueue() {
             Admission::Enqueued(t) => t,
             other => panic!("expected a ticket, got {other:?}"),
         };
         // Someone breaches the raw contract and removes our queue place.
         assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
-        assert_eq!(b.release_raw(), Release::Released { queued: 0 });
+        assert_eq!(b.release(token), counts(0, 0));
         // The ticket finds nobody queued: no permit is taken out of thin air.
         let t = t.try_acquire().expect_err("not queued any more");
         drop(t);
         assert_eq!((b.in_use(), b.queued()), (0, 0));
 
         // into_raw keeps the queue place.
-        assert_eq!(b.try_acquire_raw(), Ok(()));
+        assert!(take(&b).is_ok());
         let t = match b.enqueue() {
             Admission::Enqueued(t) => t,
             other => panic!("expected a ticket, got {other:?}"),
@@ -1031,19 +1278,19 @@ mod tests {
     }
 
     #[test]
-    fn a_guard_robbed_by_a_raw_breach_changes_nothing() {
+    fn a_guard_robbed_by_a_double_release_changes_nothing() {
         let b = bulkhead(2, 3);
         let p = b.try_acquire().expect("free");
         let q = b.try_acquire().expect("free");
         for _ in 0..2 {
             assert_eq!(b.enqueue_raw(), RawAdmission::Enqueued);
         }
-        // Two breaching raw releases take both guards' permits.
-        assert!(b.release_raw().wake_waiter());
-        assert!(b.release_raw().wake_waiter());
+        // Two double releases take both guards' permits.
+        assert_eq!(b.release(TOKEN), counts(1, 2));
+        assert_eq!(b.release(TOKEN), counts(0, 2));
         assert_eq!((b.in_use(), b.queued()), (0, 2));
         // The guards' single `fetch_sub` would borrow from `queued`: undone.
-        assert_eq!(p.release(), Release::NotHeld);
+        assert_eq!(p.release(), Err(NotHeld));
         assert_eq!((b.in_use(), b.queued()), (0, 2));
         drop(q);
         assert_eq!((b.in_use(), b.queued()), (0, 2));
@@ -1051,16 +1298,19 @@ mod tests {
         assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: true });
         assert_eq!(b.leave_queue_raw(), LeaveQueue::Left { wake_next: false });
         assert_eq!(b.state.load(Ordering::Relaxed), 0);
-        assert_eq!(BulkheadPermit { bulkhead: &b }.release(), Release::NotHeld);
+        assert_eq!(
+            BulkheadPermit::from_token(&b, TOKEN).release(),
+            Err(NotHeld)
+        );
         assert_eq!(b.state.load(Ordering::Relaxed), 0);
         // Both fields at their maximum.
         b.state.store(pack(0, MAX_LIMIT), Ordering::Relaxed);
-        drop(BulkheadPermit { bulkhead: &b });
+        drop(BulkheadPermit::from_token(&b, TOKEN));
         assert_eq!((b.in_use(), b.queued()), (0, MAX_LIMIT));
         b.state.store(pack(MAX_LIMIT, MAX_LIMIT), Ordering::Relaxed);
         assert_eq!(
-            BulkheadPermit { bulkhead: &b }.release(),
-            Release::Released { queued: MAX_LIMIT }
+            BulkheadPermit::from_token(&b, TOKEN).release(),
+            counts(MAX_LIMIT - 1, MAX_LIMIT)
         );
         assert_eq!((b.in_use(), b.queued()), (MAX_LIMIT - 1, MAX_LIMIT));
     }
@@ -1077,11 +1327,53 @@ mod tests {
             e.to_string(),
             "bulkhead full: 3 permits in use, 7 waiters queued"
         );
+        assert_eq!(
+            NotHeld.to_string(),
+            "bulkhead release refused: no permit is in use"
+        );
     }
 
     #[test]
     fn sizes() {
         let size = core::mem::size_of::<Bulkhead>();
         assert_eq!(size, 24, "Bulkhead is {size} bytes");
+        assert_eq!(Bulkhead::SIZE, size);
+        assert_eq!(Bulkhead::ALIGN, core::mem::align_of::<Bulkhead>());
+    }
+
+    #[test]
+    fn raw_config_round_trips_and_validates_in_one_place() {
+        assert_eq!(
+            RawBulkheadConfig::default(),
+            BulkheadConfig::DEFAULT.to_raw()
+        );
+        assert_eq!(
+            BulkheadConfig::try_from(RawBulkheadConfig::DEFAULT),
+            Ok(BulkheadConfig::DEFAULT)
+        );
+        let zero = RawBulkheadConfig {
+            max_concurrent: 0,
+            ..RawBulkheadConfig::DEFAULT
+        };
+        assert_eq!(
+            BulkheadConfig::try_from(zero),
+            Err(ConfigError::zero(
+                ConfigOption::MaxConcurrent,
+                ConfigValue::Count(0)
+            ))
+        );
+        // u32::MAX counts: an error with the 32-bit layout, never a panic.
+        let max = RawBulkheadConfig {
+            max_concurrent: u32::MAX,
+            max_queue: u32::MAX,
+            queue_timeout_ms: u64::MAX,
+        };
+        assert_eq!(BulkheadConfig::try_from(max).is_ok(), crate::sync::WIDE);
+        // Zero queue timeout is valid: never wait.
+        let no_wait = RawBulkheadConfig {
+            queue_timeout_ms: 0,
+            ..RawBulkheadConfig::DEFAULT
+        };
+        assert!(BulkheadConfig::try_from(no_wait).is_ok());
     }
 }

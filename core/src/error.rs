@@ -69,7 +69,7 @@ pub enum ConfigOption {
     MaxQueueSize = 23,
     /// Rate limiter and bulkhead: the longest wait in the queue (spec `queueTimeout`).
     QueueTimeout = 24,
-    /// Rate limiter: the limiting mode (burst or strict).
+    /// Rate limiter: bursty or strict (only a raw, integer mode can be invalid).
     Mode = 25,
     /// Bulkhead: calls running at once (spec `maxConcurrent`).
     MaxConcurrent = 30,

@@ -406,6 +406,43 @@ fn a_full_queue_refuses_at_once() {
     assert_eq!((m.calls, m.successes, m.rejections), (4, 3, 1));
 }
 
+/// `queue_timeout = 0` means "never wait": a full bulkhead refuses at
+/// once as full (not as a queue timeout), even with room in the queue, and
+/// `try_execute` means the same as `execute` then.
+#[test]
+fn zero_queue_timeout_rejects_at_once_as_full() {
+    let clock = VirtualClock::new();
+    let b = Bulkhead::with_timer("no-wait", config(1, 5, Duration::ZERO), &clock).unwrap();
+    let log = record(&b);
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let (tx, holder) = hold(s, &b);
+        assert!(matches!(
+            b.execute(|| Ok::<_, &str>(9)),
+            Err(Error::BulkheadFull)
+        ));
+        assert!(matches!(
+            b.try_execute(|| Ok::<_, &str>(9)),
+            Err(Error::BulkheadFull)
+        ));
+        assert_eq!((clock.now(), clock.waiting()), (Timestamp::ZERO, 0));
+        assert_eq!(b.metrics().queue_depth, 0);
+        tx.send(()).unwrap();
+        join(holder).unwrap();
+    });
+    assert_eq!(b.execute(|| Ok::<_, &str>(1)).unwrap(), 1);
+    let m = b.metrics();
+    assert_eq!(
+        (m.calls, m.successes, m.rejections, m.timeouts),
+        (4, 2, 2, 0)
+    );
+    assert!(
+        kinds(&log)
+            .iter()
+            .all(|k| *k == EventKind::Rejected { retry_after: None })
+    );
+}
+
 #[test]
 fn queue_timeouts_run_on_virtual_time_and_leave_no_trace() {
     let clock = VirtualClock::new();

@@ -11,7 +11,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 use stockade::bulkhead::{
-    Admission, Bulkhead, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission, Release,
+    Admission, Bulkhead, BulkheadConfig, BulkheadPermit, LeaveQueue, NotHeld, QueuedAcquire,
+    RawAdmission,
 };
 
 /// Shared by the threads of one execution: the bulkhead plus independent
@@ -52,7 +53,12 @@ impl Shared {
         assert_eq!(self.bulkhead.queued(), 0, "a queue place leaked");
         assert_eq!(self.holders.load(SeqCst), 0);
         assert!(self.max_seen.load(SeqCst) <= self.max);
-        assert_eq!(self.bulkhead.release_raw(), Release::NotHeld);
+        let token = Bulkhead::new(BulkheadConfig::DEFAULT)
+            .expect("valid config")
+            .try_acquire()
+            .map(BulkheadPermit::into_token)
+            .expect("a fresh bulkhead has a permit");
+        assert_eq!(self.bulkhead.release(token), Err(NotHeld));
         assert_eq!(self.bulkhead.leave_queue_raw(), LeaveQueue::NotQueued);
     }
 }
@@ -114,14 +120,14 @@ fn queue_protocol_keeps_counts_exact() {
         // The raw API, keeping its contract.
         let s = &shared;
         match s.bulkhead.enqueue_raw() {
-            RawAdmission::Acquired => {
+            RawAdmission::Acquired(token) => {
                 s.hold();
-                assert!(matches!(s.bulkhead.release_raw(), Release::Released { .. }));
+                assert!(s.bulkhead.release(token).is_ok());
             }
             RawAdmission::Enqueued => match s.bulkhead.acquire_queued_raw() {
-                QueuedAcquire::Acquired { .. } => {
+                QueuedAcquire::Acquired { token, .. } => {
                     s.hold();
-                    assert!(matches!(s.bulkhead.release_raw(), Release::Released { .. }));
+                    assert!(s.bulkhead.release(token).is_ok());
                 }
                 QueuedAcquire::Wait => {
                     assert!(matches!(
@@ -147,8 +153,13 @@ fn queue_protocol_keeps_counts_exact() {
 fn racing_releases_do_not_underflow() {
     loom::model(|| {
         let shared = Shared::new(1, 1);
-        assert_eq!(shared.bulkhead.try_acquire_raw(), Ok(()));
-        let releaser = |s: Arc<Shared>| move || s.bulkhead.release_raw();
+        let token = shared
+            .bulkhead
+            .try_acquire()
+            .map(BulkheadPermit::into_token)
+            .expect("free");
+        // Both release the same token: a double release, on purpose.
+        let releaser = |s: Arc<Shared>| move || s.bulkhead.release(token);
         let a = thread::spawn(releaser(shared.clone()));
         let b = thread::spawn(releaser(shared.clone()));
         let queued = match shared.bulkhead.enqueue_raw() {
@@ -167,7 +178,7 @@ fn racing_releases_do_not_underflow() {
                     QueuedAcquire::NotQueued => panic!("our queue place vanished"),
                 }
             }
-            RawAdmission::Acquired => {
+            RawAdmission::Acquired(_) => {
                 shared.hold();
                 true
             }
@@ -175,10 +186,7 @@ fn racing_releases_do_not_underflow() {
         };
         let ra = a.join().expect("thread a");
         let rb = b.join().expect("thread b");
-        let released = [ra, rb]
-            .iter()
-            .filter(|r| matches!(r, Release::Released { .. }))
-            .count();
+        let released = [ra, rb].iter().filter(|r| r.is_ok()).count();
         // One permit was held by the test; if we took one too, a racing
         // release may have returned ours (a raw-contract breach we provoke
         // on purpose), but never more than what was taken.
@@ -186,10 +194,7 @@ fn racing_releases_do_not_underflow() {
         assert!(released >= 1 && released <= taken);
         assert_eq!(shared.bulkhead.in_use() as usize, taken - released);
         for _ in released..taken {
-            assert!(matches!(
-                shared.bulkhead.release_raw(),
-                Release::Released { .. }
-            ));
+            assert!(shared.bulkhead.release(token).is_ok());
         }
         shared.assert_drained();
     });

@@ -132,9 +132,10 @@ fn cancel_never_frees_someone_elses_slot() {
             let s = s.clone();
             thread::spawn(move || {
                 let r = s.0.reserve(1, Duration::MAX, &s.1).unwrap();
-                match s.0.cancel(r, &s.1) {
-                    Ok(()) => None,
-                    Err(r) => Some(r.ready_at().as_nanos()),
+                let token = r.into_token();
+                match s.0.cancel(token, &s.1) {
+                    Ok(_) => None,
+                    Err(_) => Some(token.ready_at().as_nanos()),
                 }
             })
         };

@@ -1,7 +1,7 @@
 //! The bulkhead against a tiny single-threaded reference model.
 //!
-//! Random sequences of every operation (RAII and raw, including raw-contract
-//! breaches such as releasing a permit nobody holds) must give the model's
+//! Random sequences of every operation (RAII and tokens, including contract
+//! breaches such as releasing a token twice) must give the model's
 //! outcome and leave the model's counts. A second property keeps to the
 //! contract and checks that permits and queue places are never lost or
 //! duplicated: the counters always equal the guards/raw handles held, and
@@ -10,9 +10,15 @@
 
 use proptest::prelude::*;
 use stockade::bulkhead::{
-    Admission, Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit, LeaveQueue, QueueTicket,
-    QueuedAcquire, RawAdmission, Release,
+    Admission, Bulkhead, BulkheadConfig, BulkheadCounts, BulkheadFull, BulkheadPermit,
+    BulkheadToken, LeaveQueue, NotHeld, QueueTicket, QueuedAcquire, RawAdmission,
 };
+
+/// A token as a binding holds it; its counts do not matter to a release.
+const TOKEN: BulkheadToken = BulkheadToken::from_counts(BulkheadCounts {
+    in_use: 0,
+    queued: 0,
+});
 
 /// The reference: two plain counters and the rules, written as directly as
 /// possible.
@@ -32,29 +38,34 @@ impl Model {
         }
     }
 
-    fn try_acquire(&mut self) -> Result<(), BulkheadFull> {
+    fn counts(&self) -> BulkheadCounts {
+        BulkheadCounts {
+            in_use: self.in_use,
+            queued: self.queued,
+        }
+    }
+
+    fn try_acquire(&mut self) -> Result<BulkheadCounts, BulkheadFull> {
         if self.queued == 0 && self.in_use < self.max {
             self.in_use += 1;
-            Ok(())
+            Ok(self.counts())
         } else {
             Err(self.full())
         }
     }
 
-    fn release(&mut self) -> Release {
+    fn release(&mut self) -> Result<BulkheadCounts, NotHeld> {
         if self.in_use == 0 {
-            Release::NotHeld
+            Err(NotHeld)
         } else {
             self.in_use -= 1;
-            Release::Released {
-                queued: self.queued,
-            }
+            Ok(self.counts())
         }
     }
 
     fn enqueue(&mut self) -> RawAdmission {
-        if self.try_acquire().is_ok() {
-            RawAdmission::Acquired
+        if let Ok(granted) = self.try_acquire() {
+            RawAdmission::Acquired(BulkheadToken::from_counts(granted))
         } else if self.queued < self.max_queue {
             self.queued += 1;
             RawAdmission::Enqueued
@@ -72,6 +83,7 @@ impl Model {
             self.queued -= 1;
             self.in_use += 1;
             QueuedAcquire::Acquired {
+                token: BulkheadToken::from_counts(self.counts()),
                 wake_next: self.queued > 0 && self.in_use < self.max,
             }
         }
@@ -163,12 +175,15 @@ proptest! {
                 Op::TryAcquire => {
                     let want = m.try_acquire();
                     match b.try_acquire() {
-                        Ok(p) => { prop_assert_eq!(want, Ok(())); permits.push(p); }
+                        Ok(p) => { prop_assert_eq!(want, Ok(p.granted())); permits.push(p); }
                         Err(e) => prop_assert_eq!(want, Err(e)),
                     }
                 }
-                Op::TryAcquireRaw => prop_assert_eq!(b.try_acquire_raw(), m.try_acquire()),
-                Op::ReleaseRaw => prop_assert_eq!(b.release_raw(), m.release()),
+                Op::TryAcquireRaw => prop_assert_eq!(
+                    b.try_acquire().map(BulkheadPermit::into_token),
+                    m.try_acquire().map(BulkheadToken::from_counts)
+                ),
+                Op::ReleaseRaw => prop_assert_eq!(b.release(TOKEN), m.release()),
                 Op::DropPermit(i) => {
                     if let Some(p) = take(&mut permits, i) {
                         drop(p);
@@ -181,7 +196,10 @@ proptest! {
                     }
                 }
                 Op::Enqueue => match (b.enqueue(), m.enqueue()) {
-                    (Admission::Acquired(p), RawAdmission::Acquired) => permits.push(p),
+                    (Admission::Acquired(p), RawAdmission::Acquired(t)) => {
+                        prop_assert_eq!(p.granted(), t.granted());
+                        permits.push(p);
+                    }
                     (Admission::Enqueued(t), RawAdmission::Enqueued) => tickets.push(t),
                     (Admission::Full(e), RawAdmission::Full(f)) => prop_assert_eq!(e, f),
                     (got, want) => prop_assert!(false, "enqueue: got {:?}, model {:?}", got, want),
@@ -244,22 +262,22 @@ proptest! {
                     if let Ok(p) = b.try_acquire() { permits.push(p) }
                 }
                 Op::TryAcquireRaw => {
-                    if b.try_acquire_raw().is_ok() { raw_permits += 1 }
+                    if b.try_acquire().map(BulkheadPermit::into_token).is_ok() { raw_permits += 1 }
                 }
                 Op::ReleaseRaw => {
                     if raw_permits > 0 {
                         raw_permits -= 1;
-                        let r = b.release_raw();
-                        prop_assert!(matches!(r, Release::Released { .. }), "{:?}", r);
-                        woke = r.wake_waiter();
+                        let r = b.release(TOKEN);
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                        woke = r.is_ok_and(BulkheadCounts::has_waiters);
                     }
                 }
                 Op::DropPermit(i) => drop(take(&mut permits, i)),
                 Op::ReleasePermit(i) => {
                     if let Some(p) = take(&mut permits, i) {
                         let r = p.release();
-                        prop_assert!(matches!(r, Release::Released { .. }), "{:?}", r);
-                        woke = r.wake_waiter();
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                        woke = r.is_ok_and(BulkheadCounts::has_waiters);
                     }
                 }
                 Op::Enqueue => match b.enqueue() {
@@ -268,7 +286,7 @@ proptest! {
                     Admission::Full(_) => {}
                 },
                 Op::EnqueueRaw => match b.enqueue_raw() {
-                    RawAdmission::Acquired => raw_permits += 1,
+                    RawAdmission::Acquired(_) => raw_permits += 1,
                     RawAdmission::Enqueued => raw_tickets += 1,
                     RawAdmission::Full(_) => {}
                 },
@@ -287,7 +305,7 @@ proptest! {
                 Op::AcquireQueuedRaw => {
                     if raw_tickets > 0 {
                         match b.acquire_queued_raw() {
-                            QueuedAcquire::Acquired { wake_next } => {
+                            QueuedAcquire::Acquired { wake_next, .. } => {
                                 raw_tickets -= 1;
                                 raw_permits += 1;
                                 woke = wake_next;
@@ -322,15 +340,15 @@ proptest! {
         drop(permits);
         drop(tickets);
         for _ in 0..raw_permits {
-            let r = b.release_raw();
-            prop_assert!(matches!(r, Release::Released { .. }), "{:?}", r);
+            let r = b.release(TOKEN);
+            prop_assert!(r.is_ok(), "{:?}", r);
         }
         for _ in 0..raw_tickets {
             let l = b.leave_queue_raw();
             prop_assert!(matches!(l, LeaveQueue::Left { .. }), "{:?}", l);
         }
         prop_assert_eq!((b.in_use(), b.queued()), (0, 0));
-        prop_assert_eq!(b.release_raw(), Release::NotHeld);
+        prop_assert_eq!(b.release(TOKEN), Err(NotHeld));
         prop_assert_eq!(b.leave_queue_raw(), LeaveQueue::NotQueued);
     }
 }

@@ -31,36 +31,37 @@ struct Model {
     tat: u128,
 }
 
-/// Expected emission interval in ticks.
-fn interval_ticks(config: &RateLimiterConfig, burst: u128, tick: u128) -> u128 {
-    let p = config.period.as_nanos();
+/// Intervals per period: `N` (bursty) or `N - B + 1` (strict).
+fn per_period(config: &RateLimiterConfig, burst: u128) -> u128 {
     let n = config.requests_per_period as u128;
     match config.mode {
-        Mode::Bursty => p.div_ceil(n * tick),
-        Mode::Strict => {
-            // Any half-open window of p ns spans at most `span` whole ticks.
-            let span = (p + tick - 2) / tick;
-            (span + 1).div_ceil(n - burst + 1)
-        }
+        Mode::Bursty => n,
+        Mode::Strict => n - burst + 1,
     }
 }
 
-/// The 32-bit layout's shift rule: the coarsest tick with >= 2^10 ticks per
-/// interval, coarser while burst·T + queue wait exceeds 2^29 ticks.
-fn expected_tick32(config: &RateLimiterConfig, burst: u128) -> u128 {
-    let lead = |tick: u128| {
-        let t = interval_ticks(config, burst, tick);
-        let qt = (config.queue_timeout.as_nanos().min(u64::MAX as u128)) / tick;
-        burst * t + qt.min(config.max_queue_size as u128 * t)
-    };
-    let mut tick = 1;
-    while interval_ticks(config, burst, tick * 2) >= 1 << 10 {
-        tick *= 2;
+/// The documented 32-bit tick rule: `(tick, interval in ticks)`. The
+/// interval `I = ceil(P / per_period)` ns is cut into at most
+/// `cap = min(fit, max(1024, ceil(I / u32::MAX)))` ticks (`fit` keeping
+/// the lead within 2^29 ticks); exactly, with the most ticks in
+/// `(cap / 2, cap]`, when one divides `I`; else in ticks of
+/// `ceil(I / cap)` ns, the interval rounded up.
+fn expected_tick32(config: &RateLimiterConfig, burst: u128) -> (u128, u128) {
+    let interval = config.period.as_nanos().div_ceil(per_period(config, burst));
+    let timeout = config.queue_timeout.as_nanos().min(u64::MAX as u128);
+    let queue = (config.max_queue_size as u128).min(timeout / interval + 1);
+    let fit = (1u128 << 29) / (burst + queue);
+    let needed = interval.div_ceil(u32::MAX as u128);
+    let cap = fit.min(needed.max(1024));
+    if interval <= cap {
+        return (1, interval);
     }
-    while lead(tick) > 1 << 29 {
-        tick *= 2;
+    let low = (cap / 2 + 1).max(needed);
+    if let Some(ticks) = (low..=cap).rev().find(|t| interval % t == 0) {
+        return (interval / ticks, ticks);
     }
-    tick
+    let tick = interval.div_ceil(cap);
+    (tick, interval.div_ceil(tick))
 }
 
 fn nanos(n: u128) -> Duration {
@@ -78,13 +79,15 @@ impl Model {
             Mode::Bursty => config.requests_per_period,
             Mode::Strict => 1,
         }) as u128;
-        let tick = if wide {
-            1
+        let (tick, interval) = if wide {
+            (
+                1,
+                config.period.as_nanos().div_ceil(per_period(config, burst)),
+            )
         } else {
             expected_tick32(config, burst)
         };
         assert_eq!(limiter.resolution().as_nanos(), tick, "{config:?}");
-        let interval = interval_ticks(config, burst, tick);
         let queue = config.max_queue_size as u128;
         let queue_timeout =
             (config.queue_timeout.as_nanos().min(u64::MAX as u128) / tick).min(queue * interval);
@@ -103,7 +106,7 @@ impl Model {
         assert_eq!(limiter.max_queue_size() as u128, queue);
         assert_eq!(limiter.queue_timeout().as_nanos(), queue_timeout * tick);
         if !wide {
-            assert!(interval >= 1 << 8 || tick == 1, "{config:?}: precision");
+            assert!(interval >= 1 << 9 || tick == 1, "{config:?}: precision");
             assert!(m.max_lead() <= 1 << 29, "{config:?}: lead");
             assert_eq!(limiter.wrap_period().as_nanos(), WRAP32 * tick);
         }
@@ -450,15 +453,18 @@ fn run(config: &RateLimiterConfig, ops: &[Op], start: u64) -> Result<(Log, u64),
                     let i = i % bookings.len();
                     let expected = model.cancel(&bookings[i], now);
                     let r = bookings[i].reservation.take().unwrap();
-                    match limiter.cancel(r, &clock) {
-                        Ok(()) => {
+                    let permits = r.permits();
+                    let token = r.into_token();
+                    match limiter.cancel(token, &clock) {
+                        Ok(returned) => {
                             prop_assert!(expected, "cancel succeeded, model refused");
+                            prop_assert_eq!(returned, permits);
                             log[bookings[i].logged].2 = true;
                         }
-                        Err(r) => {
+                        Err(_) => {
                             prop_assert!(!expected, "cancel refused, model succeeded");
                             // Refused: still booked, and may be offered again.
-                            bookings[i].reservation = Some(r);
+                            bookings[i].reservation = Some(Reservation::from_token(token));
                         }
                     }
                 }
@@ -487,15 +493,17 @@ proptest! {
         run(&config, &ops, start)?;
     }
 
-    /// Strict mode: never more than N permits in any window [a, a + P).
+    /// Strict mode: never more than N permits in any window
+    /// [a, a + P - resolution + 1 ns) (the full period with the 64-bit
+    /// layout, whose resolution is 1 ns).
     #[test]
     fn strict_mode_never_exceeds_quota(
         config in config(Some(Mode::Strict)),
         ops in prop::collection::vec(op(), 1..160),
         start in 0u64..1 << 40,
     ) {
-        let (log, _) = run(&config, &ops, start)?;
-        let p = config.period.as_nanos() as u64;
+        let (log, tick) = run(&config, &ops, start)?;
+        let p = config.period.as_nanos() as u64 - (tick - 1);
         for (i, &(a, _, _)) in log.iter().enumerate() {
             let used: u64 = log[i..]
                 .iter()

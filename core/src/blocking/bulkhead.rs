@@ -13,9 +13,12 @@ use super::events::{Counter, Listeners};
 use super::registry::{self, Registered};
 use super::wait::DisposeFlag;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
-use crate::bulkhead::{Bulkhead as Core, BulkheadConfig, LeaveQueue, QueuedAcquire, RawAdmission};
+use crate::bulkhead::{
+    Bulkhead as Core, BulkheadConfig, BulkheadCounts, BulkheadPermit, BulkheadToken, LeaveQueue,
+    QueuedAcquire, RawAdmission,
+};
 use crate::clock::MonotonicClock;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -24,10 +27,41 @@ const GRANTED: u32 = 1;
 /// The bulkhead was disposed while the waiter was queued.
 const DISPOSED: u32 = 2;
 
-/// A parked caller. `state` is written only under the queue lock.
+/// A parked caller. `state` and `granted` are written only under the
+/// queue lock.
 struct Waiter {
     thread: Thread,
     state: AtomicU32,
+    /// The granted permit's counts (`in_use | queued << 32`), written
+    /// before `state` becomes [`GRANTED`].
+    granted: AtomicU64,
+}
+
+impl Waiter {
+    /// Hands the waiter a permit taken on its behalf. Call under the queue
+    /// lock.
+    fn grant(&self, token: BulkheadToken) {
+        let c = token.granted();
+        self.granted.store(
+            u64::from(c.in_use) | u64::from(c.queued) << 32,
+            Ordering::Relaxed,
+        );
+        self.state.store(GRANTED, Ordering::Release);
+        self.thread.unpark();
+    }
+
+    /// The permit a releaser granted (after `state` read [`GRANTED`] with
+    /// `Acquire`), as the core's guard.
+    fn permit<'a>(&self, core: &'a Core) -> BulkheadPermit<'a> {
+        let g = self.granted.load(Ordering::Relaxed);
+        BulkheadPermit::from_token(
+            core,
+            BulkheadToken::from_counts(BulkheadCounts {
+                in_use: g as u32,
+                queued: (g >> 32) as u32,
+            }),
+        )
+    }
 }
 
 /// Why a call was not admitted.
@@ -59,6 +93,29 @@ impl Refusal {
 ///
 /// A closure that panics still returns its permit; the panic continues to
 /// the caller.
+///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use stockade::blocking::{Bulkhead, Error};
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// # struct Api;
+/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
+/// # let api = Api;
+/// // Create a bulkhead
+/// let bulkhead = Bulkhead::new(
+///     "apiRequests",
+///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
+/// )?;
+///
+/// // Execute with bulkhead protection
+/// let result = bulkhead.execute(|| api.fetch_data());
+/// assert_eq!(result.unwrap(), "data");
+/// # Ok::<(), Error>(())
+/// ```
 ///
 /// # How it waits
 ///
@@ -98,29 +155,6 @@ impl Refusal {
 /// core's `queued` whenever the lock is free. Releases happen outside the
 /// lock; one that sees waiters always takes the lock and grants, so a free
 /// permit never sits next to a parked waiter.
-///
-/// # Examples
-///
-/// The spec's usage:
-///
-/// ```
-/// use stockade::blocking::{Bulkhead, Error};
-/// use stockade::bulkhead::BulkheadConfig;
-///
-/// # struct Api;
-/// # impl Api { fn fetch_data(&self) -> Result<&'static str, std::io::Error> { Ok("data") } }
-/// # let api = Api;
-/// // Create a bulkhead
-/// let bulkhead = Bulkhead::new(
-///     "apiRequests",
-///     BulkheadConfig { max_concurrent: 10, max_queue: 20, ..Default::default() },
-/// )?;
-///
-/// // Execute with bulkhead protection
-/// let result = bulkhead.execute(|| api.fetch_data());
-/// assert_eq!(result.unwrap(), "data");
-/// # Ok::<(), Error>(())
-/// ```
 pub struct Bulkhead<T: Timer = MonotonicClock> {
     name: Arc<str>,
     core: Core,
@@ -305,8 +339,8 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn try_execute<R, E>(&self, f: impl FnOnce() -> Result<R, E>) -> Result<R, Error<E>> {
-        let held = self.try_admit().map_err(Refusal::into_error)?;
-        held.run(|| f().map_err(Error::Inner))
+        let permit = self.try_admit().map_err(Refusal::into_error)?;
+        self.run(permit, || f().map_err(Error::Inner))
     }
 
     /// A reusable protected function (the spec's `wrap`): each call of the
@@ -410,38 +444,66 @@ impl<T: Timer> Bulkhead<T> {
     /// Admits the call (waiting if needed), runs it, counts the outcome.
     #[inline]
     fn guarded<R, E>(&self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let held = self.admit().map_err(Refusal::into_error)?;
-        held.run(call)
+        let permit = self.admit().map_err(Refusal::into_error)?;
+        self.run(permit, call)
+    }
+
+    /// Runs `call` holding `permit`, counts the outcome (a panic counts as
+    /// a failure and continues to the caller), then releases the permit,
+    /// granting it to the front waiter if callers are queued.
+    #[inline]
+    fn run<R, E>(
+        &self,
+        permit: BulkheadPermit<'_>,
+        call: impl FnOnce() -> Result<R, Error<E>>,
+    ) -> Result<R, Error<E>> {
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(call));
+        self.release(permit);
+        match result {
+            Ok(result) => {
+                if result.is_ok() {
+                    self.successes.incr();
+                } else {
+                    self.failures.incr();
+                }
+                result
+            }
+            Err(panic) => {
+                self.failures.incr();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     #[inline]
-    fn admit(&self) -> Result<Held<'_, T>, Refusal> {
+    fn admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
         self.calls.incr();
-        if self.core.try_acquire_raw().is_ok() {
-            return Ok(Held::new(self));
+        if let Ok(permit) = self.core.try_acquire() {
+            return Ok(permit);
+        }
+        if self.options.queue_timeout.is_zero() {
+            // Zero queue timeout: never wait, so full is full.
+            return Err(self.reject());
         }
         self.admit_slow()
     }
 
     #[inline]
-    fn try_admit(&self) -> Result<Held<'_, T>, Refusal> {
+    fn try_admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
         self.calls.incr();
-        match self.core.try_acquire_raw() {
-            Ok(()) => Ok(Held::new(self)),
-            Err(_) => Err(self.reject()),
-        }
+        self.core.try_acquire().map_err(|_| self.reject())
     }
 
     /// Queues the caller and parks it until it is granted a permit, times
     /// out, or the bulkhead is disposed.
     #[cold]
-    fn admit_slow(&self) -> Result<Held<'_, T>, Refusal> {
+    fn admit_slow(&self) -> Result<BulkheadPermit<'_>, Refusal> {
         let start = self.timer.now();
         let waiter = {
             let mut waiters = self.waiters.lock();
@@ -452,7 +514,9 @@ impl<T: Timer> Bulkhead<T> {
                 return Err(Refusal::Disposed);
             }
             match self.core.enqueue_raw() {
-                RawAdmission::Acquired => return Ok(Held::new(self)),
+                RawAdmission::Acquired(token) => {
+                    return Ok(BulkheadPermit::from_token(&self.core, token));
+                }
                 RawAdmission::Full(_) => {
                     drop(waiters);
                     return Err(self.reject());
@@ -461,6 +525,7 @@ impl<T: Timer> Bulkhead<T> {
                     let waiter = Arc::new(Waiter {
                         thread: thread::current(),
                         state: AtomicU32::new(WAITING),
+                        granted: AtomicU64::new(0),
                     });
                     waiters.push_back(Arc::clone(&waiter));
                     waiter
@@ -470,7 +535,7 @@ impl<T: Timer> Bulkhead<T> {
         let deadline = start.saturating_add(self.options.queue_timeout);
         loop {
             match waiter.state.load(Ordering::Acquire) {
-                GRANTED => return Ok(Held::new(self)),
+                GRANTED => return Ok(waiter.permit(&self.core)),
                 DISPOSED => return Err(Refusal::Disposed),
                 _ => {}
             }
@@ -479,7 +544,7 @@ impl<T: Timer> Bulkhead<T> {
                 let mut waiters = self.waiters.lock();
                 // A grant or dispose may have come first: it wins.
                 match waiter.state.load(Ordering::Acquire) {
-                    GRANTED => return Ok(Held::new(self)),
+                    GRANTED => return Ok(waiter.permit(&self.core)),
                     DISPOSED => return Err(Refusal::Disposed),
                     _ => {}
                 }
@@ -506,10 +571,9 @@ impl<T: Timer> Bulkhead<T> {
     fn grant_locked(&self, waiters: &mut VecDeque<Arc<Waiter>>) {
         while !waiters.is_empty() {
             match self.core.acquire_queued_raw() {
-                QueuedAcquire::Acquired { .. } => {
+                QueuedAcquire::Acquired { token, .. } => {
                     if let Some(waiter) = waiters.pop_front() {
-                        waiter.state.store(GRANTED, Ordering::Release);
-                        waiter.thread.unpark();
+                        waiter.grant(token);
                     }
                 }
                 // No permit free (another release already granted it), or —
@@ -522,8 +586,8 @@ impl<T: Timer> Bulkhead<T> {
 
     /// Returns a permit; if callers are queued, grants it to the front one.
     #[inline]
-    fn release(&self) {
-        if self.core.release_raw().wake_waiter() {
+    fn release(&self, permit: BulkheadPermit<'_>) {
+        if permit.release().is_ok_and(BulkheadCounts::has_waiters) {
             self.wake_waiters();
         }
     }
@@ -548,45 +612,6 @@ impl<T: Timer> Bulkhead<T> {
             at: self.timer.now(),
             kind,
         }
-    }
-}
-
-/// A held permit: released on drop, also when the closure panics (counted
-/// as a failure then).
-struct Held<'a, T: Timer> {
-    bulkhead: &'a Bulkhead<T>,
-    finished: bool,
-}
-
-impl<'a, T: Timer> Held<'a, T> {
-    #[inline]
-    fn new(bulkhead: &'a Bulkhead<T>) -> Self {
-        Held {
-            bulkhead,
-            finished: false,
-        }
-    }
-
-    #[inline]
-    fn run<R, E>(mut self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let result = call();
-        self.finished = true;
-        if result.is_ok() {
-            self.bulkhead.successes.incr();
-        } else {
-            self.bulkhead.failures.incr();
-        }
-        result
-    }
-}
-
-impl<T: Timer> Drop for Held<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        if !self.finished {
-            self.bulkhead.failures.incr();
-        }
-        self.bulkhead.release();
     }
 }
 

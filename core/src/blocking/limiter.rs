@@ -40,28 +40,6 @@ impl Refusal {
 /// [`crate::limiter`] for the algorithm and the modes. Waiting happens on
 /// the [`Timer`]; see [How it waits](#how-it-waits).
 ///
-/// # How it waits
-///
-/// The queue is the core's: [`crate::limiter::RateLimiter::reserve`] books
-/// the next free slot in one CAS and says when it is ready. Bookings are
-/// made in arrival order and each one's `ready_at` is at least one emission
-/// interval after the previous one's, so sleeping until `ready_at` serves
-/// callers in FIFO order without any list of waiters. The core refuses a
-/// booking — nothing is consumed — when more than `max_queue_size` permits
-/// would be waiting or the wait would exceed `queue_timeout`; the caller
-/// gets [`Error::RateLimited`] with the exact `retry_after` at once. So a
-/// caller never waits in vain: once booked, it runs at `ready_at`.
-///
-/// A booked caller sleeps until `ready_at` with
-/// [`Timer::interruptible_sleep_until`] in a loop: it parks on a real or
-/// manually advanced clock, while an auto-advancing
-/// [`VirtualClock`](super::VirtualClock) just moves to `ready_at`. It is
-/// listed (its [`Thread`](std::thread::Thread) handle, under a mutex, slow path only) so that
-/// [`dispose`](RateLimiter::dispose) can unpark it: it then returns
-/// [`Error::Disposed`] and hands its booking back to the core
-/// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
-/// latest booking; earlier ones stay used, which is conservative).
-///
 /// # Examples
 ///
 /// The spec's usage:
@@ -90,6 +68,28 @@ impl Refusal {
 /// assert_eq!(result.unwrap(), 200);
 /// # Ok::<(), Error>(())
 /// ```
+///
+/// # How it waits
+///
+/// The queue is the core's: [`crate::limiter::RateLimiter::reserve`] books
+/// the next free slot in one CAS and says when it is ready. Bookings are
+/// made in arrival order and each one's `ready_at` is at least one emission
+/// interval after the previous one's, so sleeping until `ready_at` serves
+/// callers in FIFO order without any list of waiters. The core refuses a
+/// booking — nothing is consumed — when more than `max_queue_size` permits
+/// would be waiting or the wait would exceed `queue_timeout`; the caller
+/// gets [`Error::RateLimited`] with the exact `retry_after` at once. So a
+/// caller never waits in vain: once booked, it runs at `ready_at`.
+///
+/// A booked caller sleeps until `ready_at` with
+/// [`Timer::interruptible_sleep_until`] in a loop: it parks on a real or
+/// manually advanced clock, while an auto-advancing
+/// [`VirtualClock`](super::VirtualClock) just moves to `ready_at`. It is
+/// listed (its [`Thread`](std::thread::Thread) handle, under a mutex, slow path only) so that
+/// [`dispose`](RateLimiter::dispose) can unpark it: it then returns
+/// [`Error::Disposed`] and hands its booking back to the core
+/// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
+/// latest booking; earlier ones stay used, which is conservative).
 pub struct RateLimiter<T: Timer = MonotonicClock> {
     name: Arc<str>,
     core: Core,
@@ -459,7 +459,7 @@ impl<T: Timer> RateLimiter<T> {
         drop(sleeping);
         if outcome.is_err() {
             // The latest booking can be handed back; others stay used.
-            let _ = self.core.cancel(booked, &self.timer);
+            let _ = self.core.cancel(booked.into_token(), &self.timer);
         }
         outcome
     }

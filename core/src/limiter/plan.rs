@@ -1,0 +1,440 @@
+//! Configuration to numbers: validation and the tick plan.
+// `Word` is `u64` or `u32` by layout: casts between it and `u64` are needed
+// in one layout and no-ops in the other.
+#![allow(clippy::unnecessary_cast)]
+
+use core::time::Duration;
+
+use super::{Mode, RateLimiterConfig};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
+use crate::sync::{WIDE, Word};
+
+/// The longest the TAT may lie ahead of now, in ticks.
+#[cfg(all(target_has_atomic = "64", not(stockade_force_32bit)))]
+pub(super) const MAX_LEAD: u128 = 1 << 62;
+#[cfg(not(all(target_has_atomic = "64", not(stockade_force_32bit))))]
+pub(super) const MAX_LEAD: u128 = 1 << 29;
+
+/// The longest period the 64-bit layout accepts (73 years), so that the
+/// default burst's lead `N · ceil(P / N)` stays below [`MAX_LEAD`].
+const MAX_PERIOD_64: u64 = 1 << 61;
+
+/// The largest `burst` / `max_queue_size` of the 32-bit layout.
+const MAX_COUNT_32: u32 = 1 << 19;
+
+/// The most ticks per emission interval the 32-bit layout uses (it uses at
+/// least half as many when an exact cut exists, and at least 2^9 always):
+/// fine enough that the strict window's slack is about 1/1000 of an
+/// interval, coarse enough for a long wrap period (119 hours with the
+/// default options).
+const MAX_TICKS_PER_INTERVAL: u64 = 1 << 10;
+
+/// The validated, derived numbers a limiter runs on.
+pub(super) struct Plan {
+    /// Nanoseconds per tick (1 with the 64-bit layout).
+    pub(super) tick_nanos: u32,
+    pub(super) interval: Word,
+    pub(super) limit: Word,
+    pub(super) queue_timeout: Word,
+    pub(super) burst: u32,
+    pub(super) max_queue_size: u32,
+}
+
+/// The options checked one by one, before any tick arithmetic.
+struct Checked {
+    requests: u32,
+    /// The period in nanoseconds (at least `requests`).
+    period: u64,
+    burst: u32,
+    /// The option a too-large burst is reported against: `burst`, or
+    /// `requests_per_period` when the burst defaults to it.
+    burst_option: ConfigOption,
+    strict: bool,
+    queue: u32,
+    /// `queue_timeout` in nanoseconds, saturating.
+    timeout: u64,
+    /// `queue_timeout` as given, for error messages.
+    queue_timeout: Duration,
+}
+
+/// Step 1: every option on its own (zero, too long, too many).
+const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigError> {
+    let requests = config.requests_per_period;
+    if requests == 0 {
+        return Err(ConfigError::zero(
+            ConfigOption::RequestsPerPeriod,
+            ConfigValue::Count(0),
+        ));
+    }
+    let period_nanos = config.period.as_nanos();
+    if period_nanos == 0 {
+        return Err(ConfigError::zero(
+            ConfigOption::Period,
+            ConfigValue::Duration(config.period),
+        ));
+    }
+    let max_period = if WIDE { MAX_PERIOD_64 } else { u64::MAX };
+    if period_nanos > max_period as u128 {
+        return Err(ConfigError::duration_above(
+            ConfigOption::Period,
+            config.period,
+            Duration::from_nanos(max_period),
+        ));
+    }
+    let period = period_nanos as u64;
+    let strict = matches!(config.mode, Mode::Strict);
+    let (burst, burst_option) = match config.burst {
+        Some(0) => {
+            return Err(ConfigError::zero(
+                ConfigOption::Burst,
+                ConfigValue::Count(0),
+            ));
+        }
+        Some(b) => (b, ConfigOption::Burst),
+        None if strict => (1, ConfigOption::Burst),
+        None => (requests, ConfigOption::RequestsPerPeriod),
+    };
+    if strict && burst > requests {
+        return Err(ConfigError::new(
+            ConfigOption::Burst,
+            ConfigValue::Count(burst as u64),
+            ConfigProblem::Exceeds {
+                other: ConfigOption::RequestsPerPeriod,
+                limit: ConfigValue::Count(requests as u64),
+            },
+        ));
+    }
+    if period < requests as u64 {
+        // The emission interval would round to zero nanoseconds.
+        return Err(ConfigError::count_above(
+            ConfigOption::RequestsPerPeriod,
+            requests as u64,
+            period,
+        ));
+    }
+    let queue = config.max_queue_size;
+    if !WIDE {
+        if burst > MAX_COUNT_32 {
+            return Err(ConfigError::count_above(
+                burst_option,
+                burst as u64,
+                MAX_COUNT_32 as u64,
+            ));
+        }
+        if queue > MAX_COUNT_32 {
+            return Err(ConfigError::count_above(
+                ConfigOption::MaxQueueSize,
+                queue as u64,
+                MAX_COUNT_32 as u64,
+            ));
+        }
+    }
+    Ok(Checked {
+        requests,
+        period,
+        burst,
+        burst_option,
+        strict,
+        queue,
+        timeout: crate::clock::duration_to_nanos_saturating(config.queue_timeout),
+        queue_timeout: config.queue_timeout,
+    })
+}
+
+/// Step 2: the emission interval in nanoseconds, rounded up (never faster
+/// than configured): `P / N` (bursty) or `P / (N - B + 1)` (strict).
+const fn interval_nanos(c: &Checked) -> u64 {
+    // `period >= requests >= intervals`, so this is at least 1.
+    c.period.div_ceil(interval_per_period(c) as u64)
+}
+
+/// Step 3: the tick (nanoseconds) and the interval in ticks.
+///
+/// 64-bit layout: one tick is one nanosecond. 32-bit layout: the interval
+/// is cut into at most [`MAX_TICKS_PER_INTERVAL`] ticks (fewer if the lead
+/// would not fit [`MAX_LEAD`]), **exactly** when some tick length divides
+/// it — so `N` per `P` stays exact and a caller polling every `P / N` is
+/// admitted every time — else rounded up by less than one tick. Ticks need
+/// not be powers of two.
+const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigError> {
+    if WIDE {
+        return Ok((1, interval));
+    }
+    // Permits' worth of queue the lead may hold: at most `max_queue_size`,
+    // and at most `queue_timeout` (plus the rounding) in intervals.
+    let by_time = (c.timeout / interval).saturating_add(1);
+    let queue = if by_time < c.queue as u64 {
+        by_time
+    } else {
+        c.queue as u64
+    };
+    // `burst + queue <= 2^20`, so at least 2^9 ticks per interval fit.
+    let fit = (MAX_LEAD as u64) / (c.burst as u64 + queue);
+    // A tick is at most `u32::MAX` ns: a long interval needs more ticks.
+    let needed = interval.div_ceil(u32::MAX as u64);
+    if needed > fit {
+        let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
+        return Err(ConfigError::duration_above(
+            ConfigOption::Period,
+            Duration::from_nanos(c.period),
+            nanos_to_duration(max),
+        ));
+    }
+    let wanted = if needed > MAX_TICKS_PER_INTERVAL {
+        needed
+    } else {
+        MAX_TICKS_PER_INTERVAL
+    };
+    let cap = if fit < wanted { fit } else { wanted };
+    if interval <= cap {
+        return Ok((1, interval));
+    }
+    // An exact cut, finest first, within a factor of two of the cap.
+    let mut ticks = cap;
+    while ticks > cap / 2 && ticks >= needed {
+        if interval % ticks == 0 {
+            return Ok(((interval / ticks) as u32, ticks));
+        }
+        ticks -= 1;
+    }
+    // No exact cut: the smallest tick that keeps `cap` ticks per interval
+    // (at most `u32::MAX` ns as `cap >= needed`).
+    let tick = interval.div_ceil(cap);
+    Ok((tick as u32, interval.div_ceil(tick)))
+}
+
+/// Intervals per period: `N` or `N - B + 1`.
+const fn interval_per_period(c: &Checked) -> u32 {
+    if c.strict {
+        c.requests - c.burst + 1
+    } else {
+        c.requests
+    }
+}
+
+/// Step 4: the lead `B·T + min(queue_timeout, Q·T)` in ticks, which must
+/// fit [`MAX_LEAD`]; the error names the option that overflows it.
+const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, ConfigError> {
+    let interval = interval as u128;
+    let limit = c.burst as u128 * interval;
+    let by_size = c.queue as u128 * interval;
+    let by_time = (c.timeout / tick as u64) as u128;
+    let wait = if by_time < by_size { by_time } else { by_size };
+    if limit > MAX_LEAD {
+        return Err(ConfigError::count_above(
+            c.burst_option,
+            c.burst as u64,
+            (MAX_LEAD / interval) as u64,
+        ));
+    }
+    if limit + wait > MAX_LEAD {
+        let room = MAX_LEAD - limit;
+        return Err(if by_time <= by_size {
+            ConfigError::duration_above(
+                ConfigOption::QueueTimeout,
+                c.queue_timeout,
+                nanos_to_duration(room * tick as u128),
+            )
+        } else {
+            ConfigError::count_above(
+                ConfigOption::MaxQueueSize,
+                c.queue as u64,
+                (room / interval) as u64,
+            )
+        });
+    }
+    Ok(Plan {
+        tick_nanos: tick,
+        interval: interval as Word,
+        limit: limit as Word,
+        queue_timeout: wait as Word,
+        burst: c.burst,
+        max_queue_size: c.queue,
+    })
+}
+
+/// Validates `config` and derives the numbers the limiter runs on.
+pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
+    let checked = match check_options(config) {
+        Ok(c) => c,
+        Err(e) => return Err(e),
+    };
+    let interval = interval_nanos(&checked);
+    match choose_tick(&checked, interval) {
+        Ok((tick, ticks)) => check_lead(&checked, tick, ticks),
+        Err(e) => Err(e),
+    }
+}
+
+/// A `u128` count of nanoseconds as a `Duration`, saturating.
+pub(super) const fn nanos_to_duration(nanos: u128) -> Duration {
+    let secs = nanos / 1_000_000_000;
+    if secs > u64::MAX as u128 {
+        Duration::MAX
+    } else {
+        Duration::new(secs as u64, (nanos % 1_000_000_000) as u32)
+    }
+}
+
+#[cfg(all(test, not(stockade_loom)))]
+#[allow(clippy::std_instead_of_alloc, clippy::std_instead_of_core)]
+mod tests {
+    use super::super::RateLimiter;
+    use super::super::tests::{config_error, limiter};
+    use super::*;
+
+    #[test]
+    fn validation_names_the_option() {
+        let d = RateLimiterConfig::DEFAULT;
+        let check = |config: RateLimiterConfig, option: &str, problem: ConfigProblem| {
+            let err = config_error(config);
+            assert_eq!(
+                (err.option.as_str(), err.problem),
+                (option, problem),
+                "{config:?}"
+            );
+        };
+        let count = |n: u64| ConfigProblem::TooLarge {
+            max: ConfigValue::Count(n),
+        };
+        let nanos = |n: u64| ConfigProblem::TooLarge {
+            max: ConfigValue::Duration(Duration::from_nanos(n)),
+        };
+        check(
+            d.with_requests_per_period(0),
+            "requests_per_period",
+            ConfigProblem::Zero,
+        );
+        check(d.with_period(Duration::ZERO), "period", ConfigProblem::Zero);
+        check(d.with_burst(0), "burst", ConfigProblem::Zero);
+        check(
+            d.with_burst(0).with_mode(Mode::Strict),
+            "burst",
+            ConfigProblem::Zero,
+        );
+        // More than one request per nanosecond: the interval rounds to zero.
+        check(
+            d.with_period(Duration::from_nanos(9)),
+            "requests_per_period",
+            count(9),
+        );
+        assert!(RateLimiter::new(d.with_period(Duration::from_nanos(10))).is_ok());
+        // Durations that overflow.
+        let max_period = if WIDE { 1u64 << 61 } else { u64::MAX };
+        check(d.with_period(Duration::MAX), "period", nanos(max_period));
+        if WIDE {
+            assert!(RateLimiter::new(d.with_period(Duration::from_nanos(1 << 61))).is_ok());
+            check(
+                d.with_period(Duration::from_nanos((1 << 61) + 1)),
+                "period",
+                nanos(1 << 61),
+            );
+            // A lead beyond 2^62 ns (146 years).
+            let yearly = d
+                .with_requests_per_period(1)
+                .with_period(Duration::from_secs(365 * 86_400));
+            check(yearly.with_burst(200), "burst", count(146));
+            check(
+                yearly
+                    .with_burst(100)
+                    .with_max_queue_size(100)
+                    .with_queue_timeout(Duration::MAX),
+                "max_queue_size",
+                count(46),
+            );
+            let e_timeout = config_error(
+                yearly
+                    .with_burst(100)
+                    .with_max_queue_size(100)
+                    .with_queue_timeout(Duration::from_secs(100 * 365 * 86_400)),
+            );
+            assert_eq!(e_timeout.option, ConfigOption::QueueTimeout);
+            assert!(matches!(
+                e_timeout.problem,
+                ConfigProblem::TooLarge {
+                    max: ConfigValue::Duration(_)
+                }
+            ));
+            // u32::MAX counts are fine with the 64-bit layout.
+            assert!(RateLimiter::new(d.with_burst(u32::MAX).with_max_queue_size(u32::MAX)).is_ok());
+        } else {
+            check(d.with_burst((1 << 19) + 1), "burst", count(1 << 19));
+            check(
+                d.with_requests_per_period((1 << 19) + 1),
+                "requests_per_period",
+                count(1 << 19),
+            );
+            check(
+                d.with_max_queue_size((1 << 19) + 1),
+                "max_queue_size",
+                count(1 << 19),
+            );
+            // A strict limiter's default burst is 1, so a high rate is fine.
+            assert!(
+                RateLimiter::new(d.with_requests_per_period(1 << 20).with_mode(Mode::Strict))
+                    .is_ok()
+            );
+        }
+        // Display names the option and the value, in the user's units.
+        let msg = std::format!("{}", config_error(d.with_burst(0)));
+        assert_eq!(msg, "invalid burst = 0: must be greater than zero");
+        if WIDE {
+            let msg = std::format!("{}", config_error(d.with_period(Duration::MAX)));
+            assert_eq!(
+                msg,
+                "invalid period = 5124095576030431h 16s: must be at most 640511h 56min 49.214s"
+            );
+        }
+    }
+
+    #[test]
+    fn thirty_two_bit_precision_and_horizon() {
+        for c in [
+            RateLimiterConfig::DEFAULT,
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(1_000_000)
+                .with_burst(1_000),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(1)
+                .with_period(Duration::from_secs(365 * 86_400)),
+            RateLimiterConfig::DEFAULT
+                .with_burst(1 << 19)
+                .with_max_queue_size(1 << 19),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(3)
+                .with_period(Duration::from_nanos(10))
+                .with_queue_timeout(Duration::MAX),
+            // 1 s / 3 has no exact cut: rounded up by less than a tick.
+            RateLimiterConfig::DEFAULT.with_requests_per_period(3),
+            RateLimiterConfig::DEFAULT.with_mode(Mode::Strict),
+        ] {
+            let l = limiter(c);
+            let tick = l.resolution().as_nanos();
+            let ticks_per_interval = l.emission_interval().as_nanos() / tick;
+            assert_eq!(l.emission_interval().as_nanos() % tick, 0, "{c:?}");
+            let lead = (l.emission_interval() * l.burst() + l.queue_timeout()).as_nanos() / tick;
+            // Never faster than configured, slower by less than a tick.
+            let per_period = match (c.mode, c.burst) {
+                (Mode::Strict, Some(b)) => c.requests_per_period - b + 1,
+                _ => c.requests_per_period,
+            };
+            let exact = c.period.as_nanos().div_ceil(u128::from(per_period));
+            let interval = l.emission_interval().as_nanos();
+            assert!(interval >= exact && interval < exact + tick, "{c:?}");
+            if WIDE {
+                assert_eq!(tick, 1);
+                assert!(lead <= 1 << 62);
+            } else {
+                assert!(ticks_per_interval >= 1 << 9 || tick == 1, "{c:?}");
+                assert!(lead <= 1 << 29, "{c:?}");
+                if c == RateLimiterConfig::DEFAULT {
+                    // 100 µs ticks cut 100 ms exactly: the word wraps
+                    // after 119 hours.
+                    assert_eq!(tick, 100_000);
+                    assert_eq!(l.emission_interval(), Duration::from_millis(100));
+                    assert_eq!(l.wrap_period().as_secs(), 429_496);
+                }
+            }
+        }
+    }
+}
