@@ -80,6 +80,12 @@
 // Alignment a `stockade_retry_budget`'s storage needs.
 #define STOCKADE_RETRY_BUDGET_ALIGN 8
 
+// Bytes of storage a `stockade_bulkhead` needs (every supported target).
+#define STOCKADE_BULKHEAD_SIZE 24
+
+// Alignment a `stockade_bulkhead`'s storage needs.
+#define STOCKADE_BULKHEAD_ALIGN 8
+
 // Bytes of storage a `stockade_tick_clock` needs (every supported target).
 #define STOCKADE_TICK_CLOCK_SIZE 32
 
@@ -91,6 +97,12 @@
 
 // Bytes of `stockade_config_error.option_name`, NUL included.
 #define STOCKADE_CONFIG_OPTION_NAME_LEN 32
+
+// Bytes of storage a `stockade_limiter` needs (every supported target).
+#define STOCKADE_LIMITER_SIZE 48
+
+// Alignment a `stockade_limiter`'s storage needs.
+#define STOCKADE_LIMITER_ALIGN 8
 
 // Major version of the header (the library's is `stockade_version()`).
 #define STOCKADE_VERSION_MAJOR 0
@@ -152,6 +164,9 @@ enum stockade_status
   // More permits were asked for at once than the limiter can ever grant
   // (above its burst).
   STOCKADE_STATUS_PERMITS_EXCEED_BURST = 23,
+  // A reservation cannot be cancelled: it did not wait, its time has
+  // come, or a later booking came after it. The permits stay booked.
+  STOCKADE_STATUS_NOT_CANCELLABLE = 24,
   // The bulkhead is full: `max_concurrent` calls are running.
   STOCKADE_STATUS_BULKHEAD_FULL = 30,
   // The operation did not finish within its timeout.
@@ -247,6 +262,28 @@ typedef uint8_t stockade_outcome;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How a limiter trades bursts against window guarantees
+// (`stockade_limiter_config.mode`).
+enum stockade_limiter_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Token bucket: `burst` permits at once (default
+  // `requests_per_period`); may admit up to `burst + N` in one period.
+  STOCKADE_LIMITER_MODE_BURSTY = 0,
+  // Never more than `requests_per_period` in any window of `period_ms`
+  // (default `burst` 1: pure pacing). For third-party quotas.
+  STOCKADE_LIMITER_MODE_STRICT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_limiter_mode stockade_limiter_mode;
+#else
+typedef uint8_t stockade_limiter_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A validated backoff policy (the core's `Backoff`) in caller storage:
 // a pure calculator, read-only after `stockade_backoff_init`, so any
 // number of threads may use one at once.
@@ -262,6 +299,15 @@ typedef struct stockade_backoff_schedule stockade_backoff_schedule;
 // storage. Every function on it may be called from any number of threads
 // (and interrupt handlers) at once.
 typedef struct stockade_breaker stockade_breaker;
+
+// A lock-free bulkhead (the core's `Bulkhead`) in caller storage. Any
+// number of threads (and interrupt handlers) may use it at once.
+typedef struct stockade_bulkhead stockade_bulkhead;
+
+// A lock-free rate limiter (the core's `RateLimiter`, GCRA) in caller
+// storage. Any number of threads (and interrupt handlers) may use it at
+// once.
+typedef struct stockade_limiter stockade_limiter;
 
 // A retry budget (the core's `RetryBudget`) in caller storage: one atomic
 // word, lock-free; share it between every thread (and interrupt handler)
@@ -365,10 +411,12 @@ typedef struct stockade_clock {
   void *user_data;
 } stockade_clock;
 
-// An admitted call (the core's `BreakerToken`): plain data, 16 bytes.
-// Report it once with `stockade_breaker_report`. A token never reported
-// does no lasting harm (a half-open probe slot frees itself when the
-// round ends).
+// An admitted call (the core's `BreakerToken`): plain data owned by the
+// caller (one thread at a time). Report it once with
+// `stockade_breaker_report`, which marks it used: reporting the same
+// token again returns `TOKEN_ALREADY_USED` and changes nothing. A token
+// never reported does no lasting harm (a half-open probe slot frees
+// itself when the round ends).
 typedef struct stockade_breaker_token {
   // The generation the call was admitted in.
   uint32_t generation;
@@ -377,6 +425,8 @@ typedef struct stockade_breaker_token {
   uint32_t timed;
   // The call's start, in the clock's nanoseconds (when `timed`).
   uint64_t started_at_ns;
+  // 1 once reported through this token.
+  uint32_t used;
 } stockade_breaker_token;
 
 // A state change a call performed (the core's `Transition`), reported
@@ -441,6 +491,31 @@ typedef struct stockade_retry_budget_config {
   uint32_t max_tokens;
 } stockade_retry_budget_config;
 
+// Bulkhead options (the core's `RawBulkheadConfig`): start from
+// `stockade_bulkhead_config_default()` and change fields.
+typedef struct stockade_bulkhead_config {
+  // The longest a caller waits in the queue, ms (default 30000; blocking
+  // tier); 0 = never wait.
+  uint64_t queue_timeout_ms;
+  // Calls running at once (default 10); at least 1.
+  uint32_t max_concurrent;
+  // Callers that may wait for a permit (default 100; blocking tier); 0 =
+  // no queue.
+  uint32_t max_queue;
+} stockade_bulkhead_config;
+
+// A held permit (the core's `BulkheadToken`): plain data owned by the
+// caller (one thread at a time). Release it once with
+// `stockade_bulkhead_release`; a permit never released is lost for good.
+typedef struct stockade_bulkhead_token {
+  // Permits in use right after the grant (this one included).
+  uint32_t in_use;
+  // Callers queued right after the grant.
+  uint32_t queued;
+  // 1 once released through this token (a second release is refused).
+  uint32_t used;
+} stockade_bulkhead_token;
+
 // Timeout options (the spec's `timeoutMs`): start from
 // `stockade_timeout_config_default()`.
 typedef struct stockade_timeout_config {
@@ -456,6 +531,42 @@ typedef struct stockade_deadline {
   // When it expires, in the clock's nanoseconds.
   uint64_t expires_at_ns;
 } stockade_deadline;
+
+// Rate limiter options (the core's `RawRateLimiterConfig`): start from
+// `stockade_limiter_config_default()` and change fields.
+typedef struct stockade_limiter_config {
+  // The period, ms (default 1000).
+  uint64_t period_ms;
+  // The longest a reservation may wait, ms (default 30000); 0 = never
+  // wait.
+  uint64_t queue_timeout_ms;
+  // Permits per period (default 10).
+  uint32_t requests_per_period;
+  // Permits that may be taken at once; 0 = the mode's default.
+  uint32_t burst;
+  // Permits that may be booked ahead, waiting (default 100); 0 =
+  // reservations never wait.
+  uint32_t max_queue_size;
+  // A `stockade_limiter_mode` (default `BURSTY`).
+  uint8_t mode;
+} stockade_limiter_config;
+
+// A reservation (the core's `ReservationToken`): permits booked for
+// `ready_at_ns`. Plain data owned by the caller; one thread at a time.
+// Wait `wait_ns`, then use the permits, or give them back with
+// `stockade_limiter_cancel`.
+typedef struct stockade_limiter_token {
+  // Permits booked.
+  uint32_t permits;
+  // 1 once cancelled through this token (a second cancel is refused).
+  uint32_t used;
+  // When the permits may be used, in the clock's nanoseconds.
+  uint64_t ready_at_ns;
+  // How long to wait from the booking, ns (0: use them now).
+  uint64_t wait_ns;
+  // The core's token, opaque.
+  uint64_t _private[5];
+} stockade_limiter_token;
 
 #ifdef __cplusplus
 extern "C" {
@@ -617,13 +728,15 @@ stockade_status stockade_breaker_acquire(const struct stockade_breaker *breaker,
 // Reports the verdict of an admitted call: `outcome` is a
 // `stockade_outcome` (`SUCCESS`, `FAILURE`, `IGNORED`).
 //
-// - Statuses: `OK` (counted); `TOKEN_STALE` (the breaker changed state
-//   since the call was admitted: nothing counted); `TOKEN_ALREADY_USED`
-//   (a half-open probe's token reported twice: nothing counted);
-//   `INVALID_ARGUMENT` (unknown `outcome`); `NULL_ARGUMENT`. A closed
-//   breaker cannot tell a second report of a token from another call's
-//   and counts it (a token carries only its generation); the breaker's
-//   state stays consistent whatever is reported.
+// - Statuses: `OK` (counted); `TOKEN_ALREADY_USED` (this token was
+//   reported already, or, for a half-open probe, a copy of it was:
+//   nothing counted); `TOKEN_STALE` (the breaker changed state since the
+//   call was admitted: nothing counted); `INVALID_ARGUMENT` (unknown
+//   `outcome`: the token stays unused); `NULL_ARGUMENT`. Every report
+//   that reaches the breaker marks the token used. (A *copy* of a token
+//   reported to a closed breaker cannot be told from another call's
+//   verdict, since the core's token carries only its generation; the
+//   state stays consistent whatever is reported.)
 // - `transition` (optional): the transition this verdict performed (e.g.
 //   closed to open), on `OK`.
 // - Thread safety: any thread; lock-free. Blocks: no.
@@ -632,7 +745,7 @@ stockade_status stockade_breaker_acquire(const struct stockade_breaker *breaker,
 //
 // `breaker` from `stockade_breaker_init`; other pointers valid or NULL.
 stockade_status stockade_breaker_report(const struct stockade_breaker *breaker,
-                                        const struct stockade_breaker_token *token,
+                                        struct stockade_breaker_token *token,
                                         uint8_t outcome,
                                         const struct stockade_clock *clock,
                                         struct stockade_breaker_transition *transition);
@@ -789,6 +902,78 @@ stockade_status stockade_retry_budget_available(const struct stockade_retry_budg
 // `budget` from `stockade_retry_budget_init`.
 stockade_status stockade_retry_budget_reset(const struct stockade_retry_budget *budget);
 
+// The spec's defaults: 10 concurrent, a queue of 100, 30000 ms queue
+// timeout.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_bulkhead_config stockade_bulkhead_config_default(void);
+
+// Validates `config` and makes an empty bulkhead in `storage`
+// (`STOCKADE_BULKHEAD_SIZE` bytes aligned to `STOCKADE_BULKHEAD_ALIGN`);
+// `*out` = the bulkhead.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (`max_concurrent` 0, or counts above the layout's
+//   range; `*error` names it if not NULL); `STORAGE_TOO_SMALL`;
+//   `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the bulkhead freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_bulkhead_init(void *storage,
+                                       size_t storage_size,
+                                       const struct stockade_bulkhead_config *config,
+                                       struct stockade_config_error *error,
+                                       struct stockade_bulkhead **out);
+
+// Takes a permit if one is free (never waits; the blocking tier's
+// `stockade_bulkhead_handle_acquire` waits in a FIFO queue).
+//
+// - Statuses: `OK` (`*out_token` holds the permit: release it once);
+//   `BULKHEAD_FULL` (all permits held, or callers queued ahead);
+//   `NULL_ARGUMENT`.
+// - Thread safety: any thread; lock-free (one compare-and-swap).
+//   Blocks: no.
+//
+// # Safety
+//
+// `bulkhead` from `stockade_bulkhead_init`; other pointers valid or NULL.
+stockade_status stockade_bulkhead_try_acquire(const struct stockade_bulkhead *bulkhead,
+                                              struct stockade_bulkhead_token *out_token);
+
+// Returns the permit of `token` and marks the token used.
+//
+// - Statuses: `OK`; `TOKEN_ALREADY_USED` (released through this token
+//   already, or no permit is in use at all: nothing changed);
+//   `NULL_ARGUMENT`. A copy of a token released twice while other permits
+//   are held cannot be told apart (the core keeps no per-permit state):
+//   it returns another holder's permit; the counts never underflow.
+// - Thread safety: any thread for the bulkhead; the token is the
+//   caller's. Blocks: no.
+//
+// # Safety
+//
+// `bulkhead` from `stockade_bulkhead_init`; other pointers valid or NULL.
+stockade_status stockade_bulkhead_release(const struct stockade_bulkhead *bulkhead,
+                                          struct stockade_bulkhead_token *token);
+
+// `*out_in_use`, `*out_queued`, `*out_available` (each optional) =
+// permits held, callers queued, permits free now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`bulkhead`). Thread safety: any
+//   thread (each count is one load). Blocks: no.
+//
+// # Safety
+//
+// `bulkhead` from `stockade_bulkhead_init`; other pointers valid or NULL.
+stockade_status stockade_bulkhead_counts(const struct stockade_bulkhead *bulkhead,
+                                         uint32_t *out_in_use,
+                                         uint32_t *out_queued,
+                                         uint32_t *out_available);
+
 // Reads `clock` once: `*out_ns` = its current time in nanoseconds.
 //
 // - Statuses: `OK`; `NULL_ARGUMENT` (`clock`, its `now_ns`, or `out_ns`).
@@ -930,6 +1115,112 @@ stockade_status stockade_deadline_remaining_ms(const struct stockade_deadline *d
 stockade_status stockade_deadline_is_expired(const struct stockade_deadline *deadline,
                                              const struct stockade_clock *clock,
                                              bool *out_expired);
+
+// The spec's defaults: 10 per 1000 ms, bursty, queue of 100, 30000 ms
+// queue timeout.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_limiter_config stockade_limiter_config_default(void);
+
+// Validates `config` and makes a full limiter in `storage`
+// (`STOCKADE_LIMITER_SIZE` bytes aligned to `STOCKADE_LIMITER_ALIGN`);
+// `*out` = the limiter.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (`requests_per_period` or `period_ms` 0, more than
+//   one permit per ns, `burst` above `requests_per_period` in strict
+//   mode, unknown `mode`, values above the layout's range; `*error` names
+//   it if not NULL); `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the limiter freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_limiter_init(void *storage,
+                                      size_t storage_size,
+                                      const struct stockade_limiter_config *config,
+                                      struct stockade_config_error *error,
+                                      struct stockade_limiter **out);
+
+// Takes `permits` permits now, all or nothing (0 always succeeds).
+//
+// - Statuses: `OK`; `RATE_LIMITED` (`*retry_after_ms`, if not NULL, =
+//   exactly when they will be available); `PERMITS_EXCEED_BURST` (never
+//   possible; `*retry_after_ms` = `UINT64_MAX`); `NULL_ARGUMENT`.
+// - Thread safety: any thread; lock-free. Blocks: no.
+//
+// # Safety
+//
+// `limiter` from `stockade_limiter_init`; other pointers valid or NULL.
+stockade_status stockade_limiter_try_acquire(const struct stockade_limiter *limiter,
+                                             const struct stockade_clock *clock,
+                                             uint32_t permits,
+                                             uint64_t *retry_after_ms);
+
+// Books `permits` permits at the earliest time they are free, if that is
+// within `max_wait_ms` and the queue timeout; `*out_token` says when
+// (`wait_ns`, `ready_at_ns`). The caller waits, then uses them (or
+// cancels). This is how an event loop queues without threads.
+//
+// - Statuses: `OK`; `QUEUE_FULL` (more than `max_queue_size` permits
+//   would wait); `QUEUE_TIMEOUT` (the wait would exceed `max_wait_ms` or
+//   `queue_timeout_ms`); `PERMITS_EXCEED_BURST`; `RATE_LIMITED` (only at
+//   the end of the clock's range); `NULL_ARGUMENT`. On a rejection
+//   `*retry_after_ms` (optional) says when booking would succeed.
+// - Thread safety: any thread; lock-free. Blocks: no.
+//
+// # Safety
+//
+// `limiter` from `stockade_limiter_init`; other pointers valid or NULL.
+stockade_status stockade_limiter_reserve(const struct stockade_limiter *limiter,
+                                         const struct stockade_clock *clock,
+                                         uint32_t permits,
+                                         uint64_t max_wait_ms,
+                                         struct stockade_limiter_token *out_token,
+                                         uint64_t *retry_after_ms);
+
+// Gives a waiting reservation's permits back (the caller gave up);
+// `*out_returned` (optional) = permits returned. Marks the token used.
+//
+// - Statuses: `OK`; `TOKEN_ALREADY_USED` (this token was cancelled
+//   already: nothing changed); `NOT_CANCELLABLE` (it did not wait, its
+//   time has come, or someone booked after it: the permits stay booked,
+//   and the caller may still use them at `ready_at_ns`); `NULL_ARGUMENT`.
+// - Thread safety: any thread for the limiter; the token is the
+//   caller's (one thread). Blocks: no.
+//
+// # Safety
+//
+// `limiter` from `stockade_limiter_init`; other pointers valid or NULL.
+stockade_status stockade_limiter_cancel(const struct stockade_limiter *limiter,
+                                        struct stockade_limiter_token *token,
+                                        const struct stockade_clock *clock,
+                                        uint32_t *out_returned);
+
+// `*out_permits` = permits `stockade_limiter_try_acquire` could take now
+// (0 to the burst).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `limiter` from `stockade_limiter_init`; other pointers valid or NULL.
+stockade_status stockade_limiter_available(const struct stockade_limiter *limiter,
+                                           const struct stockade_clock *clock,
+                                           uint32_t *out_permits);
+
+// `*out_permits` = permits booked but not yet ready (waiting).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `limiter` from `stockade_limiter_init`; other pointers valid or NULL.
+stockade_status stockade_limiter_queue_depth(const struct stockade_limiter *limiter,
+                                             const struct stockade_clock *clock,
+                                             uint32_t *out_permits);
 
 // The message of a status: a static NUL-terminated English string
 // ("circuit breaker is open"); `"unknown status"` for a number that is no

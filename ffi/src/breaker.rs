@@ -142,10 +142,12 @@ const fn outcome_from_u8(n: u8) -> Option<Outcome> {
     }
 }
 
-/// An admitted call (the core's `BreakerToken`): plain data, 16 bytes.
-/// Report it once with `stockade_breaker_report`. A token never reported
-/// does no lasting harm (a half-open probe slot frees itself when the
-/// round ends).
+/// An admitted call (the core's `BreakerToken`): plain data owned by the
+/// caller (one thread at a time). Report it once with
+/// `stockade_breaker_report`, which marks it used: reporting the same
+/// token again returns `TOKEN_ALREADY_USED` and changes nothing. A token
+/// never reported does no lasting harm (a half-open probe slot frees
+/// itself when the round ends).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct stockade_breaker_token {
@@ -156,6 +158,8 @@ pub struct stockade_breaker_token {
     pub timed: u32,
     /// The call's start, in the clock's nanoseconds (when `timed`).
     pub started_at_ns: u64,
+    /// 1 once reported through this token.
+    pub used: u32,
 }
 
 impl From<BreakerToken> for stockade_breaker_token {
@@ -165,6 +169,7 @@ impl From<BreakerToken> for stockade_breaker_token {
             generation: t.generation(),
             timed: u32::from(started.is_some()),
             started_at_ns: started.map_or(0, Timestamp::as_nanos),
+            used: 0,
         }
     }
 }
@@ -284,7 +289,6 @@ const _: () = assert!(
     CircuitBreaker::SIZE <= STOCKADE_BREAKER_SIZE
         && CircuitBreaker::ALIGN <= STOCKADE_BREAKER_ALIGN
 );
-const _: () = assert!(core::mem::size_of::<stockade_breaker_token>() == 16);
 
 /// A lock-free circuit breaker (the core's `CircuitBreaker`) in caller
 /// storage. Every function on it may be called from any number of threads
@@ -433,13 +437,15 @@ pub unsafe extern "C" fn stockade_breaker_acquire(
 /// Reports the verdict of an admitted call: `outcome` is a
 /// `stockade_outcome` (`SUCCESS`, `FAILURE`, `IGNORED`).
 ///
-/// - Statuses: `OK` (counted); `TOKEN_STALE` (the breaker changed state
-///   since the call was admitted: nothing counted); `TOKEN_ALREADY_USED`
-///   (a half-open probe's token reported twice: nothing counted);
-///   `INVALID_ARGUMENT` (unknown `outcome`); `NULL_ARGUMENT`. A closed
-///   breaker cannot tell a second report of a token from another call's
-///   and counts it (a token carries only its generation); the breaker's
-///   state stays consistent whatever is reported.
+/// - Statuses: `OK` (counted); `TOKEN_ALREADY_USED` (this token was
+///   reported already, or, for a half-open probe, a copy of it was:
+///   nothing counted); `TOKEN_STALE` (the breaker changed state since the
+///   call was admitted: nothing counted); `INVALID_ARGUMENT` (unknown
+///   `outcome`: the token stays unused); `NULL_ARGUMENT`. Every report
+///   that reaches the breaker marks the token used. (A *copy* of a token
+///   reported to a closed breaker cannot be told from another call's
+///   verdict, since the core's token carries only its generation; the
+///   state stays consistent whatever is reported.)
 /// - `transition` (optional): the transition this verdict performed (e.g.
 ///   closed to open), on `OK`.
 /// - Thread safety: any thread; lock-free. Blocks: no.
@@ -450,7 +456,7 @@ pub unsafe extern "C" fn stockade_breaker_acquire(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_breaker_report(
     breaker: *const stockade_breaker,
-    token: *const stockade_breaker_token,
+    token: *mut stockade_breaker_token,
     outcome: u8,
     clock: *const stockade_clock,
     transition: *mut stockade_breaker_transition,
@@ -459,11 +465,15 @@ pub unsafe extern "C" fn stockade_breaker_report(
         // SAFETY: function contract.
         let b = unsafe { self::breaker(breaker) }?;
         // SAFETY: function contract.
-        let token = *unsafe { arg(token) }?;
+        let token = unsafe { crate::boundary::arg_mut(token) }?;
         // SAFETY: function contract.
         let clock = unsafe { CClock::from_ptr(clock) }?;
         let outcome = outcome_from_u8(outcome).ok_or(stockade_status::InvalidArgument)?;
-        match b.report(token.into(), outcome, &clock) {
+        if token.used != 0 {
+            return Err(stockade_status::TokenAlreadyUsed);
+        }
+        token.used = 1;
+        match b.report((*token).into(), outcome, &clock) {
             Ok(t) => {
                 // SAFETY: valid or NULL (function contract).
                 unsafe { write_transition(transition, t) };

@@ -51,6 +51,9 @@ pub enum stockade_status {
     /// More permits were asked for at once than the limiter can ever grant
     /// (above its burst).
     PermitsExceedBurst = 23,
+    /// A reservation cannot be cancelled: it did not wait, its time has
+    /// come, or a later booking came after it. The permits stay booked.
+    NotCancellable = 24,
     /// The bulkhead is full: `max_concurrent` calls are running.
     BulkheadFull = 30,
     /// The operation did not finish within its timeout.
@@ -95,6 +98,9 @@ impl stockade_status {
             stockade_status::PermitsExceedBurst => {
                 c"more permits asked for at once than the burst allows"
             }
+            stockade_status::NotCancellable => {
+                c"reservation cannot be cancelled: it is ready, did not wait, or a later booking came after it"
+            }
             stockade_status::BulkheadFull => c"bulkhead is full",
             stockade_status::TimedOut => c"operation timed out",
             stockade_status::RetriesExhausted => c"retries exhausted",
@@ -106,7 +112,7 @@ impl stockade_status {
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 22] = [
+    pub(crate) const ALL: [stockade_status; 23] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -122,6 +128,7 @@ impl stockade_status {
         stockade_status::QueueFull,
         stockade_status::QueueTimeout,
         stockade_status::PermitsExceedBurst,
+        stockade_status::NotCancellable,
         stockade_status::BulkheadFull,
         stockade_status::TimedOut,
         stockade_status::RetriesExhausted,

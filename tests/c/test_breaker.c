@@ -87,12 +87,19 @@ static void test_lifecycle(void) {
     for (i = 0; i < 3; i++) {
         memset(&tr, 0xff, sizeof tr);
         CHECK_OK(stockade_breaker_acquire(b, &clock, &tok, &tr, NULL));
-        CHECK(!tr.happened);
+        CHECK(!tr.happened && tok.used == 0);
+        stale = tok; /* a copy, never reported through */
         CHECK_OK(stockade_breaker_report(b, &tok, STOCKADE_OUTCOME_FAILURE, &clock, &tr));
-        CHECK(tr.happened == (i == 2));
+        CHECK(tr.happened == (i == 2) && tok.used == 1);
+        if (i == 0) {
+            /* The same token again: refused, nothing counted. */
+            CHECK_STATUS(stockade_breaker_report(b, &tok, STOCKADE_OUTCOME_FAILURE, &clock, &tr),
+                         STOCKADE_STATUS_TOKEN_ALREADY_USED);
+            CHECK_OK(stockade_breaker_get_metrics(b, &clock, &m));
+            CHECK(m.consecutive_failures == 1 && m.failures == 1);
+        }
     }
     CHECK(tr.from == STOCKADE_BREAKER_STATE_CLOSED && tr.to == STOCKADE_BREAKER_STATE_OPEN);
-    stale = tok;
     CHECK_OK(stockade_breaker_get_state(b, &state));
     CHECK(state == STOCKADE_BREAKER_STATE_OPEN);
 
@@ -116,23 +123,27 @@ static void test_lifecycle(void) {
     CHECK_STATUS(stockade_breaker_acquire(b, &clock, &tok, NULL, &after), STOCKADE_STATUS_BREAKER_HALF_OPEN_FULL);
     CHECK(after <= 500);
 
-    /* The probe succeeds; reporting it again is refused, not counted. */
+    /* The probe succeeds; reporting it (or a copy) again is refused. */
+    stale = probe;
     CHECK_OK(stockade_breaker_report(b, &probe, STOCKADE_OUTCOME_SUCCESS, &clock, &tr));
     CHECK_STATUS(stockade_breaker_report(b, &probe, STOCKADE_OUTCOME_SUCCESS, &clock, &tr),
+                 STOCKADE_STATUS_TOKEN_ALREADY_USED);
+    CHECK_STATUS(stockade_breaker_report(b, &stale, STOCKADE_OUTCOME_SUCCESS, &clock, &tr),
                  STOCKADE_STATUS_TOKEN_ALREADY_USED);
     CHECK_STATUS(stockade_breaker_report(b, &probe, STOCKADE_OUTCOME_FAILURE, &clock, &tr),
                  STOCKADE_STATUS_TOKEN_ALREADY_USED);
     CHECK_OK(stockade_breaker_get_metrics(b, &clock, &m));
     CHECK(m.state == STOCKADE_BREAKER_STATE_HALF_OPEN && m.probe_successes == 1 && m.probes_in_flight == 0);
-    CHECK(m.stale_verdicts >= 2);
+    CHECK(m.stale_verdicts >= 1);
 
     /* The round ends with a success: the next acquire closes the circuit. */
     now_ns = 1500 * MS;
     CHECK_OK(stockade_breaker_acquire(b, &clock, &tok, &tr, NULL));
     CHECK(tr.happened && tr.to == STOCKADE_BREAKER_STATE_CLOSED);
-    CHECK_OK(stockade_breaker_report(b, &tok, STOCKADE_OUTCOME_IGNORED, &clock, NULL));
     CHECK_STATUS(stockade_breaker_report(b, &tok, 3, &clock, NULL), STOCKADE_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(stockade_breaker_report(b, &tok, 255, &clock, NULL), STOCKADE_STATUS_INVALID_ARGUMENT);
+    CHECK(tok.used == 0);
+    CHECK_OK(stockade_breaker_report(b, &tok, STOCKADE_OUTCOME_IGNORED, &clock, NULL));
 
     CHECK_OK(stockade_breaker_get_metrics(b, &clock, &m));
     CHECK(m.state == STOCKADE_BREAKER_STATE_CLOSED && m.failures == 3 && m.rejections == 3);
