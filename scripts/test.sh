@@ -39,6 +39,31 @@ cargo build -p stockade --no-default-features --target thumbv7em-none-eabihf --l
 # Cortex-M0 and RV32IMC have no CAS at all: the firmware picks portable-atomic's backend.
 cargo build -p stockade --no-default-features --features critical-section --target thumbv6m-none-eabi --locked
 cargo build -p stockade --no-default-features --features critical-section --target riscv32imc-unknown-none-elf --locked
+# The library never switches on portable-atomic's lock-based fallback by itself.
+pa_features=$(cargo tree -p stockade --no-default-features --target thumbv7em-none-eabihf \
+    -e normal,features -i portable-atomic --locked)
+if grep -q 'portable-atomic feature "fallback"' <<<"$pa_features"; then
+    echo "error: a plain no_std build enables portable-atomic/fallback:" >&2
+    echo "$pa_features" >&2
+    exit 1
+fi
+
+step "MSRV: the library builds on the declared rust-version"
+# The library only (any features); tests, examples and benches may use newer Rust.
+msrv=$(sed -n 's/^rust-version = "\([0-9.]*\)"$/\1/p' Cargo.toml)
+[[ $msrv =~ ^[0-9]+\.[0-9]+$ ]] && msrv="$msrv.0"
+rustup toolchain install "$msrv" --profile minimal >/dev/null
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
+
+step "the crate package has its README, licences and changelog"
+package_files=$(cargo package -p stockade --list --locked --allow-dirty)
+for f in README.md LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
+    if ! grep -qx "$f" <<<"$package_files"; then
+        echo "error: $f is missing from the stockade package" >&2
+        exit 1
+    fi
+done
 
 step "C ABI (ffi/): header drift, C and C++ tests under sanitizers and valgrind, no-malloc core tier, firmware size, install + pkg-config/CMake"
 tests/c/run.sh

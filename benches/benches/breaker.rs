@@ -63,7 +63,7 @@ fn breaker(c: &mut Criterion) {
         &mut group,
         "stockade-execute",
         || {
-            stockade::blocking::CircuitBreaker::new("bench", BreakerConfig::DEFAULT)
+            stockade::blocking::CircuitBreaker::unregistered("bench", BreakerConfig::DEFAULT)
                 .expect("valid config")
         },
         |breaker| {

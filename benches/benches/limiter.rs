@@ -3,6 +3,9 @@
 //! Group `limiter`, at 1 and 2 threads on one shared limiter:
 //! - `stockade-monotonic`: core `RateLimiter::try_acquire(&MonotonicClock)`;
 //! - `stockade-manual`: the same with a `ManualClock` (no clock cost);
+//! - `stockade-coarse`: the same with a `CoarseClock` kept fresh by its
+//!   upkeep thread at 1 ms (one atomic load per read; the thread runs only
+//!   during this implementation's measurements);
 //! - `governor-default`: `governor::RateLimiter::direct(quota).check()` with
 //!   governor's default clock (quanta's TSC clock);
 //! - `governor-fake`: the same with governor's `FakeRelativeClock`.
@@ -21,7 +24,7 @@ use core::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter as Governor};
-use stockade::clock::{ManualClock, MonotonicClock};
+use stockade::clock::{CoarseClock, ManualClock, MonotonicClock};
 use stockade::limiter::{RateLimiter, RateLimiterConfig};
 use stockade_bench::{assert_no_rejections, bench_threads, note_rejection};
 
@@ -37,6 +40,9 @@ fn stockade_limiter() -> RateLimiter {
     .expect("valid limiter config")
 }
 
+/// The coarse clock's resolution.
+const COARSE_INTERVAL: Duration = Duration::from_millis(1);
+
 fn quota() -> Quota {
     Quota::per_second(NonZeroU32::new(RATE).expect("non-zero"))
 }
@@ -50,6 +56,11 @@ fn assert_grant_path() {
     let limiter = stockade_limiter();
     let clock = ManualClock::new();
     assert!((0..CALLS).all(|_| limiter.try_acquire(&clock).is_ok()));
+    let upkeep = CoarseClock::start_upkeep(COARSE_INTERVAL).expect("upkeep thread");
+    let limiter = stockade_limiter();
+    let clock = CoarseClock::new();
+    assert!((0..CALLS).all(|_| limiter.try_acquire(&clock).is_ok()));
+    drop(upkeep);
     let governor = Governor::direct(quota());
     assert!((0..CALLS).all(|_| governor.check().is_ok()));
     let governor = Governor::direct_with_clock(quota(), FakeRelativeClock::default());
@@ -79,6 +90,18 @@ fn limiter(c: &mut Criterion) {
             }
         },
     );
+    let upkeep = CoarseClock::start_upkeep(COARSE_INTERVAL).expect("upkeep thread");
+    bench_threads(
+        &mut group,
+        "stockade-coarse",
+        || (stockade_limiter(), CoarseClock::new()),
+        |(limiter, clock)| {
+            if black_box(limiter.try_acquire(clock)).is_err() {
+                note_rejection();
+            }
+        },
+    );
+    drop(upkeep);
     bench_threads(
         &mut group,
         "governor-default",

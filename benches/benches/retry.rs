@@ -78,7 +78,10 @@ fn retry(c: &mut Criterion) {
     bench_threads(
         &mut group,
         "stockade-execute",
-        || stockade::blocking::Retry::new("bench", RetryConfig::default()).expect("valid config"),
+        || {
+            stockade::blocking::Retry::unregistered("bench", RetryConfig::DEFAULT)
+                .expect("valid config")
+        },
         |retry| {
             black_box(retry.execute(healthy_call).ok());
         },

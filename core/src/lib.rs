@@ -2,7 +2,10 @@
 //!
 //! Resilience patterns — circuit breaker, rate limiter, bulkhead, timeout,
 //! retry with backoff, request-response — as small, lock-free state machines
-//! that firmware, C/C++ programs, Rust services and Python programs share.
+//! for firmware and Rust services today. The same machines are meant to
+//! serve C/C++ and Python programs too: a C ABI and a Python module, thin
+//! translations of this crate, are the next steps of the roadmap and are
+//! not published yet.
 //!
 //! The crate is `no_std` and needs no heap. Each machine keeps its
 //! decision state in plain atomic words (no pointers inside), has a
@@ -25,7 +28,7 @@
 //!
 //! Every example runs on a [`ManualClock`](clock::ManualClock); firmware
 //! uses a [`TickClock`](clock::TickClock) over its hardware counter, and
-//! hosts use `MonotonicClock`.
+//! hosts use `MonotonicClock` (or the coarser, cheaper `CoarseClock`).
 //!
 //! ## Circuit breaker
 //!
@@ -112,23 +115,19 @@
 //!
 //! # The blocking API, one example per pattern
 //!
-//! The spec's usage blocks, in Rust (each type's docs has more). A real
-//! program uses the default [`MonotonicClock`](clock::MonotonicClock)
-//! (`CircuitBreaker::new(..)`); these examples run on a simulated clock
-//! that only moves when told to (`with_timer(.., clock)`).
+//! The spec's usage blocks, in Rust (each type's docs has more), with one
+//! `use` line: [`prelude`]. `X::new(name, config)` registers the pattern
+//! under its name (the spec's `CircuitBreaker.getBreaker(name)` is
+//! `CircuitBreaker::get_breaker(name)`). A real program uses the default
+//! [`MonotonicClock`](clock::MonotonicClock); these examples run on a
+//! simulated clock that only moves when told to
+//! (`with_timer(.., clock)`: unregistered instances for tests).
 //!
 //! ```
 //! # #[cfg(feature = "std")] {
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use stockade::blocking::{
-//!     Bulkhead, CircuitBreaker, Error, Pipeline, RateLimiter, Request, RequestResponsePattern,
-//!     Response, Retry, RetryConfig, Timeout, VirtualClock,
-//! };
-//! use stockade::breaker::{BreakerConfig, BreakerState};
-//! use stockade::bulkhead::BulkheadConfig;
-//! use stockade::deadline::TimeoutConfig;
-//! use stockade::limiter::RateLimiterConfig;
+//! use stockade::prelude::*;
 //!
 //! let clock = Arc::new(VirtualClock::auto_advance()); // sleeps move simulated time
 //! # fn find_user(id: &str) -> Result<String, String> { Err(format!("db down for {id}")) }
@@ -157,18 +156,15 @@
 //! )?;
 //! assert_eq!(bulkhead.execute(|| Ok::<_, std::io::Error>("data"))?, "data");
 //!
-//! // Timeout: cooperative code sees its deadline.
+//! // Timeout: the caller gets its answer or `TimedOut` by the deadline.
 //! let timeout = Timeout::with_timer("databaseQuery", TimeoutConfig::DEFAULT, Arc::clone(&clock))?;
-//! let rows = timeout.execute(|deadline| {
-//!     assert!(!deadline.is_expired(&*clock));
-//!     Ok::<_, std::io::Error>(vec!["alice", "bob"])
-//! })?;
+//! let rows = timeout.execute(|| Ok::<_, std::io::Error>(vec!["alice", "bob"]))?;
 //! assert_eq!(rows.len(), 2);
 //!
 //! // Retry: 3 attempts, 1 s then 2 s back-off, only for matching errors.
 //! let retry = Retry::with_timer(
 //!     "apiCall",
-//!     RetryConfig::default().retry_on("network error").retry_on_regex(r"5\d\d")?,
+//!     RetryConfig::DEFAULT.retry_on("network error").retry_on_regex(r"5\d\d")?,
 //!     Arc::clone(&clock),
 //! )?;
 //! let mut attempts = 0;
@@ -189,16 +185,25 @@
 //! )?;
 //! assert!(limiter.execute(|| Ok::<_, String>(())).is_ok());
 //!
-//! // Combine them: built once, executed many times.
-//! let pipeline = Pipeline::new().then(&limiter).then(&bulkhead).then(&retry).then(&timeout);
+//! // Combine them: built once, executed many times; the timeout bounds
+//! // each attempt and returns on time.
+//! let pipeline = Pipeline::new()
+//!     .then(&limiter)
+//!     .then(&bulkhead)
+//!     .then(&retry)
+//!     .then_timeout(&timeout);
 //! assert_eq!(pipeline.execute(|| Ok::<_, std::io::Error>(7))?, 7);
 //!
 //! // Request-response: callers always get a `Response`.
 //! let service = RequestResponsePattern::new("myService", |request: &Request<u32>| {
 //!     Ok::<_, String>(Response::ok(request.data * 2))
-//! });
+//! })?;
 //! let response = service.execute(Request::new(21).with_timeout(Duration::from_secs(5)));
 //! assert_eq!((response.status, response.data), (200, Some(42)));
+//!
+//! // Named patterns are registered: the spec's `getBreaker` finds them.
+//! let shared = CircuitBreaker::new("payments", BreakerConfig::DEFAULT)?;
+//! assert!(Arc::ptr_eq(&shared, &CircuitBreaker::get_breaker("payments")));
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -208,6 +213,24 @@
 //! Invalid configuration returns a [`ConfigError`] naming the option; a
 //! rejection is a small `Copy` value that says when to come back. Nothing in
 //! the core panics on any input.
+//!
+//! # Features
+//!
+//! - `std` (default): the `blocking` API, and the host clocks
+//!   `clock::MonotonicClock` and `clock::CoarseClock` (through the `quanta`
+//!   crate). Implies `fallback`, which is a no-op on hosts with 64-bit
+//!   atomics.
+//! - `critical-section`: passed through to portable-atomic, for chips
+//!   without compare-and-swap (Cortex-M0, RV32IMC): atomics take a critical
+//!   section from the implementation the firmware provides. The firmware
+//!   chooses (or sets `--cfg portable_atomic_unsafe_assume_single_core`);
+//!   the library never does.
+//! - `fallback`: passed through to portable-atomic, whose lock-based 64-bit
+//!   atomics then stand in where the target has none. Only
+//!   [`ManualClock`](clock::ManualClock) needs them there; no state machine
+//!   ever takes a lock.
+//!
+//! The C and Python bindings will add features of their own.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -230,3 +253,35 @@ pub mod limiter;
 pub mod blocking;
 
 pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};
+
+/// Everything a program using the blocking patterns needs, in one `use`:
+/// the six patterns, their configs, [`Error`](blocking::Error),
+/// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
+/// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
+/// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
+/// tests.
+///
+/// ```
+/// use stockade::prelude::*;
+///
+/// let breaker = CircuitBreaker::unregistered("db", BreakerConfig::DEFAULT)?;
+/// assert_eq!(breaker.state(), BreakerState::Closed);
+/// # Ok::<(), Error>(())
+/// ```
+#[cfg(feature = "std")]
+pub mod prelude {
+    pub use crate::blocking::{
+        Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, Pipeline, Policy, RateLimiter,
+        Request, RequestResponseConfig, RequestResponsePattern, Response, Retry, RetryConfig,
+        Timeout, Timer, VirtualClock,
+    };
+    pub use crate::breaker::{BreakerConfig, BreakerState};
+    pub use crate::bulkhead::BulkheadConfig;
+    pub use crate::deadline::TimeoutConfig;
+    pub use crate::limiter::RateLimiterConfig;
+}
+
+/// The crate README's example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -13,11 +13,18 @@
 //! single-core or critical-section backends). `--cfg stockade_force_32bit`
 //! selects the 32-bit layout on any host so both layouts are tested.
 
+/// Only where it is lock-free, or where the user opted into portable-atomic's
+/// lock-based fallback (feature `fallback`, implied by `std`).
+#[cfg(all(
+    not(stockade_loom),
+    any(target_has_atomic = "64", feature = "fallback")
+))]
+pub(crate) use portable_atomic::AtomicU64;
 #[cfg(not(stockade_loom))]
-pub(crate) use portable_atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use portable_atomic::{AtomicU32, Ordering, fence};
 
 #[cfg(stockade_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(all(target_has_atomic = "64", not(stockade_force_32bit)))]
 mod width {

@@ -1,6 +1,10 @@
 //! The blocking circuit breaker through its public API, on virtual time.
 #![cfg(not(stockade_loom))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
 use std::panic::catch_unwind;
@@ -91,19 +95,6 @@ fn changes(events: &Mutex<Vec<Event>>) -> Vec<(BreakerState, BreakerState)> {
             _ => None,
         })
         .collect()
-}
-
-/// Spins (yielding) until `done`, failing after a very generous bound
-/// instead of hanging forever.
-#[track_caller]
-fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..50_000_000u64 {
-        if done() {
-            return;
-        }
-        thread::yield_now();
-    }
-    panic!("condition never became true");
 }
 
 fn recv(rx: &Receiver<Event>) -> Event {
@@ -373,7 +364,7 @@ fn metrics_count_every_call_once() {
 #[test]
 fn many_threads_count_exactly() {
     // More threads than the success counter has stripes.
-    let b = Arc::new(CircuitBreaker::new("t-threads", BreakerConfig::DEFAULT).unwrap());
+    let b = Arc::new(CircuitBreaker::unregistered("t-threads", BreakerConfig::DEFAULT).unwrap());
     let threads: Vec<_> = (0..12)
         .map(|_| {
             let b = Arc::clone(&b);
@@ -672,18 +663,18 @@ fn registry() {
     assert!(!c.is_disposed());
 
     let d = CircuitBreaker::get_breaker("t-registry-default");
-    assert_eq!(*d.options(), BreakerConfig::DEFAULT);
+    assert_eq!(*d.config(), BreakerConfig::DEFAULT);
     assert_eq!(d.name(), "t-registry-default");
 
     // A breaker that is not registered does not remove the registered one.
-    let unregistered = CircuitBreaker::new("t-registry", BreakerConfig::DEFAULT).unwrap();
+    let unregistered = CircuitBreaker::unregistered("t-registry", BreakerConfig::DEFAULT).unwrap();
     unregistered.dispose();
     assert!(Arc::ptr_eq(&c, &CircuitBreaker::get("t-registry").unwrap()));
 }
 
 #[test]
 fn invalid_options_are_refused() {
-    let r = CircuitBreaker::new(
+    let r = CircuitBreaker::unregistered(
         "t-invalid",
         BreakerConfig::DEFAULT.with_failure_threshold(0),
     );

@@ -7,13 +7,16 @@
 //! `VirtualClock::waiting()` and the queue depth, never through sleeps.
 #![cfg(all(feature = "std", not(stockade_loom)))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::panic::AssertUnwindSafe;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use core::time::Duration;
 use std::panic::catch_unwind;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Instant;
 
 use stockade::blocking::{
     Bulkhead, Error, Event, EventKind, Metrics, PatternKind, Pipeline, Policy, RateLimiter,
@@ -24,19 +27,6 @@ use stockade::clock::{Clock, Timestamp};
 use stockade::{ConfigError, ConfigOption, ConfigValue};
 
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
-
-/// Spins (yielding) until `cond` holds. The real-time limit is only a
-/// watchdog against hangs, not a timing assertion.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting until {what}"
-        );
-        thread::yield_now();
-    }
-}
 
 /// Unsticks parked threads when a test fails inside `thread::scope`: the
 /// scope joins its threads before the panic propagates, so threads parked on
@@ -128,7 +118,7 @@ fn defaults_are_the_spec_values() {
     let clock = VirtualClock::new();
     let bulkhead = Bulkhead::with_timer("defaults", BulkheadConfig::default(), &clock).unwrap();
     assert_eq!(bulkhead.name(), "defaults");
-    assert_eq!(*bulkhead.options(), BulkheadConfig::DEFAULT);
+    assert_eq!(*bulkhead.config(), BulkheadConfig::DEFAULT);
     assert_eq!(bulkhead.metrics(), Metrics::default());
 
     thread::scope(|s| {
@@ -178,7 +168,7 @@ fn defaults_are_the_spec_values() {
 
 #[test]
 fn invalid_options_name_the_option() {
-    let bad = |c: BulkheadConfig| match Bulkhead::new("bad", c) {
+    let bad = |c: BulkheadConfig| match Bulkhead::unregistered("bad", c) {
         Err(Error::InvalidConfig(e)) => e,
         other => panic!("expected InvalidConfig, got {other:?}"),
     };
@@ -188,7 +178,7 @@ fn invalid_options_name_the_option() {
         ConfigError::zero(ConfigOption::MaxConcurrent, ConfigValue::Count(0))
     );
     // A zero queue timeout is valid, with the rate limiter's meaning: never wait.
-    assert!(Bulkhead::new("no-wait", d.with_queue_timeout(Duration::ZERO)).is_ok());
+    assert!(Bulkhead::unregistered("no-wait", d.with_queue_timeout(Duration::ZERO)).is_ok());
     // A zero queue is valid: a full bulkhead refuses at once.
     let clock = VirtualClock::new();
     let b = Bulkhead::with_timer(
@@ -212,7 +202,7 @@ fn invalid_options_name_the_option() {
 
 #[test]
 fn execute_counts_outcomes_and_keeps_the_inner_error() {
-    let b = Bulkhead::new("outcomes", config(2, 0, Duration::from_secs(1))).unwrap();
+    let b = Bulkhead::unregistered("outcomes", config(2, 0, Duration::from_secs(1))).unwrap();
     let in_flight = b.execute(|| Ok::<_, &str>(b.metrics().in_flight)).unwrap();
     assert_eq!(in_flight, 1);
     match b.execute(|| Err::<(), _>("boom")) {
@@ -585,7 +575,7 @@ fn dispose_wakes_every_waiter_and_fails_later_calls() {
 
 #[test]
 fn listeners_can_be_removed() {
-    let b = Bulkhead::new("listeners", config(1, 0, Duration::from_secs(1))).unwrap();
+    let b = Bulkhead::unregistered("listeners", config(1, 0, Duration::from_secs(1))).unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&seen);
     let id = b.subscribe(move |_| {
@@ -630,7 +620,7 @@ fn registry_shares_instances_by_name() {
     assert!(!fresh.is_disposed());
     // An instance made with `new` is not registered, and disposing it does
     // not touch the registered one of the same name.
-    let local = Bulkhead::new("registry-bulkhead", BulkheadConfig::DEFAULT).unwrap();
+    let local = Bulkhead::unregistered("registry-bulkhead", BulkheadConfig::DEFAULT).unwrap();
     local.dispose();
     assert!(Arc::ptr_eq(
         &fresh,
@@ -641,7 +631,7 @@ fn registry_shares_instances_by_name() {
 
 #[test]
 fn wrap_and_policy_composition() {
-    let b = Bulkhead::new("compose", config(1, 0, Duration::from_secs(1))).unwrap();
+    let b = Bulkhead::unregistered("compose", config(1, 0, Duration::from_secs(1))).unwrap();
     let parse = b.wrap(|s: &str| s.parse::<u32>());
     assert_eq!(parse("42").unwrap(), 42);
     assert!(parse("x").unwrap_err().inner().is_some());
@@ -678,7 +668,7 @@ fn wrap_and_policy_composition() {
 fn on_the_real_clock_waiters_are_handed_permits_time_out_and_are_disposed() {
     // The default timer (MonotonicClock) parks with a real timeout; these
     // checks have no upper time bounds.
-    let b = Bulkhead::new("real-clock", config(1, 2, Duration::from_millis(2))).unwrap();
+    let b = Bulkhead::unregistered("real-clock", config(1, 2, Duration::from_millis(2))).unwrap();
     thread::scope(|s| {
         let (tx, holder) = {
             let (tx, rx) = mpsc::channel::<()>();
@@ -700,7 +690,8 @@ fn on_the_real_clock_waiters_are_handed_permits_time_out_and_are_disposed() {
         tx.send(()).unwrap();
         join(holder).unwrap();
     });
-    let long = Bulkhead::new("real-clock-long", config(1, 2, Duration::from_secs(3600))).unwrap();
+    let long =
+        Bulkhead::unregistered("real-clock-long", config(1, 2, Duration::from_secs(3600))).unwrap();
     thread::scope(|s| {
         let (tx, rx) = mpsc::channel::<()>();
         let (tx2, rx2) = mpsc::channel::<()>();

@@ -7,13 +7,16 @@
 //! `VirtualClock::waiting()`, never through sleeps.
 #![cfg(all(feature = "std", not(stockade_loom)))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::panic::AssertUnwindSafe;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use core::time::Duration;
 use std::panic::catch_unwind;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Instant;
 
 use stockade::blocking::{
     Bulkhead, Error, Event, EventKind, Metrics, PatternKind, Pipeline, Policy, RateLimiter, Timer,
@@ -27,19 +30,6 @@ use stockade::{ConfigError, ConfigOption, ConfigValue};
 type Result<T, E = ()> = core::result::Result<T, Error<E>>;
 
 const MS: Duration = Duration::from_millis(1);
-
-/// Spins (yielding) until `cond` holds. The real-time limit is only a
-/// watchdog against hangs, not a timing assertion.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting until {what}"
-        );
-        thread::yield_now();
-    }
-}
 
 /// On a failing test, moves virtual time past every deadline so that the
 /// scope's parked threads finish and the failure is reported (see the
@@ -141,7 +131,7 @@ fn defaults_are_the_spec_values() {
     let clock = VirtualClock::new();
     let limiter = RateLimiter::with_timer("defaults", d, &clock).unwrap();
     assert_eq!(limiter.name(), "defaults");
-    assert_eq!(*limiter.options(), RateLimiterConfig::DEFAULT);
+    assert_eq!(*limiter.config(), RateLimiterConfig::DEFAULT);
     assert_eq!(limiter.metrics(), Metrics::default());
     // 10 per second with a burst of 10 (bursty mode's default burst).
     let t = interval(&limiter);
@@ -210,7 +200,7 @@ fn defaults_are_the_spec_values() {
 
 #[test]
 fn invalid_options_name_the_option() {
-    let bad = |c: RateLimiterConfig| match RateLimiter::new("bad", c) {
+    let bad = |c: RateLimiterConfig| match RateLimiter::unregistered("bad", c) {
         Err(Error::InvalidConfig(e)) => e,
         other => panic!("expected InvalidConfig, got {other:?}"),
     };
@@ -557,7 +547,8 @@ fn dispose_wakes_waiters_and_fails_later_calls() {
     limiter.dispose();
     assert_eq!(kinds(&log), vec![EventKind::Disposed]);
     let m = limiter.metrics();
-    assert_eq!((m.calls, m.successes, m.rejections), (4, 1, 0));
+    // Callers refused because the limiter was disposed did not finish a call.
+    assert_eq!((m.calls, m.successes, m.rejections), (1, 1, 0));
 
     // A single waiter's booking is the latest: it is handed back entirely.
     let clock = VirtualClock::new();
@@ -596,7 +587,7 @@ fn listeners_can_be_removed() {
 #[test]
 fn registry_and_get_limiter() {
     let limiter = RateLimiter::get_limiter("registry-requests");
-    assert_eq!(*limiter.options(), RateLimiterConfig::DEFAULT);
+    assert_eq!(*limiter.config(), RateLimiterConfig::DEFAULT);
     assert!(Arc::ptr_eq(
         &limiter,
         &RateLimiter::get_limiter("registry-requests")
@@ -638,7 +629,7 @@ fn registry_and_get_limiter() {
 fn as_a_policy_in_a_pipeline() {
     let clock = VirtualClock::new();
     let limiter = RateLimiter::with_timer("pipeline", paced(10, 0, MS), &clock).unwrap();
-    let bulkhead = Bulkhead::new("pipeline", BulkheadConfig::DEFAULT).unwrap();
+    let bulkhead = Bulkhead::unregistered("pipeline", BulkheadConfig::DEFAULT).unwrap();
     let pipeline = Pipeline::new().then(&limiter).then(&bulkhead);
     assert_eq!(pipeline.execute(|| Ok::<_, &str>(5)).unwrap(), 5);
     // The limiter refuses before the bulkhead is reached.
@@ -662,7 +653,8 @@ fn as_a_policy_in_a_pipeline() {
 #[test]
 fn on_the_real_clock_waiters_sleep_their_turn_and_are_disposed() {
     // The default timer (MonotonicClock); no upper time bounds.
-    let fast = RateLimiter::new("real-fast", paced(1000, 5, Duration::from_secs(1))).unwrap();
+    let fast =
+        RateLimiter::unregistered("real-fast", paced(1000, 5, Duration::from_secs(1))).unwrap();
     let start = stockade::clock::MonotonicClock.now();
     for _ in 0..3 {
         fast.execute(|| Ok::<_, &str>(())).unwrap();
@@ -672,7 +664,7 @@ fn on_the_real_clock_waiters_sleep_their_turn_and_are_disposed() {
         .saturating_duration_since(start);
     assert!(elapsed >= interval(&fast) * 2, "{elapsed:?}");
     // One permit an hour: a waiter would sleep for an hour, dispose wakes it.
-    let slow = RateLimiter::new(
+    let slow = RateLimiter::unregistered(
         "real-slow",
         paced(1, 5, Duration::from_secs(7200)).with_period(Duration::from_secs(3600)),
     )

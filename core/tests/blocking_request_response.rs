@@ -1,6 +1,10 @@
 //! The request-response pattern through its public API, on virtual time.
 #![cfg(not(stockade_loom))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 use std::collections::HashSet;
@@ -36,19 +40,6 @@ where
 
 fn echo(request: &Request<u32>) -> Result<Response<String>, String> {
     Ok(Response::ok(request.data.to_string()))
-}
-
-/// Spins (yielding) until `done`; fails after a generous bound instead of
-/// hanging.
-#[track_caller]
-fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..50_000_000u64 {
-        if done() {
-            return;
-        }
-        thread::yield_now();
-    }
-    panic!("condition never became true");
 }
 
 fn collect<P: Policy>(p: &Virtual<P>) -> Arc<Mutex<Vec<Event>>> {
@@ -92,7 +83,8 @@ fn gated(
 fn the_spec_usage() {
     let pattern = RequestResponsePattern::new("rr-spec", |request: &Request<u32>| {
         Ok::<_, String>(Response::ok(std::format!("Success: {}", request.data)))
-    });
+    })
+    .unwrap();
     let response = pattern.execute(Request::new(123).with_timeout(Duration::from_millis(5000)));
     assert_eq!(response.status, 200);
     assert!(response.is_success());
@@ -455,7 +447,7 @@ fn default_timeout_and_invalid_options() {
     assert_eq!(caller.join().unwrap().status, 504);
     release.send(()).unwrap();
 
-    let zero = RequestResponsePattern::with_options(
+    let zero = RequestResponsePattern::unregistered(
         "rr-invalid",
         RequestResponseConfig::DEFAULT.with_max_workers(0),
         echo,
@@ -463,7 +455,7 @@ fn default_timeout_and_invalid_options() {
     assert!(
         matches!(zero, Err(Error::InvalidConfig(e)) if e.option == stockade::ConfigOption::MaxWorkers)
     );
-    let zero = RequestResponsePattern::with_options(
+    let zero = RequestResponsePattern::unregistered(
         "rr-invalid",
         RequestResponseConfig::DEFAULT.with_default_timeout(Duration::ZERO),
         echo,
@@ -508,7 +500,7 @@ fn a_full_worker_pool_refuses_with_503() {
     // Worker busy, queue full: refused at once, without waiting.
     let third = pattern.execute(Request::new(3).with_timeout(Duration::from_secs(60)));
     assert_eq!(third.status, 503);
-    assert_eq!(third.error.as_deref(), Some("bulkhead is full"));
+    assert_eq!(third.error.as_deref(), Some("every worker is busy"));
     assert!(
         events
             .lock()

@@ -3,6 +3,10 @@
 //! protections, dispose, registry, metrics and events.
 #![cfg(all(feature = "std", not(stockade_loom)))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::time::Duration;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -225,7 +229,7 @@ fn jitter_is_bounded_and_deterministic_per_seed() {
 
 #[test]
 fn invalid_options_are_refused() {
-    let err = |c: RetryConfig| match Retry::new("bad", c) {
+    let err = |c: RetryConfig| match Retry::unregistered("bad", c) {
         Err(Error::InvalidConfig(e)) => e,
         other => panic!("{other:?}"),
     };
@@ -463,7 +467,7 @@ fn an_enclosing_timeout_bounds_the_retries() {
         Arc::clone(&clock),
     )
     .unwrap();
-    let pipeline = Pipeline::new().then(&timeout).then(&retry);
+    let pipeline = Pipeline::new().then(timeout.cooperative()).then(&retry);
     let mut times = Vec::new();
     let out: Result<(), Error<&str>> = pipeline.execute(|| {
         times.push(clock.now().as_nanos() / 1_000_000_000);
@@ -488,7 +492,7 @@ fn per_attempt_timeouts_are_retried() {
         Arc::clone(&clock),
     )
     .unwrap();
-    let pipeline = Pipeline::new().then(&retry).then(&timeout);
+    let pipeline = Pipeline::new().then(&retry).then(timeout.cooperative());
     let mut n = 0;
     let out: Result<u32, Error<&str>> = pipeline.execute(|| {
         n += 1;
@@ -622,7 +626,7 @@ fn a_late_attempt_is_retried_after_its_timeout() {
         Arc::clone(&clock),
     )
     .unwrap();
-    let pipeline = Pipeline::new().then(&retry).then(&timeout);
+    let pipeline = Pipeline::new().then(&retry).then(timeout.cooperative());
     // The first attempt fails late: the retry sees the timeout's TimedOut
     // (always retryable) and the second attempt succeeds.
     let mut n = 0;
@@ -724,7 +728,7 @@ fn registry() {
     ));
     // get_retrier creates with the defaults.
     let fresh = Retry::get_retrier("reg-fresh");
-    assert_eq!(*fresh.options(), RetryConfig::default());
+    assert_eq!(*fresh.config(), RetryConfig::default());
     // Disposed instances are forgotten and can be replaced.
     a.dispose();
     assert!(Retry::get("reg-api").is_none());
@@ -814,7 +818,7 @@ fn wrap_retries_a_reusable_function() {
 fn name_and_accessors() {
     let (clock, retry) = sim("acc", RetryConfig::default().with_seed(3));
     assert_eq!(retry.name(), "acc");
-    assert_eq!(retry.options().seed, Some(3));
+    assert_eq!(retry.config().seed, Some(3));
     assert!(Arc::ptr_eq(retry.timer(), &clock));
     assert!(!retry.is_disposed());
 }

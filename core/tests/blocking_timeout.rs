@@ -3,6 +3,10 @@
 //! (exhaustion, panics, idle exit), dispose, registry, metrics and events.
 #![cfg(all(feature = "std", not(stockade_loom)))]
 
+mod common;
+#[allow(unused_imports)]
+use common::{unique, wait_for, wait_until, within};
+
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::mpsc;
@@ -47,14 +51,6 @@ fn kinds(events: &Mutex<Vec<Event>>) -> Vec<EventKind> {
         .collect()
 }
 
-/// Spins (yielding) until `cond` holds: waits for another thread to reach
-/// a state, never for time to pass.
-fn wait_until(mut cond: impl FnMut() -> bool) {
-    while !cond() {
-        thread::yield_now();
-    }
-}
-
 /// Counts drops, to see that late results are dropped.
 struct Tracked(Arc<AtomicUsize>);
 impl Drop for Tracked {
@@ -66,8 +62,8 @@ impl Drop for Tracked {
 #[test]
 fn defaults() {
     assert_eq!(TimeoutConfig::default().timeout, MS(5000));
-    let t = Timeout::new("defaults", TimeoutConfig::default()).unwrap();
-    assert_eq!(*t.options(), TimeoutConfig::DEFAULT);
+    let t = Timeout::unregistered("defaults", TimeoutConfig::default()).unwrap();
+    assert_eq!(*t.config(), TimeoutConfig::DEFAULT);
     assert_eq!(t.max_workers(), DEFAULT_MAX_WORKERS);
     assert_eq!(DEFAULT_MAX_WORKERS, 16);
     assert_eq!(DEFAULT_IDLE_TIMEOUT, S(60));
@@ -81,10 +77,10 @@ fn invalid_options_are_refused() {
         timeout: Duration::ZERO,
     };
     assert!(matches!(
-        Timeout::new("bad", zero),
+        Timeout::unregistered("bad", zero),
         Err(Error::InvalidConfig(e)) if e.option == ConfigOption::Timeout && e.problem == ConfigProblem::Zero
     ));
-    let t = || Timeout::new("bad-pool", TimeoutConfig::DEFAULT).unwrap();
+    let t = || Timeout::unregistered("bad-pool", TimeoutConfig::DEFAULT).unwrap();
     assert!(matches!(
         t().with_pool(0, S(1)),
         Err(Error::InvalidConfig(e)) if e.option == ConfigOption::MaxWorkers && e.problem == ConfigProblem::Zero
@@ -100,7 +96,7 @@ fn cooperative_call_gets_its_deadline() {
     let (clock, t) = timeout("coop", S(5));
     clock.advance(S(10));
     assert_eq!(current_deadline(), None);
-    let out = t.execute(|deadline| {
+    let out = t.execute_cooperative(|deadline| {
         assert_eq!(deadline, Deadline::at(at(S(15))));
         assert_eq!(current_deadline(), Some(deadline));
         assert_eq!(deadline.remaining(&*clock), S(5));
@@ -109,7 +105,7 @@ fn cooperative_call_gets_its_deadline() {
     });
     assert_eq!(out.unwrap(), S(1));
     assert_eq!(current_deadline(), None, "restored after the call");
-    let out: Result<(), _> = t.execute(|_| Err("failed in time"));
+    let out: Result<(), _> = t.execute_cooperative(|_| Err("failed in time"));
     assert!(matches!(out, Err(Error::Inner("failed in time"))));
 }
 
@@ -118,7 +114,7 @@ fn a_late_cooperative_result_is_dropped() {
     let (clock, t) = timeout("late", S(2));
     let events = record_events(&t);
     let dropped = Arc::new(AtomicUsize::new(0));
-    let out = t.execute(|deadline| {
+    let out = t.execute_cooperative(|deadline| {
         clock.advance(S(3));
         assert!(deadline.is_expired(&*clock));
         Ok::<_, ()>(Tracked(Arc::clone(&dropped)))
@@ -130,18 +126,18 @@ fn a_late_cooperative_result_is_dropped() {
         "the late value was dropped"
     );
     // Exactly at the deadline is too late; one nanosecond before is in time.
-    let out = t.execute(|_| {
+    let out = t.execute_cooperative(|_| {
         clock.advance(S(2));
         Ok::<_, ()>(())
     });
     assert!(matches!(out, Err(Error::TimedOut { .. })));
-    let out = t.execute(|_| {
+    let out = t.execute_cooperative(|_| {
         clock.advance(S(2) - Duration::from_nanos(1));
         Ok::<_, ()>(7)
     });
     assert_eq!(out.unwrap(), 7);
     // A late error is a timeout too.
-    let out: Result<(), _> = t.execute(|_| {
+    let out: Result<(), _> = t.execute_cooperative(|_| {
         clock.advance(S(5));
         Err("slow failure")
     });
@@ -179,18 +175,18 @@ fn nested_timeouts_keep_the_earlier_deadline() {
         Arc::clone(&clock),
     )
     .unwrap();
-    let out = outer.execute(|outer_deadline| {
+    let out = outer.execute_cooperative(|outer_deadline| {
         assert_eq!(outer_deadline.expires_at(), at(S(5)));
         clock.advance(S(1));
         // A longer inner timeout is bounded by the outer deadline...
-        let inner = long.execute(|d| {
+        let inner = long.execute_cooperative(|d| {
             assert_eq!(d, outer_deadline);
             assert_eq!(current_deadline(), Some(outer_deadline));
             Ok::<_, ()>(())
         });
         assert!(inner.is_ok());
         // ...a shorter one keeps its own...
-        let inner = short.execute(|d| {
+        let inner = short.execute_cooperative(|d| {
             assert_eq!(d.expires_at(), at(S(3)));
             assert_eq!(current_deadline(), Some(d));
             Ok::<_, ()>(())
@@ -199,7 +195,7 @@ fn nested_timeouts_keep_the_earlier_deadline() {
         assert_eq!(current_deadline(), Some(outer_deadline), "restored");
         // ...and a longer one that overruns the outer deadline times out
         // after the time it was allowed (4 s left of the outer 5 s).
-        let inner = long.execute(|_| {
+        let inner = long.execute_cooperative(|_| {
             clock.advance(S(4));
             Ok::<_, ()>(())
         });
@@ -220,16 +216,14 @@ fn an_expired_deadline_does_not_run_the_call() {
     clock.advance(S(10));
     let ran = AtomicUsize::new(0);
     let out = with_deadline(Deadline::at(at(S(9))), || {
-        t.execute(|_| {
+        t.execute_cooperative(|_| {
             ran.fetch_add(1, Ordering::SeqCst);
             Ok::<_, ()>(())
         })
     });
     assert!(matches!(out, Err(Error::TimedOut { after }) if after == Duration::ZERO));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
-    let out = with_deadline(Deadline::at(at(S(9))), || {
-        t.execute_detached(|| Ok::<_, ()>(()))
-    });
+    let out = with_deadline(Deadline::at(at(S(9))), || t.execute(|| Ok::<_, ()>(())));
     assert!(matches!(out, Err(Error::TimedOut { .. })));
     assert_eq!(t.workers(), 0);
 }
@@ -240,7 +234,7 @@ fn a_panic_restores_the_current_deadline() {
     let outer = Deadline::at(at(S(100)));
     with_deadline(outer, || {
         let caught = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
-            let _ = t.execute(|_| -> Result<(), ()> { panic!("in the call") });
+            let _ = t.execute_cooperative(|_| -> Result<(), ()> { panic!("in the call") });
         }));
         assert!(caught.is_err());
         assert_eq!(current_deadline(), Some(outer));
@@ -252,7 +246,7 @@ fn a_panic_restores_the_current_deadline() {
 #[test]
 fn policy_in_a_pipeline_sets_the_current_deadline() {
     let (clock, t) = timeout("policy", S(3));
-    let pipeline = Pipeline::new().then(&t);
+    let pipeline = Pipeline::new().then(t.cooperative());
     let seen = pipeline.execute(|| Ok::<_, &str>(current_deadline()));
     assert_eq!(seen.unwrap(), Some(Deadline::at(at(S(3)))));
     // Errors of the call pass through unchanged; late ones become TimedOut.
@@ -279,14 +273,14 @@ fn detached_caller_times_out_while_the_work_goes_on() {
         let caller = s.spawn(|| {
             let finished = Arc::clone(&finished);
             let dropped = Arc::clone(&dropped);
-            t.execute_detached(move || {
+            t.execute(move || {
                 blocked.recv().unwrap();
                 finished.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, ()>(Tracked(dropped))
             })
         });
         // The caller parks on the clock; the worker is blocked on the channel.
-        wait_until(|| clock.waiting() == 1 && t.busy_workers() == 1);
+        wait_for(|| clock.waiting() == 1 && t.busy_workers() == 1);
         clock.advance(S(2) - Duration::from_nanos(1));
         assert_eq!(clock.waiting(), 1, "caller woke before its deadline");
         clock.advance(Duration::from_nanos(1));
@@ -299,12 +293,12 @@ fn detached_caller_times_out_while_the_work_goes_on() {
     assert_eq!(t.metrics().in_flight, 0);
     release.send(()).unwrap();
     // The late result is dropped on the worker.
-    wait_until(|| dropped.load(Ordering::SeqCst) == 1);
+    wait_for(|| dropped.load(Ordering::SeqCst) == 1);
     assert_eq!(finished.load(Ordering::SeqCst), 1);
-    wait_until(|| t.busy_workers() == 0);
+    wait_for(|| t.busy_workers() == 0);
     // The idle worker is reused.
     assert_eq!(t.workers(), 1);
-    assert_eq!(t.execute_detached(|| Ok::<_, ()>(5)).unwrap(), 5);
+    assert_eq!(t.execute(|| Ok::<_, ()>(5)).unwrap(), 5);
     assert_eq!(t.workers(), 1);
     assert_eq!(kinds(&events), [EventKind::TimedOut { after: S(2) }]);
     let m = t.metrics();
@@ -314,9 +308,12 @@ fn detached_caller_times_out_while_the_work_goes_on() {
 #[test]
 fn detached_results_and_errors_come_back() {
     let (_clock, t) = timeout("detached-ok", S(2));
-    let on_worker = t.execute_detached(|| Ok::<_, ()>(thread::current().name().map(String::from)));
-    assert_eq!(on_worker.unwrap().as_deref(), Some("stockade-timeout"));
-    let out: Result<(), _> = t.execute_detached(|| Err("worker failed"));
+    let on_worker = t.execute(|| Ok::<_, ()>(thread::current().name().map(String::from)));
+    assert_eq!(
+        on_worker.unwrap().as_deref(),
+        Some("stockade-timeout:detached-ok")
+    );
+    let out: Result<(), _> = t.execute(|| Err("worker failed"));
     assert!(matches!(out, Err(Error::Inner("worker failed"))));
     let m = t.metrics();
     assert_eq!((m.calls, m.successes, m.failures), (2, 1, 1));
@@ -335,17 +332,17 @@ fn an_exhausted_pool_refuses_at_once() {
                 let blocked = Arc::clone(&blocked);
                 let t = &t;
                 s.spawn(move || {
-                    t.execute_detached(move || {
+                    t.execute(move || {
                         blocked.lock().unwrap().recv().unwrap();
                         Ok::<_, ()>(1)
                     })
                 })
             })
             .collect();
-        wait_until(|| t.busy_workers() == 2 && clock.waiting() == 2);
+        wait_for(|| t.busy_workers() == 2 && clock.waiting() == 2);
         // No third worker, no queue: refused at once, without waiting.
-        let out = t.execute_detached(|| Ok::<_, ()>(3));
-        assert!(matches!(out, Err(Error::BulkheadFull)), "{out:?}");
+        let out = t.execute(|| Ok::<_, ()>(3));
+        assert!(matches!(out, Err(Error::PoolFull)), "{out:?}");
         assert_eq!(t.workers(), 2);
         release.send(()).unwrap();
         release.send(()).unwrap();
@@ -356,28 +353,25 @@ fn an_exhausted_pool_refuses_at_once() {
     assert_eq!(kinds(&events), [EventKind::Rejected { retry_after: None }]);
     let m = t.metrics();
     assert_eq!((m.calls, m.successes, m.rejections), (3, 2, 1));
-    wait_until(|| t.busy_workers() == 0);
-    assert_eq!(t.execute_detached(|| Ok::<_, ()>(4)).unwrap(), 4);
+    wait_for(|| t.busy_workers() == 0);
+    assert_eq!(t.execute(|| Ok::<_, ()>(4)).unwrap(), 4);
 }
 
 #[test]
 fn a_panicking_detached_call_is_an_error_and_the_pool_survives() {
     let (_clock, t) = timeout("panics", S(10));
     let t = t.with_pool(1, S(60)).unwrap();
-    let out = t.execute_detached(|| -> Result<(), ()> { panic!("worker bug") });
+    let out = t.execute(|| -> Result<(), ()> { panic!("worker bug") });
     match out {
         Err(Error::Panicked { message }) => assert_eq!(&*message, "worker bug"),
         other => panic!("{other:?}"),
     }
-    let out = t.execute_detached(|| -> Result<(), ()> { panic!("formatted {}", 42) });
+    let out = t.execute(|| -> Result<(), ()> { panic!("formatted {}", 42) });
     assert!(matches!(out, Err(Error::Panicked { message }) if &*message == "formatted 42"));
     // The one worker is still there and serves the next call.
-    wait_until(|| t.busy_workers() == 0);
+    wait_for(|| t.busy_workers() == 0);
     assert_eq!(t.workers(), 1);
-    assert_eq!(
-        t.execute_detached(|| Ok::<_, ()>("alive")).unwrap(),
-        "alive"
-    );
+    assert_eq!(t.execute(|| Ok::<_, ()>("alive")).unwrap(), "alive");
     assert_eq!(t.workers(), 1);
     assert_eq!(t.metrics().failures, 2);
 }
@@ -386,17 +380,17 @@ fn a_panicking_detached_call_is_an_error_and_the_pool_survives() {
 fn idle_workers_exit_after_the_idle_timeout() {
     let (clock, t) = timeout("idle", S(10));
     let t = t.with_pool(4, S(30)).unwrap();
-    assert_eq!(t.execute_detached(|| Ok::<_, ()>(1)).unwrap(), 1);
+    assert_eq!(t.execute(|| Ok::<_, ()>(1)).unwrap(), 1);
     // The worker waits idle on the clock.
-    wait_until(|| clock.waiting() == 1);
+    wait_for(|| clock.waiting() == 1);
     assert_eq!(t.workers(), 1);
     clock.advance(S(30) - Duration::from_nanos(1));
     assert_eq!(t.workers(), 1);
     clock.advance(Duration::from_nanos(1));
-    wait_until(|| t.workers() == 0);
+    wait_for(|| t.workers() == 0);
     assert_eq!(clock.waiting(), 0);
     // A new call starts a new worker.
-    assert_eq!(t.execute_detached(|| Ok::<_, ()>(2)).unwrap(), 2);
+    assert_eq!(t.execute(|| Ok::<_, ()>(2)).unwrap(), 2);
     assert_eq!(t.workers(), 1);
 }
 
@@ -406,8 +400,8 @@ fn dispose_wakes_detached_callers() {
     let events = record_events(&t);
     let (release, blocked) = mpsc::channel::<()>();
     thread::scope(|s| {
-        let caller = s.spawn(|| t.execute_detached(move || blocked.recv().map_err(|_| ())));
-        wait_until(|| clock.waiting() == 1 && t.busy_workers() == 1);
+        let caller = s.spawn(|| t.execute(move || blocked.recv().map_err(|_| ())));
+        wait_for(|| clock.waiting() == 1 && t.busy_workers() == 1);
         t.dispose();
         assert!(matches!(caller.join().unwrap(), Err(Error::Disposed)));
     });
@@ -418,20 +412,20 @@ fn dispose_wakes_detached_callers() {
     );
     // Later calls of either form fail without running.
     let ran = AtomicUsize::new(0);
-    let out = t.execute(|_| {
+    let out = t.execute_cooperative(|_| {
         ran.fetch_add(1, Ordering::SeqCst);
         Ok::<_, ()>(())
     });
     assert!(matches!(out, Err(Error::Disposed)));
     assert!(matches!(
-        t.execute_detached(|| Ok::<_, ()>(())),
+        t.execute(|| Ok::<_, ()>(())),
         Err(Error::Disposed)
     ));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(t.is_disposed());
     // The busy worker finishes its job, then exits.
     release.send(()).unwrap();
-    wait_until(|| t.workers() == 0);
+    wait_for(|| t.workers() == 0);
     t.dispose(); // idempotent
     assert_eq!(kinds(&events), [EventKind::Disposed]);
     let e = &events.lock().unwrap()[0];
@@ -442,11 +436,11 @@ fn dispose_wakes_detached_callers() {
 fn dropping_the_timeout_stops_idle_workers() {
     let clock = Arc::new(VirtualClock::new());
     let t = Timeout::with_timer("drop", TimeoutConfig::DEFAULT, Arc::clone(&clock)).unwrap();
-    t.execute_detached(|| Ok::<_, ()>(())).unwrap();
-    wait_until(|| clock.waiting() == 1);
+    t.execute(|| Ok::<_, ()>(())).unwrap();
+    wait_for(|| clock.waiting() == 1);
     drop(t);
     // The idle worker leaves the clock without any time passing.
-    wait_until(|| clock.waiting() == 0);
+    wait_for(|| clock.waiting() == 0);
     assert_eq!(clock.now(), Timestamp::ZERO);
 }
 
@@ -479,19 +473,19 @@ fn registry() {
 }
 
 #[test]
-fn wrap_and_wrap_detached() {
+fn wrap_and_wrap_cooperative() {
     let (clock, t) = timeout("wrap", S(1));
     let parse = t.wrap(|s: &str| s.parse::<u32>().map_err(|_| "not a number"));
     assert_eq!(parse("42").unwrap(), 42);
     assert!(matches!(parse("x"), Err(Error::Inner("not a number"))));
-    let slow = t.wrap(|d: Duration| {
+    let slow = t.wrap_cooperative(|d: Duration| {
         assert!(current_deadline().is_some());
         clock.advance(d);
         Ok::<_, ()>(())
     });
     assert!(slow(MS(10)).is_ok());
     assert!(matches!(slow(S(2)), Err(Error::TimedOut { .. })));
-    let double = t.wrap_detached(|x: u64| Ok::<_, ()>(x * 2));
+    let double = t.wrap(|x: u64| Ok::<_, ()>(x * 2));
     assert_eq!(double(21).unwrap(), 42);
 }
 
@@ -500,8 +494,8 @@ fn metrics_track_in_flight_callers() {
     let (clock, t) = timeout("in-flight", S(10));
     thread::scope(|s| {
         let (go, wait) = mpsc::channel::<()>();
-        let caller = s.spawn(|| t.execute(move |_| wait.recv().map_err(|_| ())));
-        wait_until(|| t.metrics().in_flight == 1);
+        let caller = s.spawn(|| t.execute_cooperative(move |_| wait.recv().map_err(|_| ())));
+        wait_for(|| t.metrics().in_flight == 1);
         go.send(()).unwrap();
         caller.join().unwrap().unwrap();
     });

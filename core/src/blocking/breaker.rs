@@ -15,9 +15,8 @@ use std::vec::Vec;
 
 use parking_lot::Mutex;
 
-use super::events::{Counter, Listeners, StripedCounter};
-use super::registry::{self, Registered};
-use super::wait::DisposeFlag;
+use super::registry::{self, registered};
+use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::breaker::{
     BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, BreakerToken,
@@ -161,17 +160,11 @@ pub struct CircuitBreaker<T: Timer = MonotonicClock> {
 struct Inner<T> {
     /// The state machine; its control word is the first field.
     core: Machine,
-    /// The one counter the hot path writes: per-thread stripes, each on
-    /// its own cache line (also away from the control word).
-    successes: StripedCounter,
-    failures: Counter,
-    ignored: Counter,
-    rejections: Counter,
-    name: Arc<str>,
-    timer: Arc<T>,
-    /// 0 = live, 1 = disposed.
-    disposed: DisposeFlag,
-    listeners: Listeners,
+    /// Name, config, timer, listeners, dispose flag, registry entry and
+    /// counters. The one counter the hot path writes, `successes`, is
+    /// striped: per-thread stripes, each on its own cache line (also away
+    /// from the control word).
+    shell: Shell<BreakerConfig, Arc<T>>,
     /// The last transition delivered, early arrivals, and the events
     /// waiting for delivery.
     events: Mutex<EventLog>,
@@ -213,34 +206,73 @@ impl MonitorHandle {
 }
 
 impl CircuitBreaker<MonotonicClock> {
-    /// A breaker on the system's monotonic clock.
+    /// A breaker on the system's monotonic clock, registered as `name`:
+    /// the spec's `new CircuitBreaker('databaseConnection', {...})`, found
+    /// again with [`get_breaker`](Self::get_breaker).
+    ///
+    /// The registry rules, the same for every pattern: a name holds one
+    /// live instance per pattern type, process-wide; constructing a second
+    /// one under a taken name fails with [`Error::NameTaken`] (also with
+    /// the same config: two constructions are two instances — use
+    /// [`get_or_create`](Self::get_or_create) to share one);
+    /// [`dispose`](Self::dispose) frees the name. A registered instance
+    /// lives until disposed. [`unregistered`](Self::unregistered) and
+    /// [`with_timer`](Self::with_timer) build instances no registry knows.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the first invalid option (see
-    /// [`crate::breaker::CircuitBreaker::new`]).
-    pub fn new(name: impl Into<Arc<str>>, options: BreakerConfig) -> Result<Self, Error> {
-        Self::with_timer(name, options, MonotonicClock)
+    /// [`crate::breaker::CircuitBreaker::new`]); [`Error::NameTaken`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use stockade::prelude::*;
+    ///
+    /// let breaker = CircuitBreaker::new("databaseConnection", BreakerConfig::DEFAULT.with_failure_threshold(3))?;
+    /// let same = CircuitBreaker::get_breaker("databaseConnection");
+    /// assert!(Arc::ptr_eq(&breaker, &same));
+    /// assert_eq!(same.config().failure_threshold, 3);
+    /// assert!(matches!(
+    ///     CircuitBreaker::new("databaseConnection", BreakerConfig::DEFAULT),
+    ///     Err(Error::NameTaken { .. })
+    /// ));
+    /// breaker.dispose(); // frees the name
+    /// assert!(CircuitBreaker::get("databaseConnection").is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn new(name: &str, config: BreakerConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// The breaker registered as `name`, or a new one with `options`
-    /// registered under that name (spec best practice 4).
+    /// A breaker on the system's monotonic clock that no registry knows
+    /// (tests, libraries embedding Stockade).
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    pub fn unregistered(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, Error> {
+        Self::with_timer(name, config, MonotonicClock)
+    }
+
+    /// The breaker registered as `name` if its config equals `config`, or
+    /// a new one registered under that name (spec best practice 4).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with another config;
     /// [`Error::InvalidConfig`] as for [`new`](Self::new).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use stockade::blocking::{CircuitBreaker, Error};
-    /// use stockade::breaker::BreakerConfig;
+    /// use stockade::prelude::*;
     ///
-    /// let options = BreakerConfig::DEFAULT.with_failure_threshold(2);
-    /// let a = CircuitBreaker::get_or_create("doc-payments", options)?;
-    /// let b = CircuitBreaker::get_or_create("doc-payments", options)?;
+    /// let config = BreakerConfig::DEFAULT.with_failure_threshold(2);
+    /// let a = CircuitBreaker::get_or_create("doc-payments", config)?;
+    /// let b = CircuitBreaker::get_or_create("doc-payments", config)?;
     /// assert!(Arc::ptr_eq(&a, &b));
     /// assert!(matches!(
     ///     CircuitBreaker::get_or_create("doc-payments", BreakerConfig::DEFAULT),
@@ -250,8 +282,8 @@ impl CircuitBreaker<MonotonicClock> {
     /// assert!(CircuitBreaker::get("doc-payments").is_none());
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn get_or_create(name: &str, options: BreakerConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &options, || Self::new(name, options))
+    pub fn get_or_create(name: &str, config: BreakerConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &config, || Self::unregistered(name, config))
     }
 
     /// The live breaker registered as `name`, if any.
@@ -260,8 +292,8 @@ impl CircuitBreaker<MonotonicClock> {
     }
 
     /// The spec's `CircuitBreaker.getBreaker(name)`: the breaker registered
-    /// as `name` (whatever its options), or a new one with the default
-    /// options, registered under that name.
+    /// as `name` (whatever its config), or a new one with the default
+    /// config, registered under that name.
     ///
     /// # Examples
     ///
@@ -271,58 +303,44 @@ impl CircuitBreaker<MonotonicClock> {
     ///
     /// let breaker = CircuitBreaker::get_breaker("doc-databaseConnection");
     /// assert!(Arc::ptr_eq(&breaker, &CircuitBreaker::get_breaker("doc-databaseConnection")));
-    /// assert_eq!(breaker.options().failure_threshold, 5);
+    /// assert_eq!(breaker.config().failure_threshold, 5);
     /// ```
     pub fn get_breaker(name: &str) -> Arc<Self> {
-        loop {
-            if let Some(breaker) = Self::get(name) {
-                return breaker;
-            }
-            // The defaults are valid, so the only error is a racing
-            // registration with other options: then `get` finds it.
-            if let Ok(breaker) = Self::get_or_create(name, BreakerConfig::DEFAULT) {
-                return breaker;
-            }
-        }
+        registry::get_or_default(name, || {
+            Self::unregistered(name, BreakerConfig::DEFAULT)
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
+        })
+    }
+
+    fn shell(&self) -> &Shell<BreakerConfig, Arc<MonotonicClock>> {
+        &self.inner.shell
     }
 }
 
-impl<T: Timer + 'static> Registered for CircuitBreaker<T> {
-    type Options = BreakerConfig;
-
-    fn options(&self) -> &BreakerConfig {
-        self.inner.core.config()
-    }
-
-    fn is_disposed(&self) -> bool {
-        CircuitBreaker::is_disposed(self)
-    }
-}
+registered!(CircuitBreaker<MonotonicClock>, BreakerConfig);
 
 impl<T: Timer + 'static> CircuitBreaker<T> {
     /// A breaker that reads and waits on `timer` (for example an
-    /// `Arc<VirtualClock>` in tests).
+    /// `Arc<VirtualClock>` in tests), not registered.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] as for [`CircuitBreaker::new`].
     pub fn with_timer(
         name: impl Into<Arc<str>>,
-        options: BreakerConfig,
+        config: BreakerConfig,
         timer: T,
     ) -> Result<Self, Error> {
-        let core = Machine::new(options)?;
+        let core = Machine::new(config)?;
         Ok(CircuitBreaker {
             inner: Arc::new(Inner {
                 core,
-                successes: StripedCounter::default(),
-                failures: Counter::default(),
-                ignored: Counter::default(),
-                rejections: Counter::default(),
-                name: name.into(),
-                timer: Arc::new(timer),
-                disposed: DisposeFlag::default(),
-                listeners: Listeners::default(),
+                shell: Shell::new(
+                    PatternKind::CircuitBreaker,
+                    name.into(),
+                    config,
+                    Arc::new(timer),
+                ),
                 events: Mutex::new(EventLog {
                     generation: 0,
                     state: BreakerState::Closed,
@@ -338,17 +356,17 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
 
     /// The instance's name.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.inner.shell.name()
     }
 
-    /// The options it was created with.
-    pub fn options(&self) -> &BreakerConfig {
+    /// The config it was created with.
+    pub fn config(&self) -> &BreakerConfig {
         self.inner.core.config()
     }
 
     /// The timer it reads.
     pub fn timer(&self) -> &T {
-        &self.inner.timer
+        self.inner.shell.timer()
     }
 
     /// Runs `f` if the circuit admits it, counting `Ok` as a success and
@@ -529,7 +547,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// failures, probes in flight, failure-rate window, slow calls,
     /// transitions, stale verdicts.
     pub fn breaker_metrics(&self) -> BreakerMetrics {
-        self.inner.core.metrics(&*self.inner.timer)
+        self.inner.core.metrics(&**self.inner.shell.timer())
     }
 
     /// Calls `listener` for every event: `StateChanged { from, to, generation }`,
@@ -570,13 +588,13 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let id = {
             // Under the log's lock, so no event is half-delivered to it.
             let _log = inner.events.lock();
-            inner.listeners.add(Arc::new(listener))
+            inner.shell.listeners.add(Arc::new(listener))
         };
         self.start_monitor();
         if self.is_disposed() {
             // `dispose` may have cleared the listeners before this one was
             // added: nobody will ever call it.
-            inner.listeners.clear();
+            inner.shell.listeners.clear();
             inner.stop_monitor();
         }
         id
@@ -585,9 +603,9 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// Removes a listener; `false` if it was not subscribed. Removing the
     /// last one stops the monitor thread.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        let removed = self.inner.listeners.remove(id);
+        let removed = self.inner.shell.listeners.remove(id);
         let mut monitor = self.inner.monitor.lock();
-        if !self.inner.listeners.any() {
+        if !self.inner.shell.listeners.any() {
             if let Some(handle) = monitor.take() {
                 handle.stop();
             }
@@ -622,27 +640,27 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let inner = &*self.inner;
         {
             let _manual = inner.manual.lock();
-            if inner.disposed.set() {
+            if !inner.shell.begin_dispose() {
                 return;
             }
             // From now on the core refuses every call; the rejection path
             // reports `Disposed`. Manual operations, serialised with this
             // by the lock, see the flag and never leave forced-open.
-            let forced = inner.core.force_open(&*inner.timer);
+            let forced = inner.core.force_open(&**inner.shell.timer());
             // Taken in order but not announced: the flag is set.
             inner.transitioned(forced);
         }
         inner.stop_monitor();
         {
             let mut log = inner.events.lock();
-            if inner.listeners.any() {
+            if inner.shell.listeners.any() {
                 let event = inner.event(EventKind::Disposed);
                 log.pending.push_back(Pending::Event(event));
             }
             log.pending.push_back(Pending::ClearListeners);
         }
         inner.drain();
-        registry::forget(&inner.name, self);
+        inner.shell.unregister();
     }
 
     // --- Calls ------------------------------------------------------------
@@ -656,7 +674,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         classify: impl FnOnce(&X) -> Outcome,
     ) -> Result<X, Error<E>> {
         let inner = &*self.inner;
-        let permit = match inner.core.try_acquire(&*inner.timer) {
+        let permit = match inner.core.try_acquire(&**inner.shell.timer()) {
             Ok(permit) => permit,
             Err(rejected) => return Err(inner.refused(rejected)),
         };
@@ -690,7 +708,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             if inner.is_disposed() {
                 return Err(Error::Disposed);
             }
-            op(&inner.core, &*inner.timer)
+            op(&inner.core, &**inner.shell.timer())
         };
         inner.transitioned(transition);
         Ok(transition.from)
@@ -699,19 +717,22 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     fn start_monitor(&self) {
         let inner = &*self.inner;
         let mut monitor = inner.monitor.lock();
-        if monitor.is_some() || inner.is_disposed() || !inner.listeners.any() {
+        if monitor.is_some() || inner.is_disposed() || !inner.shell.listeners.any() {
             return;
         }
         let stop = Arc::new(AtomicU32::new(0));
         let weak = Arc::downgrade(&self.inner);
-        let timer = Arc::clone(&inner.timer);
+        let timer = Arc::clone(inner.shell.timer());
         let interval = inner.core.config().monitor_interval;
         // The first deadline is fixed now, so advancing a virtual clock
         // right after `subscribe` is seen by the thread.
         let first = timer.now().saturating_add(interval);
         let thread_stop = Arc::clone(&stop);
         let spawned = thread::Builder::new()
-            .name(std::format!("stockade-breaker-monitor:{}", inner.name))
+            .name(std::format!(
+                "stockade-breaker-monitor:{}",
+                inner.shell.name()
+            ))
             .spawn(move || monitor_loop(&weak, &*timer, &thread_stop, interval, first));
         // Without a thread there are no `Monitor` events; a later
         // `subscribe` tries again.
@@ -757,7 +778,7 @@ fn monitor_loop<T: Timer>(
 impl<T: Timer> Inner<T> {
     #[inline]
     fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Gives the core its verdict and counts the outcome. The fast path
@@ -765,9 +786,9 @@ impl<T: Timer> Inner<T> {
     /// measurement) is one report and one relaxed increment.
     #[inline]
     fn finish(&self, token: BreakerToken, outcome: Outcome) {
-        let reported = self.core.report(token, outcome, &*self.timer);
+        let reported = self.core.report(token, outcome, &**self.shell.timer());
         if outcome == Outcome::Success && token.started_at().is_none() && reported == Ok(None) {
-            self.successes.incr();
+            self.shell.counters.successes.incr();
         } else {
             self.finish_slow(token, outcome, reported);
         }
@@ -790,7 +811,7 @@ impl<T: Timer> Inner<T> {
                 // Measured again here, after the core measured it: a call
                 // within a clock step of the threshold may be counted
                 // differently here than in the core's `slow_calls`.
-                if self.timer.now().saturating_duration_since(start) > threshold {
+                if self.shell.timer().now().saturating_duration_since(start) > threshold {
                     Outcome::Failure
                 } else {
                     Outcome::Success
@@ -799,9 +820,9 @@ impl<T: Timer> Inner<T> {
             _ => outcome,
         };
         match counted {
-            Outcome::Success => self.successes.incr(),
-            Outcome::Failure => self.failures.incr(),
-            Outcome::Ignored => self.ignored.incr(),
+            Outcome::Success => self.shell.counters.successes.incr(),
+            Outcome::Failure => self.shell.counters.failures.incr(),
+            Outcome::Ignored => self.shell.counters.ignored.incr(),
         }
         if let Ok(Some(transition)) = reported {
             self.transitioned(transition);
@@ -815,7 +836,7 @@ impl<T: Timer> Inner<T> {
         if rejected.state() == BreakerState::ForcedOpen && self.is_disposed() {
             return Error::Disposed;
         }
-        self.rejections.incr();
+        self.shell.counters.rejections.incr();
         self.publish(EventKind::Rejected {
             retry_after: rejected.retry_after(),
         });
@@ -828,35 +849,19 @@ impl<T: Timer> Inner<T> {
     }
 
     fn metrics(&self) -> Metrics {
-        let successes = self.successes.get();
-        let failures = self.failures.get();
-        let rejections = self.rejections.get();
-        let ignored = self.ignored.get();
         Metrics {
-            calls: successes
-                .wrapping_add(failures)
-                .wrapping_add(rejections)
-                .wrapping_add(ignored),
-            successes,
-            failures,
-            rejections,
             state: Some(self.core.state()),
-            ..Metrics::default()
+            ..self.shell.counters.metrics()
         }
     }
 
     fn event(&self, kind: EventKind) -> Event {
-        Event {
-            pattern: PatternKind::CircuitBreaker,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        }
+        self.shell.event(kind)
     }
 
     /// Queues an event (if anyone listens) and delivers the queue.
     fn publish(&self, kind: EventKind) {
-        if !self.listeners.any() {
+        if !self.shell.listeners.any() {
             return;
         }
         {
@@ -919,7 +924,7 @@ impl<T: Timer> Inner<T> {
                 log.generation = t.generation;
                 log.state = t.to;
                 // `from` is `t.from` unless a gap was skipped.
-                if from != t.to && self.listeners.any() && !self.is_disposed() {
+                if from != t.to && self.shell.listeners.any() && !self.is_disposed() {
                     let event = self.event(EventKind::StateChanged {
                         from,
                         to: t.to,
@@ -968,8 +973,8 @@ impl<T: Timer> Inner<T> {
                 }
             };
             match next {
-                Pending::Event(event) => self.listeners.emit(|| event),
-                Pending::ClearListeners => self.listeners.clear(),
+                Pending::Event(event) => self.shell.listeners.emit(|| event),
+                Pending::ClearListeners => self.shell.listeners.clear(),
             }
         }
     }
@@ -1014,12 +1019,9 @@ impl<T: Timer + 'static> Policy for CircuitBreaker<T> {
 
 impl<T: Timer> fmt::Debug for CircuitBreaker<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreaker")
-            .field("name", &self.inner.name)
-            .field("state", &self.inner.core.state())
-            .field("options", self.inner.core.config())
-            .field("disposed", &self.inner.is_disposed())
-            .finish_non_exhaustive()
+        self.inner.shell.debug(f, "CircuitBreaker", |s| {
+            s.field("state", &self.inner.core.state());
+        })
     }
 }
 

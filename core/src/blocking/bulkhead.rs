@@ -9,9 +9,8 @@ use std::thread::{self, Thread};
 
 use parking_lot::Mutex;
 
-use super::events::{Counter, Listeners};
-use super::registry::{self, Registered};
-use super::wait::DisposeFlag;
+use super::registry::{self, registered};
+use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::bulkhead::{
     Bulkhead as Core, BulkheadConfig, BulkheadCounts, BulkheadPermit, BulkheadToken, LeaveQueue,
@@ -156,69 +155,56 @@ impl Refusal {
 /// lock; one that sees waiters always takes the lock and grants, so a free
 /// permit never sits next to a parked waiter.
 pub struct Bulkhead<T: Timer = MonotonicClock> {
-    name: Arc<str>,
     core: Core,
-    options: BulkheadConfig,
-    timer: T,
+    /// Name, config, timer, listeners, dispose flag, registry entry,
+    /// counters.
+    shell: Shell<BulkheadConfig, T>,
     /// Parked callers, front first. Touched only on the slow path.
     waiters: Mutex<VecDeque<Arc<Waiter>>>,
-    listeners: Listeners,
-    calls: Counter,
-    successes: Counter,
-    failures: Counter,
-    rejections: Counter,
-    timeouts: Counter,
-    /// 0 = live, 1 = disposed.
-    disposed: DisposeFlag,
-    /// Removes a registered instance from the registry on dispose.
-    forget: Option<fn(&Bulkhead<T>)>,
 }
 
 impl Bulkhead<MonotonicClock> {
-    /// A bulkhead on the system's monotonic clock.
+    /// A bulkhead on the system's monotonic clock, registered as `name`
+    /// (found again with [`get_bulkhead`](Self::get_bulkhead); the registry rules
+    /// are those of [`CircuitBreaker::new`](super::CircuitBreaker::new)).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] naming the first invalid option
-    /// (`max_concurrent` zero or too large, `max_queue` too large,
-    /// `queue_timeout` zero; see [`crate::bulkhead::Bulkhead::new`]).
-    pub fn new(name: impl Into<Arc<str>>, options: BulkheadConfig) -> Result<Self, Error> {
-        Self::with_timer(name, options, MonotonicClock)
+    /// [`Error::InvalidConfig`] naming the first invalid option (see
+    /// [`crate::bulkhead::Bulkhead::new`]); [`Error::NameTaken`] if a live
+    /// bulkhead is registered as `name`.
+    pub fn new(name: &str, config: BulkheadConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// The bulkhead registered as `name`, or a new one with `options`
-    /// registered under that name (spec best practice 4).
+    /// A bulkhead on the system's monotonic clock that no registry knows.
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
     /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::blocking::{Bulkhead, Error};
-    /// use stockade::bulkhead::BulkheadConfig;
-    ///
-    /// let options = BulkheadConfig::DEFAULT.with_max_concurrent(4);
-    /// let a = Bulkhead::get_or_create("doc-db-pool", options)?;
-    /// let b = Bulkhead::get_or_create("doc-db-pool", options)?;
-    /// assert!(Arc::ptr_eq(&a, &b));
-    /// assert!(matches!(
-    ///     Bulkhead::get_or_create("doc-db-pool", BulkheadConfig::DEFAULT),
-    ///     Err(Error::NameTaken { .. })
-    /// ));
-    /// a.dispose(); // forgets it
-    /// assert!(Bulkhead::get("doc-db-pool").is_none());
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn get_or_create(name: &str, options: BulkheadConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &options, || {
-            let mut bulkhead = Self::new(name, options)?;
-            bulkhead.forget = Some(Self::forget_registered);
-            Ok(bulkhead)
+    pub fn unregistered(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, Error> {
+        Self::with_timer(name, config, MonotonicClock)
+    }
+
+    /// The bulkhead registered as `name` (whatever its config), or a new
+    /// one with the default config registered under that name (the spec's
+    /// getter).
+    pub fn get_bulkhead(name: &str) -> Arc<Self> {
+        registry::get_or_default(name, || {
+            Self::unregistered(name, BulkheadConfig::DEFAULT)
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
         })
+    }
+
+    /// The bulkhead registered as `name` if its config equals `config`, or
+    /// a new one registered under that name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with another config;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    pub fn get_or_create(name: &str, config: BulkheadConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &config, || Self::unregistered(name, config))
     }
 
     /// The live bulkhead registered as `name`, if any.
@@ -226,22 +212,12 @@ impl Bulkhead<MonotonicClock> {
         registry::get(name)
     }
 
-    fn forget_registered(&self) {
-        registry::forget(&self.name, self);
+    fn shell(&self) -> &Shell<BulkheadConfig, MonotonicClock> {
+        &self.shell
     }
 }
 
-impl Registered for Bulkhead<MonotonicClock> {
-    type Options = BulkheadConfig;
-
-    fn options(&self) -> &BulkheadConfig {
-        &self.options
-    }
-
-    fn is_disposed(&self) -> bool {
-        Bulkhead::is_disposed(self)
-    }
-}
+registered!(Bulkhead<MonotonicClock>, BulkheadConfig);
 
 impl<T: Timer> Bulkhead<T> {
     /// A bulkhead that waits on `timer` (for example a
@@ -252,40 +228,30 @@ impl<T: Timer> Bulkhead<T> {
     /// [`Error::InvalidConfig`] as for [`Bulkhead::new`].
     pub fn with_timer(
         name: impl Into<Arc<str>>,
-        options: BulkheadConfig,
+        config: BulkheadConfig,
         timer: T,
     ) -> Result<Self, Error> {
-        let core = Core::new(options)?;
+        let core = Core::new(config)?;
         Ok(Bulkhead {
-            name: name.into(),
             core,
-            options,
-            timer,
+            shell: Shell::new(PatternKind::Bulkhead, name.into(), config, timer),
             waiters: Mutex::new(VecDeque::new()),
-            listeners: Listeners::default(),
-            calls: Counter::default(),
-            successes: Counter::default(),
-            failures: Counter::default(),
-            rejections: Counter::default(),
-            timeouts: Counter::default(),
-            disposed: DisposeFlag::default(),
-            forget: None,
         })
     }
 
     /// The instance's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options it was created with.
-    pub fn options(&self) -> &BulkheadConfig {
-        &self.options
+    /// The config it was created with.
+    pub fn config(&self) -> &BulkheadConfig {
+        self.shell.config()
     }
 
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
     /// Runs `f` when a permit is free, waiting in the FIFO queue for at most
@@ -368,38 +334,33 @@ impl<T: Timer> Bulkhead<T> {
     /// Calls `listener` for every event: `Rejected` (bulkhead full),
     /// `QueueTimeout`, `Disposed`.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        self.listeners.add(Arc::new(listener))
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
     /// A snapshot of the counters.
     ///
-    /// `calls` counts every call made while the bulkhead was live; each
-    /// ends as one of `successes`, `failures` (the closure returned an error
-    /// or panicked), `rejections` ([`Error::BulkheadFull`]), `timeouts`
-    /// ([`Error::QueueTimeout`]), or [`Error::Disposed`] for callers still
-    /// queued when it was disposed (not counted separately), unless it is
-    /// still queued (`queue_depth`) or running (`in_flight`).
+    /// `calls` counts the calls that finished: each is one of `successes`,
+    /// `failures` (the closure returned an error or panicked), `rejections`
+    /// ([`Error::BulkheadFull`]) and `timeouts` ([`Error::QueueTimeout`]).
+    /// Calls still queued (`queue_depth`) or running (`in_flight`) are not
+    /// counted yet; calls refused because the bulkhead was disposed are not
+    /// counted.
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
-            rejections: self.rejections.get(),
-            timeouts: self.timeouts.get(),
             queue_depth: u64::from(self.core.queued()),
             in_flight: u64::from(self.core.in_use()),
-            ..Metrics::default()
+            ..self.shell.counters.metrics()
         }
     }
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Shuts the bulkhead down: callers waiting in the queue wake with
@@ -420,7 +381,7 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
         {
@@ -432,11 +393,7 @@ impl<T: Timer> Bulkhead<T> {
                 waiter.thread.unpark();
             }
         }
-        self.listeners.emit(|| self.event(EventKind::Disposed));
-        self.listeners.clear();
-        if let Some(forget) = self.forget {
-            forget(self);
-        }
+        self.shell.finish_dispose();
     }
 
     // --- Admission ----------------------------------------------------------
@@ -457,21 +414,18 @@ impl<T: Timer> Bulkhead<T> {
         permit: BulkheadPermit<'_>,
         call: impl FnOnce() -> Result<R, Error<E>>,
     ) -> Result<R, Error<E>> {
+        let running = self.shell.counters.running();
+        // Caught so that a panicking call's permit still goes to the front
+        // waiter (the permit's own drop only returns it to the core).
         let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(call));
         self.release(permit);
         match result {
             Ok(result) => {
-                if result.is_ok() {
-                    self.successes.incr();
-                } else {
-                    self.failures.incr();
-                }
+                running.finish(&result);
                 result
             }
-            Err(panic) => {
-                self.failures.incr();
-                std::panic::resume_unwind(panic)
-            }
+            // `running` counts the failure as it drops.
+            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
@@ -480,11 +434,10 @@ impl<T: Timer> Bulkhead<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
         if let Ok(permit) = self.core.try_acquire() {
             return Ok(permit);
         }
-        if self.options.queue_timeout.is_zero() {
+        if self.config().queue_timeout.is_zero() {
             // Zero queue timeout: never wait, so full is full.
             return Err(self.reject());
         }
@@ -496,7 +449,6 @@ impl<T: Timer> Bulkhead<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
         self.core.try_acquire().map_err(|_| self.reject())
     }
 
@@ -504,7 +456,7 @@ impl<T: Timer> Bulkhead<T> {
     /// out, or the bulkhead is disposed.
     #[cold]
     fn admit_slow(&self) -> Result<BulkheadPermit<'_>, Refusal> {
-        let start = self.timer.now();
+        let start = self.timer().now();
         let waiter = {
             let mut waiters = self.waiters.lock();
             // Checked under the lock: `dispose` sets the flag before it
@@ -532,14 +484,14 @@ impl<T: Timer> Bulkhead<T> {
                 }
             }
         };
-        let deadline = start.saturating_add(self.options.queue_timeout);
+        let deadline = start.saturating_add(self.config().queue_timeout);
         loop {
             match waiter.state.load(Ordering::Acquire) {
                 GRANTED => return Ok(waiter.permit(&self.core)),
                 DISPOSED => return Err(Refusal::Disposed),
                 _ => {}
             }
-            let now = self.timer.now();
+            let now = self.timer().now();
             if now >= deadline {
                 let mut waiters = self.waiters.lock();
                 // A grant or dispose may have come first: it wins.
@@ -557,12 +509,11 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 drop(waiters);
                 let waited = now.saturating_duration_since(start);
-                self.timeouts.incr();
-                self.listeners
-                    .emit(|| self.event(EventKind::QueueTimeout { waited }));
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
                 return Err(Refusal::Timeout(waited));
             }
-            self.timer.park_until(deadline);
+            self.timer().park_until(deadline);
         }
     }
 
@@ -599,19 +550,9 @@ impl<T: Timer> Bulkhead<T> {
     }
 
     fn reject(&self) -> Refusal {
-        self.rejections.incr();
-        self.listeners
-            .emit(|| self.event(EventKind::Rejected { retry_after: None }));
+        self.shell.counters.rejections.incr();
+        self.shell.emit(EventKind::Rejected { retry_after: None });
         Refusal::Full
-    }
-
-    fn event(&self, kind: EventKind) -> Event {
-        Event {
-            pattern: PatternKind::Bulkhead,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        }
     }
 }
 
@@ -629,12 +570,9 @@ impl<T: Timer> Policy for Bulkhead<T> {
 
 impl<T: Timer> fmt::Debug for Bulkhead<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bulkhead")
-            .field("name", &self.name)
-            .field("options", &self.options)
-            .field("in_use", &self.core.in_use())
-            .field("queued", &self.core.queued())
-            .field("disposed", &self.is_disposed())
-            .finish_non_exhaustive()
+        self.shell.debug(f, "Bulkhead", |s| {
+            s.field("in_use", &self.core.in_use());
+            s.field("queued", &self.core.queued());
+        })
     }
 }

@@ -6,7 +6,7 @@ use std::boxed::Box;
 use std::sync::Arc;
 
 use crate::breaker::BreakerState;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, HumanDuration};
 
 /// Why a protected call did not produce its value.
 ///
@@ -29,6 +29,10 @@ pub enum Error<E = core::convert::Infallible> {
     },
     /// The bulkhead had no free slot and no room in its queue.
     BulkheadFull,
+    /// Every worker of a [`Timeout`](super::Timeout)'s or
+    /// [`RequestResponsePattern`](super::RequestResponsePattern)'s bounded
+    /// pool was busy (and its queue full): the call was refused at once.
+    PoolFull,
     /// The caller waited in a queue (bulkhead or rate limiter) for its
     /// whole `queue_timeout` without being admitted.
     QueueTimeout {
@@ -55,15 +59,17 @@ pub enum Error<E = core::convert::Infallible> {
     },
     /// The pattern was disposed.
     Disposed,
-    /// The closure panicked on another thread (a detached timeout's
-    /// worker); the pattern carries on.
+    /// The closure panicked on a worker thread (a [`Timeout`](super::Timeout)'s
+    /// pool); the pattern carries on.
     Panicked {
         /// The panic message, when the payload was a string.
         message: Arc<str>,
     },
     /// A configuration value was invalid.
     InvalidConfig(ConfigError),
-    /// A registry already holds an instance of that name with other options.
+    /// A registry already holds a live instance of that name (see
+    /// [`CircuitBreaker::new`](super::CircuitBreaker::new) and
+    /// `get_or_create` for the rules).
     NameTaken {
         /// The name.
         name: Arc<str>,
@@ -98,6 +104,7 @@ impl<E> Error<E> {
             self,
             Error::BreakerOpen { .. }
                 | Error::BulkheadFull
+                | Error::PoolFull
                 | Error::QueueTimeout { .. }
                 | Error::RateLimited { .. }
         )
@@ -124,6 +131,7 @@ impl<E> Error<E> {
             Error::Inner(e) => Error::Inner(f(e)),
             Error::BreakerOpen { state, retry_after } => Error::BreakerOpen { state, retry_after },
             Error::BulkheadFull => Error::BulkheadFull,
+            Error::PoolFull => Error::PoolFull,
             Error::QueueTimeout { waited } => Error::QueueTimeout { waited },
             Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
             Error::TimedOut { after } => Error::TimedOut { after },
@@ -154,17 +162,30 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 if *state == BreakerState::ForcedOpen {
                     Ok(())
                 } else {
-                    write!(f, "; retry after {}", crate::HumanDuration(*retry_after))
+                    write!(f, "; retry after {}", HumanDuration(*retry_after))
                 }
             }
             Error::BulkheadFull => f.write_str("bulkhead is full"),
+            Error::PoolFull => f.write_str("every worker is busy"),
             Error::QueueTimeout { waited } => {
-                write!(f, "gave up after waiting {waited:?} in the queue")
+                write!(
+                    f,
+                    "gave up after waiting {} in the queue",
+                    HumanDuration(*waited)
+                )
             }
             Error::RateLimited { retry_after } => {
-                write!(f, "rate limited; retry after {retry_after:?}")
+                if *retry_after == Duration::MAX {
+                    f.write_str("rate limited; more permits than the burst were asked for")
+                } else {
+                    write!(
+                        f,
+                        "rate limited; retry after {}",
+                        HumanDuration(*retry_after)
+                    )
+                }
             }
-            Error::TimedOut { after } => write!(f, "timed out after {after:?}"),
+            Error::TimedOut { after } => write!(f, "timed out after {}", HumanDuration(*after)),
             Error::RetriesExhausted { attempts, last } => {
                 write!(f, "gave up after {attempts} attempts: {last}")
             }
@@ -172,17 +193,23 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Panicked { message } => write!(f, "the call panicked: {message}"),
             Error::InvalidConfig(e) => e.fmt(f),
             Error::NameTaken { name } => {
-                write!(f, "`{name}` is already registered with different options")
+                write!(
+                    f,
+                    "a pattern named `{name}` is already registered (dispose it first, \
+                     or share it with `get_or_create` and the same config)"
+                )
             }
         }
     }
 }
 
-impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
+/// Implemented for any closure error that is `Debug + Display` (a `&str`,
+/// a `String`, any error type), so `?` turns an `Error<E>` into a
+/// `Box<dyn std::error::Error>`. The closure's own error is shown by
+/// `Display`; reach it with [`Error::inner`].
+impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            Error::Inner(e) => Some(e),
-            Error::RetriesExhausted { last, .. } => Some(&**last),
             Error::InvalidConfig(e) => Some(e),
             _ => None,
         }

@@ -97,11 +97,15 @@ pub enum EventKind {
 /// zero (or `None`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Metrics {
-    /// Calls started (admitted or rejected).
+    /// Calls that finished, the same in every pattern: the sum of the
+    /// outcomes (`successes`, `failures`, `rejections`, `timeouts`, and a
+    /// breaker's ignored outcomes). Calls still queued or running are not
+    /// counted yet; calls refused because the pattern was disposed are not
+    /// counted.
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
-    /// Calls that failed.
+    /// Calls that failed: the closure's error, or its panic.
     pub failures: u64,
     /// Calls refused without running.
     pub rejections: u64,

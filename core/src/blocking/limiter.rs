@@ -6,9 +6,9 @@ use core::fmt;
 use core::time::Duration;
 use std::sync::Arc;
 
-use super::events::{Counter, Listeners};
-use super::registry::{self, Registered};
-use super::wait::{DisposeFlag, WaitList};
+use super::registry::{self, registered};
+use super::shell::Shell;
+use super::wait::WaitList;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::clock::MonotonicClock;
 use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation};
@@ -91,76 +91,59 @@ impl Refusal {
 /// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
 /// latest booking; earlier ones stay used, which is conservative).
 pub struct RateLimiter<T: Timer = MonotonicClock> {
-    name: Arc<str>,
     core: Core,
-    options: RateLimiterConfig,
-    timer: T,
+    /// Name, config, timer, listeners, dispose flag, registry entry,
+    /// counters.
+    shell: Shell<RateLimiterConfig, T>,
     /// Threads parked on a booking, for `dispose` to wake. Slow path only.
     sleepers: WaitList,
-    listeners: Listeners,
-    calls: Counter,
-    successes: Counter,
-    failures: Counter,
-    rejections: Counter,
-    /// 0 = live, 1 = disposed.
-    disposed: DisposeFlag,
-    /// Removes a registered instance from the registry on dispose.
-    forget: Option<fn(&RateLimiter<T>)>,
 }
 
 impl RateLimiter<MonotonicClock> {
-    /// A rate limiter on the system's monotonic clock.
+    /// A rate limiter on the system's monotonic clock, registered as `name`
+    /// (found again with [`get_limiter`](Self::get_limiter); the registry rules
+    /// are those of [`CircuitBreaker::new`](super::CircuitBreaker::new)).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the first invalid option (see
-    /// [`crate::limiter::RateLimiter::new`]).
-    pub fn new(name: impl Into<Arc<str>>, options: RateLimiterConfig) -> Result<Self, Error> {
-        Self::with_timer(name, options, MonotonicClock)
+    /// [`crate::limiter::RateLimiter::new`]); [`Error::NameTaken`] if a live
+    /// rate limiter is registered as `name`.
+    pub fn new(name: &str, config: RateLimiterConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// The rate limiter registered as `name`, or a new one with the default
-    /// options registered under that name (the spec's
-    /// `RateLimiter.getLimiter('requests')`). An existing instance is
-    /// returned whatever its options.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::blocking::RateLimiter;
-    /// use stockade::limiter::RateLimiterConfig;
-    ///
-    /// let limiter = RateLimiter::get_limiter("doc-requests");
-    /// assert_eq!(*limiter.options(), RateLimiterConfig::DEFAULT);
-    /// assert!(Arc::ptr_eq(&limiter, &RateLimiter::get_limiter("doc-requests")));
-    /// ```
-    pub fn get_limiter(name: &str) -> Arc<Self> {
-        loop {
-            if let Some(limiter) = Self::get(name) {
-                return limiter;
-            }
-            // Fails only if someone registered `name` with other options
-            // since `get`: take theirs on the next round.
-            if let Ok(limiter) = Self::get_or_create(name, RateLimiterConfig::DEFAULT) {
-                return limiter;
-            }
-        }
-    }
-
-    /// The rate limiter registered as `name`, or a new one with `options`
-    /// registered under that name.
+    /// A rate limiter on the system's monotonic clock that no registry knows.
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
     /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn get_or_create(name: &str, options: RateLimiterConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &options, || {
-            let mut limiter = Self::new(name, options)?;
-            limiter.forget = Some(Self::forget_registered);
-            Ok(limiter)
+    pub fn unregistered(
+        name: impl Into<Arc<str>>,
+        config: RateLimiterConfig,
+    ) -> Result<Self, Error> {
+        Self::with_timer(name, config, MonotonicClock)
+    }
+
+    /// The rate limiter registered as `name` (whatever its config), or a new
+    /// one with the default config registered under that name (the spec's
+    /// getter).
+    pub fn get_limiter(name: &str) -> Arc<Self> {
+        registry::get_or_default(name, || {
+            Self::unregistered(name, RateLimiterConfig::DEFAULT)
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
         })
+    }
+
+    /// The rate limiter registered as `name` if its config equals `config`, or
+    /// a new one registered under that name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with another config;
+    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+    pub fn get_or_create(name: &str, config: RateLimiterConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &config, || Self::unregistered(name, config))
     }
 
     /// The live rate limiter registered as `name`, if any.
@@ -168,22 +151,12 @@ impl RateLimiter<MonotonicClock> {
         registry::get(name)
     }
 
-    fn forget_registered(&self) {
-        registry::forget(&self.name, self);
+    fn shell(&self) -> &Shell<RateLimiterConfig, MonotonicClock> {
+        &self.shell
     }
 }
 
-impl Registered for RateLimiter<MonotonicClock> {
-    type Options = RateLimiterConfig;
-
-    fn options(&self) -> &RateLimiterConfig {
-        &self.options
-    }
-
-    fn is_disposed(&self) -> bool {
-        RateLimiter::is_disposed(self)
-    }
-}
+registered!(RateLimiter<MonotonicClock>, RateLimiterConfig);
 
 impl<T: Timer> RateLimiter<T> {
     /// A rate limiter that waits on `timer` (for example a
@@ -194,39 +167,30 @@ impl<T: Timer> RateLimiter<T> {
     /// [`Error::InvalidConfig`] as for [`RateLimiter::new`].
     pub fn with_timer(
         name: impl Into<Arc<str>>,
-        options: RateLimiterConfig,
+        config: RateLimiterConfig,
         timer: T,
     ) -> Result<Self, Error> {
-        let core = Core::new(options)?;
+        let core = Core::new(config)?;
         Ok(RateLimiter {
-            name: name.into(),
             core,
-            options,
-            timer,
+            shell: Shell::new(PatternKind::RateLimiter, name.into(), config, timer),
             sleepers: WaitList::default(),
-            listeners: Listeners::default(),
-            calls: Counter::default(),
-            successes: Counter::default(),
-            failures: Counter::default(),
-            rejections: Counter::default(),
-            disposed: DisposeFlag::default(),
-            forget: None,
         })
     }
 
     /// The instance's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options it was created with.
-    pub fn options(&self) -> &RateLimiterConfig {
-        &self.options
+    /// The config it was created with.
+    pub fn config(&self) -> &RateLimiterConfig {
+        self.shell.config()
     }
 
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
     /// The core state machine, for its read-only figures
@@ -315,7 +279,7 @@ impl<T: Timer> RateLimiter<T> {
     /// ```
     pub fn acquire(&self, n: u32) -> Result<(), Error> {
         self.admit(n).map_err(Refusal::into_error)?;
-        self.successes.incr();
+        self.shell.counters.successes.incr();
         Ok(())
     }
 
@@ -328,7 +292,7 @@ impl<T: Timer> RateLimiter<T> {
     /// (`Duration::MAX` when `n` exceeds the burst); [`Error::Disposed`].
     pub fn try_acquire(&self, n: u32) -> Result<(), Error> {
         self.try_admit(n).map_err(Refusal::into_error)?;
-        self.successes.incr();
+        self.shell.counters.successes.incr();
         Ok(())
     }
 
@@ -336,36 +300,31 @@ impl<T: Timer> RateLimiter<T> {
     /// `Disposed`. (Booked callers never time out, so there is no
     /// `QueueTimeout` event.)
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        self.listeners.add(Arc::new(listener))
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
     /// A snapshot of the counters.
     ///
-    /// `calls` counts the executions and acquisitions made while the limiter
-    /// was live; each ends as one of `successes`, `failures` (the closure
-    /// returned an error or panicked), `rejections`
-    /// ([`Error::RateLimited`]), or [`Error::Disposed`] for callers waiting
-    /// when it was disposed (not counted separately). `queue_depth` is the
+    /// `calls` counts the executions and acquisitions that finished: each
+    /// is one of `successes`, `failures` (the closure returned an error or
+    /// panicked) and `rejections` ([`Error::RateLimited`]). Calls refused
+    /// because the limiter was disposed are not counted. `queue_depth` is the
     /// core's: permits booked but not yet ready.
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
-            rejections: self.rejections.get(),
-            queue_depth: u64::from(self.core.queue_depth(&self.timer)),
-            ..Metrics::default()
+            queue_depth: u64::from(self.core.queue_depth(self.timer())),
+            ..self.shell.counters.metrics()
         }
     }
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Shuts the limiter down: callers waiting for their turn wake with
@@ -374,15 +333,11 @@ impl<T: Timer> RateLimiter<T> {
     /// emitted, listeners are removed and the registry forgets the
     /// instance. Calling it again does nothing.
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
         self.sleepers.wake_all();
-        self.listeners.emit(|| self.event(EventKind::Disposed));
-        self.listeners.clear();
-        if let Some(forget) = self.forget {
-            forget(self);
-        }
+        self.shell.finish_dispose();
     }
 
     // --- Admission ----------------------------------------------------------
@@ -397,17 +352,9 @@ impl<T: Timer> RateLimiter<T> {
     /// failure and continues).
     #[inline]
     fn run_counted<R, E>(&self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let running = Running {
-            failures: &self.failures,
-            finished: false,
-        };
+        let running = self.shell.counters.running();
         let result = call();
-        running.finish();
-        if result.is_ok() {
-            self.successes.incr();
-        } else {
-            self.failures.incr();
-        }
+        running.finish(&result);
         result
     }
 
@@ -417,10 +364,9 @@ impl<T: Timer> RateLimiter<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
         match self
             .core
-            .reserve(n, self.options.queue_timeout, &self.timer)
+            .reserve(n, self.config().queue_timeout, self.timer())
         {
             Ok(booked) if booked.is_immediate() => Ok(()),
             Ok(booked) => self.wait_for(booked),
@@ -433,9 +379,8 @@ impl<T: Timer> RateLimiter<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.calls.incr();
         self.core
-            .try_acquire_n(n, &self.timer)
+            .try_acquire_n(n, self.timer())
             .map_err(|e| self.reject(e))
     }
 
@@ -451,59 +396,26 @@ impl<T: Timer> RateLimiter<T> {
             if self.is_disposed() {
                 break Err(Refusal::Disposed);
             }
-            if self.timer.now() >= ready_at {
+            if self.timer().now() >= ready_at {
                 break Ok(());
             }
-            self.timer.interruptible_sleep_until(ready_at);
+            self.timer().interruptible_sleep_until(ready_at);
         };
         drop(sleeping);
         if outcome.is_err() {
             // The latest booking can be handed back; others stay used.
-            let _ = self.core.cancel(booked.into_token(), &self.timer);
+            let _ = self.core.cancel(booked.into_token(), self.timer());
         }
         outcome
     }
 
     fn reject(&self, e: RateLimitError) -> Refusal {
         let retry_after = e.retry_after().unwrap_or(Duration::MAX);
-        self.rejections.incr();
-        self.listeners.emit(|| {
-            self.event(EventKind::Rejected {
-                retry_after: Some(retry_after),
-            })
+        self.shell.counters.rejections.incr();
+        self.shell.emit(EventKind::Rejected {
+            retry_after: Some(retry_after),
         });
         Refusal::Limited(retry_after)
-    }
-
-    fn event(&self, kind: EventKind) -> Event {
-        Event {
-            pattern: PatternKind::RateLimiter,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        }
-    }
-}
-
-/// Counts a failure if the closure panics (unwinds past it).
-struct Running<'a> {
-    failures: &'a Counter,
-    finished: bool,
-}
-
-impl Running<'_> {
-    #[inline]
-    fn finish(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for Running<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if !self.finished {
-            self.failures.incr();
-        }
     }
 }
 
@@ -522,10 +434,6 @@ impl<T: Timer> Policy for RateLimiter<T> {
 
 impl<T: Timer> fmt::Debug for RateLimiter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("name", &self.name)
-            .field("options", &self.options)
-            .field("disposed", &self.is_disposed())
-            .finish_non_exhaustive()
+        self.shell.debug(f, "RateLimiter", |_| {})
     }
 }

@@ -3,25 +3,32 @@
 //!
 //! Each pattern wraps a core state machine, runs closures
 //! (`execute(|| …)`, `wrap(f)`), waits where the spec waits (FIFO queues
-//! that park, sleeping retries), emits [`Event`]s, keeps [`Metrics`], can be
-//! shared by name through a registry and [disposed](CircuitBreaker::dispose).
+//! that park, sleeping retries), emits [`Event`]s, keeps [`Metrics`], is
+//! shared by name through a per-type registry (`X::new(name, config)`
+//! registers, `X::get_<pattern>(name)` finds it; see
+//! [`CircuitBreaker::new`]) and can be [disposed](CircuitBreaker::dispose).
 //! Time comes from a [`Timer`]: [`MonotonicClock`](crate::clock::MonotonicClock)
 //! by default, or a [`VirtualClock`] for tests and simulations.
 
 mod error;
 mod events;
+mod pool;
 mod registry;
+mod shell;
 mod timer;
 mod wait;
 
 pub use error::Error;
 pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use timer::{Timer, VirtualClock};
+mod dynamic;
 mod policy;
-pub use policy::{Nested, Pipeline, Policy, Unprotected};
+pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue, Next};
+pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
 mod timeout;
 pub use timeout::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_WORKERS, Timeout, current_deadline, with_deadline,
+    Cooperative, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_WORKERS, Timeout, current_deadline,
+    with_deadline,
 };
 mod retry;
 pub use retry::{ErrorMatcher, Retry, RetryConfig};

@@ -7,9 +7,10 @@
 //! Nesting is static (generic types), so a pipeline allocates nothing per
 //! call beyond what its patterns need.
 
+use core::fmt::Display;
 use std::sync::Arc;
 
-use super::Error;
+use super::{Error, Timeout, Timer};
 
 /// Runs calls under a protection: every pattern of the blocking layer
 /// implements it, and [`Pipeline`] composes them.
@@ -19,6 +20,16 @@ use super::Error;
 /// inside it (a retry sees a breaker's `BreakerOpen`) and can pass them on
 /// unchanged. The call's own error must be `Display`: a retry matches its
 /// `retryable_errors` against that text.
+///
+/// A [`Timeout`] is not a `Policy`: to return on time it runs the call on
+/// another thread, which needs a `Send + 'static` call. Add it to a
+/// pipeline with [`Pipeline::then_timeout`], or as the cooperative stage
+/// [`Timeout::cooperative`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Policy`",
+    note = "a `Timeout` stage is added with `Pipeline::then_timeout(&timeout)` \
+            (or `.then(timeout.cooperative())` for the cooperative form)"
+)]
 pub trait Policy {
     /// Runs `call` under this policy. `call` may run several times (a retry)
     /// or not at all (a rejection).
@@ -87,21 +98,24 @@ impl<Outer: Policy, Inner: Policy> Policy for Nested<Outer, Inner> {
 /// The usual order, from outside in, is rate limiter → bulkhead → circuit
 /// breaker → retry → timeout → call: the limiter and bulkhead meter
 /// *requests*, the breaker sees each request's final outcome, retry repeats
-/// the attempts, and the timeout bounds each attempt. Put the breaker
-/// *inside* the retry instead if every attempt should count.
+/// the attempts, and the timeout bounds each attempt (added last, with
+/// [`then_timeout`](Self::then_timeout)). Put the breaker *inside* the
+/// retry instead if every attempt should count.
+///
+/// The nesting is static: a pipeline costs nothing beyond its patterns.
+/// To build one from a list chosen at run time, see
+/// [`DynPipeline`](super::DynPipeline).
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use stockade::blocking::{Bulkhead, CircuitBreaker, Error, Pipeline, Retry, RetryConfig};
-/// use stockade::bulkhead::BulkheadConfig;
+/// use stockade::prelude::*;
 ///
-/// let breaker = CircuitBreaker::new("db", Default::default())?;
-/// let bulkhead = Bulkhead::new("db", BulkheadConfig::default())?;
-/// let retry = Retry::new("db", RetryConfig::default().with_initial_delay(Duration::ZERO))?;
+/// let breaker = CircuitBreaker::new("db", BreakerConfig::DEFAULT)?;
+/// let bulkhead = Bulkhead::new("db", BulkheadConfig::DEFAULT)?;
+/// let retry = Retry::new("db", RetryConfig::DEFAULT.with_initial_delay(Duration::ZERO))?;
 /// let pipeline = Pipeline::new().then(&bulkhead).then(&breaker).then(&retry);
-///
 ///
 /// let mut attempts = 0;
 /// let value = pipeline.execute(|| {
@@ -137,6 +151,32 @@ impl<P: Policy> Pipeline<P> {
         }
     }
 
+    /// Adds `timeout` as the innermost stage, bounding each attempt and
+    /// returning on time (see [`Timeout::execute`]): the call then runs on
+    /// the timeout's workers, so it must be `Send + Sync + 'static` (an
+    /// attempt abandoned at its deadline may still run while the next one
+    /// starts). A policy outside sees the timeout as [`Error::TimedOut`]: a
+    /// breaker counts it as a failure, a retry retries it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stockade::prelude::*;
+    ///
+    /// let breaker = CircuitBreaker::new("search", BreakerConfig::DEFAULT)?;
+    /// let timeout = Timeout::new("search", TimeoutConfig::new(Duration::from_secs(2))?)?;
+    /// let pipeline = Pipeline::new().then(&breaker).then_timeout(&timeout);
+    /// assert_eq!(pipeline.execute(|| Ok::<_, String>(7))?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn then_timeout<Tm: TimeoutStage>(self, timeout: Tm) -> TimedPipeline<P, Tm> {
+        TimedPipeline {
+            policy: self.policy,
+            timeout,
+        }
+    }
+
     /// Runs `call` through every policy; the call's own error comes back as
     /// [`Error::Inner`].
     pub fn execute<R, E: core::fmt::Display>(
@@ -165,6 +205,82 @@ impl<P: Policy> Policy for Pipeline<P> {
         F: FnMut() -> Result<R, Error<E>>,
     {
         self.policy.run(call)
+    }
+}
+
+/// A [`Timeout`] by value, reference or `Arc`: the last stage of a
+/// [`TimedPipeline`].
+pub trait TimeoutStage {
+    /// The timeout's timer.
+    type Timer: Timer + Clone + 'static;
+    /// The timeout.
+    fn timeout(&self) -> &Timeout<Self::Timer>;
+}
+
+impl<T: Timer + Clone + 'static> TimeoutStage for Timeout<T> {
+    type Timer = T;
+    fn timeout(&self) -> &Timeout<T> {
+        self
+    }
+}
+
+impl<S: TimeoutStage + ?Sized> TimeoutStage for &S {
+    type Timer = S::Timer;
+    fn timeout(&self) -> &Timeout<S::Timer> {
+        (**self).timeout()
+    }
+}
+
+impl<T: Timer + Clone + 'static> TimeoutStage for Arc<Timeout<T>> {
+    type Timer = T;
+    fn timeout(&self) -> &Timeout<T> {
+        self
+    }
+}
+
+/// A [`Pipeline`] whose innermost stage is a [`Timeout`] that returns on
+/// time (from [`Pipeline::then_timeout`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TimedPipeline<P, Tm> {
+    policy: P,
+    timeout: Tm,
+}
+
+impl<P: Policy, Tm: TimeoutStage> TimedPipeline<P, Tm> {
+    /// Runs `call` through every policy; each attempt runs on the
+    /// timeout's workers and the caller moves on at its deadline. The
+    /// call's own error comes back as [`Error::Inner`].
+    ///
+    /// # Errors
+    ///
+    /// As the policies and [`Timeout::execute`] say.
+    pub fn execute<R, E, F>(&self, call: F) -> Result<R, Error<E>>
+    where
+        F: Fn() -> Result<R, E> + Send + Sync + 'static,
+        R: Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let call = Arc::new(call);
+        let timeout = self.timeout.timeout();
+        self.policy.run(|| {
+            let call = Arc::clone(&call);
+            timeout.run_detached(move || call().map_err(Error::Inner))
+        })
+    }
+
+    /// A reusable protected function (the spec's `wrap`).
+    pub fn wrap<'a, A, R, E, G>(&'a self, f: G) -> impl Fn(A) -> Result<R, Error<E>> + 'a
+    where
+        G: Fn(A) -> Result<R, E> + Send + Sync + 'static,
+        A: Clone + Send + Sync + 'static,
+        R: Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let f = Arc::new(f);
+        move |arg: A| {
+            let f = Arc::clone(&f);
+            self.execute(move || f(arg.clone()))
+        }
     }
 }
 

@@ -1,5 +1,25 @@
-//! Named registries: one shared instance per name and pattern type (the
-//! spec's `CircuitBreaker.getBreaker('db')`).
+//! Named registries: one shared instance per name and pattern type,
+//! process-wide (the spec's `new CircuitBreaker('db', …)` then
+//! `CircuitBreaker.getBreaker('db')`).
+//!
+//! The rules, the same for every pattern:
+//!
+//! * `X::new(name, config)` registers the new instance under `name`; if a
+//!   live instance already holds the name, it fails with
+//!   [`Error::NameTaken`] (whatever its config: two constructions are two
+//!   instances, and a registry holds one).
+//! * `X::get_or_create(name, config)` returns the registered instance if
+//!   its config is equal, creates and registers one if the name is free,
+//!   and fails with [`Error::NameTaken`] if the configs differ.
+//! * `X::get_<pattern>(name)` (the spec's getters) returns the registered
+//!   instance whatever its config, or creates one with the defaults.
+//! * `X::get(name)` returns the registered instance, if any.
+//! * `dispose` unregisters; the name is then free again.
+//! * `X::unregistered(..)` and `X::with_timer(..)` build instances no
+//!   registry knows (tests, simulations, libraries embedding Stockade).
+//!
+//! A registered instance lives until it is disposed, also when nobody else
+//! holds it.
 
 use core::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -11,76 +31,154 @@ use parking_lot::Mutex;
 use super::Error;
 
 /// A pattern that can be kept in the registry.
-pub(crate) trait Registered: Any + Send + Sync {
-    /// Its options, compared when the name is requested again.
-    type Options: PartialEq;
-    /// The options it was created with.
-    fn options(&self) -> &Self::Options;
+pub(crate) trait Registered: Any + Send + Sync + Sized {
+    /// Its config, compared by `get_or_create`.
+    type Config: PartialEq;
+    /// The config it was created with.
+    fn registered_config(&self) -> &Self::Config;
     /// `true` once disposed: the registry then forgets it.
-    fn is_disposed(&self) -> bool;
+    fn registered_is_disposed(&self) -> bool;
+    /// Tells the instance it is registered (so `dispose` unregisters it).
+    fn mark_registered(&self);
+    /// The identity `dispose` passes to [`forget`].
+    fn identity(&self) -> usize;
+}
+
+struct Entry {
+    instance: Arc<dyn Any + Send + Sync>,
+    identity: usize,
 }
 
 type Key = (TypeId, String);
 
-static REGISTRY: LazyLock<Mutex<HashMap<Key, Arc<dyn Any + Send + Sync>>>> =
+static REGISTRY: LazyLock<Mutex<HashMap<Key, Entry>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The instance registered as `name`, or a new one from `create` registered
-/// under that name. Requesting a name again with different options is an
-/// [`Error::NameTaken`] error, never a silent replacement. A disposed
-/// instance is forgotten and replaced.
-pub(crate) fn get_or_create<T, E>(
-    name: &str,
-    options: &T::Options,
-    create: impl FnOnce() -> Result<T, Error<E>>,
-) -> Result<Arc<T>, Error<E>>
-where
-    T: Registered,
-{
-    let key = (TypeId::of::<T>(), String::from(name));
-    let mut map = REGISTRY.lock();
-    if let Some(existing) = map.get(&key) {
-        if let Ok(existing) = Arc::clone(existing).downcast::<T>() {
-            if !existing.is_disposed() {
-                if existing.options() == options {
-                    return Ok(existing);
-                }
-                return Err(Error::NameTaken {
-                    name: Arc::from(name),
-                });
-            }
-        }
-    }
-    let created = Arc::new(create()?);
-    map.insert(key, Arc::clone(&created) as Arc<dyn Any + Send + Sync>);
-    Ok(created)
-}
-
-/// The live instance registered as `name`, if any.
-pub(crate) fn get<T: Registered>(name: &str) -> Option<Arc<T>> {
-    let key = (TypeId::of::<T>(), String::from(name));
-    let mut map = REGISTRY.lock();
+/// The live instance under `key`; a disposed one is dropped.
+fn live<T: Registered>(map: &mut HashMap<Key, Entry>, key: &Key) -> Option<Arc<T>> {
     let found = map
-        .get(&key)
-        .and_then(|a| Arc::clone(a).downcast::<T>().ok());
+        .get(key)
+        .and_then(|e| Arc::clone(&e.instance).downcast::<T>().ok());
     match found {
-        Some(t) if !t.is_disposed() => Some(t),
+        Some(t) if !t.registered_is_disposed() => Some(t),
         Some(_) => {
-            map.remove(&key);
+            map.remove(key);
             None
         }
         None => None,
     }
 }
 
-/// Forgets `name` if it is registered to exactly `instance`.
-pub(crate) fn forget<T: Registered>(name: &str, instance: &T) {
-    let key = (TypeId::of::<T>(), String::from(name));
+fn insert<T: Registered>(map: &mut HashMap<Key, Entry>, key: Key, created: T) -> Arc<T> {
+    let created = Arc::new(created);
+    created.mark_registered();
+    map.insert(
+        key,
+        Entry {
+            instance: Arc::clone(&created) as Arc<dyn Any + Send + Sync>,
+            identity: created.identity(),
+        },
+    );
+    created
+}
+
+fn key<T: 'static>(name: &str) -> Key {
+    (TypeId::of::<T>(), String::from(name))
+}
+
+/// Creates an instance with `create` and registers it as `name`.
+///
+/// # Errors
+///
+/// [`Error::NameTaken`] if a live instance holds `name`; `create`'s error.
+pub(crate) fn register<T: Registered, E>(
+    name: &str,
+    create: impl FnOnce() -> Result<T, Error<E>>,
+) -> Result<Arc<T>, Error<E>> {
+    let key = key::<T>(name);
     let mut map = REGISTRY.lock();
-    let same = map
-        .get(&key)
-        .is_some_and(|a| core::ptr::addr_eq(Arc::as_ptr(a), instance as *const T));
-    if same {
+    if live::<T>(&mut map, &key).is_some() {
+        return Err(Error::NameTaken {
+            name: Arc::from(name),
+        });
+    }
+    Ok(insert(&mut map, key, create()?))
+}
+
+/// The instance registered as `name` if its config equals `config`, or a
+/// new one from `create` registered under that name.
+///
+/// # Errors
+///
+/// [`Error::NameTaken`] if `name` is registered with another config;
+/// `create`'s error.
+pub(crate) fn get_or_create<T: Registered, E>(
+    name: &str,
+    config: &T::Config,
+    create: impl FnOnce() -> Result<T, Error<E>>,
+) -> Result<Arc<T>, Error<E>> {
+    let key = key::<T>(name);
+    let mut map = REGISTRY.lock();
+    if let Some(existing) = live::<T>(&mut map, &key) {
+        if existing.registered_config() == config {
+            return Ok(existing);
+        }
+        return Err(Error::NameTaken {
+            name: Arc::from(name),
+        });
+    }
+    Ok(insert(&mut map, key, create()?))
+}
+
+/// The instance registered as `name` (whatever its config), or a new one
+/// from `create_default` registered under that name.
+pub(crate) fn get_or_default<T: Registered>(
+    name: &str,
+    create_default: impl FnOnce() -> T,
+) -> Arc<T> {
+    let key = key::<T>(name);
+    let mut map = REGISTRY.lock();
+    if let Some(existing) = live::<T>(&mut map, &key) {
+        return existing;
+    }
+    insert(&mut map, key, create_default())
+}
+
+/// The live instance registered as `name`, if any.
+pub(crate) fn get<T: Registered>(name: &str) -> Option<Arc<T>> {
+    let key = key::<T>(name);
+    live::<T>(&mut REGISTRY.lock(), &key)
+}
+
+/// Forgets `name` in the registry of `type_id` if it is registered to the
+/// instance with `identity`.
+pub(crate) fn forget(type_id: TypeId, name: &str, identity: usize) {
+    let key = (type_id, String::from(name));
+    let mut map = REGISTRY.lock();
+    if map.get(&key).is_some_and(|e| e.identity == identity) {
         map.remove(&key);
     }
 }
+
+/// Implements [`Registered`] for a pattern whose `shell()` is its
+/// [`Shell`](super::shell::Shell).
+macro_rules! registered {
+    ($ty:ty, $config:ty) => {
+        impl $crate::blocking::registry::Registered for $ty {
+            type Config = $config;
+            fn registered_config(&self) -> &$config {
+                self.shell().config()
+            }
+            fn registered_is_disposed(&self) -> bool {
+                self.shell().is_disposed()
+            }
+            fn mark_registered(&self) {
+                self.shell().mark_registered::<Self>();
+            }
+            fn identity(&self) -> usize {
+                self.shell().identity()
+            }
+        }
+    };
+}
+pub(crate) use registered;

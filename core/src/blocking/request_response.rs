@@ -6,19 +6,16 @@
 use core::fmt;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
-use std::boxed::Box;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::format;
 use std::panic::catch_unwind;
 use std::string::{String, ToString};
 use std::sync::Arc;
-use std::thread::{self, Thread};
 
-use parking_lot::{Condvar, Mutex};
-
-use super::events::{Counter, Listeners};
+use super::pool::{self, NoOutcome, WorkerPool};
 use super::registry::{self, Registered};
-use super::wait::DisposeFlag;
+use super::shell::{Shell, panic_message};
+use super::timeout::DEFAULT_IDLE_TIMEOUT;
 use super::{
     Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer, Unprotected,
 };
@@ -206,18 +203,27 @@ impl RequestResponseConfig {
         self
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the config: `max_workers` at least 1, `default_timeout` not
+    /// zero. `usize::MAX` for `max_workers` or `max_queue` means
+    /// "unbounded" (the pool's sums saturate).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the option.
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.max_workers == 0 {
             return Err(ConfigError::zero(
                 ConfigOption::MaxWorkers,
                 ConfigValue::Count(0),
             ));
         }
-        if self.default_timeout == Some(Duration::ZERO) {
-            return Err(ConfigError::zero(
-                ConfigOption::DefaultTimeout,
-                ConfigValue::Duration(Duration::ZERO),
-            ));
+        if let Some(timeout) = self.default_timeout {
+            if timeout.is_zero() {
+                return Err(ConfigError::zero(
+                    ConfigOption::DefaultTimeout,
+                    ConfigValue::Duration(Duration::ZERO),
+                ));
+            }
         }
         Ok(())
     }
@@ -266,174 +272,9 @@ fn run_handler<Req, Resp>(handler: &Handler<Req, Resp>, request: &Request<Req>) 
         Ok(Ok(response)) if response.status >= 500 => Err(Failure::Status(response)),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(message)) => Err(Failure::Handler(message)),
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                String::from("(no message)")
-            };
-            Err(Failure::Panicked(message))
-        }
-    }
-}
-
-// --- The worker pool -------------------------------------------------------
-
-/// A job the pool runs, or cancels on shutdown.
-trait PoolJob: Send {
-    fn run(self: Box<Self>);
-    fn cancel(self: Box<Self>);
-}
-
-struct PoolState {
-    queue: VecDeque<Box<dyn PoolJob>>,
-    /// Live worker threads.
-    workers: usize,
-    /// Workers waiting for a job.
-    idle: usize,
-    shutdown: bool,
-}
-
-/// A bounded pool of worker threads, started on demand. Idle workers wait
-/// for jobs (an untimed wait: nothing to do with the pattern's clock) and
-/// exit on shutdown.
-struct Pool {
-    state: Mutex<PoolState>,
-    work: Condvar,
-    max_workers: usize,
-    max_queue: usize,
-    name: Arc<str>,
-}
-
-impl Pool {
-    fn new(name: Arc<str>, options: &RequestResponseConfig) -> Pool {
-        Pool {
-            state: Mutex::new(PoolState {
-                queue: VecDeque::new(),
-                workers: 0,
-                idle: 0,
-                shutdown: false,
-            }),
-            work: Condvar::new(),
-            max_workers: options.max_workers,
-            max_queue: options.max_queue,
-            name,
-        }
-    }
-
-    /// Queues `job`, starting a worker if none is free; gives the job back
-    /// if the pool is full or shut down.
-    fn submit(self: &Arc<Self>, job: Box<dyn PoolJob>) -> Result<(), Box<dyn PoolJob>> {
-        let mut state = self.state.lock();
-        if state.shutdown {
-            return Err(job);
-        }
-        let pending = state.queue.len() + 1;
-        let startable = self.max_workers.saturating_sub(state.workers);
-        if pending > state.idle + startable + self.max_queue {
-            return Err(job);
-        }
-        if pending > state.idle && startable > 0 {
-            let pool = Arc::clone(self);
-            let spawned = thread::Builder::new()
-                .name(format!("stockade-rr-worker:{}", self.name))
-                .spawn(move || pool.work());
-            match spawned {
-                Ok(_) => state.workers += 1,
-                // No worker now and none could be started: nobody would run it.
-                Err(_) if state.workers == 0 => return Err(job),
-                Err(_) => {}
-            }
-        }
-        state.queue.push_back(job);
-        self.work.notify_one();
-        Ok(())
-    }
-
-    /// A worker: runs jobs until shutdown.
-    fn work(&self) {
-        let mut state = self.state.lock();
-        loop {
-            if let Some(job) = state.queue.pop_front() {
-                drop(state);
-                job.run();
-                state = self.state.lock();
-                continue;
-            }
-            if state.shutdown {
-                state.workers -= 1;
-                return;
-            }
-            state.idle += 1;
-            self.work.wait(&mut state);
-            state.idle -= 1;
-        }
-    }
-
-    /// Stops accepting jobs, cancels the queued ones, lets idle workers
-    /// exit; running jobs finish.
-    fn shutdown(&self) {
-        let jobs: VecDeque<Box<dyn PoolJob>> = {
-            let mut state = self.state.lock();
-            state.shutdown = true;
-            core::mem::take(&mut state.queue)
-        };
-        self.work.notify_all();
-        for job in jobs {
-            job.cancel();
-        }
-    }
-
-    fn queued(&self) -> usize {
-        self.state.lock().queue.len()
-    }
-}
-
-/// Where a detached attempt leaves its outcome for the waiting caller.
-struct Slot<Resp> {
-    state: Mutex<SlotState<Resp>>,
-    caller: Thread,
-}
-
-enum SlotState<Resp> {
-    Pending,
-    Done(Outcome<Resp>),
-    /// The caller's deadline passed: the result is not wanted.
-    Abandoned,
-    /// The pattern was disposed before a worker picked the job.
-    Cancelled,
-}
-
-impl<Resp> Slot<Resp> {
-    fn settle(&self, to: SlotState<Resp>) {
-        let mut state = self.state.lock();
-        if matches!(*state, SlotState::Pending) {
-            *state = to;
-            drop(state);
-            self.caller.unpark();
-        }
-    }
-}
-
-struct Job<Req, Resp> {
-    handler: Handler<Req, Resp>,
-    request: Arc<Request<Req>>,
-    slot: Arc<Slot<Resp>>,
-}
-
-impl<Req: Send + Sync, Resp: Send> PoolJob for Job<Req, Resp> {
-    fn run(self: Box<Self>) {
-        if matches!(*self.slot.state.lock(), SlotState::Abandoned) {
-            return; // the caller gave up before the job started
-        }
-        let outcome = run_handler(&self.handler, &self.request);
-        self.slot.settle(SlotState::Done(outcome));
-    }
-
-    fn cancel(self: Box<Self>) {
-        self.slot.settle(SlotState::Cancelled);
+        Err(payload) => Err(Failure::Panicked(
+            panic_message(payload.as_ref()).to_string(),
+        )),
     }
 }
 
@@ -505,7 +346,7 @@ enum Class {
 ///     Ok::<_, String>(Response::ok(format!("Success: {}", request.data.id)))
 /// };
 ///
-/// let pattern = RequestResponsePattern::new("myService", handler);
+/// let pattern = RequestResponsePattern::new("myService", handler)?;
 ///
 /// // Execute a request
 /// let response = pattern.execute(
@@ -514,6 +355,7 @@ enum Class {
 /// assert_eq!(response.status, 200);
 /// assert_eq!(response.data.as_deref(), Some("Success: 123"));
 /// assert!(response.correlation_id.starts_with("myService-"));
+/// # Ok::<(), stockade::blocking::Error>(())
 /// ```
 ///
 /// Protected by a circuit breaker: failures open it, and then requests get
@@ -521,14 +363,14 @@ enum Class {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use stockade::blocking::{CircuitBreaker, Request, RequestResponsePattern, Response};
-/// use stockade::breaker::BreakerConfig;
+/// use stockade::prelude::*;
 ///
-/// let breaker = Arc::new(CircuitBreaker::new("db", BreakerConfig::DEFAULT.with_failure_threshold(2))?);
-/// let pattern = RequestResponsePattern::new("users", |_: &Request<u32>| {
+/// let breaker = CircuitBreaker::new("db", BreakerConfig::DEFAULT.with_failure_threshold(2))?;
+/// let pattern = RequestResponsePattern::unregistered("users", RequestResponseConfig::DEFAULT, |_: &Request<u32>| {
 ///     Err::<Response<String>, _>("database unreachable")
-/// })
-/// .protected_by(Arc::clone(&breaker));
+/// })?
+/// .protected_by(Arc::clone(&breaker))
+/// .register()?; // in the registry of its own type (payloads and policy)
 /// assert_eq!(pattern.execute(Request::new(1)).status, 500);
 /// assert_eq!(pattern.execute(Request::new(2)).status, 500);
 /// let refused = pattern.execute(Request::new(3));
@@ -537,24 +379,12 @@ enum Class {
 /// # Ok::<(), stockade::blocking::Error>(())
 /// ```
 pub struct RequestResponsePattern<Req, Resp, P = Unprotected, T: Timer = MonotonicClock> {
-    name: Arc<str>,
+    shell: Shell<RequestResponseConfig, T>,
     handler: Handler<Req, Resp>,
     policy: P,
-    options: RequestResponseConfig,
-    timer: T,
     pool: PoolOwner,
-    listeners: Listeners,
     next_id: AtomicU64,
-    calls: Counter,
-    successes: Counter,
-    failures: Counter,
-    rejections: Counter,
-    timeouts: Counter,
     in_flight: AtomicU64,
-    /// 0 = live, 1 = disposed.
-    disposed: DisposeFlag,
-    /// Removes a registered instance from the registry on dispose.
-    forget: Option<fn(&Self)>,
 }
 
 /// Turns a handler with any displayable error into the stored form.
@@ -571,65 +401,81 @@ where
     Req: Send + Sync + 'static,
     Resp: Send + 'static,
 {
-    /// The spec's `new RequestResponsePattern(name, handler)`, with the
-    /// default options, unprotected, on the monotonic clock.
+    /// The spec's `new RequestResponsePattern(name, handler)`: the default
+    /// config, unprotected, on the monotonic clock, registered as `name`
+    /// (the registry rules are those of
+    /// [`CircuitBreaker::new`](super::CircuitBreaker::new); the registry is
+    /// per payload type).
     ///
     /// The handler gets each request by reference and answers with a
     /// [`Response`] (its status is kept; a 5xx status counts as a failure
     /// for protection policies) or an error (a 500 response with the
     /// error's message).
-    pub fn new<E, H>(name: impl Into<Arc<str>>, handler: H) -> Self
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if a live pattern of these payload types is
+    /// registered as `name`.
+    pub fn new<E, H>(name: &str, handler: H) -> Result<Arc<Self>, Error>
     where
         H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
         E: fmt::Display,
     {
-        Self::build(
-            name.into(),
-            RequestResponseConfig::DEFAULT,
-            MonotonicClock,
-            self::handler(handler),
-        )
+        Self::with_config(name, RequestResponseConfig::DEFAULT, handler)
     }
 
-    /// A pattern with `options`.
+    /// A pattern with `config`, registered as `name`.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for `max_workers` or `default_timeout` of
-    /// zero.
-    pub fn with_options<E, H>(
+    /// zero; [`Error::NameTaken`].
+    pub fn with_config<E, H>(
+        name: &str,
+        config: RequestResponseConfig,
+        handler: H,
+    ) -> Result<Arc<Self>, Error>
+    where
+        H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        registry::register(name, || Self::unregistered(name, config, handler))
+    }
+
+    /// A pattern with `config` that no registry knows (to be
+    /// [protected](Self::protected_by), and then perhaps
+    /// [registered](RequestResponsePattern::register)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] as for [`with_config`](Self::with_config).
+    pub fn unregistered<E, H>(
         name: impl Into<Arc<str>>,
-        options: RequestResponseConfig,
+        config: RequestResponseConfig,
         handler: H,
     ) -> Result<Self, Error>
     where
         H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
         E: fmt::Display,
     {
-        options.validate()?;
-        Ok(Self::build(
-            name.into(),
-            options,
-            MonotonicClock,
-            self::handler(handler),
-        ))
+        Self::with_timer(name, config, MonotonicClock, handler)
     }
 
-    /// The pattern registered as `name` (same payload types), or a new one
-    /// with `options` and `handler` registered under that name. When the
-    /// name is already registered, `handler` is dropped: the first
-    /// registration's handler serves.
+    /// The pattern registered as `name` (same payload types) if its config
+    /// equals `config`, or a new one with `config` and `handler` registered
+    /// under that name. When the name is already registered, `handler` is
+    /// dropped: the first registration's handler serves.
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
-    /// [`Error::InvalidConfig`] as for [`with_options`](Self::with_options).
+    /// [`Error::NameTaken`] if `name` is registered with another config;
+    /// [`Error::InvalidConfig`] as for [`with_config`](Self::with_config).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use stockade::blocking::{Error, Request, RequestResponseConfig, RequestResponsePattern, Response};
+    /// use stockade::prelude::*;
     ///
     /// let echo = |r: &Request<u32>| Ok::<_, String>(Response::ok(r.data));
     /// let a = RequestResponsePattern::get_or_create("doc-echo", RequestResponseConfig::DEFAULT, echo)?;
@@ -641,18 +487,14 @@ where
     /// ```
     pub fn get_or_create<E, H>(
         name: &str,
-        options: RequestResponseConfig,
+        config: RequestResponseConfig,
         handler: H,
     ) -> Result<Arc<Self>, Error>
     where
         H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
         E: fmt::Display,
     {
-        registry::get_or_create(name, &options, || {
-            let mut pattern = Self::with_options(name, options, handler)?;
-            pattern.forget = Some(Self::forget_registered);
-            Ok(pattern)
-        })
+        registry::get_or_create(name, &config, || Self::unregistered(name, config, handler))
     }
 
     /// The live pattern registered as `name` with these payload types, if
@@ -661,24 +503,55 @@ where
         registry::get(name)
     }
 
-    fn forget_registered(&self) {
-        registry::forget(&self.name, self);
+    /// The spec's getter: the live pattern registered as `name` with these
+    /// payload types. Unlike the other patterns' getters it cannot create
+    /// one with defaults (a pattern needs its handler), so it is
+    /// [`get`](Self::get).
+    pub fn get_request_response(name: &str) -> Option<Arc<Self>> {
+        registry::get(name)
     }
 }
 
-impl<Req, Resp> Registered for RequestResponsePattern<Req, Resp>
+impl<Req, Resp, P> RequestResponsePattern<Req, Resp, P, MonotonicClock>
 where
     Req: Send + Sync + 'static,
     Resp: Send + 'static,
+    P: Policy + Send + Sync + 'static,
 {
-    type Options = RequestResponseConfig;
+    /// Registers this (unregistered) pattern as `name`'s instance in the
+    /// registry of its type (payload types and policy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if a live pattern of this type holds its name.
+    pub fn register(self) -> Result<Arc<Self>, Error> {
+        let name = Arc::clone(self.shell.name_arc());
+        registry::register(&name, || Ok(self))
+    }
+}
 
-    fn options(&self) -> &RequestResponseConfig {
-        &self.options
+impl<Req, Resp, P> Registered for RequestResponsePattern<Req, Resp, P, MonotonicClock>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+    P: Policy + Send + Sync + 'static,
+{
+    type Config = RequestResponseConfig;
+
+    fn registered_config(&self) -> &RequestResponseConfig {
+        self.shell.config()
     }
 
-    fn is_disposed(&self) -> bool {
-        RequestResponsePattern::is_disposed(self)
+    fn registered_is_disposed(&self) -> bool {
+        self.shell.is_disposed()
+    }
+
+    fn mark_registered(&self) {
+        self.shell.mark_registered::<Self>();
+    }
+
+    fn identity(&self) -> usize {
+        self.shell.identity()
     }
 }
 
@@ -689,15 +562,16 @@ where
     T: Timer,
 {
     /// A pattern that measures and waits for timeouts on `timer` (for
-    /// example a [`VirtualClock`](super::VirtualClock) in tests).
+    /// example a [`VirtualClock`](super::VirtualClock) in tests), not
+    /// registered.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] as for
-    /// [`with_options`](RequestResponsePattern::with_options).
+    /// [`with_config`](RequestResponsePattern::with_config).
     pub fn with_timer<E, H>(
         name: impl Into<Arc<str>>,
-        options: RequestResponseConfig,
+        config: RequestResponseConfig,
         timer: T,
         handler: H,
     ) -> Result<Self, Error>
@@ -705,39 +579,21 @@ where
         H: Fn(&Request<Req>) -> Result<Response<Resp>, E> + Send + Sync + 'static,
         E: fmt::Display,
     {
-        options.validate()?;
-        Ok(Self::build(
-            name.into(),
-            options,
-            timer,
-            self::handler(handler),
-        ))
-    }
-
-    fn build(
-        name: Arc<str>,
-        options: RequestResponseConfig,
-        timer: T,
-        handler: Handler<Req, Resp>,
-    ) -> Self {
-        RequestResponsePattern {
-            pool: PoolOwner(Arc::new(Pool::new(Arc::clone(&name), &options))),
-            name,
-            handler,
+        config.validate()?;
+        let name: Arc<str> = name.into();
+        Ok(RequestResponsePattern {
+            pool: PoolOwner(Arc::new(WorkerPool::new(
+                Arc::from(format!("stockade-rr-worker:{name}")),
+                config.max_workers,
+                config.max_queue,
+                DEFAULT_IDLE_TIMEOUT,
+            ))),
+            shell: Shell::new(PatternKind::RequestResponse, name, config, timer),
+            handler: self::handler(handler),
             policy: Unprotected,
-            options,
-            timer,
-            listeners: Listeners::default(),
             next_id: AtomicU64::new(0),
-            calls: Counter::default(),
-            successes: Counter::default(),
-            failures: Counter::default(),
-            rejections: Counter::default(),
-            timeouts: Counter::default(),
             in_flight: AtomicU64::new(0),
-            disposed: DisposeFlag::default(),
-            forget: None,
-        }
+        })
     }
 
     /// The same pattern with every attempt run under `policy`: a
@@ -747,41 +603,22 @@ where
     /// [`execute`](RequestResponsePattern::execute)).
     pub fn protected_by<Q: Policy>(self, policy: Q) -> RequestResponsePattern<Req, Resp, Q, T> {
         let RequestResponsePattern {
-            name,
+            shell,
             handler,
             policy: Unprotected,
-            options,
-            timer,
             pool,
-            listeners,
             next_id,
-            calls,
-            successes,
-            failures,
-            rejections,
-            timeouts,
             in_flight,
-            disposed,
-            forget: _,
         } = self;
+        // Unregistered: a registered pattern lives in an `Arc` and is never
+        // moved here.
         RequestResponsePattern {
-            name,
+            shell,
             handler,
             policy,
-            options,
-            timer,
             pool,
-            listeners,
             next_id,
-            calls,
-            successes,
-            failures,
-            rejections,
-            timeouts,
             in_flight,
-            disposed,
-            // Registered patterns live in an `Arc`: never moved here.
-            forget: None,
         }
     }
 }
@@ -791,21 +628,21 @@ where
     Req: Send + Sync + 'static,
     Resp: Send + 'static,
     P: Policy,
-    T: Timer,
+    T: Timer + Clone + 'static,
 {
     /// The instance's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options it was created with.
-    pub fn options(&self) -> &RequestResponseConfig {
-        &self.options
+    /// The config it was created with.
+    pub fn config(&self) -> &RequestResponseConfig {
+        self.shell.config()
     }
 
     /// The timer it measures timeouts on.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
     /// The protection policy.
@@ -840,17 +677,16 @@ where
             Some(id) => id.clone(),
             None => {
                 let n = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-                let id = format!("{}-{n}", self.name);
+                let id = format!("{}-{n}", self.name());
                 request.metadata.correlation_id = Some(id.clone());
                 id
             }
         };
-        self.calls.incr();
         let result = if self.is_disposed() {
             Err(Error::Disposed)
         } else {
-            let timeout = request.metadata.timeout.or(self.options.default_timeout);
-            let deadline = timeout.map(|t| (self.timer.now().saturating_add(t), t));
+            let timeout = request.metadata.timeout.or(self.config().default_timeout);
+            let deadline = timeout.map(|t| (self.timer().now().saturating_add(t), t));
             let request = Arc::new(request);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             // The policies do not unwind on their own and the handler's
@@ -872,7 +708,7 @@ where
         response
     }
 
-    /// A snapshot of the counters: `calls` (requests executed), `successes`
+    /// A snapshot of the counters: `calls` (requests answered), `successes`
     /// (the handler answered with a status below 500), `failures` (handler
     /// errors, panics and 5xx answers), `rejections` (429/503 from a
     /// protection layer, a full worker pool, or a disposed pattern),
@@ -880,14 +716,9 @@ where
     /// `queue_depth` (timed requests waiting for a worker).
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
-            rejections: self.rejections.get(),
-            timeouts: self.timeouts.get(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            queue_depth: self.pool.0.queued() as u64,
-            ..Metrics::default()
+            queue_depth: self.pool.0.counts().2 as u64,
+            ..self.shell.counters.metrics()
         }
     }
 
@@ -895,21 +726,17 @@ where
     /// protection layer or a full worker pool), `TimedOut` (504),
     /// `Disposed`. A listener that panics is caught and does no harm.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        let id = self.listeners.add(Arc::new(listener));
-        if self.is_disposed() {
-            self.listeners.clear();
-        }
-        id
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
     /// `true` once [`dispose`](Self::dispose) was called.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Shuts the pattern down: later requests get a 503 with the error
@@ -920,16 +747,12 @@ where
     /// `Disposed` event is emitted, listeners are removed and the registry
     /// forgets the instance. Calling it again does nothing.
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
-        self.listeners.emit(|| self.event(EventKind::Disposed));
-        self.listeners.clear();
+        self.shell.finish_dispose();
         // After the listeners are gone: the callers it wakes emit nothing.
         self.pool.0.shutdown();
-        if let Some(forget) = self.forget {
-            forget(self);
-        }
     }
 
     /// One attempt: the handler, detached when there is a deadline.
@@ -948,47 +771,32 @@ where
         outcome.map_err(Error::Inner)
     }
 
-    /// Runs the handler on the pool and waits for it until `at`.
+    /// Runs the handler on the pool and waits for it until `at`. A
+    /// request already running when the pattern is disposed still gets its
+    /// response (or its 504).
     fn run_detached(
         &self,
         request: &Arc<Request<Req>>,
         at: Timestamp,
         timeout: Duration,
     ) -> Result<Outcome<Resp>, Error<Failure<Resp>>> {
-        if self.timer.now() >= at {
-            return Err(Error::TimedOut { after: timeout });
-        }
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState::Pending),
-            caller: thread::current(),
-        });
-        let job = Box::new(Job {
-            handler: Arc::clone(&self.handler),
-            request: Arc::clone(request),
-            slot: Arc::clone(&slot),
-        });
-        if self.pool.0.submit(job).is_err() {
-            return Err(if self.is_disposed() {
-                Error::Disposed
-            } else {
-                Error::BulkheadFull
-            });
-        }
-        loop {
-            {
-                let mut state = slot.state.lock();
-                match core::mem::replace(&mut *state, SlotState::Pending) {
-                    SlotState::Done(outcome) => return Ok(outcome),
-                    SlotState::Cancelled => return Err(Error::Disposed),
-                    SlotState::Pending | SlotState::Abandoned => {}
-                }
-                if self.timer.now() >= at {
-                    // The handler goes on; its result will be dropped.
-                    *state = SlotState::Abandoned;
-                    return Err(Error::TimedOut { after: timeout });
-                }
-            }
-            self.timer.park_until(at);
+        let handler = Arc::clone(&self.handler);
+        let request = Arc::clone(request);
+        let outcome = pool::run_detached(
+            &self.pool.0,
+            self.timer(),
+            at,
+            || false,
+            move || run_handler(&handler, &request),
+        );
+        match outcome {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(payload)) => Ok(Err(Failure::Panicked(
+                panic_message(payload.as_ref()).to_string(),
+            ))),
+            Err(NoOutcome::TimedOut) => Err(Error::TimedOut { after: timeout }),
+            Err(NoOutcome::Full) if !self.is_disposed() => Err(Error::PoolFull),
+            Err(_) => Err(Error::Disposed),
         }
     }
 
@@ -998,30 +806,20 @@ where
             Ok(response) => (response, Class::Success),
             Err(error) => error_response(error),
         };
+        let counters = &self.shell.counters;
         match class {
-            Class::Success => self.successes.incr(),
-            Class::Failure => self.failures.incr(),
+            Class::Success => counters.successes.incr(),
+            Class::Failure => counters.failures.incr(),
             Class::Rejected(retry_after) => {
-                self.rejections.incr();
-                self.listeners
-                    .emit(|| self.event(EventKind::Rejected { retry_after }));
+                counters.rejections.incr();
+                self.shell.emit(EventKind::Rejected { retry_after });
             }
             Class::TimedOut(after) => {
-                self.timeouts.incr();
-                self.listeners
-                    .emit(|| self.event(EventKind::TimedOut { after }));
+                counters.timeouts.incr();
+                self.shell.emit(EventKind::TimedOut { after });
             }
         }
         response
-    }
-
-    fn event(&self, kind: EventKind) -> Event {
-        Event {
-            pattern: PatternKind::RequestResponse,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        }
     }
 }
 
@@ -1042,7 +840,7 @@ fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) 
             response.retry_after = Some(retry_after);
             (response, Class::Rejected(Some(retry_after)))
         }
-        Error::BulkheadFull | Error::QueueTimeout { .. } | Error::Disposed => {
+        Error::BulkheadFull | Error::PoolFull | Error::QueueTimeout { .. } | Error::Disposed => {
             (Response::error(503, message), Class::Rejected(None))
         }
         Error::TimedOut { after } => (Response::error(504, message), Class::TimedOut(after)),
@@ -1058,7 +856,7 @@ fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) 
 }
 
 /// Shuts the pool down when the pattern goes away.
-struct PoolOwner(Arc<Pool>);
+struct PoolOwner(Arc<WorkerPool>);
 
 impl Drop for PoolOwner {
     fn drop(&mut self) {
@@ -1068,10 +866,6 @@ impl Drop for PoolOwner {
 
 impl<Req, Resp, P, T: Timer> fmt::Debug for RequestResponsePattern<Req, Resp, P, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestResponsePattern")
-            .field("name", &self.name)
-            .field("options", &self.options)
-            .field("disposed", &(self.disposed.get()))
-            .finish_non_exhaustive()
+        self.shell.debug(f, "RequestResponsePattern", |_| {})
     }
 }

@@ -10,10 +10,11 @@ use std::vec::Vec;
 
 use regex::Regex;
 
-use super::events::{Counter, Listeners, StripedCounter};
-use super::registry::{self, Registered};
+use super::events::Counter;
+use super::registry::{self, registered};
+use super::shell::Shell;
 use super::timeout::current_deadline;
-use super::wait::{DisposeFlag, WaitList};
+use super::wait::WaitList;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
 use crate::budget::RetryBudget;
@@ -131,7 +132,7 @@ impl From<Regex> for ErrorMatcher {
 /// use std::time::Duration;
 /// use stockade::blocking::RetryConfig;
 ///
-/// let config = RetryConfig::default()
+/// let config = RetryConfig::DEFAULT
 ///     .with_max_attempts(5)
 ///     .with_initial_delay(Duration::from_millis(100))
 ///     .retry_on("connection reset")
@@ -140,7 +141,7 @@ impl From<Regex> for ErrorMatcher {
 /// assert_eq!(config.retryable_errors.len(), 2);
 /// # Ok::<(), regex::Error>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RetryConfig {
     /// Attempts, delays, jitter and the optional total time budget
     /// (`max_elapsed`: a retry happens only if its delay ends within it),
@@ -177,33 +178,63 @@ impl PartialEq for RetryConfig {
     }
 }
 
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig::DEFAULT
+    }
+}
+
 impl RetryConfig {
+    /// The spec's defaults: 3 attempts, 1 s initial delay doubling up to
+    /// 30 s, every error retryable, seed from the name, no budget.
+    pub const DEFAULT: RetryConfig = RetryConfig {
+        backoff: BackoffConfig::DEFAULT,
+        retryable_errors: Vec::new(),
+        seed: None,
+        budget: None,
+    };
+
+    /// Checks the config as [`Retry::new`] would.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) naming the first invalid
+    /// backoff option.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        Backoff::new(self.backoff).map(|_| ())
+    }
+
     /// This config with `backoff.max_attempts` set (total attempts, the
     /// first included).
+    #[must_use]
     pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
         self.backoff.max_attempts = max_attempts;
         self
     }
 
     /// This config with `backoff.initial_delay` set.
+    #[must_use]
     pub fn with_initial_delay(mut self, initial_delay: Duration) -> Self {
         self.backoff.initial_delay = initial_delay;
         self
     }
 
     /// This config with `backoff.max_delay` set.
+    #[must_use]
     pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
         self.backoff.max_delay = max_delay;
         self
     }
 
     /// This config with `backoff.backoff_factor` set.
+    #[must_use]
     pub fn with_backoff_factor(mut self, backoff_factor: f64) -> Self {
         self.backoff.backoff_factor = backoff_factor;
         self
     }
 
     /// This config with `backoff.jitter` set.
+    #[must_use]
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.backoff.jitter = jitter;
         self
@@ -211,30 +242,35 @@ impl RetryConfig {
 
     /// This config with `backoff.max_elapsed` set: the total time budget of
     /// one call, sleeps included.
+    #[must_use]
     pub fn with_max_elapsed(mut self, max_elapsed: Option<Duration>) -> Self {
         self.backoff.max_elapsed = max_elapsed;
         self
     }
 
     /// This config with `backoff` replaced.
+    #[must_use]
     pub fn with_backoff(mut self, backoff: BackoffConfig) -> Self {
         self.backoff = backoff;
         self
     }
 
     /// This config with `seed` set.
+    #[must_use]
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// This config sharing `budget`.
+    #[must_use]
     pub fn with_budget(mut self, budget: Arc<RetryBudget>) -> Self {
         self.budget = Some(budget);
         self
     }
 
     /// This config also retrying errors whose text contains `text`.
+    #[must_use]
     pub fn retry_on(mut self, text: impl Into<Arc<str>>) -> Self {
         self.retryable_errors.push(ErrorMatcher::substring(text));
         self
@@ -252,6 +288,7 @@ impl RetryConfig {
     }
 
     /// This config also retrying errors that `matcher` matches.
+    #[must_use]
     pub fn retry_on_matcher(mut self, matcher: impl Into<ErrorMatcher>) -> Self {
         self.retryable_errors.push(matcher.into());
         self
@@ -358,52 +395,52 @@ impl RetryConfig {
 /// # Ok::<(), Error>(())
 /// ```
 pub struct Retry<T: Timer = MonotonicClock> {
-    name: Arc<str>,
-    options: RetryConfig,
+    shell: Shell<RetryConfig, T>,
     backoff: Backoff,
     seed: u64,
-    timer: T,
-    listeners: Listeners,
-    calls: StripedCounter,
-    successes: StripedCounter,
-    failures: Counter,
     retries: Counter,
     refusals: Counter,
     next_call: AtomicU64,
-    disposed: DisposeFlag,
     sleepers: WaitList,
 }
 
 impl<T: Timer> fmt::Debug for Retry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Retry")
-            .field("name", &self.name)
-            .field("options", &self.options)
-            .field("disposed", &self.is_disposed())
-            .finish_non_exhaustive()
+        self.shell.debug(f, "Retry", |_| {})
     }
 }
 
 impl Retry<MonotonicClock> {
-    /// A retry on the real clock.
+    /// A retry on the real clock, registered as `name` (see
+    /// [`get_retrier`](Self::get_retrier)).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for invalid backoff options (see
-    /// [`Backoff::new`]).
-    pub fn new(name: impl Into<Arc<str>>, options: RetryConfig) -> Result<Self, Error> {
-        Retry::with_timer(name, options, MonotonicClock::new())
+    /// [`Backoff::new`]); [`Error::NameTaken`] if a live retry is
+    /// registered as `name`.
+    pub fn new(name: &str, config: RetryConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// The retry registered as `name`, or a new one with `options`
-    /// registered under that name.
+    /// A retry on the real clock that no registry knows.
     ///
     /// # Errors
     ///
-    /// [`Error::NameTaken`] if `name` is registered with other options;
+    /// [`Error::InvalidConfig`] for invalid backoff options.
+    pub fn unregistered(name: impl Into<Arc<str>>, config: RetryConfig) -> Result<Self, Error> {
+        Retry::with_timer(name, config, MonotonicClock::new())
+    }
+
+    /// The retry registered as `name` if its config equals `config`, or a
+    /// new one registered under that name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameTaken`] if `name` is registered with another config;
     /// [`Error::InvalidConfig`].
-    pub fn get_or_create(name: &str, options: RetryConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &options, || Retry::new(name, options.clone()))
+    pub fn get_or_create(name: &str, config: RetryConfig) -> Result<Arc<Self>, Error> {
+        registry::get_or_create(name, &config, || Retry::unregistered(name, config.clone()))
     }
 
     /// The live retry registered as `name`, if any.
@@ -424,28 +461,18 @@ impl Retry<MonotonicClock> {
     /// assert!(Arc::ptr_eq(&retry, &Retry::get_retrier("apiCalls")));
     /// ```
     pub fn get_retrier(name: &str) -> Arc<Self> {
-        loop {
-            if let Some(existing) = Retry::get(name) {
-                return existing;
-            }
-            // Racing another creator with other options gives NameTaken:
-            // look again.
-            if let Ok(created) = Retry::get_or_create(name, RetryConfig::default()) {
-                return created;
-            }
-        }
+        registry::get_or_default(name, || {
+            Retry::unregistered(name, RetryConfig::DEFAULT)
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
+        })
+    }
+
+    fn shell(&self) -> &Shell<RetryConfig, MonotonicClock> {
+        &self.shell
     }
 }
 
-impl Registered for Retry<MonotonicClock> {
-    type Options = RetryConfig;
-    fn options(&self) -> &RetryConfig {
-        &self.options
-    }
-    fn is_disposed(&self) -> bool {
-        self.disposed.get()
-    }
-}
+registered!(Retry<MonotonicClock>, RetryConfig);
 
 /// FNV-1a of the name: the default jitter seed.
 fn name_seed(name: &str) -> u64 {
@@ -456,56 +483,49 @@ fn name_seed(name: &str) -> u64 {
 
 impl<T: Timer> Retry<T> {
     /// A retry on `timer` (a [`VirtualClock`](super::VirtualClock) in tests
-    /// and simulations).
+    /// and simulations), not registered.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for invalid backoff options.
     pub fn with_timer(
         name: impl Into<Arc<str>>,
-        options: RetryConfig,
+        config: RetryConfig,
         timer: T,
     ) -> Result<Self, Error> {
         let name: Arc<str> = name.into();
-        let backoff = Backoff::new(options.backoff)?;
+        let backoff = Backoff::new(config.backoff)?;
         Ok(Retry {
-            seed: options.seed.unwrap_or_else(|| name_seed(&name)),
-            name,
-            options,
+            seed: config.seed.unwrap_or_else(|| name_seed(&name)),
+            shell: Shell::new(PatternKind::Retry, name, config, timer),
             backoff,
-            timer,
-            listeners: Listeners::default(),
-            calls: StripedCounter::default(),
-            successes: StripedCounter::default(),
-            failures: Counter::default(),
             retries: Counter::default(),
             refusals: Counter::default(),
             next_call: AtomicU64::new(0),
-            disposed: DisposeFlag::default(),
             sleepers: WaitList::default(),
         })
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options.
-    pub fn options(&self) -> &RetryConfig {
-        &self.options
+    /// The config.
+    pub fn config(&self) -> &RetryConfig {
+        self.shell.config()
     }
 
     /// The timer.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
     /// `true` if `error`'s text matches
     /// [`retryable_errors`](RetryConfig::retryable_errors) (always, when the
     /// list is empty). Formats the error only when there are matchers.
     pub fn is_retryable<E: Display + ?Sized>(&self, error: &E) -> bool {
-        let matchers = &self.options.retryable_errors;
+        let matchers = &self.config().retryable_errors;
         if matchers.is_empty() {
             return true;
         }
@@ -600,79 +620,86 @@ impl<T: Timer> Retry<T> {
             Error::Inner(e) => retryable(e).then_some(Duration::ZERO),
             Error::TimedOut { .. } => Some(Duration::ZERO),
             Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => {
-                (*retry_after <= self.options.backoff.max_delay).then_some(*retry_after)
+                (*retry_after <= self.config().backoff.max_delay).then_some(*retry_after)
             }
             _ => None,
         }
     }
 
-    /// The retry loop.
+    /// The retry loop, counted: the call's final outcome is a success or
+    /// a failure (also when an attempt panics).
     fn run_with<R, E>(
         &self,
-        mut call: impl FnMut() -> Result<R, Error<E>>,
-        mut retryable: impl FnMut(&E) -> bool,
+        call: impl FnMut() -> Result<R, Error<E>>,
+        retryable: impl FnMut(&E) -> bool,
     ) -> Result<R, Error<E>> {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        self.calls.incr();
-        if let Some(budget) = &self.options.budget {
-            budget.deposit(&self.timer);
+        let running = self.shell.counters.running();
+        let out = self.attempts(call, retryable);
+        running.finish(&out);
+        out
+    }
+
+    fn attempts<R, E>(
+        &self,
+        mut call: impl FnMut() -> Result<R, Error<E>>,
+        mut retryable: impl FnMut(&E) -> bool,
+    ) -> Result<R, Error<E>> {
+        let config = self.config();
+        let timer = self.timer();
+        if let Some(budget) = &config.budget {
+            budget.deposit(timer);
         }
         // The clock is read up front only when the time budget needs it.
-        let start = self.options.backoff.max_elapsed.map(|_| self.timer.now());
+        let start = config.backoff.max_elapsed.map(|_| timer.now());
         let mut schedule: Option<BackoffSchedule> = None;
         let mut attempts: u32 = 0;
         loop {
             attempts = attempts.saturating_add(1);
             let error = match call() {
-                Ok(value) => {
-                    self.successes.incr();
-                    return Ok(value);
-                }
+                Ok(value) => return Ok(value),
                 Err(e) => e,
             };
             let Some(at_least) = self.wait_before_retry(&error, &mut retryable) else {
-                self.failures.incr();
                 return Err(error);
             };
             if self.is_disposed() {
-                self.failures.incr();
                 return Err(Error::Disposed);
             }
             let schedule = schedule.get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
-            let now = self.timer.now();
+            let now = timer.now();
             let elapsed = start.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
             let Some(base) = schedule.next_delay(elapsed) else {
-                return Err(self.exhausted(attempts, error));
+                return Err(exhausted(attempts, error));
             };
             let delay = base.max(at_least);
-            if let Some(budget) = self.options.backoff.max_elapsed {
+            if let Some(budget) = config.backoff.max_elapsed {
                 if elapsed.saturating_add(delay) > budget {
-                    return Err(self.exhausted(attempts, error));
+                    return Err(exhausted(attempts, error));
                 }
             }
             let until = now.saturating_add(delay);
             if current_deadline().is_some_and(|d| until >= d.expires_at()) {
-                return Err(self.exhausted(attempts, error));
+                return Err(exhausted(attempts, error));
             }
-            if let Some(budget) = &self.options.budget {
-                if let Err(refused) = budget.try_withdraw(&self.timer) {
+            if let Some(budget) = &config.budget {
+                if let Err(refused) = budget.try_withdraw(timer) {
                     self.refusals.incr();
-                    self.emit(EventKind::Rejected {
+                    self.shell.emit(EventKind::Rejected {
                         retry_after: refused.retry_after(),
                     });
-                    return Err(self.exhausted(attempts, error));
+                    return Err(exhausted(attempts, error));
                 }
             }
             self.retries.incr();
-            self.emit(EventKind::Retry {
+            self.shell.emit(EventKind::Retry {
                 attempt: attempts,
                 delay,
             });
             drop(error);
             if !self.back_off(until) {
-                self.failures.incr();
                 return Err(Error::Disposed);
             }
         }
@@ -684,17 +711,10 @@ impl<T: Timer> Retry<T> {
         self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
-    fn exhausted<E>(&self, attempts: u32, last: Error<E>) -> Error<E> {
-        self.failures.incr();
-        Error::RetriesExhausted {
-            attempts,
-            last: Box::new(last),
-        }
-    }
-
     /// Sleeps until `until` unless disposed: `false` if disposed.
     fn back_off(&self, until: Timestamp) -> bool {
-        if self.timer.now() >= until {
+        let timer = self.timer();
+        if timer.now() >= until {
             return !self.is_disposed();
         }
         let _sleeping = self.sleepers.register();
@@ -702,47 +722,42 @@ impl<T: Timer> Retry<T> {
             if self.is_disposed() {
                 return false;
             }
-            if self.timer.now() >= until {
+            if timer.now() >= until {
                 return true;
             }
-            self.timer.interruptible_sleep_until(until);
+            timer.interruptible_sleep_until(until);
         }
-    }
-
-    fn emit(&self, kind: EventKind) {
-        self.listeners.emit(|| Event {
-            pattern: PatternKind::Retry,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        });
     }
 
     /// `true` once disposed.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// Subscribes a listener to this retry's events
     /// ([`EventKind::Retry`] before each back-off, [`EventKind::Rejected`]
     /// when the retry budget refuses, [`EventKind::Disposed`]).
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        self.listeners.add(Arc::new(listener))
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
-    /// A snapshot of the counters: `calls`, `successes`, `failures` (calls
-    /// that ended in an error), `retries` (back-offs taken) and
-    /// `rejections` (retries the retry budget refused).
+    /// A snapshot of the counters: `calls` (calls that finished, each a
+    /// success or a failure), `successes`, `failures` (calls that ended in
+    /// an error or a panic), `retries` (back-offs taken) and `rejections`
+    /// (retries the retry budget refused; the call they end is a failure).
     pub fn metrics(&self) -> Metrics {
+        let counters = &self.shell.counters;
+        let successes = counters.successes.get();
+        let failures = counters.failures.get();
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
+            calls: successes.wrapping_add(failures),
+            successes,
+            failures,
             retries: self.retries.get(),
             rejections: self.refusals.get(),
             ..Metrics::default()
@@ -755,15 +770,11 @@ impl<T: Timer> Retry<T> {
     /// the registry forgets the retry. An attempt already running finishes
     /// (its result is returned if it succeeds). Idempotent.
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
         self.sleepers.wake_all();
-        self.emit(EventKind::Disposed);
-        self.listeners.clear();
-        // Forget this instance if it is the registered one (a registry
-        // lookup drops disposed entries).
-        let _ = registry::get::<Retry<MonotonicClock>>(&self.name);
+        self.shell.finish_dispose();
     }
 }
 
@@ -774,5 +785,12 @@ impl<T: Timer> Policy for Retry<T> {
         F: FnMut() -> Result<R, Error<E>>,
     {
         self.run_with(call, |e| self.is_retryable(e))
+    }
+}
+
+fn exhausted<E>(attempts: u32, last: Error<E>) -> Error<E> {
+    Error::RetriesExhausted {
+        attempts,
+        last: Box::new(last),
     }
 }

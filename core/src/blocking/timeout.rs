@@ -1,27 +1,20 @@
-//! The timeout pattern for threads: [`Timeout`], the thread's
-//! [current deadline](current_deadline), and the bounded worker pool behind
-//! [`Timeout::execute_detached`].
+//! The timeout pattern for threads: [`Timeout`] and the thread's
+//! [current deadline](current_deadline).
 
-use core::any::Any;
 use core::cell::Cell;
 use core::fmt;
-use core::panic::AssertUnwindSafe;
 use core::time::Duration;
-use std::boxed::Box;
-use std::panic::catch_unwind;
-use std::string::String;
+use std::format;
 use std::sync::Arc;
-use std::thread::{self, Thread};
-use std::vec::Vec;
 
-use parking_lot::Mutex;
-
-use super::events::{Counter, Listeners};
-use super::registry::{self, Registered};
-use super::wait::{DisposeFlag, WaitList};
+use super::pool::{self, NoOutcome, WorkerPool};
+use super::registry::{self, registered};
+use super::shell::{Shell, panic_message};
+use super::wait::WaitList;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::clock::{MonotonicClock, Timestamp};
 use crate::deadline::{Deadline, TimeoutConfig};
+use crate::error::{ConfigError, ConfigOption, ConfigValue};
 use crate::sync::{AtomicU64, Ordering};
 
 std::thread_local! {
@@ -45,8 +38,8 @@ std::thread_local! {
 /// use stockade::deadline::TimeoutConfig;
 ///
 /// assert_eq!(current_deadline(), None);
-/// let timeout = Timeout::new("query", TimeoutConfig::new(Duration::from_secs(5))?)?;
-/// let seen = timeout.execute(|deadline| Ok::<_, Error>(current_deadline() == Some(deadline)))?;
+/// let timeout = Timeout::unregistered("query", TimeoutConfig::new(Duration::from_secs(5))?)?;
+/// let seen = timeout.execute_cooperative(|deadline| Ok::<_, Error>(current_deadline() == Some(deadline)))?;
 /// assert!(seen);
 /// assert_eq!(current_deadline(), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -60,7 +53,8 @@ pub fn current_deadline() -> Option<Deadline> {
 /// and restores the previous one afterwards (also when `f` panics).
 ///
 /// For deadlines that come from elsewhere (a request's own timeout, a
-/// caller's budget); [`Timeout::execute`] sets it by itself.
+/// caller's budget); a [`Timeout`] sets it by itself (on the worker, for
+/// [`Timeout::execute`]).
 ///
 /// # Examples
 ///
@@ -105,227 +99,25 @@ impl Drop for DeadlineScope {
     }
 }
 
-/// A piece of work for a pool worker. It calls the `&dyn Fn()` it is given
-/// once its work is done and before it hands the result over, so the
-/// worker is back in the pool by the time its caller returns.
-type Job = Box<dyn FnOnce(&dyn Fn()) + Send + 'static>;
-
-/// A parked pool worker: where its next job is put.
-struct WorkerSlot {
-    job: Mutex<Option<Job>>,
-    thread: Thread,
-}
-
-#[derive(Default)]
-struct PoolState {
-    idle: Vec<Arc<WorkerSlot>>,
-    workers: usize,
-    busy: usize,
-    shutdown: bool,
-}
-
-/// A bounded pool of worker threads, grown on demand up to `max_workers`;
-/// a worker idle for `idle_timeout` (on the pattern's timer) exits.
-struct Pool {
-    state: Mutex<PoolState>,
-    max_workers: usize,
-    idle_timeout: Duration,
-}
-
-/// Why a job was not started.
-enum Refused {
-    Full,
-    Shutdown,
-}
-
-impl Pool {
-    fn new(max_workers: usize, idle_timeout: Duration) -> Pool {
-        Pool {
-            state: Mutex::new(PoolState::default()),
-            max_workers,
-            idle_timeout,
-        }
-    }
-
-    /// Hands `job` to an idle worker, or starts a new one if the pool is not
-    /// at its limit. Never queues.
-    fn submit<T: Timer + Clone + 'static>(
-        self: &Arc<Self>,
-        job: Job,
-        timer: &T,
-    ) -> Result<(), Refused> {
-        let mut state = self.state.lock();
-        if state.shutdown {
-            return Err(Refused::Shutdown);
-        }
-        if let Some(worker) = state.idle.pop() {
-            // Stored under the pool lock: a worker that finds itself no
-            // longer idle (under the same lock) knows its job is there.
-            *worker.job.lock() = Some(job);
-            state.busy += 1;
-            drop(state);
-            worker.thread.unpark();
-            return Ok(());
-        }
-        if state.workers >= self.max_workers {
-            return Err(Refused::Full);
-        }
-        state.workers += 1;
-        state.busy += 1;
-        drop(state);
-        let pool = Arc::clone(self);
-        let timer = timer.clone();
-        let spawned = thread::Builder::new()
-            .name(String::from("stockade-timeout"))
-            .spawn(move || pool.work(job, timer));
-        if spawned.is_err() {
-            let mut state = self.state.lock();
-            state.workers -= 1;
-            state.busy -= 1;
-            return Err(Refused::Full);
-        }
-        Ok(())
-    }
-
-    /// A worker's life: run a job, wait idle for the next, exit after
-    /// `idle_timeout` or at shutdown.
-    fn work<T: Timer>(&self, first: Job, timer: T) {
-        let me = Arc::new(WorkerSlot {
-            job: Mutex::new(None),
-            thread: thread::current(),
-        });
-        let mut job = Some(first);
-        while let Some(run) = job.take() {
-            // `Some(stay)` once the worker went idle (`stay` false: the
-            // pool shut down, exit).
-            let idle: Cell<Option<bool>> = Cell::new(None);
-            let ready = || {
-                if idle.get().is_none() {
-                    idle.set(Some(self.go_idle(&me)));
-                }
-            };
-            // Jobs catch their own panics; this is the last line of defence
-            // so that the pool's counts stay right.
-            let _ = catch_unwind(AssertUnwindSafe(|| run(&ready)));
-            ready();
-            if idle.get() != Some(true) {
-                return;
-            }
-            job = self.wait_for_job(&me, &timer);
-        }
-    }
-
-    /// Puts a worker whose job is done back in the pool; `false` if the
-    /// pool shut down (the worker is then gone from the counts).
-    fn go_idle(&self, me: &Arc<WorkerSlot>) -> bool {
-        let mut state = self.state.lock();
-        state.busy -= 1;
-        if state.shutdown {
-            state.workers -= 1;
-            return false;
-        }
-        state.idle.push(Arc::clone(me));
-        true
-    }
-
-    /// Waits idle for a job; `None` means exit.
-    fn wait_for_job<T: Timer>(&self, me: &Arc<WorkerSlot>, timer: &T) -> Option<Job> {
-        let until = timer.now().saturating_add(self.idle_timeout);
-        loop {
-            if let Some(job) = me.job.lock().take() {
-                return Some(job);
-            }
-            {
-                let mut state = self.state.lock();
-                if state.shutdown || timer.now() >= until {
-                    if let Some(i) = state.idle.iter().position(|w| Arc::ptr_eq(w, me)) {
-                        state.idle.swap_remove(i);
-                        state.workers -= 1;
-                        return None;
-                    }
-                    // A caller took this worker: its job is stored; loop to
-                    // take it.
-                    continue;
-                }
-            }
-            timer.park_until(until);
-        }
-    }
-
-    /// Stops the pool: idle workers exit now, busy ones after their job.
-    fn shutdown(&self) {
-        let mut state = self.state.lock();
-        state.shutdown = true;
-        for worker in state.idle.iter() {
-            worker.thread.unpark();
-        }
-    }
-
-    fn counts(&self) -> (usize, usize) {
-        let state = self.state.lock();
-        (state.workers, state.busy)
-    }
-}
-
-/// Where a detached job leaves its outcome for the caller.
-struct Handoff<R, E> {
-    outcome: Mutex<Option<thread::Result<Result<R, E>>>>,
-    caller: Thread,
-}
-
-/// Default most worker threads per [`Timeout`] for
-/// [`execute_detached`](Timeout::execute_detached).
+/// Default most worker threads per [`Timeout`].
 pub const DEFAULT_MAX_WORKERS: usize = 16;
 
-/// Default time an idle detached worker waits for more work before it
-/// exits.
+/// Default time an idle worker waits for more work before it exits.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Limits how long a caller waits for an operation (the spec's Timeout
-/// pattern), in the two forms a blocking closure allows.
-///
-/// A running closure cannot be killed, so there are two honest forms:
-///
-/// * **Cooperative** — [`execute`](Self::execute): the closure runs on the
-///   caller's thread and receives the [`Deadline`]; while it runs the
-///   deadline is also the thread's [`current_deadline`], so code deep in
-///   the call stack (and a [`Retry`](super::Retry)) can honour it. Nested
-///   timeouts keep the earlier deadline. If the closure returns after the
-///   deadline its result is **dropped** and the caller gets
-///   [`Error::TimedOut`]; an operation that ignores its deadline still makes
-///   the caller wait for it. This is the form the [`Policy`] impl (and so a
-///   [`Pipeline`](super::Pipeline)) uses.
-/// * **Detached** — [`execute_detached`](Self::execute_detached): the
-///   closure runs on a worker from a bounded pool and the caller returns
-///   [`Error::TimedOut`] on time, woken by the result if it comes first.
-///   **After a timeout the work goes on** on its worker (its result is
-///   dropped there), keeping that worker busy. When every worker is busy
-///   the call is refused at once with [`Error::BulkheadFull`] rather than
-///   queued. A closure that panics gives [`Error::Panicked`]; the pool
-///   carries on.
-///
-/// Each call gets its own deadline of `timeout` from its start (taken in
-/// with the current deadline, whichever is earlier): the spec's
-/// `timeoutMs`. Waiting uses the timer `T`, so a
-/// [`VirtualClock`](super::VirtualClock) drives timeouts in tests.
-///
-/// # Examples
-///
-/// The spec's usage:
+/// Bounds how long a caller waits for an operation (the spec's Timeout:
+/// `timeout.execute(op)` rejects after `timeoutMs` and the caller moves on).
 ///
 /// ```
 /// use std::time::Duration;
-/// use stockade::blocking::{Error, Timeout};
-/// use stockade::deadline::TimeoutConfig;
+/// use stockade::prelude::*;
 ///
-/// # struct Database;
-/// # impl Database { fn query(&self, _sql: &str) -> Result<Vec<String>, String> { Ok(vec!["ada".into()]) } }
-/// # let database = Database;
+/// # fn query(_sql: &str) -> Result<Vec<String>, String> { Ok(vec!["ada".into()]) }
 /// // Create a timeout
 /// let timeout = Timeout::new("databaseQuery", TimeoutConfig::new(Duration::from_millis(5000))?)?;
 ///
 /// // Execute with timeout
-/// match timeout.execute(|_deadline| database.query("SELECT * FROM users")) {
+/// match timeout.execute(|| query("SELECT * FROM users")) {
 ///     Ok(users) => assert_eq!(users, ["ada"]),
 ///     Err(Error::TimedOut { after }) => println!("gave up after {after:?}"),
 ///     Err(other) => println!("query failed: {other}"),
@@ -333,21 +125,50 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// A detached call on virtual time: the caller gets `TimedOut` when the
-/// clock passes the deadline, while the work is still blocked.
+/// A running closure cannot be killed, so there are two honest forms:
+///
+/// * **Returns on time** — [`execute`](Self::execute), [`wrap`](Self::wrap)
+///   and a timeout stage in a [`Pipeline`](super::Pipeline)
+///   ([`then_timeout`](super::Pipeline::then_timeout)): the closure runs on
+///   a worker of the timeout's bounded pool and the caller gets
+///   [`Error::TimedOut`] at the deadline, woken earlier by the result if it
+///   comes first. **After a timeout the work goes on** on its worker (its
+///   late result is dropped there), keeping that worker busy; when all
+///   `max_workers` are busy a call is refused at once with
+///   [`Error::PoolFull`]. Because the closure moves to another thread, it
+///   must be `Send + 'static` (and so must its result): the compiler says
+///   so. While it runs, the deadline is the worker's [`current_deadline`].
+/// * **Cooperative** — [`execute_cooperative`](Self::execute_cooperative):
+///   the closure runs on the caller's thread and receives the
+///   [`Deadline`], which is also the thread's [`current_deadline`] (so code
+///   deep in the call stack, and a [`Retry`](super::Retry), can honour it).
+///   It borrows freely, but an operation that ignores its deadline makes
+///   the caller wait for it; a late result is dropped and the caller gets
+///   [`Error::TimedOut`]. [`cooperative`](Self::cooperative) is this form
+///   as a pipeline stage.
+///
+/// Each call gets its own deadline of `timeout` from its start (or the
+/// thread's current deadline, if earlier). Counters: a call that finishes
+/// is one of `successes`, `failures` (the closure's error or panic — a
+/// panic on a worker comes back as [`Error::Panicked`], a cooperative one
+/// continues to the caller), `timeouts`, `rejections` (pool full).
+///
+/// # Examples
+///
+/// On virtual time: the caller gets `TimedOut` when the clock passes the
+/// deadline, while the work is still blocked.
 ///
 /// ```
 /// use std::sync::{Arc, mpsc};
 /// use std::thread;
 /// use std::time::Duration;
-/// use stockade::blocking::{Error, Timeout, VirtualClock};
-/// use stockade::deadline::TimeoutConfig;
+/// use stockade::prelude::*;
 ///
 /// let clock = Arc::new(VirtualClock::new());
 /// let timeout = Timeout::with_timer("slow", TimeoutConfig::new(Duration::from_secs(2))?, Arc::clone(&clock))?;
 /// let (release, blocked) = mpsc::channel::<()>();
 /// thread::scope(|s| {
-///     let caller = s.spawn(|| timeout.execute_detached(move || blocked.recv().map(|()| 42)));
+///     let caller = s.spawn(|| timeout.execute(move || blocked.recv().map(|()| 42)));
 ///     while clock.waiting() == 0 {
 ///         thread::yield_now(); // until the caller waits on the clock
 ///     }
@@ -359,72 +180,78 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Timeout<T: Timer = MonotonicClock> {
-    name: Arc<str>,
-    config: TimeoutConfig,
-    timer: T,
-    listeners: Listeners,
-    calls: Counter,
-    successes: Counter,
-    failures: Counter,
-    timeouts: Counter,
-    rejections: Counter,
+    shell: Shell<TimeoutConfig, T>,
     in_flight: AtomicU64,
-    disposed: DisposeFlag,
     waiters: WaitList,
-    pool: Arc<Pool>,
+    pool: Arc<WorkerPool>,
 }
 
 impl<T: Timer> fmt::Debug for Timeout<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout")
-            .field("name", &self.name)
-            .field("config", &self.config)
-            .field("disposed", &self.is_disposed())
-            .finish_non_exhaustive()
+        self.shell.debug(f, "Timeout", |s| {
+            s.field("max_workers", &self.pool.max_workers());
+        })
     }
 }
 
 impl Timeout<MonotonicClock> {
-    /// A timeout on the real clock.
+    /// A timeout on the real clock, registered as `name` (see
+    /// [`get_timeout`](Self::get_timeout)); its pool has
+    /// [`DEFAULT_MAX_WORKERS`] workers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero `timeout`; [`Error::NameTaken`]
+    /// if a live timeout is registered as `name`.
+    pub fn new(name: &str, config: TimeoutConfig) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::unregistered(name, config))
+    }
+
+    /// A timeout on the real clock that no registry knows.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a zero `timeout`.
-    pub fn new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, Error> {
+    pub fn unregistered(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, Error> {
         Timeout::with_timer(name, config, MonotonicClock::new())
     }
 
-    /// The timeout registered as `name`, or a new one with `config`
-    /// registered under that name (its pool has the default size).
+    /// The timeout registered as `name` if its config equals `config`, or a
+    /// new one registered under that name.
     ///
     /// # Errors
     ///
     /// [`Error::NameTaken`] if `name` is registered with another config;
     /// [`Error::InvalidConfig`].
     pub fn get_or_create(name: &str, config: TimeoutConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Timeout::new(name, config))
+        registry::get_or_create(name, &config, || Self::unregistered(name, config))
+    }
+
+    /// The timeout registered as `name` (whatever its config), or a new one
+    /// with the spec's default (`timeoutMs` 5000) registered under it.
+    pub fn get_timeout(name: &str) -> Arc<Self> {
+        registry::get_or_default(name, || {
+            Timeout::with_timer(name, TimeoutConfig::DEFAULT, MonotonicClock::new())
+                .unwrap_or_else(|_| unreachable!("the default config is valid"))
+        })
     }
 
     /// The live timeout registered as `name`, if any.
     pub fn get(name: &str) -> Option<Arc<Self>> {
         registry::get(name)
     }
+
+    fn shell(&self) -> &Shell<TimeoutConfig, MonotonicClock> {
+        &self.shell
+    }
 }
 
-impl Registered for Timeout<MonotonicClock> {
-    type Options = TimeoutConfig;
-    fn options(&self) -> &TimeoutConfig {
-        &self.config
-    }
-    fn is_disposed(&self) -> bool {
-        self.disposed.get()
-    }
-}
+registered!(Timeout<MonotonicClock>, TimeoutConfig);
 
 impl<T: Timer> Timeout<T> {
     /// A timeout on `timer` (a [`VirtualClock`](super::VirtualClock) in
-    /// tests), with a detached pool of [`DEFAULT_MAX_WORKERS`] workers that
-    /// exit after [`DEFAULT_IDLE_TIMEOUT`] idle.
+    /// tests), not registered, with a pool of [`DEFAULT_MAX_WORKERS`]
+    /// workers that exit after [`DEFAULT_IDLE_TIMEOUT`] idle.
     ///
     /// # Errors
     ///
@@ -435,25 +262,22 @@ impl<T: Timer> Timeout<T> {
         timer: T,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let name: Arc<str> = name.into();
         Ok(Timeout {
-            name: name.into(),
-            config,
-            timer,
-            listeners: Listeners::default(),
-            calls: Counter::default(),
-            successes: Counter::default(),
-            failures: Counter::default(),
-            timeouts: Counter::default(),
-            rejections: Counter::default(),
+            pool: Arc::new(WorkerPool::new(
+                Arc::from(format!("stockade-timeout:{name}")),
+                DEFAULT_MAX_WORKERS,
+                0,
+                DEFAULT_IDLE_TIMEOUT,
+            )),
+            shell: Shell::new(PatternKind::Timeout, name, config, timer),
             in_flight: AtomicU64::new(0),
-            disposed: DisposeFlag::default(),
             waiters: WaitList::default(),
-            pool: Arc::new(Pool::new(DEFAULT_MAX_WORKERS, DEFAULT_IDLE_TIMEOUT)),
         })
     }
 
-    /// This timeout with a detached pool of at most `max_workers` threads,
-    /// each exiting after `idle_timeout` without work (on the timer).
+    /// This timeout with a pool of at most `max_workers` threads, each
+    /// exiting after `idle_timeout` without work (on the timer).
     ///
     /// # Errors
     ///
@@ -464,15 +288,13 @@ impl<T: Timer> Timeout<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use stockade::blocking::Timeout;
-    /// use stockade::deadline::TimeoutConfig;
+    /// use stockade::prelude::*;
     ///
-    /// let timeout = Timeout::new("dns", TimeoutConfig::DEFAULT)?.with_pool(4, Duration::from_secs(10))?;
+    /// let timeout = Timeout::unregistered("dns", TimeoutConfig::DEFAULT)?.with_pool(4, Duration::from_secs(10))?;
     /// assert_eq!(timeout.max_workers(), 4);
     /// # Ok::<(), stockade::blocking::Error>(())
     /// ```
     pub fn with_pool(mut self, max_workers: usize, idle_timeout: Duration) -> Result<Self, Error> {
-        use crate::error::{ConfigError, ConfigOption, ConfigValue};
         if max_workers == 0 {
             return Err(ConfigError::zero(ConfigOption::MaxWorkers, ConfigValue::Count(0)).into());
         }
@@ -484,36 +306,41 @@ impl<T: Timer> Timeout<T> {
             .into());
         }
         self.pool.shutdown();
-        self.pool = Arc::new(Pool::new(max_workers, idle_timeout));
+        self.pool = Arc::new(WorkerPool::new(
+            Arc::from(format!("stockade-timeout:{}", self.shell.name())),
+            max_workers,
+            0,
+            idle_timeout,
+        ));
         Ok(self)
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.shell.name()
     }
 
-    /// The options (named like every pattern's `options()`).
-    pub fn options(&self) -> &TimeoutConfig {
-        &self.config
+    /// The config.
+    pub fn config(&self) -> &TimeoutConfig {
+        self.shell.config()
     }
 
     /// The timer.
     pub fn timer(&self) -> &T {
-        &self.timer
+        self.shell.timer()
     }
 
-    /// The most detached workers.
+    /// The most workers.
     pub fn max_workers(&self) -> usize {
-        self.pool.max_workers
+        self.pool.max_workers()
     }
 
-    /// Detached worker threads alive now (busy or idle).
+    /// Worker threads alive now (busy or idle).
     pub fn workers(&self) -> usize {
         self.pool.counts().0
     }
 
-    /// Detached workers running a job now (including jobs whose callers
+    /// Workers running a closure now (including closures whose callers
     /// already timed out).
     pub fn busy_workers(&self) -> usize {
         self.pool.counts().1
@@ -526,7 +353,8 @@ impl<T: Timer> Timeout<T> {
     /// `f` is not interrupted: if it returns at or after the deadline, its
     /// result (value or error) is dropped and the call fails with
     /// [`Error::TimedOut`]. If the deadline has already passed, `f` does not
-    /// run. A panic in `f` propagates (the current deadline is restored).
+    /// run. A panic in `f` counts as a failure and continues to the caller
+    /// (the current deadline is restored).
     ///
     /// # Errors
     ///
@@ -537,12 +365,11 @@ impl<T: Timer> Timeout<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use stockade::blocking::{Error, Timeout, VirtualClock};
-    /// use stockade::deadline::TimeoutConfig;
+    /// use stockade::prelude::*;
     ///
     /// let clock = VirtualClock::new();
     /// let timeout = Timeout::with_timer("batch", TimeoutConfig::new(Duration::from_secs(1))?, &clock)?;
-    /// let out: Result<u32, Error<&str>> = timeout.execute(|deadline| {
+    /// let out: Result<u32, Error<&str>> = timeout.execute_cooperative(|deadline| {
     ///     let mut done = 0;
     ///     while !deadline.is_expired(&clock) && done < 10 {
     ///         clock.advance(Duration::from_millis(300)); // a unit of work
@@ -553,7 +380,10 @@ impl<T: Timer> Timeout<T> {
     /// assert!(matches!(out, Err(Error::TimedOut { .. })));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn execute<R, E>(&self, f: impl FnOnce(Deadline) -> Result<R, E>) -> Result<R, Error<E>> {
+    pub fn execute_cooperative<R, E>(
+        &self,
+        f: impl FnOnce(Deadline) -> Result<R, E>,
+    ) -> Result<R, Error<E>> {
         self.run_cooperative(f, Error::Inner)
     }
 
@@ -566,28 +396,29 @@ impl<T: Timer> Timeout<T> {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        self.calls.incr();
         let (start, deadline) = self.deadline();
         let allowed = deadline.expires_at().saturating_duration_since(start);
-        if deadline.is_expired(&self.timer) {
+        if deadline.is_expired(self.timer()) {
             return Err(self.timed_out(allowed));
         }
+        let running = self.shell.counters.running();
         let out = {
             let _running = InFlight::enter(&self.in_flight);
             let _scope = DeadlineScope::enter(deadline);
             f(deadline)
         };
-        if deadline.is_expired(&self.timer) {
+        running.disarm();
+        if deadline.is_expired(self.timer()) {
             drop(out);
             return Err(self.timed_out(allowed));
         }
         match out {
             Ok(value) => {
-                self.successes.incr();
+                self.shell.counters.successes.incr();
                 Ok(value)
             }
             Err(e) => {
-                self.failures.incr();
+                self.shell.counters.failures.incr();
                 Err(lift(e))
             }
         }
@@ -595,8 +426,8 @@ impl<T: Timer> Timeout<T> {
 
     /// `(now, the call's deadline)`.
     fn deadline(&self) -> (Timestamp, Deadline) {
-        let start = self.timer.now();
-        let own = Deadline::at(start.saturating_add(self.config.timeout));
+        let start = self.timer().now();
+        let own = Deadline::at(start.saturating_add(self.config().timeout));
         let deadline = match current_deadline() {
             Some(current) => current.min(own),
             None => own,
@@ -605,92 +436,83 @@ impl<T: Timer> Timeout<T> {
     }
 
     fn timed_out<E>(&self, after: Duration) -> Error<E> {
-        self.timeouts.incr();
-        self.emit(EventKind::TimedOut { after });
+        self.shell.counters.timeouts.incr();
+        self.shell.emit(EventKind::TimedOut { after });
         Error::TimedOut { after }
-    }
-
-    fn emit(&self, kind: EventKind) {
-        self.listeners.emit(|| Event {
-            pattern: PatternKind::Timeout,
-            name: Arc::clone(&self.name),
-            at: self.timer.now(),
-            kind,
-        });
     }
 
     /// `true` once disposed.
     pub fn is_disposed(&self) -> bool {
-        self.disposed.get()
+        self.shell.is_disposed()
     }
 
     /// A reusable function protected by the cooperative form: `f` runs on
     /// the caller's thread and can read its deadline with
-    /// [`current_deadline`] (the spec's `wrap`).
-    pub fn wrap<'a, A, R, E>(
+    /// [`current_deadline`].
+    pub fn wrap_cooperative<'a, A, R, E>(
         &'a self,
         f: impl Fn(A) -> Result<R, E> + 'a,
     ) -> impl Fn(A) -> Result<R, Error<E>> + 'a {
-        move |arg: A| self.execute(|_| f(arg))
+        move |arg: A| self.execute_cooperative(|_| f(arg))
+    }
+
+    /// This timeout as a cooperative pipeline stage: the call runs on the
+    /// caller's thread under the deadline (see
+    /// [`execute_cooperative`](Self::execute_cooperative)). For a stage
+    /// that returns on time, use
+    /// [`Pipeline::then_timeout`](super::Pipeline::then_timeout).
+    pub fn cooperative(&self) -> Cooperative<'_, T> {
+        Cooperative(self)
     }
 
     /// Subscribes a listener to this timeout's events
     /// ([`EventKind::TimedOut`], [`EventKind::Rejected`] when the pool is
     /// full, [`EventKind::Disposed`]).
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
-        self.listeners.add(Arc::new(listener))
+        self.shell.subscribe(listener)
     }
 
     /// Removes a listener; `false` if it was not subscribed.
     pub fn unsubscribe(&self, id: ListenerId) -> bool {
-        self.listeners.remove(id)
+        self.shell.unsubscribe(id)
     }
 
-    /// A snapshot of the counters: `calls`, `successes`, `failures` (the
-    /// closure's errors and panics), `timeouts`, `rejections` (detached
-    /// calls refused because the pool was full) and `in_flight` (callers
-    /// inside `execute` or `execute_detached`).
+    /// A snapshot of the counters: `calls` (calls that finished),
+    /// `successes`, `failures` (the closure's errors and panics),
+    /// `timeouts`, `rejections` (refused because the pool was full) and
+    /// `in_flight` (callers inside the timeout now).
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            calls: self.calls.get(),
-            successes: self.successes.get(),
-            failures: self.failures.get(),
-            rejections: self.rejections.get(),
-            timeouts: self.timeouts.get(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            ..Metrics::default()
+            ..self.shell.counters.metrics()
         }
     }
 
-    /// Disposes the timeout: callers waiting in
-    /// [`execute_detached`](Self::execute_detached) wake with
-    /// [`Error::Disposed`] (their work goes on), later calls fail with
+    /// Disposes the timeout: callers waiting for a worker's result wake
+    /// with [`Error::Disposed`] (their work goes on), later calls fail with
     /// `Disposed`, idle workers exit (busy ones after their job), a
     /// [`EventKind::Disposed`] event is emitted, listeners are removed, and
     /// the registry forgets the timeout. A cooperative call already running
     /// finishes normally. Idempotent.
     pub fn dispose(&self) {
-        if self.disposed.set() {
+        if !self.shell.begin_dispose() {
             return;
         }
         self.pool.shutdown();
         self.waiters.wake_all();
-        self.emit(EventKind::Disposed);
-        self.listeners.clear();
-        // Forget this instance if it is the registered one (a registry
-        // lookup drops disposed entries).
-        let _ = registry::get::<Timeout<MonotonicClock>>(&self.name);
+        self.shell.finish_dispose();
     }
 }
 
 impl<T: Timer + Clone + 'static> Timeout<T> {
-    /// Runs `f` on a worker thread of this timeout's bounded pool and waits
-    /// for its result until the deadline (`timeout` from now, or the
-    /// thread's [current deadline](current_deadline) if earlier).
+    /// Runs `f` on a worker of this timeout's bounded pool and waits for
+    /// its result until the deadline (`timeout` from now, or the thread's
+    /// [current deadline](current_deadline) if earlier): the caller returns
+    /// on time (the spec's `timeout.execute(op)`).
     ///
-    /// The caller returns [`Error::TimedOut`] on time; **`f` keeps running**
-    /// on its worker (which stays busy) and its late result is dropped
-    /// there. The wait parks on the timer and is woken by the result, so a
+    /// After a timeout **`f` keeps running** on its worker (which stays
+    /// busy) and its late result is dropped there. The wait parks on the
+    /// timer and is woken by the result, so a
     /// [`VirtualClock`](super::VirtualClock) drives it. Each call allocates
     /// its job and result slot.
     ///
@@ -698,81 +520,73 @@ impl<T: Timer + Clone + 'static> Timeout<T> {
     ///
     /// * [`Error::Inner`] with `f`'s error;
     /// * [`Error::TimedOut`] with the time the call was allowed;
-    /// * [`Error::BulkheadFull`] at once when all
+    /// * [`Error::PoolFull`] at once when all
     ///   [`max_workers`](Self::max_workers) are busy (never queued);
     /// * [`Error::Panicked`] if `f` panicked (the worker survives);
     /// * [`Error::Disposed`], also for callers waiting when the timeout is
     ///   disposed.
-    pub fn execute_detached<R, E, F>(&self, f: F) -> Result<R, Error<E>>
+    pub fn execute<R, E, F>(&self, f: F) -> Result<R, Error<E>>
     where
         F: FnOnce() -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        self.run_detached(move || f().map_err(Error::Inner))
+    }
+
+    /// The detached form with the error already lifted (a pipeline's
+    /// stage: errors of stages inside come back unchanged).
+    pub(crate) fn run_detached<R, E, F>(&self, f: F) -> Result<R, Error<E>>
+    where
+        F: FnOnce() -> Result<R, Error<E>> + Send + 'static,
         R: Send + 'static,
         E: Send + 'static,
     {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        self.calls.incr();
         let _running = InFlight::enter(&self.in_flight);
         let (start, deadline) = self.deadline();
         let allowed = deadline.expires_at().saturating_duration_since(start);
-        if deadline.is_expired(&self.timer) {
-            return Err(self.timed_out(allowed));
-        }
-        let handoff = Arc::new(Handoff::<R, E> {
-            outcome: Mutex::new(None),
-            caller: thread::current(),
-        });
-        let job: Job = {
-            let handoff = Arc::clone(&handoff);
-            Box::new(move |ready: &dyn Fn()| {
-                let outcome = catch_unwind(AssertUnwindSafe(f));
-                ready();
-                *handoff.outcome.lock() = Some(outcome);
-                handoff.caller.unpark();
-            })
-        };
-        match self.pool.submit(job, &self.timer) {
-            Ok(()) => {}
-            Err(Refused::Full) => {
-                self.rejections.incr();
-                self.emit(EventKind::Rejected { retry_after: None });
-                return Err(Error::BulkheadFull);
-            }
-            Err(Refused::Shutdown) => return Err(Error::Disposed),
-        }
+        // Registered before the first check: `dispose` sets the flag, then
+        // wakes the registered threads.
         let _waiting = self.waiters.register();
-        loop {
-            if let Some(outcome) = handoff.outcome.lock().take() {
-                return match outcome {
-                    Ok(Ok(value)) => {
-                        self.successes.incr();
-                        Ok(value)
-                    }
-                    Ok(Err(e)) => {
-                        self.failures.incr();
-                        Err(Error::Inner(e))
-                    }
-                    Err(payload) => {
-                        self.failures.incr();
-                        Err(Error::Panicked {
-                            message: panic_message(payload.as_ref()),
-                        })
-                    }
-                };
+        let outcome = pool::run_detached(
+            &self.pool,
+            self.timer(),
+            deadline.expires_at(),
+            || self.is_disposed(),
+            move || with_deadline(deadline, f),
+        );
+        let counters = &self.shell.counters;
+        match outcome {
+            Ok(Ok(Ok(value))) => {
+                counters.successes.incr();
+                Ok(value)
             }
-            if self.is_disposed() {
-                return Err(Error::Disposed);
+            Ok(Ok(Err(e))) => {
+                counters.failures.incr();
+                Err(e)
             }
-            if deadline.is_expired(&self.timer) {
-                return Err(self.timed_out(allowed));
+            Ok(Err(payload)) => {
+                counters.failures.incr();
+                Err(Error::Panicked {
+                    message: panic_message(payload.as_ref()),
+                })
             }
-            self.timer.park_until(deadline.expires_at());
+            Err(NoOutcome::TimedOut) => Err(self.timed_out(allowed)),
+            Err(NoOutcome::Full) => {
+                counters.rejections.incr();
+                self.shell.emit(EventKind::Rejected { retry_after: None });
+                Err(Error::PoolFull)
+            }
+            Err(NoOutcome::Disposed) => Err(Error::Disposed),
         }
     }
 
-    /// A reusable function protected by the detached form.
-    pub fn wrap_detached<'a, A, R, E, F>(&'a self, f: F) -> impl Fn(A) -> Result<R, Error<E>> + 'a
+    /// A reusable function protected by this timeout (the spec's `wrap`):
+    /// each call runs `f` through [`execute`](Self::execute).
+    pub fn wrap<'a, A, R, E, F>(&'a self, f: F) -> impl Fn(A) -> Result<R, Error<E>> + 'a
     where
         F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
         A: Send + 'static,
@@ -782,7 +596,7 @@ impl<T: Timer + Clone + 'static> Timeout<T> {
         let f = Arc::new(f);
         move |arg: A| {
             let f = Arc::clone(&f);
-            self.execute_detached(move || f(arg))
+            self.execute(move || f(arg))
         }
     }
 }
@@ -793,14 +607,27 @@ impl<T: Timer> Drop for Timeout<T> {
     }
 }
 
-impl<T: Timer> Policy for Timeout<T> {
-    /// The cooperative form: `call` runs on the caller's thread and sees
-    /// the deadline through [`current_deadline`].
+/// A [`Timeout`] as a cooperative pipeline stage (from
+/// [`Timeout::cooperative`]): the call runs on the caller's thread and
+/// sees the deadline through [`current_deadline`]; a late result is dropped
+/// for [`Error::TimedOut`], but the caller waits for it.
+#[derive(Debug)]
+pub struct Cooperative<'a, T: Timer = MonotonicClock>(&'a Timeout<T>);
+
+impl<T: Timer> Clone for Cooperative<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Timer> Copy for Cooperative<'_, T> {}
+
+impl<T: Timer> Policy for Cooperative<'_, T> {
     fn run<R, E: core::fmt::Display, F>(&self, mut call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Result<R, Error<E>>,
     {
-        self.run_cooperative(|_| call(), |e| e)
+        self.0.run_cooperative(|_| call(), |e| e)
     }
 }
 
@@ -817,16 +644,5 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The text of a panic payload.
-fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("non-string panic payload")
     }
 }
