@@ -182,6 +182,8 @@ enum stockade_status
   STOCKADE_STATUS_DISPOSED = 50,
   // No handle of that name is registered.
   STOCKADE_STATUS_NOT_FOUND = 51,
+  // A live handle of that name is already registered.
+  STOCKADE_STATUS_NAME_TAKEN = 52,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -299,6 +301,14 @@ typedef struct stockade_backoff_schedule stockade_backoff_schedule;
 // storage. Every function on it may be called from any number of threads
 // (and interrupt handlers) at once.
 typedef struct stockade_breaker stockade_breaker;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A circuit breaker of the blocking tier (the core's
+// `blocking::CircuitBreaker`): runs callbacks, counts their failures,
+// optionally registered by name. Heap-allocated; free it with
+// `stockade_breaker_handle_free`. Safe to share between threads.
+typedef struct stockade_breaker_handle stockade_breaker_handle;
+#endif
 
 // A lock-free bulkhead (the core's `Bulkhead`) in caller storage. Any
 // number of threads (and interrupt handlers) may use it at once.
@@ -671,6 +681,99 @@ stockade_status stockade_backoff_schedule_next(struct stockade_backoff_schedule 
 // `schedule` must come from `stockade_backoff_schedule_init`.
 stockade_status stockade_backoff_schedule_attempts(const struct stockade_backoff_schedule *schedule,
                                                    uint32_t *out_attempts);
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a breaker handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_breaker_handle_get(name)` finds it, and a second
+// live breaker of that name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`*error` names the option if not NULL); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_breaker_handle_free` (the registry keeps its own reference
+//   until `stockade_breaker_handle_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_breaker_handle_new(const char *name,
+                                            const struct stockade_breaker_config *config,
+                                            struct stockade_config_error *error,
+                                            struct stockade_breaker_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered breaker called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_breaker_handle_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_breaker_handle_get(const char *name, struct stockade_breaker_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the breaker lives on while other handles or the
+// registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_breaker_handle_new`/`_get`, not freed before.
+void stockade_breaker_handle_free(struct stockade_breaker_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` through the breaker: refused while open,
+// counted as a success (returns 0) or a failure (any other value).
+//
+// - Statuses: `OK` (ran, succeeded); `CALLBACK_FAILED` (ran, failed:
+//   counted); `BREAKER_OPEN`; `BREAKER_HALF_OPEN_FULL`; `DISPOSED`;
+//   `NULL_ARGUMENT` (`handle`, `callback`).
+// - Blocks: only while the callback runs (on this thread).
+// - Thread safety: any number of threads at once. The callback must not
+//   unwind (C++ exceptions must not escape it).
+//
+// # Safety
+//
+// `handle` live; `callback` callable with `user_data`.
+stockade_status stockade_breaker_handle_execute(const struct stockade_breaker_handle *handle,
+                                                int (*callback)(void *user_data),
+                                                void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out_state` = the breaker's state.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `out_state` valid or NULL.
+stockade_status stockade_breaker_handle_get_state(const struct stockade_breaker_handle *handle,
+                                                  stockade_breaker_state *out_state);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the breaker: it refuses every call from now on
+// (`DISPOSED`) and its name is free again. Handles stay valid until
+// freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live.
+stockade_status stockade_breaker_handle_dispose(const struct stockade_breaker_handle *handle);
+#endif
 
 // The spec's defaults: `failure_threshold` 5, `reset_timeout_ms` 60000,
 // `half_open_timeout_ms` 30000, `monitor_interval_ms` 5000, one

@@ -44,6 +44,8 @@
 mod boundary;
 
 pub mod backoff;
+#[cfg(feature = "std")]
+pub mod blocking;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;

@@ -69,6 +69,8 @@ pub enum stockade_status {
     Disposed = 50,
     /// No handle of that name is registered.
     NotFound = 51,
+    /// A live handle of that name is already registered.
+    NameTaken = 52,
 }
 
 impl stockade_status {
@@ -108,11 +110,12 @@ impl stockade_status {
             stockade_status::CallbackFailed => c"callback reported failure",
             stockade_status::Disposed => c"handle was disposed",
             stockade_status::NotFound => c"no handle of that name is registered",
+            stockade_status::NameTaken => c"a live handle of that name is already registered",
         }
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 23] = [
+    pub(crate) const ALL: [stockade_status; 24] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -136,6 +139,7 @@ impl stockade_status {
         stockade_status::CallbackFailed,
         stockade_status::Disposed,
         stockade_status::NotFound,
+        stockade_status::NameTaken,
     ];
 
     /// The status numbered `n`, if there is one.
