@@ -11,6 +11,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use stockade_core::backoff::Backoff;
+use stockade_core::breaker::{BreakerConfig, CircuitBreaker};
 use stockade_core::budget::{RetryBudget, RetryBudgetConfig};
 use stockade_core::clock::{Clock, Timestamp};
 use stockade_core::deadline::Deadline;
@@ -64,4 +65,22 @@ fn main() {
         }
     });
     println!("budget_deposit_withdraw {r:.2}");
+    let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT).expect("valid");
+    let br = median_ns_per_call(|| {
+        for _ in 0..N {
+            if let Ok(permit) = black_box(&breaker).try_acquire(&clock) {
+                black_box(permit.success(&clock));
+            }
+        }
+    });
+    println!("breaker_acquire_report {br:.2}");
+    let blocking =
+        stockade_core::blocking::CircuitBreaker::unregistered("", BreakerConfig::DEFAULT)
+            .expect("valid");
+    let ex = median_ns_per_call(|| {
+        for _ in 0..N {
+            black_box(black_box(&blocking).execute(|| black_box(Ok::<(), ()>(()))).is_ok());
+        }
+    });
+    println!("breaker_execute_blocking {ex:.2}");
 }

@@ -47,6 +47,24 @@ static stockade_backoff *backoff;
 static stockade_retry_budget *budget;
 static stockade_deadline deadline;
 static volatile uint64_t sink;
+static STOCKADE_ALIGNED(STOCKADE_BREAKER_ALIGN) unsigned char breaker_mem[STOCKADE_BREAKER_SIZE];
+static stockade_breaker *breaker;
+static stockade_breaker_handle *handle;
+static int ok_call(void *user_data) { (void)user_data; return 0; }
+
+static void op_breaker(void) {
+    long i;
+    stockade_breaker_token t;
+    for (i = 0; i < N; i++) {
+        stockade_breaker_acquire(breaker, &clk, &t, NULL, NULL);
+        sink += stockade_breaker_report(breaker, &t, STOCKADE_OUTCOME_SUCCESS, &clk, NULL);
+    }
+}
+
+static void op_breaker_execute(void) {
+    long i;
+    for (i = 0; i < N; i++) sink += stockade_breaker_handle_execute(handle, ok_call, NULL);
+}
 
 static void op_deadline(void) {
     long i;
@@ -86,8 +104,19 @@ int main(void) {
         fputs("setup failed\n", stderr);
         return 1;
     }
+    {
+        stockade_breaker_config brc = stockade_breaker_config_default();
+        if (stockade_breaker_init(breaker_mem, sizeof breaker_mem, &brc, NULL, &breaker) ||
+            stockade_breaker_handle_new(NULL, &brc, NULL, &handle)) {
+            fputs("setup failed\n", stderr);
+            return 1;
+        }
+    }
     printf("deadline_is_expired %.2f\n", median_ns_per_call(op_deadline));
     printf("backoff_delay %.2f\n", median_ns_per_call(op_backoff));
     printf("budget_deposit_withdraw %.2f\n", median_ns_per_call(op_budget));
+    printf("breaker_acquire_report %.2f\n", median_ns_per_call(op_breaker));
+    printf("breaker_execute_blocking %.2f\n", median_ns_per_call(op_breaker_execute));
+    stockade_breaker_handle_free(handle);
     return 0;
 }
