@@ -79,7 +79,11 @@ fn main() {
             .expect("valid");
     let ex = median_ns_per_call(|| {
         for _ in 0..N {
-            black_box(black_box(&blocking).execute(|| black_box(Ok::<(), ()>(()))).is_ok());
+            black_box(
+                black_box(&blocking)
+                    .execute(|| black_box(Ok::<(), ()>(())))
+                    .is_ok(),
+            );
         }
     });
     println!("breaker_execute_blocking {ex:.2}");
