@@ -454,7 +454,7 @@ impl Bulkhead {
     /// refuses. One CAS.
     ///
     /// The blocking layer parks an [`Admission::Enqueued`] waiter in its own
-    /// FIFO, wakes it when a [`Release`] says so, and then calls
+    /// FIFO, wakes it when a release's [`BulkheadCounts`] show waiters, and then calls
     /// [`QueueTicket::try_acquire`]; it drops the ticket on timeout.
     pub fn enqueue(&self) -> Admission<'_> {
         match self.enqueue_raw() {

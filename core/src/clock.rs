@@ -8,7 +8,15 @@
 //! clock.
 //!
 //! A clock that steps backwards never panics and never corrupts state: the
-//! machines treat it as "no time passed".
+//! machines treat it as "no time passed", for any step back shorter than
+//! the machine's horizon. The machines store time in wrapping words, so a
+//! step back longer than half a wrap reads as time passing: for the
+//! breaker that is [`CircuitBreaker::BACKWARD_HORIZON`](crate::breaker::CircuitBreaker::BACKWARD_HORIZON)
+//! (≈ 9.77 h with the 32-bit layout, ≈ 417 days with the 64-bit one). The
+//! rate limiter and the retry budget are exact for any step with the 64-bit
+//! layout; with the 32-bit layout their horizon is `max_lead` and the
+//! budget's capacity (see their module docs), and a larger step may grant
+//! at most one extra burst.
 
 use core::time::Duration;
 
@@ -81,7 +89,8 @@ pub(crate) const fn duration_to_nanos_saturating(duration: Duration) -> u64 {
 /// Implementations should be cheap: a rate limiter's check is dominated by
 /// reading the clock. A clock may have any resolution; it reports
 /// nanoseconds. A clock that goes backwards is tolerated (treated as no
-/// time passing), but it should not.
+/// time passing, within each machine's horizon: see the [module
+/// docs](self)), but it should not.
 ///
 /// # Examples
 ///
@@ -228,7 +237,45 @@ pub struct TickClock<F> {
     epoch: AtomicU32,
 }
 
-impl<F: Fn() -> u32> TickClock<F> {
+/// Where a [`TickClock`] reads its raw 32-bit counter.
+///
+/// Every `Fn() -> u32` is one (a function reading a timer register, a
+/// closure); a binding implements it for a callback that carries its own
+/// context (C: a function pointer plus `void *user_data`).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::clock::{Clock, TickClock, TickSource};
+///
+/// /// A counter read through a callback with its own context.
+/// struct Callback {
+///     read: fn(&u32) -> u32,
+///     context: u32,
+/// }
+///
+/// impl TickSource for Callback {
+///     fn read(&self) -> u32 {
+///         (self.read)(&self.context)
+///     }
+/// }
+///
+/// let clock = TickClock::new(Callback { read: |c| *c * 2, context: 21 }, 1_000);
+/// assert_eq!(clock.now().as_nanos(), 42_000_000);
+/// ```
+pub trait TickSource {
+    /// The counter's current raw value; it wraps at `u32::MAX`.
+    fn read(&self) -> u32;
+}
+
+impl<F: Fn() -> u32> TickSource for F {
+    #[inline]
+    fn read(&self) -> u32 {
+        self()
+    }
+}
+
+impl<F: TickSource> TickClock<F> {
     const_fn_unless_loom! {
         /// A clock over a counter that ticks `hz` times a second.
         ///
@@ -251,7 +298,7 @@ impl<F: Fn() -> u32> TickClock<F> {
             // call was held up while others read the clock: start over with
             // a fresh epoch and a fresh counter read.
             let epoch = self.epoch.load(Ordering::Acquire);
-            let raw = (self.read)();
+            let raw = self.read.read();
             // The counter read stays before the re-check (also on hardware
             // that reorders loads).
             fence(Ordering::Acquire);
@@ -281,7 +328,7 @@ impl<F: Fn() -> u32> TickClock<F> {
     }
 }
 
-impl<F: Fn() -> u32> Clock for TickClock<F> {
+impl<F: TickSource> Clock for TickClock<F> {
     #[inline]
     fn now(&self) -> Timestamp {
         Timestamp(self.ticks().saturating_mul(self.nanos_per_tick))

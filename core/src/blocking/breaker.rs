@@ -48,6 +48,55 @@ use crate::sync::{AtomicU32, Ordering};
 ///   `Monitor(metrics)` every `monitor_interval` while anyone listens (see
 ///   below).
 ///
+/// # Examples
+///
+/// The spec's usage:
+///
+/// ```
+/// use std::time::Duration;
+/// use stockade::blocking::{CircuitBreaker, Error};
+/// use stockade::breaker::BreakerConfig;
+///
+/// # struct Database;
+/// # #[derive(Debug, PartialEq)] struct User(String);
+/// # impl Database {
+/// #     fn find_user(&self, id: &str) -> Result<User, std::io::Error> { Ok(User(id.to_owned())) }
+/// # }
+/// # let database = Database;
+/// // Create a circuit breaker
+/// let breaker = CircuitBreaker::new(
+///     "databaseConnection",
+///     BreakerConfig::DEFAULT
+///         .with_failure_threshold(3)
+///         .with_reset_timeout(Duration::from_secs(30)) // 30 seconds
+///         .with_half_open_timeout(Duration::from_secs(5)), // 5 seconds
+/// )?;
+///
+/// // Use with any function
+/// let get_user = |id: &str| {
+///     breaker.execute(|| {
+///         // Database operation that might fail
+///         database.find_user(id)
+///     })
+/// };
+/// assert_eq!(get_user("42").unwrap(), User("42".into()));
+///
+/// // Or wrap a function for reuse
+/// let protected_find_user = breaker.wrap(|id: &str| database.find_user(id));
+/// let user = protected_find_user("123").unwrap();
+/// assert_eq!(user, User("123".into()));
+///
+/// // Three failures open the circuit: calls are refused without running.
+/// for _ in 0..3 {
+///     let _ = breaker.execute(|| Err::<(), _>("connection refused"));
+/// }
+/// assert!(matches!(
+///     protected_find_user("123"),
+///     Err(Error::BreakerOpen { retry_after, .. }) if retry_after <= Duration::from_secs(30)
+/// ));
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Cost
 ///
 /// In the closed state (no slow-call threshold, no failure-rate window) a
@@ -103,55 +152,6 @@ use crate::sync::{AtomicU32, Ordering};
 /// "disposed" check: the rejection path tells a disposed breaker from a
 /// forced-open one). [`state`](Self::state) of a disposed breaker
 /// is therefore [`BreakerState::ForcedOpen`].
-///
-/// # Examples
-///
-/// The spec's usage:
-///
-/// ```
-/// use std::time::Duration;
-/// use stockade::blocking::{CircuitBreaker, Error};
-/// use stockade::breaker::BreakerConfig;
-///
-/// # struct Database;
-/// # #[derive(Debug, PartialEq)] struct User(String);
-/// # impl Database {
-/// #     fn find_user(&self, id: &str) -> Result<User, std::io::Error> { Ok(User(id.to_owned())) }
-/// # }
-/// # let database = Database;
-/// // Create a circuit breaker
-/// let breaker = CircuitBreaker::new(
-///     "databaseConnection",
-///     BreakerConfig::DEFAULT
-///         .with_failure_threshold(3)
-///         .with_reset_timeout(Duration::from_secs(30)) // 30 seconds
-///         .with_half_open_timeout(Duration::from_secs(5)), // 5 seconds
-/// )?;
-///
-/// // Use with any function
-/// let get_user = |id: &str| {
-///     breaker.execute(|| {
-///         // Database operation that might fail
-///         database.find_user(id)
-///     })
-/// };
-/// assert_eq!(get_user("42").unwrap(), User("42".into()));
-///
-/// // Or wrap a function for reuse
-/// let protected_find_user = breaker.wrap(|id: &str| database.find_user(id));
-/// let user = protected_find_user("123").unwrap();
-/// assert_eq!(user, User("123".into()));
-///
-/// // Three failures open the circuit: calls are refused without running.
-/// for _ in 0..3 {
-///     let _ = breaker.execute(|| Err::<(), _>("connection refused"));
-/// }
-/// assert!(matches!(
-///     protected_find_user("123"),
-///     Err(Error::BreakerOpen { retry_after, .. }) if retry_after <= Duration::from_secs(30)
-/// ));
-/// # Ok::<(), Error>(())
-/// ```
 pub struct CircuitBreaker<T: Timer = MonotonicClock> {
     inner: Arc<Inner<T>>,
 }

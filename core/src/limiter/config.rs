@@ -4,9 +4,9 @@ use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 
-/// How a [`RateLimiter`] trades bursts against window guarantees.
+/// How a [`RateLimiter`](crate::limiter::RateLimiter) trades bursts against window guarantees.
 ///
-/// See the [module documentation](self#which-mode) for when to use which.
+/// See the [module documentation](crate::limiter#which-mode) for when to use which.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Mode {
@@ -21,7 +21,7 @@ pub enum Mode {
     Strict = 1,
 }
 
-/// Options of a [`RateLimiter`]; see the [module docs](self#options).
+/// Options of a [`RateLimiter`](crate::limiter::RateLimiter); see the [module docs](crate::limiter#options).
 ///
 /// # Examples
 ///
@@ -57,7 +57,7 @@ pub struct RateLimiterConfig {
     pub max_queue_size: u32,
     /// The longest a reservation may wait (spec `queueTimeout`, default
     /// 30 s), rounded down to the limiter's
-    /// [`resolution`](RateLimiter::resolution). Zero means reservations never
+    /// [`resolution`](crate::limiter::RateLimiter::resolution). Zero means reservations never
     /// wait; values longer than the queue can hold
     /// (`max_queue_size · emission interval`, `Duration::MAX` included)
     /// leave waiting bounded by `max_queue_size` alone.

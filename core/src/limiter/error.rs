@@ -13,21 +13,21 @@ use crate::HumanDuration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RateLimitError {
-    /// No permit is available now ([`RateLimiter::try_acquire`],
-    /// [`RateLimiter::try_acquire_n`]).
+    /// No permit is available now ([`RateLimiter::try_acquire`](crate::limiter::RateLimiter::try_acquire),
+    /// [`RateLimiter::try_acquire_n`](crate::limiter::RateLimiter::try_acquire_n)).
     RateLimited {
         /// When the requested permits will be available.
         retry_after: Duration,
     },
     /// Booking would put more than `max_queue_size` permits in the queue
-    /// ([`RateLimiter::reserve`]).
+    /// ([`RateLimiter::reserve`](crate::limiter::RateLimiter::reserve)).
     QueueFull {
         /// When the queue will have room for this reservation.
         retry_after: Duration,
     },
     /// The reservation would have to wait longer than the caller's
     /// `max_wait` or the configured `queue_timeout`
-    /// ([`RateLimiter::reserve`]).
+    /// ([`RateLimiter::reserve`](crate::limiter::RateLimiter::reserve)).
     WaitTooLong {
         /// How long it would have had to wait.
         wait: Duration,

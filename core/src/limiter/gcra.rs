@@ -1,4 +1,4 @@
-//! The GCRA word and its transitions: [`RateLimiter`].
+//! The GCRA word and its transitions: [`RateLimiter`](crate::limiter::RateLimiter).
 // `Word` is `u64` or `u32` by layout: casts between it and `u64` are needed
 // in one layout and no-ops in the other.
 #![allow(clippy::unnecessary_cast)]
@@ -13,7 +13,7 @@ use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update
 
 /// A lock-free GCRA rate limiter in one atomic word.
 ///
-/// See the [module documentation](self) for the algorithm, the modes, the
+/// See the [module documentation](crate::limiter) for the algorithm, the modes, the
 /// queue and the time horizon.
 ///
 /// # Examples

@@ -14,7 +14,7 @@ use crate::sync::Word;
 ///
 /// The blocking layer sleeps for [`wait`](Self::wait) and then proceeds
 /// without asking the limiter again. A caller that gives up earlier may
-/// hand the booking back with [`RateLimiter::cancel`].
+/// hand the booking back with [`RateLimiter::cancel`](crate::limiter::RateLimiter::cancel).
 ///
 /// A reservation is deliberately neither `Copy` nor `Clone`: cancelling
 /// consumes it (through [`into_token`](Self::into_token)), so a Rust caller
