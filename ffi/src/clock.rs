@@ -4,9 +4,9 @@
 
 use core::ffi::c_void;
 
-use stockade_core::clock::{Clock, TickClock, Timestamp};
+use stockade_core::clock::{Clock, TickClock, TickSource, Timestamp};
 
-use crate::boundary::{Out, arg, storage};
+use crate::boundary::{Out, arg};
 use crate::status::stockade_status;
 
 /// A clock: `now_ns(user_data)` returns monotonic nanoseconds since any
@@ -113,55 +113,36 @@ unsafe extern "C" fn monotonic_now_ns(_user_data: *mut c_void) -> u64 {
 /// `UINT32_MAX`.
 pub type stockade_tick_read_fn = unsafe extern "C" fn(user_data: *mut c_void) -> u32;
 
-/// The counter callback and its data, as the core's `TickClock` reads it.
+/// The counter callback and its data: the core's `TickSource` for a C
+/// function pointer plus `void *user_data`.
 #[derive(Clone, Copy)]
-struct TickSource {
+struct CTickSource {
     read: stockade_tick_read_fn,
     user_data: *mut c_void,
 }
 
-/// The reader closure the core's `TickClock<F>` stores. The core's
-/// `TickClock` takes an `F: Fn() -> u32`; a closure is the only way to
-/// carry user data, so its (unnameable) type is reached through this
-/// function's return type (see [`TickStorage`]).
-fn tick_reader(source: TickSource) -> impl Fn() -> u32 + Copy {
-    // SAFETY: `stockade_tick_clock_init`'s caller promised the callback
-    // may be called with its user data from any thread using the clock.
-    move || unsafe { (source.read)(source.user_data) }
-}
-
-/// Names `TickClock<F>` for `F` = the return type of `make`, so pointers to
-/// caller storage can be cast to it.
-struct TickStorage;
-
-impl TickStorage {
-    const fn size<F>(_make: fn(TickSource) -> F) -> usize {
-        core::mem::size_of::<TickClock<F>>()
-    }
-    const fn align<F>(_make: fn(TickSource) -> F) -> usize {
-        core::mem::align_of::<TickClock<F>>()
-    }
-    fn cast<F>(_make: fn(TickSource) -> F, ptr: *const c_void) -> *const TickClock<F> {
-        ptr.cast()
-    }
-    fn check<F>(
-        _make: fn(TickSource) -> F,
-        ptr: *mut c_void,
-        size: usize,
-    ) -> Result<*mut TickClock<F>, stockade_status> {
-        storage::<TickClock<F>>(ptr, size)
+impl TickSource for CTickSource {
+    #[inline(always)]
+    fn read(&self) -> u32 {
+        // SAFETY: `stockade_tick_clock_init`'s caller promised the callback
+        // may be called with its user data from any thread using the clock.
+        unsafe { (self.read)(self.user_data) }
     }
 }
+
+/// The core's tick clock over a C counter: what the caller's storage holds.
+type CTickClock = TickClock<CTickSource>;
 
 /// Bytes of storage a `stockade_tick_clock` needs (every supported target).
 pub const STOCKADE_TICK_CLOCK_SIZE: usize = 32;
 /// Alignment a `stockade_tick_clock`'s storage needs.
 pub const STOCKADE_TICK_CLOCK_ALIGN: usize = 8;
 
-const _: () = {
-    assert!(TickStorage::size(tick_reader) <= STOCKADE_TICK_CLOCK_SIZE);
-    assert!(TickStorage::align(tick_reader) <= STOCKADE_TICK_CLOCK_ALIGN);
-};
+assert_storage_fits!(
+    CTickClock,
+    STOCKADE_TICK_CLOCK_SIZE,
+    STOCKADE_TICK_CLOCK_ALIGN
+);
 
 /// A clock over a wrapping 32-bit hardware counter (the core's
 /// `TickClock`): extended to 64 bits with one 32-bit atomic word, no
@@ -203,8 +184,8 @@ pub unsafe extern "C" fn stockade_tick_clock_init(
     ffi_boundary!({
         let read = read.ok_or(stockade_status::NullArgument)?;
         let out = Out::new(out)?;
-        let slot = TickStorage::check(tick_reader, storage, storage_size)?;
-        let clock = TickClock::new(tick_reader(TickSource { read, user_data }), hz);
+        let slot = crate::boundary::storage::<CTickClock>(storage, storage_size)?;
+        let clock = TickClock::new(CTickSource { read, user_data }, hz);
         // SAFETY: `slot` is non-NULL, large and aligned enough (checked),
         // writable (function contract); `out` is valid for writes.
         unsafe {
@@ -220,9 +201,9 @@ pub unsafe extern "C" fn stockade_tick_clock_init(
 /// `tick` must come from `stockade_tick_clock_init`.
 unsafe fn tick_clock<'a>(
     tick: *const stockade_tick_clock,
-) -> Result<&'a TickClock<impl Fn() -> u32 + Copy>, stockade_status> {
+) -> Result<&'a CTickClock, stockade_status> {
     // SAFETY: a non-NULL `tick` points to an initialised clock.
-    unsafe { arg(TickStorage::cast(tick_reader, tick.cast())) }
+    unsafe { arg(tick.cast::<CTickClock>()) }
 }
 
 /// `*out_ticks` = the extended 64-bit tick count (wraps of the raw

@@ -142,90 +142,9 @@ pub(crate) unsafe fn check<T>(
 /// - Thread safety: safe from any thread. Blocks: no. Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn stockade_config_option_str(option: u16) -> *const c_char {
-    match option_from_u16(option) {
-        Some(o) => option_c_name(o).as_ptr(),
+    match ConfigOption::from_u16(option) {
+        Some(o) => o.as_c_str().as_ptr(),
         None => c"unknown option".as_ptr(),
-    }
-}
-
-/// The option numbered `n`. The core has no `ConfigOption::from_u16` yet,
-/// so this is a table; a test checks it against the core's names.
-const fn option_from_u16(n: u16) -> Option<ConfigOption> {
-    use ConfigOption::*;
-    Some(match n {
-        1 => FailureThreshold,
-        2 => ResetTimeout,
-        3 => HalfOpenTimeout,
-        4 => MonitorInterval,
-        5 => HalfOpenMaxProbes,
-        6 => HalfOpenSuccessesToClose,
-        7 => FailureRateThreshold,
-        8 => FailureRateWindowSize,
-        9 => FailureRateMinimumCalls,
-        10 => SlowCallThreshold,
-        20 => RequestsPerPeriod,
-        21 => Period,
-        22 => Burst,
-        23 => MaxQueueSize,
-        24 => QueueTimeout,
-        25 => Mode,
-        30 => MaxConcurrent,
-        31 => MaxQueue,
-        40 => MaxAttempts,
-        41 => InitialDelay,
-        42 => MaxDelay,
-        43 => BackoffFactor,
-        44 => MaxElapsed,
-        45 => RetryableErrors,
-        46 => Jitter,
-        50 => BudgetRatio,
-        51 => MinRetriesPerSecond,
-        52 => MaxTokens,
-        60 => Timeout,
-        61 => MaxWorkers,
-        62 => IdleTimeout,
-        63 => DefaultTimeout,
-        _ => return None,
-    })
-}
-
-/// `option.as_str()` with a NUL: static C strings for the table above.
-const fn option_c_name(option: ConfigOption) -> &'static core::ffi::CStr {
-    use ConfigOption::*;
-    match option {
-        FailureThreshold => c"failure_threshold",
-        ResetTimeout => c"reset_timeout",
-        HalfOpenTimeout => c"half_open_timeout",
-        MonitorInterval => c"monitor_interval",
-        HalfOpenMaxProbes => c"half_open_max_probes",
-        HalfOpenSuccessesToClose => c"half_open_successes_to_close",
-        FailureRateThreshold => c"failure_rate_threshold",
-        FailureRateWindowSize => c"failure_rate_window_size",
-        FailureRateMinimumCalls => c"failure_rate_minimum_calls",
-        SlowCallThreshold => c"slow_call_threshold",
-        RequestsPerPeriod => c"requests_per_period",
-        Period => c"period",
-        Burst => c"burst",
-        MaxQueueSize => c"max_queue_size",
-        QueueTimeout => c"queue_timeout",
-        Mode => c"mode",
-        MaxConcurrent => c"max_concurrent",
-        MaxQueue => c"max_queue",
-        MaxAttempts => c"max_attempts",
-        InitialDelay => c"initial_delay",
-        MaxDelay => c"max_delay",
-        BackoffFactor => c"backoff_factor",
-        MaxElapsed => c"max_elapsed",
-        RetryableErrors => c"retryable_errors",
-        Jitter => c"jitter",
-        BudgetRatio => c"ratio",
-        MinRetriesPerSecond => c"min_retries_per_second",
-        MaxTokens => c"max_tokens",
-        Timeout => c"timeout",
-        MaxWorkers => c"max_workers",
-        IdleTimeout => c"idle_timeout",
-        DefaultTimeout => c"default_timeout",
-        _ => c"unknown option",
     }
 }
 
@@ -240,12 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn option_table_matches_the_core_names_and_numbers() {
+    fn option_names_come_from_the_core() {
         let mut seen = 0;
         for n in 0..=u16::from(u8::MAX) {
-            if let Some(o) = option_from_u16(n) {
+            if let Some(o) = ConfigOption::from_u16(n) {
                 assert_eq!(o as u16, n);
-                assert_eq!(option_c_name(o).to_str().unwrap(), o.as_str());
+                // SAFETY: a static C string.
+                let name = unsafe { CStr::from_ptr(stockade_config_option_str(n)) };
+                assert_eq!(name.to_str().unwrap(), o.as_str());
                 seen += 1;
             }
         }
