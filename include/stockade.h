@@ -68,6 +68,16 @@
 // Alignment a `stockade_backoff_schedule`'s storage needs.
 #define STOCKADE_BACKOFF_SCHEDULE_ALIGN 8
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// Bytes of `stockade_response.correlation_id`, NUL included.
+#define STOCKADE_CORRELATION_ID_LEN 64
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Bytes of `stockade_response.error`, NUL included.
+#define STOCKADE_RESPONSE_ERROR_LEN 128
+#endif
+
 // Bytes of storage a `stockade_breaker` needs (every supported target).
 #define STOCKADE_BREAKER_SIZE 176
 
@@ -219,6 +229,96 @@ typedef uint8_t stockade_breaker_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// The pattern that emitted an event.
+enum stockade_pattern_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A circuit breaker.
+  STOCKADE_PATTERN_KIND_CIRCUIT_BREAKER = 0,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A bulkhead.
+  STOCKADE_PATTERN_KIND_BULKHEAD = 1,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A rate limiter.
+  STOCKADE_PATTERN_KIND_RATE_LIMITER = 2,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A retry.
+  STOCKADE_PATTERN_KIND_RETRY = 3,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A timeout.
+  STOCKADE_PATTERN_KIND_TIMEOUT = 4,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A request-response pattern.
+  STOCKADE_PATTERN_KIND_REQUEST_RESPONSE = 5,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_pattern_kind stockade_pattern_kind;
+#else
+typedef uint8_t stockade_pattern_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// What happened (which fields of `stockade_event` are set).
+enum stockade_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A breaker changed state: `from`, `to`, `generation`.
+  STOCKADE_EVENT_KIND_STATE_CHANGED = 0,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A breaker's periodic monitoring event: `metrics`.
+  STOCKADE_EVENT_KIND_MONITOR = 1,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A call was refused without running: `retry_after_ms` (0 = unknown).
+  STOCKADE_EVENT_KIND_REJECTED = 2,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A failed attempt will be retried: `attempt` (1-based), `delay_ms`.
+  STOCKADE_EVENT_KIND_RETRY = 3,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A call ran out of time: `duration_ms` = the limit.
+  STOCKADE_EVENT_KIND_TIMED_OUT = 4,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A caller gave up waiting in a queue: `duration_ms` = its wait.
+  STOCKADE_EVENT_KIND_QUEUE_TIMEOUT = 5,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The pattern was disposed.
+  STOCKADE_EVENT_KIND_DISPOSED = 6,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // An event this version of the header does not know.
+  STOCKADE_EVENT_KIND_OTHER = 255,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_event_kind stockade_event_kind;
+#else
+typedef uint8_t stockade_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
 // How delays are randomised (`stockade_backoff_config.jitter`).
 enum stockade_jitter
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -314,10 +414,56 @@ typedef struct stockade_breaker_handle stockade_breaker_handle;
 // number of threads (and interrupt handlers) may use it at once.
 typedef struct stockade_bulkhead stockade_bulkhead;
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// A bulkhead of the blocking tier (the core's `blocking::Bulkhead`): at
+// most `max_concurrent` callbacks run at once; others wait in a queue (up
+// to `max_queue`, for at most `queue_timeout_ms`). Heap-allocated, safe
+// to share between threads; free with `stockade_bulkhead_handle_free`.
+typedef struct stockade_bulkhead_handle stockade_bulkhead_handle;
+#endif
+
 // A lock-free rate limiter (the core's `RateLimiter`, GCRA) in caller
 // storage. Any number of threads (and interrupt handlers) may use it at
 // once.
 typedef struct stockade_limiter stockade_limiter;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A rate limiter of the blocking tier (the core's `blocking::RateLimiter`):
+// callers wait their turn in a FIFO queue (up to the config's
+// `max_queue_size` and `queue_timeout_ms`). Heap-allocated, safe to share
+// between threads; free with `stockade_limiter_handle_free`.
+typedef struct stockade_limiter_handle stockade_limiter_handle;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Patterns composed in an order chosen at run time (the core's
+// `DynPipeline`): the first stage is outermost. Heap-allocated, safe to
+// share between threads; free with `stockade_pipeline_free`.
+typedef struct stockade_pipeline stockade_pipeline;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A shared, `'static` view of a pattern as a pipeline stage: made by a
+// handle's `_as_policy`, given (in an array) to `stockade_pipeline_new`,
+// freed with `stockade_policy_free`. The pattern lives while any handle,
+// policy or pipeline holds it.
+typedef struct stockade_policy stockade_policy;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A request-response pattern (the core's `RequestResponsePattern` over
+// bytes): a named handler; `_execute` always produces a response.
+// Heap-allocated, safe to share between threads; free with
+// `stockade_request_response_free`.
+typedef struct stockade_request_response stockade_request_response;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A retry of the blocking tier (the core's `blocking::Retry`): runs a
+// callback again after a back-off while it fails. Heap-allocated, safe to
+// share between threads; free with `stockade_retry_free`.
+typedef struct stockade_retry stockade_retry;
+#endif
 
 // A retry budget (the core's `RetryBudget`) in caller storage: one atomic
 // word, lock-free; share it between every thread (and interrupt handler)
@@ -334,6 +480,14 @@ typedef struct stockade_retry_budget stockade_retry_budget;
 // once per half wrap period of the counter (24.8 days at 1 kHz, 35.8
 // minutes at 1 MHz).
 typedef struct stockade_tick_clock stockade_tick_clock;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A timeout of the blocking tier (the core's `blocking::Timeout`): runs a
+// callback on its bounded worker pool and returns when it finished or the
+// time is up, whichever comes first. Heap-allocated, safe to share
+// between threads; free with `stockade_timeout_free`.
+typedef struct stockade_timeout stockade_timeout;
+#endif
 
 // Backoff options (the core's `RawBackoffConfig`): start from
 // `stockade_backoff_config_default()` and change fields.
@@ -404,6 +558,234 @@ typedef struct stockade_breaker_config {
   // default).
   uint64_t slow_call_threshold_ms;
 } stockade_breaker_config;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The protected operation: returns 0 (`STOCKADE_OUTCOME_SUCCESS`) on
+// success, anything else (e.g. `STOCKADE_OUTCOME_FAILURE`, or an error
+// code of the caller's) on failure, counted as a failure by the pattern.
+// Called with the `user_data` given to the function that runs it; it must
+// not unwind (no C++ exception may escape it).
+typedef int (*stockade_callback)(void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A counters snapshot of any blocking pattern (the core's `Metrics`);
+// fields a pattern does not use are 0.
+typedef struct stockade_metrics {
+  // Calls that finished: the sum of the outcomes below (and a breaker's
+  // ignored outcomes).
+  uint64_t calls;
+  // Calls that succeeded.
+  uint64_t successes;
+  // Calls that failed (the callback returned non-zero).
+  uint64_t failures;
+  // Calls refused without running.
+  uint64_t rejections;
+  // Calls that timed out (in a queue or running).
+  uint64_t timeouts;
+  // Retries performed.
+  uint64_t retries;
+  // Callers waiting in the queue now.
+  uint64_t queue_depth;
+  // Calls running now.
+  uint64_t in_flight;
+  // A circuit breaker's state (a `stockade_breaker_state` number); 255
+  // for the other patterns.
+  uint8_t state;
+} stockade_metrics;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// An event, valid only during the listener call. Fields that do not
+// belong to `kind` are 0.
+typedef struct stockade_event {
+  // The pattern type.
+  stockade_pattern_kind pattern;
+  // What happened.
+  stockade_event_kind kind;
+  // `STATE_CHANGED`: the state before.
+  stockade_breaker_state from;
+  // `STATE_CHANGED`: the state after.
+  stockade_breaker_state to;
+  // `STATE_CHANGED`: the breaker's generation after the change.
+  uint32_t generation;
+  // `RETRY`: the attempt that failed (1-based).
+  uint32_t attempt;
+  // The instance's name (NUL-terminated; "" if anonymous).
+  const char *name;
+  // When, on the pattern's clock, in nanoseconds.
+  uint64_t at_ns;
+  // `REJECTED`: when a new attempt may succeed, ms; 0 = unknown.
+  uint64_t retry_after_ms;
+  // `RETRY`: the back-off before the next attempt, ms.
+  uint64_t delay_ms;
+  // `TIMED_OUT`: the limit; `QUEUE_TIMEOUT`: the wait, ms.
+  uint64_t duration_ms;
+  // `MONITOR`: the breaker's counters.
+  struct stockade_metrics metrics;
+} stockade_event;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Called for every event of the pattern it is subscribed to, on the
+// thread where the event happened; `event` (and its `name`) is valid only
+// during the call. Must not unwind, should return quickly.
+typedef void (*stockade_listener_fn)(const struct stockade_event *event, void *user_data);
+#endif
+
+// Bulkhead options (the core's `RawBulkheadConfig`): start from
+// `stockade_bulkhead_config_default()` and change fields.
+typedef struct stockade_bulkhead_config {
+  // The longest a caller waits in the queue, ms (default 30000; blocking
+  // tier); 0 = never wait.
+  uint64_t queue_timeout_ms;
+  // Calls running at once (default 10); at least 1.
+  uint32_t max_concurrent;
+  // Callers that may wait for a permit (default 100; blocking tier); 0 =
+  // no queue.
+  uint32_t max_queue;
+} stockade_bulkhead_config;
+
+// Rate limiter options (the core's `RawRateLimiterConfig`): start from
+// `stockade_limiter_config_default()` and change fields.
+typedef struct stockade_limiter_config {
+  // The period, ms (default 1000).
+  uint64_t period_ms;
+  // The longest a reservation may wait, ms (default 30000); 0 = never
+  // wait.
+  uint64_t queue_timeout_ms;
+  // Permits per period (default 10).
+  uint32_t requests_per_period;
+  // Permits that may be taken at once; 0 = the mode's default.
+  uint32_t burst;
+  // Permits that may be booked ahead, waiting (default 100); 0 =
+  // reservations never wait.
+  uint32_t max_queue_size;
+  // A `stockade_limiter_mode` (default `BURSTY`).
+  uint8_t mode;
+} stockade_limiter_config;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Called once when stockade no longer uses a `user_data` it was given
+// (after a detached callback finished, or when it will never run): the
+// place to free it.
+typedef void (*stockade_release_fn)(void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Options of a request-response pattern: start from
+// `stockade_request_response_config_default()`.
+typedef struct stockade_request_response_config {
+  // The timeout of requests that name none, ms; 0 = none (they run on
+  // the caller's thread as long as they take).
+  uint64_t default_timeout_ms;
+  // Worker threads for requests with a timeout (default 8); at least 1.
+  uint32_t max_workers;
+  // Timed requests that may wait for a busy worker (default 16).
+  uint32_t max_queue;
+} stockade_request_response_config;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A request: bytes for the handler and a timeout.
+typedef struct stockade_request {
+  // The payload (`len` bytes; may be NULL when `len` is 0). Copied by
+  // `stockade_request_response_execute`.
+  const void *data;
+  // Bytes of `data`.
+  size_t len;
+  // How long the caller waits for the response, ms; 0 = the pattern's
+  // `default_timeout_ms`.
+  uint64_t timeout_ms;
+  // The request's correlation id (NUL-terminated), or NULL to have one
+  // generated (`"<name>-<n>"`).
+  const char *correlation_id;
+} stockade_request;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A response: an HTTP-style status, bytes, and for errors a message.
+//
+// Two uses. **The handler fills one** (zeroed before the call): `status`
+// (0 is read as 200), `data`/`len` pointing to the handler's memory
+// (copied when it returns), optionally `error`. **`_execute` fills the
+// caller's** (`*response_out`): then `data` is owned by stockade — free
+// it with `stockade_response_clear`.
+typedef struct stockade_response {
+  // The payload, or NULL.
+  const void *data;
+  // Bytes of `data`.
+  size_t len;
+  // When a refused request may be retried (429/503 from a limiter or
+  // breaker), ms; 0 = unknown.
+  uint64_t retry_after_ms;
+  // HTTP-style status: 200 success, 429 rate limited, 503 unavailable
+  // (breaker open, bulkhead or pool full), 504 timed out, 500 handler
+  // failure.
+  uint16_t status;
+  // The request's correlation id, NUL-terminated (set by `_execute`).
+  char correlation_id[STOCKADE_CORRELATION_ID_LEN];
+  // What went wrong, NUL-terminated ("" on success), truncated to fit.
+  char error[STOCKADE_RESPONSE_ERROR_LEN];
+} stockade_response;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The handler: reads `*request`, fills `*response` and returns `OK`;
+// any other status is a failure (a 500 response with the status's
+// message). A 5xx `response->status` also counts as a failure. Called
+// on the caller's thread, or on a worker when the request has a timeout;
+// it must not unwind.
+typedef stockade_status (*stockade_handler_fn)(const struct stockade_request *request,
+                                               struct stockade_response *response,
+                                               void *user_data);
+#endif
+
+// Retry budget options: start from `stockade_retry_budget_config_default()`.
+typedef struct stockade_retry_budget_config {
+  // Tokens each call deposits: the share of calls that may be retried
+  // (default 0.2). Finite, not negative.
+  double ratio;
+  // Retries per second allowed whatever the traffic (default 10); 0 =
+  // none (the budget then never reads the clock). At most 1000000.
+  uint32_t min_retries_per_second;
+  // Most tokens the bucket holds, and its initial balance (default
+  // 100); at least 1.
+  uint32_t max_tokens;
+} stockade_retry_budget_config;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Retry options (the core's `RetryConfig`): start from
+// `stockade_retry_config_default()` and change fields.
+typedef struct stockade_retry_config {
+  // Attempts, delays, jitter, total time budget.
+  struct stockade_backoff_config backoff;
+  // The retry budget's options, used when `has_budget` is true: the
+  // retry gets its own budget (each call deposits, each retry
+  // withdraws; a refused retry ends the call with `RETRIES_EXHAUSTED`).
+  struct stockade_retry_budget_config budget;
+  // The jitter seed, used when `has_seed` is true (default: derived from
+  // the name).
+  uint64_t seed;
+  // Whether `seed` is set (default false).
+  bool has_seed;
+  // Whether the retry has a budget (default false).
+  bool has_budget;
+} stockade_retry_config;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Decides whether a failure is retried: `code` is what the callback
+// returned (non-zero); true = retry.
+typedef bool (*stockade_retry_classifier_fn)(int code, void *user_data);
+#endif
+
+// Timeout options (the spec's `timeoutMs`): start from
+// `stockade_timeout_config_default()`.
+typedef struct stockade_timeout_config {
+  // The time allowed, ms (default 5000); must be greater than 0.
+  uint64_t timeout_ms;
+} stockade_timeout_config;
 
 // A clock: `now_ns(user_data)` returns monotonic nanoseconds since any
 // fixed epoch. Every function that needs time takes a
@@ -488,32 +870,6 @@ typedef struct stockade_breaker_metrics {
   uint64_t last_transition_ns;
 } stockade_breaker_metrics;
 
-// Retry budget options: start from `stockade_retry_budget_config_default()`.
-typedef struct stockade_retry_budget_config {
-  // Tokens each call deposits: the share of calls that may be retried
-  // (default 0.2). Finite, not negative.
-  double ratio;
-  // Retries per second allowed whatever the traffic (default 10); 0 =
-  // none (the budget then never reads the clock). At most 1000000.
-  uint32_t min_retries_per_second;
-  // Most tokens the bucket holds, and its initial balance (default
-  // 100); at least 1.
-  uint32_t max_tokens;
-} stockade_retry_budget_config;
-
-// Bulkhead options (the core's `RawBulkheadConfig`): start from
-// `stockade_bulkhead_config_default()` and change fields.
-typedef struct stockade_bulkhead_config {
-  // The longest a caller waits in the queue, ms (default 30000; blocking
-  // tier); 0 = never wait.
-  uint64_t queue_timeout_ms;
-  // Calls running at once (default 10); at least 1.
-  uint32_t max_concurrent;
-  // Callers that may wait for a permit (default 100; blocking tier); 0 =
-  // no queue.
-  uint32_t max_queue;
-} stockade_bulkhead_config;
-
 // A held permit (the core's `BulkheadToken`): plain data owned by the
 // caller (one thread at a time). Release it once with
 // `stockade_bulkhead_release`; a permit never released is lost for good.
@@ -526,13 +882,6 @@ typedef struct stockade_bulkhead_token {
   uint32_t used;
 } stockade_bulkhead_token;
 
-// Timeout options (the spec's `timeoutMs`): start from
-// `stockade_timeout_config_default()`.
-typedef struct stockade_timeout_config {
-  // The time allowed, ms (default 5000); must be greater than 0.
-  uint64_t timeout_ms;
-} stockade_timeout_config;
-
 // A point in time after which an operation has timed out: nanoseconds on
 // the clock it was made from. `UINT64_MAX` never expires
 // (`stockade_deadline_never()`). Plain data; only meaningful with the
@@ -541,25 +890,6 @@ typedef struct stockade_deadline {
   // When it expires, in the clock's nanoseconds.
   uint64_t expires_at_ns;
 } stockade_deadline;
-
-// Rate limiter options (the core's `RawRateLimiterConfig`): start from
-// `stockade_limiter_config_default()` and change fields.
-typedef struct stockade_limiter_config {
-  // The period, ms (default 1000).
-  uint64_t period_ms;
-  // The longest a reservation may wait, ms (default 30000); 0 = never
-  // wait.
-  uint64_t queue_timeout_ms;
-  // Permits per period (default 10).
-  uint32_t requests_per_period;
-  // Permits that may be taken at once; 0 = the mode's default.
-  uint32_t burst;
-  // Permits that may be booked ahead, waiting (default 100); 0 =
-  // reservations never wait.
-  uint32_t max_queue_size;
-  // A `stockade_limiter_mode` (default `BURSTY`).
-  uint8_t mode;
-} stockade_limiter_config;
 
 // A reservation (the core's `ReservationToken`): permits booked for
 // `ready_at_ns`. Plain data owned by the caller; one thread at a time.
@@ -683,6 +1013,18 @@ stockade_status stockade_backoff_schedule_attempts(const struct stockade_backoff
                                                    uint32_t *out_attempts);
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Frees a policy view (the pattern lives on while other handles,
+// policies or pipelines hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per policy. Blocks: no.
+//
+// # Safety
+//
+// `policy` from an `_as_policy` function, not freed before, or NULL.
+void stockade_policy_free(struct stockade_policy *policy);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // Makes a breaker handle. With a `name` (NUL-terminated UTF-8) it is
 // registered: `stockade_breaker_handle_get(name)` finds it, and a second
 // live breaker of that name is refused; with NULL it is anonymous.
@@ -746,7 +1088,7 @@ void stockade_breaker_handle_free(struct stockade_breaker_handle *handle);
 //
 // `handle` live; `callback` callable with `user_data`.
 stockade_status stockade_breaker_handle_execute(const struct stockade_breaker_handle *handle,
-                                                int (*callback)(void *user_data),
+                                                stockade_callback callback,
                                                 void *user_data);
 #endif
 
@@ -773,6 +1115,891 @@ stockade_status stockade_breaker_handle_get_state(const struct stockade_breaker_
 //
 // `handle` live.
 stockade_status stockade_breaker_handle_dispose(const struct stockade_breaker_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the breaker's counters now (`state` set).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `out` valid or NULL.
+stockade_status stockade_breaker_handle_metrics(const struct stockade_breaker_handle *handle,
+                                                struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the breaker:
+// `STATE_CHANGED` (from/to/generation), `MONITOR`, `REJECTED`
+// (retry_after_ms), `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until
+//   `stockade_breaker_handle_unsubscribe` returned (or the breaker is
+//   gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_breaker_handle_subscribe(const struct stockade_breaker_handle *handle,
+                                                  stockade_listener_fn listener,
+                                                  void *user_data,
+                                                  uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `_subscribe` on this breaker).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, or another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_breaker_handle_unsubscribe(const struct stockade_breaker_handle *handle,
+                                                    uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the breaker as a pipeline stage (free with
+// `stockade_policy_free`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_breaker_handle_as_policy(const struct stockade_breaker_handle *handle,
+                                                  struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a bulkhead handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_bulkhead_handle_get(name)` finds it, and a second live bulkhead of that
+// name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`*error` names the option if not NULL); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with `stockade_bulkhead_handle_free` (the
+//   registry keeps its own reference until `stockade_bulkhead_handle_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_bulkhead_handle_new(const char *name,
+                                             const struct stockade_bulkhead_config *config,
+                                             struct stockade_config_error *error,
+                                             struct stockade_bulkhead_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` on this thread once a slot is free, waiting
+// in the queue for one (up to `queue_timeout_ms`); the slot is released
+// when the callback returns.
+//
+// - Statuses: `OK` (ran, returned 0); `CALLBACK_FAILED` (ran, returned
+//   non-zero); `BULKHEAD_FULL` (no slot and the queue is full);
+//   `QUEUE_TIMEOUT`; `DISPOSED`; `NULL_ARGUMENT` (`handle`, `callback`).
+// - Blocks: while waiting and while the callback runs. Thread safety: any
+//   number of threads at once. The callback must not unwind.
+//
+// # Safety
+//
+// `handle` live; `callback` callable with `user_data`.
+stockade_status stockade_bulkhead_handle_execute(const struct stockade_bulkhead_handle *handle,
+                                                 stockade_callback callback,
+                                                 void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` only if a slot is free now (never waits).
+//
+// - Statuses: as `stockade_bulkhead_handle_execute`, without
+//   `QUEUE_TIMEOUT`. Blocks: only while the callback runs.
+//
+// # Safety
+//
+// `handle` live; `callback` callable with `user_data`.
+stockade_status stockade_bulkhead_handle_try_execute(const struct stockade_bulkhead_handle *handle,
+                                                     stockade_callback callback,
+                                                     void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered bulkhead called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_bulkhead_handle_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_bulkhead_handle_get(const char *name,
+                                             struct stockade_bulkhead_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the bulkhead lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_bulkhead_handle_new`/`_get`, not freed before.
+void stockade_bulkhead_handle_free(struct stockade_bulkhead_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the bulkhead: it refuses every call from now on (`DISPOSED`)
+// and its name is free again. Handles stay valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_bulkhead_handle_dispose(const struct stockade_bulkhead_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the bulkhead's counters now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_bulkhead_handle_metrics(const struct stockade_bulkhead_handle *handle,
+                                                 struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the bulkhead:
+// `REJECTED`, `QUEUE_TIMEOUT` (duration_ms = the wait), `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until `stockade_bulkhead_handle_unsubscribe`
+//   returned (or the bulkhead is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_bulkhead_handle_subscribe(const struct stockade_bulkhead_handle *handle,
+                                                   stockade_listener_fn listener,
+                                                   void *user_data,
+                                                   uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_bulkhead_handle_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_bulkhead_handle_unsubscribe(const struct stockade_bulkhead_handle *handle,
+                                                     uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the bulkhead as a pipeline stage (free with
+// `stockade_policy_free`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_bulkhead_handle_as_policy(const struct stockade_bulkhead_handle *handle,
+                                                   struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a rate limiter handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_limiter_handle_get(name)` finds it, and a second live rate limiter of that
+// name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`*error` names the option if not NULL); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with `stockade_limiter_handle_free` (the
+//   registry keeps its own reference until `stockade_limiter_handle_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_limiter_handle_new(const char *name,
+                                            const struct stockade_limiter_config *config,
+                                            struct stockade_config_error *error,
+                                            struct stockade_limiter_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Takes `n` permits, waiting in the FIFO queue until they are granted
+// (the wait is bounded by the config's `queue_timeout_ms`; `n` = 0
+// returns at once).
+//
+// - Statuses: `OK` (granted); `RATE_LIMITED` (the queue is full or the
+//   wait would exceed `queue_timeout_ms`: nothing taken);
+//   `PERMITS_EXCEED_BURST` (`n` above the burst: never possible);
+//   `DISPOSED`; `NULL_ARGUMENT`.
+// - Blocks: yes, up to `queue_timeout_ms`. Thread safety: any number of
+//   threads at once; granted in arrival order.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_limiter_handle_acquire(const struct stockade_limiter_handle *handle,
+                                                uint32_t n);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Takes `n` permits if they are available now (all or nothing; never
+// waits).
+//
+// - Statuses: `OK`; `RATE_LIMITED`; `PERMITS_EXCEED_BURST`; `DISPOSED`;
+//   `NULL_ARGUMENT`. Blocks: no. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_limiter_handle_try_acquire(const struct stockade_limiter_handle *handle,
+                                                    uint32_t n);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Takes one permit (waiting as `_acquire` does), then runs
+// `callback(user_data)` on this thread.
+//
+// - Statuses: `OK` (ran, returned 0); `CALLBACK_FAILED` (ran, returned
+//   non-zero); `RATE_LIMITED`; `DISPOSED`; `NULL_ARGUMENT` (`handle`,
+//   `callback`).
+// - Blocks: while waiting and while the callback runs. Thread safety: any
+//   number of threads at once. The callback must not unwind.
+//
+// # Safety
+//
+// `handle` live; `callback` callable with `user_data`.
+stockade_status stockade_limiter_handle_execute(const struct stockade_limiter_handle *handle,
+                                                stockade_callback callback,
+                                                void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered rate limiter called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_limiter_handle_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_limiter_handle_get(const char *name, struct stockade_limiter_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the rate limiter lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_limiter_handle_new`/`_get`, not freed before.
+void stockade_limiter_handle_free(struct stockade_limiter_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the rate limiter: it refuses every call from now on (`DISPOSED`)
+// and its name is free again. Handles stay valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_limiter_handle_dispose(const struct stockade_limiter_handle *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the rate limiter's counters now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_limiter_handle_metrics(const struct stockade_limiter_handle *handle,
+                                                struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the rate limiter:
+// `REJECTED` (retry_after_ms), `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until `stockade_limiter_handle_unsubscribe`
+//   returned (or the rate limiter is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_limiter_handle_subscribe(const struct stockade_limiter_handle *handle,
+                                                  stockade_listener_fn listener,
+                                                  void *user_data,
+                                                  uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_limiter_handle_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_limiter_handle_unsubscribe(const struct stockade_limiter_handle *handle,
+                                                    uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the rate limiter as a pipeline stage (free with
+// `stockade_policy_free`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_limiter_handle_as_policy(const struct stockade_limiter_handle *handle,
+                                                  struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a pipeline of the `n` policies in `stages` (from the handles'
+// `_as_policy`), `stages[0]` outermost: e.g. limiter, breaker, retry,
+// timeout. The pipeline holds its own references: the policies may be
+// freed right after. `n` = 0 makes a pipeline that just runs the
+// callback.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`out`, `stages` with `n` > 0, or a
+//   NULL element).
+// - Ownership: free `*out` with `stockade_pipeline_free`.
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `stages` points to `n` policy pointers (each live or NULL).
+stockade_status stockade_pipeline_new(const struct stockade_policy *const *stages,
+                                      size_t n,
+                                      struct stockade_pipeline **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a pipeline (its patterns live on while other handles hold them).
+// NULL is a no-op.
+//
+// - Thread safety: any thread, once, after every call on it returned.
+//
+// # Safety
+//
+// `pipeline` from `stockade_pipeline_new`, not freed before, or NULL.
+void stockade_pipeline_free(struct stockade_pipeline *pipeline);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` through every stage (outermost first): 0 is
+// a success, anything else a failure (retried by a retry stage, counted
+// by a breaker, ...). Without a timeout stage the callback runs on this
+// thread; stages inside a timeout run on its worker and **may still run
+// after this function returned `TIMED_OUT`** (a retry inside a timeout
+// may even start the callback again meanwhile). `release(user_data)`
+// (optional) is called exactly once when stockade no longer uses
+// `user_data`.
+//
+// - Statuses: `OK`; `CALLBACK_FAILED`; any stage's refusal
+//   (`BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`, `QUEUE_TIMEOUT`,
+//   `TIMED_OUT`, `QUEUE_FULL`, `RETRIES_EXHAUSTED`, `DISPOSED`, ...);
+//   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` not called).
+// - Blocks: as its stages. Thread safety: any number of threads; the
+//   callback may run on another thread, concurrently with itself, and
+//   must not unwind.
+//
+// # Safety
+//
+// `pipeline` live; `callback` and `release` callable with `user_data`
+// from any thread.
+stockade_status stockade_pipeline_execute(const struct stockade_pipeline *pipeline,
+                                          stockade_callback callback,
+                                          void *user_data,
+                                          stockade_release_fn release);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// 8 workers, 16 queued requests, no default timeout.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_request_response_config stockade_request_response_config_default(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a request-response pattern serving requests with
+// `handler(request, response, user_data)`. With a `name` it is
+// registered (`stockade_request_response_get`); NULL: anonymous.
+// `config` NULL = the defaults. `release(user_data)` (optional) is
+// called once when the pattern is gone (last handle freed, disposed, no
+// request running), also when this function fails.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
+//   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
+//   UTF-8).
+// - Ownership: free `*out` with `stockade_request_response_free`.
+// - Thread safety: any thread; the handler runs on callers' threads and
+//   on the pattern's workers, several at once. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `handler` and `release` callable with
+// `user_data` from any thread.
+stockade_status stockade_request_response_new(const char *name,
+                                              const struct stockade_request_response_config *config,
+                                              stockade_handler_fn handler,
+                                              void *user_data,
+                                              stockade_release_fn release,
+                                              struct stockade_config_error *error,
+                                              struct stockade_request_response **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `*request` through the pattern: `*response_out` = the handler's
+// response, or the failure's (500 handler failure, 504 timed out, 503
+// pool full or disposed, ...), with the correlation id set. Free
+// `response_out->data` with `stockade_response_clear`.
+//
+// - Statuses: `OK` (`*response_out` written: look at its `status`);
+//   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`
+//   NULL with `len` > 0); `INVALID_ARGUMENT` (correlation id not UTF-8).
+// - Blocks: while the handler runs, or up to the request's timeout.
+//   Thread safety: any number of threads at once.
+//
+// # Safety
+//
+// `rr` live; `request` valid (its `data` `len` bytes); `response_out`
+// writable.
+stockade_status stockade_request_response_execute(const struct stockade_request_response *rr,
+                                                  const struct stockade_request *request,
+                                                  struct stockade_response *response_out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees the `data` of a response filled by
+// `stockade_request_response_execute` and sets it to NULL / 0. NULL and
+// an already cleared response are no-ops.
+//
+// - Thread safety: the thread owning the response. Never fails.
+//
+// # Safety
+//
+// `response` NULL, or filled by `_execute` (or cleared).
+void stockade_response_clear(struct stockade_response *response);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered request-response pattern called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_request_response_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_request_response_get(const char *name,
+                                              struct stockade_request_response **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the request-response pattern lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_request_response_new`/`_get`, not freed before.
+void stockade_request_response_free(struct stockade_request_response *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the request-response pattern: it refuses every call from now on (`DISPOSED`)
+// and its name is free again. Handles stay valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_request_response_dispose(const struct stockade_request_response *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the request-response pattern's counters now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_request_response_metrics(const struct stockade_request_response *handle,
+                                                  struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the request-response pattern:
+// `REJECTED`, `TIMED_OUT`, `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until `stockade_request_response_unsubscribe`
+//   returned (or the request-response pattern is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_request_response_subscribe(const struct stockade_request_response *handle,
+                                                    stockade_listener_fn listener,
+                                                    void *user_data,
+                                                    uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_request_response_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_request_response_unsubscribe(const struct stockade_request_response *handle,
+                                                      uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The spec's defaults: 3 attempts, 1 s initial delay doubling up to 30 s,
+// no jitter, no budget, seed from the name.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_retry_config stockade_retry_config_default(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a retry handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_retry_get(name)` finds it, and a second live retry of that
+// name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`*error` names the option if not NULL); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with `stockade_retry_free` (the
+//   registry keeps its own reference until `stockade_retry_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_retry_new(const char *name,
+                                   const struct stockade_retry_config *config,
+                                   struct stockade_config_error *error,
+                                   struct stockade_retry **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` on this thread; while it returns non-zero
+// (a failure) it is run again after the back-off delay, up to
+// `max_attempts` in all (and within `max_elapsed_ms`, the thread's
+// deadline and the budget). With a `classifier` (optional, NULL = every
+// failure is retried), `classifier(code, user_data)` returning false ends
+// the call at once.
+//
+// - Statuses: `OK` (an attempt returned 0); `RETRIES_EXHAUSTED` (every
+//   allowed attempt failed); `CALLBACK_FAILED` (a failure the classifier
+//   did not retry); `DISPOSED`; `NULL_ARGUMENT` (`retry`, `callback`).
+// - Blocks: while attempts run and during the delays (sleeps). Thread
+//   safety: any number of threads at once. Callbacks must not unwind.
+//
+// # Safety
+//
+// `retry` live; `callback` (and `classifier`) callable with `user_data`.
+stockade_status stockade_retry_execute(const struct stockade_retry *retry,
+                                       stockade_callback callback,
+                                       stockade_retry_classifier_fn classifier,
+                                       void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered retry called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_retry_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_retry_get(const char *name, struct stockade_retry **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the retry lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_retry_new`/`_get`, not freed before.
+void stockade_retry_free(struct stockade_retry *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the retry: it refuses every call from now on (`DISPOSED`)
+// and its name is free again. Handles stay valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_retry_dispose(const struct stockade_retry *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the retry's counters now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_retry_metrics(const struct stockade_retry *handle,
+                                       struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the retry:
+// `RETRY` (attempt, delay_ms), `REJECTED` (a budget refused a retry), `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until `stockade_retry_unsubscribe`
+//   returned (or the retry is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_retry_subscribe(const struct stockade_retry *handle,
+                                         stockade_listener_fn listener,
+                                         void *user_data,
+                                         uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_retry_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_retry_unsubscribe(const struct stockade_retry *handle, uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the retry as a pipeline stage (free with
+// `stockade_policy_free`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_retry_as_policy(const struct stockade_retry *handle,
+                                         struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a timeout handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_timeout_get(name)` finds it, and a second live timeout of that
+// name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`*error` names the option if not NULL); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with `stockade_timeout_free` (the
+//   registry keeps its own reference until `stockade_timeout_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_timeout_new(const char *name,
+                                     const struct stockade_timeout_config *config,
+                                     struct stockade_config_error *error,
+                                     struct stockade_timeout **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` on a worker of the timeout's pool and waits
+// for it until `timeout_ms` (or the calling thread's deadline, if
+// earlier): **returns on time, while a late callback keeps running on
+// its worker** (its result is then dropped).
+//
+// `user_data` must therefore stay valid until the callback has returned,
+// which may be after this function returned `TIMED_OUT`. Pass a
+// `release` (optional): it is called exactly once, with `user_data`, when
+// stockade no longer uses it — after the callback returned (on the worker
+// thread), or when it will never run (pool full, disposed; on this
+// thread before returning) — so C can free `user_data` there.
+//
+// - Statuses: `OK` (returned 0 in time); `CALLBACK_FAILED` (returned
+//   non-zero in time); `TIMED_OUT`; `QUEUE_FULL` (every worker busy: not
+//   run); `DISPOSED`; `NULL_ARGUMENT` (`timeout`, `callback`; `release`
+//   is then not called).
+// - Blocks: up to the timeout. Thread safety: any number of threads at
+//   once; the callback runs on another thread and must not unwind;
+//   `release` may run on any thread.
+//
+// # Safety
+//
+// `timeout` live; `callback` and `release` callable with `user_data` from
+// another thread.
+stockade_status stockade_timeout_execute(const struct stockade_timeout *timeout,
+                                         stockade_callback callback,
+                                         void *user_data,
+                                         stockade_release_fn release);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered timeout called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_timeout_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_timeout_get(const char *name, struct stockade_timeout **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the timeout lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_timeout_new`/`_get`, not freed before.
+void stockade_timeout_free(struct stockade_timeout *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the timeout: it refuses every call from now on (`DISPOSED`)
+// and its name is free again. Handles stay valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_timeout_dispose(const struct stockade_timeout *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the timeout's counters now.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_timeout_metrics(const struct stockade_timeout *handle,
+                                         struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the timeout:
+// `TIMED_OUT` (duration_ms = the limit), `REJECTED` (pool full), `DISPOSED`. `*out_id` = the subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until `stockade_timeout_unsubscribe`
+//   returned (or the timeout is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_timeout_subscribe(const struct stockade_timeout *handle,
+                                           stockade_listener_fn listener,
+                                           void *user_data,
+                                           uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_timeout_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_timeout_unsubscribe(const struct stockade_timeout *handle, uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the timeout as a pipeline stage (free with
+// `stockade_policy_free`).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_timeout_as_policy(const struct stockade_timeout *handle,
+                                           struct stockade_policy **out);
 #endif
 
 // The spec's defaults: `failure_threshold` 5, `reset_timeout_ms` 60000,

@@ -60,7 +60,7 @@ fn byte(c: c_char) -> u8 {
 
 /// `buf` := `args` as a NUL-terminated string, truncated to fit. Truncation
 /// never splits a UTF-8 sequence.
-fn write_c(buf: &mut [c_char], args: fmt::Arguments<'_>) {
+pub(crate) fn write_c(buf: &mut [c_char], args: fmt::Arguments<'_>) {
     let mut w = CBuf { buf, len: 0 };
     let _ = w.write_fmt(args);
     let mut len = w.len;

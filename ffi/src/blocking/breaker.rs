@@ -1,78 +1,19 @@
-//! The blocking tier (hosted, feature `std`): heap handles over the core's
-//! `blocking` layer, running C callbacks.
-//!
-//! First pattern: the circuit breaker (`stockade_breaker_handle`). The
-//! other blocking patterns follow the same shape (see the README's list of
-//! what is not translated yet).
+//! The circuit breaker of the blocking tier: `stockade_breaker_handle`.
 
-use core::ffi::{CStr, c_char, c_int, c_void};
+use core::ffi::{c_char, c_void};
 use std::boxed::Box;
 use std::sync::Arc;
 
-use stockade_core::blocking::{CircuitBreaker, Error};
+use stockade_core::blocking::CircuitBreaker;
 
+use super::{
+    call, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
+    stockade_metrics, stockade_policy,
+};
 use crate::boundary::{Out, arg};
 use crate::breaker::{stockade_breaker_config, stockade_breaker_state};
 use crate::config_error::{self, stockade_config_error};
 use crate::status::stockade_status;
-
-/// The protected operation: returns 0 on success, anything else on
-/// failure (counted as a failure by the pattern). Called on the calling
-/// thread with the `user_data` given to the function that runs it.
-pub type stockade_callback = unsafe extern "C" fn(user_data: *mut c_void) -> c_int;
-
-/// The status of a blocking-layer error.
-pub(crate) fn error_status<E>(e: &Error<E>) -> stockade_status {
-    match e {
-        Error::Inner(_) => stockade_status::CallbackFailed,
-        Error::BreakerOpen { state, .. } => {
-            if *state == stockade_core::breaker::BreakerState::HalfOpen {
-                stockade_status::BreakerHalfOpenFull
-            } else {
-                stockade_status::BreakerOpen
-            }
-        }
-        Error::BulkheadFull => stockade_status::BulkheadFull,
-        Error::QueueTimeout { .. } => stockade_status::QueueTimeout,
-        Error::RateLimited { .. } => stockade_status::RateLimited,
-        Error::TimedOut { .. } => stockade_status::TimedOut,
-        Error::RetriesExhausted { .. } => stockade_status::RetriesExhausted,
-        Error::Disposed => stockade_status::Disposed,
-        Error::InvalidConfig(_) => stockade_status::InvalidConfig,
-        Error::NameTaken { .. } => stockade_status::NameTaken,
-        Error::PoolFull => stockade_status::QueueFull,
-        _ => stockade_status::InternalError,
-    }
-}
-
-/// A name argument: NULL for none, else NUL-terminated UTF-8.
-///
-/// # Safety
-///
-/// A non-NULL `name` must be a NUL-terminated string.
-unsafe fn name_arg<'a>(name: *const c_char) -> Result<Option<&'a str>, stockade_status> {
-    if name.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: non-NULL and NUL-terminated (caller's contract).
-    let name = unsafe { CStr::from_ptr(name) };
-    name.to_str()
-        .map(Some)
-        .map_err(|_| stockade_status::InvalidArgument)
-}
-
-/// Runs a C callback: `Ok(())` for 0, `Err(code)` otherwise.
-///
-/// # Safety
-///
-/// `callback` must be callable with `user_data`.
-unsafe fn call(callback: stockade_callback, user_data: *mut c_void) -> Result<(), c_int> {
-    // SAFETY: caller's contract.
-    match unsafe { callback(user_data) } {
-        0 => Ok(()),
-        code => Err(code),
-    }
-}
 
 /// A circuit breaker of the blocking tier (the core's
 /// `blocking::CircuitBreaker`): runs callbacks, counts their failures,
@@ -116,13 +57,8 @@ pub unsafe extern "C" fn stockade_breaker_handle_new(
             Some(name) => CircuitBreaker::new(name, config),
             None => CircuitBreaker::unregistered("", config).map(Arc::new),
         };
-        let inner = made.map_err(|e| match e {
-            Error::InvalidConfig(c) => {
-                // SAFETY: `error` valid or NULL.
-                unsafe { config_error::report(error, &c) }
-            }
-            e => error_status(&e),
-        })?;
+        // SAFETY: `error` valid or NULL.
+        let inner = made.map_err(|e| unsafe { new_error_status(e, error) })?;
         let handle = Box::new(stockade_breaker_handle { inner });
         // SAFETY: `out` valid for writes.
         unsafe { out.write(Box::into_raw(handle)) };
@@ -145,15 +81,8 @@ pub unsafe extern "C" fn stockade_breaker_handle_get(
     name: *const c_char,
     out: *mut *mut stockade_breaker_handle,
 ) -> stockade_status {
-    ffi_boundary!({
-        // SAFETY: function contract.
-        let name = unsafe { name_arg(name) }?.ok_or(stockade_status::NullArgument)?;
-        let out = Out::new(out)?;
-        let inner = CircuitBreaker::get(name).ok_or(stockade_status::NotFound)?;
-        // SAFETY: `out` valid for writes.
-        unsafe { out.write(Box::into_raw(Box::new(stockade_breaker_handle { inner }))) };
-        Ok(())
-    })
+    // SAFETY: function contract.
+    unsafe { super::get(name, out, CircuitBreaker::get) }
 }
 
 /// Frees a handle (the breaker lives on while other handles or the
@@ -167,13 +96,11 @@ pub unsafe extern "C" fn stockade_breaker_handle_get(
 /// `handle` from `stockade_breaker_handle_new`/`_get`, not freed before.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_breaker_handle_free(handle: *mut stockade_breaker_handle) {
-    crate::boundary::run_value((), || {
-        if !handle.is_null() {
-            // SAFETY: made by `Box::into_raw` and not freed (contract).
-            drop(unsafe { Box::from_raw(handle) });
-        }
-    });
+    // SAFETY: function contract.
+    unsafe { super::free(handle) }
 }
+
+super::handle_type!(stockade_breaker_handle, CircuitBreaker);
 
 /// # Safety
 ///
@@ -182,7 +109,7 @@ unsafe fn handle<'a>(
     h: *const stockade_breaker_handle,
 ) -> Result<&'a CircuitBreaker, stockade_status> {
     // SAFETY: function contract.
-    unsafe { arg(h) }.map(|h| &*h.inner)
+    unsafe { pattern(h) }
 }
 
 /// Runs `callback(user_data)` through the breaker: refused while open,
@@ -201,7 +128,7 @@ unsafe fn handle<'a>(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_breaker_handle_execute(
     handle: *const stockade_breaker_handle,
-    callback: Option<unsafe extern "C" fn(user_data: *mut c_void) -> c_int>,
+    callback: stockade_callback,
     user_data: *mut c_void,
 ) -> stockade_status {
     ffi_boundary!({
@@ -210,7 +137,7 @@ pub unsafe extern "C" fn stockade_breaker_handle_execute(
         let callback = callback.ok_or(stockade_status::NullArgument)?;
         // SAFETY: function contract.
         b.execute(|| unsafe { call(callback, user_data) })
-            .map_err(|e| error_status(&e))
+            .map_err(|e| super::error_status(&e))
     })
 }
 
@@ -249,9 +176,81 @@ pub unsafe extern "C" fn stockade_breaker_handle_get_state(
 pub unsafe extern "C" fn stockade_breaker_handle_dispose(
     handle: *const stockade_breaker_handle,
 ) -> stockade_status {
-    ffi_boundary!({
-        // SAFETY: function contract.
-        unsafe { self::handle(handle) }?.dispose();
-        Ok(())
-    })
+    // SAFETY: function contract.
+    unsafe { super::dispose(handle) }
+}
+
+/// `*out` = the breaker's counters now (`state` set).
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_metrics(
+    handle: *const stockade_breaker_handle,
+    out: *mut stockade_metrics,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::metrics(handle, out) }
+}
+
+/// Calls `listener(event, user_data)` for every event of the breaker:
+/// `STATE_CHANGED` (from/to/generation), `MONITOR`, `REJECTED`
+/// (retry_after_ms), `DISPOSED`. `*out_id` = the subscription's id.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+/// - Ownership: `user_data` must stay valid until
+///   `stockade_breaker_handle_unsubscribe` returned (or the breaker is
+///   gone).
+/// - Thread safety: the listener runs on the thread where the event
+///   happened, possibly several at once; it must not unwind. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `listener` callable with `user_data` from any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_subscribe(
+    handle: *const stockade_breaker_handle,
+    listener: stockade_listener_fn,
+    user_data: *mut c_void,
+    out_id: *mut u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::subscribe(handle, listener, user_data, out_id) }
+}
+
+/// Removes the listener `id` (from `_subscribe` on this breaker).
+///
+/// - Statuses: `OK`; `NOT_FOUND` (unknown id, or another pattern's, or
+///   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `handle` live or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_unsubscribe(
+    handle: *const stockade_breaker_handle,
+    id: u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::unsubscribe(handle, id) }
+}
+
+/// `*out` = the breaker as a pipeline stage (free with
+/// `stockade_policy_free`).
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `handle` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_as_policy(
+    handle: *const stockade_breaker_handle,
+    out: *mut *mut stockade_policy,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::as_policy(handle, out) }
 }
