@@ -386,6 +386,58 @@ typedef uint8_t stockade_limiter_mode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What is wrong with a config value (`stockade_config_error.problem`).
+enum stockade_config_problem
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The value must be greater than zero.
+  STOCKADE_CONFIG_PROBLEM_ZERO = 1,
+  // The value is above `limit`.
+  STOCKADE_CONFIG_PROBLEM_TOO_LARGE = 2,
+  // The value is below `limit`.
+  STOCKADE_CONFIG_PROBLEM_TOO_SMALL = 3,
+  // The value exceeds option `other_option`'s value `limit`.
+  STOCKADE_CONFIG_PROBLEM_EXCEEDS = 4,
+  // The value is not a finite number.
+  STOCKADE_CONFIG_PROBLEM_NOT_FINITE = 5,
+  // The value is malformed.
+  STOCKADE_CONFIG_PROBLEM_INVALID = 6,
+  // A problem this header does not know.
+  STOCKADE_CONFIG_PROBLEM_OTHER = 255,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_config_problem stockade_config_problem;
+#else
+typedef uint8_t stockade_config_problem;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The unit of `stockade_config_error.value` and `.limit`.
+enum stockade_config_unit
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No single number (`value` and `limit` are 0).
+  STOCKADE_CONFIG_UNIT_NONE = 0,
+  // A count (permits, attempts, calls, percent).
+  STOCKADE_CONFIG_UNIT_COUNT = 1,
+  // A duration in whole milliseconds.
+  STOCKADE_CONFIG_UNIT_MILLISECONDS = 2,
+  // A real-valued factor or ratio.
+  STOCKADE_CONFIG_UNIT_FACTOR = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_config_unit stockade_config_unit;
+#else
+typedef uint8_t stockade_config_unit;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A validated backoff policy (the core's `Backoff`) in caller storage:
 // a pure calculator, read-only after `stockade_backoff_init`, so any
 // number of threads may use one at once.
@@ -517,12 +569,33 @@ typedef struct stockade_config_error {
   // `failure_threshold`, 24 `queue_timeout`, 43 `backoff_factor`);
   // numbers are never reused.
   uint16_t option;
+  // `EXCEEDS`: the number of the option whose value `limit` is; 0
+  // otherwise.
+  uint16_t other_option;
+  // What is wrong: a `stockade_config_problem` number
+  // (`stockade_config_problem_str` gives the rule as a static string).
+  uint8_t problem;
+  // The unit of `value` and `limit`: a `stockade_config_unit` number.
+  uint8_t unit;
+  // The value given when `unit` is `COUNT` (the count) or
+  // `MILLISECONDS` (whole milliseconds, truncated); else 0.
+  uint64_t value;
+  // `TOO_LARGE`: the largest accepted value; `TOO_SMALL`: the smallest;
+  // `EXCEEDS`: the other option's value — for `COUNT` and
+  // `MILLISECONDS` as in `value`; else 0.
+  uint64_t limit;
+  // The value given when `unit` is `FACTOR`; else 0.
+  double value_factor;
+  // The limit (as `limit`) when `unit` is `FACTOR`; else 0.
+  double limit_factor;
   // The option's name as a config struct field (`"backoff_factor"`),
   // NUL-terminated.
   char option_name[STOCKADE_CONFIG_OPTION_NAME_LEN];
   // `invalid <option> = <value>: <rule>` in the option's units
   // (`"invalid backoff_factor = 0.5: must be at least 1"`),
-  // NUL-terminated, truncated to fit.
+  // NUL-terminated, truncated to fit. **Hosted builds only**: the
+  // `no_std` (firmware) library does not format messages and leaves it
+  // empty; build one from the fields above if needed.
   char message[STOCKADE_CONFIG_ERROR_MESSAGE_LEN];
 } stockade_config_error;
 
@@ -2369,6 +2442,15 @@ stockade_status stockade_tick_clock_ticks(const struct stockade_tick_clock *tick
 // `tick` must come from `stockade_tick_clock_init`.
 stockade_status stockade_tick_clock_as_clock(const struct stockade_tick_clock *tick,
                                              struct stockade_clock *out);
+
+// The rule broken by problem number `problem` as a static NUL-terminated
+// string (`"must be greater than zero"`, `"must be at most the limit"`,
+// ...), or `"unknown problem"`; not to be freed. Available in every build
+// (firmware too): with `stockade_config_option_str` it names an error
+// without formatting.
+//
+// - Thread safety: safe from any thread. Blocks: no. Never fails.
+const char *stockade_config_problem_str(uint8_t problem);
 
 // The name of config option number `option` (`"queue_timeout"` for 24),
 // or `"unknown option"`: a static NUL-terminated string, not to be freed.

@@ -22,3 +22,21 @@ rodata=$("$size_tool" -A "$out" | awk '$1==".rodata" {print $2}')
 echo "firmware (thumbv7em-none-eabihf, no_std, all $n core-tier functions kept, --gc-sections):"
 echo "  .text   $text bytes"
 echo "  .rodata $rodata bytes"
+
+# A typical firmware: a circuit breaker and a rate limiter on a tick clock,
+# with the status strings (what tests/c/test_nomalloc.c-like code calls).
+typical=$(echo "$keep" | grep -E -- '--undefined=stockade_(breaker|limiter|tick_clock|status_str|config_option_str|config_problem_str)' || true)
+m=$(echo "$typical" | grep -c . || true)
+"$lld" -flavor gnu --gc-sections --entry=0 $typical "$lib" -o "$out.typical"
+text_t=$("$size_tool" -A "$out.typical" | awk '$1==".text" {print $2}')
+rodata_t=$("$size_tool" -A "$out.typical" | awk '$1==".rodata" {print $2}')
+echo "firmware, typical use (breaker + limiter + tick clock + status strings: $m functions):"
+echo "  .text   $text_t bytes"
+echo "  .rodata $rodata_t bytes"
+# No formatting machinery in firmware: config errors carry numbers, not text.
+if "$nm_tool" -C "$out" 2>/dev/null | grep -q 'core::fmt::Formatter'; then
+    "$nm_tool" -C --size-sort -S "$out" | grep 'core::fmt' | tail -5
+    echo "core::fmt is linked into the firmware build"; exit 1
+fi
+# Budget: guards against regressions (the rest is the core's machines).
+[ "${text_t:-0}" -le $((18 * 1024)) ] || { echo "typical firmware .text above 18 KiB"; exit 1; }

@@ -126,6 +126,11 @@ static void test_backoff(void) {
     CHECK(err.option == 43);
     CHECK(strcmp(err.option_name, "backoff_factor") == 0);
     CHECK(strcmp(err.message, "invalid backoff_factor = 0.5: must be at least 1") == 0);
+    /* The same error as numbers (what the no_std build fills). */
+    CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_TOO_SMALL && err.unit == STOCKADE_CONFIG_UNIT_FACTOR);
+    CHECK(err.value_factor == 0.5 && err.limit_factor == 1.0 && err.value == 0 && err.other_option == 0);
+    CHECK(strcmp(stockade_config_problem_str(err.problem), "must be at least the limit") == 0);
+    CHECK(strcmp(stockade_config_problem_str(0), "unknown problem") == 0);
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, NULL, &b),
                  STOCKADE_STATUS_INVALID_CONFIG);
     config = stockade_backoff_config_default();
@@ -138,6 +143,9 @@ static void test_backoff(void) {
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &b),
                  STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(strcmp(err.message, "invalid initial_delay = 1min: must not exceed max_delay (= 30s)") == 0);
+    CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_EXCEEDS && err.unit == STOCKADE_CONFIG_UNIT_MILLISECONDS);
+    CHECK(err.value == 60000 && err.limit == 30000 && err.other_option == 42);
+    CHECK(strcmp(stockade_config_option_str(err.other_option), "max_delay") == 0);
     config = stockade_backoff_config_default();
     config.jitter = 9;
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &b),
