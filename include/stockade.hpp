@@ -9,13 +9,20 @@
 //    when they are not; or_throw() is the explicit throwing form.
 //  - Durations are std::chrono; the C ABI's milliseconds stay inside.
 //  - RAII: objects own their storage (inline, aligned as the header says);
-//    permits release themselves in their destructor.
+//    permits release themselves in their destructor; blocking handles
+//    (breaker, limiter, bulkhead, retry, timeout) free themselves.
+//  - Operations are std::function<bool()> (true = success); an exception
+//    thrown by one is caught before it reaches the library and counted as
+//    a failure. timeout::execute copies the operation to the heap: it may
+//    outlive the call and is freed when it finishes.
 #ifndef STOCKADE_HPP
 #define STOCKADE_HPP
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,6 +59,9 @@ enum class status : uint32_t {
     callback_failed = STOCKADE_STATUS_CALLBACK_FAILED,
     disposed = STOCKADE_STATUS_DISPOSED,
     not_found = STOCKADE_STATUS_NOT_FOUND,
+    name_taken = STOCKADE_STATUS_NAME_TAKEN,
+    token_stale = STOCKADE_STATUS_TOKEN_STALE,
+    not_cancellable = STOCKADE_STATUS_NOT_CANCELLABLE,
 };
 
 /// The status's message ("circuit breaker is open").
@@ -227,6 +237,228 @@ private:
     backoff() = default;
     alignas(STOCKADE_BACKOFF_ALIGN) unsigned char storage_[STOCKADE_BACKOFF_SIZE] = {};
 };
+
+
+/// A bulkhead permit on the core tier: released in its destructor (or by
+/// release(); a second release is a no-op). Move-only.
+class bulkhead_slots;
+class permit {
+public:
+    permit(permit &&o) noexcept : owner_(std::exchange(o.owner_, nullptr)), token_(o.token_) {}
+    permit &operator=(permit &&o) noexcept {
+        if (this != &o) {
+            release();
+            owner_ = std::exchange(o.owner_, nullptr);
+            token_ = o.token_;
+        }
+        return *this;
+    }
+    permit(const permit &) = delete;
+    permit &operator=(const permit &) = delete;
+    ~permit() { release(); }
+    /// Releases now; later calls (and the destructor) do nothing.
+    void release() noexcept {
+        if (owner_) stockade_bulkhead_release(owner_, &token_);
+        owner_ = nullptr;
+    }
+    bool held() const noexcept { return owner_ != nullptr; }
+
+private:
+    friend class bulkhead_slots;
+    permit(stockade_bulkhead *owner, stockade_bulkhead_token token) noexcept : owner_(owner), token_(token) {}
+    stockade_bulkhead *owner_;
+    stockade_bulkhead_token token_;
+};
+
+/// A core-tier bulkhead (no heap, no threads of its own; firmware too)
+/// handing out RAII permits. Not movable: permits point into it.
+class bulkhead_slots {
+public:
+    static std::unique_ptr<bulkhead_slots> make(uint32_t max_concurrent, status *why = nullptr) {
+        std::unique_ptr<bulkhead_slots> b(new bulkhead_slots());
+        stockade_bulkhead_config c = stockade_bulkhead_config_default();
+        c.max_concurrent = max_concurrent;
+        auto s = static_cast<status>(stockade_bulkhead_init(b->storage_, sizeof b->storage_, &c, nullptr, &b->raw_));
+        if (why) *why = s;
+        if (s != status::ok) return nullptr;
+        return b;
+    }
+    /// A permit if a slot is free now, else bulkhead_full.
+    result<permit> try_acquire() noexcept {
+        stockade_bulkhead_token t;
+        auto s = static_cast<status>(stockade_bulkhead_try_acquire(raw_, &t));
+        if (s != status::ok) return s;
+        return permit(raw_, t);
+    }
+    bulkhead_slots(const bulkhead_slots &) = delete;
+    bulkhead_slots &operator=(const bulkhead_slots &) = delete;
+
+private:
+    bulkhead_slots() = default;
+    alignas(STOCKADE_BULKHEAD_ALIGN) unsigned char storage_[STOCKADE_BULKHEAD_SIZE] = {};
+    stockade_bulkhead *raw_ = nullptr;
+};
+
+#ifdef STOCKADE_HAS_BLOCKING
+/// The operation the blocking patterns run: true = success.
+using operation = std::function<bool()>;
+
+namespace detail {
+/// Runs a std::function<bool()>: 0 success, 1 failure, 2 an exception
+/// (caught here: it must not cross into the library; counted as a failure).
+inline int run_operation(void *f) noexcept {
+#ifdef STOCKADE_HPP_EXCEPTIONS
+    try {
+        return (*static_cast<operation *>(f))() ? 0 : 1;
+    } catch (...) {
+        return 2;
+    }
+#else
+    return (*static_cast<operation *>(f))() ? 0 : 1;
+#endif
+}
+/// Frees a heap operation handed to a detached run (timeout, pipeline).
+inline void delete_operation(void *f) noexcept { delete static_cast<operation *>(f); }
+
+template <class H, void (*Free)(H *)>
+struct deleter {
+    void operator()(H *h) const noexcept { Free(h); }
+};
+template <class H, void (*Free)(H *)>
+using owned = std::unique_ptr<H, deleter<H, Free>>;
+
+/// Makes a handle: new_fn(name, &config, &err, &out).
+template <class W, class H, class C, class New>
+result<W> make(New new_fn, const char *name, const C &config) {
+    stockade_config_error err;
+    H *out = nullptr;
+    auto s = static_cast<status>(new_fn(name, &config, &err, &out));
+    if (s == status::invalid_config) return result<W>(s, problem_of(err));
+    if (s != status::ok) return s;
+    return W(out);
+}
+inline stockade_metrics no_metrics() noexcept { return stockade_metrics{}; }
+}  // namespace detail
+
+#define STOCKADE_HPP_HANDLE(cls, H, prefix)                                                  \
+public:                                                                                      \
+    H *raw() const noexcept { return h_.get(); }                                             \
+    stockade_metrics metrics() const noexcept {                                              \
+        stockade_metrics m = detail::no_metrics();                                           \
+        prefix##_metrics(h_.get(), &m);                                                      \
+        return m;                                                                            \
+    }                                                                                        \
+    void dispose() noexcept { prefix##_dispose(h_.get()); }                                  \
+    static result<cls> get(const char *name) {                                               \
+        H *out = nullptr;                                                                    \
+        auto s = static_cast<status>(prefix##_get(name, &out));                              \
+        if (s != status::ok) return s;                                                       \
+        return cls(out);                                                                     \
+    }                                                                                        \
+                                                                                             \
+    /* Takes ownership of a handle from the C API. */                                      \
+    explicit cls(H *h) noexcept : h_(h) {}                                                   \
+                                                                                             \
+private:                                                                                     \
+    detail::owned<H, prefix##_free> h_;
+
+/// A blocking circuit breaker (RAII handle; movable).
+class breaker {
+public:
+    using config_type = stockade_breaker_config;
+    static config_type defaults() noexcept { return stockade_breaker_config_default(); }
+    /// Named (registered) when `name` is not null.
+    static result<breaker> make(const char *name, const config_type &c) {
+        return detail::make<breaker, stockade_breaker_handle>(stockade_breaker_handle_new, name, c);
+    }
+    /// Runs `op` unless the breaker is open: ok, callback_failed, breaker_open, ...
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_breaker_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    stockade_breaker_state state() const noexcept {
+        stockade_breaker_state st = STOCKADE_BREAKER_STATE_CLOSED;
+        stockade_breaker_handle_get_state(h_.get(), &st);
+        return st;
+    }
+    STOCKADE_HPP_HANDLE(breaker, stockade_breaker_handle, stockade_breaker_handle)
+};
+
+/// A blocking rate limiter (FIFO waiting; RAII handle).
+class limiter {
+public:
+    using config_type = stockade_limiter_config;
+    static config_type defaults() noexcept { return stockade_limiter_config_default(); }
+    static result<limiter> make(const char *name, const config_type &c) {
+        return detail::make<limiter, stockade_limiter_handle>(stockade_limiter_handle_new, name, c);
+    }
+    /// Waits (up to the config's queue timeout) for `n` permits.
+    status acquire(uint32_t n = 1) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_acquire(h_.get(), n));
+    }
+    status try_acquire(uint32_t n = 1) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_try_acquire(h_.get(), n));
+    }
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    STOCKADE_HPP_HANDLE(limiter, stockade_limiter_handle, stockade_limiter_handle)
+};
+
+/// A blocking bulkhead (callers queue for a slot; RAII handle).
+class bulkhead {
+public:
+    using config_type = stockade_bulkhead_config;
+    static config_type defaults() noexcept { return stockade_bulkhead_config_default(); }
+    static result<bulkhead> make(const char *name, const config_type &c) {
+        return detail::make<bulkhead, stockade_bulkhead_handle>(stockade_bulkhead_handle_new, name, c);
+    }
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_bulkhead_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    status try_execute(operation op) const noexcept {
+        return static_cast<status>(stockade_bulkhead_handle_try_execute(h_.get(), detail::run_operation, &op));
+    }
+    STOCKADE_HPP_HANDLE(bulkhead, stockade_bulkhead_handle, stockade_bulkhead_handle)
+};
+
+/// A blocking retry (sleeps between attempts; RAII handle).
+class retry {
+public:
+    using config_type = stockade_retry_config;
+    static config_type defaults() noexcept { return stockade_retry_config_default(); }
+    static result<retry> make(const char *name, const config_type &c) {
+        return detail::make<retry, stockade_retry>(stockade_retry_new, name, c);
+    }
+    /// Runs `op` until it returns true or the attempts run out:
+    /// ok, retries_exhausted, disposed.
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_retry_execute(h_.get(), detail::run_operation, nullptr, &op));
+    }
+    STOCKADE_HPP_HANDLE(retry, stockade_retry, stockade_retry)
+};
+
+/// A blocking timeout: execute() returns on time; a late `op` keeps
+/// running on the timeout's worker (it owns its copy of `op`, freed when
+/// it finishes). RAII handle.
+class timeout {
+public:
+    using config_type = stockade_timeout_config;
+    static result<timeout> make(const char *name, std::chrono::milliseconds limit) {
+        config_type c = stockade_timeout_config_default();
+        c.timeout_ms = detail::to_ms(limit);
+        return detail::make<timeout, stockade_timeout>(stockade_timeout_new, name, c);
+    }
+    /// ok, callback_failed, timed_out, queue_full, disposed.
+    status execute(operation op) const {
+        auto *heap = new operation(std::move(op));
+        return static_cast<status>(
+            stockade_timeout_execute(h_.get(), detail::run_operation, heap, detail::delete_operation));
+    }
+    STOCKADE_HPP_HANDLE(timeout, stockade_timeout, stockade_timeout)
+};
+
+#undef STOCKADE_HPP_HANDLE
+#endif  // STOCKADE_HAS_BLOCKING
 
 }  // namespace stockade
 

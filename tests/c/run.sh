@@ -132,6 +132,10 @@ for t in tests/c/test_*.cpp; do
     $CXX -std=c++17 "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "$t" "$lib_a" "${RUST_SYS_LIBS[@]}" \
         -o "$build/$name.asan"
     ASAN_OPTIONS=$asan_opts "$build/$name.asan"
+    # The result-based API without exceptions (game engines, firmware).
+    $CXX -std=c++17 -fno-exceptions "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "$t" "$lib_a" "${RUST_SYS_LIBS[@]}" \
+        -o "$build/$name.noexc"
+    ASAN_OPTIONS=$asan_opts "$build/$name.noexc"
 done
 
 # ---------------------------------------------------------------------------
