@@ -65,6 +65,9 @@ for f in README.md LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
     fi
 done
 
+step "C ABI (ffi/): header drift, C and C++ tests under sanitizers and valgrind, no-malloc core tier, firmware size, install + pkg-config/CMake"
+tests/c/run.sh
+
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     step "loom model checking (bounded preemptions)"
     loom_tests=()
