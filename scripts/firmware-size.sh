@@ -70,7 +70,7 @@ row() {
 }
 echo "| firmware (\`$TARGET\`, profile \`firmware\`) | \`.text\` bytes | minus the empty program | \`.data\` | \`.bss\` |"
 echo "| --- | ---: | ---: | ---: | ---: |"
-row "empty program (entry loop, panic handler)" empty
+row "empty program (its loop; the panic handler is never reached)" empty
 row "one \`CircuitBreaker\`" breaker
 row "one strict \`RateLimiter\`" limiter
 row "breaker + limiter" pair

@@ -141,7 +141,10 @@ impl Divisor {
     #[inline]
     pub(crate) const fn div_rem(self, n: u64) -> (u64, u32) {
         let q = self.div(n);
-        (q, n.wrapping_sub(q.wrapping_mul(self.divisor as u64)) as u32)
+        (
+            q,
+            n.wrapping_sub(q.wrapping_mul(self.divisor as u64)) as u32,
+        )
     }
 }
 
@@ -267,7 +270,9 @@ mod tests {
     fn mul_hi_by_halves_is_the_wide_product() {
         let mut x = 1u64;
         for _ in 0..10_000 {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let y = x.rotate_left(17) ^ 0xdead_beef;
             for (a, b) in [(x, y), (u64::MAX, y), (x, u64::MAX), (u64::MAX, u64::MAX)] {
                 let want = ((u128::from(a) * u128::from(b)) >> 64) as u64;
@@ -279,8 +284,11 @@ mod tests {
     #[test]
     fn duration_from_nanos_matches_the_standard_one() {
         let mut n = 7u64;
-        let mut check = |n: u64| {
-            assert_eq!(duration_from_nanos_by_reciprocal(n), Duration::from_nanos(n));
+        let check = |n: u64| {
+            assert_eq!(
+                duration_from_nanos_by_reciprocal(n),
+                Duration::from_nanos(n)
+            );
             assert_eq!(duration_from_nanos(n), Duration::from_nanos(n));
         };
         for k in 0..64 {
@@ -289,14 +297,19 @@ mod tests {
         }
         for s in [0u64, 1, 999, 18_446_744_073] {
             for sub in [0u64, 1, 999_999_999] {
-                if let Some(v) = s.checked_mul(1_000_000_000).and_then(|v| v.checked_add(sub)) {
+                if let Some(v) = s
+                    .checked_mul(1_000_000_000)
+                    .and_then(|v| v.checked_add(sub))
+                {
                     check(v);
                 }
             }
         }
         check(u64::MAX);
         for _ in 0..100_000 {
-            n = n.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(3_037_000_493);
+            n = n
+                .wrapping_mul(2_862_933_555_777_941_757)
+                .wrapping_add(3_037_000_493);
             check(n >> (n % 64));
         }
     }

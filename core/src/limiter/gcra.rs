@@ -9,8 +9,8 @@ use super::plan::{nanos_to_duration, plan};
 use super::{CancelError, RateLimitError, RateLimiterConfig, Reservation, ReservationToken};
 use crate::clock::{Clock, Timestamp};
 use crate::error::ConfigError;
-use crate::time::{Divisor, duration_from_nanos};
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
+use crate::time::{Divisor, duration_from_nanos};
 
 /// A lock-free GCRA rate limiter in one atomic word.
 ///
@@ -191,7 +191,7 @@ impl RateLimiter {
         let (tick, frac) = self.ticks(now);
         let lead = if WIDE {
             // Nanoseconds that never wrap: plain order.
-            if tat > tick { tat - tick } else { 0 }
+            tat.saturating_sub(tick)
         } else {
             let d = tat.wrapping_sub(tick);
             if d <= self.stale_after() { d } else { 0 }

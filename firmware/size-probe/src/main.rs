@@ -29,10 +29,12 @@ fn main() {}
 mod firmware {
     use core::panic::PanicInfo;
     use core::ptr;
+    #[cfg(any(feature = "breaker", feature = "limiter"))]
     use core::time::Duration;
 
     #[cfg(feature = "breaker")]
     use stockade::breaker::{BreakerConfig, CircuitBreaker};
+    #[cfg(any(feature = "breaker", feature = "limiter"))]
     use stockade::clock::TickClock;
     #[cfg(feature = "limiter")]
     use stockade::limiter::{Mode, RateLimiter, RateLimiterConfig};
@@ -40,6 +42,7 @@ mod firmware {
     /// A free-running 32-bit up-counter at 1 MHz (e.g. a TIM2 `CNT`).
     const TIMER_COUNT: *const u32 = 0x4000_0024 as *const u32;
     /// The device: reading it makes the guarded call (non-zero = it failed).
+    #[cfg(feature = "breaker")]
     const DEVICE: *const u32 = 0x4000_4400 as *const u32;
     /// Where the firmware sends what it decided (a UART data register).
     const OUT: *mut u32 = 0x4000_4404 as *mut u32;
@@ -49,6 +52,7 @@ mod firmware {
         unsafe { ptr::read_volatile(TIMER_COUNT) }
     }
 
+    #[cfg(any(feature = "breaker", feature = "limiter"))]
     static CLOCK: TickClock<fn() -> u32> = TickClock::new(read_timer, 1_000_000);
 
     #[cfg(feature = "breaker")]
@@ -72,6 +76,7 @@ mod firmware {
         Err(_) => panic!("invalid rate limiter configuration"),
     };
 
+    #[cfg(feature = "breaker")]
     fn device_call_failed() -> bool {
         // SAFETY: a memory-mapped device register, always readable.
         unsafe { ptr::read_volatile(DEVICE) != 0 }
@@ -83,6 +88,7 @@ mod firmware {
     }
 
     /// "Wait this long": what a firmware hands its scheduler.
+    #[cfg(any(feature = "breaker", feature = "limiter"))]
     fn wait(retry_after: Option<Duration>) {
         match retry_after {
             Some(d) => {
@@ -95,7 +101,7 @@ mod firmware {
 
     /// The entry point (the linker's default entry symbol).
     #[unsafe(no_mangle)]
-    pub extern "C" fn _start() -> ! {
+    extern "C" fn _start() -> ! {
         loop {
             #[cfg(feature = "breaker")]
             match BREAKER.try_acquire(&CLOCK) {
