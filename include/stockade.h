@@ -109,7 +109,7 @@
 #define STOCKADE_CONFIG_OPTION_NAME_LEN 32
 
 // Bytes of storage a `stockade_limiter` needs (every supported target).
-#define STOCKADE_LIMITER_SIZE 48
+#define STOCKADE_LIMITER_SIZE 56
 
 // Alignment a `stockade_limiter`'s storage needs.
 #define STOCKADE_LIMITER_ALIGN 8

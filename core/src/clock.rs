@@ -49,7 +49,7 @@ impl Timestamp {
     /// Time from `earlier` to `self`, or zero if `earlier` is later
     /// (a clock that stepped backwards).
     pub const fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        crate::time::duration_from_nanos(self.0.saturating_sub(earlier.0))
     }
 
     /// `self + duration`, saturating at the end of time.
@@ -232,7 +232,8 @@ impl Clock for ManualClock {
 #[derive(Debug)]
 pub struct TickClock<F> {
     read: F,
-    nanos_per_tick: u64,
+    /// At most 10^9: a `u32` (a 64×32-bit multiply per reading).
+    nanos_per_tick: u32,
     /// `(wraps << 1) | top bit of the last observed raw count`.
     epoch: AtomicU32,
 }
@@ -283,7 +284,7 @@ impl<F: TickSource> TickClock<F> {
         /// frequencies above 1 GHz are treated as 1 GHz.
         pub fn new(read: F, hz: u32) -> TickClock<F> {
             let hz = if hz == 0 { 1 } else if hz > 1_000_000_000 { 1_000_000_000 } else { hz };
-            TickClock { read, nanos_per_tick: 1_000_000_000 / hz as u64, epoch: AtomicU32::new(0) }
+            TickClock { read, nanos_per_tick: 1_000_000_000 / hz, epoch: AtomicU32::new(0) }
         }
     }
 
@@ -329,9 +330,11 @@ impl<F: TickSource> TickClock<F> {
 }
 
 impl<F: TickSource> Clock for TickClock<F> {
-    #[inline]
+    // Out of line: a machine reads the clock from several places, and on a
+    // microcontroller one copy of this loop is worth more than a call.
+    #[inline(never)]
     fn now(&self) -> Timestamp {
-        Timestamp(self.ticks().saturating_mul(self.nanos_per_tick))
+        Timestamp(self.ticks().saturating_mul(self.nanos_per_tick as u64))
     }
 }
 

@@ -138,7 +138,7 @@ impl stockade_limiter_token {
 }
 
 /// Bytes of storage a `stockade_limiter` needs (every supported target).
-pub const STOCKADE_LIMITER_SIZE: usize = 48;
+pub const STOCKADE_LIMITER_SIZE: usize = 56;
 /// Alignment a `stockade_limiter`'s storage needs.
 pub const STOCKADE_LIMITER_ALIGN: usize = 8;
 
