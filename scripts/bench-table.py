@@ -39,11 +39,11 @@ GROUPS = {
 TARGETS = [
     ("limiter", "stockade-monotonic", "governor-default", 1.0, "≤ 1.0×"),
     ("limiter", "stockade-execute", "governor-default", 1.0, "≤ 1.0×"),
-    ("breaker", "stockade", "recloser", 1 / 3, "≤ 1/3"),
-    ("breaker", "stockade", "failsafe", 1 / 20, "≤ 1/20"),
-    ("breaker", "stockade-execute", "recloser", 1 / 3, "≤ 1/3"),
-    ("breaker", "stockade-execute", "failsafe", 1 / 20, "≤ 1/20"),
-    ("bulkhead", "stockade", "tokio", 1 / 2, "≤ 1/2"),
+    ("breaker", "stockade", "recloser", 1 / 4, "≤ 1/4"),
+    ("breaker", "stockade-execute", "recloser", 1 / 4, "≤ 1/4"),
+    ("bulkhead", "stockade", "floor-two-atomics", 1.25, "≤ 1.25× (the two-atomic floor)"),
+    ("bulkhead", "stockade", "tokio", 1.0, "≤ 1.0×"),
+    ("retry", "stockade-execute", "backon", 1.0, "≤ 1.0×"),
 ]
 
 # Two threads on one instance: per-op time per thread vs one thread.

@@ -53,6 +53,11 @@ if grep -q 'portable-atomic feature "fallback"' <<<"$pa_features"; then
     exit 1
 fi
 
+step "firmware footprint: breaker + limiter within the budget"
+# Prints the README's "Firmware footprint" table and fails over budget or
+# if formatting, panic messages or 64-bit division get linked.
+scripts/firmware-size.sh --check
+
 step "MSRV: the library builds on the declared rust-version"
 # The library only (any features); tests, examples and benches may use newer Rust.
 msrv=$(sed -n 's/^rust-version = "\([0-9.]*\)"$/\1/p' Cargo.toml)
@@ -69,6 +74,9 @@ for f in README.md LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
         exit 1
     fi
 done
+
+step "C ABI (ffi/): header drift, C and C++ tests under sanitizers and valgrind, no-malloc core tier, firmware size, install + pkg-config/CMake"
+tests/c/run.sh
 
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     step "loom model checking (bounded preemptions)"

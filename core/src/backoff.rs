@@ -530,6 +530,11 @@ pub struct BackoffSchedule {
 }
 
 impl BackoffSchedule {
+    /// `size_of::<BackoffSchedule>()`: the bytes C must provide to hold one.
+    pub const SIZE: usize = core::mem::size_of::<BackoffSchedule>();
+    /// `align_of::<BackoffSchedule>()`: the alignment C must provide.
+    pub const ALIGN: usize = core::mem::align_of::<BackoffSchedule>();
+
     /// Records that an attempt failed, `elapsed` after the operation began,
     /// and returns how long to wait before the next attempt — or `None` to
     /// give up: `max_attempts` attempts have been made, or the delay would

@@ -49,7 +49,7 @@ impl Timestamp {
     /// Time from `earlier` to `self`, or zero if `earlier` is later
     /// (a clock that stepped backwards).
     pub const fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        crate::time::duration_from_nanos(self.0.saturating_sub(earlier.0))
     }
 
     /// `self + duration`, saturating at the end of time.
@@ -232,12 +232,51 @@ impl Clock for ManualClock {
 #[derive(Debug)]
 pub struct TickClock<F> {
     read: F,
-    nanos_per_tick: u64,
+    /// At most 10^9: a `u32` (a 64×32-bit multiply per reading).
+    nanos_per_tick: u32,
     /// `(wraps << 1) | top bit of the last observed raw count`.
     epoch: AtomicU32,
 }
 
-impl<F: Fn() -> u32> TickClock<F> {
+/// Where a [`TickClock`] reads its raw 32-bit counter.
+///
+/// Every `Fn() -> u32` is one (a function reading a timer register, a
+/// closure); a binding implements it for a callback that carries its own
+/// context (C: a function pointer plus `void *user_data`).
+///
+/// # Examples
+///
+/// ```
+/// use stockade::clock::{Clock, TickClock, TickSource};
+///
+/// /// A counter read through a callback with its own context.
+/// struct Callback {
+///     read: fn(&u32) -> u32,
+///     context: u32,
+/// }
+///
+/// impl TickSource for Callback {
+///     fn read(&self) -> u32 {
+///         (self.read)(&self.context)
+///     }
+/// }
+///
+/// let clock = TickClock::new(Callback { read: |c| *c * 2, context: 21 }, 1_000);
+/// assert_eq!(clock.now().as_nanos(), 42_000_000);
+/// ```
+pub trait TickSource {
+    /// The counter's current raw value; it wraps at `u32::MAX`.
+    fn read(&self) -> u32;
+}
+
+impl<F: Fn() -> u32> TickSource for F {
+    #[inline]
+    fn read(&self) -> u32 {
+        self()
+    }
+}
+
+impl<F: TickSource> TickClock<F> {
     const_fn_unless_loom! {
         /// A clock over a counter that ticks `hz` times a second.
         ///
@@ -245,7 +284,7 @@ impl<F: Fn() -> u32> TickClock<F> {
         /// frequencies above 1 GHz are treated as 1 GHz.
         pub fn new(read: F, hz: u32) -> TickClock<F> {
             let hz = if hz == 0 { 1 } else if hz > 1_000_000_000 { 1_000_000_000 } else { hz };
-            TickClock { read, nanos_per_tick: 1_000_000_000 / hz as u64, epoch: AtomicU32::new(0) }
+            TickClock { read, nanos_per_tick: 1_000_000_000 / hz, epoch: AtomicU32::new(0) }
         }
     }
 
@@ -260,7 +299,7 @@ impl<F: Fn() -> u32> TickClock<F> {
             // call was held up while others read the clock: start over with
             // a fresh epoch and a fresh counter read.
             let epoch = self.epoch.load(Ordering::Acquire);
-            let raw = (self.read)();
+            let raw = self.read.read();
             // The counter read stays before the re-check (also on hardware
             // that reorders loads).
             fence(Ordering::Acquire);
@@ -290,10 +329,12 @@ impl<F: Fn() -> u32> TickClock<F> {
     }
 }
 
-impl<F: Fn() -> u32> Clock for TickClock<F> {
-    #[inline]
+impl<F: TickSource> Clock for TickClock<F> {
+    // Out of line: a machine reads the clock from several places, and on a
+    // microcontroller one copy of this loop is worth more than a call.
+    #[inline(never)]
     fn now(&self) -> Timestamp {
-        Timestamp(self.ticks().saturating_mul(self.nanos_per_tick))
+        Timestamp(self.ticks().saturating_mul(self.nanos_per_tick as u64))
     }
 }
 

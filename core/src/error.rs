@@ -106,42 +106,89 @@ pub enum ConfigOption {
 }
 
 impl ConfigOption {
+    /// The option numbered `n` (its discriminant), if there is one.
+    pub const fn from_u16(n: u16) -> Option<ConfigOption> {
+        Some(match n {
+            1 => ConfigOption::FailureThreshold,
+            2 => ConfigOption::ResetTimeout,
+            3 => ConfigOption::HalfOpenTimeout,
+            4 => ConfigOption::MonitorInterval,
+            5 => ConfigOption::HalfOpenMaxProbes,
+            6 => ConfigOption::HalfOpenSuccessesToClose,
+            7 => ConfigOption::FailureRateThreshold,
+            8 => ConfigOption::FailureRateWindowSize,
+            9 => ConfigOption::FailureRateMinimumCalls,
+            10 => ConfigOption::SlowCallThreshold,
+            20 => ConfigOption::RequestsPerPeriod,
+            21 => ConfigOption::Period,
+            22 => ConfigOption::Burst,
+            23 => ConfigOption::MaxQueueSize,
+            24 => ConfigOption::QueueTimeout,
+            25 => ConfigOption::Mode,
+            30 => ConfigOption::MaxConcurrent,
+            31 => ConfigOption::MaxQueue,
+            40 => ConfigOption::MaxAttempts,
+            41 => ConfigOption::InitialDelay,
+            42 => ConfigOption::MaxDelay,
+            43 => ConfigOption::BackoffFactor,
+            44 => ConfigOption::MaxElapsed,
+            45 => ConfigOption::RetryableErrors,
+            46 => ConfigOption::Jitter,
+            50 => ConfigOption::BudgetRatio,
+            51 => ConfigOption::MinRetriesPerSecond,
+            52 => ConfigOption::MaxTokens,
+            60 => ConfigOption::Timeout,
+            61 => ConfigOption::MaxWorkers,
+            62 => ConfigOption::IdleTimeout,
+            63 => ConfigOption::DefaultTimeout,
+            _ => return None,
+        })
+    }
+
     /// The option's name as written in Rust (`failure_threshold`); Python
     /// uses the same name, C the same name as a struct field.
     pub const fn as_str(self) -> &'static str {
+        match core::str::from_utf8(self.as_c_str().to_bytes()) {
+            Ok(name) => name,
+            Err(_) => "",
+        }
+    }
+
+    /// [`as_str`](Self::as_str) with a terminating NUL, for C.
+    pub const fn as_c_str(self) -> &'static core::ffi::CStr {
         match self {
-            ConfigOption::FailureThreshold => "failure_threshold",
-            ConfigOption::ResetTimeout => "reset_timeout",
-            ConfigOption::HalfOpenTimeout => "half_open_timeout",
-            ConfigOption::MonitorInterval => "monitor_interval",
-            ConfigOption::HalfOpenMaxProbes => "half_open_max_probes",
-            ConfigOption::HalfOpenSuccessesToClose => "half_open_successes_to_close",
-            ConfigOption::FailureRateThreshold => "failure_rate_threshold",
-            ConfigOption::FailureRateWindowSize => "failure_rate_window_size",
-            ConfigOption::FailureRateMinimumCalls => "failure_rate_minimum_calls",
-            ConfigOption::SlowCallThreshold => "slow_call_threshold",
-            ConfigOption::RequestsPerPeriod => "requests_per_period",
-            ConfigOption::Period => "period",
-            ConfigOption::Burst => "burst",
-            ConfigOption::MaxQueueSize => "max_queue_size",
-            ConfigOption::QueueTimeout => "queue_timeout",
-            ConfigOption::Mode => "mode",
-            ConfigOption::MaxConcurrent => "max_concurrent",
-            ConfigOption::MaxQueue => "max_queue",
-            ConfigOption::MaxAttempts => "max_attempts",
-            ConfigOption::InitialDelay => "initial_delay",
-            ConfigOption::MaxDelay => "max_delay",
-            ConfigOption::BackoffFactor => "backoff_factor",
-            ConfigOption::MaxElapsed => "max_elapsed",
-            ConfigOption::RetryableErrors => "retryable_errors",
-            ConfigOption::Jitter => "jitter",
-            ConfigOption::BudgetRatio => "ratio",
-            ConfigOption::MinRetriesPerSecond => "min_retries_per_second",
-            ConfigOption::MaxTokens => "max_tokens",
-            ConfigOption::Timeout => "timeout",
-            ConfigOption::MaxWorkers => "max_workers",
-            ConfigOption::IdleTimeout => "idle_timeout",
-            ConfigOption::DefaultTimeout => "default_timeout",
+            ConfigOption::FailureThreshold => c"failure_threshold",
+            ConfigOption::ResetTimeout => c"reset_timeout",
+            ConfigOption::HalfOpenTimeout => c"half_open_timeout",
+            ConfigOption::MonitorInterval => c"monitor_interval",
+            ConfigOption::HalfOpenMaxProbes => c"half_open_max_probes",
+            ConfigOption::HalfOpenSuccessesToClose => c"half_open_successes_to_close",
+            ConfigOption::FailureRateThreshold => c"failure_rate_threshold",
+            ConfigOption::FailureRateWindowSize => c"failure_rate_window_size",
+            ConfigOption::FailureRateMinimumCalls => c"failure_rate_minimum_calls",
+            ConfigOption::SlowCallThreshold => c"slow_call_threshold",
+            ConfigOption::RequestsPerPeriod => c"requests_per_period",
+            ConfigOption::Period => c"period",
+            ConfigOption::Burst => c"burst",
+            ConfigOption::MaxQueueSize => c"max_queue_size",
+            ConfigOption::QueueTimeout => c"queue_timeout",
+            ConfigOption::Mode => c"mode",
+            ConfigOption::MaxConcurrent => c"max_concurrent",
+            ConfigOption::MaxQueue => c"max_queue",
+            ConfigOption::MaxAttempts => c"max_attempts",
+            ConfigOption::InitialDelay => c"initial_delay",
+            ConfigOption::MaxDelay => c"max_delay",
+            ConfigOption::BackoffFactor => c"backoff_factor",
+            ConfigOption::MaxElapsed => c"max_elapsed",
+            ConfigOption::RetryableErrors => c"retryable_errors",
+            ConfigOption::Jitter => c"jitter",
+            ConfigOption::BudgetRatio => c"ratio",
+            ConfigOption::MinRetriesPerSecond => c"min_retries_per_second",
+            ConfigOption::MaxTokens => c"max_tokens",
+            ConfigOption::Timeout => c"timeout",
+            ConfigOption::MaxWorkers => c"max_workers",
+            ConfigOption::IdleTimeout => c"idle_timeout",
+            ConfigOption::DefaultTimeout => c"default_timeout",
         }
     }
 }
@@ -397,5 +444,16 @@ mod tests {
         assert_eq!(ConfigOption::QueueTimeout as u16, 24);
         assert_eq!(ConfigOption::DefaultTimeout as u16, 63);
         assert_eq!(ConfigOption::QueueTimeout.as_str(), "queue_timeout");
+        assert_eq!(ConfigOption::QueueTimeout.as_c_str(), c"queue_timeout");
+        // Every number maps back to its option, and no two share a name.
+        let mut seen = std::vec::Vec::new();
+        for n in 0..=u16::MAX {
+            if let Some(option) = ConfigOption::from_u16(n) {
+                assert_eq!(option as u16, n);
+                assert!(!seen.contains(&option.as_str()), "{option:?}");
+                seen.push(option.as_str());
+            }
+        }
+        assert_eq!(seen.len(), 32);
     }
 }

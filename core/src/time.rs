@@ -80,3 +80,237 @@ pub(crate) const fn duration_to_millis_saturating(duration: core::time::Duration
         millis as u64
     }
 }
+
+/// Division of a `u64` by a `u32` fixed at construction, without a division
+/// at run time: a multiply-high and two shifts (Granlund and Montgomery,
+/// "Division by invariant integers using multiplication", 1994, figure
+/// 4.1), exact for every dividend and divisor.
+///
+/// On 32-bit targets a 64-bit division is a call into `compiler-builtins`
+/// (about 0.9 KiB of code on Cortex-M, and tens to hundreds of cycles);
+/// this is four 32×32→64 multiplies. The state machines' clock-to-tick
+/// conversions and nanoseconds-to-`Duration` conversions go through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Divisor {
+    /// The divisor `d` (at least 1).
+    divisor: u32,
+    /// `l = ceil(log2(d))`, 0 to 32.
+    log: u32,
+    /// `floor(2^64 · (2^l − d) / d) + 1`, which fits 64 bits for every
+    /// `u32` divisor; as two halves so the type stays 4-byte aligned.
+    magic: [u32; 2],
+}
+
+impl Divisor {
+    /// Divides by `divisor`; zero is taken as one.
+    pub(crate) const fn new(divisor: u32) -> Divisor {
+        let d = if divisor == 0 { 1 } else { divisor };
+        let log = u32::BITS - (d - 1).leading_zeros();
+        // `2^l - d < d`, so the quotient is below 2^64 and the sum at most
+        // 2^64 - 1 (the maximum needs `d >= 2^64`).
+        let magic = ((1u128 << 64) * ((1u128 << log) - d as u128) / d as u128 + 1) as u64;
+        Divisor {
+            divisor: d,
+            log,
+            magic: [magic as u32, (magic >> 32) as u32],
+        }
+    }
+
+    /// The divisor.
+    #[inline]
+    pub(crate) const fn get(self) -> u32 {
+        self.divisor
+    }
+
+    /// `n / d`, rounded down.
+    #[inline]
+    pub(crate) const fn div(self, n: u64) -> u64 {
+        let magic = (self.magic[1] as u64) << 32 | self.magic[0] as u64;
+        let t = mul_hi(n, magic);
+        // `t <= n`, and `t + (n - t) / 2 <= n`: nothing overflows.
+        let (sh1, sh2) = if self.log == 0 {
+            (0, 0)
+        } else {
+            (1, self.log - 1)
+        };
+        (t + ((n - t) >> sh1)) >> sh2
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline]
+    pub(crate) const fn div_rem(self, n: u64) -> (u64, u32) {
+        let q = self.div(n);
+        (
+            q,
+            n.wrapping_sub(q.wrapping_mul(self.divisor as u64)) as u32,
+        )
+    }
+}
+
+/// The high 64 bits of the 128-bit product.
+#[inline]
+#[cfg(target_pointer_width = "64")]
+const fn mul_hi(a: u64, b: u64) -> u64 {
+    ((a as u128 * b as u128) >> 64) as u64
+}
+
+/// The high 64 bits of the 128-bit product, from four 32×32→64 products
+/// (a 128-bit multiply would be a library call on some 32-bit targets).
+#[inline]
+#[cfg(any(not(target_pointer_width = "64"), test))]
+const fn mul_hi_by_halves(a: u64, b: u64) -> u64 {
+    let (a0, a1) = (a & 0xffff_ffff, a >> 32);
+    let (b0, b1) = (b & 0xffff_ffff, b >> 32);
+    let low = a0 * b0;
+    let cross1 = a1 * b0;
+    let cross2 = a0 * b1;
+    // Below 3 · 2^32: no overflow.
+    let mid = (low >> 32) + (cross1 & 0xffff_ffff) + (cross2 & 0xffff_ffff);
+    a1 * b1 + (cross1 >> 32) + (cross2 >> 32) + (mid >> 32)
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+use mul_hi_by_halves as mul_hi;
+
+/// Nanoseconds per second, as a [`Divisor`].
+const NANOS_PER_SEC: Divisor = Divisor::new(1_000_000_000);
+
+/// `Duration::from_nanos`, without a 64-bit division on 32-bit targets
+/// (where it would link `compiler-builtins`' division); the standard
+/// conversion (one multiply by the compiler's own reciprocal) elsewhere.
+#[inline]
+pub(crate) const fn duration_from_nanos(nanos: u64) -> core::time::Duration {
+    if cfg!(target_pointer_width = "64") {
+        core::time::Duration::from_nanos(nanos)
+    } else {
+        duration_from_nanos_by_reciprocal(nanos)
+    }
+}
+
+/// The 32-bit targets' [`duration_from_nanos`] (tested on every host).
+/// Out of line: it serves rejections (their `retry_after`), and one copy
+/// is smaller than one per caller.
+#[inline(never)]
+const fn duration_from_nanos_by_reciprocal(nanos: u64) -> core::time::Duration {
+    let (secs, sub) = NANOS_PER_SEC.div_rem(nanos);
+    // `sub < 10^9` already; the clamp lets the compiler see it and drop
+    // `Duration::new`'s carry (and its panic message).
+    let sub = if sub > 999_999_999 { 999_999_999 } else { sub };
+    core::time::Duration::new(secs, sub)
+}
+
+#[cfg(all(test, not(stockade_loom)))]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    /// Dividends that stress the reciprocal: around multiples of `d`, of
+    /// powers of two, and the ends of the range.
+    fn dividends(d: u32) -> impl Iterator<Item = u64> {
+        let d = u64::from(d);
+        let mut v = std::vec![0, 1, 2, u64::MAX, u64::MAX - 1, u64::MAX / d * d];
+        for k in 0..64 {
+            let p = 1u64 << k;
+            v.extend([p - 1, p, p + 1]);
+            if let Some(m) = (p / d).checked_mul(d) {
+                v.extend([m.saturating_sub(1), m, m + 1]);
+            }
+        }
+        for q in [1u64, 2, 1 << 20, 1 << 31, 1 << 32, 1 << 33, u64::MAX / d] {
+            if let Some(m) = q.checked_mul(d) {
+                v.extend([m - 1, m, m.saturating_add(1), m.saturating_add(d - 1)]);
+            }
+        }
+        v.into_iter()
+    }
+
+    #[test]
+    fn divisor_is_exact() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut divisors = std::vec![
+            1,
+            2,
+            3,
+            5,
+            7,
+            10,
+            1_000,
+            33_334,
+            100_000,
+            1_000_000,
+            1_000_000_000,
+            (1 << 31) - 1,
+            1 << 31,
+            (1 << 31) + 1,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        divisors.extend((0..32).map(|k| 1u32 << k));
+        divisors.extend((0..200).map(|_| (next() >> (next() % 64)) as u32 | 1));
+        for d in divisors {
+            let div = Divisor::new(d);
+            assert_eq!(div.get(), d);
+            let randoms: std::vec::Vec<u64> = (0..500).map(|_| next() >> (next() % 64)).collect();
+            for n in dividends(d).chain(randoms) {
+                let want = (n / u64::from(d), (n % u64::from(d)) as u32);
+                assert_eq!(div.div_rem(n), want, "{n} / {d}");
+            }
+        }
+        assert_eq!(Divisor::new(0), Divisor::new(1));
+    }
+
+    #[test]
+    fn mul_hi_by_halves_is_the_wide_product() {
+        let mut x = 1u64;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let y = x.rotate_left(17) ^ 0xdead_beef;
+            for (a, b) in [(x, y), (u64::MAX, y), (x, u64::MAX), (u64::MAX, u64::MAX)] {
+                let want = ((u128::from(a) * u128::from(b)) >> 64) as u64;
+                assert_eq!(mul_hi_by_halves(a, b), want);
+            }
+        }
+    }
+
+    #[test]
+    fn duration_from_nanos_matches_the_standard_one() {
+        let mut n = 7u64;
+        let check = |n: u64| {
+            assert_eq!(
+                duration_from_nanos_by_reciprocal(n),
+                Duration::from_nanos(n)
+            );
+            assert_eq!(duration_from_nanos(n), Duration::from_nanos(n));
+        };
+        for k in 0..64 {
+            check((1 << k) - 1);
+            check(1 << k);
+        }
+        for s in [0u64, 1, 999, 18_446_744_073] {
+            for sub in [0u64, 1, 999_999_999] {
+                if let Some(v) = s
+                    .checked_mul(1_000_000_000)
+                    .and_then(|v| v.checked_add(sub))
+                {
+                    check(v);
+                }
+            }
+        }
+        check(u64::MAX);
+        for _ in 0..100_000 {
+            n = n
+                .wrapping_mul(2_862_933_555_777_941_757)
+                .wrapping_add(3_037_000_493);
+            check(n >> (n % 64));
+        }
+    }
+}

@@ -228,7 +228,7 @@ impl CircuitBreaker {
                 if let Some((g, seen)) = fix {
                     self.restamp(g, seen, now.get());
                 }
-                self.rejections.fetch_add(1, Ordering::Relaxed);
+                count(&self.rejections);
                 Err(rejected)
             }
         }
@@ -317,7 +317,7 @@ impl CircuitBreaker {
         let g = token.generation() as Word;
         if gen_of(w) != g || token.generation() >= Self::GENERATIONS {
             if outcome != Outcome::Ignored {
-                self.stale.fetch_add(1, Ordering::Relaxed);
+                count(&self.stale);
             }
             return Err(TokenError::Stale);
         }
@@ -348,14 +348,14 @@ impl CircuitBreaker {
         };
         match counted {
             Err(e) => {
-                self.stale.fetch_add(1, Ordering::Relaxed);
+                count(&self.stale);
                 Err(e.into())
             }
             Ok(transition) => {
                 if failed {
-                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    count(&self.failures);
                     if slow {
-                        self.slow_calls.fetch_add(1, Ordering::Relaxed);
+                        count(&self.slow_calls);
                     }
                 }
                 Ok(transition)

@@ -119,6 +119,7 @@ impl CircuitBreaker {
     /// the observed value `seen` (an older generation's stamp, or `g`'s
     /// stamp that the clock is behind of). Losing the race is fine: the
     /// winner stamped a time at least as recent.
+    #[inline(never)]
     pub(super) fn restamp(&self, g: Word, seen: Word, t: Timestamp) {
         let _ = self.since.compare_exchange(
             seen,

@@ -126,6 +126,13 @@ impl From<NotCounted> for TokenError {
 /// compare-and-swap succeeds or `f` declines; returns the step's value and
 /// the old and new words. Readies the window before a CAS that closes
 /// the circuit (see the module docs).
+/// Adds one to a statistics counter (wrapping). Out of line: one copy of
+/// the read-modify-write serves every counter.
+#[inline(never)]
+pub(super) fn count(counter: &AtomicU32) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 #[inline]
 pub(super) fn update_ctrl<T, E>(
     breaker: &CircuitBreaker,
@@ -138,23 +145,41 @@ pub(super) fn update_ctrl<T, E>(
         if next == current {
             return Ok((value, current, next));
         }
-        if mode_of(next) == CLOSED && gen_of(next) != gen_of(current) {
-            breaker.prepare_window(gen_of(next));
-        }
-        match breaker
-            .ctrl
-            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => return Ok((value, current, next)),
-            Err(actual) => {
-                current = actual;
-                backoff.spin();
-            }
+        match breaker.swap_ctrl(current, next, &backoff) {
+            Ok(()) => return Ok((value, current, next)),
+            Err(actual) => current = actual,
         }
     }
 }
 
 impl CircuitBreaker {
+    /// [`update_ctrl`]'s compare-and-swap of `current` for `next`, after
+    /// readying the failure-rate window if `next` closes the circuit; on
+    /// failure it backs off and returns the word found. Out of line: every
+    /// transition loop shares this one copy (on a microcontroller that is
+    /// worth more than the call).
+    #[inline(never)]
+    fn swap_ctrl(
+        &self,
+        current: Word,
+        next: Word,
+        backoff: &crossbeam_utils::Backoff,
+    ) -> Result<(), Word> {
+        if mode_of(next) == CLOSED && gen_of(next) != gen_of(current) {
+            self.prepare_window(gen_of(next));
+        }
+        match self
+            .ctrl
+            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(actual) => {
+                backoff.spin();
+                Err(actual)
+            }
+        }
+    }
+
     /// The effects of a successful CAS from `old` to `new`: when the
     /// generation changed, stamps its start (with a clock reading taken
     /// now, after the CAS), moves the window, counts, and returns the
@@ -170,14 +195,14 @@ impl CircuitBreaker {
         }
         let g = gen_of(new);
         self.enter(g, now.fresh());
-        self.transitions.fetch_add(1, Ordering::Relaxed);
+        count(&self.transitions);
         let transition = Transition {
             from: BreakerState::from_mode(mode_of(old)),
             to: BreakerState::from_mode(mode_of(new)),
             generation: field_u32(g),
         };
         if transition.changes_state() {
-            self.state_changes.fetch_add(1, Ordering::Relaxed);
+            count(&self.state_changes);
         }
         Some(transition)
     }
@@ -223,42 +248,35 @@ impl CircuitBreaker {
         suspect: Option<Word>,
     ) -> Result<((), Word), Refusal> {
         let g = gen_of(w);
-        match mode_of(w) {
-            CLOSED | DISABLED => Ok(((), w)),
-            OPEN => {
-                let t = now.get();
-                let e = self.admission_elapsed(w, t, fix, suspect)?;
-                if e >= self.reset_ticks {
-                    Ok(((), pack(HALF_OPEN, next_gen(g), 1, 0)))
-                } else {
-                    Err(Refusal::Rejected(BreakerRejected::after(
-                        BreakerState::Open,
-                        remaining(self.reset_ticks - e, t),
-                    )))
-                }
+        let mode = mode_of(w);
+        let (timeout, state) = match mode {
+            CLOSED | DISABLED => return Ok(((), w)),
+            OPEN => (self.reset_ticks, BreakerState::Open),
+            HALF_OPEN => (self.half_open_ticks, BreakerState::HalfOpen),
+            _ => return Err(Refusal::Rejected(BreakerRejected::forced_open())),
+        };
+        // Open and half-open share the clock reading and the rejection
+        // (one copy of each: this is the firmware's admission path too).
+        let t = now.get();
+        let e = self.admission_elapsed(w, t, fix, suspect)?;
+        if e >= timeout {
+            let g1 = next_gen(g);
+            if mode == OPEN {
+                Ok(((), pack(HALF_OPEN, g1, 1, 0)))
+            } else if b_of(w) > 0 {
+                // The round is over: close if a probe succeeded (none
+                // failed, or we would be open), else start a new round.
+                Ok(((), pack(CLOSED, g1, 0, 0)))
+            } else {
+                Ok(((), pack(HALF_OPEN, g1, 1, 0)))
             }
-            HALF_OPEN => {
-                let t = now.get();
-                let e = self.admission_elapsed(w, t, fix, suspect)?;
-                if e >= self.half_open_ticks {
-                    // The round is over: close if a probe succeeded (none
-                    // failed, or we would be open), else start a new round.
-                    let g1 = next_gen(g);
-                    if b_of(w) > 0 {
-                        Ok(((), pack(CLOSED, g1, 0, 0)))
-                    } else {
-                        Ok(((), pack(HALF_OPEN, g1, 1, 0)))
-                    }
-                } else if a_of(w) < self.config.half_open_max_probes as Word {
-                    Ok(((), pack(HALF_OPEN, g, a_of(w) + 1, b_of(w))))
-                } else {
-                    Err(Refusal::Rejected(BreakerRejected::after(
-                        BreakerState::HalfOpen,
-                        remaining(self.half_open_ticks - e, t),
-                    )))
-                }
-            }
-            _ => Err(Refusal::Rejected(BreakerRejected::forced_open())),
+        } else if mode == HALF_OPEN && a_of(w) < self.config.half_open_max_probes as Word {
+            Ok(((), pack(HALF_OPEN, g, a_of(w) + 1, b_of(w))))
+        } else {
+            Err(Refusal::Rejected(BreakerRejected::after(
+                state,
+                remaining(timeout - e, t),
+            )))
         }
     }
 

@@ -68,7 +68,8 @@ impl CircuitBreaker {
             return None;
         }
         let failures = self.window_failures(calls);
-        if u64::from(failures) * 100 >= u64::from(fr.threshold_percent) * u64::from(calls) {
+        // `failures <= calls <= 128` and `threshold_percent <= 100`: `u32`.
+        if failures * 100 >= fr.threshold_percent * calls {
             let ((), old, new) = update_ctrl(self, |w| {
                 if mode_of(w) != CLOSED || gen_of(w) != g {
                     return Err(());

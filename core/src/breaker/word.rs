@@ -146,7 +146,7 @@ pub(super) const fn elapsed_ticks(now: Word, since: Word) -> Option<Word> {
 #[inline]
 pub(super) const fn remaining(ticks: Word, now: Timestamp) -> Duration {
     let within_tick = now.as_nanos() & (UNIT.nanos_per_tick() - 1);
-    Duration::from_nanos(UNIT.to_nanos(ticks).saturating_sub(within_tick))
+    crate::time::duration_from_nanos(UNIT.to_nanos(ticks).saturating_sub(within_tick))
 }
 
 #[inline]

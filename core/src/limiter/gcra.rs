@@ -10,6 +10,7 @@ use super::{CancelError, RateLimitError, RateLimiterConfig, Reservation, Reserva
 use crate::clock::{Clock, Timestamp};
 use crate::error::ConfigError;
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
+use crate::time::{Divisor, duration_from_nanos};
 
 /// A lock-free GCRA rate limiter in one atomic word.
 ///
@@ -50,8 +51,9 @@ pub struct RateLimiter {
     max_queue_size: u32,
     /// Nanoseconds per tick: 1 with the 64-bit layout; with the 32-bit
     /// layout chosen so that the emission interval is a whole number of
-    /// ticks (see [`plan`]).
-    tick_nanos: u32,
+    /// ticks (see [`plan`]), with its reciprocal, so reading the clock
+    /// costs a multiply, not a 64-bit division.
+    tick: Divisor,
 }
 
 /// What the word says at `now`: the tick, how far the TAT is ahead of it.
@@ -59,7 +61,13 @@ pub struct RateLimiter {
 struct View {
     now: Timestamp,
     tick: Word,
-    lead: u64,
+    /// Nanoseconds of `now` past the start of `tick` (0 with the 64-bit
+    /// layout).
+    frac: u32,
+    /// How far the TAT is ahead of `tick`; with the 32-bit layout at most
+    /// `2·max_lead < 2^31`, so the callers' sums of a lead and a cost
+    /// (at most `max_lead`) stay in `u32` arithmetic.
+    lead: Word,
 }
 
 impl RateLimiter {
@@ -82,7 +90,7 @@ impl RateLimiter {
                     queue_timeout: plan.queue_timeout,
                     burst: plan.burst,
                     max_queue_size: plan.max_queue_size,
-                    tick_nanos: plan.tick_nanos,
+                    tick: Divisor::new(plan.tick_nanos),
                 }),
                 Err(e) => Err(e),
             }
@@ -99,7 +107,7 @@ impl RateLimiter {
         }
     }
 
-    /// `size_of::<RateLimiter>()`: 48 bytes with the 64-bit layout, 28
+    /// `size_of::<RateLimiter>()`: 56 bytes with the 64-bit layout, 40
     /// with the 32-bit one (for C code that embeds the limiter).
     pub const SIZE: usize = core::mem::size_of::<RateLimiter>();
 
@@ -123,7 +131,7 @@ impl RateLimiter {
     /// ticks exactly; otherwise rounded up, by less than a nanosecond
     /// (64-bit) or less than one [`resolution`](Self::resolution) (32-bit).
     pub const fn emission_interval(&self) -> Duration {
-        nanos_to_duration(self.interval as u128 * self.tick_nanos as u128)
+        duration_from_nanos(self.nanos(self.interval))
     }
 
     /// The tick: the resolution of the state word (1 ns with the 64-bit
@@ -131,20 +139,20 @@ impl RateLimiter {
     /// nanoseconds, at most 1/512 and usually about 1/1000 of the
     /// emission interval, chosen to divide it).
     pub const fn resolution(&self) -> Duration {
-        Duration::from_nanos(self.tick_nanos as u64)
+        Duration::from_nanos(self.tick.get() as u64)
     }
 
     /// The effective queue timeout: `queue_timeout` rounded down to the
     /// resolution and capped at `max_queue_size` emission intervals.
     pub const fn queue_timeout(&self) -> Duration {
-        nanos_to_duration(self.queue_timeout as u128 * self.tick_nanos as u128)
+        duration_from_nanos(self.nanos(self.queue_timeout))
     }
 
     /// How long the state word takes to wrap: `2^32` ticks with the
     /// 32-bit layout; 2^64 ns (584 years, the whole clock range, which the
     /// 64-bit layout does not wrap around) with the 64-bit layout.
     pub const fn wrap_period(&self) -> Duration {
-        nanos_to_duration((1u128 << Word::BITS) * self.tick_nanos as u128)
+        nanos_to_duration((1u128 << Word::BITS) * self.tick.get() as u128)
     }
 
     /// The largest lead (TAT minus now) the 32-bit layout reads as a real
@@ -157,13 +165,22 @@ impl RateLimiter {
             .saturating_mul(2)
     }
 
-    /// `now` as wrapping ticks.
+    /// `ticks` ticks in nanoseconds: exact, as the configured numbers fit
+    /// (with the 32-bit layout `u32` ticks of `u32` nanoseconds; with the
+    /// 64-bit layout a tick is 1 ns).
     #[inline]
-    fn ticks(&self, now: Timestamp) -> Word {
+    const fn nanos(&self, ticks: Word) -> u64 {
+        ticks as u64 * self.tick.get() as u64
+    }
+
+    /// `now` as wrapping ticks, and the nanoseconds past the tick's start.
+    #[inline]
+    fn ticks(&self, now: Timestamp) -> (Word, u32) {
         if WIDE {
-            now.as_nanos() as Word
+            (now.as_nanos() as Word, 0)
         } else {
-            (now.as_nanos() / self.tick_nanos as u64) as Word
+            let (ticks, frac) = self.tick.div_rem(now.as_nanos());
+            (ticks as Word, frac)
         }
     }
 
@@ -171,25 +188,30 @@ impl RateLimiter {
     #[inline]
     fn view<C: Clock + ?Sized>(&self, tat: Word, clock: &C) -> View {
         let now = clock.now();
-        let tick = self.ticks(now);
+        let (tick, frac) = self.ticks(now);
         let lead = if WIDE {
             // Nanoseconds that never wrap: plain order.
-            if tat > tick { (tat - tick) as u64 } else { 0 }
+            tat.saturating_sub(tick)
         } else {
             let d = tat.wrapping_sub(tick);
-            if d <= self.stale_after() { d as u64 } else { 0 }
+            if d <= self.stale_after() { d } else { 0 }
         };
-        View { now, tick, lead }
+        View {
+            now,
+            tick,
+            frac,
+            lead,
+        }
     }
 
     /// The TAT `lead` ticks after the view's tick; `None` past the end of
     /// the 64-bit clock range.
     #[inline]
-    fn tat_at(view: &View, lead: u64) -> Option<Word> {
+    fn tat_at(view: &View, lead: Word) -> Option<Word> {
         if WIDE {
-            (view.tick as u64).checked_add(lead).map(|tat| tat as Word)
+            view.tick.checked_add(lead)
         } else {
-            Some(view.tick.wrapping_add(lead as Word))
+            Some(view.tick.wrapping_add(lead))
         }
     }
 
@@ -200,15 +222,15 @@ impl RateLimiter {
 
     /// `ticks` from the view's tick on, as a duration from its exact `now`.
     #[inline]
-    fn after(&self, view: &View, ticks: u64) -> Duration {
-        let tick = self.tick_nanos as u64;
-        let frac = if WIDE { 0 } else { view.now.as_nanos() % tick };
-        Duration::from_nanos(ticks.saturating_mul(tick).saturating_sub(frac))
+    fn after(&self, view: &View, ticks: Word) -> Duration {
+        let nanos = (ticks as u64).saturating_mul(self.tick.get() as u64);
+        duration_from_nanos(nanos.saturating_sub(view.frac as u64))
     }
 
     #[inline]
-    fn cost(&self, n: u32) -> u64 {
-        (n as u64).saturating_mul(self.interval as u64)
+    fn cost(&self, n: u32) -> Word {
+        // With the 32-bit layout `n <= burst` keeps this within `limit`.
+        (n as Word).saturating_mul(self.interval)
     }
 
     /// Takes one permit now, or says when to retry. Consumes nothing on
@@ -263,14 +285,14 @@ impl RateLimiter {
         update(&self.tat, Ordering::AcqRel, |tat| {
             let view = self.view(tat, clock);
             let next = view.lead.saturating_add(cost);
-            if next <= self.limit as u64 {
+            if next <= self.limit {
                 match Self::tat_at(&view, next) {
                     Some(tat) => Ok(((), tat)),
                     None => Err(Self::END_OF_TIME),
                 }
             } else {
                 Err(RateLimitError::RateLimited {
-                    retry_after: self.after(&view, next - self.limit as u64),
+                    retry_after: self.after(&view, next - self.limit),
                 })
             }
         })
@@ -317,7 +339,7 @@ impl RateLimiter {
         self.check_capacity(n)?;
         if n == 0 {
             let now = clock.now();
-            let tick = self.ticks(now);
+            let (tick, _) = self.ticks(now);
             return Ok(Reservation {
                 permits: 0,
                 wait: Duration::ZERO,
@@ -332,7 +354,7 @@ impl RateLimiter {
         } else {
             self.queue_timeout()
         };
-        let queue_room = (self.max_queue_size as u64).saturating_mul(self.interval as u64);
+        let queue_room = (self.max_queue_size as Word).saturating_mul(self.interval);
         update(&self.tat, Ordering::AcqRel, |tat| {
             let view = self.view(tat, clock);
             let next = view.lead.saturating_add(cost);
@@ -340,7 +362,7 @@ impl RateLimiter {
             // cancelled, and waiting means the lead was honoured (> 0), so
             // this is `max(TAT, now)`.
             let prev = tat;
-            let over = next.saturating_sub(self.limit as u64);
+            let over = next.saturating_sub(self.limit);
             let wait = if over == 0 {
                 Duration::ZERO
             } else if over > queue_room {
@@ -431,8 +453,8 @@ impl RateLimiter {
     /// now (between 0 and the burst).
     pub fn available<C: Clock + ?Sized>(&self, clock: &C) -> u32 {
         let view = self.view(self.tat.load(Ordering::Acquire), clock);
-        let free = (self.limit as u64).saturating_sub(view.lead) / self.interval as u64;
-        if free > u32::MAX as u64 {
+        let free = self.limit.saturating_sub(view.lead) / self.interval;
+        if free > u32::MAX as Word {
             u32::MAX
         } else {
             free as u32
@@ -444,10 +466,9 @@ impl RateLimiter {
     /// `u32::MAX`, which only a clock stepped far back can show).
     pub fn queue_depth<C: Clock + ?Sized>(&self, clock: &C) -> u32 {
         let view = self.view(self.tat.load(Ordering::Acquire), clock);
-        let over = view.lead.saturating_sub(self.limit as u64);
-        let interval = self.interval as u64;
-        let depth = over / interval + if over % interval != 0 { 1 } else { 0 };
-        if depth > u32::MAX as u64 {
+        let over = view.lead.saturating_sub(self.limit);
+        let depth = over.div_ceil(self.interval);
+        if depth > u32::MAX as Word {
             u32::MAX
         } else {
             depth as u32

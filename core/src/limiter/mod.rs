@@ -170,7 +170,9 @@
 //!   would not fit in 2^29 ticks (an eighth of the wrap); that always
 //!   succeeds with at least 2^9 ticks per interval because the 32-bit
 //!   layout limits `burst` and `max_queue_size` to 2^19. Ticks need not be
-//!   powers of two: reading the clock costs one 64-bit division. The word
+//!   powers of two: a clock reading becomes ticks by a multiply-high and
+//!   shifts with a reciprocal computed at construction (exact; no 64-bit
+//!   division, which 32-bit chips do in software). The word
 //!   wraps after [`wrap_period`](RateLimiter::wrap_period) (119 hours with
 //!   the default options). A TAT that appears more than `2·max_lead` ahead of now (or
 //!   behind it) is stale and read as a full bucket, which keeps a limiter
@@ -196,9 +198,11 @@
 //! memory shared between processes. `Word` is `u64` where the target has
 //! 64-bit atomics and `u32` otherwise (or with
 //! `RUSTFLAGS="--cfg stockade_force_32bit"`); no wider atomic is ever used.
-//! The size is 48 bytes with the 64-bit layout (8-byte TAT, three 8-byte
-//! tick counts, burst, queue size, tick length) and 28 bytes with the 32-bit
-//! layout (everything 4 bytes).
+//! The size is 56 bytes with the 64-bit layout (8-byte TAT, three 8-byte
+//! tick counts, burst, queue size, and 16 bytes of tick length with its
+//! reciprocal) and 40 bytes with the 32-bit layout (everything 4 bytes).
+//! The reciprocal makes reading the clock one multiply-high and shift
+//! instead of a 64-bit division, which 32-bit chips do in software.
 //!
 //! `try_acquire` costs one load, one clock read and one compare-and-swap
 //! (retried, with backoff, only under contention); a rejection costs no

@@ -1,0 +1,256 @@
+//! The circuit breaker of the blocking tier: `stockade_breaker_handle`.
+
+use core::ffi::{c_char, c_void};
+use std::boxed::Box;
+use std::sync::Arc;
+
+use stockade_core::blocking::CircuitBreaker;
+
+use super::{
+    call, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
+    stockade_metrics, stockade_policy,
+};
+use crate::boundary::{Out, arg};
+use crate::breaker::{stockade_breaker_config, stockade_breaker_state};
+use crate::config_error::{self, stockade_config_error};
+use crate::status::stockade_status;
+
+/// A circuit breaker of the blocking tier (the core's
+/// `blocking::CircuitBreaker`): runs callbacks, counts their failures,
+/// optionally registered by name. Heap-allocated; free it with
+/// `stockade_breaker_handle_free`. Safe to share between threads.
+pub struct stockade_breaker_handle {
+    inner: Arc<CircuitBreaker>,
+}
+
+/// Makes a breaker handle. With a `name` (NUL-terminated UTF-8) it is
+/// registered: `stockade_breaker_handle_get(name)` finds it, and a second
+/// live breaker of that name is refused; with NULL it is anonymous.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+///   (`*error` names the option if not NULL); `NAME_TAKEN`;
+///   `INVALID_ARGUMENT` (`name` not UTF-8).
+/// - Ownership: `*out` is the caller's; free it with
+///   `stockade_breaker_handle_free` (the registry keeps its own reference
+///   until `stockade_breaker_handle_dispose`).
+/// - Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `name` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_new(
+    name: *const c_char,
+    config: *const stockade_breaker_config,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_breaker_handle,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        let out = Out::new(out)?;
+        // SAFETY: function contract.
+        let name = unsafe { name_arg(name) }?;
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(config.to_core(), error) }?;
+        let made = match name {
+            Some(name) => CircuitBreaker::new(name, config),
+            None => CircuitBreaker::unregistered("", config).map(Arc::new),
+        };
+        // SAFETY: `error` valid or NULL.
+        let inner = made.map_err(|e| unsafe { new_error_status(e, error) })?;
+        let handle = Box::new(stockade_breaker_handle { inner });
+        // SAFETY: `out` valid for writes.
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// `*out` = a new handle to the registered breaker called `name`.
+///
+/// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+///   (`name` not UTF-8).
+/// - Ownership: free `*out` with `stockade_breaker_handle_free`.
+/// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+///
+/// # Safety
+///
+/// `name` NUL-terminated or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_get(
+    name: *const c_char,
+    out: *mut *mut stockade_breaker_handle,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::get(name, out, CircuitBreaker::get) }
+}
+
+/// Frees a handle (the breaker lives on while other handles or the
+/// registry hold it). NULL is a no-op.
+///
+/// - Thread safety: any thread, once per handle, after every call on this
+///   handle has returned. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` from `stockade_breaker_handle_new`/`_get`, not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_free(handle: *mut stockade_breaker_handle) {
+    // SAFETY: function contract.
+    unsafe { super::free(handle) }
+}
+
+super::handle_type!(stockade_breaker_handle, CircuitBreaker);
+
+/// # Safety
+///
+/// A non-NULL `h` must be a live handle.
+unsafe fn handle<'a>(
+    h: *const stockade_breaker_handle,
+) -> Result<&'a CircuitBreaker, stockade_status> {
+    // SAFETY: function contract.
+    unsafe { pattern(h) }
+}
+
+/// Runs `callback(user_data)` through the breaker: refused while open,
+/// counted as a success (returns 0) or a failure (any other value).
+///
+/// - Statuses: `OK` (ran, succeeded); `CALLBACK_FAILED` (ran, failed:
+///   counted); `BREAKER_OPEN`; `BREAKER_HALF_OPEN_FULL`; `DISPOSED`;
+///   `NULL_ARGUMENT` (`handle`, `callback`).
+/// - Blocks: only while the callback runs (on this thread).
+/// - Thread safety: any number of threads at once. The callback must not
+///   unwind (C++ exceptions must not escape it).
+///
+/// # Safety
+///
+/// `handle` live; `callback` callable with `user_data`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_execute(
+    handle: *const stockade_breaker_handle,
+    callback: stockade_callback,
+    user_data: *mut c_void,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let b = unsafe { self::handle(handle) }?;
+        let callback = callback.ok_or(stockade_status::NullArgument)?;
+        // SAFETY: function contract.
+        b.execute(|| unsafe { call(callback, user_data) })
+            .map_err(|e| super::error_status(&e))
+    })
+}
+
+/// `*out_state` = the breaker's state.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `out_state` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_get_state(
+    handle: *const stockade_breaker_handle,
+    out_state: *mut stockade_breaker_state,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let b = unsafe { self::handle(handle) }?;
+        let out = Out::new(out_state)?;
+        // SAFETY: valid for writes.
+        unsafe { out.write(b.state().into()) };
+        Ok(())
+    })
+}
+
+/// Disposes of the breaker: it refuses every call from now on
+/// (`DISPOSED`) and its name is free again. Handles stay valid until
+/// freed.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_dispose(
+    handle: *const stockade_breaker_handle,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::dispose(handle) }
+}
+
+/// `*out` = the breaker's counters now (`state` set).
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_metrics(
+    handle: *const stockade_breaker_handle,
+    out: *mut stockade_metrics,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::metrics(handle, out) }
+}
+
+/// Calls `listener(event, user_data)` for every event of the breaker:
+/// `STATE_CHANGED` (from/to/generation), `MONITOR`, `REJECTED`
+/// (retry_after_ms), `DISPOSED`. `*out_id` = the subscription's id.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+/// - Ownership: `user_data` must stay valid until
+///   `stockade_breaker_handle_unsubscribe` returned (or the breaker is
+///   gone).
+/// - Thread safety: the listener runs on the thread where the event
+///   happened, possibly several at once; it must not unwind. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `listener` callable with `user_data` from any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_subscribe(
+    handle: *const stockade_breaker_handle,
+    listener: stockade_listener_fn,
+    user_data: *mut c_void,
+    out_id: *mut u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::subscribe(handle, listener, user_data, out_id) }
+}
+
+/// Removes the listener `id` (from `_subscribe` on this breaker).
+///
+/// - Statuses: `OK`; `NOT_FOUND` (unknown id, or another pattern's, or
+///   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `handle` live or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_unsubscribe(
+    handle: *const stockade_breaker_handle,
+    id: u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::unsubscribe(handle, id) }
+}
+
+/// `*out` = the breaker as a pipeline stage (free with
+/// `stockade_policy_free`).
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `handle` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_as_policy(
+    handle: *const stockade_breaker_handle,
+    out: *mut *mut stockade_policy,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::as_policy(handle, out) }
+}

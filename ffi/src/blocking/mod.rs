@@ -1,0 +1,532 @@
+//! The blocking tier (hosted, feature `std`): heap handles over the core's
+//! `blocking` layer, running C callbacks.
+//!
+//! Every pattern has the same shape: an opaque handle with `_new` (named:
+//! registered; NULL name: anonymous), `_get(name)`, `_free`, `_dispose`,
+//! `_metrics` (a plain [`stockade_metrics`] snapshot), `_subscribe` /
+//! `_unsubscribe` (events as [`stockade_event`]) and, for the patterns a
+//! pipeline can hold, `_as_policy` (a [`stockade_policy`] view). The shared
+//! parts live here; one file per pattern holds its exported functions.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use core::fmt;
+use std::boxed::Box;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use stockade_core::blocking::{
+    Bulkhead, CircuitBreaker, DynPolicy, Error, Event, ListenerId, Metrics, PatternKind,
+    RateLimiter, RequestResponsePattern, Retry, Timeout,
+};
+
+use crate::boundary::{Out, arg};
+use crate::breaker::stockade_breaker_state;
+use crate::status::stockade_status;
+
+pub mod breaker;
+pub mod bulkhead;
+pub mod events;
+pub mod limiter;
+pub mod pipeline;
+pub mod request_response;
+pub mod retry;
+pub mod timeout;
+
+pub use events::{stockade_event, stockade_event_kind, stockade_pattern_kind};
+
+/// The protected operation: returns 0 (`STOCKADE_OUTCOME_SUCCESS`) on
+/// success, anything else (e.g. `STOCKADE_OUTCOME_FAILURE`, or an error
+/// code of the caller's) on failure, counted as a failure by the pattern.
+/// Called with the `user_data` given to the function that runs it; it must
+/// not unwind (no C++ exception may escape it).
+pub type stockade_callback = Option<unsafe extern "C" fn(user_data: *mut c_void) -> c_int>;
+
+/// A callback that is not NULL.
+pub(crate) type CallbackFn = unsafe extern "C" fn(user_data: *mut c_void) -> c_int;
+
+/// Called once when stockade no longer uses a `user_data` it was given
+/// (after a detached callback finished, or when it will never run): the
+/// place to free it.
+pub type stockade_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// The status of a blocking-layer error.
+pub(crate) fn error_status<E>(e: &Error<E>) -> stockade_status {
+    match e {
+        Error::Inner(_) | Error::Panicked { .. } => stockade_status::CallbackFailed,
+        Error::BreakerOpen { state, .. } => {
+            if *state == stockade_core::breaker::BreakerState::HalfOpen {
+                stockade_status::BreakerHalfOpenFull
+            } else {
+                stockade_status::BreakerOpen
+            }
+        }
+        Error::BulkheadFull => stockade_status::BulkheadFull,
+        Error::QueueTimeout { .. } => stockade_status::QueueTimeout,
+        Error::RateLimited { retry_after } if *retry_after == core::time::Duration::MAX => {
+            stockade_status::PermitsExceedBurst
+        }
+        Error::RateLimited { .. } => stockade_status::RateLimited,
+        Error::TimedOut { .. } => stockade_status::TimedOut,
+        Error::RetriesExhausted { .. } => stockade_status::RetriesExhausted,
+        Error::Disposed => stockade_status::Disposed,
+        Error::InvalidConfig(_) => stockade_status::InvalidConfig,
+        Error::NameTaken { .. } => stockade_status::NameTaken,
+        Error::PoolFull => stockade_status::QueueFull,
+        _ => stockade_status::InternalError,
+    }
+}
+
+/// The status of a constructor's error, filling `*error` for an invalid
+/// config.
+///
+/// # Safety
+///
+/// `error` valid for a write or NULL.
+pub(crate) unsafe fn new_error_status(
+    e: Error,
+    error: *mut crate::config_error::stockade_config_error,
+) -> stockade_status {
+    match e {
+        // SAFETY: forwarded contract.
+        Error::InvalidConfig(c) => unsafe { crate::config_error::report(error, &c) },
+        e => error_status(&e),
+    }
+}
+
+/// A name argument: NULL for none, else NUL-terminated UTF-8.
+///
+/// # Safety
+///
+/// A non-NULL `name` must be a NUL-terminated string.
+pub(crate) unsafe fn name_arg<'a>(name: *const c_char) -> Result<Option<&'a str>, stockade_status> {
+    if name.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and NUL-terminated (caller's contract).
+    let name = unsafe { CStr::from_ptr(name) };
+    name.to_str()
+        .map(Some)
+        .map_err(|_| stockade_status::InvalidArgument)
+}
+
+/// A name that must be given (`_get`).
+///
+/// # Safety
+///
+/// As [`name_arg`].
+pub(crate) unsafe fn required_name<'a>(name: *const c_char) -> Result<&'a str, stockade_status> {
+    // SAFETY: forwarded contract.
+    unsafe { name_arg(name) }?.ok_or(stockade_status::NullArgument)
+}
+
+/// A failed C callback: the code it returned. The error the patterns see
+/// (and retry on, and count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallbackFailed(pub(crate) c_int);
+
+impl fmt::Display for CallbackFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "callback failed with code {}", self.0)
+    }
+}
+
+impl core::error::Error for CallbackFailed {}
+
+/// Runs a C callback: `Ok(())` for 0, `Err(code)` otherwise.
+///
+/// # Safety
+///
+/// `callback` must be callable with `user_data`.
+#[inline(always)]
+pub(crate) unsafe fn call(
+    callback: CallbackFn,
+    user_data: *mut c_void,
+) -> Result<(), CallbackFailed> {
+    // SAFETY: caller's contract.
+    match unsafe { callback(user_data) } {
+        0 => Ok(()),
+        code => Err(CallbackFailed(code)),
+    }
+}
+
+/// A C callback and its data, moved to another thread (a timeout's worker,
+/// a pipeline's detached stage) and released once when dropped: after it
+/// ran, or when it will never run.
+pub(crate) struct Detached {
+    callback: CallbackFn,
+    user_data: *mut c_void,
+    release: stockade_release_fn,
+}
+
+// SAFETY: the C caller promises (documented on every function taking a
+// detached callback) that the callback may run on another thread with its
+// user data, and that `release` may be called from any thread.
+unsafe impl Send for Detached {}
+// SAFETY: as above; a pipeline may call the callback again (retry) while an
+// abandoned attempt still runs: documented.
+unsafe impl Sync for Detached {}
+
+impl Detached {
+    pub(crate) fn new(
+        callback: CallbackFn,
+        user_data: *mut c_void,
+        release: stockade_release_fn,
+    ) -> Detached {
+        Detached {
+            callback,
+            user_data,
+            release,
+        }
+    }
+
+    pub(crate) fn run(&self) -> Result<(), CallbackFailed> {
+        // SAFETY: the caller of the exported function promised the callback
+        // may be called with its user data until `release`.
+        unsafe { call(self.callback, self.user_data) }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: called once, after the last use of `user_data`.
+            unsafe { release(self.user_data) }
+        }
+    }
+}
+
+/// A counters snapshot of any blocking pattern (the core's `Metrics`);
+/// fields a pattern does not use are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct stockade_metrics {
+    /// Calls that finished: the sum of the outcomes below (and a breaker's
+    /// ignored outcomes).
+    pub calls: u64,
+    /// Calls that succeeded.
+    pub successes: u64,
+    /// Calls that failed (the callback returned non-zero).
+    pub failures: u64,
+    /// Calls refused without running.
+    pub rejections: u64,
+    /// Calls that timed out (in a queue or running).
+    pub timeouts: u64,
+    /// Retries performed.
+    pub retries: u64,
+    /// Callers waiting in the queue now.
+    pub queue_depth: u64,
+    /// Calls running now.
+    pub in_flight: u64,
+    /// A circuit breaker's state (a `stockade_breaker_state` number); 255
+    /// for the other patterns.
+    pub state: u8,
+}
+
+impl From<Metrics> for stockade_metrics {
+    fn from(m: Metrics) -> Self {
+        stockade_metrics {
+            calls: m.calls,
+            successes: m.successes,
+            failures: m.failures,
+            rejections: m.rejections,
+            timeouts: m.timeouts,
+            retries: m.retries,
+            queue_depth: m.queue_depth,
+            in_flight: m.in_flight,
+            state: m
+                .state
+                .map_or(u8::MAX, |s| stockade_breaker_state::from(s) as u8),
+        }
+    }
+}
+
+/// What every blocking pattern offers the shared functions.
+pub(crate) trait Pattern: Send + Sync + 'static {
+    fn metrics(&self) -> Metrics;
+    fn subscribe(&self, listener: Box<dyn Fn(&Event) + Send + Sync>) -> ListenerId;
+    fn unsubscribe(&self, id: ListenerId) -> bool;
+    fn dispose(&self);
+}
+
+macro_rules! impl_pattern {
+    ($($ty:ty),*) => {$(
+        impl Pattern for $ty {
+            fn metrics(&self) -> Metrics { <$ty>::metrics(self) }
+            fn subscribe(&self, listener: Box<dyn Fn(&Event) + Send + Sync>) -> ListenerId {
+                <$ty>::subscribe(self, listener)
+            }
+            fn unsubscribe(&self, id: ListenerId) -> bool { <$ty>::unsubscribe(self, id) }
+            fn dispose(&self) { <$ty>::dispose(self) }
+        }
+    )*};
+}
+
+/// The request-response pattern of the C ABI: byte payloads.
+pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>>;
+
+impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
+
+/// A C handle type: a box around the shared pattern.
+pub(crate) trait Handle: Sized + 'static {
+    type P: Pattern;
+    fn wrap(inner: Arc<Self::P>) -> Self;
+    fn inner(&self) -> &Arc<Self::P>;
+}
+
+macro_rules! handle_type {
+    ($handle:ident, $p:ty) => {
+        impl $crate::blocking::Handle for $handle {
+            type P = $p;
+            fn wrap(inner: ::std::sync::Arc<$p>) -> Self {
+                $handle { inner }
+            }
+            fn inner(&self) -> &::std::sync::Arc<$p> {
+                &self.inner
+            }
+        }
+    };
+}
+pub(crate) use handle_type;
+
+/// The pattern behind a handle argument.
+///
+/// # Safety
+///
+/// A non-NULL `h` must be a live handle.
+#[inline(always)]
+pub(crate) unsafe fn pattern<'a, H: Handle>(h: *const H) -> Result<&'a H::P, stockade_status> {
+    // SAFETY: function contract.
+    unsafe { arg(h) }.map(|h| &**h.inner())
+}
+
+/// `*out` = a new handle to `inner`.
+///
+/// # Safety
+///
+/// `out` checked, valid for writes.
+pub(crate) unsafe fn give<H: Handle>(out: Out<*mut H>, inner: Arc<H::P>) {
+    // SAFETY: valid for writes (caller's contract).
+    unsafe { out.write(Box::into_raw(Box::new(H::wrap(inner)))) }
+}
+
+/// `_get(name, out)` through the pattern's registry lookup.
+///
+/// # Safety
+///
+/// `name` NUL-terminated or NULL; `out` valid or NULL.
+pub(crate) unsafe fn get<H: Handle>(
+    name: *const c_char,
+    out: *mut *mut H,
+    lookup: fn(&str) -> Option<Arc<H::P>>,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let name = unsafe { required_name(name) }?;
+        let out = Out::new(out)?;
+        let inner = lookup(name).ok_or(stockade_status::NotFound)?;
+        // SAFETY: checked out-pointer.
+        unsafe { give(out, inner) };
+        Ok(())
+    })
+}
+
+/// `_free(h)`.
+///
+/// # Safety
+///
+/// `h` from `Box::into_raw` of an `H` and not freed, or NULL.
+pub(crate) unsafe fn free<H>(h: *mut H) {
+    crate::boundary::run_value((), || {
+        if !h.is_null() {
+            // SAFETY: made by `Box::into_raw` and not freed (contract).
+            drop(unsafe { Box::from_raw(h) });
+        }
+    });
+}
+
+/// `_dispose(h)`.
+///
+/// # Safety
+///
+/// `h` live or NULL.
+pub(crate) unsafe fn dispose<H: Handle>(h: *const H) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        unsafe { pattern(h) }?.dispose();
+        Ok(())
+    })
+}
+
+/// `_metrics(h, out)`.
+///
+/// # Safety
+///
+/// `h` live or NULL; `out` valid or NULL.
+pub(crate) unsafe fn metrics<H: Handle>(
+    h: *const H,
+    out: *mut stockade_metrics,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let p = unsafe { pattern(h) }?;
+        let out = Out::new(out)?;
+        // SAFETY: checked out-pointer.
+        unsafe { out.write(p.metrics().into()) };
+        Ok(())
+    })
+}
+
+/// A shared, `'static` view of a pattern as a pipeline stage: made by a
+/// handle's `_as_policy`, given (in an array) to `stockade_pipeline_new`,
+/// freed with `stockade_policy_free`. The pattern lives while any handle,
+/// policy or pipeline holds it.
+pub struct stockade_policy {
+    pub(crate) inner: Arc<dyn DynPolicy>,
+}
+
+/// `_as_policy(h, out)`.
+///
+/// # Safety
+///
+/// `h` live or NULL; `out` valid or NULL.
+pub(crate) unsafe fn as_policy<H: Handle>(
+    h: *const H,
+    out: *mut *mut stockade_policy,
+) -> stockade_status
+where
+    H::P: DynPolicy,
+{
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let h = unsafe { arg(h) }?;
+        let out = Out::new(out)?;
+        let inner: Arc<dyn DynPolicy> = h.inner().clone();
+        // SAFETY: checked out-pointer.
+        unsafe { out.write(Box::into_raw(Box::new(stockade_policy { inner }))) };
+        Ok(())
+    })
+}
+
+/// Frees a policy view (the pattern lives on while other handles,
+/// policies or pipelines hold it). NULL is a no-op.
+///
+/// - Thread safety: any thread, once per policy. Blocks: no.
+///
+/// # Safety
+///
+/// `policy` from an `_as_policy` function, not freed before, or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_policy_free(policy: *mut stockade_policy) {
+    // SAFETY: function contract.
+    unsafe { free(policy) }
+}
+
+// ---------------------------------------------------------------------------
+// Listeners: C ids for the core's `ListenerId`s.
+
+/// The subscriptions made through the C ABI: id → (pattern address, the
+/// core's id). The pattern's address keeps an id from removing another
+/// pattern's listener.
+type Subscriptions = Mutex<(u64, HashMap<u64, (usize, ListenerId)>)>;
+
+fn listeners() -> &'static Subscriptions {
+    static LISTENERS: OnceLock<Subscriptions> = OnceLock::new();
+    LISTENERS.get_or_init(|| Mutex::new((0, HashMap::new())))
+}
+
+/// Called for every event of the pattern it is subscribed to, on the
+/// thread where the event happened; `event` (and its `name`) is valid only
+/// during the call. Must not unwind, should return quickly.
+pub type stockade_listener_fn =
+    Option<unsafe extern "C" fn(event: *const stockade_event, user_data: *mut c_void)>;
+
+struct CListener {
+    listener: unsafe extern "C" fn(event: *const stockade_event, user_data: *mut c_void),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the C caller promises (documented on `_subscribe`) that the
+// listener may be called from any thread with its user data.
+unsafe impl Send for CListener {}
+// SAFETY: as above.
+unsafe impl Sync for CListener {}
+
+/// `_subscribe(h, listener, user_data, out_id)`.
+///
+/// # Safety
+///
+/// `h` live or NULL; `out_id` valid or NULL; `listener` callable with
+/// `user_data` from any thread until unsubscribed.
+pub(crate) unsafe fn subscribe<H: Handle>(
+    h: *const H,
+    listener: stockade_listener_fn,
+    user_data: *mut c_void,
+    out_id: *mut u64,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let h = unsafe { arg(h) }?;
+        let listener = listener.ok_or(stockade_status::NullArgument)?;
+        let out = Out::new(out_id)?;
+        let c = CListener {
+            listener,
+            user_data,
+        };
+        let id = h.inner().subscribe(Box::new(move |event: &Event| {
+            let c = &c;
+            crate::boundary::run_value((), || {
+                let name = CString::new(event.name.as_bytes()).unwrap_or_default();
+                let event = stockade_event::from_core(event, &name);
+                // SAFETY: the subscriber's contract; `event` lives for the call.
+                unsafe { (c.listener)(&event, c.user_data) };
+            });
+        }));
+        let address = Arc::as_ptr(h.inner()) as *const () as usize;
+        let mut map = listeners().lock().unwrap_or_else(|e| e.into_inner());
+        map.0 += 1;
+        let c_id = map.0;
+        map.1.insert(c_id, (address, id));
+        // SAFETY: checked out-pointer.
+        unsafe { out.write(c_id) };
+        Ok(())
+    })
+}
+
+/// `_unsubscribe(h, id)`.
+///
+/// # Safety
+///
+/// `h` live or NULL.
+pub(crate) unsafe fn unsubscribe<H: Handle>(h: *const H, id: u64) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let h = unsafe { arg(h) }?;
+        let address = Arc::as_ptr(h.inner()) as *const () as usize;
+        let mut map = listeners().lock().unwrap_or_else(|e| e.into_inner());
+        match map.1.get(&id) {
+            Some(&(a, core_id)) if a == address => {
+                map.1.remove(&id);
+                drop(map);
+                if h.inner().unsubscribe(core_id) {
+                    Ok(())
+                } else {
+                    Err(stockade_status::NotFound)
+                }
+            }
+            _ => Err(stockade_status::NotFound),
+        }
+    })
+}
+
+/// Which pattern an event came from.
+pub(crate) fn pattern_kind(p: PatternKind) -> stockade_pattern_kind {
+    match p {
+        PatternKind::CircuitBreaker => stockade_pattern_kind::CircuitBreaker,
+        PatternKind::Bulkhead => stockade_pattern_kind::Bulkhead,
+        PatternKind::RateLimiter => stockade_pattern_kind::RateLimiter,
+        PatternKind::Retry => stockade_pattern_kind::Retry,
+        PatternKind::Timeout => stockade_pattern_kind::Timeout,
+        PatternKind::RequestResponse => stockade_pattern_kind::RequestResponse,
+    }
+}

@@ -1,0 +1,478 @@
+//! The request-response pattern: `stockade_request_response`, a named C
+//! handler of byte requests answering byte responses with an HTTP-style
+//! status.
+
+use core::ffi::{CStr, c_char, c_void};
+use core::time::Duration;
+use std::boxed::Box;
+use std::ffi::CString;
+use std::string::String;
+use std::sync::Arc;
+use std::vec::Vec;
+
+use stockade_core::blocking::{Request, RequestResponseConfig, Response};
+
+use super::{
+    Rr, give, name_arg, new_error_status, pattern, stockade_listener_fn, stockade_metrics,
+};
+use crate::boundary::{Out, arg};
+use crate::config_error::{self, stockade_config_error, write_c};
+use crate::status::stockade_status;
+use crate::time::millis;
+
+/// Bytes of `stockade_response.correlation_id`, NUL included.
+pub const STOCKADE_CORRELATION_ID_LEN: usize = 64;
+/// Bytes of `stockade_response.error`, NUL included.
+pub const STOCKADE_RESPONSE_ERROR_LEN: usize = 128;
+
+/// Options of a request-response pattern: start from
+/// `stockade_request_response_config_default()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct stockade_request_response_config {
+    /// The timeout of requests that name none, ms; 0 = none (they run on
+    /// the caller's thread as long as they take).
+    pub default_timeout_ms: u64,
+    /// Worker threads for requests with a timeout (default 8); at least 1.
+    pub max_workers: u32,
+    /// Timed requests that may wait for a busy worker (default 16).
+    pub max_queue: u32,
+}
+
+/// 8 workers, 16 queued requests, no default timeout.
+///
+/// - Thread safety: any thread. Blocks: no. Never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn stockade_request_response_config_default() -> stockade_request_response_config {
+    let d = RequestResponseConfig::DEFAULT;
+    stockade_request_response_config {
+        default_timeout_ms: d.default_timeout.map_or(0, millis),
+        max_workers: u32::try_from(d.max_workers).unwrap_or(u32::MAX),
+        max_queue: u32::try_from(d.max_queue).unwrap_or(u32::MAX),
+    }
+}
+
+impl stockade_request_response_config {
+    fn to_core(self) -> Result<RequestResponseConfig, stockade_core::ConfigError> {
+        let mut c = RequestResponseConfig::DEFAULT
+            .with_max_workers(self.max_workers as usize)
+            .with_max_queue(self.max_queue as usize);
+        if self.default_timeout_ms > 0 {
+            c = c.with_default_timeout(Duration::from_millis(self.default_timeout_ms));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// A request: bytes for the handler and a timeout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct stockade_request {
+    /// The payload (`len` bytes; may be NULL when `len` is 0). Copied by
+    /// `stockade_request_response_execute`.
+    pub data: *const c_void,
+    /// Bytes of `data`.
+    pub len: usize,
+    /// How long the caller waits for the response, ms; 0 = the pattern's
+    /// `default_timeout_ms`.
+    pub timeout_ms: u64,
+    /// The request's correlation id (NUL-terminated), or NULL to have one
+    /// generated (`"<name>-<n>"`).
+    pub correlation_id: *const c_char,
+}
+
+/// A response: an HTTP-style status, bytes, and for errors a message.
+///
+/// Two uses. **The handler fills one** (zeroed before the call): `status`
+/// (0 is read as 200), `data`/`len` pointing to the handler's memory
+/// (copied when it returns), optionally `error`. **`_execute` fills the
+/// caller's** (`*response_out`): then `data` is owned by stockade — free
+/// it with `stockade_response_clear`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct stockade_response {
+    /// The payload, or NULL.
+    pub data: *const c_void,
+    /// Bytes of `data`.
+    pub len: usize,
+    /// When a refused request may be retried (429/503 from a limiter or
+    /// breaker), ms; 0 = unknown.
+    pub retry_after_ms: u64,
+    /// HTTP-style status: 200 success, 429 rate limited, 503 unavailable
+    /// (breaker open, bulkhead or pool full), 504 timed out, 500 handler
+    /// failure.
+    pub status: u16,
+    /// The request's correlation id, NUL-terminated (set by `_execute`).
+    pub correlation_id: [c_char; STOCKADE_CORRELATION_ID_LEN],
+    /// What went wrong, NUL-terminated ("" on success), truncated to fit.
+    pub error: [c_char; STOCKADE_RESPONSE_ERROR_LEN],
+}
+
+impl stockade_response {
+    const EMPTY: stockade_response = stockade_response {
+        data: core::ptr::null(),
+        len: 0,
+        retry_after_ms: 0,
+        status: 0,
+        correlation_id: [0; STOCKADE_CORRELATION_ID_LEN],
+        error: [0; STOCKADE_RESPONSE_ERROR_LEN],
+    };
+}
+
+/// The handler: reads `*request`, fills `*response` and returns `OK`;
+/// any other status is a failure (a 500 response with the status's
+/// message). A 5xx `response->status` also counts as a failure. Called
+/// on the caller's thread, or on a worker when the request has a timeout;
+/// it must not unwind.
+pub type stockade_handler_fn = Option<
+    unsafe extern "C" fn(
+        request: *const stockade_request,
+        response: *mut stockade_response,
+        user_data: *mut c_void,
+    ) -> stockade_status,
+>;
+
+/// The C handler and its data, released when the pattern is dropped.
+struct CHandler {
+    handler: unsafe extern "C" fn(
+        *const stockade_request,
+        *mut stockade_response,
+        *mut c_void,
+    ) -> stockade_status,
+    user_data: *mut c_void,
+    release: super::stockade_release_fn,
+}
+
+// SAFETY: the C caller promises (documented on `_new`) that the handler
+// may be called from any thread, several at once, with its user data.
+unsafe impl Send for CHandler {}
+// SAFETY: as above.
+unsafe impl Sync for CHandler {}
+
+impl Drop for CHandler {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: the handler is never called again.
+            unsafe { release(self.user_data) }
+        }
+    }
+}
+
+fn c_text(buf: &[c_char]) -> Option<String> {
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| u8::from_ne_bytes(c.to_ne_bytes()))
+        .collect();
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+impl CHandler {
+    fn handle(&self, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, String> {
+        let id = request
+            .correlation_id()
+            .and_then(|id| CString::new(id).ok())
+            .unwrap_or_default();
+        let c_request = stockade_request {
+            data: request.data.as_ptr().cast(),
+            len: request.data.len(),
+            timeout_ms: request.metadata.timeout.map_or(0, millis),
+            correlation_id: id.as_ptr(),
+        };
+        let mut c_response = stockade_response::EMPTY;
+        // SAFETY: the handler's contract; both structs live for the call.
+        let status = unsafe { (self.handler)(&c_request, &mut c_response, self.user_data) };
+        if status != stockade_status::Ok {
+            return Err(status.message().to_string_lossy().into_owned());
+        }
+        let data = if c_response.data.is_null() || c_response.len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the handler points `data` at `len` bytes valid until
+            // it returned (it just did; they are copied now, before any
+            // other handler code runs on this thread).
+            unsafe { core::slice::from_raw_parts(c_response.data.cast::<u8>(), c_response.len) }
+                .to_vec()
+        };
+        let code = if c_response.status == 0 {
+            200
+        } else {
+            c_response.status
+        };
+        let mut response = Response::with_status(code, data);
+        response.error = c_text(&c_response.error);
+        Ok(response)
+    }
+}
+
+/// A request-response pattern (the core's `RequestResponsePattern` over
+/// bytes): a named handler; `_execute` always produces a response.
+/// Heap-allocated, safe to share between threads; free with
+/// `stockade_request_response_free`.
+pub struct stockade_request_response {
+    inner: Arc<Rr>,
+}
+
+super::handle_type!(stockade_request_response, Rr);
+
+/// Makes a request-response pattern serving requests with
+/// `handler(request, response, user_data)`. With a `name` it is
+/// registered (`stockade_request_response_get`); NULL: anonymous.
+/// `config` NULL = the defaults. `release(user_data)` (optional) is
+/// called once when the pattern is gone (last handle freed, disposed, no
+/// request running), also when this function fails.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
+///   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
+///   UTF-8).
+/// - Ownership: free `*out` with `stockade_request_response_free`.
+/// - Thread safety: any thread; the handler runs on callers' threads and
+///   on the pattern's workers, several at once. Blocks: no.
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `handler` and `release` callable with
+/// `user_data` from any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_new(
+    name: *const c_char,
+    config: *const stockade_request_response_config,
+    handler: stockade_handler_fn,
+    user_data: *mut c_void,
+    release: super::stockade_release_fn,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_request_response,
+) -> stockade_status {
+    ffi_boundary!({
+        let handler = handler.ok_or(stockade_status::NullArgument)?;
+        let h = CHandler {
+            handler,
+            user_data,
+            release,
+        };
+        let out = Out::new(out)?;
+        // SAFETY: function contract.
+        let name = unsafe { name_arg(name) }?;
+        let config = if config.is_null() {
+            stockade_request_response_config_default()
+        } else {
+            // SAFETY: non-NULL, valid (function contract).
+            unsafe { *config }
+        };
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(config.to_core(), error) }?;
+        let serve = move |request: &Request<Vec<u8>>| h.handle(request);
+        let made = match name {
+            Some(name) => Rr::with_config(name, config, serve),
+            None => Rr::unregistered("", config, serve).map(Arc::new),
+        };
+        // SAFETY: `error` valid or NULL.
+        let inner = made.map_err(|e| unsafe { new_error_status(e, error) })?;
+        // SAFETY: checked out-pointer.
+        unsafe { give(out, inner) };
+        Ok(())
+    })
+}
+
+/// Runs `*request` through the pattern: `*response_out` = the handler's
+/// response, or the failure's (500 handler failure, 504 timed out, 503
+/// pool full or disposed, ...), with the correlation id set. Free
+/// `response_out->data` with `stockade_response_clear`.
+///
+/// - Statuses: `OK` (`*response_out` written: look at its `status`);
+///   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`
+///   NULL with `len` > 0); `INVALID_ARGUMENT` (correlation id not UTF-8).
+/// - Blocks: while the handler runs, or up to the request's timeout.
+///   Thread safety: any number of threads at once.
+///
+/// # Safety
+///
+/// `rr` live; `request` valid (its `data` `len` bytes); `response_out`
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_execute(
+    rr: *const stockade_request_response,
+    request: *const stockade_request,
+    response_out: *mut stockade_response,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let rr = unsafe { pattern(rr) }?;
+        // SAFETY: function contract.
+        let req = unsafe { arg(request) }?;
+        let out = Out::new(response_out)?;
+        let data = if req.len == 0 {
+            Vec::new()
+        } else if req.data.is_null() {
+            return Err(stockade_status::NullArgument);
+        } else {
+            // SAFETY: `len` bytes (function contract).
+            unsafe { core::slice::from_raw_parts(req.data.cast::<u8>(), req.len) }.to_vec()
+        };
+        let mut request = Request::new(data);
+        if req.timeout_ms > 0 {
+            request = request.with_timeout(Duration::from_millis(req.timeout_ms));
+        }
+        if !req.correlation_id.is_null() {
+            // SAFETY: NUL-terminated (function contract).
+            let id = unsafe { CStr::from_ptr(req.correlation_id) };
+            let id = id.to_str().map_err(|_| stockade_status::InvalidArgument)?;
+            request = request.with_correlation_id(id);
+        }
+        let response = rr.execute(request);
+        let mut c = stockade_response::EMPTY;
+        c.status = response.status;
+        c.retry_after_ms = response.retry_after.map_or(0, millis);
+        write_c(
+            &mut c.correlation_id,
+            format_args!("{}", response.correlation_id),
+        );
+        if let Some(e) = &response.error {
+            write_c(&mut c.error, format_args!("{e}"));
+        }
+        if let Some(data) = response.data.filter(|d| !d.is_empty()) {
+            let data: Box<[u8]> = data.into_boxed_slice();
+            c.len = data.len();
+            c.data = Box::into_raw(data).cast::<u8>().cast_const().cast();
+        }
+        // SAFETY: checked out-pointer.
+        unsafe { out.write(c) };
+        Ok(())
+    })
+}
+
+/// Frees the `data` of a response filled by
+/// `stockade_request_response_execute` and sets it to NULL / 0. NULL and
+/// an already cleared response are no-ops.
+///
+/// - Thread safety: the thread owning the response. Never fails.
+///
+/// # Safety
+///
+/// `response` NULL, or filled by `_execute` (or cleared).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_response_clear(response: *mut stockade_response) {
+    crate::boundary::run_value((), || {
+        // SAFETY: function contract.
+        if let Some(r) = unsafe { response.as_mut() } {
+            if !r.data.is_null() {
+                let slice =
+                    core::ptr::slice_from_raw_parts_mut(r.data.cast::<u8>().cast_mut(), r.len);
+                // SAFETY: made by `Box::into_raw` of a `Box<[u8]>` of `len`
+                // bytes in `_execute`, not freed before (contract).
+                drop(unsafe { Box::from_raw(slice) });
+            }
+            r.data = core::ptr::null();
+            r.len = 0;
+        }
+    });
+}
+
+const GET: fn(&str) -> Option<Arc<Rr>> = Rr::get;
+
+/// `*out` = a new handle to the registered request-response pattern called `name`.
+///
+/// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+///   (`name` not UTF-8).
+/// - Ownership: free `*out` with `stockade_request_response_free`.
+/// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+///
+/// # Safety
+///
+/// `name` NUL-terminated or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_get(
+    name: *const c_char,
+    out: *mut *mut stockade_request_response,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::get(name, out, GET) }
+}
+
+/// Frees a handle (the request-response pattern lives on while other handles, policies,
+/// pipelines or the registry hold it). NULL is a no-op.
+///
+/// - Thread safety: any thread, once per handle, after every call on this
+///   handle has returned. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` from `stockade_request_response_new`/`_get`, not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_free(handle: *mut stockade_request_response) {
+    // SAFETY: function contract.
+    unsafe { super::free(handle) }
+}
+
+/// Disposes of the request-response pattern: it refuses every call from now on (`DISPOSED`)
+/// and its name is free again. Handles stay valid until freed.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_dispose(
+    handle: *const stockade_request_response,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::dispose(handle) }
+}
+
+/// `*out` = the request-response pattern's counters now.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_metrics(
+    handle: *const stockade_request_response,
+    out: *mut stockade_metrics,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::metrics(handle, out) }
+}
+
+/// Calls `listener(event, user_data)` for every event of the request-response pattern:
+/// `REJECTED`, `TIMED_OUT`, `DISPOSED`. `*out_id` = the subscription's id.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+/// - Ownership: `user_data` must stay valid until `stockade_request_response_unsubscribe`
+///   returned (or the request-response pattern is gone).
+/// - Thread safety: the listener runs on the thread where the event
+///   happened, possibly several at once; it must not unwind. Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live; `listener` callable with `user_data` from any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_subscribe(
+    handle: *const stockade_request_response,
+    listener: stockade_listener_fn,
+    user_data: *mut c_void,
+    out_id: *mut u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::subscribe(handle, listener, user_data, out_id) }
+}
+
+/// Removes the listener `id` (from `stockade_request_response_subscribe`).
+///
+/// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+///   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+///
+/// # Safety
+///
+/// `handle` live or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_request_response_unsubscribe(
+    handle: *const stockade_request_response,
+    id: u64,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe { super::unsubscribe(handle, id) }
+}

@@ -1,0 +1,193 @@
+//! [`stockade_status`]: what every fallible function returns.
+
+use core::ffi::c_char;
+
+/// The result of every fallible `stockade_` function.
+///
+/// The numbers are part of the ABI: a number is never reused for another
+/// meaning, and new statuses get new numbers. `stockade_status_str` gives
+/// each one's message. Ranges: 0–9 calling errors common to every
+/// function, 10–19 circuit breaker, 20–29 rate limiter, 30–39 bulkhead,
+/// 40–49 retry and timeout, 50–59 handles and registries.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum stockade_status {
+    /// Success: the out-parameters hold the results.
+    Ok = 0,
+    /// A pointer argument that must not be NULL was NULL. Nothing was done.
+    NullArgument = 1,
+    /// A config value is invalid; the optional `stockade_config_error`
+    /// out-parameter names the option. Nothing was created.
+    InvalidConfig = 2,
+    /// A non-pointer argument is out of range (e.g. an unknown enum
+    /// number). Nothing was done.
+    InvalidArgument = 3,
+    /// Caller-provided storage is smaller than the type's `_SIZE` constant.
+    StorageTooSmall = 4,
+    /// Caller-provided storage is not aligned to the type's `_ALIGN`
+    /// constant.
+    StorageMisaligned = 5,
+    /// A bug inside Stockade was caught at the boundary (a Rust panic);
+    /// the handle is still usable. Please report it.
+    InternalError = 6,
+    /// The circuit breaker is open (or forced open): the call was not made.
+    BreakerOpen = 10,
+    /// The circuit breaker is half-open and all its probes are taken.
+    BreakerHalfOpenFull = 11,
+    /// The permit token was already reported (or released, or cancelled);
+    /// the second report changed nothing.
+    TokenAlreadyUsed = 12,
+    /// The circuit breaker changed state since the token's call was
+    /// admitted: the verdict was not counted.
+    TokenStale = 13,
+    /// The rate limiter has no permit now (and the caller chose not to
+    /// wait, or the wait would exceed the queue timeout).
+    RateLimited = 20,
+    /// The waiting queue is full.
+    QueueFull = 21,
+    /// The caller waited in the queue for `queue_timeout` without getting
+    /// a permit.
+    QueueTimeout = 22,
+    /// More permits were asked for at once than the limiter can ever grant
+    /// (above its burst).
+    PermitsExceedBurst = 23,
+    /// A reservation cannot be cancelled: it did not wait, its time has
+    /// come, or a later booking came after it. The permits stay booked.
+    NotCancellable = 24,
+    /// The bulkhead is full: `max_concurrent` calls are running.
+    BulkheadFull = 30,
+    /// The operation did not finish within its timeout.
+    TimedOut = 40,
+    /// Every attempt allowed by the retry policy failed (or its time
+    /// budget ran out); for a backoff schedule: no further delay.
+    RetriesExhausted = 41,
+    /// The retry budget has no token for another retry.
+    BudgetExhausted = 42,
+    /// The callback reported failure (and no retry or fallback applied).
+    CallbackFailed = 43,
+    /// The handle was disposed: it rejects every call.
+    Disposed = 50,
+    /// No handle of that name is registered.
+    NotFound = 51,
+    /// A live handle of that name is already registered.
+    NameTaken = 52,
+}
+
+impl stockade_status {
+    /// The message, NUL-terminated, static.
+    pub const fn message(self) -> &'static core::ffi::CStr {
+        match self {
+            stockade_status::Ok => c"ok",
+            stockade_status::NullArgument => c"a required pointer argument was NULL",
+            stockade_status::InvalidConfig => c"invalid configuration",
+            stockade_status::InvalidArgument => c"an argument is out of range",
+            stockade_status::StorageTooSmall => c"storage is smaller than the type's _SIZE",
+            stockade_status::StorageMisaligned => c"storage is not aligned to the type's _ALIGN",
+            stockade_status::InternalError => {
+                c"internal error (a bug in stockade; please report it)"
+            }
+            stockade_status::BreakerOpen => c"circuit breaker is open",
+            stockade_status::BreakerHalfOpenFull => {
+                c"circuit breaker is half-open and all probes are taken"
+            }
+            stockade_status::TokenAlreadyUsed => c"permit token was already reported",
+            stockade_status::TokenStale => {
+                c"permit token is stale: the breaker changed state since the call was admitted"
+            }
+            stockade_status::RateLimited => c"rate limit reached",
+            stockade_status::QueueFull => c"waiting queue is full",
+            stockade_status::QueueTimeout => c"timed out waiting in the queue",
+            stockade_status::PermitsExceedBurst => {
+                c"more permits asked for at once than the burst allows"
+            }
+            stockade_status::NotCancellable => {
+                c"reservation cannot be cancelled: it is ready, did not wait, or a later booking came after it"
+            }
+            stockade_status::BulkheadFull => c"bulkhead is full",
+            stockade_status::TimedOut => c"operation timed out",
+            stockade_status::RetriesExhausted => c"retries exhausted",
+            stockade_status::BudgetExhausted => c"retry budget exhausted",
+            stockade_status::CallbackFailed => c"callback reported failure",
+            stockade_status::Disposed => c"handle was disposed",
+            stockade_status::NotFound => c"no handle of that name is registered",
+            stockade_status::NameTaken => c"a live handle of that name is already registered",
+        }
+    }
+
+    /// Every status, in number order (tests and `stockade_status_str`).
+    pub(crate) const ALL: [stockade_status; 24] = [
+        stockade_status::Ok,
+        stockade_status::NullArgument,
+        stockade_status::InvalidConfig,
+        stockade_status::InvalidArgument,
+        stockade_status::StorageTooSmall,
+        stockade_status::StorageMisaligned,
+        stockade_status::InternalError,
+        stockade_status::BreakerOpen,
+        stockade_status::BreakerHalfOpenFull,
+        stockade_status::TokenAlreadyUsed,
+        stockade_status::TokenStale,
+        stockade_status::RateLimited,
+        stockade_status::QueueFull,
+        stockade_status::QueueTimeout,
+        stockade_status::PermitsExceedBurst,
+        stockade_status::NotCancellable,
+        stockade_status::BulkheadFull,
+        stockade_status::TimedOut,
+        stockade_status::RetriesExhausted,
+        stockade_status::BudgetExhausted,
+        stockade_status::CallbackFailed,
+        stockade_status::Disposed,
+        stockade_status::NotFound,
+        stockade_status::NameTaken,
+    ];
+
+    /// The status numbered `n`, if there is one.
+    pub const fn from_u32(n: u32) -> Option<stockade_status> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i] as u32 == n {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// The message of a status: a static NUL-terminated English string
+/// ("circuit breaker is open"); `"unknown status"` for a number that is no
+/// status.
+///
+/// - Ownership: the string is static; do not free it.
+/// - Thread safety: safe from any thread. Blocks: no. Never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn stockade_status_str(status: u32) -> *const c_char {
+    match stockade_status::from_u32(status) {
+        Some(s) => s.message().as_ptr(),
+        None => c"unknown status".as_ptr(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_stable_and_every_status_has_a_message() {
+        assert_eq!(stockade_status::Ok as u32, 0);
+        assert_eq!(stockade_status::NullArgument as u32, 1);
+        assert_eq!(stockade_status::InvalidConfig as u32, 2);
+        assert_eq!(stockade_status::BreakerOpen as u32, 10);
+        assert_eq!(stockade_status::NotFound as u32, 51);
+        let mut last = None;
+        for s in stockade_status::ALL {
+            assert!(last < Some(s as u32), "ALL is in number order");
+            last = Some(s as u32);
+            assert_eq!(stockade_status::from_u32(s as u32), Some(s));
+            assert!(!s.message().to_bytes().is_empty());
+        }
+        assert_eq!(stockade_status::from_u32(7), None);
+        assert_eq!(stockade_status::from_u32(u32::MAX), None);
+    }
+}

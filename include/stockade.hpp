@@ -1,0 +1,465 @@
+// stockade.hpp: header-only C++17 wrappers over stockade.h.
+//
+// Design choices:
+//  - Results, not exceptions: every fallible call returns
+//    stockade::result<T> (status + value). A rejection ("breaker open",
+//    "rate limited") is ordinary control flow, and game engines and
+//    firmware often build with -fno-exceptions. result<T>::value() throws
+//    stockade::error when exceptions are enabled and calls std::abort()
+//    when they are not; or_throw() is the explicit throwing form.
+//  - Durations are std::chrono; the C ABI's milliseconds stay inside.
+//  - RAII: objects own their storage (inline, aligned as the header says);
+//    permits release themselves in their destructor; blocking handles
+//    (breaker, limiter, bulkhead, retry, timeout) free themselves.
+//  - Operations are std::function<bool()> (true = success); an exception
+//    thrown by one is caught before it reaches the library and counted as
+//    a failure. timeout::execute copies the operation to the heap: it may
+//    outlive the call and is freed when it finishes.
+#ifndef STOCKADE_HPP
+#define STOCKADE_HPP
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "stockade.h"
+
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#include <stdexcept>
+#define STOCKADE_HPP_EXCEPTIONS 1
+#endif
+
+namespace stockade {
+
+/// Every status of the C ABI (same numbers).
+enum class status : uint32_t {
+    ok = STOCKADE_STATUS_OK,
+    null_argument = STOCKADE_STATUS_NULL_ARGUMENT,
+    invalid_config = STOCKADE_STATUS_INVALID_CONFIG,
+    invalid_argument = STOCKADE_STATUS_INVALID_ARGUMENT,
+    storage_too_small = STOCKADE_STATUS_STORAGE_TOO_SMALL,
+    storage_misaligned = STOCKADE_STATUS_STORAGE_MISALIGNED,
+    internal_error = STOCKADE_STATUS_INTERNAL_ERROR,
+    breaker_open = STOCKADE_STATUS_BREAKER_OPEN,
+    breaker_half_open_full = STOCKADE_STATUS_BREAKER_HALF_OPEN_FULL,
+    token_already_used = STOCKADE_STATUS_TOKEN_ALREADY_USED,
+    rate_limited = STOCKADE_STATUS_RATE_LIMITED,
+    queue_full = STOCKADE_STATUS_QUEUE_FULL,
+    queue_timeout = STOCKADE_STATUS_QUEUE_TIMEOUT,
+    permits_exceed_burst = STOCKADE_STATUS_PERMITS_EXCEED_BURST,
+    bulkhead_full = STOCKADE_STATUS_BULKHEAD_FULL,
+    timed_out = STOCKADE_STATUS_TIMED_OUT,
+    retries_exhausted = STOCKADE_STATUS_RETRIES_EXHAUSTED,
+    budget_exhausted = STOCKADE_STATUS_BUDGET_EXHAUSTED,
+    callback_failed = STOCKADE_STATUS_CALLBACK_FAILED,
+    disposed = STOCKADE_STATUS_DISPOSED,
+    not_found = STOCKADE_STATUS_NOT_FOUND,
+    name_taken = STOCKADE_STATUS_NAME_TAKEN,
+    token_stale = STOCKADE_STATUS_TOKEN_STALE,
+    not_cancellable = STOCKADE_STATUS_NOT_CANCELLABLE,
+};
+
+/// The status's message ("circuit breaker is open").
+inline const char *message(status s) noexcept { return stockade_status_str(static_cast<uint32_t>(s)); }
+
+/// What an invalid config was: option number, name and message.
+struct config_problem {
+    uint16_t option = 0;
+    std::string option_name;
+    std::string message;
+};
+
+#ifdef STOCKADE_HPP_EXCEPTIONS
+/// Thrown by result<T>::value() / or_throw() on a non-ok status.
+class error : public std::runtime_error {
+public:
+    explicit error(status s, const std::string &detail = std::string())
+        : std::runtime_error(detail.empty() ? std::string(message(s)) : detail), status_(s) {}
+    status code() const noexcept { return status_; }
+
+private:
+    status status_;
+};
+#endif
+
+/// A status and, when it is ok, a value.
+template <class T>
+class result {
+public:
+    result(T value) : status_(status::ok), value_(std::move(value)) {}  // NOLINT
+    result(status s, config_problem problem = config_problem()) : status_(s), problem_(std::move(problem)) {}  // NOLINT
+
+    bool ok() const noexcept { return status_ == status::ok; }
+    explicit operator bool() const noexcept { return ok(); }
+    status code() const noexcept { return status_; }
+    /// For `invalid_config`: which option, and why.
+    const config_problem &problem() const noexcept { return problem_; }
+
+    T &value() & { check(); return *value_; }
+    T &&value() && { check(); return std::move(*value_); }
+    T &or_throw() & { return value(); }
+    T &&or_throw() && { return std::move(*this).value(); }
+
+private:
+    void check() const {
+        if (value_) return;
+#ifdef STOCKADE_HPP_EXCEPTIONS
+        throw error(status_, problem_.message.empty() ? std::string() : problem_.message);
+#else
+        std::abort();
+#endif
+    }
+    status status_;
+    config_problem problem_;
+    std::optional<T> value_;
+};
+
+namespace detail {
+inline config_problem problem_of(const stockade_config_error &e) {
+    return config_problem{e.option, std::string(e.option_name), std::string(e.message)};
+}
+inline uint64_t to_ms(std::chrono::milliseconds d) noexcept {
+    return d.count() <= 0 ? 0 : static_cast<uint64_t>(d.count());
+}
+}  // namespace detail
+
+/// A clock: a stockade_clock (callback + user data). Plain value.
+class clock {
+public:
+    explicit clock(stockade_clock raw) noexcept : raw_(raw) {}
+#ifdef STOCKADE_HAS_BLOCKING
+    /// The operating system's monotonic clock.
+    static clock monotonic() noexcept { return clock(stockade_clock_monotonic()); }
+#endif
+    const stockade_clock *raw() const noexcept { return &raw_; }
+    result<std::chrono::nanoseconds> now() const {
+        uint64_t ns = 0;
+        auto s = static_cast<status>(stockade_clock_now_ns(&raw_, &ns));
+        if (s != status::ok) return s;
+        return std::chrono::nanoseconds(static_cast<int64_t>(ns));
+    }
+
+private:
+    stockade_clock raw_;
+};
+
+/// A deadline (plain value, 8 bytes).
+class deadline {
+public:
+    deadline() noexcept : raw_(stockade_deadline_never()) {}
+    explicit deadline(stockade_deadline raw) noexcept : raw_(raw) {}
+    static deadline never() noexcept { return deadline(); }
+    static result<deadline> after(const clock &c, std::chrono::milliseconds timeout) {
+        stockade_deadline d;
+        auto s = static_cast<status>(stockade_deadline_after(c.raw(), detail::to_ms(timeout), &d));
+        if (s != status::ok) return s;
+        return deadline(d);
+    }
+    /// Time left (zero once expired; milliseconds::max() for never).
+    std::chrono::milliseconds remaining(const clock &c) const noexcept {
+        uint64_t ms = 0;
+        if (stockade_deadline_remaining_ms(&raw_, c.raw(), &ms) != STOCKADE_STATUS_OK) return {};
+        if (ms > static_cast<uint64_t>(std::chrono::milliseconds::max().count()))
+            return std::chrono::milliseconds::max();
+        return std::chrono::milliseconds(static_cast<int64_t>(ms));
+    }
+    bool expired(const clock &c) const noexcept {
+        bool e = true;
+        return stockade_deadline_is_expired(&raw_, c.raw(), &e) != STOCKADE_STATUS_OK || e;
+    }
+    deadline min(deadline other) const noexcept { return deadline(stockade_deadline_min(raw_, other.raw_)); }
+    stockade_deadline raw() const noexcept { return raw_; }
+
+private:
+    stockade_deadline raw_;
+};
+
+/// A validated backoff policy; its storage lives inside the object (no
+/// heap). Copyable: the policy is plain data.
+class backoff {
+public:
+    static result<backoff> make(const stockade_backoff_config &config) {
+        backoff b;
+        stockade_config_error err;
+        stockade_backoff *handle = nullptr;
+        auto s = static_cast<status>(
+            stockade_backoff_init(b.storage_, sizeof b.storage_, &config, &err, &handle));
+        if (s == status::invalid_config) return result<backoff>(s, detail::problem_of(err));
+        if (s != status::ok) return s;
+        return b;
+    }
+    static stockade_backoff_config defaults() noexcept { return stockade_backoff_config_default(); }
+
+    /// The base delay (no jitter) before retry number `retry` (1-based).
+    std::chrono::milliseconds delay(uint32_t retry) const noexcept {
+        uint64_t ms = 0;
+        stockade_backoff_delay_ms(handle(), retry, &ms);
+        return std::chrono::milliseconds(static_cast<int64_t>(ms));
+    }
+    const stockade_backoff *handle() const noexcept { return reinterpret_cast<const stockade_backoff *>(storage_); }
+
+    /// The delays of one operation.
+    class schedule {
+    public:
+        /// The next delay, or retries_exhausted.
+        result<std::chrono::milliseconds> next(std::chrono::milliseconds elapsed) {
+            uint64_t ms = 0;
+            auto s = static_cast<status>(stockade_backoff_schedule_next(
+                reinterpret_cast<stockade_backoff_schedule *>(storage_), detail::to_ms(elapsed), &ms));
+            if (s != status::ok) return s;
+            return std::chrono::milliseconds(static_cast<int64_t>(ms));
+        }
+        uint32_t attempts() const noexcept {
+            uint32_t n = 0;
+            stockade_backoff_schedule_attempts(reinterpret_cast<const stockade_backoff_schedule *>(storage_), &n);
+            return n;
+        }
+
+    private:
+        friend class backoff;
+        schedule() = default;
+        alignas(STOCKADE_BACKOFF_SCHEDULE_ALIGN) unsigned char storage_[STOCKADE_BACKOFF_SCHEDULE_SIZE] = {};
+    };
+
+    schedule start(uint64_t seed) const noexcept {
+        schedule s;
+        stockade_backoff_schedule *out = nullptr;
+        stockade_backoff_schedule_init(s.storage_, sizeof s.storage_, handle(), seed, &out);
+        return s;
+    }
+
+private:
+    backoff() = default;
+    alignas(STOCKADE_BACKOFF_ALIGN) unsigned char storage_[STOCKADE_BACKOFF_SIZE] = {};
+};
+
+
+/// A bulkhead permit on the core tier: released in its destructor (or by
+/// release(); a second release is a no-op). Move-only.
+class bulkhead_slots;
+class permit {
+public:
+    permit(permit &&o) noexcept : owner_(std::exchange(o.owner_, nullptr)), token_(o.token_) {}
+    permit &operator=(permit &&o) noexcept {
+        if (this != &o) {
+            release();
+            owner_ = std::exchange(o.owner_, nullptr);
+            token_ = o.token_;
+        }
+        return *this;
+    }
+    permit(const permit &) = delete;
+    permit &operator=(const permit &) = delete;
+    ~permit() { release(); }
+    /// Releases now; later calls (and the destructor) do nothing.
+    void release() noexcept {
+        if (owner_) stockade_bulkhead_release(owner_, &token_);
+        owner_ = nullptr;
+    }
+    bool held() const noexcept { return owner_ != nullptr; }
+
+private:
+    friend class bulkhead_slots;
+    permit(stockade_bulkhead *owner, stockade_bulkhead_token token) noexcept : owner_(owner), token_(token) {}
+    stockade_bulkhead *owner_;
+    stockade_bulkhead_token token_;
+};
+
+/// A core-tier bulkhead (no heap, no threads of its own; firmware too)
+/// handing out RAII permits. Not movable: permits point into it.
+class bulkhead_slots {
+public:
+    static std::unique_ptr<bulkhead_slots> make(uint32_t max_concurrent, status *why = nullptr) {
+        std::unique_ptr<bulkhead_slots> b(new bulkhead_slots());
+        stockade_bulkhead_config c = stockade_bulkhead_config_default();
+        c.max_concurrent = max_concurrent;
+        auto s = static_cast<status>(stockade_bulkhead_init(b->storage_, sizeof b->storage_, &c, nullptr, &b->raw_));
+        if (why) *why = s;
+        if (s != status::ok) return nullptr;
+        return b;
+    }
+    /// A permit if a slot is free now, else bulkhead_full.
+    result<permit> try_acquire() noexcept {
+        stockade_bulkhead_token t;
+        auto s = static_cast<status>(stockade_bulkhead_try_acquire(raw_, &t));
+        if (s != status::ok) return s;
+        return permit(raw_, t);
+    }
+    bulkhead_slots(const bulkhead_slots &) = delete;
+    bulkhead_slots &operator=(const bulkhead_slots &) = delete;
+
+private:
+    bulkhead_slots() = default;
+    alignas(STOCKADE_BULKHEAD_ALIGN) unsigned char storage_[STOCKADE_BULKHEAD_SIZE] = {};
+    stockade_bulkhead *raw_ = nullptr;
+};
+
+#ifdef STOCKADE_HAS_BLOCKING
+/// The operation the blocking patterns run: true = success.
+using operation = std::function<bool()>;
+
+namespace detail {
+/// Runs a std::function<bool()>: 0 success, 1 failure, 2 an exception
+/// (caught here: it must not cross into the library; counted as a failure).
+inline int run_operation(void *f) noexcept {
+#ifdef STOCKADE_HPP_EXCEPTIONS
+    try {
+        return (*static_cast<operation *>(f))() ? 0 : 1;
+    } catch (...) {
+        return 2;
+    }
+#else
+    return (*static_cast<operation *>(f))() ? 0 : 1;
+#endif
+}
+/// Frees a heap operation handed to a detached run (timeout, pipeline).
+inline void delete_operation(void *f) noexcept { delete static_cast<operation *>(f); }
+
+template <class H, void (*Free)(H *)>
+struct deleter {
+    void operator()(H *h) const noexcept { Free(h); }
+};
+template <class H, void (*Free)(H *)>
+using owned = std::unique_ptr<H, deleter<H, Free>>;
+
+/// Makes a handle: new_fn(name, &config, &err, &out).
+template <class W, class H, class C, class New>
+result<W> make(New new_fn, const char *name, const C &config) {
+    stockade_config_error err;
+    H *out = nullptr;
+    auto s = static_cast<status>(new_fn(name, &config, &err, &out));
+    if (s == status::invalid_config) return result<W>(s, problem_of(err));
+    if (s != status::ok) return s;
+    return W(out);
+}
+inline stockade_metrics no_metrics() noexcept { return stockade_metrics{}; }
+}  // namespace detail
+
+#define STOCKADE_HPP_HANDLE(cls, H, prefix)                                                  \
+public:                                                                                      \
+    H *raw() const noexcept { return h_.get(); }                                             \
+    stockade_metrics metrics() const noexcept {                                              \
+        stockade_metrics m = detail::no_metrics();                                           \
+        prefix##_metrics(h_.get(), &m);                                                      \
+        return m;                                                                            \
+    }                                                                                        \
+    void dispose() noexcept { prefix##_dispose(h_.get()); }                                  \
+    static result<cls> get(const char *name) {                                               \
+        H *out = nullptr;                                                                    \
+        auto s = static_cast<status>(prefix##_get(name, &out));                              \
+        if (s != status::ok) return s;                                                       \
+        return cls(out);                                                                     \
+    }                                                                                        \
+                                                                                             \
+    /* Takes ownership of a handle from the C API. */                                      \
+    explicit cls(H *h) noexcept : h_(h) {}                                                   \
+                                                                                             \
+private:                                                                                     \
+    detail::owned<H, prefix##_free> h_;
+
+/// A blocking circuit breaker (RAII handle; movable).
+class breaker {
+public:
+    using config_type = stockade_breaker_config;
+    static config_type defaults() noexcept { return stockade_breaker_config_default(); }
+    /// Named (registered) when `name` is not null.
+    static result<breaker> make(const char *name, const config_type &c) {
+        return detail::make<breaker, stockade_breaker_handle>(stockade_breaker_handle_new, name, c);
+    }
+    /// Runs `op` unless the breaker is open: ok, callback_failed, breaker_open, ...
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_breaker_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    stockade_breaker_state state() const noexcept {
+        stockade_breaker_state st = STOCKADE_BREAKER_STATE_CLOSED;
+        stockade_breaker_handle_get_state(h_.get(), &st);
+        return st;
+    }
+    STOCKADE_HPP_HANDLE(breaker, stockade_breaker_handle, stockade_breaker_handle)
+};
+
+/// A blocking rate limiter (FIFO waiting; RAII handle).
+class limiter {
+public:
+    using config_type = stockade_limiter_config;
+    static config_type defaults() noexcept { return stockade_limiter_config_default(); }
+    static result<limiter> make(const char *name, const config_type &c) {
+        return detail::make<limiter, stockade_limiter_handle>(stockade_limiter_handle_new, name, c);
+    }
+    /// Waits (up to the config's queue timeout) for `n` permits.
+    status acquire(uint32_t n = 1) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_acquire(h_.get(), n));
+    }
+    status try_acquire(uint32_t n = 1) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_try_acquire(h_.get(), n));
+    }
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    STOCKADE_HPP_HANDLE(limiter, stockade_limiter_handle, stockade_limiter_handle)
+};
+
+/// A blocking bulkhead (callers queue for a slot; RAII handle).
+class bulkhead {
+public:
+    using config_type = stockade_bulkhead_config;
+    static config_type defaults() noexcept { return stockade_bulkhead_config_default(); }
+    static result<bulkhead> make(const char *name, const config_type &c) {
+        return detail::make<bulkhead, stockade_bulkhead_handle>(stockade_bulkhead_handle_new, name, c);
+    }
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_bulkhead_handle_execute(h_.get(), detail::run_operation, &op));
+    }
+    status try_execute(operation op) const noexcept {
+        return static_cast<status>(stockade_bulkhead_handle_try_execute(h_.get(), detail::run_operation, &op));
+    }
+    STOCKADE_HPP_HANDLE(bulkhead, stockade_bulkhead_handle, stockade_bulkhead_handle)
+};
+
+/// A blocking retry (sleeps between attempts; RAII handle).
+class retry {
+public:
+    using config_type = stockade_retry_config;
+    static config_type defaults() noexcept { return stockade_retry_config_default(); }
+    static result<retry> make(const char *name, const config_type &c) {
+        return detail::make<retry, stockade_retry>(stockade_retry_new, name, c);
+    }
+    /// Runs `op` until it returns true or the attempts run out:
+    /// ok, retries_exhausted, disposed.
+    status execute(operation op) const noexcept {
+        return static_cast<status>(stockade_retry_execute(h_.get(), detail::run_operation, nullptr, &op));
+    }
+    STOCKADE_HPP_HANDLE(retry, stockade_retry, stockade_retry)
+};
+
+/// A blocking timeout: execute() returns on time; a late `op` keeps
+/// running on the timeout's worker (it owns its copy of `op`, freed when
+/// it finishes). RAII handle.
+class timeout {
+public:
+    using config_type = stockade_timeout_config;
+    static result<timeout> make(const char *name, std::chrono::milliseconds limit) {
+        config_type c = stockade_timeout_config_default();
+        c.timeout_ms = detail::to_ms(limit);
+        return detail::make<timeout, stockade_timeout>(stockade_timeout_new, name, c);
+    }
+    /// ok, callback_failed, timed_out, queue_full, disposed.
+    status execute(operation op) const {
+        auto *heap = new operation(std::move(op));
+        return static_cast<status>(
+            stockade_timeout_execute(h_.get(), detail::run_operation, heap, detail::delete_operation));
+    }
+    STOCKADE_HPP_HANDLE(timeout, stockade_timeout, stockade_timeout)
+};
+
+#undef STOCKADE_HPP_HANDLE
+#endif  // STOCKADE_HAS_BLOCKING
+
+}  // namespace stockade
+
+#endif  // STOCKADE_HPP

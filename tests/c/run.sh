@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The C ABI's tests: header drift, C99/C++ compile checks, the C tests under
+# AddressSanitizer+UBSan and under valgrind, the no-malloc core tier, the
+# firmware (thumbv7em, no_std) static library and its .text size, the
+# install script with pkg-config (and CMake when present), the README's C
+# example, and the C++ wrappers. Called by scripts/test.sh.
+#
+# Usage: tests/c/run.sh                       (everything)
+#        STOCKADE_UPDATE_HEADER=1 tests/c/run.sh   (rewrite include/stockade.h)
+#        STOCKADE_SKIP_VALGRIND=1 ...          (skip the valgrind runs)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+step() { printf '\n==> c: %s\n' "$*"; }
+fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
+
+# System tools the tests need, installed with apt when missing (root only).
+need() {
+    local tool=$1 pkg=$2
+    command -v "$tool" >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null && apt-get install -y -qq "$pkg" >/dev/null; } || true
+    fi
+    command -v "$tool" >/dev/null || fail "$tool not installed (apt-get install $pkg)"
+}
+need cc gcc
+need c++ g++
+need pkg-config pkg-config
+[ "${STOCKADE_SKIP_VALGRIND:-0}" = 1 ] || need valgrind valgrind
+
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+CBINDGEN_VERSION=0.29.4
+build=target/c-tests
+mkdir -p "$build"
+
+# Warnings are errors for every C and C++ file we compile.
+CWARN=(-Wall -Wextra -Wpedantic -Werror)
+SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+# What a Rust staticlib with std needs from the system.
+RUST_SYS_LIBS=(-lpthread -ldl -lm)
+
+# ---------------------------------------------------------------------------
+step "the library (debug, std: both tiers)"
+cargo build -p stockade-ffi --locked
+lib_a=target/debug/libstockade.a
+lib_dir=target/debug
+
+# ---------------------------------------------------------------------------
+step "include/stockade.h matches cbindgen $CBINDGEN_VERSION's output"
+tools=target/tools
+cbindgen=$tools/bin/cbindgen
+if ! [ -x "$cbindgen" ] || ! "$cbindgen" --version | grep -qx "cbindgen $CBINDGEN_VERSION"; then
+    cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --root "$tools"
+fi
+"$cbindgen" --quiet --config ffi/cbindgen.toml --crate stockade-ffi --output "$build/stockade.h" ffi
+if [ "${STOCKADE_UPDATE_HEADER:-0}" = 1 ]; then
+    cp "$build/stockade.h" include/stockade.h
+    echo "include/stockade.h rewritten"
+fi
+diff -u include/stockade.h "$build/stockade.h" ||
+    fail "include/stockade.h is stale: run STOCKADE_UPDATE_HEADER=1 tests/c/run.sh and commit it"
+
+# ---------------------------------------------------------------------------
+step "the headers compile cleanly as C99, C11 and C++"
+printf '#include "stockade.h"\nint main(void) { return stockade_status_str(0)[0] == 0; }\n' >"$build/hdr.c"
+$CC -std=c99 "${CWARN[@]}" -Iinclude -c "$build/hdr.c" -o "$build/hdr99.o"
+$CC -std=c11 "${CWARN[@]}" -Iinclude -c "$build/hdr.c" -o "$build/hdr11.o"
+$CC -std=c99 "${CWARN[@]}" -DSTOCKADE_CORE_ONLY -Iinclude -c "$build/hdr.c" -o "$build/hdr_core.o"
+cp "$build/hdr.c" "$build/hdr.cpp"
+$CXX -std=c++11 "${CWARN[@]}" -Iinclude -c "$build/hdr.cpp" -o "$build/hdrxx.o"
+if [ -f include/stockade.hpp ]; then
+    printf '#include "stockade.hpp"\nint main() { return 0; }\n' >"$build/hpp.cpp"
+    $CXX -std=c++17 "${CWARN[@]}" -Iinclude -c "$build/hpp.cpp" -o "$build/hpp.o"
+fi
+
+# ---------------------------------------------------------------------------
+# Every exported function is called by some test (names from the header).
+step "every exported function is exercised by a C test"
+missing=0
+for fn in $(grep -oE '\bstockade_[a-z0-9_]+\(' include/stockade.h | tr -d '(' | sort -u); do
+    if ! grep -qE "\\b$fn\\b" tests/c/*.c tests/c/*.cpp 2>/dev/null; then
+        echo "not exercised: $fn"
+        missing=1
+    fi
+done
+[ "$missing" = 0 ] || fail "some exported functions have no C test"
+
+# ---------------------------------------------------------------------------
+c_tests=()
+for f in tests/c/test_*.c; do
+    name=$(basename "$f" .c)
+    [ "$name" = test_nomalloc ] && continue
+    c_tests+=("$name")
+done
+
+step "C tests under AddressSanitizer + UBSan (static library)"
+# LeakSanitizer needs ptrace, which some sandboxes forbid; where it cannot
+# run, leaks are left to valgrind below.
+asan_opts="detect_leaks=1:abort_on_error=1"
+printf 'int main(void) { return 0; }\n' >"$build/lsan_probe.c"
+$CC "${SAN[@]}" "$build/lsan_probe.c" -o "$build/lsan_probe"
+if ! ASAN_OPTIONS=$asan_opts "$build/lsan_probe" >/dev/null 2>&1; then
+    echo "LeakSanitizer cannot run here: ASAN_OPTIONS=detect_leaks=0 (valgrind checks leaks)"
+    asan_opts="detect_leaks=0:abort_on_error=1"
+fi
+for t in "${c_tests[@]}"; do
+    $CC -std=c99 "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "tests/c/$t.c" "$lib_a" \
+        "${RUST_SYS_LIBS[@]}" -o "$build/$t.asan"
+    ASAN_OPTIONS=$asan_opts UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$build/$t.asan"
+done
+
+if [ "${STOCKADE_SKIP_VALGRIND:-0}" != 1 ]; then
+    step "C tests under valgrind (shared library): no errors, no leaks"
+    for t in "${c_tests[@]}"; do
+        $CC -std=c99 "${CWARN[@]}" -g -Iinclude "tests/c/$t.c" -L"$lib_dir" -lstockade \
+            -Wl,-rpath,"$root/$lib_dir" "${RUST_SYS_LIBS[@]}" -o "$build/$t.vg"
+        # Leaks: definite and indirect fail the run. The blocking layer's
+        # process-wide registry (a static hash map, reached through an
+        # interior pointer: "possibly lost") and per-thread event stripes
+        # ("still reachable") live until exit by design and are not leaks.
+        valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+            --errors-for-leak-kinds=definite,indirect "$build/$t.vg"
+    done
+fi
+
+step "C++ wrappers (include/stockade.hpp), C++17, under ASan + UBSan"
+for t in tests/c/test_*.cpp; do
+    name=$(basename "$t" .cpp)
+    $CXX -std=c++17 "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "$t" "$lib_a" "${RUST_SYS_LIBS[@]}" \
+        -o "$build/$name.asan"
+    ASAN_OPTIONS=$asan_opts "$build/$name.asan"
+    # The result-based API without exceptions (game engines, firmware).
+    $CXX -std=c++17 -fno-exceptions "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "$t" "$lib_a" "${RUST_SYS_LIBS[@]}" \
+        -o "$build/$name.noexc"
+    ASAN_OPTIONS=$asan_opts "$build/$name.noexc"
+done
+
+# ---------------------------------------------------------------------------
+step "core tier without malloc (no_std libstockade.a, --wrap=malloc aborts)"
+# The core tier alone, as firmware links it: no_std, panic = abort.
+CARGO_PROFILE_RELEASE_PANIC=abort cargo rustc -p stockade-ffi --release --no-default-features \
+    --crate-type staticlib --target-dir target/c-nostd --locked
+nostd_a=target/c-nostd/release/libstockade.a
+if nm -u "$nostd_a" 2>/dev/null | grep -qwE 'malloc|calloc|realloc|free|pthread_[a-z_]+'; then
+    nm -u "$nostd_a" | grep -wE 'malloc|calloc|realloc|free|pthread_[a-z_]+' | sort -u
+    fail "the core tier references malloc or threads"
+fi
+$CC -std=c99 "${CWARN[@]}" -g -Iinclude tests/c/test_nomalloc.c "$nostd_a" \
+    -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free -o "$build/test_nomalloc"
+# The wrapper does catch an allocation (so the test above can fail).
+printf '#include <stdlib.h>\nvoid *__wrap_malloc(size_t n);\nvoid *__wrap_malloc(size_t n) { (void)n; abort(); }\nint main(void) { return malloc(1) == 0; }\n' \
+    >"$build/wrap_probe.c"
+$CC -std=c99 "$build/wrap_probe.c" -Wl,--wrap=malloc -o "$build/wrap_probe"
+if sh -c '"$1"; exit $?' _ "$build/wrap_probe" 2>/dev/null; then fail "--wrap=malloc did not intercept malloc"; fi
+"$build/test_nomalloc"
+
+# ---------------------------------------------------------------------------
+step "firmware: the core tier as a no_std staticlib for thumbv7em-none-eabihf"
+rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+# Optimised for size, as firmware is built.
+CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo rustc -p stockade-ffi --release --no-default-features \
+    --target thumbv7em-none-eabihf --crate-type staticlib --target-dir target/c-firmware --locked
+fw_a=target/c-firmware/thumbv7em-none-eabihf/release/libstockade.a
+tests/c/firmware-size.sh "$fw_a"
+
+# ---------------------------------------------------------------------------
+step "install (scripts/install-c.sh) and consume with pkg-config"
+prefix=$PWD/$build/prefix
+rm -rf "$prefix"
+scripts/install-c.sh "$prefix"
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+readme_c=$build/readme_example.c
+# The README's C example, compiled with the command the README shows.
+awk '/<!-- c-example:begin -->/{on=1; next} /<!-- c-example:end -->/{on=0} on' README.md |
+    sed -n '/^```c$/,/^```$/p' | sed '1d;$d' >"$readme_c"
+[ -s "$readme_c" ] || fail "README.md has no C example between c-example markers"
+readme_cmd=$(awk '/<!-- c-example:begin -->/{on=1; next} /<!-- c-example:end -->/{on=0} on' README.md |
+    sed -n '/^```sh$/,/^```$/p' | sed '1d;$d' | grep -E '^cc ')
+[ -n "$readme_cmd" ] || fail "README.md's C example has no cc command"
+(cd "$build" && cp readme_example.c example.c && eval "$readme_cmd" && LD_LIBRARY_PATH=$prefix/lib ./example)
+# Static linking through pkg-config --static.
+$CC -std=c99 "${CWARN[@]}" "$readme_c" -o "$build/example_static" \
+    $(pkg-config --cflags stockade) "$prefix/lib/libstockade.a" $(pkg-config --libs-only-l --static stockade | sed 's/-lstockade//')
+"$build/example_static"
+
+step "install: consume with CMake find_package(stockade)"
+if ! command -v cmake >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq cmake >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq cmake >/dev/null; }) ||
+        echo "cmake could not be installed"
+fi
+if command -v cmake >/dev/null; then
+    cm=$build/cmake-consumer
+    rm -rf "$cm" && mkdir -p "$cm"
+    cp "$readme_c" "$cm/example.c"
+    cat >"$cm/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(stockade_consumer C)
+find_package(stockade 0.1 REQUIRED)
+add_executable(example_shared example.c)
+target_link_libraries(example_shared PRIVATE stockade::stockade)
+add_executable(example_static example.c)
+target_link_libraries(example_static PRIVATE stockade::static)
+CMAKE
+    cmake -S "$cm" -B "$cm/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$cm/build" >/dev/null
+    LD_LIBRARY_PATH=$prefix/lib "$cm/build/example_shared"
+    "$cm/build/example_static"
+else
+    echo "cmake not available: find_package(stockade) not tested"
+fi
+
+echo
+echo "c: all C ABI checks passed"
