@@ -231,13 +231,13 @@ impl Counter {
 /// Stripes of a [`StripedCounter`]: threads that own one count without a
 /// read-modify-write.
 pub(crate) const STRIPES: usize = 8;
-#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 /// No stripe: count on the shared word.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 const NO_STRIPE: usize = usize::MAX;
 
-#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 /// The stripes handed out to live threads, and those returned by threads
 /// that ended.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 struct StripeTable {
     next: usize,
     free: Vec<usize>,
@@ -250,9 +250,9 @@ static STRIPE_TABLE: crate::sync::unmodelled::Mutex<StripeTable> =
         free: Vec::new(),
     });
 
-#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 /// A thread's claim on a stripe (process-wide: the same index in every
 /// counter), returned when the thread ends.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 struct StripeClaim(usize);
 
 #[cfg(not(stockade_loom))] // Loom counts on the shared word.
