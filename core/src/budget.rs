@@ -365,6 +365,8 @@ impl RetryBudget {
         /// - `max_tokens`: [`Zero`](ConfigProblem::Zero), or
         ///   [`TooLarge`](ConfigProblem::TooLarge) above [`MAX_TOKENS`]
         ///   (2^18 with the 32-bit layout).
+        // No `?` in a `const fn` (this one is `const` outside loom).
+        #[allow(clippy::question_mark)]
         pub fn new(config: RetryBudgetConfig) -> Result<RetryBudget, ConfigError> {
             if let Err(e) = config.validate() {
                 return Err(e);

@@ -348,7 +348,6 @@ mod monotonic {
     use std::io;
     use std::string::String;
     use std::sync::{Arc, OnceLock};
-    use std::thread::{self, JoinHandle};
     use std::time::Instant;
 
     // Not `crate::sync` atomics: these process-wide statics are no state
@@ -356,6 +355,7 @@ mod monotonic {
     use portable_atomic::{AtomicU64, Ordering};
 
     use super::{Clock, Timestamp, duration_to_nanos_saturating};
+    use crate::sync::unmodelled::thread::{self, JoinHandle};
 
     /// The operating system's monotonic clock, read the cheapest way that
     /// stays monotonic.

@@ -1,8 +1,16 @@
-//! The one place that names atomic types.
+//! The one place that names atomic types, locks and thread parking.
 //!
 //! Every state machine imports its atomics, spin hints and the state-word
-//! type from here. Under `--cfg stockade_loom` the loom model checker's
-//! types replace them, so the same code is model-checked.
+//! type from here; with feature `std` the blocking layer also takes its
+//! locks ([`Mutex`], [`RwLock`]), the [`Arc`] of its hand-off records and
+//! its thread handles and parking ([`thread`]) from here. Under
+//! `--cfg stockade_loom` the loom model checker's types replace them, so
+//! the same code is model-checked (as tokio's `loom` module does). Outside
+//! loom every item is a plain re-export: zero cost.
+//!
+//! Process-wide state (registries, the coarse clock's upkeep thread) cannot
+//! be modelled: a loom object must not outlive one model execution. It uses
+//! [`unmodelled`], which is the real thing under loom too.
 //!
 //! # The state word
 //!
@@ -90,3 +98,113 @@ macro_rules! const_fn_unless_loom {
     };
 }
 pub(crate) use const_fn_unless_loom;
+
+// --- The blocking layer's locks and threads (feature `std`) --------------
+
+#[cfg(all(feature = "std", not(stockade_loom)))]
+pub(crate) use parking_lot::{Mutex, RwLock};
+/// The `Arc` of records shared between a waiter and the thread that wakes
+/// it (loom's checks that every one is freed). Public API types keep
+/// `std::sync::Arc`.
+#[cfg(all(feature = "std", not(stockade_loom)))]
+pub(crate) use std::sync::Arc;
+
+/// Thread handles and parking, as the blocking layer uses them.
+#[cfg(all(feature = "std", not(stockade_loom)))]
+pub(crate) mod thread {
+    pub(crate) use std::thread::{Builder, Result, Thread, current, park, park_timeout, sleep};
+}
+
+#[cfg(all(feature = "std", stockade_loom))]
+pub(crate) use self::model::{Mutex, RwLock};
+#[cfg(all(feature = "std", stockade_loom))]
+pub(crate) use loom::sync::Arc;
+
+/// Thread handles and parking, as the blocking layer uses them: loom's.
+/// Loom has no time, so a timed park or a sleep is a yield: a timed park
+/// may return early anyway, and callers loop on their condition.
+#[cfg(all(feature = "std", stockade_loom))]
+pub(crate) mod thread {
+    use core::time::Duration;
+
+    pub(crate) use loom::thread::{Builder, Thread, current, park};
+    pub(crate) use std::thread::Result;
+
+    /// A timed park: under loom, a yield (an early return).
+    pub(crate) fn park_timeout(_timeout: Duration) {
+        loom::thread::yield_now();
+    }
+
+    /// A sleep: under loom, a yield.
+    pub(crate) fn sleep(_duration: Duration) {
+        loom::thread::yield_now();
+    }
+}
+
+/// Loom's locks behind `parking_lot`'s infallible API (loom's `lock()`
+/// returns a `LockResult`; a panic while locked fails the model anyway).
+#[cfg(all(feature = "std", stockade_loom))]
+mod model {
+    use core::fmt;
+    use std::sync::PoisonError;
+
+    pub(crate) use loom::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+
+    /// `parking_lot::Mutex`'s API over `loom::sync::Mutex`.
+    #[derive(Default)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Mutex<T> {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn get_mut(&mut self) -> MutexGuard<'_, T> {
+            self.lock()
+        }
+    }
+
+    impl<T> fmt::Debug for Mutex<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Mutex").finish_non_exhaustive()
+        }
+    }
+
+    /// `parking_lot::RwLock`'s API over `loom::sync::RwLock`.
+    #[derive(Default)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> RwLock<T> {
+            RwLock(loom::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl<T> fmt::Debug for RwLock<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RwLock").finish_non_exhaustive()
+        }
+    }
+}
+
+/// Locks and threads for process-wide state that loom cannot model (a
+/// loom object must not outlive one model execution): the pattern
+/// registries, the event counters' stripe table, the coarse clock's upkeep
+/// thread. The real thing in every build.
+#[cfg(feature = "std")]
+pub(crate) mod unmodelled {
+    pub(crate) use parking_lot::Mutex;
+    pub(crate) use std::thread;
+}

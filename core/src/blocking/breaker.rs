@@ -10,10 +10,7 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind};
 use std::sync::{Arc, Weak};
-use std::thread::{self, Thread};
 use std::vec::Vec;
-
-use parking_lot::Mutex;
 
 use super::registry::{self, registered};
 use super::shell::Shell;
@@ -23,7 +20,8 @@ use crate::breaker::{
     CircuitBreaker as Machine, Outcome, Transition,
 };
 use crate::clock::{Clock, MonotonicClock, Timestamp};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{AtomicU32, Mutex, Ordering};
 
 /// A circuit breaker for blocking calls (spec: `CircuitBreaker`).
 ///
@@ -1029,6 +1027,7 @@ impl<T: Timer> fmt::Debug for CircuitBreaker<T> {
 mod tests {
     use super::*;
     use crate::blocking::VirtualClock;
+    use std::thread;
 
     #[track_caller]
     fn wait_for(mut done: impl FnMut() -> bool) {

@@ -5,9 +5,6 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::thread::{self, Thread};
-
-use parking_lot::Mutex;
 
 use super::registry::{self, registered};
 use super::shell::Shell;
@@ -17,7 +14,8 @@ use crate::bulkhead::{
     QueuedAcquire, RawAdmission,
 };
 use crate::clock::MonotonicClock;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{self, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -120,7 +118,7 @@ impl Refusal {
 ///
 /// The counts live in the lock-free core [`crate::bulkhead::Bulkhead`]
 /// (permits in use and callers queued, in one atomic word). This layer adds
-/// the FIFO of parked threads, a `parking_lot::Mutex<VecDeque<Arc<Waiter>>>`
+/// the FIFO of parked threads, a `Mutex<VecDeque<Arc<Waiter>>>`
 /// that only the slow path touches:
 ///
 /// * **Fast path** — a permit is free and nobody is queued: one CAS in the
@@ -160,7 +158,7 @@ pub struct Bulkhead<T: Timer = MonotonicClock> {
     /// counters.
     shell: Shell<BulkheadConfig, T>,
     /// Parked callers, front first. Touched only on the slow path.
-    waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    waiters: Mutex<VecDeque<sync::Arc<Waiter>>>,
 }
 
 impl Bulkhead<MonotonicClock> {
@@ -474,12 +472,12 @@ impl<T: Timer> Bulkhead<T> {
                     return Err(self.reject());
                 }
                 RawAdmission::Enqueued => {
-                    let waiter = Arc::new(Waiter {
+                    let waiter = sync::Arc::new(Waiter {
                         thread: thread::current(),
                         state: AtomicU32::new(WAITING),
                         granted: AtomicU64::new(0),
                     });
-                    waiters.push_back(Arc::clone(&waiter));
+                    waiters.push_back(sync::Arc::clone(&waiter));
                     waiter
                 }
             }
@@ -500,7 +498,7 @@ impl<T: Timer> Bulkhead<T> {
                     DISPOSED => return Err(Refusal::Disposed),
                     _ => {}
                 }
-                if let Some(at) = waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+                if let Some(at) = waiters.iter().position(|w| sync::Arc::ptr_eq(w, &waiter)) {
                     waiters.remove(at);
                 }
                 if let LeaveQueue::Left { wake_next: true } = self.core.leave_queue_raw() {
@@ -519,7 +517,7 @@ impl<T: Timer> Bulkhead<T> {
 
     /// Hands free permits to the front of the queue. Call with the queue
     /// lock held.
-    fn grant_locked(&self, waiters: &mut VecDeque<Arc<Waiter>>) {
+    fn grant_locked(&self, waiters: &mut VecDeque<sync::Arc<Waiter>>) {
         while !waiters.is_empty() {
             match self.core.acquire_queued_raw() {
                 QueuedAcquire::Acquired { token, .. } => {

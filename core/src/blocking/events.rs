@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
 
 use crate::breaker::BreakerState;
 use crate::clock::Timestamp;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, RwLock};
 
 /// Which pattern emitted an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -233,29 +232,33 @@ impl Counter {
 /// read-modify-write.
 pub(crate) const STRIPES: usize = 8;
 /// No stripe: count on the shared word.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 const NO_STRIPE: usize = usize::MAX;
 
 /// The stripes handed out to live threads, and those returned by threads
 /// that ended.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 struct StripeTable {
     next: usize,
     free: Vec<usize>,
 }
 
-static STRIPE_TABLE: std::sync::Mutex<StripeTable> = std::sync::Mutex::new(StripeTable {
-    next: 0,
-    free: Vec::new(),
-});
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
+static STRIPE_TABLE: crate::sync::unmodelled::Mutex<StripeTable> =
+    crate::sync::unmodelled::Mutex::new(StripeTable {
+        next: 0,
+        free: Vec::new(),
+    });
 
 /// A thread's claim on a stripe (process-wide: the same index in every
 /// counter), returned when the thread ends.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 struct StripeClaim(usize);
 
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 impl StripeClaim {
     fn claim() -> StripeClaim {
-        let mut table = STRIPE_TABLE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = STRIPE_TABLE.lock();
         if let Some(stripe) = table.free.pop() {
             return StripeClaim(stripe);
         }
@@ -267,20 +270,18 @@ impl StripeClaim {
     }
 }
 
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 impl Drop for StripeClaim {
     fn drop(&mut self) {
         if self.0 != NO_STRIPE {
             // The mutex orders this thread's last increments before the
             // next owner's first.
-            STRIPE_TABLE
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .free
-                .push(self.0);
+            STRIPE_TABLE.lock().free.push(self.0);
         }
     }
 }
 
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
 std::thread_local! {
     static STRIPE: StripeClaim = StripeClaim::claim();
 }
@@ -299,6 +300,12 @@ pub(crate) struct StripedCounter {
 impl StripedCounter {
     #[inline]
     pub(crate) fn incr(&self) {
+        // Loom runs its threads on one OS thread, which has one set of
+        // thread-locals: stripes would be shared there, so count on the
+        // shared word.
+        #[cfg(stockade_loom)]
+        let stripe: Option<&CachePadded<AtomicU64>> = None;
+        #[cfg(not(stockade_loom))]
         let stripe = STRIPE
             .try_with(|claim| claim.0)
             .ok()
@@ -320,7 +327,7 @@ impl StripedCounter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;
     use core::sync::atomic::AtomicUsize;
@@ -371,7 +378,7 @@ mod tests {
             });
         }
         assert_eq!(c.get(), 1 + 3 * (STRIPES as u64 + 4) * 1000);
-        let table = STRIPE_TABLE.lock().unwrap();
+        let table = STRIPE_TABLE.lock();
         assert!(table.next <= STRIPES);
         assert!(table.free.len() <= STRIPES);
     }

@@ -20,13 +20,12 @@ use std::collections::VecDeque;
 use std::panic::catch_unwind;
 use std::string::String;
 use std::sync::Arc;
-use std::thread::{self, Thread};
 use std::vec::Vec;
-
-use parking_lot::Mutex;
 
 use super::Timer;
 use crate::clock::Timestamp;
+use crate::sync::Mutex;
+use crate::sync::thread::{self, Thread};
 
 /// A job for a worker. `run` calls `ready` once its work is done and before
 /// it hands the result over, so the worker is free again by the time its

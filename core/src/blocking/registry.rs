@@ -26,9 +26,8 @@ use std::collections::HashMap;
 use std::string::String;
 use std::sync::{Arc, LazyLock};
 
-use parking_lot::Mutex;
-
 use super::Error;
+use crate::sync::unmodelled::Mutex;
 
 /// A pattern that can be kept in the registry.
 pub(crate) trait Registered: Any + Send + Sync + Sized {

@@ -9,12 +9,11 @@
 
 use core::time::Duration;
 use std::sync::Arc;
-use std::thread::{self, Thread};
 use std::vec::Vec;
 
-use parking_lot::Mutex;
-
 use crate::clock::{Clock, ManualClock, MonotonicClock, Timestamp};
+use crate::sync::Mutex;
+use crate::sync::thread::{self, Thread};
 
 /// A [`Clock`] whose time the calling thread can wait on.
 ///
@@ -230,10 +229,11 @@ impl Timer for VirtualClock {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use std::thread;
 
     #[test]
     fn virtual_sleep_waits_for_advance() {

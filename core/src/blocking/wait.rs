@@ -1,12 +1,10 @@
 //! What the blocking patterns share for `dispose`: the flag every call
 //! checks, and the list of threads a `dispose` must wake.
 
-use std::thread::{self, Thread};
 use std::vec::Vec;
 
-use parking_lot::Mutex;
-
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{AtomicU32, Mutex, Ordering};
 
 /// Threads blocked in a pattern that `dispose` must wake.
 #[derive(Debug, Default)]

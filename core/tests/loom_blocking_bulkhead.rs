@@ -1,0 +1,299 @@
+//! Loom models of the blocking bulkhead's hand-off: a releasing thread
+//! grants its permit to a parked waiter under the queue lock and unparks
+//! it. Under every interleaving (up to the preemption bound) a queued
+//! waiter is always granted or disposed (a lost wake-up would leave it
+//! parked forever, which loom reports as a deadlock), grants follow FIFO
+//! order, at most `max_concurrent` closures run at once, and the counts
+//! are back to zero at the end.
+//!
+//! The blocking layer's locks, `Arc`s and thread parking are loom's here
+//! (through the crate's sync shim). Loom has no time: the model timer's
+//! clock stands still and its `park_until` parks until unparked, so a
+//! waiter waits until it is granted or the bulkhead is disposed.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p stockade --profile loom --test loom_blocking_bulkhead`.
+#![cfg(stockade_loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::thread;
+use stockade::blocking::{Bulkhead, Error, Timer};
+use stockade::bulkhead::BulkheadConfig;
+use stockade::clock::{Clock, Timestamp};
+
+/// A timer loom can run: time stands still (no queue timeout ever
+/// expires) and a park lasts until an unpark. It counts the parks, so a
+/// test can wait until a waiter is queued (a waiter parks only after it
+/// joined the queue, and only a grant or a dispose unparks it).
+#[derive(Default)]
+struct ModelTimer {
+    parks: AtomicUsize,
+}
+
+impl Clock for ModelTimer {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_nanos(0)
+    }
+}
+
+impl Timer for ModelTimer {
+    fn sleep_until(&self, _deadline: Timestamp) {
+        unreachable!("the bulkhead never sleeps");
+    }
+
+    fn park_until(&self, _deadline: Timestamp) {
+        self.parks.fetch_add(1, SeqCst);
+        thread::park();
+    }
+}
+
+/// The bulkhead under test plus an independent count of the closures
+/// running and a record of the order they ran in.
+struct Shared {
+    bulkhead: Bulkhead<ModelTimer>,
+    inside: AtomicUsize,
+    /// The next ticket to hand out: tickets record the order closures ran.
+    order: AtomicUsize,
+}
+
+impl Shared {
+    /// One permit, `max_queue` places; the default 30 s queue timeout
+    /// never expires on the model timer.
+    fn new(max_queue: u32) -> Arc<Shared> {
+        let config = BulkheadConfig::DEFAULT
+            .with_max_concurrent(1)
+            .with_max_queue(max_queue);
+        Arc::new(Shared {
+            bulkhead: Bulkhead::with_timer("loom", config, ModelTimer::default())
+                .expect("valid config"),
+            inside: AtomicUsize::new(0),
+            order: AtomicUsize::new(0),
+        })
+    }
+
+    /// The body of every closure: counts itself in (never more than one
+    /// at once) and out, and returns its ticket.
+    fn enter(&self) -> usize {
+        let now = self.inside.fetch_add(1, SeqCst) + 1;
+        assert_eq!(now, 1, "{now} closures inside a bulkhead of one permit");
+        self.order.fetch_add(1, SeqCst)
+    }
+
+    fn leave(&self) {
+        self.inside.fetch_sub(1, SeqCst);
+    }
+
+    /// Runs a closure through the bulkhead; its ticket, or the refusal.
+    fn call(&self) -> Result<usize, Error<()>> {
+        self.bulkhead.execute(|| {
+            let ticket = self.enter();
+            self.leave();
+            Ok(ticket)
+        })
+    }
+
+    /// Yields until the waiters parked `n` times in total.
+    fn wait_parked(&self, n: usize) {
+        while self.bulkhead.timer().parks.load(SeqCst) < n {
+            thread::yield_now();
+        }
+    }
+
+    /// Every permit back, nobody queued, nobody inside; `successes`
+    /// closures ran.
+    fn assert_drained(&self, successes: u64) {
+        let m = self.bulkhead.metrics();
+        assert_eq!(m.in_flight, 0, "a permit leaked");
+        assert_eq!(m.queue_depth, 0, "a queue place leaked");
+        assert_eq!(self.inside.load(SeqCst), 0);
+        assert_eq!(m.successes, successes);
+        assert_eq!(m.rejections + m.timeouts + m.failures, 0);
+    }
+}
+
+/// (a) A holder releases while a waiter arrives: the waiter queues (or
+/// finds the permit free), and is always granted. A lost wake-up (the
+/// grant's unpark before the waiter parks, or a release that misses the
+/// newly queued waiter) would leave it parked: loom reports a deadlock.
+#[test]
+fn a_release_racing_a_queueing_waiter_always_grants_it() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            // The waiter starts while the only permit is held.
+            let waiter = {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.call())
+            };
+            s.leave();
+            Ok::<_, ()>(waiter)
+        });
+        let waiter = holder.expect("the holder ran first");
+        assert!(
+            matches!(waiter.join().unwrap(), Ok(1)),
+            "the waiter ran second"
+        );
+        s.assert_drained(2);
+    });
+}
+
+/// (b) Two waiters queue behind a holder, the second racing the
+/// holder's release: the first queued runs first, then the second; no
+/// permit is lost and nobody barges.
+#[test]
+fn two_waiters_are_granted_in_fifo_order() {
+    loom::model(|| {
+        let s = Shared::new(2);
+        let spawn_waiter = |s: &Arc<Shared>| {
+            let s = Arc::clone(s);
+            thread::spawn(move || s.call())
+        };
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            let first = spawn_waiter(&s);
+            // The first waiter is queued before the second starts.
+            s.wait_parked(1);
+            let second = spawn_waiter(&s);
+            s.leave();
+            Ok::<_, ()>((first, second))
+        });
+        let (first, second) = holder.expect("the holder ran first");
+        assert!(
+            matches!(first.join().unwrap(), Ok(1)),
+            "the first waiter ran second"
+        );
+        assert!(
+            matches!(second.join().unwrap(), Ok(2)),
+            "the second waiter ran last"
+        );
+        s.assert_drained(3);
+    });
+}
+
+/// (b2) Two waiters race each other and the holder's release, in no
+/// set order: all three closures run, one at a time, and no permit or
+/// queue place is lost.
+#[test]
+fn two_racing_waiters_and_a_release_all_run() {
+    loom::model(|| {
+        let s = Shared::new(2);
+        let spawn_waiter = |s: &Arc<Shared>| {
+            let s = Arc::clone(s);
+            thread::spawn(move || s.call())
+        };
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            let waiters = (spawn_waiter(&s), spawn_waiter(&s));
+            s.leave();
+            Ok::<_, ()>(waiters)
+        });
+        let (a, b) = holder.expect("the holder ran first");
+        let mut tickets = [a.join().unwrap(), b.join().unwrap()].map(|r| r.expect("ran"));
+        tickets.sort_unstable();
+        assert_eq!(tickets, [1, 2]);
+        s.assert_drained(3);
+    });
+}
+
+/// (c1) `dispose` right after the holder's release, racing a waiter that
+/// queues or finds the permit free: the waiter runs or returns
+/// `Disposed`, never hangs; the counts return to zero.
+#[test]
+fn dispose_racing_a_waiter_wakes_or_runs_it() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            let waiter = {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.call())
+            };
+            s.leave();
+            Ok::<_, ()>(waiter)
+        });
+        let waiter = holder.expect("the holder ran first");
+        s.bulkhead.dispose();
+        let ran = match waiter.join().unwrap() {
+            Ok(ticket) => {
+                assert_eq!(ticket, 1);
+                1
+            }
+            Err(Error::Disposed) => 0,
+            Err(other) => panic!("the waiter failed with {other:?}"),
+        };
+        s.assert_drained(1 + ran);
+    });
+}
+
+/// (c2) `dispose` while the permit is held, racing a waiter that
+/// arrives: a waiter that queued is woken by the drain with `Disposed`,
+/// and nobody queues after the drain (where no dispose would wake it).
+/// The waiter may still run, but only without ever queueing: it passed
+/// the disposed check before the dispose and found the permit free after
+/// the holder's release. The counts return to zero.
+#[test]
+fn dispose_while_held_leaves_nobody_queued() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            let waiter = {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.call())
+            };
+            s.bulkhead.dispose();
+            s.leave();
+            Ok::<_, ()>(waiter)
+        });
+        let waiter = holder.expect("the holder ran first");
+        let result = waiter.join().unwrap();
+        let parked = s.bulkhead.timer().parks.load(SeqCst);
+        match result {
+            Err(Error::Disposed) => s.assert_drained(1),
+            Ok(ticket) => {
+                assert_eq!(parked, 0, "a waiter queued after the drain");
+                assert_eq!(ticket, 1);
+                s.assert_drained(2);
+            }
+            Err(other) => panic!("the waiter failed with {other:?}"),
+        }
+    });
+}
+
+/// (c3) `dispose` from a third thread racing both the holder's release
+/// and a queued waiter's grant.
+#[test]
+fn dispose_racing_a_grant_wakes_or_runs_the_waiter() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let holder = s.bulkhead.execute(|| {
+            s.enter();
+            let waiter = {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.call())
+            };
+            // Only the dispose races; the waiter is queued.
+            s.wait_parked(1);
+            let disposer = {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.bulkhead.dispose())
+            };
+            s.leave();
+            Ok::<_, ()>((waiter, disposer))
+        });
+        let (waiter, disposer) = holder.expect("the holder ran first");
+        disposer.join().unwrap();
+        let ran = match waiter.join().unwrap() {
+            Ok(ticket) => {
+                assert_eq!(ticket, 1);
+                1
+            }
+            Err(Error::Disposed) => 0,
+            Err(other) => panic!("the waiter failed with {other:?}"),
+        };
+        s.assert_drained(1 + ran);
+        assert!(s.bulkhead.is_disposed());
+    });
+}
