@@ -917,15 +917,24 @@ pub enum LeaveQueue {
 /// A refusal: all permits are held (or waiters are queued ahead), and — for
 /// [`Bulkhead::enqueue`] — the queue is full.
 ///
-/// It carries a snapshot of the counts when it was refused. There is no
-/// `retry_after`: the bulkhead keeps no time, and a permit returns whenever
-/// a holder finishes.
+/// It carries a snapshot of the counts when it was refused. Its
+/// [`retry_after`](Self::retry_after) is always `None`: the bulkhead keeps
+/// no time, and a permit returns whenever a holder finishes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BulkheadFull {
     /// Permits in use when refused.
     pub in_use: u32,
     /// Waiters queued when refused.
     pub queued: u32,
+}
+
+impl BulkheadFull {
+    /// When to come back: always `None` (a permit returns whenever a
+    /// holder finishes). Present so that every rejection in Stockade is read
+    /// the same way.
+    pub const fn retry_after(&self) -> Option<core::time::Duration> {
+        None
+    }
 }
 
 impl fmt::Display for BulkheadFull {
