@@ -1,11 +1,48 @@
 #!/usr/bin/env bash
-# Runs Stockade's benchmarks against its peers and prints the Markdown table.
-# Not part of the test suite. On an idle machine, ~5 minutes.
-# Usage: scripts/bench.sh                 (every bench)
-#        scripts/bench.sh --bench limiter (one bench target; any `cargo bench` options)
-#        scripts/bench.sh -- --measurement-time 10   (criterion options after --)
+# Runs Stockade's benchmarks against its peers and prints the README's
+# performance tables, all from one run: the Rust core and blocking API
+# (criterion, beside governor, failsafe, recloser, tokio, backon), the C ABI
+# (each call through C beside the same call in Rust) and the Python package
+# (beside pybreaker, circuitbreaker, tenacity, pyrate-limiter, limits,
+# aiobreaker, aiolimiter). Not part of the test suite; on an idle 2-core
+# machine about 10 minutes.
+#
+# Usage: scripts/bench.sh                          (everything)
+#        STOCKADE_BENCH=rust scripts/bench.sh       (one part: rust, c or python)
+#        scripts/bench.sh --bench limiter           (Rust: one bench target; any `cargo bench` options)
+#        scripts/bench.sh -- --measurement-time 10  (Rust: criterion options after --)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo bench -p stockade-bench "$@"
-python3 scripts/bench-table.py
+part=${STOCKADE_BENCH:-all}
+want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
+
+out=target/bench-report.md
+mkdir -p target
+{
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores visible)"
+    echo "- kernel clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)"
+    echo "- $(rustc --version); $(python3 --version 2>&1); $(${CC:-cc} --version | head -1)"
+    echo
+} >"$out"
+
+if want rust; then
+    cargo bench -p stockade-bench "$@"
+    python3 scripts/bench-table.py >>"$out"
+    echo >>"$out"
+fi
+if want c; then
+    echo "#### C ABI: a call through the header beside the same call in Rust (\`tests/c/bench.sh\`)" >>"$out"
+    echo >>"$out"
+    tests/c/bench.sh >>"$out"
+    echo >>"$out"
+fi
+if want python; then
+    echo "#### Python (\`python/bench/run.sh\`)" >>"$out"
+    echo >>"$out"
+    python/bench/run.sh >>"$out"
+fi
+cat "$out"
+echo
+echo "(also written to $out)"
