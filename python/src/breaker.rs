@@ -17,6 +17,7 @@ use crate::convert::{count_u32, duration, opt_duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners};
 use crate::guarded::{Finish, Guarded};
+use crate::monitor::Monitor;
 use crate::registry;
 use crate::retry::Counter;
 use crate::wait::DisposeFlag;
@@ -44,9 +45,31 @@ pub(crate) struct CircuitBreaker {
     successes: Counter,
     pub(crate) disposed: DisposeFlag,
     entered: ContextStack,
+    /// The thread that emits `"monitor"` events while anyone listens.
+    pub(crate) monitor: Monitor,
 }
 
 impl CircuitBreaker {
+    pub(crate) fn monitor_interval_duration(&self) -> core::time::Duration {
+        self.core.config().monitor_interval
+    }
+
+    /// Emits `Event(kind="monitor", metrics=...)` (the monitor thread's
+    /// tick).
+    pub(crate) fn emit_monitor(&self, py: Python<'_>) {
+        if !self.listeners.any() {
+            return;
+        }
+        match self.metrics(py) {
+            Ok(metrics) => self.listeners.emit(py, || {
+                let mut e = Event::new(KIND, &self.name, "monitor");
+                e.metrics = Some(metrics.unbind());
+                e
+            }),
+            Err(e) => e.write_unraisable(py, None),
+        }
+    }
+
     fn rejected(&self, py: Python<'_>, r: BreakerRejected) -> PyErr {
         let retry_after = r.retry_after().map(secs);
         self.listeners.emit(py, || {
@@ -324,6 +347,7 @@ impl CircuitBreaker {
                 calls: Counter::default(),
                 successes: Counter::default(),
                 disposed: DisposeFlag::default(),
+                monitor: Monitor::default(),
             },
         )?;
         registry::register(KIND, &b.get().name, b.clone_ref(py).into_any())?;
@@ -473,7 +497,7 @@ impl CircuitBreaker {
     }
 
     #[getter]
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     #[getter]
@@ -522,20 +546,39 @@ impl CircuitBreaker {
     }
 
     /// Calls `callback(event)` on state changes and rejections (and on
-    /// `dispose`); returns `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
-        self.listeners.add(callback.clone_ref(py));
-        callback
+    /// `dispose`), and with `kind="monitor"` every `monitor_interval` from
+    /// a monitor thread while anyone listens; returns `callback`.
+    fn add_listener(slf: &Bound<'_, Self>, callback: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        slf.get().listeners.add(callback.clone_ref(slf.py()));
+        Monitor::update(slf)?;
+        Ok(callback)
     }
 
-    /// Removes a listener; `True` if it was there.
-    fn remove_listener(&self, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.listeners.remove(callback)
+    /// Removes a listener; `True` if it was there. Removing the last one
+    /// stops the monitor thread.
+    fn remove_listener(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let removed = slf.get().listeners.remove(callback)?;
+        Monitor::update(slf)?;
+        Ok(removed)
     }
 
-    /// Refuses every later call with `DisposedError` and unregisters the
-    /// name.
-    fn dispose(slf: &Bound<'_, Self>) {
+    /// `True` while a monitor thread of this breaker is alive (for tests).
+    #[getter]
+    fn _monitor_running(&self) -> bool {
+        self.monitor.running()
+    }
+
+    /// Waits, at most `timeout` seconds, until no monitor thread of this
+    /// breaker is alive; `True` if none is (for tests).
+    fn _wait_monitor_stopped(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = core::time::Duration::try_from_secs_f64(timeout)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        Ok(self.monitor.wait_stopped(py, timeout))
+    }
+
+    /// Refuses every later call with `DisposedError`, stops the monitor
+    /// thread and unregisters the name.
+    fn dispose(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.disposed.set() {
             this.listeners
@@ -543,6 +586,7 @@ impl CircuitBreaker {
             this.listeners.clear();
         }
         registry::unregister(KIND, &this.name, slf.as_any());
+        Monitor::update(slf)
     }
 
     #[getter]

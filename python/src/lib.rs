@@ -17,6 +17,7 @@ mod errors;
 mod events;
 mod guarded;
 mod limiter;
+mod monitor;
 mod pipeline;
 mod pool;
 mod registry;
@@ -53,6 +54,12 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;
     m.add_function(wrap_pyfunction!(registry::adhoc_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;
+    // Monitor threads stop before the interpreter finalizes.
+    let stop_monitors = wrap_pyfunction!(monitor::stop_all, m)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (&stop_monitors,))?;
+    m.add_function(stop_monitors)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
