@@ -145,7 +145,7 @@ pub unsafe extern "C" fn stockade_backoff_init(
         // SAFETY: function contract.
         let config = *unsafe { arg(config) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<Backoff>(storage, storage_size)?;
+        let slot = self::storage::<Backoff>(storage, storage_size, STOCKADE_BACKOFF_SIZE)?;
         let result = BackoffConfig::try_from(RawBackoffConfig::from(config)).and_then(Backoff::new);
         // SAFETY: `error` valid or NULL (function contract).
         let backoff = unsafe { config_error::check(result, error) }?;
@@ -242,7 +242,7 @@ pub unsafe extern "C" fn stockade_backoff_schedule_init(
         // SAFETY: function contract.
         let b = unsafe { self::backoff(backoff) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<BackoffSchedule>(storage, storage_size)?;
+        let slot = self::storage::<BackoffSchedule>(storage, storage_size, STOCKADE_BACKOFF_SCHEDULE_SIZE)?;
         // SAFETY: `slot` checked, writable; `out` valid for writes.
         unsafe {
             slot.write(b.schedule(seed));

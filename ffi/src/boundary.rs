@@ -104,11 +104,17 @@ impl<T> Out<T> {
 /// Checks caller-provided storage for a `T`: not NULL, at least
 /// `size_of::<T>()` bytes, aligned to `align_of::<T>()`.
 #[inline(always)]
-pub(crate) fn storage<T>(ptr: *mut c_void, size: usize) -> Result<*mut T, stockade_status> {
+pub(crate) fn storage<T>(
+    ptr: *mut c_void,
+    size: usize,
+    header_size: usize,
+) -> Result<*mut T, stockade_status> {
     if ptr.is_null() {
         return Err(stockade_status::NullArgument);
     }
-    if size < core::mem::size_of::<T>() {
+    // The header's `_SIZE` is the contract (it covers every target's
+    // layout), so a buffer that happens to suffice here is still refused.
+    if size < header_size.max(core::mem::size_of::<T>()) {
         return Err(stockade_status::StorageTooSmall);
     }
     if (ptr as usize) % core::mem::align_of::<T>() != 0 {
@@ -146,19 +152,23 @@ mod tests {
         let mut buf = [0u64; 4];
         let p = buf.as_mut_ptr().cast::<c_void>();
         assert_eq!(
-            storage::<u64>(core::ptr::null_mut(), 8).unwrap_err(),
+            storage::<u64>(core::ptr::null_mut(), 8, 8).unwrap_err(),
             stockade_status::NullArgument
         );
         assert_eq!(
-            storage::<u64>(p, 7).unwrap_err(),
+            storage::<u64>(p, 7, 8).unwrap_err(),
             stockade_status::StorageTooSmall
         );
         let odd = p.cast::<u8>().wrapping_add(1).cast::<c_void>();
         assert_eq!(
-            storage::<u64>(odd, 16).unwrap_err(),
+            storage::<u64>(odd, 16, 8).unwrap_err(),
             stockade_status::StorageMisaligned
         );
-        assert!(storage::<u64>(p, 8).is_ok());
+        assert!(storage::<u64>(p, 8, 8).is_ok());
+        assert_eq!(
+            storage::<u64>(p, 8, 16).unwrap_err(),
+            stockade_status::StorageTooSmall
+        );
     }
 
     #[cfg(feature = "std")]

@@ -336,7 +336,7 @@ pub unsafe extern "C" fn stockade_breaker_init(
         // SAFETY: function contract.
         let config = *unsafe { arg(config) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<CircuitBreaker>(storage, storage_size)?;
+        let slot = self::storage::<CircuitBreaker>(storage, storage_size, STOCKADE_BREAKER_SIZE)?;
         let result = config.to_core().and_then(CircuitBreaker::new);
         // SAFETY: `error` valid or NULL.
         let breaker = unsafe { config_error::check(result, error) }?;

@@ -98,7 +98,7 @@ pub unsafe extern "C" fn stockade_retry_budget_init(
         // SAFETY: function contract.
         let config = *unsafe { arg(config) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<RetryBudget>(storage, storage_size)?;
+        let slot = self::storage::<RetryBudget>(storage, storage_size, STOCKADE_RETRY_BUDGET_SIZE)?;
         // SAFETY: `error` valid or NULL.
         let budget = unsafe { config_error::check(RetryBudget::new(config.into()), error) }?;
         // SAFETY: `slot` checked for size and alignment, writable; `out`

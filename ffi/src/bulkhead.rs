@@ -113,7 +113,7 @@ pub unsafe extern "C" fn stockade_bulkhead_init(
         // SAFETY: function contract.
         let config = *unsafe { arg(config) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<Bulkhead>(storage, storage_size)?;
+        let slot = self::storage::<Bulkhead>(storage, storage_size, STOCKADE_BULKHEAD_SIZE)?;
         let result = config.to_core().and_then(Bulkhead::new);
         // SAFETY: `error` valid or NULL.
         let bulkhead = unsafe { config_error::check(result, error) }?;

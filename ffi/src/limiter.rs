@@ -191,7 +191,7 @@ pub unsafe extern "C" fn stockade_limiter_init(
         // SAFETY: function contract.
         let config = *unsafe { arg(config) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<RateLimiter>(storage, storage_size)?;
+        let slot = self::storage::<RateLimiter>(storage, storage_size, STOCKADE_LIMITER_SIZE)?;
         let result = config.to_core().and_then(RateLimiter::new);
         // SAFETY: `error` valid or NULL.
         let limiter = unsafe { config_error::check(result, error) }?;
