@@ -357,7 +357,7 @@ fn nested_and_flat_dynamic_pipelines_agree() {
             .iter()
             .map(|f| {
                 let f = *f;
-                let r = pipeline.execute(move || f()).map_err(|e| match e {
+                let r = pipeline.execute(f).map_err(|e| match e {
                     Error::RateLimited { .. } => "limited".to_string(),
                     e => shape(&Err::<u32, _>(e)),
                 });
