@@ -184,6 +184,11 @@ pub unsafe extern "C" fn stockade_tick_clock_init(
     ffi_boundary!({
         let read = read.ok_or(stockade_status::NullArgument)?;
         let out = Out::new(out)?;
+        // The published size is the contract (the type may be smaller on
+        // this target): storage below it is refused on every target alike.
+        if !storage.is_null() && storage_size < STOCKADE_TICK_CLOCK_SIZE {
+            return Err(stockade_status::StorageTooSmall);
+        }
         let slot = crate::boundary::storage::<CTickClock>(storage, storage_size)?;
         let clock = TickClock::new(CTickSource { read, user_data }, hz);
         // SAFETY: `slot` is non-NULL, large and aligned enough (checked),
