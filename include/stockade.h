@@ -474,6 +474,17 @@ typedef struct stockade_bulkhead stockade_bulkhead;
 typedef struct stockade_bulkhead_handle stockade_bulkhead_handle;
 #endif
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// A slot of a blocking bulkhead held across calls (from
+// `stockade_bulkhead_handle_acquire` / `_try_acquire`): the
+// acquire-then-release form of `stockade_bulkhead_handle_execute`.
+// Heap-allocated; it keeps its bulkhead alive. Release it with
+// `stockade_bulkhead_permit_release` (the front waiter, if any, is granted
+// the slot; counted as a success), then free it with
+// `stockade_bulkhead_permit_free` (which releases it first if needed).
+typedef struct stockade_bulkhead_permit stockade_bulkhead_permit;
+#endif
+
 // A lock-free rate limiter (the core's `RateLimiter`, GCRA) in caller
 // storage. Any number of threads (and interrupt handlers) may use it at
 // once.
@@ -1401,6 +1412,76 @@ stockade_status stockade_bulkhead_handle_as_policy(const struct stockade_bulkhea
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Takes a slot, waiting in the FIFO queue for at most `timeout_ms`
+// milliseconds, and never longer than the config's `queue_timeout_ms`
+// (0 = wait the config's `queue_timeout_ms`; a config `queue_timeout_ms`
+// of 0 never waits). `*out` = the held slot.
+//
+// - Statuses: `OK`; `BULKHEAD_FULL` (no slot and the queue is full, or
+//   no slot and no waiting allowed); `QUEUE_TIMEOUT`; `DISPOSED`;
+//   `NULL_ARGUMENT` (`handle`, `out`).
+// - Ownership: `*out` is the caller's: release it with
+//   `stockade_bulkhead_permit_release` and free it with
+//   `stockade_bulkhead_permit_free`.
+// - Blocks: while waiting. Thread safety: any number of threads at once;
+//   slots are granted in arrival order.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_bulkhead_handle_acquire(const struct stockade_bulkhead_handle *handle,
+                                                 uint64_t timeout_ms,
+                                                 struct stockade_bulkhead_permit **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Takes a slot only if one is free now and nobody is queued (never
+// waits). `*out` = the held slot.
+//
+// - Statuses: `OK`; `BULKHEAD_FULL`; `DISPOSED`; `NULL_ARGUMENT`
+//   (`handle`, `out`).
+// - Ownership, thread safety: as `stockade_bulkhead_handle_acquire`.
+//   Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_bulkhead_handle_try_acquire(const struct stockade_bulkhead_handle *handle,
+                                                     struct stockade_bulkhead_permit **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Releases the slot: if callers are queued, the front one is granted it.
+// Counted as a successful call of the bulkhead. The permit stays
+// allocated until `stockade_bulkhead_permit_free`.
+//
+// - Statuses: `OK`; `TOKEN_ALREADY_USED` (released before: nothing
+//   changes, no count moves); `NULL_ARGUMENT`.
+// - Thread safety: any thread (also another than the one that acquired
+//   it); of two concurrent releases exactly one returns `OK`. Blocks: no
+//   (a short lock when waiters are queued).
+//
+// # Safety
+//
+// `permit` live (not freed) or NULL.
+stockade_status stockade_bulkhead_permit_release(const struct stockade_bulkhead_permit *permit);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a permit, releasing its slot first if it was not released (as
+// `stockade_bulkhead_permit_release`). NULL is a no-op.
+//
+// - Thread safety: any thread, once per permit, after every call on it
+//   returned. Blocks: no.
+//
+// # Safety
+//
+// `permit` from `stockade_bulkhead_handle_acquire`/`_try_acquire`, not
+// freed before, or NULL.
+void stockade_bulkhead_permit_free(struct stockade_bulkhead_permit *permit);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // Makes a rate limiter handle. With a `name` (NUL-terminated UTF-8) it is
 // registered: `stockade_limiter_handle_get(name)` finds it, and a second live rate limiter of that
 // name is refused; with NULL it is anonymous.
@@ -1422,22 +1503,24 @@ stockade_status stockade_limiter_handle_new(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// Takes `n` permits, waiting in the FIFO queue until they are granted
-// (the wait is bounded by the config's `queue_timeout_ms`; `n` = 0
-// returns at once).
+// Takes `n` permits, waiting in the FIFO queue until they are granted,
+// for at most `timeout_ms` milliseconds and never longer than the
+// config's `queue_timeout_ms` (`timeout_ms` = 0: wait up to the config's
+// `queue_timeout_ms`; `n` = 0 returns at once).
 //
 // - Statuses: `OK` (granted); `RATE_LIMITED` (the queue is full or the
-//   wait would exceed `queue_timeout_ms`: nothing taken);
+//   wait would exceed the allowed wait: refused at once, nothing taken);
 //   `PERMITS_EXCEED_BURST` (`n` above the burst: never possible);
 //   `DISPOSED`; `NULL_ARGUMENT`.
-// - Blocks: yes, up to `queue_timeout_ms`. Thread safety: any number of
+// - Blocks: yes, up to the allowed wait. Thread safety: any number of
 //   threads at once; granted in arrival order.
 //
 // # Safety
 //
 // `handle` live or NULL.
 stockade_status stockade_limiter_handle_acquire(const struct stockade_limiter_handle *handle,
-                                                uint32_t n);
+                                                uint32_t n,
+                                                uint64_t timeout_ms);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
@@ -1586,6 +1669,23 @@ stockade_status stockade_limiter_handle_as_policy(const struct stockade_limiter_
 stockade_status stockade_pipeline_new(const struct stockade_policy *const *stages,
                                       size_t n,
                                       struct stockade_pipeline **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the pipeline as a stage of another pipeline (free with
+// `stockade_policy_free`): nested, its stages run where it sits, exactly
+// as if they were listed there (a stage's refusal reaches the outer
+// stages as itself). The view shares the pipeline's stages: the pipeline
+// may be freed right after.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks:
+//   no.
+//
+// # Safety
+//
+// `pipeline` live or NULL; `out` valid or NULL.
+stockade_status stockade_pipeline_as_policy(const struct stockade_pipeline *pipeline,
+                                            struct stockade_policy **out);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

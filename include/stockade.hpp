@@ -391,9 +391,10 @@ public:
     static result<limiter> make(const char *name, const config_type &c) {
         return detail::make<limiter, stockade_limiter_handle>(stockade_limiter_handle_new, name, c);
     }
-    /// Waits (up to the config's queue timeout) for `n` permits.
-    status acquire(uint32_t n = 1) const noexcept {
-        return static_cast<status>(stockade_limiter_handle_acquire(h_.get(), n));
+    /// Waits for `n` permits, up to `timeout_ms` and never longer than the
+    /// config's queue timeout (0 = the config's queue timeout).
+    status acquire(uint32_t n = 1, uint64_t timeout_ms = 0) const noexcept {
+        return static_cast<status>(stockade_limiter_handle_acquire(h_.get(), n, timeout_ms));
     }
     status try_acquire(uint32_t n = 1) const noexcept {
         return static_cast<status>(stockade_limiter_handle_try_acquire(h_.get(), n));

@@ -201,10 +201,11 @@ mod model {
 
 /// Locks and threads for process-wide state that loom cannot model (a
 /// loom object must not outlive one model execution): the pattern
-/// registries, the event counters' stripe table, the coarse clock's upkeep
-/// thread. The real thing in every build.
+/// registries, the event counters' stripe table, the listener-id counter,
+/// the coarse clock's upkeep thread. The real thing in every build.
 #[cfg(feature = "std")]
 pub(crate) mod unmodelled {
     pub(crate) use parking_lot::Mutex;
+    pub(crate) use portable_atomic::AtomicU64;
     pub(crate) use std::thread;
 }

@@ -11,6 +11,7 @@ mod common;
 #[allow(unused_imports)]
 use common::{unique, wait_for, wait_until, within};
 
+use core::convert::Infallible;
 use core::panic::AssertUnwindSafe;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use core::time::Duration;
@@ -871,4 +872,328 @@ fn stress_no_leaks_and_never_above_max_concurrent() {
             Err(Error::Disposed)
         ));
     }
+}
+
+// --- Permits held across calls: acquire / guards / tokens ------------------
+
+/// Spawns a thread that takes a permit with `take` (a guard), records `i`
+/// once admitted and releases at once; waits until it is parked at
+/// `position` (0-based) in the queue.
+fn queue_acquirer<'s, T: stockade::blocking::Timer>(
+    scope: &'s thread::Scope<'s, '_>,
+    bulkhead: &'s Bulkhead<T>,
+    clock: &VirtualClock,
+    position: usize,
+    order: &'s Mutex<Vec<usize>>,
+    take: impl FnOnce(&'s Bulkhead<T>) -> Result<stockade::blocking::BulkheadGuard<'s, T>, Infallible>
+    + Send
+    + 's,
+) -> thread::ScopedJoinHandle<'s, Result<(), Infallible>> {
+    let handle = scope.spawn(move || {
+        let guard = take(bulkhead)?;
+        order.lock().unwrap().push(position);
+        drop(guard);
+        Ok(())
+    });
+    wait_until("the acquirer is parked", || {
+        bulkhead.metrics().queue_depth == position as u64 + 1 && clock.waiting() == position + 1
+    });
+    handle
+}
+
+#[test]
+fn guards_are_granted_in_fifo_order_and_counted_at_release() {
+    const N: usize = 5;
+    let clock = VirtualClock::new();
+    let b = Bulkhead::with_timer(
+        "guard-fifo",
+        config(1, N as u32, Duration::from_secs(60)),
+        &clock,
+    )
+    .unwrap();
+    let order = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let held = b.acquire().unwrap();
+        assert_eq!(b.metrics().in_flight, 1);
+        assert_eq!(b.metrics().calls, 0, "counted at release, not before");
+        let waiters: Vec<_> = (0..N)
+            .map(|i| {
+                // Both waiting forms share one FIFO.
+                queue_acquirer(s, &b, &clock, i, &order, move |b| {
+                    if i % 2 == 0 {
+                        b.acquire()
+                    } else {
+                        b.acquire_timeout(Duration::from_secs(30))
+                    }
+                })
+            })
+            .collect();
+        // Nobody barges while the queue is non-empty.
+        assert!(matches!(b.try_acquire(), Err(Error::BulkheadFull)));
+        assert!(matches!(
+            b.acquire_timeout(Duration::ZERO),
+            Err(Error::BulkheadFull)
+        ));
+        // The release goes through the blocking path: the front is granted.
+        held.success();
+        for w in waiters {
+            join(w).unwrap();
+        }
+    });
+    assert_eq!(order.into_inner().unwrap(), (0..N).collect::<Vec<_>>());
+    let m = b.metrics();
+    assert_eq!(
+        (
+            m.successes,
+            m.failures,
+            m.rejections,
+            m.in_flight,
+            m.queue_depth
+        ),
+        (N as u64 + 1, 0, 2, 0, 0)
+    );
+}
+
+#[test]
+fn acquire_timeout_waits_the_shorter_of_its_timeout_and_the_config() {
+    let clock = VirtualClock::new();
+    let b = Bulkhead::with_timer(
+        "guard-timeout",
+        config(1, 4, Duration::from_secs(20)),
+        &clock,
+    )
+    .unwrap();
+    let log = record(&b);
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let held = b.acquire().unwrap();
+        let short = s.spawn(|| b.acquire_timeout(Duration::from_secs(5)).map(drop));
+        wait_until("parked", || clock.waiting() == 1);
+        // Asking for longer than the config allows is capped at 20 s.
+        let long = s.spawn(|| b.acquire_timeout(Duration::from_secs(3600)).map(drop));
+        wait_until("parked", || clock.waiting() == 2);
+        clock.advance(Duration::from_secs(5));
+        match join(short) {
+            Err(Error::QueueTimeout { waited }) => assert_eq!(waited, Duration::from_secs(5)),
+            other => panic!("expected a queue timeout, got {other:?}"),
+        }
+        assert_eq!(
+            b.metrics().queue_depth,
+            1,
+            "the later waiter keeps its place"
+        );
+        clock.advance(Duration::from_secs(15));
+        match join(long) {
+            Err(Error::QueueTimeout { waited }) => assert_eq!(waited, Duration::from_secs(20)),
+            other => panic!("expected a queue timeout, got {other:?}"),
+        }
+        drop(held);
+    });
+    let m = b.metrics();
+    assert_eq!(
+        (m.calls, m.successes, m.timeouts, m.in_flight, m.queue_depth),
+        (3, 1, 2, 0, 0)
+    );
+    assert_eq!(
+        kinds(&log),
+        vec![
+            EventKind::QueueTimeout {
+                waited: Duration::from_secs(5)
+            },
+            EventKind::QueueTimeout {
+                waited: Duration::from_secs(20)
+            },
+        ]
+    );
+    // Nothing leaked: the whole bulkhead is free again.
+    b.try_acquire().unwrap().success();
+}
+
+#[test]
+fn dispose_wakes_acquirers_and_refuses_later_ones() {
+    let clock = VirtualClock::new();
+    let b = Bulkhead::with_timer(
+        "guard-dispose",
+        config(1, 4, Duration::from_secs(30)),
+        &clock,
+    )
+    .unwrap();
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let held = b.acquire().unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|i| {
+                let w = s.spawn(|| b.acquire().map(drop));
+                wait_until("parked", || clock.waiting() == i + 1);
+                w
+            })
+            .collect();
+        b.dispose();
+        for w in waiters {
+            assert!(matches!(join(w), Err(Error::Disposed)));
+        }
+        assert_eq!(
+            clock.now(),
+            Timestamp::ZERO,
+            "woken by dispose, not by time"
+        );
+        assert!(matches!(b.acquire(), Err(Error::Disposed)));
+        assert!(matches!(b.try_acquire(), Err(Error::Disposed)));
+        assert!(matches!(
+            b.acquire_timeout(Duration::from_secs(1)),
+            Err(Error::Disposed)
+        ));
+        // A guard held across dispose still releases normally.
+        held.failure();
+    });
+    let m = b.metrics();
+    assert_eq!(
+        (m.in_flight, m.queue_depth, m.failures, m.calls),
+        (0, 0, 1, 1)
+    );
+}
+
+#[test]
+fn a_panic_while_a_guard_is_held_counts_a_failure_and_releases() {
+    let b = Bulkhead::unregistered("guard-panic", config(1, 0, Duration::ZERO)).unwrap();
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        let _guard = b.acquire().unwrap();
+        panic!("boom");
+    }));
+    assert!(panicked.is_err());
+    let m = b.metrics();
+    assert_eq!((m.failures, m.successes, m.in_flight), (1, 0, 0));
+    b.acquire().unwrap().success();
+    assert_eq!(b.metrics().successes, 1);
+}
+
+#[test]
+fn tokens_release_through_the_blocking_path_and_a_double_release_is_refused() {
+    use stockade::bulkhead::NotHeld;
+    let clock = VirtualClock::new();
+    let b =
+        Bulkhead::with_timer("guard-token", config(1, 2, Duration::from_secs(30)), &clock).unwrap();
+    let token = b.acquire().unwrap().into_token();
+    assert_eq!(b.metrics().in_flight, 1);
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let waiter = s.spawn(|| b.acquire().map(|g| g.into_token()));
+        wait_until("parked", || clock.waiting() == 1);
+        // The release grants the parked waiter (no time passes).
+        assert_eq!(b.release_token(token), Ok(()));
+        let second = join(waiter).unwrap();
+        assert_eq!(clock.now(), Timestamp::ZERO);
+        assert_eq!(b.metrics().in_flight, 1);
+        assert_eq!(b.release_token(second), Ok(()));
+    });
+    let before = b.metrics();
+    assert_eq!((before.successes, before.in_flight), (2, 0));
+    // Released twice with no permit in use: refused, nothing moves.
+    assert_eq!(b.release_token(token), Err(NotHeld));
+    let after = b.metrics();
+    assert_eq!(
+        (
+            after.calls,
+            after.successes,
+            after.failures,
+            after.in_flight,
+            after.queue_depth
+        ),
+        (before.calls, before.successes, before.failures, 0, 0)
+    );
+    // The whole bulkhead still works: exactly one permit.
+    let g = b.try_acquire().unwrap();
+    assert!(matches!(b.try_acquire(), Err(Error::BulkheadFull)));
+    drop(g);
+}
+
+#[test]
+fn guards_and_tokens_lose_no_permits_under_contention() {
+    const THREADS: usize = 4;
+    const OPS: usize = 2_000;
+    const MAX: usize = 2;
+    let b = Arc::new(
+        Bulkhead::unregistered(
+            "guard-stress",
+            config(MAX as u32, 8, Duration::from_secs(30)),
+        )
+        .unwrap(),
+    );
+    let holders = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    within(Duration::from_secs(120), {
+        let (b, holders, failures, rejected) = (
+            b.clone(),
+            holders.clone(),
+            failures.clone(),
+            rejected.clone(),
+        );
+        move || {
+            thread::scope(|s| {
+                for t in 0..THREADS {
+                    let (b, holders, failures, rejected) = (&b, &holders, &failures, &rejected);
+                    s.spawn(move || {
+                        for i in 0..OPS {
+                            let critical = || {
+                                let now = holders.fetch_add(1, SeqCst) + 1;
+                                assert!(now <= MAX, "{now} holders, max {MAX}");
+                                thread::yield_now();
+                                holders.fetch_sub(1, SeqCst);
+                            };
+                            match (t + i) % 4 {
+                                0 => {
+                                    let g = b.acquire().unwrap();
+                                    critical();
+                                    drop(g);
+                                }
+                                1 => match b.try_acquire() {
+                                    Ok(g) => {
+                                        critical();
+                                        failures.fetch_add(1, SeqCst);
+                                        g.failure();
+                                    }
+                                    Err(Error::BulkheadFull) => {
+                                        rejected.fetch_add(1, SeqCst);
+                                    }
+                                    Err(e) => panic!("{e}"),
+                                },
+                                2 => {
+                                    let token = b
+                                        .acquire_timeout(Duration::from_secs(30))
+                                        .unwrap()
+                                        .into_token();
+                                    critical();
+                                    b.release_token(token).unwrap();
+                                }
+                                _ => b
+                                    .execute(|| {
+                                        critical();
+                                        Ok::<_, ()>(())
+                                    })
+                                    .unwrap(),
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let m = b.metrics();
+    assert_eq!(
+        (m.in_flight, m.queue_depth),
+        (0, 0),
+        "a permit or a place leaked"
+    );
+    let total = (THREADS * OPS) as u64;
+    assert_eq!(m.failures, failures.load(SeqCst));
+    assert_eq!(m.rejections, rejected.load(SeqCst));
+    assert_eq!(m.successes + m.failures + m.rejections, total);
+    assert_eq!(m.calls, total);
+    // Exactly MAX permits remain.
+    let g1 = b.try_acquire().unwrap();
+    let g2 = b.try_acquire().unwrap();
+    assert!(matches!(b.try_acquire(), Err(Error::BulkheadFull)));
+    drop((g1, g2));
 }

@@ -752,3 +752,65 @@ fn concurrent_callers_never_exceed_the_rate() {
     limiter.dispose();
     assert_eq!(limiter.metrics().queue_depth, 0);
 }
+
+#[test]
+fn acquire_timeout_waits_at_most_its_timeout_and_never_beyond_the_config() {
+    let clock = VirtualClock::new();
+    let limiter = RateLimiter::with_timer("acq-timeout", paced(10, 10, ms(250)), &clock).unwrap();
+    let log = record(&limiter);
+    let t = interval(&limiter);
+    let config_timeout = limiter.core().queue_timeout();
+    limiter.try_acquire(1).unwrap();
+    // The next permit is one interval away: a shorter timeout is refused
+    // at once with the exact remainder, booking nothing.
+    let short = t / 4;
+    assert_eq!(rate_limited(limiter.acquire_timeout(1, short)), t - short);
+    assert_eq!(limiter.metrics().queue_depth, 0, "nothing booked");
+    // Zero never waits: the whole wait is the retry_after.
+    assert_eq!(rate_limited(limiter.acquire_timeout(1, Duration::ZERO)), t);
+    // A timeout longer than the config's is capped by it: three intervals
+    // (300 ms) is past 250 ms however long the caller would wait.
+    thread::scope(|s| {
+        let _unstick = Unstick(&clock);
+        let lim = &limiter;
+        let a = parked(s, &clock, 1, move || lim.acquire_timeout(1, t)); // waits t
+        let b = parked(s, &clock, 2, move || lim.acquire_timeout(1, ms(3_600_000))); // 2t
+        assert_eq!(
+            rate_limited(limiter.acquire_timeout(1, ms(3_600_000))),
+            t * 3 - config_timeout
+        );
+        assert_eq!(limiter.metrics().queue_depth, 2);
+        clock.advance(t);
+        join(a).unwrap();
+        assert_eq!(clock.now(), at(t));
+        assert!(!b.is_finished());
+        clock.advance(t);
+        join(b).unwrap();
+    });
+    // n = 0 returns at once whatever the timeout.
+    limiter.acquire_timeout(0, Duration::ZERO).unwrap();
+    let m = limiter.metrics();
+    assert_eq!(
+        (m.calls, m.successes, m.rejections, m.queue_depth),
+        (7, 4, 3, 0)
+    );
+    assert_eq!(
+        kinds(&log),
+        vec![
+            EventKind::Rejected {
+                retry_after: Some(t - short)
+            },
+            EventKind::Rejected {
+                retry_after: Some(t)
+            },
+            EventKind::Rejected {
+                retry_after: Some(t * 3 - config_timeout)
+            },
+        ]
+    );
+    limiter.dispose();
+    assert!(matches!(
+        limiter.acquire_timeout(1, ms(10)),
+        Err(Error::Disposed)
+    ));
+}

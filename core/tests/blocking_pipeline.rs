@@ -295,3 +295,108 @@ fn unbounded_pool_options_do_not_overflow() {
         .unwrap();
     assert_eq!(t.execute(|| Ok::<_, String>(1)).unwrap(), 1);
 }
+
+#[test]
+fn nested_and_flat_dynamic_pipelines_agree() {
+    type Stages = (
+        Arc<RateLimiter<Arc<VirtualClock>>>,
+        Arc<CircuitBreaker<Arc<VirtualClock>>>,
+        Arc<Retry<Arc<VirtualClock>>>,
+        Arc<Timeout<Arc<VirtualClock>>>,
+    );
+    fn patterns(tag: &str) -> Stages {
+        let clock = Arc::new(VirtualClock::auto_advance());
+        (
+            Arc::new(
+                RateLimiter::with_timer(
+                    tag,
+                    // 4 per hour, never waiting: the fifth call is refused.
+                    RateLimiterConfig::DEFAULT
+                        .with_requests_per_period(4)
+                        .with_period(Duration::from_secs(3600))
+                        .with_queue_timeout(Duration::ZERO),
+                    Arc::clone(&clock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(
+                CircuitBreaker::with_timer(
+                    tag,
+                    BreakerConfig::DEFAULT.with_failure_threshold(2),
+                    Arc::clone(&clock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(
+                Retry::with_timer(
+                    tag,
+                    RetryConfig::DEFAULT.retry_on("503"),
+                    Arc::clone(&clock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(Timeout::with_timer(tag, TimeoutConfig::DEFAULT, clock).unwrap()),
+        )
+    }
+    fn dyn_of(stages: Vec<Arc<dyn DynPolicy>>) -> Arc<dyn DynPolicy> {
+        Arc::new(DynPipeline::new(stages))
+    }
+    // Success, retried failure, non-retryable failure, the breaker (2
+    // failures) refuses, then the limiter's 4 permits are spent. The
+    // breaker's and the limiter's refusals must reach the caller as
+    // themselves through the nesting, not as the call's own error.
+    let script: [fn() -> Result<u32, String>; 5] = [
+        || Ok(7),
+        || Err("HTTP 503".into()),
+        || Err("HTTP 400".into()),
+        || Ok(8),
+        || Ok(9),
+    ];
+    let run = |pipeline: &DynPipeline, stages: &Stages| {
+        let out: Vec<String> = script
+            .iter()
+            .map(|f| {
+                let f = *f;
+                let r = pipeline.execute(f).map_err(|e| match e {
+                    Error::RateLimited { .. } => "limited".to_string(),
+                    e => shape(&Err::<u32, _>(e)),
+                });
+                match r {
+                    Ok(v) => format!("ok {v}"),
+                    Err(e) => e,
+                }
+            })
+            .collect();
+        let (l, b, r, t) = stages;
+        (out, l.metrics(), b.metrics(), r.metrics(), t.metrics())
+    };
+
+    let s = patterns("flat");
+    let flat = DynPipeline::new(vec![s.0.clone(), s.1.clone(), s.2.clone(), s.3.clone()]);
+    let expected = run(&flat, &s);
+    assert_eq!(
+        expected.0,
+        ["ok 7", "exhausted 3: inner", "inner", "open", "limited"]
+    );
+
+    // [l, [b, r], t]
+    let s = patterns("nested-middle");
+    let nested = DynPipeline::new(vec![
+        s.0.clone(),
+        dyn_of(vec![s.1.clone(), s.2.clone()]),
+        s.3.clone(),
+    ]);
+    assert_eq!(run(&nested, &s), expected);
+
+    // [[l], [b, [r, [t]]], []]
+    let s = patterns("nested-deep");
+    let deep = DynPipeline::new(vec![
+        dyn_of(vec![s.0.clone()]),
+        dyn_of(vec![
+            s.1.clone(),
+            dyn_of(vec![s.2.clone(), dyn_of(vec![s.3.clone()])]),
+        ]),
+        dyn_of(Vec::new()),
+    ]);
+    assert_eq!(run(&deep, &s), expected);
+}

@@ -242,7 +242,11 @@ pub unsafe extern "C" fn stockade_backoff_schedule_init(
         // SAFETY: function contract.
         let b = unsafe { self::backoff(backoff) }?;
         let out = Out::new(out)?;
-        let slot = self::storage::<BackoffSchedule>(storage, storage_size, STOCKADE_BACKOFF_SCHEDULE_SIZE)?;
+        let slot = self::storage::<BackoffSchedule>(
+            storage,
+            storage_size,
+            STOCKADE_BACKOFF_SCHEDULE_SIZE,
+        )?;
         // SAFETY: `slot` checked, writable; `out` valid for writes.
         unsafe {
             slot.write(b.schedule(seed));

@@ -184,7 +184,11 @@ pub unsafe extern "C" fn stockade_tick_clock_init(
     ffi_boundary!({
         let read = read.ok_or(stockade_status::NullArgument)?;
         let out = Out::new(out)?;
-        let slot = crate::boundary::storage::<CTickClock>(storage, storage_size, STOCKADE_TICK_CLOCK_SIZE)?;
+        let slot = crate::boundary::storage::<CTickClock>(
+            storage,
+            storage_size,
+            STOCKADE_TICK_CLOCK_SIZE,
+        )?;
         let clock = TickClock::new(CTickSource { read, user_data }, hz);
         // SAFETY: `slot` is non-NULL, large and aligned enough (checked),
         // writable (function contract); `out` is valid for writes.

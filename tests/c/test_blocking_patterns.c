@@ -110,18 +110,20 @@ static void test_limiter(void) {
     CHECK_OK(stockade_limiter_handle_subscribe(l, on_event, &ev, &id));
 
     CHECK_OK(stockade_limiter_handle_try_acquire(l, 1));
-    CHECK_OK(stockade_limiter_handle_acquire(same, 1));
+    CHECK_OK(stockade_limiter_handle_acquire(same, 1, 0));
     CHECK_OK(stockade_limiter_handle_execute(l, ok_call, &calls));
     CHECK(calls == 1);
     CHECK_STATUS(stockade_limiter_handle_try_acquire(l, 1), STOCKADE_STATUS_RATE_LIMITED);
-    CHECK_STATUS(stockade_limiter_handle_acquire(l, 1), STOCKADE_STATUS_RATE_LIMITED);
+    CHECK_STATUS(stockade_limiter_handle_acquire(l, 1, 0), STOCKADE_STATUS_RATE_LIMITED);
+    /* A per-call timeout never exceeds the config's (0 here: never wait). */
+    CHECK_STATUS(stockade_limiter_handle_acquire(l, 1, 5000), STOCKADE_STATUS_RATE_LIMITED);
     CHECK_STATUS(stockade_limiter_handle_execute(l, ok_call, &calls), STOCKADE_STATUS_RATE_LIMITED);
     CHECK(calls == 1);
     CHECK_STATUS(stockade_limiter_handle_try_acquire(l, 100), STOCKADE_STATUS_PERMITS_EXCEED_BURST);
     CHECK(ev.count[STOCKADE_EVENT_KIND_REJECTED] >= 3);
     CHECK(ev.last_retry_after_ms > 0);
     CHECK_OK(stockade_limiter_handle_metrics(l, &m));
-    CHECK(m.successes == 3 && m.rejections >= 3);
+    CHECK(m.successes == 3 && m.rejections >= 4);
     CHECK(m.state == 255);
     CHECK_OK(stockade_limiter_handle_unsubscribe(l, id));
     CHECK_OK(stockade_limiter_handle_as_policy(l, &p));
@@ -130,7 +132,8 @@ static void test_limiter(void) {
     CHECK_NULL_ARG(stockade_limiter_handle_new(NULL, NULL, NULL, &dup));
     CHECK_NULL_ARG(stockade_limiter_handle_new(NULL, &c, NULL, NULL));
     CHECK_NULL_ARG(stockade_limiter_handle_get(NULL, &dup));
-    CHECK_NULL_ARG(stockade_limiter_handle_acquire(NULL, 1));
+    CHECK_NULL_ARG(stockade_limiter_handle_acquire(NULL, 1, 0));
+    CHECK_NULL_ARG(stockade_limiter_handle_acquire(NULL, 1, 10));
     CHECK_NULL_ARG(stockade_limiter_handle_try_acquire(NULL, 1));
     CHECK_NULL_ARG(stockade_limiter_handle_execute(NULL, ok_call, &calls));
     CHECK_NULL_ARG(stockade_limiter_handle_execute(l, NULL, &calls));
@@ -145,6 +148,23 @@ static void test_limiter(void) {
     stockade_limiter_handle_free(l);
     stockade_limiter_handle_free(same);
     stockade_limiter_handle_free(NULL);
+}
+
+/* A limiter that may wait a minute: a per-call timeout shorter than the
+ * wait is refused at once, with nothing booked. */
+static void test_limiter_timeout(void) {
+    stockade_limiter_config c = stockade_limiter_config_default();
+    stockade_limiter_handle *l = NULL;
+    stockade_metrics m;
+    c.requests_per_period = 1;
+    c.period_ms = 60000;
+    c.queue_timeout_ms = 60000;
+    CHECK_OK(stockade_limiter_handle_new(NULL, &c, NULL, &l));
+    CHECK_OK(stockade_limiter_handle_acquire(l, 1, 0)); /* the burst */
+    CHECK_STATUS(stockade_limiter_handle_acquire(l, 1, 10), STOCKADE_STATUS_RATE_LIMITED);
+    CHECK_OK(stockade_limiter_handle_metrics(l, &m));
+    CHECK(m.successes == 1 && m.rejections == 1 && m.queue_depth == 0);
+    stockade_limiter_handle_free(l);
 }
 
 /* ---- bulkhead ----------------------------------------------------------- */
@@ -488,6 +508,108 @@ static void test_request_response(void) {
     CHECK(rr_released == 2); /* the last handle: the handler's data released */
 }
 
+/* ---- bulkhead permits held across calls ---------------------------------- */
+typedef struct {
+    stockade_bulkhead_handle *b;
+    stockade_status status;
+    stockade_bulkhead_permit *permit;
+} acquirer;
+
+static void *acquire_thread(void *arg) {
+    acquirer *a = (acquirer *)arg;
+    a->status = stockade_bulkhead_handle_acquire(a->b, 0, &a->permit);
+    return NULL;
+}
+
+static void test_bulkhead_permits(void) {
+    stockade_bulkhead_config c = stockade_bulkhead_config_default();
+    stockade_bulkhead_handle *b = NULL;
+    stockade_bulkhead_permit *p1 = NULL, *p2 = NULL;
+    stockade_metrics m;
+    acquirer a;
+    pthread_t th;
+    int spins = 0;
+
+    c.max_concurrent = 1;
+    c.max_queue = 1;
+    c.queue_timeout_ms = 60000;
+    CHECK_OK(stockade_bulkhead_handle_new(NULL, &c, NULL, &b));
+    CHECK_OK(stockade_bulkhead_handle_acquire(b, 0, &p1));
+    CHECK_STATUS(stockade_bulkhead_handle_try_acquire(b, &p2), STOCKADE_STATUS_BULKHEAD_FULL);
+    /* A per-call timeout: waits 20 ms, not the config's minute. */
+    CHECK_STATUS(stockade_bulkhead_handle_acquire(b, 20, &p2), STOCKADE_STATUS_QUEUE_TIMEOUT);
+    CHECK(p2 == NULL); /* out-parameters are written only on success */
+    CHECK_OK(stockade_bulkhead_handle_metrics(b, &m));
+    CHECK(m.in_flight == 1 && m.queue_depth == 0 && m.timeouts == 1 && m.rejections == 1);
+
+    /* A waiter on another thread is granted the slot by the release. */
+    a.b = b;
+    a.status = STOCKADE_STATUS_INTERNAL_ERROR;
+    a.permit = NULL;
+    CHECK(pthread_create(&th, NULL, acquire_thread, &a) == 0);
+    do {
+        CHECK_OK(stockade_bulkhead_handle_metrics(b, &m));
+        if (m.queue_depth == 1) break;
+        {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+    } while (++spins < 10000);
+    CHECK(m.queue_depth == 1);
+    CHECK_OK(stockade_bulkhead_permit_release(p1));
+    pthread_join(th, NULL);
+    CHECK_OK(a.status);
+    CHECK(a.permit != NULL);
+    /* Released twice: a defined status, nothing changes. */
+    CHECK_STATUS(stockade_bulkhead_permit_release(p1), STOCKADE_STATUS_TOKEN_ALREADY_USED);
+    CHECK_OK(stockade_bulkhead_handle_metrics(b, &m));
+    CHECK(m.in_flight == 1 && m.successes == 1);
+    /* Freeing an unreleased permit releases it. */
+    stockade_bulkhead_permit_free(a.permit);
+    CHECK_OK(stockade_bulkhead_handle_metrics(b, &m));
+    CHECK(m.in_flight == 0 && m.successes == 2 && m.queue_depth == 0);
+    stockade_bulkhead_permit_free(p1); /* released already: just freed */
+    stockade_bulkhead_permit_free(NULL);
+
+    CHECK_NULL_ARG(stockade_bulkhead_handle_acquire(NULL, 0, &p1));
+    CHECK_NULL_ARG(stockade_bulkhead_handle_acquire(b, 0, NULL));
+    CHECK_NULL_ARG(stockade_bulkhead_handle_try_acquire(NULL, &p1));
+    CHECK_NULL_ARG(stockade_bulkhead_handle_try_acquire(b, NULL));
+    CHECK_NULL_ARG(stockade_bulkhead_permit_release(NULL));
+
+    /* A permit outlives dispose and its handle. */
+    CHECK_OK(stockade_bulkhead_handle_try_acquire(b, &p2));
+    CHECK_OK(stockade_bulkhead_handle_dispose(b));
+    CHECK_STATUS(stockade_bulkhead_handle_acquire(b, 0, &p1), STOCKADE_STATUS_DISPOSED);
+    CHECK_STATUS(stockade_bulkhead_handle_try_acquire(b, &p1), STOCKADE_STATUS_DISPOSED);
+    stockade_bulkhead_handle_free(b);
+    CHECK_OK(stockade_bulkhead_permit_release(p2));
+    stockade_bulkhead_permit_free(p2);
+
+}
+
+/* ---- listener ids ---------------------------------------------------------- */
+static void test_listener_ids(void) {
+    stockade_bulkhead_config c = stockade_bulkhead_config_default();
+    stockade_bulkhead_handle *b1 = NULL, *b2 = NULL;
+    events ev;
+    uint64_t id1 = 0, id2 = 0;
+    memset(&ev, 0, sizeof ev);
+    CHECK_OK(stockade_bulkhead_handle_new(NULL, &c, NULL, &b1));
+    CHECK_OK(stockade_bulkhead_handle_new(NULL, &c, NULL, &b2));
+    CHECK_OK(stockade_bulkhead_handle_subscribe(b1, on_event, &ev, &id1));
+    CHECK_OK(stockade_bulkhead_handle_subscribe(b2, on_event, &ev, &id2));
+    CHECK(id1 != 0 && id2 != 0 && id1 != id2);
+    /* Another instance's id, or an unknown one, removes nothing. */
+    CHECK_STATUS(stockade_bulkhead_handle_unsubscribe(b2, id1), STOCKADE_STATUS_NOT_FOUND);
+    CHECK_STATUS(stockade_bulkhead_handle_unsubscribe(b1, 0), STOCKADE_STATUS_NOT_FOUND);
+    CHECK_OK(stockade_bulkhead_handle_unsubscribe(b1, id1));
+    CHECK_STATUS(stockade_bulkhead_handle_unsubscribe(b1, id1), STOCKADE_STATUS_NOT_FOUND);
+    CHECK_OK(stockade_bulkhead_handle_unsubscribe(b2, id2));
+    stockade_bulkhead_handle_free(b1);
+    stockade_bulkhead_handle_free(b2);
+}
+
 /* ---- pipeline ------------------------------------------------------------ */
 static void test_pipeline(void) {
     stockade_breaker_config bc = stockade_breaker_config_default();
@@ -532,6 +654,43 @@ static void test_pipeline(void) {
     CHECK_STATUS(stockade_pipeline_execute(empty, fail_call, &calls, NULL), STOCKADE_STATUS_CALLBACK_FAILED);
     CHECK(calls == 2);
 
+    /* Nested: [breaker, [retry, timeout]] runs as [breaker, retry, timeout]. */
+    {
+        stockade_breaker_handle *b2 = NULL;
+        stockade_retry *r2 = NULL;
+        stockade_timeout *t2 = NULL;
+        stockade_policy *inner_stages[2] = {NULL, NULL}, *outer_stages[2] = {NULL, NULL};
+        stockade_pipeline *inner = NULL, *outer = NULL;
+        CHECK_OK(stockade_breaker_handle_new(NULL, &bc, NULL, &b2));
+        CHECK_OK(stockade_retry_new(NULL, &rc, NULL, &r2));
+        CHECK_OK(stockade_timeout_new(NULL, &tc, NULL, &t2));
+        CHECK_OK(stockade_retry_as_policy(r2, &inner_stages[0]));
+        CHECK_OK(stockade_timeout_as_policy(t2, &inner_stages[1]));
+        CHECK_OK(stockade_pipeline_new((const stockade_policy *const *)inner_stages, 2, &inner));
+        CHECK_OK(stockade_breaker_handle_as_policy(b2, &outer_stages[0]));
+        CHECK_OK(stockade_pipeline_as_policy(inner, &outer_stages[1]));
+        stockade_pipeline_free(inner); /* the policy view shares its stages */
+        CHECK_OK(stockade_pipeline_new((const stockade_policy *const *)outer_stages, 2, &outer));
+        for (i = 0; i < 2; i++) {
+            stockade_policy_free(inner_stages[i]);
+            stockade_policy_free(outer_stages[i]);
+        }
+        f.calls = 0; f.fail_until = 2; f.code = 1;
+        CHECK_OK(stockade_pipeline_execute(outer, flaky_call, &f, NULL));
+        CHECK(f.calls == 3);
+        f.calls = 0; f.fail_until = 10;
+        CHECK_STATUS(stockade_pipeline_execute(outer, flaky_call, &f, NULL), STOCKADE_STATUS_RETRIES_EXHAUSTED);
+        /* The breaker's refusal reaches the caller as itself. */
+        CHECK_STATUS(stockade_pipeline_execute(outer, flaky_call, &f, NULL), STOCKADE_STATUS_BREAKER_OPEN);
+        CHECK(f.calls == 3);
+        CHECK_NULL_ARG(stockade_pipeline_as_policy(NULL, &outer_stages[0]));
+        CHECK_NULL_ARG(stockade_pipeline_as_policy(outer, NULL));
+        stockade_pipeline_free(outer);
+        stockade_breaker_handle_free(b2);
+        stockade_retry_free(r2);
+        stockade_timeout_free(t2);
+    }
+
     CHECK_NULL_ARG(stockade_pipeline_new(NULL, 1, &empty));
     stages[0] = NULL;
     CHECK_NULL_ARG(stockade_pipeline_new(cstages, 1, &empty));
@@ -550,7 +709,10 @@ int main(void) {
     alarm(60);
     test_breaker_extras();
     test_limiter();
+    test_limiter_timeout();
     test_bulkhead();
+    test_bulkhead_permits();
+    test_listener_ids();
     test_retry();
     test_timeout();
     test_request_response();

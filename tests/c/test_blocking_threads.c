@@ -74,7 +74,7 @@ static void *limiter_worker(void *arg) {
     int i;
     (void)arg;
     for (i = 0; i < LIMITER_ITERS; i++)
-        if (stockade_limiter_handle_acquire(limiter, 1) != STOCKADE_STATUS_OK)
+        if (stockade_limiter_handle_acquire(limiter, 1, 0) != STOCKADE_STATUS_OK)
             __atomic_fetch_add(&limiter_errors, 1, __ATOMIC_RELAXED);
     return NULL;
 }

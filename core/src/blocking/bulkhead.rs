@@ -11,7 +11,7 @@ use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::bulkhead::{
     Bulkhead as Core, BulkheadConfig, BulkheadCounts, BulkheadPermit, BulkheadToken, LeaveQueue,
-    QueuedAcquire, RawAdmission,
+    NotHeld, QueuedAcquire, RawAdmission,
 };
 use crate::clock::MonotonicClock;
 use crate::sync::thread::{self, Thread};
@@ -329,6 +329,111 @@ impl<T: Timer> Bulkhead<T> {
         move |arg: A| self.execute(|| f(arg))
     }
 
+    // --- Permits held across calls ------------------------------------------
+
+    /// Takes a permit, waiting in the FIFO queue for at most
+    /// `queue_timeout` if all are held, and returns it as a guard: the
+    /// acquire-then-release form of [`execute`](Self::execute), for work
+    /// that is not one closure (a connection checked out and returned
+    /// later, a binding's `with` block).
+    ///
+    /// Dropping the guard releases the permit exactly as `execute` does
+    /// when its closure returns: if callers are queued, the front one is
+    /// granted it. The held permit counts as one call, whose outcome is
+    /// counted at the release: a success, unless [`failure`](BulkheadGuard::failure)
+    /// released it or the thread is panicking when it drops (a failure).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute) (without `Inner`):
+    /// [`Error::BulkheadFull`], [`Error::QueueTimeout`], [`Error::Disposed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// let bulkhead = Bulkhead::new("doc-acquire", BulkheadConfig::DEFAULT.with_max_concurrent(1))?;
+    /// let permit = bulkhead.acquire()?;
+    /// assert_eq!(bulkhead.metrics().in_flight, 1);
+    /// assert!(matches!(bulkhead.try_acquire(), Err(Error::BulkheadFull)));
+    /// drop(permit); // released: a success
+    /// bulkhead.acquire()?.failure(); // released: a failure
+    /// let m = bulkhead.metrics();
+    /// assert_eq!((m.in_flight, m.successes, m.failures, m.rejections), (0, 1, 1, 1));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<BulkheadGuard<'_, T>, Error> {
+        self.acquire_timeout(self.config().queue_timeout)
+    }
+
+    /// Takes a permit only if one is free now and nobody is queued (never
+    /// waits, never jumps the queue); see [`acquire`](Self::acquire).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BulkheadFull`] if it would have to wait;
+    /// [`Error::Disposed`].
+    pub fn try_acquire(&self) -> Result<BulkheadGuard<'_, T>, Error> {
+        let permit = self.try_admit().map_err(Refusal::into_error)?;
+        Ok(BulkheadGuard::new(self, permit))
+    }
+
+    /// Takes a permit as [`acquire`](Self::acquire) does, waiting in the
+    /// queue for at most `min(timeout, queue_timeout)`: a caller can wait
+    /// less than the config allows, never more (the config bounds every
+    /// wait, as the rate limiter's `acquire_timeout` does).
+    /// `Duration::ZERO` never waits: it is [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire); [`Error::QueueTimeout`] after the
+    /// shorter wait.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<BulkheadGuard<'_, T>, Error> {
+        let wait = timeout.min(self.config().queue_timeout);
+        let permit = self.admit_within(wait).map_err(Refusal::into_error)?;
+        Ok(BulkheadGuard::new(self, permit))
+    }
+
+    /// Releases the permit of a token from [`BulkheadGuard::into_token`]
+    /// through the blocking path (the front waiter, if any, is granted it)
+    /// and counts the call as a success.
+    ///
+    /// A token must be released exactly once. The core cannot tell tokens
+    /// apart (see [`BulkheadToken`]): releasing one twice while no permit
+    /// is in use is refused with [`NotHeld`] and changes nothing (no count
+    /// moves, no outcome is counted); while other permits are held it
+    /// returns one of theirs, with the bounded consequences
+    /// [`BulkheadToken`] documents. Counters never underflow.
+    ///
+    /// # Errors
+    ///
+    /// [`NotHeld`] when no permit is in use (a token released twice).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::{BulkheadConfig, NotHeld};
+    ///
+    /// let bulkhead = Bulkhead::new("doc-token", BulkheadConfig::default())?;
+    /// let token = bulkhead.acquire()?.into_token(); // e.g. kept by a C caller
+    /// assert_eq!(bulkhead.metrics().in_flight, 1);
+    /// assert_eq!(bulkhead.release_token(token), Ok(()));
+    /// assert_eq!(bulkhead.release_token(token), Err(NotHeld)); // twice: refused
+    /// assert_eq!(bulkhead.metrics().successes, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn release_token(&self, token: BulkheadToken) -> Result<(), NotHeld> {
+        let counts = self.core.release(token)?;
+        if counts.has_waiters() {
+            self.wake_waiters();
+        }
+        self.shell.counters.successes.incr();
+        Ok(())
+    }
+
     /// Calls `listener` for every event: `Rejected` (bulkhead full),
     /// `QueueTimeout`, `Disposed`.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
@@ -343,10 +448,12 @@ impl<T: Timer> Bulkhead<T> {
     /// A snapshot of the counters.
     ///
     /// `calls` counts the calls that finished: each is one of `successes`,
-    /// `failures` (the closure returned an error or panicked), `rejections`
+    /// `failures` (the closure returned an error or panicked, or a
+    /// [`BulkheadGuard`] was released as a failure), `rejections`
     /// ([`Error::BulkheadFull`]) and `timeouts` ([`Error::QueueTimeout`]).
     /// Calls still queued (`queue_depth`) or running (`in_flight`) are not
-    /// counted yet; calls refused because the bulkhead was disposed are not
+    /// counted yet (a permit held by a guard or a token counts when it is
+    /// released); calls refused because the bulkhead was disposed are not
     /// counted.
     pub fn metrics(&self) -> Metrics {
         Metrics {
@@ -429,17 +536,23 @@ impl<T: Timer> Bulkhead<T> {
 
     #[inline]
     fn admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
+        self.admit_within(self.config().queue_timeout)
+    }
+
+    /// Admits the call, waiting in the queue for at most `wait`.
+    #[inline]
+    fn admit_within(&self, wait: Duration) -> Result<BulkheadPermit<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
         if let Ok(permit) = self.core.try_acquire() {
             return Ok(permit);
         }
-        if self.config().queue_timeout.is_zero() {
+        if wait.is_zero() {
             // Zero queue timeout: never wait, so full is full.
             return Err(self.reject());
         }
-        self.admit_slow()
+        self.admit_slow(wait)
     }
 
     #[inline]
@@ -453,7 +566,7 @@ impl<T: Timer> Bulkhead<T> {
     /// Queues the caller and parks it until it is granted a permit, times
     /// out, or the bulkhead is disposed.
     #[cold]
-    fn admit_slow(&self) -> Result<BulkheadPermit<'_>, Refusal> {
+    fn admit_slow(&self, wait: Duration) -> Result<BulkheadPermit<'_>, Refusal> {
         let start = self.timer().now();
         let waiter = {
             let mut waiters = self.waiters.lock();
@@ -482,7 +595,7 @@ impl<T: Timer> Bulkhead<T> {
                 }
             }
         };
-        let deadline = start.saturating_add(self.config().queue_timeout);
+        let deadline = start.saturating_add(wait);
         loop {
             match waiter.state.load(Ordering::Acquire) {
                 GRANTED => return Ok(waiter.permit(&self.core)),
@@ -551,6 +664,83 @@ impl<T: Timer> Bulkhead<T> {
         self.shell.counters.rejections.incr();
         self.shell.emit(EventKind::Rejected { retry_after: None });
         Refusal::Full
+    }
+}
+
+/// A held permit of a blocking [`Bulkhead`], from
+/// [`acquire`](Bulkhead::acquire), [`try_acquire`](Bulkhead::try_acquire)
+/// or [`acquire_timeout`](Bulkhead::acquire_timeout).
+///
+/// Dropping it releases the permit through the blocking path (the front
+/// waiter is granted it) and counts the call as a success, or as a failure
+/// when the thread is panicking; [`failure`](Self::failure) releases it as
+/// a failure. [`into_token`](Self::into_token) turns it into a plain value
+/// for bindings that cannot hold a borrow.
+#[must_use = "dropping the guard releases the permit at once"]
+pub struct BulkheadGuard<'a, T: Timer = MonotonicClock> {
+    bulkhead: &'a Bulkhead<T>,
+    /// `None` once released or turned into a token.
+    permit: Option<BulkheadPermit<'a>>,
+}
+
+impl<'a, T: Timer> BulkheadGuard<'a, T> {
+    fn new(bulkhead: &'a Bulkhead<T>, permit: BulkheadPermit<'a>) -> Self {
+        BulkheadGuard {
+            bulkhead,
+            permit: Some(permit),
+        }
+    }
+
+    /// The bulkhead the permit belongs to.
+    pub fn bulkhead(&self) -> &'a Bulkhead<T> {
+        self.bulkhead
+    }
+
+    /// Releases the permit and counts the call as a success (what dropping
+    /// the guard does outside a panic).
+    pub fn success(mut self) {
+        self.finish(false);
+    }
+
+    /// Releases the permit and counts the call as a failure.
+    pub fn failure(mut self) {
+        self.finish(true);
+    }
+
+    /// Gives up the guard without releasing: the caller now owes exactly
+    /// one [`Bulkhead::release_token`] (which counts the outcome). See
+    /// [`BulkheadToken`] for a token released twice or never.
+    pub fn into_token(mut self) -> BulkheadToken {
+        match self.permit.take() {
+            Some(permit) => permit.into_token(),
+            None => unreachable!("a guard holds its permit until it is consumed"),
+        }
+    }
+
+    fn finish(&mut self, failed: bool) {
+        if let Some(permit) = self.permit.take() {
+            self.bulkhead.release(permit);
+            let counters = &self.bulkhead.shell.counters;
+            if failed {
+                counters.failures.incr();
+            } else {
+                counters.successes.incr();
+            }
+        }
+    }
+}
+
+impl<T: Timer> Drop for BulkheadGuard<'_, T> {
+    fn drop(&mut self) {
+        self.finish(std::thread::panicking());
+    }
+}
+
+impl<T: Timer> fmt::Debug for BulkheadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadGuard")
+            .field("bulkhead", &self.bulkhead.name())
+            .finish_non_exhaustive()
     }
 }
 

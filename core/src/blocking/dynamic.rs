@@ -47,7 +47,18 @@ pub type DynResult = Result<DynValue, Error<BoxError>>;
 pub struct Next {
     stages: Arc<[Arc<dyn DynPolicy>]>,
     index: usize,
-    call: DynCall,
+    tail: Tail,
+}
+
+/// What runs after a pipeline's last stage.
+#[derive(Clone)]
+enum Tail {
+    /// The call itself.
+    Call(DynCall),
+    /// The rest of the enclosing pipeline (this pipeline is one of its
+    /// stages): its stages' errors pass through unchanged, as if the two
+    /// pipelines were one.
+    Outer(Arc<Next>),
 }
 
 impl Next {
@@ -57,9 +68,12 @@ impl Next {
             Some(stage) => stage.run_dyn(&Next {
                 stages: Arc::clone(&self.stages),
                 index: self.index + 1,
-                call: Arc::clone(&self.call),
+                tail: self.tail.clone(),
             }),
-            None => (self.call)().map_err(Error::Inner),
+            None => match &self.tail {
+                Tail::Call(call) => call().map_err(Error::Inner),
+                Tail::Outer(outer) => outer.run(),
+            },
         }
     }
 }
@@ -107,9 +121,27 @@ impl<P: Policy + Send + Sync> DynPolicy for Pipeline<P> {
     }
 }
 
+impl DynPolicy for DynPipeline {
+    /// Runs this pipeline's stages, then `next` (the enclosing pipeline's
+    /// stages inside this one, then the call).
+    fn run_dyn(&self, next: &Next) -> DynResult {
+        Next {
+            stages: Arc::clone(&self.stages),
+            index: 0,
+            tail: Tail::Outer(Arc::new(next.clone())),
+        }
+        .run()
+    }
+}
+
 /// Patterns composed in an order chosen at run time: the first stage is
 /// outermost, as in [`Pipeline`]. Stages are shared (`Arc`), so the same
 /// pattern can sit in several pipelines and in a registry.
+///
+/// A `DynPipeline` is itself a [`DynPolicy`], so it can be a stage of
+/// another: `[a, [b, c], d]` runs exactly as `[a, b, c, d]` (the inner
+/// stages' errors reach the outer ones unchanged, not wrapped as
+/// [`Error::Inner`]).
 ///
 /// # Examples
 ///
@@ -187,7 +219,7 @@ impl DynPipeline {
         Next {
             stages: Arc::clone(&self.stages),
             index: 0,
-            call,
+            tail: Tail::Call(call),
         }
         .run()
     }

@@ -121,15 +121,56 @@ pub struct Metrics {
 }
 
 /// Identifies a subscribed listener, to remove it again.
+///
+/// Bindings that cannot keep a Rust value (C, Python) pass it as a `u64`:
+/// [`as_u64`](Self::as_u64) and [`from_u64`](Self::from_u64). The number
+/// is opaque (make no arithmetic on it) but stable: it names the same
+/// subscription for the instance's whole lifetime. Ids are unique in the
+/// process (never reused, never 0), so an id of another instance, a
+/// made-up number or an id already removed is unknown to `unsubscribe`,
+/// which returns `false` and removes nothing.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::blocking::{Bulkhead, ListenerId};
+/// use stockade::bulkhead::BulkheadConfig;
+///
+/// let a = Bulkhead::unregistered("a", BulkheadConfig::DEFAULT)?;
+/// let b = Bulkhead::unregistered("b", BulkheadConfig::DEFAULT)?;
+/// let raw: u64 = a.subscribe(|_| {}).as_u64(); // e.g. handed to C
+/// assert!(!b.unsubscribe(ListenerId::from_u64(raw))); // another instance's
+/// assert!(a.unsubscribe(ListenerId::from_u64(raw)));
+/// assert!(!a.unsubscribe(ListenerId::from_u64(raw))); // already removed
+/// # Ok::<(), stockade::blocking::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ListenerId(u64);
+
+impl ListenerId {
+    /// The id as a number, for a binding to hand out.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The id a binding handed out with [`as_u64`](Self::as_u64). Any
+    /// number is accepted: one that names no subscription of the instance
+    /// makes `unsubscribe` return `false`.
+    pub const fn from_u64(id: u64) -> ListenerId {
+        ListenerId(id)
+    }
+}
+
+/// Unique in the process, so that one instance's id never names another
+/// instance's listener. Process-wide, so outside loom's model.
+static NEXT_LISTENER_ID: crate::sync::unmodelled::AtomicU64 =
+    crate::sync::unmodelled::AtomicU64::new(1);
 
 type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The listeners of one pattern instance.
 pub(crate) struct Listeners {
     count: AtomicU64,
-    next_id: AtomicU64,
     list: RwLock<Vec<(ListenerId, Listener)>>,
 }
 
@@ -137,7 +178,6 @@ impl Default for Listeners {
     fn default() -> Self {
         Listeners {
             count: AtomicU64::new(0),
-            next_id: AtomicU64::new(1),
             list: RwLock::new(Vec::new()),
         }
     }
@@ -153,7 +193,8 @@ impl fmt::Debug for Listeners {
 
 impl Listeners {
     pub(crate) fn add(&self, listener: Listener) -> ListenerId {
-        let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        // Relaxed: only uniqueness matters. A u64 does not wrap in practice.
+        let id = ListenerId(NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed));
         let mut list = self.list.write();
         list.push((id, listener));
         self.count.store(list.len() as u64, Ordering::Release);

@@ -283,6 +283,40 @@ impl<T: Timer> RateLimiter<T> {
         Ok(())
     }
 
+    /// Takes `n` permits as [`acquire`](Self::acquire) does, waiting at
+    /// most `timeout` — and never longer than the config's `queue_timeout`
+    /// (the config bounds every wait). A booking that would wait longer is
+    /// refused at once and takes nothing; its exact `retry_after` is the
+    /// wait it would have needed minus the wait it was allowed: after that
+    /// long the same call is admitted (if nobody books meanwhile). `Duration::ZERO` never waits. Counted as one call, and as a
+    /// success when granted.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire), with the shorter wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, RateLimiter, VirtualClock};
+    /// use stockade::limiter::RateLimiterConfig;
+    ///
+    /// // 10 per second: one permit every 100 ms once the burst is spent.
+    /// let limiter = RateLimiter::with_timer("doc-acquire-timeout", RateLimiterConfig::DEFAULT, VirtualClock::auto_advance())?;
+    /// limiter.acquire(10)?; // the whole burst
+    /// // The next permit is 100 ms away: not within 30 ms; try again in 70.
+    /// let refused = limiter.acquire_timeout(1, Duration::from_millis(30)).unwrap_err();
+    /// assert!(matches!(refused, Error::RateLimited { retry_after } if retry_after == Duration::from_millis(70)));
+    /// limiter.acquire_timeout(1, Duration::from_millis(100))?; // waits 100 ms
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, n: u32, timeout: Duration) -> Result<(), Error> {
+        self.admit_within(n, timeout).map_err(Refusal::into_error)?;
+        self.shell.counters.successes.incr();
+        Ok(())
+    }
+
     /// Takes `n` permits if they are available now (all or nothing; never
     /// waits). Counted as one call, and as a success when granted.
     ///
@@ -361,13 +395,17 @@ impl<T: Timer> RateLimiter<T> {
     /// Books `n` permits and waits until they are ready.
     #[inline]
     fn admit(&self, n: u32) -> Result<(), Refusal> {
+        self.admit_within(n, self.config().queue_timeout)
+    }
+
+    /// Books `n` permits if they are ready within `max_wait` (the core caps
+    /// it at `queue_timeout`) and waits until they are.
+    #[inline]
+    fn admit_within(&self, n: u32, max_wait: Duration) -> Result<(), Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        match self
-            .core
-            .reserve(n, self.config().queue_timeout, self.timer())
-        {
+        match self.core.reserve(n, max_wait, self.timer()) {
             Ok(booked) if booked.is_immediate() => Ok(()),
             Ok(booked) => self.wait_for(booked),
             Err(e) => Err(self.reject(e)),

@@ -39,6 +39,6 @@ pub use request_response::{
     Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
 };
 mod bulkhead;
-pub use bulkhead::Bulkhead;
+pub use bulkhead::{Bulkhead, BulkheadGuard};
 mod limiter;
 pub use limiter::RateLimiter;

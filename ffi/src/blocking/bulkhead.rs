@@ -2,7 +2,8 @@
 //! wait in a queue for a slot).
 
 use core::ffi::{c_char, c_void};
-use std::sync::Arc;
+use core::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use super::{
     give, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
@@ -13,6 +14,7 @@ use crate::bulkhead::stockade_bulkhead_config;
 use crate::config_error::{self, stockade_config_error};
 use crate::status::stockade_status;
 use stockade_core::blocking::Bulkhead;
+use stockade_core::bulkhead::BulkheadToken;
 
 /// A bulkhead of the blocking tier (the core's `blocking::Bulkhead`): at
 /// most `max_concurrent` callbacks run at once; others wait in a queue (up
@@ -247,4 +249,162 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_as_policy(
 ) -> stockade_status {
     // SAFETY: function contract.
     unsafe { super::as_policy(handle, out) }
+}
+
+/// A slot of a blocking bulkhead held across calls (from
+/// `stockade_bulkhead_handle_acquire` / `_try_acquire`): the
+/// acquire-then-release form of `stockade_bulkhead_handle_execute`.
+/// Heap-allocated; it keeps its bulkhead alive. Release it with
+/// `stockade_bulkhead_permit_release` (the front waiter, if any, is granted
+/// the slot; counted as a success), then free it with
+/// `stockade_bulkhead_permit_free` (which releases it first if needed).
+pub struct stockade_bulkhead_permit {
+    bulkhead: Arc<Bulkhead>,
+    /// `None` once released: the permit itself remembers, so a second
+    /// release is always detected (the core's tokens cannot tell).
+    token: Mutex<Option<BulkheadToken>>,
+}
+
+impl stockade_bulkhead_permit {
+    /// Releases the slot unless already released.
+    fn release(&self) -> Result<(), stockade_status> {
+        let token = self
+            .token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(stockade_status::TokenAlreadyUsed)?;
+        self.bulkhead
+            .release_token(token)
+            .map_err(|_| stockade_status::TokenAlreadyUsed)
+    }
+}
+
+/// `*out` = a new permit of `b` holding `token`.
+///
+/// # Safety
+///
+/// `out` checked, valid for writes.
+unsafe fn give_permit(
+    out: Out<*mut stockade_bulkhead_permit>,
+    b: &Arc<Bulkhead>,
+    token: BulkheadToken,
+) {
+    let permit = stockade_bulkhead_permit {
+        bulkhead: Arc::clone(b),
+        token: Mutex::new(Some(token)),
+    };
+    // SAFETY: valid for writes (caller's contract).
+    unsafe { out.write(Box::into_raw(Box::new(permit))) }
+}
+
+/// Takes a slot, waiting in the FIFO queue for at most `timeout_ms`
+/// milliseconds, and never longer than the config's `queue_timeout_ms`
+/// (0 = wait the config's `queue_timeout_ms`; a config `queue_timeout_ms`
+/// of 0 never waits). `*out` = the held slot.
+///
+/// - Statuses: `OK`; `BULKHEAD_FULL` (no slot and the queue is full, or
+///   no slot and no waiting allowed); `QUEUE_TIMEOUT`; `DISPOSED`;
+///   `NULL_ARGUMENT` (`handle`, `out`).
+/// - Ownership: `*out` is the caller's: release it with
+///   `stockade_bulkhead_permit_release` and free it with
+///   `stockade_bulkhead_permit_free`.
+/// - Blocks: while waiting. Thread safety: any number of threads at once;
+///   slots are granted in arrival order.
+///
+/// # Safety
+///
+/// `handle` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_bulkhead_handle_acquire(
+    handle: *const stockade_bulkhead_handle,
+    timeout_ms: u64,
+    out: *mut *mut stockade_bulkhead_permit,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let h = unsafe { arg(handle) }?;
+        let out = Out::new(out)?;
+        let b = &h.inner;
+        let guard = if timeout_ms == 0 {
+            b.acquire()
+        } else {
+            b.acquire_timeout(Duration::from_millis(timeout_ms))
+        }
+        .map_err(|e| super::error_status(&e))?;
+        // SAFETY: checked out-pointer.
+        unsafe { give_permit(out, b, guard.into_token()) };
+        Ok(())
+    })
+}
+
+/// Takes a slot only if one is free now and nobody is queued (never
+/// waits). `*out` = the held slot.
+///
+/// - Statuses: `OK`; `BULKHEAD_FULL`; `DISPOSED`; `NULL_ARGUMENT`
+///   (`handle`, `out`).
+/// - Ownership, thread safety: as `stockade_bulkhead_handle_acquire`.
+///   Blocks: no.
+///
+/// # Safety
+///
+/// `handle` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_bulkhead_handle_try_acquire(
+    handle: *const stockade_bulkhead_handle,
+    out: *mut *mut stockade_bulkhead_permit,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let h = unsafe { arg(handle) }?;
+        let out = Out::new(out)?;
+        let guard = h.inner.try_acquire().map_err(|e| super::error_status(&e))?;
+        // SAFETY: checked out-pointer.
+        unsafe { give_permit(out, &h.inner, guard.into_token()) };
+        Ok(())
+    })
+}
+
+/// Releases the slot: if callers are queued, the front one is granted it.
+/// Counted as a successful call of the bulkhead. The permit stays
+/// allocated until `stockade_bulkhead_permit_free`.
+///
+/// - Statuses: `OK`; `TOKEN_ALREADY_USED` (released before: nothing
+///   changes, no count moves); `NULL_ARGUMENT`.
+/// - Thread safety: any thread (also another than the one that acquired
+///   it); of two concurrent releases exactly one returns `OK`. Blocks: no
+///   (a short lock when waiters are queued).
+///
+/// # Safety
+///
+/// `permit` live (not freed) or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_bulkhead_permit_release(
+    permit: *const stockade_bulkhead_permit,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        unsafe { arg(permit) }?.release()
+    })
+}
+
+/// Frees a permit, releasing its slot first if it was not released (as
+/// `stockade_bulkhead_permit_release`). NULL is a no-op.
+///
+/// - Thread safety: any thread, once per permit, after every call on it
+///   returned. Blocks: no.
+///
+/// # Safety
+///
+/// `permit` from `stockade_bulkhead_handle_acquire`/`_try_acquire`, not
+/// freed before, or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_bulkhead_permit_free(permit: *mut stockade_bulkhead_permit) {
+    crate::boundary::run_value((), || {
+        if !permit.is_null() {
+            // SAFETY: made by `Box::into_raw` and not freed (contract).
+            let permit = unsafe { Box::from_raw(permit) };
+            let _ = permit.release();
+        }
+    });
 }

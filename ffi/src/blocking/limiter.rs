@@ -73,15 +73,16 @@ pub unsafe extern "C" fn stockade_limiter_handle_new(
     })
 }
 
-/// Takes `n` permits, waiting in the FIFO queue until they are granted
-/// (the wait is bounded by the config's `queue_timeout_ms`; `n` = 0
-/// returns at once).
+/// Takes `n` permits, waiting in the FIFO queue until they are granted,
+/// for at most `timeout_ms` milliseconds and never longer than the
+/// config's `queue_timeout_ms` (`timeout_ms` = 0: wait up to the config's
+/// `queue_timeout_ms`; `n` = 0 returns at once).
 ///
 /// - Statuses: `OK` (granted); `RATE_LIMITED` (the queue is full or the
-///   wait would exceed `queue_timeout_ms`: nothing taken);
+///   wait would exceed the allowed wait: refused at once, nothing taken);
 ///   `PERMITS_EXCEED_BURST` (`n` above the burst: never possible);
 ///   `DISPOSED`; `NULL_ARGUMENT`.
-/// - Blocks: yes, up to `queue_timeout_ms`. Thread safety: any number of
+/// - Blocks: yes, up to the allowed wait. Thread safety: any number of
 ///   threads at once; granted in arrival order.
 ///
 /// # Safety
@@ -91,11 +92,17 @@ pub unsafe extern "C" fn stockade_limiter_handle_new(
 pub unsafe extern "C" fn stockade_limiter_handle_acquire(
     handle: *const stockade_limiter_handle,
     n: u32,
+    timeout_ms: u64,
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
         let l = unsafe { pattern(handle) }?;
-        l.acquire(n).map_err(|e| super::error_status(&e))
+        if timeout_ms == 0 {
+            l.acquire(n)
+        } else {
+            l.acquire_timeout(n, core::time::Duration::from_millis(timeout_ms))
+        }
+        .map_err(|e| super::error_status(&e))
     })
 }
 

@@ -11,9 +11,8 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::fmt;
 use std::boxed::Box;
-use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use stockade_core::blocking::{
     Bulkhead, CircuitBreaker, DynPolicy, Error, Event, ListenerId, Metrics, PatternKind,
@@ -423,17 +422,8 @@ pub unsafe extern "C" fn stockade_policy_free(policy: *mut stockade_policy) {
 }
 
 // ---------------------------------------------------------------------------
-// Listeners: C ids for the core's `ListenerId`s.
-
-/// The subscriptions made through the C ABI: id → (pattern address, the
-/// core's id). The pattern's address keeps an id from removing another
-/// pattern's listener.
-type Subscriptions = Mutex<(u64, HashMap<u64, (usize, ListenerId)>)>;
-
-fn listeners() -> &'static Subscriptions {
-    static LISTENERS: OnceLock<Subscriptions> = OnceLock::new();
-    LISTENERS.get_or_init(|| Mutex::new((0, HashMap::new())))
-}
+// Listeners: C ids are the core's `ListenerId::as_u64()` (process-unique,
+// so an id of another pattern is unknown to `_unsubscribe`).
 
 /// Called for every event of the pattern it is subscribed to, on the
 /// thread where the event happened; `event` (and its `name`) is valid only
@@ -482,13 +472,8 @@ pub(crate) unsafe fn subscribe<H: Handle>(
                 unsafe { (c.listener)(&event, c.user_data) };
             });
         }));
-        let address = Arc::as_ptr(h.inner()) as *const () as usize;
-        let mut map = listeners().lock().unwrap_or_else(|e| e.into_inner());
-        map.0 += 1;
-        let c_id = map.0;
-        map.1.insert(c_id, (address, id));
         // SAFETY: checked out-pointer.
-        unsafe { out.write(c_id) };
+        unsafe { out.write(id.as_u64()) };
         Ok(())
     })
 }
@@ -502,19 +487,10 @@ pub(crate) unsafe fn unsubscribe<H: Handle>(h: *const H, id: u64) -> stockade_st
     ffi_boundary!({
         // SAFETY: function contract.
         let h = unsafe { arg(h) }?;
-        let address = Arc::as_ptr(h.inner()) as *const () as usize;
-        let mut map = listeners().lock().unwrap_or_else(|e| e.into_inner());
-        match map.1.get(&id) {
-            Some(&(a, core_id)) if a == address => {
-                map.1.remove(&id);
-                drop(map);
-                if h.inner().unsubscribe(core_id) {
-                    Ok(())
-                } else {
-                    Err(stockade_status::NotFound)
-                }
-            }
-            _ => Err(stockade_status::NotFound),
+        if h.inner().unsubscribe(ListenerId::from_u64(id)) {
+            Ok(())
+        } else {
+            Err(stockade_status::NotFound)
         }
     })
 }

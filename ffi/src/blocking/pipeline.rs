@@ -63,6 +63,34 @@ pub unsafe extern "C" fn stockade_pipeline_new(
     })
 }
 
+/// `*out` = the pipeline as a stage of another pipeline (free with
+/// `stockade_policy_free`): nested, its stages run where it sits, exactly
+/// as if they were listed there (a stage's refusal reaches the outer
+/// stages as itself). The view shares the pipeline's stages: the pipeline
+/// may be freed right after.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks:
+///   no.
+///
+/// # Safety
+///
+/// `pipeline` live or NULL; `out` valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_pipeline_as_policy(
+    pipeline: *const stockade_pipeline,
+    out: *mut *mut stockade_policy,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let p = unsafe { arg(pipeline) }?;
+        let out = Out::new(out)?;
+        let inner: Arc<dyn DynPolicy> = Arc::new(p.inner.clone());
+        // SAFETY: checked out-pointer.
+        unsafe { out.write(Box::into_raw(Box::new(stockade_policy { inner }))) };
+        Ok(())
+    })
+}
+
 /// Frees a pipeline (its patterns live on while other handles hold them).
 /// NULL is a no-op.
 ///
