@@ -244,78 +244,18 @@ impl CircuitBreaker<MonotonicClock> {
         registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// A breaker on the system's monotonic clock that no registry knows
-    /// (tests, libraries embedding Stockade).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn unregistered(name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, Error> {
-        Self::with_timer(name, config, MonotonicClock)
-    }
-
-    /// The breaker registered as `name` if its config equals `config`, or
-    /// a new one registered under that name (spec best practice 4).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameTaken`] if `name` is registered with another config;
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::prelude::*;
-    ///
-    /// let config = BreakerConfig::DEFAULT.with_failure_threshold(2);
-    /// let a = CircuitBreaker::get_or_create("doc-payments", config)?;
-    /// let b = CircuitBreaker::get_or_create("doc-payments", config)?;
-    /// assert!(Arc::ptr_eq(&a, &b));
-    /// assert!(matches!(
-    ///     CircuitBreaker::get_or_create("doc-payments", BreakerConfig::DEFAULT),
-    ///     Err(Error::NameTaken { .. })
-    /// ));
-    /// a.dispose(); // the registry forgets it
-    /// assert!(CircuitBreaker::get("doc-payments").is_none());
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn get_or_create(name: &str, config: BreakerConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Self::unregistered(name, config))
-    }
-
-    /// The live breaker registered as `name`, if any.
-    pub fn get(name: &str) -> Option<Arc<Self>> {
-        registry::get(name)
-    }
-
-    /// The spec's `CircuitBreaker.getBreaker(name)`: the breaker registered
-    /// as `name` (whatever its config), or a new one with the default
-    /// config, registered under that name.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::blocking::CircuitBreaker;
-    ///
-    /// let breaker = CircuitBreaker::get_breaker("doc-databaseConnection");
-    /// assert!(Arc::ptr_eq(&breaker, &CircuitBreaker::get_breaker("doc-databaseConnection")));
-    /// assert_eq!(breaker.config().failure_threshold, 5);
-    /// ```
-    pub fn get_breaker(name: &str) -> Arc<Self> {
-        registry::get_or_default(name, || {
-            Self::unregistered(name, BreakerConfig::DEFAULT)
-                .unwrap_or_else(|_| unreachable!("the default config is valid"))
-        })
-    }
-
     fn shell(&self) -> &Shell<BreakerConfig, Arc<MonotonicClock>> {
         &self.inner.shell
     }
 }
 
-registered!(CircuitBreaker<MonotonicClock>, BreakerConfig);
+registered!(
+    CircuitBreaker,
+    BreakerConfig,
+    "circuit breaker",
+    get_breaker,
+    "CircuitBreaker.getBreaker"
+);
 
 impl<T: Timer + 'static> CircuitBreaker<T> {
     /// A breaker that reads and waits on `timer` (for example an

@@ -175,47 +175,18 @@ impl Bulkhead<MonotonicClock> {
         registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// A bulkhead on the system's monotonic clock that no registry knows.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn unregistered(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, Error> {
-        Self::with_timer(name, config, MonotonicClock)
-    }
-
-    /// The bulkhead registered as `name` (whatever its config), or a new
-    /// one with the default config registered under that name (the spec's
-    /// getter).
-    pub fn get_bulkhead(name: &str) -> Arc<Self> {
-        registry::get_or_default(name, || {
-            Self::unregistered(name, BulkheadConfig::DEFAULT)
-                .unwrap_or_else(|_| unreachable!("the default config is valid"))
-        })
-    }
-
-    /// The bulkhead registered as `name` if its config equals `config`, or
-    /// a new one registered under that name.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameTaken`] if `name` is registered with another config;
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn get_or_create(name: &str, config: BulkheadConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Self::unregistered(name, config))
-    }
-
-    /// The live bulkhead registered as `name`, if any.
-    pub fn get(name: &str) -> Option<Arc<Self>> {
-        registry::get(name)
-    }
-
     fn shell(&self) -> &Shell<BulkheadConfig, MonotonicClock> {
         &self.shell
     }
 }
 
-registered!(Bulkhead<MonotonicClock>, BulkheadConfig);
+registered!(
+    Bulkhead,
+    BulkheadConfig,
+    "bulkhead",
+    get_bulkhead,
+    "Bulkhead.getBulkhead"
+);
 
 impl<T: Timer> Bulkhead<T> {
     /// A bulkhead that waits on `timer` (for example a

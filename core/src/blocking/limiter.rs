@@ -113,50 +113,18 @@ impl RateLimiter<MonotonicClock> {
         registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// A rate limiter on the system's monotonic clock that no registry knows.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn unregistered(
-        name: impl Into<Arc<str>>,
-        config: RateLimiterConfig,
-    ) -> Result<Self, Error> {
-        Self::with_timer(name, config, MonotonicClock)
-    }
-
-    /// The rate limiter registered as `name` (whatever its config), or a new
-    /// one with the default config registered under that name (the spec's
-    /// getter).
-    pub fn get_limiter(name: &str) -> Arc<Self> {
-        registry::get_or_default(name, || {
-            Self::unregistered(name, RateLimiterConfig::DEFAULT)
-                .unwrap_or_else(|_| unreachable!("the default config is valid"))
-        })
-    }
-
-    /// The rate limiter registered as `name` if its config equals `config`, or
-    /// a new one registered under that name.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameTaken`] if `name` is registered with another config;
-    /// [`Error::InvalidConfig`] as for [`new`](Self::new).
-    pub fn get_or_create(name: &str, config: RateLimiterConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Self::unregistered(name, config))
-    }
-
-    /// The live rate limiter registered as `name`, if any.
-    pub fn get(name: &str) -> Option<Arc<Self>> {
-        registry::get(name)
-    }
-
     fn shell(&self) -> &Shell<RateLimiterConfig, MonotonicClock> {
         &self.shell
     }
 }
 
-registered!(RateLimiter<MonotonicClock>, RateLimiterConfig);
+registered!(
+    RateLimiter,
+    RateLimiterConfig,
+    "rate limiter",
+    get_limiter,
+    "RateLimiter.getLimiter"
+);
 
 impl<T: Timer> RateLimiter<T> {
     /// A rate limiter that waits on `timer` (for example a

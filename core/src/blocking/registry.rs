@@ -159,11 +159,84 @@ pub(crate) fn forget(type_id: TypeId, name: &str, identity: usize) {
     }
 }
 
-/// Implements [`Registered`] for a pattern whose `shell()` is its
-/// [`Shell`](super::shell::Shell).
+/// The registry side of a pattern, the same for every pattern on the
+/// monotonic clock: [`Registered`], and the constructors and getters
+/// `unregistered`, `get_or_create`, `get` and the spec's getter (`$getter`,
+/// e.g. `get_breaker`). The pattern provides `with_timer(name, config,
+/// timer)` and `shell()`; its `new` (which registers) keeps its own docs.
 macro_rules! registered {
-    ($ty:ty, $config:ty) => {
-        impl $crate::blocking::registry::Registered for $ty {
+    ($ty:ident, $config:ident, $what:literal, $getter:ident, $spec:literal) => {
+        impl $ty<$crate::clock::MonotonicClock> {
+            #[doc = concat!("A ", $what, " on the system's monotonic clock that no registry knows")]
+            /// (tests, libraries embedding Stockade).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidConfig`] as for [`new`](Self::new).
+            pub fn unregistered(
+                name: impl Into<Arc<str>>,
+                config: $config,
+            ) -> Result<Self, Error> {
+                Self::with_timer(name, config, $crate::clock::MonotonicClock::new())
+            }
+
+            #[doc = concat!("The ", $what, " registered as `name` if its config equals `config`,")]
+            /// or a new one registered under that name (the spec's best
+            /// practice: one shared instance per name).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::NameTaken`] if `name` is registered with another
+            /// config; [`Error::InvalidConfig`] as for [`new`](Self::new).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use std::sync::Arc;
+            /// use stockade::prelude::*;
+            ///
+            #[doc = concat!("let a = ", stringify!($ty), "::get_or_create(\"doc-shared\", ", stringify!($config), "::DEFAULT)?;")]
+            #[doc = concat!("let b = ", stringify!($ty), "::get_or_create(\"doc-shared\", ", stringify!($config), "::DEFAULT)?;")]
+            /// assert!(Arc::ptr_eq(&a, &b));
+            /// a.dispose(); // the registry forgets it
+            #[doc = concat!("assert!(", stringify!($ty), "::get(\"doc-shared\").is_none());")]
+            /// # Ok::<(), Error>(())
+            /// ```
+            #[allow(clippy::clone_on_copy, reason = "one body for Copy and Clone configs")]
+            pub fn get_or_create(name: &str, config: $config) -> Result<Arc<Self>, Error> {
+                $crate::blocking::registry::get_or_create(name, &config, || {
+                    Self::unregistered(name, config.clone())
+                })
+            }
+
+            #[doc = concat!("The live ", $what, " registered as `name`, if any.")]
+            pub fn get(name: &str) -> Option<Arc<Self>> {
+                $crate::blocking::registry::get(name)
+            }
+
+            #[doc = concat!("The spec's `", $spec, "(name)`: the ", $what, " registered as `name`")]
+            /// (whatever its config), or a new one with the default config,
+            /// registered under that name.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use std::sync::Arc;
+            /// use stockade::prelude::*;
+            ///
+            #[doc = concat!("let first = ", stringify!($ty), "::", stringify!($getter), "(\"doc-spec-getter\");")]
+            #[doc = concat!("assert!(Arc::ptr_eq(&first, &", stringify!($ty), "::", stringify!($getter), "(\"doc-spec-getter\")));")]
+            #[doc = concat!("assert_eq!(*first.config(), ", stringify!($config), "::DEFAULT);")]
+            /// ```
+            pub fn $getter(name: &str) -> Arc<Self> {
+                $crate::blocking::registry::get_or_default(name, || {
+                    Self::unregistered(name, $config::DEFAULT)
+                        .unwrap_or_else(|_| unreachable!("the default config is valid"))
+                })
+            }
+        }
+
+        impl $crate::blocking::registry::Registered for $ty<$crate::clock::MonotonicClock> {
             type Config = $config;
             fn registered_config(&self) -> &$config {
                 self.shell().config()

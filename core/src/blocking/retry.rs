@@ -423,56 +423,12 @@ impl Retry<MonotonicClock> {
         registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// A retry on the real clock that no registry knows.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for invalid backoff options.
-    pub fn unregistered(name: impl Into<Arc<str>>, config: RetryConfig) -> Result<Self, Error> {
-        Retry::with_timer(name, config, MonotonicClock::new())
-    }
-
-    /// The retry registered as `name` if its config equals `config`, or a
-    /// new one registered under that name.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameTaken`] if `name` is registered with another config;
-    /// [`Error::InvalidConfig`].
-    pub fn get_or_create(name: &str, config: RetryConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Retry::unregistered(name, config.clone()))
-    }
-
-    /// The live retry registered as `name`, if any.
-    pub fn get(name: &str) -> Option<Arc<Self>> {
-        registry::get(name)
-    }
-
-    /// The spec's `Retry.getRetrier(name)`: the retry registered as `name`
-    /// (whatever its options), or a new one with the default options.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use stockade::blocking::Retry;
-    ///
-    /// let retry = Retry::get_retrier("apiCalls");
-    /// assert!(Arc::ptr_eq(&retry, &Retry::get_retrier("apiCalls")));
-    /// ```
-    pub fn get_retrier(name: &str) -> Arc<Self> {
-        registry::get_or_default(name, || {
-            Retry::unregistered(name, RetryConfig::DEFAULT)
-                .unwrap_or_else(|_| unreachable!("the default config is valid"))
-        })
-    }
-
     fn shell(&self) -> &Shell<RetryConfig, MonotonicClock> {
         &self.shell
     }
 }
 
-registered!(Retry<MonotonicClock>, RetryConfig);
+registered!(Retry, RetryConfig, "retry", get_retrier, "Retry.getRetrier");
 
 /// FNV-1a of the name: the default jitter seed.
 fn name_seed(name: &str) -> u64 {

@@ -207,46 +207,18 @@ impl Timeout<MonotonicClock> {
         registry::register(name, || Self::unregistered(name, config))
     }
 
-    /// A timeout on the real clock that no registry knows.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a zero `timeout`.
-    pub fn unregistered(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, Error> {
-        Timeout::with_timer(name, config, MonotonicClock::new())
-    }
-
-    /// The timeout registered as `name` if its config equals `config`, or a
-    /// new one registered under that name.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameTaken`] if `name` is registered with another config;
-    /// [`Error::InvalidConfig`].
-    pub fn get_or_create(name: &str, config: TimeoutConfig) -> Result<Arc<Self>, Error> {
-        registry::get_or_create(name, &config, || Self::unregistered(name, config))
-    }
-
-    /// The timeout registered as `name` (whatever its config), or a new one
-    /// with the spec's default (`timeoutMs` 5000) registered under it.
-    pub fn get_timeout(name: &str) -> Arc<Self> {
-        registry::get_or_default(name, || {
-            Timeout::with_timer(name, TimeoutConfig::DEFAULT, MonotonicClock::new())
-                .unwrap_or_else(|_| unreachable!("the default config is valid"))
-        })
-    }
-
-    /// The live timeout registered as `name`, if any.
-    pub fn get(name: &str) -> Option<Arc<Self>> {
-        registry::get(name)
-    }
-
     fn shell(&self) -> &Shell<TimeoutConfig, MonotonicClock> {
         &self.shell
     }
 }
 
-registered!(Timeout<MonotonicClock>, TimeoutConfig);
+registered!(
+    Timeout,
+    TimeoutConfig,
+    "timeout",
+    get_timeout,
+    "Timeout.getTimeout"
+);
 
 impl<T: Timer> Timeout<T> {
     /// A timeout on `timer` (a [`VirtualClock`](super::VirtualClock) in
