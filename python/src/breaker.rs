@@ -581,9 +581,7 @@ impl CircuitBreaker {
     fn dispose(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.disposed.set() {
-            this.listeners
-                .emit(slf.py(), || Event::new(KIND, &this.name, "disposed"));
-            this.listeners.clear();
+            this.listeners.close(slf.py(), KIND, &this.name);
         }
         registry::unregister(KIND, &this.name, slf.as_any());
         Monitor::update(slf)

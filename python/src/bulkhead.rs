@@ -694,9 +694,7 @@ impl Bulkhead {
                     }
                 }
             }
-            this.listeners
-                .emit(py, || Event::new(KIND, &this.name, "disposed"));
-            this.listeners.clear();
+            this.listeners.close(py, KIND, &this.name);
         }
         registry::unregister(KIND, &this.name, slf.as_any());
         Ok(())

@@ -140,6 +140,13 @@ impl Listeners {
         Ok(removed)
     }
 
+    /// On `dispose`: the one `"disposed"` event, then every listener is
+    /// forgotten.
+    pub(crate) fn close(&self, py: Python<'_>, pattern: &'static str, name: &str) {
+        self.emit(py, || Event::new(pattern, name, "disposed"));
+        self.clear();
+    }
+
     pub(crate) fn clear(&self) {
         let old = core::mem::take(&mut *self.list.lock());
         self.count.store(0, Ordering::Release);

@@ -434,9 +434,7 @@ impl RateLimiter {
         if this.disposed.set() {
             this.waiters
                 .wake_all(py, disposed(py, "RateLimiter", &this.name))?;
-            this.listeners
-                .emit(py, || Event::new(KIND, &this.name, "disposed"));
-            this.listeners.clear();
+            this.listeners.close(py, KIND, &this.name);
         }
         registry::unregister(KIND, &this.name, slf.as_any());
         Ok(())

@@ -270,9 +270,7 @@ impl Timeout {
     fn dispose(slf: &Bound<'_, Self>) {
         let this = slf.get();
         if this.disposed.set() {
-            this.listeners
-                .emit(slf.py(), || Event::new(KIND, &this.name, "disposed"));
-            this.listeners.clear();
+            this.listeners.close(slf.py(), KIND, &this.name);
         }
         registry::unregister(KIND, &this.name, slf.as_any());
     }
