@@ -184,10 +184,9 @@ impl RateLimiter {
         }
     }
 
-    /// Reads the clock (after the word was loaded) and relates it to `tat`.
+    /// Relates a clock reading to `tat`.
     #[inline]
-    fn view<C: Clock + ?Sized>(&self, tat: Word, clock: &C) -> View {
-        let now = clock.now();
+    fn view(&self, tat: Word, now: Timestamp) -> View {
         let (tick, frac) = self.ticks(now);
         let lead = if WIDE {
             // Nanoseconds that never wrap: plain order.
@@ -201,6 +200,34 @@ impl RateLimiter {
             tick,
             frac,
             lead,
+        }
+    }
+
+    /// Compare-and-swaps the word with `f(tat, view)` until it lands (see
+    /// [`update`]); `f` sees the loaded word and the clock related to it.
+    ///
+    /// Where the clock is read differs by layout. In the 64-bit layout the
+    /// clock is read once, before the loop: the word holds plain
+    /// nanoseconds, so a reading older than the word only makes the lead
+    /// look longer (never a permit too many), and a contended retry does
+    /// not pay for another read. In the 32-bit layout the word wraps, so
+    /// the clock is read after each load: a reading far older than the word
+    /// would be taken for a wrapped, stale word.
+    #[inline]
+    fn update<C: Clock + ?Sized, T, E>(
+        &self,
+        clock: &C,
+        mut f: impl FnMut(Word, View) -> Result<(T, Word), E>,
+    ) -> Result<T, E> {
+        if WIDE {
+            let now = clock.now();
+            update(&self.tat, Ordering::AcqRel, |tat| {
+                f(tat, self.view(tat, now))
+            })
+        } else {
+            update(&self.tat, Ordering::AcqRel, |tat| {
+                f(tat, self.view(tat, clock.now()))
+            })
         }
     }
 
@@ -282,8 +309,7 @@ impl RateLimiter {
             return Ok(());
         }
         let cost = self.cost(n);
-        update(&self.tat, Ordering::AcqRel, |tat| {
-            let view = self.view(tat, clock);
+        self.update(clock, |_, view| {
             let next = view.lead.saturating_add(cost);
             if next <= self.limit {
                 match Self::tat_at(&view, next) {
@@ -355,8 +381,7 @@ impl RateLimiter {
             self.queue_timeout()
         };
         let queue_room = (self.max_queue_size as Word).saturating_mul(self.interval);
-        update(&self.tat, Ordering::AcqRel, |tat| {
-            let view = self.view(tat, clock);
+        self.update(clock, |tat, view| {
             let next = view.lead.saturating_add(cost);
             // What a cancel restores. Only a waiting reservation can be
             // cancelled, and waiting means the lead was honoured (> 0), so
@@ -452,7 +477,7 @@ impl RateLimiter {
     /// Permits that [`try_acquire_n`](Self::try_acquire_n) could take right
     /// now (between 0 and the burst).
     pub fn available<C: Clock + ?Sized>(&self, clock: &C) -> u32 {
-        let view = self.view(self.tat.load(Ordering::Acquire), clock);
+        let view = self.view(self.tat.load(Ordering::Acquire), clock.now());
         let free = self.limit.saturating_sub(view.lead) / self.interval;
         if free > u32::MAX as Word {
             u32::MAX
@@ -465,7 +490,7 @@ impl RateLimiter {
     /// `now + B·T`, in emission intervals, rounded up (saturating at
     /// `u32::MAX`, which only a clock stepped far back can show).
     pub fn queue_depth<C: Clock + ?Sized>(&self, clock: &C) -> u32 {
-        let view = self.view(self.tat.load(Ordering::Acquire), clock);
+        let view = self.view(self.tat.load(Ordering::Acquire), clock.now());
         let over = view.lead.saturating_sub(self.limit);
         let depth = over.div_ceil(self.interval);
         if depth > u32::MAX as Word {
