@@ -285,23 +285,30 @@ impl CircuitBreaker {
         outcome: Outcome,
         clock: &C,
     ) -> Result<Option<Transition>, TokenError> {
-        // Fast path: a success of the current closed generation with no
-        // consecutive failures to reset, on a breaker with neither a
-        // slow-call threshold (nothing to measure) nor a failure-rate
-        // window (nothing to record), changes nothing: the general path
-        // would find the same and return without a write. The generation
-        // is compared unmasked, so a forged token never matches.
-        // Ordering: as in `try_acquire`, `Acquire` like the general path.
-        if outcome == Outcome::Success
-            && self.config.slow_call_threshold.is_none()
-            && self.config.failure_rate.is_none()
-        {
-            let w = self.ctrl.load(Ordering::Acquire);
-            if mode_of(w) == CLOSED && gen_of(w) == token.generation() as Word && a_of(w) == 0 {
-                return Ok(None);
-            }
+        // Fast path: a success that changes nothing returns after one load.
+        if outcome == Outcome::Success && self.success_changes_nothing(token.generation()) {
+            return Ok(None);
         }
         self.report_slow(token, outcome, clock)
+    }
+
+    /// Whether a success of `generation` is a no-op: the generation is the
+    /// current closed one with no consecutive failures to reset, and the
+    /// breaker has neither a slow-call threshold (nothing to measure) nor
+    /// a failure-rate window (nothing to record). The general path would
+    /// find the same and return without a write. The generation is
+    /// compared unmasked, so a forged token never matches.
+    ///
+    /// Takes the bare generation, not the token, so that a permit's
+    /// success reads one `u32` of itself: copying the whole token here
+    /// would cost a store-forwarding stall on the hot path.
+    #[inline(always)]
+    pub(super) fn success_changes_nothing(&self, generation: u32) -> bool {
+        // Ordering: as in `try_acquire`, `Acquire` like the general path.
+        self.config.slow_call_threshold.is_none() && self.config.failure_rate.is_none() && {
+            let w = self.ctrl.load(Ordering::Acquire);
+            mode_of(w) == CLOSED && gen_of(w) == generation as Word && a_of(w) == 0
+        }
     }
 
     /// The general report: every state and outcome. Out of line so the
@@ -383,8 +390,11 @@ impl CircuitBreaker {
     }
 
     /// Closes the circuit, from any state (also leaves the forced-open and
-    /// disabled modes), with counters and window cleared. Returns the
-    /// transition.
+    /// disabled modes), with the consecutive failures, the half-open probe
+    /// counts and the failure-rate window cleared. The lifetime totals of
+    /// [`BreakerMetrics`] (`failures`, `slow_calls`, `rejections`,
+    /// `transitions`, `state_changes`, `stale_verdicts`) are not cleared:
+    /// they count over the breaker's whole life. Returns the transition.
     pub fn reset<C: Clock + ?Sized>(&self, clock: &C) -> Transition {
         self.set_mode(CLOSED, clock)
     }
@@ -572,6 +582,20 @@ mod tests {
             (1, 0, 1)
         );
         drop(probe);
+
+        // A reset clears the state's counts, not the lifetime totals.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(3));
+        fail(&b, &c);
+        fail(&b, &c);
+        let before = metrics(&b, &c);
+        assert_eq!((before.consecutive_failures, before.failures), (2, 2));
+        b.reset(&c);
+        let after = metrics(&b, &c);
+        assert_eq!((after.consecutive_failures, after.failures), (0, 2));
+        assert_eq!(after.transitions, before.transitions + 1);
+        fail(&b, &c);
+        fail(&b, &c);
+        assert_eq!(b.state(), BreakerState::Closed, "the count restarted");
 
         // A failure from before a reset does not count after it.
         let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(1));

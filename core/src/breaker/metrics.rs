@@ -7,7 +7,10 @@ use super::*;
 /// [`CircuitBreaker::metrics`].
 ///
 /// Fields are read one after another, not atomically together; counters
-/// wrap at `u32::MAX`.
+/// wrap at `u32::MAX`. The state's own counts (`consecutive_failures`,
+/// the probe counts, the window) start again with every state change; the
+/// totals (`failures` and the fields after it) count over the breaker's
+/// whole life, and [`CircuitBreaker::reset`] does not clear them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BreakerMetrics {
     /// The state.

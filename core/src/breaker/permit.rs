@@ -47,11 +47,16 @@ use super::*;
 #[repr(C)]
 #[must_use = "report the token's outcome with CircuitBreaker::report"]
 pub struct BreakerToken {
+    // Field order: the 8-byte field first, so that the compiler moves a
+    // permit's token as one 8-byte and two 4-byte pieces, each read back
+    // from a store of the same width. With the generation first it copied
+    // `timed` and half of `started_at` as one 8-byte load spanning two
+    // stores: a store-forwarding stall of about 4 ns on every closed call.
+    /// The start, in nanoseconds of the breaker's clock.
+    started_at: u64,
     generation: u32,
     /// 1 when `started_at` holds a start time, else 0.
     timed: u32,
-    /// The start, in nanoseconds of the breaker's clock.
-    started_at: u64,
 }
 
 impl BreakerToken {
@@ -179,6 +184,12 @@ impl<'a> BreakerPermit<'a> {
     /// [`CircuitBreaker::report`]).
     #[inline]
     pub fn success<C: Clock + ?Sized>(self, clock: &C) -> Option<Transition> {
+        // The common case first, reading only the generation (see
+        // `success_changes_nothing`).
+        if self.breaker.success_changes_nothing(self.token.generation) {
+            core::mem::forget(self);
+            return None;
+        }
         let (breaker, token) = self.disarm();
         breaker
             .report(token, Outcome::Success, clock)
