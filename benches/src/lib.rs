@@ -104,6 +104,151 @@ where
     }
 }
 
+/// Interleaved rounds per [`paired`] comparison (override with
+/// `STOCKADE_PAIRED_ROUNDS`).
+pub const PAIRED_ROUNDS: usize = 401;
+
+/// Wall time of one batch of one side of a [`paired`] round.
+const PAIRED_BATCH: Duration = Duration::from_micros(500);
+
+/// The outcome of a [`paired`] comparison.
+#[derive(Clone, Debug)]
+pub struct Paired {
+    /// Median of the per-round ratios `subject ÷ reference`.
+    pub ratio: f64,
+    /// 10th and 90th percentile of the per-round ratios.
+    pub ratio_p10: f64,
+    /// See `ratio_p10`.
+    pub ratio_p90: f64,
+    /// Median ns per operation of the subject over the rounds.
+    pub subject_ns: f64,
+    /// Median ns per operation of the reference over the rounds.
+    pub reference_ns: f64,
+    /// Rounds measured.
+    pub rounds: usize,
+}
+
+/// Compares `subject` with `reference` on one thread, interleaved: each
+/// round times a batch of about 0.5 ms of each (alternating which goes
+/// first), and the result is the median of the per-round ratios.
+///
+/// Criterion measures one function after another, seconds apart, and on a
+/// shared or frequency-scaling machine the speed of the whole machine
+/// drifts between those windows by more than the difference between two
+/// implementations at the same floor (the limiter against governor: both a
+/// counter read and one compare-and-swap). A ratio taken within each round
+/// cancels that drift; its spread (p10–p90) says how far to trust it. The
+/// targets are checked on these ratios; criterion's tables stay beside
+/// them.
+///
+/// Prints one line and writes `<criterion home>/paired/<group>--<subject>--
+/// <reference>.json` for `scripts/bench-table.py`.
+pub fn paired(
+    group: &str,
+    subject_name: &str,
+    subject: impl FnMut(),
+    reference_name: &str,
+    reference: impl FnMut(),
+) -> Paired {
+    let rounds = std::env::var("STOCKADE_PAIRED_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(PAIRED_ROUNDS);
+    let (result, batch) = measure_paired(rounds, subject, reference);
+    println!(
+        "paired {group}: {subject_name} ÷ {reference_name} = {:.3} (p10 {:.3}, p90 {:.3}; \
+         {:.1} ns vs {:.1} ns; {rounds} interleaved rounds of {batch} ops)",
+        result.ratio, result.ratio_p10, result.ratio_p90, result.subject_ns, result.reference_ns,
+    );
+    let dir = criterion_home().join("paired");
+    let json = format!(
+        "{{\"group\": \"{group}\", \"subject\": \"{subject_name}\", \"reference\": \"{reference_name}\", \
+         \"ratio\": {}, \"ratio_p10\": {}, \"ratio_p90\": {}, \"subject_ns\": {}, \
+         \"reference_ns\": {}, \"rounds\": {rounds}, \"batch\": {batch}}}\n",
+        result.ratio, result.ratio_p10, result.ratio_p90, result.subject_ns, result.reference_ns,
+    );
+    let file = dir.join(format!("{group}--{subject_name}--{reference_name}.json"));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, json)) {
+        eprintln!("paired {group}: cannot write {}: {e}", file.display());
+    }
+    result
+}
+
+/// [`paired`]'s measurement: the result and the batch size.
+fn measure_paired(
+    rounds: usize,
+    mut subject: impl FnMut(),
+    mut reference: impl FnMut(),
+) -> (Paired, u64) {
+    // One batch size for both sides (the slower one's), so each round
+    // does the same number of operations of each.
+    let batch = batch_for(&mut subject).min(batch_for(&mut reference));
+    let time = |op: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..batch {
+            op();
+        }
+        start.elapsed().as_nanos() as f64 / batch as f64
+    };
+    // Warm-up: a tenth of the rounds, not recorded.
+    for _ in 0..rounds / 10 + 1 {
+        time(&mut subject);
+        time(&mut reference);
+    }
+    let mut ratios = Vec::with_capacity(rounds);
+    let mut subject_ns = Vec::with_capacity(rounds);
+    let mut reference_ns = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = time(&mut subject);
+            (a, time(&mut reference))
+        } else {
+            let b = time(&mut reference);
+            (time(&mut subject), b)
+        };
+        ratios.push(a / b);
+        subject_ns.push(a);
+        reference_ns.push(b);
+    }
+    let result = Paired {
+        ratio: quantile(&mut ratios, 0.5),
+        ratio_p10: quantile(&mut ratios, 0.1),
+        ratio_p90: quantile(&mut ratios, 0.9),
+        subject_ns: quantile(&mut subject_ns, 0.5),
+        reference_ns: quantile(&mut reference_ns, 0.5),
+        rounds,
+    };
+    (result, batch)
+}
+
+/// Operations of `op` that take about [`PAIRED_BATCH`].
+fn batch_for(op: &mut impl FnMut()) -> u64 {
+    let mut n = 64u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..n {
+            op();
+        }
+        let took = start.elapsed();
+        if took >= PAIRED_BATCH / 4 || n >= 1 << 30 {
+            let per_op = took.as_nanos().max(1) as f64 / n as f64;
+            return ((PAIRED_BATCH.as_nanos() as f64 / per_op) as u64).max(1);
+        }
+        n *= 4;
+    }
+}
+
+/// The `q` quantile (0..=1, nearest rank) of `values`; sorts them.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() - 1) as f64 * q).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
 static REJECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Counts a call that was refused where every call should be granted (the
@@ -221,6 +366,8 @@ impl Drop for CondvarPermit<'_> {
 
 #[cfg(test)]
 mod tests {
+    use core::hint::black_box;
+
     use super::*;
 
     #[test]
@@ -232,6 +379,30 @@ mod tests {
         assert!(sem.try_acquire().is_none());
         drop(b);
         assert_eq!(sem.available(), 1);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(quantile(&mut v, 0.5), 3.0);
+        assert_eq!(quantile(&mut v, 0.0), 1.0);
+        assert_eq!(quantile(&mut v, 1.0), 5.0);
+        assert!(quantile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn paired_sees_which_side_is_slower() {
+        // The subject does 8 times the reference's work: the ratio must say so.
+        let spin = |n: u64| {
+            let mut x = 0u64;
+            for i in 0..n {
+                x = black_box(x.wrapping_add(i));
+            }
+            black_box(x);
+        };
+        let (result, _) = measure_paired(101, || spin(800), || spin(100));
+        assert!(result.ratio > 2.0, "ratio {}", result.ratio);
+        assert!(result.ratio_p10 <= result.ratio && result.ratio <= result.ratio_p90);
     }
 
     #[test]
