@@ -314,7 +314,7 @@ impl CircuitBreaker {
     /// The general report: every state and outcome. Out of line so the
     /// fast path above inlines small.
     #[inline(never)]
-    fn report_slow<C: Clock + ?Sized>(
+    pub(super) fn report_slow<C: Clock + ?Sized>(
         &self,
         token: BreakerToken,
         outcome: Outcome,

@@ -190,9 +190,10 @@ impl<'a> BreakerPermit<'a> {
             core::mem::forget(self);
             return None;
         }
+        // `report` would check the same case again.
         let (breaker, token) = self.disarm();
         breaker
-            .report(token, Outcome::Success, clock)
+            .report_slow(token, Outcome::Success, clock)
             .ok()
             .flatten()
     }
