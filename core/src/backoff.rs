@@ -545,6 +545,37 @@ impl BackoffSchedule {
     /// does not clip the delay, since an attempt started at the very end of
     /// the budget would overrun it anyway).
     pub fn next_delay(&mut self, elapsed: Duration) -> Option<Duration> {
+        self.next_delay_at_least(elapsed, Duration::ZERO)
+    }
+
+    /// [`next_delay`](Self::next_delay) with a floor: the delay is at least
+    /// `at_least` (for example the `retry_after` of a refusal that said
+    /// when to come back), and the budget applies to that longer delay.
+    /// The jitter's own sequence is not moved by the floor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use stockade::backoff::{Backoff, BackoffConfig};
+    ///
+    /// let backoff = Backoff::new(
+    ///     BackoffConfig::DEFAULT.with_max_elapsed(Some(Duration::from_secs(10))),
+    /// )?;
+    /// let mut schedule = backoff.schedule(0);
+    /// // The schedule's own first delay is 1 s; the floor makes it 3 s.
+    /// let floor = Duration::from_secs(3);
+    /// assert_eq!(schedule.next_delay_at_least(Duration::ZERO, floor), Some(floor));
+    /// // A floor that would end past the 10 s budget stops the schedule.
+    /// assert_eq!(schedule.next_delay_at_least(Duration::from_secs(4), Duration::from_secs(7)), None);
+    /// assert!(schedule.is_exhausted());
+    /// # Ok::<(), stockade::error::ConfigError>(())
+    /// ```
+    pub fn next_delay_at_least(
+        &mut self,
+        elapsed: Duration,
+        at_least: Duration,
+    ) -> Option<Duration> {
         if self.done {
             return None;
         }
@@ -574,6 +605,7 @@ impl BackoffSchedule {
                 d
             }
         };
+        let nanos = nanos.max(duration_to_nanos_saturating(at_least));
         if self.backoff.has_budget
             && duration_to_nanos_saturating(elapsed).saturating_add(nanos)
                 > self.backoff.budget_nanos
@@ -656,6 +688,26 @@ impl SplitMix64 {
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    #[test]
+    fn a_floor_lengthens_the_delay_without_moving_the_jitter() {
+        for j in [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+        ] {
+            let b = jittered(j);
+            let (mut plain, mut floored) = (b.schedule(11), b.schedule(11));
+            let floor = Duration::from_millis(700);
+            for _ in 0..b.max_attempts {
+                let base = plain.next_delay(Duration::ZERO);
+                let with_floor = floored.next_delay_at_least(Duration::ZERO, floor);
+                assert_eq!(with_floor, base.map(|d| d.max(floor)), "{j:?}");
+            }
+            assert!(floored.is_exhausted());
+        }
+    }
 
     #[test]
     fn raw_config_round_trips_and_validates_in_one_place() {

@@ -91,3 +91,51 @@ pub(crate) fn disposed(py: Python<'_>, kind: &str, name: &str) -> PyErr {
         ),
     )
 }
+
+/// The core's [`stockade::blocking::Error`] a Stockade exception stands
+/// for, so that rules over the errors of nested patterns (such as
+/// `Error::retry_floor`) are the core's, not restated here. `None` for an
+/// exception the core has no variant for (the caller's own, a config or
+/// name error). Times in seconds that are missing, negative or not finite
+/// become the core's "no time" (`Duration::MAX` for a `retry_after`).
+pub(crate) fn core_error(exc: &Bound<'_, PyAny>) -> PyResult<Option<stockade::blocking::Error>> {
+    use stockade::blocking::Error;
+    use stockade::breaker::BreakerState;
+    let py = exc.py();
+    let seconds = |attr: &str| -> PyResult<Option<Duration>> {
+        let value: Option<f64> = exc.getattr(attr)?.extract()?;
+        Ok(value.and_then(|s| Duration::try_from_secs_f64(s).ok()))
+    };
+    let is = |class: Exc| -> PyResult<bool> { exc.is_instance(class.class(py)?) };
+    Ok(Some(if is(Exc::Timeout)? {
+        Error::TimedOut {
+            after: seconds("timeout")?.unwrap_or(Duration::ZERO),
+        }
+    } else if is(Exc::CircuitOpen)? {
+        match seconds("retry_after")? {
+            Some(retry_after) => Error::BreakerOpen {
+                state: BreakerState::Open,
+                retry_after,
+            },
+            // No time: forced open.
+            None => Error::BreakerOpen {
+                state: BreakerState::ForcedOpen,
+                retry_after: Duration::MAX,
+            },
+        }
+    } else if is(Exc::RateLimited)? {
+        Error::RateLimited {
+            retry_after: seconds("retry_after")?.unwrap_or(Duration::MAX),
+        }
+    } else if is(Exc::BulkheadFull)? {
+        Error::BulkheadFull
+    } else if is(Exc::QueueTimeout)? {
+        Error::QueueTimeout {
+            waited: seconds("waited")?.unwrap_or(Duration::ZERO),
+        }
+    } else if is(Exc::Disposed)? {
+        Error::Disposed
+    } else {
+        return Ok(None);
+    }))
+}

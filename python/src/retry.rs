@@ -18,7 +18,7 @@ use stockade::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
 
 use crate::call::{aio, call, is_awaitable};
 use crate::convert::{count_u32, duration, factor, opt_duration};
-use crate::errors::{Exc, config_error, disposed, secs};
+use crate::errors::{config_error, core_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
 use crate::wait::DisposeFlag;
@@ -243,46 +243,29 @@ impl Retry {
         if !exc.is_instance_of::<pyo3::exceptions::PyException>() {
             return Ok(Verdict::Raise);
         }
-        let mut at_least = Duration::ZERO;
         let core_base = CORE_EXC.import(py, "stockade._errors", "StockadeError")?;
-        if exc.is_instance(core_base)? {
-            // The blocking layer's rules for nested patterns: a refusal
-            // that says when to come back is retried if that is within
-            // max_delay; a nested timeout always; anything else never.
-            if exc.is_instance(Exc::Timeout.class(py)?)? {
-            } else if exc.is_instance(Exc::CircuitOpen.class(py)?)?
-                || exc.is_instance(Exc::RateLimited.class(py)?)?
-            {
-                let after: Option<f64> = exc.getattr("retry_after")?.extract()?;
-                match after {
-                    Some(a)
-                        if a.is_finite()
-                            && a >= 0.0
-                            && Duration::from_secs_f64(a) <= self.config.max_delay =>
-                    {
-                        at_least = Duration::from_secs_f64(a);
-                    }
-                    _ => return Ok(Verdict::Raise),
-                }
-            } else {
-                return Ok(Verdict::Raise);
+        let at_least = if exc.is_instance(core_base)? {
+            // A nested pattern's error: the core's rule decides
+            // (`Error::retry_floor`).
+            let floor =
+                core_error(exc)?.and_then(|nested| nested.retry_floor(self.config.max_delay));
+            match floor {
+                Some(floor) => floor,
+                None => return Ok(Verdict::Raise),
             }
-        } else if !self.matchers.matches(exc)? {
+        } else if self.matchers.matches(exc)? {
+            Duration::ZERO
+        } else {
             return Ok(Verdict::Raise);
-        }
+        };
         let schedule = state
             .schedule
             .get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
         let elapsed = state.start.map_or(Duration::ZERO, |s| s.elapsed());
-        let Some(delay) = schedule.next_delay(elapsed) else {
+        // The floor counts against `max_elapsed` too (the schedule's budget).
+        let Some(delay) = schedule.next_delay_at_least(elapsed, at_least) else {
             return Ok(Verdict::GiveUp);
         };
-        let delay = delay.max(at_least);
-        if let Some(budget) = self.config.max_elapsed
-            && elapsed.saturating_add(delay) > budget
-        {
-            return Ok(Verdict::GiveUp);
-        }
         Ok(Verdict::Sleep(delay))
     }
 

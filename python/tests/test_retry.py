@@ -278,6 +278,11 @@ def test_stockade_refusals_follow_the_blocking_layers_rules():
     with pytest.raises(stockade.BulkheadFullError):
         r.execute(k)
     assert k.calls == 1
+    # A forced-open breaker says no time: never.
+    m = Flaky(1, lambda: stockade.CircuitOpenError("forced open", "db", None))
+    with pytest.raises(stockade.CircuitOpenError):
+        r.execute(m)
+    assert m.calls == 1
 
 
 def test_decorator_keeps_the_functions_identity():

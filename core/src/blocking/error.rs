@@ -125,6 +125,45 @@ impl<E> Error<E> {
         }
     }
 
+    /// How a [`Retry`](super::Retry) treats this error when a pattern
+    /// nested inside it returned it: the least wait before the next
+    /// attempt, or `None` if the retry returns it at once.
+    ///
+    /// * [`Error::TimedOut`] (a timeout per attempt): retried,
+    ///   `Some(Duration::ZERO)`.
+    /// * A refusal that says when to come back ([`Error::BreakerOpen`],
+    ///   [`Error::RateLimited`]; see [`retry_after`](Self::retry_after)):
+    ///   retried no sooner than `retry_after`, if that is at most
+    ///   `max_delay`.
+    /// * Everything else (a full bulkhead or queue, a nested retry that
+    ///   already gave up, a forced-open breaker, a disposed pattern, …):
+    ///   `None`. The closure's own error ([`Error::Inner`]) is also `None`
+    ///   here: whether it is retried is the retry's matchers' call.
+    ///
+    /// The retry's schedule then waits `max(its own delay, this floor)`
+    /// ([`BackoffSchedule::next_delay_at_least`](crate::backoff::BackoffSchedule::next_delay_at_least)).
+    /// The Python module applies the same rule to its exceptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use stockade::blocking::Error;
+    ///
+    /// let max_delay = Duration::from_secs(30);
+    /// let limited: Error = Error::RateLimited { retry_after: Duration::from_secs(2) };
+    /// assert_eq!(limited.retry_floor(max_delay), Some(Duration::from_secs(2)));
+    /// let too_long: Error = Error::RateLimited { retry_after: Duration::from_secs(60) };
+    /// assert_eq!(too_long.retry_floor(max_delay), None);
+    /// assert_eq!(Error::<()>::BulkheadFull.retry_floor(max_delay), None);
+    /// ```
+    pub fn retry_floor(&self, max_delay: Duration) -> Option<Duration> {
+        match self {
+            Error::TimedOut { .. } => Some(Duration::ZERO),
+            _ => self.retry_after().filter(|after| *after <= max_delay),
+        }
+    }
+
     /// Maps the closure's error type, keeping every other variant.
     pub fn map_inner<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {

@@ -574,11 +574,7 @@ impl<T: Timer> Retry<T> {
     ) -> Option<Duration> {
         match error {
             Error::Inner(e) => retryable(e).then_some(Duration::ZERO),
-            Error::TimedOut { .. } => Some(Duration::ZERO),
-            Error::BreakerOpen { retry_after, .. } | Error::RateLimited { retry_after } => {
-                (*retry_after <= self.config().backoff.max_delay).then_some(*retry_after)
-            }
-            _ => None,
+            nested => nested.retry_floor(self.config().backoff.max_delay),
         }
     }
 
@@ -627,15 +623,9 @@ impl<T: Timer> Retry<T> {
             let schedule = schedule.get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
             let now = timer.now();
             let elapsed = start.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            let Some(base) = schedule.next_delay(elapsed) else {
+            let Some(delay) = schedule.next_delay_at_least(elapsed, at_least) else {
                 return Err(exhausted(attempts, error));
             };
-            let delay = base.max(at_least);
-            if let Some(budget) = config.backoff.max_elapsed {
-                if elapsed.saturating_add(delay) > budget {
-                    return Err(exhausted(attempts, error));
-                }
-            }
             let until = now.saturating_add(delay);
             if current_deadline().is_some_and(|d| until >= d.expires_at()) {
                 return Err(exhausted(attempts, error));
