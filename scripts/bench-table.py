@@ -213,11 +213,18 @@ def main():
     out.append(f"- kernel clocksource: {clocksource()}")
     out.append(f"- {rustc_version()}")
     out.append(f"- medians from `{root}`")
-    newest = max(times.values())
+    newest = max([*times.values(), *(p["mtime"] for p in paired.values())])
     stale = sorted(
-        "/".join(str(part) for part in key if part is not None)
-        for key, t in times.items()
-        if newest - t > STALE_SECONDS
+        [
+            "/".join(str(part) for part in key if part is not None)
+            for key, t in times.items()
+            if newest - t > STALE_SECONDS
+        ]
+        + [
+            "paired " + "/".join(key)
+            for key, p in paired.items()
+            if newest - p["mtime"] > STALE_SECONDS
+        ]
     )
     if stale:
         out.append(

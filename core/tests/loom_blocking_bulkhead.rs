@@ -84,6 +84,12 @@ impl Shared {
         self.inside.fetch_sub(1, SeqCst);
     }
 
+    /// A thread that makes one [`call`](Self::call).
+    fn spawn_waiter(s: &Arc<Shared>) -> thread::JoinHandle<Result<usize, Error<()>>> {
+        let s = Arc::clone(s);
+        thread::spawn(move || s.call())
+    }
+
     /// Runs a closure through the bulkhead; its ticket, or the refusal.
     fn call(&self) -> Result<usize, Error<()>> {
         self.bulkhead.execute(|| {
@@ -123,10 +129,7 @@ fn a_release_racing_a_queueing_waiter_always_grants_it() {
         let holder = s.bulkhead.execute(|| {
             s.enter();
             // The waiter starts while the only permit is held.
-            let waiter = {
-                let s = Arc::clone(&s);
-                thread::spawn(move || s.call())
-            };
+            let waiter = Shared::spawn_waiter(&s);
             s.leave();
             Ok::<_, ()>(waiter)
         });
@@ -146,16 +149,12 @@ fn a_release_racing_a_queueing_waiter_always_grants_it() {
 fn two_waiters_are_granted_in_fifo_order() {
     loom::model(|| {
         let s = Shared::new(2);
-        let spawn_waiter = |s: &Arc<Shared>| {
-            let s = Arc::clone(s);
-            thread::spawn(move || s.call())
-        };
         let holder = s.bulkhead.execute(|| {
             s.enter();
-            let first = spawn_waiter(&s);
+            let first = Shared::spawn_waiter(&s);
             // The first waiter is queued before the second starts.
             s.wait_parked(1);
-            let second = spawn_waiter(&s);
+            let second = Shared::spawn_waiter(&s);
             s.leave();
             Ok::<_, ()>((first, second))
         });
@@ -179,13 +178,9 @@ fn two_waiters_are_granted_in_fifo_order() {
 fn two_racing_waiters_and_a_release_all_run() {
     loom::model(|| {
         let s = Shared::new(2);
-        let spawn_waiter = |s: &Arc<Shared>| {
-            let s = Arc::clone(s);
-            thread::spawn(move || s.call())
-        };
         let holder = s.bulkhead.execute(|| {
             s.enter();
-            let waiters = (spawn_waiter(&s), spawn_waiter(&s));
+            let waiters = (Shared::spawn_waiter(&s), Shared::spawn_waiter(&s));
             s.leave();
             Ok::<_, ()>(waiters)
         });
@@ -206,10 +201,7 @@ fn dispose_racing_a_waiter_wakes_or_runs_it() {
         let s = Shared::new(1);
         let holder = s.bulkhead.execute(|| {
             s.enter();
-            let waiter = {
-                let s = Arc::clone(&s);
-                thread::spawn(move || s.call())
-            };
+            let waiter = Shared::spawn_waiter(&s);
             s.leave();
             Ok::<_, ()>(waiter)
         });
@@ -239,10 +231,7 @@ fn dispose_while_held_leaves_nobody_queued() {
         let s = Shared::new(1);
         let holder = s.bulkhead.execute(|| {
             s.enter();
-            let waiter = {
-                let s = Arc::clone(&s);
-                thread::spawn(move || s.call())
-            };
+            let waiter = Shared::spawn_waiter(&s);
             s.bulkhead.dispose();
             s.leave();
             Ok::<_, ()>(waiter)
@@ -270,10 +259,7 @@ fn dispose_racing_a_grant_wakes_or_runs_the_waiter() {
         let s = Shared::new(1);
         let holder = s.bulkhead.execute(|| {
             s.enter();
-            let waiter = {
-                let s = Arc::clone(&s);
-                thread::spawn(move || s.call())
-            };
+            let waiter = Shared::spawn_waiter(&s);
             // Only the dispose races; the waiter is queued.
             s.wait_parked(1);
             let disposer = {

@@ -214,7 +214,7 @@ impl RateLimiter {
     /// the clock is read after each load: a reading far older than the word
     /// would be taken for a wrapped, stale word.
     #[inline]
-    fn update<C: Clock + ?Sized, T, E>(
+    fn update_tat<C: Clock + ?Sized, T, E>(
         &self,
         clock: &C,
         mut f: impl FnMut(Word, View) -> Result<(T, Word), E>,
@@ -309,7 +309,7 @@ impl RateLimiter {
             return Ok(());
         }
         let cost = self.cost(n);
-        self.update(clock, |_, view| {
+        self.update_tat(clock, |_, view| {
             let next = view.lead.saturating_add(cost);
             if next <= self.limit {
                 match Self::tat_at(&view, next) {
@@ -381,7 +381,7 @@ impl RateLimiter {
             self.queue_timeout()
         };
         let queue_room = (self.max_queue_size as Word).saturating_mul(self.interval);
-        self.update(clock, |tat, view| {
+        self.update_tat(clock, |tat, view| {
             let next = view.lead.saturating_add(cost);
             // What a cancel restores. Only a waiting reservation can be
             // cancelled, and waiting means the lead was honoured (> 0), so
