@@ -3,37 +3,11 @@
 //! it, and so do the language bindings' detached calls (Python's
 //! `Timeout.execute`).
 //!
-//! A call is two steps: [`WorkerPool::submit`] hands a closure to a worker
-//! and returns a [`DetachedCall`]; [`DetachedCall::wait_until`] waits for
-//! its outcome until a deadline, and may be called again and again with
-//! short deadlines (a caller that must check for signals between slices,
-//! like Python's Ctrl-C, waits that way). Dropping the handle abandons the
-//! call.
-//!
-//! * **Admission.** Workers are started on demand up to `max_workers`; at
-//!   most `max_queue` jobs wait for a busy worker, and a job beyond that is
-//!   [refused](Refused::Full) at once. A [`Timeout`] pool never queues
-//!   (`max_queue = 0`): a call runs now or is refused, so its deadline
-//!   never passes in a queue. All sums saturate: `usize::MAX` means
-//!   "unbounded".
-//! * **Idle workers.** A worker idle for `idle_timeout` exits. The idle
-//!   time is measured on the [`Timer`] given to `submit` (the worker keeps
-//!   a clone): [`MonotonicClock`] for real time, a
-//!   [`VirtualClock`](super::VirtualClock) in tests.
-//! * **Abandoning.** A job whose handle was dropped before a worker picked
-//!   it is skipped. After its caller gave up, a running job **goes on** on
-//!   its worker and its late result is dropped there: a blocking closure
-//!   cannot be stopped from outside.
-//! * **Shutdown.** [`WorkerPool::shutdown`] refuses later jobs
-//!   ([`Refused::Shutdown`]), cancels the queued ones (their handles get
-//!   [`WaitError::Cancelled`]), wakes idle workers to exit; busy workers
-//!   exit after their job. The pool does not shut down by itself when
-//!   dropped: its workers hold it until they idle out, so owners call
-//!   `shutdown` when they go away.
+//! [`WorkerPool`] documents its admission, idle workers, abandoning and
+//! shutdown.
 //!
 //! [`Timeout`]: super::Timeout
 //! [`RequestResponsePattern`]: super::RequestResponsePattern
-//! [`MonotonicClock`]: crate::clock::MonotonicClock
 
 use core::cell::Cell;
 use core::fmt;
@@ -103,9 +77,40 @@ pub struct PoolCounts {
     pub queued: usize,
 }
 
-/// A bounded pool of worker threads that run detached calls (see the
-/// [module docs](self) for admission, idle workers, abandoning and
-/// shutdown).
+/// A bounded pool of worker threads that run detached calls: the one
+/// [`Timeout`] and [`RequestResponsePattern`] use.
+///
+/// A call is two steps: [`WorkerPool::submit`] hands a closure to a worker
+/// and returns a [`DetachedCall`]; [`DetachedCall::wait_until`] waits for
+/// its outcome until a deadline, and may be called again and again with
+/// short deadlines (a caller that must check for signals between slices,
+/// like Python's Ctrl-C, waits that way). Dropping the handle abandons the
+/// call.
+///
+/// * **Admission.** Workers are started on demand up to `max_workers`; at
+///   most `max_queue` jobs wait for a busy worker, and a job beyond that is
+///   [refused](Refused::Full) at once. A [`Timeout`] pool never queues
+///   (`max_queue = 0`): a call runs now or is refused, so its deadline
+///   never passes in a queue. All sums saturate: `usize::MAX` means
+///   "unbounded".
+/// * **Idle workers.** A worker idle for `idle_timeout` exits. The idle
+///   time is measured on the [`Timer`] given to `submit` (the worker keeps
+///   a clone): [`MonotonicClock`] for real time, a
+///   [`VirtualClock`](super::VirtualClock) in tests.
+/// * **Abandoning.** A job whose handle was dropped before a worker picked
+///   it is skipped. After its caller gave up, a running job **goes on** on
+///   its worker and its late result is dropped there: a blocking closure
+///   cannot be stopped from outside.
+/// * **Shutdown.** [`WorkerPool::shutdown`] refuses later jobs
+///   ([`Refused::Shutdown`]), cancels the queued ones (their handles get
+///   [`WaitError::Cancelled`]), wakes idle workers to exit; busy workers
+///   exit after their job. The pool does not shut down by itself when
+///   dropped: its workers hold it until they idle out, so owners call
+///   `shutdown` when they go away.
+///
+/// [`Timeout`]: super::Timeout
+/// [`RequestResponsePattern`]: super::RequestResponsePattern
+/// [`MonotonicClock`]: crate::clock::MonotonicClock
 ///
 /// # Examples
 ///
