@@ -19,7 +19,6 @@ mod guarded;
 mod limiter;
 mod monitor;
 mod pipeline;
-mod pool;
 mod registry;
 mod retry;
 mod timeout;

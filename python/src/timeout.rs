@@ -1,29 +1,40 @@
 //! `stockade.Timeout`. The `async def` path is asyncio's own
 //! (`asyncio.timeout` on 3.11+, `asyncio.wait_for` before): the task is
 //! cancelled where it waits. The threaded path (a worker that returns on
-//! time) is built on the blocking layer's worker pool.
+//! time) runs on the core's worker pool (`stockade::blocking::WorkerPool`,
+//! the one `blocking::Timeout` uses): the caller waits for its
+//! `DetachedCall` with the GIL released, in slices of [`SIGNAL_SLICE`] so
+//! that Ctrl-C reaches it. A call that outlives its deadline goes on
+//! running on its worker; its result is dropped there.
 
 use core::time::Duration;
 use std::sync::Arc;
-use std::time::Instant;
 
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
+use stockade::blocking::{WaitError, WorkerPool};
+use stockade::clock::{Clock, MonotonicClock};
 use stockade::deadline::TimeoutConfig;
 
 use crate::call::{aio, call};
 use crate::convert::duration;
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
-use crate::pool::{Pool, Slot};
 use crate::registry;
 use crate::retry::Counter;
-use crate::wait::DisposeFlag;
+use crate::wait::{DisposeFlag, SIGNAL_SLICE};
 use crate::wrap::{Target, is_async_callable, wrap};
 
 const KIND: &str = "timeout";
+
+/// Real time for deadlines and for the workers' idle timeout.
+static CLOCK: MonotonicClock = MonotonicClock::new();
+
+/// How long a worker waits idle for another call before it exits.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bounds how long a call may take.
 ///
@@ -35,7 +46,7 @@ pub(crate) struct Timeout {
     /// The time allowed, in seconds.
     #[pyo3(get, name = "timeout")]
     timeout_secs: f64,
-    pool: Arc<Pool>,
+    pool: Arc<WorkerPool>,
     pub(crate) listeners: Listeners,
     calls: Counter,
     successes: Counter,
@@ -74,7 +85,13 @@ impl Timeout {
                 name,
                 timeout: config.timeout,
                 timeout_secs: secs(config.timeout),
-                pool: Pool::new(max_workers, Duration::from_secs(60)),
+                // Never queues: a call runs now or is refused.
+                pool: Arc::new(WorkerPool::new(
+                    "stockade-timeout",
+                    max_workers,
+                    0,
+                    IDLE_TIMEOUT,
+                )),
                 listeners: Listeners::default(),
                 calls: Counter::default(),
                 successes: Counter::default(),
@@ -142,22 +159,21 @@ impl Timeout {
         let job_args = PyTuple::new(py, all)?.unbind();
         let job_kwargs = kwargs.map(|k| k.clone().unbind());
         let runner = context.getattr("run")?.unbind();
-        let slot = Slot::new();
-        let worker_slot = Arc::clone(&slot);
-        let deadline = Instant::now().checked_add(timeout);
-        self.pool
-            .submit(Box::new(move || {
+        let deadline = CLOCK.now().saturating_add(timeout);
+        let mut detached = self
+            .pool
+            .submit(&CLOCK, move || {
                 Python::attach(|py| {
                     let out = runner
                         .bind(py)
                         .call(job_args.bind(py), job_kwargs.as_ref().map(|k| k.bind(py)))
                         .map(Bound::unbind);
-                    worker_slot.put(out);
                     drop((runner, job_args, job_kwargs));
-                });
-            }))
+                    out
+                })
+            })
             .map_err(|_| {
-                let (workers, _) = self.pool.counts();
+                let workers = self.pool.counts().workers;
                 Exc::BulkheadFull.err(
                     py,
                     (
@@ -170,17 +186,48 @@ impl Timeout {
                     ),
                 )
             })?;
-        match slot.wait(py, deadline)? {
-            Some(Ok(value)) => {
+        // Dropping `detached` (the deadline, Ctrl-C) abandons the call: its
+        // late result is dropped on the worker.
+        let outcome = loop {
+            let waited = py.detach(|| {
+                let slice_end = CLOCK.now().saturating_add(SIGNAL_SLICE).min(deadline);
+                detached.wait_until(&CLOCK, slice_end)
+            });
+            match waited {
+                Ok(outcome) => break Some(outcome),
+                Err(WaitError::TimedOut) if CLOCK.now() < deadline => py.check_signals()?,
+                // `Cancelled` needs a shutdown, which this pool never has.
+                Err(_) => break None,
+            }
+        };
+        match outcome {
+            Some(Ok(Ok(value))) => {
                 self.successes.inc();
                 Ok(value.into_bound(py))
             }
-            Some(Err(e)) => {
+            Some(Ok(Err(e))) => {
                 self.failures.inc();
                 Err(e)
             }
+            Some(Err(payload)) => {
+                self.failures.inc();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a timed call panicked".to_owned());
+                Err(PanicException::new_err(message))
+            }
             None => Err(PyErr::from_value(self._timed_out(py, Some(secs(timeout))))),
         }
+    }
+}
+
+impl Drop for Timeout {
+    /// Idle workers exit now instead of after their idle timeout; busy ones
+    /// after their call.
+    fn drop(&mut self) {
+        self.pool.shutdown();
     }
 }
 
@@ -329,7 +376,8 @@ impl Timeout {
     /// Worker threads alive and busy now.
     #[getter]
     fn workers(&self) -> (usize, usize) {
-        self.pool.counts()
+        let counts = self.pool.counts();
+        (counts.workers, counts.busy)
     }
 
     /// The most worker threads for plain functions.

@@ -1,18 +1,16 @@
 //! The one bounded worker pool of the blocking layer: [`Timeout`]'s
 //! detached calls and [`RequestResponsePattern`]'s timed requests run on
-//! it, and the caller waits for the result until its deadline.
+//! it, and so do the language bindings' detached calls (Python's
+//! `Timeout.execute`).
 //!
-//! Workers are started on demand up to `max_workers`; at most `max_queue`
-//! jobs wait for a busy worker (a [`Timeout`] pool never queues); a worker
-//! idle for `idle_timeout` (on the pattern's [`Timer`]) exits. A job whose
-//! caller gave up before a worker picked it is skipped. After its caller's
-//! deadline a running job **goes on** on its worker and its late result is
-//! dropped there: a blocking closure cannot be stopped from outside.
+//! [`WorkerPool`] documents its admission, idle workers, abandoning and
+//! shutdown.
 //!
 //! [`Timeout`]: super::Timeout
 //! [`RequestResponsePattern`]: super::RequestResponsePattern
 
 use core::cell::Cell;
+use core::fmt;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
 use std::boxed::Box;
@@ -31,7 +29,7 @@ use crate::sync::thread::{self, Thread};
 /// it hands the result over, so the worker is free again by the time its
 /// caller returns; `cancel` is called instead when the pool shuts down
 /// before a worker took the job.
-pub(crate) trait Task: Send {
+trait Task: Send {
     fn run(self: Box<Self>, ready: &dyn Fn());
     fn cancel(self: Box<Self>);
 }
@@ -47,17 +45,101 @@ struct State {
     shutdown: bool,
 }
 
-/// Why a job was not accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// Every worker is busy and the queue is full.
+/// Why [`WorkerPool::submit`] did not accept a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// Every worker is busy and the queue is full (or no worker thread
+    /// could be started).
     Full,
-    /// The pool shut down.
+    /// The pool was [shut down](WorkerPool::shutdown).
     Shutdown,
 }
 
-/// A bounded pool of worker threads (see the [module docs](self)).
-pub(crate) struct WorkerPool {
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refused::Full => "every worker is busy and the queue is full",
+            Refused::Shutdown => "the worker pool was shut down",
+        })
+    }
+}
+
+impl core::error::Error for Refused {}
+
+/// A snapshot of a [`WorkerPool`]'s threads and queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PoolCounts {
+    /// Live worker threads, busy or idle.
+    pub workers: usize,
+    /// Workers running a job (including jobs whose callers gave up).
+    pub busy: usize,
+    /// Jobs waiting for a worker.
+    pub queued: usize,
+}
+
+/// A bounded pool of worker threads that run detached calls: the one
+/// [`Timeout`] and [`RequestResponsePattern`] use.
+///
+/// A call is two steps: [`WorkerPool::submit`] hands a closure to a worker
+/// and returns a [`DetachedCall`]; [`DetachedCall::wait_until`] waits for
+/// its outcome until a deadline, and may be called again and again with
+/// short deadlines (a caller that must check for signals between slices,
+/// like Python's Ctrl-C, waits that way). Dropping the handle abandons the
+/// call.
+///
+/// * **Admission.** Workers are started on demand up to `max_workers`; at
+///   most `max_queue` jobs wait for a busy worker, and a job beyond that is
+///   [refused](Refused::Full) at once. A [`Timeout`] pool never queues
+///   (`max_queue = 0`): a call runs now or is refused, so its deadline
+///   never passes in a queue. All sums saturate: `usize::MAX` means
+///   "unbounded".
+/// * **Idle workers.** A worker idle for `idle_timeout` exits. The idle
+///   time is measured on the [`Timer`] given to `submit` (the worker keeps
+///   a clone): [`MonotonicClock`] for real time, a
+///   [`VirtualClock`](super::VirtualClock) in tests.
+/// * **Abandoning.** A job whose handle was dropped before a worker picked
+///   it is skipped. After its caller gave up, a running job **goes on** on
+///   its worker and its late result is dropped there: a blocking closure
+///   cannot be stopped from outside.
+/// * **Shutdown.** [`WorkerPool::shutdown`] refuses later jobs
+///   ([`Refused::Shutdown`]), cancels the queued ones (their handles get
+///   [`WaitError::Cancelled`]), wakes idle workers to exit; busy workers
+///   exit after their job. The pool does not shut down by itself when
+///   dropped: its workers hold it until they idle out, so owners call
+///   `shutdown` when they go away.
+///
+/// [`Timeout`]: super::Timeout
+/// [`RequestResponsePattern`]: super::RequestResponsePattern
+/// [`MonotonicClock`]: crate::clock::MonotonicClock
+///
+/// # Examples
+///
+/// A caller that waits in short slices, doing something between them
+/// (Python checks for Ctrl-C there):
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use stockade::blocking::{WaitError, WorkerPool};
+/// use stockade::clock::{Clock, MonotonicClock};
+///
+/// let clock = MonotonicClock::new();
+/// let pool = Arc::new(WorkerPool::new("doc-worker", 2, 0, Duration::from_secs(10)));
+/// let mut call = pool.submit(&clock, || 6 * 7)?;
+/// let deadline = clock.now().saturating_add(Duration::from_secs(5));
+/// let outcome = loop {
+///     let slice_end = clock.now().saturating_add(Duration::from_millis(20)).min(deadline);
+///     match call.wait_until(&clock, slice_end) {
+///         Ok(outcome) => break outcome,
+///         Err(WaitError::TimedOut) if clock.now() < deadline => {} // check signals here
+///         Err(e) => panic!("no answer: {e}"),
+///     }
+/// };
+/// assert_eq!(outcome.ok(), Some(42)); // `Err` would carry a panic's payload
+/// pool.shutdown();
+/// # Ok::<(), stockade::blocking::Refused>(())
+/// ```
+pub struct WorkerPool {
     state: Mutex<State>,
     thread_name: Arc<str>,
     max_workers: usize,
@@ -65,9 +147,25 @@ pub(crate) struct WorkerPool {
     idle_timeout: Duration,
 }
 
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("thread_name", &self.thread_name)
+            .field("max_workers", &self.max_workers)
+            .field("max_queue", &self.max_queue)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
 impl WorkerPool {
-    pub(crate) fn new(
-        thread_name: Arc<str>,
+    /// A pool with no threads yet: workers named `thread_name` are started
+    /// on demand up to `max_workers`, at most `max_queue` jobs wait for a
+    /// busy worker, and a worker idle for `idle_timeout` exits.
+    /// `max_workers = 0` refuses every job; `usize::MAX` means "unbounded".
+    pub fn new(
+        thread_name: impl Into<Arc<str>>,
         max_workers: usize,
         max_queue: usize,
         idle_timeout: Duration,
@@ -80,28 +178,73 @@ impl WorkerPool {
                 busy: 0,
                 shutdown: false,
             }),
-            thread_name,
+            thread_name: thread_name.into(),
             max_workers,
             max_queue,
             idle_timeout,
         }
     }
 
-    pub(crate) fn max_workers(&self) -> usize {
+    /// The most worker threads.
+    pub fn max_workers(&self) -> usize {
         self.max_workers
     }
 
+    /// The most jobs waiting for a worker.
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
+    }
+
+    /// Workers, busy workers and queued jobs now.
+    pub fn counts(&self) -> PoolCounts {
+        let state = self.state.lock();
+        PoolCounts {
+            workers: state.workers,
+            busy: state.busy,
+            queued: state.queue.len(),
+        }
+    }
+
+    /// Hands `job` to a worker (starting one if every live worker is
+    /// taken, queueing it if none can be started) and returns its handle.
+    /// A new worker measures its idle time on a clone of `timer`. A panic
+    /// in `job` is caught on the worker and comes back as the outcome's
+    /// `Err`.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::Full`] when `max_workers` are busy and `max_queue` jobs
+    /// already wait; [`Refused::Shutdown`] after [`shutdown`](Self::shutdown).
+    pub fn submit<T, O, F>(self: &Arc<Self>, timer: &T, job: F) -> Result<DetachedCall<O>, Refused>
+    where
+        T: Timer + Clone + 'static,
+        F: FnOnce() -> O + Send + 'static,
+        O: Send + 'static,
+    {
+        let handoff = Arc::new(Handoff {
+            state: Mutex::new(Waiting {
+                slot: Slot::Pending,
+                caller: thread::current(),
+            }),
+        });
+        let task = Box::new(Detached {
+            job,
+            handoff: Arc::clone(&handoff),
+        });
+        self.enqueue(task, timer)?;
+        Ok(DetachedCall { handoff })
+    }
+
     /// Queues `task` for a free worker, starting one if every live worker
-    /// is taken; refuses when `max_workers` are busy and `max_queue` jobs
-    /// already wait. All sums saturate: `usize::MAX` means "unbounded".
-    pub(crate) fn submit<T: Timer + Clone + 'static>(
+    /// is taken. On refusal the task is dropped (never run).
+    fn enqueue<T: Timer + Clone + 'static>(
         self: &Arc<Self>,
         task: Box<dyn Task>,
         timer: &T,
-    ) -> Result<(), (Refused, Box<dyn Task>)> {
+    ) -> Result<(), Refused> {
         let mut state = self.state.lock();
         if state.shutdown {
-            return Err((Refused::Shutdown, task));
+            return Err(Refused::Shutdown);
         }
         let free = state.workers - state.busy;
         let startable = self.max_workers.saturating_sub(state.workers);
@@ -111,7 +254,7 @@ impl WorkerPool {
                 .saturating_add(startable)
                 .saturating_add(self.max_queue)
         {
-            return Err((Refused::Full, task));
+            return Err(Refused::Full);
         }
         if waiting > free && startable > 0 {
             let pool = Arc::clone(self);
@@ -122,7 +265,7 @@ impl WorkerPool {
             match spawned {
                 Ok(_) => state.workers += 1,
                 // No worker now and none could be started: nobody would run it.
-                Err(_) if state.workers == 0 => return Err((Refused::Full, task)),
+                Err(_) if state.workers == 0 => return Err(Refused::Full),
                 Err(_) => {}
             }
         }
@@ -177,9 +320,10 @@ impl WorkerPool {
         }
     }
 
-    /// Stops the pool: queued jobs are cancelled, idle workers exit now,
+    /// Stops the pool: later jobs are refused, queued jobs are cancelled
+    /// (their handles get [`WaitError::Cancelled`]), idle workers exit now,
     /// busy ones after their job. Idempotent.
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         let cancelled = {
             let mut state = self.state.lock();
             state.shutdown = true;
@@ -192,36 +336,42 @@ impl WorkerPool {
             task.cancel();
         }
     }
-
-    /// `(live workers, busy workers, queued jobs)`.
-    pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        let state = self.state.lock();
-        (state.workers, state.busy, state.queue.len())
-    }
 }
 
 /// Where a detached job leaves its outcome for the waiting caller.
 struct Handoff<O> {
-    state: Mutex<Slot<O>>,
+    state: Mutex<Waiting<O>>,
+}
+
+struct Waiting<O> {
+    slot: Slot<O>,
+    /// The thread to unpark when the slot settles: the last one to wait.
     caller: Thread,
 }
 
 enum Slot<O> {
     Pending,
     Done(thread::Result<O>),
-    /// The caller's deadline passed: the result is not wanted.
+    /// The handle was dropped: the result is not wanted.
     Abandoned,
-    /// The pool shut down before a worker took the job.
+    /// The pool shut down before a worker took the job, or the outcome was
+    /// already taken.
     Cancelled,
 }
 
 impl<O> Handoff<O> {
+    /// Settles a pending slot and wakes the caller; `to` is dropped here
+    /// (on the worker) if the caller gave up.
     fn settle(&self, to: Slot<O>) {
         let mut state = self.state.lock();
-        if matches!(*state, Slot::Pending) {
-            *state = to;
+        if matches!(state.slot, Slot::Pending) {
+            state.slot = to;
+            let caller = state.caller.clone();
             drop(state);
-            self.caller.unpark();
+            caller.unpark();
+        } else {
+            drop(state);
+            drop(to);
         }
     }
 }
@@ -237,7 +387,7 @@ where
     O: Send,
 {
     fn run(self: Box<Self>, ready: &dyn Fn()) {
-        if matches!(*self.handoff.state.lock(), Slot::Abandoned) {
+        if matches!(self.handoff.state.lock().slot, Slot::Abandoned) {
             return; // the caller gave up before the job started
         }
         let outcome = catch_unwind(AssertUnwindSafe(self.job));
@@ -250,7 +400,135 @@ where
     }
 }
 
-/// Why a detached call gave no outcome.
+/// Why [`DetachedCall::wait_until`] returned without an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitError {
+    /// The deadline passed first; the call goes on and may be waited for
+    /// again.
+    TimedOut,
+    /// No outcome will come: the pool shut down before a worker took the
+    /// job, or an earlier wait already returned the outcome.
+    Cancelled,
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WaitError::TimedOut => "the detached call has not finished by the deadline",
+            WaitError::Cancelled => "the detached call will not give an outcome",
+        })
+    }
+}
+
+impl core::error::Error for WaitError {}
+
+/// A job handed to a [`WorkerPool`], from [`WorkerPool::submit`].
+///
+/// Dropping it abandons the call: a job not started yet is skipped, and
+/// the late result of a running one is dropped on its worker (a result
+/// already delivered is dropped with the handle).
+#[must_use = "dropping a DetachedCall abandons the job"]
+pub struct DetachedCall<O> {
+    handoff: Arc<Handoff<O>>,
+}
+
+impl<O> fmt::Debug for DetachedCall<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.handoff.state.lock().slot {
+            Slot::Pending => "pending",
+            Slot::Done(_) => "done",
+            Slot::Abandoned => "abandoned",
+            Slot::Cancelled => "cancelled",
+        };
+        f.debug_struct("DetachedCall")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// How a wait ended.
+enum Waited<O> {
+    Outcome(thread::Result<O>),
+    Failed(WaitError),
+    /// The caller's `stop()` turned true.
+    Stopped,
+}
+
+impl<O> DetachedCall<O> {
+    /// Waits on `timer` until the job's outcome or `deadline`, whichever
+    /// comes first (a `deadline` already past only takes an outcome that is
+    /// there). The outcome is the job's value, or `Err` with the payload of
+    /// its panic. Call it again after [`WaitError::TimedOut`] to wait
+    /// longer, from any thread.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::TimedOut`] when `deadline` passed first;
+    /// [`WaitError::Cancelled`] when no outcome will come.
+    pub fn wait_until<T: Timer + ?Sized>(
+        &mut self,
+        timer: &T,
+        deadline: Timestamp,
+    ) -> Result<std::thread::Result<O>, WaitError> {
+        match self.wait_unless(timer, deadline, || false) {
+            Waited::Outcome(outcome) => Ok(outcome),
+            Waited::Failed(e) => Err(e),
+            Waited::Stopped => Err(WaitError::TimedOut), // `stop` is never true
+        }
+    }
+
+    /// [`wait_until`](Self::wait_until) that also ends when `stop()` turns
+    /// true: it is checked after each wake-up, so whoever makes it true
+    /// must unpark this thread (see `WaitList`).
+    fn wait_unless<T: Timer + ?Sized>(
+        &mut self,
+        timer: &T,
+        deadline: Timestamp,
+        stop: impl Fn() -> bool,
+    ) -> Waited<O> {
+        let me = thread::current();
+        {
+            let mut state = self.handoff.state.lock();
+            if state.caller.id() != me.id() {
+                state.caller = me;
+            }
+        }
+        loop {
+            {
+                let mut state = self.handoff.state.lock();
+                match core::mem::replace(&mut state.slot, Slot::Pending) {
+                    Slot::Done(outcome) => {
+                        state.slot = Slot::Cancelled;
+                        return Waited::Outcome(outcome);
+                    }
+                    Slot::Cancelled | Slot::Abandoned => {
+                        state.slot = Slot::Cancelled;
+                        return Waited::Failed(WaitError::Cancelled);
+                    }
+                    Slot::Pending => {}
+                }
+            }
+            if stop() {
+                return Waited::Stopped;
+            }
+            if timer.now() >= deadline {
+                return Waited::Failed(WaitError::TimedOut);
+            }
+            timer.park_until(deadline);
+        }
+    }
+}
+
+impl<O> Drop for DetachedCall<O> {
+    fn drop(&mut self) {
+        let mut state = self.handoff.state.lock();
+        let left = core::mem::replace(&mut state.slot, Slot::Abandoned);
+        drop(state);
+        drop(left);
+    }
+}
+
+/// Why [`run_detached`] gave no outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoOutcome {
     /// The pool was full.
@@ -264,6 +542,7 @@ pub(crate) enum NoOutcome {
 /// Runs `job` on `pool` and waits on `timer` until it is done, `deadline`
 /// passes, or `disposed()` turns true (the disposing thread must unpark the
 /// waiter: see `WaitList`). A panic in `job` comes back as `Ok(Err(payload))`.
+/// Given up, the call is abandoned (see [`DetachedCall`]).
 pub(crate) fn run_detached<T, O>(
     pool: &Arc<WorkerPool>,
     timer: &T,
@@ -278,39 +557,14 @@ where
     if timer.now() >= deadline {
         return Err(NoOutcome::TimedOut);
     }
-    let handoff = Arc::new(Handoff {
-        state: Mutex::new(Slot::Pending),
-        caller: thread::current(),
-    });
-    let task = Box::new(Detached {
-        job,
-        handoff: Arc::clone(&handoff),
-    });
-    match pool.submit(task, timer) {
-        Ok(()) => {}
-        Err((Refused::Full, _)) => return Err(NoOutcome::Full),
-        Err((Refused::Shutdown, _)) => return Err(NoOutcome::Disposed),
-    }
-    loop {
-        {
-            let mut state = handoff.state.lock();
-            match core::mem::replace(&mut *state, Slot::Pending) {
-                Slot::Done(outcome) => return Ok(outcome),
-                Slot::Cancelled => return Err(NoOutcome::Disposed),
-                Slot::Pending | Slot::Abandoned => {}
-            }
-            if disposed() {
-                *state = Slot::Abandoned;
-                return Err(NoOutcome::Disposed);
-            }
-            if timer.now() >= deadline {
-                // The job goes on (or is skipped if not started yet); its
-                // result will be dropped.
-                *state = Slot::Abandoned;
-                return Err(NoOutcome::TimedOut);
-            }
-        }
-        timer.park_until(deadline);
+    let mut call = pool.submit(timer, job).map_err(|refused| match refused {
+        Refused::Full => NoOutcome::Full,
+        Refused::Shutdown => NoOutcome::Disposed,
+    })?;
+    match call.wait_unless(timer, deadline, disposed) {
+        Waited::Outcome(outcome) => Ok(outcome),
+        Waited::Failed(WaitError::TimedOut) => Err(NoOutcome::TimedOut),
+        Waited::Failed(WaitError::Cancelled) | Waited::Stopped => Err(NoOutcome::Disposed),
     }
 }
 
@@ -318,23 +572,62 @@ where
 mod tests {
     use super::*;
     use crate::blocking::VirtualClock;
+    use crate::clock::{Clock, MonotonicClock};
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    /// Bounds every wait on another thread in these tests.
+    const WATCHDOG: Duration = Duration::from_secs(10);
+
+    fn far() -> Timestamp {
+        Timestamp::from_nanos(u64::MAX)
+    }
+
+    /// A job that blocks until the gate is opened (or the watchdog
+    /// fires), then returns `value`.
+    struct Gate {
+        open: mpsc::Sender<()>,
+        started: mpsc::Receiver<()>,
+    }
+
+    impl Gate {
+        /// Waits until the job runs on a worker.
+        fn started(&self) {
+            self.started
+                .recv_timeout(WATCHDOG)
+                .expect("job never started");
+        }
+
+        fn open(&self) {
+            self.open.send(()).unwrap();
+        }
+    }
+
+    fn gated<O: Send + 'static>(value: O) -> (Gate, impl FnOnce() -> O + Send) {
+        let (open, gate) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let job = move || {
+            let _ = started_tx.send(());
+            gate.recv_timeout(WATCHDOG).expect("gate never opened");
+            value
+        };
+        (Gate { open, started }, job)
+    }
+
+    fn within_watchdog(clock: &MonotonicClock) -> Timestamp {
+        clock.now().saturating_add(WATCHDOG)
+    }
 
     #[test]
     fn unbounded_options_do_not_overflow_admission() {
         let clock = Arc::new(VirtualClock::new());
         let pool = Arc::new(WorkerPool::new(
-            Arc::from("t"),
+            "t",
             usize::MAX,
             usize::MAX,
             Duration::from_secs(1),
         ));
-        let out = run_detached(
-            &pool,
-            &clock,
-            Timestamp::from_nanos(u64::MAX),
-            || false,
-            || 7,
-        );
+        let out = run_detached(&pool, &clock, far(), || false, || 7);
         assert_eq!(out.ok().and_then(Result::ok), Some(7));
         pool.shutdown();
     }
@@ -342,19 +635,221 @@ mod tests {
     #[test]
     fn a_full_pool_refuses() {
         let clock = Arc::new(VirtualClock::new());
-        let pool = Arc::new(WorkerPool::new(
-            Arc::from("t"),
-            0,
-            0,
-            Duration::from_secs(1),
-        ));
-        let out = run_detached(
-            &pool,
-            &clock,
-            Timestamp::from_nanos(u64::MAX),
-            || false,
-            || 7,
-        );
+        let pool = Arc::new(WorkerPool::new("t", 0, 0, Duration::from_secs(1)));
+        let out = run_detached(&pool, &clock, far(), || false, || 7);
         assert_eq!(out.err(), Some(NoOutcome::Full));
+    }
+
+    #[test]
+    fn a_busy_pool_without_queue_refuses_then_shuts_down() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let (gate, job) = gated(1);
+        let mut first = pool.submit(&clock, job).unwrap();
+        gate.started();
+        assert_eq!(pool.submit(&clock, || 2).err(), Some(Refused::Full));
+        gate.open();
+        assert_eq!(
+            first
+                .wait_until(&clock, within_watchdog(&clock))
+                .unwrap()
+                .ok(),
+            Some(1)
+        );
+        assert_eq!(
+            pool.counts(),
+            PoolCounts {
+                workers: 1,
+                busy: 0,
+                queued: 0
+            }
+        );
+        pool.shutdown();
+        assert_eq!(pool.submit(&clock, || 3).err(), Some(Refused::Shutdown));
+    }
+
+    #[test]
+    fn a_wait_in_slices_times_out_until_the_job_is_done() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let (gate, job) = gated(42);
+        let mut call = pool.submit(&clock, job).unwrap();
+        gate.started();
+        // The job cannot finish before the gate opens: every slice ends
+        // without an outcome.
+        for _ in 0..3 {
+            let slice_end = clock.now().saturating_add(Duration::from_millis(5));
+            assert_eq!(
+                call.wait_until(&clock, slice_end).err(),
+                Some(WaitError::TimedOut)
+            );
+        }
+        assert_eq!(pool.counts().busy, 1);
+        gate.open();
+        let outcome = call.wait_until(&clock, within_watchdog(&clock));
+        assert_eq!(outcome.unwrap().ok(), Some(42));
+        // The outcome is taken once.
+        assert_eq!(
+            call.wait_until(&clock, clock.now()).err(),
+            Some(WaitError::Cancelled)
+        );
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_panic_is_the_outcome_and_the_worker_survives() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let mut call = pool.submit(&clock, || -> u8 { panic!("boom") }).unwrap();
+        let payload = call
+            .wait_until(&clock, within_watchdog(&clock))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+        let mut next = pool.submit(&clock, || 5).unwrap();
+        assert_eq!(
+            next.wait_until(&clock, within_watchdog(&clock))
+                .unwrap()
+                .ok(),
+            Some(5)
+        );
+        assert_eq!(pool.counts().workers, 1);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn dropping_the_handle_skips_a_job_not_started() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 2, Duration::from_secs(60)));
+        let (gate, job) = gated(1);
+        let mut first = pool.submit(&clock, job).unwrap();
+        gate.started();
+        let ran = Arc::new(AtomicBool::new(false));
+        let skipped = {
+            let ran = Arc::clone(&ran);
+            pool.submit(&clock, move || ran.store(true, Ordering::SeqCst))
+                .unwrap()
+        };
+        // One worker, FIFO: `last` runs after the dropped job was handled.
+        let mut last = pool.submit(&clock, || 3).unwrap();
+        assert_eq!(pool.counts().queued, 2);
+        drop(skipped);
+        gate.open();
+        assert_eq!(
+            first
+                .wait_until(&clock, within_watchdog(&clock))
+                .unwrap()
+                .ok(),
+            Some(1)
+        );
+        assert_eq!(
+            last.wait_until(&clock, within_watchdog(&clock))
+                .unwrap()
+                .ok(),
+            Some(3)
+        );
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned job ran");
+        pool.shutdown();
+    }
+
+    /// Reports the name of the thread that drops it.
+    struct ReportsDrop(mpsc::Sender<Option<String>>);
+
+    impl Drop for ReportsDrop {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().map(String::from);
+            let _ = self.0.send(name);
+        }
+    }
+
+    #[test]
+    fn a_late_result_is_dropped_on_the_worker() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new(
+            "late-worker",
+            1,
+            0,
+            Duration::from_secs(60),
+        ));
+        let (dropped_tx, dropped) = mpsc::channel();
+        let (gate, job) = gated(ReportsDrop(dropped_tx));
+        let mut call = pool.submit(&clock, job).unwrap();
+        gate.started();
+        assert_eq!(
+            call.wait_until(&clock, clock.now()).err(),
+            Some(WaitError::TimedOut)
+        );
+        drop(call);
+        gate.open();
+        let dropped_on = dropped
+            .recv_timeout(WATCHDOG)
+            .expect("result never dropped");
+        assert_eq!(dropped_on.as_deref(), Some("late-worker"));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn shutdown_cancels_a_queued_job() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 1, Duration::from_secs(60)));
+        let (gate, job) = gated(1);
+        let mut running = pool.submit(&clock, job).unwrap();
+        gate.started();
+        let mut queued = pool.submit(&clock, || 2).unwrap();
+        pool.shutdown();
+        assert_eq!(
+            queued.wait_until(&clock, within_watchdog(&clock)).err(),
+            Some(WaitError::Cancelled)
+        );
+        // A running job still delivers its outcome.
+        gate.open();
+        assert_eq!(
+            running
+                .wait_until(&clock, within_watchdog(&clock))
+                .unwrap()
+                .ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_call_can_be_waited_for_from_another_thread() {
+        let clock = MonotonicClock::new();
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let (gate, job) = gated(9);
+        let call = pool.submit(&clock, job).unwrap();
+        gate.started();
+        let (done_tx, done) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let mut call = call;
+            let clock = MonotonicClock::new();
+            let _ = done_tx.send(call.wait_until(&clock, within_watchdog(&clock)).ok());
+        });
+        gate.open();
+        let got = done.recv_timeout(WATCHDOG).expect("waiter never woke");
+        assert_eq!(got.and_then(Result::ok), Some(9));
+        waiter.join().unwrap();
+        pool.shutdown();
+    }
+
+    #[test]
+    fn an_idle_worker_exits_on_the_timer() {
+        let clock = Arc::new(VirtualClock::new());
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(30)));
+        let mut call = pool.submit(&clock, || 1).unwrap();
+        // The VirtualClock does not move: only the outcome ends this wait.
+        assert_eq!(call.wait_until(&clock, far()).unwrap().ok(), Some(1));
+        assert_eq!(pool.counts().workers, 1);
+        // Wait (bounded) for the worker to park idle on the clock.
+        let start = std::time::Instant::now();
+        while clock.waiting() == 0 {
+            assert!(start.elapsed() < WATCHDOG, "worker never went idle");
+            std::thread::yield_now();
+        }
+        clock.advance(Duration::from_secs(30));
+        while pool.counts().workers != 0 {
+            assert!(start.elapsed() < WATCHDOG, "idle worker did not exit");
+            std::thread::yield_now();
+        }
     }
 }

@@ -583,7 +583,7 @@ where
         let name: Arc<str> = name.into();
         Ok(RequestResponsePattern {
             pool: PoolOwner(Arc::new(WorkerPool::new(
-                Arc::from(format!("stockade-rr-worker:{name}")),
+                format!("stockade-rr-worker:{name}"),
                 config.max_workers,
                 config.max_queue,
                 DEFAULT_IDLE_TIMEOUT,
@@ -717,7 +717,7 @@ where
     pub fn metrics(&self) -> Metrics {
         Metrics {
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            queue_depth: self.pool.0.counts().2 as u64,
+            queue_depth: self.pool.0.counts().queued as u64,
             ..self.shell.counters.metrics()
         }
     }

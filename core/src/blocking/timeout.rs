@@ -237,7 +237,7 @@ impl<T: Timer> Timeout<T> {
         let name: Arc<str> = name.into();
         Ok(Timeout {
             pool: Arc::new(WorkerPool::new(
-                Arc::from(format!("stockade-timeout:{name}")),
+                format!("stockade-timeout:{name}"),
                 DEFAULT_MAX_WORKERS,
                 0,
                 DEFAULT_IDLE_TIMEOUT,
@@ -279,7 +279,7 @@ impl<T: Timer> Timeout<T> {
         }
         self.pool.shutdown();
         self.pool = Arc::new(WorkerPool::new(
-            Arc::from(format!("stockade-timeout:{}", self.shell.name())),
+            format!("stockade-timeout:{}", self.shell.name()),
             max_workers,
             0,
             idle_timeout,
@@ -309,13 +309,13 @@ impl<T: Timer> Timeout<T> {
 
     /// Worker threads alive now (busy or idle).
     pub fn workers(&self) -> usize {
-        self.pool.counts().0
+        self.pool.counts().workers
     }
 
     /// Workers running a closure now (including closures whose callers
     /// already timed out).
     pub fn busy_workers(&self) -> usize {
-        self.pool.counts().1
+        self.pool.counts().busy
     }
 
     /// Runs `f` on the caller's thread with a deadline `timeout` from now
