@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
-use stockade::blocking::{WaitError, WorkerPool};
+use stockade::blocking::{WaitError, WorkerPool, panic_message};
 use stockade::clock::{Clock, MonotonicClock};
 use stockade::deadline::TimeoutConfig;
 
@@ -211,12 +211,9 @@ impl Timeout {
             }
             Some(Err(payload)) => {
                 self.failures.inc();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|m| (*m).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a timed call panicked".to_owned());
-                Err(PanicException::new_err(message))
+                Err(PanicException::new_err(
+                    panic_message(payload.as_ref()).to_string(),
+                ))
             }
             None => Err(PyErr::from_value(self._timed_out(py, Some(secs(timeout))))),
         }

@@ -21,6 +21,7 @@ mod wait;
 pub use error::Error;
 pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use pool::{DetachedCall, PoolCounts, Refused, WaitError, WorkerPool};
+pub use shell::panic_message;
 pub use timer::{Timer, VirtualClock};
 mod dynamic;
 mod policy;

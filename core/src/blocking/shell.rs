@@ -232,8 +232,22 @@ impl<C, T: Timer> Shell<C, T> {
     }
 }
 
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
+/// The text of a panic payload (the `Err` of a [`DetachedCall`]'s outcome
+/// or of [`std::panic::catch_unwind`]): the message of a `panic!` with a
+/// string, else `"non-string panic payload"`. It is what
+/// [`Error::Panicked`](super::Error::Panicked) carries.
+///
+/// [`DetachedCall`]: super::DetachedCall
+///
+/// # Examples
+///
+/// ```
+/// use stockade::blocking::panic_message;
+///
+/// let payload = std::panic::catch_unwind(|| panic!("disk {} gone", 3)).unwrap_err();
+/// assert_eq!(&*panic_message(payload.as_ref()), "disk 3 gone");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         Arc::from(*s)
     } else if let Some(s) = payload.downcast_ref::<String>() {
