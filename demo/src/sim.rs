@@ -627,7 +627,10 @@ impl<'m, C: SimClock> Sim<'_, 'm, C> {
     fn handle(&mut self, now: u64, event: Event) {
         match event {
             Event::Arrive(i) => {
-                let second = self.second_of(now);
+                // The second it was due, as its outcome is counted
+                // (`finish`): on the wall clock `now` can be a little later,
+                // past the end of that second, when the thread is late.
+                let second = self.second_of(self.callers[i].arrived);
                 self.seconds[second].offered += 1;
                 self.waiting += 1;
                 let record = &mut self.seconds[self.current];
@@ -790,4 +793,47 @@ fn percentile(sorted: &[u64], p: usize) -> u64 {
     }
     let rank = (p * sorted.len()).div_ceil(100).max(1);
     sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::*;
+
+    /// A clock whose waits end late, as a busy machine's wall clock does.
+    struct LateClock {
+        inner: ManualClock,
+        late: Duration,
+    }
+
+    impl Clock for LateClock {
+        fn now(&self) -> Timestamp {
+            self.inner.now()
+        }
+    }
+
+    impl SimClock for LateClock {
+        fn wait_until(&self, t: Timestamp) {
+            self.inner.wait_until(t.saturating_add(self.late));
+        }
+    }
+
+    #[test]
+    fn late_wake_ups_still_count_each_request_in_the_second_it_arrived() {
+        let config = Config::default();
+        let arrivals = arrivals(config.seed, config.seconds);
+        for protected in [false, true] {
+            let clock = LateClock {
+                inner: ManualClock::new(),
+                late: Duration::from_millis(30),
+            };
+            let run = run(&arrivals, config, protected, &clock);
+            let offered: u32 = run.seconds.iter().map(|s| s.offered).sum();
+            assert_eq!(offered as usize, arrivals.len());
+            for (t, s) in run.seconds.iter().enumerate() {
+                assert_eq!(s.ended(), s.offered, "second {t}, protected: {protected}");
+            }
+        }
+    }
 }
