@@ -326,8 +326,10 @@ pub struct RetryBudget {
     shift: u32,
     min_retries_per_second: u32,
     max_tokens: u32,
-    /// `true` when `min_retries_per_second > 0`: time refills the bucket.
-    floor: bool,
+    /// `min_retries_per_second > 0`: time refills the bucket. A `u32`, not
+    /// a `bool`, so every bit pattern is a value (the budget can live in
+    /// memory that other processes map).
+    floor: u32,
 }
 
 /// `(token units, shift)` for a config (valid).
@@ -386,7 +388,7 @@ impl RetryBudget {
                 shift,
                 min_retries_per_second: config.min_retries_per_second,
                 max_tokens: config.max_tokens,
-                floor: config.min_retries_per_second > 0,
+                floor: (config.min_retries_per_second > 0) as u32,
             })
         }
     }
@@ -423,7 +425,7 @@ impl RetryBudget {
     /// with the 64-bit layout); `None` without a floor (units are then
     /// thousandths of a token and time plays no part).
     pub const fn resolution(&self) -> Option<Duration> {
-        if self.floor {
+        if self.floor != 0 {
             Some(Duration::from_nanos(1u64 << self.shift))
         } else {
             None
@@ -433,7 +435,7 @@ impl RetryBudget {
     /// After how much time the state word wraps: `Some` only with a floor
     /// and the 32-bit layout.
     pub const fn wrap_period(&self) -> Option<Duration> {
-        if self.floor && !WIDE {
+        if self.floor != 0 && !WIDE {
             Some(Duration::from_nanos(1u64 << (WORD_BITS + self.shift)))
         } else {
             None
@@ -445,7 +447,7 @@ impl RetryBudget {
     /// `MAX - capacity` so that `now + lead` never overflows.
     #[inline]
     fn now_units<C: Clock + ?Sized>(&self, clock: &C) -> Word {
-        if !self.floor {
+        if self.floor == 0 {
             return 0;
         }
         let ticks = (clock.now().as_nanos() >> self.shift) as Word;
@@ -463,7 +465,7 @@ impl RetryBudget {
     /// gained when the clock comes back.
     #[inline]
     fn lead(&self, full_at: Word, now: Word) -> Word {
-        if !self.floor || WIDE {
+        if self.floor == 0 || WIDE {
             full_at.saturating_sub(now)
         } else {
             let d = full_at.wrapping_sub(now);
@@ -506,7 +508,7 @@ impl RetryBudget {
         let lead = self.lead(old, now);
         if lead == 0 {
             // Full already: keep the word unless (32-bit) it is going stale.
-            let fresh = !self.floor || WIDE || now.wrapping_sub(old) <= FRESH;
+            let fresh = self.floor == 0 || WIDE || now.wrapping_sub(old) <= FRESH;
             return if fresh { old } else { now };
         }
         Self::word(now, lead.saturating_sub(self.deposit))
@@ -543,7 +545,7 @@ impl RetryBudget {
     /// The floor time of `units`, or `None` without a floor.
     #[allow(clippy::unnecessary_cast)] // a no-op only with the 64-bit layout
     const fn units_to_time(&self, units: Word) -> Option<Duration> {
-        if !self.floor {
+        if self.floor == 0 {
             return None;
         }
         Some(Duration::from_nanos(

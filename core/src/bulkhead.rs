@@ -415,6 +415,41 @@ impl Bulkhead {
         sync::update(&self.state, Ordering::AcqRel, step_release)
     }
 
+    /// Returns `n` permits at once, in one compare-and-swap, for a layer
+    /// that returns the permits of an owner that can no longer release
+    /// them itself (the shared-memory bulkhead's reaper returns a dead
+    /// process's permits this way). `n = 0` changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`NotHeld`] when fewer than `n` permits are in use; nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+    ///
+    /// let bulkhead = Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(3))?;
+    /// let tokens: Vec<_> = (0..3).map(|_| bulkhead.try_acquire().unwrap().into_token()).collect();
+    /// assert_eq!(bulkhead.release_many(2).unwrap().in_use, 1);
+    /// assert!(bulkhead.release_many(2).is_err()); // only one is in use
+    /// # drop(tokens);
+    /// # Ok::<(), stockade::ConfigError>(())
+    /// ```
+    pub fn release_many(&self, n: u32) -> Result<BulkheadCounts, NotHeld> {
+        sync::update(&self.state, Ordering::AcqRel, |w| {
+            let (in_use, queued) = (in_use_of(w), queued_of(w));
+            if in_use < n {
+                return Err(NotHeld);
+            }
+            let after = BulkheadCounts {
+                in_use: in_use - n,
+                queued,
+            };
+            Ok((after, after.pack()))
+        })
+    }
+
     /// Returns the permit of a guard ([`BulkheadPermit`]): one
     /// `fetch_sub` instead of [`release`](Self::release)'s load-and-CAS
     /// loop. The guard proves a permit is held, so `in_use` is at least 1

@@ -248,6 +248,9 @@ pub mod clock;
 pub mod deadline;
 pub mod error;
 pub mod limiter;
+#[cfg(feature = "shared-memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
+pub mod shared;
 
 #[cfg(feature = "std")]
 pub mod blocking;

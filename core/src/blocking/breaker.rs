@@ -299,7 +299,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
 
     /// The config it was created with.
     pub fn config(&self) -> &BreakerConfig {
-        self.inner.core.config()
+        self.inner.shell.config()
     }
 
     /// The timer it reads.

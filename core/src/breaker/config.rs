@@ -496,7 +496,7 @@ mod tests {
 
         // The defaults drive the whole cycle.
         let b = breaker(BreakerConfig::default());
-        assert_eq!(b.config(), &d);
+        assert_eq!(b.config(), d);
         let c = clock();
         for _ in 0..4 {
             fail(&b, &c);
@@ -738,5 +738,137 @@ mod tests {
         );
         assert!(CircuitBreaker::new(rate(100, 128, 128)).is_ok());
         assert!(CircuitBreaker::new(rate(1, 1, 1)).is_ok());
+    }
+}
+
+/// A duration as two plain integers: `#[repr(C)]`, every bit pattern a
+/// value (unlike `Duration`, whose layout is the compiler's and whose
+/// nanoseconds field has invalid values), so a breaker placed in memory
+/// that another build or process maps is still plain data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(super) struct Span {
+    secs: u64,
+    nanos: u32,
+    _pad: u32,
+}
+
+impl Span {
+    pub(super) const fn new(d: Duration) -> Span {
+        Span {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+            _pad: 0,
+        }
+    }
+
+    /// `None` for the zero span (a valid config has no zero duration).
+    const fn get(self) -> Option<Duration> {
+        if self.secs == 0 && self.nanos == 0 {
+            None
+        } else {
+            // `% 1e9`: a stored value is always in range; the modulo keeps
+            // `Duration::new` from panicking on bytes it did not write.
+            Some(Duration::new(self.secs, self.nanos % 1_000_000_000))
+        }
+    }
+
+    const fn or_zero(self) -> Duration {
+        match self.get() {
+            Some(d) => d,
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// The breaker's configuration as the machine stores it: plain integers,
+/// `0` for an option that is off (a valid config has no zero count or
+/// duration). Round-trips a valid [`BreakerConfig`] exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(super) struct StoredConfig {
+    pub(super) failure_threshold: u32,
+    pub(super) half_open_max_probes: u32,
+    /// `0`: none.
+    pub(super) half_open_successes_to_close: u32,
+    /// `0`: no failure-rate rule.
+    pub(super) failure_rate_threshold: u32,
+    pub(super) failure_rate_window_size: u32,
+    pub(super) failure_rate_minimum_calls: u32,
+    reset_timeout: Span,
+    half_open_timeout: Span,
+    monitor_interval: Span,
+    /// Zero: none.
+    slow_call_threshold: Span,
+}
+
+impl StoredConfig {
+    pub(super) const fn new(c: &BreakerConfig) -> StoredConfig {
+        let (failure_rate_threshold, failure_rate_window_size, failure_rate_minimum_calls) =
+            match c.failure_rate {
+                Some(fr) => (fr.threshold_percent, fr.window_size, fr.minimum_calls),
+                None => (0, 0, 0),
+            };
+        StoredConfig {
+            failure_threshold: c.failure_threshold,
+            half_open_max_probes: c.half_open_max_probes,
+            half_open_successes_to_close: match c.half_open_successes_to_close {
+                Some(n) => n,
+                None => 0,
+            },
+            failure_rate_threshold,
+            failure_rate_window_size,
+            failure_rate_minimum_calls,
+            reset_timeout: Span::new(c.reset_timeout),
+            half_open_timeout: Span::new(c.half_open_timeout),
+            monitor_interval: Span::new(c.monitor_interval),
+            slow_call_threshold: match c.slow_call_threshold {
+                Some(d) => Span::new(d),
+                None => Span::new(Duration::ZERO),
+            },
+        }
+    }
+
+    pub(super) const fn config(&self) -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: self.failure_threshold,
+            reset_timeout: self.reset_timeout.or_zero(),
+            half_open_timeout: self.half_open_timeout.or_zero(),
+            monitor_interval: self.monitor_interval.or_zero(),
+            half_open_max_probes: self.half_open_max_probes,
+            half_open_successes_to_close: match self.half_open_successes_to_close {
+                0 => None,
+                n => Some(n),
+            },
+            failure_rate: self.failure_rate(),
+            slow_call_threshold: self.slow_call_threshold(),
+        }
+    }
+
+    #[inline]
+    pub(super) const fn failure_rate(&self) -> Option<FailureRateConfig> {
+        match self.failure_rate_threshold {
+            0 => None,
+            t => Some(FailureRateConfig::new(
+                t,
+                self.failure_rate_window_size,
+                self.failure_rate_minimum_calls,
+            )),
+        }
+    }
+
+    #[inline]
+    pub(super) const fn has_failure_rate(&self) -> bool {
+        self.failure_rate_threshold != 0
+    }
+
+    #[inline]
+    pub(super) const fn slow_call_threshold(&self) -> Option<Duration> {
+        self.slow_call_threshold.get()
+    }
+
+    #[inline]
+    pub(super) const fn has_slow_call_threshold(&self) -> bool {
+        self.slow_call_threshold.secs != 0 || self.slow_call_threshold.nanos != 0
     }
 }

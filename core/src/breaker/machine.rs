@@ -41,7 +41,8 @@ pub struct CircuitBreaker {
     pub(super) stale: AtomicU32,
     pub(super) reset_ticks: Word,
     pub(super) half_open_ticks: Word,
-    pub(super) config: BreakerConfig,
+    /// The configuration as plain integers (see `StoredConfig`).
+    pub(super) config: StoredConfig,
 }
 
 impl CircuitBreaker {
@@ -115,14 +116,15 @@ impl CircuitBreaker {
                 stale: AtomicU32::new(0),
                 reset_ticks,
                 half_open_ticks,
-                config,
+                config: StoredConfig::new(&config),
             })
         }
     }
 
-    /// The configuration.
-    pub const fn config(&self) -> &BreakerConfig {
-        &self.config
+    /// The configuration (a copy: the machine stores it as plain
+    /// integers, so it can live in memory other processes map).
+    pub const fn config(&self) -> BreakerConfig {
+        self.config.config()
     }
 
     /// The current state: one atomic load, no clock. An open breaker whose
@@ -172,7 +174,7 @@ impl CircuitBreaker {
         // and it costs nothing on x86-64 (a plain `mov`, like `Relaxed`)
         // and little elsewhere.
         let w = self.ctrl.load(Ordering::Acquire);
-        if mode_of(w) == CLOSED && self.config.slow_call_threshold.is_none() {
+        if mode_of(w) == CLOSED && !self.config.has_slow_call_threshold() {
             return Ok(BreakerPermit {
                 breaker: self,
                 token: BreakerToken::from_parts(field_u32(gen_of(w)), None),
@@ -213,7 +215,7 @@ impl CircuitBreaker {
                     }
                 }
                 let started_at =
-                    if self.config.slow_call_threshold.is_some() && mode_of(new) != DISABLED {
+                    if self.config.has_slow_call_threshold() && mode_of(new) != DISABLED {
                         Some(now.get())
                     } else {
                         None
@@ -305,7 +307,7 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(super) fn success_changes_nothing(&self, generation: u32) -> bool {
         // Ordering: as in `try_acquire`, `Acquire` like the general path.
-        self.config.slow_call_threshold.is_none() && self.config.failure_rate.is_none() && {
+        !self.config.has_slow_call_threshold() && !self.config.has_failure_rate() && {
             let w = self.ctrl.load(Ordering::Acquire);
             mode_of(w) == CLOSED && gen_of(w) == generation as Word && a_of(w) == 0
         }
@@ -371,7 +373,7 @@ impl CircuitBreaker {
     }
 
     fn is_slow<C: Clock + ?Sized>(&self, token: BreakerToken, now: &mut LazyNow<'_, C>) -> bool {
-        match (self.config.slow_call_threshold, token.started_at()) {
+        match (self.config.slow_call_threshold(), token.started_at()) {
             (Some(threshold), Some(start)) => {
                 now.get().saturating_duration_since(start) > threshold
             }

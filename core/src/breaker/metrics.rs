@@ -80,7 +80,7 @@ impl CircuitBreaker {
             HALF_OPEN => (0, field_u32(a_of(w)), field_u32(b_of(w))),
             _ => (0, 0, 0),
         };
-        let window = self.config.failure_rate.map(|_| {
+        let window = self.config.failure_rate().map(|_| {
             let p = self.window_pos.load(Ordering::Acquire);
             if mode == CLOSED && pos_gen(p) == g {
                 let calls = field_u32(pos_filled(p));

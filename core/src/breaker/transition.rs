@@ -332,10 +332,8 @@ impl CircuitBreaker {
         g: Word,
         now: &mut LazyNow<'_, C>,
     ) -> Result<Option<Transition>, NotCounted> {
-        let to_close = match self.config.half_open_successes_to_close {
-            Some(n) => n as Word,
-            None => 0,
-        };
+        // 0: no early close.
+        let to_close = self.config.half_open_successes_to_close as Word;
         let mut fix: Fix = None;
         let ((), old, new) = update_ctrl(self, |w| {
             fix = None;

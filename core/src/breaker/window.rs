@@ -10,7 +10,7 @@ impl CircuitBreaker {
     /// Never moves the window back to an older generation: a report of an
     /// older generation cannot claim a slot afterwards.
     pub(super) fn prepare_window(&self, g: Word) {
-        if self.config.failure_rate.is_none() {
+        if !self.config.has_failure_rate() {
             return;
         }
         let installed = sync::update(&self.window_pos, Ordering::AcqRel, |p| {
@@ -35,7 +35,7 @@ impl CircuitBreaker {
         failed: bool,
         now: &mut LazyNow<'_, C>,
     ) -> Option<Transition> {
-        let fr = self.config.failure_rate?;
+        let fr = self.config.failure_rate()?;
         let size = fr.window_size as Word;
         let claimed = sync::update(&self.window_pos, Ordering::AcqRel, |p| {
             if pos_gen(p) != g {

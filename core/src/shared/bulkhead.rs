@@ -1,0 +1,800 @@
+//! [`SharedBulkhead`]: a host-wide bulkhead whose permits come back when
+//! the process holding them dies.
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+use std::path::Path;
+use std::prelude::rust_2024::*;
+use std::sync::Once;
+
+use super::{SharedError, SharedOptions};
+use crate::bulkhead::{Bulkhead, BulkheadConfig, BulkheadCounts, BulkheadFull, NotHeld};
+use crate::clock::Clock;
+
+use super::HostClock;
+#[cfg(target_os = "linux")]
+use super::{region, sys};
+
+/// Slot word: permits this process holds (bits 0..24).
+const HELD_ONE: u64 = 1;
+const HELD_MASK: u64 = (1 << 24) - 1;
+/// Operations of this process between their two slot writes (bits 24..40).
+const INFLIGHT_ONE: u64 = 1 << 24;
+const INFLIGHT_MASK: u64 = ((1 << 16) - 1) << 24;
+/// Operations started (bits 40..64, wrapping): tells a reaper that a slot
+/// changed between two reads.
+const SEQ_ONE: u64 = 1 << 40;
+const SEQ_MASK: u64 = !((1 << 40) - 1);
+
+/// The byte whose lock makes one process the reaper at a time.
+const REAPER_LOCK_BYTE: u64 = 1;
+/// A reaper's two reads of the slots must fit in this, so that a slot's
+/// 24-bit operation count cannot wrap between them (that takes at least
+/// 2^24 compare-and-swaps on one cache line, far over 10 ms).
+const SNAPSHOT_WINDOW: Duration = Duration::from_millis(10);
+/// Snapshot attempts per reap.
+const SNAPSHOT_ATTEMPTS: u32 = 64;
+/// A waiter's first and longest poll interval.
+const FIRST_POLL: Duration = Duration::from_micros(50);
+const LONGEST_POLL: Duration = Duration::from_millis(1);
+
+/// Counts the forks of this process: the child's `pthread_atfork` handler
+/// adds one, so an object can tell it is in a child on its next call.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static FORK_HANDLER: Once = Once::new();
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" fn after_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Why a shared bulkhead gave no permit.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SharedBulkheadError {
+    /// Every permit is held (or the wait queue is full).
+    Full(BulkheadFull),
+    /// No permit came free within the queue timeout.
+    TimedOut {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// This process holds no owner slot and could not take one (in a
+    /// forked child, or when every slot is held).
+    Owner(SharedError),
+}
+
+impl fmt::Display for SharedBulkheadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SharedBulkheadError::Full(full) => full.fmt(f),
+            SharedBulkheadError::TimedOut { waited } => write!(
+                f,
+                "no bulkhead permit came free within {}",
+                crate::HumanDuration(*waited)
+            ),
+            SharedBulkheadError::Owner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for SharedBulkheadError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SharedBulkheadError::Owner(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A permit of a [`SharedBulkhead`], recorded as held by this process
+/// until it is dropped.
+#[must_use = "dropping a permit releases it at once"]
+pub struct SharedPermit<'a> {
+    bulkhead: &'a SharedBulkhead,
+    token: SharedToken,
+}
+
+impl SharedPermit<'_> {
+    /// The counts right after the grant (host-wide).
+    pub fn granted(&self) -> BulkheadCounts {
+        self.token.granted
+    }
+
+    /// The permit as a plain token, for a layer that keeps it past this
+    /// borrow; release it with [`SharedBulkhead::release`].
+    pub fn into_token(self) -> SharedToken {
+        let token = self.token;
+        core::mem::forget(self);
+        token
+    }
+}
+
+impl Drop for SharedPermit<'_> {
+    fn drop(&mut self) {
+        let _ = self.bulkhead.release(self.token);
+    }
+}
+
+impl fmt::Debug for SharedPermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedPermit")
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// A permit as plain data: which owner slot holds it, in which fork
+/// generation. Release it exactly once; a token from before a `fork`
+/// released in the child does nothing (the parent holds that permit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedToken {
+    slot: u32,
+    generation: u64,
+    granted: BulkheadCounts,
+}
+
+impl SharedToken {
+    /// The counts right after the grant.
+    pub fn granted(&self) -> BulkheadCounts {
+        self.granted
+    }
+}
+
+/// This process's owner slot.
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    slot: u32,
+    generation: u64,
+}
+
+/// A bulkhead for every process on the host, whose permits come back when
+/// a process holding them dies.
+///
+/// # How ownership is kept
+///
+/// Each process that opens the bulkhead takes an *owner slot*: a word in
+/// the region that counts the permits it holds, and a byte of the file that
+/// it keeps locked with an open-file-description lock (`F_OFD_SETLK`). The
+/// kernel drops that lock when the process dies, however it dies — unlike a
+/// pid, which can be reused and differs between PID namespaces. Taking a
+/// permit is the core's one compare-and-swap on the shared word, bracketed
+/// by two atomic adds on the caller's slot (an "in flight" mark, then the
+/// count); releasing is the same in reverse. So a slot's count is exact
+/// whenever no operation of its process is in flight, and a process killed
+/// between the brackets leaves an in-flight mark.
+///
+/// **Reaping.** A caller that finds the bulkhead full first reaps: under a
+/// host-wide reaper lock (another locked byte) it locks every slot whose
+/// owner is gone, takes a consistent snapshot of the live slots (two reads
+/// of every slot around one read of the shared word, within 10 ms, no live
+/// operation in flight, nothing changed), and returns the difference
+/// between the permits in use and those the live processes hold, in one
+/// compare-and-swap. That difference is exact even for a process killed
+/// mid-operation, and even if a reaper itself dies mid-reap (the next one
+/// computes it again). Then it clears and unlocks the dead slots.
+///
+/// **The bound.** A dead process's permits are back before any caller is
+/// refused for lack of them, except while a snapshot cannot be had (a live
+/// process has an operation in flight at each of 64 attempts): then the
+/// refused caller, and every later one that finds the bulkhead full, tries
+/// again, and a waiting caller tries at each poll (at most every 1 ms).
+/// Capacity is never over-committed: a reaper returns only permits no live
+/// process holds.
+///
+/// # Waiting
+///
+/// A caller that finds every permit held waits for up to `queue_timeout`
+/// (if `max_queue` allows: waiters are counted per owner slot and the
+/// total never exceeds `max_queue`) by polling: 50 µs, doubling to 1 ms.
+/// So a freed permit is seen within 1 ms plus scheduling delay, nobody
+/// spins, and there is no FIFO across processes: a newcomer may take a
+/// permit that frees up while a waiter sleeps.
+///
+/// # Limits
+///
+/// `max_concurrent` at most 16 777 215; at most 65 535 threads of one
+/// process inside `try_acquire`/`release` at the same instant; at most
+/// [`SharedOptions::max_processes`] processes with the bulkhead open.
+///
+/// # Fork
+///
+/// A forked child shares its parent's open file description, and with it
+/// the parent's slot lock. On its first call the child opens the file
+/// again, maps it in place of the inherited mapping and takes a slot of
+/// its own; permits its parent held stay the parent's (a token from
+/// before the fork, released in the child, does nothing). Until that first
+/// call the child keeps the parent's slot lock alive, so a parent that
+/// dies meanwhile is reaped once the child calls or exits.
+///
+/// # Examples
+///
+/// ```no_run
+/// use stockade::bulkhead::BulkheadConfig;
+/// use stockade::shared::{SharedBulkhead, SharedOptions};
+///
+/// let config = BulkheadConfig::DEFAULT.with_max_concurrent(4);
+/// let db = SharedBulkhead::open("database", config, &SharedOptions::new())?;
+/// if let Ok(permit) = db.try_acquire() {
+///     // at most 4 processes' calls here at once, host-wide
+///     drop(permit);
+/// }
+/// # Ok::<(), stockade::shared::SharedError>(())
+/// ```
+pub struct SharedBulkhead {
+    #[cfg(target_os = "linux")]
+    region: region::Region,
+    machine: NonNull<Bulkhead>,
+    config: BulkheadConfig,
+    slots: u32,
+    created: bool,
+    /// `slot` of the current owner, and the fork generation it was taken
+    /// in; read on every call.
+    slot: AtomicU32,
+    generation: AtomicU64,
+    /// Serialises taking a new slot (after a fork).
+    owner: parking_lot::Mutex<Owner>,
+}
+
+// SAFETY: `machine` and the slot words point into the mapping `region`
+// owns for as long as `self` lives; they are reached through atomics only.
+unsafe impl Send for SharedBulkhead {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SharedBulkhead {}
+
+impl fmt::Debug for SharedBulkhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBulkhead")
+            .field("path", &self.path())
+            .field("config", &self.config)
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+impl SharedBulkhead {
+    /// The largest `max_concurrent` of a shared bulkhead.
+    pub const MAX_CONCURRENT: u32 = HELD_MASK as u32;
+
+    /// Opens the shared bulkhead `name`, creating it with `config` if it
+    /// does not exist, and takes this process's owner slot.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::open`](super::Shared::open); also
+    /// [`SharedError::InvalidConfig`] for `max_concurrent` above
+    /// [`MAX_CONCURRENT`](Self::MAX_CONCURRENT),
+    /// [`SharedError::InvalidOption`] for `max_processes` outside
+    /// 1..=[`SharedOptions::MAX_PROCESSES`], and
+    /// [`SharedError::NoOwnerSlot`] when every slot is held by a live
+    /// process.
+    pub fn open(
+        name: &str,
+        config: BulkheadConfig,
+        options: &SharedOptions,
+    ) -> Result<SharedBulkhead, SharedError> {
+        use crate::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
+        if config.max_concurrent > Self::MAX_CONCURRENT {
+            return Err(SharedError::InvalidConfig(ConfigError::new(
+                ConfigOption::MaxConcurrent,
+                ConfigValue::Count(u64::from(config.max_concurrent)),
+                ConfigProblem::TooLarge {
+                    max: ConfigValue::Count(u64::from(Self::MAX_CONCURRENT)),
+                },
+            )));
+        }
+        let slots = options.max_processes_value();
+        if slots == 0 || slots > SharedOptions::MAX_PROCESSES {
+            return Err(SharedError::InvalidOption {
+                option: "max_processes",
+                value: u64::from(slots),
+                problem: "must be between 1 and 4096",
+            });
+        }
+        #[cfg(target_os = "linux")]
+        {
+            FORK_HANDLER.call_once(|| {
+                // Failing to register (ENOMEM) leaves children to keep the
+                // parent's slot: permits are still never over-committed.
+                let _ = sys::at_fork_child(after_fork_in_child);
+            });
+            let generation = FORK_GENERATION.load(Ordering::SeqCst);
+            let opened = region::open::<Bulkhead>(name, config, options, slots)?;
+            let slots = opened.region.layout().slots;
+            let bulkhead = SharedBulkhead {
+                machine: opened.machine,
+                config: opened.config,
+                slots,
+                created: opened.created,
+                region: opened.region,
+                slot: AtomicU32::new(u32::MAX),
+                generation: AtomicU64::new(generation),
+                owner: parking_lot::Mutex::new(Owner {
+                    slot: u32::MAX,
+                    generation,
+                }),
+            };
+            let slot = bulkhead.take_slot(options.open_timeout_value())?;
+            *bulkhead.owner.lock() = Owner { slot, generation };
+            bulkhead.slot.store(slot, Ordering::SeqCst);
+            Ok(bulkhead)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (name, config, options);
+            Err(SharedError::Unsupported(
+                "shared memory regions are implemented for Linux only",
+            ))
+        }
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &BulkheadConfig {
+        &self.config
+    }
+
+    /// Whether this open created the region.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The region's file.
+    pub fn path(&self) -> &Path {
+        #[cfg(target_os = "linux")]
+        {
+            self.region.path()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    /// The number of owner slots (`max_processes`).
+    pub fn max_processes(&self) -> u32 {
+        self.slots
+    }
+
+    /// Removes the region's name, as [`Shared::unlink`](super::Shared::unlink).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedError::Io`] if the file cannot be removed.
+    pub fn unlink(&self) -> Result<(), SharedError> {
+        #[cfg(target_os = "linux")]
+        {
+            self.region.unlink()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    fn machine(&self) -> &Bulkhead {
+        // SAFETY: `machine` points at the initialised bulkhead inside the
+        // mapping `region` keeps alive; shared only through its atomics.
+        unsafe { self.machine.as_ref() }
+    }
+
+    /// Permits held host-wide (including those of dead processes not yet
+    /// reaped).
+    pub fn in_use(&self) -> u32 {
+        self.machine().in_use()
+    }
+
+    /// Permits free host-wide.
+    pub fn available(&self) -> u32 {
+        self.config.max_concurrent.saturating_sub(self.in_use())
+    }
+
+    /// Callers waiting for a permit, host-wide.
+    pub fn waiting(&self) -> u32 {
+        (0..self.slots)
+            .map(|i| self.waiters(i).load(Ordering::SeqCst))
+            .fold(0u32, |a, w| a.saturating_add(w as u32))
+    }
+
+    /// Permits this process holds.
+    pub fn held_here(&self) -> u32 {
+        match self.current_slot() {
+            Ok(slot) => (self.word(slot).load(Ordering::SeqCst) & HELD_MASK) as u32,
+            Err(_) => 0,
+        }
+    }
+
+    /// The slot word of owner slot `i`.
+    fn word(&self, i: u32) -> &AtomicU64 {
+        #[cfg(target_os = "linux")]
+        {
+            let offset = self.region.layout().slots_offset + i as usize * region::SLOT_STRIDE;
+            // SAFETY: `i < slots`, so the slot lies within the mapping
+            // (checked at open), at a multiple of 128; the pointer is used
+            // for the life of `&self`, which holds the mapping.
+            unsafe { region::atomic_u64(self.region.base(), offset).as_ref() }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = i;
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    /// The waiter count of owner slot `i` (8 bytes after its word).
+    fn waiters(&self, i: u32) -> &AtomicU64 {
+        #[cfg(target_os = "linux")]
+        {
+            let offset = self.region.layout().slots_offset + i as usize * region::SLOT_STRIDE + 8;
+            // SAFETY: as in `word`.
+            unsafe { region::atomic_u64(self.region.base(), offset).as_ref() }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = i;
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn lock_offset(&self, i: u32) -> u64 {
+        (self.region.layout().slots_offset + i as usize * region::SLOT_STRIDE) as u64
+    }
+
+    /// This process's slot; after a fork, a new one.
+    #[inline]
+    fn current_slot(&self) -> Result<u32, SharedError> {
+        let now = FORK_GENERATION.load(Ordering::Relaxed);
+        if now == self.generation.load(Ordering::Relaxed) {
+            return Ok(self.slot.load(Ordering::Relaxed));
+        }
+        self.reattach(now)
+    }
+
+    #[cold]
+    fn reattach(&self, now: u64) -> Result<u32, SharedError> {
+        let mut owner = self.owner.lock();
+        if owner.generation == now {
+            return Ok(owner.slot);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            self.region.reopen()?;
+            let slot = self.take_slot(Duration::from_secs(1))?;
+            *owner = Owner {
+                slot,
+                generation: now,
+            };
+            self.slot.store(slot, Ordering::SeqCst);
+            self.generation.store(now, Ordering::SeqCst);
+            Ok(slot)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    /// Locks a free owner slot, first reaping what a dead owner left in it.
+    #[cfg(target_os = "linux")]
+    fn take_slot(&self, timeout: Duration) -> Result<u32, SharedError> {
+        for i in 0..self.slots {
+            let locked = {
+                let file = self.region.file();
+                sys::try_lock_byte(&file, self.lock_offset(i))
+                    .map_err(|e| self.region.io("lock an owner slot of", e))?
+            };
+            if !locked {
+                continue;
+            }
+            let w = self.word(i).load(Ordering::SeqCst);
+            if w & (HELD_MASK | INFLIGHT_MASK) != 0 || self.waiters(i).load(Ordering::SeqCst) != 0 {
+                // A dead owner's leftovers: reap this slot (we hold its
+                // lock) before using it.
+                let deadline = HostClock.now().saturating_add(timeout);
+                loop {
+                    match self.reap_slots(&[i], Some(i))? {
+                        Some(_) => break,
+                        None if HostClock.now() >= deadline => {
+                            let file = self.region.file();
+                            let _ = sys::unlock_byte(&file, self.lock_offset(i));
+                            return Err(SharedError::Busy {
+                                path: self.path().to_path_buf(),
+                            });
+                        }
+                        None => std::thread::sleep(FIRST_POLL),
+                    }
+                }
+            }
+            return Ok(i);
+        }
+        Err(SharedError::NoOwnerSlot {
+            path: self.path().to_path_buf(),
+            max_processes: self.slots,
+        })
+    }
+
+    /// Takes a permit if one is free, never waiting. A caller that finds
+    /// the bulkhead full reaps dead owners first (see the type docs).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedBulkheadError::Full`] when every permit is held by a live
+    /// process; [`SharedBulkheadError::Owner`] in a forked child that could
+    /// not take an owner slot.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<SharedPermit<'_>, SharedBulkheadError> {
+        let slot = self.current_slot().map_err(SharedBulkheadError::Owner)?;
+        match self.take(slot) {
+            Ok(token) => Ok(SharedPermit {
+                bulkhead: self,
+                token,
+            }),
+            Err(_) => self.try_acquire_after_reap(slot),
+        }
+    }
+
+    #[cold]
+    fn try_acquire_after_reap(&self, slot: u32) -> Result<SharedPermit<'_>, SharedBulkheadError> {
+        let _ = self.reap();
+        self.take(slot)
+            .map(|token| SharedPermit {
+                bulkhead: self,
+                token,
+            })
+            .map_err(SharedBulkheadError::Full)
+    }
+
+    /// Takes a permit, waiting up to the config's `queue_timeout` (see
+    /// the type docs: polling, no FIFO across processes).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedBulkheadError::Full`] at once when `max_queue` callers
+    /// already wait (or `queue_timeout` is zero);
+    /// [`SharedBulkheadError::TimedOut`] when no permit came free in time;
+    /// [`SharedBulkheadError::Owner`] as for `try_acquire`.
+    pub fn acquire(&self) -> Result<SharedPermit<'_>, SharedBulkheadError> {
+        self.acquire_timeout(self.config.queue_timeout)
+    }
+
+    /// [`acquire`](Self::acquire) waiting at most `min(timeout,
+    /// queue_timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SharedPermit<'_>, SharedBulkheadError> {
+        let slot = self.current_slot().map_err(SharedBulkheadError::Owner)?;
+        let full = match self.take(slot) {
+            Ok(token) => {
+                return Ok(SharedPermit {
+                    bulkhead: self,
+                    token,
+                });
+            }
+            Err(full) => full,
+        };
+        let _ = self.reap();
+        if let Ok(token) = self.take(slot) {
+            return Ok(SharedPermit {
+                bulkhead: self,
+                token,
+            });
+        }
+        let limit = timeout.min(self.config.queue_timeout);
+        if limit.is_zero() || self.config.max_queue == 0 {
+            return Err(SharedBulkheadError::Full(full));
+        }
+        // Join the waiters: count first, then check the total, so two
+        // processes joining at once never both fit past `max_queue`.
+        let mine = self.waiters(slot);
+        mine.fetch_add(1, Ordering::SeqCst);
+        let leave = || {
+            mine.fetch_sub(1, Ordering::SeqCst);
+        };
+        if self.waiting() > self.config.max_queue {
+            leave();
+            return Err(SharedBulkheadError::Full(BulkheadFull {
+                in_use: self.in_use(),
+                queued: self.config.max_queue,
+            }));
+        }
+        let start = HostClock.now();
+        let mut poll = FIRST_POLL;
+        loop {
+            if let Ok(token) = self.take(slot) {
+                leave();
+                return Ok(SharedPermit {
+                    bulkhead: self,
+                    token,
+                });
+            }
+            let waited = HostClock.now().saturating_duration_since(start);
+            if waited >= limit {
+                leave();
+                return Err(SharedBulkheadError::TimedOut { waited });
+            }
+            std::thread::sleep(poll.min(limit - waited));
+            poll = (poll * 2).min(LONGEST_POLL);
+            let _ = self.reap();
+        }
+    }
+
+    /// One grant: the slot's in-flight mark, the core's compare-and-swap,
+    /// the slot's count.
+    #[inline]
+    fn take(&self, slot: u32) -> Result<SharedToken, BulkheadFull> {
+        let word = self.word(slot);
+        word.fetch_add(INFLIGHT_ONE + SEQ_ONE, Ordering::SeqCst);
+        match self.machine().try_acquire() {
+            Ok(permit) => {
+                let granted = permit.into_token().granted();
+                word.fetch_add(HELD_ONE.wrapping_sub(INFLIGHT_ONE), Ordering::SeqCst);
+                Ok(SharedToken {
+                    slot,
+                    generation: self.generation.load(Ordering::Relaxed),
+                    granted,
+                })
+            }
+            Err(full) => {
+                word.fetch_sub(INFLIGHT_ONE, Ordering::SeqCst);
+                Err(full)
+            }
+        }
+    }
+
+    /// Returns a permit: the slot's in-flight mark, the core's release,
+    /// the slot's count. A token from before a `fork`, released in the
+    /// child, does nothing: the permit is the parent's.
+    ///
+    /// # Errors
+    ///
+    /// [`NotHeld`] — a caller bug — when this process holds no permit in
+    /// the token's slot; nothing changes.
+    pub fn release(&self, token: SharedToken) -> Result<(), NotHeld> {
+        if token.generation != FORK_GENERATION.load(Ordering::Relaxed)
+            || token.generation != self.generation.load(Ordering::Relaxed)
+            || token.slot >= self.slots
+        {
+            return Ok(());
+        }
+        let word = self.word(token.slot);
+        // Claim one of the slot's held permits first, so a double release
+        // cannot take a permit this process does not hold.
+        let mut w = word.load(Ordering::SeqCst);
+        loop {
+            if w & HELD_MASK == 0 {
+                return Err(NotHeld);
+            }
+            let next = w.wrapping_add(INFLIGHT_ONE + SEQ_ONE);
+            match word.compare_exchange_weak(w, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        let released = self.machine().release_many(1);
+        word.fetch_sub(HELD_ONE + INFLIGHT_ONE, Ordering::SeqCst);
+        released.map(|_| ())
+    }
+
+    /// Returns the permits of owners that are gone (see the type docs);
+    /// called by itself when the bulkhead is found full. Returns how many
+    /// permits came back, or `None` when another process is reaping or no
+    /// consistent snapshot could be had (try again later).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedError::Io`] if a lock operation fails.
+    pub fn reap(&self) -> Result<Option<u32>, SharedError> {
+        #[cfg(target_os = "linux")]
+        {
+            let mine = self.current_slot()?;
+            let mut dead = Vec::new();
+            {
+                let file = self.region.file();
+                for i in 0..self.slots {
+                    if i == mine {
+                        continue;
+                    }
+                    let w = self.word(i).load(Ordering::SeqCst);
+                    if w & (HELD_MASK | INFLIGHT_MASK) == 0
+                        && self.waiters(i).load(Ordering::SeqCst) == 0
+                    {
+                        continue;
+                    }
+                    if sys::try_lock_byte(&file, self.lock_offset(i))
+                        .map_err(|e| self.region.io("lock an owner slot of", e))?
+                    {
+                        dead.push(i);
+                    }
+                }
+            }
+            if dead.is_empty() {
+                return Ok(Some(0));
+            }
+            let result = self.reap_slots(&dead, Some(mine));
+            let file = self.region.file();
+            for &i in &dead {
+                let _ = sys::unlock_byte(&file, self.lock_offset(i));
+            }
+            result
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            unreachable!("no SharedBulkhead exists off Linux")
+        }
+    }
+
+    /// Reaps `dead` (slots whose locks the caller holds), under the
+    /// reaper lock. `None`: not now (lock busy, or no snapshot).
+    #[cfg(target_os = "linux")]
+    fn reap_slots(&self, dead: &[u32], _mine: Option<u32>) -> Result<Option<u32>, SharedError> {
+        let file = self.region.file();
+        if !sys::try_lock_byte(&file, REAPER_LOCK_BYTE)
+            .map_err(|e| self.region.io("lock the reaper byte of", e))?
+        {
+            return Ok(None);
+        }
+        // A dead process waits no more.
+        for &i in dead {
+            self.waiters(i).store(0, Ordering::SeqCst);
+        }
+        let n = self.slots as usize;
+        let mut first = vec![0u64; n];
+        let mut returned = None;
+        for attempt in 0..SNAPSHOT_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
+            let t0 = HostClock.now();
+            for (i, w) in first.iter_mut().enumerate() {
+                *w = self.word(i as u32).load(Ordering::SeqCst);
+            }
+            let in_use = self.machine().in_use();
+            let mut live_held: u64 = 0;
+            let mut stable = true;
+            for (i, &w) in first.iter().enumerate() {
+                if dead.contains(&(i as u32)) {
+                    continue;
+                }
+                let again = self.word(i as u32).load(Ordering::SeqCst);
+                if again != w || w & INFLIGHT_MASK != 0 {
+                    stable = false;
+                    break;
+                }
+                live_held += w & HELD_MASK;
+            }
+            let elapsed = HostClock.now().saturating_duration_since(t0);
+            if !stable || elapsed > SNAPSHOT_WINDOW {
+                continue;
+            }
+            // The shared word counts every permit; the live slots count
+            // theirs exactly (no operation in flight): the rest is the
+            // dead owners', whatever their words say.
+            let orphaned = u64::from(in_use).saturating_sub(live_held) as u32;
+            if orphaned > 0 && self.machine().release_many(orphaned).is_err() {
+                // Cannot happen while the counts hold; leave the slots for
+                // a later reap rather than guess.
+                continue;
+            }
+            // Clear the dead slots only after their permits are back: a
+            // concurrent reader that counts them as held sees no more than
+            // the truth.
+            for &i in dead {
+                let w = self.word(i).load(Ordering::SeqCst);
+                self.word(i)
+                    .store((w & SEQ_MASK).wrapping_add(SEQ_ONE), Ordering::SeqCst);
+            }
+            returned = Some(orphaned);
+            break;
+        }
+        let _ = sys::unlock_byte(&file, REAPER_LOCK_BYTE);
+        Ok(returned)
+    }
+}
