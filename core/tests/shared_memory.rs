@@ -658,48 +658,91 @@ fn shared_machines_decide_like_local_ones() {
     }
 }
 
+/// The blocking API's shared limiter and breaker: two objects on one name
+/// share the machine; a breaker's events are the transitions this process
+/// made, delivered even though other processes' generations came first.
+fn blocking_shared_patterns_share_state_and_emit_events() {
+    use std::sync::{Arc, Mutex};
+    use stockade::blocking::{self, EventKind};
+
+    let dir = TestDir::new("blocking");
+    let opts = dir.options();
+    let a = blocking::RateLimiter::shared(
+        "bl",
+        strict_limiter().with_queue_timeout(Duration::ZERO),
+        &opts,
+    )
+    .unwrap();
+    let b = blocking::RateLimiter::shared(
+        "bl",
+        strict_limiter().with_queue_timeout(Duration::ZERO),
+        &opts,
+    )
+    .unwrap();
+    assert!(a.is_shared());
+    assert_eq!(a.execute(|| Ok::<_, ()>(1)).unwrap(), 1);
+    assert!(
+        matches!(
+            b.execute(|| Ok::<_, ()>(2)),
+            Err(blocking::Error::RateLimited { .. })
+        ),
+        "b sees a's grant"
+    );
+    let err =
+        blocking::RateLimiter::shared("bl", strict_limiter().with_requests_per_period(7), &opts)
+            .expect_err("another config");
+    assert!(
+        matches!(
+            err,
+            blocking::Error::Shared(SharedError::ConfigMismatch { .. })
+        ),
+        "{err:?}"
+    );
+
+    let config = BreakerConfig::DEFAULT
+        .with_failure_threshold(1)
+        .with_reset_timeout(Duration::from_secs(60));
+    let first = blocking::CircuitBreaker::shared("bb", config, &opts).unwrap();
+    // Another "process" moves the shared machine on: trip and reset.
+    first.trip().unwrap();
+    first.reset().unwrap();
+    let second = blocking::CircuitBreaker::shared("bb", config, &opts).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    second.subscribe(move |e| {
+        if let EventKind::StateChanged { from, to, .. } = e.kind {
+            log.lock().unwrap().push((from, to));
+        }
+    });
+    assert!(second.execute(|| Err::<(), _>("down")).is_err());
+    assert!(matches!(
+        first.execute(|| Ok::<_, ()>(())),
+        Err(blocking::Error::BreakerOpen { .. })
+    ));
+    use stockade::breaker::BreakerState::{Closed, Open};
+    assert_eq!(*seen.lock().unwrap(), [(Closed, Open)]);
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
         return;
     }
-    let tests: &[(&str, fn())] = &[
-        (
-            "same_name_same_state_and_unlink",
-            same_name_same_state_and_unlink,
-        ),
-        (
-            "shared_machines_decide_like_local_ones",
-            shared_machines_decide_like_local_ones,
-        ),
-        (
-            "mismatches_and_unsafe_paths_are_refused",
-            mismatches_and_unsafe_paths_are_refused,
-        ),
-        (
-            "forked_child_takes_its_own_slot",
-            forked_child_takes_its_own_slot,
-        ),
-        (
-            "sixteen_processes_create_once",
-            sixteen_processes_create_once,
-        ),
-        (
-            "killed_holder_returns_its_permits",
-            killed_holder_returns_its_permits,
-        ),
-        (
-            "killed_mid_operation_leaves_exact_counts",
-            killed_mid_operation_leaves_exact_counts,
-        ),
-        (
-            "breaker_trip_and_probes_across_processes",
-            breaker_trip_and_probes_across_processes,
-        ),
-        (
-            "strict_limiter_holds_across_8_processes",
-            strict_limiter_holds_across_8_processes,
-        ),
+    // Each test once: its name is its function's.
+    macro_rules! tests {
+        ($($t:ident),* $(,)?) => { [$((stringify!($t), $t as fn())),*] };
+    }
+    let tests = tests![
+        same_name_same_state_and_unlink,
+        blocking_shared_patterns_share_state_and_emit_events,
+        shared_machines_decide_like_local_ones,
+        mismatches_and_unsafe_paths_are_refused,
+        forked_child_takes_its_own_slot,
+        sixteen_processes_create_once,
+        killed_holder_returns_its_permits,
+        killed_mid_operation_leaves_exact_counts,
+        breaker_trip_and_probes_across_processes,
+        strict_limiter_holds_across_8_processes,
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)

@@ -9,22 +9,21 @@ use stockade::breaker::{
     BreakerConfig, BreakerRejected, BreakerState, BreakerToken as PermitToken,
     CircuitBreaker as Core, FailureRateConfig, Outcome, Transition,
 };
-use stockade::clock::MonotonicClock;
 
 use crate::call::{aio, call, is_awaitable};
 use crate::context::ContextStack;
 use crate::convert::{count_u32, duration, opt_duration};
-use crate::errors::{Exc, config_error, disposed, secs};
+use crate::errors::{Exc, disposed, secs};
 use crate::events::{Event, Listeners};
 use crate::guarded::{Finish, Guarded};
 use crate::monitor::Monitor;
 use crate::registry;
 use crate::retry::Counter;
+use crate::shared::{Held, PatternClock};
 use crate::wait::DisposeFlag;
 use crate::wrap::{Target, wrap};
 
 const KIND: &str = "circuit_breaker";
-static CLOCK: MonotonicClock = MonotonicClock::new();
 
 /// An admitted call's token, held by an `async def` call or a `with` block
 /// until its outcome is reported.
@@ -37,7 +36,9 @@ pub(crate) struct BreakerToken {
 #[pyclass(module = "stockade", frozen, subclass, weakref)]
 pub(crate) struct CircuitBreaker {
     name: String,
-    core: Core,
+    core: Held<Core>,
+    /// The host's clock for a shared breaker, the process's otherwise.
+    clock: PatternClock,
     exclude: Option<Py<PyTuple>>,
     exclude_given: Py<PyTuple>,
     pub(crate) listeners: Listeners,
@@ -100,7 +101,7 @@ impl CircuitBreaker {
         self.calls.inc();
         let permit = self
             .core
-            .try_acquire(&CLOCK)
+            .try_acquire(&self.clock)
             .map_err(|r| self.rejected(py, r))?;
         self.changed(py, permit.transition());
         Ok(permit.into_token())
@@ -125,7 +126,7 @@ impl CircuitBreaker {
             self.successes.inc();
         }
         // A stale or repeated verdict changes nothing (the core counts it).
-        if let Ok(transition) = self.core.report(token, outcome, &CLOCK) {
+        if let Ok(transition) = self.core.report(token, outcome, &self.clock) {
             self.changed(py, transition);
         }
     }
@@ -301,6 +302,7 @@ impl CircuitBreaker {
         monitor_interval = None, half_open_max_probes = None, half_open_successes_to_close = None,
         failure_rate_threshold = None, failure_rate_window_size = None,
         failure_rate_minimum_calls = None, slow_call_threshold = None, exclude = None,
+        shared = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -317,6 +319,7 @@ impl CircuitBreaker {
         failure_rate_minimum_calls: Option<&Bound<'_, PyAny>>,
         slow_call_threshold: Option<&Bound<'_, PyAny>>,
         exclude: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CircuitBreaker>> {
         let config = core_config(
             py,
@@ -333,13 +336,15 @@ impl CircuitBreaker {
                 slow_call_threshold,
             },
         )?;
-        let core = Core::new(config).map_err(|e| config_error(py, e))?;
         let (exclude, exclude_given) = exception_classes(py, exclude)?;
+        let shared = crate::shared::options(shared)?;
+        let (core, _) = Held::<Core>::open(py, &name, config, shared)?;
         let b = Py::new(
             py,
             CircuitBreaker {
                 entered: ContextStack::new(py, &name)?,
                 name,
+                clock: core.clock(),
                 core,
                 exclude,
                 exclude_given,
@@ -441,6 +446,13 @@ impl CircuitBreaker {
     /// `"closed"`, `"open"`, `"half_open"`, `"forced_open"` or
     /// `"disabled"`. An open breaker whose `reset_timeout` has passed says
     /// `"open"` until the next call moves it to half-open.
+    /// The file of the region this breaker shares with other processes
+    /// (`shared=`), or `None` for a breaker of this process alone.
+    #[getter]
+    fn shared_path(&self) -> Option<String> {
+        self.core.path()
+    }
+
     #[getter]
     fn state(&self) -> &'static str {
         self.core.state().as_str()
@@ -448,26 +460,26 @@ impl CircuitBreaker {
 
     /// Opens the circuit now (half-open after `reset_timeout`).
     fn trip(&self, py: Python<'_>) {
-        let transition = self.core.trip(&CLOCK);
+        let transition = self.core.trip(&self.clock);
         self.changed(py, Some(transition));
     }
 
     /// Closes the circuit, clearing its counters (also ends forced-open
     /// and disabled).
     fn reset(&self, py: Python<'_>) {
-        let transition = self.core.reset(&CLOCK);
+        let transition = self.core.reset(&self.clock);
         self.changed(py, Some(transition));
     }
 
     /// Opens the circuit until `reset()`.
     fn force_open(&self, py: Python<'_>) {
-        let transition = self.core.force_open(&CLOCK);
+        let transition = self.core.force_open(&self.clock);
         self.changed(py, Some(transition));
     }
 
     /// Admits every call and records nothing until `reset()`.
     fn disable(&self, py: Python<'_>) {
-        let transition = self.core.disable(&CLOCK);
+        let transition = self.core.disable(&self.clock);
         self.changed(py, Some(transition));
     }
 
@@ -476,7 +488,7 @@ impl CircuitBreaker {
     /// `probe_successes`, `slow_calls`, `transitions`, and with a
     /// failure-rate rule `window_calls`, `window_failures`.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let m = self.core.metrics(&CLOCK);
+        let m = self.core.metrics(&self.clock);
         let d = PyDict::new(py);
         d.set_item("name", &self.name)?;
         d.set_item("state", m.state.as_str())?;

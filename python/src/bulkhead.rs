@@ -26,6 +26,7 @@ use stockade::HumanDuration;
 use stockade::bulkhead::{
     Bulkhead as Core, BulkheadConfig, BulkheadToken, LeaveQueue, QueuedAcquire, RawAdmission,
 };
+use stockade::shared::{QueuePlace, QueueToken, SharedBulkhead, SharedBulkheadError, SharedToken};
 
 use crate::call::{CallArgs, aio, call, is_awaitable};
 use crate::context::ContextStack;
@@ -34,6 +35,7 @@ use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
 use crate::retry::Counter;
+use crate::shared::shared_error;
 use crate::wait::{DisposeFlag, SIGNAL_SLICE};
 use crate::wrap::{Target, is_async_callable, wrap};
 
@@ -43,9 +45,17 @@ const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
 const DISPOSED: u8 = 2;
 
+/// A permit: of this process's bulkhead, or of one shared between
+/// processes (`shared=`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Token {
+    Local(BulkheadToken),
+    Shared(SharedToken),
+}
+
 /// A waiting thread: its state and, once granted, its permit.
 struct ThreadSlot {
-    state: Mutex<(u8, Option<BulkheadToken>)>,
+    state: Mutex<(u8, Option<Token>)>,
     cv: Condvar,
 }
 
@@ -54,7 +64,7 @@ struct ThreadSlot {
 #[pyclass(module = "stockade._stockade", frozen)]
 pub(crate) struct AsyncSlot {
     state: AtomicU8,
-    token: Mutex<Option<BulkheadToken>>,
+    token: Mutex<Option<Token>>,
     future: Py<PyAny>,
 }
 
@@ -62,11 +72,27 @@ pub(crate) struct AsyncSlot {
 /// token).
 #[pyclass(module = "stockade._stockade", frozen)]
 pub(crate) struct Permit {
-    token: Mutex<Option<BulkheadToken>>,
+    token: Mutex<Option<Token>>,
+}
+
+/// A coroutine's place among the waiters of a bulkhead shared between
+/// processes: it polls (`stockade._aio`).
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct SharedPlace {
+    place: Mutex<Option<QueueToken>>,
+}
+
+#[pymethods]
+impl SharedPlace {
+    /// Marks the object for `stockade._aio`: poll, do not await a future.
+    #[getter]
+    fn polls(&self) -> bool {
+        true
+    }
 }
 
 impl Permit {
-    fn new(token: BulkheadToken) -> Permit {
+    fn new(token: Token) -> Permit {
         Permit {
             token: Mutex::new(Some(token)),
         }
@@ -80,7 +106,7 @@ enum Waiter {
 
 /// Waiters granted a permit, to tell once the queue's lock is released.
 #[derive(Default)]
-struct Wakes(Vec<(Waiter, BulkheadToken)>);
+struct Wakes(Vec<(Waiter, Token)>);
 
 /// A bulkhead.
 #[pyclass(module = "stockade", frozen, subclass, weakref)]
@@ -88,6 +114,9 @@ pub(crate) struct Bulkhead {
     name: String,
     config: BulkheadConfig,
     core: Core,
+    /// A bulkhead shared between processes (`shared=`): every permit is
+    /// its, and waiters poll it; `core` and `queue` are then unused.
+    shared: Option<SharedBulkhead>,
     queue: Mutex<VecDeque<Waiter>>,
     pub(crate) listeners: Listeners,
     calls: Counter,
@@ -100,6 +129,22 @@ pub(crate) struct Bulkhead {
 }
 
 impl Bulkhead {
+    /// Permits held: here, or host-wide for a shared bulkhead.
+    fn in_use(&self) -> u32 {
+        match &self.shared {
+            Some(shared) => shared.in_use(),
+            None => self.core.in_use(),
+        }
+    }
+
+    /// Callers waiting: here, or host-wide for a shared bulkhead.
+    fn queued(&self) -> u32 {
+        match &self.shared {
+            Some(shared) => shared.waiting(),
+            None => self.core.queued(),
+        }
+    }
+
     fn check_disposed(&self, py: Python<'_>) -> PyResult<()> {
         if self.disposed.get() {
             Err(disposed(py, "Bulkhead", &self.name))
@@ -151,7 +196,7 @@ impl Bulkhead {
             match self.core.acquire_queued_raw() {
                 QueuedAcquire::Acquired { token, wake_next } => {
                     match queue.pop_front() {
-                        Some(w) => wakes.0.push((w, token)),
+                        Some(w) => wakes.0.push((w, Token::Local(token))),
                         // Unreachable: the FIFO holds exactly the core's
                         // queued count. Keep the permit count right.
                         None => {
@@ -194,7 +239,15 @@ impl Bulkhead {
     }
 
     /// Gives a permit back, handing it to the front waiter if any.
-    pub(crate) fn release(&self, py: Python<'_>, token: BulkheadToken) {
+    pub(crate) fn release(&self, py: Python<'_>, token: Token) {
+        let token = match (token, &self.shared) {
+            (Token::Local(t), _) => t,
+            (Token::Shared(t), Some(shared)) => {
+                let _ = shared.release(t);
+                return;
+            }
+            (Token::Shared(_), None) => return,
+        };
         if self.core.release(token).is_ok_and(|c| c.has_waiters()) {
             let mut wakes = Wakes::default();
             self.grant(&mut self.queue.lock(), &mut wakes);
@@ -208,11 +261,11 @@ impl Bulkhead {
         &self,
         py: Python<'_>,
         waiter: impl FnOnce() -> PyResult<Waiter>,
-    ) -> PyResult<Option<BulkheadToken>> {
+    ) -> PyResult<Option<Token>> {
         self.check_disposed(py)?;
         self.calls.inc();
         if let Ok(permit) = self.core.try_acquire() {
-            return Ok(Some(permit.into_token()));
+            return Ok(Some(Token::Local(permit.into_token())));
         }
         if self.config.queue_timeout.is_zero() {
             // "Never wait": a caller who would have to is refused.
@@ -221,7 +274,7 @@ impl Bulkhead {
         let waiter = waiter()?;
         let mut queue = self.queue.lock();
         match self.core.enqueue_raw() {
-            RawAdmission::Acquired(token) => Ok(Some(token)),
+            RawAdmission::Acquired(token) => Ok(Some(Token::Local(token))),
             RawAdmission::Full(_) => {
                 drop(queue);
                 Err(self.full(py))
@@ -255,8 +308,63 @@ impl Bulkhead {
         removed
     }
 
+    /// A permit now, if one is free: this process's, or (shared) the
+    /// host's.
+    #[inline]
+    fn try_take(&self, py: Python<'_>) -> PyResult<Option<Token>> {
+        match &self.shared {
+            None => Ok(self
+                .core
+                .try_acquire()
+                .ok()
+                .map(|p| Token::Local(p.into_token()))),
+            Some(shared) => match shared.try_acquire() {
+                Ok(p) => Ok(Some(Token::Shared(p.into_token()))),
+                Err(SharedBulkheadError::Owner(e)) => Err(shared_error(py, e)),
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
+    /// Takes a permit of a bulkhead shared between processes for a thread:
+    /// polls (the GIL released between polls, signals checked).
+    fn acquire_thread_shared(&self, py: Python<'_>, shared: &SharedBulkhead) -> PyResult<Token> {
+        self.check_disposed(py)?;
+        self.calls.inc();
+        if let Some(token) = self.try_take(py)? {
+            return Ok(token);
+        }
+        let place = match shared.join_queue() {
+            Ok(place) => place,
+            Err(SharedBulkheadError::Owner(e)) => return Err(shared_error(py, e)),
+            Err(_) => return Err(self.full(py)),
+        };
+        let start = Instant::now();
+        let limit = self.config.queue_timeout;
+        let mut poll = QueuePlace::FIRST_POLL;
+        loop {
+            if let Ok(p) = place.try_acquire() {
+                return Ok(Token::Shared(p.into_token()));
+            }
+            let waited = start.elapsed();
+            if waited >= limit {
+                return Err(self.timed_out_error(py, waited));
+            }
+            if self.disposed.get() {
+                return Err(disposed(py, "Bulkhead", &self.name));
+            }
+            let nap = poll.min(limit - waited);
+            py.detach(|| std::thread::sleep(nap));
+            py.check_signals()?;
+            poll = place.next_poll(poll);
+        }
+    }
+
     /// Takes a permit for a thread, waiting in the queue.
-    fn acquire_thread(&self, py: Python<'_>) -> PyResult<BulkheadToken> {
+    fn acquire_thread(&self, py: Python<'_>) -> PyResult<Token> {
+        if let Some(shared) = &self.shared {
+            return self.acquire_thread_shared(py, shared);
+        }
         let slot = Arc::new(ThreadSlot {
             state: Mutex::new((WAITING, None)),
             cv: Condvar::new(),
@@ -308,6 +416,24 @@ impl Bulkhead {
     /// For a coroutine: a `Permit` if one is held now, else the
     /// `AsyncSlot` whose future to await (`stockade._aio`).
     fn acquire_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(shared) = &self.shared {
+            self.check_disposed(py)?;
+            self.calls.inc();
+            if let Some(token) = self.try_take(py)? {
+                return Ok(Bound::new(py, Permit::new(token))?.into_any());
+            }
+            return match shared.join_queue() {
+                Ok(place) => Ok(Bound::new(
+                    py,
+                    SharedPlace {
+                        place: Mutex::new(Some(place.into_token())),
+                    },
+                )?
+                .into_any()),
+                Err(SharedBulkheadError::Owner(e)) => Err(shared_error(py, e)),
+                Err(_) => Err(self.full(py)),
+            };
+        }
         let mut made = None;
         let admitted = self.admit(py, || {
             static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -368,8 +494,7 @@ impl Bulkhead {
         let py = slf.py();
         this.check_disposed(py)?;
         // Fast path: a free permit and nobody queued.
-        if let Ok(permit) = this.core.try_acquire() {
-            let token = permit.into_token();
+        if let Some(token) = this.try_take(py)? {
             let result = call(func, args, kwargs);
             match result {
                 Ok(value) if is_awaitable(&value) => {
@@ -426,13 +551,16 @@ impl AsyncSlot {
 #[pymethods]
 impl Bulkhead {
     #[new]
-    #[pyo3(signature = (name, *, max_concurrent = None, max_queue = None, queue_timeout = None))]
+    #[pyo3(signature = (
+        name, *, max_concurrent = None, max_queue = None, queue_timeout = None, shared = None,
+    ))]
     fn new(
         py: Python<'_>,
         name: String,
         max_concurrent: Option<&Bound<'_, PyAny>>,
         max_queue: Option<&Bound<'_, PyAny>>,
         queue_timeout: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Bulkhead>> {
         let mut c = BulkheadConfig::DEFAULT;
         if let Some(v) = max_concurrent {
@@ -445,6 +573,14 @@ impl Bulkhead {
             c.queue_timeout = duration(v, "queue_timeout")?;
         }
         let core = Core::new(c).map_err(|e| config_error(py, e))?;
+        let shared = match crate::shared::options(shared)? {
+            None => None,
+            Some(options) => Some(
+                py.detach(|| SharedBulkhead::open(&name, c, &options))
+                    .map_err(|e| shared_error(py, e))?,
+            ),
+        };
+        let c = shared.as_ref().map_or(c, |s| *s.config());
         let b = Py::new(
             py,
             Bulkhead {
@@ -452,6 +588,7 @@ impl Bulkhead {
                 name,
                 config: c,
                 core,
+                shared,
                 queue: Mutex::new(VecDeque::new()),
                 listeners: Listeners::default(),
                 calls: Counter::default(),
@@ -593,6 +730,45 @@ impl Bulkhead {
         }
     }
 
+    /// A shared bulkhead's waiting coroutine polls: its permit, or `None`.
+    fn _poll<'py>(
+        &self,
+        py: Python<'py>,
+        place: &Bound<'py, SharedPlace>,
+    ) -> PyResult<Option<Bound<'py, Permit>>> {
+        self.check_disposed(py)?;
+        let (Some(shared), Some(token)) = (&self.shared, *place.get().place.lock()) else {
+            return Err(disposed(py, "Bulkhead", &self.name));
+        };
+        match shared.try_acquire_queued(&token) {
+            Ok(p) => Ok(Some(Bound::new(
+                py,
+                Permit::new(Token::Shared(p.into_token())),
+            )?)),
+            Err(SharedBulkheadError::Owner(e)) => Err(shared_error(py, e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A shared bulkhead's waiting coroutine ran out of time.
+    fn _poll_timed_out(&self, py: Python<'_>, waited: f64) -> PyResult<()> {
+        Err(self.timed_out_error(py, Duration::from_secs_f64(waited.max(0.0))))
+    }
+
+    /// A shared bulkhead's waiting coroutine leaves the waiters (once).
+    fn _leave(&self, place: &Bound<'_, SharedPlace>) {
+        if let (Some(shared), Some(token)) = (&self.shared, place.get().place.lock().take()) {
+            shared.leave_queue(token);
+        }
+    }
+
+    /// The file of the region this bulkhead shares with other processes
+    /// (`shared=`), or `None` for a bulkhead of this process alone.
+    #[getter]
+    fn shared_path(&self) -> Option<String> {
+        self.shared.as_ref().map(|s| s.path().display().to_string())
+    }
+
     /// Gives back a permit (once), counting the call's outcome.
     fn _release(&self, py: Python<'_>, permit: &Bound<'_, Permit>, ok: bool) {
         if let Some(token) = permit.get().token.lock().take() {
@@ -629,12 +805,12 @@ impl Bulkhead {
     /// Calls running now.
     #[getter]
     fn in_flight(&self) -> u32 {
-        self.core.in_use()
+        self.in_use()
     }
     /// Callers waiting now.
     #[getter]
     fn queue_depth(&self) -> u32 {
-        self.core.queued()
+        self.queued()
     }
 
     /// Counters: `calls`, `successes`, `failures`, `rejections` (full),
@@ -646,8 +822,8 @@ impl Bulkhead {
             failures: self.failures.get(),
             rejections: self.rejections.get(),
             timeouts: self.timeouts.get(),
-            in_flight: self.core.in_use() as u64,
-            queue_depth: self.core.queued() as u64,
+            in_flight: self.in_use() as u64,
+            queue_depth: self.queued() as u64,
             ..MetricsSnapshot::default()
         }
         .to_dict(py, &self.name)

@@ -21,6 +21,7 @@ mod monitor;
 mod pipeline;
 mod registry;
 mod retry;
+mod shared;
 mod timeout;
 mod wait;
 mod wrap;
@@ -41,6 +42,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bulkhead::Bulkhead>()?;
     m.add_class::<bulkhead::AsyncSlot>()?;
     m.add_class::<bulkhead::Permit>()?;
+    m.add_class::<bulkhead::SharedPlace>()?;
     m.add_class::<retry::Retry>()?;
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;

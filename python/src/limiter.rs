@@ -11,29 +11,30 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use stockade::HumanDuration;
-use stockade::clock::MonotonicClock;
 use stockade::limiter::{
     Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation, ReservationToken,
 };
 
 use crate::call::{CallArgs, aio, call};
 use crate::convert::{count_u32, duration};
-use crate::errors::{Exc, config_error, disposed, option_error, secs};
+use crate::errors::{Exc, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
 use crate::retry::Counter;
+use crate::shared::{Held, PatternClock};
 use crate::wait::{AsyncWaiters, DisposeFlag};
 use crate::wrap::{Target, is_async_callable, wrap};
 
 const KIND: &str = "rate_limiter";
-static CLOCK: MonotonicClock = MonotonicClock::new();
 
 /// A rate limiter.
 #[pyclass(module = "stockade", frozen, subclass, weakref)]
 pub(crate) struct RateLimiter {
     name: String,
     config: RateLimiterConfig,
-    core: Core,
+    core: Held<Core>,
+    /// The host's clock for a shared limiter, the process's otherwise.
+    clock: PatternClock,
     pub(crate) listeners: Listeners,
     calls: Counter,
     rejections: Counter,
@@ -54,7 +55,8 @@ impl LimiterBooking {
     /// core can.
     fn cancel(&self) {
         if let Some(r) = self.reservation.lock().take() {
-            let _ = self.limiter.get().core.cancel(r, &CLOCK);
+            let limiter = self.limiter.get();
+            let _ = limiter.core.cancel(r, &limiter.clock);
         }
     }
 
@@ -114,7 +116,7 @@ impl RateLimiter {
         self.check_disposed(py)?;
         self.calls.inc();
         self.core
-            .reserve(n, self.config.queue_timeout, &CLOCK)
+            .reserve(n, self.config.queue_timeout, &self.clock)
             .map_err(|e| self.refused(py, e))
     }
 
@@ -125,11 +127,11 @@ impl RateLimiter {
         match self.disposed.sleep(py, wait) {
             Ok(true) => Ok(()),
             Ok(false) => {
-                let _ = self.core.cancel(r, &CLOCK);
+                let _ = self.core.cancel(r, &self.clock);
                 Err(disposed(py, "RateLimiter", &self.name))
             }
             Err(e) => {
-                let _ = self.core.cancel(r, &CLOCK);
+                let _ = self.core.cancel(r, &self.clock);
                 Err(e)
             }
         }
@@ -212,7 +214,7 @@ impl RateLimiter {
     #[new]
     #[pyo3(signature = (
         name, *, requests_per_period = None, period = None, max_queue_size = None,
-        queue_timeout = None, burst = None, mode = "bursty",
+        queue_timeout = None, burst = None, mode = "bursty", shared = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -224,6 +226,7 @@ impl RateLimiter {
         queue_timeout: Option<&Bound<'_, PyAny>>,
         burst: Option<&Bound<'_, PyAny>>,
         mode: &str,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<RateLimiter>> {
         let mut c = RateLimiterConfig::DEFAULT;
         if let Some(v) = requests_per_period {
@@ -242,12 +245,14 @@ impl RateLimiter {
             c.burst = Some(count_u32(v, "burst")?);
         }
         c.mode = mode_from_str(py, mode)?;
-        let core = Core::new(c).map_err(|e| config_error(py, e))?;
+        let shared = crate::shared::options(shared)?;
+        let (core, c) = Held::<Core>::open(py, &name, c, shared)?;
         let l = Py::new(
             py,
             RateLimiter {
                 name,
                 config: c,
+                clock: core.clock(),
                 core,
                 listeners: Listeners::default(),
                 calls: Counter::default(),
@@ -275,9 +280,9 @@ impl RateLimiter {
     fn try_acquire(&self, py: Python<'_>, n: u32) -> PyResult<bool> {
         self.check_disposed(py)?;
         let granted = if n == 1 {
-            self.core.try_acquire(&CLOCK).is_ok()
+            self.core.try_acquire(&self.clock).is_ok()
         } else {
-            self.core.try_acquire_n(n, &CLOCK).is_ok()
+            self.core.try_acquire_n(n, &self.clock).is_ok()
         };
         if !granted {
             self.rejections.inc();
@@ -356,15 +361,22 @@ impl RateLimiter {
     }
 
     /// Permits `try_acquire` could take right now.
+    /// The file of the region this limiter shares with other processes
+    /// (`shared=`), or `None` for a limiter of this process alone.
+    #[getter]
+    fn shared_path(&self) -> Option<String> {
+        self.core.path()
+    }
+
     #[getter]
     fn available(&self) -> u32 {
-        self.core.available(&CLOCK)
+        self.core.available(&self.clock)
     }
 
     /// Permits booked and still waiting.
     #[getter]
     fn queue_depth(&self) -> u32 {
-        self.core.queue_depth(&CLOCK)
+        self.core.queue_depth(&self.clock)
     }
 
     /// Counters: `calls` (bookings asked for by `acquire`, `execute`,
@@ -374,7 +386,7 @@ impl RateLimiter {
         MetricsSnapshot {
             calls: self.calls.get(),
             rejections: self.rejections.get(),
-            queue_depth: self.core.queue_depth(&CLOCK) as u64,
+            queue_depth: self.core.queue_depth(&self.clock) as u64,
             ..MetricsSnapshot::default()
         }
         .to_dict(py, &self.name)

@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, resume_unwind};
 use std::sync::{Arc, Weak};
 use std::vec::Vec;
 
+use super::home::Home;
 use super::registry::{self, registered};
 use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
@@ -156,8 +157,9 @@ pub struct CircuitBreaker<T: Timer = MonotonicClock> {
 
 /// The breaker's shared state; the monitor thread holds a `Weak` to it.
 struct Inner<T> {
-    /// The state machine; its control word is the first field.
-    core: Machine,
+    /// The state machine (its control word is the first field), or one
+    /// shared between processes.
+    core: Home<Machine>,
     /// Name, config, timer, listeners, dispose flag, registry entry and
     /// counters. The one counter the hot path writes, `successes`, is
     /// striped: per-thread stripes, each on its own cache line (also away
@@ -182,6 +184,10 @@ struct EventLog {
     early: Vec<Transition>,
     pending: VecDeque<Pending>,
     draining: bool,
+    /// The machine is shared between processes: generations taken by
+    /// other processes never arrive here, so a transition is delivered
+    /// as it arrives, never held back for a gap.
+    gaps: bool,
 }
 
 enum Pending {
@@ -257,6 +263,53 @@ registered!(
     "CircuitBreaker.getBreaker"
 );
 
+#[cfg(feature = "shared-memory")]
+impl CircuitBreaker<crate::shared::HostClock> {
+    /// A circuit breaker that every process on the host that opens `name`
+    /// shares (feature `shared-memory`, Linux; see [`crate::shared`]): a
+    /// trip in one worker rejects in all of them on their next call, and
+    /// `half_open_max_probes` probes run host-wide. Everything else is as
+    /// for a local breaker. Events are this process's own: each process
+    /// hears the transitions it made itself, in the order they arrive, and
+    /// a `StateChanged`'s `from` is the state last announced in this
+    /// process. The machine's own counts in [`metrics`](Self::metrics)
+    /// (failures, rejections, transitions) are host-wide; the call and
+    /// success counters are this process's. Not registered: the registry is
+    /// per process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config; [`Error::Shared`]
+    /// when the region cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    /// use stockade::shared::SharedOptions;
+    ///
+    /// let inventory = CircuitBreaker::shared("inventory", BreakerConfig::DEFAULT, &SharedOptions::new())?;
+    /// let stock = inventory.execute(|| Ok::<_, String>(42));
+    /// # let _ = stock;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn shared(
+        name: &str,
+        config: BreakerConfig,
+        options: &crate::shared::SharedOptions,
+    ) -> Result<Self, Error> {
+        let region = crate::shared::Shared::<Machine>::open(name, config, options)?;
+        let config = *region.config();
+        Ok(Self::build(
+            name.into(),
+            config,
+            crate::shared::HostClock,
+            Home::shared(region),
+        ))
+    }
+}
+
 impl<T: Timer + 'static> CircuitBreaker<T> {
     /// A breaker that reads and waits on `timer` (for example an
     /// `Arc<VirtualClock>` in tests), not registered.
@@ -270,26 +323,34 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         timer: T,
     ) -> Result<Self, Error> {
         let core = Machine::new(config)?;
-        Ok(CircuitBreaker {
+        Ok(Self::build(name.into(), config, timer, Home::Local(core)))
+    }
+
+    fn build(name: Arc<str>, config: BreakerConfig, timer: T, core: Home<Machine>) -> Self {
+        let gaps = core.is_shared();
+        // A shared machine may have moved on already (read once, here); a
+        // new local one is closed, generation 0, and reads no clock.
+        let (generation, state) = if gaps {
+            (core.metrics(&timer).generation, core.state())
+        } else {
+            (0, BreakerState::Closed)
+        };
+        CircuitBreaker {
             inner: Arc::new(Inner {
                 core,
-                shell: Shell::new(
-                    PatternKind::CircuitBreaker,
-                    name.into(),
-                    config,
-                    Arc::new(timer),
-                ),
+                shell: Shell::new(PatternKind::CircuitBreaker, name, config, Arc::new(timer)),
                 events: Mutex::new(EventLog {
-                    generation: 0,
-                    state: BreakerState::Closed,
+                    generation,
+                    state,
                     early: Vec::new(),
                     pending: VecDeque::new(),
                     draining: false,
+                    gaps,
                 }),
                 manual: Mutex::new(()),
                 monitor: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The instance's name.
@@ -849,6 +910,11 @@ impl<T: Timer> Inner<T> {
                 let next = log.generation.wrapping_add(1) & (Machine::GENERATIONS - 1);
                 let found = match log.early.iter().position(|t| t.generation == next) {
                     Some(i) => Some(i),
+                    // Shared: the gap is another process's transitions.
+                    None if log.gaps && !log.early.is_empty() => {
+                        let from = log.generation;
+                        (0..log.early.len()).min_by_key(|&i| ahead(from, log.early[i].generation))
+                    }
                     None if log.early.len() > MAX_EARLY => {
                         // Skip the gap: take the earliest that arrived.
                         let from = log.generation;

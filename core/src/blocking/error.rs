@@ -74,6 +74,10 @@ pub enum Error<E = core::convert::Infallible> {
         /// The name.
         name: Arc<str>,
     },
+    /// A pattern shared between processes could not open its region
+    /// (feature `shared-memory`; see [`crate::shared`]).
+    #[cfg(feature = "shared-memory")]
+    Shared(crate::shared::SharedError),
 }
 
 impl<E> Error<E> {
@@ -182,6 +186,8 @@ impl<E> Error<E> {
             Error::Panicked { message } => Error::Panicked { message },
             Error::InvalidConfig(c) => Error::InvalidConfig(c),
             Error::NameTaken { name } => Error::NameTaken { name },
+            #[cfg(feature = "shared-memory")]
+            Error::Shared(e) => Error::Shared(e),
         }
     }
 }
@@ -231,6 +237,8 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Disposed => f.write_str("the pattern was disposed"),
             Error::Panicked { message } => write!(f, "the call panicked: {message}"),
             Error::InvalidConfig(e) => e.fmt(f),
+            #[cfg(feature = "shared-memory")]
+            Error::Shared(e) => e.fmt(f),
             Error::NameTaken { name } => {
                 write!(
                     f,
@@ -250,7 +258,21 @@ impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::InvalidConfig(e) => Some(e),
+            #[cfg(feature = "shared-memory")]
+            Error::Shared(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "shared-memory")]
+impl<E> From<crate::shared::SharedError> for Error<E> {
+    /// An invalid config stays [`Error::InvalidConfig`]; everything else is
+    /// [`Error::Shared`].
+    fn from(e: crate::shared::SharedError) -> Self {
+        match e {
+            crate::shared::SharedError::InvalidConfig(c) => Error::InvalidConfig(c),
+            other => Error::Shared(other),
         }
     }
 }

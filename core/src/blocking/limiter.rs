@@ -6,6 +6,7 @@ use core::fmt;
 use core::time::Duration;
 use std::sync::Arc;
 
+use super::home::Home;
 use super::registry::{self, registered};
 use super::shell::Shell;
 use super::wait::WaitList;
@@ -91,7 +92,7 @@ impl Refusal {
 /// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
 /// latest booking; earlier ones stay used, which is conservative).
 pub struct RateLimiter<T: Timer = MonotonicClock> {
-    core: Core,
+    core: Home<Core>,
     /// Name, config, timer, listeners, dispose flag, registry entry,
     /// counters.
     shell: Shell<RateLimiterConfig, T>,
@@ -126,6 +127,54 @@ registered!(
     "RateLimiter.getLimiter"
 );
 
+#[cfg(feature = "shared-memory")]
+impl RateLimiter<crate::shared::HostClock> {
+    /// A rate limiter that every process on the host that opens `name`
+    /// shares (feature `shared-memory`, Linux; see [`crate::shared`]): one
+    /// limit for all of a pre-forked server's workers. Everything else is
+    /// as for a local one (pipelines, `execute`, the FIFO queue of booked
+    /// callers, which is the core's and so host-wide); events are this
+    /// process's own. Not registered: the registry is per process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config; [`Error::Shared`]
+    /// when the region cannot be opened (a config that differs from the
+    /// stored one, an incompatible file, a path that is not ours...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use stockade::blocking::{Error, RateLimiter};
+    /// use stockade::limiter::{Mode, RateLimiterConfig};
+    /// use stockade::shared::SharedOptions;
+    ///
+    /// let config = RateLimiterConfig::DEFAULT.with_mode(Mode::Strict);
+    /// let payments = RateLimiter::shared("payments", config, &SharedOptions::new())?;
+    /// let charged = payments.execute(|| Ok::<_, ()>("charged"));
+    /// assert!(matches!(charged, Ok("charged") | Err(Error::RateLimited { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn shared(
+        name: &str,
+        config: RateLimiterConfig,
+        options: &crate::shared::SharedOptions,
+    ) -> Result<Self, Error> {
+        let region = crate::shared::Shared::<Core>::open(name, config, options)?;
+        let config = *region.config();
+        Ok(RateLimiter {
+            core: Home::shared(region),
+            shell: Shell::new(
+                PatternKind::RateLimiter,
+                name.into(),
+                config,
+                crate::shared::HostClock,
+            ),
+            sleepers: WaitList::default(),
+        })
+    }
+}
+
 impl<T: Timer> RateLimiter<T> {
     /// A rate limiter that waits on `timer` (for example a
     /// [`VirtualClock`](super::VirtualClock) in tests).
@@ -140,7 +189,7 @@ impl<T: Timer> RateLimiter<T> {
     ) -> Result<Self, Error> {
         let core = Core::new(config)?;
         Ok(RateLimiter {
-            core,
+            core: Home::Local(core),
             shell: Shell::new(PatternKind::RateLimiter, name.into(), config, timer),
             sleepers: WaitList::default(),
         })
@@ -159,6 +208,12 @@ impl<T: Timer> RateLimiter<T> {
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
         self.shell.timer()
+    }
+
+    /// `true` when the limiter is shared between processes
+    /// ([`RateLimiter::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.core.is_shared()
     }
 
     /// The core state machine, for its read-only figures

@@ -12,6 +12,7 @@
 
 mod error;
 mod events;
+mod home;
 mod pool;
 mod registry;
 mod shell;

@@ -852,6 +852,8 @@ fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) 
         Error::InvalidConfig(_) | Error::NameTaken { .. } | Error::Panicked { .. } => {
             (Response::error(500, message), Class::Failure)
         }
+        #[cfg(feature = "shared-memory")]
+        Error::Shared(_) => (Response::error(500, message), Class::Failure),
     }
 }
 

@@ -144,6 +144,84 @@ impl SharedToken {
     }
 }
 
+/// A waiter's place among a [`SharedBulkhead`]'s waiters
+/// ([`SharedBulkhead::join_queue`]); leaves the queue when dropped.
+#[must_use = "dropping the place leaves the queue"]
+pub struct QueuePlace<'a> {
+    bulkhead: &'a SharedBulkhead,
+    slot: u32,
+}
+
+impl<'a> QueuePlace<'a> {
+    /// Takes a permit if one is free now (reaping dead owners when full).
+    /// Keeps the place on failure; a granted caller may drop the place.
+    ///
+    /// # Errors
+    ///
+    /// [`SharedBulkheadError::Full`] while every permit is held.
+    pub fn try_acquire(&self) -> Result<SharedPermit<'a>, SharedBulkheadError> {
+        let b = self.bulkhead;
+        if let Ok(token) = b.take(self.slot) {
+            return Ok(SharedPermit { bulkhead: b, token });
+        }
+        let _ = b.reap();
+        b.take(self.slot)
+            .map(|token| SharedPermit { bulkhead: b, token })
+            .map_err(SharedBulkheadError::Full)
+    }
+
+    /// The interval before the next poll after one of `last`: double it,
+    /// at most 1 ms (start at 50 µs).
+    pub fn next_poll(&self, last: Duration) -> Duration {
+        (last * 2).clamp(FIRST_POLL, LONGEST_POLL)
+    }
+
+    /// The first poll interval, 50 µs.
+    pub const FIRST_POLL: Duration = FIRST_POLL;
+
+    /// The place as plain data, for a layer that keeps it past this borrow
+    /// (an event loop's task); use it with
+    /// [`SharedBulkhead::try_acquire_queued`] and give it back exactly once
+    /// with [`SharedBulkhead::leave_queue`].
+    pub fn into_token(self) -> QueueToken {
+        let token = QueueToken {
+            slot: self.slot,
+            generation: self.bulkhead.generation.load(Ordering::Relaxed),
+        };
+        core::mem::forget(self);
+        token
+    }
+}
+
+/// A [`QueuePlace`] as plain data ([`QueuePlace::into_token`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueToken {
+    slot: u32,
+    generation: u64,
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        // In a forked child the place was the parent's: its slot's count
+        // is the parent's to keep.
+        if self.bulkhead.generation.load(Ordering::Relaxed)
+            == FORK_GENERATION.load(Ordering::Relaxed)
+        {
+            self.bulkhead
+                .waiters(self.slot)
+                .fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl fmt::Debug for QueuePlace<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuePlace")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
 /// This process's owner slot.
 #[derive(Clone, Copy, Debug)]
 struct Owner {
@@ -588,41 +666,91 @@ impl SharedBulkhead {
             });
         }
         let limit = timeout.min(self.config.queue_timeout);
-        if limit.is_zero() || self.config.max_queue == 0 {
+        if limit.is_zero() {
             return Err(SharedBulkheadError::Full(full));
         }
-        // Join the waiters: count first, then check the total, so two
-        // processes joining at once never both fit past `max_queue`.
-        let mine = self.waiters(slot);
-        mine.fetch_add(1, Ordering::SeqCst);
-        let leave = || {
-            mine.fetch_sub(1, Ordering::SeqCst);
-        };
-        if self.waiting() > self.config.max_queue {
-            leave();
-            return Err(SharedBulkheadError::Full(BulkheadFull {
-                in_use: self.in_use(),
-                queued: self.config.max_queue,
-            }));
-        }
+        let place = self.join_queue()?;
         let start = HostClock.now();
         let mut poll = FIRST_POLL;
         loop {
-            if let Ok(token) = self.take(slot) {
-                leave();
-                return Ok(SharedPermit {
-                    bulkhead: self,
-                    token,
-                });
+            if let Ok(permit) = place.try_acquire() {
+                return Ok(permit);
             }
             let waited = HostClock.now().saturating_duration_since(start);
             if waited >= limit {
-                leave();
                 return Err(SharedBulkheadError::TimedOut { waited });
             }
             std::thread::sleep(poll.min(limit - waited));
-            poll = (poll * 2).min(LONGEST_POLL);
-            let _ = self.reap();
+            poll = place.next_poll(poll);
+        }
+    }
+
+    /// A place among the waiters, for a caller that polls by itself (an
+    /// event loop, or a thread that checks for signals between polls): it
+    /// counts towards `max_queue` until dropped. Poll with
+    /// [`QueuePlace::try_acquire`] at intervals of
+    /// [`QueuePlace::next_poll`] (50 µs doubling to 1 ms).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedBulkheadError::Full`] when `max_queue` callers already wait
+    /// (or `max_queue` or `queue_timeout` is zero: nobody waits);
+    /// [`SharedBulkheadError::Owner`] as for `try_acquire`.
+    pub fn join_queue(&self) -> Result<QueuePlace<'_>, SharedBulkheadError> {
+        let slot = self.current_slot().map_err(SharedBulkheadError::Owner)?;
+        let full = || {
+            SharedBulkheadError::Full(BulkheadFull {
+                in_use: self.in_use(),
+                queued: self.waiting(),
+            })
+        };
+        if self.config.max_queue == 0 || self.config.queue_timeout.is_zero() {
+            return Err(full());
+        }
+        // Count first, then check the total, so two processes joining at
+        // once never both fit past `max_queue`.
+        let mine = self.waiters(slot);
+        mine.fetch_add(1, Ordering::SeqCst);
+        if self.waiting() > self.config.max_queue {
+            mine.fetch_sub(1, Ordering::SeqCst);
+            return Err(full());
+        }
+        Ok(QueuePlace {
+            bulkhead: self,
+            slot,
+        })
+    }
+
+    /// [`QueuePlace::try_acquire`] for a place kept as a token.
+    ///
+    /// # Errors
+    ///
+    /// As [`QueuePlace::try_acquire`]; [`SharedBulkheadError::Owner`] for a
+    /// token from before a `fork` (the place was the parent's).
+    pub fn try_acquire_queued(
+        &self,
+        place: &QueueToken,
+    ) -> Result<SharedPermit<'_>, SharedBulkheadError> {
+        let slot = self.current_slot().map_err(SharedBulkheadError::Owner)?;
+        if place.generation != self.generation.load(Ordering::Relaxed) || place.slot != slot {
+            return self.try_acquire();
+        }
+        let borrowed = core::mem::ManuallyDrop::new(QueuePlace {
+            bulkhead: self,
+            slot,
+        });
+        borrowed.try_acquire()
+    }
+
+    /// Leaves the waiters ([`QueuePlace`]'s drop, for a place kept as a
+    /// token). A token from before a `fork` does nothing in the child.
+    pub fn leave_queue(&self, place: QueueToken) {
+        if place.generation == self.generation.load(Ordering::Relaxed)
+            && place.generation == FORK_GENERATION.load(Ordering::Relaxed)
+            && place.slot < self.slots
+        {
+            let w = self.waiters(place.slot);
+            let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         }
     }
 

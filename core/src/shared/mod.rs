@@ -119,7 +119,9 @@ mod region;
 #[cfg(target_os = "linux")]
 mod sys;
 
-pub use bulkhead::{SharedBulkhead, SharedPermit};
+pub use bulkhead::{
+    QueuePlace, QueueToken, SharedBulkhead, SharedBulkheadError, SharedPermit, SharedToken,
+};
 pub use clock::HostClock;
 pub use error::{Refusal, SharedError};
 pub use options::SharedOptions;
