@@ -1707,13 +1707,16 @@ void stockade_pipeline_free(struct stockade_pipeline *pipeline);
 // thread; stages inside a timeout run on its worker and **may still run
 // after this function returned `TIMED_OUT`** (a retry inside a timeout
 // may even start the callback again meanwhile). `release(user_data)`
-// (optional) is called exactly once when stockade no longer uses
-// `user_data`.
+// (optional) is called exactly once, on every path, when stockade no
+// longer uses `user_data`: after the last run of the callback, or before
+// this function returns when the callback never runs (a refusal, a NULL
+// argument).
 //
 // - Statuses: `OK`; `CALLBACK_FAILED`; any stage's refusal
 //   (`BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`, `QUEUE_TIMEOUT`,
 //   `TIMED_OUT`, `QUEUE_FULL`, `RETRIES_EXHAUSTED`, `DISPOSED`, ...);
-//   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` not called).
+//   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` is called before
+//   returning).
 // - Blocks: as its stages. Thread safety: any number of threads; the
 //   callback may run on another thread, concurrently with itself, and
 //   must not unwind.
@@ -1740,8 +1743,9 @@ struct stockade_request_response_config stockade_request_response_config_default
 // `handler(request, response, user_data)`. With a `name` it is
 // registered (`stockade_request_response_get`); NULL: anonymous.
 // `config` NULL = the defaults. `release(user_data)` (optional) is
-// called once when the pattern is gone (last handle freed, disposed, no
-// request running), also when this function fails.
+// called exactly once: when the pattern is gone (last handle freed,
+// disposed, no request running), or, when this function fails (any
+// status but `OK`, a NULL `handler` included), before it returns.
 //
 // - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
 //   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
@@ -2057,15 +2061,16 @@ stockade_status stockade_timeout_new(const char *name,
 //
 // `user_data` must therefore stay valid until the callback has returned,
 // which may be after this function returned `TIMED_OUT`. Pass a
-// `release` (optional): it is called exactly once, with `user_data`, when
-// stockade no longer uses it — after the callback returned (on the worker
-// thread), or when it will never run (pool full, disposed; on this
-// thread before returning) — so C can free `user_data` there.
+// `release` (optional): it is called exactly once, with `user_data`, on
+// every path, when stockade no longer uses it — after the callback
+// returned (on the worker thread), or when it will never run (pool full,
+// disposed, a NULL argument; on this thread before returning) — so C can
+// free `user_data` there.
 //
 // - Statuses: `OK` (returned 0 in time); `CALLBACK_FAILED` (returned
 //   non-zero in time); `TIMED_OUT`; `QUEUE_FULL` (every worker busy: not
 //   run); `DISPOSED`; `NULL_ARGUMENT` (`timeout`, `callback`; `release`
-//   is then not called).
+//   is called before returning).
 // - Blocks: up to the timeout. Thread safety: any number of threads at
 //   once; the callback runs on another thread and must not unwind;
 //   `release` may run on any thread.

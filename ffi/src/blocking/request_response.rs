@@ -13,7 +13,7 @@ use std::vec::Vec;
 use stockade_core::blocking::{Request, RequestResponseConfig, Response};
 
 use super::{
-    Rr, give, name_arg, new_error_status, pattern, stockade_listener_fn, stockade_metrics,
+    Release, Rr, give, name_arg, new_error_status, pattern, stockade_listener_fn, stockade_metrics,
 };
 use crate::boundary::{Out, arg};
 use crate::config_error::{self, stockade_config_error, write_c};
@@ -133,30 +133,15 @@ pub type stockade_handler_fn = Option<
     ) -> stockade_status,
 >;
 
-/// The C handler and its data, released when the pattern is dropped.
+/// The C handler and its data, released when the pattern is dropped (the
+/// handler is never called again then).
 struct CHandler {
     handler: unsafe extern "C" fn(
         *const stockade_request,
         *mut stockade_response,
         *mut c_void,
     ) -> stockade_status,
-    user_data: *mut c_void,
-    release: super::stockade_release_fn,
-}
-
-// SAFETY: the C caller promises (documented on `_new`) that the handler
-// may be called from any thread, several at once, with its user data.
-unsafe impl Send for CHandler {}
-// SAFETY: as above.
-unsafe impl Sync for CHandler {}
-
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(release) = self.release {
-            // SAFETY: the handler is never called again.
-            unsafe { release(self.user_data) }
-        }
-    }
+    data: Release,
 }
 
 fn c_text(buf: &[c_char]) -> Option<String> {
@@ -182,7 +167,7 @@ impl CHandler {
         };
         let mut c_response = stockade_response::EMPTY;
         // SAFETY: the handler's contract; both structs live for the call.
-        let status = unsafe { (self.handler)(&c_request, &mut c_response, self.user_data) };
+        let status = unsafe { (self.handler)(&c_request, &mut c_response, self.data.user_data()) };
         if status != stockade_status::Ok {
             return Err(status.message().to_string_lossy().into_owned());
         }
@@ -220,8 +205,9 @@ super::handle_type!(stockade_request_response, Rr);
 /// `handler(request, response, user_data)`. With a `name` it is
 /// registered (`stockade_request_response_get`); NULL: anonymous.
 /// `config` NULL = the defaults. `release(user_data)` (optional) is
-/// called once when the pattern is gone (last handle freed, disposed, no
-/// request running), also when this function fails.
+/// called exactly once: when the pattern is gone (last handle freed,
+/// disposed, no request running), or, when this function fails (any
+/// status but `OK`, a NULL `handler` included), before it returns.
 ///
 /// - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
 ///   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
@@ -245,12 +231,11 @@ pub unsafe extern "C" fn stockade_request_response_new(
     out: *mut *mut stockade_request_response,
 ) -> stockade_status {
     ffi_boundary!({
+        // First: every path below releases `user_data` once (on failure
+        // when this returns, else when the pattern is gone).
+        let data = Release::new(user_data, release);
         let handler = handler.ok_or(stockade_status::NullArgument)?;
-        let h = CHandler {
-            handler,
-            user_data,
-            release,
-        };
+        let h = CHandler { handler, data };
         let out = Out::new(out)?;
         // SAFETY: function contract.
         let name = unsafe { name_arg(name) }?;
