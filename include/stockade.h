@@ -577,8 +577,8 @@ typedef struct stockade_backoff_config {
 // Plain data, caller-owned (a local variable is fine).
 typedef struct stockade_config_error {
   // The option's stable number (the core's `ConfigOption`: e.g. 1
-  // `failure_threshold`, 24 `queue_timeout`, 43 `backoff_factor`);
-  // numbers are never reused.
+  // `failure_threshold`, 24 `queue_timeout_ms`, 43 `backoff_factor`);
+  // numbers are never reused. `stockade_config_option_str` names it.
   uint16_t option;
   // `EXCEEDS`: the number of the option whose value `limit` is; 0
   // otherwise.
@@ -591,22 +591,29 @@ typedef struct stockade_config_error {
   // The value given when `unit` is `COUNT` (the count) or
   // `MILLISECONDS` (whole milliseconds, truncated); else 0.
   uint64_t value;
-  // `TOO_LARGE`: the largest accepted value; `TOO_SMALL`: the smallest;
-  // `EXCEEDS`: the other option's value — for `COUNT` and
-  // `MILLISECONDS` as in `value`; else 0.
+  // `TOO_LARGE`: the largest accepted value; `TOO_SMALL`: the smallest
+  // (in `MILLISECONDS`, rounded up to a whole ms); `EXCEEDS`: the other
+  // option's value — for `COUNT` and `MILLISECONDS` as in `value`; else
+  // 0.
   uint64_t limit;
   // The value given when `unit` is `FACTOR`; else 0.
   double value_factor;
   // The limit (as `limit`) when `unit` is `FACTOR`; else 0.
   double limit_factor;
-  // The option's name as a config struct field (`"backoff_factor"`),
-  // NUL-terminated.
+  // The option's name as the C config struct field that holds it
+  // (`"backoff_factor"`, `"reset_timeout_ms"`: a duration's name ends in
+  // `_ms`), NUL-terminated; as `stockade_config_option_str(option)`.
   char option_name[STOCKADE_CONFIG_OPTION_NAME_LEN];
-  // `invalid <option> = <value>: <rule>` in the option's units
-  // (`"invalid backoff_factor = 0.5: must be at least 1"`),
-  // NUL-terminated, truncated to fit. **Hosted builds only**: the
-  // `no_std` (firmware) library does not format messages and leaves it
-  // empty; build one from the fields above if needed.
+  // `invalid <option_name> = <value>: <rule>` in the C field's units,
+  // NUL-terminated, truncated to fit: the value is the number the field
+  // held (whole milliseconds for a duration), a duration limit reads
+  // `<n> ms`, e.g. `"invalid backoff_factor = 0.5: must be at least
+  // 1"`, `"invalid reset_timeout_ms = 0: must be at least 1 ms"`,
+  // `"invalid initial_delay_ms = 40000: must not exceed max_delay_ms (=
+  // 30000)"`. (Rust and Python word the same error with their own names
+  // and units.) **Hosted builds only**: the `no_std` (firmware) library
+  // does not format messages and leaves it empty; build one from the
+  // fields above if needed.
   char message[STOCKADE_CONFIG_ERROR_MESSAGE_LEN];
 } stockade_config_error;
 
@@ -2557,8 +2564,11 @@ stockade_status stockade_tick_clock_as_clock(const struct stockade_tick_clock *t
 // - Thread safety: safe from any thread. Blocks: no. Never fails.
 const char *stockade_config_problem_str(uint8_t problem);
 
-// The name of config option number `option` (`"queue_timeout"` for 24),
-// or `"unknown option"`: a static NUL-terminated string, not to be freed.
+// The C name of config option number `option`: the config struct field
+// (`"queue_timeout_ms"` for 24, `"backoff_factor"` for 43), or
+// `"unknown option"`; a static NUL-terminated string, not to be freed.
+// Durations carry their unit, `_ms` (Rust and Python name the same option
+// `queue_timeout`).
 //
 // - Thread safety: safe from any thread. Blocks: no. Never fails.
 const char *stockade_config_option_str(uint16_t option);

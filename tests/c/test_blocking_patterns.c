@@ -452,6 +452,7 @@ static void test_request_response(void) {
     CHECK_STATUS(stockade_request_response_new(NULL, &c, echo_handler, NULL, rr_release, &err, &rr),
                  STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 61);
+    CHECK(strcmp(err.message, "invalid max_workers = 0: must be at least 1") == 0);
     CHECK(rr_released == 1); /* released on failure too */
     CHECK_OK(stockade_request_response_new("c-bp-rr", NULL, echo_handler, NULL, rr_release, NULL, &rr));
     CHECK_OK(stockade_request_response_get("c-bp-rr", &same));

@@ -34,7 +34,13 @@ static void test_limiter(void) {
     c = stockade_limiter_config_default();
     c.period_ms = 0;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
-    CHECK(err.option == 21);
+    CHECK(err.option == 21 && strcmp(err.option_name, "period_ms") == 0);
+    CHECK(strcmp(err.message, "invalid period_ms = 0: must be at least 1 ms") == 0);
+    c.period_ms = UINT64_MAX; /* the number set, and the limit in ms */
+    CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_TOO_LARGE && err.unit == STOCKADE_CONFIG_UNIT_MILLISECONDS);
+    CHECK(strcmp(err.message, "invalid period_ms = 18446744073709551615: must be at most 2305843009213 ms") == 0);
+    CHECK(err.value == UINT64_MAX && err.limit == 2305843009213u);
     c = stockade_limiter_config_default();
     c.mode = 7;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
@@ -43,6 +49,8 @@ static void test_limiter(void) {
     c.mode = STOCKADE_LIMITER_MODE_STRICT;
     c.burst = 11;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, NULL, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(strcmp(err.message, "invalid burst = 11: must not exceed requests_per_period (= 10)") == 0);
     c = stockade_limiter_config_default();
     CHECK_NULL_ARG(stockade_limiter_init(NULL, sizeof lmem, &c, NULL, &l));
     CHECK_NULL_ARG(stockade_limiter_init(lmem, sizeof lmem, NULL, NULL, &l));
@@ -121,6 +129,7 @@ static void test_bulkhead(void) {
     c.max_concurrent = 0;
     CHECK_STATUS(stockade_bulkhead_init(bmem, sizeof bmem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 30 && strcmp(err.option_name, "max_concurrent") == 0);
+    CHECK(strcmp(err.message, "invalid max_concurrent = 0: must be at least 1") == 0);
     CHECK_STATUS(stockade_bulkhead_init(bmem, sizeof bmem, &c, NULL, &b), STOCKADE_STATUS_INVALID_CONFIG);
     c.max_concurrent = 2;
     CHECK_NULL_ARG(stockade_bulkhead_init(NULL, sizeof bmem, &c, NULL, &b));
