@@ -774,6 +774,19 @@ typedef struct stockade_request_response_config {
   uint32_t max_workers;
   // Timed requests that may wait for a busy worker (default 16).
   uint32_t max_queue;
+  // The protection every attempt runs under (Rust's `protected_by`), or
+  // NULL (default) for none: any pattern's `_as_policy` view (a
+  // limiter, breaker, bulkhead, retry, timeout) or a pipeline's
+  // (`stockade_pipeline_as_policy`). `stockade_request_response_new`
+  // takes its own reference: the policy may be freed right after.
+  // Its refusals become responses as in Rust: a limiter's 429, an open
+  // breaker's or a full bulkhead's 503, a timeout's 504 (see
+  // `stockade_request_response_execute`). A timeout stage in it bounds
+  // each attempt as Rust's cooperative timeout stage does: a late
+  // attempt's result becomes a 504, but the request returns only once
+  // that attempt returned; to return on time, give the request a
+  // `timeout_ms` (or the pattern a `default_timeout_ms`).
+  const struct stockade_policy *policy;
 } stockade_request_response_config;
 #endif
 
@@ -822,11 +835,25 @@ typedef struct stockade_response {
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// The handler: reads `*request`, fills `*response` and returns `OK`;
-// any other status is a failure (a 500 response with the status's
-// message). A 5xx `response->status` also counts as a failure. Called
-// on the caller's thread, or on a worker when the request has a timeout;
-// it must not unwind.
+// The handler: reads `*request` and fills `*response` (zeroed before the
+// call). Its answer is the response `_execute` returns, as a Rust
+// handler's `Response` is:
+//
+// - It returns `OK`: the response it filled; `status` 0 is read as 200.
+// - It returns another status: a response with `response->status` if it
+//   set one, else the HTTP status of the returned status, as the pattern
+//   answers the same refusal from its own policy: `RATE_LIMITED` 429;
+//   `BREAKER_OPEN`, `BREAKER_HALF_OPEN_FULL`, `BULKHEAD_FULL`,
+//   `QUEUE_TIMEOUT`, `QUEUE_FULL`, `DISPOSED` 503; `TIMED_OUT` 504; any
+//   other 500. Its `error` is `response->error` if set, else the status's
+//   message (`stockade_status_str`).
+//
+// In both cases `response->retry_after_ms` (if set) is kept, and a 5xx
+// status counts as a failure for the pattern's protection policy (a
+// breaker counts it, a retry repeats it) and in its metrics; a status
+// below 500 (a handler's own 429 too) is a success there, as in Rust.
+// Called on the caller's thread, on a worker when the request has a
+// timeout, or on a timeout stage's worker; it must not unwind.
 typedef stockade_status (*stockade_handler_fn)(const struct stockade_request *request,
                                                struct stockade_response *response,
                                                void *user_data);
@@ -1739,7 +1766,7 @@ stockade_status stockade_pipeline_execute(const struct stockade_pipeline *pipeli
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// 8 workers, 16 queued requests, no default timeout.
+// 8 workers, 16 queued requests, no default timeout, no protection.
 //
 // - Thread safety: any thread. Blocks: no. Never fails.
 struct stockade_request_response_config stockade_request_response_config_default(void);
@@ -1749,7 +1776,9 @@ struct stockade_request_response_config stockade_request_response_config_default
 // Makes a request-response pattern serving requests with
 // `handler(request, response, user_data)`. With a `name` it is
 // registered (`stockade_request_response_get`); NULL: anonymous.
-// `config` NULL = the defaults. `release(user_data)` (optional) is
+// `config` NULL = the defaults (no protection); `config->policy` (not
+// NULL) protects every request, as Rust's `protected_by`.
+// `release(user_data)` (optional) is
 // called exactly once: when the pattern is gone (last handle freed,
 // disposed, no request running), or, when this function fails (any
 // status but `OK`, a NULL `handler` included), before it returns.
@@ -1775,10 +1804,26 @@ stockade_status stockade_request_response_new(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// Runs `*request` through the pattern: `*response_out` = the handler's
-// response, or the failure's (500 handler failure, 504 timed out, 503
-// pool full or disposed, ...), with the correlation id set. Free
-// `response_out->data` with `stockade_response_clear`.
+// Runs `*request` through the pattern (under its config's `policy`, if
+// any): `*response_out` = the handler's response, or the failure's, with
+// the correlation id set, exactly as Rust's `RequestResponsePattern`
+// answers:
+//
+// | what happened | `status` | `error`, `retry_after_ms` |
+// |---|---|---|
+// | the handler answered | its status (see `stockade_handler_fn`) | its own |
+// | a rate limiter in the policy refused | 429 | its message; when to retry |
+// | a circuit breaker in the policy refused (open, or half-open and full) | 503 | its message; when to retry (0 when forced open) |
+// | a bulkhead was full or its queue timed out, or the pattern's worker pool was full | 503 | its message; 0 |
+// | the request's deadline passed, or a timeout stage in the policy gave up | 504 | `timed out after <timeout>` |
+// | a retry in the policy gave up | the last attempt's status | `gave up after <n> attempts: <last error>` |
+// | the pattern (or a pattern in its policy) was disposed | 503 | `the pattern was disposed` |
+//
+// Free `response_out->data` with `stockade_response_clear`. Metrics:
+// `calls` counts every request answered, refusals included: `successes`
+// (a handler status below 500), `failures` (5xx from the handler),
+// `rejections` (429/503 from the policy, a full pool or a disposed
+// pattern), `timeouts` (504).
 //
 // - Statuses: `OK` (`*response_out` written: look at its `status`);
 //   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`

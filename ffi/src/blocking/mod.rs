@@ -28,6 +28,7 @@ pub mod bulkhead;
 pub mod events;
 pub mod limiter;
 pub mod pipeline;
+mod protection;
 pub mod request_response;
 pub mod retry;
 pub mod timeout;
@@ -273,8 +274,9 @@ macro_rules! impl_pattern {
     )*};
 }
 
-/// The request-response pattern of the C ABI: byte payloads.
-pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>>;
+/// The request-response pattern of the C ABI: byte payloads, protected by
+/// the `stockade_policy` of its config (or by none).
+pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>, protection::CProtection>;
 
 impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
 
