@@ -845,8 +845,9 @@ typedef struct stockade_response {
 //   answers the same refusal from its own policy: `RATE_LIMITED` 429;
 //   `BREAKER_OPEN`, `BREAKER_HALF_OPEN_FULL`, `BULKHEAD_FULL`,
 //   `QUEUE_TIMEOUT`, `QUEUE_FULL`, `DISPOSED` 503; `TIMED_OUT` 504; any
-//   other 500. Its `error` is `response->error` if set, else the status's
-//   message (`stockade_status_str`).
+//   other (a number no status has too) 500. Its `error` is
+//   `response->error` if set, else the status's message
+//   (`stockade_status_str`).
 //
 // In both cases `response->retry_after_ms` (if set) is kept, and a 5xx
 // status counts as a failure for the pattern's protection policy (a

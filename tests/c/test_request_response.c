@@ -48,6 +48,7 @@ static stockade_status scripted(const stockade_request *req, stockade_response *
     case 'b': return STOCKADE_STATUS_BREAKER_OPEN;
     case 't': return STOCKADE_STATUS_TIMED_OUT;
     case 'x': return STOCKADE_STATUS_CALLBACK_FAILED;
+    case 'u': return (stockade_status)999; /* no such status */
     case 'k': /* its own status and message win over the mapping */
         resp->status = 418;
         strcpy(resp->error, "short and stout");
@@ -404,13 +405,15 @@ static void test_handler_status(void) {
     CHECK(r.status == 504);
     r = run(rr, "x", 0);
     CHECK(r.status == 500);
+    r = run(rr, "u", 0);
+    CHECK(r.status == 500 && strcmp(r.error, "the handler returned an unknown status (999)") == 0);
     r = run(rr, "k", 0);
     CHECK(r.status == 418 && strcmp(r.error, "short and stout") == 0);
     r = run(rr, "o", 0);
     CHECK(r.status == 429 && r.retry_after_ms == 250 && strcmp(r.error, "try later") == 0);
     /* As in Rust: below 500 a success, 5xx a failure. */
     CHECK_OK(stockade_request_response_metrics(rr, &m));
-    CHECK(m.calls == 6 && m.successes == 3 && m.failures == 3 && m.rejections == 0);
+    CHECK(m.calls == 7 && m.successes == 3 && m.failures == 4 && m.rejections == 0);
     stockade_request_response_free(rr);
 }
 

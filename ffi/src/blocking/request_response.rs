@@ -149,8 +149,9 @@ impl stockade_response {
 ///   answers the same refusal from its own policy: `RATE_LIMITED` 429;
 ///   `BREAKER_OPEN`, `BREAKER_HALF_OPEN_FULL`, `BULKHEAD_FULL`,
 ///   `QUEUE_TIMEOUT`, `QUEUE_FULL`, `DISPOSED` 503; `TIMED_OUT` 504; any
-///   other 500. Its `error` is `response->error` if set, else the status's
-///   message (`stockade_status_str`).
+///   other (a number no status has too) 500. Its `error` is
+///   `response->error` if set, else the status's message
+///   (`stockade_status_str`).
 ///
 /// In both cases `response->retry_after_ms` (if set) is kept, and a 5xx
 /// status counts as a failure for the pattern's protection policy (a
@@ -169,12 +170,30 @@ pub type stockade_handler_fn = Option<
 /// The C handler and its data, released when the pattern is dropped (the
 /// handler is never called again then).
 struct CHandler {
+    /// The handler as it is called: returning the status's number, so that
+    /// a number no status has is a failure, not an invalid enum value.
+    handler: RawHandler,
+    data: Release,
+}
+
+/// `stockade_handler_fn`'s function with its `stockade_status` (a
+/// `uint32_t` in C) read as the number it is.
+type RawHandler =
+    unsafe extern "C" fn(*const stockade_request, *mut stockade_response, *mut c_void) -> u32;
+
+/// The handler as a [`RawHandler`].
+fn raw_handler(
     handler: unsafe extern "C" fn(
         *const stockade_request,
         *mut stockade_response,
         *mut c_void,
     ) -> stockade_status,
-    data: Release,
+) -> RawHandler {
+    // SAFETY: the same C function type but for the return value, which is
+    // a `uint32_t` in C either way (`stockade_status` is `repr(u32)`): the
+    // call ABI is identical; reading it as `u32` accepts any value C
+    // returns.
+    unsafe { core::mem::transmute::<_, RawHandler>(handler) }
 }
 
 fn c_text(buf: &[c_char]) -> Option<String> {
@@ -200,14 +219,17 @@ impl CHandler {
         };
         let mut c_response = stockade_response::EMPTY;
         // SAFETY: the handler's contract; both structs live for the call.
-        let status = unsafe { (self.handler)(&c_request, &mut c_response, self.data.user_data()) };
-        if status != stockade_status::Ok {
+        let raw = unsafe { (self.handler)(&c_request, &mut c_response, self.data.user_data()) };
+        let status = stockade_status::from_u32(raw);
+        if status != Some(stockade_status::Ok) {
             let code = match c_response.status {
-                0 => http_status(status),
+                0 => status.map_or(500, http_status),
                 code => code,
             };
-            let message = c_text(&c_response.error)
-                .unwrap_or_else(|| status.message().to_string_lossy().into_owned());
+            let message = c_text(&c_response.error).unwrap_or_else(|| match status {
+                Some(status) => status.message().to_string_lossy().into_owned(),
+                None => format!("the handler returned an unknown status ({raw})"),
+            });
             let mut response = Response::error(code, message);
             response.retry_after = retry_after(c_response.retry_after_ms);
             return Ok(response);
@@ -304,7 +326,10 @@ pub unsafe extern "C" fn stockade_request_response_new(
         // when this returns, else when the pattern is gone).
         let data = Release::new(user_data, release);
         let handler = handler.ok_or(stockade_status::NullArgument)?;
-        let h = CHandler { handler, data };
+        let h = CHandler {
+            handler: raw_handler(handler),
+            data,
+        };
         let out = Out::new(out)?;
         // SAFETY: function contract.
         let name = unsafe { name_arg(name) }?;
