@@ -372,10 +372,18 @@ enum stockade_limiter_mode
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   // Token bucket: `burst` permits at once (default
-  // `requests_per_period`); may admit up to `burst + N` in one period.
+  // `requests_per_period`); a full bucket followed by a period of
+  // sustained traffic lets up to `burst + requests_per_period` permits
+  // through within one period (at most `burst + floor(W / T)` in any
+  // window of length `W`, `T` = `period_ms / requests_per_period`).
   STOCKADE_LIMITER_MODE_BURSTY = 0,
-  // Never more than `requests_per_period` in any window of `period_ms`
-  // (default `burst` 1: pure pacing). For third-party quotas.
+  // Never more than `requests_per_period` (N) permits in any window of
+  // `period_ms` (P). For third-party quotas. The price of a burst B is
+  // sustained rate: a strict limiter sustains `N - B + 1` permits per
+  // period (permits are spaced `P / (N - B + 1)` apart once the burst is
+  // spent). The default `burst` is therefore 1: pure pacing at N per
+  // P, the full quota as throughput; `burst` = N admits N at once and
+  // then 1 per period.
   STOCKADE_LIMITER_MODE_STRICT = 1,
 };
 #ifndef __cplusplus
@@ -626,7 +634,8 @@ typedef struct stockade_breaker_config {
   // Probes admitted at once while half-open (default 1).
   uint32_t half_open_max_probes;
   // Close early after this many successful probes in one half-open
-  // round; 0 = none (the default: only the round's end closes).
+  // round; 0 = none (the default: only the round's end closes, see
+  // `half_open_timeout_ms`).
   uint32_t half_open_successes_to_close;
   // Also open when this percentage of the last
   // `failure_rate_window_size` calls failed; 0 = no failure-rate rule
@@ -640,7 +649,19 @@ typedef struct stockade_breaker_config {
   uint32_t failure_rate_minimum_calls;
   // Time open before half-open, ms (default 60000).
   uint64_t reset_timeout_ms;
-  // Length of a half-open round, ms (default 30000).
+  // Length of a half-open round, ms (default 30000). With the default
+  // `half_open_successes_to_close` (0) a successful probe does **not**
+  // close the circuit by itself: the circuit closes when the round has
+  // lasted `half_open_timeout_ms` and at least one probe succeeded
+  // (checked when a probe reports success and on every acquire), so a
+  // default breaker closes at the end of the round, not on the first
+  // successful probe. During the round at most `half_open_max_probes`
+  // probes run at once (a reported probe frees its slot). Any failed
+  // probe re-opens the circuit. A round that ends with no successful
+  // probe (e.g. the caller holding the only probe never reported) is
+  // followed by a fresh round instead of staying wedged; verdicts of
+  // probes from an earlier round are ignored, so this should be longer
+  // than a call normally takes.
   uint64_t half_open_timeout_ms;
   // Interval between monitoring events, ms (default 5000; used by the
   // blocking tier's listeners).
@@ -663,8 +684,13 @@ typedef int (*stockade_callback)(void *user_data);
 // A counters snapshot of any blocking pattern (the core's `Metrics`);
 // fields a pattern does not use are 0.
 typedef struct stockade_metrics {
-  // Calls that finished: the sum of the outcomes below (and a breaker's
-  // ignored outcomes).
+  // Calls that finished: the sum of `successes`, `failures`,
+  // `rejections` and `timeouts` (and a breaker's ignored outcomes).
+  // **Refusals count**: a call refused without running is a finished
+  // call, counted in `calls` and `rejections`. Calls still queued or
+  // running are not counted yet. A call refused because the pattern was
+  // disposed (`DISPOSED`) is not counted, except by a request-response
+  // pattern, which answers it with a 503 counted in `rejections`.
   uint64_t calls;
   // Calls that succeeded.
   uint64_t successes;
@@ -747,7 +773,10 @@ typedef struct stockade_limiter_config {
   uint64_t queue_timeout_ms;
   // Permits per period (default 10).
   uint32_t requests_per_period;
-  // Permits that may be taken at once; 0 = the mode's default.
+  // Permits that may be taken at once; 0 = the mode's default
+  // (`BURSTY`: `requests_per_period`; `STRICT`: 1). `STRICT` allows 1 to
+  // `requests_per_period` and then sustains `requests_per_period - burst
+  // + 1` permits per period (see `stockade_limiter_mode`).
   uint32_t burst;
   // Permits that may be booked ahead, waiting (default 100); 0 =
   // reservations never wait.

@@ -213,8 +213,13 @@ impl Detached {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct stockade_metrics {
-    /// Calls that finished: the sum of the outcomes below (and a breaker's
-    /// ignored outcomes).
+    /// Calls that finished: the sum of `successes`, `failures`,
+    /// `rejections` and `timeouts` (and a breaker's ignored outcomes).
+    /// **Refusals count**: a call refused without running is a finished
+    /// call, counted in `calls` and `rejections`. Calls still queued or
+    /// running are not counted yet. A call refused because the pattern was
+    /// disposed (`DISPOSED`) is not counted, except by a request-response
+    /// pattern, which answers it with a 503 counted in `rejections`.
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
