@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -47,6 +48,16 @@ static int wait_released(int *counter, int want) {
     return n;
 }
 
+/* A release that calls back into stockade: looks the name up (a lock held
+ * around the release would deadlock here; the alarm in main fails it). */
+static int reentrant_found = -1;
+static void reentrant_release(void *user_data) {
+    stockade_request_response *h = NULL;
+    reentrant_found = stockade_request_response_get("c-release-rr", &h) == STOCKADE_STATUS_OK;
+    stockade_request_response_free(h);
+    count_release(user_data);
+}
+
 static stockade_status handler(const stockade_request *req, stockade_response *resp, void *user_data) {
     (void)req;
     (void)resp;
@@ -77,6 +88,10 @@ static void test_request_response_new(void) {
     CHECK_STATUS(stockade_request_response_new("c-release-rr", NULL, handler, &taken, count_release, NULL, &dup),
                  STOCKADE_STATUS_NAME_TAKEN);
     CHECK(released(&taken) == 1);
+    taken = 0;
+    CHECK_STATUS(stockade_request_response_new("c-release-rr", NULL, handler, &taken, reentrant_release, NULL, &dup),
+                 STOCKADE_STATUS_NAME_TAKEN);
+    CHECK(released(&taken) == 1 && reentrant_found == 1);
     CHECK(released(&ok) == 0); /* in use until the pattern is gone */
     CHECK_OK(stockade_request_response_dispose(rr));
     stockade_request_response_free(rr);
@@ -164,6 +179,7 @@ static void test_pipeline_execute(void) {
 }
 
 int main(void) {
+    alarm(60); /* watchdog: a deadlock fails the test instead of hanging it */
     test_request_response_new();
     test_timeout_execute();
     test_pipeline_execute();

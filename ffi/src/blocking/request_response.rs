@@ -479,22 +479,40 @@ fn named() -> std::sync::MutexGuard<'static, BTreeMap<String, Weak<Rr>>> {
     NAMED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Registers `rr` as `name` in the core's registry and in [`NAMED`], under
-/// [`NAMED`]'s lock: a name's entry is always its latest registration.
+/// Registers `rr` as `name` in the core's registry, then in [`NAMED`].
+///
+/// No lock of ours is held while a pattern may be dropped (its handler's
+/// `release` is C code, which may call back in). A name's entry is its
+/// live registration: the core lets at most one pattern that is not
+/// disposed hold a name, so if the entry found is still live and not
+/// disposed, `rr` (registered earlier) has been disposed since, and the
+/// entry stays.
 fn register(name: &str, rr: Rr) -> Result<Arc<Rr>, stockade_core::blocking::Error> {
-    let mut map = named();
     let rr = rr.register()?;
-    map.retain(|_, p| p.strong_count() > 0);
-    map.insert(String::from(name), Arc::downgrade(&rr));
+    // Let go after the lock: it may be the last reference to a disposed
+    // pattern.
+    let previous;
+    {
+        let mut map = named();
+        previous = map.get(name).and_then(Weak::upgrade);
+        let current = previous
+            .as_ref()
+            .is_some_and(|p| !p.is_disposed() && !Arc::ptr_eq(p, &rr));
+        if !current {
+            map.retain(|_, p| p.strong_count() > 0);
+            map.insert(String::from(name), Arc::downgrade(&rr));
+        }
+    }
+    drop(previous);
     Ok(rr)
 }
 
 /// The live pattern registered as `name`.
 fn lookup(name: &str) -> Option<Arc<Rr>> {
-    named()
-        .get(name)
-        .and_then(Weak::upgrade)
-        .filter(|rr| !rr.is_disposed())
+    // The lock is released before a pattern that is found disposed (and
+    // may then be dropped here) is let go.
+    let found = named().get(name).and_then(Weak::upgrade);
+    found.filter(|rr| !rr.is_disposed())
 }
 
 const GET: fn(&str) -> Option<Arc<Rr>> = lookup;
