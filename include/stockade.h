@@ -1808,10 +1808,10 @@ struct stockade_request_response_config stockade_request_response_config_default
 // registered (`stockade_request_response_get`); NULL: anonymous.
 // `config` NULL = the defaults (no protection); `config->policy` (not
 // NULL) protects every request, as Rust's `protected_by`.
-// `release(user_data)` (optional) is
-// called exactly once: when the pattern is gone (last handle freed,
-// disposed, no request running), or, when this function fails (any
-// status but `OK`, a NULL `handler` included), before it returns.
+// `release(user_data)` (optional) is called exactly once: when the
+// pattern is gone (last handle freed, disposed, no request running), or,
+// when this function fails (any status but `OK`, a NULL `handler`
+// included), before it returns.
 //
 // - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
 //   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
@@ -1851,9 +1851,9 @@ stockade_status stockade_request_response_new(const char *name,
 //
 // Free `response_out->data` with `stockade_response_clear`. Metrics:
 // `calls` counts every request answered, refusals included: `successes`
-// (a handler status below 500), `failures` (5xx from the handler),
-// `rejections` (429/503 from the policy, a full pool or a disposed
-// pattern), `timeouts` (504).
+// (a handler status below 500), `failures` (a 5xx from the handler, or a
+// 500 for a policy's own error), `rejections` (429/503 from the policy, a
+// full pool or a disposed pattern), `timeouts` (504).
 //
 // - Statuses: `OK` (`*response_out` written: look at its `status`);
 //   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`

@@ -183,7 +183,9 @@ grep -q 'rustup target add thumbv7em-none-eabihf' "$fw/build.sh" || fail "the RE
 # Run as written, from a directory laid out like the repository (its
 # include/ and cargo's target directory) holding the README's main.c.
 ln -s "$root/include" "$fw/include"
-ln -s "${CARGO_TARGET_DIR:-$root/target}" "$fw/target"
+cargo_target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+[ -d "$cargo_target" ] || fail "cargo metadata gave no target directory"
+ln -s "$cargo_target" "$fw/target"
 if command -v arm-none-eabi-gcc >/dev/null; then
     (cd "$fw" && bash -euo pipefail build.sh)
     [ -s "$fw/firmware.elf" ] || fail "the README's firmware commands made no firmware.elf"
