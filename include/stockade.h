@@ -372,10 +372,18 @@ enum stockade_limiter_mode
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   // Token bucket: `burst` permits at once (default
-  // `requests_per_period`); may admit up to `burst + N` in one period.
+  // `requests_per_period`); a full bucket followed by a period of
+  // sustained traffic lets up to `burst + requests_per_period` permits
+  // through within one period (at most `burst + floor(W / T)` in any
+  // window of length `W`, `T` = `period_ms / requests_per_period`).
   STOCKADE_LIMITER_MODE_BURSTY = 0,
-  // Never more than `requests_per_period` in any window of `period_ms`
-  // (default `burst` 1: pure pacing). For third-party quotas.
+  // Never more than `requests_per_period` (N) permits in any window of
+  // `period_ms` (P). For third-party quotas. The price of a burst B is
+  // sustained rate: a strict limiter sustains `N - B + 1` permits per
+  // period (permits are spaced `P / (N - B + 1)` apart once the burst is
+  // spent). The default `burst` is therefore 1: pure pacing at N per
+  // P, the full quota as throughput; `burst` = N admits N at once and
+  // then 1 per period.
   STOCKADE_LIMITER_MODE_STRICT = 1,
 };
 #ifndef __cplusplus
@@ -577,8 +585,8 @@ typedef struct stockade_backoff_config {
 // Plain data, caller-owned (a local variable is fine).
 typedef struct stockade_config_error {
   // The option's stable number (the core's `ConfigOption`: e.g. 1
-  // `failure_threshold`, 24 `queue_timeout`, 43 `backoff_factor`);
-  // numbers are never reused.
+  // `failure_threshold`, 24 `queue_timeout_ms`, 43 `backoff_factor`);
+  // numbers are never reused. `stockade_config_option_str` names it.
   uint16_t option;
   // `EXCEEDS`: the number of the option whose value `limit` is; 0
   // otherwise.
@@ -591,22 +599,29 @@ typedef struct stockade_config_error {
   // The value given when `unit` is `COUNT` (the count) or
   // `MILLISECONDS` (whole milliseconds, truncated); else 0.
   uint64_t value;
-  // `TOO_LARGE`: the largest accepted value; `TOO_SMALL`: the smallest;
-  // `EXCEEDS`: the other option's value — for `COUNT` and
-  // `MILLISECONDS` as in `value`; else 0.
+  // `TOO_LARGE`: the largest accepted value; `TOO_SMALL`: the smallest
+  // (in `MILLISECONDS`, rounded up to a whole ms); `EXCEEDS`: the other
+  // option's value — for `COUNT` and `MILLISECONDS` as in `value`; else
+  // 0.
   uint64_t limit;
   // The value given when `unit` is `FACTOR`; else 0.
   double value_factor;
   // The limit (as `limit`) when `unit` is `FACTOR`; else 0.
   double limit_factor;
-  // The option's name as a config struct field (`"backoff_factor"`),
-  // NUL-terminated.
+  // The option's name as the C config struct field that holds it
+  // (`"backoff_factor"`, `"reset_timeout_ms"`: a duration's name ends in
+  // `_ms`), NUL-terminated; as `stockade_config_option_str(option)`.
   char option_name[STOCKADE_CONFIG_OPTION_NAME_LEN];
-  // `invalid <option> = <value>: <rule>` in the option's units
-  // (`"invalid backoff_factor = 0.5: must be at least 1"`),
-  // NUL-terminated, truncated to fit. **Hosted builds only**: the
-  // `no_std` (firmware) library does not format messages and leaves it
-  // empty; build one from the fields above if needed.
+  // `invalid <option_name> = <value>: <rule>` in the C field's units,
+  // NUL-terminated, truncated to fit: the value is the number the field
+  // held (whole milliseconds for a duration), a duration limit reads
+  // `<n> ms`, e.g. `"invalid backoff_factor = 0.5: must be at least
+  // 1"`, `"invalid reset_timeout_ms = 0: must be at least 1 ms"`,
+  // `"invalid initial_delay_ms = 40000: must not exceed max_delay_ms (=
+  // 30000)"`. (Rust and Python word the same error with their own names
+  // and units.) **Hosted builds only**: the `no_std` (firmware) library
+  // does not format messages and leaves it empty; build one from the
+  // fields above if needed.
   char message[STOCKADE_CONFIG_ERROR_MESSAGE_LEN];
 } stockade_config_error;
 
@@ -619,7 +634,8 @@ typedef struct stockade_breaker_config {
   // Probes admitted at once while half-open (default 1).
   uint32_t half_open_max_probes;
   // Close early after this many successful probes in one half-open
-  // round; 0 = none (the default: only the round's end closes).
+  // round; 0 = none (the default: only the round's end closes, see
+  // `half_open_timeout_ms`).
   uint32_t half_open_successes_to_close;
   // Also open when this percentage of the last
   // `failure_rate_window_size` calls failed; 0 = no failure-rate rule
@@ -633,7 +649,19 @@ typedef struct stockade_breaker_config {
   uint32_t failure_rate_minimum_calls;
   // Time open before half-open, ms (default 60000).
   uint64_t reset_timeout_ms;
-  // Length of a half-open round, ms (default 30000).
+  // Length of a half-open round, ms (default 30000). With the default
+  // `half_open_successes_to_close` (0) a successful probe does **not**
+  // close the circuit by itself: the circuit closes when the round has
+  // lasted `half_open_timeout_ms` and at least one probe succeeded
+  // (checked when a probe reports success and on every acquire), so a
+  // default breaker closes at the end of the round, not on the first
+  // successful probe. During the round at most `half_open_max_probes`
+  // probes run at once (a reported probe frees its slot). Any failed
+  // probe re-opens the circuit. A round that ends with no successful
+  // probe (e.g. the caller holding the only probe never reported) is
+  // followed by a fresh round instead of staying wedged; verdicts of
+  // probes from an earlier round are ignored, so this should be longer
+  // than a call normally takes.
   uint64_t half_open_timeout_ms;
   // Interval between monitoring events, ms (default 5000; used by the
   // blocking tier's listeners).
@@ -656,8 +684,13 @@ typedef int (*stockade_callback)(void *user_data);
 // A counters snapshot of any blocking pattern (the core's `Metrics`);
 // fields a pattern does not use are 0.
 typedef struct stockade_metrics {
-  // Calls that finished: the sum of the outcomes below (and a breaker's
-  // ignored outcomes).
+  // Calls that finished: the sum of `successes`, `failures`,
+  // `rejections` and `timeouts` (and a breaker's ignored outcomes).
+  // **Refusals count**: a call refused without running is a finished
+  // call, counted in `calls` and `rejections`. Calls still queued or
+  // running are not counted yet. A call refused because the pattern was
+  // disposed (`DISPOSED`) is not counted, except by a request-response
+  // pattern, which answers it with a 503 counted in `rejections`.
   uint64_t calls;
   // Calls that succeeded.
   uint64_t successes;
@@ -740,7 +773,10 @@ typedef struct stockade_limiter_config {
   uint64_t queue_timeout_ms;
   // Permits per period (default 10).
   uint32_t requests_per_period;
-  // Permits that may be taken at once; 0 = the mode's default.
+  // Permits that may be taken at once; 0 = the mode's default
+  // (`BURSTY`: `requests_per_period`; `STRICT`: 1). `STRICT` allows 1 to
+  // `requests_per_period` and then sustains `requests_per_period - burst
+  // + 1` permits per period (see `stockade_limiter_mode`).
   uint32_t burst;
   // Permits that may be booked ahead, waiting (default 100); 0 =
   // reservations never wait.
@@ -767,6 +803,19 @@ typedef struct stockade_request_response_config {
   uint32_t max_workers;
   // Timed requests that may wait for a busy worker (default 16).
   uint32_t max_queue;
+  // The protection every attempt runs under (Rust's `protected_by`), or
+  // NULL (default) for none: any pattern's `_as_policy` view (a
+  // limiter, breaker, bulkhead, retry, timeout) or a pipeline's
+  // (`stockade_pipeline_as_policy`). `stockade_request_response_new`
+  // takes its own reference: the policy may be freed right after.
+  // Its refusals become responses as in Rust: a limiter's 429, an open
+  // breaker's or a full bulkhead's 503, a timeout's 504 (see
+  // `stockade_request_response_execute`). A timeout stage in it bounds
+  // each attempt as Rust's cooperative timeout stage does: a late
+  // attempt's result becomes a 504, but the request returns only once
+  // that attempt returned; to return on time, give the request a
+  // `timeout_ms` (or the pattern a `default_timeout_ms`).
+  const struct stockade_policy *policy;
 } stockade_request_response_config;
 #endif
 
@@ -815,11 +864,26 @@ typedef struct stockade_response {
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// The handler: reads `*request`, fills `*response` and returns `OK`;
-// any other status is a failure (a 500 response with the status's
-// message). A 5xx `response->status` also counts as a failure. Called
-// on the caller's thread, or on a worker when the request has a timeout;
-// it must not unwind.
+// The handler: reads `*request` and fills `*response` (zeroed before the
+// call). Its answer is the response `_execute` returns, as a Rust
+// handler's `Response` is:
+//
+// - It returns `OK`: the response it filled; `status` 0 is read as 200.
+// - It returns another status: a response with `response->status` if it
+//   set one, else the HTTP status of the returned status, as the pattern
+//   answers the same refusal from its own policy: `RATE_LIMITED` 429;
+//   `BREAKER_OPEN`, `BREAKER_HALF_OPEN_FULL`, `BULKHEAD_FULL`,
+//   `QUEUE_TIMEOUT`, `QUEUE_FULL`, `DISPOSED` 503; `TIMED_OUT` 504; any
+//   other (a number no status has too) 500. Its `error` is
+//   `response->error` if set, else the status's message
+//   (`stockade_status_str`).
+//
+// In both cases `response->retry_after_ms` (if set) is kept, and a 5xx
+// status counts as a failure for the pattern's protection policy (a
+// breaker counts it, a retry repeats it) and in its metrics; a status
+// below 500 (a handler's own 429 too) is a success there, as in Rust.
+// Called on the caller's thread, on a worker when the request has a
+// timeout, or on a timeout stage's worker; it must not unwind.
 typedef stockade_status (*stockade_handler_fn)(const struct stockade_request *request,
                                                struct stockade_response *response,
                                                void *user_data);
@@ -1707,13 +1771,16 @@ void stockade_pipeline_free(struct stockade_pipeline *pipeline);
 // thread; stages inside a timeout run on its worker and **may still run
 // after this function returned `TIMED_OUT`** (a retry inside a timeout
 // may even start the callback again meanwhile). `release(user_data)`
-// (optional) is called exactly once when stockade no longer uses
-// `user_data`.
+// (optional) is called exactly once, on every path, when stockade no
+// longer uses `user_data`: after the last run of the callback, or before
+// this function returns when the callback never runs (a refusal, a NULL
+// argument).
 //
 // - Statuses: `OK`; `CALLBACK_FAILED`; any stage's refusal
 //   (`BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`, `QUEUE_TIMEOUT`,
 //   `TIMED_OUT`, `QUEUE_FULL`, `RETRIES_EXHAUSTED`, `DISPOSED`, ...);
-//   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` not called).
+//   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` is called before
+//   returning).
 // - Blocks: as its stages. Thread safety: any number of threads; the
 //   callback may run on another thread, concurrently with itself, and
 //   must not unwind.
@@ -1729,7 +1796,7 @@ stockade_status stockade_pipeline_execute(const struct stockade_pipeline *pipeli
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// 8 workers, 16 queued requests, no default timeout.
+// 8 workers, 16 queued requests, no default timeout, no protection.
 //
 // - Thread safety: any thread. Blocks: no. Never fails.
 struct stockade_request_response_config stockade_request_response_config_default(void);
@@ -1739,9 +1806,12 @@ struct stockade_request_response_config stockade_request_response_config_default
 // Makes a request-response pattern serving requests with
 // `handler(request, response, user_data)`. With a `name` it is
 // registered (`stockade_request_response_get`); NULL: anonymous.
-// `config` NULL = the defaults. `release(user_data)` (optional) is
-// called once when the pattern is gone (last handle freed, disposed, no
-// request running), also when this function fails.
+// `config` NULL = the defaults (no protection); `config->policy` (not
+// NULL) protects every request, as Rust's `protected_by`.
+// `release(user_data)` (optional) is called exactly once: when the
+// pattern is gone (last handle freed, disposed, no request running), or,
+// when this function fails (any status but `OK`, a NULL `handler`
+// included), before it returns.
 //
 // - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
 //   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
@@ -1764,10 +1834,26 @@ stockade_status stockade_request_response_new(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
-// Runs `*request` through the pattern: `*response_out` = the handler's
-// response, or the failure's (500 handler failure, 504 timed out, 503
-// pool full or disposed, ...), with the correlation id set. Free
-// `response_out->data` with `stockade_response_clear`.
+// Runs `*request` through the pattern (under its config's `policy`, if
+// any): `*response_out` = the handler's response, or the failure's, with
+// the correlation id set, exactly as Rust's `RequestResponsePattern`
+// answers:
+//
+// | what happened | `status` | `error`, `retry_after_ms` |
+// |---|---|---|
+// | the handler answered | its status (see `stockade_handler_fn`) | its own |
+// | a rate limiter in the policy refused | 429 | its message; when to retry |
+// | a circuit breaker in the policy refused (open, or half-open and full) | 503 | its message; when to retry (0 when forced open) |
+// | a bulkhead was full or its queue timed out, or the pattern's worker pool was full | 503 | its message; 0 |
+// | the request's deadline passed, or a timeout stage in the policy gave up | 504 | `timed out after <timeout>` |
+// | a retry in the policy gave up | the last attempt's status | `gave up after <n> attempts: <last error>` |
+// | the pattern (or a pattern in its policy) was disposed | 503 | `the pattern was disposed` |
+//
+// Free `response_out->data` with `stockade_response_clear`. Metrics:
+// `calls` counts every request answered, refusals included: `successes`
+// (a handler status below 500), `failures` (a 5xx from the handler, or a
+// 500 for a policy's own error), `rejections` (429/503 from the policy, a
+// full pool or a disposed pattern), `timeouts` (504).
 //
 // - Statuses: `OK` (`*response_out` written: look at its `status`);
 //   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`
@@ -2057,15 +2143,16 @@ stockade_status stockade_timeout_new(const char *name,
 //
 // `user_data` must therefore stay valid until the callback has returned,
 // which may be after this function returned `TIMED_OUT`. Pass a
-// `release` (optional): it is called exactly once, with `user_data`, when
-// stockade no longer uses it — after the callback returned (on the worker
-// thread), or when it will never run (pool full, disposed; on this
-// thread before returning) — so C can free `user_data` there.
+// `release` (optional): it is called exactly once, with `user_data`, on
+// every path, when stockade no longer uses it — after the callback
+// returned (on the worker thread), or when it will never run (pool full,
+// disposed, a NULL argument; on this thread before returning) — so C can
+// free `user_data` there.
 //
 // - Statuses: `OK` (returned 0 in time); `CALLBACK_FAILED` (returned
 //   non-zero in time); `TIMED_OUT`; `QUEUE_FULL` (every worker busy: not
 //   run); `DISPOSED`; `NULL_ARGUMENT` (`timeout`, `callback`; `release`
-//   is then not called).
+//   is called before returning).
 // - Blocks: up to the timeout. Thread safety: any number of threads at
 //   once; the callback runs on another thread and must not unwind;
 //   `release` may run on any thread.
@@ -2552,8 +2639,11 @@ stockade_status stockade_tick_clock_as_clock(const struct stockade_tick_clock *t
 // - Thread safety: safe from any thread. Blocks: no. Never fails.
 const char *stockade_config_problem_str(uint8_t problem);
 
-// The name of config option number `option` (`"queue_timeout"` for 24),
-// or `"unknown option"`: a static NUL-terminated string, not to be freed.
+// The C name of config option number `option`: the config struct field
+// (`"queue_timeout_ms"` for 24, `"backoff_factor"` for 43), or
+// `"unknown option"`; a static NUL-terminated string, not to be freed.
+// Durations carry their unit, `_ms` (Rust and Python name the same option
+// `queue_timeout`).
 //
 // - Thread safety: safe from any thread. Blocks: no. Never fails.
 const char *stockade_config_option_str(uint16_t option);

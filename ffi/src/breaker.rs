@@ -26,7 +26,8 @@ pub struct stockade_breaker_config {
     /// Probes admitted at once while half-open (default 1).
     pub half_open_max_probes: u32,
     /// Close early after this many successful probes in one half-open
-    /// round; 0 = none (the default: only the round's end closes).
+    /// round; 0 = none (the default: only the round's end closes, see
+    /// `half_open_timeout_ms`).
     pub half_open_successes_to_close: u32,
     /// Also open when this percentage of the last
     /// `failure_rate_window_size` calls failed; 0 = no failure-rate rule
@@ -40,7 +41,19 @@ pub struct stockade_breaker_config {
     pub failure_rate_minimum_calls: u32,
     /// Time open before half-open, ms (default 60000).
     pub reset_timeout_ms: u64,
-    /// Length of a half-open round, ms (default 30000).
+    /// Length of a half-open round, ms (default 30000). With the default
+    /// `half_open_successes_to_close` (0) a successful probe does **not**
+    /// close the circuit by itself: the circuit closes when the round has
+    /// lasted `half_open_timeout_ms` and at least one probe succeeded
+    /// (checked when a probe reports success and on every acquire), so a
+    /// default breaker closes at the end of the round, not on the first
+    /// successful probe. During the round at most `half_open_max_probes`
+    /// probes run at once (a reported probe frees its slot). Any failed
+    /// probe re-opens the circuit. A round that ends with no successful
+    /// probe (e.g. the caller holding the only probe never reported) is
+    /// followed by a fresh round instead of staying wedged; verdicts of
+    /// probes from an earlier round are ignored, so this should be longer
+    /// than a call normally takes.
     pub half_open_timeout_ms: u64,
     /// Interval between monitoring events, ms (default 5000; used by the
     /// blocking tier's listeners).

@@ -22,10 +22,18 @@ use crate::time::millis;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum stockade_limiter_mode {
     /// Token bucket: `burst` permits at once (default
-    /// `requests_per_period`); may admit up to `burst + N` in one period.
+    /// `requests_per_period`); a full bucket followed by a period of
+    /// sustained traffic lets up to `burst + requests_per_period` permits
+    /// through within one period (at most `burst + floor(W / T)` in any
+    /// window of length `W`, `T` = `period_ms / requests_per_period`).
     Bursty = 0,
-    /// Never more than `requests_per_period` in any window of `period_ms`
-    /// (default `burst` 1: pure pacing). For third-party quotas.
+    /// Never more than `requests_per_period` (N) permits in any window of
+    /// `period_ms` (P). For third-party quotas. The price of a burst B is
+    /// sustained rate: a strict limiter sustains `N - B + 1` permits per
+    /// period (permits are spaced `P / (N - B + 1)` apart once the burst is
+    /// spent). The default `burst` is therefore 1: pure pacing at N per
+    /// P, the full quota as throughput; `burst` = N admits N at once and
+    /// then 1 per period.
     Strict = 1,
 }
 
@@ -41,7 +49,10 @@ pub struct stockade_limiter_config {
     pub queue_timeout_ms: u64,
     /// Permits per period (default 10).
     pub requests_per_period: u32,
-    /// Permits that may be taken at once; 0 = the mode's default.
+    /// Permits that may be taken at once; 0 = the mode's default
+    /// (`BURSTY`: `requests_per_period`; `STRICT`: 1). `STRICT` allows 1 to
+    /// `requests_per_period` and then sustains `requests_per_period - burst
+    /// + 1` permits per period (see `stockade_limiter_mode`).
     pub burst: u32,
     /// Permits that may be booked ahead, waiting (default 100); 0 =
     /// reservations never wait.

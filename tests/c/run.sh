@@ -158,12 +158,48 @@ if sh -c '"$1"; exit $?' _ "$build/wrap_probe" 2>/dev/null; then fail "--wrap=ma
 "$build/test_nomalloc"
 
 # ---------------------------------------------------------------------------
-step "firmware: the core tier as a no_std staticlib for thumbv7em-none-eabihf"
-rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
-# Optimised for size, as firmware is built.
-CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo rustc -p stockade-ffi --release --no-default-features \
-    --target thumbv7em-none-eabihf --crate-type staticlib --target-dir target/c-firmware --locked
-fw_a=target/c-firmware/thumbv7em-none-eabihf/release/libstockade.a
+# The README's blocks between <!-- NAME:begin --> and <!-- NAME:end -->:
+# readme_block NAME LANG prints the fenced LANG block(s) inside.
+readme_block() {
+    awk -v b="<!-- $1:begin -->" -v e="<!-- $1:end -->" '$0==b{on=1; next} $0==e{on=0} on' README.md |
+        sed -n "/^\`\`\`$2\$/,/^\`\`\`\$/p" | sed '/^```/d'
+}
+
+step "firmware: the README's commands (thumbv7em-none-eabihf, arm-none-eabi-gcc)"
+# Debian's cross toolchain and newlib (for --specs=nano.specs/nosys.specs),
+# installed when we can (root with apt).
+if ! command -v arm-none-eabi-gcc >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    pkgs="gcc-arm-none-eabi libnewlib-arm-none-eabi"
+    apt-get install -y -qq $pkgs >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null && apt-get install -y -qq $pkgs >/dev/null; } ||
+        echo "could not install $pkgs"
+fi
+fw=$build/firmware-readme
+rm -rf "$fw" && mkdir -p "$fw"
+readme_block firmware-example c >"$fw/main.c"
+readme_block firmware-example sh >"$fw/build.sh"
+[ -s "$fw/main.c" ] && [ -s "$fw/build.sh" ] || fail "README.md has no firmware example between firmware-example markers"
+grep -q 'rustup target add thumbv7em-none-eabihf' "$fw/build.sh" || fail "the README's firmware commands do not add the target"
+# Run as written, from a directory laid out like the repository (its
+# include/ and cargo's target directory) holding the README's main.c.
+ln -s "$root/include" "$fw/include"
+cargo_target=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
+[ -d "$cargo_target" ] || fail "cargo metadata gave no target directory"
+ln -s "$cargo_target" "$fw/target"
+if command -v arm-none-eabi-gcc >/dev/null; then
+    (cd "$fw" && bash -euo pipefail build.sh)
+    [ -s "$fw/firmware.elf" ] || fail "the README's firmware commands made no firmware.elf"
+    arm-none-eabi-size "$fw/firmware.elf"
+    fw_a=$fw/target/thumbv7em-none-eabihf/release/libstockade.a
+else
+    echo "arm-none-eabi-gcc not available: the README's firmware link is not tested; building the library only"
+    rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+    # Optimised for size, as firmware is built.
+    CARGO_PROFILE_RELEASE_PANIC=abort CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo rustc -p stockade-ffi \
+        --release --no-default-features --target thumbv7em-none-eabihf --crate-type staticlib \
+        --target-dir target/c-firmware --locked
+    fw_a=target/c-firmware/thumbv7em-none-eabihf/release/libstockade.a
+fi
 tests/c/firmware-size.sh "$fw_a"
 
 # ---------------------------------------------------------------------------
@@ -173,14 +209,16 @@ rm -rf "$prefix"
 scripts/install-c.sh "$prefix"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 readme_c=$build/readme_example.c
-# The README's C example, compiled with the command the README shows.
-awk '/<!-- c-example:begin -->/{on=1; next} /<!-- c-example:end -->/{on=0} on' README.md |
-    sed -n '/^```c$/,/^```$/p' | sed '1d;$d' >"$readme_c"
+# The README's C example, built and run with the commands the README shows
+# (no LD_LIBRARY_PATH: the installed stockade.pc must make it run).
+readme_block c-example c >"$readme_c"
 [ -s "$readme_c" ] || fail "README.md has no C example between c-example markers"
-readme_cmd=$(awk '/<!-- c-example:begin -->/{on=1; next} /<!-- c-example:end -->/{on=0} on' README.md |
-    sed -n '/^```sh$/,/^```$/p' | sed '1d;$d' | grep -E '^cc ')
-[ -n "$readme_cmd" ] || fail "README.md's C example has no cc command"
-(cd "$build" && cp readme_example.c example.c && eval "$readme_cmd" && LD_LIBRARY_PATH=$prefix/lib ./example)
+readme_block c-example sh >"$build/readme_example.sh"
+grep -qE '^cc ' "$build/readme_example.sh" || fail "README.md's C example has no cc command"
+grep -qx './example' "$build/readme_example.sh" || fail "README.md's C example does not run ./example"
+rm -f "$build/example"
+(cd "$build" && cp readme_example.c example.c && env -u LD_LIBRARY_PATH bash -euo pipefail readme_example.sh) ||
+    fail "the README's C example did not build and run as written"
 # Static linking through pkg-config --static.
 $CC -std=c99 "${CWARN[@]}" "$readme_c" -o "$build/example_static" \
     $(pkg-config --cflags stockade) "$prefix/lib/libstockade.a" $(pkg-config --libs-only-l --static stockade | sed 's/-lstockade//')
@@ -206,7 +244,7 @@ target_link_libraries(example_static PRIVATE stockade::static)
 CMAKE
     cmake -S "$cm" -B "$cm/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$cm/build" >/dev/null
-    LD_LIBRARY_PATH=$prefix/lib "$cm/build/example_shared"
+    env -u LD_LIBRARY_PATH "$cm/build/example_shared"
     "$cm/build/example_static"
 else
     echo "cmake not available: find_package(stockade) not tested"

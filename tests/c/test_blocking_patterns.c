@@ -404,7 +404,7 @@ static void test_timeout(void) {
     CHECK_NULL_ARG(stockade_timeout_get(NULL, &dup));
     CHECK_NULL_ARG(stockade_timeout_execute(NULL, ok_call, &calls, NULL));
     CHECK_NULL_ARG(stockade_timeout_execute(t, NULL, &calls, release_count));
-    CHECK(__atomic_load_n(&released_count, __ATOMIC_SEQ_CST) == 1); /* not called on NULL_ARGUMENT */
+    CHECK(__atomic_load_n(&released_count, __ATOMIC_SEQ_CST) == 2); /* called on NULL_ARGUMENT too */
     CHECK_NULL_ARG(stockade_timeout_metrics(NULL, &m));
     CHECK_NULL_ARG(stockade_timeout_subscribe(NULL, on_event, NULL, &id));
     CHECK_NULL_ARG(stockade_timeout_unsubscribe(NULL, id));
@@ -412,7 +412,7 @@ static void test_timeout(void) {
     CHECK_NULL_ARG(stockade_timeout_dispose(NULL));
     CHECK_OK(stockade_timeout_dispose(t));
     CHECK_STATUS(stockade_timeout_execute(same, ok_call, &calls, release_count), STOCKADE_STATUS_DISPOSED);
-    CHECK(__atomic_load_n(&released_count, __ATOMIC_SEQ_CST) == 2); /* never ran: released */
+    CHECK(__atomic_load_n(&released_count, __ATOMIC_SEQ_CST) == 3); /* never ran: released */
     stockade_timeout_free(t);
     stockade_timeout_free(same);
     stockade_timeout_free(shortt);
@@ -452,6 +452,7 @@ static void test_request_response(void) {
     CHECK_STATUS(stockade_request_response_new(NULL, &c, echo_handler, NULL, rr_release, &err, &rr),
                  STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 61);
+    CHECK(strcmp(err.message, "invalid max_workers = 0: must be at least 1") == 0);
     CHECK(rr_released == 1); /* released on failure too */
     CHECK_OK(stockade_request_response_new("c-bp-rr", NULL, echo_handler, NULL, rr_release, NULL, &rr));
     CHECK_OK(stockade_request_response_get("c-bp-rr", &same));

@@ -26,12 +26,24 @@ static void test_config(void) {
     c.failure_threshold = 0;
     CHECK_STATUS(stockade_breaker_init(mem, sizeof mem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 1 && strcmp(err.option_name, "failure_threshold") == 0);
-    CHECK(strcmp(err.message, "invalid failure_threshold = 0: must be greater than zero") == 0);
+    CHECK(strcmp(err.message, "invalid failure_threshold = 0: must be at least 1") == 0);
     CHECK_STATUS(stockade_breaker_init(mem, sizeof mem, &c, NULL, &b), STOCKADE_STATUS_INVALID_CONFIG);
     c = stockade_breaker_config_default();
     c.reset_timeout_ms = 0;
     CHECK_STATUS(stockade_breaker_init(mem, sizeof mem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 2);
+    /* In C terms: the struct field and its milliseconds. */
+    CHECK(strcmp(err.option_name, "reset_timeout_ms") == 0);
+    CHECK(strcmp(err.message, "invalid reset_timeout_ms = 0: must be at least 1 ms") == 0);
+    c.reset_timeout_ms = UINT64_MAX; /* printed as the number set, not as hours */
+    CHECK_STATUS(stockade_breaker_init(mem, sizeof mem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(err.option == 2 && err.problem == STOCKADE_CONFIG_PROBLEM_TOO_LARGE && err.value == UINT64_MAX);
+    CHECK(strncmp(err.message, "invalid reset_timeout_ms = 18446744073709551615: must be at most ", 65) == 0);
+    CHECK(strstr(err.message, " ms") != NULL && strstr(err.message, "h ") == NULL);
+    c = stockade_breaker_config_default();
+    c.half_open_timeout_ms = 0;
+    CHECK_STATUS(stockade_breaker_init(mem, sizeof mem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(strcmp(err.message, "invalid half_open_timeout_ms = 0: must be at least 1 ms") == 0);
     c = stockade_breaker_config_default();
     c.failure_rate_threshold = 101;
     c.failure_rate_window_size = 10;

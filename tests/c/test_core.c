@@ -43,7 +43,9 @@ static void test_status_and_version(void) {
             for (j = 0; j < i; j++) CHECK(strcmp(stockade_status_str(all[i]), stockade_status_str(all[j])) != 0);
         }
     }
-    CHECK(strcmp(stockade_config_option_str(24), "queue_timeout") == 0);
+    CHECK(strcmp(stockade_config_option_str(24), "queue_timeout_ms") == 0);
+    CHECK(strcmp(stockade_config_option_str(2), "reset_timeout_ms") == 0);
+    CHECK(strcmp(stockade_config_option_str(1), "failure_threshold") == 0);
     CHECK(strcmp(stockade_config_option_str(43), "backoff_factor") == 0);
     CHECK(strcmp(stockade_config_option_str(0), "unknown option") == 0);
     CHECK(strcmp(stockade_config_option_str(UINT16_MAX), "unknown option") == 0);
@@ -138,14 +140,16 @@ static void test_backoff(void) {
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &b),
                  STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 40 && strcmp(err.option_name, "max_attempts") == 0);
+    CHECK(strcmp(err.message, "invalid max_attempts = 0: must be at least 1") == 0);
     config = stockade_backoff_config_default();
     config.initial_delay_ms = 60000;
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &b),
                  STOCKADE_STATUS_INVALID_CONFIG);
-    CHECK(strcmp(err.message, "invalid initial_delay = 1min: must not exceed max_delay (= 30s)") == 0);
+    CHECK(strcmp(err.message, "invalid initial_delay_ms = 60000: must not exceed max_delay_ms (= 30000)") == 0);
+    CHECK(strcmp(err.option_name, "initial_delay_ms") == 0);
     CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_EXCEEDS && err.unit == STOCKADE_CONFIG_UNIT_MILLISECONDS);
     CHECK(err.value == 60000 && err.limit == 30000 && err.other_option == 42);
-    CHECK(strcmp(stockade_config_option_str(err.other_option), "max_delay") == 0);
+    CHECK(strcmp(stockade_config_option_str(err.other_option), "max_delay_ms") == 0);
     config = stockade_backoff_config_default();
     config.jitter = 9;
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &b),
@@ -268,7 +272,8 @@ static void test_deadlines(void) {
 
     tc.timeout_ms = 0;
     CHECK_STATUS(stockade_timeout_config_deadline(&tc, &clock, &err, &d), STOCKADE_STATUS_INVALID_CONFIG);
-    CHECK(err.option == 60 && strcmp(err.option_name, "timeout") == 0);
+    CHECK(err.option == 60 && strcmp(err.option_name, "timeout_ms") == 0);
+    CHECK(strcmp(err.message, "invalid timeout_ms = 0: must be at least 1 ms") == 0);
     CHECK_STATUS(stockade_timeout_config_deadline(&tc, &clock, NULL, &d), STOCKADE_STATUS_INVALID_CONFIG);
     tc.timeout_ms = 5;
     CHECK_NULL_ARG(stockade_timeout_config_deadline(NULL, &clock, NULL, &d));

@@ -34,7 +34,13 @@ static void test_limiter(void) {
     c = stockade_limiter_config_default();
     c.period_ms = 0;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
-    CHECK(err.option == 21);
+    CHECK(err.option == 21 && strcmp(err.option_name, "period_ms") == 0);
+    CHECK(strcmp(err.message, "invalid period_ms = 0: must be at least 1 ms") == 0);
+    c.period_ms = UINT64_MAX; /* the number set, and the limit in ms */
+    CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_TOO_LARGE && err.unit == STOCKADE_CONFIG_UNIT_MILLISECONDS);
+    CHECK(strcmp(err.message, "invalid period_ms = 18446744073709551615: must be at most 2305843009213 ms") == 0);
+    CHECK(err.value == UINT64_MAX && err.limit == 2305843009213u);
     c = stockade_limiter_config_default();
     c.mode = 7;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
@@ -43,6 +49,8 @@ static void test_limiter(void) {
     c.mode = STOCKADE_LIMITER_MODE_STRICT;
     c.burst = 11;
     CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, NULL, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK_STATUS(stockade_limiter_init(lmem, sizeof lmem, &c, &err, &l), STOCKADE_STATUS_INVALID_CONFIG);
+    CHECK(strcmp(err.message, "invalid burst = 11: must not exceed requests_per_period (= 10)") == 0);
     c = stockade_limiter_config_default();
     CHECK_NULL_ARG(stockade_limiter_init(NULL, sizeof lmem, &c, NULL, &l));
     CHECK_NULL_ARG(stockade_limiter_init(lmem, sizeof lmem, NULL, NULL, &l));
@@ -121,6 +129,7 @@ static void test_bulkhead(void) {
     c.max_concurrent = 0;
     CHECK_STATUS(stockade_bulkhead_init(bmem, sizeof bmem, &c, &err, &b), STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 30 && strcmp(err.option_name, "max_concurrent") == 0);
+    CHECK(strcmp(err.message, "invalid max_concurrent = 0: must be at least 1") == 0);
     CHECK_STATUS(stockade_bulkhead_init(bmem, sizeof bmem, &c, NULL, &b), STOCKADE_STATUS_INVALID_CONFIG);
     c.max_concurrent = 2;
     CHECK_NULL_ARG(stockade_bulkhead_init(NULL, sizeof bmem, &c, NULL, &b));
@@ -155,8 +164,58 @@ static void test_bulkhead(void) {
     CHECK_OK(stockade_bulkhead_counts(b, NULL, NULL, NULL));
 }
 
+/* Permits a strict limiter (10 per second, burst `burst`) admits in
+ * [from_ms, to_ms) when tried every millisecond from 0; *max_window = the
+ * most admitted in any 1 s window. */
+static int strict_admits(uint32_t burst, uint64_t from_ms, uint64_t to_ms, int *max_window) {
+    stockade_clock clock = {read_now, NULL};
+    stockade_limiter_config c = stockade_limiter_config_default();
+    stockade_limiter *l = NULL;
+    static uint64_t at[20000];
+    int n = 0, in_range = 0, i, j;
+    uint64_t t;
+    c.mode = STOCKADE_LIMITER_MODE_STRICT;
+    c.requests_per_period = 10;
+    c.period_ms = 1000;
+    c.burst = burst;
+    now_ns = 0;
+    CHECK_OK(stockade_limiter_init(lmem, sizeof lmem, &c, NULL, &l));
+    for (t = 0; t < to_ms; t++) {
+        now_ns = t * MS;
+        while (n < 20000 && stockade_limiter_try_acquire(l, &clock, 1, NULL) == STOCKADE_STATUS_OK) {
+            at[n++] = t;
+            if (t >= from_ms) in_range++;
+        }
+    }
+    *max_window = 0;
+    for (i = 0, j = 0; i < n; i++) {
+        while (at[i] - at[j] >= 1000) j++;
+        if (i - j + 1 > *max_window) *max_window = i - j + 1;
+    }
+    return in_range;
+}
+
+/* The header's claim: a strict limiter with burst B sustains N - B + 1
+ * permits per period, and never admits more than N in any period. */
+static void test_strict_sustained_rate(void) {
+    int max_window = 0;
+    /* Seven periods after the burst is spent: 7 x (10 - 4 + 1) = 49. */
+    int admitted = strict_admits(4, 1000, 8000, &max_window);
+    CHECK(admitted >= 48 && admitted <= 50);
+    CHECK(max_window <= 10);
+    /* The default burst (1): the full quota, 10 per period. */
+    admitted = strict_admits(0, 1000, 8000, &max_window);
+    CHECK(admitted >= 69 && admitted <= 71);
+    CHECK(max_window <= 10);
+    /* Burst N: 1 per period once the burst is spent. */
+    admitted = strict_admits(10, 1000, 8000, &max_window);
+    CHECK(admitted >= 6 && admitted <= 8);
+    CHECK(max_window <= 10);
+}
+
 int main(void) {
     test_limiter();
+    test_strict_sustained_rate();
     test_bulkhead();
     return check_report("test_limiter_bulkhead");
 }

@@ -28,6 +28,7 @@ pub mod bulkhead;
 pub mod events;
 pub mod limiter;
 pub mod pipeline;
+mod protection;
 pub mod request_response;
 pub mod retry;
 pub mod timeout;
@@ -149,49 +150,61 @@ pub(crate) unsafe fn call(
     }
 }
 
-/// A C callback and its data, moved to another thread (a timeout's worker,
-/// a pipeline's detached stage) and released once when dropped: after it
-/// ran, or when it will never run.
-pub(crate) struct Detached {
-    callback: CallbackFn,
+/// A `user_data` and its optional `release`: `release(user_data)` is called
+/// exactly once, when this is dropped. Every exported function that takes a
+/// `release` makes one **before checking any argument**, so that every path
+/// out of it (a NULL argument, an invalid config, a refusal, a panic, or
+/// success followed by the last use) releases the data once.
+pub(crate) struct Release {
     user_data: *mut c_void,
     release: stockade_release_fn,
 }
 
 // SAFETY: the C caller promises (documented on every function taking a
-// detached callback) that the callback may run on another thread with its
-// user data, and that `release` may be called from any thread.
-unsafe impl Send for Detached {}
-// SAFETY: as above; a pipeline may call the callback again (retry) while an
-// abandoned attempt still runs: documented.
-unsafe impl Sync for Detached {}
+// `release`) that `release` may be called from any thread with its data,
+// and that the callbacks given with it may run on other threads with it.
+unsafe impl Send for Release {}
+// SAFETY: as above; the pointer is only passed to C, never dereferenced.
+unsafe impl Sync for Release {}
+
+impl Release {
+    pub(crate) fn new(user_data: *mut c_void, release: stockade_release_fn) -> Release {
+        Release { user_data, release }
+    }
+
+    pub(crate) fn user_data(&self) -> *mut c_void {
+        self.user_data
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: called once (this is dropped once), after the last use
+            // of `user_data` by stockade; the caller's contract.
+            unsafe { release(self.user_data) }
+        }
+    }
+}
+
+/// A C callback and its data, moved to another thread (a timeout's worker,
+/// a pipeline's detached stage) and released once when dropped: after it
+/// ran, or when it will never run.
+pub(crate) struct Detached {
+    callback: CallbackFn,
+    data: Release,
+}
 
 impl Detached {
-    pub(crate) fn new(
-        callback: CallbackFn,
-        user_data: *mut c_void,
-        release: stockade_release_fn,
-    ) -> Detached {
-        Detached {
-            callback,
-            user_data,
-            release,
-        }
+    pub(crate) fn new(callback: CallbackFn, data: Release) -> Detached {
+        Detached { callback, data }
     }
 
     pub(crate) fn run(&self) -> Result<(), CallbackFailed> {
         // SAFETY: the caller of the exported function promised the callback
-        // may be called with its user data until `release`.
-        unsafe { call(self.callback, self.user_data) }
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        if let Some(release) = self.release {
-            // SAFETY: called once, after the last use of `user_data`.
-            unsafe { release(self.user_data) }
-        }
+        // may be called with its user data, from any thread, until
+        // `release` (which runs when `data` is dropped, after this).
+        unsafe { call(self.callback, self.data.user_data()) }
     }
 }
 
@@ -200,8 +213,13 @@ impl Drop for Detached {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct stockade_metrics {
-    /// Calls that finished: the sum of the outcomes below (and a breaker's
-    /// ignored outcomes).
+    /// Calls that finished: the sum of `successes`, `failures`,
+    /// `rejections` and `timeouts` (and a breaker's ignored outcomes).
+    /// **Refusals count**: a call refused without running is a finished
+    /// call, counted in `calls` and `rejections`. Calls still queued or
+    /// running are not counted yet. A call refused because the pattern was
+    /// disposed (`DISPOSED`) is not counted, except by a request-response
+    /// pattern, which answers it with a 503 counted in `rejections`.
     pub calls: u64,
     /// Calls that succeeded.
     pub successes: u64,
@@ -261,8 +279,9 @@ macro_rules! impl_pattern {
     )*};
 }
 
-/// The request-response pattern of the C ABI: byte payloads.
-pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>>;
+/// The request-response pattern of the C ABI: byte payloads, protected by
+/// the `stockade_policy` of its config (or by none).
+pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>, protection::CProtection>;
 
 impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
 

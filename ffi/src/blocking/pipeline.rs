@@ -8,7 +8,7 @@ use std::vec::Vec;
 
 use stockade_core::blocking::{DynCall, DynPipeline, DynPolicy, DynValue};
 
-use super::{Detached, stockade_callback, stockade_policy, stockade_release_fn};
+use super::{Detached, Release, stockade_callback, stockade_policy, stockade_release_fn};
 use crate::boundary::{Out, arg};
 use crate::status::stockade_status;
 
@@ -111,13 +111,16 @@ pub unsafe extern "C" fn stockade_pipeline_free(pipeline: *mut stockade_pipeline
 /// thread; stages inside a timeout run on its worker and **may still run
 /// after this function returned `TIMED_OUT`** (a retry inside a timeout
 /// may even start the callback again meanwhile). `release(user_data)`
-/// (optional) is called exactly once when stockade no longer uses
-/// `user_data`.
+/// (optional) is called exactly once, on every path, when stockade no
+/// longer uses `user_data`: after the last run of the callback, or before
+/// this function returns when the callback never runs (a refusal, a NULL
+/// argument).
 ///
 /// - Statuses: `OK`; `CALLBACK_FAILED`; any stage's refusal
 ///   (`BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`, `QUEUE_TIMEOUT`,
 ///   `TIMED_OUT`, `QUEUE_FULL`, `RETRIES_EXHAUSTED`, `DISPOSED`, ...);
-///   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` not called).
+///   `NULL_ARGUMENT` (`pipeline`, `callback`; `release` is called before
+///   returning).
 /// - Blocks: as its stages. Thread safety: any number of threads; the
 ///   callback may run on another thread, concurrently with itself, and
 ///   must not unwind.
@@ -134,10 +137,12 @@ pub unsafe extern "C" fn stockade_pipeline_execute(
     release: stockade_release_fn,
 ) -> stockade_status {
     ffi_boundary!({
+        // First: every path below releases `user_data` once.
+        let data = Release::new(user_data, release);
         // SAFETY: function contract.
         let p = unsafe { arg(pipeline) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
-        let job = Detached::new(callback, user_data, release);
+        let job = Detached::new(callback, data);
         let call: DynCall = Arc::new(move || match job.run() {
             Ok(()) => Ok(Box::new(()) as DynValue),
             Err(e) => Err(Box::new(e) as stockade_core::blocking::BoxError),

@@ -10,10 +10,15 @@ use std::string::String;
 use std::sync::Arc;
 use std::vec::Vec;
 
-use stockade_core::blocking::{Request, RequestResponseConfig, Response};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError, Weak};
 
+use stockade_core::blocking::{Request, RequestResponseConfig, RequestResponsePattern, Response};
+
+use super::protection::CProtection;
 use super::{
-    Rr, give, name_arg, new_error_status, pattern, stockade_listener_fn, stockade_metrics,
+    Release, Rr, give, name_arg, new_error_status, pattern, stockade_listener_fn, stockade_metrics,
+    stockade_policy,
 };
 use crate::boundary::{Out, arg};
 use crate::config_error::{self, stockade_config_error, write_c};
@@ -37,9 +42,22 @@ pub struct stockade_request_response_config {
     pub max_workers: u32,
     /// Timed requests that may wait for a busy worker (default 16).
     pub max_queue: u32,
+    /// The protection every attempt runs under (Rust's `protected_by`), or
+    /// NULL (default) for none: any pattern's `_as_policy` view (a
+    /// limiter, breaker, bulkhead, retry, timeout) or a pipeline's
+    /// (`stockade_pipeline_as_policy`). `stockade_request_response_new`
+    /// takes its own reference: the policy may be freed right after.
+    /// Its refusals become responses as in Rust: a limiter's 429, an open
+    /// breaker's or a full bulkhead's 503, a timeout's 504 (see
+    /// `stockade_request_response_execute`). A timeout stage in it bounds
+    /// each attempt as Rust's cooperative timeout stage does: a late
+    /// attempt's result becomes a 504, but the request returns only once
+    /// that attempt returned; to return on time, give the request a
+    /// `timeout_ms` (or the pattern a `default_timeout_ms`).
+    pub policy: *const stockade_policy,
 }
 
-/// 8 workers, 16 queued requests, no default timeout.
+/// 8 workers, 16 queued requests, no default timeout, no protection.
 ///
 /// - Thread safety: any thread. Blocks: no. Never fails.
 #[unsafe(no_mangle)]
@@ -49,6 +67,7 @@ pub extern "C" fn stockade_request_response_config_default() -> stockade_request
         default_timeout_ms: d.default_timeout.map_or(0, millis),
         max_workers: u32::try_from(d.max_workers).unwrap_or(u32::MAX),
         max_queue: u32::try_from(d.max_queue).unwrap_or(u32::MAX),
+        policy: core::ptr::null(),
     }
 }
 
@@ -120,11 +139,26 @@ impl stockade_response {
     };
 }
 
-/// The handler: reads `*request`, fills `*response` and returns `OK`;
-/// any other status is a failure (a 500 response with the status's
-/// message). A 5xx `response->status` also counts as a failure. Called
-/// on the caller's thread, or on a worker when the request has a timeout;
-/// it must not unwind.
+/// The handler: reads `*request` and fills `*response` (zeroed before the
+/// call). Its answer is the response `_execute` returns, as a Rust
+/// handler's `Response` is:
+///
+/// - It returns `OK`: the response it filled; `status` 0 is read as 200.
+/// - It returns another status: a response with `response->status` if it
+///   set one, else the HTTP status of the returned status, as the pattern
+///   answers the same refusal from its own policy: `RATE_LIMITED` 429;
+///   `BREAKER_OPEN`, `BREAKER_HALF_OPEN_FULL`, `BULKHEAD_FULL`,
+///   `QUEUE_TIMEOUT`, `QUEUE_FULL`, `DISPOSED` 503; `TIMED_OUT` 504; any
+///   other (a number no status has too) 500. Its `error` is
+///   `response->error` if set, else the status's message
+///   (`stockade_status_str`).
+///
+/// In both cases `response->retry_after_ms` (if set) is kept, and a 5xx
+/// status counts as a failure for the pattern's protection policy (a
+/// breaker counts it, a retry repeats it) and in its metrics; a status
+/// below 500 (a handler's own 429 too) is a success there, as in Rust.
+/// Called on the caller's thread, on a worker when the request has a
+/// timeout, or on a timeout stage's worker; it must not unwind.
 pub type stockade_handler_fn = Option<
     unsafe extern "C" fn(
         request: *const stockade_request,
@@ -133,30 +167,33 @@ pub type stockade_handler_fn = Option<
     ) -> stockade_status,
 >;
 
-/// The C handler and its data, released when the pattern is dropped.
+/// The C handler and its data, released when the pattern is dropped (the
+/// handler is never called again then).
 struct CHandler {
+    /// The handler as it is called: returning the status's number, so that
+    /// a number no status has is a failure, not an invalid enum value.
+    handler: RawHandler,
+    data: Release,
+}
+
+/// `stockade_handler_fn`'s function with its `stockade_status` (a
+/// `uint32_t` in C) read as the number it is.
+type RawHandler =
+    unsafe extern "C" fn(*const stockade_request, *mut stockade_response, *mut c_void) -> u32;
+
+/// The handler as a [`RawHandler`].
+fn raw_handler(
     handler: unsafe extern "C" fn(
         *const stockade_request,
         *mut stockade_response,
         *mut c_void,
     ) -> stockade_status,
-    user_data: *mut c_void,
-    release: super::stockade_release_fn,
-}
-
-// SAFETY: the C caller promises (documented on `_new`) that the handler
-// may be called from any thread, several at once, with its user data.
-unsafe impl Send for CHandler {}
-// SAFETY: as above.
-unsafe impl Sync for CHandler {}
-
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(release) = self.release {
-            // SAFETY: the handler is never called again.
-            unsafe { release(self.user_data) }
-        }
-    }
+) -> RawHandler {
+    // SAFETY: the same C function type but for the return value, which is
+    // a `uint32_t` in C either way (`stockade_status` is `repr(u32)`): the
+    // call ABI is identical; reading it as `u32` accepts any value C
+    // returns.
+    unsafe { core::mem::transmute::<_, RawHandler>(handler) }
 }
 
 fn c_text(buf: &[c_char]) -> Option<String> {
@@ -182,9 +219,20 @@ impl CHandler {
         };
         let mut c_response = stockade_response::EMPTY;
         // SAFETY: the handler's contract; both structs live for the call.
-        let status = unsafe { (self.handler)(&c_request, &mut c_response, self.user_data) };
-        if status != stockade_status::Ok {
-            return Err(status.message().to_string_lossy().into_owned());
+        let raw = unsafe { (self.handler)(&c_request, &mut c_response, self.data.user_data()) };
+        let status = stockade_status::from_u32(raw);
+        if status != Some(stockade_status::Ok) {
+            let code = match c_response.status {
+                0 => status.map_or(500, http_status),
+                code => code,
+            };
+            let message = c_text(&c_response.error).unwrap_or_else(|| match status {
+                Some(status) => status.message().to_string_lossy().into_owned(),
+                None => format!("the handler returned an unknown status ({raw})"),
+            });
+            let mut response = Response::error(code, message);
+            response.retry_after = retry_after(c_response.retry_after_ms);
+            return Ok(response);
         }
         let data = if c_response.data.is_null() || c_response.len == 0 {
             Vec::new()
@@ -202,9 +250,35 @@ impl CHandler {
         };
         let mut response = Response::with_status(code, data);
         response.error = c_text(&c_response.error);
+        response.retry_after = retry_after(c_response.retry_after_ms);
         Ok(response)
     }
 }
+
+/// A handler's `retry_after_ms`: 0 is none.
+fn retry_after(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// The HTTP status of a handler's non-OK status: what the pattern answers
+/// when its own policy refuses the same way (`execute`'s table).
+fn http_status(status: stockade_status) -> u16 {
+    use stockade_status as S;
+    match status {
+        S::RateLimited => 429,
+        S::BreakerOpen
+        | S::BreakerHalfOpenFull
+        | S::BulkheadFull
+        | S::QueueTimeout
+        | S::QueueFull
+        | S::Disposed => 503,
+        S::TimedOut => 504,
+        _ => 500,
+    }
+}
+
+/// The core's pattern over bytes before it is protected.
+type Unprotected = RequestResponsePattern<Vec<u8>, Vec<u8>>;
 
 /// A request-response pattern (the core's `RequestResponsePattern` over
 /// bytes): a named handler; `_execute` always produces a response.
@@ -219,9 +293,12 @@ super::handle_type!(stockade_request_response, Rr);
 /// Makes a request-response pattern serving requests with
 /// `handler(request, response, user_data)`. With a `name` it is
 /// registered (`stockade_request_response_get`); NULL: anonymous.
-/// `config` NULL = the defaults. `release(user_data)` (optional) is
-/// called once when the pattern is gone (last handle freed, disposed, no
-/// request running), also when this function fails.
+/// `config` NULL = the defaults (no protection); `config->policy` (not
+/// NULL) protects every request, as Rust's `protected_by`.
+/// `release(user_data)` (optional) is called exactly once: when the
+/// pattern is gone (last handle freed, disposed, no request running), or,
+/// when this function fails (any status but `OK`, a NULL `handler`
+/// included), before it returns.
 ///
 /// - Statuses: `OK`; `NULL_ARGUMENT` (`handler`, `out`); `INVALID_CONFIG`
 ///   (`*error` if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
@@ -245,11 +322,13 @@ pub unsafe extern "C" fn stockade_request_response_new(
     out: *mut *mut stockade_request_response,
 ) -> stockade_status {
     ffi_boundary!({
+        // First: every path below releases `user_data` once (on failure
+        // when this returns, else when the pattern is gone).
+        let data = Release::new(user_data, release);
         let handler = handler.ok_or(stockade_status::NullArgument)?;
         let h = CHandler {
-            handler,
-            user_data,
-            release,
+            handler: raw_handler(handler),
+            data,
         };
         let out = Out::new(out)?;
         // SAFETY: function contract.
@@ -260,12 +339,17 @@ pub unsafe extern "C" fn stockade_request_response_new(
             // SAFETY: non-NULL, valid (function contract).
             unsafe { *config }
         };
+        // SAFETY: a non-NULL policy is live (function contract).
+        let protection =
+            CProtection(unsafe { config.policy.as_ref() }.map(|p| Arc::clone(&p.inner)));
         // SAFETY: `error` valid or NULL.
         let config = unsafe { config_error::check(config.to_core(), error) }?;
         let serve = move |request: &Request<Vec<u8>>| h.handle(request);
+        let made = Unprotected::unregistered(name.unwrap_or(""), config, serve)
+            .map(|rr| rr.protected_by(protection));
         let made = match name {
-            Some(name) => Rr::with_config(name, config, serve),
-            None => Rr::unregistered("", config, serve).map(Arc::new),
+            Some(name) => made.and_then(|rr| register(name, rr)),
+            None => made.map(Arc::new),
         };
         // SAFETY: `error` valid or NULL.
         let inner = made.map_err(|e| unsafe { new_error_status(e, error) })?;
@@ -275,10 +359,26 @@ pub unsafe extern "C" fn stockade_request_response_new(
     })
 }
 
-/// Runs `*request` through the pattern: `*response_out` = the handler's
-/// response, or the failure's (500 handler failure, 504 timed out, 503
-/// pool full or disposed, ...), with the correlation id set. Free
-/// `response_out->data` with `stockade_response_clear`.
+/// Runs `*request` through the pattern (under its config's `policy`, if
+/// any): `*response_out` = the handler's response, or the failure's, with
+/// the correlation id set, exactly as Rust's `RequestResponsePattern`
+/// answers:
+///
+/// | what happened | `status` | `error`, `retry_after_ms` |
+/// |---|---|---|
+/// | the handler answered | its status (see `stockade_handler_fn`) | its own |
+/// | a rate limiter in the policy refused | 429 | its message; when to retry |
+/// | a circuit breaker in the policy refused (open, or half-open and full) | 503 | its message; when to retry (0 when forced open) |
+/// | a bulkhead was full or its queue timed out, or the pattern's worker pool was full | 503 | its message; 0 |
+/// | the request's deadline passed, or a timeout stage in the policy gave up | 504 | `timed out after <timeout>` |
+/// | a retry in the policy gave up | the last attempt's status | `gave up after <n> attempts: <last error>` |
+/// | the pattern (or a pattern in its policy) was disposed | 503 | `the pattern was disposed` |
+///
+/// Free `response_out->data` with `stockade_response_clear`. Metrics:
+/// `calls` counts every request answered, refusals included: `successes`
+/// (a handler status below 500), `failures` (a 5xx from the handler, or a
+/// 500 for a policy's own error), `rejections` (429/503 from the policy, a
+/// full pool or a disposed pattern), `timeouts` (504).
 ///
 /// - Statuses: `OK` (`*response_out` written: look at its `status`);
 ///   `NULL_ARGUMENT` (`rr`, `request`, `response_out`, or `request->data`
@@ -369,7 +469,53 @@ pub unsafe extern "C" fn stockade_response_clear(response: *mut stockade_respons
     });
 }
 
-const GET: fn(&str) -> Option<Arc<Rr>> = Rr::get;
+/// The C patterns by name, for `stockade_request_response_get`: the core
+/// registers each named pattern (it holds it until disposed, and refuses a
+/// second live one of the same name), but only the unprotected Rust type
+/// has a lookup. Entries are weak; a disposed pattern is not found.
+static NAMED: Mutex<BTreeMap<String, Weak<Rr>>> = Mutex::new(BTreeMap::new());
+
+fn named() -> std::sync::MutexGuard<'static, BTreeMap<String, Weak<Rr>>> {
+    NAMED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Registers `rr` as `name` in the core's registry, then in [`NAMED`].
+///
+/// No lock of ours is held while a pattern may be dropped (its handler's
+/// `release` is C code, which may call back in). A name's entry is its
+/// live registration: the core lets at most one pattern that is not
+/// disposed hold a name, so if the entry found is still live and not
+/// disposed, `rr` (registered earlier) has been disposed since, and the
+/// entry stays.
+fn register(name: &str, rr: Rr) -> Result<Arc<Rr>, stockade_core::blocking::Error> {
+    let rr = rr.register()?;
+    // Let go after the lock: it may be the last reference to a disposed
+    // pattern.
+    let previous;
+    {
+        let mut map = named();
+        previous = map.get(name).and_then(Weak::upgrade);
+        let current = previous
+            .as_ref()
+            .is_some_and(|p| !p.is_disposed() && !Arc::ptr_eq(p, &rr));
+        if !current {
+            map.retain(|_, p| p.strong_count() > 0);
+            map.insert(String::from(name), Arc::downgrade(&rr));
+        }
+    }
+    drop(previous);
+    Ok(rr)
+}
+
+/// The live pattern registered as `name`.
+fn lookup(name: &str) -> Option<Arc<Rr>> {
+    // The lock is released before a pattern that is found disposed (and
+    // may then be dropped here) is let go.
+    let found = named().get(name).and_then(Weak::upgrade);
+    found.filter(|rr| !rr.is_disposed())
+}
+
+const GET: fn(&str) -> Option<Arc<Rr>> = lookup;
 
 /// `*out` = a new handle to the registered request-response pattern called `name`.
 ///

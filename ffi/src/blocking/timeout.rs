@@ -79,15 +79,16 @@ pub unsafe extern "C" fn stockade_timeout_new(
 ///
 /// `user_data` must therefore stay valid until the callback has returned,
 /// which may be after this function returned `TIMED_OUT`. Pass a
-/// `release` (optional): it is called exactly once, with `user_data`, when
-/// stockade no longer uses it — after the callback returned (on the worker
-/// thread), or when it will never run (pool full, disposed; on this
-/// thread before returning) — so C can free `user_data` there.
+/// `release` (optional): it is called exactly once, with `user_data`, on
+/// every path, when stockade no longer uses it — after the callback
+/// returned (on the worker thread), or when it will never run (pool full,
+/// disposed, a NULL argument; on this thread before returning) — so C can
+/// free `user_data` there.
 ///
 /// - Statuses: `OK` (returned 0 in time); `CALLBACK_FAILED` (returned
 ///   non-zero in time); `TIMED_OUT`; `QUEUE_FULL` (every worker busy: not
 ///   run); `DISPOSED`; `NULL_ARGUMENT` (`timeout`, `callback`; `release`
-///   is then not called).
+///   is called before returning).
 /// - Blocks: up to the timeout. Thread safety: any number of threads at
 ///   once; the callback runs on another thread and must not unwind;
 ///   `release` may run on any thread.
@@ -104,10 +105,12 @@ pub unsafe extern "C" fn stockade_timeout_execute(
     release: super::stockade_release_fn,
 ) -> stockade_status {
     ffi_boundary!({
+        // First: every path below releases `user_data` once.
+        let data = super::Release::new(user_data, release);
         // SAFETY: function contract.
         let t = unsafe { pattern(timeout) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
-        let job = super::Detached::new(callback, user_data, release);
+        let job = super::Detached::new(callback, data);
         t.execute(move || job.run())
             .map_err(|e| super::error_status(&e))
     })
