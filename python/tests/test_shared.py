@@ -58,8 +58,10 @@ def test_eight_forked_workers_share_one_strict_limit(shm):
     _join(procs)
     total = sum(out.get(timeout=WATCHDOG) for _ in procs)
     ideal = 1.5 / 0.005  # strict, burst 1: one permit per 5 ms, host-wide
-    # One limit for all: 8 local limiters would grant up to 8x this.
-    assert total <= ideal + 1, total
+    # One limit for all: 8 local limiters would grant up to 8x this. A
+    # grant at `start` and one decided just after a last look at the clock
+    # before `end` make the 2.
+    assert total <= ideal + 2, total
     assert total >= 0.9 * ideal, total
 
 
