@@ -18,10 +18,10 @@ RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory --locked
 
-step "tests, 64-bit state layout"
-cargo test --workspace --exclude stockade-demo --locked
+step "tests, 64-bit state layout (shared memory across real processes included)"
+cargo test --workspace --exclude stockade-demo --features stockade/shared-memory --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -31,7 +31,7 @@ step "tests, 32-bit state layout forced on this host"
 # 64-bit layout (exact nanoseconds), while the 32-bit layout's coarser ticks
 # are documented and asserted by the tests themselves.
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
-    cargo test -p stockade --lib --tests --locked
+    cargo test -p stockade --lib --tests --features shared-memory --locked
 
 step "Python package: pip install ./python into its own virtualenv, then pytest"
 # Needs python3 >= 3.9 with venv; the virtualenv and the build are cached
@@ -64,6 +64,7 @@ msrv=$(sed -n 's/^rust-version = "\([0-9.]*\)"$/\1/p' Cargo.toml)
 [[ $msrv =~ ^[0-9]+\.[0-9]+$ ]] && msrv="$msrv.0"
 rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"

@@ -140,6 +140,17 @@ fn child(role: &str) {
                 }
             }
         }
+        "bulkhead_hold_short" => {
+            let config = BulkheadConfig::DEFAULT
+                .with_max_concurrent(1)
+                .with_queue_timeout(Duration::from_secs(20));
+            let b = stockade::blocking::Bulkhead::shared("bh", config, &options()).unwrap();
+            let guard = b.try_acquire().unwrap();
+            writeln!(out, "held").unwrap();
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(guard);
+        }
         "create_race" => {
             let config = strict_limiter();
             spin_until(env_u64(START));
@@ -191,13 +202,16 @@ fn spawn(role: &str, dir: &TestDir, env: &[(&str, String)]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Waits for a child under the watchdog; returns its stdout.
+/// Waits for a child under the watchdog; returns its stdout (what is left
+/// of it, if `read_line` took the pipe: then nothing).
 fn finish(mut child: Child) -> String {
     let deadline = Instant::now() + WATCHDOG;
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
+        if let Some(mut stdout) = stdout {
+            stdout.read_to_string(&mut s).unwrap();
+        }
         s
     });
     loop {
@@ -725,6 +739,42 @@ fn blocking_shared_patterns_share_state_and_emit_events() {
     assert_eq!(*seen.lock().unwrap(), [(Closed, Open)]);
 }
 
+/// The blocking bulkhead, shared: capacity is host-wide, and a caller
+/// waiting for a permit gets one that another process releases.
+fn blocking_shared_bulkhead_waits_for_another_process() {
+    use stockade::blocking;
+
+    let dir = TestDir::new("blockingbh");
+    let config = BulkheadConfig::DEFAULT
+        .with_max_concurrent(1)
+        .with_queue_timeout(Duration::from_secs(20));
+    let a = blocking::Bulkhead::shared("bh", config, &dir.options()).unwrap();
+    let b = blocking::Bulkhead::shared("bh", config, &dir.options()).unwrap();
+    assert!(a.is_shared());
+    let guard = a.try_acquire().unwrap();
+    assert!(matches!(
+        b.try_acquire(),
+        Err(blocking::Error::BulkheadFull)
+    ));
+    assert_eq!(b.metrics().in_flight, 1);
+    drop(guard);
+    let token = b.try_acquire().unwrap().into_token();
+    b.release_token(token).unwrap();
+    assert_eq!(b.release_token(token), Err(stockade::bulkhead::NotHeld));
+
+    // A child holds the permit for 200 ms; the parent's acquire waits.
+    let mut child = spawn("bulkhead_hold_short", &dir, &[]);
+    assert_eq!(read_line(&mut child).trim(), "held");
+    let started = Instant::now();
+    assert_eq!(a.execute(|| Ok::<_, ()>(7)).unwrap(), 7);
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "did not wait for the child"
+    );
+    let _ = finish(child);
+    assert_eq!(a.metrics().in_flight, 0);
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -737,6 +787,7 @@ fn main() {
     let tests = tests![
         same_name_same_state_and_unlink,
         blocking_shared_patterns_share_state_and_emit_events,
+        blocking_shared_bulkhead_waits_for_another_process,
         shared_machines_decide_like_local_ones,
         mismatches_and_unsafe_paths_are_refused,
         forked_child_takes_its_own_slot,

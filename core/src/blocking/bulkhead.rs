@@ -66,6 +66,9 @@ enum Refusal {
     Full,
     Timeout(Duration),
     Disposed,
+    /// A shared bulkhead's owner slot could not be taken (a forked child).
+    #[cfg(feature = "shared-memory")]
+    Owner(crate::shared::SharedError),
 }
 
 impl Refusal {
@@ -74,6 +77,26 @@ impl Refusal {
             Refusal::Full => Error::BulkheadFull,
             Refusal::Timeout(waited) => Error::QueueTimeout { waited },
             Refusal::Disposed => Error::Disposed,
+            #[cfg(feature = "shared-memory")]
+            Refusal::Owner(e) => Error::Shared(e),
+        }
+    }
+}
+
+/// A permit held for a caller: of the bulkhead's own machine, or of one
+/// shared between processes.
+enum Held<'a> {
+    Local(BulkheadPermit<'a>),
+    #[cfg(feature = "shared-memory")]
+    Shared(crate::shared::SharedPermit<'a>),
+}
+
+impl Held<'_> {
+    fn into_token(self) -> BulkheadToken {
+        match self {
+            Held::Local(p) => p.into_token(),
+            #[cfg(feature = "shared-memory")]
+            Held::Shared(p) => BulkheadToken::from_counts(p.into_token().granted()),
         }
     }
 }
@@ -154,6 +177,10 @@ impl Refusal {
 /// permit never sits next to a parked waiter.
 pub struct Bulkhead<T: Timer = MonotonicClock> {
     core: Core,
+    /// A bulkhead shared between processes ([`Bulkhead::shared`]): every
+    /// permit is its, waiters poll it, and `core` and `waiters` are unused.
+    #[cfg(feature = "shared-memory")]
+    shared: Option<crate::shared::SharedBulkhead>,
     /// Name, config, timer, listeners, dispose flag, registry entry,
     /// counters.
     shell: Shell<BulkheadConfig, T>,
@@ -188,6 +215,62 @@ registered!(
     "Bulkhead.getBulkhead"
 );
 
+#[cfg(feature = "shared-memory")]
+impl Bulkhead<crate::shared::HostClock> {
+    /// A bulkhead that every process on the host that opens `name` shares
+    /// (feature `shared-memory`, Linux): at most `max_concurrent` calls run
+    /// at once host-wide, and the permits of a process that dies come back
+    /// (see [`SharedBulkhead`](crate::shared::SharedBulkhead) for how, and
+    /// for the bound). Everything else is as for a local bulkhead, except
+    /// waiting: a caller that finds every permit held polls (50 µs doubling
+    /// to 1 ms) for up to `queue_timeout`, with no FIFO across processes;
+    /// `max_queue` bounds the waiters host-wide. `in_flight` and
+    /// `queue_depth` are host-wide; the other counters and the events are
+    /// this process's. A token ([`BulkheadGuard::into_token`]) given to
+    /// [`release_token`](Bulkhead::release_token) returns one of the
+    /// permits this process holds ([`NotHeld`] when it holds none). Not
+    /// registered: the registry is per process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config; [`Error::Shared`]
+    /// when the region cannot be opened or every owner slot is taken.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    /// use stockade::shared::SharedOptions;
+    ///
+    /// let config = BulkheadConfig::DEFAULT.with_max_concurrent(4);
+    /// let database = Bulkhead::shared("database", config, &SharedOptions::new())?;
+    /// let rows = database.execute(|| Ok::<_, ()>(7));
+    /// # let _ = rows;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn shared(
+        name: &str,
+        config: BulkheadConfig,
+        options: &crate::shared::SharedOptions,
+    ) -> Result<Self, Error> {
+        let shared = crate::shared::SharedBulkhead::open(name, config, options)?;
+        let config = *shared.config();
+        let core = Core::new(config)?;
+        Ok(Bulkhead {
+            core,
+            shared: Some(shared),
+            shell: Shell::new(
+                PatternKind::Bulkhead,
+                name.into(),
+                config,
+                crate::shared::HostClock,
+            ),
+            waiters: Mutex::new(VecDeque::new()),
+        })
+    }
+}
+
 impl<T: Timer> Bulkhead<T> {
     /// A bulkhead that waits on `timer` (for example a
     /// [`VirtualClock`](super::VirtualClock) in tests).
@@ -203,6 +286,8 @@ impl<T: Timer> Bulkhead<T> {
         let core = Core::new(config)?;
         Ok(Bulkhead {
             core,
+            #[cfg(feature = "shared-memory")]
+            shared: None,
             shell: Shell::new(PatternKind::Bulkhead, name.into(), config, timer),
             waiters: Mutex::new(VecDeque::new()),
         })
@@ -221,6 +306,37 @@ impl<T: Timer> Bulkhead<T> {
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
         self.shell.timer()
+    }
+
+    /// `true` when the bulkhead is shared between processes
+    /// ([`Bulkhead::shared`]).
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "shared-memory")]
+        {
+            self.shared.is_some()
+        }
+        #[cfg(not(feature = "shared-memory"))]
+        {
+            false
+        }
+    }
+
+    /// Permits held: here, or host-wide when shared.
+    fn in_use(&self) -> u32 {
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return shared.in_use();
+        }
+        self.core.in_use()
+    }
+
+    /// Callers waiting: here, or host-wide when shared.
+    fn queued(&self) -> u32 {
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return shared.waiting();
+        }
+        self.core.queued()
     }
 
     /// Runs `f` when a permit is free, waiting in the FIFO queue for at most
@@ -397,6 +513,12 @@ impl<T: Timer> Bulkhead<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn release_token(&self, token: BulkheadToken) -> Result<(), NotHeld> {
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            shared.release_held()?;
+            self.shell.counters.successes.incr();
+            return Ok(());
+        }
         let counts = self.core.release(token)?;
         if counts.has_waiters() {
             self.wake_waiters();
@@ -428,8 +550,8 @@ impl<T: Timer> Bulkhead<T> {
     /// counted.
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            queue_depth: u64::from(self.core.queued()),
-            in_flight: u64::from(self.core.in_use()),
+            queue_depth: u64::from(self.queued()),
+            in_flight: u64::from(self.in_use()),
             ..self.shell.counters.metrics()
         }
     }
@@ -487,7 +609,7 @@ impl<T: Timer> Bulkhead<T> {
     #[inline]
     fn run<R, E>(
         &self,
-        permit: BulkheadPermit<'_>,
+        permit: Held<'_>,
         call: impl FnOnce() -> Result<R, Error<E>>,
     ) -> Result<R, Error<E>> {
         let running = self.shell.counters.running();
@@ -506,32 +628,84 @@ impl<T: Timer> Bulkhead<T> {
     }
 
     #[inline]
-    fn admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
+    fn admit(&self) -> Result<Held<'_>, Refusal> {
         self.admit_within(self.config().queue_timeout)
     }
 
     /// Admits the call, waiting in the queue for at most `wait`.
     #[inline]
-    fn admit_within(&self, wait: Duration) -> Result<BulkheadPermit<'_>, Refusal> {
+    fn admit_within(&self, wait: Duration) -> Result<Held<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return self.admit_shared(shared, wait);
+        }
         if let Ok(permit) = self.core.try_acquire() {
-            return Ok(permit);
+            return Ok(Held::Local(permit));
         }
         if wait.is_zero() {
             // Zero queue timeout: never wait, so full is full.
             return Err(self.reject());
         }
-        self.admit_slow(wait)
+        self.admit_slow(wait).map(Held::Local)
     }
 
     #[inline]
-    fn try_admit(&self) -> Result<BulkheadPermit<'_>, Refusal> {
+    fn try_admit(&self) -> Result<Held<'_>, Refusal> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        self.core.try_acquire().map_err(|_| self.reject())
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return self.admit_shared(shared, Duration::ZERO);
+        }
+        match self.core.try_acquire() {
+            Ok(permit) => Ok(Held::Local(permit)),
+            Err(_) => Err(self.reject()),
+        }
+    }
+
+    /// A shared bulkhead's admission: a permit now, or a place among the
+    /// host's waiters polled (50 µs doubling to 1 ms) for at most `wait`.
+    #[cfg(feature = "shared-memory")]
+    fn admit_shared<'a>(
+        &'a self,
+        shared: &'a crate::shared::SharedBulkhead,
+        wait: Duration,
+    ) -> Result<Held<'a>, Refusal> {
+        use crate::shared::{QueuePlace, SharedBulkheadError};
+        match shared.try_acquire() {
+            Ok(permit) => return Ok(Held::Shared(permit)),
+            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
+            Err(_) if wait.is_zero() => return Err(self.reject()),
+            Err(_) => {}
+        }
+        let place = match shared.join_queue() {
+            Ok(place) => place,
+            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
+            Err(_) => return Err(self.reject()),
+        };
+        let start = self.timer().now();
+        let mut poll = QueuePlace::FIRST_POLL;
+        loop {
+            if let Ok(permit) = place.try_acquire() {
+                return Ok(Held::Shared(permit));
+            }
+            if self.is_disposed() {
+                return Err(Refusal::Disposed);
+            }
+            let now = self.timer().now();
+            let waited = now.saturating_duration_since(start);
+            if waited >= wait {
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
+                return Err(Refusal::Timeout(waited));
+            }
+            self.timer().sleep(poll.min(wait - waited));
+            poll = place.next_poll(poll);
+        }
     }
 
     /// Queues the caller and parks it until it is granted a permit, times
@@ -619,9 +793,16 @@ impl<T: Timer> Bulkhead<T> {
 
     /// Returns a permit; if callers are queued, grants it to the front one.
     #[inline]
-    fn release(&self, permit: BulkheadPermit<'_>) {
-        if permit.release().is_ok_and(BulkheadCounts::has_waiters) {
-            self.wake_waiters();
+    fn release(&self, permit: Held<'_>) {
+        match permit {
+            Held::Local(permit) => {
+                if permit.release().is_ok_and(BulkheadCounts::has_waiters) {
+                    self.wake_waiters();
+                }
+            }
+            // Its drop returns it; waiters elsewhere see it at their poll.
+            #[cfg(feature = "shared-memory")]
+            Held::Shared(permit) => drop(permit),
         }
     }
 
@@ -651,11 +832,11 @@ impl<T: Timer> Bulkhead<T> {
 pub struct BulkheadGuard<'a, T: Timer = MonotonicClock> {
     bulkhead: &'a Bulkhead<T>,
     /// `None` once released or turned into a token.
-    permit: Option<BulkheadPermit<'a>>,
+    permit: Option<Held<'a>>,
 }
 
 impl<'a, T: Timer> BulkheadGuard<'a, T> {
-    fn new(bulkhead: &'a Bulkhead<T>, permit: BulkheadPermit<'a>) -> Self {
+    fn new(bulkhead: &'a Bulkhead<T>, permit: Held<'a>) -> Self {
         BulkheadGuard {
             bulkhead,
             permit: Some(permit),
@@ -730,8 +911,8 @@ impl<T: Timer> Policy for Bulkhead<T> {
 impl<T: Timer> fmt::Debug for Bulkhead<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shell.debug(f, "Bulkhead", |s| {
-            s.field("in_use", &self.core.in_use());
-            s.field("queued", &self.core.queued());
+            s.field("in_use", &self.in_use());
+            s.field("queued", &self.queued());
         })
     }
 }

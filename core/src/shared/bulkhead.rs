@@ -811,6 +811,23 @@ impl SharedBulkhead {
         released.map(|_| ())
     }
 
+    /// Returns one permit this process holds, for a layer that keeps
+    /// permits as counts only (the blocking bulkhead's tokens): the same as
+    /// releasing one of this process's [`SharedToken`]s.
+    ///
+    /// # Errors
+    ///
+    /// [`NotHeld`] when this process holds no permit (in a forked child,
+    /// the parent's permits are not the child's).
+    pub fn release_held(&self) -> Result<(), NotHeld> {
+        let slot = self.current_slot().map_err(|_| NotHeld)?;
+        self.release(SharedToken {
+            slot,
+            generation: self.generation.load(Ordering::Relaxed),
+            granted: BulkheadCounts::default(),
+        })
+    }
+
     /// Returns the permits of owners that are gone (see the type docs);
     /// called by itself when the bulkhead is found full. Returns how many
     /// permits came back, or `None` when another process is reaping or no
