@@ -59,6 +59,12 @@ fn probe_breaker() -> BreakerConfig {
         .with_half_open_max_probes(3)
 }
 
+fn probe_holder_breaker() -> BreakerConfig {
+    BreakerConfig::DEFAULT
+        .with_reset_timeout(Duration::from_millis(50))
+        .with_half_open_timeout(Duration::from_millis(300))
+}
+
 fn spin_until(t: u64) {
     while HostClock.now().as_nanos() < t {
         core::hint::spin_loop();
@@ -150,6 +156,33 @@ fn child(role: &str) {
             out.flush().unwrap();
             std::thread::sleep(Duration::from_millis(200));
             drop(guard);
+        }
+        "breaker_take_probe" => {
+            let b = Shared::<CircuitBreaker>::open("probe", probe_holder_breaker(), &options())
+                .unwrap();
+            let _ = b.trip(&HostClock);
+            let deadline = Instant::now() + WATCHDOG;
+            let probe = loop {
+                if let Ok(p) = b.try_acquire(&HostClock) {
+                    break p.into_token();
+                }
+                assert!(Instant::now() < deadline, "watchdog: no probe");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            writeln!(out, "probe {}", probe.generation()).unwrap();
+            out.flush().unwrap();
+            let mut buf = [0u8; 1];
+            let _ = std::io::stdin().read(&mut buf);
+        }
+        "breaker_flip" => {
+            let b =
+                Shared::<CircuitBreaker>::open("flip", BreakerConfig::DEFAULT, &options()).unwrap();
+            writeln!(out, "ready").unwrap();
+            out.flush().unwrap();
+            loop {
+                let _ = b.trip(&HostClock);
+                let _ = b.reset(&HostClock);
+            }
         }
         "create_race" => {
             let config = strict_limiter();
@@ -775,6 +808,72 @@ fn blocking_shared_bulkhead_waits_for_another_process() {
     assert_eq!(a.metrics().in_flight, 0);
 }
 
+/// A process killed holding the only half-open probe does not wedge the
+/// breaker: the round ends after `half_open_timeout` and a new probe is
+/// admitted.
+fn killed_probe_holder_does_not_wedge_the_breaker() {
+    let dir = TestDir::new("probe");
+    let config = probe_holder_breaker();
+    let b = Shared::<CircuitBreaker>::open("probe", config, &dir.options()).unwrap();
+    let mut holder = spawn("breaker_take_probe", &dir, &[]);
+    assert!(read_line(&mut holder).starts_with("probe "));
+    kill_and_reap(holder);
+    let killed_at = Instant::now();
+    assert!(
+        b.try_acquire(&HostClock).is_err(),
+        "the dead process's probe is still out"
+    );
+    let deadline = killed_at + WATCHDOG;
+    let probe = loop {
+        if let Ok(p) = b.try_acquire(&HostClock) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "watchdog: the breaker is wedged");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        killed_at.elapsed() < config.half_open_timeout + Duration::from_secs(5),
+        "a new probe only after {:?}",
+        killed_at.elapsed()
+    );
+    probe.success(&HostClock);
+}
+
+/// Processes killed at random points while flipping a breaker open and
+/// closed (between a transition's compare-and-swap and its time stamp,
+/// among others) leave a breaker that still works.
+fn killed_mid_transition_leaves_a_working_breaker() {
+    let dir = TestDir::new("flip");
+    let b = Shared::<CircuitBreaker>::open("flip", BreakerConfig::DEFAULT, &dir.options()).unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..10 {
+        let mut flipper = spawn("breaker_flip", &dir, &[]);
+        assert_eq!(read_line(&mut flipper).trim(), "ready");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(100 + seed % 2000));
+        kill_and_reap(flipper);
+        let _ = b.reset(&HostClock);
+        assert_eq!(
+            b.state(),
+            stockade::breaker::BreakerState::Closed,
+            "round {round}"
+        );
+        for _ in 0..5 {
+            b.try_acquire(&HostClock)
+                .unwrap_or_else(|e| panic!("round {round}: a closed breaker refused: {e}"))
+                .failure(&HostClock);
+        }
+        assert_eq!(
+            b.state(),
+            stockade::breaker::BreakerState::Open,
+            "round {round}"
+        );
+        assert!(b.try_acquire(&HostClock).is_err());
+    }
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -795,6 +894,8 @@ fn main() {
         killed_holder_returns_its_permits,
         killed_mid_operation_leaves_exact_counts,
         breaker_trip_and_probes_across_processes,
+        killed_probe_holder_does_not_wedge_the_breaker,
+        killed_mid_transition_leaves_a_working_breaker,
         strict_limiter_holds_across_8_processes,
     ];
     let filter: Vec<String> = std::env::args()

@@ -75,7 +75,7 @@
 //! | --- | --- | --- |
 //! | rate limiter | exactly the local limiter's decisions, one compare-and-swap per grant on one word (never more than `N` per period in strict mode) | changes nothing: the state is a time, written in one step |
 //! | retry budget | exactly the local budget's | changes nothing, as for the limiter |
-//! | circuit breaker | one state for all: a trip in one process rejects in every other on its next call; `half_open_max_probes` probes in total | a probe it held expires at the end of the half-open round (`half_open_timeout`); a transition is one compare-and-swap, so there is no half-done one |
+//! | circuit breaker | one state for all: a trip in one process rejects in every other on its next call; `half_open_max_probes` probes in total | a probe it held expires at the end of the half-open round (`half_open_timeout`); a transition is one compare-and-swap on the control word, and the time stamp written after it is repaired by the next caller if the process died in between (the open period then counts from that call: longer, never an early admission) |
 //! | bulkhead | at most `max_concurrent` permits held host-wide | its permits come back before any caller is refused for lack of them (see [`SharedBulkhead`]) |
 //!
 //! Events (listeners) are per process: each process hears its own
