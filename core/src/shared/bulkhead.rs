@@ -6,8 +6,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 use std::path::Path;
-use std::prelude::rust_2024::*;
 use std::sync::Once;
+use std::vec;
+use std::vec::Vec;
 
 use super::{SharedError, SharedOptions};
 use crate::bulkhead::{Bulkhead, BulkheadConfig, BulkheadCounts, BulkheadFull, NotHeld};

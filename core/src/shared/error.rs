@@ -3,7 +3,7 @@
 use core::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::prelude::rust_2024::*;
+use std::string::String;
 
 use crate::ConfigError;
 

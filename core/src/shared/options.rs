@@ -1,8 +1,10 @@
 //! [`SharedOptions`]: where a region lives and how it is opened.
 
 use core::time::Duration;
+use std::borrow::ToOwned;
+use std::format;
 use std::path::{Path, PathBuf};
-use std::prelude::rust_2024::*;
+use std::string::{String, ToString};
 
 use super::{Kind, SharedError};
 

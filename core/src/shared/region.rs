@@ -4,10 +4,11 @@
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::format;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::prelude::rust_2024::*;
+use std::string::String;
 use std::time::Instant;
 
 use super::codec::{CONFIG_CAPACITY, Decoder, Encoder};
