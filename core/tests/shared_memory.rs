@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use stockade::breaker::{BreakerConfig, CircuitBreaker};
-use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+use stockade::bulkhead::BulkheadConfig;
 use stockade::clock::{Clock, Timestamp};
 use stockade::limiter::{Mode, RateLimiter, RateLimiterConfig};
 use stockade::shared::{HostClock, Refusal, Shared, SharedBulkhead, SharedError, SharedOptions};
@@ -683,8 +683,9 @@ fn forked_child_takes_its_own_slot() {
 fn shared_machines_decide_like_local_ones() {
     let dir = TestDir::new("same");
     let opts = dir.options();
-    let shared = Shared::<Bulkhead>::open("raw", BulkheadConfig::DEFAULT, &opts).unwrap();
+    let shared = SharedBulkhead::open("raw", BulkheadConfig::DEFAULT, &opts).unwrap();
     assert_eq!(shared.config(), &BulkheadConfig::DEFAULT);
+    assert_eq!(shared.max_processes(), 256);
     let budget = Shared::<stockade::budget::RetryBudget>::open(
         "budget",
         stockade::budget::RetryBudgetConfig::DEFAULT,

@@ -408,7 +408,14 @@ impl Machine for crate::bulkhead::Bulkhead {
 /// its whole API is there; read time from [`HostClock`].
 ///
 /// For the bulkhead use [`SharedBulkhead`], which also tracks which process
-/// holds each permit.
+/// holds each permit: `Shared::<Bulkhead>::open` does not compile.
+///
+/// ```compile_fail
+/// use stockade::bulkhead::{Bulkhead, BulkheadConfig};
+/// use stockade::shared::{Shared, SharedOptions};
+///
+/// let _ = Shared::<Bulkhead>::open("db", BulkheadConfig::DEFAULT, &SharedOptions::new());
+/// ```
 ///
 /// # Examples
 ///
@@ -456,6 +463,15 @@ impl<M: Machine> Shared<M> {
         config: M::Config,
         options: &SharedOptions,
     ) -> Result<Self, SharedError> {
+        const {
+            // A bulkhead's permits must be tracked per process, or a dead
+            // process's would be lost (and a reaper would return permits
+            // that untracked callers hold): that is `SharedBulkhead`.
+            assert!(
+                !matches!(M::KIND, Kind::Bulkhead),
+                "a shared bulkhead is `SharedBulkhead`, which tracks each process's permits"
+            );
+        }
         #[cfg(target_os = "linux")]
         {
             let opened = region::open::<M>(name, config, options, 0)?;
