@@ -18,6 +18,18 @@ Durations are seconds (``float``) or :class:`datetime.timedelta`; options are
 keyword-only with the spec's defaults. A pattern's own refusals are
 :class:`StockadeError` subclasses; the protected function's exceptions
 propagate unchanged.
+
+``shared=True`` (or a directory) on :class:`CircuitBreaker`,
+:class:`RateLimiter` and :class:`Bulkhead` makes one machine for every
+process on the host (Linux): the workers of a pre-forked server share one
+limit, one breaker state and one concurrency bound::
+
+    limiter = stockade.RateLimiter("payments", requests_per_period=10, period=1,
+                                   mode="strict", shared=True)
+
+The state lives in ``/dev/shm/stockade-<uid>-<kind>-<name>``; a config that
+differs from the stored one raises :class:`ConfigError` naming both; events
+and call counters are per process.
 """
 
 from __future__ import annotations
