@@ -85,6 +85,10 @@ if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     for f in core/tests/loom_*.rs; do loom_tests+=(--test "$(basename "$f" .rs)"); done
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
         cargo test -p stockade --profile loom --locked "${loom_tests[@]}"
+    # The owner ledger's models live beside its private steps (an owner
+    # stopped after each step of an acquire or a release).
+    RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+        cargo test -p stockade --profile loom --locked --lib owners::loom_models
 fi
 
 step "all tests passed"

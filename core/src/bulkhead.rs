@@ -94,6 +94,9 @@ use crate::clock::duration_to_nanos_saturating;
 use crate::error::{ConfigError, ConfigOption, ConfigValue};
 use crate::sync::{self, AtomicWord, Ordering, WORD_BITS, Word, const_fn_unless_loom};
 
+#[cfg(any(target_has_atomic = "64", stockade_loom))]
+pub mod owners;
+
 /// Bits per counter in the state word: 32 (64-bit layout) or 16 (32-bit).
 const FIELD_BITS: u32 = WORD_BITS / 2;
 /// Mask of one counter (the low half of the word).

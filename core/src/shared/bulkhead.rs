@@ -11,6 +11,7 @@ use std::vec;
 use std::vec::Vec;
 
 use super::{SharedError, SharedOptions};
+use crate::bulkhead::owners::{OwnerSlot, return_orphans};
 use crate::bulkhead::{Bulkhead, BulkheadConfig, BulkheadCounts, BulkheadFull, NotHeld};
 use crate::clock::Clock;
 
@@ -18,22 +19,11 @@ use super::HostClock;
 #[cfg(target_os = "linux")]
 use super::{region, sys};
 
-/// Slot word: permits this process holds (bits 0..24).
-const HELD_ONE: u64 = 1;
-const HELD_MASK: u64 = (1 << 24) - 1;
-/// Operations of this process between their two slot writes (bits 24..40).
-const INFLIGHT_ONE: u64 = 1 << 24;
-const INFLIGHT_MASK: u64 = ((1 << 16) - 1) << 24;
-/// Operations started (bits 40..64, wrapping): tells a reaper that a slot
-/// changed between two reads.
-const SEQ_ONE: u64 = 1 << 40;
-const SEQ_MASK: u64 = !((1 << 40) - 1);
-
 /// The byte whose lock makes one process the reaper at a time.
 const REAPER_LOCK_BYTE: u64 = 1;
 /// A reaper's two reads of the slots must fit in this, so that a slot's
-/// 24-bit operation count cannot wrap between them (that takes at least
-/// 2^24 compare-and-swaps on one cache line, far over 10 ms).
+/// 24-bit operation number cannot wrap between them (that takes 2^24
+/// atomic adds on one cache line, far over 10 ms).
 const SNAPSHOT_WINDOW: Duration = Duration::from_millis(10);
 /// Snapshot attempts per reap.
 const SNAPSHOT_ATTEMPTS: u32 = 64;
@@ -246,6 +236,9 @@ struct Owner {
 /// whenever no operation of its process is in flight, and a process killed
 /// between the brackets leaves an in-flight mark.
 ///
+/// The accounting is the core's [`owners`](crate::bulkhead::owners)
+/// module (model-checked with loom for an owner stopped at each step).
+///
 /// **Reaping.** A caller that finds the bulkhead full first reaps: under a
 /// host-wide reaper lock (another locked byte) it locks every slot whose
 /// owner is gone, takes a consistent snapshot of the live slots (two reads
@@ -336,7 +329,7 @@ impl fmt::Debug for SharedBulkhead {
 
 impl SharedBulkhead {
     /// The largest `max_concurrent` of a shared bulkhead.
-    pub const MAX_CONCURRENT: u32 = HELD_MASK as u32;
+    pub const MAX_CONCURRENT: u32 = OwnerSlot::MAX_HELD;
 
     /// Opens the shared bulkhead `name`, creating it with `config` if it
     /// does not exist, and takes this process's owner slot.
@@ -480,20 +473,21 @@ impl SharedBulkhead {
     /// Permits this process holds.
     pub fn held_here(&self) -> u32 {
         match self.current_slot() {
-            Ok(slot) => (self.word(slot).load(Ordering::SeqCst) & HELD_MASK) as u32,
+            Ok(slot) => self.word(slot).held(),
             Err(_) => 0,
         }
     }
 
-    /// The slot word of owner slot `i`.
-    fn word(&self, i: u32) -> &AtomicU64 {
+    /// Owner slot `i`'s account (the first word of the slot).
+    fn word(&self, i: u32) -> &OwnerSlot {
         #[cfg(target_os = "linux")]
         {
             let offset = self.region.layout().slots_offset + i as usize * region::SLOT_STRIDE;
             // SAFETY: `i < slots`, so the slot lies within the mapping
-            // (checked at open), at a multiple of 128; the pointer is used
-            // for the life of `&self`, which holds the mapping.
-            unsafe { region::atomic_u64(self.region.base(), offset).as_ref() }
+            // (checked at open), at a multiple of 128; an `OwnerSlot` is
+            // one native `AtomicU64` (`repr(transparent)`); the reference
+            // lives as long as `&self`, which holds the mapping.
+            unsafe { region::at::<OwnerSlot>(self.region.base(), offset).as_ref() }
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -507,8 +501,8 @@ impl SharedBulkhead {
         #[cfg(target_os = "linux")]
         {
             let offset = self.region.layout().slots_offset + i as usize * region::SLOT_STRIDE + 8;
-            // SAFETY: as in `word`.
-            unsafe { region::atomic_u64(self.region.base(), offset).as_ref() }
+            // SAFETY: as in `word`: 8 bytes after it, within the slot.
+            unsafe { region::at::<AtomicU64>(self.region.base(), offset).as_ref() }
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -568,13 +562,12 @@ impl SharedBulkhead {
             if !locked {
                 continue;
             }
-            let w = self.word(i).load(Ordering::SeqCst);
-            if w & (HELD_MASK | INFLIGHT_MASK) != 0 || self.waiters(i).load(Ordering::SeqCst) != 0 {
+            if !self.word(i).is_idle() || self.waiters(i).load(Ordering::SeqCst) != 0 {
                 // A dead owner's leftovers: reap this slot (we hold its
                 // lock) before using it.
                 let deadline = HostClock.now().saturating_add(timeout);
                 loop {
-                    match self.reap_slots(&[i], Some(i))? {
+                    match self.reap_slots(&[i])? {
                         Some(_) => break,
                         None if HostClock.now() >= deadline => {
                             let file = self.region.file();
@@ -755,27 +748,15 @@ impl SharedBulkhead {
         }
     }
 
-    /// One grant: the slot's in-flight mark, the core's compare-and-swap,
-    /// the slot's count.
+    /// One grant, recorded in this process's owner slot.
     #[inline]
     fn take(&self, slot: u32) -> Result<SharedToken, BulkheadFull> {
-        let word = self.word(slot);
-        word.fetch_add(INFLIGHT_ONE + SEQ_ONE, Ordering::SeqCst);
-        match self.machine().try_acquire() {
-            Ok(permit) => {
-                let granted = permit.into_token().granted();
-                word.fetch_add(HELD_ONE.wrapping_sub(INFLIGHT_ONE), Ordering::SeqCst);
-                Ok(SharedToken {
-                    slot,
-                    generation: self.generation.load(Ordering::Relaxed),
-                    granted,
-                })
-            }
-            Err(full) => {
-                word.fetch_sub(INFLIGHT_ONE, Ordering::SeqCst);
-                Err(full)
-            }
-        }
+        let granted = self.word(slot).try_acquire(self.machine())?;
+        Ok(SharedToken {
+            slot,
+            generation: self.generation.load(Ordering::Relaxed),
+            granted,
+        })
     }
 
     /// Returns a permit: the slot's in-flight mark, the core's release,
@@ -793,23 +774,7 @@ impl SharedBulkhead {
         {
             return Ok(());
         }
-        let word = self.word(token.slot);
-        // Claim one of the slot's held permits first, so a double release
-        // cannot take a permit this process does not hold.
-        let mut w = word.load(Ordering::SeqCst);
-        loop {
-            if w & HELD_MASK == 0 {
-                return Err(NotHeld);
-            }
-            let next = w.wrapping_add(INFLIGHT_ONE + SEQ_ONE);
-            match word.compare_exchange_weak(w, next, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => break,
-                Err(now) => w = now,
-            }
-        }
-        let released = self.machine().release_many(1);
-        word.fetch_sub(HELD_ONE + INFLIGHT_ONE, Ordering::SeqCst);
-        released.map(|_| ())
+        self.word(token.slot).release(self.machine()).map(|_| ())
     }
 
     /// Returns one permit this process holds, for a layer that keeps
@@ -848,10 +813,7 @@ impl SharedBulkhead {
                     if i == mine {
                         continue;
                     }
-                    let w = self.word(i).load(Ordering::SeqCst);
-                    if w & (HELD_MASK | INFLIGHT_MASK) == 0
-                        && self.waiters(i).load(Ordering::SeqCst) == 0
-                    {
+                    if self.word(i).is_idle() && self.waiters(i).load(Ordering::SeqCst) == 0 {
                         continue;
                     }
                     if sys::try_lock_byte(&file, self.lock_offset(i))
@@ -864,7 +826,7 @@ impl SharedBulkhead {
             if dead.is_empty() {
                 return Ok(Some(0));
             }
-            let result = self.reap_slots(&dead, Some(mine));
+            let result = self.reap_slots(&dead);
             let file = self.region.file();
             for &i in &dead {
                 let _ = sys::unlock_byte(&file, self.lock_offset(i));
@@ -880,7 +842,7 @@ impl SharedBulkhead {
     /// Reaps `dead` (slots whose locks the caller holds), under the
     /// reaper lock. `None`: not now (lock busy, or no snapshot).
     #[cfg(target_os = "linux")]
-    fn reap_slots(&self, dead: &[u32], _mine: Option<u32>) -> Result<Option<u32>, SharedError> {
+    fn reap_slots(&self, dead: &[u32]) -> Result<Option<u32>, SharedError> {
         let file = self.region.file();
         if !sys::try_lock_byte(&file, REAPER_LOCK_BYTE)
             .map_err(|e| self.region.io("lock the reaper byte of", e))?
@@ -891,54 +853,24 @@ impl SharedBulkhead {
         for &i in dead {
             self.waiters(i).store(0, Ordering::SeqCst);
         }
-        let n = self.slots as usize;
-        let mut first = vec![0u64; n];
+        let mut scratch = vec![0u64; self.slots as usize];
         let mut returned = None;
         for attempt in 0..SNAPSHOT_ATTEMPTS {
             if attempt > 0 {
                 std::thread::yield_now();
             }
-            let t0 = HostClock.now();
-            for (i, w) in first.iter_mut().enumerate() {
-                *w = self.word(i as u32).load(Ordering::SeqCst);
+            returned = return_orphans(
+                self.machine(),
+                self.slots as usize,
+                |i| self.word(i as u32),
+                |i| dead.contains(&(i as u32)),
+                &mut scratch,
+                &HostClock,
+                SNAPSHOT_WINDOW,
+            );
+            if returned.is_some() {
+                break;
             }
-            let in_use = self.machine().in_use();
-            let mut live_held: u64 = 0;
-            let mut stable = true;
-            for (i, &w) in first.iter().enumerate() {
-                if dead.contains(&(i as u32)) {
-                    continue;
-                }
-                let again = self.word(i as u32).load(Ordering::SeqCst);
-                if again != w || w & INFLIGHT_MASK != 0 {
-                    stable = false;
-                    break;
-                }
-                live_held += w & HELD_MASK;
-            }
-            let elapsed = HostClock.now().saturating_duration_since(t0);
-            if !stable || elapsed > SNAPSHOT_WINDOW {
-                continue;
-            }
-            // The shared word counts every permit; the live slots count
-            // theirs exactly (no operation in flight): the rest is the
-            // dead owners', whatever their words say.
-            let orphaned = u64::from(in_use).saturating_sub(live_held) as u32;
-            if orphaned > 0 && self.machine().release_many(orphaned).is_err() {
-                // Cannot happen while the counts hold; leave the slots for
-                // a later reap rather than guess.
-                continue;
-            }
-            // Clear the dead slots only after their permits are back: a
-            // concurrent reader that counts them as held sees no more than
-            // the truth.
-            for &i in dead {
-                let w = self.word(i).load(Ordering::SeqCst);
-                self.word(i)
-                    .store((w & SEQ_MASK).wrapping_add(SEQ_ONE), Ordering::SeqCst);
-            }
-            returned = Some(orphaned);
-            break;
         }
         let _ = sys::unlock_byte(&file, REAPER_LOCK_BYTE);
         Ok(returned)

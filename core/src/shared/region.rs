@@ -4,6 +4,7 @@
 use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
+
 use std::format;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -638,13 +639,14 @@ fn rebuild<M: Machine>(
     result
 }
 
-/// The `u64` atomic at `offset` of the region.
+/// The `T` at `offset` of the region.
 ///
 /// # Safety
 ///
-/// `offset` is 8-byte aligned and the 8 bytes are within the mapping; the
-/// caller dereferences the pointer only while the mapping lives.
-pub(super) unsafe fn atomic_u64(base: NonNull<u8>, offset: usize) -> NonNull<AtomicU64> {
+/// `offset` is aligned for `T` and `size_of::<T>()` bytes from it are
+/// within the mapping; the caller dereferences the pointer only while the
+/// mapping lives, and only as a `T` reached through atomics.
+pub(super) unsafe fn at<T>(base: NonNull<u8>, offset: usize) -> NonNull<T> {
     // SAFETY: in bounds of the mapping (the caller's guarantee).
-    unsafe { NonNull::new_unchecked(base.as_ptr().add(offset).cast::<AtomicU64>()) }
+    unsafe { NonNull::new_unchecked(base.as_ptr().add(offset).cast::<T>()) }
 }
