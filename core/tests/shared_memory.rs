@@ -92,6 +92,27 @@ fn child(role: &str) {
                 writeln!(out, "{g}").unwrap();
             }
         }
+        "limiter_book" => {
+            use stockade::blocking::Timer;
+            let limiter =
+                Shared::<RateLimiter>::open("strict", strict_limiter(), &options()).unwrap();
+            let (start, end) = (env_u64(START), env_u64("STOCKADE_TEST_END"));
+            spin_until(start);
+            let mut slots = Vec::new();
+            while HostClock.now().as_nanos() < end {
+                match limiter.reserve(1, Duration::from_secs(1), &HostClock) {
+                    Ok(booked) => {
+                        let ready = booked.ready_at();
+                        slots.push(ready.as_nanos());
+                        HostClock.sleep_until(ready);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            for t in slots {
+                writeln!(out, "{t}").unwrap();
+            }
+        }
         "breaker_trip" => {
             let b = Shared::<CircuitBreaker>::open("trip", probe_breaker(), &options()).unwrap();
             for _ in 0..3 {
@@ -288,17 +309,15 @@ fn kill_and_reap(mut child: Child) {
 
 // ---------------------------------------------------------------- tests
 
-/// 8 processes drive one strict limiter for 15 periods: every window of
-/// length `period` holds at most `N` grants, and throughput is at least
-/// 99 % of `N / period`.
-///
-/// The window bound must hold in every run. Throughput also depends on a
-/// caller being on a CPU when each slot comes due, so a run on a machine
-/// busy with other work may fall short; up to three runs are made for it.
+/// 8 processes book permits of one strict limiter (the core's FIFO
+/// reservations, host-wide) for 15 periods, each sleeping until its slot:
+/// every window of length `period` holds at most `N` slots, and throughput
+/// is at least 99 % of `N / period`. Bookings chain slot after slot
+/// whatever the scheduler does, so this holds on a loaded machine too.
 fn strict_limiter_holds_across_8_processes() {
     let mut last = String::new();
     for attempt in 1..=3 {
-        match strict_limiter_run(attempt) {
+        match strict_limiter_run(attempt, "limiter_book", 0.99) {
             Ok(()) => return,
             Err(why) => {
                 println!("  attempt {attempt}: {why}");
@@ -309,8 +328,29 @@ fn strict_limiter_holds_across_8_processes() {
     panic!("throughput below 99 % in 3 runs: {last}");
 }
 
-fn strict_limiter_run(attempt: u32) -> Result<(), String> {
-    let dir = TestDir::new(&format!("limiter{attempt}"));
+/// 8 processes hammer one strict limiter with `try_acquire` for 15
+/// periods, recording the clock reading each decision used: every window
+/// of length `period` holds at most `N` grants. Throughput here depends on
+/// a caller being on a CPU when each slot comes due (a late grant's
+/// lateness is lost, as GCRA does: on a busy 2-core machine 8 spinning
+/// processes got 63 % in one run), so only a sanity floor of 50 % is
+/// checked.
+fn strict_limiter_hammered_by_8_processes() {
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        match strict_limiter_run(attempt, "limiter", 0.5) {
+            Ok(()) => return,
+            Err(why) => {
+                println!("  attempt {attempt}: {why}");
+                last = why;
+            }
+        }
+    }
+    panic!("throughput below 50 % in 3 runs: {last}");
+}
+
+fn strict_limiter_run(attempt: u32, role: &str, floor: f64) -> Result<(), String> {
+    let dir = TestDir::new(&format!("{role}{attempt}"));
     let config = strict_limiter();
     // Create it (bucket full) before the race starts.
     let limiter = Shared::<RateLimiter>::open("strict", config, &dir.options()).unwrap();
@@ -320,7 +360,7 @@ fn strict_limiter_run(attempt: u32) -> Result<(), String> {
     let children: Vec<_> = (0..8)
         .map(|_| {
             spawn(
-                "limiter",
+                role,
                 &dir,
                 &[
                     (START, start.to_string()),
@@ -348,14 +388,14 @@ fn strict_limiter_run(attempt: u32) -> Result<(), String> {
         );
     }
     let ideal = (end - start) as f64 / limiter.emission_interval().as_nanos() as f64;
-    // Decided within [start, end): one at `start`, then one per interval.
+    // Within [start, end): one at `start`, then one per interval.
     let within = grants.iter().filter(|&&g| g >= start && g < end).count();
     assert!(
         within as f64 <= ideal + 1.0,
         "{within} grants: more than the rate allows"
     );
-    if (grants.len() as f64) < 0.99 * ideal {
-        return Err(format!("{} grants, ideal {ideal:.0}", grants.len()));
+    if (within as f64) < floor * ideal {
+        return Err(format!("{within} grants in the run, ideal {ideal:.0}"));
     }
     Ok(())
 }
@@ -898,6 +938,7 @@ fn main() {
         killed_probe_holder_does_not_wedge_the_breaker,
         killed_mid_transition_leaves_a_working_breaker,
         strict_limiter_holds_across_8_processes,
+        strict_limiter_hammered_by_8_processes,
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
