@@ -40,9 +40,11 @@ def _limiter_worker(shm, name, start, end, out):
     grants = 0
     while time.monotonic() < start:
         pass
-    while time.monotonic() < end:
-        if limiter.try_acquire():
-            grants += 1
+    while True:
+        limiter.acquire()  # books the next slot host-wide, sleeps until it
+        if time.monotonic() >= end:
+            break
+        grants += 1
     out.put(grants)
 
 
@@ -59,10 +61,11 @@ def test_eight_forked_workers_share_one_strict_limit(shm):
     total = sum(out.get(timeout=WATCHDOG) for _ in procs)
     ideal = 1.5 / 0.005  # strict, burst 1: one permit per 5 ms, host-wide
     # One limit for all: 8 local limiters would grant up to 8x this. A
-    # grant at `start` and one decided just after a last look at the clock
-    # before `end` make the 2.
+    # grant at `start` and one whose slot falls just before `end` make
+    # the 2. Bookings chain slot after slot, so throughput does not depend
+    # on a worker being on a CPU when a slot comes due.
     assert total <= ideal + 2, total
-    assert total >= 0.9 * ideal, total
+    assert total >= 0.95 * ideal, total
 
 
 def _breaker_trip(shm):
