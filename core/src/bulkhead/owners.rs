@@ -5,7 +5,9 @@
 //! are. An [`OwnerSlot`] keeps one owner's account beside it: taking a
 //! permit is the bulkhead's compare-and-swap bracketed by two atomic adds
 //! on the owner's slot (an "in flight" mark, then the count), and
-//! returning one is the same in reverse. So a slot's count is exact
+//! returning one is the same in reverse (the count and the mark in one
+//! add, then the bulkhead's subtraction, then the mark cleared). So a
+//! slot's count is exact
 //! whenever its owner has no operation in flight, and an owner that stops
 //! between the brackets leaves its mark.
 //!
@@ -157,7 +159,9 @@ impl OwnerSlot {
     #[inline]
     pub fn release(&self, bulkhead: &Bulkhead) -> Result<BulkheadCounts, NotHeld> {
         self.begin_release()?;
-        let released = bulkhead.release_many(1);
+        // The claim proves the bulkhead counts this permit: one subtraction
+        // (which still refuses to underflow), not a compare-and-swap loop.
+        let released = bulkhead.release_held();
         self.commit_release();
         released
     }
@@ -182,31 +186,26 @@ impl OwnerSlot {
         self.word.fetch_sub(INFLIGHT_ONE, Ordering::SeqCst);
     }
 
-    /// Step 1 of a release: claims one held permit (refusing when none is
-    /// held) and sets the in-flight mark.
+    /// Step 1 of a release: takes one permit off the count and sets the
+    /// in-flight mark, in one add (refusing, and undoing the add, when
+    /// none is held: so two releases of one permit cannot both pass).
     #[inline]
     pub(crate) fn begin_release(&self) -> Result<(), NotHeld> {
-        let mut w = self.word.load(Ordering::SeqCst);
-        loop {
-            if w & HELD_MASK == 0 {
-                return Err(NotHeld);
-            }
-            let next = w.wrapping_add(INFLIGHT_ONE + SEQ_ONE);
-            match self
-                .word
-                .compare_exchange_weak(w, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => return Ok(()),
-                Err(now) => w = now,
-            }
+        // held - 1 borrows from nothing when held > 0, so the add's carry
+        // lands in the in-flight field: held - 1, in flight + 1, seq + 1.
+        const CLAIM: u64 = (SEQ_ONE + INFLIGHT_ONE).wrapping_sub(HELD_ONE);
+        let before = self.word.fetch_add(CLAIM, Ordering::SeqCst);
+        if before & HELD_MASK == 0 {
+            self.word.fetch_sub(CLAIM, Ordering::SeqCst);
+            return Err(NotHeld);
         }
+        Ok(())
     }
 
-    /// Step 3 of a release: uncount the permit, clear the mark.
+    /// Step 3 of a release: clear the mark.
     #[inline]
     pub(crate) fn commit_release(&self) {
-        self.word
-            .fetch_sub(HELD_ONE + INFLIGHT_ONE, Ordering::SeqCst);
+        self.word.fetch_sub(INFLIGHT_ONE, Ordering::SeqCst);
     }
 
     /// Forgets a gone owner's account (after its permits were returned);
@@ -527,6 +526,39 @@ mod loom_models {
                 0,
                 "a permit leaked or was returned twice"
             );
+        });
+    }
+
+    /// Two threads of one owner release its one permit at once (a caller
+    /// bug): exactly one succeeds, and another owner's permit is untouched.
+    #[test]
+    fn a_permit_released_twice_at_once_is_returned_once() {
+        ::loom::model(|| {
+            let world = Arc::new(World {
+                bulkhead: Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(2)).unwrap(),
+                slots: [OwnerSlot::new(), OwnerSlot::new()],
+                clock: ManualClock::new(),
+            });
+            world.slots[0].try_acquire(&world.bulkhead).unwrap();
+            world.slots[1].try_acquire(&world.bulkhead).unwrap();
+            let other = {
+                let w = Arc::clone(&world);
+                thread::spawn(move || w.slots[0].release(&w.bulkhead).is_ok())
+            };
+            let mine = world.slots[0].release(&world.bulkhead).is_ok();
+            let theirs = other.join().unwrap();
+            assert!(
+                mine ^ theirs,
+                "released {} times",
+                u8::from(mine) + u8::from(theirs)
+            );
+            assert_eq!(
+                world.bulkhead.in_use(),
+                1,
+                "the other owner's permit was taken"
+            );
+            assert!(world.slots[0].is_idle());
+            assert_eq!(world.slots[1].held(), 1);
         });
     }
 
