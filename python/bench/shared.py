@@ -40,9 +40,11 @@ import datetime
 import multiprocessing
 import os
 import platform
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -124,6 +126,7 @@ def worker(make: Factory, seconds: float, ready, start, results, index: int) -> 
         results.put((index, calls, elapsed, refused, None))
     except BaseException as e:  # reported by the parent
         results.put((index, 0, 0.0, 0, f"{type(e).__name__}: {e}"))
+        ready.abort()  # a failure before the start ends the parent's wait at once
 
 
 def run_once(ctx, make: Factory, processes: int, seconds: float) -> Tuple[float, float]:
@@ -138,7 +141,15 @@ def run_once(ctx, make: Factory, processes: int, seconds: float) -> Tuple[float,
     for p in procs:
         p.start()
     try:
-        ready.wait(WATCHDOG_SECONDS)
+        try:
+            ready.wait(WATCHDOG_SECONDS)
+        except threading.BrokenBarrierError:
+            # A worker failed (its error is on the queue) or none got ready in time.
+            try:
+                _, _, _, _, error = results.get(timeout=5)
+            except queue.Empty:
+                error = f"workers not ready within {WATCHDOG_SECONDS} s"
+            raise RuntimeError(f"a worker failed: {error}") from None
         start.set()
         got = [results.get(timeout=seconds + WATCHDOG_SECONDS) for _ in procs]
     except BaseException:
