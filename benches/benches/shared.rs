@@ -664,6 +664,22 @@ mod multi {
         }
         let waiting = Instant::now();
         while (control.get().ready.load(Ordering::SeqCst) as usize) < processes {
+            for (i, &pid) in pids.iter().enumerate() {
+                let mut status = 0;
+                // SAFETY: `pid` is a child of this process; `status` is
+                // writable.
+                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                    let mut others = pids.clone();
+                    others.remove(i);
+                    fail(
+                        &others,
+                        op,
+                        imp,
+                        processes,
+                        format!("worker {pid} ended before the start (status {status:#x})"),
+                    );
+                }
+            }
             if waiting.elapsed() > WATCHDOG {
                 fail(
                     &pids,
