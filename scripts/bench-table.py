@@ -96,6 +96,10 @@ def load_paired(root):
             data["ratio"] = float(data["ratio"])
         except (OSError, ValueError, KeyError):
             continue
+        if key[0] not in GROUPS:
+            # benches/shared.rs's comparisons (group `shared`): in its own
+            # table (`<criterion dir>/shared/report.md`).
+            continue
         data["mtime"] = path.stat().st_mtime
         paired[key] = data
     return paired

@@ -2,13 +2,15 @@
 # Runs Stockade's benchmarks against its peers and prints the README's
 # performance tables, all from one run: the Rust core and blocking API
 # (criterion, beside governor, failsafe, recloser, tokio, backon), the C ABI
-# (each call through C beside the same call in Rust) and the Python package
+# (each call through C beside the same call in Rust), the Python package
 # (beside pybreaker, circuitbreaker, tenacity, pyrate-limiter, limits,
-# aiobreaker, aiolimiter). Not part of the test suite; on an idle 2-core
-# machine about 10 minutes.
+# aiobreaker, aiolimiter) and the shared-memory machines across processes
+# (`benches/benches/shared.rs`, and in Python against pyrate-limiter's
+# MultiprocessBucket). Not part of the test suite; on an idle 2-core machine
+# about 10 minutes.
 #
 # Usage: scripts/bench.sh                          (everything)
-#        STOCKADE_BENCH=rust scripts/bench.sh       (one part: rust, c or python)
+#        STOCKADE_BENCH=rust scripts/bench.sh       (one part: rust, c, python or shared)
 #        scripts/bench.sh --bench limiter           (Rust: one bench target; any `cargo bench` options)
 #        scripts/bench.sh -- --measurement-time 10  (Rust: criterion options after --)
 set -euo pipefail
@@ -19,6 +21,13 @@ want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 
 out=target/bench-report.md
 mkdir -p target
+# The shared bench's table counts only if written by this run.
+stamp=target/.bench-start
+touch "$stamp"
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+criterion_home=${CRITERION_HOME:-$target_dir/criterion}
+shared_report=$criterion_home/shared/report.md
 {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores visible)"
@@ -28,9 +37,23 @@ mkdir -p target
 } >"$out"
 
 if want rust; then
+    # Every bench target, `shared` included (see below).
     cargo bench -p stockade-bench "$@"
     python3 scripts/bench-table.py >>"$out"
     echo >>"$out"
+fi
+if [ "$part" = shared ]; then
+    cargo bench -p stockade-bench --bench shared
+fi
+if want shared || [ "$part" = rust ]; then
+    # Written by the `shared` bench target: by the rust part's `cargo bench`
+    # (unless it was limited to other targets) or by the line above.
+    if [ -f "$shared_report" ] && [ "$shared_report" -nt "$stamp" ]; then
+        cat "$shared_report" >>"$out"
+    else
+        echo "(the shared-memory bench did not run: \`cargo bench -p stockade-bench --bench shared\`)" >>"$out"
+        echo >>"$out"
+    fi
 fi
 if want c; then
     echo "#### C ABI: a call through the header beside the same call in Rust (\`tests/c/bench.sh\`)" >>"$out"
@@ -42,6 +65,11 @@ if want python; then
     echo "#### Python (\`python/bench/run.sh\`)" >>"$out"
     echo >>"$out"
     python/bench/run.sh >>"$out"
+fi
+if want shared || [ "$part" = python ]; then
+    echo "#### Python, shared between processes (\`python/bench/shared.py\`)" >>"$out"
+    echo >>"$out"
+    python/bench/run.sh --shared >>"$out"
 fi
 cat "$out"
 echo

@@ -3,6 +3,9 @@
 # pick. Not a test: prints a Markdown table (python/bench/bench.py).
 #
 # Usage: python/bench/run.sh [bench.py args]     e.g. --quick
+#        python/bench/run.sh --shared [shared.py args]
+#            (one limiter shared by 8 processes against pyrate-limiter's
+#            MultiprocessBucket; e.g. --quick, --processes 4)
 # The peers go into a virtualenv of their own (target/py-bench-venv-X.Y),
 # never into the test one; stockade is installed with `pip install ./python`
 # (maturin's default: the release profile).
@@ -19,4 +22,8 @@ fi
 "$venv/bin/python" -m pip install -q \
     pybreaker circuitbreaker tenacity pyrate-limiter limits aiobreaker aiolimiter
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
+if [ "${1:-}" = --shared ]; then
+    shift
+    exec "$venv/bin/python" python/bench/shared.py "$@"
+fi
 exec "$venv/bin/python" python/bench/bench.py "$@"
