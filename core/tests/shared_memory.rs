@@ -915,6 +915,39 @@ fn killed_mid_transition_leaves_a_working_breaker() {
     }
 }
 
+/// A region left from an earlier boot (another boot id in its header) is
+/// built again: its state starts afresh and the header gets this boot's id.
+fn a_region_from_an_earlier_boot_is_rebuilt() {
+    let dir = TestDir::new("boot");
+    let opts = dir.options();
+    let path = {
+        let limiter = Shared::<RateLimiter>::open("boot", strict_limiter(), &opts).unwrap();
+        limiter.try_acquire(&HostClock).unwrap();
+        assert!(limiter.try_acquire(&HostClock).is_err(), "burst 1: used up");
+        limiter.path().to_path_buf()
+    };
+    // The boot id: bytes 72..88 of the header.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let ours = bytes[72..88].to_vec();
+    assert_ne!(ours, vec![0u8; 16], "this kernel has a boot id");
+    for b in &mut bytes[72..88] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let limiter = Shared::<RateLimiter>::open("boot", strict_limiter(), &opts).unwrap();
+    assert!(
+        limiter.try_acquire(&HostClock).is_ok(),
+        "the state starts afresh"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap()[72..88],
+        ours[..],
+        "this boot's id"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -930,6 +963,7 @@ fn main() {
         blocking_shared_bulkhead_waits_for_another_process,
         shared_machines_decide_like_local_ones,
         mismatches_and_unsafe_paths_are_refused,
+        a_region_from_an_earlier_boot_is_rebuilt,
         forked_child_takes_its_own_slot,
         sixteen_processes_create_once,
         killed_holder_returns_its_permits,
