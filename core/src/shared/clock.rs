@@ -10,7 +10,10 @@ use crate::clock::{Clock, Timestamp};
 /// A reading is one `clock_gettime` through the vDSO (no system call):
 /// about 15–25 ns on x86-64, against `MonotonicClock`'s calibrated counter
 /// read. It never goes backwards, on one thread or across threads and
-/// processes (the kernel's guarantee for `CLOCK_MONOTONIC`). Off Linux it
+/// processes: a reading taken after another (one that happens after it, as
+/// through an atomic hand-over) is never smaller, as the kernel guarantees
+/// for `CLOCK_MONOTONIC` (it orders the counter read, and gives up a
+/// counter whose CPUs disagree). Off Linux it
 /// reads `std::time::Instant` from a process-wide origin, so it is then
 /// monotonic but only process-wide, and no shared region exists there.
 ///
@@ -61,5 +64,41 @@ impl crate::blocking::Timer for HostClock {
         if !left.is_zero() {
             std::thread::park_timeout(left);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A reading handed from one thread to another is never ahead of the
+    /// receiver's next reading (the two threads run on different CPUs when
+    /// the scheduler places them so; many hand-overs make that likely).
+    #[test]
+    fn readings_handed_across_threads_never_go_back() {
+        let slot = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (slot, stop) = (Arc::clone(&slot), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while stop.load(Ordering::SeqCst) == 0 {
+                    slot.store(HostClock.now().as_nanos(), Ordering::SeqCst);
+                }
+            })
+        };
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut checked = 0u64;
+        while Instant::now() < deadline {
+            let handed = slot.load(Ordering::SeqCst);
+            let mine = HostClock.now().as_nanos();
+            assert!(mine >= handed, "{mine} read after {handed} was handed over");
+            checked += 1;
+        }
+        stop.store(1, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(checked > 1000, "only {checked} comparisons");
     }
 }
