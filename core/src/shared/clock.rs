@@ -72,7 +72,8 @@ mod tests {
     use super::*;
     use core::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use core::time::Duration;
+    use std::time::Instant;
 
     /// A reading handed from one thread to another is never ahead of the
     /// receiver's next reading (the two threads run on different CPUs when
