@@ -486,6 +486,27 @@ mod tests {
         assert_eq!(last(), "");
     }
 
+    /// C's default configs are the core's defaults, which Rust's and
+    /// Python's constructors use for an option not given: a C program and
+    /// Python workers that change the same options open the same object.
+    #[test]
+    fn c_default_configs_equal_the_other_bindings_defaults() {
+        use stockade_core::breaker::BreakerConfig;
+        use stockade_core::bulkhead::BulkheadConfig;
+        use stockade_core::limiter::{Mode, RateLimiterConfig};
+        let mut l = crate::limiter::stockade_limiter_config_default();
+        assert_eq!(l.to_core().unwrap(), RateLimiterConfig::DEFAULT);
+        l.mode = crate::limiter::stockade_limiter_mode::Strict as u8;
+        assert_eq!(
+            l.to_core().unwrap(),
+            RateLimiterConfig::DEFAULT.with_mode(Mode::Strict)
+        );
+        let b = crate::breaker::stockade_breaker_config_default();
+        assert_eq!(b.to_core().unwrap(), BreakerConfig::DEFAULT);
+        let h = crate::bulkhead::stockade_bulkhead_config_default();
+        assert_eq!(h.to_core().unwrap(), BulkheadConfig::DEFAULT);
+    }
+
     #[test]
     fn zero_options_are_the_defaults() {
         // SAFETY: all-zero is a valid value (NULL directory).
