@@ -794,7 +794,9 @@ typedef struct stockade_breaker_config {
 // and permits its parent held stay the parent's (a permit acquired before
 // the fork and released in the child does nothing). When a process dies
 // holding bulkhead permits, they come back before any caller is refused
-// for lack of them.
+// for lack of them. Threads do not survive `fork`: in a child, a breaker
+// that had listeners before the fork emits no `MONITOR` events (its
+// monitor thread stayed in the parent).
 typedef struct stockade_shared_options {
   // The directory of the file, NUL-terminated; NULL for the default,
   // `/dev/shm` (memory, cleared at boot). It must exist. In a directory
@@ -2410,7 +2412,9 @@ struct stockade_shared_options stockade_shared_options_default(void);
 
 #if defined(STOCKADE_HAS_BLOCKING)
 // The full message of the calling thread's last `_new_shared` or
-// `stockade_shared_unlink` call, NUL-terminated, if it failed: it names
+// `stockade_shared_unlink` call, NUL-terminated, if it failed (or of a
+// later call on a shared bulkhead that returned `SHARED_NO_OWNER_SLOT` or
+// `SHARED_IO`: a forked child that could not take an owner slot): it names
 // the file and what was wrong, e.g. for
 // `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH` both configs (`"/dev/shm/...
 // holds another config: stored RateLimiterConfig { ... }, given
@@ -2419,8 +2423,9 @@ struct stockade_shared_options stockade_shared_options_default(void);
 // shown in Rust's terms (durations as `1s`, `250ms`).
 //
 // - Ownership: the string belongs to the library; it stays valid until
-//   the calling thread's next `_new_shared` or `stockade_shared_unlink`
-//   call, or until the thread exits. Do not free it.
+//   the calling thread's next `_new_shared`, `stockade_shared_unlink` or
+//   failing shared bulkhead call, or until the thread exits. Do not free
+//   it.
 // - Thread safety: per thread (each thread sees its own calls). Blocks:
 //   no. Never fails.
 const char *stockade_shared_last_error(void);
@@ -2436,7 +2441,8 @@ const char *stockade_shared_last_error(void);
 // - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `options`);
 //   `INVALID_ARGUMENT` (unknown `kind`, a name that cannot be a file
 //   name, `name` not UTF-8); `SHARED_IO` (the file exists but cannot be
-//   removed); `SHARED_UNSUPPORTED`. `stockade_shared_last_error()` gives
+//   removed); `SHARED_UNSUPPORTED` (not Linux, or built without the
+//   feature). `stockade_shared_last_error()` gives
 //   the full message of a failure.
 // - Thread safety: any thread. Blocks: no (one `unlink(2)`).
 //

@@ -60,7 +60,9 @@ use crate::status::stockade_status;
 /// and permits its parent held stay the parent's (a permit acquired before
 /// the fork and released in the child does nothing). When a process dies
 /// holding bulkhead permits, they come back before any caller is refused
-/// for lack of them.
+/// for lack of them. Threads do not survive `fork`: in a child, a breaker
+/// that had listeners before the fork emits no `MONITOR` events (its
+/// monitor thread stayed in the parent).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct stockade_shared_options {
@@ -137,7 +139,9 @@ pub(crate) fn set_last_error(message: impl fmt::Display) {
 }
 
 /// The full message of the calling thread's last `_new_shared` or
-/// `stockade_shared_unlink` call, NUL-terminated, if it failed: it names
+/// `stockade_shared_unlink` call, NUL-terminated, if it failed (or of a
+/// later call on a shared bulkhead that returned `SHARED_NO_OWNER_SLOT` or
+/// `SHARED_IO`: a forked child that could not take an owner slot): it names
 /// the file and what was wrong, e.g. for
 /// `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH` both configs (`"/dev/shm/...
 /// holds another config: stored RateLimiterConfig { ... }, given
@@ -146,8 +150,9 @@ pub(crate) fn set_last_error(message: impl fmt::Display) {
 /// shown in Rust's terms (durations as `1s`, `250ms`).
 ///
 /// - Ownership: the string belongs to the library; it stays valid until
-///   the calling thread's next `_new_shared` or `stockade_shared_unlink`
-///   call, or until the thread exits. Do not free it.
+///   the calling thread's next `_new_shared`, `stockade_shared_unlink` or
+///   failing shared bulkhead call, or until the thread exits. Do not free
+///   it.
 /// - Thread safety: per thread (each thread sees its own calls). Blocks:
 ///   no. Never fails.
 #[unsafe(no_mangle)]
@@ -192,14 +197,21 @@ pub(crate) unsafe fn options_arg<'a>(
     unsafe { arg(options) }.inspect_err(|_| set_last_error("options is NULL"))
 }
 
-/// Without the `shared-memory` feature: the status of every shared
-/// constructor once its arguments are checked.
-#[cfg(not(feature = "shared-memory"))]
+/// Without the `shared-memory` feature (or off Linux): the status of
+/// every shared function once its arguments are checked.
+#[cfg(not(all(feature = "shared-memory", target_os = "linux")))]
 pub(crate) fn unsupported() -> stockade_status {
-    set_last_error(
-        "shared memory is not supported here: this library was built without the \
-         shared-memory feature",
-    );
+    if cfg!(feature = "shared-memory") {
+        set_last_error(
+            "shared memory is not supported here: shared memory regions are implemented \
+             for Linux only",
+        );
+    } else {
+        set_last_error(
+            "shared memory is not supported here: this library was built without the \
+             shared-memory feature",
+        );
+    }
     stockade_status::SharedUnsupported
 }
 
@@ -336,7 +348,8 @@ mod enabled {
 /// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `options`);
 ///   `INVALID_ARGUMENT` (unknown `kind`, a name that cannot be a file
 ///   name, `name` not UTF-8); `SHARED_IO` (the file exists but cannot be
-///   removed); `SHARED_UNSUPPORTED`. `stockade_shared_last_error()` gives
+///   removed); `SHARED_UNSUPPORTED` (not Linux, or built without the
+///   feature). `stockade_shared_last_error()` gives
 ///   the full message of a failure.
 /// - Thread safety: any thread. Blocks: no (one `unlink(2)`).
 ///
@@ -368,7 +381,7 @@ pub unsafe extern "C" fn stockade_shared_unlink(
                 return Err(stockade_status::InvalidArgument);
             }
         };
-        #[cfg(feature = "shared-memory")]
+        #[cfg(all(feature = "shared-memory", target_os = "linux"))]
         {
             use stockade_core::shared::unlink;
             // SAFETY: function contract.
@@ -390,7 +403,7 @@ pub unsafe extern "C" fn stockade_shared_unlink(
             // SAFETY: NULL is a valid `error`.
             .map_err(|e| unsafe { shared_status(e, core::ptr::null_mut()) })
         }
-        #[cfg(not(feature = "shared-memory"))]
+        #[cfg(not(all(feature = "shared-memory", target_os = "linux")))]
         {
             let _ = (name, options, kind);
             Err(unsupported())
@@ -538,5 +551,72 @@ mod tests {
         let refused = unsafe { to_core(&empty) };
         assert_eq!(refused.unwrap_err(), stockade_status::InvalidArgument);
         assert!(last().contains("directory"));
+    }
+}
+
+/// Built without the feature: every shared function checks its arguments,
+/// then says so.
+#[cfg(all(test, not(feature = "shared-memory")))]
+mod unsupported_tests {
+    use super::*;
+    use core::ffi::CStr;
+
+    #[test]
+    fn every_shared_function_returns_unsupported() {
+        let o = stockade_shared_options_default();
+        let l = crate::limiter::stockade_limiter_config_default();
+        let b = crate::breaker::stockade_breaker_config_default();
+        let h = crate::bulkhead::stockade_bulkhead_config_default();
+        let (mut lo, mut bo, mut ho) = (
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        );
+        let name = c"x".as_ptr();
+        let null = core::ptr::null_mut();
+        // SAFETY: valid arguments throughout.
+        unsafe {
+            assert_eq!(
+                crate::blocking::limiter::stockade_limiter_handle_new_shared(
+                    name, &l, &o, null, &mut lo
+                ),
+                stockade_status::SharedUnsupported
+            );
+            assert_eq!(
+                crate::blocking::breaker::stockade_breaker_handle_new_shared(
+                    name, &b, &o, null, &mut bo
+                ),
+                stockade_status::SharedUnsupported
+            );
+            assert_eq!(
+                crate::blocking::bulkhead::stockade_bulkhead_handle_new_shared(
+                    name, &h, &o, null, &mut ho
+                ),
+                stockade_status::SharedUnsupported
+            );
+            assert_eq!(
+                stockade_shared_unlink(2, name, &o),
+                stockade_status::SharedUnsupported
+            );
+            // Arguments are still checked first.
+            assert_eq!(
+                stockade_shared_unlink(2, core::ptr::null(), &o),
+                stockade_status::NullArgument
+            );
+            let message = CStr::from_ptr(stockade_shared_last_error()).to_string_lossy();
+            assert!(message.contains("name"), "{message}");
+        }
+        assert!(lo.is_null() && bo.is_null() && ho.is_null());
+    }
+
+    #[test]
+    fn the_message_names_the_feature() {
+        let o = stockade_shared_options_default();
+        // SAFETY: valid arguments.
+        let status = unsafe { stockade_shared_unlink(1, c"x".as_ptr(), &o) };
+        assert_eq!(status, stockade_status::SharedUnsupported);
+        // SAFETY: valid until this thread's next shared call.
+        let message = unsafe { CStr::from_ptr(stockade_shared_last_error()) }.to_string_lossy();
+        assert!(message.contains("shared-memory feature"), "{message}");
     }
 }
