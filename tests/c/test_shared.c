@@ -68,6 +68,13 @@ static void on_event(const stockade_event *e, void *user_data) {
         events_rejected++;
 }
 
+/* A breaker's events in this process: [0] state changes, [1] rejections. */
+static void on_breaker_event(const stockade_event *e, void *user_data) {
+    int *counts = (int *)user_data;
+    if (e->kind == STOCKADE_EVENT_KIND_STATE_CHANGED) counts[0]++;
+    if (e->kind == STOCKADE_EVENT_KIND_REJECTED) counts[1]++;
+}
+
 /* The file of shared object `kind`-`name` in `dir` (the documented name). */
 static void object_path(char *buf, size_t len, const char *dir, const char *kind, const char *name) {
     snprintf(buf, len, "%s/stockade-%u-%s-%s", dir, (unsigned)geteuid(), kind, name);
@@ -189,6 +196,28 @@ static void breaker_trips_everywhere(const stockade_shared_options *o) {
     stockade_pipeline_free(pipeline);
     stockade_policy_free(policy);
     stockade_breaker_handle_free(again);
+    stockade_breaker_handle_free(b);
+}
+
+/* Events are per process: a handle opened after another process tripped
+ * the breaker does not announce that transition, only its own refusal.
+ * (Run after the last fork: a breaker with listeners has a monitor
+ * thread, which a forked child would not have.) */
+static void breaker_events_are_per_process(const stockade_shared_options *o) {
+    stockade_breaker_config c = stockade_breaker_config_default();
+    stockade_breaker_handle *b = NULL;
+    int calls = 0, events[2] = {0, 0};
+    uint64_t listener = 0;
+
+    c.failure_threshold = 2;
+    c.reset_timeout_ms = 600000;
+    CHECK_OK(stockade_breaker_handle_new_shared("c-test-breaker", &c, o, NULL, &b));
+    if (b == NULL) return;
+    CHECK_OK(stockade_breaker_handle_subscribe(b, on_breaker_event, events, &listener));
+    CHECK_STATUS(stockade_breaker_handle_execute(b, ok_call, &calls), STOCKADE_STATUS_BREAKER_OPEN);
+    CHECK(calls == 0);
+    CHECK(events[0] == 0 && events[1] == 1);
+    CHECK_OK(stockade_breaker_handle_unsubscribe(b, listener));
     stockade_breaker_handle_free(b);
 }
 
@@ -393,6 +422,7 @@ int main(void) {
     breaker_trips_everywhere(&o);
     bulkhead_survives_a_killed_child(&o);
     errors_are_typed(&o, d);
+    breaker_events_are_per_process(&o);
 
     /* Remove what the test made: the names, then the directory. */
     for (i = 0; i < 3; i++) {
