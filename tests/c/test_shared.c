@@ -1,8 +1,9 @@
 /* Objects shared between processes (the _new_shared functions): a strict
  * limiter shared by forked children holds one limit host-wide, a breaker
  * tripped in a child is open in the parent, a SIGKILLed child's bulkhead
- * permits come back, a config mismatch and a symbolic link come back as
- * typed statuses with full messages, and every NULL path. Every wait on a
+ * permits come back, a config mismatch, a symbolic link and (as root) a
+ * file of another user come back as typed statuses with full messages,
+ * events are per process, and every NULL path. Every wait on a
  * child has a deadline (and alarm() guards the whole test). Works in a
  * fresh directory under /dev/shm, removed at the end. */
 #define _XOPEN_SOURCE 700
@@ -356,6 +357,21 @@ static void errors_are_typed(const stockade_shared_options *o, const char *dir) 
     CHECK(br == NULL);
     CHECK(strstr(stockade_shared_last_error(), "symbolic link") != NULL);
     CHECK(unlink(path) == 0);
+
+    /* A file of another user is refused (root can make one). */
+    if (geteuid() == 0) {
+        object_path(path, sizeof path, dir, "breaker", "c-test-owner");
+        CHECK_OK(stockade_breaker_handle_new_shared("c-test-owner", &brc, o, NULL, &br));
+        stockade_breaker_handle_free(br);
+        br = NULL;
+        CHECK(chown(path, 65534, 65534) == 0);
+        CHECK_STATUS(stockade_breaker_handle_new_shared("c-test-owner", &brc, o, NULL, &br),
+                     STOCKADE_STATUS_SHARED_REFUSED);
+        CHECK(br == NULL);
+        CHECK(strstr(stockade_shared_last_error(), "belongs to id 65534") != NULL);
+        CHECK_OK(stockade_shared_unlink(STOCKADE_SHARED_KIND_BREAKER, "c-test-owner", o));
+        CHECK(access(path, F_OK) != 0);
+    }
 
     /* A directory that does not exist. */
     bad.directory = "/nonexistent-stockade-dir";
