@@ -129,7 +129,10 @@
 // meaning, and new statuses get new numbers. `stockade_status_str` gives
 // each one's message. Ranges: 0–9 calling errors common to every
 // function, 10–19 circuit breaker, 20–29 rate limiter, 30–39 bulkhead,
-// 40–49 retry and timeout, 50–59 handles and registries.
+// 40–49 retry and timeout, 50–59 handles and registries, 60–69 objects
+// shared between processes (`_new_shared`, `stockade_shared_unlink`;
+// `stockade_shared_last_error` gives the full message of their last
+// failure on the calling thread).
 enum stockade_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -194,6 +197,33 @@ enum stockade_status
   STOCKADE_STATUS_NOT_FOUND = 51,
   // A live handle of that name is already registered.
   STOCKADE_STATUS_NAME_TAKEN = 52,
+  // Objects shared between processes are not available in this build
+  // (a platform other than Linux, or a library built without the
+  // `shared-memory` feature). Nothing was done.
+  STOCKADE_STATUS_SHARED_UNSUPPORTED = 60,
+  // The shared object exists with another config than the one given
+  // (the message shows both); use the same config, or set
+  // `adopt_stored_config`. Nothing was opened.
+  STOCKADE_STATUS_SHARED_CONFIG_MISMATCH = 61,
+  // The file at the shared object's path was not used: a symbolic link,
+  // not a regular file, owned by another user (or group, with
+  // `group_access`), or shorter than its header says. Nothing was
+  // opened.
+  STOCKADE_STATUS_SHARED_REFUSED = 62,
+  // The shared object's file was written by an incompatible build or
+  // layout, or in another time namespace (the message names the field
+  // and both values). Nothing was opened.
+  STOCKADE_STATUS_SHARED_INCOMPATIBLE = 63,
+  // A system call on the shared object's file failed (open, map, lock,
+  // remove; the message names the call, the path and the system's
+  // error).
+  STOCKADE_STATUS_SHARED_IO = 64,
+  // Every owner slot of a shared bulkhead is held by a live process
+  // (raise `max_processes`).
+  STOCKADE_STATUS_SHARED_NO_OWNER_SLOT = 65,
+  // Another process kept the shared object's file locked (rebuilding
+  // it) for longer than `open_timeout_ms`.
+  STOCKADE_STATUS_SHARED_BUSY = 66,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -446,6 +476,40 @@ typedef uint8_t stockade_config_unit;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// The kind of a shared object (`stockade_shared_unlink`'s `kind`, and
+// the `<kind>` in its file name).
+enum stockade_shared_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A circuit breaker (`stockade_breaker_handle_new_shared`).
+  STOCKADE_SHARED_KIND_BREAKER = 1,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A rate limiter (`stockade_limiter_handle_new_shared`).
+  STOCKADE_SHARED_KIND_LIMITER = 2,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A bulkhead (`stockade_bulkhead_handle_new_shared`).
+  STOCKADE_SHARED_KIND_BULKHEAD = 3,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A retry budget (shared by other bindings: Rust, Python).
+  STOCKADE_SHARED_KIND_BUDGET = 4,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_shared_kind stockade_shared_kind;
+#else
+typedef uint32_t stockade_shared_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
 // A validated backoff policy (the core's `Backoff`) in caller storage:
 // a pure calculator, read-only after `stockade_backoff_init`, so any
 // number of threads may use one at once.
@@ -466,7 +530,10 @@ typedef struct stockade_breaker stockade_breaker;
 // A circuit breaker of the blocking tier (the core's
 // `blocking::CircuitBreaker`): runs callbacks, counts their failures,
 // optionally registered by name. Heap-allocated; free it with
-// `stockade_breaker_handle_free`. Safe to share between threads.
+// `stockade_breaker_handle_free`. Safe to share between threads. Made by
+// `stockade_breaker_handle_new` (this process's breaker) or
+// `stockade_breaker_handle_new_shared` (one breaker for every process on
+// the host); every other function works on both.
 typedef struct stockade_breaker_handle stockade_breaker_handle;
 #endif
 
@@ -479,6 +546,10 @@ typedef struct stockade_bulkhead stockade_bulkhead;
 // most `max_concurrent` callbacks run at once; others wait in a queue (up
 // to `max_queue`, for at most `queue_timeout_ms`). Heap-allocated, safe
 // to share between threads; free with `stockade_bulkhead_handle_free`.
+// Made by `stockade_bulkhead_handle_new` (this process's bulkhead) or
+// `stockade_bulkhead_handle_new_shared` (one bulkhead for every process
+// on the host, which waits by polling: see there); every other function
+// works on both.
 typedef struct stockade_bulkhead_handle stockade_bulkhead_handle;
 #endif
 
@@ -502,7 +573,10 @@ typedef struct stockade_limiter stockade_limiter;
 // A rate limiter of the blocking tier (the core's `blocking::RateLimiter`):
 // callers wait their turn in a FIFO queue (up to the config's
 // `max_queue_size` and `queue_timeout_ms`). Heap-allocated, safe to share
-// between threads; free with `stockade_limiter_handle_free`.
+// between threads; free with `stockade_limiter_handle_free`. Made by
+// `stockade_limiter_handle_new` (this process's limiter) or
+// `stockade_limiter_handle_new_shared` (one limiter for every process on
+// the host); every other function works on both.
 typedef struct stockade_limiter_handle stockade_limiter_handle;
 #endif
 
@@ -670,6 +744,83 @@ typedef struct stockade_breaker_config {
   // default).
   uint64_t slow_call_threshold_ms;
 } stockade_breaker_config;
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Where and how a shared object is opened: the `options` argument of
+// `stockade_limiter_handle_new_shared`, `stockade_breaker_handle_new_shared`
+// and `stockade_bulkhead_handle_new_shared`. All zero (`{0}`) means the
+// defaults, as does `stockade_shared_options_default()`.
+//
+// **What is shared.** Every process on the host that opens the same kind
+// and `name` (with the same `directory` and `group_access`) uses one
+// machine in a memory-mapped file: the rate limiter's schedule, the
+// circuit breaker's state and the failures it counts towards tripping,
+// the bulkhead's permits. Other bindings
+// open the same objects: a C program and Python workers
+// (`RateLimiter(..., shared=True)`) share one limit when they open the
+// same name in the same directory with equal configs (a different config
+// is reported as `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH`, never merged).
+// Events and listeners are per process: each process hears what its own
+// calls did. In `stockade_metrics`, a breaker's `state` and a bulkhead's
+// `in_flight` and `queue_depth` are host-wide; the call counters
+// (`calls`, `successes`, `failures`, `rejections`, `timeouts`) count this
+// process's calls.
+//
+// **The file.** `<directory>/stockade-<uid>-<kind>-<name>` (with
+// `group_access`: `stockade-g<gid>-...`), `<kind>` being `limiter`,
+// `breaker`, `bulkhead` or `budget`; bytes of the name outside
+// `[A-Za-z0-9._-]` are written as `%XX`. The first process creates it
+// with the config it gives (mode 0600, 0660 with `group_access`); later
+// processes must give the same config (else
+// `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH`, unless `adopt_stored_config`).
+// It is opened without following a symbolic link, and only if it is a
+// regular file of the caller's user (group) with the size its header
+// states (else `STOCKADE_STATUS_SHARED_REFUSED`).
+//
+// **Who removes it.** Nothing removes it by itself: it outlives the
+// processes, so a restarted worker finds the state its predecessors left
+// (an open breaker stays open). `stockade_shared_unlink` (or deleting the
+// file) removes the name; processes that have it open keep using the old
+// object, and the next open creates a fresh one. `/dev/shm` is cleared at
+// boot.
+//
+// **Time.** Shared objects read `CLOCK_MONOTONIC`, the host's clock, so a
+// shared handle's event times (`stockade_event.at_ns`) are nanoseconds
+// since boot, not since the process's first use of a clock.
+//
+// **fork.** A forked child keeps using the limiter and breaker its parent
+// opened (the mapping survives `fork`). A bulkhead's permits are owned per
+// process: the child takes its own owner slot on its first bulkhead call,
+// and permits its parent held stay the parent's (a permit acquired before
+// the fork and released in the child does nothing). When a process dies
+// holding bulkhead permits, they come back before any caller is refused
+// for lack of them. Threads do not survive `fork`: in a child, a breaker
+// that had listeners before the fork emits no `MONITOR` events (its
+// monitor thread stayed in the parent).
+typedef struct stockade_shared_options {
+  // The directory of the file, NUL-terminated; NULL for the default,
+  // `/dev/shm` (memory, cleared at boot). It must exist. In a directory
+  // anyone can write, such as `/dev/shm`, another user can take a name
+  // first (the open is then refused, never misled): give one only your
+  // service's user can write (systemd's `RuntimeDirectory=`) when that
+  // matters. Copied during the call.
+  const char *directory;
+  // How long an open may wait for another process that is rebuilding a
+  // file left from an earlier boot, ms; 0 = the default, 1000.
+  uint64_t open_timeout_ms;
+  // A bulkhead's owner slots: how many processes may have it open at
+  // once (1 to 4096; 0 = the default, 256). Part of a bulkhead's stored
+  // config; ignored by the limiter and breaker.
+  uint32_t max_processes;
+  // Let the processes of the caller's group open the object too (mode
+  // 0660, the file name carries the group id, a file owned by any
+  // member of the group is accepted).
+  bool group_access;
+  // When the stored config differs from the one given, use the stored
+  // one instead of failing with `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH`.
+  bool adopt_stored_config;
+} stockade_shared_options;
+#endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
 // The protected operation: returns 0 (`STOCKADE_OUTCOME_SUCCESS`) on
@@ -1195,6 +1346,46 @@ stockade_status stockade_breaker_handle_new(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the circuit breaker `name` that every process on the
+// host shares (see `stockade_shared_options`): `stockade_breaker_handle_new`
+// with one more argument. The first process to open `name` creates it
+// with `config`; the others must give the same config (or set
+// `options->adopt_stored_config`). One state for all: failures counted by
+// any process trip it, and once open it refuses calls in every process
+// on their next call; `half_open_max_probes` probes run host-wide. Every
+// function of `stockade_breaker_handle` works on the handle. Events are
+// this process's own: it hears the transitions it made itself (a
+// `STATE_CHANGED`'s `from` is the state last announced in this process).
+// In `stockade_breaker_handle_metrics` the `state` is host-wide; the
+// counters count this process's calls. Not registered: `_get` does not find it (the registry
+// is per process); open it again instead.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+//   `INVALID_CONFIG` (`*error` names the option if not NULL);
+//   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8, an empty
+//   `options->directory`); `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`;
+//   `SHARED_INCOMPATIBLE`; `SHARED_IO`; `SHARED_BUSY`;
+//   `SHARED_UNSUPPORTED` (not Linux, or built without the feature).
+//   `stockade_shared_last_error()` gives the full message of a failure
+//   (the path, and for a mismatch both configs).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_breaker_handle_free`. The file stays (see
+//   `stockade_shared_unlink`).
+// - Thread safety: any thread. Blocks: while the file is opened (file
+//   system calls; up to `open_timeout_ms` if another process is
+//   rebuilding it).
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+stockade_status stockade_breaker_handle_new_shared(const char *name,
+                                                   const struct stockade_breaker_config *config,
+                                                   const struct stockade_shared_options *options,
+                                                   struct stockade_config_error *error,
+                                                   struct stockade_breaker_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // `*out` = a new handle to the registered breaker called `name`.
 //
 // - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
@@ -1343,6 +1534,65 @@ stockade_status stockade_bulkhead_handle_new(const char *name,
                                              const struct stockade_bulkhead_config *config,
                                              struct stockade_config_error *error,
                                              struct stockade_bulkhead_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the bulkhead `name` that every process on the host
+// shares (see `stockade_shared_options`): `stockade_bulkhead_handle_new`
+// with one more argument. The first process to open `name` creates it
+// with `config` and `options->max_processes` owner slots; the others must
+// give the same config and `max_processes` (or set
+// `options->adopt_stored_config`). At most `max_concurrent` permits are
+// held host-wide; the permits of a process that dies (however it dies)
+// come back before any caller is refused for lack of them. Every function
+// of `stockade_bulkhead_handle` works on the handle, with these
+// differences from a local bulkhead:
+//
+// - **Waiting polls.** A caller that finds every permit held waits (if
+//   `max_queue` host-wide waiters allow it) by polling, 50 µs doubling to
+//   1 ms, for up to `queue_timeout_ms`: a freed permit is seen within
+//   1 ms plus scheduling delay, and there is no FIFO order across
+//   processes (a newcomer may take a permit that frees up while a waiter
+//   sleeps; `_try_acquire` and `_try_execute` do not defer to waiters).
+// - **Metrics.** `in_flight` and `queue_depth` are host-wide; the call
+//   counters are this process's.
+// - **Dispose** affects this process's handles only (its waiters give up
+//   at their next poll); other processes keep using the bulkhead.
+// - **fork.** A forked child takes its own owner slot on its first call
+//   (`SHARED_NO_OWNER_SLOT` or `SHARED_IO` if it cannot; the message is
+//   then in `stockade_shared_last_error()`). A permit acquired before the
+//   fork stays the parent's: releasing it in the child does nothing.
+// - Not registered: `_get` does not find it (the registry is per
+//   process); open it again instead.
+//
+// `max_concurrent` may be at most 16777215.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+//   `INVALID_CONFIG` (`*error` names the option if not NULL);
+//   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8,
+//   `max_processes` above 4096, an empty `options->directory`);
+//   `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`; `SHARED_INCOMPATIBLE`;
+//   `SHARED_IO`; `SHARED_BUSY`; `SHARED_NO_OWNER_SLOT` (every owner slot
+//   is held by a live process); `SHARED_UNSUPPORTED` (not Linux, or built
+//   without the feature). `stockade_shared_last_error()` gives the full
+//   message of a failure (the path, and for a mismatch both configs).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_bulkhead_handle_free` (the process's owner slot is given up
+//   when the last handle, permit and pipeline holding the bulkhead are
+//   freed, or when the process exits). The file stays (see
+//   `stockade_shared_unlink`).
+// - Thread safety: any thread. Blocks: while the file is opened (file
+//   system calls; up to `open_timeout_ms` if another process is
+//   rebuilding it or a dead process's slot is being reaped).
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+stockade_status stockade_bulkhead_handle_new_shared(const char *name,
+                                                    const struct stockade_bulkhead_config *config,
+                                                    const struct stockade_shared_options *options,
+                                                    struct stockade_config_error *error,
+                                                    struct stockade_bulkhead_handle **out);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
@@ -1564,6 +1814,44 @@ stockade_status stockade_limiter_handle_new(const char *name,
                                             const struct stockade_limiter_config *config,
                                             struct stockade_config_error *error,
                                             struct stockade_limiter_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the rate limiter `name` that every process on the
+// host shares (see `stockade_shared_options`): `stockade_limiter_handle_new`
+// with one more argument. The first process to open `name` creates it
+// with `config`; the others must give the same config (or set
+// `options->adopt_stored_config`). Every grant, by any process, counts
+// against one limit: N processes with a strict limiter of 10 per second
+// get 10 per second between them, not 10 each. The FIFO queue of booked
+// permits is host-wide too (callers wait for their booked time in their
+// own process). Every function of `stockade_limiter_handle` works on the
+// handle; its events are this process's. Not registered: `_get` does not
+// find it (the registry is per process); open it again instead.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+//   `INVALID_CONFIG` (`*error` names the option if not NULL);
+//   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8, an empty
+//   `options->directory`); `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`;
+//   `SHARED_INCOMPATIBLE`; `SHARED_IO`; `SHARED_BUSY`;
+//   `SHARED_UNSUPPORTED` (not Linux, or built without the feature).
+//   `stockade_shared_last_error()` gives the full message of a failure
+//   (the path, and for a mismatch both configs).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_limiter_handle_free`. The file stays (see
+//   `stockade_shared_unlink`).
+// - Thread safety: any thread. Blocks: while the file is opened (file
+//   system calls; up to `open_timeout_ms` if another process is
+//   rebuilding it).
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+stockade_status stockade_limiter_handle_new_shared(const char *name,
+                                                   const struct stockade_limiter_config *config,
+                                                   const struct stockade_shared_options *options,
+                                                   struct stockade_config_error *error,
+                                                   struct stockade_limiter_handle **out);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
@@ -2112,6 +2400,59 @@ stockade_status stockade_retry_unsubscribe(const struct stockade_retry *handle, 
 // `handle` live or NULL; `out` valid or NULL.
 stockade_status stockade_retry_as_policy(const struct stockade_retry *handle,
                                          struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The defaults: `/dev/shm`, no group access, the stored config must equal
+// the one given, 256 owner slots, 1000 ms open timeout.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_shared_options stockade_shared_options_default(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The full message of the calling thread's last `_new_shared` or
+// `stockade_shared_unlink` call, NUL-terminated, if it failed (or of a
+// later call on a shared bulkhead that returned `SHARED_NO_OWNER_SLOT` or
+// `SHARED_IO`: a forked child that could not take an owner slot): it names
+// the file and what was wrong, e.g. for
+// `STOCKADE_STATUS_SHARED_CONFIG_MISMATCH` both configs (`"/dev/shm/...
+// holds another config: stored RateLimiterConfig { ... }, given
+// RateLimiterConfig { ... } (use the same config, or adopt the stored
+// one)"`); `""` when that call succeeded or none was made. Configs are
+// shown in Rust's terms (durations as `1s`, `250ms`).
+//
+// - Ownership: the string belongs to the library; it stays valid until
+//   the calling thread's next `_new_shared`, `stockade_shared_unlink` or
+//   failing shared bulkhead call, or until the thread exits. Do not free
+//   it.
+// - Thread safety: per thread (each thread sees its own calls). Blocks:
+//   no. Never fails.
+const char *stockade_shared_last_error(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the name of the shared object `name` of kind `kind` (a
+// `stockade_shared_kind` number) in the directory of `options`, without
+// opening it: processes that have it open keep using it, and the next
+// `_new_shared` of the name creates a fresh one with its caller's config.
+// Removing a name that does not exist is not an error.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `options`);
+//   `INVALID_ARGUMENT` (unknown `kind`, a name that cannot be a file
+//   name, `name` not UTF-8); `SHARED_IO` (the file exists but cannot be
+//   removed); `SHARED_UNSUPPORTED` (not Linux, or built without the
+//   feature). `stockade_shared_last_error()` gives
+//   the full message of a failure.
+// - Thread safety: any thread. Blocks: no (one `unlink(2)`).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `options` valid or NULL, its
+// `directory` NUL-terminated or NULL.
+stockade_status stockade_shared_unlink(uint32_t kind,
+                                       const char *name,
+                                       const struct stockade_shared_options *options);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

@@ -62,6 +62,13 @@ enum class status : uint32_t {
     name_taken = STOCKADE_STATUS_NAME_TAKEN,
     token_stale = STOCKADE_STATUS_TOKEN_STALE,
     not_cancellable = STOCKADE_STATUS_NOT_CANCELLABLE,
+    shared_unsupported = STOCKADE_STATUS_SHARED_UNSUPPORTED,
+    shared_config_mismatch = STOCKADE_STATUS_SHARED_CONFIG_MISMATCH,
+    shared_refused = STOCKADE_STATUS_SHARED_REFUSED,
+    shared_incompatible = STOCKADE_STATUS_SHARED_INCOMPATIBLE,
+    shared_io = STOCKADE_STATUS_SHARED_IO,
+    shared_no_owner_slot = STOCKADE_STATUS_SHARED_NO_OWNER_SLOT,
+    shared_busy = STOCKADE_STATUS_SHARED_BUSY,
 };
 
 /// The status's message ("circuit breaker is open").

@@ -278,7 +278,7 @@ fn write_c_message(f: &mut impl Write, err: &ConfigError) -> fmt::Result {
 
 /// `Display` of [`write_c_message`].
 #[cfg(feature = "std")]
-struct CMessage<'a>(&'a ConfigError);
+pub(crate) struct CMessage<'a>(pub(crate) &'a ConfigError);
 
 #[cfg(feature = "std")]
 impl fmt::Display for CMessage<'_> {

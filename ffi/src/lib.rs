@@ -14,7 +14,10 @@
 //!   caller provides (`_init` into a buffer of at least `STOCKADE_X_SIZE`
 //!   bytes aligned to `STOCKADE_X_ALIGN`).
 //! - **Blocking tier** (feature `std`, the default): heap handles with
-//!   `_new`/`_free`, callbacks, waiting, registries, events.
+//!   `_new`/`_free`, callbacks, waiting, registries, events; and, with
+//!   feature `shared-memory` (default; Linux), `_new_shared` for a limiter,
+//!   breaker or bulkhead that every process on the host shares
+//!   ([`blocking::shared`]).
 //!
 //! # Conventions (the header repeats them)
 //!

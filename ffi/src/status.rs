@@ -8,7 +8,10 @@ use core::ffi::c_char;
 /// meaning, and new statuses get new numbers. `stockade_status_str` gives
 /// each one's message. Ranges: 0–9 calling errors common to every
 /// function, 10–19 circuit breaker, 20–29 rate limiter, 30–39 bulkhead,
-/// 40–49 retry and timeout, 50–59 handles and registries.
+/// 40–49 retry and timeout, 50–59 handles and registries, 60–69 objects
+/// shared between processes (`_new_shared`, `stockade_shared_unlink`;
+/// `stockade_shared_last_error` gives the full message of their last
+/// failure on the calling thread).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum stockade_status {
@@ -71,6 +74,33 @@ pub enum stockade_status {
     NotFound = 51,
     /// A live handle of that name is already registered.
     NameTaken = 52,
+    /// Objects shared between processes are not available in this build
+    /// (a platform other than Linux, or a library built without the
+    /// `shared-memory` feature). Nothing was done.
+    SharedUnsupported = 60,
+    /// The shared object exists with another config than the one given
+    /// (the message shows both); use the same config, or set
+    /// `adopt_stored_config`. Nothing was opened.
+    SharedConfigMismatch = 61,
+    /// The file at the shared object's path was not used: a symbolic link,
+    /// not a regular file, owned by another user (or group, with
+    /// `group_access`), or shorter than its header says. Nothing was
+    /// opened.
+    SharedRefused = 62,
+    /// The shared object's file was written by an incompatible build or
+    /// layout, or in another time namespace (the message names the field
+    /// and both values). Nothing was opened.
+    SharedIncompatible = 63,
+    /// A system call on the shared object's file failed (open, map, lock,
+    /// remove; the message names the call, the path and the system's
+    /// error).
+    SharedIo = 64,
+    /// Every owner slot of a shared bulkhead is held by a live process
+    /// (raise `max_processes`).
+    SharedNoOwnerSlot = 65,
+    /// Another process kept the shared object's file locked (rebuilding
+    /// it) for longer than `open_timeout_ms`.
+    SharedBusy = 66,
 }
 
 impl stockade_status {
@@ -111,11 +141,30 @@ impl stockade_status {
             stockade_status::Disposed => c"handle was disposed",
             stockade_status::NotFound => c"no handle of that name is registered",
             stockade_status::NameTaken => c"a live handle of that name is already registered",
+            stockade_status::SharedUnsupported => {
+                c"objects shared between processes are not supported in this build"
+            }
+            stockade_status::SharedConfigMismatch => {
+                c"the shared object exists with another config"
+            }
+            stockade_status::SharedRefused => {
+                c"the shared object's file was refused (symbolic link, not a regular file, wrong owner or truncated)"
+            }
+            stockade_status::SharedIncompatible => {
+                c"the shared object's file was written by an incompatible build or in another time namespace"
+            }
+            stockade_status::SharedIo => c"a system call on the shared object's file failed",
+            stockade_status::SharedNoOwnerSlot => {
+                c"every owner slot of the shared bulkhead is held by a live process"
+            }
+            stockade_status::SharedBusy => {
+                c"the shared object's file stayed locked by another process past the open timeout"
+            }
         }
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 24] = [
+    pub(crate) const ALL: [stockade_status; 31] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -140,6 +189,13 @@ impl stockade_status {
         stockade_status::Disposed,
         stockade_status::NotFound,
         stockade_status::NameTaken,
+        stockade_status::SharedUnsupported,
+        stockade_status::SharedConfigMismatch,
+        stockade_status::SharedRefused,
+        stockade_status::SharedIncompatible,
+        stockade_status::SharedIo,
+        stockade_status::SharedNoOwnerSlot,
+        stockade_status::SharedBusy,
     ];
 
     /// The status numbered `n`, if there is one.
@@ -180,6 +236,8 @@ mod tests {
         assert_eq!(stockade_status::InvalidConfig as u32, 2);
         assert_eq!(stockade_status::BreakerOpen as u32, 10);
         assert_eq!(stockade_status::NotFound as u32, 51);
+        assert_eq!(stockade_status::SharedUnsupported as u32, 60);
+        assert_eq!(stockade_status::SharedBusy as u32, 66);
         let mut last = None;
         for s in stockade_status::ALL {
             assert!(last < Some(s as u32), "ALL is in number order");

@@ -165,6 +165,29 @@ readme_block() {
         sed -n "/^\`\`\`$2\$/,/^\`\`\`\$/p" | sed '/^```/d'
 }
 
+step "the README's sharing example opens a shared limiter"
+# The block runs inside main(), with its default options pointed at a
+# fresh directory (so it cannot meet another run's "payments").
+shared_c=$build/readme_shared.c
+{
+    printf '#define _XOPEN_SOURCE 700\n#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n#include "stockade.h"\n'
+    printf 'static char dir[] = "/tmp/stockade-readme-XXXXXX";\n'
+    printf 'static stockade_shared_options test_options(void) {\n'
+    printf '    stockade_shared_options o = (stockade_shared_options_default)();\n'
+    printf '    o.directory = dir;\n    return o;\n}\n'
+    printf '#define stockade_shared_options_default() test_options()\n'
+    printf 'int main(void) {\n    if (mkdtemp(dir) == NULL) return 2;\n    {\n'
+    readme_block c-shared-example c | sed 's/^/        /'
+    printf '        if (payments == NULL) return 1;\n'
+    printf '        if (stockade_limiter_handle_try_acquire(payments, 1) != STOCKADE_STATUS_OK) return 1;\n'
+    printf '        stockade_limiter_handle_free(payments);\n'
+    printf '        if (stockade_shared_unlink(STOCKADE_SHARED_KIND_LIMITER, "payments", &shared) != STOCKADE_STATUS_OK) return 1;\n'
+    printf '    }\n    return rmdir(dir) == 0 ? 0 : 1;\n}\n'
+} >"$shared_c"
+grep -q stockade_limiter_handle_new_shared "$shared_c" || fail "README.md has no sharing example between c-shared-example markers"
+$CC -std=c99 "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "$shared_c" "$lib_a" "${RUST_SYS_LIBS[@]}" -o "$build/readme_shared"
+ASAN_OPTIONS=$asan_opts "$build/readme_shared" || fail "the README's sharing example did not open a shared limiter"
+
 step "firmware: the README's commands (thumbv7em-none-eabihf, arm-none-eabi-gcc)"
 # Debian's cross toolchain and newlib (for --specs=nano.specs/nosys.specs),
 # installed when we can (root with apt).

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use stockade_core::blocking::CircuitBreaker;
 
+use super::shared::{self, stockade_shared_options};
 use super::{
-    call, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
-    stockade_metrics, stockade_policy,
+    Handle, Pattern, PolicyHandle, call, name_arg, new_error_status, stockade_callback,
+    stockade_listener_fn, stockade_metrics, stockade_policy,
 };
 use crate::boundary::{Out, arg};
 use crate::breaker::{stockade_breaker_config, stockade_breaker_state};
@@ -18,9 +19,49 @@ use crate::status::stockade_status;
 /// A circuit breaker of the blocking tier (the core's
 /// `blocking::CircuitBreaker`): runs callbacks, counts their failures,
 /// optionally registered by name. Heap-allocated; free it with
-/// `stockade_breaker_handle_free`. Safe to share between threads.
+/// `stockade_breaker_handle_free`. Safe to share between threads. Made by
+/// `stockade_breaker_handle_new` (this process's breaker) or
+/// `stockade_breaker_handle_new_shared` (one breaker for every process on
+/// the host); every other function works on both.
 pub struct stockade_breaker_handle {
-    inner: Arc<CircuitBreaker>,
+    inner: Breaker,
+}
+
+/// The breaker behind a handle: this process's, or one shared between
+/// processes (on the host's clock).
+enum Breaker {
+    Local(Arc<CircuitBreaker>),
+    #[cfg(feature = "shared-memory")]
+    Shared(Arc<CircuitBreaker<stockade_core::shared::HostClock>>),
+}
+
+/// `$body` with `$b` bound to the handle's breaker, whichever it is.
+macro_rules! with_breaker {
+    ($h:expr, $b:ident => $body:expr) => {
+        match &$h.inner {
+            Breaker::Local($b) => $body,
+            #[cfg(feature = "shared-memory")]
+            Breaker::Shared($b) => $body,
+        }
+    };
+}
+
+impl Handle for stockade_breaker_handle {
+    type P = CircuitBreaker;
+    fn wrap(inner: Arc<CircuitBreaker>) -> Self {
+        stockade_breaker_handle {
+            inner: Breaker::Local(inner),
+        }
+    }
+    fn dyn_pattern(&self) -> &dyn Pattern {
+        with_breaker!(self, b => &**b)
+    }
+}
+
+impl PolicyHandle for stockade_breaker_handle {
+    fn policy(&self) -> Arc<dyn stockade_core::blocking::DynPolicy> {
+        with_breaker!(self, b => b.clone())
+    }
 }
 
 /// Makes a breaker handle. With a `name` (NUL-terminated UTF-8) it is
@@ -59,10 +100,84 @@ pub unsafe extern "C" fn stockade_breaker_handle_new(
         };
         // SAFETY: `error` valid or NULL.
         let inner = made.map_err(|e| unsafe { new_error_status(e, error) })?;
-        let handle = Box::new(stockade_breaker_handle { inner });
+        let handle = Box::new(stockade_breaker_handle::wrap(inner));
         // SAFETY: `out` valid for writes.
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(())
+    })
+}
+
+/// Makes a handle to the circuit breaker `name` that every process on the
+/// host shares (see `stockade_shared_options`): `stockade_breaker_handle_new`
+/// with one more argument. The first process to open `name` creates it
+/// with `config`; the others must give the same config (or set
+/// `options->adopt_stored_config`). One state for all: failures counted by
+/// any process trip it, and once open it refuses calls in every process
+/// on their next call; `half_open_max_probes` probes run host-wide. Every
+/// function of `stockade_breaker_handle` works on the handle. Events are
+/// this process's own: it hears the transitions it made itself (a
+/// `STATE_CHANGED`'s `from` is the state last announced in this process).
+/// In `stockade_breaker_handle_metrics` the `state` is host-wide; the
+/// counters count this process's calls. Not registered: `_get` does not find it (the registry
+/// is per process); open it again instead.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+///   `INVALID_CONFIG` (`*error` names the option if not NULL);
+///   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8, an empty
+///   `options->directory`); `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`;
+///   `SHARED_INCOMPATIBLE`; `SHARED_IO`; `SHARED_BUSY`;
+///   `SHARED_UNSUPPORTED` (not Linux, or built without the feature).
+///   `stockade_shared_last_error()` gives the full message of a failure
+///   (the path, and for a mismatch both configs).
+/// - Ownership: `*out` is the caller's; free it with
+///   `stockade_breaker_handle_free`. The file stays (see
+///   `stockade_shared_unlink`).
+/// - Thread safety: any thread. Blocks: while the file is opened (file
+///   system calls; up to `open_timeout_ms` if another process is
+///   rebuilding it).
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_handle_new_shared(
+    name: *const c_char,
+    config: *const stockade_breaker_config,
+    options: *const stockade_shared_options,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_breaker_handle,
+) -> stockade_status {
+    ffi_boundary!({
+        shared::set_last_error("");
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        // SAFETY: function contract.
+        let options = unsafe { shared::options_arg(options) }?;
+        let out = Out::new(out)?;
+        // SAFETY: function contract.
+        let name = unsafe { shared::shared_name(name) }?;
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(config.to_core(), error) }
+            .inspect_err(|_| shared::set_last_error("invalid config (see *error)"))?;
+        #[cfg(feature = "shared-memory")]
+        {
+            // SAFETY: function contract.
+            let options = unsafe { shared::to_core(options) }?;
+            let breaker = CircuitBreaker::shared(name, config, &options)
+                // SAFETY: `error` valid or NULL.
+                .map_err(|e| unsafe { shared::open_status(e, error) })?;
+            let handle = stockade_breaker_handle {
+                inner: Breaker::Shared(Arc::new(breaker)),
+            };
+            // SAFETY: checked out-pointer.
+            unsafe { out.write(Box::into_raw(Box::new(handle))) };
+            Ok(())
+        }
+        #[cfg(not(feature = "shared-memory"))]
+        {
+            let _ = (options, out, name, config);
+            Err(shared::unsupported())
+        }
     })
 }
 
@@ -100,18 +215,6 @@ pub unsafe extern "C" fn stockade_breaker_handle_free(handle: *mut stockade_brea
     unsafe { super::free(handle) }
 }
 
-super::handle_type!(stockade_breaker_handle, CircuitBreaker);
-
-/// # Safety
-///
-/// A non-NULL `h` must be a live handle.
-unsafe fn handle<'a>(
-    h: *const stockade_breaker_handle,
-) -> Result<&'a CircuitBreaker, stockade_status> {
-    // SAFETY: function contract.
-    unsafe { pattern(h) }
-}
-
 /// Runs `callback(user_data)` through the breaker: refused while open,
 /// counted as a success (returns 0) or a failure (any other value).
 ///
@@ -133,11 +236,11 @@ pub unsafe extern "C" fn stockade_breaker_handle_execute(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let b = unsafe { self::handle(handle) }?;
+        let h = unsafe { arg(handle) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
         // SAFETY: function contract.
-        b.execute(|| unsafe { call(callback, user_data) })
-            .map_err(|e| super::error_status(&e))
+        let run = || unsafe { call(callback, user_data) };
+        with_breaker!(h, b => b.execute(run)).map_err(|e| super::error_status(&e))
     })
 }
 
@@ -155,10 +258,11 @@ pub unsafe extern "C" fn stockade_breaker_handle_get_state(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let b = unsafe { self::handle(handle) }?;
+        let h = unsafe { arg(handle) }?;
         let out = Out::new(out_state)?;
+        let state = with_breaker!(h, b => b.state());
         // SAFETY: valid for writes.
-        unsafe { out.write(b.state().into()) };
+        unsafe { out.write(state.into()) };
         Ok(())
     })
 }

@@ -3,28 +3,77 @@
 
 use core::ffi::{c_char, c_void};
 use core::time::Duration;
+use std::boxed::Box;
 use std::sync::{Arc, Mutex};
 
+use super::shared::{self, stockade_shared_options};
+#[cfg(feature = "shared-memory")]
+use super::shared_bulkhead::{Refusal, SharedBulkheadPattern};
 use super::{
-    give, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
-    stockade_metrics, stockade_policy,
+    Handle, Pattern, PolicyHandle, give, name_arg, new_error_status, stockade_callback,
+    stockade_listener_fn, stockade_metrics, stockade_policy,
 };
 use crate::boundary::{Out, arg};
 use crate::bulkhead::stockade_bulkhead_config;
 use crate::config_error::{self, stockade_config_error};
 use crate::status::stockade_status;
 use stockade_core::blocking::Bulkhead;
+#[cfg(feature = "shared-memory")]
+use stockade_core::blocking::Error;
 use stockade_core::bulkhead::BulkheadToken;
 
 /// A bulkhead of the blocking tier (the core's `blocking::Bulkhead`): at
 /// most `max_concurrent` callbacks run at once; others wait in a queue (up
 /// to `max_queue`, for at most `queue_timeout_ms`). Heap-allocated, safe
 /// to share between threads; free with `stockade_bulkhead_handle_free`.
+/// Made by `stockade_bulkhead_handle_new` (this process's bulkhead) or
+/// `stockade_bulkhead_handle_new_shared` (one bulkhead for every process
+/// on the host, which waits by polling: see there); every other function
+/// works on both.
 pub struct stockade_bulkhead_handle {
-    inner: Arc<Bulkhead>,
+    inner: BulkheadRef,
 }
 
-super::handle_type!(stockade_bulkhead_handle, Bulkhead);
+/// The bulkhead behind a handle: this process's, or one shared between
+/// processes.
+#[derive(Clone)]
+enum BulkheadRef {
+    Local(Arc<Bulkhead>),
+    #[cfg(feature = "shared-memory")]
+    Shared(Arc<SharedBulkheadPattern>),
+}
+
+impl Handle for stockade_bulkhead_handle {
+    type P = Bulkhead;
+    fn wrap(inner: Arc<Bulkhead>) -> Self {
+        stockade_bulkhead_handle {
+            inner: BulkheadRef::Local(inner),
+        }
+    }
+    fn dyn_pattern(&self) -> &dyn Pattern {
+        match &self.inner {
+            BulkheadRef::Local(b) => &**b,
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => &**s,
+        }
+    }
+}
+
+impl PolicyHandle for stockade_bulkhead_handle {
+    fn policy(&self) -> Arc<dyn stockade_core::blocking::DynPolicy> {
+        match &self.inner {
+            BulkheadRef::Local(b) => b.clone(),
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => s.clone(),
+        }
+    }
+}
+
+/// The status of a shared bulkhead's refusal.
+#[cfg(feature = "shared-memory")]
+fn refusal_status(r: Refusal) -> stockade_status {
+    super::error_status(&r.into_error::<()>())
+}
 
 const GET: fn(&str) -> Option<Arc<Bulkhead>> = Bulkhead::get;
 
@@ -75,6 +124,99 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_new(
     })
 }
 
+/// Makes a handle to the bulkhead `name` that every process on the host
+/// shares (see `stockade_shared_options`): `stockade_bulkhead_handle_new`
+/// with one more argument. The first process to open `name` creates it
+/// with `config` and `options->max_processes` owner slots; the others must
+/// give the same config and `max_processes` (or set
+/// `options->adopt_stored_config`). At most `max_concurrent` permits are
+/// held host-wide; the permits of a process that dies (however it dies)
+/// come back before any caller is refused for lack of them. Every function
+/// of `stockade_bulkhead_handle` works on the handle, with these
+/// differences from a local bulkhead:
+///
+/// - **Waiting polls.** A caller that finds every permit held waits (if
+///   `max_queue` host-wide waiters allow it) by polling, 50 µs doubling to
+///   1 ms, for up to `queue_timeout_ms`: a freed permit is seen within
+///   1 ms plus scheduling delay, and there is no FIFO order across
+///   processes (a newcomer may take a permit that frees up while a waiter
+///   sleeps; `_try_acquire` and `_try_execute` do not defer to waiters).
+/// - **Metrics.** `in_flight` and `queue_depth` are host-wide; the call
+///   counters are this process's.
+/// - **Dispose** affects this process's handles only (its waiters give up
+///   at their next poll); other processes keep using the bulkhead.
+/// - **fork.** A forked child takes its own owner slot on its first call
+///   (`SHARED_NO_OWNER_SLOT` or `SHARED_IO` if it cannot; the message is
+///   then in `stockade_shared_last_error()`). A permit acquired before the
+///   fork stays the parent's: releasing it in the child does nothing.
+/// - Not registered: `_get` does not find it (the registry is per
+///   process); open it again instead.
+///
+/// `max_concurrent` may be at most 16777215.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+///   `INVALID_CONFIG` (`*error` names the option if not NULL);
+///   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8,
+///   `max_processes` above 4096, an empty `options->directory`);
+///   `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`; `SHARED_INCOMPATIBLE`;
+///   `SHARED_IO`; `SHARED_BUSY`; `SHARED_NO_OWNER_SLOT` (every owner slot
+///   is held by a live process); `SHARED_UNSUPPORTED` (not Linux, or built
+///   without the feature). `stockade_shared_last_error()` gives the full
+///   message of a failure (the path, and for a mismatch both configs).
+/// - Ownership: `*out` is the caller's; free it with
+///   `stockade_bulkhead_handle_free` (the process's owner slot is given up
+///   when the last handle, permit and pipeline holding the bulkhead are
+///   freed, or when the process exits). The file stays (see
+///   `stockade_shared_unlink`).
+/// - Thread safety: any thread. Blocks: while the file is opened (file
+///   system calls; up to `open_timeout_ms` if another process is
+///   rebuilding it or a dead process's slot is being reaped).
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_bulkhead_handle_new_shared(
+    name: *const c_char,
+    config: *const stockade_bulkhead_config,
+    options: *const stockade_shared_options,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_bulkhead_handle,
+) -> stockade_status {
+    ffi_boundary!({
+        shared::set_last_error("");
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        // SAFETY: function contract.
+        let options = unsafe { shared::options_arg(options) }?;
+        let out = Out::new(out)?;
+        // SAFETY: function contract.
+        let name = unsafe { shared::shared_name(name) }?;
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(to_core(config), error) }
+            .inspect_err(|_| shared::set_last_error("invalid config (see *error)"))?;
+        #[cfg(feature = "shared-memory")]
+        {
+            // SAFETY: function contract.
+            let options = unsafe { shared::to_core(options) }?;
+            let bulkhead = SharedBulkheadPattern::open(name, config, &options)
+                // SAFETY: `error` valid or NULL.
+                .map_err(|e| unsafe { shared::shared_status(e, error) })?;
+            let handle = stockade_bulkhead_handle {
+                inner: BulkheadRef::Shared(Arc::new(bulkhead)),
+            };
+            // SAFETY: checked out-pointer.
+            unsafe { out.write(Box::into_raw(Box::new(handle))) };
+            Ok(())
+        }
+        #[cfg(not(feature = "shared-memory"))]
+        {
+            let _ = (options, out, name, config);
+            Err(shared::unsupported())
+        }
+    })
+}
+
 /// Runs `callback(user_data)` on this thread once a slot is free, waiting
 /// in the queue for one (up to `queue_timeout_ms`); the slot is released
 /// when the callback returns.
@@ -96,11 +238,16 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_execute(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let b = unsafe { pattern(handle) }?;
+        let h = unsafe { arg(handle) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
         // SAFETY: function contract.
-        b.execute(|| unsafe { super::call(callback, user_data) })
-            .map_err(|e| super::error_status(&e))
+        let run = || unsafe { super::call(callback, user_data) };
+        match &h.inner {
+            BulkheadRef::Local(b) => b.execute(run),
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => s.run(s.wait_for(None), || run().map_err(Error::Inner)),
+        }
+        .map_err(|e| super::error_status(&e))
     })
 }
 
@@ -120,11 +267,16 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_try_execute(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let b = unsafe { pattern(handle) }?;
+        let h = unsafe { arg(handle) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
         // SAFETY: function contract.
-        b.try_execute(|| unsafe { super::call(callback, user_data) })
-            .map_err(|e| super::error_status(&e))
+        let run = || unsafe { super::call(callback, user_data) };
+        match &h.inner {
+            BulkheadRef::Local(b) => b.try_execute(run),
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => s.run(Duration::ZERO, || run().map_err(Error::Inner)),
+        }
+        .map_err(|e| super::error_status(&e))
     })
 }
 
@@ -259,40 +411,47 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_as_policy(
 /// the slot; counted as a success), then free it with
 /// `stockade_bulkhead_permit_free` (which releases it first if needed).
 pub struct stockade_bulkhead_permit {
-    bulkhead: Arc<Bulkhead>,
     /// `None` once released: the permit itself remembers, so a second
     /// release is always detected (the core's tokens cannot tell).
-    token: Mutex<Option<BulkheadToken>>,
+    held: Mutex<Option<Held>>,
+}
+
+/// A held slot and its bulkhead (kept alive by the permit).
+enum Held {
+    Local(Arc<Bulkhead>, BulkheadToken),
+    #[cfg(feature = "shared-memory")]
+    Shared(
+        Arc<SharedBulkheadPattern>,
+        stockade_core::shared::SharedToken,
+    ),
 }
 
 impl stockade_bulkhead_permit {
     /// Releases the slot unless already released.
     fn release(&self) -> Result<(), stockade_status> {
-        let token = self
-            .token
+        let held = self
+            .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or(stockade_status::TokenAlreadyUsed)?;
-        self.bulkhead
-            .release_token(token)
-            .map_err(|_| stockade_status::TokenAlreadyUsed)
+        match held {
+            Held::Local(b, token) => b.release_token(token),
+            #[cfg(feature = "shared-memory")]
+            Held::Shared(s, token) => s.release(token, false),
+        }
+        .map_err(|_| stockade_status::TokenAlreadyUsed)
     }
 }
 
-/// `*out` = a new permit of `b` holding `token`.
+/// `*out` = a new permit holding `held`.
 ///
 /// # Safety
 ///
 /// `out` checked, valid for writes.
-unsafe fn give_permit(
-    out: Out<*mut stockade_bulkhead_permit>,
-    b: &Arc<Bulkhead>,
-    token: BulkheadToken,
-) {
+unsafe fn give_permit(out: Out<*mut stockade_bulkhead_permit>, held: Held) {
     let permit = stockade_bulkhead_permit {
-        bulkhead: Arc::clone(b),
-        token: Mutex::new(Some(token)),
+        held: Mutex::new(Some(held)),
     };
     // SAFETY: valid for writes (caller's contract).
     unsafe { out.write(Box::into_raw(Box::new(permit))) }
@@ -325,15 +484,24 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_acquire(
         // SAFETY: function contract.
         let h = unsafe { arg(handle) }?;
         let out = Out::new(out)?;
-        let b = &h.inner;
-        let guard = if timeout_ms == 0 {
-            b.acquire()
-        } else {
-            b.acquire_timeout(Duration::from_millis(timeout_ms))
-        }
-        .map_err(|e| super::error_status(&e))?;
+        let timeout = (timeout_ms != 0).then(|| Duration::from_millis(timeout_ms));
+        let held = match &h.inner {
+            BulkheadRef::Local(b) => {
+                let guard = match timeout {
+                    None => b.acquire(),
+                    Some(t) => b.acquire_timeout(t),
+                }
+                .map_err(|e| super::error_status(&e))?;
+                Held::Local(Arc::clone(b), guard.into_token())
+            }
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => {
+                let token = s.admit(s.wait_for(timeout)).map_err(refusal_status)?;
+                Held::Shared(Arc::clone(s), token)
+            }
+        };
         // SAFETY: checked out-pointer.
-        unsafe { give_permit(out, b, guard.into_token()) };
+        unsafe { give_permit(out, held) };
         Ok(())
     })
 }
@@ -358,9 +526,19 @@ pub unsafe extern "C" fn stockade_bulkhead_handle_try_acquire(
         // SAFETY: function contract.
         let h = unsafe { arg(handle) }?;
         let out = Out::new(out)?;
-        let guard = h.inner.try_acquire().map_err(|e| super::error_status(&e))?;
+        let held = match &h.inner {
+            BulkheadRef::Local(b) => {
+                let guard = b.try_acquire().map_err(|e| super::error_status(&e))?;
+                Held::Local(Arc::clone(b), guard.into_token())
+            }
+            #[cfg(feature = "shared-memory")]
+            BulkheadRef::Shared(s) => {
+                let token = s.admit(Duration::ZERO).map_err(refusal_status)?;
+                Held::Shared(Arc::clone(s), token)
+            }
+        };
         // SAFETY: checked out-pointer.
-        unsafe { give_permit(out, &h.inner, guard.into_token()) };
+        unsafe { give_permit(out, held) };
         Ok(())
     })
 }

@@ -4,9 +4,10 @@
 use core::ffi::{c_char, c_void};
 use std::sync::Arc;
 
+use super::shared::{self, stockade_shared_options};
 use super::{
-    give, name_arg, new_error_status, pattern, stockade_callback, stockade_listener_fn,
-    stockade_metrics, stockade_policy,
+    Handle, Pattern, PolicyHandle, give, name_arg, new_error_status, stockade_callback,
+    stockade_listener_fn, stockade_metrics, stockade_policy,
 };
 use crate::boundary::{Out, arg};
 use crate::config_error::{self, stockade_config_error};
@@ -17,12 +18,60 @@ use stockade_core::blocking::RateLimiter;
 /// A rate limiter of the blocking tier (the core's `blocking::RateLimiter`):
 /// callers wait their turn in a FIFO queue (up to the config's
 /// `max_queue_size` and `queue_timeout_ms`). Heap-allocated, safe to share
-/// between threads; free with `stockade_limiter_handle_free`.
+/// between threads; free with `stockade_limiter_handle_free`. Made by
+/// `stockade_limiter_handle_new` (this process's limiter) or
+/// `stockade_limiter_handle_new_shared` (one limiter for every process on
+/// the host); every other function works on both.
 pub struct stockade_limiter_handle {
-    inner: Arc<RateLimiter>,
+    inner: Limiter,
 }
 
-super::handle_type!(stockade_limiter_handle, RateLimiter);
+/// The limiter behind a handle: this process's, or one shared between
+/// processes (on the host's clock).
+enum Limiter {
+    Local(Arc<RateLimiter>),
+    #[cfg(feature = "shared-memory")]
+    Shared(Arc<RateLimiter<stockade_core::shared::HostClock>>),
+}
+
+/// `$body` with `$l` bound to the handle's limiter, whichever it is.
+macro_rules! with_limiter {
+    ($h:expr, $l:ident => $body:expr) => {
+        match &$h.inner {
+            Limiter::Local($l) => $body,
+            #[cfg(feature = "shared-memory")]
+            Limiter::Shared($l) => $body,
+        }
+    };
+}
+
+impl Handle for stockade_limiter_handle {
+    type P = RateLimiter;
+    fn wrap(inner: Arc<RateLimiter>) -> Self {
+        stockade_limiter_handle {
+            inner: Limiter::Local(inner),
+        }
+    }
+    fn dyn_pattern(&self) -> &dyn Pattern {
+        with_limiter!(self, l => &**l)
+    }
+}
+
+impl PolicyHandle for stockade_limiter_handle {
+    fn policy(&self) -> Arc<dyn stockade_core::blocking::DynPolicy> {
+        with_limiter!(self, l => l.clone())
+    }
+}
+
+/// `$body` with `$l` bound to the limiter behind the handle pointer `$h`
+/// (`NULL_ARGUMENT` for NULL).
+macro_rules! limiter {
+    ($h:expr, $l:ident => $body:expr) => {{
+        // SAFETY: the exported function's contract (a live handle or NULL).
+        let h = unsafe { arg($h) }?;
+        with_limiter!(h, $l => $body)
+    }};
+}
 
 const GET: fn(&str) -> Option<Arc<RateLimiter>> = RateLimiter::get;
 
@@ -73,6 +122,78 @@ pub unsafe extern "C" fn stockade_limiter_handle_new(
     })
 }
 
+/// Makes a handle to the rate limiter `name` that every process on the
+/// host shares (see `stockade_shared_options`): `stockade_limiter_handle_new`
+/// with one more argument. The first process to open `name` creates it
+/// with `config`; the others must give the same config (or set
+/// `options->adopt_stored_config`). Every grant, by any process, counts
+/// against one limit: N processes with a strict limiter of 10 per second
+/// get 10 per second between them, not 10 each. The FIFO queue of booked
+/// permits is host-wide too (callers wait for their booked time in their
+/// own process). Every function of `stockade_limiter_handle` works on the
+/// handle; its events are this process's. Not registered: `_get` does not
+/// find it (the registry is per process); open it again instead.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`, `out`);
+///   `INVALID_CONFIG` (`*error` names the option if not NULL);
+///   `INVALID_ARGUMENT` (`name` empty, too long or not UTF-8, an empty
+///   `options->directory`); `SHARED_CONFIG_MISMATCH`; `SHARED_REFUSED`;
+///   `SHARED_INCOMPATIBLE`; `SHARED_IO`; `SHARED_BUSY`;
+///   `SHARED_UNSUPPORTED` (not Linux, or built without the feature).
+///   `stockade_shared_last_error()` gives the full message of a failure
+///   (the path, and for a mismatch both configs).
+/// - Ownership: `*out` is the caller's; free it with
+///   `stockade_limiter_handle_free`. The file stays (see
+///   `stockade_shared_unlink`).
+/// - Thread safety: any thread. Blocks: while the file is opened (file
+///   system calls; up to `open_timeout_ms` if another process is
+///   rebuilding it).
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `name` and `options->directory` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_limiter_handle_new_shared(
+    name: *const c_char,
+    config: *const stockade_limiter_config,
+    options: *const stockade_shared_options,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_limiter_handle,
+) -> stockade_status {
+    ffi_boundary!({
+        shared::set_last_error("");
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        // SAFETY: function contract.
+        let options = unsafe { shared::options_arg(options) }?;
+        let out = Out::new(out)?;
+        // SAFETY: function contract.
+        let name = unsafe { shared::shared_name(name) }?;
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(to_core(config), error) }
+            .inspect_err(|_| shared::set_last_error("invalid config (see *error)"))?;
+        #[cfg(feature = "shared-memory")]
+        {
+            // SAFETY: function contract.
+            let options = unsafe { shared::to_core(options) }?;
+            let limiter = RateLimiter::shared(name, config, &options)
+                // SAFETY: `error` valid or NULL.
+                .map_err(|e| unsafe { shared::open_status(e, error) })?;
+            let handle = stockade_limiter_handle {
+                inner: Limiter::Shared(Arc::new(limiter)),
+            };
+            // SAFETY: checked out-pointer.
+            unsafe { out.write(std::boxed::Box::into_raw(std::boxed::Box::new(handle))) };
+            Ok(())
+        }
+        #[cfg(not(feature = "shared-memory"))]
+        {
+            let _ = (options, out, name, config);
+            Err(shared::unsupported())
+        }
+    })
+}
+
 /// Takes `n` permits, waiting in the FIFO queue until they are granted,
 /// for at most `timeout_ms` milliseconds and never longer than the
 /// config's `queue_timeout_ms` (`timeout_ms` = 0: wait up to the config's
@@ -95,13 +216,11 @@ pub unsafe extern "C" fn stockade_limiter_handle_acquire(
     timeout_ms: u64,
 ) -> stockade_status {
     ffi_boundary!({
-        // SAFETY: function contract.
-        let l = unsafe { pattern(handle) }?;
-        if timeout_ms == 0 {
+        limiter!(handle, l => if timeout_ms == 0 {
             l.acquire(n)
         } else {
             l.acquire_timeout(n, core::time::Duration::from_millis(timeout_ms))
-        }
+        })
         .map_err(|e| super::error_status(&e))
     })
 }
@@ -120,11 +239,7 @@ pub unsafe extern "C" fn stockade_limiter_handle_try_acquire(
     handle: *const stockade_limiter_handle,
     n: u32,
 ) -> stockade_status {
-    ffi_boundary!({
-        // SAFETY: function contract.
-        let l = unsafe { pattern(handle) }?;
-        l.try_acquire(n).map_err(|e| super::error_status(&e))
-    })
+    ffi_boundary!({ limiter!(handle, l => l.try_acquire(n)).map_err(|e| super::error_status(&e)) })
 }
 
 /// Takes one permit (waiting as `_acquire` does), then runs
@@ -147,11 +262,11 @@ pub unsafe extern "C" fn stockade_limiter_handle_execute(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let l = unsafe { pattern(handle) }?;
+        let h = unsafe { arg(handle) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
         // SAFETY: function contract.
-        l.execute(|| unsafe { super::call(callback, user_data) })
-            .map_err(|e| super::error_status(&e))
+        let run = || unsafe { super::call(callback, user_data) };
+        with_limiter!(h, l => l.execute(run)).map_err(|e| super::error_status(&e))
     })
 }
 

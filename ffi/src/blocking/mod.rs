@@ -31,6 +31,9 @@ pub mod pipeline;
 mod protection;
 pub mod request_response;
 pub mod retry;
+pub mod shared;
+#[cfg(feature = "shared-memory")]
+mod shared_bulkhead;
 pub mod timeout;
 
 pub use events::{stockade_event, stockade_event_kind, stockade_pattern_kind};
@@ -73,6 +76,8 @@ pub(crate) fn error_status<E>(e: &Error<E>) -> stockade_status {
         Error::InvalidConfig(_) => stockade_status::InvalidConfig,
         Error::NameTaken { .. } => stockade_status::NameTaken,
         Error::PoolFull => stockade_status::QueueFull,
+        #[cfg(feature = "shared-memory")]
+        Error::Shared(e) => shared::status_of(e),
         _ => stockade_status::InternalError,
     }
 }
@@ -284,12 +289,32 @@ macro_rules! impl_pattern {
 pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>, protection::CProtection>;
 
 impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
+#[cfg(feature = "shared-memory")]
+impl_pattern!(
+    CircuitBreaker<stockade_core::shared::HostClock>,
+    RateLimiter<stockade_core::shared::HostClock>
+);
 
-/// A C handle type: a box around the shared pattern.
+/// A C handle type: a box around a pattern. `P` is the pattern of a
+/// local handle (what `_new` makes and the registry holds).
 pub(crate) trait Handle: Sized + 'static {
     type P: Pattern;
+    /// A handle to a local pattern.
     fn wrap(inner: Arc<Self::P>) -> Self;
+    /// The pattern behind the handle (local or shared), for the functions
+    /// every handle has (metrics, listeners, dispose).
+    fn dyn_pattern(&self) -> &dyn Pattern;
+}
+
+/// A handle type that only ever holds its local pattern (no shared
+/// variant): its functions reach the pattern's own type directly.
+pub(crate) trait Single: Handle {
     fn inner(&self) -> &Arc<Self::P>;
+}
+
+/// A handle that can be a pipeline stage (`_as_policy`).
+pub(crate) trait PolicyHandle {
+    fn policy(&self) -> Arc<dyn DynPolicy>;
 }
 
 macro_rules! handle_type {
@@ -299,8 +324,21 @@ macro_rules! handle_type {
             fn wrap(inner: ::std::sync::Arc<$p>) -> Self {
                 $handle { inner }
             }
+            fn dyn_pattern(&self) -> &dyn $crate::blocking::Pattern {
+                &*self.inner
+            }
+        }
+        impl $crate::blocking::Single for $handle {
             fn inner(&self) -> &::std::sync::Arc<$p> {
                 &self.inner
+            }
+        }
+    };
+    ($handle:ident, $p:ty, policy) => {
+        $crate::blocking::handle_type!($handle, $p);
+        impl $crate::blocking::PolicyHandle for $handle {
+            fn policy(&self) -> ::std::sync::Arc<dyn ::stockade_core::blocking::DynPolicy> {
+                self.inner.clone()
             }
         }
     };
@@ -313,7 +351,7 @@ pub(crate) use handle_type;
 ///
 /// A non-NULL `h` must be a live handle.
 #[inline(always)]
-pub(crate) unsafe fn pattern<'a, H: Handle>(h: *const H) -> Result<&'a H::P, stockade_status> {
+pub(crate) unsafe fn pattern<'a, H: Single>(h: *const H) -> Result<&'a H::P, stockade_status> {
     // SAFETY: function contract.
     unsafe { arg(h) }.map(|h| &**h.inner())
 }
@@ -371,7 +409,7 @@ pub(crate) unsafe fn free<H>(h: *mut H) {
 pub(crate) unsafe fn dispose<H: Handle>(h: *const H) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        unsafe { pattern(h) }?.dispose();
+        unsafe { arg(h) }?.dyn_pattern().dispose();
         Ok(())
     })
 }
@@ -387,7 +425,7 @@ pub(crate) unsafe fn metrics<H: Handle>(
 ) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
-        let p = unsafe { pattern(h) }?;
+        let p = unsafe { arg(h) }?.dyn_pattern();
         let out = Out::new(out)?;
         // SAFETY: checked out-pointer.
         unsafe { out.write(p.metrics().into()) };
@@ -408,18 +446,15 @@ pub struct stockade_policy {
 /// # Safety
 ///
 /// `h` live or NULL; `out` valid or NULL.
-pub(crate) unsafe fn as_policy<H: Handle>(
+pub(crate) unsafe fn as_policy<H: PolicyHandle>(
     h: *const H,
     out: *mut *mut stockade_policy,
-) -> stockade_status
-where
-    H::P: DynPolicy,
-{
+) -> stockade_status {
     ffi_boundary!({
         // SAFETY: function contract.
         let h = unsafe { arg(h) }?;
         let out = Out::new(out)?;
-        let inner: Arc<dyn DynPolicy> = h.inner().clone();
+        let inner = h.policy();
         // SAFETY: checked out-pointer.
         unsafe { out.write(Box::into_raw(Box::new(stockade_policy { inner }))) };
         Ok(())
@@ -482,7 +517,7 @@ pub(crate) unsafe fn subscribe<H: Handle>(
             listener,
             user_data,
         };
-        let id = h.inner().subscribe(Box::new(move |event: &Event| {
+        let id = h.dyn_pattern().subscribe(Box::new(move |event: &Event| {
             let c = &c;
             crate::boundary::run_value((), || {
                 let name = CString::new(event.name.as_bytes()).unwrap_or_default();
@@ -506,7 +541,7 @@ pub(crate) unsafe fn unsubscribe<H: Handle>(h: *const H, id: u64) -> stockade_st
     ffi_boundary!({
         // SAFETY: function contract.
         let h = unsafe { arg(h) }?;
-        if h.inner().unsubscribe(ListenerId::from_u64(id)) {
+        if h.dyn_pattern().unsubscribe(ListenerId::from_u64(id)) {
             Ok(())
         } else {
             Err(stockade_status::NotFound)

@@ -71,7 +71,7 @@ pub struct stockade_retry {
     inner: Arc<Retry>,
 }
 
-super::handle_type!(stockade_retry, Retry);
+super::handle_type!(stockade_retry, Retry, policy);
 
 const GET: fn(&str) -> Option<Arc<Retry>> = Retry::get;
 

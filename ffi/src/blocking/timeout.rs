@@ -23,7 +23,7 @@ pub struct stockade_timeout {
     inner: Arc<Timeout>,
 }
 
-super::handle_type!(stockade_timeout, Timeout);
+super::handle_type!(stockade_timeout, Timeout, policy);
 
 const GET: fn(&str) -> Option<Arc<Timeout>> = Timeout::get;
 
