@@ -119,11 +119,16 @@ static int fail_call(void *user_data) { (void)user_data; return 3; }
 
 static void test_timeout_execute(void) {
     stockade_timeout_config c = stockade_timeout_config_default();
-    stockade_timeout *t = NULL, *gone = NULL;
+    stockade_timeout *t = NULL, *quick = NULL, *gone = NULL;
     int null_timeout = 0, null_callback = 0, ok = 0, failed = 0, late = 0, disposed = 0;
 
-    c.timeout_ms = 50;
+    /* Calls that must finish in time get a generous timeout (under valgrind
+     * the first call also starts a worker thread); only the late call's
+     * timeout is short, and it is held at a gate, so it is late for sure. */
+    c.timeout_ms = 60000;
     CHECK_OK(stockade_timeout_new(NULL, &c, NULL, &t));
+    c.timeout_ms = 50;
+    CHECK_OK(stockade_timeout_new(NULL, &c, NULL, &quick));
     CHECK_NULL_ARG(stockade_timeout_execute(NULL, ok_call, &null_timeout, count_release));
     CHECK(released(&null_timeout) == 1);
     CHECK_NULL_ARG(stockade_timeout_execute(t, NULL, &null_callback, count_release));
@@ -133,7 +138,7 @@ static void test_timeout_execute(void) {
     CHECK_STATUS(stockade_timeout_execute(t, fail_call, &failed, count_release), STOCKADE_STATUS_CALLBACK_FAILED);
     CHECK(wait_released(&failed, 1) == 1);
     /* Late: released by the worker once the callback returned, not before. */
-    CHECK_STATUS(stockade_timeout_execute(t, gated_call, &late, count_release), STOCKADE_STATUS_TIMED_OUT);
+    CHECK_STATUS(stockade_timeout_execute(quick, gated_call, &late, count_release), STOCKADE_STATUS_TIMED_OUT);
     CHECK(released(&late) == 0); /* still running: held at the gate */
     pthread_mutex_lock(&gate_lock);
     gate_open = 1;
@@ -146,6 +151,7 @@ static void test_timeout_execute(void) {
     CHECK_STATUS(stockade_timeout_execute(gone, ok_call, &disposed, count_release), STOCKADE_STATUS_DISPOSED);
     CHECK(released(&disposed) == 1);
     stockade_timeout_free(gone);
+    stockade_timeout_free(quick);
     stockade_timeout_free(t);
     CHECK(released(&ok) == 1 && released(&failed) == 1 && released(&late) == 1);
 }

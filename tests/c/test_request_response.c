@@ -368,7 +368,10 @@ static void test_timeout_stage(void) {
     uint64_t id = 0;
 
     reset_script();
-    tc.timeout_ms = 50;
+    /* Long enough for the quick attempt under valgrind on a loaded machine;
+     * the gated attempt is late whatever the timeout (its gate opens only
+     * after the stage timed out). */
+    tc.timeout_ms = 1000;
     CHECK_OK(stockade_timeout_new(NULL, &tc, NULL, &t));
     CHECK_OK(stockade_timeout_subscribe(t, on_timeout_event, NULL, &id));
     CHECK_OK(stockade_timeout_as_policy(t, &p));
@@ -376,7 +379,7 @@ static void test_timeout_stage(void) {
     stockade_policy_free(p);
     r = run(rr, "a", 0);
     CHECK(r.status == 200);
-    /* The attempt outlives the stage's 50 ms: a 504, returned once the
+    /* The attempt outlives the stage's timeout: a 504, returned once the
      * attempt returned (the gate opens only after the stage timed out). */
     CHECK(pthread_create(&opener, NULL, open_after_timeout, NULL) == 0);
     r = run(rr, "g", 0);

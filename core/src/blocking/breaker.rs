@@ -272,10 +272,11 @@ impl CircuitBreaker<crate::shared::HostClock> {
     /// for a local breaker. Events are this process's own: each process
     /// hears the transitions it made itself, in the order they arrive, and
     /// a `StateChanged`'s `from` is the state last announced in this
-    /// process. The machine's own counts in [`metrics`](Self::metrics)
-    /// (failures, rejections, transitions) are host-wide; the call and
-    /// success counters are this process's. Not registered: the registry is
-    /// per process.
+    /// process. [`metrics`](Self::metrics) counts this process's calls;
+    /// [`breaker_metrics`](Self::breaker_metrics), the machine's own counts
+    /// (generation, consecutive failures, failures, rejections, probes,
+    /// transitions), is host-wide. Not registered: the registry is per
+    /// process.
     ///
     /// # Errors
     ///

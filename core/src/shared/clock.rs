@@ -71,8 +71,8 @@ impl crate::blocking::Timer for HostClock {
 mod tests {
     use super::*;
     use core::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     use core::time::Duration;
+    use std::sync::Arc;
     use std::time::Instant;
 
     /// A reading handed from one thread to another is never ahead of the

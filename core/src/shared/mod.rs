@@ -79,9 +79,11 @@
 //! | bulkhead | at most `max_concurrent` permits held host-wide | its permits come back before any caller is refused for lack of them (see [`SharedBulkhead`]) |
 //!
 //! Events (listeners) are per process: each process hears its own
-//! transitions and refusals. Metrics that the machine counts (the breaker's
-//! failures, rejections and transitions; the bulkhead's permits in use) are
-//! read from the shared words, so they are host-wide.
+//! transitions and refusals. What the machine itself counts (the breaker's
+//! [`metrics`](crate::breaker::CircuitBreaker::metrics): failures,
+//! rejections, transitions; the bulkhead's permits in use) is read from the
+//! shared words, so it is host-wide; the blocking layer's call counters
+//! are per process.
 //!
 //! # Memory safety
 //!

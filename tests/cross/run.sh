@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Across languages: a Python app's forked workers (`shared=`) and a C
+# program (`stockade_limiter_handle_new_shared`) share one strict limit, and
+# each side refuses the other's different config, naming both. Called by
+# scripts/test.sh after the Python package and the C library are built.
+#
+# Usage: tests/cross/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+python=$(ls target/py-venv-*/bin/python 2>/dev/null | head -n 1 || true)
+[ -x "$python" ] || { echo "no Python virtualenv: run python/run-tests.sh first" >&2; exit 1; }
+cargo build -p stockade-ffi --locked >/dev/null
+build=target/cross-tests
+mkdir -p "$build"
+${CC:-cc} -std=c99 -Wall -Wextra -Werror -Iinclude tests/cross/payments.c -Ltarget/debug -lstockade \
+    -Wl,-rpath,"$PWD/target/debug" -o "$build/payments"
+
+dir=$(mktemp -d /dev/shm/stockade-cross.XXXXXX 2>/dev/null || mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+passed=0 failed=0
+# expect <name> <what was seen> <command...>: counts the command's verdict.
+expect() {
+    local name=$1 seen=$2
+    shift 2
+    if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAILED: $name: $seen"; fi
+}
+now_ns() { "$python" -c 'import time; print(time.monotonic_ns())'; }
+
+# 20 per 100 ms, strict: one permit per 5 ms host-wide.
+n=20 period_ms=100 run_s=2
+start=$(( $(now_ns) + 700000000 ))
+end=$(( start + run_s * 1000000000 ))
+timeout 60 "$build/payments" "$dir" $n $period_ms $start $end >"$build/c.out" &
+c_pid=$!
+timeout 60 "$python" tests/cross/payments.py "$dir" $n 0.1 $start $end 4 >"$build/py.out"
+wait $c_pid
+c=$(cat "$build/c.out") py=$(cat "$build/py.out")
+ideal=$(( run_s * 1000 * n / period_ms ))
+total=$(( c + py ))
+echo "C got $c, 4 Python workers got $py: $total of an ideal $ideal"
+expect "both languages get permits" "C $c, Python $py" test "$c" -gt 0 -a "$py" -gt 0
+expect "one limit for both (at most $ideal + 2)" "$total" test "$total" -le $(( ideal + 2 ))
+expect "the limit is used (at least 95 %)" "$total" test $(( total * 100 )) -ge $(( ideal * 95 ))
+
+# Another config: refused on both sides, naming both.
+names_both() { [[ $1 == $2*"requests_per_period: 20"*"requests_per_period: $3"* ]]; }
+out=$("$build/payments" "$dir" 21 $period_ms 0 0)
+expect "C refuses the shared limiter with another config, naming both" "$out" names_both "$out" CONFIG_MISMATCH 21
+out=$("$python" tests/cross/payments.py "$dir" 22 0.1 0 0 0)
+expect "Python refuses it too" "$out" names_both "$out" ConfigError: 22
+
+echo "cross-language: $passed passed, $failed failed"
+[ "$failed" = 0 ]
