@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Across languages: a Python app's forked workers (`shared=`) and a C
+# Across languages: a Python app's 8 forked workers (`shared=`) and a C
 # program (`stockade_limiter_handle_new_shared`) share one strict limit, and
 # each side refuses the other's different config, naming both. Called by
 # scripts/test.sh after the Python package and the C library are built.
@@ -33,12 +33,12 @@ start=$(( $(now_ns) + 700000000 ))
 end=$(( start + run_s * 1000000000 ))
 timeout 60 "$build/payments" "$dir" $n $period_ms $start $end >"$build/c.out" &
 c_pid=$!
-timeout 60 "$python" tests/cross/payments.py "$dir" $n 0.1 $start $end 4 >"$build/py.out"
+timeout 60 "$python" tests/cross/payments.py "$dir" $n 0.1 $start $end 8 >"$build/py.out"
 wait $c_pid
 c=$(cat "$build/c.out") py=$(cat "$build/py.out")
 ideal=$(( run_s * 1000 * n / period_ms ))
 total=$(( c + py ))
-echo "C got $c, 4 Python workers got $py: $total of an ideal $ideal"
+echo "C got $c, 8 Python workers got $py: $total of an ideal $ideal"
 expect "both languages get permits" "C $c, Python $py" test "$c" -gt 0 -a "$py" -gt 0
 expect "one limit for both (at most $ideal + 2)" "$total" test "$total" -le $(( ideal + 2 ))
 expect "the limit is used (at least 95 %)" "$total" test $(( total * 100 )) -ge $(( ideal * 95 ))
