@@ -41,7 +41,7 @@ total=$(( c + py ))
 echo "C got $c, 8 Python workers got $py: $total of an ideal $ideal"
 expect "both languages get permits" "C $c, Python $py" test "$c" -gt 0 -a "$py" -gt 0
 expect "one limit for both (at most $ideal + 2)" "$total" test "$total" -le $(( ideal + 2 ))
-expect "the limit is used (at least 95 %)" "$total" test $(( total * 100 )) -ge $(( ideal * 95 ))
+expect "the limit is used (at least 90 %)" "$total" test $(( total * 100 )) -ge $(( ideal * 90 ))
 
 # Another config: refused on both sides, naming both.
 names_both() { [[ $1 == $2*"requests_per_period: 20"*"requests_per_period: $3"* ]]; }
