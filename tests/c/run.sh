@@ -139,6 +139,14 @@ for t in tests/c/test_*.cpp; do
 done
 
 # ---------------------------------------------------------------------------
+step "cross-language LTO (tests/c/lto.sh: rustc and clang on one LLVM, C inlines the core)"
+if why=$(tests/c/lto.sh --check); then
+    tests/c/lto.sh
+else
+    echo "not tested: $why"
+fi
+
+# ---------------------------------------------------------------------------
 step "core tier without malloc (no_std libstockade.a, --wrap=malloc aborts)"
 # The core tier alone, as firmware links it: no_std, panic = abort.
 CARGO_PROFILE_RELEASE_PANIC=abort cargo rustc -p stockade-ffi --release --no-default-features \
