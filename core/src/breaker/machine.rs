@@ -765,6 +765,37 @@ mod tests {
     }
 
     #[test]
+    fn public_fast_path_checks_answer_as_try_acquire_and_report() {
+        let c = clock();
+        // Closed, no threshold: admitted without a clock, and a success of
+        // the current generation is a no-op.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(2));
+        let t = b.try_acquire_without_clock().unwrap().into_token();
+        assert_eq!((t.generation(), t.started_at()), (0, None));
+        assert!(b.success_is_noop(0));
+        assert!(!b.success_is_noop(1));
+        // A pending consecutive failure: a success resets it, not a no-op.
+        fail(&b, &c);
+        assert!(!b.success_is_noop(0));
+        succeed(&b, &c);
+        assert!(b.success_is_noop(0));
+        // Open: no decision without a clock (None), and try_acquire rejects.
+        b.trip(&c);
+        assert!(b.try_acquire_without_clock().is_none());
+        assert!(b.try_acquire(&c).is_err());
+        assert!(!b.success_is_noop(1));
+        // A slow-call threshold needs the clock: None, then try_acquire admits.
+        let b = breaker(BreakerConfig::DEFAULT.with_slow_call_threshold(SEC));
+        assert!(b.try_acquire_without_clock().is_none());
+        assert!(!b.success_is_noop(0));
+        assert!(b.try_acquire(&c).is_ok());
+        // A failure-rate window records successes: never a no-op.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_rate(FailureRateConfig::new(50, 4, 2)));
+        assert!(b.try_acquire_without_clock().is_some());
+        assert!(!b.success_is_noop(0));
+    }
+
+    #[test]
     fn fast_paths_decide_as_the_general_path() {
         // Closed, default config: acquire, success and drop read no clock
         // and change nothing.
