@@ -12,8 +12,8 @@
  *  - A NULL pointer argument returns STOCKADE_STATUS_NULL_ARGUMENT unless the
  *    function documents it as optional; _free(NULL) is a no-op.
  *  - Invalid configuration returns STOCKADE_STATUS_INVALID_CONFIG and fills
- *    the optional stockade_config_error out-parameter (option number, name,
- *    message).
+ *    the optional stockade_config_error out-parameter (option number and
+ *    problem; hosted builds also the option's name and a message).
  *  - Durations are uint64_t milliseconds; 0 means "none" where a duration is
  *    optional. Clocks report nanoseconds.
  *  - No Rust panic crosses the boundary (it becomes
