@@ -12,8 +12,8 @@
  *  - A NULL pointer argument returns STOCKADE_STATUS_NULL_ARGUMENT unless the
  *    function documents it as optional; _free(NULL) is a no-op.
  *  - Invalid configuration returns STOCKADE_STATUS_INVALID_CONFIG and fills
- *    the optional stockade_config_error out-parameter (option number, name,
- *    message).
+ *    the optional stockade_config_error out-parameter (option number and
+ *    problem; hosted builds also the option's name and a message).
  *  - Durations are uint64_t milliseconds; 0 means "none" where a duration is
  *    optional. Clocks report nanoseconds.
  *  - No Rust panic crosses the boundary (it becomes
@@ -685,6 +685,9 @@ typedef struct stockade_config_error {
   // The option's name as the C config struct field that holds it
   // (`"backoff_factor"`, `"reset_timeout_ms"`: a duration's name ends in
   // `_ms`), NUL-terminated; as `stockade_config_option_str(option)`.
+  // **Hosted builds only**: the `no_std` (firmware) library leaves it
+  // empty, so that a firmware does not link the table of names; call
+  // `stockade_config_option_str(option)` when the name is wanted.
   char option_name[STOCKADE_CONFIG_OPTION_NAME_LEN];
   // `invalid <option_name> = <value>: <rule>` in the C field's units,
   // NUL-terminated, truncated to fit: the value is the number the field
@@ -1133,6 +1136,13 @@ typedef struct stockade_breaker_transition {
   // The generation the transition began.
   uint32_t generation;
 } stockade_breaker_transition;
+
+// The call `stockade_breaker_call` protects: returns 0
+// (`STOCKADE_OUTCOME_SUCCESS`) on success and anything else on failure
+// (the blocking tier's `stockade_callback` convention). Called with the
+// `user_data` given to `stockade_breaker_call`, on the calling thread; it
+// must not unwind (no C++ exception may escape it).
+typedef int (*stockade_call_fn)(void *user_data);
 
 // A snapshot of a breaker's state and counters (the core's
 // `BreakerMetrics`). Counters wrap at `UINT32_MAX`.
@@ -2655,6 +2665,34 @@ stockade_status stockade_breaker_acquire(const struct stockade_breaker *breaker,
                                          struct stockade_breaker_token *out_token,
                                          struct stockade_breaker_transition *transition,
                                          uint64_t *retry_after_ms);
+
+// Acquire, run, report in one call: asks `breaker` to admit a call and,
+// if admitted, runs `call(user_data)` and reports its verdict (0 is a
+// success, anything else a failure; a success slower than
+// `slow_call_threshold_ms` counts as a failure). The same as
+// `stockade_breaker_acquire`, the call, then `stockade_breaker_report`,
+// without a token to keep: the verdict is reported exactly once.
+//
+// - Statuses: `OK` (the call ran and its verdict was reported; a verdict
+//   the breaker ignores because it changed state during the call, as
+//   `TOKEN_STALE` would say, is still `OK`); `BREAKER_OPEN`,
+//   `BREAKER_HALF_OPEN_FULL` (not run: `*retry_after_ms`, if not NULL,
+//   as `stockade_breaker_acquire` sets it); `NULL_ARGUMENT` (`breaker`,
+//   `clock` or its `now_ns`, `call`; nothing ran).
+// - `out_result` (optional): on `OK`, what `call` returned.
+// - Thread safety: any thread; lock-free around the call. Blocks: only
+//   as long as `call` does.
+//
+// # Safety
+//
+// `breaker` from `stockade_breaker_init`; `call` callable with
+// `user_data`; other pointers valid or NULL.
+stockade_status stockade_breaker_call(const struct stockade_breaker *breaker,
+                                      const struct stockade_clock *clock,
+                                      stockade_call_fn call,
+                                      void *user_data,
+                                      int *out_result,
+                                      uint64_t *retry_after_ms);
 
 // Reports the verdict of an admitted call: `outcome` is a
 // `stockade_outcome` (`SUCCESS`, `FAILURE`, `IGNORED`).

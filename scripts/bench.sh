@@ -60,6 +60,21 @@ if want c; then
     echo >>"$out"
     tests/c/bench.sh >>"$out"
     echo >>"$out"
+    echo "Instructions per call (callgrind: repeatable, blind to cache and branch effects):" >>"$out"
+    echo >>"$out"
+    tests/c/bench.sh --instructions >>"$out"
+    echo >>"$out"
+    if tests/c/lto.sh --check >/dev/null; then
+        echo "With cross-language LTO (\`tests/c/lto.sh\`), ns and instructions:" >>"$out"
+        echo >>"$out"
+        tests/c/bench.sh --lto >>"$out"
+        echo >>"$out"
+        tests/c/bench.sh --lto --instructions >>"$out"
+        echo >>"$out"
+    else
+        echo "Cross-language LTO not measured: $(tests/c/lto.sh --check)" >>"$out"
+        echo >>"$out"
+    fi
 fi
 if want python; then
     echo "#### Python (\`python/bench/run.sh\`)" >>"$out"

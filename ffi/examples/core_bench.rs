@@ -7,8 +7,12 @@
 //! sides then pay the same indirect call per clock read, and the ratio is
 //! what the C boundary itself costs: the exported call, its pointer checks
 //! and its out-parameters.
+//!
+//! `core_bench OP CALLS` instead runs operation OP CALLS times, once,
+//! untimed: `tests/c/bench.sh --instructions` counts its instructions
+//! under callgrind.
 
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 use core::hint::black_box;
 use core::time::Duration;
 use std::time::Instant;
@@ -19,7 +23,8 @@ use stockade_core::budget::{RetryBudget, RetryBudgetConfig};
 use stockade_core::clock::{Clock, Timestamp};
 use stockade_core::deadline::Deadline;
 
-const N: u32 = 2_000_000;
+/// Calls per timed run.
+const N_TIMED: u32 = 2_000_000;
 const RUNS: usize = 7;
 
 /// The C bench's `now_ns`: returns a fixed time.
@@ -41,12 +46,20 @@ impl Clock for FakeClock {
     }
 }
 
-fn median_ns_per_call(mut op: impl FnMut()) -> f64 {
+/// One benchmarked operation: runs it the given number of times.
+type Op<'a> = Box<dyn FnMut(u32) + 'a>;
+
+/// The protected call of `breaker_call`: succeeds.
+extern "C" fn ok_call(_user_data: *mut c_void) -> c_int {
+    0
+}
+
+fn median_ns_per_call(op: &mut dyn FnMut(u32), n: u32) -> f64 {
     let mut runs: Vec<f64> = (0..RUNS)
         .map(|_| {
             let t = Instant::now();
-            op();
-            t.elapsed().as_nanos() as f64 / f64::from(N)
+            op(n);
+            t.elapsed().as_nanos() as f64 / f64::from(n)
         })
         .collect();
     runs.sort_by(f64::total_cmp);
@@ -63,46 +76,88 @@ fn main() {
     let backoff = Backoff::default();
     let budget = RetryBudget::new(RetryBudgetConfig::DEFAULT.with_ratio(1.0)).expect("valid");
 
-    let d = median_ns_per_call(|| {
-        for _ in 0..N {
-            black_box(black_box(&deadline).is_expired(&clock));
-        }
-    });
-    println!("deadline_is_expired {d:.2}");
-    let b = median_ns_per_call(|| {
-        for i in 0..N {
-            black_box(black_box(&backoff).delay((i & 15) + 1));
-        }
-    });
-    println!("backoff_delay {b:.2}");
-    let r = median_ns_per_call(|| {
-        for _ in 0..N {
-            let budget = black_box(&budget);
-            budget.deposit(&clock);
-            black_box(budget.try_withdraw(&clock).is_ok());
-        }
-    });
-    println!("budget_deposit_withdraw {r:.2}");
     let breaker = CircuitBreaker::new(BreakerConfig::DEFAULT).expect("valid");
-    let br = median_ns_per_call(|| {
-        for _ in 0..N {
-            if let Ok(permit) = black_box(&breaker).try_acquire(&clock) {
-                black_box(permit.success(&clock));
-            }
-        }
-    });
-    println!("breaker_acquire_report {br:.2}");
+    let call = black_box(ok_call as extern "C" fn(*mut c_void) -> c_int);
     let blocking =
         stockade_core::blocking::CircuitBreaker::unregistered("", BreakerConfig::DEFAULT)
             .expect("valid");
-    let ex = median_ns_per_call(|| {
-        for _ in 0..N {
-            black_box(
-                black_box(&blocking)
-                    .execute(|| black_box(Ok::<(), ()>(())))
-                    .is_ok(),
-            );
-        }
-    });
-    println!("breaker_execute_blocking {ex:.2}");
+    let mut ops: Vec<(&str, Op<'_>)> = vec![
+        (
+            "deadline_is_expired",
+            Box::new(|n| {
+                for _ in 0..n {
+                    black_box(black_box(&deadline).is_expired(&clock));
+                }
+            }),
+        ),
+        (
+            "backoff_delay",
+            Box::new(|n| {
+                for i in 0..n {
+                    black_box(black_box(&backoff).delay((i & 15) + 1));
+                }
+            }),
+        ),
+        (
+            "budget_deposit_withdraw",
+            Box::new(|n| {
+                for _ in 0..n {
+                    let budget = black_box(&budget);
+                    budget.deposit(&clock);
+                    black_box(budget.try_withdraw(&clock).is_ok());
+                }
+            }),
+        ),
+        (
+            "breaker_acquire_report",
+            Box::new(|n| {
+                for _ in 0..n {
+                    if let Ok(permit) = black_box(&breaker).try_acquire(&clock) {
+                        black_box(permit.success(&clock));
+                    }
+                }
+            }),
+        ),
+        (
+            "breaker_call",
+            Box::new(|n| {
+                for _ in 0..n {
+                    if let Ok(permit) = black_box(&breaker).try_acquire(&clock) {
+                        let result = call(core::ptr::null_mut());
+                        if result == 0 {
+                            black_box(permit.success(&clock));
+                        } else {
+                            black_box(permit.failure(&clock));
+                        }
+                        black_box(result);
+                    }
+                }
+            }),
+        ),
+        (
+            "breaker_execute_blocking",
+            Box::new(|n| {
+                for _ in 0..n {
+                    black_box(
+                        black_box(&blocking)
+                            .execute(|| black_box(Ok::<(), ()>(())))
+                            .is_ok(),
+                    );
+                }
+            }),
+        ),
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [op, calls] = args.as_slice() {
+        let n: u32 = calls.parse().expect("CALLS is a number");
+        let (_, run) = ops
+            .iter_mut()
+            .find(|(name, _)| name == op)
+            .expect("a known operation");
+        run(n);
+        return;
+    }
+    for (name, run) in &mut ops {
+        println!("{name} {:.2}", median_ns_per_call(run.as_mut(), N_TIMED));
+    }
 }

@@ -41,6 +41,25 @@ pub(crate) fn run_value<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The body of an exported function split in two for speed: a fast path
+/// that **cannot panic** (pointer checks, loads, compares, stores of
+/// values already computed: no arithmetic that may overflow, no indexing,
+/// no call into code that may panic), run here without [`run`]'s panic
+/// boundary, and an out-of-line general path that runs inside [`run`]
+/// itself. Without a landing pad the exported function needs no stack
+/// frame on its fast path, and stays small enough for a C compiler to
+/// inline under cross-language LTO. The body returns the status: `Ok` the
+/// status to return (the general path's, or `stockade_status::Ok`), `Err`
+/// a check's refusal, so that `?` works.
+#[inline(always)]
+pub(crate) fn no_unwind(
+    body: impl FnOnce() -> Result<stockade_status, stockade_status>,
+) -> stockade_status {
+    match body() {
+        Ok(status) | Err(status) => status,
+    }
+}
+
 /// `ffi_boundary!({ body })`: the exported function's body, run by [`run`].
 macro_rules! ffi_boundary {
     ($body:block) => {

@@ -1,15 +1,15 @@
 //! The circuit breaker (core tier): the core's lock-free `CircuitBreaker`
 //! in caller storage, with plain-data tokens and transitions as values.
 
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 
 use stockade_core::breaker::{
-    BreakerConfig, BreakerMetrics, BreakerRejected, BreakerState, BreakerToken, CircuitBreaker,
-    Outcome, RawBreakerConfig, TokenError, Transition,
+    BreakerConfig, BreakerMetrics, BreakerPermit, BreakerRejected, BreakerState, BreakerToken,
+    CircuitBreaker, Outcome, RawBreakerConfig, TokenError, Transition,
 };
 use stockade_core::clock::Timestamp;
 
-use crate::boundary::{Out, arg, storage};
+use crate::boundary::{Out, arg, no_unwind, storage};
 use crate::clock::{CClock, stockade_clock};
 use crate::config_error::{self, stockade_config_error};
 use crate::status::stockade_status;
@@ -419,12 +419,50 @@ pub unsafe extern "C" fn stockade_breaker_acquire(
     transition: *mut stockade_breaker_transition,
     retry_after_ms: *mut u64,
 ) -> stockade_status {
-    ffi_boundary!({
+    // The fast path cannot panic; the general path runs inside the panic
+    // boundary (see `no_unwind`).
+    no_unwind(|| {
         // SAFETY: function contract.
         let b = unsafe { self::breaker(breaker) }?;
         // SAFETY: function contract.
-        let clock = unsafe { CClock::from_ptr(clock) }?;
+        if unsafe { arg(clock) }?.now_ns.is_none() {
+            return Err(stockade_status::NullArgument);
+        }
         let out = Out::new(out_token)?;
+        // The common case (closed, no slow-call threshold): one load, no
+        // clock, no transition.
+        if let Some(permit) = b.try_acquire_without_clock() {
+            // SAFETY: valid for writes or NULL (function contract).
+            unsafe {
+                write_transition(transition, None);
+                out.write(permit.into_token().into());
+            }
+            return Ok(stockade_status::Ok);
+        }
+        // SAFETY: `clock` checked above; other pointers valid or NULL.
+        Ok(unsafe { acquire_general(b, clock, out, transition, retry_after_ms) })
+    })
+}
+
+/// `stockade_breaker_acquire` past its fast path: every state, with clock
+/// readings and transitions. Out of line, so that the exported function
+/// stays small (and inlinable into C under cross-language LTO).
+///
+/// # Safety
+///
+/// `clock` non-NULL and valid; `out` valid for writes; other pointers
+/// valid or NULL.
+#[inline(never)]
+unsafe fn acquire_general(
+    b: &CircuitBreaker,
+    clock: *const stockade_clock,
+    out: Out<stockade_breaker_token>,
+    transition: *mut stockade_breaker_transition,
+    retry_after_ms: *mut u64,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let clock = unsafe { CClock::from_ptr(clock) }?;
         match b.try_acquire(&clock) {
             Ok(permit) => {
                 let t = permit.transition();
@@ -436,11 +474,175 @@ pub unsafe extern "C" fn stockade_breaker_acquire(
                 Ok(())
             }
             Err(rejected) => {
-                if let Ok(after) = Out::new(retry_after_ms) {
-                    let ms = rejected.retry_after().map_or(u64::MAX, millis);
-                    // SAFETY: non-NULL, valid for writes.
-                    unsafe { after.write(ms) };
+                // SAFETY: valid or NULL (function contract).
+                unsafe { write_retry_after(retry_after_ms, &rejected) };
+                Err(rejection_status(&rejected))
+            }
+        }
+    })
+}
+
+/// Writes the optional `retry_after_ms` of a rejection (`UINT64_MAX`:
+/// forced open). Out of line and cold: the admitting path stays small.
+///
+/// # Safety
+///
+/// A non-NULL `out` must be valid for writes.
+#[cold]
+#[inline(never)]
+unsafe fn write_retry_after(out: *mut u64, rejected: &BreakerRejected) {
+    if let Ok(after) = Out::new(out) {
+        let ms = rejected.retry_after().map_or(u64::MAX, millis);
+        // SAFETY: non-NULL, valid for writes (caller's contract).
+        unsafe { after.write(ms) };
+    }
+}
+
+/// The call `stockade_breaker_call` protects: returns 0
+/// (`STOCKADE_OUTCOME_SUCCESS`) on success and anything else on failure
+/// (the blocking tier's `stockade_callback` convention). Called with the
+/// `user_data` given to `stockade_breaker_call`, on the calling thread; it
+/// must not unwind (no C++ exception may escape it).
+pub type stockade_call_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> c_int>;
+
+/// Acquire, run, report in one call: asks `breaker` to admit a call and,
+/// if admitted, runs `call(user_data)` and reports its verdict (0 is a
+/// success, anything else a failure; a success slower than
+/// `slow_call_threshold_ms` counts as a failure). The same as
+/// `stockade_breaker_acquire`, the call, then `stockade_breaker_report`,
+/// without a token to keep: the verdict is reported exactly once.
+///
+/// - Statuses: `OK` (the call ran and its verdict was reported; a verdict
+///   the breaker ignores because it changed state during the call, as
+///   `TOKEN_STALE` would say, is still `OK`); `BREAKER_OPEN`,
+///   `BREAKER_HALF_OPEN_FULL` (not run: `*retry_after_ms`, if not NULL,
+///   as `stockade_breaker_acquire` sets it); `NULL_ARGUMENT` (`breaker`,
+///   `clock` or its `now_ns`, `call`; nothing ran).
+/// - `out_result` (optional): on `OK`, what `call` returned.
+/// - Thread safety: any thread; lock-free around the call. Blocks: only
+///   as long as `call` does.
+///
+/// # Safety
+///
+/// `breaker` from `stockade_breaker_init`; `call` callable with
+/// `user_data`; other pointers valid or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_call(
+    breaker: *const stockade_breaker,
+    clock: *const stockade_clock,
+    call: stockade_call_fn,
+    user_data: *mut c_void,
+    out_result: *mut c_int,
+    retry_after_ms: *mut u64,
+) -> stockade_status {
+    // The fast path cannot panic (`call` is C: it cannot unwind into Rust);
+    // the general paths run inside the panic boundary (see `no_unwind`).
+    no_unwind(|| {
+        // SAFETY: function contract.
+        let b = unsafe { self::breaker(breaker) }?;
+        // SAFETY: function contract.
+        if unsafe { arg(clock) }?.now_ns.is_none() {
+            return Err(stockade_status::NullArgument);
+        }
+        let call = call.ok_or(stockade_status::NullArgument)?;
+        let Some(permit) = b.try_acquire_without_clock() else {
+            // SAFETY: `clock` checked above; other pointers as the caller
+            // promised.
+            return Ok(unsafe {
+                call_general(b, clock, call, user_data, out_result, retry_after_ms)
+            });
+        };
+        // SAFETY: the caller promised `call` may be called with `user_data`.
+        let result = unsafe { call(user_data) };
+        let token = permit.into_token();
+        // The common case, a success that changes nothing: one load.
+        if result == 0 && b.success_is_noop(token.generation()) {
+            // SAFETY: valid for writes or NULL (function contract).
+            unsafe { write_result(out_result, result) };
+            return Ok(stockade_status::Ok);
+        }
+        // SAFETY: `clock` checked above; `out_result` valid or NULL.
+        Ok(unsafe { report_call(b, token, result, clock, out_result) })
+    })
+}
+
+/// Writes the optional result out-parameter of `stockade_breaker_call`.
+///
+/// # Safety
+///
+/// `out` valid for writes or NULL.
+#[inline(always)]
+unsafe fn write_result(out: *mut c_int, result: c_int) {
+    if let Ok(out) = Out::new(out) {
+        // SAFETY: non-NULL, valid for writes (caller's contract).
+        unsafe { out.write(result) };
+    }
+}
+
+/// Reports the verdict of `stockade_breaker_call`'s call (0: success),
+/// then writes its result.
+///
+/// # Safety
+///
+/// `clock` non-NULL and valid; `out_result` valid for writes or NULL.
+#[inline(never)]
+unsafe fn report_call(
+    b: &CircuitBreaker,
+    token: BreakerToken,
+    result: c_int,
+    clock: *const stockade_clock,
+    out_result: *mut c_int,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let clock = unsafe { CClock::from_ptr(clock) }?;
+        let permit = BreakerPermit::from_token(b, token);
+        if result == 0 {
+            permit.success(&clock);
+        } else {
+            permit.failure(&clock);
+        }
+        // SAFETY: valid for writes or NULL (function contract).
+        unsafe { write_result(out_result, result) };
+        Ok(())
+    })
+}
+
+/// `stockade_breaker_call` past its fast path: admission with clock
+/// readings and transitions, or a rejection.
+///
+/// # Safety
+///
+/// As `stockade_breaker_call`, with `clock` checked.
+#[inline(never)]
+unsafe fn call_general(
+    b: &CircuitBreaker,
+    clock: *const stockade_clock,
+    call: unsafe extern "C" fn(user_data: *mut c_void) -> c_int,
+    user_data: *mut c_void,
+    out_result: *mut c_int,
+    retry_after_ms: *mut u64,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let clock = unsafe { CClock::from_ptr(clock) }?;
+        match b.try_acquire(&clock) {
+            Ok(permit) => {
+                // SAFETY: the caller promised `call` may be called with
+                // `user_data`.
+                let result = unsafe { call(user_data) };
+                if result == 0 {
+                    permit.success(&clock);
+                } else {
+                    permit.failure(&clock);
                 }
+                // SAFETY: valid for writes or NULL (function contract).
+                unsafe { write_result(out_result, result) };
+                Ok(())
+            }
+            Err(rejected) => {
+                // SAFETY: valid or NULL (function contract).
+                unsafe { write_retry_after(retry_after_ms, &rejected) };
                 Err(rejection_status(&rejected))
             }
         }
@@ -474,19 +676,56 @@ pub unsafe extern "C" fn stockade_breaker_report(
     clock: *const stockade_clock,
     transition: *mut stockade_breaker_transition,
 ) -> stockade_status {
-    ffi_boundary!({
+    // The fast path cannot panic; the general path runs inside the panic
+    // boundary (see `no_unwind`).
+    no_unwind(|| {
         // SAFETY: function contract.
         let b = unsafe { self::breaker(breaker) }?;
         // SAFETY: function contract.
         let token = unsafe { crate::boundary::arg_mut(token) }?;
         // SAFETY: function contract.
-        let clock = unsafe { CClock::from_ptr(clock) }?;
+        if unsafe { arg(clock) }?.now_ns.is_none() {
+            return Err(stockade_status::NullArgument);
+        }
         let outcome = outcome_from_u8(outcome).ok_or(stockade_status::InvalidArgument)?;
+        // The mark is a store, and it is needed: on a closed breaker the
+        // generation check cannot tell a second report of this call from
+        // another call's report (a failure would count twice).
         if token.used != 0 {
             return Err(stockade_status::TokenAlreadyUsed);
         }
         token.used = 1;
-        match b.report((*token).into(), outcome, &clock) {
+        // The common case, a success that changes nothing, after one load
+        // and without building the core's token.
+        if outcome == Outcome::Success && b.success_is_noop(token.generation) {
+            // SAFETY: valid or NULL (function contract).
+            unsafe { write_transition(transition, None) };
+            return Ok(stockade_status::Ok);
+        }
+        // SAFETY: `clock` checked above; `transition` valid or NULL.
+        Ok(unsafe { report_general(b, *token, outcome, clock, transition) })
+    })
+}
+
+/// `stockade_breaker_report` past its fast path: every state and outcome.
+/// Out of line, so that the exported function stays small (and inlinable
+/// into C under cross-language LTO).
+///
+/// # Safety
+///
+/// `clock` non-NULL and valid; `transition` valid or NULL.
+#[inline(never)]
+unsafe fn report_general(
+    b: &CircuitBreaker,
+    token: stockade_breaker_token,
+    outcome: Outcome,
+    clock: *const stockade_clock,
+    transition: *mut stockade_breaker_transition,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let clock = unsafe { CClock::from_ptr(clock) }?;
+        match b.report(token.into(), outcome, &clock) {
             Ok(t) => {
                 // SAFETY: valid or NULL (function contract).
                 unsafe { write_transition(transition, t) };

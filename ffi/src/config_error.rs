@@ -48,6 +48,9 @@ pub struct stockade_config_error {
     /// The option's name as the C config struct field that holds it
     /// (`"backoff_factor"`, `"reset_timeout_ms"`: a duration's name ends in
     /// `_ms`), NUL-terminated; as `stockade_config_option_str(option)`.
+    /// **Hosted builds only**: the `no_std` (firmware) library leaves it
+    /// empty, so that a firmware does not link the table of names; call
+    /// `stockade_config_option_str(option)` when the name is wanted.
     pub option_name: [c_char; STOCKADE_CONFIG_OPTION_NAME_LEN],
     /// `invalid <option_name> = <value>: <rule>` in the C field's units,
     /// NUL-terminated, truncated to fit: the value is the number the field
@@ -409,33 +412,51 @@ pub(crate) fn write_c(buf: &mut [c_char], args: fmt::Arguments<'_>) {
     }
 }
 
+/// The numeric fields of `err`'s C form: (option, other_option, problem,
+/// unit, value, limit, value_factor, limit_factor). No float arithmetic
+/// (firmware would link soft-float routines for it) and no table lookups.
+fn numbers(err: &ConfigError) -> (u16, u16, u8, u8, u64, u64, f64, f64) {
+    let (unit, value, value_factor) = value_parts(err.value);
+    let none = (stockade_config_unit::None, 0, 0.0);
+    let (problem, other_option, (_, limit, limit_factor)) = match err.problem {
+        ConfigProblem::Zero => (stockade_config_problem::Zero, 0, none),
+        ConfigProblem::TooLarge { max } => (stockade_config_problem::TooLarge, 0, value_parts(max)),
+        ConfigProblem::TooSmall { min } => {
+            (stockade_config_problem::TooSmall, 0, value_parts_up(min))
+        }
+        ConfigProblem::Exceeds { other, limit } => (
+            stockade_config_problem::Exceeds,
+            other as u16,
+            value_parts(limit),
+        ),
+        ConfigProblem::NotFinite => (stockade_config_problem::NotFinite, 0, none),
+        ConfigProblem::Invalid => (stockade_config_problem::Invalid, 0, none),
+        _ => (stockade_config_problem::Other, 0, none),
+    };
+    (
+        err.option as u16,
+        other_option,
+        problem as u8,
+        unit as u8,
+        value,
+        limit,
+        value_factor,
+        limit_factor,
+    )
+}
+
 impl stockade_config_error {
-    /// The C form of `err`.
+    /// The C form of `err`: the numbers, the option's C name and (hosted
+    /// builds) the message.
+    #[cfg(feature = "std")]
     pub fn from_core(err: &ConfigError) -> stockade_config_error {
-        let (unit, value, value_factor) = value_parts(err.value);
-        let none = (stockade_config_unit::None, 0, 0.0);
-        let (problem, other_option, (_, limit, limit_factor)) = match err.problem {
-            ConfigProblem::Zero => (stockade_config_problem::Zero, 0, none),
-            ConfigProblem::TooLarge { max } => {
-                (stockade_config_problem::TooLarge, 0, value_parts(max))
-            }
-            ConfigProblem::TooSmall { min } => {
-                (stockade_config_problem::TooSmall, 0, value_parts_up(min))
-            }
-            ConfigProblem::Exceeds { other, limit } => (
-                stockade_config_problem::Exceeds,
-                other as u16,
-                value_parts(limit),
-            ),
-            ConfigProblem::NotFinite => (stockade_config_problem::NotFinite, 0, none),
-            ConfigProblem::Invalid => (stockade_config_problem::Invalid, 0, none),
-            _ => (stockade_config_problem::Other, 0, none),
-        };
+        let (option, other_option, problem, unit, value, limit, value_factor, limit_factor) =
+            numbers(err);
         let mut out = stockade_config_error {
-            option: err.option as u16,
+            option,
             other_option,
-            problem: problem as u8,
-            unit: unit as u8,
+            problem,
+            unit,
             value,
             limit,
             value_factor,
@@ -451,10 +472,45 @@ impl stockade_config_error {
         if let Some(last) = out.option_name.last_mut() {
             *last = 0;
         }
-        // The message only where formatting is paid for anyway.
-        #[cfg(feature = "std")]
         write_c(&mut out.message, format_args!("{}", CMessage(err)));
         out
+    }
+}
+
+/// Writes `err`'s C form into `*out`. Hosted builds write
+/// [`stockade_config_error::from_core`]; the `no_std` build writes the
+/// numbers field by field and leaves `option_name` and `message` empty
+/// (their first byte NUL): no name table, no 160-byte clear, no copy of the
+/// struct, so a firmware that passes NULL pays a few dozen bytes for it.
+///
+/// # Safety
+///
+/// `out` valid for writes.
+unsafe fn write_error(out: *mut stockade_config_error, err: &ConfigError) {
+    #[cfg(feature = "std")]
+    // SAFETY: valid for writes (caller's contract).
+    unsafe {
+        out.write(stockade_config_error::from_core(err));
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        use core::ptr::addr_of_mut;
+        let (option, other_option, problem, unit, value, limit, value_factor, limit_factor) =
+            numbers(err);
+        // SAFETY: each field of a struct valid for writes (caller's
+        // contract); raw writes, no reference to uninitialised memory.
+        unsafe {
+            addr_of_mut!((*out).option).write(option);
+            addr_of_mut!((*out).other_option).write(other_option);
+            addr_of_mut!((*out).problem).write(problem);
+            addr_of_mut!((*out).unit).write(unit);
+            addr_of_mut!((*out).value).write(value);
+            addr_of_mut!((*out).limit).write(limit);
+            addr_of_mut!((*out).value_factor).write(value_factor);
+            addr_of_mut!((*out).limit_factor).write(limit_factor);
+            addr_of_mut!((*out).option_name).cast::<c_char>().write(0);
+            addr_of_mut!((*out).message).cast::<c_char>().write(0);
+        }
     }
 }
 
@@ -470,7 +526,7 @@ pub(crate) unsafe fn report(
 ) -> stockade_status {
     if !error.is_null() {
         // SAFETY: non-NULL, valid for writes per the caller's contract.
-        unsafe { error.write(stockade_config_error::from_core(err)) };
+        unsafe { write_error(error, err) };
     }
     stockade_status::InvalidConfig
 }

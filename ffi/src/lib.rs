@@ -27,12 +27,14 @@
 //!   (optional arguments say so); `_free(NULL)` is a no-op.
 //! - An invalid config returns `STOCKADE_STATUS_INVALID_CONFIG` and, if the
 //!   caller passed a [`stockade_config_error`], fills it with the option's
-//!   number, name and a message.
+//!   number and the problem (hosted builds: also its name and a message).
 //! - No panic crosses the boundary: every exported function runs inside
 //!   one boundary (`boundary::run`), which turns a panic into
 //!   `STOCKADE_STATUS_INTERNAL_ERROR` under `std`; without `std` the core
 //!   does not panic on any input and the firmware build's panic handler
-//!   traps.
+//!   traps. (The breaker's acquire, report and call run a fast path that
+//!   cannot panic outside it, and everything else inside it:
+//!   `boundary::no_unwind`.)
 //!
 //! # Safety (common to every function)
 //!

@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Reports the flash a firmware pays for the core tier: links the no_std
-# libstockade.a for thumbv7em with --gc-sections, keeping every exported
-# stockade_ function (what a program calling all of them links), and prints
-# the ELF's .text/.rodata sizes. Also lists the archive's own members.
-# Usage: tests/c/firmware-size.sh path/to/libstockade.a
+# The flash a C firmware pays for the core tier: links the no_std
+# libstockade.a for thumbv7em with rust-lld and --gc-sections, keeping only
+# the exported functions a program calls (what a firmware's own link pulls
+# out of the archive), and prints the ELF's .text/.rodata sizes.
+#
+# Usage: tests/c/firmware-size.sh LIB FIRMWARE.c
+#            Everything kept, then the C firmware FIRMWARE.c (the README's
+#            firmware example: breaker + strict limiter + tick clock):
+#            Stockade's .text for the functions it calls, failing over
+#            BUDGET bytes or if core::fmt, f64 or 64-bit division routines
+#            are linked.
+#        tests/c/firmware-size.sh --table LIB FIRMWARE.c
+#            A Markdown table of what each exported function costs alone,
+#            and the C firmware's total (the README's "Firmware cost" table
+#            is this output; tests/c/run.sh checks that it is current).
 set -euo pipefail
+
+# Stockade's .text in the C firmware, at most: a regression guard (the
+# issue asks for 6 KiB; most of today's 13.6 KiB is building the machines
+# at run time, see the README's "Firmware cost").
+BUDGET=14336
+
+table=0
+if [ "${1:-}" = --table ]; then table=1; shift; fi
 lib=$1
 sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -14,29 +32,81 @@ nm_tool=$(command -v llvm-nm || command -v nm)
 [ -x "$lld" ] || { echo "rust-lld not found at $lld"; exit 1; }
 [ -n "$size_tool" ] || { echo "no llvm-size or size: apt-get install llvm (or binutils)"; exit 1; }
 out=$(dirname "$lib")/stockade-firmware.elf
-keep=$({ "$nm_tool" --defined-only "$lib" 2>/dev/null || true; } | awk '$2=="T" && $3 ~ /^stockade_/ {print "--undefined=" $3}' | sort -u)
-n=$(echo "$keep" | grep -c . || true)
-"$lld" -flavor gnu --gc-sections --entry=0 $keep "$lib" -o "$out"
-text=$("$size_tool" -A "$out" | awk '$1==".text" {print $2}')
-rodata=$("$size_tool" -A "$out" | awk '$1==".rodata" {print $2}')
+
+# link OUT FUNCTION...: an ELF of what those functions reach.
+link() {
+    local elf=$1
+    shift
+    "$lld" -flavor gnu --gc-sections --entry=0 $(printf -- '--undefined=%s ' "$@") "$lib" -o "$elf"
+}
+section() { "$size_tool" -A "$2" | awk -v s="$1" '$1 == s { print $2; f = 1 } END { if (!f) print 0 }'; }
+
+firmware_c=$2
+# The C firmware: the functions its source calls.
+called=$(grep -oE '\bstockade_[a-z0-9_]+\(' "$firmware_c" | tr -d '(' | sort -u)
+[ -n "$called" ] || { echo "$firmware_c calls no stockade_ function"; exit 1; }
+
+exported=$({ "$nm_tool" --defined-only "$lib" 2>/dev/null || true; } | awk '$2=="T" && $3 ~ /^stockade_/ {print $3}' | sort -u)
+
+if [ "$table" = 1 ]; then
+    echo "| function | \`.text\` bytes | \`.rodata\` bytes |"
+    echo "| --- | ---: | ---: |"
+    for fn in $exported; do
+        link "$out.one" "$fn"
+        printf '| `%s` | %d | %d |\n' "$fn" "$(section .text "$out.one")" "$(section .rodata "$out.one")"
+    done
+    link "$out.firmware" $called
+    printf '| **the firmware example above** (%d functions) | %d | %d |\n' "$(echo "$called" | grep -c .)" \
+        "$(section .text "$out.firmware")" "$(section .rodata "$out.firmware")"
+    exit 0
+fi
+
+n=$(echo "$exported" | grep -c . || true)
+link "$out" $exported
 echo "firmware (thumbv7em-none-eabihf, no_std, all $n core-tier functions kept, --gc-sections):"
-echo "  .text   $text bytes"
+echo "  .text   $(section .text "$out") bytes"
+echo "  .rodata $(section .rodata "$out") bytes"
+
+for fn in $called; do
+    echo "$exported" | grep -qx "$fn" || { echo "$firmware_c calls $fn, not in $lib"; exit 1; }
+done
+link "$out.firmware" $called
+text=$(section .text "$out.firmware")
+rodata=$(section .rodata "$out.firmware")
+echo "C firmware ($(basename "$firmware_c"): $(echo "$called" | tr '\n' ' '))"
+echo "  .text   $text bytes (budget $BUDGET)"
 echo "  .rodata $rodata bytes"
 
-# A typical firmware: a circuit breaker and a rate limiter on a tick clock,
-# with the status strings (what tests/c/test_nomalloc.c-like code calls).
-typical=$(echo "$keep" | grep -E -- '--undefined=stockade_(breaker|limiter|tick_clock|status_str|config_option_str|config_problem_str)' || true)
-m=$(echo "$typical" | grep -c . || true)
-"$lld" -flavor gnu --gc-sections --entry=0 $typical "$lib" -o "$out.typical"
-text_t=$("$size_tool" -A "$out.typical" | awk '$1==".text" {print $2}')
-rodata_t=$("$size_tool" -A "$out.typical" | awk '$1==".rodata" {print $2}')
-echo "firmware, typical use (breaker + limiter + tick clock + status strings: $m functions):"
-echo "  .text   $text_t bytes"
-echo "  .rodata $rodata_t bytes"
-# No formatting machinery in firmware: config errors carry numbers, not text.
-if "$nm_tool" -C "$out" 2>/dev/null | grep -q 'core::fmt::Formatter'; then
-    "$nm_tool" -C --size-sort -S "$out" | grep 'core::fmt' | tail -5
-    echo "core::fmt is linked into the firmware build"; exit 1
+# The per-call part: the firmware minus its set-up functions (_init,
+# _config_default), what runs in its loop.
+calls=$(echo "$called" | grep -vE '_(init|config_default)$' || true)
+if [ -n "$calls" ]; then
+    link "$out.calls" $calls
+    echo "  of which per call ($(echo "$calls" | tr '\n' ' ')): .text $(section .text "$out.calls") bytes"
 fi
-# Budget: guards against regressions (the rest is the core's machines).
-[ "${text_t:-0}" -le $((18 * 1024)) ] || { echo "typical firmware .text above 18 KiB"; exit 1; }
+
+# What the firmware must not link: formatting or double-precision floating
+# point anywhere, 64-bit division on the per-call paths (each is a
+# kilobyte or more of library code on Cortex-M, and slow). Building the
+# machines (_init) divides 64-bit numbers once, at start-up.
+fail=0
+linked=$("$nm_tool" -C "$out.firmware" 2>/dev/null | grep -E 'core::fmt|__aeabi_d[a-z]+|__aeabi_f2d|__aeabi_[ul]2d' || true)
+if [ -n "$linked" ]; then
+    echo "$linked"
+    echo "the C firmware links formatting or double-precision floating point"
+    fail=1
+fi
+if [ -n "$calls" ]; then
+    linked=$("$nm_tool" -C "$out.calls" 2>/dev/null | grep -E '__aeabi_uldivmod|__aeabi_ldivmod|__udivmoddi4' || true)
+    if [ -n "$linked" ]; then
+        echo "$linked"
+        echo "the C firmware's per-call functions link 64-bit division"
+        fail=1
+    fi
+fi
+if [ "$text" -gt "$BUDGET" ]; then
+    "$nm_tool" -C --size-sort -S "$out.firmware" | tail -15
+    echo "the C firmware's Stockade .text ($text bytes) is over the $BUDGET-byte budget"
+    fail=1
+fi
+exit "$fail"

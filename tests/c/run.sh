@@ -139,6 +139,14 @@ for t in tests/c/test_*.cpp; do
 done
 
 # ---------------------------------------------------------------------------
+step "cross-language LTO (tests/c/lto.sh: rustc and clang on one LLVM, C inlines the core)"
+if why=$(tests/c/lto.sh --check); then
+    tests/c/lto.sh
+else
+    echo "not tested: $why"
+fi
+
+# ---------------------------------------------------------------------------
 step "core tier without malloc (no_std libstockade.a, --wrap=malloc aborts)"
 # The core tier alone, as firmware links it: no_std, panic = abort.
 CARGO_PROFILE_RELEASE_PANIC=abort cargo rustc -p stockade-ffi --release --no-default-features \
@@ -223,7 +231,20 @@ else
         --target-dir target/c-firmware --locked
     fw_a=target/c-firmware/thumbv7em-none-eabihf/release/libstockade.a
 fi
-tests/c/firmware-size.sh "$fw_a"
+# Stockade's flash in that firmware, against its budget.
+tests/c/firmware-size.sh "$fw_a" "$fw/main.c"
+# The README's table of what each function costs is the script's output.
+tests/c/firmware-size.sh --table "$fw_a" "$fw/main.c" >"$build/firmware-cost.md"
+if [ "${STOCKADE_UPDATE_README:-0}" = 1 ]; then
+    awk -v b="<!-- firmware-cost:begin -->" -v e="<!-- firmware-cost:end -->" -v f="$build/firmware-cost.md" '
+        $0==b {print; while ((getline l < f) > 0) print l; skip=1; next}
+        $0==e {skip=0} !skip' README.md >"$build/README.md"
+    cp "$build/README.md" README.md
+    echo "README.md's firmware cost table rewritten"
+fi
+awk -v b="<!-- firmware-cost:begin -->" -v e="<!-- firmware-cost:end -->" '$0==b{on=1; next} $0==e{on=0} on' README.md |
+    diff -u - "$build/firmware-cost.md" ||
+    fail "README.md's firmware cost table is stale: run STOCKADE_UPDATE_README=1 tests/c/run.sh and commit it"
 
 # ---------------------------------------------------------------------------
 step "install (scripts/install-c.sh) and consume with pkg-config"

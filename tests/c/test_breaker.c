@@ -230,8 +230,68 @@ static void test_failure_rate_and_slow_calls(void) {
     CHECK(state == STOCKADE_BREAKER_STATE_OPEN);
 }
 
+/* The protected call for stockade_breaker_call: counts its runs, returns
+ * the value user_data points to (0: success). */
+static int call_runs;
+static int protected_call(void *user_data) {
+    call_runs++;
+    return *(const int *)user_data;
+}
+
+static void test_call(void) {
+    stockade_clock clock = {read_now, NULL};
+    stockade_breaker_config c = stockade_breaker_config_default();
+    stockade_breaker *b = NULL;
+    stockade_breaker_metrics m;
+    stockade_breaker_token tok;
+    int ok = 0, failed = 7, result = -1, i;
+    uint64_t after = 0;
+
+    c.failure_threshold = 3;
+    c.reset_timeout_ms = 1000;
+    now_ns = 0;
+    call_runs = 0;
+    CHECK_OK(stockade_breaker_init(mem, sizeof mem, &c, NULL, &b));
+    /* A success: runs, reports, hands back the result. */
+    CHECK_OK(stockade_breaker_call(b, &clock, protected_call, &ok, &result, &after));
+    CHECK(call_runs == 1 && result == 0);
+    /* Failures (any non-zero result) count once each: three open it. */
+    for (i = 0; i < 3; i++) {
+        CHECK_OK(stockade_breaker_call(b, &clock, protected_call, &failed, &result, NULL));
+        CHECK(result == 7);
+    }
+    CHECK_OK(stockade_breaker_get_metrics(b, &clock, &m));
+    CHECK(m.state == STOCKADE_BREAKER_STATE_OPEN && m.failures == 3);
+    /* Open: the call does not run; retry_after_ms as acquire says. */
+    now_ns += 400 * (uint64_t)MS;
+    result = -1;
+    CHECK_STATUS(stockade_breaker_call(b, &clock, protected_call, &ok, &result, &after), STOCKADE_STATUS_BREAKER_OPEN);
+    CHECK(call_runs == 4 && result == -1 && after == 600);
+    CHECK_STATUS(stockade_breaker_call(b, &clock, protected_call, &ok, NULL, NULL), STOCKADE_STATUS_BREAKER_OPEN);
+    /* After the reset timeout the call is the half-open probe; its success
+     * is reported (the breaker stays half-open until the round ends). */
+    now_ns += 600 * (uint64_t)MS;
+    CHECK_OK(stockade_breaker_call(b, &clock, protected_call, &ok, NULL, NULL));
+    CHECK(call_runs == 5);
+    CHECK_OK(stockade_breaker_get_metrics(b, &clock, &m));
+    CHECK(m.state == STOCKADE_BREAKER_STATE_HALF_OPEN && m.probes_in_flight == 0 && m.probe_successes == 1);
+    /* The probe slot was freed by the report: another acquire is admitted. */
+    CHECK_OK(stockade_breaker_acquire(b, &clock, &tok, NULL, NULL));
+    CHECK_OK(stockade_breaker_report(b, &tok, STOCKADE_OUTCOME_IGNORED, &clock, NULL));
+    /* NULL paths: nothing runs. */
+    {
+        stockade_clock bad = {NULL, NULL};
+        CHECK_NULL_ARG(stockade_breaker_call(NULL, &clock, protected_call, &ok, NULL, NULL));
+        CHECK_NULL_ARG(stockade_breaker_call(b, NULL, protected_call, &ok, NULL, NULL));
+        CHECK_NULL_ARG(stockade_breaker_call(b, &bad, protected_call, &ok, NULL, NULL));
+        CHECK_NULL_ARG(stockade_breaker_call(b, &clock, NULL, &ok, NULL, NULL));
+        CHECK(call_runs == 5);
+    }
+}
+
 int main(void) {
     test_config();
+    test_call();
     test_lifecycle();
     test_failure_rate_and_slow_calls();
     return check_report("test_breaker");

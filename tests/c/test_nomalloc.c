@@ -68,8 +68,11 @@ int main(void) {
     CHECK_STATUS(stockade_backoff_init(backoff_mem, sizeof backoff_mem, &config, &err, &backoff),
                  STOCKADE_STATUS_INVALID_CONFIG);
     CHECK(err.option == 43);
-    /* no_std: numbers and static strings, no formatted message. */
-    CHECK(strcmp(err.option_name, "backoff_factor") == 0);
+    /* no_std: numbers and static strings on request, no formatted message
+     * and no name copied in (the table of names is linked only by a
+     * program that calls stockade_config_option_str). */
+    CHECK(err.option_name[0] == '\0');
+    CHECK(strcmp(stockade_config_option_str(err.option), "backoff_factor") == 0);
     CHECK(err.problem == STOCKADE_CONFIG_PROBLEM_TOO_SMALL && err.unit == STOCKADE_CONFIG_UNIT_FACTOR);
     CHECK(err.value_factor == 0.0 && err.limit_factor == 1.0);
     CHECK(err.message[0] == '\0');

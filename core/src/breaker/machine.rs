@@ -173,15 +173,29 @@ impl CircuitBreaker {
         // happens-after the transition that let it in, e.g. a `reset`),
         // and it costs nothing on x86-64 (a plain `mov`, like `Relaxed`)
         // and little elsewhere.
+        if let Some(permit) = self.try_acquire_without_clock() {
+            return Ok(permit);
+        }
+        self.acquire_slow(clock)
+    }
+
+    /// The first step of [`try_acquire`](Self::try_acquire), one load and
+    /// no clock: `Some(permit)` when the breaker admits at once (closed,
+    /// no slow-call threshold: what `try_acquire` then decides too, with
+    /// no transition), `None` when the general path must decide (call
+    /// `try_acquire`; `None` is not a rejection). For callers that want the
+    /// common case without the general path's set-up (the C ABI).
+    #[inline(always)]
+    pub fn try_acquire_without_clock(&self) -> Option<BreakerPermit<'_>> {
         let w = self.ctrl.load(Ordering::Acquire);
         if mode_of(w) == CLOSED && !self.config.has_slow_call_threshold() {
-            return Ok(BreakerPermit {
+            return Some(BreakerPermit {
                 breaker: self,
                 token: BreakerToken::from_parts(field_u32(gen_of(w)), None),
                 transition: None,
             });
         }
-        self.acquire_slow(clock)
+        None
     }
 
     /// The general admission: every state, with clock readings and
@@ -311,6 +325,20 @@ impl CircuitBreaker {
             let w = self.ctrl.load(Ordering::Acquire);
             mode_of(w) == CLOSED && gen_of(w) == generation as Word && a_of(w) == 0
         }
+    }
+
+    /// Whether [`report`](Self::report) of a success for a call admitted
+    /// in `generation` would return `Ok(None)` after one load, changing
+    /// nothing: the generation is the current closed one with no
+    /// consecutive failures to reset, and the breaker measures no slow
+    /// calls and keeps no failure-rate window. For callers that keep
+    /// tokens in a form of their own (the C ABI's plain-data token):
+    /// checking this first spares building a [`BreakerToken`] on the
+    /// common path. Like `report`'s own check, the answer describes the
+    /// moment of its one load.
+    #[inline(always)]
+    pub fn success_is_noop(&self, generation: u32) -> bool {
+        self.success_changes_nothing(generation)
     }
 
     /// The general report: every state and outcome. Out of line so the
@@ -734,6 +762,37 @@ mod tests {
             (BreakerState::Closed, 0, 1)
         );
         assert_eq!(m.transitions, 6);
+    }
+
+    #[test]
+    fn public_fast_path_checks_answer_as_try_acquire_and_report() {
+        let c = clock();
+        // Closed, no threshold: admitted without a clock, and a success of
+        // the current generation is a no-op.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_threshold(2));
+        let t = b.try_acquire_without_clock().unwrap().into_token();
+        assert_eq!((t.generation(), t.started_at()), (0, None));
+        assert!(b.success_is_noop(0));
+        assert!(!b.success_is_noop(1));
+        // A pending consecutive failure: a success resets it, not a no-op.
+        fail(&b, &c);
+        assert!(!b.success_is_noop(0));
+        succeed(&b, &c);
+        assert!(b.success_is_noop(0));
+        // Open: no decision without a clock (None), and try_acquire rejects.
+        b.trip(&c);
+        assert!(b.try_acquire_without_clock().is_none());
+        assert!(b.try_acquire(&c).is_err());
+        assert!(!b.success_is_noop(1));
+        // A slow-call threshold needs the clock: None, then try_acquire admits.
+        let b = breaker(BreakerConfig::DEFAULT.with_slow_call_threshold(SEC));
+        assert!(b.try_acquire_without_clock().is_none());
+        assert!(!b.success_is_noop(0));
+        assert!(b.try_acquire(&c).is_ok());
+        // A failure-rate window records successes: never a no-op.
+        let b = breaker(BreakerConfig::DEFAULT.with_failure_rate(FailureRateConfig::new(50, 4, 2)));
+        assert!(b.try_acquire_without_clock().is_some());
+        assert!(!b.success_is_noop(0));
     }
 
     #[test]
