@@ -132,16 +132,27 @@ impl CircuitBreaker {
 
     /// The verdict on an exception: excluded types and `BaseException`s
     /// that are not `Exception`s (cancellation, Ctrl-C, exit) do not count.
-    fn outcome_of(&self, exc: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+    ///
+    /// The `exclude` check runs Python code (a metaclass's
+    /// `__instancecheck__`), which may raise: then the verdict is a
+    /// failure, and the check's exception comes back too, for the caller
+    /// to raise once the outcome is reported (a probe is never lost).
+    fn outcome_of(&self, exc: &Bound<'_, PyAny>) -> (Outcome, Option<PyErr>) {
         if !exc.is_instance_of::<pyo3::exceptions::PyException>() {
-            return Ok(Outcome::Ignored);
+            return (Outcome::Ignored, None);
         }
-        if let Some(ex) = &self.exclude
-            && exc.is_instance(ex.bind(exc.py()))?
-        {
-            return Ok(Outcome::Ignored);
+        if let Some(ex) = &self.exclude {
+            match exc.is_instance(ex.bind(exc.py())) {
+                Ok(true) => return (Outcome::Ignored, None),
+                Ok(false) => {}
+                Err(raised) => {
+                    // Raised while handling `exc`: chained as Python would.
+                    let _ = raised.value(exc.py()).setattr("__context__", exc);
+                    return (Outcome::Failure, Some(raised));
+                }
+            }
         }
-        Ok(Outcome::Failure)
+        (Outcome::Failure, None)
     }
 
     pub(crate) fn run<'py>(
@@ -164,9 +175,9 @@ impl CircuitBreaker {
                 Ok(value)
             }
             Err(err) => {
-                let outcome = this.outcome_of(err.value(py))?;
+                let (outcome, raised) = this.outcome_of(err.value(py));
                 this.report(py, token, outcome);
-                Err(err)
+                Err(raised.unwrap_or(err))
             }
         }
     }
@@ -180,12 +191,17 @@ impl CircuitBreaker {
         exc: Option<&Bound<'_, PyAny>>,
         closed: bool,
     ) {
-        let outcome = match exc {
-            _ if closed => Outcome::Ignored,
-            None => Outcome::Success,
-            Some(e) => self.outcome_of(e).unwrap_or(Outcome::Failure),
+        let (outcome, raised) = match exc {
+            _ if closed => (Outcome::Ignored, None),
+            None => (Outcome::Success, None),
+            Some(e) => self.outcome_of(e),
         };
         self.report(py, token, outcome);
+        // The coroutine's own exception goes on to the awaiting code; the
+        // `exclude` check's cannot replace it here.
+        if let Some(raised) = raised {
+            raised.write_unraisable(py, None);
+        }
     }
 
     fn exit(
@@ -194,12 +210,12 @@ impl CircuitBreaker {
         token: PermitToken,
         exc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let outcome = match exc {
-            Some(e) if !e.is_none() => self.outcome_of(e)?,
-            _ => Outcome::Success,
+        let (outcome, raised) = match exc {
+            Some(e) if !e.is_none() => self.outcome_of(e),
+            _ => (Outcome::Success, None),
         };
         self.report(py, token, outcome);
-        Ok(())
+        raised.map_or(Ok(()), Err)
     }
 }
 

@@ -123,6 +123,14 @@ class Timeout:
     def disposed(self) -> bool: ...
 
 class CircuitBreaker:
+    """A circuit breaker. An exception from the protected call is a failure
+    unless it is an instance of a class in ``exclude``; if that check itself
+    raises (a metaclass's ``__instancecheck__``), the call counts as a
+    failure (a half-open probe is always reported) and the check's exception
+    is raised in place of the call's, which becomes its ``__context__``
+    (from an ``async def`` call, whose own exception goes on, the check's
+    goes to ``sys.unraisablehook``)."""
+
     def __init__(
         self,
         name: str,
