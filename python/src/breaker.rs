@@ -564,7 +564,10 @@ impl CircuitBreaker {
     /// Calls `callback(event)` on state changes and rejections (and on
     /// `dispose`), and with `kind="monitor"` every `monitor_interval` from
     /// a monitor thread while anyone listens; returns `callback`.
-    fn add_listener(slf: &Bound<'_, Self>, callback: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    fn add_listener(
+        slf: &Bound<'_, Self>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         slf.get().listeners.add(callback.clone_ref(slf.py()));
         Monitor::update(slf)?;
         Ok(callback)

@@ -17,7 +17,7 @@ use stockade::limiter::{
 };
 
 use crate::call::{CallArgs, aio, call};
-use crate::convert::{count_u32, duration};
+use crate::convert::{arg_n, count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
@@ -270,9 +270,10 @@ impl RateLimiter {
         Ok(cls.call1((name,))?.unbind())
     }
 
-    /// Takes `n` permits if they are available now; never waits.
+    /// Takes `n` permits if they are available now; never waits. `n = 0`
+    /// takes none and returns `True` (as the core's `try_acquire_n(0)`).
     #[pyo3(signature = (n = 1))]
-    fn try_acquire(&self, py: Python<'_>, n: u32) -> PyResult<bool> {
+    fn try_acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<bool> {
         self.check_disposed(py)?;
         let granted = if n == 1 {
             self.core.try_acquire(&CLOCK).is_ok()
@@ -287,9 +288,10 @@ impl RateLimiter {
 
     /// Takes `n` permits, waiting in the FIFO queue (the GIL released);
     /// raises `RateLimitedError` at once if the wait would exceed
-    /// `queue_timeout` or the queue is full.
+    /// `queue_timeout` or the queue is full. `n = 0` takes none and
+    /// returns at once (as the core's `acquire(0)`).
     #[pyo3(signature = (n = 1))]
-    fn acquire(&self, py: Python<'_>, n: u32) -> PyResult<()> {
+    fn acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<()> {
         let r = self.book(py, n)?;
         if r.is_immediate() {
             return Ok(());
@@ -415,7 +417,11 @@ impl RateLimiter {
 
     /// Calls `callback(event)` on rejections (and on `dispose`); returns
     /// `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use stockade::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
 
 use crate::call::{aio, call, is_awaitable};
-use crate::convert::{count_u32, duration, factor, opt_duration};
+use crate::convert::{arg_n, arg_seed, count_u32, duration, factor, opt_duration};
 use crate::errors::{config_error, core_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
@@ -431,7 +431,7 @@ impl Retry {
         retryable_errors: Option<&Bound<'_, PyAny>>,
         jitter: &str,
         max_elapsed: Option<&Bound<'_, PyAny>>,
-        seed: Option<u64>,
+        #[pyo3(from_py_with = arg_seed)] seed: Option<u64>,
     ) -> PyResult<Py<Retry>> {
         let mut config = BackoffConfig::DEFAULT;
         if let Some(v) = max_attempts {
@@ -549,7 +549,7 @@ impl Retry {
 
     /// The base delay (no jitter) before retry number `n` (1-based), in
     /// seconds: the core's `Backoff::delay`.
-    fn delay(&self, n: u32) -> f64 {
+    fn delay(&self, #[pyo3(from_py_with = arg_n)] n: u32) -> f64 {
         secs(self.backoff.delay(n))
     }
 
@@ -568,7 +568,11 @@ impl Retry {
 
     /// Calls `callback(event)` on every retry (and on `dispose`); returns
     /// `callback`, so it works as a decorator.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

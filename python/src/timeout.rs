@@ -20,7 +20,7 @@ use stockade::clock::{Clock, MonotonicClock};
 use stockade::deadline::TimeoutConfig;
 
 use crate::call::{aio, call};
-use crate::convert::duration;
+use crate::convert::{arg_max_workers, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
@@ -236,7 +236,7 @@ impl Timeout {
         py: Python<'_>,
         name: String,
         timeout: Option<&Bound<'_, PyAny>>,
-        max_workers: usize,
+        #[pyo3(from_py_with = arg_max_workers)] max_workers: usize,
     ) -> PyResult<Py<Timeout>> {
         let t = Timeout::unregistered(py, name, timeout, max_workers)?;
         registry::register(KIND, &t.get().name, t.clone_ref(py).into_any())?;
@@ -299,7 +299,11 @@ impl Timeout {
 
     /// Calls `callback(event)` on every timeout (and on `dispose`); returns
     /// `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

@@ -249,8 +249,14 @@ class RateLimiter:
     ) -> None: ...
     @classmethod
     def get_limiter(cls, name: str) -> "RateLimiter": ...
-    def try_acquire(self, n: int = 1) -> bool: ...
-    def acquire(self, n: int = 1) -> None: ...
+    def try_acquire(self, n: int = 1) -> bool:
+        """Takes ``n`` permits now or returns ``False``; ``n = 0`` takes none
+        and returns ``True`` (as the core). ``n`` outside ``0..=2**32-1``
+        raises ``ConfigError``."""
+    def acquire(self, n: int = 1) -> None:
+        """Takes ``n`` permits, waiting in the queue; ``n = 0`` returns at
+        once (as the core). ``n`` outside ``0..=2**32-1`` raises
+        ``ConfigError``."""
     @overload
     def execute(self, func: Callable[..., Awaitable[_T]], /, *args: Any, **kwargs: Any) -> Awaitable[_T]: ...
     @overload
