@@ -152,6 +152,7 @@ def test_queue_timeout_zero_never_waits():
     join_all([holder])
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_while_queued_leaks_no_permit():
     b = stockade.Bulkhead("ctrl-c", max_concurrent=1, queue_timeout=60)
     release, holder = hold(b)

@@ -130,6 +130,7 @@ def test_queue_bound_raises_at_once_and_dispose_wakes_the_queue():
     assert len(errors) == 2 and all(isinstance(e, stockade.DisposedError) for e in errors)
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_waiting_in_the_queue():
     r = stockade.RateLimiter("ctrl-c", requests_per_period=1, period=30, burst=1, queue_timeout=60)
     r.acquire()

@@ -491,6 +491,7 @@ def test_dispose_wakes_a_retry_sleeping_in_backoff():
     assert isinstance(out[0], stockade.DisposedError)
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_sleeping_in_backoff():
     import _thread
 

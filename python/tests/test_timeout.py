@@ -173,6 +173,7 @@ def test_busy_workers_refuse():
     assert t.execute(lambda: "free again") == "free again"
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_waiting_for_a_worker():
     t = stockade.Timeout("ctrl-c", timeout=30)
     started = threading.Event()
