@@ -539,8 +539,9 @@ mod monotonic {
     /// CPU. They never go backwards, also when upkeep starts or stops.
     ///
     /// **Without a running upkeep** (never started, or its handle dropped)
-    /// `now()` reads [`MonotonicClock`] and publishes that reading (one
-    /// atomic read-modify-write on a shared word): precise, correct, and
+    /// `now()` reads [`MonotonicClock`] and publishes that reading (a
+    /// compare-and-swap on a shared word, skipped when it holds a later
+    /// time): precise, correct, and
     /// somewhat *slower* than `MonotonicClock` itself. Time never freezes
     /// because an upkeep stopped.
     ///
@@ -663,11 +664,18 @@ mod monotonic {
     }
 
     /// The precise time, published so that no later coarse read returns
-    /// less.
+    /// less. The [`RUNNING`] flag is kept as found: an upkeep that started
+    /// since this thread looked (and set it) must not lose it to a plain
+    /// `fetch_max`, whose larger even time would clear bit 0.
     #[cold]
     fn now_without_upkeep() -> Timestamp {
         let now = MonotonicClock.now().as_nanos() & !RUNNING;
-        let before = RECENT.fetch_max(now, Ordering::Relaxed);
+        let before = RECENT
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |recent| {
+                let latest = (recent & !RUNNING).max(now) | (recent & RUNNING);
+                (latest != recent).then_some(latest)
+            })
+            .unwrap_or_else(|recent| recent);
         Timestamp::from_nanos(now.max(before & !RUNNING))
     }
 
@@ -706,7 +714,10 @@ mod monotonic {
     #[cfg(all(test, not(stockade_loom)))]
     mod tests {
         use super::*;
-        use std::sync::Barrier;
+        use std::sync::{Barrier, Mutex};
+
+        /// The upkeep is process-wide: the tests that start it take turns.
+        static UPKEEP_TESTS: Mutex<()> = Mutex::new(());
 
         /// Reads `reads` times on each of two threads and checks that each
         /// thread's readings never decrease.
@@ -778,6 +789,7 @@ mod monotonic {
         /// One test for all of the process-wide upkeep's life cycle.
         #[test]
         fn coarse_clock_ticks_with_upkeep_and_is_precise_without() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
             let coarse = CoarseClock::new();
             let precise = MonotonicClock::new();
             // Without upkeep: precise, moving, never behind an earlier read.
@@ -827,6 +839,66 @@ mod monotonic {
             assert!(precise.now().saturating_duration_since(after) < Duration::from_millis(5));
             // And it can start again.
             drop(CoarseClock::start_upkeep(Duration::from_millis(1)).expect("restart"));
+        }
+
+        /// Sets a flag when dropped (also on unwind), so spinning threads
+        /// stop even if the test fails.
+        struct SetOnDrop<'a>(&'a AtomicBool);
+
+        impl Drop for SetOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+
+        /// Readers without upkeep publish the precise time; one racing
+        /// `start_upkeep` must never wipe out the flag it set (a reader's
+        /// `fetch_max` with a larger, even time once did, and coarse reads
+        /// fell back to the precise clock until the thread published).
+        #[test]
+        fn readers_racing_start_upkeep_never_clear_its_flag() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+            // Bounds the readers' spinning should the main thread stall.
+            let watchdog = Instant::now() + Duration::from_secs(60);
+            let done = AtomicBool::new(false);
+            let started = AtomicBool::new(false);
+            let lost = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                let _stop = SetOnDrop(&done);
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        let coarse = CoarseClock::new();
+                        while !done.load(Ordering::SeqCst) && Instant::now() < watchdog {
+                            let _ = coarse.now();
+                            // `started` is set after `start_upkeep` returned
+                            // and cleared before the handle is dropped.
+                            if started.load(Ordering::SeqCst) && !CoarseClock::upkeep_running() {
+                                lost.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+                for round in 0..1000 {
+                    // A long interval: the thread publishes once on start,
+                    // then sleeps; the flag must hold on its own.
+                    let upkeep =
+                        CoarseClock::start_upkeep(Duration::from_secs(3600)).expect("start upkeep");
+                    assert!(
+                        CoarseClock::upkeep_running(),
+                        "round {round}: flag lost right after start_upkeep"
+                    );
+                    started.store(true, Ordering::SeqCst);
+                    for _ in 0..200 {
+                        assert!(CoarseClock::upkeep_running(), "round {round}: flag lost");
+                        std::hint::spin_loop();
+                    }
+                    started.store(false, Ordering::SeqCst);
+                    drop(upkeep);
+                    assert!(!CoarseClock::upkeep_running());
+                    assert!(Instant::now() < watchdog, "watchdog: took over 60 s");
+                }
+            });
+            assert!(!lost.load(Ordering::SeqCst), "a reader saw the flag lost");
         }
     }
 }
