@@ -119,10 +119,17 @@ impl CircuitBreaker {
         }
     }
 
+    /// Reports the verdict. A call that is neither a success nor a
+    /// failure (an interruption, an excluded exception, a coroutine closed
+    /// before its end) is taken back out of `calls`: `calls` counts the
+    /// calls with an outcome (successes, failures, rejections) and those
+    /// in progress.
     #[inline]
     fn report(&self, py: Python<'_>, token: PermitToken, outcome: Outcome) {
-        if outcome == Outcome::Success {
-            self.successes.inc();
+        match outcome {
+            Outcome::Success => self.successes.inc(),
+            Outcome::Ignored => self.calls.dec(),
+            _ => {}
         }
         // A stale or repeated verdict changes nothing (the core counts it).
         if let Ok(transition) = self.core.report(token, outcome, &CLOCK) {

@@ -51,10 +51,12 @@ pub(crate) struct LimiterBooking {
 #[pymethods]
 impl LimiterBooking {
     /// The coroutine gave up (cancelled): hand the booking back if the
-    /// core can.
+    /// core can. No outcome: the call is taken back out of `calls`.
     fn cancel(&self) {
         if let Some(r) = self.reservation.lock().take() {
-            let _ = self.limiter.get().core.cancel(r, &CLOCK);
+            let limiter = self.limiter.get();
+            let _ = limiter.core.cancel(r, &CLOCK);
+            limiter.calls.dec();
         }
     }
 
@@ -62,7 +64,10 @@ impl LimiterBooking {
     /// meanwhile).
     fn ready(&self, py: Python<'_>) -> PyResult<()> {
         self.reservation.lock().take();
-        self.limiter.get().check_disposed(py)
+        let limiter = self.limiter.get();
+        limiter
+            .check_disposed(py)
+            .inspect_err(|_| limiter.calls.dec())
     }
 }
 
@@ -124,12 +129,16 @@ impl RateLimiter {
         let r = r.into_token();
         match self.disposed.sleep(py, wait) {
             Ok(true) => Ok(()),
+            // Disposed or interrupted (Ctrl-C) while waiting: the booking
+            // goes back, and the call is taken back out of `calls`.
             Ok(false) => {
                 let _ = self.core.cancel(r, &CLOCK);
+                self.calls.dec();
                 Err(disposed(py, "RateLimiter", &self.name))
             }
             Err(e) => {
                 let _ = self.core.cancel(r, &CLOCK);
+                self.calls.dec();
                 Err(e)
             }
         }

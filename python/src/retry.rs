@@ -35,9 +35,23 @@ impl Counter {
     pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    /// Takes back an `inc` (a call that ended in no outcome: an
+    /// interruption, see `stockade`'s docs).
+    #[inline]
+    pub(crate) fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// `True` for a `BaseException` that is not an `Exception`
+/// (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`,
+/// `asyncio.CancelledError`): it interrupts a call, which then counts as
+/// no outcome and is taken back out of `calls`.
+pub(crate) fn interrupts(exc: &Bound<'_, PyAny>) -> bool {
+    !exc.is_instance_of::<pyo3::exceptions::PyException>()
 }
 
 /// `retryable_errors`, sorted by kind.
@@ -273,6 +287,11 @@ impl Retry {
     /// emitted), `None` to re-raise (with the note when giving up).
     fn failed(&self, exc: &Bound<'_, PyAny>, state: &mut CallState) -> PyResult<Option<Duration>> {
         let py = exc.py();
+        if interrupts(exc) {
+            // Never retried, and no outcome.
+            self.calls.dec();
+            return Ok(None);
+        }
         match self.judge(exc, state)? {
             Verdict::Sleep(delay) => {
                 self.retries.inc();
@@ -325,8 +344,18 @@ impl Retry {
                         None => return Err(err),
                         Some(delay) => {
                             drop(err);
-                            if !this.disposed.sleep(py, delay)? {
-                                return Err(disposed(py, "Retry", &this.name));
+                            // Interrupted (Ctrl-C) or disposed in the
+                            // back-off: the call ends with no outcome.
+                            match this.disposed.sleep(py, delay) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    this.calls.dec();
+                                    return Err(disposed(py, "Retry", &this.name));
+                                }
+                                Err(e) => {
+                                    this.calls.dec();
+                                    return Err(e);
+                                }
                             }
                         }
                     }
@@ -406,9 +435,17 @@ impl RetryCall {
         Ok(retry.failed(exc, &mut self.state)?.map(secs))
     }
 
-    /// Before the next attempt: raises `DisposedError` if disposed.
+    /// Before the next attempt: raises `DisposedError` if disposed (the
+    /// call then ends with no outcome).
     fn resume(&self, py: Python<'_>) -> PyResult<()> {
-        self.retry.get().check_disposed(py)
+        let retry = self.retry.get();
+        retry.check_disposed(py).inspect_err(|_| retry.calls.dec())
+    }
+
+    /// The call was interrupted between attempts (cancelled in its
+    /// back-off sleep): no outcome.
+    fn interrupted(&self) {
+        self.retry.get().calls.dec();
     }
 }
 

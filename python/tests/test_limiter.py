@@ -149,6 +149,8 @@ def test_keyboard_interrupt_reaches_a_caller_waiting_in_the_queue():
     assert time.monotonic() - start < 2.0
     join_all([t])
     assert r.queue_depth == 0  # the booking was handed back
+    # The interrupted booking is not counted: only the first acquire is.
+    assert (r.metrics()["calls"], r.metrics()["rejections"]) == (1, 0)
 
 
 def test_with_and_decorator():
