@@ -990,7 +990,7 @@ mod monotonic {
                     started.store(true, Ordering::SeqCst);
                     for _ in 0..200 {
                         assert!(CoarseClock::upkeep_running(), "round {round}: flag lost");
-                        std::hint::spin_loop();
+                        core::hint::spin_loop();
                     }
                     started.store(false, Ordering::SeqCst);
                     drop(upkeep);

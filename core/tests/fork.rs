@@ -7,8 +7,9 @@
 //! kills a child that hangs.
 #![cfg(all(unix, feature = "std", not(stockade_loom)))]
 
+use core::panic::AssertUnwindSafe;
 use core::time::Duration;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::time::Instant;
 
 use std::sync::Arc;
