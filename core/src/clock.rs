@@ -372,7 +372,7 @@ mod monotonic {
     /// counter read scaled to nanoseconds with a multiply and a shift; on
     /// x86_64 that is about 60 % of the cost of [`Instant::now`] (see the
     /// clock table in `benches/`). Elsewhere quanta reads the operating
-    /// system's monotonic clock.
+    /// system's monotonic clock. Under Miri, `now()` reads [`Instant`].
     ///
     /// On x86 Linux there is one more condition: the kernel itself must use
     /// the TSC as its clocksource (`/sys/devices/system/clocksource/
@@ -530,8 +530,13 @@ mod monotonic {
     /// Whether the kernel lets quanta read the TSC: on x86 Linux only while
     /// it uses the TSC as its own clocksource; elsewhere quanta's own
     /// checks decide.
+    /// Under Miri: never (it reads [`Instant`], Miri's own clock). Miri
+    /// isolates the program from the file system, so `/sys` cannot be
+    /// read, and it cannot run quanta's counter read and calibration.
     fn kernel_agrees() -> bool {
-        if cfg!(all(
+        if cfg!(miri) {
+            false
+        } else if cfg!(all(
             any(target_arch = "x86_64", target_arch = "x86"),
             any(target_os = "linux", target_os = "android")
         )) {
@@ -590,9 +595,19 @@ mod monotonic {
     /// - a program that can be starved of CPU (overloaded, cgroup-throttled,
     ///   stopped in a debugger): coarse time stands still while the upkeep
     ///   thread does not run;
-    /// - a child process after `fork()`: the upkeep thread does not survive
-    ///   the fork but the published time says it runs, so the child's coarse
-    ///   time stands still; start upkeep after forking.
+    ///
+    /// # After `fork`
+    ///
+    /// A child process has none of the parent's threads, so not its upkeep
+    /// thread. On Unix (with 64-bit atomics) a `pthread_atfork` handler,
+    /// registered by the first [`start_upkeep`](Self::start_upkeep), makes
+    /// the child forget the parent's upkeep at once: its `now()` reads the
+    /// precise time as without upkeep (never the frozen last publication),
+    /// [`upkeep_running`](Self::upkeep_running) is `false`, and the child
+    /// may start an upkeep of its own. The child's copy of the parent's
+    /// [`CoarseUpkeep`] handle does nothing when dropped (it neither waits
+    /// for the parent's thread nor stops the child's upkeep). Elsewhere, a
+    /// child's coarse time would stand still until it starts an upkeep.
     ///
     /// One upkeep serves the whole process; a second
     /// [`start_upkeep`](Self::start_upkeep) while one is alive fails.
@@ -636,6 +651,7 @@ mod monotonic {
         /// [`io::ErrorKind::AlreadyExists`] if another upkeep is alive, or
         /// the error of spawning the thread.
         pub fn start_upkeep(interval: Duration) -> io::Result<CoarseUpkeep> {
+            after_fork::register();
             if UPKEEP_ALIVE.swap(true, Ordering::AcqRel) {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -660,6 +676,7 @@ mod monotonic {
                 Ok(thread) => Ok(CoarseUpkeep {
                     stop,
                     thread: Some(thread),
+                    forks: after_fork::forks(),
                 }),
                 Err(error) => {
                     stop_publishing();
@@ -715,6 +732,53 @@ mod monotonic {
         RECENT.fetch_and(!RUNNING, Ordering::Relaxed);
     }
 
+    /// Forgetting a parent's upkeep in a forked child.
+    #[cfg(all(unix, target_has_atomic = "64", not(miri)))]
+    mod after_fork {
+        use core::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Once;
+
+        /// Forks this process descends from since the handler was
+        /// registered (incremented in each child).
+        static FORKS: AtomicU32 = AtomicU32::new(0);
+
+        pub(super) fn forks() -> u32 {
+            FORKS.load(Ordering::Acquire)
+        }
+
+        /// Registers [`in_child`] once per process (a child inherits the
+        /// registration).
+        pub(super) fn register() {
+            static ONCE: Once = Once::new();
+            ONCE.call_once(|| {
+                // SAFETY: `in_child` is an `extern "C" fn()` that never
+                // unwinds and only touches lock-free atomics, which is
+                // async-signal-safe as a fork handler must be. A failure
+                // (ENOMEM) leaves the documented behaviour without it.
+                let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            });
+        }
+
+        /// Runs in the child right after `fork`: the upkeep thread was
+        /// the parent's, so coarse reads go precise and a new upkeep may
+        /// start.
+        extern "C" fn in_child() {
+            FORKS.fetch_add(1, Ordering::AcqRel);
+            super::RECENT.fetch_and(!super::RUNNING, Ordering::Relaxed);
+            super::UPKEEP_ALIVE.store(false, Ordering::Release);
+        }
+    }
+
+    /// No fork handler on this platform: see `CoarseClock`, "After fork".
+    #[cfg(not(all(unix, target_has_atomic = "64", not(miri))))]
+    mod after_fork {
+        pub(super) fn forks() -> u32 {
+            0
+        }
+
+        pub(super) fn register() {}
+    }
+
     /// The running upkeep of [`CoarseClock`]; dropping it stops the thread
     /// (waiting for it) and `CoarseClock` reads precise time again.
     #[derive(Debug)]
@@ -722,10 +786,20 @@ mod monotonic {
     pub struct CoarseUpkeep {
         stop: Arc<AtomicBool>,
         thread: Option<JoinHandle<()>>,
+        /// [`after_fork::forks`] when started: another value means this is
+        /// a forked child's copy of a parent's handle.
+        forks: u32,
     }
 
     impl Drop for CoarseUpkeep {
         fn drop(&mut self) {
+            if self.forks != after_fork::forks() {
+                // A parent's upkeep, copied by `fork`: its thread is not
+                // in this process (joining it would never return), and
+                // the child's handler already forgot it.
+                core::mem::forget(self.thread.take());
+                return;
+            }
             self.stop.store(true, Ordering::Release);
             if let Some(thread) = self.thread.take() {
                 thread.thread().unpark();
@@ -820,22 +894,25 @@ mod monotonic {
             );
         }
 
+        /// Hand-offs per test: fewer under Miri, which interprets them.
+        const ROUNDS: u64 = if cfg!(miri) { 200 } else { 200_000 };
+
         #[test]
         fn monotonic_clock_is_ordered_across_threads() {
-            assert_ordered_across_threads(&MonotonicClock::new(), 200_000);
+            assert_ordered_across_threads(&MonotonicClock::new(), ROUNDS);
         }
 
         #[test]
         fn coarse_clock_without_upkeep_is_ordered_across_threads_and_never_ahead() {
             let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-            assert_ordered_across_threads(&CoarseClock::new(), 200_000);
+            assert_ordered_across_threads(&CoarseClock::new(), ROUNDS);
         }
 
         #[test]
         fn coarse_clock_with_upkeep_is_ordered_across_threads_and_never_ahead() {
             let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
             let _upkeep = CoarseClock::start_upkeep(Duration::from_micros(50)).expect("upkeep");
-            assert_ordered_across_threads(&CoarseClock::new(), 200_000);
+            assert_ordered_across_threads(&CoarseClock::new(), ROUNDS);
         }
 
         #[test]
@@ -859,6 +936,10 @@ mod monotonic {
         #[test]
         fn uses_the_counter_only_where_the_kernel_does() {
             let source = source();
+            if cfg!(miri) {
+                assert!(source.counter.is_none(), "Miri reads Instant");
+                return;
+            }
             let x86_linux = cfg!(all(
                 any(target_arch = "x86_64", target_arch = "x86"),
                 target_os = "linux"
@@ -978,7 +1059,7 @@ mod monotonic {
                         }
                     });
                 }
-                for round in 0..1000 {
+                for round in 0..if cfg!(miri) { 5 } else { 1000 } {
                     // A long interval: the thread publishes once on start,
                     // then sleeps; the flag must hold on its own.
                     let upkeep =

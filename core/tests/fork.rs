@@ -139,3 +139,39 @@ fn a_pool_shut_down_before_the_fork_stays_shut_down_in_the_child() {
         assert_eq!(pool.submit(&clock, || 1).err(), Some(Refused::Shutdown));
     });
 }
+
+#[test]
+fn a_child_forgets_the_parents_coarse_clock_upkeep() {
+    use stockade::clock::{Clock, CoarseClock};
+    // A long interval: the upkeep thread publishes once, so the parent's
+    // published time stands still, as a child's would if it trusted it.
+    let mut upkeep = Some(CoarseClock::start_upkeep(Duration::from_secs(3600)).expect("upkeep"));
+    assert!(CoarseClock::upkeep_running());
+    in_child(|| {
+        assert!(
+            !CoarseClock::upkeep_running(),
+            "the child believes the parent's upkeep runs"
+        );
+        let coarse = CoarseClock::new();
+        let a = coarse.now();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = coarse.now();
+        assert!(
+            b.saturating_duration_since(a) >= Duration::from_millis(2),
+            "the child's coarse time stood still: {a:?} then {b:?}"
+        );
+        // The child may start its own upkeep; dropping the parent's copy
+        // of the handle neither hangs nor stops the child's.
+        let own = CoarseClock::start_upkeep(Duration::from_millis(1)).expect("child upkeep");
+        drop(upkeep.take());
+        assert!(CoarseClock::upkeep_running());
+        drop(own);
+        assert!(!CoarseClock::upkeep_running());
+    });
+    assert!(
+        CoarseClock::upkeep_running(),
+        "the parent's upkeep is untouched"
+    );
+    drop(upkeep);
+    assert!(!CoarseClock::upkeep_running());
+}
