@@ -39,6 +39,9 @@ CASES = [
     ("max_workers=2**64", lambda: stockade.Timeout(name("t"), max_workers=2**64), stockade.ConfigError, "max_workers"),
     ("max_workers=True", lambda: stockade.Timeout(name("t"), max_workers=True), TypeError, "max_workers"),
     ("max_workers=1.0", lambda: stockade.Timeout(name("t"), max_workers=1.0), TypeError, "max_workers"),
+    ("RequestResponsePattern(max_workers=-1)", lambda: stockade.RequestResponsePattern(name("rr"), lambda r: r, max_workers=-1), stockade.ConfigError, "max_workers"),
+    ("RequestResponsePattern(max_workers=2**64)", lambda: stockade.RequestResponsePattern(name("rr"), lambda r: r, max_workers=2**64), stockade.ConfigError, "max_workers"),
+    ("RequestResponsePattern(max_workers=True)", lambda: stockade.RequestResponsePattern(name("rr"), lambda r: r, max_workers=True), TypeError, "max_workers"),
     # Retry(seed)
     ("seed=-1", lambda: stockade.Retry(name("r"), seed=-1), stockade.ConfigError, "seed"),
     ("seed=2**64", lambda: stockade.Retry(name("r"), seed=2**64), stockade.ConfigError, "seed"),
