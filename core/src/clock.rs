@@ -838,6 +838,7 @@ mod monotonic {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore = "a million clock reads: too slow under Miri")]
         fn monotonic_across_threads() {
             assert_monotonic(&MonotonicClock::new(), 500_000);
         }
