@@ -156,7 +156,8 @@ pub struct BulkheadConfig {
     /// Longest time a waiter stays queued (spec `queueTimeout`, default
     /// 30 s). The core only validates and stores it, in whole nanoseconds
     /// saturating at `u64::MAX` (584 years, i.e. forever); the blocking
-    /// layer enforces it. Must be greater than zero.
+    /// layer enforces it. Zero is valid and means "never wait": a caller
+    /// that would have to queue is refused at once.
     pub queue_timeout: Duration,
 }
 

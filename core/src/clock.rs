@@ -372,7 +372,7 @@ mod monotonic {
     /// counter read scaled to nanoseconds with a multiply and a shift; on
     /// x86_64 that is about 60 % of the cost of [`Instant::now`] (see the
     /// clock table in `benches/`). Elsewhere quanta reads the operating
-    /// system's monotonic clock.
+    /// system's monotonic clock. Under Miri, `now()` reads [`Instant`].
     ///
     /// On x86 Linux there is one more condition: the kernel itself must use
     /// the TSC as its clocksource (`/sys/devices/system/clocksource/
@@ -389,11 +389,30 @@ mod monotonic {
     /// (at most 200 ms, once per process). A latency-sensitive program
     /// calls `MonotonicClock::new().now()` once at startup.
     ///
+    /// # Across threads
+    ///
     /// Within a thread the time never goes backwards (the conversion is
-    /// fixed and monotone, and the counter is synchronised across cores).
-    /// Between threads, a read may come out a few nanoseconds before a read
-    /// that another thread made just earlier (an unordered counter read);
-    /// the state machines treat that as "no time passed".
+    /// fixed and monotone). Between threads it can: a read that happens
+    /// after another thread's read (ordered by any synchronisation, even
+    /// the hand-off of that very reading) may come out *earlier* than it,
+    /// by at most the skew between the two CPUs' counters plus how far an
+    /// unfenced counter read runs ahead of the instructions before it (the
+    /// out-of-order window, well under a microsecond). On bare metal the
+    /// kernel keeps the TSC as its clocksource only if it found the CPUs'
+    /// counters in step, so what is left is the out-of-order window. Under
+    /// a hypervisor that declares the TSC reliable, nobody checks the
+    /// virtual CPUs' skew: on a shared 2-vCPU VM we measured steps back of
+    /// up to 0.8 µs. Stockade states no bound for such machines; its test
+    /// suite hands readings between two threads and fails if one steps
+    /// back by more than 5 µs (`LIMIT` in the test).
+    ///
+    /// The read is deliberately not fenced (`lfence; rdtsc` or `rdtscp`
+    /// would remove only the out-of-order part, not the skew, and cost
+    /// twice as much: 24.8 ns against 12.4 ns in the clock table). Every
+    /// state machine treats a reading earlier than one it stored as "no
+    /// time passed", so such a step never makes a breaker, limiter or
+    /// bulkhead admit early; it only makes a duration measured across
+    /// threads come out short by the step.
     ///
     /// The scaled counter runs at the rate quanta's calibration measured
     /// over about a millisecond, fixed for the life of the process and not
@@ -511,8 +530,13 @@ mod monotonic {
     /// Whether the kernel lets quanta read the TSC: on x86 Linux only while
     /// it uses the TSC as its own clocksource; elsewhere quanta's own
     /// checks decide.
+    /// Under Miri: never (it reads [`Instant`], Miri's own clock). Miri
+    /// isolates the program from the file system, so `/sys` cannot be
+    /// read, and it cannot run quanta's counter read and calibration.
     fn kernel_agrees() -> bool {
-        if cfg!(all(
+        if cfg!(miri) {
+            false
+        } else if cfg!(all(
             any(target_arch = "x86_64", target_arch = "x86"),
             any(target_os = "linux", target_os = "android")
         )) {
@@ -534,13 +558,20 @@ mod monotonic {
     /// its thread publishes [`MonotonicClock::now`] every `interval`, and
     /// `now()` returns the last published time: about 1 ns instead of
     /// 15–30 ns, and no counter read at all. The timestamps are
-    /// `MonotonicClock`'s (same epoch), never ahead of it, and behind it by
-    /// up to one interval plus however long the upkeep thread waits for a
-    /// CPU. They never go backwards, also when upkeep starts or stops.
+    /// `MonotonicClock`'s (same epoch), behind it by up to one interval
+    /// plus however long the upkeep thread waits for a CPU. They never go
+    /// backwards, also when upkeep starts or stops. They are never ahead
+    /// of `MonotonicClock` *as read on the thread that published them*;
+    /// the time was read on another thread (the upkeep thread, or another
+    /// reader without upkeep), so against a later `MonotonicClock` read on
+    /// this thread a coarse reading can be ahead by the cross-thread step
+    /// of [`MonotonicClock`] ("Across threads": the CPUs' skew plus the
+    /// out-of-order window; up to 2.3 µs measured on a shared VM).
     ///
     /// **Without a running upkeep** (never started, or its handle dropped)
-    /// `now()` reads [`MonotonicClock`] and publishes that reading (one
-    /// atomic read-modify-write on a shared word): precise, correct, and
+    /// `now()` reads [`MonotonicClock`] and publishes that reading (a
+    /// compare-and-swap on a shared word, skipped when it holds a later
+    /// time): precise, correct, and
     /// somewhat *slower* than `MonotonicClock` itself. Time never freezes
     /// because an upkeep stopped.
     ///
@@ -564,9 +595,19 @@ mod monotonic {
     /// - a program that can be starved of CPU (overloaded, cgroup-throttled,
     ///   stopped in a debugger): coarse time stands still while the upkeep
     ///   thread does not run;
-    /// - a child process after `fork()`: the upkeep thread does not survive
-    ///   the fork but the published time says it runs, so the child's coarse
-    ///   time stands still; start upkeep after forking.
+    ///
+    /// # After `fork`
+    ///
+    /// A child process has none of the parent's threads, so not its upkeep
+    /// thread. On Unix (with 64-bit atomics) a `pthread_atfork` handler,
+    /// registered by the first [`start_upkeep`](Self::start_upkeep), makes
+    /// the child forget the parent's upkeep at once: its `now()` reads the
+    /// precise time as without upkeep (never the frozen last publication),
+    /// [`upkeep_running`](Self::upkeep_running) is `false`, and the child
+    /// may start an upkeep of its own. The child's copy of the parent's
+    /// [`CoarseUpkeep`] handle does nothing when dropped (it neither waits
+    /// for the parent's thread nor stops the child's upkeep). Elsewhere, a
+    /// child's coarse time would stand still until it starts an upkeep.
     ///
     /// One upkeep serves the whole process; a second
     /// [`start_upkeep`](Self::start_upkeep) while one is alive fails.
@@ -610,6 +651,7 @@ mod monotonic {
         /// [`io::ErrorKind::AlreadyExists`] if another upkeep is alive, or
         /// the error of spawning the thread.
         pub fn start_upkeep(interval: Duration) -> io::Result<CoarseUpkeep> {
+            after_fork::register();
             if UPKEEP_ALIVE.swap(true, Ordering::AcqRel) {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -634,6 +676,7 @@ mod monotonic {
                 Ok(thread) => Ok(CoarseUpkeep {
                     stop,
                     thread: Some(thread),
+                    forks: after_fork::forks(),
                 }),
                 Err(error) => {
                     stop_publishing();
@@ -663,11 +706,18 @@ mod monotonic {
     }
 
     /// The precise time, published so that no later coarse read returns
-    /// less.
+    /// less. The [`RUNNING`] flag is kept as found: an upkeep that started
+    /// since this thread looked (and set it) must not lose it to a plain
+    /// `fetch_max`, whose larger even time would clear bit 0.
     #[cold]
     fn now_without_upkeep() -> Timestamp {
         let now = MonotonicClock.now().as_nanos() & !RUNNING;
-        let before = RECENT.fetch_max(now, Ordering::Relaxed);
+        let before = RECENT
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |recent| {
+                let latest = (recent & !RUNNING).max(now) | (recent & RUNNING);
+                (latest != recent).then_some(latest)
+            })
+            .unwrap_or_else(|recent| recent);
         Timestamp::from_nanos(now.max(before & !RUNNING))
     }
 
@@ -682,6 +732,53 @@ mod monotonic {
         RECENT.fetch_and(!RUNNING, Ordering::Relaxed);
     }
 
+    /// Forgetting a parent's upkeep in a forked child.
+    #[cfg(all(unix, target_has_atomic = "64", not(miri)))]
+    mod after_fork {
+        use core::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Once;
+
+        /// Forks this process descends from since the handler was
+        /// registered (incremented in each child).
+        static FORKS: AtomicU32 = AtomicU32::new(0);
+
+        pub(super) fn forks() -> u32 {
+            FORKS.load(Ordering::Acquire)
+        }
+
+        /// Registers [`in_child`] once per process (a child inherits the
+        /// registration).
+        pub(super) fn register() {
+            static ONCE: Once = Once::new();
+            ONCE.call_once(|| {
+                // SAFETY: `in_child` is an `extern "C" fn()` that never
+                // unwinds and only touches lock-free atomics, which is
+                // async-signal-safe as a fork handler must be. A failure
+                // (ENOMEM) leaves the documented behaviour without it.
+                let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            });
+        }
+
+        /// Runs in the child right after `fork`: the upkeep thread was
+        /// the parent's, so coarse reads go precise and a new upkeep may
+        /// start.
+        extern "C" fn in_child() {
+            FORKS.fetch_add(1, Ordering::AcqRel);
+            super::RECENT.fetch_and(!super::RUNNING, Ordering::Relaxed);
+            super::UPKEEP_ALIVE.store(false, Ordering::Release);
+        }
+    }
+
+    /// No fork handler on this platform: see `CoarseClock`, "After fork".
+    #[cfg(not(all(unix, target_has_atomic = "64", not(miri))))]
+    mod after_fork {
+        pub(super) fn forks() -> u32 {
+            0
+        }
+
+        pub(super) fn register() {}
+    }
+
     /// The running upkeep of [`CoarseClock`]; dropping it stops the thread
     /// (waiting for it) and `CoarseClock` reads precise time again.
     #[derive(Debug)]
@@ -689,10 +786,20 @@ mod monotonic {
     pub struct CoarseUpkeep {
         stop: Arc<AtomicBool>,
         thread: Option<JoinHandle<()>>,
+        /// [`after_fork::forks`] when started: another value means this is
+        /// a forked child's copy of a parent's handle.
+        forks: u32,
     }
 
     impl Drop for CoarseUpkeep {
         fn drop(&mut self) {
+            if self.forks != after_fork::forks() {
+                // A parent's upkeep, copied by `fork`: its thread is not
+                // in this process (joining it would never return), and
+                // the child's handler already forgot it.
+                core::mem::forget(self.thread.take());
+                return;
+            }
             self.stop.store(true, Ordering::Release);
             if let Some(thread) = self.thread.take() {
                 thread.thread().unpark();
@@ -706,7 +813,10 @@ mod monotonic {
     #[cfg(all(test, not(stockade_loom)))]
     mod tests {
         use super::*;
-        use std::sync::Barrier;
+        use std::sync::{Barrier, Mutex};
+
+        /// The upkeep is process-wide: the tests that start it take turns.
+        static UPKEEP_TESTS: Mutex<()> = Mutex::new(());
 
         /// Reads `reads` times on each of two threads and checks that each
         /// thread's readings never decrease.
@@ -728,8 +838,82 @@ mod monotonic {
         }
 
         #[test]
+        #[cfg_attr(miri, ignore = "a million clock reads: too slow under Miri")]
         fn monotonic_across_threads() {
             assert_monotonic(&MonotonicClock::new(), 500_000);
+        }
+
+        /// Two threads hand a reading back and forth through an atomic,
+        /// `rounds` times; after receiving one, a thread reads `clock`,
+        /// which may be earlier than the reading it received by at most the
+        /// documented cross-thread step (see `MonotonicClock`, "Across
+        /// threads"), then [`MonotonicClock`], which `clock`'s reading may
+        /// be ahead of by at most the same, and hands its own reading on.
+        /// Fails on a watchdog, not a hang.
+        fn assert_ordered_across_threads(clock: &(impl Clock + Sync), rounds: u64) {
+            let watchdog = Instant::now() + Duration::from_secs(120);
+            // Bit 0: whose turn; the rest: the reading handed over.
+            let ball = AtomicU64::new(0);
+            let worst_back = AtomicU64::new(0);
+            let worst_ahead = AtomicU64::new(0);
+            std::thread::scope(|scope| {
+                for me in 0..2u64 {
+                    let (ball, worst_back, worst_ahead) = (&ball, &worst_back, &worst_ahead);
+                    scope.spawn(move || {
+                        for _ in 0..rounds {
+                            let mut spins = 0u32;
+                            let received = loop {
+                                let b = ball.load(Ordering::Acquire);
+                                if b & 1 == me {
+                                    break b >> 1;
+                                }
+                                spins += 1;
+                                if spins % 64 == 0 {
+                                    assert!(Instant::now() < watchdog, "hand-off stalled");
+                                    std::thread::yield_now();
+                                }
+                            };
+                            let t = clock.now().as_nanos();
+                            let precise = MonotonicClock.now().as_nanos();
+                            worst_back.fetch_max(received.saturating_sub(t), Ordering::Relaxed);
+                            worst_ahead.fetch_max(t.saturating_sub(precise), Ordering::Relaxed);
+                            ball.store((t << 1) | (1 - me), Ordering::Release);
+                        }
+                    });
+                }
+            });
+            let (back, ahead) = (worst_back.into_inner(), worst_ahead.into_inner());
+            // The bound `MonotonicClock`'s docs ("Across threads") state.
+            const LIMIT: u64 = 5_000;
+            assert!(
+                back <= LIMIT,
+                "a reading went back by {back} ns across threads"
+            );
+            assert!(
+                ahead <= LIMIT,
+                "ahead of a later MonotonicClock reading by {ahead} ns"
+            );
+        }
+
+        /// Hand-offs per test: fewer under Miri, which interprets them.
+        const ROUNDS: u64 = if cfg!(miri) { 200 } else { 200_000 };
+
+        #[test]
+        fn monotonic_clock_is_ordered_across_threads() {
+            assert_ordered_across_threads(&MonotonicClock::new(), ROUNDS);
+        }
+
+        #[test]
+        fn coarse_clock_without_upkeep_is_ordered_across_threads_and_never_ahead() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+            assert_ordered_across_threads(&CoarseClock::new(), ROUNDS);
+        }
+
+        #[test]
+        fn coarse_clock_with_upkeep_is_ordered_across_threads_and_never_ahead() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+            let _upkeep = CoarseClock::start_upkeep(Duration::from_micros(50)).expect("upkeep");
+            assert_ordered_across_threads(&CoarseClock::new(), ROUNDS);
         }
 
         #[test]
@@ -753,6 +937,10 @@ mod monotonic {
         #[test]
         fn uses_the_counter_only_where_the_kernel_does() {
             let source = source();
+            if cfg!(miri) {
+                assert!(source.counter.is_none(), "Miri reads Instant");
+                return;
+            }
             let x86_linux = cfg!(all(
                 any(target_arch = "x86_64", target_arch = "x86"),
                 target_os = "linux"
@@ -778,6 +966,7 @@ mod monotonic {
         /// One test for all of the process-wide upkeep's life cycle.
         #[test]
         fn coarse_clock_ticks_with_upkeep_and_is_precise_without() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
             let coarse = CoarseClock::new();
             let precise = MonotonicClock::new();
             // Without upkeep: precise, moving, never behind an earlier read.
@@ -802,7 +991,12 @@ mod monotonic {
             while Instant::now() < until {
                 let now = coarse.now();
                 assert!(now >= last);
-                assert!(now <= precise.now(), "ahead of MonotonicClock");
+                // Published on the upkeep thread: at most the documented
+                // cross-thread step ahead of this thread's reading.
+                assert!(
+                    now.saturating_duration_since(precise.now()) <= Duration::from_micros(5),
+                    "ahead of MonotonicClock"
+                );
                 if now == last {
                     equal += 1;
                 } else {
@@ -827,6 +1021,66 @@ mod monotonic {
             assert!(precise.now().saturating_duration_since(after) < Duration::from_millis(5));
             // And it can start again.
             drop(CoarseClock::start_upkeep(Duration::from_millis(1)).expect("restart"));
+        }
+
+        /// Sets a flag when dropped (also on unwind), so spinning threads
+        /// stop even if the test fails.
+        struct SetOnDrop<'a>(&'a AtomicBool);
+
+        impl Drop for SetOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+
+        /// Readers without upkeep publish the precise time; one racing
+        /// `start_upkeep` must never wipe out the flag it set (a reader's
+        /// `fetch_max` with a larger, even time once did, and coarse reads
+        /// fell back to the precise clock until the thread published).
+        #[test]
+        fn readers_racing_start_upkeep_never_clear_its_flag() {
+            let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+            // Bounds the readers' spinning should the main thread stall.
+            let watchdog = Instant::now() + Duration::from_secs(60);
+            let done = AtomicBool::new(false);
+            let started = AtomicBool::new(false);
+            let lost = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                let _stop = SetOnDrop(&done);
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        let coarse = CoarseClock::new();
+                        while !done.load(Ordering::SeqCst) && Instant::now() < watchdog {
+                            let _ = coarse.now();
+                            // `started` is set after `start_upkeep` returned
+                            // and cleared before the handle is dropped.
+                            if started.load(Ordering::SeqCst) && !CoarseClock::upkeep_running() {
+                                lost.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+                for round in 0..if cfg!(miri) { 5 } else { 1000 } {
+                    // A long interval: the thread publishes once on start,
+                    // then sleeps; the flag must hold on its own.
+                    let upkeep =
+                        CoarseClock::start_upkeep(Duration::from_secs(3600)).expect("start upkeep");
+                    assert!(
+                        CoarseClock::upkeep_running(),
+                        "round {round}: flag lost right after start_upkeep"
+                    );
+                    started.store(true, Ordering::SeqCst);
+                    for _ in 0..200 {
+                        assert!(CoarseClock::upkeep_running(), "round {round}: flag lost");
+                        core::hint::spin_loop();
+                    }
+                    started.store(false, Ordering::SeqCst);
+                    drop(upkeep);
+                    assert!(!CoarseClock::upkeep_running());
+                    assert!(Instant::now() < watchdog, "watchdog: took over 60 s");
+                }
+            });
+            assert!(!lost.load(Ordering::SeqCst), "a reader saw the flag lost");
         }
     }
 }

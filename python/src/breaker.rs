@@ -120,10 +120,17 @@ impl CircuitBreaker {
         }
     }
 
+    /// Reports the verdict. A call that is neither a success nor a
+    /// failure (an interruption, an excluded exception, a coroutine closed
+    /// before its end) is taken back out of `calls`: `calls` counts the
+    /// calls with an outcome (successes, failures, rejections) and those
+    /// in progress.
     #[inline]
     fn report(&self, py: Python<'_>, token: PermitToken, outcome: Outcome) {
-        if outcome == Outcome::Success {
-            self.successes.inc();
+        match outcome {
+            Outcome::Success => self.successes.inc(),
+            Outcome::Ignored => self.calls.dec(),
+            _ => {}
         }
         // A stale or repeated verdict changes nothing (the core counts it).
         if let Ok(transition) = self.core.report(token, outcome, &self.clock) {
@@ -133,16 +140,27 @@ impl CircuitBreaker {
 
     /// The verdict on an exception: excluded types and `BaseException`s
     /// that are not `Exception`s (cancellation, Ctrl-C, exit) do not count.
-    fn outcome_of(&self, exc: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+    ///
+    /// The `exclude` check runs Python code (a metaclass's
+    /// `__instancecheck__`), which may raise: then the verdict is a
+    /// failure, and the check's exception comes back too, for the caller
+    /// to raise once the outcome is reported (a probe is never lost).
+    fn outcome_of(&self, exc: &Bound<'_, PyAny>) -> (Outcome, Option<PyErr>) {
         if !exc.is_instance_of::<pyo3::exceptions::PyException>() {
-            return Ok(Outcome::Ignored);
+            return (Outcome::Ignored, None);
         }
-        if let Some(ex) = &self.exclude
-            && exc.is_instance(ex.bind(exc.py()))?
-        {
-            return Ok(Outcome::Ignored);
+        if let Some(ex) = &self.exclude {
+            match exc.is_instance(ex.bind(exc.py())) {
+                Ok(true) => return (Outcome::Ignored, None),
+                Ok(false) => {}
+                Err(raised) => {
+                    // Raised while handling `exc`: chained as Python would.
+                    let _ = raised.value(exc.py()).setattr("__context__", exc);
+                    return (Outcome::Failure, Some(raised));
+                }
+            }
         }
-        Ok(Outcome::Failure)
+        (Outcome::Failure, None)
     }
 
     pub(crate) fn run<'py>(
@@ -165,9 +183,9 @@ impl CircuitBreaker {
                 Ok(value)
             }
             Err(err) => {
-                let outcome = this.outcome_of(err.value(py))?;
+                let (outcome, raised) = this.outcome_of(err.value(py));
                 this.report(py, token, outcome);
-                Err(err)
+                Err(raised.unwrap_or(err))
             }
         }
     }
@@ -181,12 +199,17 @@ impl CircuitBreaker {
         exc: Option<&Bound<'_, PyAny>>,
         closed: bool,
     ) {
-        let outcome = match exc {
-            _ if closed => Outcome::Ignored,
-            None => Outcome::Success,
-            Some(e) => self.outcome_of(e).unwrap_or(Outcome::Failure),
+        let (outcome, raised) = match exc {
+            _ if closed => (Outcome::Ignored, None),
+            None => (Outcome::Success, None),
+            Some(e) => self.outcome_of(e),
         };
         self.report(py, token, outcome);
+        // The coroutine's own exception goes on to the awaiting code; the
+        // `exclude` check's cannot replace it here.
+        if let Some(raised) = raised {
+            raised.write_unraisable(py, None);
+        }
     }
 
     fn exit(
@@ -195,12 +218,12 @@ impl CircuitBreaker {
         token: PermitToken,
         exc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let outcome = match exc {
-            Some(e) if !e.is_none() => self.outcome_of(e)?,
-            _ => Outcome::Success,
+        let (outcome, raised) = match exc {
+            Some(e) if !e.is_none() => self.outcome_of(e),
+            _ => (Outcome::Success, None),
         };
         self.report(py, token, outcome);
-        Ok(())
+        raised.map_or(Ok(()), Err)
     }
 }
 
@@ -560,7 +583,10 @@ impl CircuitBreaker {
     /// Calls `callback(event)` on state changes and rejections (and on
     /// `dispose`), and with `kind="monitor"` every `monitor_interval` from
     /// a monitor thread while anyone listens; returns `callback`.
-    fn add_listener(slf: &Bound<'_, Self>, callback: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    fn add_listener(
+        slf: &Bound<'_, Self>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         slf.get().listeners.add(callback.clone_ref(slf.py()));
         Monitor::update(slf)?;
         Ok(callback)

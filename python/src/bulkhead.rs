@@ -34,7 +34,7 @@ use crate::convert::{count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
-use crate::retry::Counter;
+use crate::retry::{Counter, interrupts};
 use crate::shared::shared_error;
 use crate::wait::{DisposeFlag, SIGNAL_SLICE};
 use crate::wrap::{Target, is_async_callable, wrap};
@@ -142,6 +142,16 @@ impl Bulkhead {
         match &self.shared {
             Some(shared) => shared.waiting(),
             None => self.core.queued(),
+        }
+    }
+
+    /// Counts an admitted call's outcome: a success, a failure, or (`None`)
+    /// no outcome — an interruption, which is taken back out of `calls`.
+    fn count(&self, outcome: Option<bool>) {
+        match outcome {
+            Some(true) => self.successes.inc(),
+            Some(false) => self.failures.inc(),
+            None => self.calls.dec(),
         }
     }
 
@@ -389,7 +399,10 @@ impl Bulkhead {
             });
             match state {
                 (GRANTED, Some(token)) => return Ok(token),
-                (DISPOSED, _) => return Err(disposed(py, "Bulkhead", &self.name)),
+                (DISPOSED, _) => {
+                    self.calls.dec(); // not an outcome: see `count`
+                    return Err(disposed(py, "Bulkhead", &self.name));
+                }
                 _ => {}
             }
             if let Err(signal) = py.check_signals() {
@@ -398,6 +411,7 @@ impl Bulkhead {
                 {
                     self.release(py, token);
                 }
+                self.calls.dec();
                 return Err(signal);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -408,6 +422,7 @@ impl Bulkhead {
                 if let (GRANTED, Some(token)) = *slot.state.lock() {
                     return Ok(token);
                 }
+                self.calls.dec();
                 return Err(disposed(py, "Bulkhead", &self.name));
             }
         }
@@ -517,8 +532,11 @@ impl Bulkhead {
                     Ok(value)
                 }
                 Err(e) => {
-                    this.calls.inc();
-                    this.failures.inc();
+                    // An interruption is no outcome, and not a call.
+                    if !interrupts(e.value(py)) {
+                        this.calls.inc();
+                        this.failures.inc();
+                    }
                     this.release(py, token);
                     Err(e)
                 }
@@ -528,11 +546,12 @@ impl Bulkhead {
         } else {
             let token = this.acquire_thread(py)?;
             let result = call(func, args, kwargs);
-            if result.is_ok() {
-                this.successes.inc();
-            } else {
-                this.failures.inc();
-            }
+            let outcome = match &result {
+                Ok(_) => Some(true),
+                Err(e) if interrupts(e.value(py)) => None,
+                Err(_) => Some(false),
+            };
+            this.count(outcome);
             this.release(py, token);
             result
         }
@@ -661,8 +680,16 @@ impl Bulkhead {
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let permit = self.entered.pop(py)?;
-        let ok = exc_type.is_none_or(|t| t.is_none());
-        self._release(py, permit.cast::<Permit>()?, ok);
+        let outcome = match exc_type {
+            Some(t) if !t.is_none() => {
+                let exception = py.get_type::<pyo3::exceptions::PyException>();
+                t.cast::<pyo3::types::PyType>()
+                    .is_ok_and(|t| t.is_subclass(&exception).unwrap_or(true))
+                    .then_some(false)
+            }
+            _ => Some(true),
+        };
+        self._release(py, permit.cast::<Permit>()?, outcome);
         Ok(false)
     }
 
@@ -700,7 +727,10 @@ impl Bulkhead {
     ) -> PyResult<Bound<'py, Permit>> {
         match slot.get().token.lock().take() {
             Some(token) => Bound::new(py, Permit::new(token)),
-            None => Err(disposed(py, "Bulkhead", &self.name)),
+            None => {
+                self.calls.dec(); // disposed while queued: no outcome
+                Err(disposed(py, "Bulkhead", &self.name))
+            }
         }
     }
 
@@ -720,8 +750,10 @@ impl Bulkhead {
     }
 
     /// The waiting coroutine gave up (cancelled, or woken by dispose):
-    /// leaves the queue, or gives back a permit granted meanwhile.
+    /// leaves the queue, or gives back a permit granted meanwhile. No
+    /// outcome: the call is taken back out of `calls`.
     fn _abandon(&self, py: Python<'_>, slot: &Bound<'_, AsyncSlot>) {
+        self.calls.dec();
         let me = slot.as_ptr();
         if !self.leave(py, |w| matches!(w, Waiter::Async(s) if s.as_ptr() == me))
             && let Some(token) = slot.get().token.lock().take()
@@ -769,14 +801,11 @@ impl Bulkhead {
         self.shared.as_ref().map(|s| s.path().display().to_string())
     }
 
-    /// Gives back a permit (once), counting the call's outcome.
-    fn _release(&self, py: Python<'_>, permit: &Bound<'_, Permit>, ok: bool) {
+    /// Gives back a permit (once), counting the call's outcome: `True` a
+    /// success, `False` a failure, `None` an interruption (see `count`).
+    fn _release(&self, py: Python<'_>, permit: &Bound<'_, Permit>, outcome: Option<bool>) {
         if let Some(token) = permit.get().token.lock().take() {
-            if ok {
-                self.successes.inc();
-            } else {
-                self.failures.inc();
-            }
+            self.count(outcome);
             self.release(py, token);
         }
     }
@@ -831,7 +860,11 @@ impl Bulkhead {
 
     /// Calls `callback(event)` on rejections and queue timeouts (and on
     /// `dispose`); returns `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

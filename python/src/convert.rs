@@ -13,6 +13,18 @@ use pyo3::types::{PyBool, PyDelta, PyDeltaAccess, PyFloat, PyInt};
 
 use crate::errors::option_error;
 
+/// `repr(value)` for an error message; an `int` too long to print (past
+/// `sys.set_int_max_str_digits`) as its size.
+fn shown(value: &Bound<'_, PyAny>) -> String {
+    match value.repr() {
+        Ok(r) => r.to_string(),
+        Err(_) => match value.call_method0("bit_length") {
+            Ok(bits) => format!("<an int of {bits} bits>"),
+            Err(_) => format!("<a {}>", value.get_type()),
+        },
+    }
+}
+
 /// Seconds (`float`/`int`) or a `timedelta` as a `Duration`; `inf` is
 /// "forever" (`Duration::MAX`).
 pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Duration> {
@@ -25,7 +37,7 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Durat
             return Err(option_error(
                 py,
                 option,
-                format!("invalid {option} = {}: must not be negative", value.repr()?),
+                format!("invalid {option} = {}: must not be negative", shown(value)),
             ));
         }
         // Whole seconds and microseconds separately: no rounding.
@@ -37,10 +49,33 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Durat
             option,
             format!(
                 "invalid {option} = {}: must be a number of seconds or a timedelta",
-                value.repr()?
+                shown(value)
             ),
         ));
-    } else if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
+    } else if value.is_instance_of::<PyInt>() {
+        // An int beyond a float's range would raise OverflowError.
+        match value.extract::<f64>() {
+            Ok(secs) => secs,
+            Err(_) if value.lt(0)? => {
+                return Err(option_error(
+                    py,
+                    option,
+                    format!("invalid {option} = {}: must not be negative", shown(value)),
+                ));
+            }
+            Err(_) => {
+                return Err(option_error(
+                    py,
+                    option,
+                    format!(
+                        "invalid {option} = {}: too large for a number of seconds \
+                         (float('inf') means no limit)",
+                        shown(value)
+                    ),
+                ));
+            }
+        }
+    } else if value.is_instance_of::<PyFloat>() {
         value.extract()?
     } else {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -59,7 +94,7 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, option: &str) -> PyResult<Durat
         return Err(option_error(
             py,
             option,
-            format!("invalid {option} = {}: must not be negative", value.repr()?),
+            format!("invalid {option} = {}: must not be negative", shown(value)),
         ));
     }
     Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
@@ -110,8 +145,40 @@ pub(crate) fn count_u64(value: &Bound<'_, PyAny>, option: &str) -> PyResult<u64>
     Err(option_error(
         py,
         option,
-        format!("invalid {option} = {}: {rule}", value.repr()?),
+        format!("invalid {option} = {}: {rule}", shown(value)),
     ))
+}
+
+/// A non-negative `int` that fits a `usize`.
+pub(crate) fn count_usize(value: &Bound<'_, PyAny>, option: &str) -> PyResult<usize> {
+    let n = count_u64(value, option)?;
+    usize::try_from(n).map_err(|_| {
+        option_error(
+            value.py(),
+            option,
+            format!("invalid {option} = {n}: must be at most {}", usize::MAX),
+        )
+    })
+}
+
+/// The argument `n` of `try_acquire(n)`, `acquire(n)`, `delay(n)` (for
+/// `#[pyo3(from_py_with)]`).
+pub(crate) fn arg_n(value: &Bound<'_, PyAny>) -> PyResult<u32> {
+    count_u32(value, "n")
+}
+
+/// The option `max_workers` (for `#[pyo3(from_py_with)]`).
+pub(crate) fn arg_max_workers(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    count_usize(value, "max_workers")
+}
+
+/// The option `seed`, `None` for none (for `#[pyo3(from_py_with)]`).
+pub(crate) fn arg_seed(value: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    if value.is_none() {
+        Ok(None)
+    } else {
+        count_u64(value, "seed").map(Some)
+    }
 }
 
 /// A finite `float` (or `int`).

@@ -98,6 +98,19 @@ impl Event {
     }
 }
 
+/// The argument of `add_listener` (for `#[pyo3(from_py_with)]`): a
+/// callable, else `TypeError` at once (not when an event comes).
+pub(crate) fn listener(value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if value.is_callable() {
+        Ok(value.clone().unbind())
+    } else {
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "add_listener: callback must be callable, not {}",
+            value.get_type().name()?
+        )))
+    }
+}
+
 /// The listeners of one pattern.
 #[derive(Default)]
 pub(crate) struct Listeners {

@@ -61,6 +61,19 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .import("atexit")?
         .call_method1("register", (&stop_monitors,))?;
     m.add_function(stop_monitors)?;
+    // A forked child gets monitor threads of its own (monitor.rs, "After
+    // `fork`").
+    let before = wrap_pyfunction!(monitor::before_fork, m)?;
+    let in_parent = wrap_pyfunction!(monitor::after_fork_in_parent, m)?;
+    let in_child = wrap_pyfunction!(monitor::after_fork_in_child, m)?;
+    let os = m.py().import("os")?;
+    if os.hasattr("register_at_fork")? {
+        let hooks = pyo3::types::PyDict::new(m.py());
+        hooks.set_item("before", &before)?;
+        hooks.set_item("after_in_parent", &in_parent)?;
+        hooks.set_item("after_in_child", &in_child)?;
+        os.call_method("register_at_fork", (), Some(&hooks))?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use stockade::limiter::{
 };
 
 use crate::call::{CallArgs, aio, call};
-use crate::convert::{count_u32, duration};
+use crate::convert::{arg_n, count_u32, duration};
 use crate::errors::{Exc, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
@@ -52,11 +52,12 @@ pub(crate) struct LimiterBooking {
 #[pymethods]
 impl LimiterBooking {
     /// The coroutine gave up (cancelled): hand the booking back if the
-    /// core can.
+    /// core can. No outcome: the call is taken back out of `calls`.
     fn cancel(&self) {
         if let Some(r) = self.reservation.lock().take() {
             let limiter = self.limiter.get();
             let _ = limiter.core.cancel(r, &limiter.clock);
+            limiter.calls.dec();
         }
     }
 
@@ -64,7 +65,10 @@ impl LimiterBooking {
     /// meanwhile).
     fn ready(&self, py: Python<'_>) -> PyResult<()> {
         self.reservation.lock().take();
-        self.limiter.get().check_disposed(py)
+        let limiter = self.limiter.get();
+        limiter
+            .check_disposed(py)
+            .inspect_err(|_| limiter.calls.dec())
     }
 }
 
@@ -126,12 +130,16 @@ impl RateLimiter {
         let r = r.into_token();
         match self.disposed.sleep(py, wait) {
             Ok(true) => Ok(()),
+            // Disposed or interrupted (Ctrl-C) while waiting: the booking
+            // goes back, and the call is taken back out of `calls`.
             Ok(false) => {
                 let _ = self.core.cancel(r, &self.clock);
+                self.calls.dec();
                 Err(disposed(py, "RateLimiter", &self.name))
             }
             Err(e) => {
                 let _ = self.core.cancel(r, &self.clock);
+                self.calls.dec();
                 Err(e)
             }
         }
@@ -275,9 +283,10 @@ impl RateLimiter {
         Ok(cls.call1((name,))?.unbind())
     }
 
-    /// Takes `n` permits if they are available now; never waits.
+    /// Takes `n` permits if they are available now; never waits. `n = 0`
+    /// takes none and returns `True` (as the core's `try_acquire_n(0)`).
     #[pyo3(signature = (n = 1))]
-    fn try_acquire(&self, py: Python<'_>, n: u32) -> PyResult<bool> {
+    fn try_acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<bool> {
         self.check_disposed(py)?;
         let granted = if n == 1 {
             self.core.try_acquire(&self.clock).is_ok()
@@ -292,9 +301,10 @@ impl RateLimiter {
 
     /// Takes `n` permits, waiting in the FIFO queue (the GIL released);
     /// raises `RateLimitedError` at once if the wait would exceed
-    /// `queue_timeout` or the queue is full.
+    /// `queue_timeout` or the queue is full. `n = 0` takes none and
+    /// returns at once (as the core's `acquire(0)`).
     #[pyo3(signature = (n = 1))]
-    fn acquire(&self, py: Python<'_>, n: u32) -> PyResult<()> {
+    fn acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<()> {
         let r = self.book(py, n)?;
         if r.is_immediate() {
             return Ok(());
@@ -427,7 +437,11 @@ impl RateLimiter {
 
     /// Calls `callback(event)` on rejections (and on `dispose`); returns
     /// `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

@@ -12,13 +12,27 @@
 //! interpreter on a condition variable (a stop wakes it at once) and
 //! attaches only to build the metrics dict and call the listeners. A tick
 //! that finds itself late emits one event, not one per missed interval.
+//!
+//! # After `fork`
+//!
+//! A forked child has none of the parent's monitor threads. Hooks
+//! registered with `os.register_at_fork` keep the shared state usable in
+//! the child: before the fork the forking thread takes `STATE`'s lock (so
+//! no monitor thread holds it across the fork), and the child starts a new
+//! *fork epoch* with no threads counted alive, then restarts the monitor
+//! of every breaker that still has listeners. A thread is counted, and a
+//! breaker's monitor is taken as running, only in the epoch that started
+//! it. `STATE` and `WAKE` are the standard library's futex-based lock and
+//! condition variable: `parking_lot`'s keep their waiters in a process-wide
+//! table, and the child's first notify would hand the lock to a parent
+//! thread that does not exist in the child (which hung a child's exit).
 
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, WaitTimeoutResult};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 
@@ -44,16 +58,54 @@ static STATE: Mutex<Global> = Mutex::new(Global {
 /// are few monitor threads, and each rechecks what it waits for).
 static WAKE: Condvar = Condvar::new();
 
+/// The fork epoch: 0 in the process that imported the module, one more in
+/// each forked child (set by [`after_fork_in_child`]).
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// Breakers whose monitor thread was started (weak references, pruned of
+/// dead ones as new ones come): the child restarts the monitors of those
+/// that still have listeners. Touched only while attached.
+static MONITORED: Mutex<Vec<Py<PyWeakrefReference>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// `STATE`'s guard, held by the forking thread across the fork.
+    static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Global>>> =
+        const { RefCell::new(None) };
+}
+
+fn epoch() -> u32 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+fn lock() -> MutexGuard<'static, Global> {
+    // The lock guards plain counters and flags: a panic while holding it
+    // leaves them consistent.
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait(guard: MutexGuard<'static, Global>) -> MutexGuard<'static, Global> {
+    WAKE.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait_until(
+    guard: MutexGuard<'static, Global>,
+    deadline: Instant,
+) -> (MutexGuard<'static, Global>, WaitTimeoutResult) {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    WAKE.wait_timeout(guard, timeout)
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One monitor thread's stop flag (set under `STATE`'s lock, also by the
-/// thread itself when it leaves).
-#[derive(Default)]
+/// thread itself when it leaves), and the fork epoch it was started in.
 struct Control {
     stop: AtomicBool,
+    epoch: u32,
 }
 
 impl Control {
     fn stop(&self) {
-        let _state = STATE.lock();
+        let _state = lock();
         self.stop.store(true, Ordering::Release);
         WAKE.notify_all();
     }
@@ -61,14 +113,56 @@ impl Control {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
+
+    /// Running in this process: not stopped, and started in this epoch
+    /// (a thread of the parent's does not exist in a forked child).
+    fn live(&self) -> bool {
+        !self.stopped() && self.epoch == epoch()
+    }
+}
+
+/// How many threads of one breaker are alive: the fork epoch they were
+/// started in (high 32 bits) and their count (low 32 bits). A count of
+/// another epoch is a parent's, and counts as none.
+#[derive(Default)]
+struct Alive(AtomicU64);
+
+impl Alive {
+    fn count(&self) -> u64 {
+        let word = self.0.load(Ordering::Acquire);
+        if (word >> 32) as u32 == epoch() {
+            word & u64::from(u32::MAX)
+        } else {
+            0
+        }
+    }
+
+    fn enter(&self) {
+        let now = u64::from(epoch()) << 32;
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(if word & !u64::from(u32::MAX) == now {
+                    word + 1
+                } else {
+                    now | 1
+                })
+            });
+    }
+
+    /// A thread counted by `enter` in this epoch (so its count is this
+    /// epoch's) has left.
+    fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A breaker's monitor: the running thread's control, and how many of its
 /// threads are still alive.
 #[derive(Default)]
 pub(crate) struct Monitor {
-    running: Mutex<Option<Arc<Control>>>,
-    alive: Arc<AtomicUsize>,
+    running: parking_lot::Mutex<Option<Arc<Control>>>,
+    alive: Arc<Alive>,
 }
 
 impl Monitor {
@@ -88,11 +182,17 @@ impl Monitor {
         };
         let mut running = monitor.running.lock();
         let wanted = this.listeners.any() && !this.disposed.get();
-        let live = running.as_ref().is_some_and(|c| !c.stopped());
+        let live = running.as_ref().is_some_and(|c| c.live());
         let unused = match weak {
             Some(weak) if wanted && !live => {
+                let remembered = weak.clone_ref(breaker.py());
                 *running = monitor.spawn(weak, this.name(), this.monitor_interval_duration());
-                None
+                if running.is_some() {
+                    remember(breaker.py(), remembered);
+                    None
+                } else {
+                    Some(remembered)
+                }
             }
             weak => {
                 if !wanted && let Some(control) = running.take() {
@@ -116,7 +216,7 @@ impl Monitor {
         interval: Duration,
     ) -> Option<Arc<Control>> {
         {
-            let mut state = STATE.lock();
+            let mut state = lock();
             if state.shutdown {
                 drop(state);
                 // Attached (the caller is), so released at once.
@@ -124,9 +224,12 @@ impl Monitor {
                 return None;
             }
             state.alive += 1;
-            self.alive.fetch_add(1, Ordering::AcqRel);
+            self.alive.enter();
         }
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control {
+            stop: AtomicBool::new(false),
+            epoch: epoch(),
+        });
         let thread_control = Arc::clone(&control);
         let alive = Arc::clone(&self.alive);
         let first = Instant::now().checked_add(interval);
@@ -145,7 +248,7 @@ impl Monitor {
 
     /// `true` while a monitor thread of this breaker is alive.
     pub(crate) fn running(&self) -> bool {
-        self.alive.load(Ordering::Acquire) != 0
+        self.alive.count() != 0
     }
 
     /// Waits (detached) until no monitor thread of this breaker is alive,
@@ -170,11 +273,11 @@ impl Drop for Monitor {
 fn run(
     weak: Py<PyWeakrefReference>,
     control: &Control,
-    alive: &AtomicUsize,
+    alive: &Alive,
     interval: Duration,
     mut next: Option<Instant>,
 ) {
-    let mut state = STATE.lock();
+    let mut state = lock();
     loop {
         if state.shutdown || control.stopped() {
             break;
@@ -182,19 +285,19 @@ fn run(
         let now = Instant::now();
         match next {
             Some(due) if now < due => {
-                WAKE.wait_until(&mut state, due);
+                state = wait_until(state, due).0;
                 continue;
             }
             Some(_) => {}
             // An interval past the end of time: wait for the stop.
             None => {
-                WAKE.wait(&mut state);
+                state = wait(state);
                 continue;
             }
         }
         drop(state);
         let go_on = Python::try_attach(|py| tick(py, &weak, control)).unwrap_or(false);
-        state = STATE.lock();
+        state = lock();
         if !go_on {
             break;
         }
@@ -216,7 +319,7 @@ fn run(
 
 /// One tick, attached: `false` when the thread should leave.
 fn tick(py: Python<'_>, weak: &Py<PyWeakrefReference>, control: &Control) -> bool {
-    if STATE.lock().shutdown || control.stopped() {
+    if lock().shutdown || control.stopped() {
         return false;
     }
     let breaker = match weak.bind(py).upgrade_as::<CircuitBreaker>() {
@@ -236,28 +339,46 @@ fn tick(py: Python<'_>, weak: &Py<PyWeakrefReference>, control: &Control) -> boo
 }
 
 /// A thread of the breaker counting `alive` has left.
-fn leave(alive: &AtomicUsize) {
-    let mut state = STATE.lock();
+fn leave(alive: &Alive) {
+    let mut state = lock();
     state.alive -= 1;
-    alive.fetch_sub(1, Ordering::AcqRel);
+    alive.leave();
     drop(state);
     WAKE.notify_all();
 }
 
-fn wait_until_none(alive: &AtomicUsize, timeout: Duration) -> bool {
+fn wait_until_none(alive: &Alive, timeout: Duration) -> bool {
     let deadline = Instant::now().checked_add(timeout);
-    let mut state = STATE.lock();
-    while alive.load(Ordering::Acquire) != 0 {
+    let mut state = lock();
+    while alive.count() != 0 {
         match deadline {
             Some(d) => {
-                if WAKE.wait_until(&mut state, d).timed_out() {
-                    return alive.load(Ordering::Acquire) == 0;
+                let (guard, waited) = wait_until(state, d);
+                state = guard;
+                if waited.timed_out() && Instant::now() >= d {
+                    return alive.count() == 0;
                 }
             }
-            None => WAKE.wait(&mut state),
+            None => state = wait(state),
         }
     }
     true
+}
+
+/// Remembers a breaker whose monitor thread was started (attached), and
+/// forgets the breakers that are gone.
+fn remember(py: Python<'_>, weak: Py<PyWeakrefReference>) {
+    let Some(breaker) = weak.bind(py).upgrade() else {
+        return;
+    };
+    let mut monitored = MONITORED.lock().unwrap_or_else(PoisonError::into_inner);
+    monitored.retain(|w| w.bind(py).upgrade().is_some());
+    let known = monitored
+        .iter()
+        .any(|w| w.bind(py).upgrade().is_some_and(|b| b.is(&breaker)));
+    if !known {
+        monitored.push(weak);
+    }
 }
 
 /// The `atexit` hook: stops every monitor thread and waits (detached, at
@@ -267,13 +388,55 @@ fn wait_until_none(alive: &AtomicUsize, timeout: Duration) -> bool {
 pub(crate) fn stop_all(py: Python<'_>) {
     py.detach(|| {
         let deadline = Instant::now() + EXIT_GRACE;
-        let mut state = STATE.lock();
+        let mut state = lock();
         state.shutdown = true;
         WAKE.notify_all();
-        while state.alive != 0 {
-            if WAKE.wait_until(&mut state, deadline).timed_out() {
-                break;
-            }
+        while state.alive != 0 && Instant::now() < deadline {
+            state = wait_until(state, deadline).0;
         }
     });
+}
+
+/// `os.register_at_fork(before=...)`: the forking thread takes `STATE`'s
+/// lock, so that no monitor thread holds it across the fork.
+#[pyfunction]
+#[pyo3(name = "_before_fork")]
+pub(crate) fn before_fork() {
+    // Taken attached, as a monitor thread's tick takes it; no thread
+    // waits to attach while holding it, so this wait ends.
+    let guard = lock();
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
+}
+
+/// `os.register_at_fork(after_in_parent=...)`: releases `STATE`.
+#[pyfunction]
+#[pyo3(name = "_after_fork_in_parent")]
+pub(crate) fn after_fork_in_parent() {
+    HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
+}
+
+/// `os.register_at_fork(after_in_child=...)`: a new fork epoch with none
+/// of the parent's monitor threads, then the monitor of every breaker
+/// that still has listeners starts again.
+#[pyfunction]
+#[pyo3(name = "_after_fork_in_child")]
+pub(crate) fn after_fork_in_child(py: Python<'_>) {
+    let held = HELD_FOR_FORK.with(|held| held.borrow_mut().take());
+    let mut state = held.unwrap_or_else(lock);
+    state.alive = 0;
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    drop(state);
+    let breakers: Vec<Py<PyWeakrefReference>> = MONITORED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|w| w.clone_ref(py))
+        .collect();
+    for weak in breakers {
+        if let Ok(Some(breaker)) = weak.bind(py).upgrade_as::<CircuitBreaker>()
+            && let Err(e) = Monitor::update(&breaker)
+        {
+            e.write_unraisable(py, Some(breaker.as_any()));
+        }
+    }
 }

@@ -111,7 +111,7 @@ pub(crate) fn adhoc_timeout(
     py: Python<'_>,
     name: String,
     timeout: &Bound<'_, PyAny>,
-    max_workers: usize,
+    #[pyo3(from_py_with = crate::convert::arg_max_workers)] max_workers: usize,
 ) -> PyResult<Py<crate::timeout::Timeout>> {
     crate::timeout::Timeout::unregistered(py, name, Some(timeout), max_workers)
 }

@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use stockade::backoff::{Backoff, BackoffConfig, BackoffSchedule, Jitter};
 
 use crate::call::{aio, call, is_awaitable};
-use crate::convert::{count_u32, duration, factor, opt_duration};
+use crate::convert::{arg_n, arg_seed, count_u32, duration, factor, opt_duration};
 use crate::errors::{config_error, core_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
@@ -35,9 +35,23 @@ impl Counter {
     pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    /// Takes back an `inc` (a call that ended in no outcome: an
+    /// interruption, see `stockade`'s docs).
+    #[inline]
+    pub(crate) fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// `True` for a `BaseException` that is not an `Exception`
+/// (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`,
+/// `asyncio.CancelledError`): it interrupts a call, which then counts as
+/// no outcome and is taken back out of `calls`.
+pub(crate) fn interrupts(exc: &Bound<'_, PyAny>) -> bool {
+    !exc.is_instance_of::<pyo3::exceptions::PyException>()
 }
 
 /// `retryable_errors`, sorted by kind.
@@ -273,6 +287,11 @@ impl Retry {
     /// emitted), `None` to re-raise (with the note when giving up).
     fn failed(&self, exc: &Bound<'_, PyAny>, state: &mut CallState) -> PyResult<Option<Duration>> {
         let py = exc.py();
+        if interrupts(exc) {
+            // Never retried, and no outcome.
+            self.calls.dec();
+            return Ok(None);
+        }
         match self.judge(exc, state)? {
             Verdict::Sleep(delay) => {
                 self.retries.inc();
@@ -325,8 +344,18 @@ impl Retry {
                         None => return Err(err),
                         Some(delay) => {
                             drop(err);
-                            if !this.disposed.sleep(py, delay)? {
-                                return Err(disposed(py, "Retry", &this.name));
+                            // Interrupted (Ctrl-C) or disposed in the
+                            // back-off: the call ends with no outcome.
+                            match this.disposed.sleep(py, delay) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    this.calls.dec();
+                                    return Err(disposed(py, "Retry", &this.name));
+                                }
+                                Err(e) => {
+                                    this.calls.dec();
+                                    return Err(e);
+                                }
                             }
                         }
                     }
@@ -406,9 +435,17 @@ impl RetryCall {
         Ok(retry.failed(exc, &mut self.state)?.map(secs))
     }
 
-    /// Before the next attempt: raises `DisposedError` if disposed.
+    /// Before the next attempt: raises `DisposedError` if disposed (the
+    /// call then ends with no outcome).
     fn resume(&self, py: Python<'_>) -> PyResult<()> {
-        self.retry.get().check_disposed(py)
+        let retry = self.retry.get();
+        retry.check_disposed(py).inspect_err(|_| retry.calls.dec())
+    }
+
+    /// The call was interrupted between attempts (cancelled in its
+    /// back-off sleep): no outcome.
+    fn interrupted(&self) {
+        self.retry.get().calls.dec();
     }
 }
 
@@ -431,7 +468,7 @@ impl Retry {
         retryable_errors: Option<&Bound<'_, PyAny>>,
         jitter: &str,
         max_elapsed: Option<&Bound<'_, PyAny>>,
-        seed: Option<u64>,
+        #[pyo3(from_py_with = arg_seed)] seed: Option<u64>,
     ) -> PyResult<Py<Retry>> {
         let mut config = BackoffConfig::DEFAULT;
         if let Some(v) = max_attempts {
@@ -549,7 +586,7 @@ impl Retry {
 
     /// The base delay (no jitter) before retry number `n` (1-based), in
     /// seconds: the core's `Backoff::delay`.
-    fn delay(&self, n: u32) -> f64 {
+    fn delay(&self, #[pyo3(from_py_with = arg_n)] n: u32) -> f64 {
         secs(self.backoff.delay(n))
     }
 
@@ -568,7 +605,11 @@ impl Retry {
 
     /// Calls `callback(event)` on every retry (and on `dispose`); returns
     /// `callback`, so it works as a decorator.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }

@@ -20,11 +20,11 @@ use stockade::clock::{Clock, MonotonicClock};
 use stockade::deadline::TimeoutConfig;
 
 use crate::call::{aio, call};
-use crate::convert::duration;
+use crate::convert::{arg_max_workers, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
 use crate::registry;
-use crate::retry::Counter;
+use crate::retry::{Counter, interrupts};
 use crate::wait::{DisposeFlag, SIGNAL_SLICE};
 use crate::wrap::{Target, is_async_callable, wrap};
 
@@ -52,6 +52,8 @@ pub(crate) struct Timeout {
     successes: Counter,
     failures: Counter,
     timeouts: Counter,
+    /// Refused: every worker busy.
+    rejections: Counter,
     pub(crate) disposed: DisposeFlag,
 }
 
@@ -97,6 +99,7 @@ impl Timeout {
                 successes: Counter::default(),
                 failures: Counter::default(),
                 timeouts: Counter::default(),
+                rejections: Counter::default(),
                 disposed: DisposeFlag::default(),
             },
         )
@@ -131,7 +134,7 @@ impl Timeout {
         }
         this.calls.inc();
         if is_async_callable(func)? {
-            let value = call(func, args, kwargs).inspect_err(|_| this.failures.inc())?;
+            let value = call(func, args, kwargs).inspect_err(|e| this.count_error(e))?;
             static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(this.timeout)));
         }
@@ -173,6 +176,7 @@ impl Timeout {
                 })
             })
             .map_err(|_| {
+                self.rejections.inc();
                 let workers = self.pool.counts().workers;
                 Exc::BulkheadFull.err(
                     py,
@@ -195,7 +199,10 @@ impl Timeout {
             });
             match waited {
                 Ok(outcome) => break Some(outcome),
-                Err(WaitError::TimedOut) if CLOCK.now() < deadline => py.check_signals()?,
+                Err(WaitError::TimedOut) if CLOCK.now() < deadline => {
+                    // Interrupted (Ctrl-C) while waiting: no outcome.
+                    py.check_signals().inspect_err(|_| self.calls.dec())?;
+                }
                 // `Cancelled` needs a shutdown, which this pool never has.
                 Err(_) => break None,
             }
@@ -206,7 +213,7 @@ impl Timeout {
                 Ok(value.into_bound(py))
             }
             Some(Ok(Err(e))) => {
-                self.failures.inc();
+                self.count_error(&e);
                 Err(e)
             }
             Some(Err(payload)) => {
@@ -216,6 +223,18 @@ impl Timeout {
                 ))
             }
             None => Err(PyErr::from_value(self._timed_out(py, Some(secs(timeout))))),
+        }
+    }
+}
+
+impl Timeout {
+    /// The function raised `e`: a failure, or no outcome if `e` is an
+    /// interruption (a `BaseException` that is not an `Exception`).
+    fn count_error(&self, e: &PyErr) {
+        if Python::attach(|py| interrupts(e.value(py))) {
+            self.calls.dec();
+        } else {
+            self.failures.inc();
         }
     }
 }
@@ -236,7 +255,7 @@ impl Timeout {
         py: Python<'_>,
         name: String,
         timeout: Option<&Bound<'_, PyAny>>,
-        max_workers: usize,
+        #[pyo3(from_py_with = arg_max_workers)] max_workers: usize,
     ) -> PyResult<Py<Timeout>> {
         let t = Timeout::unregistered(py, name, timeout, max_workers)?;
         registry::register(KIND, &t.get().name, t.clone_ref(py).into_any())?;
@@ -285,13 +304,14 @@ impl Timeout {
     }
 
     /// Counters: `calls`, `successes`, `failures` (the function raised),
-    /// `timeouts`.
+    /// `timeouts`, `rejections` (every worker busy).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         MetricsSnapshot {
             calls: self.calls.get(),
             successes: self.successes.get(),
             failures: self.failures.get(),
             timeouts: self.timeouts.get(),
+            rejections: self.rejections.get(),
             ..MetricsSnapshot::default()
         }
         .to_dict(py, &self.name)
@@ -299,7 +319,11 @@ impl Timeout {
 
     /// Calls `callback(event)` on every timeout (and on `dispose`); returns
     /// `callback`.
-    fn add_listener(&self, py: Python<'_>, callback: Py<PyAny>) -> Py<PyAny> {
+    fn add_listener(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::events::listener)] callback: Py<PyAny>,
+    ) -> Py<PyAny> {
         self.listeners.add(callback.clone_ref(py));
         callback
     }
@@ -327,6 +351,12 @@ impl Timeout {
     // Reports from `stockade._aio.timeout_call`.
     fn _succeeded(&self) {
         self.successes.inc();
+    }
+
+    /// The call was interrupted (a `BaseException` that is not an
+    /// `Exception`): no outcome.
+    fn _interrupted(&self) {
+        self.calls.dec();
     }
 
     fn _failed(&self) {
@@ -363,7 +393,7 @@ impl Timeout {
             .timeout;
         this.calls.inc();
         if is_async_callable(func)? {
-            let value = func.call0().inspect_err(|_| this.failures.inc())?;
+            let value = func.call0().inspect_err(|e| this.count_error(e))?;
             static TIMEOUT_CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             return aio(py, &TIMEOUT_CALL, "timeout_call")?.call1((slf, value, secs(limit)));
         }

@@ -19,6 +19,28 @@ keyword-only with the spec's defaults. A pattern's own refusals are
 :class:`StockadeError` subclasses; the protected function's exceptions
 propagate unchanged.
 
+Interruptions: a ``BaseException`` that is not an ``Exception``
+(``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``,
+``asyncio.CancelledError``, or any other) ending a call — raised by the
+function, or reaching a caller while it waits in a queue, for a worker or in
+a back-off sleep — *interrupts* it, in every pattern alike. It propagates
+unchanged; every permit the call held or was granted is given back (a
+bulkhead place, a limiter booking still waiting, a breaker's half-open
+probe, a timeout's worker once the function returns); it is neither a
+success nor a failure (a circuit breaker's health does not see it, a retry
+never retries it); and it is not counted in ``calls``. So ``metrics()`` add
+up once no call is in progress: ``calls`` is ``successes + failures +
+rejections`` for a circuit breaker (an excluded exception is likewise no
+outcome; ``failures`` and ``rejections`` are the core's counters, which
+also count slow successes as failures, leave out a failure reported after
+the breaker changed state meanwhile (a stale verdict), and wrap at 2**32),
+``successes + failures + rejections + timeouts`` for a bulkhead
+and a timeout, ``successes + failures`` for a retry. A rate limiter's
+outcome is the booking: ``calls`` counts bookings granted or refused
+(``rejections``), whatever the function did afterwards; a booking given up
+while waiting is not counted. A call that ``dispose()`` wakes from a wait
+(``DisposedError``) is likewise no outcome.
+
 ``shared=True`` (or a directory) on :class:`CircuitBreaker`,
 :class:`RateLimiter` and :class:`Bulkhead` makes one machine for every
 process on the host (Linux): the workers of a pre-forked server share one

@@ -14,7 +14,7 @@ import functools
 import inspect
 import sys
 import threading
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 _HAS_TIMEOUT_CM = sys.version_info >= (3, 11)
 
@@ -52,7 +52,9 @@ async def retry_call(call: Any, awaitable: Any, func: Any, args: tuple, kwargs: 
             if awaitable is None:
                 awaitable = func(*args, **kwargs)
             result = await awaitable
-        except Exception as exc:
+        except BaseException as exc:
+            # An interruption (not an `Exception`) is never retried and
+            # `failed` counts it as no outcome.
             delay = call.failed(exc)
             if delay is None:
                 raise
@@ -61,7 +63,11 @@ async def retry_call(call: Any, awaitable: Any, func: Any, args: tuple, kwargs: 
             return result
         # Outside the handler: a later failure is not chained to this one.
         awaitable = None
-        await asyncio.sleep(delay)
+        try:
+            await asyncio.sleep(delay)
+        except BaseException:
+            call.interrupted()
+            raise
         call.resume()
 
 
@@ -79,8 +85,11 @@ async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
                 raise timeout._timed_out(seconds) from None
             timeout._failed()
             raise
-        except BaseException:
-            timeout._failed()
+        except BaseException as e:
+            if _outcome_of(e) is None:
+                timeout._interrupted()
+            else:
+                timeout._failed()
             raise
     else:  # 3.9, 3.10: wait_for runs it in a task of its own
         loop = asyncio.get_running_loop()
@@ -92,8 +101,11 @@ async def timeout_call(timeout: Any, awaitable: Any, seconds: float) -> Any:
                 raise timeout._timed_out(seconds) from None
             timeout._failed()
             raise
-        except BaseException:
-            timeout._failed()
+        except BaseException as e:
+            if _outcome_of(e) is None:
+                timeout._interrupted()
+            else:
+                timeout._failed()
             raise
     timeout._succeeded()
     return result
@@ -213,6 +225,12 @@ async def _bulkhead_poll(bulkhead: Any, timeout: float, place: Any) -> Any:
         bulkhead._leave(place)
 
 
+def _outcome_of(exc: BaseException) -> Optional[bool]:
+    """A failure (``False``) for an ``Exception``; ``None`` (no outcome: an
+    interruption) for any other ``BaseException``."""
+    return False if isinstance(exc, Exception) else None
+
+
 async def _bulkhead_permit(bulkhead: Any, timeout: float) -> Any:
     """Takes a bulkhead permit, waiting in its FIFO on a future."""
     got = bulkhead._acquire()
@@ -247,13 +265,16 @@ async def bulkhead_call(bulkhead: Any, timeout: float, func: Any, args: Any, kwa
     if func is None:
         bulkhead._enter(permit)
         return value
-    ok = False
+    outcome: Optional[bool] = False
     try:
         result = await func(*args, **(kwargs or {}))
-        ok = True
+        outcome = True
         return result
+    except BaseException as e:
+        outcome = _outcome_of(e)
+        raise
     finally:
-        bulkhead._release(permit, ok)
+        bulkhead._release(permit, outcome)
 
 
 async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
@@ -266,10 +287,13 @@ async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
         if close is not None:
             close()
         raise
-    ok = False
+    outcome: Optional[bool] = False
     try:
         result = await awaitable
-        ok = True
+        outcome = True
         return result
+    except BaseException as e:
+        outcome = _outcome_of(e)
+        raise
     finally:
-        bulkhead._release(permit, ok)
+        bulkhead._release(permit, outcome)

@@ -124,6 +124,14 @@ class Timeout:
     def disposed(self) -> bool: ...
 
 class CircuitBreaker:
+    """A circuit breaker. An exception from the protected call is a failure
+    unless it is an instance of a class in ``exclude``; if that check itself
+    raises (a metaclass's ``__instancecheck__``), the call counts as a
+    failure (a half-open probe is always reported) and the check's exception
+    is raised in place of the call's, which becomes its ``__context__``
+    (from an ``async def`` call, whose own exception goes on, the check's
+    goes to ``sys.unraisablehook``)."""
+
     def __init__(
         self,
         name: str,
@@ -256,8 +264,14 @@ class RateLimiter:
     ) -> None: ...
     @classmethod
     def get_limiter(cls, name: str) -> "RateLimiter": ...
-    def try_acquire(self, n: int = 1) -> bool: ...
-    def acquire(self, n: int = 1) -> None: ...
+    def try_acquire(self, n: int = 1) -> bool:
+        """Takes ``n`` permits now or returns ``False``; ``n = 0`` takes none
+        and returns ``True`` (as the core). ``n`` outside ``0..=2**32-1``
+        raises ``ConfigError``."""
+    def acquire(self, n: int = 1) -> None:
+        """Takes ``n`` permits, waiting in the queue; ``n = 0`` returns at
+        once (as the core). ``n`` outside ``0..=2**32-1`` raises
+        ``ConfigError``."""
     @overload
     def execute(self, func: Callable[..., Awaitable[_T]], /, *args: Any, **kwargs: Any) -> Awaitable[_T]: ...
     @overload

@@ -1,4 +1,5 @@
 import asyncio
+import signal
 import sys
 import threading
 
@@ -29,3 +30,16 @@ def unraisable(monkeypatch):
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u))
     return seen
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt during the test, whatever the test
+    process inherited: started as a background job of a non-interactive
+    shell it inherits SIGINT ignored, Python then installs no handler and
+    `_thread.interrupt_main()` does nothing. Restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

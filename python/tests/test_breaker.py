@@ -451,3 +451,58 @@ def test_async_function_returning_a_future():
 
     run(main())
     assert b.state == "open"
+
+
+class _RaisingCheck(type):
+    def __instancecheck__(cls, obj):
+        raise RuntimeError("exclude check failed")
+
+
+class Unmatchable(Exception, metaclass=_RaisingCheck):
+    pass
+
+
+def _half_open_with_broken_exclude(name):
+    b = stockade.CircuitBreaker(
+        name, failure_threshold=1, reset_timeout=0.05, half_open_timeout=30, half_open_max_probes=1, exclude=Unmatchable
+    )
+    b.trip()
+    time.sleep(0.06)
+    return b
+
+
+def test_a_probe_whose_exclude_check_raises_is_reported_as_a_failure():
+    b = _half_open_with_broken_exclude("exclude-raises")
+    with pytest.raises(RuntimeError, match="exclude check failed") as raised:
+        b.execute(boom)
+    assert isinstance(raised.value.__context__, ConnectionError)
+    # The probe was reported (a failure): the circuit opened again, rather
+    # than staying half-open with its only probe lost until half_open_timeout.
+    assert b.state == "open"
+    assert b.metrics()["failures"] >= 1
+    time.sleep(0.06)
+    assert b.execute(lambda: "probe ok") == "probe ok"
+
+
+def test_a_block_whose_exclude_check_raises_is_reported_as_a_failure():
+    b = _half_open_with_broken_exclude("exclude-raises-with")
+    with pytest.raises(RuntimeError, match="exclude check failed"):
+        with b:
+            raise ConnectionError("down")
+    assert b.state == "open"
+    time.sleep(0.06)
+    with b:
+        pass
+    assert b.state in ("half_open", "closed")
+
+
+def test_an_async_probe_whose_exclude_check_raises_is_reported_as_a_failure(unraisable):
+    b = _half_open_with_broken_exclude("exclude-raises-async")
+
+    async def aboom():
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        run(b.execute(aboom))
+    assert b.state == "open"
+    assert any(isinstance(u.exc_value, RuntimeError) for u in unraisable)

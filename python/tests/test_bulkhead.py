@@ -152,6 +152,7 @@ def test_queue_timeout_zero_never_waits():
     join_all([holder])
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_while_queued_leaks_no_permit():
     b = stockade.Bulkhead("ctrl-c", max_concurrent=1, queue_timeout=60)
     release, holder = hold(b)
@@ -171,6 +172,10 @@ def test_keyboard_interrupt_while_queued_leaks_no_permit():
     join_all([holder])
     assert b.in_flight == 0
     assert b.execute(lambda: "again") == "again"
+    # The interrupted call is no outcome and not a call: the rest add up.
+    m = b.metrics()
+    assert (m["calls"], m["successes"], m["failures"]) == (2, 2, 0)
+    assert m["calls"] == m["successes"] + m["failures"] + m["rejections"] + m["timeouts"]
 
 
 def test_with_block_holds_a_permit():

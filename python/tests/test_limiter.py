@@ -130,6 +130,7 @@ def test_queue_bound_raises_at_once_and_dispose_wakes_the_queue():
     assert len(errors) == 2 and all(isinstance(e, stockade.DisposedError) for e in errors)
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_waiting_in_the_queue():
     r = stockade.RateLimiter("ctrl-c", requests_per_period=1, period=30, burst=1, queue_timeout=60)
     r.acquire()
@@ -148,6 +149,8 @@ def test_keyboard_interrupt_reaches_a_caller_waiting_in_the_queue():
     assert time.monotonic() - start < 2.0
     join_all([t])
     assert r.queue_depth == 0  # the booking was handed back
+    # The interrupted booking is not counted: only the first acquire is.
+    assert (r.metrics()["calls"], r.metrics()["rejections"]) == (1, 0)
 
 
 def test_with_and_decorator():

@@ -491,6 +491,7 @@ def test_dispose_wakes_a_retry_sleeping_in_backoff():
     assert isinstance(out[0], stockade.DisposedError)
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_sleeping_in_backoff():
     import _thread
 
@@ -512,6 +513,9 @@ def test_keyboard_interrupt_reaches_a_caller_sleeping_in_backoff():
         r.execute(fail)
     assert time.monotonic() - start < 2.0
     join_all([t])
+    m = r.metrics()
+    # Interrupted: no outcome, not a call (the retry it scheduled happened).
+    assert (m["calls"], m["successes"], m["failures"], m["retries"]) == (0, 0, 0, 1)
 
 
 def test_threads_share_one_retry():

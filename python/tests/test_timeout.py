@@ -173,6 +173,7 @@ def test_busy_workers_refuse():
     assert t.execute(lambda: "free again") == "free again"
 
 
+@pytest.mark.usefixtures("sigint_raises")
 def test_keyboard_interrupt_reaches_a_caller_waiting_for_a_worker():
     t = stockade.Timeout("ctrl-c", timeout=30)
     started = threading.Event()
@@ -189,6 +190,8 @@ def test_keyboard_interrupt_reaches_a_caller_waiting_for_a_worker():
     assert time.monotonic() - begin < 2.0
     release.set()
     join_all([h])
+    m = t.metrics()
+    assert (m["calls"], m["successes"], m["failures"], m["timeouts"], m["rejections"]) == (0, 0, 0, 0, 0)
 
 
 def test_sync_decorator():

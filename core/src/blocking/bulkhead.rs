@@ -175,6 +175,14 @@ impl Held<'_> {
 /// core's `queued` whenever the lock is free. Releases happen outside the
 /// lock; one that sees waiters always takes the lock and grants, so a free
 /// permit never sits next to a parked waiter.
+///
+/// **After `fork`** the child has a copy of the bulkhead as it was (counts,
+/// queue, counters, listeners) and only the forking thread. Permits and
+/// queue places of the forking thread are its own and are given back in
+/// the child as usual. A permit or queue place that *another* thread held
+/// at the fork stays taken in the child's copy, as that thread does not
+/// exist there to give it back: fork while no other thread is inside the
+/// bulkhead, or create the bulkhead after forking.
 pub struct Bulkhead<T: Timer = MonotonicClock> {
     core: Core,
     /// A bulkhead shared between processes ([`Bulkhead::shared`]): every

@@ -91,6 +91,13 @@ impl Refusal {
 /// [`Error::Disposed`] and hands its booking back to the core
 /// ([`cancel`](crate::limiter::RateLimiter::cancel), which succeeds for the
 /// latest booking; earlier ones stay used, which is conservative).
+///
+/// **After `fork`** the child has a copy of the limiter as it was
+/// (bookings, counters, listeners) and only the forking thread. A booking
+/// that another thread was waiting on at the fork stays booked in the
+/// child's copy (it is a slot of the rate, which in the child nobody uses):
+/// later bookings in the child queue after it as they would have in the
+/// parent.
 pub struct RateLimiter<T: Timer = MonotonicClock> {
     core: Home<Core>,
     /// Name, config, timer, listeners, dispose flag, registry entry,

@@ -12,12 +12,13 @@
 use core::cell::Cell;
 use core::fmt;
 use core::panic::AssertUnwindSafe;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::boxed::Box;
 use std::collections::VecDeque;
 use std::panic::catch_unwind;
 use std::string::String;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::vec::Vec;
 
 use super::Timer;
@@ -43,6 +44,42 @@ struct State {
     /// Workers running a job.
     busy: usize,
     shutdown: bool,
+}
+
+impl State {
+    fn new(shutdown: bool) -> State {
+        State {
+            queue: VecDeque::new(),
+            idle: Vec::new(),
+            workers: 0,
+            busy: 0,
+            shutdown,
+        }
+    }
+}
+
+/// The pool's bookkeeping in one process. A child forked from a process
+/// that used the pool inherits the parent's generation (its workers, busy
+/// count, idle list and queue, and possibly its lock held by a thread the
+/// child does not have) but none of its threads: the child never touches
+/// it and starts a generation of its own, chained after the parent's.
+struct Generation {
+    /// The process this generation belongs to.
+    pid: u32,
+    state: Mutex<State>,
+    /// The generation of a child forked from this process (set in the
+    /// child only).
+    next: OnceLock<Arc<Generation>>,
+}
+
+impl Generation {
+    fn new(pid: u32, shutdown: bool) -> Generation {
+        Generation {
+            pid,
+            state: Mutex::new(State::new(shutdown)),
+            next: OnceLock::new(),
+        }
+    }
 }
 
 /// Why [`WorkerPool::submit`] did not accept a job.
@@ -107,6 +144,19 @@ pub struct PoolCounts {
 ///   exit after their job. The pool does not shut down by itself when
 ///   dropped: its workers hold it until they idle out, so owners call
 ///   `shutdown` when they go away.
+/// * **After `fork`.** A child process inherits none of the parent's
+///   worker threads. The pool notices the new process id on its next use
+///   in the child and starts there with fresh bookkeeping: no workers, no
+///   busy ones, no queue, the full `max_workers` available; the child's
+///   workers are started on demand as usual. The parent's jobs (queued or
+///   running at the fork) are not the child's: they never run in the
+///   child, and a [`DetachedCall`] of the parent's that the child waits
+///   for gets no outcome before its deadline. The parent's pool is
+///   unaffected. A pool shut down before the fork stays shut down in the
+///   child. (The check is the process id: a grandchild that never used the
+///   pool between forks and got the pid of the process that last used it
+///   is the one case it cannot tell apart, which needs that process to
+///   have exited and its pid to be reused.)
 ///
 /// [`Timeout`]: super::Timeout
 /// [`RequestResponsePattern`]: super::RequestResponsePattern
@@ -140,7 +190,12 @@ pub struct PoolCounts {
 /// # Ok::<(), stockade::blocking::Refused>(())
 /// ```
 pub struct WorkerPool {
-    state: Mutex<State>,
+    /// The bookkeeping of the process that created the pool; a forked
+    /// child's is chained after it (see [`Generation`]).
+    first: Arc<Generation>,
+    /// [`shutdown`](Self::shutdown) was called (in this process or before
+    /// a fork): a child's new generation starts shut down.
+    shut_down: AtomicBool,
     thread_name: Arc<str>,
     max_workers: usize,
     max_queue: usize,
@@ -171,13 +226,8 @@ impl WorkerPool {
         idle_timeout: Duration,
     ) -> WorkerPool {
         WorkerPool {
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                idle: Vec::new(),
-                workers: 0,
-                busy: 0,
-                shutdown: false,
-            }),
+            first: Arc::new(Generation::new(std::process::id(), false)),
+            shut_down: AtomicBool::new(false),
             thread_name: thread_name.into(),
             max_workers,
             max_queue,
@@ -195,9 +245,30 @@ impl WorkerPool {
         self.max_queue
     }
 
-    /// Workers, busy workers and queued jobs now.
+    /// This process's generation: the last one in the chain, or a new
+    /// one after it when the last belongs to another process (this one
+    /// is a forked child).
+    fn generation(&self) -> &Arc<Generation> {
+        let pid = std::process::id();
+        let mut generation = &self.first;
+        loop {
+            if let Some(next) = generation.next.get() {
+                generation = next;
+            } else if generation.pid == pid {
+                return generation;
+            } else {
+                let shut_down = self.shut_down.load(Ordering::Acquire);
+                generation = generation
+                    .next
+                    .get_or_init(|| Arc::new(Generation::new(pid, shut_down)));
+            }
+        }
+    }
+
+    /// Workers, busy workers and queued jobs now (in this process: see
+    /// "After `fork`" above).
     pub fn counts(&self) -> PoolCounts {
-        let state = self.state.lock();
+        let state = self.generation().state.lock();
         PoolCounts {
             workers: state.workers,
             busy: state.busy,
@@ -242,7 +313,8 @@ impl WorkerPool {
         task: Box<dyn Task>,
         timer: &T,
     ) -> Result<(), Refused> {
-        let mut state = self.state.lock();
+        let generation = self.generation();
+        let mut state = generation.state.lock();
         if state.shutdown {
             return Err(Refused::Shutdown);
         }
@@ -258,10 +330,11 @@ impl WorkerPool {
         }
         if waiting > free && startable > 0 {
             let pool = Arc::clone(self);
+            let home = Arc::clone(generation);
             let timer = timer.clone();
             let spawned = thread::Builder::new()
                 .name(String::from(&*self.thread_name))
-                .spawn(move || pool.work(&timer));
+                .spawn(move || pool.work(&home, &timer));
             match spawned {
                 Ok(_) => state.workers += 1,
                 // No worker now and none could be started: nobody would run it.
@@ -278,10 +351,11 @@ impl WorkerPool {
 
     /// A worker's life: run jobs, wait idle for more, exit after
     /// `idle_timeout` without work or at shutdown.
-    fn work<T: Timer>(&self, timer: &T) {
+    /// A worker works for the generation that started it.
+    fn work<T: Timer>(&self, generation: &Generation, timer: &T) {
         let me = thread::current();
         let mut idle_until: Option<Timestamp> = None;
-        let mut state = self.state.lock();
+        let mut state = generation.state.lock();
         loop {
             if let Some(task) = state.queue.pop_front() {
                 state.busy += 1;
@@ -289,7 +363,7 @@ impl WorkerPool {
                 let done = Cell::new(false);
                 let ready = || {
                     if !done.replace(true) {
-                        self.state.lock().busy -= 1;
+                        generation.state.lock().busy -= 1;
                     }
                 };
                 // Tasks catch their own panics; this keeps the counts right
@@ -297,7 +371,7 @@ impl WorkerPool {
                 let _ = catch_unwind(AssertUnwindSafe(|| task.run(&ready)));
                 ready();
                 idle_until = None;
-                state = self.state.lock();
+                state = generation.state.lock();
                 continue;
             }
             if state.shutdown {
@@ -313,7 +387,7 @@ impl WorkerPool {
             state.idle.push(me.clone());
             drop(state);
             timer.park_until(until);
-            state = self.state.lock();
+            state = generation.state.lock();
             if let Some(i) = state.idle.iter().position(|t| t.id() == me.id()) {
                 state.idle.swap_remove(i);
             }
@@ -324,8 +398,9 @@ impl WorkerPool {
     /// (their handles get [`WaitError::Cancelled`]), idle workers exit now,
     /// busy ones after their job. Idempotent.
     pub fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
         let cancelled = {
-            let mut state = self.state.lock();
+            let mut state = self.generation().state.lock();
             state.shutdown = true;
             for worker in state.idle.drain(..) {
                 worker.unpark();

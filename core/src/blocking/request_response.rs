@@ -323,6 +323,8 @@ enum Class {
 /// (`max_workers` threads, `max_queue` waiting jobs): when it is exhausted,
 /// for instance by handlers that never return, timed requests are refused
 /// with a 503 instead of spawning more threads.
+/// After `fork`, the child's requests run on workers of the child's own
+/// (the pool starts afresh there: see [`WorkerPool`], "After `fork`").
 ///
 /// Time spent in the protection layers before an attempt (a rate limiter's
 /// or bulkhead's queue, a retry's back-off) counts against the deadline,

@@ -153,6 +153,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// panic on a worker comes back as [`Error::Panicked`], a cooperative one
 /// continues to the caller), `timeouts`, `rejections` (pool full).
 ///
+/// **After `fork`** a child process has none of the parent's worker
+/// threads; the pool starts afresh in the child on its first use there
+/// (no workers, all `max_workers` free; see [`WorkerPool`], "After
+/// `fork`"), so the child's calls run on workers of its own. Counters and
+/// listeners are copied as they were at the fork; a call that another
+/// parent thread was making at the fork stays in the child's copy of
+/// `in_flight` (that thread does not exist in the child).
+///
 /// # Examples
 ///
 /// On virtual time: the caller gets `TimedOut` when the clock passes the

@@ -28,12 +28,17 @@ pub struct BreakerConfig {
     /// [`CircuitBreaker::MAX_COUNT`].
     pub failure_threshold: u32,
     /// Time open before half-open (spec `resetTimeout`, default 60 s). At
-    /// most [`CircuitBreaker::MAX_TIMEOUT`].
+    /// most [`CircuitBreaker::MAX_TIMEOUT`]. Exact to the nanosecond in the
+    /// 64-bit layout; in the 32-bit layout it ends up to two
+    /// [`CircuitBreaker::TICK`]s (≈ 2.1 ms) late, never early (the default
+    /// 60 s: 60.001615872 s after a trip on a tick boundary).
     pub reset_timeout: Duration,
     /// Length of a half-open round: the circuit closes once a round has
     /// lasted this long with at least one successful probe and no failed
     /// one (spec `halfOpenTimeout`, "time to wait in half-open state before
     /// fully closing", default 30 s). At most [`CircuitBreaker::MAX_TIMEOUT`].
+    /// In the 32-bit layout it ends up to two [`CircuitBreaker::TICK`]s
+    /// (≈ 2.1 ms) late, never early.
     pub half_open_timeout: Duration,
     /// Interval between monitoring events (spec `monitorInterval`, default
     /// 5 s). Validated and stored for the blocking layer; not used by the

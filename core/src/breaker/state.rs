@@ -90,6 +90,12 @@ pub enum Outcome {
 ///
 /// # Examples
 ///
+/// The times here are the 64-bit layout's, exact to the nanosecond. With
+/// the 32-bit layout (targets without 64-bit atomics) the breaker's timers
+/// count [`CircuitBreaker::TICK`]s of 2²⁰ ns ≈ 1.05 ms and round a timeout
+/// up by at most two ticks, so that it never ends early: the same trip
+/// gives a `retry_after` of 60.001615872 s (`retry after 1min 0.002s`).
+///
 /// ```
 /// use std::time::Duration;
 /// use stockade::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
@@ -141,6 +147,10 @@ impl BreakerRejected {
     /// Half-open: at most until the current round ends (a probe slot may
     /// free up sooner). `None` when forced open: it stays open until
     /// [`CircuitBreaker::reset`] (or another manual operation).
+    ///
+    /// Exact in the 64-bit layout. In the 32-bit layout the time is counted
+    /// in [`CircuitBreaker::TICK`]s (≈ 1.05 ms) and is up to two ticks
+    /// (≈ 2.1 ms) longer than the exact time, never shorter.
     pub const fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
