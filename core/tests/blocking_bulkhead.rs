@@ -778,6 +778,11 @@ fn stress_no_leaks_and_never_above_max_concurrent() {
         let max_seen = AtomicUsize::new(0);
         let progress = AtomicU64::new(0);
         let workers_done = AtomicBool::new(false);
+        // Each worker stops at nine tenths of its operations until dispose
+        // was called, so dispose always lands while calls remain (and, as
+        // the workers reach the gate at different times, while some still
+        // run): no luck in the scheduling needed.
+        let dispose_called = AtomicBool::new(false);
         let tally = Tally::default();
         let ran = AtomicU64::new(0);
         let nested_outer = AtomicU64::new(0);
@@ -806,10 +811,13 @@ fn stress_no_leaks_and_never_above_max_concurrent() {
             let workers: Vec<_> = (0..THREADS)
                 .map(|t| {
                     let (b, tally, progress, critical) = (&b, &tally, &progress, &critical);
-                    let nested_outer = &nested_outer;
+                    let (nested_outer, dispose_called) = (&nested_outer, &dispose_called);
                     s.spawn(move || {
                         let mut rng = Rng((t + 1) * 0x2545_f491 + round);
-                        for _ in 0..OPS {
+                        for op in 0..OPS {
+                            if op == OPS * 9 / 10 {
+                                wait_until("dispose is called", || dispose_called.load(SeqCst));
+                            }
                             match rng.below(10) {
                                 0..=5 => tally.add(&b.execute(|| critical(&mut rng))),
                                 6..=8 => tally.add(&b.try_execute(|| critical(&mut rng))),
@@ -835,6 +843,7 @@ fn stress_no_leaks_and_never_above_max_concurrent() {
                 progress.load(SeqCst) >= THREADS * OPS * 9 / 10
             });
             b.dispose();
+            dispose_called.store(true, SeqCst);
             for w in workers {
                 join(w);
             }
