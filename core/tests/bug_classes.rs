@@ -18,15 +18,15 @@
 //! | test | file:line | mutation | first line of the failure |
 //! | --- | --- | --- | --- |
 //! | [`bug_class_half_open_admits_at_most_n_probes`] | `core/src/breaker/transition.rs:273` | `a_of(w) < self.config.half_open_max_probes` → `<=` | `a probe beyond half_open_max_probes was admitted` |
-//! | [`bug_class_stale_verdicts_never_change_a_newer_state`] | `core/src/breaker/machine.rs:359` | `let g = token.generation() as Word;` → `let g = gen_of(w);` | `a failure admitted before the reset re-opened the circuit` |
-//! | [`bug_class_a_probe_is_freed_by_panic_or_drop`] | `core/src/breaker/permit.rs:234` | `self.breaker.release(self.token);` → `let _ = self.token;` | `a probe dropped by a panic still holds its slot` |
+//! | [`bug_class_stale_verdicts_never_change_a_newer_state`] | `core/src/breaker/machine.rs:354` | `let g = token.generation() as Word;` → `let g = gen_of(w);` | `a failure admitted before the reset re-opened the circuit` |
+//! | [`bug_class_a_probe_is_freed_by_panic_or_drop`] | `core/src/breaker/permit.rs:234` | `self.breaker.release(self.token);` → `let _ = self.token;` | `a probe dropped by a panic still holds its slot` (after the test's own `the protected call panicked`) |
 //! | [`bug_class_each_transition_is_reported_exactly_once`] | `core/src/breaker/transition.rs:193` | `gen_of(old) == gen_of(new)` → `mode_of(old) == mode_of(new)` | `a transition's side effects were lost or duplicated` |
 //! | [`bug_class_limiter_grants_exactly_burst_and_n_permits_under_threads`] | `core/src/limiter/plan.rs:219` | `c.burst as u128 * interval` → `(c.burst as u128 + 1) * interval` | `granted beyond the burst on a frozen clock` |
 //! | [`bug_class_a_clock_stepping_back_admits_nothing_early`] | `core/src/breaker/word.rs:143` | `if d > MAX_ELAPSED` → `if d > TIME_MASK` | `a clock stepped back re-opened the circuit early` |
-//! | [`bug_class_huge_values_and_the_end_of_time_do_not_overflow`] | `core/src/limiter/gcra.rs:236` | `view.tick.checked_add(lead)` → `Some(view.tick.wrapping_add(lead))` | `the theoretical arrival time wrapped at the end of the clock range` |
-//! | [`bug_class_backoff_caps_before_it_can_overflow`] | `core/src/backoff.rs:477` | `init as f64 * power` → `init.wrapping_mul(power as u64) as f64` | `the delay went down: the multiply overflowed before the cap` |
+//! | [`bug_class_huge_values_and_the_end_of_time_do_not_overflow`] | `core/src/limiter/gcra.rs:239` | `view.tick.checked_add(lead)` → `Some(view.tick.wrapping_add(lead))` | `the theoretical arrival time wrapped at the end of the clock range` |
+//! | [`bug_class_backoff_caps_before_it_can_overflow`] | `core/src/backoff.rs:480` | `init as f64 * power` → `init.wrapping_mul(power as u64) as f64` | `the delay went down: the multiply overflowed before the cap` |
 //! | [`bug_class_no_lost_or_spurious_wake_up_on_timeout_and_dispose`] | `core/src/blocking/bulkhead.rs:599` | `waiter.thread.unpark();` → deleted | `timed out waiting until a thread finishes` |
-//! | [`bug_class_no_queue_jumping_and_no_head_of_line_blocking`] | `core/src/blocking/bulkhead.rs:767` | `waiters.remove(at);` → `let _ = at;` | `timed out waiting until a thread finishes` |
+//! | [`bug_class_no_queue_jumping_and_no_head_of_line_blocking`] | `core/src/blocking/bulkhead.rs:768` | `waiters.remove(at);` → `let _ = at;` | `timed out waiting until a thread finishes` |
 //!
 //! The lost wake-up of the blocking bulkhead's hand-off is also checked
 //! under every interleaving by `core/tests/loom_blocking_bulkhead.rs`
@@ -128,7 +128,7 @@ fn bug_class_half_open_admits_at_most_n_probes() {
 /// (a late failure, a late success) drove the state it was not admitted
 /// in. A verdict counts only in its own generation.
 ///
-/// Mutation: `core/src/breaker/machine.rs:359` (`report_slow`),
+/// Mutation: `core/src/breaker/machine.rs:354` (`report_slow`),
 /// `let g = token.generation() as Word;` → `let g = gen_of(w);` (the
 /// verdict is applied to the current generation). Fails with `a failure
 /// admitted before the reset re-opened the circuit`.
@@ -190,7 +190,9 @@ fn bug_class_stale_verdicts_never_change_a_newer_state() {
 ///
 /// Mutation: `core/src/breaker/permit.rs:234` (`Drop for BreakerPermit`),
 /// `self.breaker.release(self.token);` → `let _ = self.token;`. Fails
-/// with `a probe dropped by a panic still holds its slot`.
+/// with `a probe dropped by a panic still holds its slot` (the panic
+/// message printed before it, `the protected call panicked`, is the
+/// test's own, caught).
 #[test]
 fn bug_class_a_probe_is_freed_by_panic_or_drop() {
     let b = breaker(BreakerConfig::DEFAULT.with_half_open_max_probes(1));
@@ -404,7 +406,7 @@ fn bug_class_a_clock_stepping_back_admits_nothing_early() {
 /// in the 32-bit state layout (`--cfg stockade_force_32bit`, where the
 /// state's time wraps by design).
 ///
-/// Mutation: `core/src/limiter/gcra.rs:236` (`tat_at`),
+/// Mutation: `core/src/limiter/gcra.rs:239` (`tat_at`),
 /// `view.tick.checked_add(lead)` → `Some(view.tick.wrapping_add(lead))`.
 /// Fails with `the theoretical arrival time wrapped at the end of the
 /// clock range`.
@@ -456,7 +458,7 @@ fn bug_class_huge_values_and_the_end_of_time_do_not_overflow() {
 /// reaches it, and stays there up to retry `u32::MAX`, with and without
 /// jitter.
 ///
-/// Mutation: `core/src/backoff.rs:477` (`delay_nanos`),
+/// Mutation: `core/src/backoff.rs:480` (`delay_nanos`),
 /// `let scaled = init as f64 * power;` →
 /// `let scaled = init.wrapping_mul(power as u64) as f64;`. Fails with
 /// `the delay went down: the multiply overflowed before the cap`.
@@ -580,7 +582,7 @@ fn bug_class_no_lost_or_spurious_wake_up_on_timeout_and_dispose() {
 /// refused while anyone waits; the front waiter times out; the release
 /// then goes to the next waiter.
 ///
-/// Mutation: `core/src/blocking/bulkhead.rs:767` (`admit_slow`, the
+/// Mutation: `core/src/blocking/bulkhead.rs:768` (`admit_slow`, the
 /// timeout path), `waiters.remove(at);` → `let _ = at;`. Fails with
 /// `timed out waiting until a thread finishes` (the watchdog: the permit
 /// went to the departed waiter).
