@@ -29,8 +29,13 @@
 //! | [`bug_class_no_queue_jumping_and_no_head_of_line_blocking`] | `core/src/blocking/bulkhead.rs:768` | `waiters.remove(at);` → `let _ = at;` | `timed out waiting until a thread finishes` |
 //!
 //! The lost wake-up of the blocking bulkhead's hand-off is also checked
-//! under every interleaving by `core/tests/loom_blocking_bulkhead.rs`
-//! (`a_release_always_wakes_a_queued_waiter`).
+//! under every interleaving (up to loom's preemption bound) by
+//! `core/tests/loom_blocking_bulkhead.rs`: its invariant "a free permit and
+//! a queued waiter never coexist without a wake-up owed"
+//! (`assert_no_wake_up_owed`) after a closure's release
+//! (`a_release_racing_a_queueing_waiter_always_grants_it`), a guard's
+//! (`a_guard_release_racing_a_queueing_waiter_always_grants_it`) and a
+//! token's (`a_token_release_racing_a_queueing_waiter_always_grants_it`).
 #![cfg(all(feature = "std", not(stockade_loom)))]
 
 mod common;
@@ -88,7 +93,10 @@ fn bug_class_half_open_admits_at_most_n_probes() {
     b.trip(&c);
     c.advance(RESET + SLACK);
     let probes: Vec<_> = (0..N)
-        .map(|i| b.try_acquire(&c).unwrap_or_else(|e| panic!("probe {i}: {e}")))
+        .map(|i| {
+            b.try_acquire(&c)
+                .unwrap_or_else(|e| panic!("probe {i}: {e}"))
+        })
         .collect();
     assert!(
         b.try_acquire(&c).is_err(),
@@ -156,7 +164,12 @@ fn bug_class_stale_verdicts_never_change_a_newer_state() {
     let _ = b.report(slow, Outcome::Success, &c);
     let m = b.metrics(&c);
     assert_eq!(
-        (m.state, m.probes_in_flight, m.probe_successes, m.stale_verdicts),
+        (
+            m.state,
+            m.probes_in_flight,
+            m.probe_successes,
+            m.stale_verdicts
+        ),
         (BreakerState::HalfOpen, 1, 0, 1),
         "a success admitted before the trip counted in the half-open round"
     );
@@ -312,9 +325,7 @@ fn bug_class_limiter_grants_exactly_burst_and_n_permits_under_threads() {
     const BURST: u32 = 5;
     let c = ManualClock::starting_at(Timestamp::from_nanos(1 << 40));
     let l = limiter(BURST);
-    let granted = (0..2 * BURST)
-        .filter(|_| l.try_acquire(&c).is_ok())
-        .count() as u32;
+    let granted = (0..2 * BURST).filter(|_| l.try_acquire(&c).is_ok()).count() as u32;
     assert_eq!(granted, BURST, "granted beyond the burst on a frozen clock");
     // One interval later exactly one more.
     c.advance(l.emission_interval());
@@ -552,7 +563,10 @@ fn bug_class_no_lost_or_spurious_wake_up_on_timeout_and_dispose() {
             thread::yield_now();
         }
         wait_until("the waiter parks again", || clock.waiting() == 1);
-        assert!(!timing_out.is_finished(), "a spurious wake-up ended the wait");
+        assert!(
+            !timing_out.is_finished(),
+            "a spurious wake-up ended the wait"
+        );
         assert_eq!(b.metrics().in_flight, 1, "admitted without a permit");
         // Its deadline passes: it wakes with a timeout.
         clock.advance(Duration::from_secs(10));
