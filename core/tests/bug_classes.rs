@@ -372,7 +372,8 @@ fn bug_class_limiter_grants_exactly_burst_and_n_permits_under_threads() {
 /// back, or a `now` read before another thread's update) was taken as a
 /// long elapsed time and admitted early. An open breaker whose clock
 /// steps back stays open (it counts its open period again from the
-/// step), and a limiter grants nothing extra.
+/// step), and a limiter grants nothing extra (for any step in the 64-bit
+/// layout, for steps up to `max_lead` in the 32-bit one, as documented).
 ///
 /// Mutation: `core/src/breaker/word.rs:143` (`elapsed_ticks`),
 /// `if d > MAX_ELAPSED` → `if d > TIME_MASK` (a time behind reads as a
@@ -400,13 +401,24 @@ fn bug_class_a_clock_stepping_back_admits_nothing_early() {
     c.set(back.saturating_add(RESET + SLACK));
     assert!(b.try_acquire(&c).is_ok(), "the circuit never half-opened");
 
-    // The limiter: used up at t0, then the clock steps back by a minute.
-    let c = ManualClock::starting_at(t0);
-    let l = limiter(2);
-    assert!(l.try_acquire_n(2, &c).is_ok());
-    c.set(Timestamp::from_nanos(40 * SEC.as_nanos() as u64));
-    let extra = (0..10).filter(|_| l.try_acquire(&c).is_ok()).count();
-    assert_eq!(extra, 0, "a clock stepped back granted more permits");
+    // The limiter: used up at t0, then the clock steps back: by 1 s (within
+    // `max_lead`, about 10 s here, the 32-bit layout's horizon) and, in the
+    // 64-bit layout, exact for any step, by 60 s.
+    let wide = CircuitBreaker::TICK == Duration::from_nanos(1);
+    let steps: &[u64] = if wide { &[1, 60] } else { &[1] };
+    for &back in steps {
+        let c = ManualClock::starting_at(t0);
+        let l = limiter(2);
+        assert!(l.try_acquire_n(2, &c).is_ok());
+        c.set(Timestamp::from_nanos(
+            t0.as_nanos() - back * SEC.as_nanos() as u64,
+        ));
+        let extra = (0..10).filter(|_| l.try_acquire(&c).is_ok()).count();
+        assert_eq!(
+            extra, 0,
+            "a clock stepped back by {back} s granted more permits"
+        );
+    }
 }
 
 /// governor #203, tokio #3095: arithmetic on huge values (a far deadline,
