@@ -552,8 +552,9 @@ fn bulkhead<'c>(name: &str, clock: &'c VirtualClock) -> Bulkhead<&'c VirtualCloc
 /// without a permit. A parked waiter unparked spuriously parks again; a
 /// waiter times out exactly when virtual time passes its deadline; a
 /// dispose wakes a parked waiter at once with `Disposed` (the Rust
-/// blocking API has no interruption of its own: the Python binding's is
-/// a dispose-like wake, tested in `python/tests`).
+/// blocking API has no interruption of its own; the Python binding's
+/// is tested in `python/tests/test_bulkhead.py`,
+/// `test_keyboard_interrupt_while_queued_leaks_no_permit`).
 ///
 /// Mutation: `core/src/blocking/bulkhead.rs:599` (`dispose`),
 /// `waiter.thread.unpark();` deleted. Fails with `timed out waiting until
