@@ -6,6 +6,25 @@
 //! order, at most `max_concurrent` closures run at once, and the counts
 //! are back to zero at the end.
 //!
+//! The hand-off's invariant is also checked where it must hold, not only
+//! through its symptom: **a free permit and a queued waiter never coexist
+//! without a wake-up owed.** A wake-up is owed from a release that found
+//! waiters until that release returns (it grants under the queue lock
+//! before returning), so once a release has returned, and no other
+//! release can be in flight, nobody is queued while a permit is free
+//! ([`Shared::assert_no_wake_up_owed`]). Every way to release a permit is
+//! modelled: a closure's end (`execute`), a guard's drop, and a token
+//! handed back with `release_token` (the path a lost wake-up once survived
+//! these models in: none of them released through it).
+//!
+//! Mutations that must fail these models (apply, run, see it fail,
+//! revert):
+//!
+//! | file:line | mutation | first failure |
+//! | --- | --- | --- |
+//! | `core/src/blocking/bulkhead.rs:531-533` (`release_token`) | `if counts.has_waiters() { self.wake_waiters(); }` → `let _ = counts;` | `a_token_release_racing_a_queueing_waiter_always_grants_it` panicked: `a free permit and a queued waiter coexist with no wake-up owed (1 queued, 0 in use): the release lost its wake-up` (the other seven models pass on this build) |
+//! | `core/src/blocking/bulkhead.rs:807` (`release`) | `is_ok_and(BulkheadCounts::has_waiters)` → `is_ok_and(\|_\| false)` | `a_guard_release_racing_a_queueing_waiter_always_grants_it` panicked with the same message; the other models report a loom deadlock |
+//!
 //! The blocking layer's locks, `Arc`s and thread parking are loom's here
 //! (through the crate's sync shim). Loom has no time: the model timer's
 //! clock stands still and its `park_until` parks until unparked, so a
@@ -106,6 +125,21 @@ impl Shared {
         }
     }
 
+    /// The hand-off's invariant: a free permit and a queued waiter do not
+    /// coexist once the releases have returned. Call it where no other
+    /// release can be in flight (only one waiter may still be running, so
+    /// the two reads cannot tear: the waiter is queued only while the
+    /// permit is held, and granted before the release returns).
+    fn assert_no_wake_up_owed(&self) {
+        let queued = self.bulkhead.metrics().queue_depth;
+        let in_use = self.bulkhead.metrics().in_flight;
+        assert!(
+            queued == 0 || in_use == 1,
+            "a free permit and a queued waiter coexist with no wake-up owed \
+             ({queued} queued, {in_use} in use): the release lost its wake-up"
+        );
+    }
+
     /// Every permit back, nobody queued, nobody inside; `successes`
     /// closures ran.
     fn assert_drained(&self, successes: u64) {
@@ -134,10 +168,42 @@ fn a_release_racing_a_queueing_waiter_always_grants_it() {
             Ok::<_, ()>(waiter)
         });
         let waiter = holder.expect("the holder ran first");
+        s.assert_no_wake_up_owed();
         assert!(
             matches!(waiter.join().unwrap(), Ok(1)),
             "the waiter ran second"
         );
+        s.assert_drained(2);
+    });
+}
+
+/// (a2) As (a), the permit held as a guard: its drop releases it and
+/// grants the waiter; once the drop returned no wake-up is owed.
+#[test]
+fn a_guard_release_racing_a_queueing_waiter_always_grants_it() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let guard = s.bulkhead.acquire().expect("the only permit");
+        let waiter = Shared::spawn_waiter(&s);
+        drop(guard);
+        s.assert_no_wake_up_owed();
+        assert!(matches!(waiter.join().unwrap(), Ok(0)), "the waiter ran");
+        s.assert_drained(2);
+    });
+}
+
+/// (a3) As (a), the permit held as a plain token (the C and Python
+/// bindings' way) and handed back with `release_token`, which must grant
+/// the waiter as every other release does.
+#[test]
+fn a_token_release_racing_a_queueing_waiter_always_grants_it() {
+    loom::model(|| {
+        let s = Shared::new(1);
+        let token = s.bulkhead.acquire().expect("the only permit").into_token();
+        let waiter = Shared::spawn_waiter(&s);
+        s.bulkhead.release_token(token).expect("the token is held");
+        s.assert_no_wake_up_owed();
+        assert!(matches!(waiter.join().unwrap(), Ok(0)), "the waiter ran");
         s.assert_drained(2);
     });
 }
