@@ -380,11 +380,15 @@ fn strict_limiter_run(attempt: u32, role: &str, floor: f64) -> Result<(), String
         .collect();
     grants.sort_unstable();
     let n = config.requests_per_period as usize;
+    // The strict bound holds for windows of `period` (64-bit layout) or of
+    // `period - resolution + 1 ns` (32-bit layout, whole ticks): both are
+    // `period - resolution + 1 ns`.
+    let window = period - limiter.resolution().as_nanos() as u64 + 1;
     for (i, &t) in grants.iter().enumerate() {
-        let in_window = grants[i..].iter().take_while(|&&u| u < t + period).count();
+        let in_window = grants[i..].iter().take_while(|&&u| u < t + window).count();
         assert!(
             in_window <= n,
-            "{in_window} grants in the window from {t} (limit {n})"
+            "{in_window} grants in the {window} ns window from {t} (limit {n})"
         );
     }
     let ideal = (end - start) as f64 / limiter.emission_interval().as_nanos() as f64;
