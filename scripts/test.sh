@@ -2,8 +2,24 @@
 # Runs every test Stockade has, on a fresh machine: installs what it needs first.
 # Usage: scripts/test.sh            (everything; what CI runs)
 #        STOCKADE_SKIP_LOOM=1 scripts/test.sh   (skip the loom models)
+#        STOCKADE_SLOW=1 scripts/test.sh        (the nightly tools' slow tiers)
+#
+# The nightly tools (the last steps; they install the nightly toolchain's
+# miri and rust-src components and cargo-fuzz under target/tools themselves)
+# run in two tiers:
+#   fast (default)   Miri with strict provenance over the C ABI crate's unit
+#                    tests and a subset of the core's (MIRI_CORE_FILTERS
+#                    below); ThreadSanitizer over the blocking layer's queue,
+#                    timeout and dispose tests and the worker pool's unit
+#                    tests; each fuzz target for 5 s.
+#   STOCKADE_SLOW=1  Miri over every core and C ABI unit test;
+#                    ThreadSanitizer over every core test (unit and
+#                    integration) but tests/fork.rs; each fuzz target for
+#                    10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+slow=${STOCKADE_SLOW:-0}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -93,5 +109,67 @@ if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
         cargo test -p stockade --profile loom --locked --lib owners::loom_models
 fi
+
+step "nightly tools: Miri, ThreadSanitizer's rust-src, cargo-fuzz"
+# The nightly the machine has (installed only if missing: an existing one
+# is not updated, so caches stay valid).
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal
+fi
+rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1
+cargo install cargo-fuzz --version 0.13.2 --locked --root target/tools --quiet
+
+step "Miri, strict provenance: C ABI unit tests and the core's (STOCKADE_SLOW=1: all of the core's)"
+# No -Zmiri-disable-isolation: under Miri the clock reads Instant, which
+# isolation emulates. The core's fast-tier subset (45 of its 163 unit
+# tests, under a minute once built; all of them take far longer under
+# Miri): the clock's tick-clock and Instant-conversion tests (not the ones
+# reading the clock hundreds of thousands of times or across threads), the
+# blocking layer's unit tests (threads, the worker pool, the timer) and the
+# bulkhead's (owners' ledger, permits).
+MIRI_CORE_FILTERS=(clock::tests:: clock::monotonic::tests::to_instant
+    clock::monotonic::tests::uses_the_counter blocking:: bulkhead::)
+export MIRIFLAGS="-Zmiri-strict-provenance"
+cargo +nightly miri test -p stockade-ffi --lib --locked
+if [ "$slow" = 1 ]; then
+    cargo +nightly miri test -p stockade --lib --locked
+else
+    cargo +nightly miri test -p stockade --lib --locked -- "${MIRI_CORE_FILTERS[@]}"
+fi
+unset MIRIFLAGS
+
+step "ThreadSanitizer: the blocking layer's queues, timeouts, dispose and worker pool (STOCKADE_SLOW=1: every core test)"
+# TSan needs the standard library instrumented too: -Zbuild-std, with an
+# explicit target so RUSTFLAGS does not reach build scripts. RUST_BACKTRACE=0:
+# symbolising a panic's backtrace under TSan takes longer (about 15 s) than
+# the tests' 10 s watchdogs, and some tests panic on purpose.
+tsan=(env RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" RUST_BACKTRACE=0
+    CARGO_TARGET_DIR=target/tsan cargo +nightly test -Zbuild-std
+    --target x86_64-unknown-linux-gnu -p stockade --locked)
+if [ "$slow" = 1 ]; then
+    # Every core test but tests/fork.rs (its children start threads after a
+    # fork of a multi-threaded parent, which TSan does not support) and the
+    # loom models (empty without --cfg stockade_loom); shared memory across
+    # real processes included.
+    tsan_tests=(--features shared-memory --lib)
+    for f in core/tests/*.rs; do
+        name=$(basename "$f" .rs)
+        [[ $name == fork || $name == loom_* ]] || tsan_tests+=(--test "$name")
+    done
+    "${tsan[@]}" "${tsan_tests[@]}"
+else
+    "${tsan[@]}" --test blocking_bulkhead --test blocking_limiter --test blocking_timeout
+    "${tsan[@]}" --lib -- blocking::
+fi
+
+step "fuzzing (cargo-fuzz): the C ABI core tier's operations and every pattern's config validation"
+# fuzz/ is its own workspace (libFuzzer, nightly). Corpora and crash
+# artifacts stay under fuzz/ (git-ignored); a crash fails this step.
+fuzz_secs=5
+[ "$slow" = 1 ] && fuzz_secs=600
+for target in ffi_core_ops ffi_config; do
+    PATH="$PWD/target/tools/bin:$PATH" cargo +nightly fuzz run --target-dir target/fuzz "$target" -- \
+        -max_total_time="$fuzz_secs"
+done
 
 step "all tests passed"

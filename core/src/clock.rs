@@ -967,6 +967,7 @@ mod monotonic {
 
         /// One test for all of the process-wide upkeep's life cycle.
         #[test]
+        #[cfg_attr(miri, ignore = "200 ms of ticks in sleeps: too slow under Miri")]
         fn coarse_clock_ticks_with_upkeep_and_is_precise_without() {
             let _turn = UPKEEP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
             let coarse = CoarseClock::new();
@@ -1212,6 +1213,7 @@ mod tests {
     /// completed calls: every call returns the exact extended count of its
     /// (last) counter read, so values never go back in completion order.
     #[test]
+    #[cfg_attr(miri, ignore = "20 000 simulated calls: too slow under Miri")]
     fn tick_clock_exact_under_random_nested_interrupts() {
         struct Sim {
             truth: u64,
