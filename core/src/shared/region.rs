@@ -465,31 +465,35 @@ fn describe<M: Machine>(config: &M::Config, slots: u32) -> String {
     }
 }
 
+/// `Incompatible` naming `field` and both values, when they differ.
+fn same(path: &Path, field: &'static str, stored: u64, ours: u64) -> Result<(), SharedError> {
+    if stored == ours {
+        Ok(())
+    } else {
+        Err(SharedError::Incompatible {
+            path: path.to_path_buf(),
+            field,
+            stored,
+            ours,
+        })
+    }
+}
+
 /// The fields that make the file a region of this format at all.
 fn check_identity(path: &Path, stored: &Header, ours: &Header) -> Result<(), SharedError> {
-    let differ = |field: &'static str, s: u64, o: u64| {
-        if s == o {
-            Ok(())
-        } else {
-            Err(SharedError::Incompatible {
-                path: path.to_path_buf(),
-                field,
-                stored: s,
-                ours: o,
-            })
-        }
-    };
-    differ(
+    same(
+        path,
         "magic",
         u64::from_le_bytes(stored.magic),
         u64::from_le_bytes(ours.magic),
     )?;
-    differ(
+    same(
+        path,
         "format version",
         stored.format_version.into(),
         ours.format_version.into(),
     )?;
-    differ("byte order", stored.endian.into(), ours.endian.into())
+    same(path, "byte order", stored.endian.into(), ours.endian.into())
 }
 
 fn check_header<M: Machine>(
@@ -498,29 +502,8 @@ fn check_header<M: Machine>(
     ours: &Header,
     file_len: u64,
 ) -> Result<(), SharedError> {
-    let differ = |field: &'static str, s: u64, o: u64| {
-        if s == o {
-            Ok(())
-        } else {
-            Err(SharedError::Incompatible {
-                path: path.to_path_buf(),
-                field,
-                stored: s,
-                ours: o,
-            })
-        }
-    };
-    differ(
-        "magic",
-        u64::from_le_bytes(stored.magic),
-        u64::from_le_bytes(ours.magic),
-    )?;
-    differ(
-        "format version",
-        stored.format_version.into(),
-        ours.format_version.into(),
-    )?;
-    differ("byte order", stored.endian.into(), ours.endian.into())?;
+    let differ = |field: &'static str, s: u64, o: u64| same(path, field, s, o);
+    check_identity(path, stored, ours)?;
     differ("kind", stored.kind.into(), ours.kind.into())?;
     differ(
         "state word bits",
