@@ -299,6 +299,12 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_millis(10);
 
+    /// Returns owner 1's permits (gone), owner 0 being live.
+    fn reap_owner_1(b: &Bulkhead, slots: &[OwnerSlot; 2], clock: &ManualClock) -> Option<u32> {
+        let mut scratch = [0; 2];
+        return_orphans(b, 2, |i| &slots[i], |i| i == 1, &mut scratch, clock, WINDOW)
+    }
+
     #[test]
     fn an_owner_stopped_at_any_step_is_returned_exactly() {
         // (steps run before stopping, permits the bulkhead counts for it)
@@ -345,29 +351,12 @@ mod tests {
             slots[0].try_acquire(&b).unwrap(); // a live owner's permit
             steps(&slots[1], &b);
             assert_eq!(b.in_use(), 1 + owed, "{name}");
-            let mut scratch = [0; 2];
-            let back = return_orphans(
-                &b,
-                2,
-                |i| &slots[i],
-                |i| i == 1,
-                &mut scratch,
-                &ManualClock::new(),
-                WINDOW,
-            );
+            let back = reap_owner_1(&b, &slots, &ManualClock::new());
             assert_eq!(back, Some(owed), "{name}");
             assert_eq!(b.in_use(), 1, "{name}: the live owner's permit stays");
             assert!(slots[1].is_idle(), "{name}");
             // A second pass (a reaper that stopped before clearing) returns nothing more.
-            let again = return_orphans(
-                &b,
-                2,
-                |i| &slots[i],
-                |i| i == 1,
-                &mut scratch,
-                &ManualClock::new(),
-                WINDOW,
-            );
+            let again = reap_owner_1(&b, &slots, &ManualClock::new());
             assert_eq!(again, Some(0), "{name}");
             slots[0].release(&b).unwrap();
             assert_eq!(b.in_use(), 0, "{name}");
@@ -380,34 +369,11 @@ mod tests {
         let slots = [OwnerSlot::new(), OwnerSlot::new()];
         slots[1].try_acquire(&b).unwrap();
         slots[0].begin(); // live, mid-acquire
-        let mut scratch = [0; 2];
         let clock = ManualClock::new();
-        assert_eq!(
-            return_orphans(
-                &b,
-                2,
-                |i| &slots[i],
-                |i| i == 1,
-                &mut scratch,
-                &clock,
-                WINDOW
-            ),
-            None
-        );
+        assert_eq!(reap_owner_1(&b, &slots, &clock), None);
         assert_eq!(b.in_use(), 1, "nothing returned without a snapshot");
         slots[0].abort();
-        assert_eq!(
-            return_orphans(
-                &b,
-                2,
-                |i| &slots[i],
-                |i| i == 1,
-                &mut scratch,
-                &clock,
-                WINDOW
-            ),
-            Some(1)
-        );
+        assert_eq!(reap_owner_1(&b, &slots, &clock), Some(1));
     }
 
     #[test]
@@ -469,15 +435,22 @@ mod loom_models {
         clock: ManualClock,
     }
 
+    impl World {
+        /// A bulkhead of 2 permits and two idle owners.
+        fn new() -> Arc<World> {
+            Arc::new(World {
+                bulkhead: Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(2)).unwrap(),
+                slots: [OwnerSlot::new(), OwnerSlot::new()],
+                clock: ManualClock::new(),
+            })
+        }
+    }
+
     /// `stop` puts owner 1 where it stopped; `owed` is what the bulkhead
     /// counts for it.
     fn model(stop: fn(&OwnerSlot, &Bulkhead), owed: u32) {
         ::loom::model(move || {
-            let world = Arc::new(World {
-                bulkhead: Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(2)).unwrap(),
-                slots: [OwnerSlot::new(), OwnerSlot::new()],
-                clock: ManualClock::new(),
-            });
+            let world = World::new();
             stop(&world.slots[1], &world.bulkhead);
             let live = {
                 let w = Arc::clone(&world);
@@ -534,11 +507,7 @@ mod loom_models {
     #[test]
     fn a_permit_released_twice_at_once_is_returned_once() {
         ::loom::model(|| {
-            let world = Arc::new(World {
-                bulkhead: Bulkhead::new(BulkheadConfig::DEFAULT.with_max_concurrent(2)).unwrap(),
-                slots: [OwnerSlot::new(), OwnerSlot::new()],
-                clock: ManualClock::new(),
-            });
+            let world = World::new();
             world.slots[0].try_acquire(&world.bulkhead).unwrap();
             world.slots[1].try_acquire(&world.bulkhead).unwrap();
             let other = {

@@ -502,30 +502,22 @@ fn check_header<M: Machine>(
     ours: &Header,
     file_len: u64,
 ) -> Result<(), SharedError> {
-    let differ = |field: &'static str, s: u64, o: u64| same(path, field, s, o);
     check_identity(path, stored, ours)?;
-    differ("kind", stored.kind.into(), ours.kind.into())?;
-    differ(
-        "state word bits",
-        stored.word_bits.into(),
-        ours.word_bits.into(),
-    )?;
-    differ(
-        "machine size",
-        stored.machine_size.into(),
-        ours.machine_size.into(),
-    )?;
-    differ(
-        "machine alignment",
-        stored.machine_align.into(),
-        ours.machine_align.into(),
-    )?;
-    differ(
-        "machine offset",
-        stored.machine_offset.into(),
-        ours.machine_offset.into(),
-    )?;
-    differ("clock id", stored.clock_id.into(), ours.clock_id.into())?;
+    let fields: [(&'static str, u32, u32); 6] = [
+        ("kind", stored.kind, ours.kind),
+        ("state word bits", stored.word_bits, ours.word_bits),
+        ("machine size", stored.machine_size, ours.machine_size),
+        (
+            "machine alignment",
+            stored.machine_align,
+            ours.machine_align,
+        ),
+        ("machine offset", stored.machine_offset, ours.machine_offset),
+        ("clock id", stored.clock_id, ours.clock_id),
+    ];
+    for (field, s, o) in fields {
+        same(path, field, s.into(), o.into())?;
+    }
     if stored.config_len as usize > CONFIG_CAPACITY {
         return Err(SharedError::Incompatible {
             path: path.to_path_buf(),
@@ -547,7 +539,8 @@ fn check_header<M: Machine>(
     // The slots' position follows from the machine's size; their number
     // is the stored one (part of the config).
     let layout = Layout::of::<M>(stored.owner_slots);
-    differ(
+    same(
+        path,
         "owner slots offset",
         stored.slots_offset.into(),
         layout.slots_offset as u64,
