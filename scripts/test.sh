@@ -27,6 +27,17 @@ step "toolchain components and embedded targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf >/dev/null
 
+step "redis-server for the Redis tests (Debian's package, installed if missing)"
+# The tests start their own servers on free loopback ports, without
+# persistence, and kill them afterwards (core/tests/common/redis_server.rs,
+# python/tests/redis_server.py).
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+redis-server --version
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -34,10 +45,10 @@ RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis --locked
 
-step "tests, 64-bit state layout (shared memory across real processes included)"
-cargo test --workspace --exclude stockade-demo --features stockade/shared-memory --locked
+step "tests, 64-bit state layout (shared memory across real processes and Redis included)"
+cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -81,6 +92,7 @@ msrv=$(sed -n 's/^rust-version = "\([0-9.]*\)"$/\1/p' Cargo.toml)
 rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"

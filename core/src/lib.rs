@@ -248,6 +248,9 @@ pub mod clock;
 pub mod deadline;
 pub mod error;
 pub mod limiter;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(feature = "shared-memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
 pub mod shared;

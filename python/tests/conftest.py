@@ -43,3 +43,15 @@ def sigint_raises():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def redis_server():
+    """A fresh redis-server on a free loopback port, killed afterwards."""
+    from redis_server import RedisServer
+
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -78,6 +78,11 @@ pub enum Error<E = core::convert::Infallible> {
     /// (feature `shared-memory`; see [`crate::shared`]).
     #[cfg(feature = "shared-memory")]
     Shared(crate::shared::SharedError),
+    /// A Redis-backed pattern could not be made, found another config in
+    /// Redis, or refused a call because Redis did not answer and its
+    /// fallback is `FailClosed` (feature `redis`; see [`crate::redis`]).
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::RedisError),
 }
 
 impl<E> Error<E> {
@@ -188,6 +193,8 @@ impl<E> Error<E> {
             Error::NameTaken { name } => Error::NameTaken { name },
             #[cfg(feature = "shared-memory")]
             Error::Shared(e) => Error::Shared(e),
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => Error::Redis(e),
         }
     }
 }
@@ -239,6 +246,8 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::InvalidConfig(e) => e.fmt(f),
             #[cfg(feature = "shared-memory")]
             Error::Shared(e) => e.fmt(f),
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => e.fmt(f),
             Error::NameTaken { name } => {
                 write!(
                     f,
@@ -260,6 +269,8 @@ impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {
             Error::InvalidConfig(e) => Some(e),
             #[cfg(feature = "shared-memory")]
             Error::Shared(e) => Some(e),
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => Some(e),
             _ => None,
         }
     }
@@ -273,6 +284,18 @@ impl<E> From<crate::shared::SharedError> for Error<E> {
         match e {
             crate::shared::SharedError::InvalidConfig(c) => Error::InvalidConfig(c),
             other => Error::Shared(other),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<E> From<crate::redis::RedisError> for Error<E> {
+    /// An invalid config stays [`Error::InvalidConfig`]; everything else is
+    /// [`Error::Redis`].
+    fn from(e: crate::redis::RedisError) -> Self {
+        match e {
+            crate::redis::RedisError::InvalidConfig(c) => Error::InvalidConfig(c),
+            other => Error::Redis(other),
         }
     }
 }

@@ -90,6 +90,17 @@ pub enum EventKind {
     },
     /// The pattern was disposed.
     Disposed,
+    /// A Redis-backed pattern's server stopped answering (feature
+    /// `redis`): from now on decisions follow its
+    /// [`Fallback`](crate::redis::Fallback) until `StoreRecovered`.
+    #[cfg(feature = "redis")]
+    StoreUnavailable {
+        /// Why the command that failed got no answer.
+        cause: crate::redis::StoreFailure,
+    },
+    /// A Redis-backed pattern's server answers again (feature `redis`).
+    #[cfg(feature = "redis")]
+    StoreRecovered,
 }
 
 /// A snapshot of a pattern's counters. Fields a pattern does not use are
@@ -118,6 +129,9 @@ pub struct Metrics {
     pub in_flight: u64,
     /// A circuit breaker's state.
     pub state: Option<BreakerState>,
+    /// Decisions a Redis-backed pattern took under its fallback because
+    /// Redis did not answer (feature `redis`; 0 otherwise).
+    pub fallback_decisions: u64,
 }
 
 /// Identifies a subscribed listener, to remove it again.

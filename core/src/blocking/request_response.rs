@@ -856,6 +856,16 @@ fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) 
         }
         #[cfg(feature = "shared-memory")]
         Error::Shared(_) => (Response::error(500, message), Class::Failure),
+        // Redis refused a fail-closed call: the protection could not
+        // decide, so the request is refused as unavailable.
+        #[cfg(feature = "redis")]
+        Error::Redis(crate::redis::RedisError::Unavailable { retry_after, .. }) => {
+            let mut response = Response::error(503, message);
+            response.retry_after = retry_after;
+            (response, Class::Rejected(retry_after))
+        }
+        #[cfg(feature = "redis")]
+        Error::Redis(_) => (Response::error(500, message), Class::Failure),
     }
 }
 
