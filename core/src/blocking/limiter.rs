@@ -4,6 +4,8 @@
 
 use core::fmt;
 use core::time::Duration;
+#[cfg(feature = "redis")]
+use std::boxed::Box;
 use std::sync::Arc;
 
 use super::home::Home;
@@ -18,6 +20,10 @@ use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Res
 enum Refusal {
     Limited(Duration),
     Disposed,
+    /// A Redis-backed limiter could not decide (a config mismatch, or
+    /// Redis down under `FailClosed`).
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::RedisError),
 }
 
 impl Refusal {
@@ -25,6 +31,8 @@ impl Refusal {
         match self {
             Refusal::Limited(retry_after) => Error::RateLimited { retry_after },
             Refusal::Disposed => Error::Disposed,
+            #[cfg(feature = "redis")]
+            Refusal::Redis(e) => Error::Redis(e),
         }
     }
 }
@@ -105,6 +113,10 @@ pub struct RateLimiter<T: Timer = MonotonicClock> {
     shell: Shell<RateLimiterConfig, T>,
     /// Threads parked on a booking, for `dispose` to wake. Slow path only.
     sleepers: WaitList,
+    /// The fleet's limiter in Redis, which then decides instead of `core`
+    /// ([`RateLimiter::redis`]).
+    #[cfg(feature = "redis")]
+    redis: Option<Box<crate::redis::RedisRateLimiter>>,
 }
 
 impl RateLimiter<MonotonicClock> {
@@ -178,7 +190,93 @@ impl RateLimiter<crate::shared::HostClock> {
                 crate::shared::HostClock,
             ),
             sleepers: WaitList::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
         })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RateLimiter<MonotonicClock> {
+    /// A rate limiter that a whole fleet shares through the Redis server of
+    /// `options` (feature `redis`; see [`crate::redis`] for what is exact,
+    /// what the local fast paths cost, leasing and the fallback). Each
+    /// decision is one script call on the key `<prefix>:v1:{limiter:<name>}`
+    /// running the core's arithmetic in integer microseconds; queued
+    /// callers book a slot in the fleet's queue and sleep here until it is
+    /// ready (a caller woken by [`dispose`](Self::dispose) hands its
+    /// booking back). Everything else is as for [`new`](Self::new): the
+    /// same type on the same clock, registered as `name`, composing in
+    /// pipelines, with events (also `StoreUnavailable` and `StoreRecovered`)
+    /// and metrics (also `fallback_decisions`; `queue_depth` as this
+    /// process last learnt it from Redis).
+    ///
+    /// Redis is not contacted here: it need not be up. A config that
+    /// differs from the one stored in Redis is reported by the first call
+    /// as [`Error::Redis`] with [`RedisError::ConfigMismatch`](crate::redis::RedisError::ConfigMismatch)
+    /// (unless [`adopt_stored_config`](crate::redis::RedisOptions::adopt_stored_config)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config (or a lead beyond
+    /// [`MAX_LEAD_MICROS`](crate::redis::MAX_LEAD_MICROS)); [`Error::Redis`]
+    /// for invalid options, URL or name; [`Error::NameTaken`] as for `new`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, RateLimiter};
+    /// use stockade::limiter::{Mode, RateLimiterConfig};
+    /// use stockade::redis::{Fallback, RedisOptions};
+    ///
+    /// // 100 calls per minute for the whole fleet, never more in any minute.
+    /// let config = RateLimiterConfig::DEFAULT
+    ///     .with_requests_per_period(100)
+    ///     .with_period(Duration::from_secs(60))
+    ///     .with_mode(Mode::Strict);
+    /// let options = RedisOptions::new("redis://127.0.0.1:6379/0")
+    ///     .fallback(Fallback::Local)
+    ///     .expected_instances(4); // 25 per minute each while Redis is down
+    /// let partner = RateLimiter::redis("partner-api", config, &options)?;
+    /// let answer = partner.execute(|| Ok::<_, std::io::Error>("called"));
+    /// assert!(matches!(answer, Ok("called") | Err(Error::RateLimited { .. })));
+    /// println!("{} decisions under the fallback", partner.metrics().fallback_decisions);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn redis(
+        name: &str,
+        config: RateLimiterConfig,
+        options: &crate::redis::RedisOptions,
+    ) -> Result<Arc<Self>, Error> {
+        let limiter = registry::register(name, || {
+            let engine = crate::redis::RedisRateLimiter::new(name, config, options)?;
+            Ok(RateLimiter {
+                core: Home::Local(Core::new(config)?),
+                shell: Shell::new(
+                    PatternKind::RateLimiter,
+                    name.into(),
+                    config,
+                    MonotonicClock::new(),
+                ),
+                sleepers: WaitList::default(),
+                redis: Some(Box::new(engine)),
+            })
+        })?;
+        if let Some(engine) = &limiter.redis {
+            let weak = Arc::downgrade(&limiter);
+            engine.set_listener(move |event| {
+                if let Some(limiter) = weak.upgrade() {
+                    limiter.shell.emit(match event {
+                        crate::redis::StoreEvent::Unavailable(cause) => {
+                            EventKind::StoreUnavailable { cause }
+                        }
+                        crate::redis::StoreEvent::Recovered => EventKind::StoreRecovered,
+                    });
+                }
+            });
+        }
+        Ok(limiter)
     }
 }
 
@@ -199,6 +297,8 @@ impl<T: Timer> RateLimiter<T> {
             core: Home::Local(core),
             shell: Shell::new(PatternKind::RateLimiter, name.into(), config, timer),
             sleepers: WaitList::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
         })
     }
 
@@ -225,9 +325,31 @@ impl<T: Timer> RateLimiter<T> {
 
     /// The core state machine, for its read-only figures
     /// ([`emission_interval`](Core::emission_interval),
-    /// [`burst`](Core::burst), [`available`](Core::available)...).
+    /// [`burst`](Core::burst), [`available`](Core::available)...). For a
+    /// Redis-backed limiter it is a local machine of the same config that
+    /// takes no decisions (its figures of state, such as `available`, say
+    /// nothing); ask [`redis_limiter`](Self::redis_limiter) instead.
     pub fn core(&self) -> &Core {
         &self.core
+    }
+
+    /// The fleet's limiter in Redis, for a limiter made by
+    /// [`RateLimiter::redis`] (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_limiter(&self) -> Option<&crate::redis::RedisRateLimiter> {
+        self.redis.as_deref()
+    }
+
+    /// `true` for a limiter made by [`RateLimiter::redis`].
+    pub fn is_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.redis.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
     }
 
     /// Runs `f` once a permit is available, waiting in the FIFO queue if
@@ -379,7 +501,19 @@ impl<T: Timer> RateLimiter<T> {
     /// panicked) and `rejections` ([`Error::RateLimited`]). Calls refused
     /// because the limiter was disposed are not counted. `queue_depth` is the
     /// core's: permits booked but not yet ready.
+    ///
+    /// A Redis-backed limiter ([`RateLimiter::redis`]) reports the
+    /// `queue_depth` this process last learnt from Redis (a lower bound:
+    /// other hosts may have booked since) and counts `fallback_decisions`.
     pub fn metrics(&self) -> Metrics {
+        #[cfg(feature = "redis")]
+        if let Some(engine) = &self.redis {
+            return Metrics {
+                queue_depth: u64::from(engine.queue_depth()),
+                fallback_decisions: engine.fallback_decisions(),
+                ..self.shell.counters.metrics()
+            };
+        }
         Metrics {
             queue_depth: u64::from(self.core.queue_depth(self.timer())),
             ..self.shell.counters.metrics()
@@ -435,6 +569,10 @@ impl<T: Timer> RateLimiter<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
+        #[cfg(feature = "redis")]
+        if let Some(engine) = &self.redis {
+            return self.redis_admit(engine, n, max_wait);
+        }
         match self.core.reserve(n, max_wait, self.timer()) {
             Ok(booked) if booked.is_immediate() => Ok(()),
             Ok(booked) => self.wait_for(booked),
@@ -447,19 +585,79 @@ impl<T: Timer> RateLimiter<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
+        #[cfg(feature = "redis")]
+        if let Some(engine) = &self.redis {
+            return engine
+                .try_acquire(n)
+                .map(drop)
+                .map_err(|e| self.refuse_redis(e));
+        }
         self.core
             .try_acquire_n(n, self.timer())
             .map_err(|e| self.reject(e))
     }
 
+    /// Books `n` permits in the fleet's queue and waits until they are
+    /// ready; a caller woken by `dispose` hands its booking back.
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn redis_admit(
+        &self,
+        engine: &crate::redis::RedisRateLimiter,
+        n: u32,
+        max_wait: Duration,
+    ) -> Result<(), Refusal> {
+        match engine.reserve(n, max_wait) {
+            Ok(booked) if booked.is_immediate() => Ok(()),
+            Ok(booked) => {
+                let outcome = self.sleep_until_ready(booked.ready_at());
+                if outcome.is_err() {
+                    // The latest booking can be handed back; others stay used.
+                    let _ = engine.cancel(booked);
+                }
+                outcome
+            }
+            Err(e) => Err(self.refuse_redis(e)),
+        }
+    }
+
+    /// A Redis-backed refusal: the limit's (counted as usual), or Redis's
+    /// (a config mismatch; Redis down under `FailClosed`), counted as a
+    /// rejection too.
+    #[cfg(feature = "redis")]
+    #[cold]
+    fn refuse_redis(&self, e: crate::redis::RedisLimitError) -> Refusal {
+        match e {
+            crate::redis::RedisLimitError::Limited(e) => self.reject(e),
+            crate::redis::RedisLimitError::Redis(e) => {
+                let retry_after = match &e {
+                    crate::redis::RedisError::Unavailable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                self.shell.counters.rejections.incr();
+                self.shell.emit(EventKind::Rejected { retry_after });
+                Refusal::Redis(e)
+            }
+        }
+    }
+
     /// Parks until `booked` is ready, or until disposed.
     #[cold]
     fn wait_for(&self, booked: Reservation) -> Result<(), Refusal> {
+        let outcome = self.sleep_until_ready(booked.ready_at());
+        if outcome.is_err() {
+            // The latest booking can be handed back; others stay used.
+            let _ = self.core.cancel(booked.into_token(), self.timer());
+        }
+        outcome
+    }
+
+    /// Parks until the timer reaches `ready_at`, or until disposed.
+    fn sleep_until_ready(&self, ready_at: crate::clock::Timestamp) -> Result<(), Refusal> {
         // Registered before the first check: `dispose` sets the flag, then
         // wakes the registered threads, so either this thread sees the flag
         // or it is unparked.
         let sleeping = self.sleepers.register();
-        let ready_at = booked.ready_at();
         let outcome = loop {
             if self.is_disposed() {
                 break Err(Refusal::Disposed);
@@ -470,10 +668,6 @@ impl<T: Timer> RateLimiter<T> {
             self.timer().interruptible_sleep_until(ready_at);
         };
         drop(sleeping);
-        if outcome.is_err() {
-            // The latest booking can be handed back; others stay used.
-            let _ = self.core.cancel(booked.into_token(), self.timer());
-        }
         outcome
     }
 

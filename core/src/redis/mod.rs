@@ -67,8 +67,13 @@
 
 mod error;
 mod keys;
+mod limiter;
 mod options;
 pub(crate) mod store;
 
 pub use error::{RedisError, StoreFailure};
+pub use limiter::{
+    Grant, MAX_LEAD_MICROS, RedisLimitError, RedisRateLimiter, RedisReservation, StoreEvent, Via,
+    local_share,
+};
 pub use options::{Fallback, RedisOptions, TimeSource};
