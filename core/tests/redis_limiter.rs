@@ -77,6 +77,9 @@ enum Op {
     Reserve(u32, Duration),
     /// Cancel the outstanding reservation at this index (modulo).
     Cancel(usize),
+    /// Move the clock to an outstanding reservation's `ready_at` (index
+    /// modulo), plus -1, 0 or +1 µs, if that is not in the past.
+    ToReady(usize, i8),
     AdvanceUs(u64),
 }
 
@@ -84,7 +87,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u32..=4).prop_map(Op::Try),
         3 => (0u32..=4, 0u64..400_000_000).prop_map(|(n, ns)| Op::Reserve(n, Duration::from_nanos(ns))),
-        1 => any::<usize>().prop_map(Op::Cancel),
+        2 => any::<usize>().prop_map(Op::Cancel),
+        1 => (any::<usize>(), -1i8..=1).prop_map(|(i, d)| Op::ToReady(i, d)),
         3 => prop_oneof![0u64..=5, 0u64..200_000].prop_map(Op::AdvanceUs),
     ]
 }
@@ -170,6 +174,15 @@ fn differential_case(
                     let ours = core.cancel(token, &clock);
                     let theirs = engine.cancel_at(reservation, at(&clock));
                     prop_assert_eq!(ours, theirs, "{:?}", op);
+                }
+            }
+            Op::ToReady(i, delta) => {
+                if !outstanding.is_empty() {
+                    let ready = outstanding[i % outstanding.len()].0.ready_at().as_nanos();
+                    let target = ready.saturating_add_signed(i64::from(*delta) * 1000);
+                    if target > clock.now().as_nanos() {
+                        clock.set(stockade::clock::Timestamp::from_nanos(target));
+                    }
                 }
             }
             Op::AdvanceUs(us) => clock.advance(Duration::from_micros(*us)),
@@ -313,6 +326,65 @@ fn keys_expire_when_idle_and_share_one_slot() {
         );
         assert_eq!(cluster_slot(k), cluster_slot(&key));
     }
+}
+
+fn construction_needs_no_server_and_checks_its_input() {
+    // Nothing listens on this port: construction still succeeds.
+    let server = RedisServer::start();
+    let url = server.url();
+    drop(server);
+    let options = RedisOptions::new(url).fallback(Fallback::FailOpen);
+    let limiter = Blocking::redis(&unique("lazy"), RateLimiterConfig::DEFAULT, &options).unwrap();
+    assert!(
+        limiter.try_acquire(1).is_ok(),
+        "fail-open while nobody answers"
+    );
+    assert_eq!(limiter.metrics().fallback_decisions, 1);
+    limiter.dispose();
+    // Bad input: typed errors naming what is wrong.
+    assert!(matches!(
+        RedisRateLimiter::new("a{b", RateLimiterConfig::DEFAULT, &options),
+        Err(RedisError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        RedisRateLimiter::new(
+            "x",
+            RateLimiterConfig::DEFAULT.with_requests_per_period(0),
+            &options
+        ),
+        Err(RedisError::InvalidConfig(_))
+    ));
+    // A lead beyond 2^51 µs (71 years) would not be exact in Lua doubles.
+    let yearly = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(1)
+        .with_period(Duration::from_secs(72 * 365 * 86_400));
+    match RedisRateLimiter::new("x", yearly, &options) {
+        Err(RedisError::InvalidConfig(e)) => assert_eq!(e.option.as_str(), "burst"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Blocking::redis(
+            "x",
+            RateLimiterConfig::DEFAULT,
+            &options.clone().command_timeout(Duration::ZERO)
+        ),
+        Err(Error::Redis(RedisError::InvalidOption {
+            option: "command_timeout",
+            ..
+        }))
+    ));
+}
+
+fn client_time_source_passes_the_hosts_clock() {
+    let server = RedisServer::start();
+    let options = RedisOptions::new(server.url()).time(stockade::redis::TimeSource::Client);
+    let engine =
+        RedisRateLimiter::new(&unique("client"), RateLimiterConfig::DEFAULT, &options).unwrap();
+    let before = now_us();
+    let grant = engine.try_acquire(1).unwrap();
+    let after = now_us();
+    let at = grant.server_time_us.unwrap();
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
 }
 
 fn script_flush_reloads_the_script() {
@@ -464,9 +536,15 @@ fn kill_restart(fallback: Fallback) {
     server.kill();
     let bound = options.command_timeout_value() * 2;
     let mut outcomes = Vec::new();
-    for _ in 0..30 {
+    for i in 0..30 {
         let started = Instant::now();
-        let outcome = limiter.try_acquire(1);
+        // Both paths: the non-waiting one and the queue's (which never
+        // waits here, with a zero timeout).
+        let outcome = if i % 2 == 0 {
+            limiter.try_acquire(1)
+        } else {
+            limiter.acquire_timeout(1, Duration::ZERO)
+        };
         let took = started.elapsed();
         assert!(
             took <= bound,
@@ -716,6 +794,8 @@ fn main() {
         script_decides_as_the_core,
         refusals_are_cached_and_leases_serve_locally,
         keys_expire_when_idle_and_share_one_slot,
+        construction_needs_no_server_and_checks_its_input,
+        client_time_source_passes_the_hosts_clock,
         script_flush_reloads_the_script,
         config_mismatch_is_typed_and_adopt_works,
         blocking_limiter_queues_and_dispose_cancels,
