@@ -56,7 +56,7 @@ impl fmt::Display for RedisLimitError {
     }
 }
 
-impl std::error::Error for RedisLimitError {}
+impl core::error::Error for RedisLimitError {}
 
 impl From<RateLimitError> for RedisLimitError {
     fn from(e: RateLimitError) -> Self {
