@@ -29,6 +29,11 @@
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 if now < 0 then
+  -- Redis before 5 replicates scripts verbatim and forbids writes after
+  -- TIME unless effects are replicated (the default since 5, a no-op in 7).
+  if redis.replicate_commands then
+    redis.replicate_commands()
+  end
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end

@@ -64,6 +64,107 @@
 //! Reads and writes go to the server in the URL: point it at the primary.
 //! A replica may still hold keys the primary has expired, and refuses
 //! script writes.
+//!
+//! # The rate limiter
+//!
+//! [`RedisRateLimiter`] (and [`blocking::RateLimiter::redis`](crate::blocking::RateLimiter::redis)
+//! on top of it) keeps the core limiter's whole state, the theoretical
+//! arrival time (TAT), in **one hash** `<prefix>:v1:{limiter:<name>}`,
+//! beside the canonical config, and takes every decision that needs it in
+//! **one script call** (`EVALSHA`): `try_acquire(n)`, `reserve(n,
+//! max_wait)` and `cancel` are the core's
+//! [`try_acquire_n`](crate::limiter::RateLimiter::try_acquire_n),
+//! [`reserve`](crate::limiter::RateLimiter::reserve) and
+//! [`cancel`](crate::limiter::RateLimiter::cancel), with the same errors.
+//!
+//! **What is exact.** The script runs the core's arithmetic on integer
+//! microseconds: the emission interval it uses is the core's `T` (`P / N`
+//! bursty, `P / (N − B + 1)` strict, in nanoseconds rounded up) **rounded
+//! up to whole microseconds**, the burst limit is `B·T`, the queue room
+//! `max_queue_size·T`, and a request of `n` permits is granted when
+//! `max(TAT, now) + n·T <= now + B·T`. So:
+//!
+//! * when `T` is a whole number of microseconds (every round rate: 10 per
+//!   second, 100 per minute...), every decision is the core machine's:
+//!   the same grants, the same refusals in the same order (`ExceedsCapacity`,
+//!   then `QueueFull`, then `WaitTooLong` beyond `min(max_wait,
+//!   queue_timeout)`), the same waits and the same exact `retry_after`
+//!   (a differential test runs random sequences through both);
+//! * otherwise `T` is longer by less than 1 µs, so the limiter is slower
+//!   by that much per permit and **never admits more**: in strict mode at
+//!   most `N` grants in any half-open window of length `P` of the server's
+//!   clock, in bursty mode at most `B + floor(W / T)` in any window of
+//!   length `W`;
+//! * a config whose longest lead (`B·T` plus the longest wait) exceeds
+//!   [`MAX_LEAD_MICROS`] (2^51 µs, 71 years) is refused: below it every
+//!   sum the script makes stays under 2^53, exact in Lua's doubles, until
+//!   the year 2184.
+//!
+//! The times are Redis's (`TIME`, read in the script) unless
+//! [`TimeSource::Client`] is chosen. A booked caller may use its permits
+//! from [`RedisReservation::ready_at`]: the moment the reply arrived plus
+//! the wait, which is never before the slot Redis booked (it is later by
+//! the reply's travel time) as long as this host's clock runs at the
+//! server's rate. A cancel succeeds only before the slot is ready and
+//! while nobody (on any host) booked after it, as in the core.
+//!
+//! The key expires (`PEXPIRE`) when the bucket is full again, plus at most
+//! 2 ms, so an absent key is a full bucket, as it is for the core; a
+//! refusal writes nothing. Each call also compares the stored config
+//! (period, requests per period, burst, queue size, queue timeout, mode):
+//! another one is [`RedisError::ConfigMismatch`] naming both, or, with
+//! [`RedisOptions::adopt_stored_config`], the stored one is used from then
+//! on ([`RedisRateLimiter::config`] tells which).
+//!
+//! **Local fast paths** (no round trip; neither ever admits more):
+//!
+//! * **Known refusals.** Every reply tells this process a lower bound on
+//!   the TAT: the time it sent the call plus the lead Redis reported.
+//!   A call that this bound already refuses is refused at once, with the
+//!   error Redis would give (`RateLimited`, `QueueFull` or `WaitTooLong`),
+//!   so a caller polling a limiter it was refused by costs one atomic
+//!   load, not a round trip. Its `retry_after` is at most Redis's, shorter
+//!   by up to the call's travel time, so retrying then may be refused
+//!   again (by Redis). It is conservative only if the TAT never moves
+//!   back: after another host's `cancel`, or if the server's clock steps
+//!   forward, this process may refuse until the bound it knew passes.
+//! * **Leasing** ([`RedisOptions::lease_permits`] `k > 0`; **off by
+//!   default**). A grant from Redis also takes up to `k − n` more permits
+//!   that are free at that moment, in the same script call, and this
+//!   process hands them out (one mutex, no round trip) until they are
+//!   used or `lease_ttl` (default 100 ms) after the call was sent; the
+//!   rest are lost. Redis counted them at the grant, so the bounds hold
+//!   for **grant** times; for the times permits are **used** they weaken
+//!   by the lease time: in strict mode **at most `N` in any window of
+//!   length `P − lease_ttl`** (no bound if `lease_ttl >= P`), in bursty
+//!   mode at most `B + floor((W + lease_ttl) / T)` in a window of length
+//!   `W`.
+//!
+//! **When Redis fails.** A call whose script cannot run (timeout, refused
+//! or dropped connection, error reply, guard breaker open) is decided by
+//! the [`Fallback`], and counted in
+//! [`fallback_decisions`](RedisRateLimiter::fallback_decisions):
+//!
+//! * [`Fallback::Local`] (the default): a core limiter of this process at
+//!   [`local_share`] of the config: `requests_per_period`, an explicit
+//!   `burst` and `max_queue_size` divided by `expected_instances` (each at
+//!   least 1), the same period, mode and queue timeout. While Redis is
+//!   down the fleet's bound is the sum of the hosts' local bounds. The two
+//!   machines do not know each other's grants, so a window that spans a
+//!   switch holds at most what Redis granted in it (within the fleet's
+//!   bound) plus what the hosts' local machines granted in it (within
+//!   their bounds). A request above the local burst is `ExceedsCapacity`
+//!   meanwhile.
+//! * [`Fallback::FailOpen`] grants; [`Fallback::FailClosed`] refuses with
+//!   [`RedisError::Unavailable`].
+//!
+//! Every call returns within the bounds of [`RedisOptions`] (a script call
+//! with the script loaded and the connection open: `command_timeout`),
+//! and at once while the guard breaker is open; the first failure after
+//! success and the first success after failures are reported once each
+//! ([`StoreEvent`]; `StoreUnavailable` / `StoreRecovered` events of the
+//! blocking limiter). A cancel that cannot reach Redis fails: the slot
+//! stays used (conservative).
 
 mod error;
 mod keys;
