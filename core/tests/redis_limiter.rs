@@ -678,8 +678,9 @@ fn fleet_config() -> RateLimiterConfig {
         .with_queue_timeout(Duration::from_secs(10))
 }
 
-/// A child of the fleet: books one permit at a time, sleeps until it is
-/// ready, and prints Redis's time of each grant.
+/// A child of the fleet: books permits one at a time (at most three
+/// ahead), sleeps until each is ready, and prints Redis's time of each
+/// grant.
 fn fleet_child() {
     let url = std::env::var("STOCKADE_TEST_URL").unwrap();
     let name = std::env::var("STOCKADE_TEST_NAME").unwrap();
@@ -691,11 +692,20 @@ fn fleet_child() {
     let engine = RedisRateLimiter::new(&name, fleet_config(), &options).unwrap();
     let clock = MonotonicClock::new();
     let mut out = String::new();
-    while now_us() < until_us {
-        let booked = engine.reserve(1, Duration::from_secs(10)).unwrap();
-        assert_eq!(booked.via(), Via::Redis);
-        out.push_str(&format!("{}\n", booked.server_ready_at_us().unwrap()));
-        while clock.now() < booked.ready_at() {
+    // Up to three bookings ahead, so that a child the scheduler delays
+    // for a few intervals leaves no gap in the fleet's queue.
+    let mut booked = std::collections::VecDeque::new();
+    loop {
+        while booked.len() < 3 && now_us() < until_us {
+            let next = engine.reserve(1, Duration::from_secs(10)).unwrap();
+            assert_eq!(next.via(), Via::Redis);
+            out.push_str(&format!("{}\n", next.server_ready_at_us().unwrap()));
+            booked.push_back(next);
+        }
+        let Some(first) = booked.pop_front() else {
+            break;
+        };
+        while clock.now() < first.ready_at() {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
