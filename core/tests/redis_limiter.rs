@@ -201,7 +201,7 @@ fn script_decides_as_the_core() {
     let server = RedisServer::start();
     let options = RedisOptions::new(server.url()).command_timeout(Duration::from_secs(2));
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
