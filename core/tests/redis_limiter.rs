@@ -281,6 +281,21 @@ fn refusals_are_cached_and_leases_serve_locally() {
     );
     assert_eq!(evalsha_calls(&server), calls + 1);
     assert_eq!(engine.try_acquire(1).unwrap().via, Via::Redis);
+    // Redis counts leased permits at the grant: another process sees
+    // them gone. Burst 10, one permit every 100 ms: a lease of 4 takes
+    // 1 + 3.
+    let name = unique("lease10");
+    let burst10 = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(100)
+        .with_period(Duration::from_secs(10))
+        .with_burst(10);
+    let counted = RedisRateLimiter::new(&name, burst10, &options.clone().lease_permits(4)).unwrap();
+    let probe = RedisRateLimiter::new(&name, burst10, &options).unwrap();
+    assert_eq!(counted.try_acquire(1).unwrap().via, Via::Redis);
+    let free = (0..10)
+        .take_while(|_| probe.try_acquire(1).is_ok_and(|g| g.via == Via::Redis))
+        .count();
+    assert_eq!(free, 6, "the 3 leased permits are counted in Redis");
     // Unused leased permits die with the lease.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(250) {
