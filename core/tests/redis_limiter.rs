@@ -336,6 +336,9 @@ fn keys_expire_when_idle_and_share_one_slot() {
     for _ in 0..10 {
         assert_eq!(engine.try_acquire(1).unwrap().via, Via::Redis);
     }
+    // The slot function is the specification's (CRC16 test vector; this
+    // binary has no harness to run the helper's own test).
+    assert_eq!(cluster_slot("123456789"), 0x31c3 % 16384);
     // Every key the object has hashes to the slot of its hash tag.
     let keys = server.command(&["KEYS", "keytest:*"]);
     assert!(!keys.is_empty());
