@@ -442,6 +442,10 @@ enum stockade_config_problem
   STOCKADE_CONFIG_PROBLEM_NOT_FINITE = 5,
   // The value is malformed.
   STOCKADE_CONFIG_PROBLEM_INVALID = 6,
+  // The option needs a part of the library this build was made
+  // without (the failure-rate window in a core-tier build without
+  // the `failure-rate` feature).
+  STOCKADE_CONFIG_PROBLEM_UNSUPPORTED = 7,
   // A problem this header does not know.
   STOCKADE_CONFIG_PROBLEM_OTHER = 255,
 };
@@ -716,7 +720,11 @@ typedef struct stockade_breaker_config {
   uint32_t half_open_successes_to_close;
   // Also open when this percentage of the last
   // `failure_rate_window_size` calls failed; 0 = no failure-rate rule
-  // (the default). 1 to 100.
+  // (the default). 1 to 100. A core-tier library built without the
+  // `failure-rate` feature (`--no-default-features`, as firmware is
+  // built) refuses a value other than 0 with `INVALID_CONFIG`,
+  // `problem` `STOCKADE_CONFIG_PROBLEM_UNSUPPORTED`, and links none of
+  // the window's code; hosted builds always have it.
   uint32_t failure_rate_threshold;
   // Calls in the failure-rate window (used when
   // `failure_rate_threshold` > 0).

@@ -53,6 +53,9 @@ cargo test --workspace --exclude stockade-demo --features stockade/shared-memory
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
 
+step "no_std core without its optional parts (the breaker's failure-rate window off)"
+cargo test -p stockade --no-default-features --lib --locked
+
 step "tests, 32-bit state layout forced on this host"
 # Unit, property and integration tests; the doc examples show the host's
 # 64-bit layout (exact nanoseconds), while the 32-bit layout's coarser ticks

@@ -252,6 +252,12 @@ pub enum ConfigProblem {
     NotFinite,
     /// The value is malformed (e.g. a pattern that does not compile).
     Invalid,
+    /// The option needs a Cargo feature this build of the library was
+    /// made without (e.g. `failure_rate` without `failure-rate`).
+    Unsupported {
+        /// The feature to enable.
+        feature: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -308,6 +314,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigProblem::NotFinite => f.write_str("must be a finite number"),
             ConfigProblem::Invalid => f.write_str("is malformed"),
+            ConfigProblem::Unsupported { feature } => {
+                write!(f, "needs the `{feature}` feature, which this build lacks")
+            }
         }
     }
 }

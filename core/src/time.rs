@@ -173,6 +173,78 @@ const fn mul_hi_by_halves(a: u64, b: u64) -> u64 {
 #[cfg(not(target_pointer_width = "64"))]
 use mul_hi_by_halves as mul_hi;
 
+/// `(n / d, n % d)` for any divisor, for the set-up paths (building a
+/// machine from its config), never a per-call path. Native division on
+/// 64-bit targets; on others a shift-and-subtract loop instead of the
+/// 64-bit division routine (about 900 bytes of `compiler-builtins` on a
+/// Cortex-M, more than the rest of a limiter's construction). `d = 0`
+/// gives `(u64::MAX, n)` instead of a panic.
+#[inline]
+pub(crate) const fn div_rem_u64(n: u64, d: u64) -> (u64, u64) {
+    if d == 0 {
+        return (u64::MAX, n);
+    }
+    if cfg!(target_pointer_width = "64") {
+        (n / d, n % d)
+    } else {
+        div_rem_u64_by_shifts(n, d)
+    }
+}
+
+/// The 32-bit targets' [`div_rem_u64`] (tested on every host). `d > 0`.
+#[inline(never)]
+const fn div_rem_u64_by_shifts(n: u64, d: u64) -> (u64, u64) {
+    if n < d {
+        return (0, n);
+    }
+    if n >> 32 == 0 {
+        // Both fit 32 bits: the target's own 32-bit division.
+        let (n, d) = (n as u32, d as u32);
+        return ((n / d) as u64, (n % d) as u64);
+    }
+    // `d <= n`, so the shift is 0 to 63 and `d << shift` does not overflow.
+    let shift = d.leading_zeros() - n.leading_zeros();
+    let mut divisor = d << shift;
+    let mut rest = n;
+    let mut quotient = 0u64;
+    let mut bit = shift + 1;
+    while bit > 0 {
+        quotient <<= 1;
+        if rest >= divisor {
+            rest -= divisor;
+            quotient |= 1;
+        }
+        divisor >>= 1;
+        bit -= 1;
+    }
+    (quotient, rest)
+}
+
+/// `n / d` rounded down; see [`div_rem_u64`].
+#[inline]
+pub(crate) const fn div_u64(n: u64, d: u64) -> u64 {
+    div_rem_u64(n, d).0
+}
+
+/// `n / d` rounded up; see [`div_rem_u64`].
+#[inline]
+pub(crate) const fn div_ceil_u64(n: u64, d: u64) -> u64 {
+    let (q, r) = div_rem_u64(n, d);
+    if r == 0 { q } else { q + 1 }
+}
+
+/// `Duration::from_millis` without a 64-bit division on 32-bit targets.
+/// Out of line: config conversions call it once per duration option.
+#[inline(never)]
+pub(crate) const fn duration_from_millis(millis: u64) -> core::time::Duration {
+    let (secs, ms) = MILLIS_PER_SEC.div_rem(millis);
+    let ms = if ms > 999 { 999 } else { ms };
+    core::time::Duration::new(secs, ms * 1_000_000)
+}
+
+/// Milliseconds per second, as a [`Divisor`].
+const MILLIS_PER_SEC: Divisor = Divisor::new(1000);
+
 /// Nanoseconds per second, as a [`Divisor`].
 const NANOS_PER_SEC: Divisor = Divisor::new(1_000_000_000);
 
@@ -202,6 +274,62 @@ const fn duration_from_nanos_by_reciprocal(nanos: u64) -> core::time::Duration {
 
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
+    #[test]
+    fn division_by_shifts_agrees_with_native_division() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edges = [
+            1,
+            2,
+            3,
+            7,
+            1000,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 32) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &n in &edges {
+            for &d in &edges {
+                assert_eq!(
+                    super::div_rem_u64_by_shifts(n, d),
+                    (n / d, n % d),
+                    "{n} / {d}"
+                );
+            }
+        }
+        for _ in 0..100_000 {
+            let n = next();
+            let d = next() >> (next() % 64);
+            if d == 0 {
+                continue;
+            }
+            assert_eq!(
+                super::div_rem_u64_by_shifts(n, d),
+                (n / d, n % d),
+                "{n} / {d}"
+            );
+            assert_eq!(super::div_ceil_u64(n, d), n.div_ceil(d));
+        }
+        assert_eq!(super::div_rem_u64(5, 0), (u64::MAX, 5));
+    }
+
+    #[test]
+    fn millis_become_durations_exactly() {
+        for ms in [0, 1, 999, 1000, 1001, 123_456_789, u64::MAX / 2, u64::MAX] {
+            assert_eq!(
+                super::duration_from_millis(ms),
+                core::time::Duration::from_millis(ms)
+            );
+        }
+    }
+
     use super::*;
     use core::time::Duration;
 

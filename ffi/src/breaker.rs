@@ -31,7 +31,11 @@ pub struct stockade_breaker_config {
     pub half_open_successes_to_close: u32,
     /// Also open when this percentage of the last
     /// `failure_rate_window_size` calls failed; 0 = no failure-rate rule
-    /// (the default). 1 to 100.
+    /// (the default). 1 to 100. A core-tier library built without the
+    /// `failure-rate` feature (`--no-default-features`, as firmware is
+    /// built) refuses a value other than 0 with `INVALID_CONFIG`,
+    /// `problem` `STOCKADE_CONFIG_PROBLEM_UNSUPPORTED`, and links none of
+    /// the window's code; hosted builds always have it.
     pub failure_rate_threshold: u32,
     /// Calls in the failure-rate window (used when
     /// `failure_rate_threshold` > 0).

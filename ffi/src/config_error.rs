@@ -81,6 +81,10 @@ pub enum stockade_config_problem {
     NotFinite = 5,
     /// The value is malformed.
     Invalid = 6,
+    /// The option needs a part of the library this build was made
+    /// without (the failure-rate window in a core-tier build without
+    /// the `failure-rate` feature).
+    Unsupported = 7,
     /// A problem this header does not know.
     Other = 255,
 }
@@ -275,6 +279,9 @@ fn write_c_message(f: &mut impl Write, err: &ConfigError) -> fmt::Result {
         }
         ConfigProblem::NotFinite => f.write_str("must be a finite number"),
         ConfigProblem::Invalid => f.write_str("is malformed"),
+        ConfigProblem::Unsupported { feature } => {
+            write!(f, "needs the `{feature}` feature, which this build lacks")
+        }
         _ => f.write_str("is invalid"),
     }
 }
@@ -337,6 +344,7 @@ pub extern "C" fn stockade_config_problem_str(problem: u8) -> *const c_char {
     const EXCEEDS: u8 = stockade_config_problem::Exceeds as u8;
     const NOT_FINITE: u8 = stockade_config_problem::NotFinite as u8;
     const INVALID: u8 = stockade_config_problem::Invalid as u8;
+    const UNSUPPORTED: u8 = stockade_config_problem::Unsupported as u8;
     match problem {
         ZERO => c"must be greater than zero",
         TOO_LARGE => c"must be at most the limit",
@@ -344,6 +352,7 @@ pub extern "C" fn stockade_config_problem_str(problem: u8) -> *const c_char {
         EXCEEDS => c"must not exceed the other option",
         NOT_FINITE => c"must be a finite number",
         INVALID => c"is malformed",
+        UNSUPPORTED => c"needs a feature this build lacks",
         _ => c"unknown problem",
     }
     .as_ptr()
@@ -431,6 +440,7 @@ fn numbers(err: &ConfigError) -> (u16, u16, u8, u8, u64, u64, f64, f64) {
         ),
         ConfigProblem::NotFinite => (stockade_config_problem::NotFinite, 0, none),
         ConfigProblem::Invalid => (stockade_config_problem::Invalid, 0, none),
+        ConfigProblem::Unsupported { .. } => (stockade_config_problem::Unsupported, 0, none),
         _ => (stockade_config_problem::Other, 0, none),
     };
     (

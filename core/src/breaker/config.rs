@@ -52,6 +52,11 @@ pub struct BreakerConfig {
     /// [`CircuitBreaker::MAX_COUNT`].
     pub half_open_successes_to_close: Option<u32>,
     /// Also open on a failure rate over a sliding window (default `None`).
+    ///
+    /// Needs the `failure-rate` feature (on with `std`); without it
+    /// [`CircuitBreaker::new`] refuses `Some` with
+    /// [`ConfigProblem::Unsupported`], and none of the window's code is
+    /// linked.
     pub failure_rate: Option<FailureRateConfig>,
     /// Count a call that succeeds slower than this as a failure (default
     /// `None`).
@@ -186,7 +191,7 @@ impl BreakerConfig {
     pub const fn to_raw(&self) -> RawBreakerConfig {
         const fn ms(d: Duration) -> u64 {
             let nanos = duration_to_nanos_saturating(d);
-            nanos / 1_000_000 + if nanos % 1_000_000 != 0 { 1 } else { 0 }
+            crate::time::div_ceil_u64(nanos, 1_000_000)
         }
         let (rate, window, minimum) = match self.failure_rate {
             Some(fr) => (fr.threshold_percent, fr.window_size, fr.minimum_calls),
@@ -339,9 +344,9 @@ impl RawBreakerConfig {
     pub const fn to_config(self) -> Result<BreakerConfig, ConfigError> {
         let config = BreakerConfig {
             failure_threshold: self.failure_threshold,
-            reset_timeout: Duration::from_millis(self.reset_timeout),
-            half_open_timeout: Duration::from_millis(self.half_open_timeout),
-            monitor_interval: Duration::from_millis(self.monitor_interval),
+            reset_timeout: crate::time::duration_from_millis(self.reset_timeout),
+            half_open_timeout: crate::time::duration_from_millis(self.half_open_timeout),
+            monitor_interval: crate::time::duration_from_millis(self.monitor_interval),
             half_open_max_probes: self.half_open_max_probes,
             half_open_successes_to_close: match self.half_open_successes_to_close {
                 0 => None,
@@ -357,7 +362,7 @@ impl RawBreakerConfig {
             },
             slow_call_threshold: match self.slow_call_threshold {
                 0 => None,
-                ms => Some(Duration::from_millis(ms)),
+                ms => Some(crate::time::duration_from_millis(ms)),
             },
         };
         match config.validate() {
@@ -432,6 +437,15 @@ pub(super) const fn check_duration(
 
 pub(super) const fn check_failure_rate(fr: FailureRateConfig) -> Result<(), ConfigError> {
     let percent = fr.threshold_percent as u64;
+    if !cfg!(feature = "failure-rate") {
+        return Err(ConfigError::new(
+            ConfigOption::FailureRateThreshold,
+            ConfigValue::Count(percent),
+            ConfigProblem::Unsupported {
+                feature: "failure-rate",
+            },
+        ));
+    }
     if percent == 0 {
         return Err(ConfigError::zero(
             ConfigOption::FailureRateThreshold,
@@ -532,6 +546,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "failure-rate")]
     fn the_raw_config_converts_and_validates_in_one_place() {
         assert_eq!(RawBreakerConfig::DEFAULT, RawBreakerConfig::default());
         assert_eq!(
@@ -703,46 +718,58 @@ mod tests {
             },
         );
 
-        let rate = |p, w, m| d.with_failure_rate(FailureRateConfig::new(p, w, m));
+        #[cfg(feature = "failure-rate")]
+        {
+            let rate = |p, w, m| d.with_failure_rate(FailureRateConfig::new(p, w, m));
+            assert_config_error(
+                rate(0, 10, 5),
+                "failure_rate_threshold",
+                ConfigProblem::Zero,
+            );
+            assert_config_error(
+                rate(101, 10, 5),
+                "failure_rate_threshold",
+                ConfigProblem::TooLarge {
+                    max: ConfigValue::Count(100),
+                },
+            );
+            assert_config_error(
+                rate(50, 0, 1),
+                "failure_rate_window_size",
+                ConfigProblem::Zero,
+            );
+            assert_config_error(
+                rate(50, 129, 5),
+                "failure_rate_window_size",
+                ConfigProblem::TooLarge {
+                    max: ConfigValue::Count(128),
+                },
+            );
+            assert_config_error(
+                rate(50, 10, 0),
+                "failure_rate_minimum_calls",
+                ConfigProblem::Zero,
+            );
+            assert_config_error(
+                rate(50, 10, 11),
+                "failure_rate_minimum_calls",
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::FailureRateWindowSize,
+                    limit: ConfigValue::Count(10),
+                },
+            );
+            assert!(CircuitBreaker::new(rate(100, 128, 128)).is_ok());
+            assert!(CircuitBreaker::new(rate(1, 1, 1)).is_ok());
+        }
+        // Without the feature any failure rate is refused, naming it.
+        #[cfg(not(feature = "failure-rate"))]
         assert_config_error(
-            rate(0, 10, 5),
+            d.with_failure_rate(FailureRateConfig::new(50, 10, 5)),
             "failure_rate_threshold",
-            ConfigProblem::Zero,
-        );
-        assert_config_error(
-            rate(101, 10, 5),
-            "failure_rate_threshold",
-            ConfigProblem::TooLarge {
-                max: ConfigValue::Count(100),
+            ConfigProblem::Unsupported {
+                feature: "failure-rate",
             },
         );
-        assert_config_error(
-            rate(50, 0, 1),
-            "failure_rate_window_size",
-            ConfigProblem::Zero,
-        );
-        assert_config_error(
-            rate(50, 129, 5),
-            "failure_rate_window_size",
-            ConfigProblem::TooLarge {
-                max: ConfigValue::Count(128),
-            },
-        );
-        assert_config_error(
-            rate(50, 10, 0),
-            "failure_rate_minimum_calls",
-            ConfigProblem::Zero,
-        );
-        assert_config_error(
-            rate(50, 10, 11),
-            "failure_rate_minimum_calls",
-            ConfigProblem::Exceeds {
-                other: ConfigOption::FailureRateWindowSize,
-                limit: ConfigValue::Count(10),
-            },
-        );
-        assert!(CircuitBreaker::new(rate(100, 128, 128)).is_ok());
-        assert!(CircuitBreaker::new(rate(1, 1, 1)).is_ok());
     }
 }
 
@@ -850,8 +877,13 @@ impl StoredConfig {
         }
     }
 
+    /// The window, if configured; always `None` without the
+    /// `failure-rate` feature, so the window's code is never linked.
     #[inline]
     pub(super) const fn failure_rate(&self) -> Option<FailureRateConfig> {
+        if !cfg!(feature = "failure-rate") {
+            return None;
+        }
         match self.failure_rate_threshold {
             0 => None,
             t => Some(FailureRateConfig::new(
@@ -864,7 +896,7 @@ impl StoredConfig {
 
     #[inline]
     pub(super) const fn has_failure_rate(&self) -> bool {
-        self.failure_rate_threshold != 0
+        cfg!(feature = "failure-rate") && self.failure_rate_threshold != 0
     }
 
     #[inline]

@@ -765,6 +765,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "failure-rate")]
     fn public_fast_path_checks_answer_as_try_acquire_and_report() {
         let c = clock();
         // Closed, no threshold: admitted without a clock, and a success of
@@ -796,6 +797,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "failure-rate")]
     fn fast_paths_decide_as_the_general_path() {
         // Closed, default config: acquire, success and drop read no clock
         // and change nothing.

@@ -100,7 +100,7 @@ impl CircuitBreaker {
     }
 }
 
-#[cfg(all(test, not(stockade_loom)))]
+#[cfg(all(test, not(stockade_loom), feature = "failure-rate"))]
 mod tests {
     use super::*;
     use crate::breaker::test_util::*;

@@ -219,14 +219,14 @@ impl RawRateLimiterConfig {
         };
         let config = RateLimiterConfig {
             requests_per_period: self.requests_per_period,
-            period: Duration::from_millis(self.period_ms),
+            period: crate::time::duration_from_millis(self.period_ms),
             burst: if self.burst == 0 {
                 None
             } else {
                 Some(self.burst)
             },
             max_queue_size: self.max_queue_size,
-            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            queue_timeout: crate::time::duration_from_millis(self.queue_timeout_ms),
             mode,
         };
         match config.validate() {

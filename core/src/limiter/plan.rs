@@ -8,6 +8,7 @@ use core::time::Duration;
 use super::{Mode, RateLimiterConfig};
 use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
 use crate::sync::{WIDE, Word};
+use crate::time::{div_ceil_u64, div_rem_u64, div_u64};
 
 /// The longest the TAT may lie ahead of now, in ticks.
 #[cfg(all(target_has_atomic = "64", not(stockade_force_32bit)))]
@@ -145,7 +146,7 @@ const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigErro
 /// than configured): `P / N` (bursty) or `P / (N - B + 1)` (strict).
 const fn interval_nanos(c: &Checked) -> u64 {
     // `period >= requests >= intervals`, so this is at least 1.
-    c.period.div_ceil(interval_per_period(c) as u64)
+    div_ceil_u64(c.period, interval_per_period(c) as u64)
 }
 
 /// Step 3: the tick (nanoseconds) and the interval in ticks.
@@ -162,21 +163,21 @@ const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigErr
     }
     // Permits' worth of queue the lead may hold: at most `max_queue_size`,
     // and at most `queue_timeout` (plus the rounding) in intervals.
-    let by_time = (c.timeout / interval).saturating_add(1);
+    let by_time = div_u64(c.timeout, interval).saturating_add(1);
     let queue = if by_time < c.queue as u64 {
         by_time
     } else {
         c.queue as u64
     };
     // `burst + queue <= 2^20`, so at least 2^9 ticks per interval fit.
-    let fit = (MAX_LEAD as u64) / (c.burst as u64 + queue);
+    let fit = div_u64(MAX_LEAD as u64, c.burst as u64 + queue);
     // A tick is at most `u32::MAX` ns: a long interval needs more ticks.
-    let needed = interval.div_ceil(u32::MAX as u64);
+    let needed = div_ceil_u64(interval, u32::MAX as u64);
     if needed > fit {
         let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
         return Err(ConfigError::duration_above(
             ConfigOption::Period,
-            Duration::from_nanos(c.period),
+            crate::time::duration_from_nanos(c.period),
             nanos_to_duration(max),
         ));
     }
@@ -192,15 +193,16 @@ const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigErr
     // An exact cut, finest first, within a factor of two of the cap.
     let mut ticks = cap;
     while ticks > cap / 2 && ticks >= needed {
-        if interval % ticks == 0 {
-            return Ok(((interval / ticks) as u32, ticks));
+        let (tick, rest) = div_rem_u64(interval, ticks);
+        if rest == 0 {
+            return Ok((tick as u32, ticks));
         }
         ticks -= 1;
     }
     // No exact cut: the smallest tick that keeps `cap` ticks per interval
     // (at most `u32::MAX` ns as `cap >= needed`).
-    let tick = interval.div_ceil(cap);
-    Ok((tick as u32, interval.div_ceil(tick)))
+    let tick = div_ceil_u64(interval, cap);
+    Ok((tick as u32, div_ceil_u64(interval, tick)))
 }
 
 /// Intervals per period: `N` or `N - B + 1`.
@@ -218,13 +220,13 @@ const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, Confi
     let interval = interval as u128;
     let limit = c.burst as u128 * interval;
     let by_size = c.queue as u128 * interval;
-    let by_time = (c.timeout / tick as u64) as u128;
+    let by_time = div_u64(c.timeout, tick as u64) as u128;
     let wait = if by_time < by_size { by_time } else { by_size };
     if limit > MAX_LEAD {
         return Err(ConfigError::count_above(
             c.burst_option,
             c.burst as u64,
-            (MAX_LEAD / interval) as u64,
+            div_u64(MAX_LEAD as u64, interval as u64),
         ));
     }
     if limit + wait > MAX_LEAD {
@@ -239,7 +241,7 @@ const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, Confi
             ConfigError::count_above(
                 ConfigOption::MaxQueueSize,
                 c.queue as u64,
-                (room / interval) as u64,
+                div_u64(room as u64, interval as u64),
             )
         });
     }
@@ -267,18 +269,44 @@ pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError
 }
 
 /// A `u128` count of nanoseconds as a `Duration`, saturating.
+/// No 128- or 64-bit division: `10^9 = 2^9 · 1953125`, so the seconds
+/// are `(nanos >> 9) / 1953125` and the rest `512 · r + (nanos & 511)`.
 pub(super) const fn nanos_to_duration(nanos: u128) -> Duration {
-    let secs = nanos / 1_000_000_000;
-    if secs > u64::MAX as u128 {
-        Duration::MAX
-    } else {
-        Duration::new(secs as u64, (nanos % 1_000_000_000) as u32)
+    // At least `(u64::MAX + 1) · 10^9` ns: more seconds than a Duration has.
+    if nanos >> 9 > u64::MAX as u128 {
+        return Duration::MAX;
     }
+    let (secs, r) = div_rem_u64((nanos >> 9) as u64, 1_953_125);
+    Duration::new(secs, (r as u32) << 9 | (nanos & 511) as u32)
 }
 
 #[cfg(all(test, not(stockade_loom)))]
 #[allow(clippy::std_instead_of_alloc, clippy::std_instead_of_core)]
 mod tests {
+    #[test]
+    fn nanos_become_durations_without_division() {
+        let cases: [u128; 9] = [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_511,
+            u64::MAX as u128,
+            (u64::MAX as u128) * 1_000_000_000 + 999_999_999,
+            (u64::MAX as u128 + 1) * 1_000_000_000,
+            u128::MAX,
+        ];
+        for nanos in cases {
+            let secs = nanos / 1_000_000_000;
+            let want = if secs > u64::MAX as u128 {
+                Duration::MAX
+            } else {
+                Duration::new(secs as u64, (nanos % 1_000_000_000) as u32)
+            };
+            assert_eq!(nanos_to_duration(nanos), want, "{nanos}");
+        }
+    }
+
     use super::super::RateLimiter;
     use super::super::tests::{config_error, limiter};
     use super::*;
