@@ -109,7 +109,13 @@ impl Divisor {
         let log = u32::BITS - (d - 1).leading_zeros();
         // `2^l - d < d`, so the quotient is below 2^64 and the sum at most
         // 2^64 - 1 (the maximum needs `d >= 2^64`).
-        let magic = ((1u128 << 64) * ((1u128 << log) - d as u128) / d as u128 + 1) as u64;
+        // `floor(2^64 · a / d)` for `a = 2^l − d < d`, by long division in
+        // two 32-bit steps (each quotient fits 32 bits as `a < d`): no
+        // 128-bit division, which 32-bit targets would inline at length.
+        let a = (1u64 << log) - d as u64;
+        let (high, rest) = div_rem_u64(a << 32, d as u64);
+        let (low, _) = div_rem_u64(rest << 32, d as u64);
+        let magic = (high << 32 | low).wrapping_add(1);
         Divisor {
             divisor: d,
             log,
@@ -274,6 +280,20 @@ const fn duration_from_nanos_by_reciprocal(nanos: u64) -> core::time::Duration {
 
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
+    #[test]
+    fn divisor_magic_matches_the_128_bit_formula() {
+        let mut divisors = std::vec![1u32, 2, 3, 7, 10, 1000, 1_000_000_000, u32::MAX - 1, u32::MAX];
+        divisors.extend((0..32).map(|k| 1u32 << k));
+        divisors.extend((1..32).map(|k| (1u32 << k) + 1));
+        for d in divisors {
+            let div = Divisor::new(d);
+            let log = u32::BITS - (d - 1).leading_zeros();
+            let want = ((1u128 << 64) * ((1u128 << log) - d as u128) / d as u128 + 1) as u64;
+            let got = (div.magic[1] as u64) << 32 | div.magic[0] as u64;
+            assert_eq!(got, want, "d = {d}");
+        }
+    }
+
     #[test]
     fn division_by_shifts_agrees_with_native_division() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -17,7 +17,7 @@
 set -euo pipefail
 
 # Stockade's .text in the C firmware, at most: a regression guard (the
-# aim is 6 KiB; most of today's 11.6 KiB is building the machines at run
+# aim is 6 KiB; most of today's 11 KiB is building the machines at run
 # time, see the README's "Firmware cost").
 BUDGET=12288
 
