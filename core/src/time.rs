@@ -282,7 +282,17 @@ const fn duration_from_nanos_by_reciprocal(nanos: u64) -> core::time::Duration {
 mod tests {
     #[test]
     fn divisor_magic_matches_the_128_bit_formula() {
-        let mut divisors = std::vec![1u32, 2, 3, 7, 10, 1000, 1_000_000_000, u32::MAX - 1, u32::MAX];
+        let mut divisors = std::vec![
+            1u32,
+            2,
+            3,
+            7,
+            10,
+            1000,
+            1_000_000_000,
+            u32::MAX - 1,
+            u32::MAX
+        ];
         divisors.extend((0..32).map(|k| 1u32 << k));
         divisors.extend((1..32).map(|k| (1u32 << k) + 1));
         for d in divisors {
