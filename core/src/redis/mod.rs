@@ -65,10 +65,15 @@
 //! A replica may still hold keys the primary has expired, and refuses
 //! script writes.
 
+mod bulkhead;
 mod error;
 mod keys;
 mod options;
 pub(crate) mod store;
 
+pub use bulkhead::{
+    DEFAULT_LEASE_TTL, FIRST_POLL, LONGEST_POLL, RedisBulkhead, RedisBulkheadError, RedisLease,
+    RedisWaiter,
+};
 pub use error::{RedisError, StoreFailure};
 pub use options::{Fallback, RedisOptions, TimeSource};
