@@ -166,12 +166,17 @@
 //! blocking limiter). A cancel that cannot reach Redis fails: the slot
 //! stays used (conservative).
 
+mod bulkhead;
 mod error;
 mod keys;
 mod limiter;
 mod options;
 pub(crate) mod store;
 
+pub use bulkhead::{
+    DEFAULT_LEASE_TTL, FIRST_POLL, LONGEST_POLL, RedisBulkhead, RedisBulkheadError, RedisLease,
+    RedisWaiter,
+};
 pub use error::{RedisError, StoreFailure};
 pub use limiter::{
     Grant, MAX_LEAD_MICROS, RedisLimitError, RedisRateLimiter, RedisReservation, StoreEvent, Via,
