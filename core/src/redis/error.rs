@@ -150,7 +150,7 @@ impl fmt::Display for RedisError {
     }
 }
 
-impl std::error::Error for RedisError {}
+impl core::error::Error for RedisError {}
 
 impl From<ConfigError> for RedisError {
     fn from(e: ConfigError) -> Self {

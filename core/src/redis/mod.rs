@@ -65,10 +65,12 @@
 //! A replica may still hold keys the primary has expired, and refuses
 //! script writes.
 
+mod breaker;
 mod error;
 mod keys;
 mod options;
 pub(crate) mod store;
 
+pub use breaker::{FleetAdmission, FleetEvent, RedisCircuitBreaker};
 pub use error::{RedisError, StoreFailure};
 pub use options::{Fallback, RedisOptions, TimeSource};

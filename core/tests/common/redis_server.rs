@@ -28,7 +28,8 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let binary = std::env::var("STOCKADE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let binary =
+            std::env::var("STOCKADE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&binary)
             .args([
                 "--port",
@@ -196,6 +197,12 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
 fn crc16_matches_the_cluster_specification() {
     // The specification's test vector: CRC16("123456789") = 0x31C3.
     assert_eq!(crc16_xmodem(b"123456789"), 0x31c3);
-    assert_eq!(cluster_slot("{user1000}.following"), cluster_slot("{user1000}.followers"));
-    assert_eq!(cluster_slot("foo{}{bar}"), crc16_xmodem(b"foo{}{bar}") % 16384);
+    assert_eq!(
+        cluster_slot("{user1000}.following"),
+        cluster_slot("{user1000}.followers")
+    );
+    assert_eq!(
+        cluster_slot("foo{}{bar}"),
+        crc16_xmodem(b"foo{}{bar}") % 16384
+    );
 }
