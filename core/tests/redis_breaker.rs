@@ -209,6 +209,59 @@ fn child_role() {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+        // A breaker made before a fork: the forked child runs closed calls
+        // until the fleet's trip reaches it, and records when.
+        "fork" => {
+            let b = CircuitBreaker::redis(&name, trip_config(), &options(&url)).unwrap();
+            let engine = b.redis_breaker().unwrap();
+            while engine.generation() == 0 {
+                watchdog();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+            // SAFETY: `fork` has no preconditions; the child runs only the
+            // closure below and leaves through `_exit`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let checks = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                    let mut con = raw(&url);
+                    cmd_i64(&mut con, &["INCR", "test:ready"]);
+                    loop {
+                        watchdog();
+                        match b.execute(|| Ok::<_, ()>(())) {
+                            Ok(()) => std::thread::sleep(Duration::from_millis(1)),
+                            Err(Error::BreakerOpen { .. }) => break,
+                            Err(e) => panic!("unexpected {e:?}"),
+                        }
+                    }
+                    let seen = redis_time_us(&mut con);
+                    let _: () = redis::cmd("SET")
+                        .arg("test:seen:fork")
+                        .arg(seen)
+                        .query(&mut con)
+                        .unwrap();
+                }));
+                // SAFETY: ends the child without running the parent's
+                // exit handlers or returning into the harness.
+                unsafe { libc::_exit(i32::from(checks.is_err())) };
+            }
+            let mut status = 0;
+            loop {
+                watchdog();
+                // SAFETY: `pid` is this process's child; `status` is writable.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                assert!(r >= 0, "waitpid failed");
+                if r == pid {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "forked child failed: {status}"
+            );
+        }
         // One failure from another host (quorum).
         "fail" => {
             let b = CircuitBreaker::redis(&name, trip_config(), &options(&url).quorum(2)).unwrap();
@@ -261,6 +314,32 @@ fn a_trip_in_one_process_is_seen_by_the_others_within_the_bound() {
             "process {pid} saw the trip {lag:?} after it, bound {bound:?}"
         );
     }
+    b.dispose();
+}
+
+#[test]
+fn a_child_forked_after_the_breaker_was_made_follows_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let child = spawn("fork", &url, "forked");
+    wait_until(WATCHDOG, "the forked child ready", || {
+        server.command(&["GET", "test:ready"]) == "1"
+    });
+    let b = CircuitBreaker::redis("forked", trip_config(), &options(&url)).unwrap();
+    for _ in 0..3 {
+        let _ = b.execute(|| Err::<(), _>("down"));
+    }
+    assert_eq!(b.state(), BreakerState::Open);
+    let key = b.redis_breaker().unwrap().key().to_owned();
+    let since: i64 = server.command(&["HGET", &key, "since"]).parse().unwrap();
+    finish(child);
+    let seen: i64 = server.command(&["GET", "test:seen:fork"]).parse().unwrap();
+    let lag = Duration::from_micros(u64::try_from(seen - since).unwrap_or(0));
+    let bound = SYNC + 3 * COMMAND;
+    assert!(
+        lag <= bound,
+        "the forked child saw the trip {lag:?} after it, bound {bound:?}"
+    );
     b.dispose();
 }
 

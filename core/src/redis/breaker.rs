@@ -38,15 +38,18 @@ const CODE_ABSENT: i64 = 6;
 const CODE_MISMATCH: i64 = -1;
 
 /// The cache word: state in bits 0-2, "Redis down" in bit 3, "Redis holds
-/// another config" in bit 4, "never heard from Redis" in bit 5, the
-/// fleet's generation above. A closed breaker with Redis answering is
-/// exactly `generation << 6`: the closed path tests the low six bits.
+/// another config" in bit 4, "never heard from Redis" in bit 5, "forked
+/// child" in bit 6, the fleet's generation above. A closed breaker with
+/// Redis answering is exactly `generation << 7`: the closed path tests
+/// the low seven bits.
 const STATE_MASK: u64 = 0b111;
 const DOWN: u64 = 0b1000;
 const MISMATCH: u64 = 0b1_0000;
 const UNSYNCED: u64 = 0b10_0000;
-const FLAGS: u64 = STATE_MASK | DOWN | MISMATCH | UNSYNCED;
-const GEN_SHIFT: u32 = 6;
+/// Set in a forked child's copy: the background thread was the parent's.
+const FORKED: u64 = 0b100_0000;
+const FLAGS: u64 = STATE_MASK | DOWN | MISMATCH | UNSYNCED | FORKED;
+const GEN_SHIFT: u32 = 7;
 
 fn state_code(state: BreakerState) -> u64 {
     state as u8 as u64
@@ -229,6 +232,11 @@ pub struct RedisCircuitBreaker {
     mismatch: Mutex<Option<RedisError>>,
     listener: OnceLock<Listener>,
     stop: Arc<AtomicBool>,
+    /// Itself, to start a background thread again in a forked child.
+    this: OnceLock<Weak<RedisCircuitBreaker>>,
+    /// Its entry in the fork list.
+    #[cfg(unix)]
+    fork_node: &'static forks::Node,
 }
 
 impl core::fmt::Debug for RedisCircuitBreaker {
@@ -342,7 +350,16 @@ impl RedisCircuitBreaker {
             mismatch: Mutex::new(None),
             listener: OnceLock::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            this: OnceLock::new(),
+            #[cfg(unix)]
+            fork_node: forks::node(),
         });
+        let _ = engine.this.set(Arc::downgrade(&engine));
+        #[cfg(unix)]
+        engine.fork_node.word.store(
+            core::ptr::from_ref(&engine.word).cast_mut(),
+            Ordering::Release,
+        );
         spawn_subscriber(&engine);
         Ok(engine)
     }
@@ -427,6 +444,16 @@ impl RedisCircuitBreaker {
     #[cold]
     #[inline(never)]
     fn admit_slow(&self, w: u64) -> Result<FleetAdmission, RedisError> {
+        if w & FORKED != 0 {
+            // A forked child: its first decision starts its own thread
+            // and asks Redis (the cache is the parent's, of unknown age).
+            if self.word.fetch_and(!FORKED, Ordering::AcqRel) & FORKED != 0 {
+                if let Some(this) = self.this.get().and_then(Weak::upgrade) {
+                    spawn_subscriber(&this);
+                }
+            }
+            return self.admit_slow(self.word.load(Ordering::Acquire));
+        }
         if w & MISMATCH != 0 {
             if let Some(mismatch) = self.mismatch.lock().clone() {
                 return Err(mismatch);
@@ -735,6 +762,102 @@ impl RedisCircuitBreaker {
 impl Drop for RedisCircuitBreaker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        #[cfg(unix)]
+        forks::release(self.fork_node);
+    }
+}
+
+/// The engines of this process, for the `fork` handler: a lock-free list
+/// of nodes (never freed, reused) pointing at each live engine's cache
+/// word. In the child the handler marks every word `FORKED | UNSYNCED`,
+/// so each engine's next decision starts a background thread of the
+/// child's own and asks Redis before admitting anything.
+#[cfg(unix)]
+mod forks {
+    use core::ptr;
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    use std::boxed::Box;
+    use std::sync::Once;
+
+    pub(super) struct Node {
+        /// The engine's word; null while the node is free.
+        pub(super) word: AtomicPtr<AtomicU64>,
+        /// Taken by an engine (between `node` and `release`).
+        taken: AtomicBool,
+        next: AtomicPtr<Node>,
+    }
+
+    static HEAD: AtomicPtr<Node> = AtomicPtr::new(ptr::null_mut());
+
+    /// A free node (reused, or new and linked at the head).
+    pub(super) fn node() -> &'static Node {
+        register();
+        let mut at = HEAD.load(Ordering::Acquire);
+        while !at.is_null() {
+            // SAFETY: nodes are leaked boxes, never freed.
+            let node = unsafe { &*at };
+            if node
+                .taken
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return node;
+            }
+            at = node.next.load(Ordering::Acquire);
+        }
+        let node: &'static Node = Box::leak(Box::new(Node {
+            word: AtomicPtr::new(ptr::null_mut()),
+            taken: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }));
+        let mut head = HEAD.load(Ordering::Acquire);
+        loop {
+            node.next.store(head, Ordering::Relaxed);
+            match HEAD.compare_exchange_weak(
+                head,
+                ptr::from_ref(node).cast_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return node,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// The engine is going away: its word is no longer marked.
+    pub(super) fn release(node: &Node) {
+        node.word.store(ptr::null_mut(), Ordering::Release);
+        node.taken.store(false, Ordering::Release);
+    }
+
+    fn register() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: `in_child` is an `extern "C" fn()` that never
+            // unwinds and only touches lock-free atomics (async-signal-
+            // safe, as a fork handler must be). A failure (ENOMEM) leaves
+            // forked children to the parent's cache, refreshed by their
+            // own script calls only.
+            let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        });
+    }
+
+    /// Runs in the child right after `fork`, on its only thread.
+    extern "C" fn in_child() {
+        let mut at = HEAD.load(Ordering::Acquire);
+        while !at.is_null() {
+            // SAFETY: nodes are never freed.
+            let node = unsafe { &*at };
+            let word = node.word.load(Ordering::Acquire);
+            if !word.is_null() {
+                // SAFETY: a non-null `word` points into a live engine: the
+                // engine nulls it in `drop` before its memory is freed, and
+                // the child's memory is the parent's at the fork.
+                unsafe { &*word }.fetch_or(super::FORKED | super::UNSYNCED, Ordering::AcqRel);
+            }
+            at = node.next.load(Ordering::Acquire);
+        }
     }
 }
 
