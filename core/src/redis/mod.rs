@@ -166,6 +166,7 @@
 //! blocking limiter). A cancel that cannot reach Redis fails: the slot
 //! stays used (conservative).
 
+mod breaker;
 mod bulkhead;
 mod error;
 mod keys;
@@ -173,6 +174,7 @@ mod limiter;
 mod options;
 pub(crate) mod store;
 
+pub use breaker::{FleetAdmission, FleetEvent, RedisCircuitBreaker};
 pub use bulkhead::{
     DEFAULT_LEASE_TTL, FIRST_POLL, LONGEST_POLL, RedisBulkhead, RedisBulkheadError, RedisLease,
     RedisWaiter,
