@@ -3,8 +3,14 @@
 //! booking order), then waits the reservation's `wait`: a thread sleeps
 //! with the GIL released (in slices: Ctrl-C, `dispose()`), a coroutine
 //! with asyncio. A caller that gives up hands its booking back.
+//!
+//! With `redis=`, the blocking layer's Redis-backed limiter decides
+//! instead (`blocking::RateLimiter::redis`): a thread books and waits in
+//! it with the GIL released, a coroutine does the same on the loop's
+//! default executor (see `RateLimiter::acquire`'s notes in the stubs).
 
 use core::time::Duration;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -19,6 +25,7 @@ use crate::call::{CallArgs, aio, call};
 use crate::convert::{arg_n, count_u32, duration};
 use crate::errors::{Exc, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::redis::{finite, forward_store_events, open_error, other_error};
 use crate::registry;
 use crate::retry::Counter;
 use crate::shared::{Held, PatternClock};
@@ -35,7 +42,10 @@ pub(crate) struct RateLimiter {
     core: Held<Core>,
     /// The host's clock for a shared limiter, the process's otherwise.
     clock: PatternClock,
-    pub(crate) listeners: Listeners,
+    /// The fleet's limiter in Redis (`redis=`), which then decides instead
+    /// of `core` (kept for the config's figures, such as `burst`).
+    fleet: Option<Arc<stockade::blocking::RateLimiter>>,
+    pub(crate) listeners: Arc<Listeners>,
     calls: Counter,
     rejections: Counter,
     pub(crate) disposed: DisposeFlag,
@@ -115,6 +125,56 @@ impl RateLimiter {
         Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
     }
 
+    /// A Redis-backed limiter's refusal: `RateLimitedError` (counted and
+    /// announced like a local one), or the Redis or dispose error.
+    fn fleet_refused(&self, py: Python<'_>, e: stockade::blocking::Error, n: u32) -> PyErr {
+        match e {
+            stockade::blocking::Error::RateLimited { retry_after } => {
+                self.rejections.inc();
+                let retry_after = finite(retry_after);
+                self.listeners.emit(py, || {
+                    let mut ev = Event::new(KIND, &self.name, "rejected");
+                    ev.retry_after = retry_after.map(secs);
+                    ev
+                });
+                let message = match retry_after {
+                    Some(d) => format!(
+                        "RateLimiter '{}': no permit within queue_timeout ({}); retry after {}",
+                        self.name,
+                        HumanDuration(self.config.queue_timeout),
+                        HumanDuration(d)
+                    ),
+                    None => format!(
+                        "RateLimiter '{}': {n} permits can never be granted at once (burst {})",
+                        self.name,
+                        self.core.burst()
+                    ),
+                };
+                Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
+            }
+            other => {
+                // Not a booking: no outcome.
+                self.calls.dec();
+                other_error(py, other, "RateLimiter", &self.name)
+            }
+        }
+    }
+
+    /// Takes `n` permits of a Redis-backed limiter, waiting with the GIL
+    /// released.
+    fn fleet_acquire(
+        &self,
+        py: Python<'_>,
+        fleet: &Arc<stockade::blocking::RateLimiter>,
+        n: u32,
+    ) -> PyResult<()> {
+        self.check_disposed(py)?;
+        self.calls.inc();
+        let fleet = Arc::clone(fleet);
+        py.detach(move || fleet.acquire(n))
+            .map_err(|e| self.fleet_refused(py, e, n))
+    }
+
     /// Books `n` permits (FIFO), or raises `RateLimitedError` at once.
     fn book(&self, py: Python<'_>, n: u32) -> PyResult<Reservation> {
         self.check_disposed(py)?;
@@ -179,6 +239,29 @@ impl RateLimiter {
         }
     }
 
+    /// The coroutine that takes a permit of a Redis-backed limiter on the
+    /// loop's default executor (`acquire` there, the GIL released), then
+    /// returns `then()`'s awaited result (or `value`).
+    fn fleet_async<'py>(
+        slf: &Bound<'py, RateLimiter>,
+        then: Option<CallArgs<'_, 'py>>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().check_disposed(py)?;
+        let acquire = slf.getattr("acquire")?;
+        static OFF_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let (f, a, k) = match then {
+            Some((f, a, k)) => (
+                f.clone(),
+                a.clone().into_any(),
+                k.map(|k| k.clone().into_any()),
+            ),
+            None => (py.None().into_bound(py), py.None().into_bound(py), None),
+        };
+        aio(py, &OFF_LOOP, "take_off_loop")?.call1((acquire, f, a, k, value))
+    }
+
     pub(crate) fn run<'py>(
         slf: &Bound<'py, RateLimiter>,
         func: &Bound<'py, PyAny>,
@@ -187,6 +270,17 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let py = slf.py();
+        if let Some(fleet) = &this.fleet {
+            if is_async_callable(func)? {
+                return RateLimiter::fleet_async(
+                    slf,
+                    Some((func, args, kwargs)),
+                    py.None().into_bound(py),
+                );
+            }
+            this.fleet_acquire(py, fleet, 1)?;
+            return call(func, args, kwargs);
+        }
         let r = this.book(py, 1)?;
         if r.is_immediate() {
             // An `async def` function's coroutine is returned as it is.
@@ -222,7 +316,7 @@ impl RateLimiter {
     #[new]
     #[pyo3(signature = (
         name, *, requests_per_period = None, period = None, max_queue_size = None,
-        queue_timeout = None, burst = None, mode = "bursty", shared = None,
+        queue_timeout = None, burst = None, mode = "bursty", shared = None, redis = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -235,6 +329,7 @@ impl RateLimiter {
         burst: Option<&Bound<'_, PyAny>>,
         mode: &str,
         shared: Option<&Bound<'_, PyAny>>,
+        redis: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<RateLimiter>> {
         let mut c = RateLimiterConfig::DEFAULT;
         if let Some(v) = requests_per_period {
@@ -253,8 +348,21 @@ impl RateLimiter {
             c.burst = Some(count_u32(v, "burst")?);
         }
         c.mode = mode_from_str(py, mode)?;
+        let redis = crate::redis::options(py, redis, shared)?;
         let shared = crate::shared::options(shared)?;
         let (core, c) = Held::<Core>::open(py, &name, c, shared)?;
+        let listeners = Arc::new(Listeners::default());
+        let fleet = match redis {
+            None => None,
+            Some(options) => {
+                // No round trip: Redis is contacted by the first call.
+                let fleet = py
+                    .detach(|| stockade::blocking::RateLimiter::redis(&name, c, &options))
+                    .map_err(|e| open_error(py, e, "rate limiter", &name))?;
+                fleet.subscribe(forward_store_events(&listeners, KIND, &name));
+                Some(fleet)
+            }
+        };
         let l = Py::new(
             py,
             RateLimiter {
@@ -262,14 +370,20 @@ impl RateLimiter {
                 config: c,
                 clock: core.clock(),
                 core,
-                listeners: Listeners::default(),
+                fleet,
+                listeners,
                 calls: Counter::default(),
                 rejections: Counter::default(),
                 disposed: DisposeFlag::default(),
                 waiters: AsyncWaiters::new(py)?,
             },
         )?;
-        registry::register(KIND, &l.get().name, l.clone_ref(py).into_any())?;
+        if let Err(e) = registry::register(KIND, &l.get().name, l.clone_ref(py).into_any()) {
+            if let Some(fleet) = &l.get().fleet {
+                fleet.dispose();
+            }
+            return Err(e);
+        }
         Ok(l)
     }
 
@@ -288,6 +402,17 @@ impl RateLimiter {
     #[pyo3(signature = (n = 1))]
     fn try_acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<bool> {
         self.check_disposed(py)?;
+        if let Some(fleet) = &self.fleet {
+            let fleet = Arc::clone(fleet);
+            return match py.detach(move || fleet.try_acquire(n)) {
+                Ok(()) => Ok(true),
+                Err(stockade::blocking::Error::RateLimited { .. }) => {
+                    self.rejections.inc();
+                    Ok(false)
+                }
+                Err(e) => Err(other_error(py, e, "RateLimiter", &self.name)),
+            };
+        }
         let granted = if n == 1 {
             self.core.try_acquire(&self.clock).is_ok()
         } else {
@@ -305,6 +430,9 @@ impl RateLimiter {
     /// returns at once (as the core's `acquire(0)`).
     #[pyo3(signature = (n = 1))]
     fn acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg_n)] n: u32) -> PyResult<()> {
+        if let Some(fleet) = &self.fleet {
+            return self.fleet_acquire(py, fleet, n);
+        }
         let r = self.book(py, n)?;
         if r.is_immediate() {
             return Ok(());
@@ -352,6 +480,9 @@ impl RateLimiter {
     /// `async with limiter:` takes one permit, waiting with asyncio.
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        if slf.get().fleet.is_some() {
+            return RateLimiter::fleet_async(slf, None, slf.clone().into_any());
+        }
         let r = slf.get().book(py, 1)?;
         if r.is_immediate() {
             static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -370,7 +501,6 @@ impl RateLimiter {
         aio(py, &READY, "ready")?.call1((false,))
     }
 
-    /// Permits `try_acquire` could take right now.
     /// The file of the region this limiter shares with other processes
     /// (`shared=`), or `None` for a limiter of this process alone.
     #[getter]
@@ -378,25 +508,47 @@ impl RateLimiter {
         self.core.path()
     }
 
+    /// `True` for a limiter shared through Redis (`redis=`).
     #[getter]
-    fn available(&self) -> u32 {
-        self.core.available(&self.clock)
+    fn is_redis(&self) -> bool {
+        self.fleet.is_some()
     }
 
-    /// Permits booked and still waiting.
+    /// Permits `try_acquire` could take right now; `None` for a limiter
+    /// shared through Redis (the fleet's bucket is only known by asking).
+    #[getter]
+    fn available(&self) -> Option<u32> {
+        match self.fleet {
+            Some(_) => None,
+            None => Some(self.core.available(&self.clock)),
+        }
+    }
+
+    /// Permits booked and still waiting (for a limiter shared through
+    /// Redis: as this process last learnt it from Redis, a lower bound).
     #[getter]
     fn queue_depth(&self) -> u32 {
-        self.core.queue_depth(&self.clock)
+        match &self.fleet {
+            Some(fleet) => u32::try_from(fleet.metrics().queue_depth).unwrap_or(u32::MAX),
+            None => self.core.queue_depth(&self.clock),
+        }
     }
 
     /// Counters: `calls` (bookings asked for by `acquire`, `execute`,
     /// `with`), `rejections` (refused bookings and `try_acquire`s that
-    /// returned `False`), `queue_depth`.
+    /// returned `False`), `queue_depth`, and for a limiter shared through
+    /// Redis `fallback_decisions` (decisions taken under its fallback
+    /// because Redis did not answer).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let fallback_decisions = self
+            .fleet
+            .as_ref()
+            .map_or(0, |f| f.metrics().fallback_decisions);
         MetricsSnapshot {
             calls: self.calls.get(),
             rejections: self.rejections.get(),
-            queue_depth: self.core.queue_depth(&self.clock) as u64,
+            queue_depth: u64::from(self.queue_depth()),
+            fallback_decisions,
             ..MetricsSnapshot::default()
         }
         .to_dict(py, &self.name)
@@ -435,8 +587,9 @@ impl RateLimiter {
         }
     }
 
-    /// Calls `callback(event)` on rejections (and on `dispose`); returns
-    /// `callback`.
+    /// Calls `callback(event)` on rejections (and on `dispose`; with
+    /// `redis=` also `"store_unavailable"` and `"store_recovered"`);
+    /// returns `callback`.
     fn add_listener(
         &self,
         py: Python<'_>,
@@ -458,6 +611,10 @@ impl RateLimiter {
         let this = slf.get();
         let py = slf.py();
         if this.disposed.set() {
+            if let Some(fleet) = &this.fleet {
+                // Wakes the threads waiting in it (`DisposedError`).
+                fleet.dispose();
+            }
             this.waiters
                 .wake_all(py, disposed(py, "RateLimiter", &this.name))?;
             this.listeners.close(py, KIND, &this.name);
