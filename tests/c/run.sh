@@ -93,7 +93,9 @@ done
 # run_c_test NAME COMMAND...: runs one C test. test_redis gets a
 # redis-server of its own (it kills it): on a free loopback port, without
 # persistence, its URL and pid in STOCKADE_TEST_REDIS_URL and
-# STOCKADE_TEST_REDIS_PID, killed afterwards whatever happened.
+# STOCKADE_TEST_REDIS_PID, killed afterwards whatever happened. The server
+# daemonizes (a pid file), so the shell reports nothing when the test
+# kills it.
 run_c_test() {
     local name=$1
     shift
@@ -101,23 +103,28 @@ run_c_test() {
         "$@"
         return
     fi
-    local port pid rc=0 up=0
+    local port pid="" rc=0 pidfile
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-        --loglevel warning >/dev/null &
-    pid=$!
+    pidfile=$PWD/$build/redis-$port.pid
+    rm -f "$pidfile"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$pidfile" --logfile '' --loglevel warning >/dev/null
     for _ in $(seq 1 1000); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+        if [ -s "$pidfile" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            pid=$(cat "$pidfile")
+            break
+        fi
         sleep 0.01
     done
-    if [ "$up" = 1 ]; then
+    if [ -n "$pid" ]; then
         STOCKADE_TEST_REDIS_URL="redis://127.0.0.1:$port/0" STOCKADE_TEST_REDIS_PID=$pid "$@" || rc=$?
+        kill -9 "$pid" 2>/dev/null || true
     else
         echo "redis-server did not listen on port $port within 10 s" >&2
+        [ -s "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null
         rc=1
     fi
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
     return "$rc"
 }
 
