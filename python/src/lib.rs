@@ -41,6 +41,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     guarded::install_am_send(m.py());
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<limiter::LimiterBooking>()?;
+    m.add_class::<limiter::FleetBooking>()?;
     m.add_class::<bulkhead::Bulkhead>()?;
     m.add_class::<bulkhead::AsyncSlot>()?;
     m.add_class::<bulkhead::Permit>()?;

@@ -4,10 +4,12 @@
 //! with the GIL released (in slices: Ctrl-C, `dispose()`), a coroutine
 //! with asyncio. A caller that gives up hands its booking back.
 //!
-//! With `redis=`, the blocking layer's Redis-backed limiter decides
-//! instead (`blocking::RateLimiter::redis`): a thread books and waits in
-//! it with the GIL released, a coroutine does the same on the loop's
-//! default executor (see `RateLimiter::acquire`'s notes in the stubs).
+//! With `redis=`, the fleet's limiter in Redis decides instead (the
+//! engine of `blocking::RateLimiter::redis`): a call books its slot in
+//! Redis with one script call (the GIL released; for a coroutine on the
+//! loop's default executor), then waits here exactly as a local booking
+//! does (a thread in slices, a coroutine with asyncio), and a caller that
+//! gives up hands its booking back (a round trip, off the loop).
 
 use core::time::Duration;
 use std::sync::Arc;
@@ -20,12 +22,13 @@ use stockade::HumanDuration;
 use stockade::limiter::{
     Mode, RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation, ReservationToken,
 };
+use stockade::redis::{RedisLimitError, RedisReservation};
 
 use crate::call::{CallArgs, aio, call};
 use crate::convert::{arg_n, count_u32, duration};
 use crate::errors::{Exc, disposed, option_error, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
-use crate::redis::{finite, forward_store_events, open_error, other_error};
+use crate::redis::{forward_store_events, open_error, other_error, redis_error};
 use crate::registry;
 use crate::retry::Counter;
 use crate::shared::{Held, PatternClock};
@@ -82,6 +85,41 @@ impl LimiterBooking {
     }
 }
 
+/// A booking in a Redis-backed limiter, held by a coroutine while it
+/// sleeps (`stockade._aio.fleet_limiter_call`).
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct FleetBooking {
+    limiter: Py<RateLimiter>,
+    reservation: Mutex<Option<RedisReservation>>,
+    /// Seconds to wait from the decision on.
+    #[pyo3(get)]
+    wait: f64,
+}
+
+#[pymethods]
+impl FleetBooking {
+    /// The coroutine gave up (cancelled, disposed): hand the booking back
+    /// if Redis can (a round trip, the GIL released; call it off the
+    /// loop). No outcome: the call is taken back out of `calls`.
+    fn cancel(&self, py: Python<'_>) {
+        if let Some(r) = self.reservation.lock().take() {
+            let limiter = self.limiter.get();
+            limiter.fleet_cancel(py, r);
+            limiter.calls.dec();
+        }
+    }
+
+    /// The wait is over: the permits are the caller's (unless disposed
+    /// meanwhile).
+    fn ready(&self, py: Python<'_>) -> PyResult<()> {
+        let _ = self.reservation.lock().take();
+        let limiter = self.limiter.get();
+        limiter
+            .check_disposed(py)
+            .inspect_err(|_| limiter.calls.dec())
+    }
+}
+
 impl RateLimiter {
     fn check_disposed(&self, py: Python<'_>) -> PyResult<()> {
         if self.disposed.get() {
@@ -125,54 +163,87 @@ impl RateLimiter {
         Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
     }
 
-    /// A Redis-backed limiter's refusal: `RateLimitedError` (counted and
-    /// announced like a local one), or the Redis or dispose error.
-    fn fleet_refused(&self, py: Python<'_>, e: stockade::blocking::Error, n: u32) -> PyErr {
-        match e {
-            stockade::blocking::Error::RateLimited { retry_after } => {
-                self.rejections.inc();
-                let retry_after = finite(retry_after);
-                self.listeners.emit(py, || {
-                    let mut ev = Event::new(KIND, &self.name, "rejected");
-                    ev.retry_after = retry_after.map(secs);
-                    ev
-                });
-                let message = match retry_after {
-                    Some(d) => format!(
-                        "RateLimiter '{}': no permit within queue_timeout ({}); retry after {}",
-                        self.name,
-                        HumanDuration(self.config.queue_timeout),
-                        HumanDuration(d)
-                    ),
-                    None => format!(
-                        "RateLimiter '{}': {n} permits can never be granted at once (burst {})",
-                        self.name,
-                        self.core.burst()
-                    ),
-                };
-                Exc::RateLimited.err(py, (message, self.name.clone(), retry_after.map(secs)))
+    /// Books `n` permits in the fleet's queue in Redis (one script call,
+    /// the GIL released), or raises `RateLimitedError` (or the Redis or
+    /// dispose error) at once.
+    fn fleet_reserve(
+        &self,
+        py: Python<'_>,
+        fleet: &Arc<stockade::blocking::RateLimiter>,
+        n: u32,
+    ) -> PyResult<RedisReservation> {
+        self.check_disposed(py)?;
+        self.calls.inc();
+        let fleet = Arc::clone(fleet);
+        let max_wait = self.config.queue_timeout;
+        let booked = py.detach(move || {
+            fleet
+                .redis_limiter()
+                .map(|engine| engine.reserve(n, max_wait))
+        });
+        match booked {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(RedisLimitError::Limited(e))) => Err(self.refused(py, e)),
+            Some(Err(RedisLimitError::Redis(e))) => {
+                self.calls.dec(); // not a booking: no outcome
+                Err(redis_error(py, &e, Some(&self.name)))
             }
-            other => {
-                // Not a booking: no outcome.
+            Some(Err(other)) => {
                 self.calls.dec();
-                other_error(py, other, "RateLimiter", &self.name)
+                Err(Exc::Redis.err(py, (other.to_string(), Some(self.name.clone()))))
+            }
+            None => {
+                self.calls.dec();
+                Err(Exc::Redis.err(
+                    py,
+                    (
+                        format!("RateLimiter '{}' has no Redis engine", self.name),
+                        Some(self.name.clone()),
+                    ),
+                ))
             }
         }
     }
 
-    /// Takes `n` permits of a Redis-backed limiter, waiting with the GIL
-    /// released.
+    /// Hands a booking back to Redis if it can be (a round trip, the GIL
+    /// released); a booking that cannot stays used.
+    fn fleet_cancel(&self, py: Python<'_>, r: RedisReservation) {
+        if let Some(fleet) = &self.fleet {
+            let fleet = Arc::clone(fleet);
+            py.detach(move || {
+                if let Some(engine) = fleet.redis_limiter() {
+                    let _ = engine.cancel(r);
+                }
+            });
+        }
+    }
+
+    /// Takes `n` permits of a Redis-backed limiter: books them in Redis,
+    /// then sleeps as a local booking does (the GIL released, in slices:
+    /// Ctrl-C, `dispose()`); a caller that gives up hands its booking back.
     fn fleet_acquire(
         &self,
         py: Python<'_>,
         fleet: &Arc<stockade::blocking::RateLimiter>,
         n: u32,
     ) -> PyResult<()> {
-        self.check_disposed(py)?;
-        self.calls.inc();
-        let fleet = Arc::clone(fleet);
-        py.detach(move || fleet.acquire(n))
-            .map_err(|e| self.fleet_refused(py, e, n))
+        let r = self.fleet_reserve(py, fleet, n)?;
+        if r.is_immediate() {
+            return Ok(());
+        }
+        match self.disposed.sleep(py, r.wait()) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.fleet_cancel(py, r);
+                self.calls.dec();
+                Err(disposed(py, "RateLimiter", &self.name))
+            }
+            Err(e) => {
+                self.fleet_cancel(py, r);
+                self.calls.dec();
+                Err(e)
+            }
+        }
     }
 
     /// Books `n` permits (FIFO), or raises `RateLimitedError` at once.
@@ -239,9 +310,9 @@ impl RateLimiter {
         }
     }
 
-    /// The coroutine that takes a permit of a Redis-backed limiter on the
-    /// loop's default executor (`acquire` there, the GIL released), then
-    /// returns `then()`'s awaited result (or `value`).
+    /// The coroutine that books a permit of a Redis-backed limiter on the
+    /// loop's default executor (`_fleet_book`), sleeps the booking with
+    /// asyncio, then returns `then()`'s awaited result (or `value`).
     fn fleet_async<'py>(
         slf: &Bound<'py, RateLimiter>,
         then: Option<CallArgs<'_, 'py>>,
@@ -249,7 +320,7 @@ impl RateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         slf.get().check_disposed(py)?;
-        let acquire = slf.getattr("acquire")?;
+        let waiters = slf.get().waiters.get(py);
         static OFF_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let (f, a, k) = match then {
             Some((f, a, k)) => (
@@ -259,7 +330,7 @@ impl RateLimiter {
             ),
             None => (py.None().into_bound(py), py.None().into_bound(py), None),
         };
-        aio(py, &OFF_LOOP, "take_off_loop")?.call1((acquire, f, a, k, value))
+        aio(py, &OFF_LOOP, "fleet_limiter_call")?.call1((slf, waiters, f, a, k, value))
     }
 
     pub(crate) fn run<'py>(
@@ -395,6 +466,25 @@ impl RateLimiter {
             return Ok(found);
         }
         Ok(cls.call1((name,))?.unbind())
+    }
+
+    /// Books one permit of a Redis-backed limiter (one script call, the
+    /// GIL released): what `stockade._aio` runs on the loop's default
+    /// executor.
+    fn _fleet_book(slf: &Bound<'_, Self>) -> PyResult<FleetBooking> {
+        let this = slf.get();
+        let py = slf.py();
+        let Some(fleet) = &this.fleet else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "not a Redis-backed limiter",
+            ));
+        };
+        let r = this.fleet_reserve(py, fleet, 1)?;
+        Ok(FleetBooking {
+            limiter: slf.clone().unbind(),
+            wait: secs(r.wait()),
+            reservation: Mutex::new(Some(r)),
+        })
     }
 
     /// Takes `n` permits if they are available now; never waits. `n = 0`

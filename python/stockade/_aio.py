@@ -11,8 +11,8 @@ server, which must not run on the loop's thread: their coroutines run the
 blocking calls (which release the GIL) on the loop's default executor
 (``loop.run_in_executor(None, ...)``) and await them there. A call that is
 already running in the executor when its coroutine is cancelled finishes
-there: a permit it was granted is given back (a bulkhead's), or stays
-taken (a rate limiter's: the booking was made in Redis).
+there, and what it was granted (a rate limiter's booking, a bulkhead's
+permit, a breaker's admission) is given back there.
 """
 
 from __future__ import annotations
@@ -307,17 +307,6 @@ async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
         bulkhead._release(permit, outcome)
 
 
-async def take_off_loop(take: Any, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
-    """A Redis-backed rate limiter's call: ``take()`` (the blocking
-    ``acquire``, with the GIL released) on the loop's default executor,
-    then ``await func(*args, **kwargs)`` (or ``value`` when ``func`` is
-    ``None``: ``async with``)."""
-    await asyncio.get_running_loop().run_in_executor(None, take)
-    if func is None:
-        return value
-    return await func(*args, **(kwargs or {}))
-
-
 async def _taken_off_loop(take: Any, give_back: Any) -> Any:
     """``take()`` on the loop's default executor, awaited. If the awaiting
     coroutine is cancelled first, whatever ``take()`` returns later is
@@ -442,3 +431,28 @@ async def breaker_off_loop(breaker: Any, func: Any, args: Any, kwargs: Any) -> A
         raise
     finally:
         await gate_finish_off_loop(gate, verdict)
+
+
+def _hand_back(booking: Any) -> None:
+    """Hands a rate limiter's booking back (a round trip), in a thread of
+    its own: never on the loop's thread, whatever the executor's state."""
+    threading.Thread(target=booking.cancel, daemon=True).start()
+
+
+async def fleet_limiter_call(limiter: Any, waiters: Waiters, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
+    """A Redis-backed rate limiter's call: books a slot in Redis on the
+    loop's default executor, sleeps it with asyncio, then awaits
+    ``func(*args, **kwargs)`` (or returns ``value``: ``async with``).
+    Cancelled or disposed meanwhile: the booking is handed back (off the
+    loop)."""
+    booking = await _taken_off_loop(limiter._fleet_book, lambda b: b.cancel())
+    if booking.wait > 0:
+        try:
+            await _sleep(waiters, booking.wait)
+        except BaseException:
+            _hand_back(booking)
+            raise
+    booking.ready()
+    if func is None:
+        return value
+    return await func(*args, **(kwargs or {}))

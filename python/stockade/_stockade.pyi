@@ -390,13 +390,14 @@ class RateLimiter:
     ) -> None:
         """``redis=``: one limit for every process that uses the same Redis
         server and name (see ``RedisOptions``), each decision one script
-        call with the core's arithmetic. A thread books and waits with the
-        GIL released (a Ctrl-C is seen once the wait ends, at most
-        ``queue_timeout``); a coroutine books and waits on the loop's
-        default executor, and a booking already made when it is cancelled
-        stays taken. ``available`` is ``None`` (the fleet's bucket is only
-        known by asking); ``queue_depth`` is as this process last learnt it;
-        ``metrics()`` adds ``fallback_decisions``."""
+        call with the core's arithmetic. A call books its slot in the
+        fleet's queue in Redis (the GIL released; a coroutine does it on
+        the loop's default executor), then waits here as a local booking
+        does: a thread in slices (Ctrl-C, ``dispose()``), a coroutine with
+        asyncio; a caller that gives up hands its booking back (off the
+        loop). ``available`` is ``None`` (the fleet's bucket is only known
+        by asking); ``queue_depth`` is as this process last learnt it from
+        Redis; ``metrics()`` adds ``fallback_decisions``."""
     @classmethod
     def get_limiter(cls, name: str) -> "RateLimiter": ...
     def try_acquire(self, n: int = 1) -> bool:
