@@ -513,3 +513,51 @@ def test_a_cancelled_coroutine_gives_its_bulkhead_permit_back(redis_server):
     _wait_until(lambda: bulkhead.in_flight == 0, "the permit never came back")
     assert bulkhead.execute(lambda: "free") == "free"
     bulkhead.dispose()
+
+
+def test_a_cancelled_coroutine_hands_its_limiter_booking_back(redis_server):
+    """1 per 10 s: a coroutine books the next slot, is cancelled while it
+    sleeps, and the slot is free again (the next booking waits one period,
+    not two)."""
+    limiter = stockade.RateLimiter("aio-booking", requests_per_period=1, period=10, burst=1,
+                                   queue_timeout=60, redis=_options(redis_server))
+    assert limiter.try_acquire()
+
+    async def main():
+        async def never_runs():
+            raise AssertionError("ran after cancellation")
+
+        task = asyncio.ensure_future(limiter.execute(never_runs))
+        deadline = time.monotonic() + WATCHDOG
+        while limiter.queue_depth == 0:  # booked in Redis, now sleeping
+            assert time.monotonic() < deadline, "watchdog: never booked"
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    _wait_until(lambda: limiter.metrics()["calls"] == 0, "the booking was never handed back")
+    booking = limiter._fleet_book()
+    assert 0 < booking.wait <= 10.0
+    booking.cancel()
+    limiter.dispose()
+
+
+def test_dispose_wakes_a_thread_waiting_for_its_booking(redis_server):
+    limiter = stockade.RateLimiter("dispose-wakes", requests_per_period=1, period=60, burst=1,
+                                   queue_timeout=120, redis=_options(redis_server))
+    assert limiter.try_acquire()
+    raised = []
+
+    def waiter():
+        try:
+            limiter.acquire()  # the next slot is a minute away
+        except BaseException as e:
+            raised.append(e)
+
+    t = start_thread(waiter)
+    _wait_until(lambda: limiter.queue_depth == 1, "the waiter never booked")
+    limiter.dispose()
+    join_all([t], timeout=30)
+    assert len(raised) == 1 and isinstance(raised[0], stockade.DisposedError)
