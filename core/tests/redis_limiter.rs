@@ -201,7 +201,7 @@ fn script_decides_as_the_core() {
     let server = RedisServer::start();
     let options = RedisOptions::new(server.url()).command_timeout(Duration::from_secs(2));
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
@@ -281,6 +281,21 @@ fn refusals_are_cached_and_leases_serve_locally() {
     );
     assert_eq!(evalsha_calls(&server), calls + 1);
     assert_eq!(engine.try_acquire(1).unwrap().via, Via::Redis);
+    // Redis counts leased permits at the grant: another process sees
+    // them gone. Burst 10, one permit every 100 ms: a lease of 4 takes
+    // 1 + 3.
+    let name = unique("lease10");
+    let burst10 = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(100)
+        .with_period(Duration::from_secs(10))
+        .with_burst(10);
+    let counted = RedisRateLimiter::new(&name, burst10, &options.clone().lease_permits(4)).unwrap();
+    let probe = RedisRateLimiter::new(&name, burst10, &options).unwrap();
+    assert_eq!(counted.try_acquire(1).unwrap().via, Via::Redis);
+    let free = (0..10)
+        .take_while(|_| probe.try_acquire(1).is_ok_and(|g| g.via == Via::Redis))
+        .count();
+    assert_eq!(free, 6, "the 3 leased permits are counted in Redis");
     // Unused leased permits die with the lease.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(250) {
@@ -321,6 +336,9 @@ fn keys_expire_when_idle_and_share_one_slot() {
     for _ in 0..10 {
         assert_eq!(engine.try_acquire(1).unwrap().via, Via::Redis);
     }
+    // The slot function is the specification's (CRC16 test vector; this
+    // binary has no harness to run the helper's own test).
+    assert_eq!(cluster_slot("123456789"), 0x31c3 % 16384);
     // Every key the object has hashes to the slot of its hash tag.
     let keys = server.command(&["KEYS", "keytest:*"]);
     assert!(!keys.is_empty());
@@ -678,8 +696,9 @@ fn fleet_config() -> RateLimiterConfig {
         .with_queue_timeout(Duration::from_secs(10))
 }
 
-/// A child of the fleet: books one permit at a time, sleeps until it is
-/// ready, and prints Redis's time of each grant.
+/// A child of the fleet: books permits one at a time (at most three
+/// ahead), sleeps until each is ready, and prints Redis's time of each
+/// grant.
 fn fleet_child() {
     let url = std::env::var("STOCKADE_TEST_URL").unwrap();
     let name = std::env::var("STOCKADE_TEST_NAME").unwrap();
@@ -691,11 +710,20 @@ fn fleet_child() {
     let engine = RedisRateLimiter::new(&name, fleet_config(), &options).unwrap();
     let clock = MonotonicClock::new();
     let mut out = String::new();
-    while now_us() < until_us {
-        let booked = engine.reserve(1, Duration::from_secs(10)).unwrap();
-        assert_eq!(booked.via(), Via::Redis);
-        out.push_str(&format!("{}\n", booked.server_ready_at_us().unwrap()));
-        while clock.now() < booked.ready_at() {
+    // Up to three bookings ahead, so that a child the scheduler delays
+    // for a few intervals leaves no gap in the fleet's queue.
+    let mut booked = std::collections::VecDeque::new();
+    loop {
+        while booked.len() < 3 && now_us() < until_us {
+            let next = engine.reserve(1, Duration::from_secs(10)).unwrap();
+            assert_eq!(next.via(), Via::Redis);
+            out.push_str(&format!("{}\n", next.server_ready_at_us().unwrap()));
+            booked.push_back(next);
+        }
+        let Some(first) = booked.pop_front() else {
+            break;
+        };
+        while clock.now() < first.ready_at() {
             std::thread::sleep(Duration::from_micros(200));
         }
     }

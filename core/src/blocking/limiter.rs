@@ -328,7 +328,7 @@ impl<T: Timer> RateLimiter<T> {
     /// [`burst`](Core::burst), [`available`](Core::available)...). For a
     /// Redis-backed limiter it is a local machine of the same config that
     /// takes no decisions (its figures of state, such as `available`, say
-    /// nothing); ask [`redis_limiter`](Self::redis_limiter) instead.
+    /// nothing); ask `redis_limiter` (feature `redis`) instead.
     pub fn core(&self) -> &Core {
         &self.core
     }
@@ -340,7 +340,7 @@ impl<T: Timer> RateLimiter<T> {
         self.redis.as_deref()
     }
 
-    /// `true` for a limiter made by [`RateLimiter::redis`].
+    /// `true` for a limiter made by `RateLimiter::redis` (feature `redis`).
     pub fn is_redis(&self) -> bool {
         #[cfg(feature = "redis")]
         {
@@ -502,9 +502,11 @@ impl<T: Timer> RateLimiter<T> {
     /// because the limiter was disposed are not counted. `queue_depth` is the
     /// core's: permits booked but not yet ready.
     ///
-    /// A Redis-backed limiter ([`RateLimiter::redis`]) reports the
-    /// `queue_depth` this process last learnt from Redis (a lower bound:
-    /// other hosts may have booked since) and counts `fallback_decisions`.
+    /// A Redis-backed limiter (`RateLimiter::redis`, feature `redis`)
+    /// reports the `queue_depth` this process last learnt from Redis (other
+    /// hosts may have booked since), counts `fallback_decisions`, and
+    /// counts its refusals for Redis's sake ([`Error::Redis`]: a config
+    /// mismatch, or Redis down under `FailClosed`) as `rejections` too.
     pub fn metrics(&self) -> Metrics {
         #[cfg(feature = "redis")]
         if let Some(engine) = &self.redis {

@@ -673,8 +673,14 @@ impl RedisRateLimiter {
         ]
     }
 
-    /// The mismatch error, or the stored config adopted (`Ok`: call again).
-    fn mismatch(&self, stored: &[String; 6], ours: &Params) -> Result<(), RedisLimitError> {
+    /// The mismatch error, or the stored config adopted (`Ok`: call again;
+    /// only once per call, should the stored config change meanwhile).
+    fn mismatch(
+        &self,
+        stored: &[String; 6],
+        ours: &Params,
+        may_adopt: bool,
+    ) -> Result<(), RedisLimitError> {
         let ours_text = canonical_text(&ours.canonical.map(|v| format!("{v}")));
         let error = || {
             RedisLimitError::Redis(RedisError::ConfigMismatch {
@@ -683,7 +689,7 @@ impl RedisRateLimiter {
                 ours: ours_text.clone(),
             })
         };
-        if !self.options.adopt_stored_config {
+        if !(self.options.adopt_stored_config && may_adopt) {
             return Err(error());
         }
         let adopted = config_from_fields(stored)
@@ -782,7 +788,7 @@ impl RedisRateLimiter {
     fn acquire_with(&self, n: u32, at: Option<u64>) -> Result<Grant, RedisLimitError> {
         let mut p = *self.params.read();
         let local = at.is_none();
-        for _ in 0..2 {
+        for attempt in 0..2 {
             check_capacity(&p, n)?;
             if n == 0 {
                 return Ok(Grant {
@@ -822,7 +828,7 @@ impl RedisRateLimiter {
                             .into());
                         }
                         Reply::Mismatch(stored) => {
-                            self.mismatch(&stored, &p)?;
+                            self.mismatch(&stored, &p, attempt == 0)?;
                             p = *self.params.read();
                         }
                         _ => return Err(self.unexpected()),
@@ -868,7 +874,7 @@ impl RedisRateLimiter {
     ) -> Result<RedisReservation, RedisLimitError> {
         let mut p = *self.params.read();
         let local = at.is_none();
-        for _ in 0..2 {
+        for attempt in 0..2 {
             check_capacity(&p, n)?;
             let immediate = |via, server_ready_us| RedisReservation {
                 permits: n,
@@ -942,7 +948,7 @@ impl RedisRateLimiter {
                             });
                         }
                         Reply::Mismatch(stored) => {
-                            self.mismatch(&stored, &p)?;
+                            self.mismatch(&stored, &p, attempt == 0)?;
                             p = *self.params.read();
                         }
                         _ => return Err(self.unexpected()),

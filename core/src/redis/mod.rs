@@ -133,7 +133,8 @@
 //!   that are free at that moment, in the same script call, and this
 //!   process hands them out (one mutex, no round trip) until they are
 //!   used or `lease_ttl` (default 100 ms) after the call was sent; the
-//!   rest are lost. Redis counted them at the grant, so the bounds hold
+//!   rest are lost. Only permits within the burst can be free, so a
+//!   strict limiter with the default burst of 1 leases nothing. Redis counted them at the grant, so the bounds hold
 //!   for **grant** times; for the times permits are **used** they weaken
 //!   by the lease time: in strict mode **at most `N` in any window of
 //!   length `P − lease_ttl`** (no bound if `lease_ttl >= P`), in bursty
