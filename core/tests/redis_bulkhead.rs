@@ -291,26 +291,28 @@ fn fleet_limit_holds_across_processes() {
 
 /// A holder killed with SIGKILL: while it lives its leases are renewed
 /// (held for 3 × lease_ttl), and once it is dead they come back within
-/// lease_ttl; then the keys are gone.
+/// lease_ttl, each lease on its own (this process holds another one all
+/// along, so the leases key itself never expires); then the keys are gone.
 fn killed_holder_returns_its_permits() {
     let server = RedisServer::start();
     let url = server.url();
     let lease_ttl = Duration::from_millis(300);
+    let ours = RedisBulkhead::new(
+        "killed",
+        config(3, 10, Duration::from_secs(1)),
+        &options(&url, lease_ttl),
+    )
+    .unwrap();
+    let kept = ours.try_acquire().unwrap();
     let env = [
         ("NAME", "killed".to_string()),
-        ("MAX", "2".to_string()),
+        ("MAX", "3".to_string()),
         ("LEASE_MS", "300".to_string()),
         ("HOLD", "2".to_string()),
     ];
     let mut holder = spawn("holder", &url, &env);
     let lines = Lines::of(&mut holder);
     assert_eq!(lines.next(), "held");
-    let ours = RedisBulkhead::new(
-        "killed",
-        config(2, 10, Duration::from_secs(1)),
-        &options(&url, lease_ttl),
-    )
-    .unwrap();
     // For three lease times the holder's renewals keep both permits.
     let start = Instant::now();
     while start.elapsed() < lease_ttl * 3 {
@@ -323,7 +325,7 @@ fn killed_holder_returns_its_permits() {
     }
     kill_and_reap(holder);
     let back = within(lease_ttl * 4, || {
-        ours.fleet_counts().map(|c| c.in_use) == Ok(0)
+        ours.fleet_counts().map(|c| c.in_use) == Ok(1)
     })
     .expect("the dead holder's permits never came back");
     assert!(
@@ -336,7 +338,7 @@ fn killed_holder_returns_its_permits() {
         ours.try_acquire(),
         Err(RedisBulkheadError::Full(_))
     ));
-    drop((a, b));
+    drop((a, b, kept));
     // Idle: the leases key is gone at once, the config key within lease_ttl.
     assert!(!exists(&server, ours.keys()[1]));
     within(lease_ttl * 2, || !exists(&server, ours.keys()[0]))
@@ -623,6 +625,98 @@ fn fail_open_and_fail_closed() {
     assert_eq!(closed.metrics().fallback_decisions, 1);
 }
 
+/// CLIENT PAUSE: a call returns within 2 × command_timeout (unanswered),
+/// and Redis decides again once the pause ends.
+fn client_pause_is_bounded() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = RedisBulkhead::new(
+        "pause",
+        config(1, 0, Duration::ZERO),
+        &options(&url, Duration::from_secs(1)),
+    )
+    .unwrap();
+    drop(b.try_acquire().unwrap()); // connection and script ready
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "300"]), "+OK");
+    let start = Instant::now();
+    let refused = b.try_acquire();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            refused,
+            Err(RedisBulkheadError::Redis(RedisError::Unavailable { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(took <= Duration::from_millis(200), "took {took:?}");
+    within(WATCHDOG, || {
+        start.elapsed() > Duration::from_millis(300) && b.try_acquire().is_ok()
+    })
+    .expect("Redis never decided again after the pause");
+}
+
+/// A reply that never came (the server busy past command_timeout, then
+/// running the script): the lease it granted is removed by the keeper's
+/// one retry (at lease_ttl / 3), long before it would expire, so no permit
+/// is lost to a lost reply.
+fn lost_reply_loses_no_permit() {
+    let server = Arc::new(RedisServer::start());
+    let url = server.url();
+    let lease_ttl = Duration::from_secs(3);
+    let b = RedisBulkhead::new(
+        "lost",
+        config(1, 0, Duration::ZERO),
+        &options(&url, lease_ttl),
+    )
+    .unwrap();
+    drop(b.try_acquire().unwrap()); // connection and script ready
+    // A script that keeps the server busy for 600 ms.
+    let busy = {
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || {
+            server.command(&[
+                "EVAL",
+                "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] \
+                 repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 600000 return 1",
+                "0",
+            ])
+        })
+    };
+    // A probe on a connection pool of its own (other settings, another
+    // store) sees when the busy script runs, so that `b`'s pooled
+    // connection stays clean and its call is sent.
+    let probe = RedisBulkhead::new(
+        "probe",
+        config(1, 0, Duration::ZERO),
+        &options(&url, lease_ttl).command_timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    within(WATCHDOG, || probe.fleet_counts().is_err()).expect("the server was never busy");
+    let start = Instant::now();
+    let refused = b.try_acquire();
+    assert!(
+        matches!(
+            refused,
+            Err(RedisBulkheadError::Redis(RedisError::Unavailable { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(busy.join().unwrap(), "1");
+    // The script ran after the busy one and took the permit; the keeper's
+    // retry removes it at about lease_ttl / 3 (1 s), not at expiry (3 s).
+    let held_after_busy = b.fleet_counts().unwrap().in_use;
+    within(lease_ttl * 3 / 4, || {
+        b.fleet_counts().map(|c| c.in_use) == Ok(0)
+    })
+    .expect("the unanswered call's lease stayed until it expired");
+    assert!(start.elapsed() < lease_ttl);
+    assert_eq!(
+        held_after_busy, 1,
+        "the unanswered script did take the permit"
+    );
+    assert!(b.try_acquire().is_ok());
+}
+
 /// SCRIPT FLUSH between calls: the script is loaded again.
 fn script_flush_reloads_the_script() {
     let server = RedisServer::start();
@@ -772,6 +866,8 @@ fn main() {
         keys_share_a_slot_and_expire_when_idle,
         server_killed_mid_run_falls_back_and_recovers,
         fail_open_and_fail_closed,
+        client_pause_is_bounded,
+        lost_reply_loses_no_permit,
         script_flush_reloads_the_script,
         config_mismatch_is_typed_or_adopted,
         dispose_and_timeout_leave_no_waiter,
