@@ -849,6 +849,38 @@ fn registered_and_composes() {
     assert!(Bulkhead::get("rb-registered").is_none());
 }
 
+/// Bad input is a typed error naming what is wrong, before any server is
+/// contacted.
+fn bad_input_is_typed() {
+    let opts = RedisOptions::new("redis://127.0.0.1:1/0");
+    assert!(matches!(
+        Bulkhead::redis_unregistered("x", config(0, 0, Duration::ZERO), &opts),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Bulkhead::redis_unregistered("a{b", config(1, 0, Duration::ZERO), &opts),
+        Err(Error::Redis(RedisError::InvalidName { .. }))
+    ));
+    match Bulkhead::redis_unregistered(
+        "x",
+        config(1, 0, Duration::ZERO),
+        &opts.clone().lease_ttl(Duration::from_millis(250)),
+    ) {
+        Err(Error::Redis(RedisError::InvalidOption { option, .. })) => {
+            assert_eq!(option, "lease_ttl");
+        }
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+    assert!(matches!(
+        Bulkhead::redis_unregistered(
+            "x",
+            config(1, 0, Duration::ZERO),
+            &RedisOptions::new("not a url")
+        ),
+        Err(Error::Redis(RedisError::InvalidUrl { .. }))
+    ));
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -872,6 +904,7 @@ fn main() {
         config_mismatch_is_typed_or_adopted,
         dispose_and_timeout_leave_no_waiter,
         registered_and_composes,
+        bad_input_is_typed,
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
