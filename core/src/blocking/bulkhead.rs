@@ -362,7 +362,8 @@ impl Bulkhead<MonotonicClock> {
     ///   `queue_timeout` as given (FIFO, as [`new`](Self::new)'s);
     ///   `FailOpen` admits; `FailClosed` refuses with
     ///   [`Error::Redis`]`(`[`RedisError::Unavailable`](crate::redis::RedisError::Unavailable)`)`.
-    ///   Each such decision counts in `fallback_decisions`; the first
+    ///   Each such decision counts in `fallback_decisions` (a `FailClosed`
+    ///   refusal also counts as a rejection); the first
     ///   failure and the first answer after failures emit
     ///   `StoreUnavailable` and `StoreRecovered`. Calls admitted under the
     ///   fallback hold no lease: when Redis answers again, the fleet may run
