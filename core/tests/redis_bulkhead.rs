@@ -849,6 +849,118 @@ fn registered_and_composes() {
     assert!(Bulkhead::get("rb-registered").is_none());
 }
 
+/// Same decisions as the core: random sequences of acquires, joins,
+/// releases and leaves run through the script and through the core
+/// machine (with the blocking layer's FIFO hand-off modelled), and every
+/// decision, every admitted waiter and the counts agree.
+fn same_decisions_as_the_core() {
+    use std::collections::VecDeque;
+    use stockade::bulkhead::{Bulkhead as Core, LeaveQueue, QueuedAcquire, RawAdmission};
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..6 {
+        let max = 1 + next(4) as u32;
+        let max_queue = next(4) as u32;
+        let cfg = config(max, max_queue, Duration::from_secs(1));
+        let name = format!("diff-{round}");
+        let redis = RedisBulkhead::new(&name, cfg, &options(&url, Duration::from_secs(5))).unwrap();
+        let core = Core::new(cfg).unwrap();
+        // Held permits: (core token, Redis lease); waiters in FIFO order:
+        // (id, Redis waiter).
+        let mut held = Vec::new();
+        let mut waiting: VecDeque<(u32, stockade::redis::RedisWaiter<'_>)> = VecDeque::new();
+        let mut ids = 0u32;
+        for step in 0..150 {
+            let what = format!("round {round} (max {max}, queue {max_queue}) step {step}");
+            match next(4) {
+                0 => {
+                    let c = core.try_acquire();
+                    let r = redis.try_acquire();
+                    assert_eq!(c.is_ok(), r.is_ok(), "acquire: {what}");
+                    if let (Ok(c), Ok(r)) = (c, r) {
+                        held.push((c.into_token(), r));
+                    }
+                }
+                1 => {
+                    ids += 1;
+                    let mut w = redis.waiter();
+                    let r = w.poll();
+                    match core.enqueue_raw() {
+                        RawAdmission::Acquired(token) => {
+                            let lease = r.unwrap_or_else(|e| panic!("{e}: {what}"));
+                            held.push((token, lease.expect("admitted at once")));
+                        }
+                        RawAdmission::Enqueued => {
+                            assert!(matches!(r, Ok(None)), "join: {what}");
+                            waiting.push_back((ids, w));
+                        }
+                        RawAdmission::Full(_) => {
+                            assert!(
+                                matches!(r, Err(RedisBulkheadError::QueueFull(_))),
+                                "join refused: {what}"
+                            );
+                        }
+                    }
+                }
+                2 if !held.is_empty() => {
+                    let (token, lease) = held.swap_remove(next(held.len() as u64) as usize);
+                    core.release(token).unwrap();
+                    lease.release().unwrap();
+                }
+                3 if !waiting.is_empty() => {
+                    let at = next(waiting.len() as u64) as usize;
+                    drop(waiting.remove(at));
+                    if let LeaveQueue::Left { wake_next: true } = core.leave_queue_raw() {
+                        panic!("a free permit next to a waiter: {what}");
+                    }
+                }
+                _ => continue,
+            }
+            // The core's hand-off: free permits go to the front waiters.
+            let mut granted = Vec::new();
+            while !waiting.is_empty() {
+                match core.acquire_queued_raw() {
+                    QueuedAcquire::Acquired { token, .. } => granted.push(token),
+                    _ => break,
+                }
+            }
+            // Redis: every waiter polls, the last first (the order of polls
+            // must not matter); exactly the first `granted.len()` in the
+            // queue are admitted.
+            let order: Vec<u32> = waiting.iter().map(|(id, _)| *id).collect();
+            let mut admitted = Vec::new();
+            let mut still = VecDeque::new();
+            for (id, mut w) in waiting.drain(..).rev() {
+                match w.poll().unwrap_or_else(|e| panic!("{e}: {what}")) {
+                    Some(lease) => admitted.push((id, lease)),
+                    None => still.push_front((id, w)),
+                }
+            }
+            admitted.reverse();
+            assert_eq!(admitted.len(), granted.len(), "grants: {what}");
+            let first: Vec<u32> = admitted.iter().map(|(id, _)| *id).collect();
+            assert_eq!(first, order[..first.len()], "FIFO grants: {what}");
+            waiting = still;
+            for ((_, lease), token) in admitted.into_iter().zip(granted) {
+                held.push((token, lease));
+            }
+            let counts = redis.fleet_counts().unwrap();
+            assert_eq!(
+                (counts.in_use, counts.queued),
+                (core.in_use(), core.queued()),
+                "counts: {what}"
+            );
+        }
+    }
+}
+
 /// Bad input is a typed error naming what is wrong, before any server is
 /// contacted.
 fn bad_input_is_typed() {
@@ -905,6 +1017,7 @@ fn main() {
         dispose_and_timeout_leave_no_waiter,
         registered_and_composes,
         bad_input_is_typed,
+        same_decisions_as_the_core,
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
