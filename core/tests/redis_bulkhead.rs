@@ -291,26 +291,28 @@ fn fleet_limit_holds_across_processes() {
 
 /// A holder killed with SIGKILL: while it lives its leases are renewed
 /// (held for 3 × lease_ttl), and once it is dead they come back within
-/// lease_ttl; then the keys are gone.
+/// lease_ttl, each lease on its own (this process holds another one all
+/// along, so the leases key itself never expires); then the keys are gone.
 fn killed_holder_returns_its_permits() {
     let server = RedisServer::start();
     let url = server.url();
     let lease_ttl = Duration::from_millis(300);
+    let ours = RedisBulkhead::new(
+        "killed",
+        config(3, 10, Duration::from_secs(1)),
+        &options(&url, lease_ttl),
+    )
+    .unwrap();
+    let kept = ours.try_acquire().unwrap();
     let env = [
         ("NAME", "killed".to_string()),
-        ("MAX", "2".to_string()),
+        ("MAX", "3".to_string()),
         ("LEASE_MS", "300".to_string()),
         ("HOLD", "2".to_string()),
     ];
     let mut holder = spawn("holder", &url, &env);
     let lines = Lines::of(&mut holder);
     assert_eq!(lines.next(), "held");
-    let ours = RedisBulkhead::new(
-        "killed",
-        config(2, 10, Duration::from_secs(1)),
-        &options(&url, lease_ttl),
-    )
-    .unwrap();
     // For three lease times the holder's renewals keep both permits.
     let start = Instant::now();
     while start.elapsed() < lease_ttl * 3 {
@@ -323,7 +325,7 @@ fn killed_holder_returns_its_permits() {
     }
     kill_and_reap(holder);
     let back = within(lease_ttl * 4, || {
-        ours.fleet_counts().map(|c| c.in_use) == Ok(0)
+        ours.fleet_counts().map(|c| c.in_use) == Ok(1)
     })
     .expect("the dead holder's permits never came back");
     assert!(
@@ -336,7 +338,7 @@ fn killed_holder_returns_its_permits() {
         ours.try_acquire(),
         Err(RedisBulkheadError::Full(_))
     ));
-    drop((a, b));
+    drop((a, b, kept));
     // Idle: the leases key is gone at once, the config key within lease_ttl.
     assert!(!exists(&server, ours.keys()[1]));
     within(lease_ttl * 2, || !exists(&server, ours.keys()[0]))
@@ -623,6 +625,98 @@ fn fail_open_and_fail_closed() {
     assert_eq!(closed.metrics().fallback_decisions, 1);
 }
 
+/// CLIENT PAUSE: a call returns within 2 × command_timeout (unanswered),
+/// and Redis decides again once the pause ends.
+fn client_pause_is_bounded() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = RedisBulkhead::new(
+        "pause",
+        config(1, 0, Duration::ZERO),
+        &options(&url, Duration::from_secs(1)),
+    )
+    .unwrap();
+    drop(b.try_acquire().unwrap()); // connection and script ready
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "300"]), "+OK");
+    let start = Instant::now();
+    let refused = b.try_acquire();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            refused,
+            Err(RedisBulkheadError::Redis(RedisError::Unavailable { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(took <= Duration::from_millis(200), "took {took:?}");
+    within(WATCHDOG, || {
+        start.elapsed() > Duration::from_millis(300) && b.try_acquire().is_ok()
+    })
+    .expect("Redis never decided again after the pause");
+}
+
+/// A reply that never came (the server busy past command_timeout, then
+/// running the script): the lease it granted is removed by the keeper's
+/// one retry (at lease_ttl / 3), long before it would expire, so no permit
+/// is lost to a lost reply.
+fn lost_reply_loses_no_permit() {
+    let server = Arc::new(RedisServer::start());
+    let url = server.url();
+    let lease_ttl = Duration::from_secs(3);
+    let b = RedisBulkhead::new(
+        "lost",
+        config(1, 0, Duration::ZERO),
+        &options(&url, lease_ttl),
+    )
+    .unwrap();
+    drop(b.try_acquire().unwrap()); // connection and script ready
+    // A script that keeps the server busy for 600 ms.
+    let busy = {
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || {
+            server.command(&[
+                "EVAL",
+                "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] \
+                 repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 600000 return 1",
+                "0",
+            ])
+        })
+    };
+    // A probe on a connection pool of its own (other settings, another
+    // store) sees when the busy script runs, so that `b`'s pooled
+    // connection stays clean and its call is sent.
+    let probe = RedisBulkhead::new(
+        "probe",
+        config(1, 0, Duration::ZERO),
+        &options(&url, lease_ttl).command_timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    within(WATCHDOG, || probe.fleet_counts().is_err()).expect("the server was never busy");
+    let start = Instant::now();
+    let refused = b.try_acquire();
+    assert!(
+        matches!(
+            refused,
+            Err(RedisBulkheadError::Redis(RedisError::Unavailable { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(busy.join().unwrap(), "1");
+    // The script ran after the busy one and took the permit; the keeper's
+    // retry removes it at about lease_ttl / 3 (1 s), not at expiry (3 s).
+    let held_after_busy = b.fleet_counts().unwrap().in_use;
+    within(lease_ttl * 3 / 4, || {
+        b.fleet_counts().map(|c| c.in_use) == Ok(0)
+    })
+    .expect("the unanswered call's lease stayed until it expired");
+    assert!(start.elapsed() < lease_ttl);
+    assert_eq!(
+        held_after_busy, 1,
+        "the unanswered script did take the permit"
+    );
+    assert!(b.try_acquire().is_ok());
+}
+
 /// SCRIPT FLUSH between calls: the script is loaded again.
 fn script_flush_reloads_the_script() {
     let server = RedisServer::start();
@@ -755,6 +849,150 @@ fn registered_and_composes() {
     assert!(Bulkhead::get("rb-registered").is_none());
 }
 
+/// Same decisions as the core: random sequences of acquires, joins,
+/// releases and leaves run through the script and through the core
+/// machine (with the blocking layer's FIFO hand-off modelled), and every
+/// decision, every admitted waiter and the counts agree.
+fn same_decisions_as_the_core() {
+    use std::collections::VecDeque;
+    use stockade::bulkhead::{Bulkhead as Core, LeaveQueue, QueuedAcquire, RawAdmission};
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..6 {
+        let max = 1 + next(4) as u32;
+        let max_queue = next(4) as u32;
+        let cfg = config(max, max_queue, Duration::from_secs(1));
+        let name = format!("diff-{round}");
+        let redis = RedisBulkhead::new(&name, cfg, &options(&url, Duration::from_secs(5))).unwrap();
+        let core = Core::new(cfg).unwrap();
+        // Held permits: (core token, Redis lease); waiters in FIFO order:
+        // (id, Redis waiter).
+        let mut held = Vec::new();
+        let mut waiting: VecDeque<(u32, stockade::redis::RedisWaiter<'_>)> = VecDeque::new();
+        let mut ids = 0u32;
+        for step in 0..150 {
+            let what = format!("round {round} (max {max}, queue {max_queue}) step {step}");
+            match next(4) {
+                0 => {
+                    let c = core.try_acquire();
+                    let r = redis.try_acquire();
+                    assert_eq!(c.is_ok(), r.is_ok(), "acquire: {what}");
+                    if let (Ok(c), Ok(r)) = (c, r) {
+                        held.push((c.into_token(), r));
+                    }
+                }
+                1 => {
+                    ids += 1;
+                    let mut w = redis.waiter();
+                    let r = w.poll();
+                    match core.enqueue_raw() {
+                        RawAdmission::Acquired(token) => {
+                            let lease = r.unwrap_or_else(|e| panic!("{e}: {what}"));
+                            held.push((token, lease.expect("admitted at once")));
+                        }
+                        RawAdmission::Enqueued => {
+                            assert!(matches!(r, Ok(None)), "join: {what}");
+                            waiting.push_back((ids, w));
+                        }
+                        RawAdmission::Full(_) => {
+                            assert!(
+                                matches!(r, Err(RedisBulkheadError::QueueFull(_))),
+                                "join refused: {what}"
+                            );
+                        }
+                    }
+                }
+                2 if !held.is_empty() => {
+                    let (token, lease) = held.swap_remove(next(held.len() as u64) as usize);
+                    core.release(token).unwrap();
+                    lease.release().unwrap();
+                }
+                3 if !waiting.is_empty() => {
+                    let at = next(waiting.len() as u64) as usize;
+                    drop(waiting.remove(at));
+                    if let LeaveQueue::Left { wake_next: true } = core.leave_queue_raw() {
+                        panic!("a free permit next to a waiter: {what}");
+                    }
+                }
+                _ => continue,
+            }
+            // The core's hand-off: free permits go to the front waiters.
+            let mut granted = Vec::new();
+            while !waiting.is_empty() {
+                match core.acquire_queued_raw() {
+                    QueuedAcquire::Acquired { token, .. } => granted.push(token),
+                    _ => break,
+                }
+            }
+            // Redis: every waiter polls, the last first (the order of polls
+            // must not matter); exactly the first `granted.len()` in the
+            // queue are admitted.
+            let order: Vec<u32> = waiting.iter().map(|(id, _)| *id).collect();
+            let mut admitted = Vec::new();
+            let mut still = VecDeque::new();
+            for (id, mut w) in waiting.drain(..).rev() {
+                match w.poll().unwrap_or_else(|e| panic!("{e}: {what}")) {
+                    Some(lease) => admitted.push((id, lease)),
+                    None => still.push_front((id, w)),
+                }
+            }
+            admitted.reverse();
+            assert_eq!(admitted.len(), granted.len(), "grants: {what}");
+            let first: Vec<u32> = admitted.iter().map(|(id, _)| *id).collect();
+            assert_eq!(first, order[..first.len()], "FIFO grants: {what}");
+            waiting = still;
+            for ((_, lease), token) in admitted.into_iter().zip(granted) {
+                held.push((token, lease));
+            }
+            let counts = redis.fleet_counts().unwrap();
+            assert_eq!(
+                (counts.in_use, counts.queued),
+                (core.in_use(), core.queued()),
+                "counts: {what}"
+            );
+        }
+    }
+}
+
+/// Bad input is a typed error naming what is wrong, before any server is
+/// contacted.
+fn bad_input_is_typed() {
+    let opts = RedisOptions::new("redis://127.0.0.1:1/0");
+    assert!(matches!(
+        Bulkhead::redis_unregistered("x", config(0, 0, Duration::ZERO), &opts),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Bulkhead::redis_unregistered("a{b", config(1, 0, Duration::ZERO), &opts),
+        Err(Error::Redis(RedisError::InvalidName { .. }))
+    ));
+    match Bulkhead::redis_unregistered(
+        "x",
+        config(1, 0, Duration::ZERO),
+        &opts.clone().lease_ttl(Duration::from_millis(250)),
+    ) {
+        Err(Error::Redis(RedisError::InvalidOption { option, .. })) => {
+            assert_eq!(option, "lease_ttl");
+        }
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+    assert!(matches!(
+        Bulkhead::redis_unregistered(
+            "x",
+            config(1, 0, Duration::ZERO),
+            &RedisOptions::new("not a url")
+        ),
+        Err(Error::Redis(RedisError::InvalidUrl { .. }))
+    ));
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -772,10 +1010,14 @@ fn main() {
         keys_share_a_slot_and_expire_when_idle,
         server_killed_mid_run_falls_back_and_recovers,
         fail_open_and_fail_closed,
+        client_pause_is_bounded,
+        lost_reply_loses_no_permit,
         script_flush_reloads_the_script,
         config_mismatch_is_typed_or_adopted,
         dispose_and_timeout_leave_no_waiter,
         registered_and_composes,
+        bad_input_is_typed,
+        same_decisions_as_the_core,
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)

@@ -350,9 +350,10 @@ impl Bulkhead<MonotonicClock> {
     ///   (1 ms doubling to 50 ms) for up to `queue_timeout`; the queue is
     ///   FIFO across hosts by join time on Redis's clock. A waiter that
     ///   times out or is disposed leaves the queue (one script call). A
-    ///   caller may return up to one command (`connect_timeout + 2 ×
-    ///   command_timeout`) after its `queue_timeout`, and a dispose is
-    ///   seen by waiters at their next poll (within 50 ms).
+    ///   caller may return after its `queue_timeout` by the time of its
+    ///   last poll and of that call (each bounded like every command:
+    ///   `connect_timeout + 2 × command_timeout`), and a dispose is seen by
+    ///   waiters at their next poll (within 50 ms).
     /// * **When Redis does not answer** ([`RedisOptions`](crate::redis::RedisOptions)
     ///   bound every command), the call is decided by the fallback:
     ///   [`Fallback::Local`](crate::redis::Fallback::Local) (the default)
@@ -361,7 +362,8 @@ impl Bulkhead<MonotonicClock> {
     ///   `queue_timeout` as given (FIFO, as [`new`](Self::new)'s);
     ///   `FailOpen` admits; `FailClosed` refuses with
     ///   [`Error::Redis`]`(`[`RedisError::Unavailable`](crate::redis::RedisError::Unavailable)`)`.
-    ///   Each such decision counts in `fallback_decisions`; the first
+    ///   Each such decision counts in `fallback_decisions` (a `FailClosed`
+    ///   refusal also counts as a rejection); the first
     ///   failure and the first answer after failures emit
     ///   `StoreUnavailable` and `StoreRecovered`. Calls admitted under the
     ///   fallback hold no lease: when Redis answers again, the fleet may run
@@ -777,7 +779,8 @@ impl<T: Timer> Bulkhead<T> {
     }
 
     /// Calls `listener` for every event: `Rejected` (bulkhead full),
-    /// `QueueTimeout`, `Disposed`.
+    /// `QueueTimeout`, `Disposed`; for a bulkhead on Redis also
+    /// `StoreUnavailable` and `StoreRecovered`.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
         self.shell.subscribe(listener)
     }

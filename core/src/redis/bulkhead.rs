@@ -852,7 +852,10 @@ pub struct RedisWaiter<'a> {
 
 impl<'a> RedisWaiter<'a> {
     /// One script call: `Some(lease)` when admitted (a free permit, or this
-    /// waiter's turn), `None` while it waits in the fleet's queue.
+    /// waiter's turn), `None` while it waits in the fleet's queue. Once it
+    /// was admitted or refused, a waiter is spent: later polls send
+    /// nothing and return [`RedisBulkheadError::QueueFull`] with zero
+    /// counts.
     ///
     /// # Errors
     ///

@@ -166,6 +166,64 @@
 //! ([`StoreEvent`]; `StoreUnavailable` / `StoreRecovered` events of the
 //! blocking limiter). A cancel that cannot reach Redis fails: the slot
 //! stays used (conservative).
+//!
+//! # Bulkhead: a fleet-wide concurrency limit
+//!
+//! [`blocking::Bulkhead::redis`](crate::blocking::Bulkhead::redis) (engine:
+//! [`RedisBulkhead`]) lets at most `max_concurrent` calls run at once
+//! across every process that uses the same server, prefix and name, in
+//! the style of Stripe's concurrent-requests limiter. What holds, exactly:
+//!
+//! * **Permits are leases.** Each permit is a member of the sorted set
+//!   `<base>:leases` whose score is its expiry on the fleet's clock (Redis
+//!   `TIME`, or the hosts' clocks with [`TimeSource::Client`]). Taking one
+//!   is one script call that drops expired leases, counts the rest and adds
+//!   a lease only if fewer than `max_concurrent` are held (minus those owed
+//!   to waiters); giving it back is one call. While Redis answers and no
+//!   lease expires under a running call, **at most `max_concurrent` calls
+//!   hold a permit fleet-wide**.
+//! * **Renewal, and dead hosts.** A keeper thread per bulkhead and process
+//!   renews all of that process's leases in one call every `lease_ttl / 3`
+//!   ([`RedisOptions::lease_ttl`], default 30 s), so a call may run as long
+//!   as it needs. The permits of a process that dies (or stops renewing)
+//!   come back at most `lease_ttl` after its last renewal.
+//! * **What a failed renewal allows.** If renewals fail for more than
+//!   `2 × lease_ttl / 3` (Redis unreachable or too slow, the guard open),
+//!   leases of calls still running expire and Redis admits others in their
+//!   place: the fleet may then run up to `max_concurrent` plus the number
+//!   of such calls, until they finish. They are counted
+//!   ([`RedisBulkhead::lost_leases`]). A Redis restart without persistence
+//!   forgets every lease, with the same bound.
+//! * **No lost, no double-counted permit.** A lease id serves one permit
+//!   only, so a retried call never takes two. A permit leaves this
+//!   process's list before its release is sent; a release that fails is
+//!   retried once by the keeper (within `lease_ttl / 3`), then the lease
+//!   expires. A call whose reply never came (a timeout, a dropped
+//!   connection) has its possible lease removed the same way.
+//! * **Waiting.** A caller that finds no permit joins the fleet's queue if
+//!   fewer than `max_queue` callers wait fleet-wide (else it is refused at
+//!   once), and polls (1 ms doubling to 50 ms) for up to `queue_timeout`.
+//!   The queue is **FIFO across hosts** by join time on the fleet's clock
+//!   (ties by id), among waiters that keep polling: a newcomer never takes
+//!   a permit owed to a waiter, and a later waiter never takes one owed to
+//!   an earlier one; a freed permit is taken at its waiter's next poll
+//!   (up to 50 ms later). A waiter's entry expires `waiter_ttl = 1 s +
+//!   2 × connect_timeout + 4 × command_timeout` after its last poll, so a
+//!   dead waiter's place vanishes; a waiter that times out or is disposed
+//!   removes its entry (one call; if that fails, the keeper retries once,
+//!   then the entry expires).
+//! * **Fallback.** When Redis does not answer, [`Fallback::Local`] decides
+//!   with a local bulkhead of `max_concurrent / expected_instances` (at
+//!   least 1); `FailOpen` admits; `FailClosed` refuses with
+//!   [`RedisError::Unavailable`]. Calls admitted under the fallback hold no
+//!   lease: while they run after Redis recovers, the fleet may exceed
+//!   `max_concurrent` by their number.
+//! * **Keys.** `<prefix>:v1:{bulkhead:<name>}` (the config),
+//!   `…:leases`, `…:queue`, `…:queue_exp`: one Cluster slot. The sets
+//!   expire with their last member (no lease: no leases key); the config
+//!   key `lease_ttl` after the last acquire or wait.
+//! * **Fork.** A forked child never renews or releases its parent's leases;
+//!   it starts with none.
 
 mod breaker;
 mod bulkhead;
