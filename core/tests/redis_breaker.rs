@@ -343,6 +343,38 @@ fn a_child_forked_after_the_breaker_was_made_follows_the_fleet() {
     b.dispose();
 }
 
+/// Script calls the server has run (EVALSHA and EVAL).
+fn script_calls(server: &RedisServer) -> u64 {
+    let stats = server.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .map(|l| {
+            let calls = l.split("calls=").nth(1).unwrap().split(',').next().unwrap();
+            calls.parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn closed_calls_cost_no_round_trip() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = CircuitBreaker::redis("cheap", trip_config(), &options(&url)).unwrap();
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    let before = script_calls(&server);
+    let start = Instant::now();
+    for _ in 0..2_000 {
+        assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    }
+    // Only the background sync may have run meanwhile: one per
+    // sync_interval (and one in flight).
+    let syncs = start.elapsed().as_millis() as u64 / SYNC.as_millis() as u64 + 2;
+    let ran = script_calls(&server) - before;
+    assert!(ran <= syncs, "{ran} script calls for 2000 closed calls");
+    b.dispose();
+}
+
 #[test]
 fn a_lost_message_is_made_up_by_the_sync_within_the_bound() {
     let server = RedisServer::start();

@@ -634,12 +634,17 @@ impl RedisCircuitBreaker {
                 }
                 let now = local_us() as i64;
                 self.offset.store(reply.now - now, Ordering::Relaxed);
+                let mut reply = reply;
                 if reply.code == CODE_ABSENT {
                     // Nothing stored: closed, in a generation below any key
                     // made from now on and above any that expired.
-                    self.observe(0, (reply.now - 1).max(0) as u64, reply.now - 1);
-                } else {
-                    self.observe(reply.state, reply.generation, reply.since);
+                    reply.generation = (reply.now - 1).max(1) as u64;
+                    reply.since = reply.now - 1;
+                }
+                self.observe(reply.state, reply.generation, reply.since);
+                // Heard from Redis (also when the generation was known).
+                if self.word.load(Ordering::Relaxed) & UNSYNCED != 0 {
+                    self.word.fetch_and(!UNSYNCED, Ordering::AcqRel);
                 }
                 Ok(reply)
             }
@@ -698,11 +703,12 @@ impl RedisCircuitBreaker {
             }
             let before = current & STATE_MASK;
             // Under the lock no other thread changes the state or the
-            // generation; the down bit may change: keep it.
+            // generation; the flags may change: keep them (but
+            // `UNSYNCED`, which `call` clears after this).
             let _ = self
                 .word
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                    Some((generation << GEN_SHIFT) | (w & (DOWN | MISMATCH)) | state)
+                    Some((generation << GEN_SHIFT) | (w & (DOWN | MISMATCH | FORKED)) | state)
                 });
             observed.since = since;
             let after_us = match state_of(state) {
