@@ -531,15 +531,25 @@ fn stale_generation_verdicts_change_nothing() {
         panic!("second probe");
     };
     engine.set_state(BreakerState::Open).unwrap();
+    let mut next = None;
     wait_until(WATCHDOG, "a new round", || {
-        matches!(engine.admit(), Ok(FleetAdmission::Probe { .. }))
+        if let Ok(FleetAdmission::Probe { generation, lease }) = engine.admit() {
+            next = Some((generation, lease));
+        }
+        next.is_some()
     });
-    let g2 = engine.generation();
+    let (g2, l2) = next.unwrap();
     assert!(g2 > g1);
-    // The old round's failure does not re-open the new one.
+    assert_eq!(engine.generation(), g2);
+    // The old round's failure does not re-open the new one, with its own
+    // lease or with one of the new round.
     assert!(!engine.verdict(g1, l1, Outcome::Failure).unwrap());
+    assert!(!engine.verdict(g1, l2, Outcome::Failure).unwrap());
     assert_eq!(engine.sync().unwrap(), BreakerState::HalfOpen);
     assert_eq!(engine.generation(), g2);
+    // The current round's does.
+    assert!(engine.verdict(g2, l2, Outcome::Failure).unwrap());
+    assert_eq!(engine.sync().unwrap(), BreakerState::Open);
 }
 
 #[test]
@@ -743,13 +753,6 @@ fn script_flush_reloads_the_script() {
 fn another_stored_config_is_a_typed_error_or_adopted() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = RedisCircuitBreaker::new(
-        "cfg",
-        BreakerConfig::DEFAULT.with_failure_threshold(1),
-        &options(&url),
-    )
-    .unwrap();
-    one.set_state(BreakerState::Closed).unwrap();
     let b = CircuitBreaker::redis(
         "cfg",
         BreakerConfig::DEFAULT.with_failure_threshold(2),
@@ -757,10 +760,39 @@ fn another_stored_config_is_a_typed_error_or_adopted() {
     )
     .unwrap();
     let engine = b.redis_breaker().unwrap();
-    // The first sync meets it; from then on every call says so.
+    // Nothing stored yet: closed calls run.
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    // Another deployment stores another config: the next sync meets it;
+    // from then on every call says so.
+    let one = RedisCircuitBreaker::new(
+        "cfg",
+        BreakerConfig::DEFAULT.with_failure_threshold(1),
+        &options(&url),
+    )
+    .unwrap();
+    one.set_state(BreakerState::Closed).unwrap();
     wait_until(WATCHDOG, "the mismatch", || {
         b.execute(|| Ok::<_, ()>(())).is_err()
     });
+    // A process that starts now meets it on its first call.
+    let fresh = CircuitBreaker::redis(
+        "cfg-fresh",
+        BreakerConfig::DEFAULT,
+        &options(&url).prefix("other"),
+    )
+    .unwrap();
+    assert!(fresh.execute(|| Ok::<_, ()>(())).is_ok());
+    fresh.dispose();
+    let two = RedisCircuitBreaker::new(
+        "cfg",
+        BreakerConfig::DEFAULT.with_failure_threshold(3),
+        &options(&url),
+    )
+    .unwrap();
+    assert!(matches!(
+        two.admit(),
+        Err(RedisError::ConfigMismatch { .. })
+    ));
     match b.execute(|| Ok::<_, ()>(())) {
         Err(Error::Redis(RedisError::ConfigMismatch { key, stored, ours })) => {
             assert_eq!(key, engine.key());
