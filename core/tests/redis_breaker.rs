@@ -868,3 +868,33 @@ fn state_changes_are_events_with_increasing_generations() {
     assert!(seen.windows(2).all(|w| w[1].2 > w[0].2), "{seen:?}");
     b.dispose();
 }
+
+#[test]
+fn a_listener_set_late_continues_the_numbering_of_state_changes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let engine = RedisCircuitBreaker::new("late", trip_config(), &options(&url)).unwrap();
+    let other = RedisCircuitBreaker::new("late", trip_config(), &options(&url)).unwrap();
+    other.set_state(BreakerState::Open).unwrap();
+    // Observed with nobody listening: change 1.
+    assert_eq!(engine.sync().unwrap(), BreakerState::Open);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let start = engine.on_event(move |event| {
+        if let stockade::redis::FleetEvent::Transition(t) = event {
+            log.lock().unwrap().push(t);
+        }
+    });
+    assert_eq!(start, Some((1, BreakerState::Open)));
+    assert_eq!(engine.on_event(|_| {}), None, "a second listener was taken");
+    other.set_state(BreakerState::Closed).unwrap();
+    wait_until(WATCHDOG, "the reset heard", || {
+        !heard.lock().unwrap().is_empty()
+    });
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(
+        (heard[0].from, heard[0].to, heard[0].generation),
+        (BreakerState::Open, BreakerState::Closed, 2)
+    );
+}

@@ -364,7 +364,11 @@ impl CircuitBreaker<MonotonicClock> {
                 Some(fleet),
             );
             let weak = Arc::downgrade(&breaker.inner);
-            engine.on_event(move |event| {
+            // The log starts where the engine's count of state changes
+            // is (its thread may have observed some already); its lock,
+            // held across, keeps later ones waiting until it does.
+            let mut log = breaker.inner.events.lock();
+            let start = engine.on_event(move |event| {
                 let Some(inner) = weak.upgrade() else { return };
                 match event {
                     crate::redis::FleetEvent::Transition(t) => inner.transitioned(t),
@@ -374,6 +378,11 @@ impl CircuitBreaker<MonotonicClock> {
                     crate::redis::FleetEvent::Recovered => inner.publish(EventKind::StoreRecovered),
                 }
             });
+            if let Some((changes, state)) = start {
+                log.generation = changes & (Machine::GENERATIONS - 1);
+                log.state = state;
+            }
+            drop(log);
             Ok(breaker)
         })
     }

@@ -364,11 +364,20 @@ impl RedisCircuitBreaker {
         Ok(engine)
     }
 
-    /// Sets the listener for [`FleetEvent`]s (once; `false` if one was
-    /// set). It is called outside every lock of the engine, on the thread
-    /// that observed the event (a caller's, or the background thread).
-    pub fn on_event(&self, listener: impl Fn(FleetEvent) + Send + Sync + 'static) -> bool {
-        self.listener.set(Box::new(listener)).is_ok()
+    /// Sets the listener for [`FleetEvent`]s, once. It is called outside
+    /// every lock of the engine, on the thread that observed the event (a
+    /// caller's, or the background thread). Returns the state changes
+    /// observed before it was set and the state then (the first
+    /// [`FleetEvent::Transition`] it hears is numbered one more, or later
+    /// when two threads race to deliver), or `None` if a listener was
+    /// set already.
+    pub fn on_event(
+        &self,
+        listener: impl Fn(FleetEvent) + Send + Sync + 'static,
+    ) -> Option<(u32, BreakerState)> {
+        let observed = self.observed.lock();
+        self.listener.set(Box::new(listener)).ok()?;
+        Some((observed.changes, self.state()))
     }
 
     /// The config.
