@@ -126,6 +126,25 @@ fn finish(mut child: Child) {
     }
 }
 
+/// Waits for a forked child (checking `watchdog` meanwhile); it must exit 0.
+fn wait_child(pid: libc::pid_t, watchdog: &dyn Fn()) {
+    let mut status = 0;
+    loop {
+        watchdog();
+        // SAFETY: `pid` is this process's child; `status` is writable.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid failed");
+        if r == pid {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "forked child failed: {status}"
+    );
+}
+
 /// The other processes of the fleet. Not a test of its own: ignored, run
 /// only by `spawn`.
 #[test]
@@ -246,20 +265,43 @@ fn child_role() {
                 // exit handlers or returning into the harness.
                 unsafe { libc::_exit(i32::from(checks.is_err())) };
             }
-            let mut status = 0;
-            loop {
-                watchdog();
-                // SAFETY: `pid` is this process's child; `status` is writable.
-                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                assert!(r >= 0, "waitpid failed");
-                if r == pid {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            wait_child(pid, &watchdog);
+        }
+        // A forked child is a host of its own for the quorum: one failure
+        // in the child and one in the parent open a breaker that needs
+        // two failures from two hosts.
+        "fork-quorum" => {
+            let config = trip_config().with_failure_threshold(2);
+            let b = CircuitBreaker::redis(&name, config, &options(&url).quorum(2)).unwrap();
+            assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+            // SAFETY: `fork` has no preconditions; the child runs only the
+            // closure below and leaves through `_exit`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let checks = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                    assert!(matches!(
+                        b.execute(|| Err::<(), _>("down")),
+                        Err(Error::Inner("down"))
+                    ));
+                    assert_eq!(
+                        b.redis_breaker().unwrap().sync().unwrap(),
+                        BreakerState::Closed
+                    );
+                }));
+                // SAFETY: ends the child without running the parent's
+                // exit handlers or returning into the harness.
+                unsafe { libc::_exit(i32::from(checks.is_err())) };
             }
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "forked child failed: {status}"
+            wait_child(pid, &watchdog);
+            assert!(matches!(
+                b.execute(|| Err::<(), _>("down")),
+                Err(Error::Inner("down"))
+            ));
+            assert_eq!(
+                b.redis_breaker().unwrap().sync().unwrap(),
+                BreakerState::Open,
+                "the forked child counted as the parent's host"
             );
         }
         // One failure from another host (quorum).
@@ -373,6 +415,12 @@ fn closed_calls_cost_no_round_trip() {
     let ran = script_calls(&server) - before;
     assert!(ran <= syncs, "{ran} script calls for 2000 closed calls");
     b.dispose();
+}
+
+#[test]
+fn a_forked_child_is_a_host_of_its_own_for_the_quorum() {
+    let server = RedisServer::start();
+    finish(spawn("fork-quorum", &server.url(), "fork-quorum"));
 }
 
 #[test]
