@@ -946,3 +946,30 @@ fn a_listener_set_late_continues_the_numbering_of_state_changes() {
         (BreakerState::Open, BreakerState::Closed, 2)
     );
 }
+
+#[test]
+fn client_pause_keeps_every_call_within_the_bound() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = CircuitBreaker::redis("pause", trip_config(), &options(&url)).unwrap();
+    let engine = Arc::clone(b.redis_breaker().unwrap());
+    wait_until(WATCHDOG, "first sync", || engine.generation() != 0);
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "1000"]), "+OK");
+    let limit = 2 * COMMAND;
+    for i in 0..50 {
+        let t = Instant::now();
+        let result = if i % 10 == 0 {
+            b.execute(|| Err::<(), _>("down"))
+        } else {
+            b.execute(|| Ok::<_, &str>(()))
+        };
+        assert!(
+            t.elapsed() <= limit,
+            "call {i} took {:?} ({result:?})",
+            t.elapsed()
+        );
+    }
+    // The paused script calls timed out: the store is unavailable.
+    assert!(!engine.is_available());
+    b.dispose();
+}

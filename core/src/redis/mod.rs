@@ -98,7 +98,8 @@
 //! slides. With [`quorum`](RedisOptions::quorum) `Q > 1` it opens only
 //! when at least `Q` distinct hosts also recorded failures in the window,
 //! so one sick host cannot open everyone's circuit (Polly #287); a "host"
-//! is one breaker object of one process. A failure of a call admitted
+//! is one breaker object of one process (a forked child counts apart from
+//! its parent). A failure of a call admitted
 //! before the breaker last closed is not counted. The config's
 //! `failure_rate` (a window over calls) is refused, since it would cost a
 //! round trip per call; `slow_call_threshold` is measured locally and a
