@@ -163,8 +163,10 @@
 //! such decision counts in `fallback_decisions`. The background sync keeps
 //! trying, so the fleet decides again at most `guard_reset_timeout +
 //! sync_interval + connect_timeout + command_timeout` after the server
-//! answers again. Every call returns within `connect_timeout + 2 ×
-//! command_timeout` (one script call at most, plus the caller's closure).
+//! answers again. A call makes at most two script calls (asking for a
+//! probe, or the first sync of a process, and then reporting its
+//! verdict), each bounded as above; a closed call that succeeds makes
+//! none, and one that fails makes one.
 //!
 //! **Keys and expiry.** The state hash is `<prefix>:v1:{breaker:<name>}`;
 //! `<base>:failures`, `<base>:hosts` and `<base>:probes` sit in the same
