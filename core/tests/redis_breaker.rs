@@ -126,6 +126,25 @@ fn finish(mut child: Child) {
     }
 }
 
+/// Waits for a forked child (checking `watchdog` meanwhile); it must exit 0.
+fn wait_child(pid: libc::pid_t, watchdog: &dyn Fn()) {
+    let mut status = 0;
+    loop {
+        watchdog();
+        // SAFETY: `pid` is this process's child; `status` is writable.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid failed");
+        if r == pid {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "forked child failed: {status}"
+    );
+}
+
 /// The other processes of the fleet. Not a test of its own: ignored, run
 /// only by `spawn`.
 #[test]
@@ -246,20 +265,43 @@ fn child_role() {
                 // exit handlers or returning into the harness.
                 unsafe { libc::_exit(i32::from(checks.is_err())) };
             }
-            let mut status = 0;
-            loop {
-                watchdog();
-                // SAFETY: `pid` is this process's child; `status` is writable.
-                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                assert!(r >= 0, "waitpid failed");
-                if r == pid {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            wait_child(pid, &watchdog);
+        }
+        // A forked child is a host of its own for the quorum: one failure
+        // in the child and one in the parent open a breaker that needs
+        // two failures from two hosts.
+        "fork-quorum" => {
+            let config = trip_config().with_failure_threshold(2);
+            let b = CircuitBreaker::redis(&name, config, &options(&url).quorum(2)).unwrap();
+            assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+            // SAFETY: `fork` has no preconditions; the child runs only the
+            // closure below and leaves through `_exit`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let checks = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                    assert!(matches!(
+                        b.execute(|| Err::<(), _>("down")),
+                        Err(Error::Inner("down"))
+                    ));
+                    assert_eq!(
+                        b.redis_breaker().unwrap().sync().unwrap(),
+                        BreakerState::Closed
+                    );
+                }));
+                // SAFETY: ends the child without running the parent's
+                // exit handlers or returning into the harness.
+                unsafe { libc::_exit(i32::from(checks.is_err())) };
             }
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "forked child failed: {status}"
+            wait_child(pid, &watchdog);
+            assert!(matches!(
+                b.execute(|| Err::<(), _>("down")),
+                Err(Error::Inner("down"))
+            ));
+            assert_eq!(
+                b.redis_breaker().unwrap().sync().unwrap(),
+                BreakerState::Open,
+                "the forked child counted as the parent's host"
             );
         }
         // One failure from another host (quorum).
@@ -341,6 +383,44 @@ fn a_child_forked_after_the_breaker_was_made_follows_the_fleet() {
         "the forked child saw the trip {lag:?} after it, bound {bound:?}"
     );
     b.dispose();
+}
+
+/// Script calls the server has run (EVALSHA and EVAL).
+fn script_calls(server: &RedisServer) -> u64 {
+    let stats = server.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .map(|l| {
+            let calls = l.split("calls=").nth(1).unwrap().split(',').next().unwrap();
+            calls.parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn closed_calls_cost_no_round_trip() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = CircuitBreaker::redis("cheap", trip_config(), &options(&url)).unwrap();
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    let before = script_calls(&server);
+    let start = Instant::now();
+    for _ in 0..2_000 {
+        assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    }
+    // Only the background sync may have run meanwhile: one per
+    // sync_interval (and one in flight).
+    let syncs = start.elapsed().as_millis() as u64 / SYNC.as_millis() as u64 + 2;
+    let ran = script_calls(&server) - before;
+    assert!(ran <= syncs, "{ran} script calls for 2000 closed calls");
+    b.dispose();
+}
+
+#[test]
+fn a_forked_child_is_a_host_of_its_own_for_the_quorum() {
+    let server = RedisServer::start();
+    finish(spawn("fork-quorum", &server.url(), "fork-quorum"));
 }
 
 #[test]
@@ -499,15 +579,25 @@ fn stale_generation_verdicts_change_nothing() {
         panic!("second probe");
     };
     engine.set_state(BreakerState::Open).unwrap();
+    let mut next = None;
     wait_until(WATCHDOG, "a new round", || {
-        matches!(engine.admit(), Ok(FleetAdmission::Probe { .. }))
+        if let Ok(FleetAdmission::Probe { generation, lease }) = engine.admit() {
+            next = Some((generation, lease));
+        }
+        next.is_some()
     });
-    let g2 = engine.generation();
+    let (g2, l2) = next.unwrap();
     assert!(g2 > g1);
-    // The old round's failure does not re-open the new one.
+    assert_eq!(engine.generation(), g2);
+    // The old round's failure does not re-open the new one, with its own
+    // lease or with one of the new round.
     assert!(!engine.verdict(g1, l1, Outcome::Failure).unwrap());
+    assert!(!engine.verdict(g1, l2, Outcome::Failure).unwrap());
     assert_eq!(engine.sync().unwrap(), BreakerState::HalfOpen);
     assert_eq!(engine.generation(), g2);
+    // The current round's does.
+    assert!(engine.verdict(g2, l2, Outcome::Failure).unwrap());
+    assert_eq!(engine.sync().unwrap(), BreakerState::Open);
 }
 
 #[test]
@@ -711,13 +801,6 @@ fn script_flush_reloads_the_script() {
 fn another_stored_config_is_a_typed_error_or_adopted() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = RedisCircuitBreaker::new(
-        "cfg",
-        BreakerConfig::DEFAULT.with_failure_threshold(1),
-        &options(&url),
-    )
-    .unwrap();
-    one.set_state(BreakerState::Closed).unwrap();
     let b = CircuitBreaker::redis(
         "cfg",
         BreakerConfig::DEFAULT.with_failure_threshold(2),
@@ -725,10 +808,39 @@ fn another_stored_config_is_a_typed_error_or_adopted() {
     )
     .unwrap();
     let engine = b.redis_breaker().unwrap();
-    // The first sync meets it; from then on every call says so.
+    // Nothing stored yet: closed calls run.
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    // Another deployment stores another config: the next sync meets it;
+    // from then on every call says so.
+    let one = RedisCircuitBreaker::new(
+        "cfg",
+        BreakerConfig::DEFAULT.with_failure_threshold(1),
+        &options(&url),
+    )
+    .unwrap();
+    one.set_state(BreakerState::Closed).unwrap();
     wait_until(WATCHDOG, "the mismatch", || {
         b.execute(|| Ok::<_, ()>(())).is_err()
     });
+    // A process that starts now meets it on its first call.
+    let fresh = CircuitBreaker::redis(
+        "cfg-fresh",
+        BreakerConfig::DEFAULT,
+        &options(&url).prefix("other"),
+    )
+    .unwrap();
+    assert!(fresh.execute(|| Ok::<_, ()>(())).is_ok());
+    fresh.dispose();
+    let two = RedisCircuitBreaker::new(
+        "cfg",
+        BreakerConfig::DEFAULT.with_failure_threshold(3),
+        &options(&url),
+    )
+    .unwrap();
+    assert!(matches!(
+        two.admit(),
+        Err(RedisError::ConfigMismatch { .. })
+    ));
     match b.execute(|| Ok::<_, ()>(())) {
         Err(Error::Redis(RedisError::ConfigMismatch { key, stored, ours })) => {
             assert_eq!(key, engine.key());
@@ -802,5 +914,62 @@ fn state_changes_are_events_with_increasing_generations() {
         ]
     );
     assert!(seen.windows(2).all(|w| w[1].2 > w[0].2), "{seen:?}");
+    b.dispose();
+}
+
+#[test]
+fn a_listener_set_late_continues_the_numbering_of_state_changes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let engine = RedisCircuitBreaker::new("late", trip_config(), &options(&url)).unwrap();
+    let other = RedisCircuitBreaker::new("late", trip_config(), &options(&url)).unwrap();
+    other.set_state(BreakerState::Open).unwrap();
+    // Observed with nobody listening: change 1.
+    assert_eq!(engine.sync().unwrap(), BreakerState::Open);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let start = engine.on_event(move |event| {
+        if let stockade::redis::FleetEvent::Transition(t) = event {
+            log.lock().unwrap().push(t);
+        }
+    });
+    assert_eq!(start, Some((1, BreakerState::Open)));
+    assert_eq!(engine.on_event(|_| {}), None, "a second listener was taken");
+    other.set_state(BreakerState::Closed).unwrap();
+    wait_until(WATCHDOG, "the reset heard", || {
+        !heard.lock().unwrap().is_empty()
+    });
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(
+        (heard[0].from, heard[0].to, heard[0].generation),
+        (BreakerState::Open, BreakerState::Closed, 2)
+    );
+}
+
+#[test]
+fn client_pause_keeps_every_call_within_the_bound() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let b = CircuitBreaker::redis("pause", trip_config(), &options(&url)).unwrap();
+    let engine = Arc::clone(b.redis_breaker().unwrap());
+    wait_until(WATCHDOG, "first sync", || engine.generation() != 0);
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "1000"]), "+OK");
+    let limit = 2 * COMMAND;
+    for i in 0..50 {
+        let t = Instant::now();
+        let result = if i % 10 == 0 {
+            b.execute(|| Err::<(), _>("down"))
+        } else {
+            b.execute(|| Ok::<_, &str>(()))
+        };
+        assert!(
+            t.elapsed() <= limit,
+            "call {i} took {:?} ({result:?})",
+            t.elapsed()
+        );
+    }
+    // The paused script calls timed out: the store is unavailable.
+    assert!(!engine.is_available());
     b.dispose();
 }

@@ -302,7 +302,17 @@ impl CircuitBreaker<MonotonicClock> {
     ///   on leases Redis's clock expires.
     /// * **Manual operations** ([`trip`](Self::trip), [`reset`](Self::reset),
     ///   [`force_open`](Self::force_open), [`disable`](Self::disable)) act
-    ///   on the whole fleet (and on this process's local breaker).
+    ///   on the whole fleet (and on this process's local breaker) and
+    ///   return the fleet's previous state as this process saw it; when
+    ///   Redis cannot be reached they act on the local breaker only and
+    ///   return [`Error::Redis`].
+    /// * **Events and state**: [`state`](Self::state) and
+    ///   `Metrics::state` are the fleet's state as this process last saw
+    ///   it; `StateChanged` is emitted for each fleet state change this
+    ///   process observes, its `generation` counting those changes here
+    ///   (1, 2, 3, …). [`breaker_metrics`](Self::breaker_metrics) is the
+    ///   local breaker's, so its `state_changes` does not count these
+    ///   events.
     /// * **When Redis cannot answer**, the options'
     ///   [`Fallback`](crate::redis::Fallback) decides: the local breaker
     ///   (which counts every call of this process all along), admit, or
@@ -364,7 +374,11 @@ impl CircuitBreaker<MonotonicClock> {
                 Some(fleet),
             );
             let weak = Arc::downgrade(&breaker.inner);
-            engine.on_event(move |event| {
+            // The log starts where the engine's count of state changes
+            // is (its thread may have observed some already); its lock,
+            // held across, keeps later ones waiting until it does.
+            let mut log = breaker.inner.events.lock();
+            let start = engine.on_event(move |event| {
                 let Some(inner) = weak.upgrade() else { return };
                 match event {
                     crate::redis::FleetEvent::Transition(t) => inner.transitioned(t),
@@ -374,6 +388,11 @@ impl CircuitBreaker<MonotonicClock> {
                     crate::redis::FleetEvent::Recovered => inner.publish(EventKind::StoreRecovered),
                 }
             });
+            if let Some((changes, state)) = start {
+                log.generation = changes & (Machine::GENERATIONS - 1);
+                log.state = state;
+            }
+            drop(log);
             Ok(breaker)
         })
     }
@@ -620,7 +639,9 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// The current state: one atomic load. An open breaker whose
     /// `reset_timeout` has passed reports [`BreakerState::Open`] until the
     /// next call moves it to half-open. A disposed breaker is
-    /// [`BreakerState::ForcedOpen`].
+    /// [`BreakerState::ForcedOpen`]. For a breaker made by
+    /// [`redis`](CircuitBreaker::redis), the fleet's state as this process
+    /// last saw it (`Closed` before it first heard from Redis).
     pub fn state(&self) -> BreakerState {
         self.inner.state()
     }

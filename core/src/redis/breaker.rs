@@ -65,6 +65,16 @@ fn state_of(code: u64) -> BreakerState {
     }
 }
 
+/// A random host number (63 bits), different in every process and every
+/// breaker.
+fn new_host() -> i64 {
+    use core::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(local_us());
+    (h.finish() >> 1) as i64
+}
+
 /// Microseconds on this process's monotonic clock.
 fn local_us() -> u64 {
     static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -215,8 +225,9 @@ pub struct RedisCircuitBreaker {
     config_args: [i64; 9],
     time: super::TimeSource,
     sync_interval: Duration,
-    /// This process's host number in the failing-hosts set.
-    host: i64,
+    /// This breaker's host number in the failing-hosts set (a forked
+    /// child takes a new one).
+    host: AtomicI64,
     word: AtomicU64,
     /// Redis µs minus local µs, from the latest script reply.
     offset: AtomicI64,
@@ -308,13 +319,6 @@ impl RedisCircuitBreaker {
             us(lease).max(1),
             i64::from(options.adopt_stored_config_value()),
         ];
-        let host = {
-            use core::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(std::process::id());
-            h.write_u64(local_us());
-            (h.finish() >> 1) as i64
-        };
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -331,7 +335,7 @@ impl RedisCircuitBreaker {
             config_args,
             time: options.time_value(),
             sync_interval: options.sync_interval_value(),
-            host,
+            host: AtomicI64::new(new_host()),
             // Until the first reply the state is unknown: the first call
             // asks (a process joining a fleet whose breaker is open must
             // not run calls as if it were closed).
@@ -364,11 +368,20 @@ impl RedisCircuitBreaker {
         Ok(engine)
     }
 
-    /// Sets the listener for [`FleetEvent`]s (once; `false` if one was
-    /// set). It is called outside every lock of the engine, on the thread
-    /// that observed the event (a caller's, or the background thread).
-    pub fn on_event(&self, listener: impl Fn(FleetEvent) + Send + Sync + 'static) -> bool {
-        self.listener.set(Box::new(listener)).is_ok()
+    /// Sets the listener for [`FleetEvent`]s, once. It is called outside
+    /// every lock of the engine, on the thread that observed the event (a
+    /// caller's, or the background thread). Returns the state changes
+    /// observed before it was set and the state then (the first
+    /// [`FleetEvent::Transition`] it hears is numbered one more, or later
+    /// when two threads race to deliver), or `None` if a listener was
+    /// set already.
+    pub fn on_event(
+        &self,
+        listener: impl Fn(FleetEvent) + Send + Sync + 'static,
+    ) -> Option<(u32, BreakerState)> {
+        let observed = self.observed.lock();
+        self.listener.set(Box::new(listener)).ok()?;
+        Some((observed.changes, self.state()))
     }
 
     /// The config.
@@ -445,13 +458,7 @@ impl RedisCircuitBreaker {
     #[inline(never)]
     fn admit_slow(&self, w: u64) -> Result<FleetAdmission, RedisError> {
         if w & FORKED != 0 {
-            // A forked child: its first decision starts its own thread
-            // and asks Redis (the cache is the parent's, of unknown age).
-            if self.word.fetch_and(!FORKED, Ordering::AcqRel) & FORKED != 0 {
-                if let Some(this) = self.this.get().and_then(Weak::upgrade) {
-                    spawn_subscriber(&this);
-                }
-            }
+            self.after_fork();
             return self.admit_slow(self.word.load(Ordering::Acquire));
         }
         if w & MISMATCH != 0 {
@@ -492,6 +499,19 @@ impl RedisCircuitBreaker {
                 }
                 let reply = self.call(OP_ACQUIRE, 0, 0, 0)?;
                 Ok(self.admission_from(reply))
+            }
+        }
+    }
+
+    /// In a forked child, once: a host number and a background thread of
+    /// its own (the cache is the parent's, of unknown age: `UNSYNCED`
+    /// makes the next decision ask Redis).
+    #[cold]
+    fn after_fork(&self) {
+        if self.word.fetch_and(!FORKED, Ordering::AcqRel) & FORKED != 0 {
+            self.host.store(new_host(), Ordering::Relaxed);
+            if let Some(this) = self.this.get().and_then(Weak::upgrade) {
+                spawn_subscriber(&this);
             }
         }
     }
@@ -602,11 +622,14 @@ impl RedisCircuitBreaker {
         arg: i64,
         lease: u64,
     ) -> Result<StateReply, RedisError> {
+        if self.word.load(Ordering::Relaxed) & FORKED != 0 {
+            self.after_fork();
+        }
         let mut args = Vec::with_capacity(15);
         args.extend_from_slice(&[
             op,
             super::store::Store::now_argument(self.time),
-            self.host,
+            self.host.load(Ordering::Relaxed),
             generation as i64,
             arg,
             lease as i64,
@@ -634,12 +657,17 @@ impl RedisCircuitBreaker {
                 }
                 let now = local_us() as i64;
                 self.offset.store(reply.now - now, Ordering::Relaxed);
+                let mut reply = reply;
                 if reply.code == CODE_ABSENT {
                     // Nothing stored: closed, in a generation below any key
                     // made from now on and above any that expired.
-                    self.observe(0, (reply.now - 1).max(0) as u64, reply.now - 1);
-                } else {
-                    self.observe(reply.state, reply.generation, reply.since);
+                    reply.generation = (reply.now - 1).max(1) as u64;
+                    reply.since = reply.now - 1;
+                }
+                self.observe(reply.state, reply.generation, reply.since);
+                // Heard from Redis (also when the generation was known).
+                if self.word.load(Ordering::Relaxed) & UNSYNCED != 0 {
+                    self.word.fetch_and(!UNSYNCED, Ordering::AcqRel);
                 }
                 Ok(reply)
             }
@@ -698,11 +726,12 @@ impl RedisCircuitBreaker {
             }
             let before = current & STATE_MASK;
             // Under the lock no other thread changes the state or the
-            // generation; the down bit may change: keep it.
+            // generation; the flags may change: keep them (but
+            // `UNSYNCED`, which `call` clears after this).
             let _ = self
                 .word
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                    Some((generation << GEN_SHIFT) | (w & (DOWN | MISMATCH)) | state)
+                    Some((generation << GEN_SHIFT) | (w & (DOWN | MISMATCH | FORKED)) | state)
                 });
             observed.since = since;
             let after_us = match state_of(state) {
