@@ -420,6 +420,12 @@ impl Bulkhead {
             Ok(token) => Ok(Token::Fleet(token)),
             Err(Error::BulkheadFull) => Err(self.full(py)),
             Err(Error::QueueTimeout { waited }) => Err(self.timed_out_error(py, waited)),
+            Err(e @ Error::Redis(_)) => {
+                // Refused by Redis (fallback closed, config mismatch): a
+                // rejection, as the blocking layer counts it.
+                self.rejections.inc();
+                Err(other_error(py, e, "Bulkhead", &self.name))
+            }
             Err(e) => {
                 self.calls.dec(); // not an outcome: see `count`
                 Err(other_error(py, e, "Bulkhead", &self.name))
@@ -1017,9 +1023,10 @@ impl Bulkhead {
         self.queued()
     }
 
-    /// Counters: `calls`, `successes`, `failures`, `rejections` (full),
-    /// `timeouts` (queue timeouts), `in_flight`, `queue_depth`, and for a
-    /// bulkhead shared through Redis `fallback_decisions`.
+    /// Counters: `calls`, `successes`, `failures`, `rejections` (full; for
+    /// a bulkhead shared through Redis also the calls Redis refused),
+    /// `timeouts` (queue timeouts), `in_flight`, `queue_depth`, and
+    /// `fallback_decisions` (a bulkhead shared through Redis).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         MetricsSnapshot {
             fallback_decisions: self

@@ -185,7 +185,9 @@ impl RateLimiter {
             Some(Ok(r)) => Ok(r),
             Some(Err(RedisLimitError::Limited(e))) => Err(self.refused(py, e)),
             Some(Err(RedisLimitError::Redis(e))) => {
-                self.calls.dec(); // not a booking: no outcome
+                // Refused by Redis (fallback closed, config mismatch): a
+                // rejection, as the blocking layer counts it.
+                self.rejections.inc();
                 Err(redis_error(py, &e, Some(&self.name)))
             }
             Some(Err(other)) => {
@@ -500,7 +502,12 @@ impl RateLimiter {
                     self.rejections.inc();
                     Ok(false)
                 }
-                Err(e) => Err(other_error(py, e, "RateLimiter", &self.name)),
+                Err(e) => {
+                    if matches!(e, stockade::blocking::Error::Redis(_)) {
+                        self.rejections.inc();
+                    }
+                    Err(other_error(py, e, "RateLimiter", &self.name))
+                }
             };
         }
         let granted = if n == 1 {
@@ -626,9 +633,11 @@ impl RateLimiter {
 
     /// Counters: `calls` (bookings asked for by `acquire`, `execute`,
     /// `with`), `rejections` (refused bookings and `try_acquire`s that
-    /// returned `False`), `queue_depth`, and for a limiter shared through
-    /// Redis `fallback_decisions` (decisions taken under its fallback
-    /// because Redis did not answer).
+    /// returned `False`; for a limiter shared through Redis also the calls
+    /// Redis refused: `RedisUnavailableError`, `RedisConfigMismatchError`),
+    /// `queue_depth`, and `fallback_decisions` (decisions a limiter shared
+    /// through Redis took under its fallback because Redis did not
+    /// answer).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let fallback_decisions = self
             .fleet
