@@ -224,7 +224,7 @@ impl CircuitBreaker {
         let fleet = Arc::clone(fleet);
         let worker = Arc::clone(&inner);
         let spawned = std::thread::Builder::new()
-            .name("stockade-redis-call".into())
+            .name("stockade-gate".into())
             .spawn(move || {
                 let gate = Arc::clone(&worker);
                 let result = fleet.execute_classified(

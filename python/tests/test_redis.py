@@ -562,3 +562,62 @@ def test_dispose_wakes_a_thread_waiting_for_its_booking(redis_server):
     limiter.dispose()
     join_all([t], timeout=30)
     assert len(raised) == 1 and isinstance(raised[0], stockade.DisposedError)
+
+
+def _gate_threads():
+    """Threads of this process that hold a Redis-backed breaker's call
+    (named ``stockade-gate``)."""
+    import os
+
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return sum(1 for n in names if n == "stockade-gate")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_every_breaker_gate_thread_ends(redis_server):
+    """A `with` block, an `async def` call, a refused call and a cancelled
+    one each end the thread that held the breaker's admission."""
+    breaker = stockade.CircuitBreaker("gates", failure_threshold=1000, redis=_options(redis_server))
+    for _ in range(5):
+        with breaker:
+            pass
+        with pytest.raises(KeyError):
+            with breaker:
+                raise KeyError("a failure")
+
+    async def main():
+        async def value():
+            return 1
+
+        async def forever():
+            await asyncio.Event().wait()
+
+        for _ in range(5):
+            assert await breaker.execute(value) == 1
+            async with breaker:
+                pass
+        task = asyncio.ensure_future(breaker.execute(forever))
+        await asyncio.sleep(0)
+        deadline = time.monotonic() + WATCHDOG
+        while _gate_threads() == 0:  # admitted: its gate thread waits
+            assert time.monotonic() < deadline, "watchdog: never admitted"
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    breaker.force_open()
+    with pytest.raises(stockade.CircuitOpenError):
+        with breaker:
+            pass
+    _wait_until(lambda: _gate_threads() == 0, "a gate thread is still running")
+    m = breaker.metrics()
+    assert m["failures"] == 5
+    breaker.dispose()
