@@ -524,7 +524,8 @@ fn parse_canonical(text: &str) -> Option<(u32, u32)> {
 /// fleet-wide. Waiters are kept in Redis with their join time and an
 /// expiry (`waiter_ttl = 1 s + 2 × connect_timeout + 4 ×
 /// command_timeout` after their last poll), so the place of a waiter that
-/// died vanishes on its own. A waiter polls (one script call, [`FIRST_POLL`]
+/// died vanishes on its own (until then it keeps its place, and a permit
+/// it is owed stays unused). A waiter polls (one script call, [`FIRST_POLL`]
 /// doubling to [`LONGEST_POLL`]); it is admitted when fewer leases are
 /// held than `max_concurrent` minus the waiters ahead of it. A newcomer
 /// counts every waiter as ahead of it, so it never takes a permit a
