@@ -71,8 +71,9 @@ enum Refusal {
     Owner(crate::shared::SharedError),
     /// A Redis bulkhead's config differs from the stored one, or Redis did
     /// not answer and the fallback is `FailClosed`.
+    /// Boxed: the local path's result stays as small as before.
     #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisError),
+    Redis(std::boxed::Box<crate::redis::RedisError>),
 }
 
 impl Refusal {
@@ -84,7 +85,7 @@ impl Refusal {
             #[cfg(feature = "shared-memory")]
             Refusal::Owner(e) => Error::Shared(e),
             #[cfg(feature = "redis")]
-            Refusal::Redis(e) => Error::Redis(e),
+            Refusal::Redis(e) => Error::Redis(*e),
         }
     }
 }
@@ -96,8 +97,9 @@ enum Held<'a> {
     #[cfg(feature = "shared-memory")]
     Shared(crate::shared::SharedPermit<'a>),
     /// A fleet-wide lease in Redis.
+    /// Boxed: the local path's permit stays as small as before.
     #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisLease<'a>),
+    Redis(std::boxed::Box<crate::redis::RedisLease<'a>>),
     /// Admitted without a permit: Redis did not answer and the fallback is
     /// `FailOpen` (counted in the backend's `open`).
     #[cfg(feature = "redis")]
@@ -111,7 +113,7 @@ impl Held<'_> {
             #[cfg(feature = "shared-memory")]
             Held::Shared(p) => BulkheadToken::from_counts(p.into_token().granted()),
             #[cfg(feature = "redis")]
-            Held::Redis(lease) => BulkheadToken::from_counts(lease.into_token()),
+            Held::Redis(lease) => BulkheadToken::from_counts((*lease).into_token()),
             #[cfg(feature = "redis")]
             Held::Open => BulkheadToken::from_counts(BulkheadCounts::default()),
         }
@@ -991,14 +993,14 @@ impl<T: Timer> Bulkhead<T> {
             return match r.engine.try_acquire() {
                 Ok(lease) => {
                     self.store_answered(r);
-                    Ok(Held::Redis(lease))
+                    Ok(Held::Redis(std::boxed::Box::new(lease)))
                 }
                 Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
                     self.fall_back(r, cause, retry_after, Duration::ZERO)
                 }
                 Err(Denied::Redis(e)) => {
                     self.store_answered(r);
-                    Err(Refusal::Redis(e))
+                    Err(Refusal::Redis(std::boxed::Box::new(e)))
                 }
                 Err(_) => {
                     self.store_answered(r);
@@ -1019,7 +1021,7 @@ impl<T: Timer> Bulkhead<T> {
             match waiter.poll() {
                 Ok(Some(lease)) => {
                     self.store_answered(r);
-                    break Ended::Decided(Ok(Held::Redis(lease)));
+                    break Ended::Decided(Ok(Held::Redis(std::boxed::Box::new(lease))));
                 }
                 Ok(None) => {
                     self.store_answered(r);
@@ -1033,7 +1035,7 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 Err(Denied::Redis(e)) => {
                     self.store_answered(r);
-                    break Ended::Decided(Err(Refusal::Redis(e)));
+                    break Ended::Decided(Err(Refusal::Redis(std::boxed::Box::new(e))));
                 }
                 Err(_) => {
                     self.store_answered(r);
@@ -1091,10 +1093,9 @@ impl<T: Timer> Bulkhead<T> {
             }
             Fallback::FailClosed => {
                 self.shell.counters.rejections.incr();
-                Err(Refusal::Redis(crate::redis::RedisError::Unavailable {
-                    cause,
-                    retry_after,
-                }))
+                Err(Refusal::Redis(std::boxed::Box::new(
+                    crate::redis::RedisError::Unavailable { cause, retry_after },
+                )))
             }
         }
     }
@@ -1213,7 +1214,7 @@ impl<T: Timer> Bulkhead<T> {
             #[cfg(feature = "redis")]
             Held::Redis(lease) => {
                 if let Some(r) = &self.redis {
-                    match lease.release() {
+                    match (*lease).release() {
                         Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
                             self.store_failed(r, cause);
                         }
