@@ -845,6 +845,20 @@ fn registered_and_composes() {
     let result = b.execute(|| Ok::<_, ()>(7));
     assert_eq!(result.unwrap(), 7);
     assert_eq!(b.metrics().successes, 2);
+    // In a pipeline behind a breaker, the call runs holding a fleet lease.
+    let breaker = Arc::new(
+        stockade::blocking::CircuitBreaker::unregistered(
+            "rb-breaker",
+            stockade::breaker::BreakerConfig::DEFAULT,
+        )
+        .unwrap(),
+    );
+    let pipeline = stockade::blocking::Pipeline::new().then(&breaker).then(&b);
+    let inside = pipeline.execute(|| Ok::<_, String>(b.redis_bulkhead().unwrap().held()));
+    assert_eq!(inside.unwrap(), 1, "the call held one lease");
+    assert_eq!(b.redis_bulkhead().unwrap().held(), 0);
+    assert_eq!(b.metrics().successes, 3);
+    assert_eq!(breaker.metrics().successes, 1);
     b.dispose();
     assert!(Bulkhead::get("rb-registered").is_none());
 }

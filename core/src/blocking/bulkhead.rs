@@ -71,8 +71,9 @@ enum Refusal {
     Owner(crate::shared::SharedError),
     /// A Redis bulkhead's config differs from the stored one, or Redis did
     /// not answer and the fallback is `FailClosed`.
+    /// Boxed: the local path's result stays as small as before.
     #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisError),
+    Redis(std::boxed::Box<crate::redis::RedisError>),
 }
 
 impl Refusal {
@@ -84,7 +85,7 @@ impl Refusal {
             #[cfg(feature = "shared-memory")]
             Refusal::Owner(e) => Error::Shared(e),
             #[cfg(feature = "redis")]
-            Refusal::Redis(e) => Error::Redis(e),
+            Refusal::Redis(e) => Error::Redis(*e),
         }
     }
 }
@@ -96,11 +97,19 @@ enum Held<'a> {
     #[cfg(feature = "shared-memory")]
     Shared(crate::shared::SharedPermit<'a>),
     /// A fleet-wide lease in Redis.
+    /// Of a bulkhead on Redis. Boxed: the local path's permit stays as
+    /// small as before (16 bytes).
     #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisLease<'a>),
+    Redis(std::boxed::Box<RedisHeld<'a>>),
+}
+
+/// What a bulkhead on Redis holds for a caller.
+#[cfg(feature = "redis")]
+enum RedisHeld<'a> {
+    /// A fleet-wide lease in Redis.
+    Lease(crate::redis::RedisLease<'a>),
     /// Admitted without a permit: Redis did not answer and the fallback is
     /// `FailOpen` (counted in the backend's `open`).
-    #[cfg(feature = "redis")]
     Open,
 }
 
@@ -111,9 +120,10 @@ impl Held<'_> {
             #[cfg(feature = "shared-memory")]
             Held::Shared(p) => BulkheadToken::from_counts(p.into_token().granted()),
             #[cfg(feature = "redis")]
-            Held::Redis(lease) => BulkheadToken::from_counts(lease.into_token()),
-            #[cfg(feature = "redis")]
-            Held::Open => BulkheadToken::from_counts(BulkheadCounts::default()),
+            Held::Redis(held) => match *held {
+                RedisHeld::Lease(lease) => BulkheadToken::from_counts(lease.into_token()),
+                RedisHeld::Open => BulkheadToken::from_counts(BulkheadCounts::default()),
+            },
         }
     }
 }
@@ -991,14 +1001,14 @@ impl<T: Timer> Bulkhead<T> {
             return match r.engine.try_acquire() {
                 Ok(lease) => {
                     self.store_answered(r);
-                    Ok(Held::Redis(lease))
+                    Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
                 }
                 Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
                     self.fall_back(r, cause, retry_after, Duration::ZERO)
                 }
                 Err(Denied::Redis(e)) => {
                     self.store_answered(r);
-                    Err(Refusal::Redis(e))
+                    Err(Refusal::Redis(std::boxed::Box::new(e)))
                 }
                 Err(_) => {
                     self.store_answered(r);
@@ -1019,7 +1029,9 @@ impl<T: Timer> Bulkhead<T> {
             match waiter.poll() {
                 Ok(Some(lease)) => {
                     self.store_answered(r);
-                    break Ended::Decided(Ok(Held::Redis(lease)));
+                    break Ended::Decided(Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(
+                        lease,
+                    )))));
                 }
                 Ok(None) => {
                     self.store_answered(r);
@@ -1033,7 +1045,7 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 Err(Denied::Redis(e)) => {
                     self.store_answered(r);
-                    break Ended::Decided(Err(Refusal::Redis(e)));
+                    break Ended::Decided(Err(Refusal::Redis(std::boxed::Box::new(e))));
                 }
                 Err(_) => {
                     self.store_answered(r);
@@ -1087,14 +1099,13 @@ impl<T: Timer> Bulkhead<T> {
             },
             Fallback::FailOpen => {
                 r.open.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                Ok(Held::Open)
+                Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Open)))
             }
             Fallback::FailClosed => {
                 self.shell.counters.rejections.incr();
-                Err(Refusal::Redis(crate::redis::RedisError::Unavailable {
-                    cause,
-                    retry_after,
-                }))
+                Err(Refusal::Redis(std::boxed::Box::new(
+                    crate::redis::RedisError::Unavailable { cause, retry_after },
+                )))
             }
         }
     }
@@ -1211,20 +1222,19 @@ impl<T: Timer> Bulkhead<T> {
             #[cfg(feature = "shared-memory")]
             Held::Shared(permit) => drop(permit),
             #[cfg(feature = "redis")]
-            Held::Redis(lease) => {
+            Held::Redis(held) => {
                 if let Some(r) = &self.redis {
-                    match lease.release() {
-                        Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
-                            self.store_failed(r, cause);
+                    match *held {
+                        RedisHeld::Lease(lease) => match lease.release() {
+                            Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
+                                self.store_failed(r, cause);
+                            }
+                            _ => self.store_answered(r),
+                        },
+                        RedisHeld::Open => {
+                            r.take_open();
                         }
-                        _ => self.store_answered(r),
                     }
-                }
-            }
-            #[cfg(feature = "redis")]
-            Held::Open => {
-                if let Some(r) = &self.redis {
-                    r.take_open();
                 }
             }
         }

@@ -9,7 +9,6 @@ use std::string::{String, ToString};
 use std::sync::{Arc, LazyLock, Weak};
 use std::vec::Vec;
 
-use parking_lot::{Mutex, MutexGuard};
 use redis::Value;
 
 use super::keys;
@@ -32,10 +31,78 @@ pub const FIRST_POLL: Duration = Duration::from_millis(1);
 /// The longest interval between a waiter's polls (50 ms).
 pub const LONGEST_POLL: Duration = Duration::from_millis(50);
 
-/// How long a holder keeps the lock on this process's lease list at most
-/// (bookkeeping only, never a round trip): held longer in a forked child,
-/// it was held by a thread of the parent that does not exist there.
-const LOCK_HOLD_BOUND: Duration = Duration::from_millis(100);
+/// A lock owned by a process: held by another process's id, it was held
+/// at a `fork` by a thread of the parent that the child does not have,
+/// and the child takes it over. Held only for bookkeeping (list edits, no
+/// I/O), so waiting for it spins.
+struct PidLock<T> {
+    /// The holder's process id, 0 when free.
+    owner: AtomicU32,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: `value` is reached only through a `PidGuard`, and a guard exists
+// for one holder at a time (the `owner` word, taken with a
+// compare-and-swap, says who); `T: Send` lets it move between threads.
+unsafe impl<T: Send> Sync for PidLock<T> {}
+
+impl<T> PidLock<T> {
+    fn new(value: T) -> PidLock<T> {
+        PidLock {
+            owner: AtomicU32::new(0),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    fn lock(&self) -> PidGuard<'_, T> {
+        let me = std::process::id();
+        let mut spins = 0u32;
+        loop {
+            let owner = self.owner.load(Ordering::Relaxed);
+            // Free, or held by another process: in this copy of the
+            // memory (a forked child) no thread of that process exists.
+            if owner != me
+                && self
+                    .owner
+                    .compare_exchange_weak(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return PidGuard { lock: self };
+            }
+            spins = spins.saturating_add(1);
+            if spins < 64 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+struct PidGuard<'a, T> {
+    lock: &'a PidLock<T>,
+}
+
+impl<T> core::ops::Deref for PidGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard is the only holder (see `PidLock`'s `Sync`).
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for PidGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`, and `&mut self` makes it unique here.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for PidGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.owner.store(0, Ordering::Release);
+    }
+}
 
 /// Why a [`RedisBulkhead`] gave no permit.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,9 +261,7 @@ struct Inner {
     time: TimeSource,
     lease_ttl: Duration,
     waiter_ttl: Duration,
-    local: Mutex<Local>,
-    /// The process that last used `local` (to notice a fork).
-    last_pid: AtomicU32,
+    local: PidLock<Local>,
     /// Leases found expired when renewing them.
     lost: AtomicU64,
     /// The stored config adopted (`max_concurrent << 32 | max_queue`), 0
@@ -208,33 +273,14 @@ struct Inner {
 impl Inner {
     /// This process's lists (reset on the first use in a forked child: the
     /// parent's leases are the parent's to release and renew).
-    fn local(&self) -> MutexGuard<'_, Local> {
+    fn local(&self) -> PidGuard<'_, Local> {
         let me = std::process::id();
-        let seen = self.last_pid.load(Ordering::Relaxed);
-        if seen != me
-            && self
-                .last_pid
-                .compare_exchange(seen, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            // The first use in a forked child: a thread of the parent (its
-            // keeper) may have held the lock at the fork; it does not exist
-            // here to free it.
-            match self.local.try_lock_for(LOCK_HOLD_BOUND) {
-                Some(guard) => drop(guard),
-                None => {
-                    // SAFETY: the lock is held only for bookkeeping (list
-                    // edits, no I/O, no waiting), far less than
-                    // LOCK_HOLD_BOUND; held that long in the child's first
-                    // use, its holder is a thread of the parent that the
-                    // fork did not copy, so nobody here owns the guard.
-                    unsafe { self.local.force_unlock() };
-                }
-            }
-        }
         let mut local = self.local.lock();
         if local.pid != me {
-            *local = Local::new(me);
+            // A forked child: a parent's thread may have been editing the
+            // lists at the fork, so they are left as they are (leaked, not
+            // dropped) and this process starts afresh.
+            core::mem::forget(core::mem::replace(&mut *local, Local::new(me)));
         }
         local
     }
@@ -478,7 +524,8 @@ fn parse_canonical(text: &str) -> Option<(u32, u32)> {
 /// fleet-wide. Waiters are kept in Redis with their join time and an
 /// expiry (`waiter_ttl = 1 s + 2 × connect_timeout + 4 ×
 /// command_timeout` after their last poll), so the place of a waiter that
-/// died vanishes on its own. A waiter polls (one script call, [`FIRST_POLL`]
+/// died vanishes on its own (until then it keeps its place, and a permit
+/// it is owed stays unused). A waiter polls (one script call, [`FIRST_POLL`]
 /// doubling to [`LONGEST_POLL`]); it is admitted when fewer leases are
 /// held than `max_concurrent` minus the waiters ahead of it. A newcomer
 /// counts every waiter as ahead of it, so it never takes a permit a
@@ -559,8 +606,7 @@ impl RedisBulkhead {
                 time: options.time,
                 lease_ttl,
                 waiter_ttl,
-                local: Mutex::new(Local::new(me)),
-                last_pid: AtomicU32::new(me),
+                local: PidLock::new(Local::new(me)),
                 lost: AtomicU64::new(0),
                 adopted: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
@@ -936,5 +982,61 @@ impl fmt::Debug for RedisWaiter<'_> {
             .field("waiter", &self.waiter)
             .field("state", &self.state)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another process's id than ours (as a forked child sees its
+    /// parent's).
+    fn other_pid() -> u32 {
+        std::process::id().wrapping_add(1).max(1)
+    }
+
+    #[test]
+    fn a_lock_held_by_another_process_is_taken_over() {
+        let lock = PidLock::new(5u32);
+        // Held by a thread of "the parent" at the fork.
+        lock.owner.store(other_pid(), Ordering::Relaxed);
+        *lock.lock() += 1;
+        assert_eq!(lock.owner.load(Ordering::Relaxed), 0, "released");
+        assert_eq!(*lock.lock(), 6);
+    }
+
+    #[test]
+    fn a_forked_child_never_renews_or_releases_the_parents_leases() {
+        // Nothing listens on port 1: any command sent would fail.
+        let options = RedisOptions::new("redis://127.0.0.1:1/0");
+        let b = RedisBulkhead::new("fork", BulkheadConfig::DEFAULT, &options).unwrap();
+        let parent = other_pid();
+        {
+            // The lists as the parent left them.
+            let mut local = b.inner.local.lock();
+            local.pid = parent;
+            local.held.push("parent:l1".into());
+            local.tokens.push("parent:l2".into());
+            local.pending.push("parent:l3".into());
+        }
+        // This process's first use starts afresh: nothing held, nothing
+        // owed, nothing for a keeper to renew.
+        assert_eq!(b.held(), 0);
+        {
+            let local = b.inner.local();
+            assert!(local.pending.is_empty() && local.keeper.is_none());
+            assert!(!local.instance.starts_with(&format!("{parent:x}-")));
+        }
+        // A parent's lease dropped or released here sends nothing (a
+        // command to port 1 would be an error).
+        let lease = RedisLease {
+            bulkhead: &b,
+            id: Some("parent:l1".into()),
+            pid: parent,
+            granted: BulkheadCounts::default(),
+        };
+        assert_eq!(lease.release(), Ok(()));
+        assert_eq!(b.release_token(), Ok(false), "the parent's tokens");
+        assert!(!b.inner.keep(std::process::id()), "nothing to renew");
     }
 }

@@ -209,9 +209,11 @@
 //!   an earlier one; a freed permit is taken at its waiter's next poll
 //!   (up to 50 ms later). A waiter's entry expires `waiter_ttl = 1 s +
 //!   2 × connect_timeout + 4 × command_timeout` after its last poll, so a
-//!   dead waiter's place vanishes; a waiter that times out or is disposed
-//!   removes its entry (one call; if that fails, the keeper retries once,
-//!   then the entry expires).
+//!   dead waiter's place vanishes; until then it keeps its place, and a
+//!   permit it is owed stays unused (others wait up to `waiter_ttl`
+//!   longer). A waiter that times out or is disposed removes its entry
+//!   (one call; if that fails, the keeper retries once, then the entry
+//!   expires).
 //! * **Fallback.** When Redis does not answer, [`Fallback::Local`] decides
 //!   with a local bulkhead of `max_concurrent / expected_instances` (at
 //!   least 1); `FailOpen` admits; `FailClosed` refuses with
