@@ -481,12 +481,16 @@ fn exactly_k_probes_run_fleet_wide() {
         .command(&["GET", "test:refused"])
         .parse()
         .unwrap_or(0);
+    // A refused host asks Redis again at least every sync_interval: over
+    // three of them every child has asked several times.
+    let k_reached = Instant::now();
     wait_until(WATCHDOG, "refusals after the probes started", || {
         server
             .command(&["GET", "test:refused"])
             .parse::<i64>()
             .unwrap_or(0)
             >= refused_at_k + 200
+            && k_reached.elapsed() >= 3 * SYNC
     });
     let key = b.redis_breaker().unwrap().key().to_owned();
     // Redis's view: two leases, half-open.
@@ -972,4 +976,48 @@ fn client_pause_keeps_every_call_within_the_bound() {
     // The paused script calls timed out: the store is unavailable.
     assert!(!engine.is_available());
     b.dispose();
+}
+
+#[test]
+fn a_redis_breaker_composes_in_a_pipeline_and_is_registered() {
+    use stockade::blocking::Pipeline;
+    let server = RedisServer::start();
+    let url = server.url();
+    let config = trip_config().with_failure_threshold(2);
+    let b = CircuitBreaker::redis("piped", config, &options(&url)).unwrap();
+    assert!(Arc::ptr_eq(&b, &CircuitBreaker::get("piped").unwrap()));
+    assert!(matches!(
+        CircuitBreaker::redis("piped", config, &options(&url)),
+        Err(Error::NameTaken { .. })
+    ));
+    let pipeline = Pipeline::new().then(&b);
+    let ran = core::sync::atomic::AtomicU32::new(0);
+    let call = || {
+        ran.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        Err::<(), _>("down")
+    };
+    for _ in 0..2 {
+        assert!(matches!(pipeline.execute(call), Err(Error::Inner("down"))));
+    }
+    assert!(matches!(
+        pipeline.execute(call),
+        Err(Error::BreakerOpen {
+            state: BreakerState::Open,
+            ..
+        })
+    ));
+    assert_eq!(ran.load(core::sync::atomic::Ordering::SeqCst), 2);
+    let other = RedisCircuitBreaker::new("piped", config, &options(&url)).unwrap();
+    assert_eq!(other.sync().unwrap(), BreakerState::Open);
+    let m = b.metrics();
+    assert_eq!(
+        (m.failures, m.rejections, m.state),
+        (2, 1, Some(BreakerState::Open))
+    );
+    b.dispose();
+    assert!(CircuitBreaker::get("piped").is_none());
+    assert!(matches!(
+        b.execute(|| Ok::<_, ()>(())),
+        Err(Error::Disposed)
+    ));
 }

@@ -313,6 +313,8 @@ impl CircuitBreaker<MonotonicClock> {
     ///   (1, 2, 3, …). [`breaker_metrics`](Self::breaker_metrics) is the
     ///   local breaker's, so its `state_changes` does not count these
     ///   events.
+    /// * **Dispose** stops this process's use of the fleet's breaker
+    ///   (and its background thread); the state in Redis is untouched.
     /// * **When Redis cannot answer**, the options'
     ///   [`Fallback`](crate::redis::Fallback) decides: the local breaker
     ///   (which counts every call of this process all along), admit, or

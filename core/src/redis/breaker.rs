@@ -470,14 +470,10 @@ impl RedisCircuitBreaker {
             return Err(self.unavailable_error());
         }
         if w & UNSYNCED != 0 {
-            self.call(OP_SYNC, 0, 0, 0)?;
-            let w = self.word.load(Ordering::Acquire);
-            if w & FLAGS == 0 {
-                return Ok(FleetAdmission::Closed {
-                    generation: w >> GEN_SHIFT,
-                });
-            }
-            return self.admit_slow(w & !UNSYNCED);
+            // Never heard from Redis (or forked): ask, in the one script
+            // call that also decides (closed: admitted, writing nothing).
+            let reply = self.call(OP_ACQUIRE, 0, 0, 0)?;
+            return Ok(self.admission_from(reply));
         }
         match state_of(w & STATE_MASK) {
             BreakerState::Closed => Ok(FleetAdmission::Closed {
