@@ -132,7 +132,9 @@
 // 40–49 retry and timeout, 50–59 handles and registries, 60–69 objects
 // shared between processes (`_new_shared`, `stockade_shared_unlink`;
 // `stockade_shared_last_error` gives the full message of their last
-// failure on the calling thread).
+// failure on the calling thread), 70–79 objects a fleet shares through
+// Redis (`_new_redis`, and calls on their handles;
+// `stockade_redis_last_error` gives the full message).
 enum stockade_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -224,6 +226,24 @@ enum stockade_status
   // Another process kept the shared object's file locked (rebuilding
   // it) for longer than `open_timeout_ms`.
   STOCKADE_STATUS_SHARED_BUSY = 66,
+  // Redis did not answer (a timeout, a refused or dropped connection, a
+  // server error, or the connection's guard breaker open) and the
+  // object's fallback is `STOCKADE_REDIS_FALLBACK_CLOSED`: the call was
+  // refused without running.
+  STOCKADE_STATUS_REDIS_UNAVAILABLE = 70,
+  // The config stored in Redis for this object differs from the one
+  // given (the message shows the key and both); use the same config,
+  // delete the key, or set `adopt_stored_config`. The call was not made.
+  STOCKADE_STATUS_REDIS_CONFIG_MISMATCH = 71,
+  // The Redis URL cannot be used (the message says why; a password in
+  // it is shown as `***`). Nothing was created.
+  STOCKADE_STATUS_REDIS_INVALID_URL = 72,
+  // A `stockade_redis_options` value is out of range (the message names
+  // the field, the value and the rule). Nothing was created.
+  STOCKADE_STATUS_REDIS_INVALID_OPTION = 73,
+  // Objects shared through Redis are not available in this build (a
+  // library built without the `redis` feature). Nothing was done.
+  STOCKADE_STATUS_REDIS_UNSUPPORTED = 74,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -334,6 +354,16 @@ enum stockade_event_kind
 #if defined(STOCKADE_HAS_BLOCKING)
   // The pattern was disposed.
   STOCKADE_EVENT_KIND_DISPOSED = 6,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A Redis-backed handle's server stopped answering: from now on its
+  // fallback decides, until `STORE_RECOVERED`. `store_failure` says why.
+  // Emitted once per outage, by the call that met it.
+  STOCKADE_EVENT_KIND_STORE_UNAVAILABLE = 7,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A Redis-backed handle's server answers again: Redis decides again.
+  STOCKADE_EVENT_KIND_STORE_RECOVERED = 8,
 #endif
 #if defined(STOCKADE_HAS_BLOCKING)
   // An event this version of the header does not know.
@@ -510,6 +540,123 @@ enum stockade_shared_kind
 typedef enum stockade_shared_kind stockade_shared_kind;
 #else
 typedef uint32_t stockade_shared_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// What a Redis-backed object decides while its server cannot answer (the
+// `fallback` field of `stockade_redis_options`).
+enum stockade_redis_fallback
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Decide with a local machine (the default): a limiter admits at
+  // `requests_per_period / expected_instances` (at least 1) per period,
+  // a bulkhead at `max_concurrent / expected_instances` (at least 1), a
+  // breaker counts and trips on this host alone.
+  STOCKADE_REDIS_FALLBACK_LOCAL = 0,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Admit every call (nothing is refused because of Redis; the
+  // dependency is unprotected meanwhile).
+  STOCKADE_REDIS_FALLBACK_OPEN = 1,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Refuse every call with `STOCKADE_STATUS_REDIS_UNAVAILABLE`.
+  STOCKADE_REDIS_FALLBACK_CLOSED = 2,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_redis_fallback stockade_redis_fallback;
+#else
+typedef uint8_t stockade_redis_fallback;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Whose clock the fleet's decisions read (the `time` field of
+// `stockade_redis_options`).
+enum stockade_redis_time
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Redis's `TIME`, read inside each script (the default): one clock for
+  // the whole fleet.
+  STOCKADE_REDIS_TIME_SERVER = 0,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The calling host's wall clock, for servers that forbid `TIME` in
+  // scripts. Every host must keep its clock in step (NTP): a host whose
+  // clock runs ahead by `d` consumes the next `d` of the limit early.
+  STOCKADE_REDIS_TIME_CLIENT = 1,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_redis_time stockade_redis_time;
+#else
+typedef uint8_t stockade_redis_time;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Why a Redis command got no answer (the `store_failure` field of a
+// `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` event; 0 in other events).
+enum stockade_store_failure
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Not a `STORE_UNAVAILABLE` event.
+  STOCKADE_STORE_FAILURE_NONE = 0,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // No reply within `command_timeout_ms` (or no connection within
+  // `connect_timeout_ms`).
+  STOCKADE_STORE_FAILURE_TIMEOUT = 1,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The connection was refused, reset or closed.
+  STOCKADE_STORE_FAILURE_CONNECTION = 2,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The server answered with an error (out of memory, busy, a read-only
+  // replica, a script error).
+  STOCKADE_STORE_FAILURE_SERVER = 3,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The reply did not have the expected shape.
+  STOCKADE_STORE_FAILURE_PROTOCOL = 4,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // Every connection this process may open was busy for
+  // `command_timeout_ms`.
+  STOCKADE_STORE_FAILURE_POOL_EXHAUSTED = 5,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // The connection's guard breaker is open after repeated failures:
+  // nothing was sent.
+  STOCKADE_STORE_FAILURE_GUARD_OPEN = 6,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A cause this version of the header does not know.
+  STOCKADE_STORE_FAILURE_OTHER = 255,
+#endif
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum stockade_store_failure stockade_store_failure;
+#else
+typedef uint8_t stockade_store_failure;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 #endif
@@ -834,6 +981,102 @@ typedef struct stockade_shared_options {
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Which Redis server a fleet-wide object lives in, and what it decides
+// when the server cannot answer: the `options` argument of
+// `stockade_limiter_handle_new_redis`, `stockade_bulkhead_handle_new_redis`
+// and `stockade_breaker_handle_new_redis`. Start from
+// `stockade_redis_options_default()` (or `{0}`: a zero field means its
+// default) and set `url`.
+//
+// **What is shared.** Every process, on any host, that opens the same
+// kind and `name` with the same `url` and `prefix` uses one object kept in
+// Redis: the rate limiter's schedule (one script call per decision), the
+// bulkhead's permits (leases that expire `lease_ttl_ms` after a holder
+// stops renewing them, so the permits of a host that dies come back), the
+// circuit breaker's state and the failures counted towards tripping it.
+// Other bindings open the same objects: a C program and Python processes
+// (`RateLimiter(..., redis="redis://...")`) share one limit when they open
+// the same name with equal configs (a different config is
+// `STOCKADE_STATUS_REDIS_CONFIG_MISMATCH` on the first call that meets the
+// stored one, unless `adopt_stored_config`). Events and metrics are this
+// process's own.
+//
+// **Redis is never a hard dependency.** Making a handle does not contact
+// the server. Every command waits at most `connect_timeout_ms` for a
+// connection and `command_timeout_ms` for a reply; after `guard_failures`
+// failed commands in a row nothing is sent for `guard_reset_timeout_ms`.
+// Meanwhile `fallback` decides; the handle's listeners get
+// `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` when the server stops answering
+// and `STOCKADE_EVENT_KIND_STORE_RECOVERED` when it answers again, and
+// `stockade_metrics.fallback_decisions` counts the decisions taken under
+// the fallback.
+//
+// **Keys.** `<prefix>:v1:{<kind>:<name>}` (and `<that>:<part>`), kind
+// `limiter`, `bulkhead` or `breaker`; the braces keep one object's keys in
+// one Redis Cluster slot. Keys expire when idle. Point `url` at the
+// primary (a replica refuses script writes).
+typedef struct stockade_redis_options {
+  // The server, NUL-terminated: `redis://[:password@]host[:port][/db]`
+  // or `redis+unix:///path` (`rediss://` is not supported by this
+  // build). Required. Copied during the call; a password in it is never
+  // shown in messages.
+  const char *url;
+  // The first part of every key, NUL-terminated; NULL for the default,
+  // `"stockade"`. Not empty, no braces, whitespace or control
+  // characters.
+  const char *prefix;
+  // The longest wait for a new connection, ms (1 to 60000); 0 = the
+  // default, 250.
+  uint64_t connect_timeout_ms;
+  // The longest wait for one command's reply, and for a free
+  // connection, ms (1 to 60000); 0 = the default, 100.
+  uint64_t command_timeout_ms;
+  // How long the connection's guard breaker stays open before one
+  // command probes the server again, ms (1 to 3600000); 0 = the default,
+  // 1000.
+  uint64_t guard_reset_timeout_ms;
+  // How long a lease lives, ms (1 to 3600000): a limiter's unused leased
+  // permits are dropped then; a bulkhead permit is returned by Redis
+  // this long after its holder stopped renewing it. 0 = the pattern's
+  // default (limiter 100, bulkhead 30000).
+  uint64_t lease_ttl_ms;
+  // Breaker: how often a host re-reads the fleet's state besides
+  // pub/sub messages, ms (1 to 3600000); 0 = the default, 1000.
+  uint64_t sync_interval_ms;
+  // Breaker: the window in which failures are counted fleet-wide, ms
+  // (1 to 86400000); 0 = the default, 60000.
+  uint64_t failure_window_ms;
+  // Connections this process keeps to the server (1 to 1024); 0 = the
+  // default, 16.
+  uint32_t max_connections;
+  // Processes sharing the object, to divide the limit for the local
+  // fallback; 0 = the default, 1.
+  uint32_t expected_instances;
+  // Consecutive failed commands that open the connection's guard
+  // breaker (1 to 1000); 0 = the default, 3.
+  uint32_t guard_failures;
+  // Limiter: permits this process takes from Redis in one script call
+  // and hands out locally (at most 1000000); 0 = off (the default).
+  // Leasing weakens a strict limiter's bound to `N` in any window of
+  // length `period - lease_ttl`.
+  uint32_t lease_permits;
+  // Breaker: distinct hosts that must have seen failures in the window
+  // to open it (1 to 1000); 0 = the default, 1.
+  uint32_t quorum;
+  // What to decide while Redis cannot answer: a
+  // `stockade_redis_fallback` number (default `LOCAL`, 0).
+  uint8_t fallback;
+  // Whose clock decides: a `stockade_redis_time` number (default
+  // `SERVER`, 0).
+  uint8_t time;
+  // When the config stored in Redis differs from the one given, use the
+  // stored one instead of failing with
+  // `STOCKADE_STATUS_REDIS_CONFIG_MISMATCH`.
+  bool adopt_stored_config;
+} stockade_redis_options;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // The protected operation: returns 0 (`STOCKADE_OUTCOME_SUCCESS`) on
 // success, anything else (e.g. `STOCKADE_OUTCOME_FAILURE`, or an error
 // code of the caller's) on failure, counted as a failure by the pattern.
@@ -871,6 +1114,9 @@ typedef struct stockade_metrics {
   // A circuit breaker's state (a `stockade_breaker_state` number); 255
   // for the other patterns.
   uint8_t state;
+  // Decisions a Redis-backed handle (`_new_redis`) took under its
+  // fallback because Redis did not answer; 0 for other handles.
+  uint64_t fallback_decisions;
 } stockade_metrics;
 #endif
 
@@ -902,6 +1148,9 @@ typedef struct stockade_event {
   uint64_t duration_ms;
   // `MONITOR`: the breaker's counters.
   struct stockade_metrics metrics;
+  // `STORE_UNAVAILABLE`: why the server did not answer (a
+  // `stockade_store_failure` number).
+  uint8_t store_failure;
 } stockade_event;
 #endif
 
@@ -1404,6 +1653,53 @@ stockade_status stockade_breaker_handle_new_shared(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the circuit breaker `name` that every process sharing the
+// Redis server of `options->url` shares (see `stockade_redis_options`):
+// `stockade_breaker_handle_new` with one more argument. One state for the fleet: failures counted by
+// any process trip it, and a trip by one process makes the others refuse
+// calls within `options->sync_interval_ms` (sooner through pub/sub); a
+// closed breaker admits calls with no round trip. The first process to
+// use `name` stores `config`; the others must give the same config (or
+// set `adopt_stored_config`).
+// Every function of `stockade_breaker_handle` works on the handle; its events
+// (with `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` and `_STORE_RECOVERED`)
+// and metrics (with `fallback_decisions`) are this process's. Making it
+// does not contact Redis (the first call does), so it succeeds while the
+// server is down. It is registered under `name` like a `_new` handle
+// (`_get` finds it; `_dispose` frees the name).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`,
+//   `options->url`, `out`); `INVALID_CONFIG` (`*error` names the option if
+//   not NULL); `INVALID_ARGUMENT` (`name` not UTF-8 or not usable in a
+//   key, an unknown `fallback` or `time` number, a string not UTF-8);
+//   `REDIS_INVALID_URL`; `REDIS_INVALID_OPTION`; `NAME_TAKEN`;
+//   `REDIS_UNSUPPORTED` (built without the `redis` feature).
+//   `stockade_redis_last_error()` gives the full message of a failure.
+//   Later calls on the handle may also return `REDIS_UNAVAILABLE` (the
+//   fallback is `CLOSED` and Redis did not answer) and
+//   `REDIS_CONFIG_MISMATCH` (another config is stored under the key),
+//   with the message in `stockade_redis_last_error()`.
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_breaker_handle_free` (the registry keeps its own reference
+//   until `stockade_breaker_handle_dispose`). The keys in Redis expire when
+//   idle.
+// - Thread safety: any thread. Blocks: no (no network I/O).
+//   Calls on the handle read a cached state when closed; reporting a
+//   failure and half-open probes make a round trip, bounded by the
+//   options' timeouts.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name`, `options->url` and `options->prefix`
+// NUL-terminated or NULL.
+stockade_status stockade_breaker_handle_new_redis(const char *name,
+                                                  const struct stockade_breaker_config *config,
+                                                  const struct stockade_redis_options *options,
+                                                  struct stockade_config_error *error,
+                                                  struct stockade_breaker_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // `*out` = a new handle to the registered breaker called `name`.
 //
 // - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
@@ -1611,6 +1907,51 @@ stockade_status stockade_bulkhead_handle_new_shared(const char *name,
                                                     const struct stockade_shared_options *options,
                                                     struct stockade_config_error *error,
                                                     struct stockade_bulkhead_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the bulkhead `name` that every process sharing the
+// Redis server of `options->url` shares (see `stockade_redis_options`):
+// `stockade_bulkhead_handle_new` with one more argument. At most `max_concurrent` permits are held
+// fleet-wide; each is a lease in Redis that its holder renews, so the
+// permits of a process that dies come back within `options->lease_ttl_ms`
+// (default 30000). The first process to use `name` stores `config`; the
+// others must give the same config (or set `adopt_stored_config`).
+// Every function of `stockade_bulkhead_handle` works on the handle; its events
+// (with `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` and `_STORE_RECOVERED`)
+// and metrics (with `fallback_decisions`) are this process's. Making it
+// does not contact Redis (the first call does), so it succeeds while the
+// server is down. It is registered under `name` like a `_new` handle
+// (`_get` finds it; `_dispose` frees the name).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`,
+//   `options->url`, `out`); `INVALID_CONFIG` (`*error` names the option if
+//   not NULL); `INVALID_ARGUMENT` (`name` not UTF-8 or not usable in a
+//   key, an unknown `fallback` or `time` number, a string not UTF-8);
+//   `REDIS_INVALID_URL`; `REDIS_INVALID_OPTION`; `NAME_TAKEN`;
+//   `REDIS_UNSUPPORTED` (built without the `redis` feature).
+//   `stockade_redis_last_error()` gives the full message of a failure.
+//   Later calls on the handle may also return `REDIS_UNAVAILABLE` (the
+//   fallback is `CLOSED` and Redis did not answer) and
+//   `REDIS_CONFIG_MISMATCH` (another config is stored under the key),
+//   with the message in `stockade_redis_last_error()`.
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_bulkhead_handle_free` (the registry keeps its own reference
+//   until `stockade_bulkhead_handle_dispose`). The keys in Redis expire when
+//   idle.
+// - Thread safety: any thread. Blocks: no (no network I/O).
+//   Calls on the handle make a round trip to Redis to take and to
+//   release a permit, each bounded by the options' timeouts.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name`, `options->url` and `options->prefix`
+// NUL-terminated or NULL.
+stockade_status stockade_bulkhead_handle_new_redis(const char *name,
+                                                   const struct stockade_bulkhead_config *config,
+                                                   const struct stockade_redis_options *options,
+                                                   struct stockade_config_error *error,
+                                                   struct stockade_bulkhead_handle **out);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
@@ -1873,6 +2214,53 @@ stockade_status stockade_limiter_handle_new_shared(const char *name,
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
+// Makes a handle to the rate limiter `name` that every process sharing the
+// Redis server of `options->url` shares (see `stockade_redis_options`):
+// `stockade_limiter_handle_new` with one more argument. The first process to use `name`
+// stores `config` beside the state; the others must give the same config
+// (or set `options->adopt_stored_config`). Every grant, by any process on
+// any host, counts against one limit, decided by one script call in Redis
+// with the core's arithmetic: N processes with a strict limiter of 10 per
+// second get 10 per second between them. A caller that must wait books
+// its slot in Redis and waits in its own process.
+// Every function of `stockade_limiter_handle` works on the handle; its events
+// (with `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` and `_STORE_RECOVERED`)
+// and metrics (with `fallback_decisions`) are this process's. Making it
+// does not contact Redis (the first call does), so it succeeds while the
+// server is down. It is registered under `name` like a `_new` handle
+// (`_get` finds it; `_dispose` frees the name).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`,
+//   `options->url`, `out`); `INVALID_CONFIG` (`*error` names the option if
+//   not NULL); `INVALID_ARGUMENT` (`name` not UTF-8 or not usable in a
+//   key, an unknown `fallback` or `time` number, a string not UTF-8);
+//   `REDIS_INVALID_URL`; `REDIS_INVALID_OPTION`; `NAME_TAKEN`;
+//   `REDIS_UNSUPPORTED` (built without the `redis` feature).
+//   `stockade_redis_last_error()` gives the full message of a failure.
+//   Later calls on the handle may also return `REDIS_UNAVAILABLE` (the
+//   fallback is `CLOSED` and Redis did not answer) and
+//   `REDIS_CONFIG_MISMATCH` (another config is stored under the key),
+//   with the message in `stockade_redis_last_error()`.
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_limiter_handle_free` (the registry keeps its own reference
+//   until `stockade_limiter_handle_dispose`). The keys in Redis expire when
+//   idle.
+// - Thread safety: any thread. Blocks: no (no network I/O).
+//   Calls on the handle make one round trip to Redis per decision, each
+//   bounded by the options' timeouts.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name`, `options->url` and `options->prefix`
+// NUL-terminated or NULL.
+stockade_status stockade_limiter_handle_new_redis(const char *name,
+                                                  const struct stockade_limiter_config *config,
+                                                  const struct stockade_redis_options *options,
+                                                  struct stockade_config_error *error,
+                                                  struct stockade_limiter_handle **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
 // Takes `n` permits, waiting in the FIFO queue until they are granted,
 // for at most `timeout_ms` milliseconds and never longer than the
 // config's `queue_timeout_ms` (`timeout_ms` = 0: wait up to the config's
@@ -2099,6 +2487,34 @@ stockade_status stockade_pipeline_execute(const struct stockade_pipeline *pipeli
                                           stockade_callback callback,
                                           void *user_data,
                                           stockade_release_fn release);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The defaults with no `url` (set it): prefix `"stockade"`, connect
+// timeout 250 ms, command timeout 100 ms, 16 connections, the server's
+// clock, the local fallback, 1 expected instance, guard breaker after 3
+// failures for 1000 ms, no leasing, the pattern's lease time, breaker
+// sync every 1000 ms over a 60000 ms window with a quorum of 1, the
+// stored config must equal the one given.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_redis_options stockade_redis_options_default(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The full message of the calling thread's last failed Redis call,
+// NUL-terminated: of a `_new_redis` constructor (`""` when the last one
+// succeeded), or of a later call on a Redis-backed handle that returned a
+// `STOCKADE_STATUS_REDIS_` status (`"Redis unavailable (no reply in time);
+// refused (fallback: closed)"`, a config mismatch with both configs and
+// the key). A password in a URL is shown as `***`.
+//
+// - Ownership: the string belongs to the library; it stays valid until
+//   the calling thread's next `_new_redis` call or failing Redis call, or
+//   until the thread exits. Do not free it.
+// - Thread safety: per thread (each thread sees its own calls). Blocks:
+//   no. Never fails.
+const char *stockade_redis_last_error(void);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

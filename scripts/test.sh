@@ -110,7 +110,7 @@ done
 step "C ABI (ffi/): header drift, C and C++ tests under sanitizers and valgrind, no-malloc core tier, firmware size, install + pkg-config/CMake"
 tests/c/run.sh
 
-step "across languages: a Python app's forked workers and a C program share one limit"
+step "across languages: a Python app's forked workers and a C program share one limit (shared memory, then Redis)"
 tests/cross/run.sh
 
 if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then

@@ -17,7 +17,9 @@
 //!   `_new`/`_free`, callbacks, waiting, registries, events; and, with
 //!   feature `shared-memory` (default; Linux), `_new_shared` for a limiter,
 //!   breaker or bulkhead that every process on the host shares
-//!   ([`blocking::shared`]).
+//!   ([`blocking::shared`]); and with feature `redis` (default; hosted
+//!   tier only), `_new_redis` for one that a fleet shares through a Redis
+//!   server ([`blocking::redis`]).
 //!
 //! # Conventions (the header repeats them)
 //!

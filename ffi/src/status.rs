@@ -11,7 +11,9 @@ use core::ffi::c_char;
 /// 40–49 retry and timeout, 50–59 handles and registries, 60–69 objects
 /// shared between processes (`_new_shared`, `stockade_shared_unlink`;
 /// `stockade_shared_last_error` gives the full message of their last
-/// failure on the calling thread).
+/// failure on the calling thread), 70–79 objects a fleet shares through
+/// Redis (`_new_redis`, and calls on their handles;
+/// `stockade_redis_last_error` gives the full message).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum stockade_status {
@@ -101,6 +103,24 @@ pub enum stockade_status {
     /// Another process kept the shared object's file locked (rebuilding
     /// it) for longer than `open_timeout_ms`.
     SharedBusy = 66,
+    /// Redis did not answer (a timeout, a refused or dropped connection, a
+    /// server error, or the connection's guard breaker open) and the
+    /// object's fallback is `STOCKADE_REDIS_FALLBACK_CLOSED`: the call was
+    /// refused without running.
+    RedisUnavailable = 70,
+    /// The config stored in Redis for this object differs from the one
+    /// given (the message shows the key and both); use the same config,
+    /// delete the key, or set `adopt_stored_config`. The call was not made.
+    RedisConfigMismatch = 71,
+    /// The Redis URL cannot be used (the message says why; a password in
+    /// it is shown as `***`). Nothing was created.
+    RedisInvalidUrl = 72,
+    /// A `stockade_redis_options` value is out of range (the message names
+    /// the field, the value and the rule). Nothing was created.
+    RedisInvalidOption = 73,
+    /// Objects shared through Redis are not available in this build (a
+    /// library built without the `redis` feature). Nothing was done.
+    RedisUnsupported = 74,
 }
 
 impl stockade_status {
@@ -160,11 +180,20 @@ impl stockade_status {
             stockade_status::SharedBusy => {
                 c"the shared object's file stayed locked by another process past the open timeout"
             }
+            stockade_status::RedisUnavailable => {
+                c"Redis did not answer and the fallback is closed: the call was refused"
+            }
+            stockade_status::RedisConfigMismatch => c"the object in Redis has another config",
+            stockade_status::RedisInvalidUrl => c"the Redis URL cannot be used",
+            stockade_status::RedisInvalidOption => c"a Redis option is out of range",
+            stockade_status::RedisUnsupported => {
+                c"objects shared through Redis are not supported in this build"
+            }
         }
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 31] = [
+    pub(crate) const ALL: [stockade_status; 36] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -196,6 +225,11 @@ impl stockade_status {
         stockade_status::SharedIo,
         stockade_status::SharedNoOwnerSlot,
         stockade_status::SharedBusy,
+        stockade_status::RedisUnavailable,
+        stockade_status::RedisConfigMismatch,
+        stockade_status::RedisInvalidUrl,
+        stockade_status::RedisInvalidOption,
+        stockade_status::RedisUnsupported,
     ];
 
     /// The status numbered `n`, if there is one.
@@ -238,6 +272,8 @@ mod tests {
         assert_eq!(stockade_status::NotFound as u32, 51);
         assert_eq!(stockade_status::SharedUnsupported as u32, 60);
         assert_eq!(stockade_status::SharedBusy as u32, 66);
+        assert_eq!(stockade_status::RedisUnavailable as u32, 70);
+        assert_eq!(stockade_status::RedisUnsupported as u32, 74);
         let mut last = None;
         for s in stockade_status::ALL {
             assert!(last < Some(s as u32), "ALL is in number order");

@@ -1,7 +1,21 @@
 //! `stockade.CircuitBreaker`: the core's lock-free breaker, shared by
 //! threads and event loops. It never waits, so threads and asyncio use the
 //! same path: take a token, call, report the outcome.
+//!
+//! With `redis=`, the blocking layer's Redis-backed breaker decides
+//! instead (`blocking::CircuitBreaker::redis`), through its `execute`: a
+//! plain call runs inside it with the GIL released around the breaker's
+//! own work (admission may need a round trip for a half-open probe,
+//! reporting a failure needs one). A `with` block and an `async def` call
+//! cannot run inside one closure call, so a *gate* does: a thread of its
+//! own runs `execute`, whose closure tells the caller it was admitted and
+//! waits for the caller's verdict ([`FleetGate`]). Coroutines open and
+//! close the gate on the loop's default executor, never on the loop's
+//! thread.
 
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -17,6 +31,7 @@ use crate::errors::{Exc, disposed, secs};
 use crate::events::{Event, Listeners};
 use crate::guarded::{Finish, Guarded};
 use crate::monitor::Monitor;
+use crate::redis::{finite, forward_events, open_error, other_error};
 use crate::registry;
 use crate::retry::Counter;
 use crate::shared::{Held, PatternClock};
@@ -39,9 +54,12 @@ pub(crate) struct CircuitBreaker {
     core: Held<Core>,
     /// The host's clock for a shared breaker, the process's otherwise.
     clock: PatternClock,
+    /// The fleet's breaker in Redis (`redis=`), which then decides instead
+    /// of `core` (kept for the config's figures).
+    fleet: Option<Arc<stockade::blocking::CircuitBreaker>>,
     exclude: Option<Py<PyTuple>>,
     exclude_given: Py<PyTuple>,
-    pub(crate) listeners: Listeners,
+    pub(crate) listeners: Arc<Listeners>,
     calls: Counter,
     successes: Counter,
     pub(crate) disposed: DisposeFlag,
@@ -163,6 +181,168 @@ impl CircuitBreaker {
         (Outcome::Failure, None)
     }
 
+    /// A Redis-backed breaker's refusal as `CircuitOpenError` (its
+    /// `"rejected"` event comes from the blocking layer), or the Redis or
+    /// dispose error.
+    fn fleet_refused<E>(&self, py: Python<'_>, e: stockade::blocking::Error<E>) -> PyErr {
+        match e {
+            stockade::blocking::Error::BreakerOpen { state, retry_after } => {
+                let retry_after = finite(retry_after);
+                let message = match (state, retry_after) {
+                    (BreakerState::ForcedOpen, _) | (_, None) => {
+                        format!("CircuitBreaker '{}' is {}", self.name, state.as_words())
+                    }
+                    (state, Some(after)) => format!(
+                        "CircuitBreaker '{}' is {}; retry after {}",
+                        self.name,
+                        state.as_words(),
+                        stockade::HumanDuration(after)
+                    ),
+                };
+                Exc::CircuitOpen.err(py, (message, self.name.clone(), retry_after.map(secs)))
+            }
+            other => other_error(py, other, "CircuitBreaker", &self.name),
+        }
+    }
+
+    /// Opens a gate: a thread of its own asks the Redis-backed breaker to
+    /// admit a call; returns once it is admitted (the GIL released while
+    /// waiting), or raises its refusal.
+    fn open_gate(&self, py: Python<'_>) -> PyResult<FleetGate> {
+        let Some(fleet) = &self.fleet else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "not a Redis-backed breaker",
+            ));
+        };
+        if self.disposed.get() {
+            return Err(disposed(py, "CircuitBreaker", &self.name));
+        }
+        let inner = Arc::new(GateInner {
+            state: Mutex::new(GateState::Pending),
+            cv: Condvar::new(),
+        });
+        let fleet = Arc::clone(fleet);
+        let worker = Arc::clone(&inner);
+        let spawned = std::thread::Builder::new()
+            .name("stockade-gate".into())
+            .spawn(move || {
+                let gate = Arc::clone(&worker);
+                let result = fleet.execute_classified(
+                    |r: &Result<Outcome, core::convert::Infallible>| match r {
+                        Ok(outcome) => *outcome,
+                        Err(_) => Outcome::Failure,
+                    },
+                    move || {
+                        let mut state = gate.state.lock();
+                        *state = GateState::Admitted;
+                        gate.cv.notify_all();
+                        loop {
+                            if let GateState::Verdict(outcome) = *state {
+                                return Ok(outcome);
+                            }
+                            gate.cv.wait(&mut state);
+                        }
+                    },
+                );
+                match result {
+                    Err(e) if matches!(*worker.state.lock(), GateState::Pending) => {
+                        worker.set(GateState::Refused(Some(e)));
+                    }
+                    _ => worker.set(GateState::Done),
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "CircuitBreaker '{}': cannot start the thread of a Redis-backed call: {e}",
+                self.name
+            )));
+        }
+        let waiting = Arc::clone(&inner);
+        let refused = py.detach(move || {
+            let mut state = waiting.state.lock();
+            loop {
+                match &mut *state {
+                    GateState::Pending => waiting.cv.wait(&mut state),
+                    GateState::Refused(e) => return e.take(),
+                    _ => return None,
+                }
+            }
+        });
+        match refused {
+            Some(e) => Err(self.fleet_refused(py, e)),
+            None => Ok(FleetGate { inner }),
+        }
+    }
+
+    /// `run` for a Redis-backed breaker: a plain call runs inside the
+    /// blocking breaker's `execute` (the GIL released around the breaker's
+    /// work, held while `func` runs); an `async def` call goes through a
+    /// gate opened on the loop's default executor.
+    fn run_fleet<'py>(
+        slf: &Bound<'py, CircuitBreaker>,
+        fleet: &Arc<stockade::blocking::CircuitBreaker>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        if this.disposed.get() {
+            return Err(disposed(py, "CircuitBreaker", &this.name));
+        }
+        static OFF_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        if crate::wrap::is_async_callable(func)? {
+            return aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((slf, func, args, kwargs));
+        }
+        type Ran = Result<(Py<PyAny>, bool), Box<(PyErr, Outcome, Option<PyErr>)>>;
+        let (f, a, k) = (
+            func.clone().unbind(),
+            args.clone().unbind(),
+            kwargs.map(|k| k.clone().unbind()),
+        );
+        let fleet = Arc::clone(fleet);
+        let result = py.detach(move || {
+            fleet.execute_classified(
+                |r: &Ran| match r {
+                    Ok((_, true)) => Outcome::Ignored,
+                    Ok(_) => Outcome::Success,
+                    Err(failed) => failed.1,
+                },
+                move || -> Ran {
+                    Python::attach(|py| {
+                        match call(f.bind(py), a.bind(py), k.as_ref().map(|k| k.bind(py))) {
+                            // A coroutine from a plain function: it runs
+                            // (and is judged) when awaited, below.
+                            Ok(v) if is_awaitable(&v) => Ok((v.unbind(), true)),
+                            Ok(v) => Ok((v.unbind(), false)),
+                            Err(err) => {
+                                let (outcome, raised) = this.outcome_of(err.value(py));
+                                Err(Box::new((err, outcome, raised)))
+                            }
+                        }
+                    })
+                },
+            )
+        });
+        match result {
+            Ok((value, false)) => {
+                this.successes.inc();
+                Ok(value.into_bound(py))
+            }
+            Ok((awaitable, true)) => aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((
+                slf,
+                awaitable,
+                py.None(),
+                py.None(),
+            )),
+            Err(stockade::blocking::Error::Inner(failed)) => {
+                let (err, _, raised) = *failed;
+                Err(raised.unwrap_or(err))
+            }
+            Err(e) => Err(this.fleet_refused(py, e)),
+        }
+    }
+
     pub(crate) fn run<'py>(
         slf: &Bound<'py, CircuitBreaker>,
         func: &Bound<'py, PyAny>,
@@ -171,6 +351,9 @@ impl CircuitBreaker {
     ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let py = slf.py();
+        if let Some(fleet) = &this.fleet {
+            return CircuitBreaker::run_fleet(slf, fleet, func, args, kwargs);
+        }
         let token = this.admit(py)?;
         match call(func, args, kwargs) {
             Ok(value) => {
@@ -224,6 +407,78 @@ impl CircuitBreaker {
         };
         self.report(py, token, outcome);
         raised.map_or(Ok(()), Err)
+    }
+}
+
+/// Where a gate's call is: waiting for the breaker, admitted (the caller
+/// runs it), refused, given its verdict, or reported.
+enum GateState {
+    Pending,
+    Admitted,
+    Refused(Option<stockade::blocking::Error>),
+    Verdict(Outcome),
+    Done,
+}
+
+struct GateInner {
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+/// One call of a Redis-backed breaker that is not one closure call (a
+/// `with` block, an `async def` call): a thread of its own runs the
+/// blocking breaker's `execute_classified`, whose closure marks the call
+/// admitted and waits for [`finish`](FleetGate::finish)'s verdict, which
+/// the breaker then reports. A gate dropped without a verdict reports
+/// none (`Outcome::Ignored`), so its thread always ends.
+#[pyclass(module = "stockade._stockade", frozen)]
+pub(crate) struct FleetGate {
+    inner: Arc<GateInner>,
+}
+
+impl GateInner {
+    fn set(&self, state: GateState) {
+        *self.state.lock() = state;
+        self.cv.notify_all();
+    }
+
+    /// The verdict, once (later ones change nothing).
+    fn verdict(&self, outcome: Outcome) {
+        let mut state = self.state.lock();
+        if matches!(*state, GateState::Admitted) {
+            *state = GateState::Verdict(outcome);
+            self.cv.notify_all();
+        }
+    }
+
+    fn wait_done(&self) {
+        let mut state = self.state.lock();
+        while !matches!(*state, GateState::Done | GateState::Refused(_)) {
+            self.cv.wait(&mut state);
+        }
+    }
+}
+
+impl Drop for FleetGate {
+    fn drop(&mut self) {
+        self.inner.verdict(Outcome::Ignored);
+    }
+}
+
+#[pymethods]
+impl FleetGate {
+    /// Reports the call's outcome (`True` success, `False` failure, `None`
+    /// none) and waits, with the GIL released, until the breaker has
+    /// counted it (a round trip for a failure). Once only.
+    fn finish(&self, py: Python<'_>, outcome: Option<bool>) {
+        let outcome = match outcome {
+            Some(true) => Outcome::Success,
+            Some(false) => Outcome::Failure,
+            None => Outcome::Ignored,
+        };
+        self.inner.verdict(outcome);
+        let inner = Arc::clone(&self.inner);
+        py.detach(move || inner.wait_done());
     }
 }
 
@@ -325,7 +580,7 @@ impl CircuitBreaker {
         monitor_interval = None, half_open_max_probes = None, half_open_successes_to_close = None,
         failure_rate_threshold = None, failure_rate_window_size = None,
         failure_rate_minimum_calls = None, slow_call_threshold = None, exclude = None,
-        shared = None,
+        shared = None, redis = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -343,6 +598,7 @@ impl CircuitBreaker {
         slow_call_threshold: Option<&Bound<'_, PyAny>>,
         exclude: Option<&Bound<'_, PyAny>>,
         shared: Option<&Bound<'_, PyAny>>,
+        redis: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CircuitBreaker>> {
         let config = core_config(
             py,
@@ -360,8 +616,21 @@ impl CircuitBreaker {
             },
         )?;
         let (exclude, exclude_given) = exception_classes(py, exclude)?;
+        let redis = crate::redis::options(py, redis, shared)?;
         let shared = crate::shared::options(shared)?;
         let (core, _) = Held::<Core>::open(py, &name, config, shared)?;
+        let listeners = Arc::new(Listeners::default());
+        let fleet = match redis {
+            None => None,
+            Some(options) => {
+                // No round trip: Redis is contacted by the first call.
+                let fleet = py
+                    .detach(|| stockade::blocking::CircuitBreaker::redis(&name, config, &options))
+                    .map_err(|e| open_error(py, e, "circuit breaker", &name))?;
+                fleet.subscribe(forward_events(&listeners, KIND, &name, true));
+                Some(fleet)
+            }
+        };
         let b = Py::new(
             py,
             CircuitBreaker {
@@ -369,16 +638,22 @@ impl CircuitBreaker {
                 name,
                 clock: core.clock(),
                 core,
+                fleet,
                 exclude,
                 exclude_given,
-                listeners: Listeners::default(),
+                listeners,
                 calls: Counter::default(),
                 successes: Counter::default(),
                 disposed: DisposeFlag::default(),
                 monitor: Monitor::default(),
             },
         )?;
-        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any())?;
+        if let Err(e) = registry::register(KIND, &b.get().name, b.clone_ref(py).into_any()) {
+            if let Some(fleet) = &b.get().fleet {
+                fleet.dispose();
+            }
+            return Err(e);
+        }
         Ok(b)
     }
 
@@ -424,6 +699,11 @@ impl CircuitBreaker {
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<CircuitBreaker>> {
         let this = slf.get();
         let py = slf.py();
+        if this.fleet.is_some() {
+            let gate = Bound::new(py, this.open_gate(py)?)?;
+            this.entered.push(py, gate.into_any())?;
+            return Ok(slf.clone().unbind());
+        }
         let token = this.admit(py)?;
         this.entered
             .push(py, Bound::new(py, BreakerToken { token })?.into_any())?;
@@ -440,6 +720,17 @@ impl CircuitBreaker {
     ) -> PyResult<bool> {
         let _ = (exc_type, traceback);
         let token = self.entered.pop(py)?;
+        if let Ok(gate) = token.cast::<FleetGate>() {
+            let (outcome, raised) = match exc {
+                Some(e) if !e.is_none() => self.outcome_of(e),
+                _ => (Outcome::Success, None),
+            };
+            if outcome == Outcome::Success {
+                self.successes.inc();
+            }
+            gate.get().finish(py, verdict_of(outcome));
+            return raised.map_or(Ok(false), Err);
+        }
         let token = token.cast::<BreakerToken>()?.get().token;
         self.exit(py, token, exc)?;
         Ok(false)
@@ -448,6 +739,10 @@ impl CircuitBreaker {
     /// `async with breaker:` — as `with` (a breaker never waits).
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        if slf.get().fleet.is_some() {
+            static ENTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &ENTER, "breaker_enter_off_loop")?.call1((slf,));
+        }
         let me = CircuitBreaker::__enter__(slf)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((me,))
@@ -461,6 +756,23 @@ impl CircuitBreaker {
         exc: Option<&Bound<'py, PyAny>>,
         traceback: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if self.fleet.is_some() {
+            // Reporting is a round trip for a failure: on the executor.
+            let gate = self.entered.pop(py)?;
+            let (outcome, raised) = match exc {
+                Some(e) if !e.is_none() => self.outcome_of(e),
+                _ => (Outcome::Success, None),
+            };
+            if outcome == Outcome::Success {
+                self.successes.inc();
+            }
+            if let Some(raised) = raised {
+                gate.cast::<FleetGate>()?.get().inner.verdict(outcome);
+                return Err(raised);
+            }
+            static FINISH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &FINISH, "gate_finish_off_loop")?.call1((gate, verdict_of(outcome)));
+        }
         let suppress = self.__exit__(py, exc_type, exc, traceback)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((suppress,))
@@ -476,34 +788,87 @@ impl CircuitBreaker {
         self.core.path()
     }
 
+    /// `True` for a breaker shared through Redis (`redis=`).
+    #[getter]
+    fn is_redis(&self) -> bool {
+        self.fleet.is_some()
+    }
+
     #[getter]
     fn state(&self) -> &'static str {
-        self.core.state().as_str()
+        match &self.fleet {
+            Some(fleet) => fleet.state().as_str(),
+            None => self.core.state().as_str(),
+        }
     }
 
     /// Opens the circuit now (half-open after `reset_timeout`).
-    fn trip(&self, py: Python<'_>) {
+    fn trip(&self, py: Python<'_>) -> PyResult<()> {
+        if self.fleet.is_some() {
+            return self.fleet_manual(py, |f| f.trip());
+        }
         let transition = self.core.trip(&self.clock);
         self.changed(py, Some(transition));
+        Ok(())
     }
 
     /// Closes the circuit, clearing its counters (also ends forced-open
     /// and disabled).
-    fn reset(&self, py: Python<'_>) {
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        if self.fleet.is_some() {
+            return self.fleet_manual(py, |f| f.reset());
+        }
         let transition = self.core.reset(&self.clock);
         self.changed(py, Some(transition));
+        Ok(())
     }
 
     /// Opens the circuit until `reset()`.
-    fn force_open(&self, py: Python<'_>) {
+    fn force_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.fleet.is_some() {
+            return self.fleet_manual(py, |f| f.force_open());
+        }
         let transition = self.core.force_open(&self.clock);
         self.changed(py, Some(transition));
+        Ok(())
     }
 
     /// Admits every call and records nothing until `reset()`.
-    fn disable(&self, py: Python<'_>) {
+    fn disable(&self, py: Python<'_>) -> PyResult<()> {
+        if self.fleet.is_some() {
+            return self.fleet_manual(py, |f| f.disable());
+        }
         let transition = self.core.disable(&self.clock);
         self.changed(py, Some(transition));
+        Ok(())
+    }
+
+    // The protocol of `stockade._aio.breaker_off_loop`.
+
+    /// Opens a gate (waiting with the GIL released): what `stockade._aio`
+    /// runs on the loop's default executor.
+    fn _open_gate(&self, py: Python<'_>) -> PyResult<FleetGate> {
+        self.open_gate(py)
+    }
+
+    /// The verdict on an exception, as `finish` takes it (`False` a
+    /// failure, `None` none); raises the `exclude` check's own error.
+    fn _verdict_of(&self, exc: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+        let (outcome, raised) = self.outcome_of(exc);
+        if let Some(raised) = raised {
+            return Err(raised);
+        }
+        Ok(verdict_of(outcome))
+    }
+
+    /// Counts a success of a gate's call.
+    fn _succeeded(&self) {
+        self.successes.inc();
+    }
+
+    /// `async with`: the gate the block holds until `__aexit__`.
+    fn _enter_gate(&self, py: Python<'_>, gate: &Bound<'_, FleetGate>) -> PyResult<()> {
+        self.entered.push(py, gate.clone().into_any())
     }
 
     /// A snapshot: `state`, `calls`, `successes`, `failures`,
@@ -511,6 +876,18 @@ impl CircuitBreaker {
     /// `probe_successes`, `slow_calls`, `transitions`, and with a
     /// failure-rate rule `window_calls`, `window_failures`.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(fleet) = &self.fleet {
+            let m = fleet.metrics();
+            let d = PyDict::new(py);
+            d.set_item("name", &self.name)?;
+            d.set_item("state", fleet.state().as_str())?;
+            d.set_item("calls", m.calls)?;
+            d.set_item("successes", m.successes)?;
+            d.set_item("failures", m.failures)?;
+            d.set_item("rejections", m.rejections)?;
+            d.set_item("fallback_decisions", m.fallback_decisions)?;
+            return Ok(d);
+        }
         let m = self.core.metrics(&self.clock);
         let d = PyDict::new(py);
         d.set_item("name", &self.name)?;
@@ -581,7 +958,8 @@ impl CircuitBreaker {
     }
 
     /// Calls `callback(event)` on state changes and rejections (and on
-    /// `dispose`), and with `kind="monitor"` every `monitor_interval` from
+    /// `dispose`; with `redis=` also `"store_unavailable"` and
+    /// `"store_recovered"`), and with `kind="monitor"` every `monitor_interval` from
     /// a monitor thread while anyone listens; returns `callback`.
     fn add_listener(
         slf: &Bound<'_, Self>,
@@ -619,6 +997,9 @@ impl CircuitBreaker {
     fn dispose(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.disposed.set() {
+            if let Some(fleet) = &this.fleet {
+                fleet.dispose();
+            }
             this.listeners.close(slf.py(), KIND, &this.name);
         }
         registry::unregister(KIND, &this.name, slf.as_any());
@@ -631,10 +1012,37 @@ impl CircuitBreaker {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "CircuitBreaker({:?}, state={:?})",
-            self.name,
-            self.core.state().as_str()
-        )
+        format!("CircuitBreaker({:?}, state={:?})", self.name, self.state())
+    }
+}
+
+/// `finish`'s argument for an outcome.
+fn verdict_of(outcome: Outcome) -> Option<bool> {
+    match outcome {
+        Outcome::Success => Some(true),
+        Outcome::Failure => Some(false),
+        _ => None,
+    }
+}
+
+impl CircuitBreaker {
+    /// A manual operation on the Redis-backed breaker (a round trip: the
+    /// GIL released); its `"state_changed"` event comes from the blocking
+    /// layer.
+    fn fleet_manual(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(
+            &stockade::blocking::CircuitBreaker,
+        ) -> Result<BreakerState, stockade::blocking::Error>
+        + Send,
+    ) -> PyResult<()> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(());
+        };
+        let fleet = Arc::clone(fleet);
+        py.detach(move || op(&fleet))
+            .map(drop)
+            .map_err(|e| other_error(py, e, "CircuitBreaker", &self.name))
     }
 }

@@ -11,6 +11,11 @@
 //! variable with the GIL released, in slices (Ctrl-C); a coroutine awaits
 //! an asyncio future that the granting thread resolves through the
 //! coroutine's own loop.
+//!
+//! With `redis=`, the blocking layer's Redis-backed bulkhead holds the
+//! permits instead (`blocking::Bulkhead::redis`): a thread takes and gives
+//! back a permit with the GIL released, a coroutine does the same on the
+//! loop's default executor (`stockade._aio.bulkhead_off_loop`).
 
 use core::sync::atomic::{AtomicU8, Ordering};
 use core::time::Duration;
@@ -33,6 +38,7 @@ use crate::context::ContextStack;
 use crate::convert::{count_u32, duration};
 use crate::errors::{Exc, config_error, disposed, secs};
 use crate::events::{Event, Listeners, MetricsSnapshot};
+use crate::redis::{forward_store_events, open_error, other_error};
 use crate::registry;
 use crate::retry::{Counter, interrupts};
 use crate::shared::shared_error;
@@ -51,6 +57,8 @@ const DISPOSED: u8 = 2;
 pub(crate) enum Token {
     Local(BulkheadToken),
     Shared(SharedToken),
+    /// A permit of the Redis-backed bulkhead (`redis=`).
+    Fleet(BulkheadToken),
 }
 
 /// A waiting thread: its state and, once granted, its permit.
@@ -117,8 +125,11 @@ pub(crate) struct Bulkhead {
     /// A bulkhead shared between processes (`shared=`): every permit is
     /// its, and waiters poll it; `core` and `queue` are then unused.
     shared: Option<SharedBulkhead>,
+    /// A bulkhead shared by a fleet through Redis (`redis=`): every permit
+    /// is its; `core` and `queue` are then unused.
+    fleet: Option<Arc<stockade::blocking::Bulkhead>>,
     queue: Mutex<VecDeque<Waiter>>,
-    pub(crate) listeners: Listeners,
+    pub(crate) listeners: Arc<Listeners>,
     calls: Counter,
     successes: Counter,
     failures: Counter,
@@ -131,6 +142,9 @@ pub(crate) struct Bulkhead {
 impl Bulkhead {
     /// Permits held: here, or host-wide for a shared bulkhead.
     fn in_use(&self) -> u32 {
+        if let Some(fleet) = &self.fleet {
+            return u32::try_from(fleet.metrics().in_flight).unwrap_or(u32::MAX);
+        }
         match &self.shared {
             Some(shared) => shared.in_use(),
             None => self.core.in_use(),
@@ -139,6 +153,9 @@ impl Bulkhead {
 
     /// Callers waiting: here, or host-wide for a shared bulkhead.
     fn queued(&self) -> u32 {
+        if let Some(fleet) = &self.fleet {
+            return u32::try_from(fleet.metrics().queue_depth).unwrap_or(u32::MAX);
+        }
         match &self.shared {
             Some(shared) => shared.waiting(),
             None => self.core.queued(),
@@ -251,6 +268,16 @@ impl Bulkhead {
     /// Gives a permit back, handing it to the front waiter if any.
     pub(crate) fn release(&self, py: Python<'_>, token: Token) {
         let token = match (token, &self.shared) {
+            (Token::Fleet(t), _) => {
+                if let Some(fleet) = &self.fleet {
+                    // A round trip to Redis: the GIL released.
+                    let fleet = Arc::clone(fleet);
+                    py.detach(move || {
+                        let _ = fleet.release_token(t);
+                    });
+                }
+                return;
+            }
             (Token::Local(t), _) => t,
             (Token::Shared(t), Some(shared)) => {
                 let _ = shared.release(t);
@@ -322,6 +349,14 @@ impl Bulkhead {
     /// host's.
     #[inline]
     fn try_take(&self, py: Python<'_>) -> PyResult<Option<Token>> {
+        if let Some(fleet) = &self.fleet {
+            let fleet = Arc::clone(fleet);
+            return match py.detach(move || fleet.try_acquire().map(|g| g.into_token())) {
+                Ok(token) => Ok(Some(Token::Fleet(token))),
+                Err(stockade::blocking::Error::BulkheadFull) => Ok(None),
+                Err(e) => Err(other_error(py, e, "Bulkhead", &self.name)),
+            };
+        }
         match &self.shared {
             None => Ok(self
                 .core
@@ -370,8 +405,39 @@ impl Bulkhead {
         }
     }
 
+    /// Takes a permit of the Redis-backed bulkhead for a thread, waiting
+    /// (up to `queue_timeout`) with the GIL released.
+    fn acquire_thread_fleet(
+        &self,
+        py: Python<'_>,
+        fleet: &Arc<stockade::blocking::Bulkhead>,
+    ) -> PyResult<Token> {
+        use stockade::blocking::Error;
+        self.check_disposed(py)?;
+        self.calls.inc();
+        let fleet = Arc::clone(fleet);
+        match py.detach(move || fleet.acquire().map(|g| g.into_token())) {
+            Ok(token) => Ok(Token::Fleet(token)),
+            Err(Error::BulkheadFull) => Err(self.full(py)),
+            Err(Error::QueueTimeout { waited }) => Err(self.timed_out_error(py, waited)),
+            Err(e @ Error::Redis(_)) => {
+                // Refused by Redis (fallback closed, config mismatch): a
+                // rejection, as the blocking layer counts it.
+                self.rejections.inc();
+                Err(other_error(py, e, "Bulkhead", &self.name))
+            }
+            Err(e) => {
+                self.calls.dec(); // not an outcome: see `count`
+                Err(other_error(py, e, "Bulkhead", &self.name))
+            }
+        }
+    }
+
     /// Takes a permit for a thread, waiting in the queue.
     fn acquire_thread(&self, py: Python<'_>) -> PyResult<Token> {
+        if let Some(fleet) = &self.fleet {
+            return self.acquire_thread_fleet(py, fleet);
+        }
         if let Some(shared) = &self.shared {
             return self.acquire_thread_shared(py, shared);
         }
@@ -499,6 +565,62 @@ impl Bulkhead {
         ))
     }
 
+    /// `stockade._aio.bulkhead_off_loop(self, func, args, kwargs, value)`.
+    fn off_loop<'py>(
+        slf: &Bound<'py, Bulkhead>,
+        func: Bound<'py, PyAny>,
+        args: Bound<'py, PyAny>,
+        kwargs: Option<Bound<'py, PyAny>>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static OFF_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        aio(slf.py(), &OFF_LOOP, "bulkhead_off_loop")?.call1((slf, func, args, kwargs, value))
+    }
+
+    /// `run` for the Redis-backed bulkhead: a thread takes the permit here
+    /// (the GIL released), a coroutine on the loop's default executor.
+    fn run_fleet<'py>(
+        slf: &Bound<'py, Bulkhead>,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
+        if is_async_callable(func)? {
+            return Bulkhead::off_loop(
+                slf,
+                func.clone(),
+                args.clone().into_any(),
+                kwargs.map(|k| k.clone().into_any()),
+                py.None().into_bound(py),
+            );
+        }
+        let token = this.acquire_thread(py)?;
+        let result = call(func, args, kwargs);
+        match result {
+            Ok(value) if is_awaitable(&value) => {
+                // A coroutine that has not started: it takes its own
+                // permit when it runs (one that is never awaited holds
+                // nothing).
+                this.count(None);
+                this.release(py, token);
+                let none = py.None().into_bound(py);
+                Bulkhead::off_loop(slf, value, none.clone(), None, none)
+            }
+            result => {
+                let outcome = match &result {
+                    Ok(_) => Some(true),
+                    Err(e) if interrupts(e.value(py)) => None,
+                    Err(_) => Some(false),
+                };
+                this.count(outcome);
+                this.release(py, token);
+                result
+            }
+        }
+    }
+
     pub(crate) fn run<'py>(
         slf: &Bound<'py, Bulkhead>,
         func: &Bound<'py, PyAny>,
@@ -508,6 +630,9 @@ impl Bulkhead {
         let this = slf.get();
         let py = slf.py();
         this.check_disposed(py)?;
+        if this.fleet.is_some() {
+            return Bulkhead::run_fleet(slf, func, args, kwargs);
+        }
         // Fast path: a free permit and nobody queued.
         if let Some(token) = this.try_take(py)? {
             let result = call(func, args, kwargs);
@@ -558,6 +683,20 @@ impl Bulkhead {
     }
 }
 
+/// The outcome of a `with` block from `__exit__`'s `exc_type`: a success,
+/// a failure (an `Exception`), or none (an interruption).
+fn exit_outcome(py: Python<'_>, exc_type: Option<&Bound<'_, PyAny>>) -> Option<bool> {
+    match exc_type {
+        Some(t) if !t.is_none() => {
+            let exception = py.get_type::<pyo3::exceptions::PyException>();
+            t.cast::<pyo3::types::PyType>()
+                .is_ok_and(|t| t.is_subclass(&exception).unwrap_or(true))
+                .then_some(false)
+        }
+        _ => Some(true),
+    }
+}
+
 #[pymethods]
 impl AsyncSlot {
     /// The future to await.
@@ -572,6 +711,7 @@ impl Bulkhead {
     #[new]
     #[pyo3(signature = (
         name, *, max_concurrent = None, max_queue = None, queue_timeout = None, shared = None,
+        redis = None,
     ))]
     fn new(
         py: Python<'_>,
@@ -580,6 +720,7 @@ impl Bulkhead {
         max_queue: Option<&Bound<'_, PyAny>>,
         queue_timeout: Option<&Bound<'_, PyAny>>,
         shared: Option<&Bound<'_, PyAny>>,
+        redis: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Bulkhead>> {
         let mut c = BulkheadConfig::DEFAULT;
         if let Some(v) = max_concurrent {
@@ -592,6 +733,19 @@ impl Bulkhead {
             c.queue_timeout = duration(v, "queue_timeout")?;
         }
         let core = Core::new(c).map_err(|e| config_error(py, e))?;
+        let redis = crate::redis::options(py, redis, shared)?;
+        let listeners = Arc::new(Listeners::default());
+        let fleet = match redis {
+            None => None,
+            Some(options) => {
+                // No round trip: Redis is contacted by the first call.
+                let fleet = py
+                    .detach(|| stockade::blocking::Bulkhead::redis(&name, c, &options))
+                    .map_err(|e| open_error(py, e, "bulkhead", &name))?;
+                fleet.subscribe(forward_store_events(&listeners, KIND, &name));
+                Some(fleet)
+            }
+        };
         let shared = match crate::shared::options(shared)? {
             None => None,
             Some(options) => Some(
@@ -608,8 +762,9 @@ impl Bulkhead {
                 config: c,
                 core,
                 shared,
+                fleet,
                 queue: Mutex::new(VecDeque::new()),
-                listeners: Listeners::default(),
+                listeners,
                 calls: Counter::default(),
                 successes: Counter::default(),
                 failures: Counter::default(),
@@ -618,7 +773,12 @@ impl Bulkhead {
                 disposed: DisposeFlag::default(),
             },
         )?;
-        registry::register(KIND, &b.get().name, b.clone_ref(py).into_any())?;
+        if let Err(e) = registry::register(KIND, &b.get().name, b.clone_ref(py).into_any()) {
+            if let Some(fleet) = &b.get().fleet {
+                fleet.dispose();
+            }
+            return Err(e);
+        }
         Ok(b)
     }
 
@@ -680,15 +840,7 @@ impl Bulkhead {
         _traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let permit = self.entered.pop(py)?;
-        let outcome = match exc_type {
-            Some(t) if !t.is_none() => {
-                let exception = py.get_type::<pyo3::exceptions::PyException>();
-                t.cast::<pyo3::types::PyType>()
-                    .is_ok_and(|t| t.is_subclass(&exception).unwrap_or(true))
-                    .then_some(false)
-            }
-            _ => Some(true),
-        };
+        let outcome = exit_outcome(py, exc_type);
         self._release(py, permit.cast::<Permit>()?, outcome);
         Ok(false)
     }
@@ -696,18 +848,32 @@ impl Bulkhead {
     /// `async with bulkhead:` holds a permit for the block, waiting with
     /// asyncio.
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        if slf.get().fleet.is_some() {
+            let py = slf.py();
+            slf.get().check_disposed(py)?;
+            let none = py.None().into_bound(py);
+            return Bulkhead::off_loop(slf, none.clone(), none, None, slf.clone().into_any());
+        }
         Bulkhead::async_call(slf, None, slf.clone().into_any())
     }
 
     #[pyo3(signature = (exc_type = None, exc = None, traceback = None))]
     fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         exc_type: Option<&Bound<'py, PyAny>>,
         exc: Option<&Bound<'py, PyAny>>,
         traceback: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let suppress = self.__exit__(py, exc_type, exc, traceback)?;
+        let this = slf.get();
+        let py = slf.py();
+        if this.fleet.is_some() {
+            // The release is a round trip: on the loop's default executor.
+            let permit = this.entered.pop(py)?;
+            let outcome = exit_outcome(py, exc_type);
+            static RELEASE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &RELEASE, "release_off_loop")?.call1((slf, permit, outcome, false));
+        }
+        let suppress = this.__exit__(py, exc_type, exc, traceback)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         aio(py, &READY, "ready")?.call1((suppress,))
     }
@@ -717,6 +883,14 @@ impl Bulkhead {
     /// A `Permit` held now, or the `AsyncSlot` to wait on.
     fn _acquire<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.acquire_async(py)
+    }
+
+    /// A permit, waiting as a thread does (the GIL released while it
+    /// waits): what `stockade._aio` runs on the loop's default executor
+    /// for a Redis-backed bulkhead.
+    fn _acquire_blocking<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Permit>> {
+        let token = self.acquire_thread(py)?;
+        Bound::new(py, Permit::new(token))
     }
 
     /// The slot's future completed: its permit.
@@ -831,7 +1005,14 @@ impl Bulkhead {
     fn queue_timeout(&self) -> f64 {
         secs(self.config.queue_timeout)
     }
-    /// Calls running now.
+    /// `True` for a bulkhead shared through Redis (`redis=`).
+    #[getter]
+    fn is_redis(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// Calls running now (for a bulkhead shared through Redis: this
+    /// process's).
     #[getter]
     fn in_flight(&self) -> u32 {
         self.in_use()
@@ -842,10 +1023,16 @@ impl Bulkhead {
         self.queued()
     }
 
-    /// Counters: `calls`, `successes`, `failures`, `rejections` (full),
-    /// `timeouts` (queue timeouts), `in_flight`, `queue_depth`.
+    /// Counters: `calls`, `successes`, `failures`, `rejections` (full; for
+    /// a bulkhead shared through Redis also the calls Redis refused),
+    /// `timeouts` (queue timeouts), `in_flight`, `queue_depth`, and
+    /// `fallback_decisions` (a bulkhead shared through Redis).
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         MetricsSnapshot {
+            fallback_decisions: self
+                .fleet
+                .as_ref()
+                .map_or(0, |f| f.metrics().fallback_decisions),
             calls: self.calls.get(),
             successes: self.successes.get(),
             failures: self.failures.get(),
@@ -859,7 +1046,8 @@ impl Bulkhead {
     }
 
     /// Calls `callback(event)` on rejections and queue timeouts (and on
-    /// `dispose`); returns `callback`.
+    /// `dispose`; with `redis=` also `"store_unavailable"` and
+    /// `"store_recovered"`); returns `callback`.
     fn add_listener(
         &self,
         py: Python<'_>,
@@ -881,6 +1069,10 @@ impl Bulkhead {
         let this = slf.get();
         let py = slf.py();
         if this.disposed.set() {
+            if let Some(fleet) = &this.fleet {
+                // Wakes the threads waiting in it (`DisposedError`).
+                fleet.dispose();
+            }
             let drained: Vec<Waiter> = {
                 let mut queue = this.queue.lock();
                 let all: Vec<Waiter> = queue.drain(..).collect();

@@ -20,9 +20,15 @@ pub(crate) enum Exc {
     QueueTimeout,
     Disposed,
     NameTaken,
+    Redis,
+    RedisUnavailable,
+    RedisConfigMismatch,
 }
 
-static CLASSES: [PyOnceLock<Py<PyType>>; 8] = [
+static CLASSES: [PyOnceLock<Py<PyType>>; 11] = [
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -44,6 +50,9 @@ impl Exc {
             Exc::QueueTimeout => "QueueTimeoutError",
             Exc::Disposed => "DisposedError",
             Exc::NameTaken => "NameTakenError",
+            Exc::Redis => "RedisError",
+            Exc::RedisUnavailable => "RedisUnavailableError",
+            Exc::RedisConfigMismatch => "RedisConfigMismatchError",
         }
     }
 

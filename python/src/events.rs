@@ -25,6 +25,8 @@ use pyo3::types::PyDict;
 /// | `"queue_timeout"` | `waited` (seconds) |
 /// | `"monitor"` | `metrics` |
 /// | `"disposed"` | — |
+/// | `"store_unavailable"` | `cause` (a Redis-backed pattern's server stopped answering: `"timeout"`, `"connection"`, `"server"`, `"protocol"`, `"pool_exhausted"`, `"guard_open"`) |
+/// | `"store_recovered"` | — (it answers again) |
 #[pyclass(module = "stockade", frozen, get_all)]
 pub(crate) struct Event {
     pub(crate) pattern: &'static str,
@@ -39,6 +41,7 @@ pub(crate) struct Event {
     pub(crate) timeout: Option<f64>,
     pub(crate) waited: Option<f64>,
     pub(crate) metrics: Option<Py<PyDict>>,
+    pub(crate) cause: Option<&'static str>,
 }
 
 impl Event {
@@ -56,6 +59,7 @@ impl Event {
             timeout: None,
             waited: None,
             metrics: None,
+            cause: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl Event {
         );
         field("timeout", self.timeout.map(|v| v.to_string()));
         field("waited", self.waited.map(|v| v.to_string()));
+        field("cause", self.cause.map(|v| format!("{v:?}")));
         field(
             "metrics",
             match &self.metrics {
@@ -201,6 +206,9 @@ impl Listeners {
 
 /// The metrics dict every pattern returns: the blocking layer's `Metrics`
 /// fields (zero where a pattern does not use one) plus `name`.
+/// `fallback_decisions` counts the decisions a Redis-backed pattern
+/// (`redis=`) took under its fallback because Redis did not answer (0 for
+/// other patterns).
 #[derive(Default)]
 pub(crate) struct MetricsSnapshot {
     pub(crate) calls: u64,
@@ -211,6 +219,7 @@ pub(crate) struct MetricsSnapshot {
     pub(crate) retries: u64,
     pub(crate) queue_depth: u64,
     pub(crate) in_flight: u64,
+    pub(crate) fallback_decisions: u64,
 }
 
 impl MetricsSnapshot {
@@ -225,6 +234,7 @@ impl MetricsSnapshot {
         d.set_item("retries", self.retries)?;
         d.set_item("queue_depth", self.queue_depth)?;
         d.set_item("in_flight", self.in_flight)?;
+        d.set_item("fallback_decisions", self.fallback_decisions)?;
         Ok(d)
     }
 }

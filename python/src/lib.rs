@@ -19,6 +19,7 @@ mod guarded;
 mod limiter;
 mod monitor;
 mod pipeline;
+mod redis;
 mod registry;
 mod retry;
 mod shared;
@@ -35,10 +36,12 @@ use pyo3::prelude::*;
 fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerToken>()?;
+    m.add_class::<breaker::FleetGate>()?;
     m.add_class::<guarded::Guarded>()?;
     guarded::install_am_send(m.py());
     m.add_class::<limiter::RateLimiter>()?;
     m.add_class::<limiter::LimiterBooking>()?;
+    m.add_class::<limiter::FleetBooking>()?;
     m.add_class::<bulkhead::Bulkhead>()?;
     m.add_class::<bulkhead::AsyncSlot>()?;
     m.add_class::<bulkhead::Permit>()?;
@@ -50,6 +53,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wrap::Protected>()?;
     m.add_class::<pipeline::Pipeline>()?;
     m.add_class::<pipeline::Stage>()?;
+    m.add_class::<redis::PyRedisOptions>()?;
     m.add_function(wrap_pyfunction!(registry::py_register, m)?)?;
     m.add_function(wrap_pyfunction!(registry::py_registered, m)?)?;
     m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;

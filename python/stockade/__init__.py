@@ -52,6 +52,24 @@ limit, one breaker state and one concurrency bound::
 The state lives in ``/dev/shm/stockade-<uid>-<kind>-<name>``; a config that
 differs from the stored one raises :class:`ConfigError` naming both; events
 and call counters are per process.
+
+``redis="redis://host:6379/0"`` (or a :class:`RedisOptions`) on the same
+three classes makes one object for every process, on any host, that uses
+the same Redis server, name and config: a fleet-wide rate limit, concurrency
+limit or breaker::
+
+    limiter = stockade.RateLimiter("payments", requests_per_period=10, period=1,
+                                   mode="strict", redis="redis://127.0.0.1:6379/0")
+
+Redis is never a hard dependency: every command is bounded by the options'
+timeouts, and while the server cannot answer the ``fallback`` decides
+(``"local"`` by default: a local pattern at the limit divided by
+``expected_instances``; ``"open"``; or ``"closed"``, which raises
+:class:`RedisUnavailableError`). Listeners get ``"store_unavailable"`` and
+``"store_recovered"`` events; ``metrics()["fallback_decisions"]`` counts the
+decisions taken under the fallback. Round trips run with the GIL released,
+and asyncio callers run them on the loop's default executor, never on the
+loop's thread.
 """
 
 from __future__ import annotations
@@ -64,11 +82,25 @@ from ._errors import (
     NameTakenError,
     QueueTimeoutError,
     RateLimitedError,
+    RedisConfigMismatchError,
+    RedisError,
+    RedisUnavailableError,
     StockadeError,
     TimeoutError,
 )
 from ._request_response import Request, RequestResponsePattern, Response
-from ._stockade import Bulkhead, CircuitBreaker, Event, Pipeline, Protected, RateLimiter, Retry, Timeout, __version__
+from ._stockade import (
+    Bulkhead,
+    CircuitBreaker,
+    Event,
+    Pipeline,
+    Protected,
+    RateLimiter,
+    RedisOptions,
+    Retry,
+    Timeout,
+    __version__,
+)
 
 pipeline = Pipeline
 """``pipeline(*patterns)``: the patterns composed at run time, the first
@@ -96,5 +128,9 @@ __all__ = [
     "QueueTimeoutError",
     "DisposedError",
     "NameTakenError",
+    "RedisOptions",
+    "RedisError",
+    "RedisUnavailableError",
+    "RedisConfigMismatchError",
     "__version__",
 ]

@@ -5,6 +5,14 @@ a call is ``async def`` and hands the rest of it to a coroutine here. These
 coroutines only ever wait with asyncio primitives (``asyncio.sleep``,
 futures), never by blocking the event loop; every decision comes from the
 same lock-free core objects the threaded paths use.
+
+Patterns shared through Redis (``redis=``) decide with a round trip to the
+server, which must not run on the loop's thread: their coroutines run the
+blocking calls (which release the GIL) on the loop's default executor
+(``loop.run_in_executor(None, ...)``) and await them there. A call that is
+already running in the executor when its coroutine is cancelled finishes
+there, and what it was granted (a rate limiter's booking, a bulkhead's
+permit, a breaker's admission) is given back there.
 """
 
 from __future__ import annotations
@@ -297,3 +305,154 @@ async def bulkhead_hold(bulkhead: Any, timeout: float, awaitable: Any) -> Any:
         raise
     finally:
         bulkhead._release(permit, outcome)
+
+
+async def _taken_off_loop(take: Any, give_back: Any) -> Any:
+    """``take()`` on the loop's default executor, awaited. If the awaiting
+    coroutine is cancelled first, whatever ``take()`` returns later is
+    handed to ``give_back`` in that executor thread (or, when it arrived
+    just before the cancellation, in a thread of its own): never on the
+    loop's thread, never lost."""
+    lock = threading.Lock()
+    state: "dict[str, Any]" = {"abandoned": False, "got": None}
+
+    def run() -> Any:
+        got = take()
+        with lock:
+            abandoned = state["abandoned"]
+            if not abandoned:
+                state["got"] = got
+        if abandoned:
+            give_back(got)
+            return None
+        return got
+
+    fut = asyncio.get_running_loop().run_in_executor(None, run)
+    try:
+        return await asyncio.shield(fut)
+    except BaseException:
+        with lock:
+            state["abandoned"] = True
+            got, state["got"] = state["got"], None
+        if got is not None:
+            threading.Thread(target=give_back, args=(got,), daemon=True).start()
+        raise
+
+
+async def _permit_off_loop(bulkhead: Any) -> Any:
+    """A Redis-backed bulkhead's permit, waited for on the loop's default
+    executor; a permit granted after the coroutine gave up is given back."""
+    return await _taken_off_loop(bulkhead._acquire_blocking, lambda permit: bulkhead._release(permit, None))
+
+
+async def release_off_loop(bulkhead: Any, permit: Any, outcome: Optional[bool], value: Any = False) -> Any:
+    """Gives a Redis-backed bulkhead's permit back on the loop's default
+    executor (a round trip). Cancelled meanwhile: the release still
+    completes there."""
+    fut = asyncio.get_running_loop().run_in_executor(None, bulkhead._release, permit, outcome)
+    await asyncio.shield(fut)
+    return value
+
+
+async def bulkhead_off_loop(bulkhead: Any, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
+    """A Redis-backed bulkhead's call of an ``async def`` function (or
+    ``async with``: ``func`` is ``None``, the permit stays held until
+    ``__aexit__`` and ``value`` is returned). ``func`` may also be an
+    awaitable that exists already (its coroutine is closed if no permit
+    comes)."""
+    try:
+        permit = await _permit_off_loop(bulkhead)
+    except BaseException:
+        close = getattr(func, "close", None)
+        if close is not None and inspect.isawaitable(func):
+            close()
+        raise
+    if func is None:
+        bulkhead._enter(permit)
+        return value
+    outcome: Optional[bool] = False
+    try:
+        if inspect.isawaitable(func):
+            result = await func
+        else:
+            result = await func(*args, **(kwargs or {}))
+        outcome = True
+        return result
+    except BaseException as e:
+        outcome = _outcome_of(e)
+        raise
+    finally:
+        await release_off_loop(bulkhead, permit, outcome)
+
+
+async def _gate_off_loop(breaker: Any) -> Any:
+    """A Redis-backed breaker's gate, opened on the loop's default executor
+    (admission may be a round trip); a gate opened after the coroutine
+    gave up reports no outcome."""
+    return await _taken_off_loop(breaker._open_gate, lambda gate: gate.finish(None))
+
+
+async def gate_finish_off_loop(gate: Any, verdict: Optional[bool]) -> bool:
+    """Gives a gate its verdict on the loop's default executor (reporting a
+    failure is a round trip); cancelled meanwhile, it still completes."""
+    fut = asyncio.get_running_loop().run_in_executor(None, gate.finish, verdict)
+    await asyncio.shield(fut)
+    return False
+
+
+async def breaker_enter_off_loop(breaker: Any) -> Any:
+    """``async with`` a Redis-backed breaker: the gate stays open until
+    ``__aexit__``."""
+    gate = await _gate_off_loop(breaker)
+    breaker._enter_gate(gate)
+    return breaker
+
+
+async def breaker_off_loop(breaker: Any, func: Any, args: Any, kwargs: Any) -> Any:
+    """A Redis-backed breaker's call of an ``async def`` function (or of an
+    awaitable that exists already: ``args`` is ``None``)."""
+    try:
+        gate = await _gate_off_loop(breaker)
+    except BaseException:
+        if args is None and inspect.iscoroutine(func):
+            func.close()
+        raise
+    verdict: Optional[bool] = None
+    try:
+        if args is None:
+            result = await func
+        else:
+            result = await func(*args, **(kwargs or {}))
+        verdict = True
+        breaker._succeeded()
+        return result
+    except BaseException as e:
+        verdict = breaker._verdict_of(e)
+        raise
+    finally:
+        await gate_finish_off_loop(gate, verdict)
+
+
+def _hand_back(booking: Any) -> None:
+    """Hands a rate limiter's booking back (a round trip), in a thread of
+    its own: never on the loop's thread, whatever the executor's state."""
+    threading.Thread(target=booking.cancel, daemon=True).start()
+
+
+async def fleet_limiter_call(limiter: Any, waiters: Waiters, func: Any, args: Any, kwargs: Any, value: Any) -> Any:
+    """A Redis-backed rate limiter's call: books a slot in Redis on the
+    loop's default executor, sleeps it with asyncio, then awaits
+    ``func(*args, **kwargs)`` (or returns ``value``: ``async with``).
+    Cancelled or disposed meanwhile: the booking is handed back (off the
+    loop)."""
+    booking = await _taken_off_loop(limiter._fleet_book, lambda b: b.cancel())
+    if booking.wait > 0:
+        try:
+            await _sleep(waiters, booking.wait)
+        except BaseException:
+            _hand_back(booking)
+            raise
+    booking.ready()
+    if func is None:
+        return value
+    return await func(*args, **(kwargs or {}))

@@ -20,6 +20,9 @@ __all__ = [
     "QueueTimeoutError",
     "DisposedError",
     "NameTakenError",
+    "RedisError",
+    "RedisUnavailableError",
+    "RedisConfigMismatchError",
 ]
 
 
@@ -110,3 +113,48 @@ class NameTakenError(StockadeError, ValueError):
     constructing one registers it, and a name holds one live instance (the
     core's rule). Dispose the old one first, or fetch it with
     ``get_breaker(name)`` and the like."""
+
+
+class RedisError(StockadeError):
+    """A pattern shared through Redis (``redis=``) could not decide a call
+    because of Redis. Invalid Redis options, URLs and names are
+    :class:`ConfigError` instead (raised when the pattern or the
+    :class:`stockade.RedisOptions` is made)."""
+
+
+class RedisUnavailableError(RedisError):
+    """Redis did not answer (a timeout, a refused or dropped connection, a
+    server error, or the connection's guard breaker open) and the
+    pattern's fallback is ``"closed"``: the call was refused without
+    running. ``cause``: ``"timeout"``, ``"connection"``, ``"server"``,
+    ``"protocol"``, ``"pool_exhausted"`` or ``"guard_open"``;
+    ``retry_after``: seconds until the guard breaker lets a command through
+    again (``None`` if unknown)."""
+
+    cause: Optional[str]
+    retry_after: Optional[float]
+
+    def __init__(self, message: str, name: Optional[str] = None, cause: Optional[str] = None,
+                 retry_after: Optional[float] = None) -> None:
+        super().__init__(message, name)
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+class RedisConfigMismatchError(RedisError):
+    """The config stored in Redis for this pattern differs from the one it
+    was made with (another deployment, or a changed config). ``key`` is
+    the Redis key; ``stored`` and ``ours`` the two configs in canonical
+    form. Delete the key, use the same config, or make the pattern with
+    ``RedisOptions(..., adopt_stored_config=True)``."""
+
+    key: Optional[str]
+    stored: Optional[str]
+    ours: Optional[str]
+
+    def __init__(self, message: str, name: Optional[str] = None, key: Optional[str] = None,
+                 stored: Optional[str] = None, ours: Optional[str] = None) -> None:
+        super().__init__(message, name)
+        self.key = key
+        self.stored = stored
+        self.ours = ours

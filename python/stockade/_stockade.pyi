@@ -39,8 +39,103 @@ class Event:
     def waited(self) -> Optional[float]: ...
     @property
     def metrics(self) -> Optional[Dict[str, Any]]: ...
+    @property
+    def cause(self) -> Optional[str]:
+        """``"store_unavailable"``: why the Redis server did not answer
+        (``"timeout"``, ``"connection"``, ``"server"``, ``"protocol"``,
+        ``"pool_exhausted"``, ``"guard_open"``)."""
 
 _Listener = Callable[[Event], Any]
+
+class RedisOptions:
+    """How a pattern shared through Redis (``redis=``) reaches its server
+    and what it decides when the server cannot answer. Durations are
+    seconds (or ``timedelta``). Every option is checked here: a value out
+    of range raises ``ConfigError`` naming it, a value of the wrong type
+    ``TypeError``, a URL that cannot be used ``ConfigError`` with
+    ``option == "url"`` (a password in it is never shown).
+
+    - ``url``: ``redis://[:password@]host[:port][/db]`` or
+      ``redis+unix:///path`` (``rediss://`` is not supported). Point it at
+      the primary.
+    - ``prefix``: first part of every key (``<prefix>:v1:{<kind>:<name>}``).
+    - ``connect_timeout`` (0.25 s), ``command_timeout`` (0.1 s): every
+      command waits at most this long for a connection and for a reply.
+    - ``max_connections``: connections this process keeps to the server.
+    - ``time``: ``"server"`` (Redis's ``TIME``, one clock for the fleet) or
+      ``"client"`` (this host's clock: every host needs NTP).
+    - ``fallback``: what is decided while the server cannot answer:
+      ``"local"`` (a local pattern at the limit divided by
+      ``expected_instances``; a local breaker), ``"open"`` (admit) or
+      ``"closed"`` (raise ``RedisUnavailableError``).
+    - ``guard_failures`` (3), ``guard_reset_timeout`` (1 s): after that many
+      failed commands in a row nothing is sent for that long (no timeouts
+      are paid during an outage).
+    - ``adopt_stored_config``: use the config found in Redis instead of
+      raising ``RedisConfigMismatchError``.
+    - ``lease_permits``, ``lease_ttl``: a limiter's local lease of permits
+      (off by default; weakens a strict limiter's bound to ``N`` in any
+      window of ``period - lease_ttl``); a bulkhead permit's lease time
+      (``None``: the pattern's default, limiter 0.1 s, bulkhead 30 s).
+    - ``sync_interval``, ``failure_window``, ``quorum``: a breaker's
+      re-read interval, fleet-wide failure window and the number of hosts
+      that must have seen failures to open it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "stockade",
+        connect_timeout: _Seconds = 0.25,
+        command_timeout: _Seconds = 0.1,
+        max_connections: int = 16,
+        time: str = "server",
+        fallback: str = "local",
+        expected_instances: int = 1,
+        guard_failures: int = 3,
+        guard_reset_timeout: _Seconds = 1.0,
+        adopt_stored_config: bool = False,
+        lease_permits: int = 0,
+        lease_ttl: Optional[_Seconds] = None,
+        sync_interval: _Seconds = 1.0,
+        failure_window: _Seconds = 60.0,
+        quorum: int = 1,
+    ) -> None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def command_timeout(self) -> float: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def time(self) -> str: ...
+    @property
+    def fallback(self) -> str: ...
+    @property
+    def expected_instances(self) -> int: ...
+    @property
+    def guard_failures(self) -> int: ...
+    @property
+    def guard_reset_timeout(self) -> float: ...
+    @property
+    def adopt_stored_config(self) -> bool: ...
+    @property
+    def lease_permits(self) -> int: ...
+    @property
+    def lease_ttl(self) -> Optional[float]: ...
+    @property
+    def sync_interval(self) -> float: ...
+    @property
+    def failure_window(self) -> float: ...
+    @property
+    def quorum(self) -> int: ...
+
+_Redis = Union[str, RedisOptions, None]
 
 class Protected:
     """A function protected by a pattern (what ``@pattern`` returns)."""
@@ -148,7 +243,22 @@ class CircuitBreaker:
         slow_call_threshold: Optional[_Seconds] = None,
         exclude: Union[Type[BaseException], Iterable[Type[BaseException]], None] = None,
         shared: Union[bool, str, "os.PathLike[str]", None] = None,
-    ) -> None: ...
+        redis: _Redis = None,
+    ) -> None:
+        """``redis=``: one breaker for every process that uses the same
+        Redis server and name (see ``RedisOptions``). A closed breaker
+        admits with no round trip; a failure is counted fleet-wide (a
+        round trip, with the GIL released), and a trip anywhere refuses
+        calls here within ``sync_interval`` (sooner through pub/sub).
+        ``with`` blocks and ``async def`` calls run through a helper thread
+        that holds the breaker's admission until the outcome is reported;
+        coroutines wait for it on the loop's default executor. Events
+        (``"state_changed"`` with the fleet's states, ``"rejected"``,
+        ``"store_unavailable"``, ``"store_recovered"``) come from the
+        threads that met them; ``metrics()`` has ``name``, ``state``,
+        ``calls``, ``successes``, ``failures``, ``rejections`` and
+        ``fallback_decisions``. ``trip``, ``reset``, ``force_open`` and
+        ``disable`` act on the fleet's breaker."""
     @classmethod
     def get_breaker(cls, name: str) -> "CircuitBreaker": ...
     @overload
@@ -165,6 +275,8 @@ class CircuitBreaker:
     def state(self) -> str: ...
     @property
     def shared_path(self) -> Optional[str]: ...
+    @property
+    def is_redis(self) -> bool: ...
     def trip(self) -> None: ...
     def reset(self) -> None: ...
     def force_open(self) -> None: ...
@@ -215,11 +327,24 @@ class Bulkhead:
         max_queue: int = 100,
         queue_timeout: _Seconds = 30.0,
         shared: Union[bool, str, "os.PathLike[str]", None] = None,
-    ) -> None: ...
+        redis: _Redis = None,
+    ) -> None:
+        """``redis=``: one concurrency limit for every process that uses the
+        same Redis server and name (see ``RedisOptions``): each permit is a
+        lease in Redis, renewed while held, so the permits of a process
+        that dies come back within ``lease_ttl`` (30 s by default). Taking
+        and giving back a permit are round trips: a thread waits with the
+        GIL released (a Ctrl-C is seen once the wait ends, at most
+        ``queue_timeout``), a coroutine on the loop's default executor (a
+        permit granted there after the coroutine was cancelled is given
+        back). ``in_flight`` and ``queue_depth`` are this process's;
+        ``metrics()`` adds ``fallback_decisions``."""
     @classmethod
     def get_bulkhead(cls, name: str) -> "Bulkhead": ...
     @property
     def shared_path(self) -> Optional[str]: ...
+    @property
+    def is_redis(self) -> bool: ...
     @overload
     def execute(self, func: Callable[..., Awaitable[_T]], /, *args: Any, **kwargs: Any) -> Awaitable[_T]: ...
     @overload
@@ -261,7 +386,18 @@ class RateLimiter:
         burst: Optional[int] = None,
         mode: str = "bursty",
         shared: Union[bool, str, "os.PathLike[str]", None] = None,
-    ) -> None: ...
+        redis: _Redis = None,
+    ) -> None:
+        """``redis=``: one limit for every process that uses the same Redis
+        server and name (see ``RedisOptions``), each decision one script
+        call with the core's arithmetic. A call books its slot in the
+        fleet's queue in Redis (the GIL released; a coroutine does it on
+        the loop's default executor), then waits here as a local booking
+        does: a thread in slices (Ctrl-C, ``dispose()``), a coroutine with
+        asyncio; a caller that gives up hands its booking back (off the
+        loop). ``available`` is ``None`` (the fleet's bucket is only known
+        by asking); ``queue_depth`` is as this process last learnt it from
+        Redis; ``metrics()`` adds ``fallback_decisions``."""
     @classmethod
     def get_limiter(cls, name: str) -> "RateLimiter": ...
     def try_acquire(self, n: int = 1) -> bool:
@@ -285,7 +421,9 @@ class RateLimiter:
     @property
     def shared_path(self) -> Optional[str]: ...
     @property
-    def available(self) -> int: ...
+    def is_redis(self) -> bool: ...
+    @property
+    def available(self) -> Optional[int]: ...
     @property
     def queue_depth(self) -> int: ...
     def metrics(self) -> Dict[str, Any]: ...

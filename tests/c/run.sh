@@ -29,6 +29,8 @@ need cc gcc
 need c++ g++
 need pkg-config pkg-config
 [ "${STOCKADE_SKIP_VALGRIND:-0}" = 1 ] || need valgrind valgrind
+need redis-server redis-server
+need python3 python3
 
 CC=${CC:-cc}
 CXX=${CXX:-c++}
@@ -88,6 +90,44 @@ for fn in $(grep -oE '\bstockade_[a-z0-9_]+\(' include/stockade.h | tr -d '(' | 
 done
 [ "$missing" = 0 ] || fail "some exported functions have no C test"
 
+# run_c_test NAME COMMAND...: runs one C test. test_redis gets a
+# redis-server of its own (it kills it): on a free loopback port, without
+# persistence, its URL and pid in STOCKADE_TEST_REDIS_URL and
+# STOCKADE_TEST_REDIS_PID, killed afterwards whatever happened. The server
+# daemonizes (a pid file), so the shell reports nothing when the test
+# kills it.
+run_c_test() {
+    local name=$1
+    shift
+    if [ "$name" != test_redis ]; then
+        "$@"
+        return
+    fi
+    local port pid="" rc=0 pidfile
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pidfile=$PWD/$build/redis-$port.pid
+    rm -f "$pidfile"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$pidfile" --logfile '' --loglevel warning >/dev/null
+    for _ in $(seq 1 1000); do
+        if [ -s "$pidfile" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            pid=$(cat "$pidfile")
+            break
+        fi
+        sleep 0.01
+    done
+    if [ -n "$pid" ]; then
+        STOCKADE_TEST_REDIS_URL="redis://127.0.0.1:$port/0" STOCKADE_TEST_REDIS_PID=$pid "$@" || rc=$?
+        kill -9 "$pid" 2>/dev/null || true
+    else
+        echo "redis-server did not listen on port $port within 10 s" >&2
+        [ -s "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null
+        rc=1
+    fi
+    rm -f "$pidfile"
+    return "$rc"
+}
+
 # ---------------------------------------------------------------------------
 c_tests=()
 for f in tests/c/test_*.c; do
@@ -109,7 +149,7 @@ fi
 for t in "${c_tests[@]}"; do
     $CC -std=c99 "${CWARN[@]}" -g "${SAN[@]}" -Iinclude "tests/c/$t.c" "$lib_a" \
         "${RUST_SYS_LIBS[@]}" -o "$build/$t.asan"
-    ASAN_OPTIONS=$asan_opts UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$build/$t.asan"
+    ASAN_OPTIONS=$asan_opts UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_c_test "$t" "$build/$t.asan"
 done
 
 if [ "${STOCKADE_SKIP_VALGRIND:-0}" != 1 ]; then
@@ -121,7 +161,7 @@ if [ "${STOCKADE_SKIP_VALGRIND:-0}" != 1 ]; then
         # process-wide registry (a static hash map, reached through an
         # interior pointer: "possibly lost") and per-thread event stripes
         # ("still reachable") live until exit by design and are not leaks.
-        valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+        run_c_test "$t" valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
             --errors-for-leak-kinds=definite,indirect "$build/$t.vg"
     done
 fi

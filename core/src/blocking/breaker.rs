@@ -7,6 +7,8 @@
 use core::fmt;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
+#[cfg(feature = "redis")]
+use std::boxed::Box;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, resume_unwind};
 use std::sync::{Arc, Weak};
@@ -171,6 +173,30 @@ struct Inner<T> {
     /// Serialises manual operations with `dispose`.
     manual: Mutex<()>,
     monitor: Mutex<Option<MonitorHandle>>,
+    /// The fleet-wide breaker on Redis, when made by
+    /// [`CircuitBreaker::redis`]; `core` is then the local fallback.
+    #[cfg(feature = "redis")]
+    fleet: Option<Box<Fleet>>,
+}
+
+/// A Redis-backed breaker's engine and fallback.
+#[cfg(feature = "redis")]
+struct Fleet {
+    engine: Arc<crate::redis::RedisCircuitBreaker>,
+    fallback: crate::redis::Fallback,
+    fallback_decisions: super::events::Counter,
+}
+
+/// What a call admitted by the fleet reports to it.
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy)]
+enum Ticket {
+    /// Nothing (disabled, or decided under the fallback).
+    None,
+    /// Admitted closed in this fleet generation: a failure is recorded.
+    Closed(u64),
+    /// A probe: generation and lease.
+    Probe(u64, u64),
 }
 
 /// The transitions in generation order, and the event queue.
@@ -253,6 +279,125 @@ impl CircuitBreaker<MonotonicClock> {
     fn shell(&self) -> &Shell<BreakerConfig, Arc<MonotonicClock>> {
         &self.inner.shell
     }
+
+    /// A circuit breaker shared by every process, on every host, that
+    /// opens `name` on the same Redis server (feature `redis`; see
+    /// [the module docs](crate::redis#the-circuit-breaker) for the
+    /// guarantees), registered as `name` like [`new`](Self::new) and of
+    /// the same type: it composes, emits events and reports metrics like
+    /// a local breaker.
+    ///
+    /// * **Closed calls cost no round trip**: admission reads this
+    ///   process's cached copy of the fleet's state (one load more than a
+    ///   local breaker); a success sends nothing; a failure is one script
+    ///   call that records it in the fleet's failure window
+    ///   ([`RedisOptions::failure_window`](crate::redis::RedisOptions::failure_window)):
+    ///   `failure_threshold` failures **in the window**, fleet-wide (not
+    ///   consecutive, as locally), open the fleet's breaker, with
+    ///   [`quorum`](crate::redis::RedisOptions::quorum) only when that
+    ///   many hosts failed in it.
+    /// * **A trip anywhere** reaches this process by pub/sub at once, and
+    ///   at the latest by the sync every `sync_interval`.
+    /// * **Half-open**: at most `half_open_max_probes` probes fleet-wide,
+    ///   on leases Redis's clock expires.
+    /// * **Manual operations** ([`trip`](Self::trip), [`reset`](Self::reset),
+    ///   [`force_open`](Self::force_open), [`disable`](Self::disable)) act
+    ///   on the whole fleet (and on this process's local breaker) and
+    ///   return the fleet's previous state as this process saw it; when
+    ///   Redis cannot be reached they act on the local breaker only and
+    ///   return [`Error::Redis`].
+    /// * **Events and state**: [`state`](Self::state) and
+    ///   `Metrics::state` are the fleet's state as this process last saw
+    ///   it; `StateChanged` is emitted for each fleet state change this
+    ///   process observes, its `generation` counting those changes here
+    ///   (1, 2, 3, …). [`breaker_metrics`](Self::breaker_metrics) is the
+    ///   local breaker's, so its `state_changes` does not count these
+    ///   events.
+    /// * **Dispose** stops this process's use of the fleet's breaker
+    ///   (and its background thread); the state in Redis is untouched.
+    /// * **When Redis cannot answer**, the options'
+    ///   [`Fallback`](crate::redis::Fallback) decides: the local breaker
+    ///   (which counts every call of this process all along), admit, or
+    ///   refuse with [`Error::Redis`]. Closed calls still cost no round
+    ///   trip. `StoreUnavailable` / `StoreRecovered` events mark each
+    ///   change, and [`Metrics::fallback_decisions`] counts the calls
+    ///   decided under the fallback.
+    ///
+    /// Construction contacts nothing: Redis need not be up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config; [`Error::Redis`]
+    /// for an invalid option, name or URL, or a config with a
+    /// `failure_rate` window (not supported on Redis);
+    /// [`Error::NameTaken`]. A config stored in Redis that differs is
+    /// [`Error::Redis`]`(`[`ConfigMismatch`](crate::redis::RedisError::ConfigMismatch)`)`
+    /// on the first call that meets it (unless the options adopt it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    /// use stockade::redis::{Fallback, RedisOptions};
+    ///
+    /// let options = RedisOptions::new("redis://127.0.0.1:6379/0")
+    ///     .failure_window(Duration::from_secs(30))
+    ///     .fallback(Fallback::Local);
+    /// let payments = CircuitBreaker::redis(
+    ///     "payments",
+    ///     BreakerConfig::DEFAULT.with_failure_threshold(20),
+    ///     &options,
+    /// )?;
+    /// let charged = payments.execute(|| Ok::<_, String>("charged"));
+    /// # let _ = charged;
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(
+        name: &str,
+        config: BreakerConfig,
+        options: &crate::redis::RedisOptions,
+    ) -> Result<Arc<Self>, Error> {
+        registry::register(name, || {
+            let engine = crate::redis::RedisCircuitBreaker::new(name, config, options)?;
+            let core = Machine::new(config)?;
+            let fleet = Box::new(Fleet {
+                engine: Arc::clone(&engine),
+                fallback: options.fallback_value(),
+                fallback_decisions: super::events::Counter::default(),
+            });
+            let breaker = Self::build_with(
+                name.into(),
+                config,
+                MonotonicClock::new(),
+                Home::Local(core),
+                Some(fleet),
+            );
+            let weak = Arc::downgrade(&breaker.inner);
+            // The log starts where the engine's count of state changes
+            // is (its thread may have observed some already); its lock,
+            // held across, keeps later ones waiting until it does.
+            let mut log = breaker.inner.events.lock();
+            let start = engine.on_event(move |event| {
+                let Some(inner) = weak.upgrade() else { return };
+                match event {
+                    crate::redis::FleetEvent::Transition(t) => inner.transitioned(t),
+                    crate::redis::FleetEvent::Unavailable(cause) => {
+                        inner.publish(EventKind::StoreUnavailable { cause });
+                    }
+                    crate::redis::FleetEvent::Recovered => inner.publish(EventKind::StoreRecovered),
+                }
+            });
+            if let Some((changes, state)) = start {
+                log.generation = changes & (Machine::GENERATIONS - 1);
+                log.state = state;
+            }
+            drop(log);
+            Ok(breaker)
+        })
+    }
 }
 
 registered!(
@@ -328,6 +473,23 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     }
 
     fn build(name: Arc<str>, config: BreakerConfig, timer: T, core: Home<Machine>) -> Self {
+        Self::build_with(
+            name,
+            config,
+            timer,
+            core,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    fn build_with(
+        name: Arc<str>,
+        config: BreakerConfig,
+        timer: T,
+        core: Home<Machine>,
+        #[cfg(feature = "redis")] fleet: Option<Box<Fleet>>,
+    ) -> Self {
         let gaps = core.is_shared();
         // A shared machine may have moved on already (read once, here); a
         // new local one is closed, generation 0, and reads no clock.
@@ -350,6 +512,8 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 }),
                 manual: Mutex::new(()),
                 monitor: Mutex::new(None),
+                #[cfg(feature = "redis")]
+                fleet,
             }),
         }
     }
@@ -477,9 +641,11 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// The current state: one atomic load. An open breaker whose
     /// `reset_timeout` has passed reports [`BreakerState::Open`] until the
     /// next call moves it to half-open. A disposed breaker is
-    /// [`BreakerState::ForcedOpen`].
+    /// [`BreakerState::ForcedOpen`]. For a breaker made by
+    /// [`redis`](CircuitBreaker::redis), the fleet's state as this process
+    /// last saw it (`Closed` before it first heard from Redis).
     pub fn state(&self) -> BreakerState {
-        self.inner.core.state()
+        self.inner.state()
     }
 
     /// Opens the circuit now; it goes half-open after `reset_timeout` as
@@ -546,8 +712,22 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// The core state machine's own statistics: generation, consecutive
     /// failures, probes in flight, failure-rate window, slow calls,
     /// transitions, stale verdicts.
+    ///
+    /// For a breaker made by [`redis`](CircuitBreaker::redis), these are
+    /// this process's local breaker's (the fallback's) statistics; the
+    /// fleet's state and generation are on
+    /// [`redis_breaker`](Self::redis_breaker).
     pub fn breaker_metrics(&self) -> BreakerMetrics {
         self.inner.core.metrics(&**self.inner.shell.timer())
+    }
+
+    /// The fleet-wide engine of a breaker made by
+    /// [`redis`](CircuitBreaker::redis) (feature `redis`): the fleet's
+    /// state, generation and availability as this process sees them.
+    /// `None` for a local or host-shared breaker.
+    #[cfg(feature = "redis")]
+    pub fn redis_breaker(&self) -> Option<&Arc<crate::redis::RedisCircuitBreaker>> {
+        self.inner.fleet.as_ref().map(|f| &f.engine)
     }
 
     /// Calls `listener` for every event: `StateChanged { from, to, generation }`,
@@ -647,8 +827,19 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             // reports `Disposed`. Manual operations, serialised with this
             // by the lock, see the flag and never leave forced-open.
             let forced = inner.core.force_open(&**inner.shell.timer());
+            #[cfg(feature = "redis")]
+            if let Some(fleet) = &inner.fleet {
+                // This process leaves the fleet; the fleet's state stays.
+                fleet.engine.stop_background();
+            }
             // Taken in order but not announced: the flag is set.
-            inner.transitioned(forced);
+            #[cfg(feature = "redis")]
+            let forced = inner.fleet.is_none().then_some(forced);
+            #[cfg(not(feature = "redis"))]
+            let forced = Some(forced);
+            if let Some(forced) = forced {
+                inner.transitioned(forced);
+            }
         }
         inner.stop_monitor();
         {
@@ -674,6 +865,10 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         classify: impl FnOnce(&X) -> Outcome,
     ) -> Result<X, Error<E>> {
         let inner = &*self.inner;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &inner.fleet {
+            return self.guarded_fleet(fleet, f, classify);
+        }
         let permit = match inner.core.try_acquire(&**inner.shell.timer()) {
             Ok(permit) => permit,
             Err(rejected) => return Err(inner.refused(rejected)),
@@ -700,9 +895,117 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         }
     }
 
+    /// A Redis-backed breaker's call: the fleet decides (closed: from the
+    /// cache, no round trip), the local breaker counts every call and
+    /// decides under [`Fallback::Local`](crate::redis::Fallback::Local).
+    #[cfg(feature = "redis")]
+    fn guarded_fleet<X, E>(
+        &self,
+        fleet: &Fleet,
+        f: impl FnOnce() -> X,
+        classify: impl FnOnce(&X) -> Outcome,
+    ) -> Result<X, Error<E>> {
+        use crate::redis::{Fallback, FleetAdmission, RedisError};
+        let inner = &*self.inner;
+        let timer = &**inner.shell.timer();
+        // The local breaker sees every call, so it is warm for the
+        // fallback; its own transitions are not announced (the events are
+        // the fleet's).
+        let local = inner.core.try_acquire(timer).map(|p| p.into_token());
+        if let Err(rejected) = local {
+            if rejected.state() == BreakerState::ForcedOpen && inner.is_disposed() {
+                return Err(Error::Disposed);
+            }
+        }
+        let release = |local: Result<BreakerToken, BreakerRejected>| {
+            if let Ok(token) = local {
+                let _ = inner.core.report(token, Outcome::Ignored, timer);
+            }
+        };
+        let ticket = match fleet.engine.admit() {
+            Ok(FleetAdmission::Closed { generation }) => Ticket::Closed(generation),
+            Ok(FleetAdmission::Probe { generation, lease }) => Ticket::Probe(generation, lease),
+            Ok(FleetAdmission::Refused { state, retry_after }) => {
+                release(local);
+                return Err(inner.fleet_refused(state, retry_after));
+            }
+            Ok(_) => Ticket::None,
+            Err(RedisError::Unavailable { cause, retry_after }) => {
+                fleet.fallback_decisions.incr();
+                match fleet.fallback {
+                    Fallback::FailOpen => Ticket::None,
+                    Fallback::FailClosed => {
+                        release(local);
+                        return Err(Error::Redis(RedisError::Unavailable { cause, retry_after }));
+                    }
+                    _ => match local {
+                        Ok(_) => Ticket::None,
+                        Err(rejected) => return Err(inner.refused(rejected)),
+                    },
+                }
+            }
+            Err(other) => {
+                release(local);
+                return Err(Error::Redis(other));
+            }
+        };
+        let started = inner.core.config().slow_call_threshold.map(|_| timer.now());
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let result = f();
+            let outcome = classify(&result);
+            (result, outcome)
+        }));
+        let (result, outcome) = match run {
+            Ok((result, outcome)) => (Ok(result), outcome),
+            Err(panic) => (Err(panic), Outcome::Failure),
+        };
+        let counted = match (outcome, started, inner.core.config().slow_call_threshold) {
+            (Outcome::Success, Some(start), Some(threshold))
+                if timer.now().saturating_duration_since(start) > threshold =>
+            {
+                Outcome::Failure
+            }
+            _ => outcome,
+        };
+        if let Ok(token) = local {
+            let _ = inner.core.report(token, outcome, timer);
+        }
+        match counted {
+            Outcome::Success => inner.shell.counters.successes.incr(),
+            Outcome::Failure => inner.shell.counters.failures.incr(),
+            Outcome::Ignored => inner.shell.counters.ignored.incr(),
+        }
+        // A verdict Redis did not take is not retried: the local breaker
+        // counted it, and the engine marked Redis unavailable.
+        match ticket {
+            Ticket::Closed(generation) if counted == Outcome::Failure => {
+                let _ = fleet.engine.failure(generation);
+            }
+            Ticket::Probe(generation, lease) => {
+                let _ = fleet.engine.verdict(generation, lease, counted);
+            }
+            _ => {}
+        }
+        match result {
+            Ok(result) => Ok(result),
+            Err(panic) => resume_unwind(panic),
+        }
+    }
+
     /// Runs a manual operation unless disposed, then reports the change.
     fn manual(&self, op: impl FnOnce(&Machine, &T) -> Transition) -> Result<BreakerState, Error> {
         let inner = &*self.inner;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &inner.fleet {
+            let _manual = inner.manual.lock();
+            if inner.is_disposed() {
+                return Err(Error::Disposed);
+            }
+            // The local breaker follows (it decides under the fallback);
+            // its transition is not announced: the fleet's is.
+            let local = op(&inner.core, &**inner.shell.timer());
+            return Ok(fleet.engine.set_state(local.to)?);
+        }
         let transition = {
             let _manual = inner.manual.lock();
             if inner.is_disposed() {
@@ -850,8 +1153,40 @@ impl<T: Timer> Inner<T> {
 
     fn metrics(&self) -> Metrics {
         Metrics {
-            state: Some(self.core.state()),
+            state: Some(self.state()),
+            #[cfg(feature = "redis")]
+            fallback_decisions: self
+                .fleet
+                .as_ref()
+                .map_or(0, |f| f.fallback_decisions.get()),
             ..self.shell.counters.metrics()
+        }
+    }
+
+    /// The state: the local machine's, or the fleet's as cached.
+    #[inline]
+    fn state(&self) -> BreakerState {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            if self.is_disposed() {
+                return BreakerState::ForcedOpen;
+            }
+            return fleet.engine.state();
+        }
+        self.core.state()
+    }
+
+    /// A call the fleet refused: the error to return (counted, with an
+    /// event).
+    #[cfg(feature = "redis")]
+    #[cold]
+    #[inline(never)]
+    fn fleet_refused<E>(&self, state: BreakerState, retry_after: Option<Duration>) -> Error<E> {
+        self.shell.counters.rejections.incr();
+        self.publish(EventKind::Rejected { retry_after });
+        Error::BreakerOpen {
+            state,
+            retry_after: retry_after.unwrap_or(Duration::MAX),
         }
     }
 
@@ -1025,7 +1360,7 @@ impl<T: Timer + 'static> Policy for CircuitBreaker<T> {
 impl<T: Timer> fmt::Debug for CircuitBreaker<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.shell.debug(f, "CircuitBreaker", |s| {
-            s.field("state", &self.inner.core.state());
+            s.field("state", &self.inner.state());
         })
     }
 }

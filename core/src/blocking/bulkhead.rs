@@ -69,6 +69,11 @@ enum Refusal {
     /// A shared bulkhead's owner slot could not be taken (a forked child).
     #[cfg(feature = "shared-memory")]
     Owner(crate::shared::SharedError),
+    /// A Redis bulkhead's config differs from the stored one, or Redis did
+    /// not answer and the fallback is `FailClosed`.
+    /// Boxed: the local path's result stays as small as before.
+    #[cfg(feature = "redis")]
+    Redis(std::boxed::Box<crate::redis::RedisError>),
 }
 
 impl Refusal {
@@ -79,6 +84,8 @@ impl Refusal {
             Refusal::Disposed => Error::Disposed,
             #[cfg(feature = "shared-memory")]
             Refusal::Owner(e) => Error::Shared(e),
+            #[cfg(feature = "redis")]
+            Refusal::Redis(e) => Error::Redis(*e),
         }
     }
 }
@@ -89,6 +96,21 @@ enum Held<'a> {
     Local(BulkheadPermit<'a>),
     #[cfg(feature = "shared-memory")]
     Shared(crate::shared::SharedPermit<'a>),
+    /// A fleet-wide lease in Redis.
+    /// Of a bulkhead on Redis. Boxed: the local path's permit stays as
+    /// small as before (16 bytes).
+    #[cfg(feature = "redis")]
+    Redis(std::boxed::Box<RedisHeld<'a>>),
+}
+
+/// What a bulkhead on Redis holds for a caller.
+#[cfg(feature = "redis")]
+enum RedisHeld<'a> {
+    /// A fleet-wide lease in Redis.
+    Lease(crate::redis::RedisLease<'a>),
+    /// Admitted without a permit: Redis did not answer and the fallback is
+    /// `FailOpen` (counted in the backend's `open`).
+    Open,
 }
 
 impl Held<'_> {
@@ -97,6 +119,11 @@ impl Held<'_> {
             Held::Local(p) => p.into_token(),
             #[cfg(feature = "shared-memory")]
             Held::Shared(p) => BulkheadToken::from_counts(p.into_token().granted()),
+            #[cfg(feature = "redis")]
+            Held::Redis(held) => match *held {
+                RedisHeld::Lease(lease) => BulkheadToken::from_counts(lease.into_token()),
+                RedisHeld::Open => BulkheadToken::from_counts(BulkheadCounts::default()),
+            },
         }
     }
 }
@@ -189,6 +216,13 @@ pub struct Bulkhead<T: Timer = MonotonicClock> {
     /// permit is its, waiters poll it, and `core` and `waiters` are unused.
     #[cfg(feature = "shared-memory")]
     shared: Option<crate::shared::SharedBulkhead>,
+    /// A bulkhead shared by a fleet through Redis ([`Bulkhead::redis`]):
+    /// its permits are leases in Redis; `core` is the local fallback.
+    #[cfg(feature = "redis")]
+    redis: Option<std::boxed::Box<RedisBackend>>,
+    /// `true` when `shared` or `redis` is set: the local path's one test.
+    #[cfg(any(feature = "shared-memory", feature = "redis"))]
+    external: bool,
     /// Name, config, timer, listeners, dispose flag, registry entry,
     /// counters.
     shell: Shell<BulkheadConfig, T>,
@@ -268,11 +302,166 @@ impl Bulkhead<crate::shared::HostClock> {
         Ok(Bulkhead {
             core,
             shared: Some(shared),
+            #[cfg(feature = "redis")]
+            redis: None,
+            external: true,
             shell: Shell::new(
                 PatternKind::Bulkhead,
                 name.into(),
                 config,
                 crate::shared::HostClock,
+            ),
+            waiters: Mutex::new(VecDeque::new()),
+        })
+    }
+}
+
+/// A Redis bulkhead's parts beside the local machine (which is its
+/// fallback).
+#[cfg(feature = "redis")]
+struct RedisBackend {
+    engine: crate::redis::RedisBulkhead,
+    fallback: crate::redis::Fallback,
+    availability: crate::redis::store::Availability,
+    fallback_decisions: super::events::Counter,
+    /// Calls admitted by `FailOpen` and not yet released.
+    open: core::sync::atomic::AtomicU32,
+    /// This process's callers waiting in the fleet's queue.
+    waiting: core::sync::atomic::AtomicU32,
+}
+
+#[cfg(feature = "redis")]
+impl RedisBackend {
+    /// Counts one fail-open admission released; `false` if none is left.
+    fn take_open(&self) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.open
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Bulkhead<MonotonicClock> {
+    /// A bulkhead that every process using the same Redis server, key
+    /// prefix and `name` shares (feature `redis`): at most
+    /// `max_concurrent` calls run at once **fleet-wide**. Permits are
+    /// leases in Redis with an expiry judged by Redis's clock, renewed by
+    /// this process while its calls run, so a host that dies returns its
+    /// permits within `lease_ttl` (default 30 s); see
+    /// [`RedisBulkhead`](crate::redis::RedisBulkhead) for how it counts,
+    /// what a failed renewal allows, and the keys.
+    ///
+    /// It is the same type as [`new`](Self::new) returns, registered the
+    /// same way, and composes in pipelines; these differ:
+    ///
+    /// * **Waiting:** a caller that finds no permit joins the fleet's queue
+    ///   if fewer than `max_queue` callers wait fleet-wide, and polls Redis
+    ///   (1 ms doubling to 50 ms) for up to `queue_timeout`; the queue is
+    ///   FIFO across hosts by join time on Redis's clock. A waiter that
+    ///   times out or is disposed leaves the queue (one script call). A
+    ///   caller may return after its `queue_timeout` by the time of its
+    ///   last poll and of that call (each bounded like every command:
+    ///   `connect_timeout + 2 × command_timeout`), and a dispose is seen by
+    ///   waiters at their next poll (within 50 ms).
+    /// * **When Redis does not answer** ([`RedisOptions`](crate::redis::RedisOptions)
+    ///   bound every command), the call is decided by the fallback:
+    ///   [`Fallback::Local`](crate::redis::Fallback::Local) (the default)
+    ///   with this bulkhead's local machine at `max_concurrent /
+    ///   expected_instances` (at least 1) with `max_queue` and
+    ///   `queue_timeout` as given (FIFO, as [`new`](Self::new)'s);
+    ///   `FailOpen` admits; `FailClosed` refuses with
+    ///   [`Error::Redis`]`(`[`RedisError::Unavailable`](crate::redis::RedisError::Unavailable)`)`.
+    ///   Each such decision counts in `fallback_decisions` (a `FailClosed`
+    ///   refusal also counts as a rejection); the first
+    ///   failure and the first answer after failures emit
+    ///   `StoreUnavailable` and `StoreRecovered`. Calls admitted under the
+    ///   fallback hold no lease: when Redis answers again, the fleet may run
+    ///   up to `max_concurrent` plus those calls until they finish.
+    /// * **Metrics:** `in_flight` and `queue_depth` are this process's
+    ///   (leases held, fallback permits, fail-open admissions; callers
+    ///   waiting); [`redis_bulkhead`](Self::redis_bulkhead)`().fleet_counts()`
+    ///   reads the fleet's. `fallback_decisions` counts the fallback's
+    ///   decisions.
+    /// * **Tokens:** [`release_token`](Self::release_token) gives back one
+    ///   of the permits this process turned into tokens (a lease first,
+    ///   else a fallback permit, else a fail-open admission).
+    ///
+    /// Construction does not contact Redis: it succeeds while Redis is
+    /// down. A config that differs from the one stored in Redis is
+    /// [`Error::Redis`]`(`[`RedisError::ConfigMismatch`](crate::redis::RedisError::ConfigMismatch)`)`
+    /// on the call that finds it (unless the options adopt the stored one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an invalid config; [`Error::Redis`]
+    /// for invalid options or a name that cannot be a key;
+    /// [`Error::NameTaken`] if a live bulkhead is registered as `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    /// use stockade::redis::{Fallback, RedisOptions};
+    ///
+    /// // At most 20 queries at once across every host of the fleet.
+    /// let config = BulkheadConfig::DEFAULT
+    ///     .with_max_concurrent(20)
+    ///     .with_queue_timeout(Duration::from_secs(2));
+    /// let options = RedisOptions::new("redis://127.0.0.1:6379/0")
+    ///     .lease_ttl(Duration::from_secs(10))
+    ///     .fallback(Fallback::Local)
+    ///     .expected_instances(4); // 5 at once per host while Redis is down
+    /// let database = Bulkhead::redis("database", config, &options)?;
+    /// let rows = database.execute(|| Ok::<_, ()>(7));
+    /// # let _ = rows;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn redis(
+        name: &str,
+        config: BulkheadConfig,
+        options: &crate::redis::RedisOptions,
+    ) -> Result<Arc<Self>, Error> {
+        registry::register(name, || Self::redis_unregistered(name, config, options))
+    }
+
+    /// [`redis`](Self::redis) without the registry (tests, libraries
+    /// embedding Stockade).
+    ///
+    /// # Errors
+    ///
+    /// As [`redis`](Self::redis), without `NameTaken`.
+    pub fn redis_unregistered(
+        name: &str,
+        config: BulkheadConfig,
+        options: &crate::redis::RedisOptions,
+    ) -> Result<Self, Error> {
+        let engine = crate::redis::RedisBulkhead::new(name, config, options)?;
+        let local = BulkheadConfig {
+            max_concurrent: (config.max_concurrent / options.expected_instances_value()).max(1),
+            ..config
+        };
+        let core = Core::new(local)?;
+        Ok(Bulkhead {
+            core,
+            #[cfg(feature = "shared-memory")]
+            shared: None,
+            redis: Some(std::boxed::Box::new(RedisBackend {
+                engine,
+                fallback: options.fallback_value(),
+                availability: crate::redis::store::Availability::default(),
+                fallback_decisions: super::events::Counter::default(),
+                open: core::sync::atomic::AtomicU32::new(0),
+                waiting: core::sync::atomic::AtomicU32::new(0),
+            })),
+            external: true,
+            shell: Shell::new(
+                PatternKind::Bulkhead,
+                name.into(),
+                config,
+                MonotonicClock::new(),
             ),
             waiters: Mutex::new(VecDeque::new()),
         })
@@ -296,6 +485,10 @@ impl<T: Timer> Bulkhead<T> {
             core,
             #[cfg(feature = "shared-memory")]
             shared: None,
+            #[cfg(feature = "redis")]
+            redis: None,
+            #[cfg(any(feature = "shared-memory", feature = "redis"))]
+            external: false,
             shell: Shell::new(PatternKind::Bulkhead, name.into(), config, timer),
             waiters: Mutex::new(VecDeque::new()),
         })
@@ -314,6 +507,27 @@ impl<T: Timer> Bulkhead<T> {
     /// The timer it waits on.
     pub fn timer(&self) -> &T {
         self.shell.timer()
+    }
+
+    /// `true` when the bulkhead is shared by a fleet through Redis
+    /// ([`Bulkhead::redis`]).
+    pub fn is_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.redis.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
+    }
+
+    /// The Redis engine of a bulkhead made by [`Bulkhead::redis`] (for the
+    /// fleet's counts, this process's leases, lost leases, the config in
+    /// force); `None` otherwise (or without feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_bulkhead(&self) -> Option<&crate::redis::RedisBulkhead> {
+        self.redis.as_ref().map(|r| &r.engine)
     }
 
     /// `true` when the bulkhead is shared between processes
@@ -335,6 +549,14 @@ impl<T: Timer> Bulkhead<T> {
         if let Some(shared) = &self.shared {
             return shared.in_use();
         }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            return r
+                .engine
+                .held()
+                .saturating_add(self.core.in_use())
+                .saturating_add(r.open.load(Ordering::Relaxed));
+        }
         self.core.in_use()
     }
 
@@ -343,6 +565,13 @@ impl<T: Timer> Bulkhead<T> {
         #[cfg(feature = "shared-memory")]
         if let Some(shared) = &self.shared {
             return shared.waiting();
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            return r
+                .waiting
+                .load(Ordering::Relaxed)
+                .saturating_add(self.core.queued());
         }
         self.core.queued()
     }
@@ -527,6 +756,30 @@ impl<T: Timer> Bulkhead<T> {
             self.shell.counters.successes.incr();
             return Ok(());
         }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            // A lease first, else a fallback permit, else a fail-open
+            // admission: one of this process's tokens each time.
+            match r.engine.release_token() {
+                Ok(true) => self.store_answered(r),
+                Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
+                    self.store_failed(r, cause);
+                }
+                Err(_) => {}
+                Ok(false) => {
+                    if self.core.in_use() == 0 && r.take_open() {
+                        self.shell.counters.successes.incr();
+                        return Ok(());
+                    }
+                    let counts = self.core.release(token)?;
+                    if counts.has_waiters() {
+                        self.wake_waiters();
+                    }
+                }
+            }
+            self.shell.counters.successes.incr();
+            return Ok(());
+        }
         let counts = self.core.release(token)?;
         if counts.has_waiters() {
             self.wake_waiters();
@@ -536,7 +789,8 @@ impl<T: Timer> Bulkhead<T> {
     }
 
     /// Calls `listener` for every event: `Rejected` (bulkhead full),
-    /// `QueueTimeout`, `Disposed`.
+    /// `QueueTimeout`, `Disposed`; for a bulkhead on Redis also
+    /// `StoreUnavailable` and `StoreRecovered`.
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
         self.shell.subscribe(listener)
     }
@@ -560,6 +814,11 @@ impl<T: Timer> Bulkhead<T> {
         Metrics {
             queue_depth: u64::from(self.queued()),
             in_flight: u64::from(self.in_use()),
+            #[cfg(feature = "redis")]
+            fallback_decisions: self
+                .redis
+                .as_ref()
+                .map_or(0, |r| r.fallback_decisions.get()),
             ..self.shell.counters.metrics()
         }
     }
@@ -646,9 +905,9 @@ impl<T: Timer> Bulkhead<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        #[cfg(feature = "shared-memory")]
-        if let Some(shared) = &self.shared {
-            return self.admit_shared(shared, wait);
+        #[cfg(any(feature = "shared-memory", feature = "redis"))]
+        if self.external {
+            return self.admit_external(wait);
         }
         if let Ok(permit) = self.core.try_acquire() {
             return Ok(Held::Local(permit));
@@ -665,14 +924,29 @@ impl<T: Timer> Bulkhead<T> {
         if self.is_disposed() {
             return Err(Refusal::Disposed);
         }
-        #[cfg(feature = "shared-memory")]
-        if let Some(shared) = &self.shared {
-            return self.admit_shared(shared, Duration::ZERO);
+        #[cfg(any(feature = "shared-memory", feature = "redis"))]
+        if self.external {
+            return self.admit_external(Duration::ZERO);
         }
         match self.core.try_acquire() {
             Ok(permit) => Ok(Held::Local(permit)),
             Err(_) => Err(self.reject()),
         }
+    }
+
+    /// Admission through a shared or Redis bulkhead.
+    #[cfg(any(feature = "shared-memory", feature = "redis"))]
+    #[cold]
+    fn admit_external(&self, wait: Duration) -> Result<Held<'_>, Refusal> {
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return self.admit_shared(shared, wait);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            return self.admit_redis(r, wait);
+        }
+        unreachable!("`external` is set with a shared or Redis bulkhead only")
     }
 
     /// A shared bulkhead's admission: a permit now, or a place among the
@@ -713,6 +987,142 @@ impl<T: Timer> Bulkhead<T> {
             }
             self.timer().sleep(poll.min(wait - waited));
             poll = place.next_poll(poll);
+        }
+    }
+
+    /// A Redis bulkhead's admission: a lease now, or a place in the
+    /// fleet's queue polled for at most `wait`; the fallback when Redis
+    /// does not answer.
+    #[cfg(feature = "redis")]
+    fn admit_redis<'a>(&'a self, r: &'a RedisBackend, wait: Duration) -> Result<Held<'a>, Refusal> {
+        use crate::redis::{RedisBulkheadError as Denied, RedisError, RedisWaiter};
+        use core::sync::atomic::Ordering::Relaxed;
+        if wait.is_zero() {
+            return match r.engine.try_acquire() {
+                Ok(lease) => {
+                    self.store_answered(r);
+                    Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
+                }
+                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
+                    self.fall_back(r, cause, retry_after, Duration::ZERO)
+                }
+                Err(Denied::Redis(e)) => {
+                    self.store_answered(r);
+                    Err(Refusal::Redis(std::boxed::Box::new(e)))
+                }
+                Err(_) => {
+                    self.store_answered(r);
+                    Err(self.reject())
+                }
+            };
+        }
+        /// How the wait in Redis ended.
+        enum Ended<'a> {
+            Decided(Result<Held<'a>, Refusal>),
+            Unavailable(crate::redis::StoreFailure, Option<Duration>),
+        }
+        let start = self.timer().now();
+        let mut waiter = r.engine.waiter();
+        let mut poll = crate::redis::FIRST_POLL;
+        let mut counted = false;
+        let ended = loop {
+            match waiter.poll() {
+                Ok(Some(lease)) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(
+                        lease,
+                    )))));
+                }
+                Ok(None) => {
+                    self.store_answered(r);
+                    if !counted {
+                        counted = true;
+                        r.waiting.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
+                    break Ended::Unavailable(cause, retry_after);
+                }
+                Err(Denied::Redis(e)) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Err(Refusal::Redis(std::boxed::Box::new(e))));
+                }
+                Err(_) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Err(self.reject()));
+                }
+            }
+            if self.is_disposed() {
+                break Ended::Decided(Err(Refusal::Disposed));
+            }
+            let waited = self.timer().now().saturating_duration_since(start);
+            if waited >= wait {
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
+                break Ended::Decided(Err(Refusal::Timeout(waited)));
+            }
+            self.timer().sleep(poll.min(wait - waited));
+            poll = RedisWaiter::next_poll(poll);
+        };
+        // Leaves the fleet's queue unless admitted.
+        drop(waiter);
+        if counted {
+            r.waiting.fetch_sub(1, Relaxed);
+        }
+        match ended {
+            Ended::Decided(result) => result,
+            Ended::Unavailable(cause, retry_after) => {
+                let waited = self.timer().now().saturating_duration_since(start);
+                self.fall_back(r, cause, retry_after, wait.saturating_sub(waited))
+            }
+        }
+    }
+
+    /// Decides under the fallback (Redis did not answer), waiting at most
+    /// `wait` for the local machine.
+    #[cfg(feature = "redis")]
+    fn fall_back(
+        &self,
+        r: &RedisBackend,
+        cause: crate::redis::StoreFailure,
+        retry_after: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Held<'_>, Refusal> {
+        use crate::redis::Fallback;
+        self.store_failed(r, cause);
+        r.fallback_decisions.incr();
+        match r.fallback {
+            Fallback::Local => match self.core.try_acquire() {
+                Ok(permit) => Ok(Held::Local(permit)),
+                Err(_) if wait.is_zero() => Err(self.reject()),
+                Err(_) => self.admit_slow(wait).map(Held::Local),
+            },
+            Fallback::FailOpen => {
+                r.open.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Open)))
+            }
+            Fallback::FailClosed => {
+                self.shell.counters.rejections.incr();
+                Err(Refusal::Redis(std::boxed::Box::new(
+                    crate::redis::RedisError::Unavailable { cause, retry_after },
+                )))
+            }
+        }
+    }
+
+    /// Redis answered: `StoreRecovered` if it had not.
+    #[cfg(feature = "redis")]
+    fn store_answered(&self, r: &RedisBackend) {
+        if r.availability.record(true).is_some() {
+            self.shell.emit(EventKind::StoreRecovered);
+        }
+    }
+
+    /// Redis did not answer: `StoreUnavailable` if it had.
+    #[cfg(feature = "redis")]
+    fn store_failed(&self, r: &RedisBackend, cause: crate::redis::StoreFailure) {
+        if r.availability.record(false).is_some() {
+            self.shell.emit(EventKind::StoreUnavailable { cause });
         }
     }
 
@@ -811,6 +1221,22 @@ impl<T: Timer> Bulkhead<T> {
             // Its drop returns it; waiters elsewhere see it at their poll.
             #[cfg(feature = "shared-memory")]
             Held::Shared(permit) => drop(permit),
+            #[cfg(feature = "redis")]
+            Held::Redis(held) => {
+                if let Some(r) = &self.redis {
+                    match *held {
+                        RedisHeld::Lease(lease) => match lease.release() {
+                            Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
+                                self.store_failed(r, cause);
+                            }
+                            _ => self.store_answered(r),
+                        },
+                        RedisHeld::Open => {
+                            r.take_open();
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -247,6 +247,9 @@ impl RedisOptions {
     /// 30 s): a limiter's leased permits not used by then are dropped; a
     /// bulkhead permit is returned by Redis this long after its holder
     /// stopped renewing it (a host that died).
+    ///
+    /// Breaker: a half-open probe's lease expires this long after Redis
+    /// granted it (default: the config's `half_open_timeout`).
     #[must_use]
     pub const fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = Some(ttl);

@@ -45,6 +45,12 @@ pub enum stockade_event_kind {
     QueueTimeout = 5,
     /// The pattern was disposed.
     Disposed = 6,
+    /// A Redis-backed handle's server stopped answering: from now on its
+    /// fallback decides, until `STORE_RECOVERED`. `store_failure` says why.
+    /// Emitted once per outage, by the call that met it.
+    StoreUnavailable = 7,
+    /// A Redis-backed handle's server answers again: Redis decides again.
+    StoreRecovered = 8,
     /// An event this version of the header does not know.
     Other = 255,
 }
@@ -78,6 +84,9 @@ pub struct stockade_event {
     pub duration_ms: u64,
     /// `MONITOR`: the breaker's counters.
     pub metrics: stockade_metrics,
+    /// `STORE_UNAVAILABLE`: why the server did not answer (a
+    /// `stockade_store_failure` number).
+    pub store_failure: u8,
 }
 
 impl stockade_event {
@@ -95,6 +104,7 @@ impl stockade_event {
             delay_ms: 0,
             duration_ms: 0,
             metrics: stockade_metrics::default(),
+            store_failure: 0,
         };
         match &e.kind {
             EventKind::StateChanged {
@@ -129,6 +139,13 @@ impl stockade_event {
                 out.duration_ms = millis(*waited);
             }
             EventKind::Disposed => out.kind = stockade_event_kind::Disposed,
+            #[cfg(feature = "redis")]
+            EventKind::StoreUnavailable { cause } => {
+                out.kind = stockade_event_kind::StoreUnavailable;
+                out.store_failure = super::redis::failure_of(*cause) as u8;
+            }
+            #[cfg(feature = "redis")]
+            EventKind::StoreRecovered => out.kind = stockade_event_kind::StoreRecovered,
             _ => {}
         }
         out

@@ -4,6 +4,7 @@
 use core::ffi::{c_char, c_void};
 use std::sync::Arc;
 
+use super::redis::{self, stockade_redis_options};
 use super::shared::{self, stockade_shared_options};
 use super::{
     Handle, Pattern, PolicyHandle, give, name_arg, new_error_status, stockade_callback,
@@ -190,6 +191,87 @@ pub unsafe extern "C" fn stockade_limiter_handle_new_shared(
         {
             let _ = (options, out, name, config);
             Err(shared::unsupported())
+        }
+    })
+}
+
+/// Makes a handle to the rate limiter `name` that every process sharing the
+/// Redis server of `options->url` shares (see `stockade_redis_options`):
+/// `stockade_limiter_handle_new` with one more argument. The first process to use `name`
+/// stores `config` beside the state; the others must give the same config
+/// (or set `options->adopt_stored_config`). Every grant, by any process on
+/// any host, counts against one limit, decided by one script call in Redis
+/// with the core's arithmetic: N processes with a strict limiter of 10 per
+/// second get 10 per second between them. A caller that must wait books
+/// its slot in Redis and waits in its own process.
+/// Every function of `stockade_limiter_handle` works on the handle; its events
+/// (with `STOCKADE_EVENT_KIND_STORE_UNAVAILABLE` and `_STORE_RECOVERED`)
+/// and metrics (with `fallback_decisions`) are this process's. Making it
+/// does not contact Redis (the first call does), so it succeeds while the
+/// server is down. It is registered under `name` like a `_new` handle
+/// (`_get` finds it; `_dispose` frees the name).
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`name`, `config`, `options`,
+///   `options->url`, `out`); `INVALID_CONFIG` (`*error` names the option if
+///   not NULL); `INVALID_ARGUMENT` (`name` not UTF-8 or not usable in a
+///   key, an unknown `fallback` or `time` number, a string not UTF-8);
+///   `REDIS_INVALID_URL`; `REDIS_INVALID_OPTION`; `NAME_TAKEN`;
+///   `REDIS_UNSUPPORTED` (built without the `redis` feature).
+///   `stockade_redis_last_error()` gives the full message of a failure.
+///   Later calls on the handle may also return `REDIS_UNAVAILABLE` (the
+///   fallback is `CLOSED` and Redis did not answer) and
+///   `REDIS_CONFIG_MISMATCH` (another config is stored under the key),
+///   with the message in `stockade_redis_last_error()`.
+/// - Ownership: `*out` is the caller's; free it with
+///   `stockade_limiter_handle_free` (the registry keeps its own reference
+///   until `stockade_limiter_handle_dispose`). The keys in Redis expire when
+///   idle.
+/// - Thread safety: any thread. Blocks: no (no network I/O).
+///   Calls on the handle make one round trip to Redis per decision, each
+///   bounded by the options' timeouts.
+///
+/// # Safety
+///
+/// Pointers valid or NULL; `name`, `options->url` and `options->prefix`
+/// NUL-terminated or NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_limiter_handle_new_redis(
+    name: *const c_char,
+    config: *const stockade_limiter_config,
+    options: *const stockade_redis_options,
+    error: *mut stockade_config_error,
+    out: *mut *mut stockade_limiter_handle,
+) -> stockade_status {
+    ffi_boundary!({
+        redis::set_last_error("");
+        // SAFETY: function contract.
+        let config =
+            *unsafe { arg(config) }.inspect_err(|_| redis::set_last_error("config is NULL"))?;
+        // SAFETY: function contract.
+        let options = unsafe { redis::options_arg(options) }?;
+        let out = Out::new(out).inspect_err(|_| redis::set_last_error("out is NULL"))?;
+        // SAFETY: function contract.
+        let name = unsafe { redis::redis_name(name) }?;
+        // SAFETY: `error` valid or NULL.
+        let config = unsafe { config_error::check(to_core(config), error) }
+            .inspect_err(|_| redis::set_last_error("invalid config (see *error)"))?;
+        #[cfg(feature = "redis")]
+        {
+            // SAFETY: function contract.
+            let options = unsafe { redis::to_core(options) }?;
+            let inner = RateLimiter::redis(name, config, &options)
+                // SAFETY: `error` valid or NULL.
+                .map_err(|e| unsafe { redis::open_status(e, error) })?;
+            // SAFETY: checked out-pointer.
+            unsafe { give(out, inner) };
+            Ok(())
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            // SAFETY: function contract.
+            unsafe { redis::check_strings(options) }?;
+            let _ = (out, name, config);
+            Err(redis::unsupported())
         }
     })
 }

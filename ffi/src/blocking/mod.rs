@@ -29,6 +29,7 @@ pub mod events;
 pub mod limiter;
 pub mod pipeline;
 mod protection;
+pub mod redis;
 pub mod request_response;
 pub mod retry;
 pub mod shared;
@@ -78,6 +79,8 @@ pub(crate) fn error_status<E>(e: &Error<E>) -> stockade_status {
         Error::PoolFull => stockade_status::QueueFull,
         #[cfg(feature = "shared-memory")]
         Error::Shared(e) => shared::status_of(e),
+        #[cfg(feature = "redis")]
+        Error::Redis(e) => redis::call_status(e),
         _ => stockade_status::InternalError,
     }
 }
@@ -243,6 +246,9 @@ pub struct stockade_metrics {
     /// A circuit breaker's state (a `stockade_breaker_state` number); 255
     /// for the other patterns.
     pub state: u8,
+    /// Decisions a Redis-backed handle (`_new_redis`) took under its
+    /// fallback because Redis did not answer; 0 for other handles.
+    pub fallback_decisions: u64,
 }
 
 impl From<Metrics> for stockade_metrics {
@@ -259,6 +265,7 @@ impl From<Metrics> for stockade_metrics {
             state: m
                 .state
                 .map_or(u8::MAX, |s| stockade_breaker_state::from(s) as u8),
+            fallback_decisions: m.fallback_decisions,
         }
     }
 }
