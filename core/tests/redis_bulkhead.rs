@@ -975,6 +975,47 @@ fn same_decisions_as_the_core() {
     }
 }
 
+/// TimeSource::Client: the lease's expiry is the client's clock plus
+/// lease_ttl; the default lease_ttl is 30 s.
+fn client_time_sets_the_expiry() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let plain = RedisBulkhead::new(
+        "default-ttl",
+        config(1, 0, Duration::ZERO),
+        &RedisOptions::new(url.as_str()),
+    )
+    .unwrap();
+    assert_eq!(plain.lease_ttl(), stockade::redis::DEFAULT_LEASE_TTL);
+    assert_eq!(plain.lease_ttl(), Duration::from_secs(30));
+    let b = RedisBulkhead::new(
+        "client-time",
+        config(1, 0, Duration::ZERO),
+        &options(&url, Duration::from_secs(2)).time(stockade::redis::TimeSource::Client),
+    )
+    .unwrap();
+    let micros = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
+    let before = micros();
+    let lease = b.try_acquire().unwrap();
+    let after = micros();
+    let score: i64 = server
+        .command(&["ZSCORE", b.keys()[1], lease.id()])
+        .parse()
+        .unwrap();
+    assert!(
+        (before + 2_000_000..=after + 2_000_000).contains(&score),
+        "expiry {score} not in [{before}, {after}] + 2 s"
+    );
+    assert!(matches!(b.try_acquire(), Err(RedisBulkheadError::Full(_))));
+    drop(lease);
+    assert!(b.try_acquire().is_ok());
+}
+
 /// Bad input is a typed error naming what is wrong, before any server is
 /// contacted.
 fn bad_input_is_typed() {
@@ -1031,6 +1072,7 @@ fn main() {
         dispose_and_timeout_leave_no_waiter,
         registered_and_composes,
         bad_input_is_typed,
+        client_time_sets_the_expiry,
         same_decisions_as_the_core,
     ];
     let filter: Vec<String> = std::env::args()

@@ -491,8 +491,9 @@ fn parse_canonical(text: &str) -> Option<(u32, u32)> {
 /// * **Permits are leases.** A permit is a member of a sorted set
 ///   (`<base>:leases`) whose score is its expiry in microseconds on the
 ///   fleet's clock (Redis `TIME` by default); the member is a lease id
-///   unique to the process (`<pid>-<random>:l<counter>`). One script call
-///   drops the expired leases, counts the rest and adds a lease if fewer
+///   unique to the process (`<pid in hex>-<64 random bits in
+///   hex>:l<counter>`). One script call drops the expired leases, counts
+///   the rest and adds a lease if fewer
 ///   than `max_concurrent` are held (and none is owed to a waiter, below);
 ///   a release is one call removing it.
 /// * **Renewal.** While this process holds leases, a keeper thread renews
