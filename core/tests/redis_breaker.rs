@@ -424,6 +424,31 @@ fn a_forked_child_is_a_host_of_its_own_for_the_quorum() {
 }
 
 #[test]
+fn a_trip_arrives_by_message_without_waiting_for_a_sync() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Syncs an hour apart: only the message can bring the trip.
+    let slow = options(&url).sync_interval(Duration::from_secs(3600));
+    let b = CircuitBreaker::redis("message", trip_config(), &slow).unwrap();
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    let channel = format!("{}:events", b.redis_breaker().unwrap().key());
+    wait_until(WATCHDOG, "subscribed", || {
+        server.command(&["PUBSUB", "NUMSUB", &channel]) == format!("{channel}\n1")
+    });
+    let other = RedisCircuitBreaker::new("message", trip_config(), &slow).unwrap();
+    other.set_state(BreakerState::Open).unwrap();
+    wait_until(Duration::from_secs(10), "the message", || {
+        b.state() == BreakerState::Open
+    });
+    assert_eq!(b.redis_breaker().unwrap().generation(), other.generation());
+    assert!(matches!(
+        b.execute(|| Ok::<_, ()>(())),
+        Err(Error::BreakerOpen { .. })
+    ));
+    b.dispose();
+}
+
+#[test]
 fn a_lost_message_is_made_up_by_the_sync_within_the_bound() {
     let server = RedisServer::start();
     let url = server.url();
