@@ -424,6 +424,31 @@ fn a_forked_child_is_a_host_of_its_own_for_the_quorum() {
 }
 
 #[test]
+fn a_trip_arrives_by_message_without_waiting_for_a_sync() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Syncs an hour apart: only the message can bring the trip.
+    let slow = options(&url).sync_interval(Duration::from_secs(3600));
+    let b = CircuitBreaker::redis("message", trip_config(), &slow).unwrap();
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok());
+    let channel = format!("{}:events", b.redis_breaker().unwrap().key());
+    wait_until(WATCHDOG, "subscribed", || {
+        server.command(&["PUBSUB", "NUMSUB", &channel]) == format!("{channel}\n1")
+    });
+    let other = RedisCircuitBreaker::new("message", trip_config(), &slow).unwrap();
+    other.set_state(BreakerState::Open).unwrap();
+    wait_until(Duration::from_secs(10), "the message", || {
+        b.state() == BreakerState::Open
+    });
+    assert_eq!(b.redis_breaker().unwrap().generation(), other.generation());
+    assert!(matches!(
+        b.execute(|| Ok::<_, ()>(())),
+        Err(Error::BreakerOpen { .. })
+    ));
+    b.dispose();
+}
+
+#[test]
 fn a_lost_message_is_made_up_by_the_sync_within_the_bound() {
     let server = RedisServer::start();
     let url = server.url();
@@ -1020,4 +1045,64 @@ fn a_redis_breaker_composes_in_a_pipeline_and_is_registered() {
         b.execute(|| Ok::<_, ()>(())),
         Err(Error::Disposed)
     ));
+}
+
+#[test]
+fn construction_needs_no_server_and_the_first_call_falls_back() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let b = CircuitBreaker::redis("absent", trip_config(), &options(&url)).unwrap();
+    let t = Instant::now();
+    assert!(
+        b.execute(|| Ok::<_, ()>(())).is_ok(),
+        "the local fallback refused"
+    );
+    assert!(t.elapsed() <= Duration::from_millis(100) + 2 * COMMAND);
+    assert_eq!(b.metrics().fallback_decisions, 1);
+    assert!(!b.redis_breaker().unwrap().is_available());
+    // The server comes up: the fleet decides again.
+    server.restart();
+    let engine = Arc::clone(b.redis_breaker().unwrap());
+    wait_until(WATCHDOG, "recovered", || engine.is_available());
+    for _ in 0..3 {
+        let _ = b.execute(|| Err::<(), _>("down"));
+    }
+    assert_eq!(engine.sync().unwrap(), BreakerState::Open);
+    b.dispose();
+}
+
+#[test]
+fn the_client_clock_option_decides_on_the_hosts_wall_clock() {
+    use stockade::redis::TimeSource;
+    let server = RedisServer::start();
+    let url = server.url();
+    let config = BreakerConfig::DEFAULT.with_failure_threshold(1);
+    let engine = RedisCircuitBreaker::new(
+        "client-time",
+        config,
+        &options(&url).time(TimeSource::Client),
+    )
+    .unwrap();
+    let FleetAdmission::Closed { generation } = engine.admit().unwrap() else {
+        panic!("closed");
+    };
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    engine.failure(generation).unwrap();
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert_eq!(engine.state(), BreakerState::Open);
+    let since: i64 = server
+        .command(&["HGET", engine.key(), "since"])
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&since),
+        "{before} <= {since} <= {after}"
+    );
 }

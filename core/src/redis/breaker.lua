@@ -115,7 +115,9 @@ local function move(to)
   end
   redis.call('HSET', base, 'st', st, 'g', g, 'since', since, 'cg', cg, 'succ', 0)
   redis.call('DEL', fkey, hkey, pkey)
-  redis.call('PUBLISH', base .. ':events', st .. ':' .. g .. ':' .. since)
+  -- '%.0f': Lua's own number-to-string keeps 14 digits only.
+  redis.call('PUBLISH', base .. ':events',
+    string.format('%.0f:%.0f:%.0f', st, g, since))
 end
 
 if op == 1 then

@@ -333,7 +333,8 @@
 //! **Keys and expiry.** The state hash is `<prefix>:v1:{breaker:<name>}`;
 //! `<base>:failures`, `<base>:hosts` and `<base>:probes` sit in the same
 //! Cluster slot. Every write sets their expiry to `max(failure_window,
-//! reset_timeout + half_open_timeout, lease) + 1 s`, so an idle breaker
+//! reset_timeout + half_open_timeout, lease) + 1 s` (in whole
+//! milliseconds, rounded up), so an idle breaker
 //! leaves nothing behind and an absent key reads as closed with no
 //! failures (an open breaker nobody asked about for that long is then
 //! closed). The stored config (threshold, timeouts, probes, window,
