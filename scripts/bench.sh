@@ -10,7 +10,10 @@
 # about 10 minutes.
 #
 # Usage: scripts/bench.sh                          (everything)
-#        STOCKADE_BENCH=rust scripts/bench.sh       (one part: rust, c, python or shared)
+#        STOCKADE_BENCH=rust scripts/bench.sh       (one part: rust, c, python, shared or redis)
+#
+# The redis part starts its own redis-server; redis_rate's script is measured
+# when STOCKADE_REDIS_RATE_LUA names its file (benches/benches/redis.rs).
 #        scripts/bench.sh --bench limiter           (Rust: one bench target; any `cargo bench` options)
 #        scripts/bench.sh -- --measurement-time 10  (Rust: criterion options after --)
 set -euo pipefail
@@ -85,6 +88,16 @@ if want shared || [ "$part" = python ]; then
     echo "#### Python, shared between processes (\`python/bench/shared.py\`)" >>"$out"
     echo >>"$out"
     python/bench/run.sh --shared >>"$out"
+fi
+if want redis; then
+    # The rust part's `cargo bench` already ran every target, redis included.
+    [ "$part" = redis ] && cargo bench -p stockade-bench --bench redis
+    cat "$criterion_home/redis/report.md" >>"$out"
+    echo >>"$out"
+    echo "#### Python across a fleet (\`python/bench/redis.py\`)" >>"$out"
+    echo >>"$out"
+    python/bench/run.sh --redis >>"$out"
+    echo >>"$out"
 fi
 cat "$out"
 echo

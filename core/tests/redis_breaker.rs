@@ -6,12 +6,6 @@
 //! Run: `cargo test -p stockade --features redis --test redis_breaker`.
 
 // The shared harness, as it is: not every helper in it is used here.
-#[allow(
-    unused_imports,
-    unreachable_pub,
-    dead_code,
-    clippy::std_instead_of_core
-)]
 #[path = "common/redis_server.rs"]
 mod redis_server;
 

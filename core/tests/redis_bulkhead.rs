@@ -5,12 +5,6 @@
 //! Run: `cargo test -p stockade --features redis --test redis_bulkhead`.
 
 #[path = "common/redis_server.rs"]
-#[allow(
-    unused_imports,
-    dead_code,
-    unreachable_pub,
-    clippy::std_instead_of_core
-)]
 mod redis_server;
 
 use core::time::Duration;

@@ -6,6 +6,10 @@
 #        python/bench/run.sh --shared [shared.py args]
 #            (one limiter shared by 8 processes against pyrate-limiter's
 #            MultiprocessBucket; e.g. --quick, --processes 4)
+#        python/bench/run.sh --redis [redis.py args]
+#            (the Redis-backed limiter and breaker against limits'
+#            Redis strategies, pyrate-limiter's RedisBucket and pybreaker's
+#            CircuitRedisStorage, on a redis-server the bench starts)
 # The peers go into a virtualenv of their own (target/py-bench-venv-X.Y),
 # never into the test one; stockade is installed with `pip install ./python`
 # (maturin's default: the release profile).
@@ -20,8 +24,12 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/python" -m pip install -q --upgrade pip
 fi
 "$venv/bin/python" -m pip install -q \
-    pybreaker circuitbreaker tenacity pyrate-limiter limits aiobreaker aiolimiter
+    pybreaker circuitbreaker tenacity pyrate-limiter "limits[redis]" aiobreaker aiolimiter redis
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
+if [ "${1:-}" = --redis ]; then
+    shift
+    exec "$venv/bin/python" python/bench/redis.py "$@"
+fi
 if [ "${1:-}" = --shared ]; then
     shift
     exec "$venv/bin/python" python/bench/shared.py "$@"

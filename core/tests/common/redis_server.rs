@@ -6,13 +6,18 @@
 //! (`scripts/test.sh` installs Debian's package when it is missing). A
 //! missing binary fails the test: it never passes by skipping.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+// Each test binary that includes this file uses part of it.
+#![allow(dead_code)]
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A running server.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
 }
@@ -20,7 +25,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits (at most 10 s) until it
     /// answers `PING`.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = free_port();
         let mut server = RedisServer { child: None, port };
         server.spawn();
@@ -72,17 +77,17 @@ impl RedisServer {
     }
 
     /// The server's URL (database 0).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// The port.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `kill -9`: the server dies mid-run, as in a crash.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -90,7 +95,7 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (after [`kill`](Self::kill)).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "restart a killed server only");
         self.spawn();
     }
@@ -98,7 +103,7 @@ impl RedisServer {
     /// Sends one command and returns the first line of the reply (for
     /// simple replies), or the whole reply for bulk and array replies.
     /// Panics on I/O errors.
-    pub fn command(&self, args: &[&str]) -> String {
+    pub(crate) fn command(&self, args: &[&str]) -> String {
         self.try_command(args)
             .unwrap_or_else(|e| panic!("redis command {args:?} failed: {e}"))
     }
@@ -165,7 +170,7 @@ fn free_port() -> u16 {
 /// between the first `{` and the next `}`, if non-empty) or of the whole
 /// key, modulo 16384. Written from the Cluster specification, not taken
 /// from the library under test.
-pub fn cluster_slot(key: &str) -> u16 {
+pub(crate) fn cluster_slot(key: &str) -> u16 {
     let bytes = key.as_bytes();
     let mut hashed = bytes;
     if let Some(open) = bytes.iter().position(|&b| b == b'{') {
