@@ -188,7 +188,9 @@ fn main() {
             ops,
             |_| Arc::clone(&limiter),
             |limiter| {
-                limiter.try_acquire(1).expect("granted: the limit is never reached");
+                limiter
+                    .try_acquire(1)
+                    .expect("granted: the limit is never reached");
             },
         ));
         let exhausted = RateLimiter::redis(
@@ -243,7 +245,12 @@ fn main() {
     let _ = writeln!(
         report,
         "#### Across a fleet: Redis {} on loopback (`benches/benches/redis.rs`)\n",
-        server.command(&["INFO", "server"]).lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim()
+        server
+            .command(&["INFO", "server"])
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("?")
+            .trim()
     );
     let _ = writeln!(
         report,
@@ -275,7 +282,11 @@ fn main() {
     let _ = writeln!(
         report,
         "\n| breaker, closed `execute` | ns/call | ratio |\n| --- | ---: | ---: |\n| local | {:.1} | 1.00× |\n| Redis-backed | {:.1} | {:.2}× (p10 {:.2}, p90 {:.2}) |",
-        breaker.reference_ns, breaker.subject_ns, breaker.ratio, breaker.ratio_p10, breaker.ratio_p90
+        breaker.reference_ns,
+        breaker.subject_ns,
+        breaker.ratio,
+        breaker.ratio_p10,
+        breaker.ratio_p90
     );
     println!("{report}");
     if measuring {
