@@ -280,10 +280,10 @@ fn build(pattern: &str, config: BTreeMap<String, String>) -> Result<Machine, Str
         }
         "bulkhead" => {
             let d = BulkheadConfig::DEFAULT;
+            // The core tier's bulkhead never queues here: max_concurrent only.
             let config = BulkheadConfig {
                 max_concurrent: c.u32("max_concurrent")?.unwrap_or(d.max_concurrent),
-                max_queue: c.u32("max_queue")?.unwrap_or(d.max_queue),
-                queue_timeout: c.ms("queue_timeout_ms")?.unwrap_or(d.queue_timeout),
+                ..d
             };
             c.done()?;
             Machine::Bulkhead(
@@ -441,12 +441,7 @@ fn run(machine: &mut Machine, step: &Step, clock: &ManualClock) -> Result<String
                     Err(_) => "not_held".to_owned(),
                 }
             }
-            "counts" => format!(
-                "in_use={} queued={} available={}",
-                b.in_use(),
-                b.queued(),
-                b.available()
-            ),
+            "counts" => format!("in_use={} available={}", b.in_use(), b.available()),
             op => return Err(format!("unknown bulkhead step '{op}'")),
         },
         Machine::Budget(b) => match step.op.as_str() {

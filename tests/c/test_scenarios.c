@@ -218,8 +218,6 @@ static int build(machine *m, const char *pattern, config_map *c, char *err) {
         stockade_bulkhead_config kc = stockade_bulkhead_config_default();
         m->kind = P_BULKHEAD;
         ok &= cfg_u32(c, "max_concurrent", &kc.max_concurrent);
-        ok &= cfg_u32(c, "max_queue", &kc.max_queue);
-        ok &= cfg_u64(c, "queue_timeout_ms", &kc.queue_timeout_ms);
         s = ok ? stockade_bulkhead_init(bulkhead_mem, sizeof bulkhead_mem, &kc, &e, &m->bulkhead) : 0;
     } else if (strcmp(pattern, "budget") == 0) {
         stockade_retry_budget_config rc = stockade_retry_budget_config_default();
@@ -491,11 +489,10 @@ static int run_step(machine *m, const stockade_clock *clock, uint64_t now_ms, co
                 status_text(out, s);
             }
         } else if (strcmp(op, "counts") == 0) {
-            uint32_t in_use = 0, queued = 0, available = 0;
-            s = stockade_bulkhead_counts(m->bulkhead, &in_use, &queued, &available);
+            uint32_t in_use = 0, available = 0;
+            s = stockade_bulkhead_counts(m->bulkhead, &in_use, NULL, &available);
             if (s == STOCKADE_STATUS_OK) {
-                sprintf(out, "in_use=%" PRIu32 " queued=%" PRIu32 " available=%" PRIu32, in_use, queued,
-                        available);
+                sprintf(out, "in_use=%" PRIu32 " available=%" PRIu32, in_use, available);
             } else {
                 status_text(out, s);
             }
