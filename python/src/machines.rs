@@ -107,7 +107,7 @@ impl Transition {
 
     fn __repr__(&self) -> String {
         format!(
-            "Transition(from_state={:?}, to_state={:?}, generation={})",
+            "Transition(from_state='{}', to_state='{}', generation={})",
             self.inner.from.as_str(),
             self.inner.to.as_str(),
             self.inner.generation
@@ -220,7 +220,7 @@ impl Decision {
                 .retry_after
                 .map_or_else(|| "None".to_owned(), |n| n.to_string());
             Ok(format!(
-                "Decision(admitted=False, reason={:?}, retry_after={retry})",
+                "Decision(admitted=False, reason='{}', retry_after={retry})",
                 self.reason.unwrap_or("")
             ))
         }
