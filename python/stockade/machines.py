@@ -10,14 +10,13 @@ clock or event loop of your own::
 
     from stockade import machines
 
-    breaker = machines.CircuitBreaker(failure_threshold=2, reset_timeout=1.0)
+    breaker = machines.CircuitBreaker(failure_threshold=1, reset_timeout=1.0)
     d = breaker.try_acquire(now=0)
     assert d.admitted
-    breaker.report(d.token, "failure", now=0)
-    ...
-    d = breaker.try_acquire(now=5_000_000)        # 5 ms later
+    breaker.report(d.token, "failure", now=0)      # the Transition closed -> open
+    d = breaker.try_acquire(now=5_000_000)         # 5 ms later
     if not d:
-        print(d.reason, d.retry_after)             # "open", 995000000 (ns)
+        print(d.reason, d.retry_after)             # open 995000000 (ns)
 
 **Units.** Every time passed to or returned by a method -- ``now``,
 ``elapsed``, ``max_wait``, ``retry_after``, a reservation's ``wait`` and

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import datetime
 import pathlib
+import textwrap
 import threading
 
 import pytest
@@ -175,3 +176,35 @@ def test_the_stub_names_what_the_module_has():
             i.target.id for i in node.body if isinstance(i, ast.AnnAssign)
         }
         assert public <= stubbed, f"{name}: {sorted(public - stubbed)} missing from the stub"
+
+
+def _python_blocks(text: str):
+    """The README's fenced python blocks and a docstring's indented
+    literal blocks (after a line ending in '::') that use ``machines``."""
+    blocks, block, fenced = [], None, False
+    for line in text.splitlines():
+        if block is None:
+            if line.strip() == "```python":
+                block, fenced = [], True
+            elif line.rstrip().endswith("::"):
+                block, fenced = [], False
+        elif fenced and line.strip() == "```":
+            blocks.append(block)
+            block = None
+        elif not fenced and line.strip() and not line.startswith(" "):
+            blocks.append(block)
+            block = None
+        else:
+            block.append(line)
+    if block is not None:
+        blocks.append(block)
+    return ["\n".join(b) for b in blocks if any("machines." in line for line in b)]
+
+
+def test_the_readme_and_module_examples_run(capsys):
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+    examples = _python_blocks(readme.read_text()) + _python_blocks(machines.__doc__)
+    assert len(examples) == 2
+    for code in examples:
+        exec(compile(textwrap.dedent(code), "<example>", "exec"), {})
+    assert capsys.readouterr().out == "open 995000000\n"
