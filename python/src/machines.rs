@@ -20,7 +20,7 @@ use core::time::Duration;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyType};
 use stockade::backoff::{Backoff as CoreBackoff, BackoffConfig, BackoffSchedule, Jitter};
 use stockade::breaker::{
     BreakerConfig, BreakerToken as CoreBreakerToken, CircuitBreaker as CoreBreaker,
@@ -388,6 +388,38 @@ impl CircuitBreaker {
                 Err(token_error(py, "already_reported", e.to_string()))
             }
         }
+    }
+
+    /// A snapshot at `now`, as a dict: `state`, `generation`,
+    /// `consecutive_failures`, `probes_in_flight`, `probe_successes`,
+    /// `window_calls` and `window_failures` (`None` without a failure-rate
+    /// rule), and the lifetime totals `failures` (slow calls included),
+    /// `slow_calls`, `rejections`, `transitions`, `state_changes`,
+    /// `stale_verdicts` (each wrapping at 2**32), and `last_transition`
+    /// (ns: when the current generation began). Fields are read one after
+    /// another, not atomically together.
+    fn metrics<'py>(
+        &self,
+        py: Python<'py>,
+        now: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.core.metrics(&at(now)?);
+        let d = PyDict::new(py);
+        d.set_item("state", m.state.as_str())?;
+        d.set_item("generation", m.generation)?;
+        d.set_item("consecutive_failures", m.consecutive_failures)?;
+        d.set_item("probes_in_flight", m.probes_in_flight)?;
+        d.set_item("probe_successes", m.probe_successes)?;
+        d.set_item("window_calls", m.window.map(|w| w.calls))?;
+        d.set_item("window_failures", m.window.map(|w| w.failures))?;
+        d.set_item("failures", m.failures)?;
+        d.set_item("slow_calls", m.slow_calls)?;
+        d.set_item("rejections", m.rejections)?;
+        d.set_item("transitions", m.transitions)?;
+        d.set_item("state_changes", m.state_changes)?;
+        d.set_item("stale_verdicts", m.stale_verdicts)?;
+        d.set_item("last_transition", m.last_transition.as_nanos())?;
+        Ok(d)
     }
 
     /// Opens the circuit at `now` (half-open after `reset_timeout`).

@@ -65,6 +65,18 @@ def test_breaker_token_errors_name_their_reason():
         b.report("not a token", "success", SEC)
 
 
+def test_breaker_metrics_at_a_given_time():
+    b = machines.CircuitBreaker(failure_threshold=1, reset_timeout=1)
+    b.report(b.try_acquire(0).token, "failure", 7 * MS)
+    assert not b.try_acquire(8 * MS)
+    m = b.metrics(9 * MS)
+    assert m["state"] == "open" and m["last_transition"] == 7 * MS
+    assert (m["failures"], m["rejections"], m["transitions"], m["window_calls"]) == (1, 1, 1, None)
+    windowed = machines.CircuitBreaker(failure_rate_threshold=50, failure_rate_window_size=4)
+    windowed.report(windowed.try_acquire(0).token, "success", 0)
+    assert (windowed.metrics(0)["window_calls"], windowed.metrics(0)["window_failures"]) == (1, 0)
+
+
 def test_slow_call_threshold_measures_with_the_times_given():
     b = machines.CircuitBreaker(failure_threshold=1, slow_call_threshold=datetime.timedelta(milliseconds=100))
     token = b.try_acquire(5 * MS).token
