@@ -392,6 +392,28 @@ fn run(machine: &mut Machine, step: &Step, clock: &ManualClock) -> Result<String
             "force_open" => transition(b.force_open(clock)),
             "disable" => transition(b.disable(clock)),
             "state" => b.state().as_str().to_owned(),
+            "metrics" => {
+                let m = b.metrics(clock);
+                let mut text = format!(
+                    "generation={} consecutive_failures={} probes_in_flight={} probe_successes={} \
+                     failures={} slow_calls={} rejections={} transitions={} state_changes={} \
+                     stale_verdicts={}",
+                    m.generation,
+                    m.consecutive_failures,
+                    m.probes_in_flight,
+                    m.probe_successes,
+                    m.failures,
+                    m.slow_calls,
+                    m.rejections,
+                    m.transitions,
+                    m.state_changes,
+                    m.stale_verdicts
+                );
+                if let Some(w) = m.window {
+                    text += &format!(" window_calls={} window_failures={}", w.calls, w.failures);
+                }
+                text
+            }
             op => return Err(format!("unknown breaker step '{op}'")),
         },
         Machine::Limiter(l, tokens) => match step.op.as_str() {

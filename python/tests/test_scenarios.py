@@ -96,6 +96,23 @@ class Replay:
                 return f"transition={t.from_state}>{t.to_state}"
             if op == "state":
                 return m.state
+            if op == "metrics":
+                mt = m.metrics(now)
+                keys = [
+                    "generation",
+                    "consecutive_failures",
+                    "probes_in_flight",
+                    "probe_successes",
+                    "failures",
+                    "slow_calls",
+                    "rejections",
+                    "transitions",
+                    "state_changes",
+                    "stale_verdicts",
+                ]
+                if mt["window_calls"] is not None:
+                    keys += ["window_calls", "window_failures"]
+                return " ".join(f"{k}={mt[k]}" for k in keys)
         elif self.pattern == "limiter":
             if op == "acquire":
                 d = m.try_acquire(now, n)

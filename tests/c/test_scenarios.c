@@ -383,6 +383,25 @@ static int run_step(machine *m, const stockade_clock *clock, uint64_t now_ms, co
             } else {
                 status_text(out, s);
             }
+        } else if (strcmp(op, "metrics") == 0) {
+            stockade_breaker_metrics mt;
+            stockade_status s = stockade_breaker_get_metrics(m->breaker, clock, &mt);
+            if (s != STOCKADE_STATUS_OK) {
+                status_text(out, s);
+            } else {
+                sprintf(out,
+                        "generation=%" PRIu32 " consecutive_failures=%" PRIu32 " probes_in_flight=%" PRIu32
+                        " probe_successes=%" PRIu32 " failures=%" PRIu32 " slow_calls=%" PRIu32
+                        " rejections=%" PRIu32 " transitions=%" PRIu32 " state_changes=%" PRIu32
+                        " stale_verdicts=%" PRIu32,
+                        mt.generation, mt.consecutive_failures, mt.probes_in_flight, mt.probe_successes,
+                        mt.failures, mt.slow_calls, mt.rejections, mt.transitions, mt.state_changes,
+                        mt.stale_verdicts);
+                if (mt.has_window) {
+                    sprintf(out + strlen(out), " window_calls=%" PRIu32 " window_failures=%" PRIu32,
+                            mt.window_calls, mt.window_failures);
+                }
+            }
         } else {
             sprintf(out, "unknown breaker step '%.64s'", op);
             return 0;
