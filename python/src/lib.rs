@@ -17,6 +17,7 @@ mod errors;
 mod events;
 mod guarded;
 mod limiter;
+mod machines;
 mod monitor;
 mod pipeline;
 mod redis;
@@ -59,6 +60,8 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;
     m.add_function(wrap_pyfunction!(registry::adhoc_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;
+    // `stockade.machines`: the core machines with explicit time.
+    machines::register(m)?;
     // Monitor threads stop before the interpreter finalizes.
     let stop_monitors = wrap_pyfunction!(monitor::stop_all, m)?;
     m.py()
