@@ -1,15 +1,18 @@
 -- Stockade's fleet-wide rate limiter: the core's GCRA decision, in one
 -- script call, on integer microseconds (exact in Lua doubles below 2^53).
 --
--- KEYS[1]  the limiter's hash: t = TAT (µs since 1970), and the canonical
---          config p (period ns), n (requests), b (burst, 0 = default),
---          q (max_queue_size), w (queue_timeout ns), m (mode).
+-- KEYS[1]  the limiter's key, a string "<tat><p>,<n>,<b>,<q>,<w>,<m>": the
+--          TAT (µs since 1970, 16 digits, zero-padded: 10^16 µs is the
+--          year 2286) and the canonical config: period ns, requests, burst
+--          (0 = default), max_queue_size, queue_timeout ns, mode. One GET
+--          and one SET ... PX per decision.
 -- ARGV[1]  now in µs, or -1: read Redis TIME
 -- ARGV[2]  op: 1 try_acquire, 2 reserve, 3 cancel
 -- try_acquire / reserve:
 --   ARGV[3] cost = n·T   ARGV[4] limit = B·T   ARGV[5] room = Q·T
 --   ARGV[6] longest wait (µs, rounded down)   ARGV[7] extra permits to
---   lease on a grant   ARGV[8] T   ARGV[9..14] the canonical config
+--   lease on a grant   ARGV[8] T   ARGV[9] the canonical config, as
+--   stored (Lua interns strings: comparing two is O(1))
 -- cancel:
 --   ARGV[3] the TAT the booking wrote   ARGV[4] the TAT it replaced
 --   ARGV[5] its ready time (µs)
@@ -38,38 +41,26 @@ if now < 0 then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local op = tonumber(ARGV[2])
-local f = redis.call('HMGET', key, 't', 'p', 'n', 'b', 'q', 'w', 'm')
-local tat = tonumber(f[1])
+local value = redis.call('GET', key)
+local tat = nil
+-- The stored config, kept on every rewrite.
+local suffix = nil
+if value then
+  tat = tonumber(string.sub(value, 1, 16))
+  suffix = string.sub(value, 17)
+end
 local lead = 0
 if tat ~= nil and tat > now then
   lead = tat - now
 end
 
-local function int(x)
-  return string.format('%.0f', x)
-end
-
--- floor(a / b) exactly for 0 <= a, 0 < b < 2^53 (the division may round).
-local function floor_div(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
-  return q
-end
-
 -- Writes the TAT `now + new_lead`; the key lives until the bucket is full
--- again (an absent key is a full bucket), plus slack.
-local function write(new_lead, fresh)
-  if fresh then
-    redis.call('HSET', key, 't', int(now + new_lead), 'p', ARGV[9], 'n', ARGV[10],
-      'b', ARGV[11], 'q', ARGV[12], 'w', ARGV[13], 'm', ARGV[14])
-  else
-    redis.call('HSET', key, 't', int(now + new_lead))
-  end
-  redis.call('PEXPIRE', key, floor_div(new_lead, 1000) + 2)
+-- again (an absent key is a full bucket), plus 1 to 2 ms. (`x / 1000` is
+-- exact enough for `floor`: a quotient of integers below 2^53 by 1000 is
+-- never rounded up to the next integer.)
+local function write(new_lead)
+  redis.call('SET', key, string.format('%016.0f', now + new_lead) .. suffix,
+    'PX', math.floor(new_lead / 1000) + 2)
 end
 
 if op == 3 then
@@ -83,8 +74,7 @@ if op == 3 then
     return {6, now, lead}
   end
   if prev > now then
-    redis.call('HSET', key, 't', int(prev))
-    redis.call('PEXPIRE', key, floor_div(prev - now, 1000) + 2)
+    write(prev - now)
     return {5, now, prev - now}
   end
   -- The bucket is full again: an absent key.
@@ -92,17 +82,14 @@ if op == 3 then
   return {5, now, 0}
 end
 
-local fresh = tat == nil
-if not fresh then
-  for i = 2, 7 do
-    if f[i] ~= ARGV[i + 7] then
-      local stored = {9}
-      for j = 2, 7 do
-        stored[j] = f[j] or ''
-      end
-      return stored
-    end
+if suffix == nil then
+  suffix = ARGV[9]
+elseif suffix ~= ARGV[9] then
+  local stored = {9}
+  for field in string.gmatch(suffix, '[^,]+') do
+    stored[#stored + 1] = field
   end
+  return stored
 end
 
 local cost = tonumber(ARGV[3])
@@ -117,13 +104,21 @@ local over = next_lead - limit
 if over <= 0 then
   local leased = 0
   if extra > 0 then
-    leased = floor_div(limit - next_lead, interval)
+    -- floor((limit - next_lead) / interval), exactly (the division may
+    -- round up to the next integer).
+    local room_left = limit - next_lead
+    leased = math.floor(room_left / interval)
+    if leased * interval > room_left then
+      leased = leased - 1
+    elseif (leased + 1) * interval <= room_left then
+      leased = leased + 1
+    end
     if leased > extra then
       leased = extra
     end
     next_lead = next_lead + leased * interval
   end
-  write(next_lead, fresh)
+  write(next_lead)
   return {0, now, next_lead, leased}
 end
 if op == 1 then
@@ -135,5 +130,5 @@ end
 if over > max_wait then
   return {3, now, lead, over}
 end
-write(next_lead, fresh)
+write(next_lead)
 return {4, now, next_lead, over, now + next_lead, tat}

@@ -180,6 +180,41 @@ struct Params {
     queue_timeout: Duration,
     /// The canonical config, as stored.
     canonical: [i64; 6],
+    /// `canonical` as the script stores and compares it: the fields in
+    /// decimal, comma-separated (one argument; equal strings compare in
+    /// O(1) in Lua, where strings are interned).
+    stored: ConfigText,
+}
+
+/// The canonical config's text, inline so that [`Params`] stays `Copy`
+/// (six decimal numbers and five commas: at most 74 bytes).
+#[derive(Clone, Copy)]
+struct ConfigText {
+    bytes: [u8; 80],
+    len: u8,
+}
+
+impl ConfigText {
+    fn of(canonical: &[i64; 6]) -> ConfigText {
+        let text = canonical.map(|v| format!("{v}")).join(",");
+        let mut bytes = [0u8; 80];
+        let len = text.len().min(bytes.len());
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        ConfigText {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for ConfigText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Params {
@@ -210,6 +245,14 @@ impl Params {
             .into());
         }
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let canonical = [
+            nanos(config.period),
+            i64::from(config.requests_per_period),
+            i64::from(config.burst.unwrap_or(0)),
+            i64::from(config.max_queue_size),
+            nanos(config.queue_timeout),
+            config.mode as i64,
+        ];
         Ok(Params {
             config,
             interval_us,
@@ -217,14 +260,8 @@ impl Params {
             limit_us,
             room_us,
             queue_timeout,
-            canonical: [
-                nanos(config.period),
-                i64::from(config.requests_per_period),
-                i64::from(config.burst.unwrap_or(0)),
-                i64::from(config.max_queue_size),
-                nanos(config.queue_timeout),
-                config.mode as i64,
-            ],
+            canonical,
+            stored: ConfigText::of(&canonical),
         })
     }
 }
@@ -622,10 +659,10 @@ impl RedisRateLimiter {
     }
 
     /// Runs the script; reports availability changes.
-    fn call(&self, args: &[i64]) -> Result<Reply, Failure> {
+    fn call(&self, args: &[i64], config: Option<&str>) -> Result<Reply, Failure> {
         let result = self
             .store
-            .eval::<Vec<redis::Value>>(&SCRIPT, &[self.key.as_str()], args)
+            .eval_with_text::<Vec<redis::Value>>(&SCRIPT, &[self.key.as_str()], args, config)
             .and_then(|values| {
                 Reply::parse(&values).ok_or(Failure {
                     cause: StoreFailure::Protocol,
@@ -651,9 +688,8 @@ impl RedisRateLimiter {
         n: u32,
         max_wait_us: u64,
         extra: u32,
-    ) -> [i64; 14] {
+    ) -> [i64; 8] {
         let cost = u64::from(n) * p.interval_us;
-        let c = p.canonical;
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         [
             now,
@@ -664,12 +700,6 @@ impl RedisRateLimiter {
             as_i64(max_wait_us),
             i64::from(extra),
             as_i64(p.interval_us),
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            c[5],
         ]
     }
 
@@ -810,7 +840,7 @@ impl RedisRateLimiter {
             let sent = self.clock.now();
             let extra = self.extra_wanted(n, at);
             let args = Self::decision_args(&p, self.now_argument(at), OP_ACQUIRE, n, 0, extra);
-            match self.call(&args) {
+            match self.call(&args, Some(p.stored.as_str())) {
                 Ok(reply) => {
                     self.learn(sent, &reply);
                     match reply {
@@ -903,7 +933,7 @@ impl RedisRateLimiter {
             let extra = self.extra_wanted(n, at);
             let args =
                 Self::decision_args(&p, self.now_argument(at), OP_RESERVE, n, longest_us, extra);
-            match self.call(&args) {
+            match self.call(&args, Some(p.stored.as_str())) {
                 Ok(reply) => {
                     self.learn(sent, &reply);
                     match reply {
@@ -1009,14 +1039,15 @@ impl RedisRateLimiter {
                 ready_us,
             } => {
                 let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                let mut args = [0i64; 14];
-                args[0] = self.now_argument(at);
-                args[1] = OP_CANCEL;
-                args[2] = as_i64(tat);
-                args[3] = as_i64(prev);
-                args[4] = as_i64(ready_us);
+                let args = [
+                    self.now_argument(at),
+                    OP_CANCEL,
+                    as_i64(tat),
+                    as_i64(prev),
+                    as_i64(ready_us),
+                ];
                 let sent = self.clock.now();
-                match self.call(&args) {
+                match self.call(&args, None) {
                     Ok(Reply::Cancelled { lead, .. }) => {
                         // The TAT moved back: what we knew is too high.
                         let known = sent

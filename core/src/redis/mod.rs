@@ -69,8 +69,9 @@
 //!
 //! [`RedisRateLimiter`] (and [`blocking::RateLimiter::redis`](crate::blocking::RateLimiter::redis)
 //! on top of it) keeps the core limiter's whole state, the theoretical
-//! arrival time (TAT), in **one hash** `<prefix>:v1:{limiter:<name>}`,
-//! beside the canonical config, and takes every decision that needs it in
+//! arrival time (TAT), in **one string key** `<prefix>:v1:{limiter:<name>}`
+//! (the TAT as 16 digits, then the canonical config: one `GET` and one
+//! `SET ... PX` per decision), and takes every decision that needs it in
 //! **one script call** (`EVALSHA`): `try_acquire(n)`, `reserve(n,
 //! max_wait)` and `cancel` are the core's
 //! [`try_acquire_n`](crate::limiter::RateLimiter::try_acquire_n),

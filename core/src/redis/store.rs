@@ -231,6 +231,19 @@ impl Store {
         keys: &[&str],
         args: &[i64],
     ) -> Result<T, Failure> {
+        self.eval_with_text(script, keys, args, None)
+    }
+
+    /// [`eval`](Self::eval) with one more argument, a string, after the
+    /// numbers (a script's canonical config: one argument instead of one
+    /// per field, since Redis makes a Lua string of every argument).
+    pub(crate) fn eval_with_text<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[i64],
+        text: Option<&str>,
+    ) -> Result<T, Failure> {
         self.run(|connection| {
             let mut invocation = script.prepare_invoke();
             for key in keys {
@@ -238,6 +251,9 @@ impl Store {
             }
             for arg in args {
                 invocation.arg(*arg);
+            }
+            if let Some(text) = text {
+                invocation.arg(text);
             }
             invocation.invoke(connection)
         })
