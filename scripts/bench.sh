@@ -94,7 +94,7 @@ if want redis; then
     [ "$part" = redis ] && cargo bench -p stockade-bench --bench redis
     cat "$criterion_home/redis/report.md" >>"$out"
     echo >>"$out"
-    echo "#### Python across a fleet (\`python/bench/redis.py\`)" >>"$out"
+    echo "#### Python across a fleet (\`python/bench/fleet.py\`)" >>"$out"
     echo >>"$out"
     python/bench/run.sh --redis >>"$out"
     echo >>"$out"

@@ -6,7 +6,7 @@
 #        python/bench/run.sh --shared [shared.py args]
 #            (one limiter shared by 8 processes against pyrate-limiter's
 #            MultiprocessBucket; e.g. --quick, --processes 4)
-#        python/bench/run.sh --redis [redis.py args]
+#        python/bench/run.sh --redis [fleet.py args]
 #            (the Redis-backed limiter and breaker against limits'
 #            Redis strategies, pyrate-limiter's RedisBucket and pybreaker's
 #            CircuitRedisStorage, on a redis-server the bench starts)
@@ -28,7 +28,7 @@ fi
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 if [ "${1:-}" = --redis ]; then
     shift
-    exec "$venv/bin/python" python/bench/redis.py "$@"
+    exec "$venv/bin/python" python/bench/fleet.py "$@"
 fi
 if [ "${1:-}" = --shared ]; then
     shift

@@ -2,6 +2,7 @@
 libraries people would otherwise pick, on one redis-server, in one run. Not a
 test: prints Markdown tables.
 
+(Named ``fleet.py``: a ``redis.py`` here would shadow the ``redis`` package.)
 Run with ``python/bench/run.sh --redis`` (which installs the peers into the
 bench virtualenv). The bench starts its own ``redis-server`` (or
 ``$STOCKADE_REDIS_SERVER``) on a free loopback port, without persistence.
