@@ -23,7 +23,7 @@ minute, never reached; a refused call fails the run):
 Breaker, a closed call of a function that returns at once:
 
 - ``stockade local`` / ``stockade redis``: ``CircuitBreaker(name)`` and
-  ``CircuitBreaker(name, redis=url)``, ``call(f)`` (the Redis-backed one
+  ``CircuitBreaker(name, redis=url)``, ``execute(f)`` (the Redis-backed one
   makes no round trip while closed);
 - ``pybreaker CircuitRedisStorage``: ``pybreaker.CircuitBreaker(
   state_storage=CircuitRedisStorage(STATE_CLOSED, redis.Redis(...)))``,
@@ -137,8 +137,8 @@ def breakers(url: str, port: int) -> Dict[str, Callable[[], object]]:
         return 1
 
     return {
-        "stockade local": lambda: local.call(work),
-        "stockade redis": lambda: fleet.call(work),
+        "stockade local": lambda: local.execute(work),
+        "stockade redis": lambda: fleet.execute(work),
         "pybreaker CircuitRedisStorage": lambda: theirs.call(work),
     }
 
