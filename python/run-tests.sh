@@ -18,9 +18,10 @@ if [ ! -x "$venv/bin/python" ]; then
     "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-# pytest, and gunicorn for the prefork-server test (test_gunicorn.py): a
-# no-op when they are already there.
-"$venv/bin/python" -m pip install -q "pytest>=7" "gunicorn>=21"
+# pytest, gunicorn for the prefork-server test (test_gunicorn.py) and
+# Hypothesis for the argument fuzzing (test_fuzz_arguments.py): a no-op
+# when they are already there.
+"$venv/bin/python" -m pip install -q "pytest>=7" "gunicorn>=21" "hypothesis>=6"
 # The PEP 517 build, as `pip install ./python` does it (maturin in an
 # isolated build environment), with the Cargo profile chosen here.
 MATURIN_PEP517_ARGS="--profile ${STOCKADE_PY_PROFILE:-dev}" \

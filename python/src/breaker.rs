@@ -553,7 +553,11 @@ fn exception_classes(
     let items: Vec<Bound<'_, PyAny>> = if given.is_instance_of::<PyType>() {
         vec![given.clone()]
     } else {
-        given.try_iter()?.collect::<PyResult<_>>()?
+        crate::convert::items(
+            given,
+            "exclude",
+            "an exception class or an iterable of them",
+        )?
     };
     let base = py.get_type::<pyo3::exceptions::PyBaseException>();
     for item in &items {

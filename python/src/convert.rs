@@ -191,5 +191,42 @@ pub(crate) fn factor(value: &Bound<'_, PyAny>, option: &str) -> PyResult<f64> {
             value.get_type().name()?
         )));
     }
-    value.extract()
+    match value.extract::<f64>() {
+        Ok(f) => Ok(f),
+        // An int beyond a float's range.
+        Err(_) => Err(option_error(
+            value.py(),
+            option,
+            format!("invalid {option} = {}: too large", shown(value)),
+        )),
+    }
+}
+
+/// The items of an iterable option, or a `TypeError` naming it.
+pub(crate) fn items<'py>(
+    value: &Bound<'py, PyAny>,
+    option: &str,
+    expected: &str,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    match value.try_iter() {
+        Ok(iter) => iter.collect(),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{option} must be {expected}, not {}",
+            value.get_type().name()?
+        ))),
+    }
+}
+
+/// A `str` option, or a `TypeError` naming it.
+pub(crate) fn text<'a, 'py>(value: &'a Bound<'py, PyAny>, option: &str) -> PyResult<&'a str>
+where
+    'py: 'a,
+{
+    match value.cast::<pyo3::types::PyString>() {
+        Ok(s) => s.to_str(),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{option} must be a str, not {}",
+            value.get_type().name()?
+        ))),
+    }
 }

@@ -389,7 +389,7 @@ impl RateLimiter {
     #[new]
     #[pyo3(signature = (
         name, *, requests_per_period = None, period = None, max_queue_size = None,
-        queue_timeout = None, burst = None, mode = "bursty", shared = None, redis = None,
+        queue_timeout = None, burst = None, mode = None, shared = None, redis = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -400,7 +400,7 @@ impl RateLimiter {
         max_queue_size: Option<&Bound<'_, PyAny>>,
         queue_timeout: Option<&Bound<'_, PyAny>>,
         burst: Option<&Bound<'_, PyAny>>,
-        mode: &str,
+        mode: Option<&Bound<'_, PyAny>>,
         shared: Option<&Bound<'_, PyAny>>,
         redis: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<RateLimiter>> {
@@ -420,7 +420,9 @@ impl RateLimiter {
         if let Some(v) = burst.filter(|v| !v.is_none()) {
             c.burst = Some(count_u32(v, "burst")?);
         }
-        c.mode = mode_from_str(py, mode)?;
+        if let Some(v) = mode.filter(|v| !v.is_none()) {
+            c.mode = mode_from_str(py, crate::convert::text(v, "mode")?)?;
+        }
         let redis = crate::redis::options(py, redis, shared)?;
         let shared = crate::shared::options(shared)?;
         let (core, c) = Held::<Core>::open(py, &name, c, shared)?;

@@ -73,7 +73,11 @@ impl Matchers {
             // A lone string is one matcher, not its characters.
             vec![items.clone()]
         } else {
-            items.try_iter()?.collect::<PyResult<_>>()?
+            crate::convert::items(
+                items,
+                "retryable_errors",
+                "a str, re.Pattern or exception class, or an iterable of them",
+            )?
         };
         let pattern_type = RE_PATTERN.import(py, "re", "Pattern")?;
         let base_exception = py.get_type::<pyo3::exceptions::PyBaseException>();
@@ -454,7 +458,7 @@ impl Retry {
     #[new]
     #[pyo3(signature = (
         name, *, max_attempts = None, initial_delay = None, max_delay = None,
-        backoff_factor = None, retryable_errors = None, jitter = "none",
+        backoff_factor = None, retryable_errors = None, jitter = None,
         max_elapsed = None, seed = None,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -466,7 +470,7 @@ impl Retry {
         max_delay: Option<&Bound<'_, PyAny>>,
         backoff_factor: Option<&Bound<'_, PyAny>>,
         retryable_errors: Option<&Bound<'_, PyAny>>,
-        jitter: &str,
+        jitter: Option<&Bound<'_, PyAny>>,
         max_elapsed: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg_seed)] seed: Option<u64>,
     ) -> PyResult<Py<Retry>> {
@@ -484,7 +488,9 @@ impl Retry {
             config.backoff_factor = factor(v, "backoff_factor")?;
         }
         config.max_elapsed = opt_duration(max_elapsed, "max_elapsed")?;
-        config.jitter = jitter_from_str(py, jitter)?;
+        if let Some(v) = jitter.filter(|v| !v.is_none()) {
+            config.jitter = jitter_from_str(py, crate::convert::text(v, "jitter")?)?;
+        }
         let backoff = Backoff::new(config).map_err(|e| config_error(py, e))?;
         let empty = PyTuple::empty(py);
         let (matchers, given) = Matchers::new(retryable_errors.unwrap_or(&empty))?;
