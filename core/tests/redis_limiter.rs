@@ -316,7 +316,8 @@ fn keys_expire_when_idle_and_share_one_slot() {
         engine.try_acquire(1).unwrap();
     }
     let pttl: i64 = server.command(&["PTTL", &key]).parse().unwrap();
-    assert!(pttl > 0 && pttl <= 202, "PTTL {pttl}");
+    // The bucket is full again within 200 ms; the key lives 1 s more.
+    assert!(pttl > 1000 && pttl <= 1200, "PTTL {pttl}");
     let start = Instant::now();
     while server.command(&["EXISTS", &key]) == "1" {
         assert!(
@@ -325,8 +326,8 @@ fn keys_expire_when_idle_and_share_one_slot() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Gone once the bucket is full: a full burst is granted again.
-    assert!(start.elapsed() >= Duration::from_millis(100));
+    // Gone a second after the bucket is full: a full burst is granted again.
+    assert!(start.elapsed() >= Duration::from_millis(900));
     for _ in 0..10 {
         assert_eq!(engine.try_acquire(1).unwrap().via, Via::Redis);
     }

@@ -55,12 +55,15 @@ if tat ~= nil and tat > now then
 end
 
 -- Writes the TAT `now + new_lead`; the key lives until the bucket is full
--- again (an absent key is a full bucket), plus 1 to 2 ms. (`x / 1000` is
--- exact enough for `floor`: a quotient of integers below 2^53 by 1000 is
--- never rounded up to the next integer.)
+-- again (an absent key is a full bucket) plus one second, by Redis's own
+-- clock: a key present with its TAT in the past is a full bucket too, and
+-- the second keeps the state when `now` comes from hosts' clocks a little
+-- behind Redis's (TimeSource::Client). (`x / 1000` is exact enough for
+-- `floor`: a quotient of integers below 2^53 by 1000 is never rounded up
+-- to the next integer.)
 local function write(new_lead)
   redis.call('SET', key, string.format('%016.0f', now + new_lead) .. suffix,
-    'PX', math.floor(new_lead / 1000) + 2)
+    'PX', math.floor(new_lead / 1000) + 1000)
 end
 
 if op == 3 then

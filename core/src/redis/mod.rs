@@ -109,8 +109,10 @@
 //! server's rate. A cancel succeeds only before the slot is ready and
 //! while nobody (on any host) booked after it, as in the core.
 //!
-//! The key expires (`PEXPIRE`) when the bucket is full again, plus at most
-//! 2 ms, so an absent key is a full bucket, as it is for the core; a
+//! The key expires one second after the bucket is full again (by Redis's
+//! clock; the second keeps the state for hosts whose clocks run a little
+//! behind Redis's with [`TimeSource::Client`]), so an absent key is a full
+//! bucket, as it is for the core; a
 //! refusal writes nothing. Each call also compares the stored config
 //! (period, requests per period, burst, queue size, queue timeout, mode):
 //! another one is [`RedisError::ConfigMismatch`] naming both, or, with
