@@ -880,11 +880,16 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     ///
     /// A refusal is counted in [`metrics`](Self::metrics) and emits
     /// `Rejected`; an admission that moves the breaker (open to
-    /// half-open) emits its `StateChanged` before this returns. On a
-    /// closed breaker the admission makes no round trip, also for a
-    /// Redis-backed one; there a half-open probe's admission and a
-    /// failure's report are each one round trip (bounded by the options'
-    /// `command_timeout`).
+    /// half-open) emits its `StateChanged` before this returns. For a
+    /// Redis-backed breaker, admitting a call of a closed breaker and
+    /// reporting a success make no round trip (once this process has heard
+    /// from Redis: its first call, and a forked child's, asks); admitting
+    /// a probe, and reporting a failure or any probe's verdict (also by
+    /// dropping the guard), are one round trip each (bounded by the
+    /// options' `command_timeout`). See
+    /// [`try_acquire_without_round_trip`](Self::try_acquire_without_round_trip)
+    /// and [`BreakerGuard::report_without_round_trip`] for a thread that
+    /// must not block.
     ///
     /// # Errors
     ///
@@ -927,7 +932,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// whose wait is over: a probe request). `None` takes nothing and is
     /// not a refusal: call `try_acquire` where a round trip may block.
     /// For a thread that must not block (an event loop's); a closed
-    /// breaker always decides here.
+    /// breaker decides here once this process has heard from Redis.
     ///
     /// # Errors
     ///
@@ -1534,7 +1539,9 @@ enum Held {
 /// [`report`](Self::report) (each consumes it). Dropping it without one
 /// is [`ignore`](Self::ignore), as for the core's
 /// [`BreakerPermit`](crate::breaker::BreakerPermit): nothing changes in
-/// the breaker's state and a half-open probe slot is freed.
+/// the breaker's state and a half-open probe slot is freed (for a
+/// Redis-backed breaker's probe, with a round trip that frees its lease:
+/// see [`report_without_round_trip`](Self::report_without_round_trip)).
 /// [`into_token`](Self::into_token) turns it into plain data for bindings
 /// that cannot hold a borrow; [`from_token`](Self::from_token) re-attaches
 /// it.
