@@ -975,50 +975,42 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let inner = &*self.inner;
         #[cfg(feature = "redis")]
         if let Some(fleet) = &inner.fleet {
-            // Asking is allowed: always `Some`.
-            return match inner.admit_fleet(fleet, true) {
-                Some(admitted) => admitted.map(|held| BreakerGuard { inner, held }),
-                None => Err(Error::Redis(fleet.engine.unavailable_error())),
-            };
+            return inner
+                .admit_fleet_asking(fleet)
+                .map(|held| BreakerGuard { inner, held });
         }
-        let permit = match inner.core.try_acquire(&**inner.shell.timer()) {
-            Ok(permit) => permit,
-            Err(rejected) => return Err(inner.refused(rejected)),
-        };
-        if let Some(transition) = permit.transition() {
-            inner.transitioned(transition);
-        }
-        Ok(BreakerGuard {
+        inner.admit_local().map(|token| BreakerGuard {
             inner,
-            held: Held::Local(permit.into_token()),
+            held: Held::Local(token),
         })
     }
 
     /// Admits the call, runs it, reports its classified outcome. `Err` only
     /// for a refusal.
+    ///
+    /// [`admit`](Self::admit) and the guard's verdict, with the guard
+    /// taken apart: the same functions decide and count, but a local
+    /// breaker's call keeps only its token across the closure (a whole
+    /// guard, with room for a Redis-backed call's state, is copied around
+    /// the call on the closed path).
     #[inline]
     fn guarded<X, E>(
         &self,
         f: impl FnOnce() -> X,
         classify: impl FnOnce(&X) -> Outcome,
     ) -> Result<X, Error<E>> {
-        let guard = self.admit()?;
-        // The verdict is given below, also on a panic (a failure).
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            let result = f();
-            let outcome = classify(&result);
-            (result, outcome)
-        }));
-        match run {
-            Ok((result, outcome)) => {
-                guard.report(outcome);
-                Ok(result)
-            }
-            Err(panic) => {
-                guard.failure();
-                resume_unwind(panic)
-            }
+        let inner = &*self.inner;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &inner.fleet {
+            let held = inner.admit_fleet_asking(fleet)?;
+            return Ok(run_then(f, classify, move |outcome| {
+                inner.finish_held(held, outcome, true);
+            }));
         }
+        let token = inner.admit_local()?;
+        Ok(run_then(f, classify, move |outcome| {
+            inner.finish(token, outcome)
+        }))
     }
 
     /// Runs a manual operation unless disposed, then reports the change.
@@ -1077,6 +1069,31 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     }
 }
 
+/// Runs `f`, classifies its result and hands the outcome to `verdict`
+/// (also on a panic: a failure, before the panic continues).
+#[inline(always)]
+fn run_then<X>(
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        let result = f();
+        let outcome = classify(&result);
+        (result, outcome)
+    }));
+    match run {
+        Ok((result, outcome)) => {
+            verdict(outcome);
+            result
+        }
+        Err(panic) => {
+            verdict(Outcome::Failure);
+            resume_unwind(panic)
+        }
+    }
+}
+
 /// The monitor thread: emits `Monitor` every `interval` until stopped.
 fn monitor_loop<T: Timer>(
     weak: &Weak<Inner<T>>,
@@ -1111,6 +1128,28 @@ impl<T: Timer> Inner<T> {
     #[inline]
     fn is_disposed(&self) -> bool {
         self.shell.is_disposed()
+    }
+
+    /// A local (or host-shared) breaker's admission: its token (the
+    /// transition it performed announced), or the refusal.
+    #[inline]
+    fn admit_local<E>(&self) -> Result<BreakerToken, Error<E>> {
+        let permit = match self.core.try_acquire(&**self.shell.timer()) {
+            Ok(permit) => permit,
+            Err(rejected) => return Err(self.refused(rejected)),
+        };
+        if let Some(transition) = permit.transition() {
+            self.transitioned(transition);
+        }
+        Ok(permit.into_token())
+    }
+    /// [`admit_fleet`](Self::admit_fleet), asking Redis when needed.
+    #[cfg(feature = "redis")]
+    #[inline]
+    fn admit_fleet_asking<E>(&self, fleet: &Fleet) -> Result<Held, Error<E>> {
+        // Asking is allowed: always `Some`.
+        self.admit_fleet(fleet, true)
+            .unwrap_or_else(|| Err(Error::Redis(fleet.engine.unavailable_error())))
     }
 
     /// A guard's verdict; without `ask`, `false` instead of a round trip
