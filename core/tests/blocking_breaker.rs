@@ -954,3 +954,203 @@ fn refusals_read_well() {
     is_error(&forced.map_inner(std::io::Error::other));
     is_error(&stockade::breaker::TokenError::Stale);
 }
+
+// --- The permit API: try_acquire and its guard --------------------------
+
+#[test]
+fn a_guards_verdicts_count_as_executes_do() {
+    let (b, _clock) = breaker("t-guard-verdicts", config());
+    let events = collect(&b);
+    b.try_acquire().unwrap().success();
+    b.try_acquire().unwrap().failure();
+    b.try_acquire().unwrap().report(Outcome::Failure);
+    // Neither a dropped guard nor an ignored one resets the consecutive
+    // failures (a success would) or adds one.
+    drop(b.try_acquire().unwrap());
+    b.try_acquire().unwrap().ignore();
+    b.try_acquire().unwrap().report(Outcome::Ignored);
+    // A local breaker never needs a round trip.
+    let decided = b.try_acquire_without_round_trip().expect("local: decided");
+    assert!(
+        decided
+            .unwrap()
+            .report_without_round_trip(Outcome::Ignored)
+            .is_ok()
+    );
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!(b.breaker_metrics().consecutive_failures, 2);
+    b.try_acquire().unwrap().failure(); // the third in a row opens it
+    assert_eq!(b.state(), BreakerState::Open);
+    let refused = b.try_acquire().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::BreakerOpen {
+                state: BreakerState::Open,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let m = b.metrics();
+    // Ignored calls count in `calls` only.
+    assert_eq!(
+        (m.calls, m.successes, m.failures, m.rejections),
+        (9, 1, 3, 1)
+    );
+    assert_eq!(
+        changes(&events),
+        [(BreakerState::Closed, BreakerState::Open)]
+    );
+    let rejected = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Rejected { .. }))
+        .count();
+    assert_eq!(rejected, 1);
+}
+
+#[test]
+fn a_guard_and_execute_give_the_same_decisions_metrics_and_events() {
+    // One script of calls, run once through `execute` and once through
+    // guards: the same states, metrics and events at every step.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Call(Outcome),
+        Advance(Duration),
+    }
+    use Step::{Advance, Call};
+    let script = [
+        Call(Outcome::Success),
+        Call(Outcome::Failure),
+        Call(Outcome::Ignored),
+        Call(Outcome::Failure),
+        Call(Outcome::Failure),
+        Call(Outcome::Success), // refused: open
+        Advance(late(Duration::from_secs(30))),
+        Call(Outcome::Failure), // a failed probe re-opens
+        Call(Outcome::Success), // refused
+        Advance(late(Duration::from_secs(30))),
+        Call(Outcome::Ignored), // a probe that says nothing
+        Call(Outcome::Success), // the next probe succeeds
+        Advance(late(Duration::from_secs(5))),
+        Call(Outcome::Success), // the round is over: closed
+        Call(Outcome::Success),
+    ];
+    let cfg = config().with_slow_call_threshold(Duration::from_secs(10));
+    let (by_execute, clock_e) = breaker("t-guard-same-e", cfg);
+    let (by_guard, clock_g) = breaker("t-guard-same-g", cfg);
+    let (events_e, events_g) = (collect(&by_execute), collect(&by_guard));
+    for (i, step) in script.iter().enumerate() {
+        let (admitted_e, admitted_g) = match *step {
+            Advance(d) => {
+                clock_e.advance(d);
+                clock_g.advance(d);
+                continue;
+            }
+            Call(outcome) => (
+                by_execute
+                    .execute_classified(|_: &Result<(), &str>| outcome, || Ok(()))
+                    .map_err(|e| e.to_string()),
+                by_guard
+                    .try_acquire()
+                    .map(|guard| guard.report(outcome))
+                    .map_err(|e| e.to_string()),
+            ),
+        };
+        assert_eq!(admitted_e, admitted_g, "step {i}");
+        assert_eq!(by_execute.state(), by_guard.state(), "step {i}");
+        assert_eq!(
+            (by_execute.metrics(), by_execute.breaker_metrics()),
+            (by_guard.metrics(), by_guard.breaker_metrics()),
+            "step {i}"
+        );
+    }
+    assert_eq!(by_guard.state(), BreakerState::Closed);
+    let kinds = |events: &Mutex<Vec<Event>>| -> Vec<String> {
+        let events = events.lock().unwrap();
+        events.iter().map(|e| format!("{:?}", e.kind)).collect()
+    };
+    assert_eq!(kinds(&events_e), kinds(&events_g));
+    assert_eq!(
+        changes(&events_g),
+        [
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::Open, BreakerState::HalfOpen),
+            (BreakerState::HalfOpen, BreakerState::Open),
+            (BreakerState::Open, BreakerState::HalfOpen),
+            (BreakerState::HalfOpen, BreakerState::Closed),
+        ]
+    );
+}
+
+#[test]
+fn a_half_open_guard_holds_its_probe_slot_until_its_verdict_or_drop() {
+    let (b, clock) = breaker(
+        "t-guard-probe",
+        config().with_half_open_successes_to_close(1),
+    );
+    let events = collect(&b);
+    b.trip().unwrap();
+    clock.advance(late(Duration::from_secs(30)));
+    let probe = b.try_acquire().unwrap();
+    // The admission's transition is announced before its verdict.
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    assert_eq!(
+        changes(&events).last(),
+        Some(&(BreakerState::Open, BreakerState::HalfOpen))
+    );
+    assert!(matches!(
+        b.try_acquire(),
+        Err(Error::BreakerOpen {
+            state: BreakerState::HalfOpen,
+            ..
+        })
+    ));
+    drop(probe); // no verdict: the slot is freed, nothing changes
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    assert_eq!(b.breaker_metrics().probes_in_flight, 0);
+    // Through a token and back: the verdict still counts.
+    let token = b.try_acquire().unwrap().into_token();
+    assert_eq!(b.breaker_metrics().probes_in_flight, 1);
+    CircuitBreaker::try_acquire(&b).unwrap_err();
+    stockade::blocking::BreakerGuard::from_token(&b, token).success();
+    assert_eq!(b.state(), BreakerState::Closed);
+    let m = b.metrics();
+    assert_eq!((m.successes, m.rejections), (1, 2));
+}
+
+#[test]
+fn a_guard_measures_slow_calls_from_its_admission() {
+    let (b, clock) = breaker(
+        "t-guard-slow",
+        config()
+            .with_failure_threshold(1)
+            .with_slow_call_threshold(SEC),
+    );
+    let quick = b.try_acquire().unwrap();
+    clock.advance(SEC); // at the threshold: not slow
+    quick.success();
+    assert_eq!(b.state(), BreakerState::Closed);
+    let slow = b.try_acquire().unwrap();
+    clock.advance(2 * SEC);
+    slow.success();
+    assert_eq!(b.state(), BreakerState::Open);
+    let m = b.metrics();
+    assert_eq!((m.successes, m.failures), (1, 1));
+    assert_eq!(b.breaker_metrics().slow_calls, 1);
+}
+
+#[test]
+fn a_guard_of_a_disposed_breaker_is_refused_and_a_held_one_changes_nothing() {
+    let (b, _clock) = breaker("t-guard-dispose", config().with_failure_threshold(1));
+    let held = b.try_acquire().unwrap();
+    b.dispose();
+    held.failure(); // counted as given, stale for the machine
+    assert_eq!(b.state(), BreakerState::ForcedOpen);
+    assert!(matches!(b.try_acquire(), Err(Error::Disposed)));
+    let m = b.metrics();
+    assert_eq!((m.failures, m.rejections), (1, 0));
+    assert_eq!(b.breaker_metrics().stale_verdicts, 1);
+}

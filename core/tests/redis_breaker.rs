@@ -1100,3 +1100,112 @@ fn the_client_clock_option_decides_on_the_hosts_wall_clock() {
         "{before} <= {since} <= {after}"
     );
 }
+
+#[test]
+fn the_permit_api_gives_the_fleet_the_same_decisions_as_execute() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let config = BreakerConfig::DEFAULT
+        .with_failure_threshold(3)
+        .with_reset_timeout(Duration::from_millis(200))
+        .with_half_open_timeout(Duration::from_secs(20))
+        .with_half_open_successes_to_close(1);
+    let b = CircuitBreaker::redis("permit", config, &options(&url)).unwrap();
+    let key = b.redis_breaker().unwrap().key().to_owned();
+    assert!(b.execute(|| Ok::<_, ()>(())).is_ok()); // contacts Redis
+    let before = script_calls(&server);
+    let start = Instant::now();
+    // Closed: admissions, successes and calls without a verdict make no
+    // round trip, and count nothing fleet-wide.
+    for _ in 0..100 {
+        b.try_acquire().unwrap().success();
+        drop(b.try_acquire().unwrap());
+        let decided = b
+            .try_acquire_without_round_trip()
+            .expect("closed: decided here");
+        assert!(
+            decided
+                .unwrap()
+                .report_without_round_trip(Outcome::Ignored)
+                .is_ok()
+        );
+    }
+    // Only the background sync may have run meanwhile (one per
+    // sync_interval, and one in flight).
+    let syncs = start.elapsed().as_millis() as u64 / SYNC.as_millis() as u64 + 2;
+    let spent = script_calls(&server) - before;
+    assert!(spent <= syncs, "{spent} script calls for 300 closed guards");
+    // Another host's view of the same fleet breaker.
+    let other = RedisCircuitBreaker::new("permit", config, &options(&url)).unwrap();
+    // Failures given through guards count fleet-wide, with execute's.
+    b.try_acquire().unwrap().failure();
+    // A closed call's failure is a round trip: handed back, unreported.
+    let call = b.try_acquire_without_round_trip().unwrap().unwrap();
+    let call = call
+        .report_without_round_trip(Outcome::Failure)
+        .unwrap_err();
+    assert_eq!(other.sync().unwrap(), BreakerState::Closed);
+    call.report(Outcome::Failure);
+    assert_eq!(other.sync().unwrap(), BreakerState::Closed);
+    assert!(matches!(
+        b.execute(|| Err::<(), _>("down")),
+        Err(Error::Inner("down"))
+    ));
+    assert_eq!(other.sync().unwrap(), BreakerState::Open, "fleet-wide");
+    assert_eq!(b.state(), BreakerState::Open);
+    assert!(matches!(
+        b.try_acquire(),
+        Err(Error::BreakerOpen {
+            state: BreakerState::Open,
+            ..
+        })
+    ));
+    // Half-open: a guard holds the fleet's one probe lease until its
+    // verdict; dropped, the lease is freed; a success closes the fleet.
+    // Refused from the cache until the wait is over; then admitting is a
+    // probe request, a round trip: `None` without one.
+    let mut refused = 1;
+    wait_until(WATCHDOG, "the wait over", || {
+        match b.try_acquire_without_round_trip() {
+            None => true,
+            Some(Err(Error::BreakerOpen { .. })) => {
+                refused += 1;
+                false
+            }
+            Some(other) => panic!("expected a refusal or None, got {other:?}"),
+        }
+    });
+    let mut probe = None;
+    wait_until(WATCHDOG, "a probe", || {
+        probe = b.try_acquire().ok();
+        refused += u64::from(probe.is_none());
+        probe.is_some()
+    });
+    let probe = probe.unwrap();
+    assert_eq!(server.command(&["ZCARD", &format!("{key}:probes")]), "1");
+    // Any verdict on a probe is a round trip.
+    let probe = probe
+        .report_without_round_trip(Outcome::Success)
+        .unwrap_err();
+    assert_eq!(server.command(&["ZCARD", &format!("{key}:probes")]), "1");
+    assert!(matches!(
+        other.admit().unwrap(),
+        FleetAdmission::Refused {
+            state: BreakerState::HalfOpen,
+            ..
+        }
+    ));
+    drop(probe);
+    assert_eq!(server.command(&["ZCARD", &format!("{key}:probes")]), "0");
+    let token = b.try_acquire().unwrap().into_token();
+    assert_eq!(server.command(&["ZCARD", &format!("{key}:probes")]), "1");
+    stockade::blocking::BreakerGuard::from_token(&b, token).success();
+    assert_eq!(other.sync().unwrap(), BreakerState::Closed);
+    wait_until(WATCHDOG, "closed here", || {
+        b.state() == BreakerState::Closed
+    });
+    let m = b.metrics();
+    assert_eq!((m.successes, m.failures, m.rejections), (102, 3, refused));
+    b.dispose();
+    assert!(matches!(b.try_acquire(), Err(Error::Disposed)));
+}

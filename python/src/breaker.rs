@@ -3,22 +3,24 @@
 //! same path: take a token, call, report the outcome.
 //!
 //! With `redis=`, the blocking layer's Redis-backed breaker decides
-//! instead (`blocking::CircuitBreaker::redis`), through its `execute`: a
-//! plain call runs inside it with the GIL released around the breaker's
-//! own work (admission may need a round trip for a half-open probe,
-//! reporting a failure needs one). A `with` block and an `async def` call
-//! cannot run inside one closure call, so a *gate* does: a thread of its
-//! own runs `execute`, whose closure tells the caller it was admitted and
-//! waits for the caller's verdict ([`FleetGate`]). Coroutines open and
-//! close the gate on the loop's default executor, never on the loop's
-//! thread.
+//! instead (`blocking::CircuitBreaker::redis`), through its permit API:
+//! every call (plain, `with`, `async with`, `async def`) takes a permit
+//! with `try_acquire` and holds it as a [`FleetCall`] until its verdict,
+//! in the thread (or coroutine) that runs it; no thread is started per
+//! call. Admitting on a closed breaker and reporting a success make no
+//! round trip and run where the call is; a probe request (admitting an
+//! open breaker whose wait is over) and a failure's or probe's report are
+//! a round trip (bounded by `command_timeout`): threads make it with the
+//! GIL released, coroutines on the loop's default executor, never on the
+//! loop's thread.
 
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
+use stockade::blocking::{BreakerGuard, BreakerGuardToken};
 use stockade::breaker::{
     BreakerConfig, BreakerRejected, BreakerState, BreakerToken as PermitToken,
     CircuitBreaker as Core, FailureRateConfig, Outcome, Transition,
@@ -205,79 +207,53 @@ impl CircuitBreaker {
         }
     }
 
-    /// Opens a gate: a thread of its own asks the Redis-backed breaker to
-    /// admit a call; returns once it is admitted (the GIL released while
-    /// waiting), or raises its refusal.
-    fn open_gate(&self, py: Python<'_>) -> PyResult<FleetGate> {
-        let Some(fleet) = &self.fleet else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "not a Redis-backed breaker",
-            ));
-        };
+    /// Admits a call of the Redis-backed breaker without a round trip:
+    /// `None` when admitting would need one (a probe request, or nothing
+    /// heard from Redis yet), or raises its refusal.
+    fn fleet_admit_now(
+        &self,
+        py: Python<'_>,
+        fleet: &Arc<stockade::blocking::CircuitBreaker>,
+    ) -> PyResult<Option<FleetCall>> {
         if self.disposed.get() {
             return Err(disposed(py, "CircuitBreaker", &self.name));
         }
-        let inner = Arc::new(GateInner {
-            state: Mutex::new(GateState::Pending),
-            cv: Condvar::new(),
-        });
-        let fleet = Arc::clone(fleet);
-        let worker = Arc::clone(&inner);
-        let spawned = std::thread::Builder::new()
-            .name("stockade-gate".into())
-            .spawn(move || {
-                let gate = Arc::clone(&worker);
-                let result = fleet.execute_classified(
-                    |r: &Result<Outcome, core::convert::Infallible>| match r {
-                        Ok(outcome) => *outcome,
-                        Err(_) => Outcome::Failure,
-                    },
-                    move || {
-                        let mut state = gate.state.lock();
-                        *state = GateState::Admitted;
-                        gate.cv.notify_all();
-                        loop {
-                            if let GateState::Verdict(outcome) = *state {
-                                return Ok(outcome);
-                            }
-                            gate.cv.wait(&mut state);
-                        }
-                    },
-                );
-                match result {
-                    Err(e) if matches!(*worker.state.lock(), GateState::Pending) => {
-                        worker.set(GateState::Refused(Some(e)));
-                    }
-                    _ => worker.set(GateState::Done),
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
-                "CircuitBreaker '{}': cannot start the thread of a Redis-backed call: {e}",
-                self.name
-            )));
-        }
-        let waiting = Arc::clone(&inner);
-        let refused = py.detach(move || {
-            let mut state = waiting.state.lock();
-            loop {
-                match &mut *state {
-                    GateState::Pending => waiting.cv.wait(&mut state),
-                    GateState::Refused(e) => return e.take(),
-                    _ => return None,
-                }
-            }
-        });
-        match refused {
-            Some(e) => Err(self.fleet_refused(py, e)),
-            None => Ok(FleetGate { inner }),
+        match fleet.try_acquire_without_round_trip() {
+            None => Ok(None),
+            Some(Ok(guard)) => Ok(Some(FleetCall::new(fleet, guard.into_token()))),
+            Some(Err(e)) => Err(self.fleet_refused(py, e)),
         }
     }
 
-    /// `run` for a Redis-backed breaker: a plain call runs inside the
-    /// blocking breaker's `execute` (the GIL released around the breaker's
-    /// work, held while `func` runs); an `async def` call goes through a
-    /// gate opened on the loop's default executor.
+    /// Admits a call of the Redis-backed breaker, the GIL released while
+    /// a round trip is needed, or raises its refusal.
+    fn fleet_admit(
+        &self,
+        py: Python<'_>,
+        fleet: &Arc<stockade::blocking::CircuitBreaker>,
+    ) -> PyResult<FleetCall> {
+        if let Some(call) = self.fleet_admit_now(py, fleet)? {
+            return Ok(call);
+        }
+        let asking = Arc::clone(fleet);
+        match py.detach(move || asking.try_acquire().map(BreakerGuard::into_token)) {
+            Ok(token) => Ok(FleetCall::new(fleet, token)),
+            Err(e) => Err(self.fleet_refused(py, e)),
+        }
+    }
+
+    /// The fleet's breaker, or a `RuntimeError` for a local one.
+    fn fleet(&self) -> PyResult<&Arc<stockade::blocking::CircuitBreaker>> {
+        self.fleet
+            .as_ref()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not a Redis-backed breaker"))
+    }
+
+    /// `run` for a Redis-backed breaker: a plain call is admitted and
+    /// reported here (the GIL released only for a round trip), `func` runs
+    /// in between with the GIL held; an `async def` call is admitted and
+    /// reported by `stockade._aio.breaker_off_loop` (round trips on the
+    /// loop's default executor).
     fn run_fleet<'py>(
         slf: &Bound<'py, CircuitBreaker>,
         fleet: &Arc<stockade::blocking::CircuitBreaker>,
@@ -294,52 +270,27 @@ impl CircuitBreaker {
         if crate::wrap::is_async_callable(func)? {
             return aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((slf, func, args, kwargs));
         }
-        type Ran = Result<(Py<PyAny>, bool), Box<(PyErr, Outcome, Option<PyErr>)>>;
-        let (f, a, k) = (
-            func.clone().unbind(),
-            args.clone().unbind(),
-            kwargs.map(|k| k.clone().unbind()),
-        );
-        let fleet = Arc::clone(fleet);
-        let result = py.detach(move || {
-            fleet.execute_classified(
-                |r: &Ran| match r {
-                    Ok((_, true)) => Outcome::Ignored,
-                    Ok(_) => Outcome::Success,
-                    Err(failed) => failed.1,
-                },
-                move || -> Ran {
-                    Python::attach(|py| {
-                        match call(f.bind(py), a.bind(py), k.as_ref().map(|k| k.bind(py))) {
-                            // A coroutine from a plain function: it runs
-                            // (and is judged) when awaited, below.
-                            Ok(v) if is_awaitable(&v) => Ok((v.unbind(), true)),
-                            Ok(v) => Ok((v.unbind(), false)),
-                            Err(err) => {
-                                let (outcome, raised) = this.outcome_of(err.value(py));
-                                Err(Box::new((err, outcome, raised)))
-                            }
-                        }
-                    })
-                },
-            )
-        });
-        match result {
-            Ok((value, false)) => {
-                this.successes.inc();
-                Ok(value.into_bound(py))
-            }
-            Ok((awaitable, true)) => aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((
+        let admitted = this.fleet_admit(py, fleet)?;
+        match call(func, args, kwargs) {
+            // A coroutine from a plain function: it runs (and is judged)
+            // when awaited, holding this admission.
+            Ok(v) if is_awaitable(&v) => aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((
                 slf,
-                awaitable,
+                v,
                 py.None(),
                 py.None(),
+                Bound::new(py, admitted)?,
             )),
-            Err(stockade::blocking::Error::Inner(failed)) => {
-                let (err, _, raised) = *failed;
+            Ok(v) => {
+                this.successes.inc();
+                admitted.report(py, Outcome::Success);
+                Ok(v)
+            }
+            Err(err) => {
+                let (outcome, raised) = this.outcome_of(err.value(py));
+                admitted.report(py, outcome);
                 Err(raised.unwrap_or(err))
             }
-            Err(e) => Err(this.fleet_refused(py, e)),
         }
     }
 
@@ -410,75 +361,88 @@ impl CircuitBreaker {
     }
 }
 
-/// Where a gate's call is: waiting for the breaker, admitted (the caller
-/// runs it), refused, given its verdict, or reported.
-enum GateState {
-    Pending,
-    Admitted,
-    Refused(Option<stockade::blocking::Error>),
-    Verdict(Outcome),
-    Done,
-}
-
-struct GateInner {
-    state: Mutex<GateState>,
-    cv: Condvar,
-}
-
-/// One call of a Redis-backed breaker that is not one closure call (a
-/// `with` block, an `async def` call): a thread of its own runs the
-/// blocking breaker's `execute_classified`, whose closure marks the call
-/// admitted and waits for [`finish`](FleetGate::finish)'s verdict, which
-/// the breaker then reports. A gate dropped without a verdict reports
-/// none (`Outcome::Ignored`), so its thread always ends.
+/// One admitted call of a Redis-backed breaker, held while Python code
+/// runs (a `with` block, an `async def` call): the blocking breaker's
+/// permit as a [`BreakerGuardToken`], given its verdict once. Dropped
+/// without one, the call is ignored (as a dropped `BreakerGuard`).
 #[pyclass(module = "stockade._stockade", frozen)]
-pub(crate) struct FleetGate {
-    inner: Arc<GateInner>,
+pub(crate) struct FleetCall {
+    fleet: Arc<stockade::blocking::CircuitBreaker>,
+    /// `None` once reported.
+    token: Mutex<Option<BreakerGuardToken>>,
 }
 
-impl GateInner {
-    fn set(&self, state: GateState) {
-        *self.state.lock() = state;
-        self.cv.notify_all();
-    }
-
-    /// The verdict, once (later ones change nothing).
-    fn verdict(&self, outcome: Outcome) {
-        let mut state = self.state.lock();
-        if matches!(*state, GateState::Admitted) {
-            *state = GateState::Verdict(outcome);
-            self.cv.notify_all();
+impl FleetCall {
+    fn new(fleet: &Arc<stockade::blocking::CircuitBreaker>, token: BreakerGuardToken) -> Self {
+        FleetCall {
+            fleet: Arc::clone(fleet),
+            token: Mutex::new(Some(token)),
         }
     }
 
-    fn wait_done(&self) {
-        let mut state = self.state.lock();
-        while !matches!(*state, GateState::Done | GateState::Refused(_)) {
-            self.cv.wait(&mut state);
+    /// Gives the verdict if it needs no round trip; `true` once the call
+    /// is reported (now or before), `false` if the verdict needs a round
+    /// trip (nothing reported: use [`report`](Self::report) where it may
+    /// block).
+    fn report_now(&self, outcome: Outcome) -> bool {
+        let mut held = self.token.lock();
+        let Some(token) = held.take() else {
+            return true;
+        };
+        match BreakerGuard::from_token(&self.fleet, token).report_without_round_trip(outcome) {
+            Ok(()) => true,
+            Err(guard) => {
+                *held = Some(guard.into_token());
+                false
+            }
         }
+    }
+
+    /// Gives the verdict (once; later ones change nothing), the GIL
+    /// released if it needs a round trip.
+    fn report(&self, py: Python<'_>, outcome: Outcome) {
+        if self.report_now(outcome) {
+            return;
+        }
+        let Some(token) = self.token.lock().take() else {
+            return;
+        };
+        let fleet = Arc::clone(&self.fleet);
+        py.detach(move || BreakerGuard::from_token(&fleet, token).report(outcome));
     }
 }
 
-impl Drop for FleetGate {
+impl Drop for FleetCall {
     fn drop(&mut self) {
-        self.inner.verdict(Outcome::Ignored);
+        if self.token.get_mut().is_some() {
+            Python::attach(|py| self.report(py, Outcome::Ignored));
+        }
+    }
+}
+
+/// The outcome `verdict_of` describes.
+fn outcome_of_verdict(verdict: Option<bool>) -> Outcome {
+    match verdict {
+        Some(true) => Outcome::Success,
+        Some(false) => Outcome::Failure,
+        None => Outcome::Ignored,
     }
 }
 
 #[pymethods]
-impl FleetGate {
+impl FleetCall {
     /// Reports the call's outcome (`True` success, `False` failure, `None`
-    /// none) and waits, with the GIL released, until the breaker has
-    /// counted it (a round trip for a failure). Once only.
-    fn finish(&self, py: Python<'_>, outcome: Option<bool>) {
-        let outcome = match outcome {
-            Some(true) => Outcome::Success,
-            Some(false) => Outcome::Failure,
-            None => Outcome::Ignored,
-        };
-        self.inner.verdict(outcome);
-        let inner = Arc::clone(&self.inner);
-        py.detach(move || inner.wait_done());
+    /// none), waiting with the GIL released while a round trip is needed
+    /// (what `stockade._aio` runs on the loop's default executor). Once:
+    /// later calls change nothing.
+    fn finish(&self, py: Python<'_>, verdict: Option<bool>) {
+        self.report(py, outcome_of_verdict(verdict));
+    }
+
+    /// Reports the outcome if that needs no round trip: `True` once
+    /// reported, `False` if `finish` must do it (off the event loop).
+    fn _finish_now(&self, verdict: Option<bool>) -> bool {
+        self.report_now(outcome_of_verdict(verdict))
     }
 }
 
@@ -703,9 +667,9 @@ impl CircuitBreaker {
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<CircuitBreaker>> {
         let this = slf.get();
         let py = slf.py();
-        if this.fleet.is_some() {
-            let gate = Bound::new(py, this.open_gate(py)?)?;
-            this.entered.push(py, gate.into_any())?;
+        if let Some(fleet) = &this.fleet {
+            let admitted = Bound::new(py, this.fleet_admit(py, fleet)?)?;
+            this.entered.push(py, admitted.into_any())?;
             return Ok(slf.clone().unbind());
         }
         let token = this.admit(py)?;
@@ -724,7 +688,7 @@ impl CircuitBreaker {
     ) -> PyResult<bool> {
         let _ = (exc_type, traceback);
         let token = self.entered.pop(py)?;
-        if let Ok(gate) = token.cast::<FleetGate>() {
+        if let Ok(admitted) = token.cast::<FleetCall>() {
             let (outcome, raised) = match exc {
                 Some(e) if !e.is_none() => self.outcome_of(e),
                 _ => (Outcome::Success, None),
@@ -732,7 +696,7 @@ impl CircuitBreaker {
             if outcome == Outcome::Success {
                 self.successes.inc();
             }
-            gate.get().finish(py, verdict_of(outcome));
+            admitted.get().report(py, outcome);
             return raised.map_or(Ok(false), Err);
         }
         let token = token.cast::<BreakerToken>()?.get().token;
@@ -743,9 +707,18 @@ impl CircuitBreaker {
     /// `async with breaker:` — as `with` (a breaker never waits).
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        if slf.get().fleet.is_some() {
-            static ENTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            return aio(py, &ENTER, "breaker_enter_off_loop")?.call1((slf,));
+        let this = slf.get();
+        if let Some(fleet) = &this.fleet {
+            // Closed: admitted here, no round trip; a probe request is
+            // made on the loop's default executor.
+            let Some(admitted) = this.fleet_admit_now(py, fleet)? else {
+                static ENTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                return aio(py, &ENTER, "breaker_enter_off_loop")?.call1((slf,));
+            };
+            this.entered
+                .push(py, Bound::new(py, admitted)?.into_any())?;
+            static ENTERED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &ENTERED, "ready")?.call1((slf,));
         }
         let me = CircuitBreaker::__enter__(slf)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -761,8 +734,9 @@ impl CircuitBreaker {
         traceback: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         if self.fleet.is_some() {
-            // Reporting is a round trip for a failure: on the executor.
-            let gate = self.entered.pop(py)?;
+            // Reported here unless that is a round trip (a failure, a
+            // probe's verdict): then on the loop's default executor.
+            let admitted = self.entered.pop(py)?;
             let (outcome, raised) = match exc {
                 Some(e) if !e.is_none() => self.outcome_of(e),
                 _ => (Outcome::Success, None),
@@ -770,12 +744,21 @@ impl CircuitBreaker {
             if outcome == Outcome::Success {
                 self.successes.inc();
             }
+            let call = admitted.cast::<FleetCall>()?;
+            if !call.get().report_now(outcome) {
+                static FINISH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                let raised = raised.map(|e| e.into_value(py));
+                return aio(py, &FINISH, "breaker_finish_off_loop")?.call1((
+                    call,
+                    verdict_of(outcome),
+                    raised,
+                ));
+            }
             if let Some(raised) = raised {
-                gate.cast::<FleetGate>()?.get().inner.verdict(outcome);
                 return Err(raised);
             }
-            static FINISH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            return aio(py, &FINISH, "gate_finish_off_loop")?.call1((gate, verdict_of(outcome)));
+            static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            return aio(py, &READY, "ready")?.call1((false,));
         }
         let suppress = self.__exit__(py, exc_type, exc, traceback)?;
         static READY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -849,10 +832,18 @@ impl CircuitBreaker {
 
     // The protocol of `stockade._aio.breaker_off_loop`.
 
-    /// Opens a gate (waiting with the GIL released): what `stockade._aio`
-    /// runs on the loop's default executor.
-    fn _open_gate(&self, py: Python<'_>) -> PyResult<FleetGate> {
-        self.open_gate(py)
+    /// Admits a call of the Redis-backed breaker without a round trip;
+    /// `None` when admitting needs one (then `_admit_blocking`, off the
+    /// loop). Raises its refusal.
+    fn _admit_now(&self, py: Python<'_>) -> PyResult<Option<FleetCall>> {
+        self.fleet_admit_now(py, self.fleet()?)
+    }
+
+    /// Admits a call of the Redis-backed breaker, waiting for a round trip
+    /// with the GIL released: what `stockade._aio` runs on the loop's
+    /// default executor.
+    fn _admit_blocking(&self, py: Python<'_>) -> PyResult<FleetCall> {
+        self.fleet_admit(py, self.fleet()?)
     }
 
     /// The verdict on an exception, as `finish` takes it (`False` a
@@ -865,14 +856,15 @@ impl CircuitBreaker {
         Ok(verdict_of(outcome))
     }
 
-    /// Counts a success of a gate's call.
+    /// Counts a success of a Redis-backed call.
     fn _succeeded(&self) {
         self.successes.inc();
     }
 
-    /// `async with`: the gate the block holds until `__aexit__`.
-    fn _enter_gate(&self, py: Python<'_>, gate: &Bound<'_, FleetGate>) -> PyResult<()> {
-        self.entered.push(py, gate.clone().into_any())
+    /// `async with`: the admitted call the block holds until
+    /// `__aexit__`.
+    fn _enter_call(&self, py: Python<'_>, call: &Bound<'_, FleetCall>) -> PyResult<()> {
+        self.entered.push(py, call.clone().into_any())
     }
 
     /// A snapshot: `state`, `calls`, `successes`, `failures`,

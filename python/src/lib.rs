@@ -37,7 +37,7 @@ use pyo3::prelude::*;
 fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<breaker::CircuitBreaker>()?;
     m.add_class::<breaker::BreakerToken>()?;
-    m.add_class::<breaker::FleetGate>()?;
+    m.add_class::<breaker::FleetCall>()?;
     m.add_class::<guarded::Guarded>()?;
     guarded::install_am_send(m.py());
     m.add_class::<limiter::RateLimiter>()?;

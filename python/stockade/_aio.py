@@ -12,7 +12,10 @@ blocking calls (which release the GIL) on the loop's default executor
 (``loop.run_in_executor(None, ...)``) and await them there. A call that is
 already running in the executor when its coroutine is cancelled finishes
 there, and what it was granted (a rate limiter's booking, a bulkhead's
-permit, a breaker's admission) is given back there.
+permit, a breaker's admission) is given back there. A Redis-backed
+breaker's closed calls need no round trip: they are admitted and reported
+on the loop's thread; only a probe request and a failure's or probe's
+report go to the executor.
 """
 
 from __future__ import annotations
@@ -385,38 +388,60 @@ async def bulkhead_off_loop(bulkhead: Any, func: Any, args: Any, kwargs: Any, va
         await release_off_loop(bulkhead, permit, outcome)
 
 
-async def _gate_off_loop(breaker: Any) -> Any:
-    """A Redis-backed breaker's gate, opened on the loop's default executor
-    (admission may be a round trip); a gate opened after the coroutine
-    gave up reports no outcome."""
-    return await _taken_off_loop(breaker._open_gate, lambda gate: gate.finish(None))
+def _ignore(call: Any) -> None:
+    """Reports no outcome for an admitted breaker call (a probe's is a
+    round trip: never on the loop's thread)."""
+    call.finish(None)
 
 
-async def gate_finish_off_loop(gate: Any, verdict: Optional[bool]) -> bool:
-    """Gives a gate its verdict on the loop's default executor (reporting a
-    failure is a round trip); cancelled meanwhile, it still completes."""
-    fut = asyncio.get_running_loop().run_in_executor(None, gate.finish, verdict)
+async def _breaker_admit(breaker: Any) -> Any:
+    """Admits a call of a Redis-backed breaker: here when that needs no
+    round trip (a closed breaker), else on the loop's default executor (a
+    probe request); a call admitted after the coroutine gave up reports no
+    outcome."""
+    call = breaker._admit_now()
+    if call is None:
+        call = await _taken_off_loop(breaker._admit_blocking, _ignore)
+    return call
+
+
+async def breaker_finish_off_loop(call: Any, verdict: Optional[bool], exc: Optional[BaseException] = None) -> bool:
+    """Gives a Redis-backed breaker's call its verdict on the loop's
+    default executor (a failure's or a probe's report is a round trip);
+    cancelled meanwhile, it still completes there. Then raises ``exc`` if
+    given (``async with``'s ``exclude`` check failed)."""
+    fut = asyncio.get_running_loop().run_in_executor(None, call.finish, verdict)
     await asyncio.shield(fut)
+    if exc is not None:
+        raise exc
     return False
 
 
+async def _breaker_finish(call: Any, verdict: Optional[bool]) -> None:
+    """The verdict: here when that needs no round trip, else off the loop."""
+    if not call._finish_now(verdict):
+        await breaker_finish_off_loop(call, verdict)
+
+
 async def breaker_enter_off_loop(breaker: Any) -> Any:
-    """``async with`` a Redis-backed breaker: the gate stays open until
-    ``__aexit__``."""
-    gate = await _gate_off_loop(breaker)
-    breaker._enter_gate(gate)
+    """``async with`` a Redis-backed breaker whose admission is a round
+    trip: the call stays admitted until ``__aexit__``."""
+    call = await _taken_off_loop(breaker._admit_blocking, _ignore)
+    breaker._enter_call(call)
     return breaker
 
 
-async def breaker_off_loop(breaker: Any, func: Any, args: Any, kwargs: Any) -> Any:
+async def breaker_off_loop(breaker: Any, func: Any, args: Any, kwargs: Any, call: Any = None) -> Any:
     """A Redis-backed breaker's call of an ``async def`` function (or of an
-    awaitable that exists already: ``args`` is ``None``)."""
-    try:
-        gate = await _gate_off_loop(breaker)
-    except BaseException:
-        if args is None and inspect.iscoroutine(func):
-            func.close()
-        raise
+    awaitable that exists already: ``args`` is ``None``; ``call`` is its
+    admission when it was admitted already). Cancelled: no outcome."""
+    if call is None:
+        try:
+            call = await _breaker_admit(breaker)
+        except BaseException:
+            if args is None and inspect.iscoroutine(func):
+                func.close()
+            raise
     verdict: Optional[bool] = None
     try:
         if args is None:
@@ -427,10 +452,12 @@ async def breaker_off_loop(breaker: Any, func: Any, args: Any, kwargs: Any) -> A
         breaker._succeeded()
         return result
     except BaseException as e:
+        # A failure if the `exclude` check itself raises (as with `with`).
+        verdict = _outcome_of(e)
         verdict = breaker._verdict_of(e)
         raise
     finally:
-        await gate_finish_off_loop(gate, verdict)
+        await _breaker_finish(call, verdict)
 
 
 def _hand_back(booking: Any) -> None:

@@ -7,6 +7,7 @@ after the connection pool's threads exist. Every wait on a process, a
 thread or a coroutine is bounded by a watchdog; nothing asserts speed."""
 
 import asyncio
+import concurrent.futures
 import subprocess
 import sys
 import textwrap
@@ -564,60 +565,154 @@ def test_dispose_wakes_a_thread_waiting_for_its_booking(redis_server):
     assert len(raised) == 1 and isinstance(raised[0], stockade.DisposedError)
 
 
-def _gate_threads():
-    """Threads of this process that hold a Redis-backed breaker's call
-    (named ``stockade-gate``)."""
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def _os_threads():
+    """Every thread of this process, Python's or not (a thread started by
+    the native module is not in ``threading.enumerate()``)."""
     import os
 
-    names = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/comm") as f:
-                names.append(f.read().strip())
-        except OSError:
-            pass
-    return sum(1 for n in names if n == "stockade-gate")
+    return len(os.listdir("/proc/self/task"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
-def test_every_breaker_gate_thread_ends(redis_server):
-    """A `with` block, an `async def` call, a refused call and a cancelled
-    one each end the thread that held the breaker's admission."""
-    breaker = stockade.CircuitBreaker("gates", failure_threshold=1000, redis=_options(redis_server))
-    for _ in range(5):
+def test_a_redis_breaker_starts_no_thread_per_call(redis_server):
+    """Every kind of call of a Redis-backed breaker runs in the caller's
+    thread (or coroutine): while one is admitted, the process has exactly
+    the threads it had before, and after many calls too."""
+    breaker = stockade.CircuitBreaker("no-threads", failure_threshold=1000, redis=_options(redis_server))
+    assert breaker.execute(lambda: 1) == 1  # Redis contacted, its threads started
+    os_before, py_before = _os_threads(), threading.active_count()
+
+    # The loop's default executor: its threads are not per call (one at
+    # most here); `submitted` counts what coroutines hand to it.
+    executor = _CountingExecutor()
+
+    def same_threads():
+        pool = len(executor._threads)
+        assert (_os_threads(), threading.active_count()) == (os_before + pool, py_before + pool)
+
+    def plain():
+        same_threads()
+        return 2
+
+    protected = breaker(plain)
+    for _ in range(50):
         with breaker:
-            pass
+            same_threads()
         with pytest.raises(KeyError):
             with breaker:
+                same_threads()
                 raise KeyError("a failure")
+        assert breaker.execute(plain) == 2
+        assert protected() == 2
 
     async def main():
+        asyncio.get_running_loop().set_default_executor(executor)
+
         async def value():
-            return 1
+            same_threads()
+            return 3
+
+        aprotected = breaker(value)
+        for _ in range(50):
+            assert await breaker.execute(value) == 3
+            assert await aprotected() == 3
+            async with breaker:
+                same_threads()
+            with pytest.raises(KeyError):
+                async with breaker:
+                    same_threads()
+                    raise KeyError("a failure")
+
+    run(main())
+    # Closed: admissions and successes stay on the loop's thread; only a
+    # failure's report (a round trip) goes to the executor.
+    assert executor.submitted == 50
+    assert threading.active_count() == py_before
+    # The executor's thread, joined, may take a moment to leave the OS.
+    _wait_until(lambda: _os_threads() == os_before, "a thread is left over")
+    m = breaker.metrics()
+    assert (m["successes"], m["failures"]) == (1 + 50 * 6, 50 * 2)
+    breaker.dispose()
+
+
+def test_a_cancelled_call_of_a_redis_breaker_holds_nothing(redis_server):
+    """A coroutine cancelled while admitted reports no outcome and gives its
+    admission back: on a closed breaker the call counts as ignored; a
+    half-open probe's single slot is free again at once (a leaked one would
+    stay taken for half_open_timeout, longer than the watchdog)."""
+    breaker = stockade.CircuitBreaker("cancelled", failure_threshold=1, reset_timeout=0.2,
+                                      half_open_timeout=600, half_open_max_probes=1,
+                                      redis=_options(redis_server))
+    assert breaker.execute(lambda: 1) == 1
+
+    async def cancel_while_admitted(enter):
+        admitted = asyncio.Event()
 
         async def forever():
+            admitted.set()
             await asyncio.Event().wait()
 
-        for _ in range(5):
-            assert await breaker.execute(value) == 1
+        async def in_block():
             async with breaker:
-                pass
-        task = asyncio.ensure_future(breaker.execute(forever))
-        await asyncio.sleep(0)
-        deadline = time.monotonic() + WATCHDOG
-        while _gate_threads() == 0:  # admitted: its gate thread waits
-            assert time.monotonic() < deadline, "watchdog: never admitted"
-            await asyncio.sleep(0.005)
+                await forever()
+
+        task = asyncio.ensure_future(breaker.execute(forever) if enter == "execute" else in_block())
+        waiter = asyncio.ensure_future(admitted.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=WATCHDOG, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        assert done, "watchdog: neither admitted nor refused"
+        if task in done:
+            task.result()  # refused: raises CircuitOpenError
+            raise AssertionError("the call ended without being cancelled")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    run(main())
-    breaker.force_open()
-    with pytest.raises(stockade.CircuitOpenError):
-        with breaker:
-            pass
-    _wait_until(lambda: _gate_threads() == 0, "a gate thread is still running")
+    async def closed():
+        for enter in ("execute", "with"):
+            await cancel_while_admitted(enter)
+
+    run(closed())
     m = breaker.metrics()
-    assert m["failures"] == 5
+    # Counted as ignored: in `calls`, neither a success nor a failure.
+    assert (m["calls"], m["successes"], m["failures"]) == (3, 1, 0)
+
+    with pytest.raises(ValueError):
+        breaker.execute(lambda: (_ for _ in ()).throw(ValueError("open")))
+    assert breaker.state == "open"
+    for enter in ("execute", "with"):
+        # Half-open after reset_timeout: the next call is the one probe.
+        run(asyncio.wait_for(_until_admitted(breaker, enter, cancel_while_admitted), WATCHDOG))
+        # The slot is free again: another probe is admitted, and its
+        # failure re-opens the breaker.
+        _wait_until(lambda: _probe_admitted(breaker), "the cancelled probe's slot is still taken")
     breaker.dispose()
+
+
+async def _until_admitted(breaker, enter, cancel_while_admitted):
+    while True:
+        try:
+            await cancel_while_admitted(enter)
+            return
+        except stockade.CircuitOpenError:
+            await asyncio.sleep(0.01)
+
+
+def _probe_admitted(breaker):
+    try:
+        breaker.execute(lambda: (_ for _ in ()).throw(ValueError("still down")))
+    except stockade.CircuitOpenError:
+        return False
+    except ValueError:
+        return True
+    raise AssertionError("a probe that raised should have failed")

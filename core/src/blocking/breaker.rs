@@ -5,6 +5,7 @@
 //! The user-facing documentation is on [`CircuitBreaker`].
 
 use core::fmt;
+use core::mem::ManuallyDrop;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
 #[cfg(feature = "redis")]
@@ -41,6 +42,10 @@ use crate::sync::{AtomicU32, Mutex, Ordering};
 /// * [`execute`](Self::execute) counts `Ok` as a success and `Err` as a
 ///   failure; [`execute_classified`](Self::execute_classified) lets a
 ///   predicate decide (a failure, a success, or [`Outcome::Ignored`]).
+/// * Work that is not one closure (a binding's `with` block, a call whose
+///   end is observed elsewhere) takes a permit with
+///   [`try_acquire`](Self::try_acquire) and gives its [`BreakerGuard`] a
+///   verdict: the same path `execute` takes.
 /// * A closure that panics counts as a failure; the panic continues to the
 ///   caller.
 /// * Manual control: [`trip`](Self::trip), [`reset`](Self::reset),
@@ -189,7 +194,7 @@ struct Fleet {
 
 /// What a call admitted by the fleet reports to it.
 #[cfg(feature = "redis")]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Ticket {
     /// Nothing (disabled, or decided under the fallback).
     None,
@@ -854,10 +859,140 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         inner.shell.unregister();
     }
 
+    // --- Permits held across calls ------------------------------------------
+
+    /// Asks the circuit to admit one call and returns its permit as a
+    /// guard: the acquire-then-report form of [`execute`](Self::execute),
+    /// for work that is not one closure (a binding's `with` block, a call
+    /// whose end another task observes). `execute` itself is this
+    /// followed by the closure and the guard's verdict, so both count,
+    /// emit events and decide exactly alike, for a local, a
+    /// [`shared`](CircuitBreaker::shared) and a
+    /// [`redis`](CircuitBreaker::redis) breaker.
+    ///
+    /// Give the guard its verdict with [`success`](BreakerGuard::success),
+    /// [`failure`](BreakerGuard::failure), [`ignore`](BreakerGuard::ignore)
+    /// or [`report`](BreakerGuard::report); dropping it without one is
+    /// `ignore` (also during a panic: unlike `execute`, the guard cannot
+    /// tell a panic of the protected work from any other). A success
+    /// slower than `slow_call_threshold`, measured from this admission,
+    /// counts as a failure.
+    ///
+    /// A refusal is counted in [`metrics`](Self::metrics) and emits
+    /// `Rejected`; an admission that moves the breaker (open to
+    /// half-open) emits its `StateChanged` before this returns. For a
+    /// Redis-backed breaker, admitting a call of a closed breaker and
+    /// reporting a success make no round trip (once this process has heard
+    /// from Redis: its first call, and a forked child's, asks); admitting
+    /// a probe, and reporting a failure or any probe's verdict (also by
+    /// dropping the guard), are one round trip each (bounded by the
+    /// options' `command_timeout`). See
+    /// [`try_acquire_without_round_trip`](Self::try_acquire_without_round_trip)
+    /// and [`BreakerGuard::report_without_round_trip`] for a thread that
+    /// must not block.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute) (without `Inner`):
+    /// [`Error::BreakerOpen`] with the state and how long until a call may
+    /// be admitted; [`Error::Disposed`] after [`dispose`](Self::dispose);
+    /// for a Redis-backed breaker [`Error::Redis`] when Redis cannot
+    /// decide and the fallback refuses (or the stored config differs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::{BreakerConfig, BreakerState};
+    ///
+    /// let breaker = CircuitBreaker::new("doc-try-acquire", BreakerConfig::DEFAULT.with_failure_threshold(2))?;
+    /// let call = breaker.try_acquire()?;
+    /// // ... work that is not one closure ...
+    /// call.success();
+    ///
+    /// breaker.try_acquire()?.failure();
+    /// drop(breaker.try_acquire()?); // no verdict: ignored
+    /// breaker.try_acquire()?.failure(); // the second failure opens it
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// assert!(matches!(breaker.try_acquire(), Err(Error::BreakerOpen { .. })));
+    ///
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.successes, m.failures, m.rejections), (1, 2, 1));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<BreakerGuard<'_, T>, Error> {
+        self.admit()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) when it can decide without a
+    /// round trip to Redis: always `Some` for a local or host-shared
+    /// breaker; for a Redis-backed one, `None` when admitting would ask
+    /// Redis (nothing heard from it yet, or an open or half-open breaker
+    /// whose wait is over: a probe request). `None` takes nothing and is
+    /// not a refusal: call `try_acquire` where a round trip may block.
+    /// For a thread that must not block (an event loop's); a closed
+    /// breaker decides here once this process has heard from Redis.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire), inside the `Some`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::BreakerConfig;
+    ///
+    /// let breaker = CircuitBreaker::new("doc-without-round-trip", BreakerConfig::DEFAULT)?;
+    /// let call = match breaker.try_acquire_without_round_trip() {
+    ///     Some(decided) => decided?,
+    ///     None => breaker.try_acquire()?, // elsewhere, where it may block
+    /// };
+    /// if let Err(call) = call.report_without_round_trip(stockade::breaker::Outcome::Success) {
+    ///     call.success(); // elsewhere, where it may block
+    /// }
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire_without_round_trip(&self) -> Option<Result<BreakerGuard<'_, T>, Error>> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.inner.fleet {
+            let inner = &*self.inner;
+            return inner
+                .admit_fleet(fleet, false)
+                .map(|admitted| admitted.map(|held| BreakerGuard { inner, held }));
+        }
+        Some(self.admit())
+    }
+
     // --- Calls ------------------------------------------------------------
+
+    /// Admits a call: its guard, or the refusal (counted, with an event).
+    #[inline]
+    fn admit<E>(&self) -> Result<BreakerGuard<'_, T>, Error<E>> {
+        let inner = &*self.inner;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &inner.fleet {
+            return inner
+                .admit_fleet_asking(fleet)
+                .map(|held| BreakerGuard { inner, held });
+        }
+        inner.admit_local().map(|token| BreakerGuard {
+            inner,
+            held: Held::Local(token),
+        })
+    }
 
     /// Admits the call, runs it, reports its classified outcome. `Err` only
     /// for a refusal.
+    ///
+    /// [`admit`](Self::admit) and the guard's verdict, with the guard
+    /// taken apart: the same functions decide and count, but a local
+    /// breaker's call keeps only its token across the closure (a whole
+    /// guard, with room for a Redis-backed call's state, is copied around
+    /// the call on the closed path).
     #[inline]
     fn guarded<X, E>(
         &self,
@@ -867,129 +1002,15 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let inner = &*self.inner;
         #[cfg(feature = "redis")]
         if let Some(fleet) = &inner.fleet {
-            return self.guarded_fleet(fleet, f, classify);
+            let held = inner.admit_fleet_asking(fleet)?;
+            return Ok(run_then(f, classify, move |outcome| {
+                inner.finish_held(held, outcome, true);
+            }));
         }
-        let permit = match inner.core.try_acquire(&**inner.shell.timer()) {
-            Ok(permit) => permit,
-            Err(rejected) => return Err(inner.refused(rejected)),
-        };
-        if let Some(transition) = permit.transition() {
-            inner.transitioned(transition);
-        }
-        // The verdict is given below, also on a panic.
-        let token = permit.into_token();
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            let result = f();
-            let outcome = classify(&result);
-            (result, outcome)
-        }));
-        match run {
-            Ok((result, outcome)) => {
-                inner.finish(token, outcome);
-                Ok(result)
-            }
-            Err(panic) => {
-                inner.finish(token, Outcome::Failure);
-                resume_unwind(panic)
-            }
-        }
-    }
-
-    /// A Redis-backed breaker's call: the fleet decides (closed: from the
-    /// cache, no round trip), the local breaker counts every call and
-    /// decides under [`Fallback::Local`](crate::redis::Fallback::Local).
-    #[cfg(feature = "redis")]
-    fn guarded_fleet<X, E>(
-        &self,
-        fleet: &Fleet,
-        f: impl FnOnce() -> X,
-        classify: impl FnOnce(&X) -> Outcome,
-    ) -> Result<X, Error<E>> {
-        use crate::redis::{Fallback, FleetAdmission, RedisError};
-        let inner = &*self.inner;
-        let timer = &**inner.shell.timer();
-        // The local breaker sees every call, so it is warm for the
-        // fallback; its own transitions are not announced (the events are
-        // the fleet's).
-        let local = inner.core.try_acquire(timer).map(|p| p.into_token());
-        if let Err(rejected) = local {
-            if rejected.state() == BreakerState::ForcedOpen && inner.is_disposed() {
-                return Err(Error::Disposed);
-            }
-        }
-        let release = |local: Result<BreakerToken, BreakerRejected>| {
-            if let Ok(token) = local {
-                let _ = inner.core.report(token, Outcome::Ignored, timer);
-            }
-        };
-        let ticket = match fleet.engine.admit() {
-            Ok(FleetAdmission::Closed { generation }) => Ticket::Closed(generation),
-            Ok(FleetAdmission::Probe { generation, lease }) => Ticket::Probe(generation, lease),
-            Ok(FleetAdmission::Refused { state, retry_after }) => {
-                release(local);
-                return Err(inner.fleet_refused(state, retry_after));
-            }
-            Ok(_) => Ticket::None,
-            Err(RedisError::Unavailable { cause, retry_after }) => {
-                fleet.fallback_decisions.incr();
-                match fleet.fallback {
-                    Fallback::FailOpen => Ticket::None,
-                    Fallback::FailClosed => {
-                        release(local);
-                        return Err(Error::Redis(RedisError::Unavailable { cause, retry_after }));
-                    }
-                    _ => match local {
-                        Ok(_) => Ticket::None,
-                        Err(rejected) => return Err(inner.refused(rejected)),
-                    },
-                }
-            }
-            Err(other) => {
-                release(local);
-                return Err(Error::Redis(other));
-            }
-        };
-        let started = inner.core.config().slow_call_threshold.map(|_| timer.now());
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            let result = f();
-            let outcome = classify(&result);
-            (result, outcome)
-        }));
-        let (result, outcome) = match run {
-            Ok((result, outcome)) => (Ok(result), outcome),
-            Err(panic) => (Err(panic), Outcome::Failure),
-        };
-        let counted = match (outcome, started, inner.core.config().slow_call_threshold) {
-            (Outcome::Success, Some(start), Some(threshold))
-                if timer.now().saturating_duration_since(start) > threshold =>
-            {
-                Outcome::Failure
-            }
-            _ => outcome,
-        };
-        if let Ok(token) = local {
-            let _ = inner.core.report(token, outcome, timer);
-        }
-        match counted {
-            Outcome::Success => inner.shell.counters.successes.incr(),
-            Outcome::Failure => inner.shell.counters.failures.incr(),
-            Outcome::Ignored => inner.shell.counters.ignored.incr(),
-        }
-        // A verdict Redis did not take is not retried: the local breaker
-        // counted it, and the engine marked Redis unavailable.
-        match ticket {
-            Ticket::Closed(generation) if counted == Outcome::Failure => {
-                let _ = fleet.engine.failure(generation);
-            }
-            Ticket::Probe(generation, lease) => {
-                let _ = fleet.engine.verdict(generation, lease, counted);
-            }
-            _ => {}
-        }
-        match result {
-            Ok(result) => Ok(result),
-            Err(panic) => resume_unwind(panic),
-        }
+        let token = inner.admit_local()?;
+        Ok(run_then(f, classify, move |outcome| {
+            inner.finish(token, outcome)
+        }))
     }
 
     /// Runs a manual operation unless disposed, then reports the change.
@@ -1048,6 +1069,31 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     }
 }
 
+/// Runs `f`, classifies its result and hands the outcome to `verdict`
+/// (also on a panic: a failure, before the panic continues).
+#[inline(always)]
+fn run_then<X>(
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        let result = f();
+        let outcome = classify(&result);
+        (result, outcome)
+    }));
+    match run {
+        Ok((result, outcome)) => {
+            verdict(outcome);
+            result
+        }
+        Err(panic) => {
+            verdict(Outcome::Failure);
+            resume_unwind(panic)
+        }
+    }
+}
+
 /// The monitor thread: emits `Monitor` every `interval` until stopped.
 fn monitor_loop<T: Timer>(
     weak: &Weak<Inner<T>>,
@@ -1082,6 +1128,50 @@ impl<T: Timer> Inner<T> {
     #[inline]
     fn is_disposed(&self) -> bool {
         self.shell.is_disposed()
+    }
+
+    /// A local (or host-shared) breaker's admission: its token (the
+    /// transition it performed announced), or the refusal.
+    #[inline]
+    fn admit_local<E>(&self) -> Result<BreakerToken, Error<E>> {
+        let permit = match self.core.try_acquire(&**self.shell.timer()) {
+            Ok(permit) => permit,
+            Err(rejected) => return Err(self.refused(rejected)),
+        };
+        if let Some(transition) = permit.transition() {
+            self.transitioned(transition);
+        }
+        Ok(permit.into_token())
+    }
+    /// [`admit_fleet`](Self::admit_fleet), asking Redis when needed.
+    #[cfg(feature = "redis")]
+    #[inline]
+    fn admit_fleet_asking<E>(&self, fleet: &Fleet) -> Result<Held, Error<E>> {
+        // Asking is allowed: always `Some`.
+        self.admit_fleet(fleet, true)
+            .unwrap_or_else(|| Err(Error::Redis(fleet.engine.unavailable_error())))
+    }
+
+    /// A guard's verdict; without `ask`, `false` instead of a round trip
+    /// (nothing reported).
+    #[inline]
+    fn finish_held(&self, held: Held, outcome: Outcome, ask: bool) -> bool {
+        match held {
+            Held::Local(token) => {
+                let _ = ask;
+                self.finish(token, outcome);
+                true
+            }
+            #[cfg(feature = "redis")]
+            Held::Fleet {
+                local,
+                ticket,
+                started,
+            } => match &self.fleet {
+                Some(fleet) => self.finish_fleet(fleet, local, ticket, started, outcome, ask),
+                None => true,
+            },
+        }
     }
 
     /// Gives the core its verdict and counts the outcome. The fast path
@@ -1130,6 +1220,134 @@ impl<T: Timer> Inner<T> {
         if let Ok(Some(transition)) = reported {
             self.transitioned(transition);
         }
+    }
+
+    /// A Redis-backed breaker's admission: the fleet decides (closed: from
+    /// the cache, no round trip), the local breaker counts every call and
+    /// decides under [`Fallback::Local`](crate::redis::Fallback::Local).
+    ///
+    /// Without `ask`, `None` instead of a round trip (nothing taken).
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn admit_fleet<E>(&self, fleet: &Fleet, ask: bool) -> Option<Result<Held, Error<E>>> {
+        use crate::redis::{Fallback, FleetAdmission, RedisError};
+        let timer = &**self.shell.timer();
+        // The local breaker sees every call, so it is warm for the
+        // fallback; its own transitions are not announced (the events are
+        // the fleet's).
+        let local = self.core.try_acquire(timer).map(|p| p.into_token());
+        if let Err(rejected) = local {
+            if rejected.state() == BreakerState::ForcedOpen && self.is_disposed() {
+                return Some(Err(Error::Disposed));
+            }
+        }
+        let release = |local: Result<BreakerToken, BreakerRejected>| {
+            if let Ok(token) = local {
+                let _ = self.core.report(token, Outcome::Ignored, timer);
+            }
+        };
+        let admission = if ask {
+            fleet.engine.admit()
+        } else {
+            match fleet.engine.admit_without_round_trip() {
+                Some(admission) => admission,
+                None => {
+                    release(local);
+                    return None;
+                }
+            }
+        };
+        let ticket = match admission {
+            Ok(FleetAdmission::Closed { generation }) => Ticket::Closed(generation),
+            Ok(FleetAdmission::Probe { generation, lease }) => Ticket::Probe(generation, lease),
+            Ok(FleetAdmission::Refused { state, retry_after }) => {
+                release(local);
+                return Some(Err(self.fleet_refused(state, retry_after)));
+            }
+            Ok(_) => Ticket::None,
+            Err(RedisError::Unavailable { cause, retry_after }) => {
+                fleet.fallback_decisions.incr();
+                match fleet.fallback {
+                    Fallback::FailOpen => Ticket::None,
+                    Fallback::FailClosed => {
+                        release(local);
+                        return Some(Err(Error::Redis(RedisError::Unavailable {
+                            cause,
+                            retry_after,
+                        })));
+                    }
+                    _ => match local {
+                        Ok(_) => Ticket::None,
+                        Err(rejected) => return Some(Err(self.refused(rejected))),
+                    },
+                }
+            }
+            Err(other) => {
+                release(local);
+                return Some(Err(Error::Redis(other)));
+            }
+        };
+        Some(Ok(Held::Fleet {
+            local: local.ok(),
+            ticket,
+            started: self.core.config().slow_call_threshold.map(|_| timer.now()),
+        }))
+    }
+
+    /// A Redis-backed breaker's verdict: counted here, reported to the
+    /// local breaker and, when it says something, to the fleet. Out of
+    /// line, as [`admit_fleet`](Self::admit_fleet), so that a local
+    /// breaker's calls inline small.
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    ///
+    /// Without `ask`, `false` instead of a round trip (nothing reported).
+    fn finish_fleet(
+        &self,
+        fleet: &Fleet,
+        local: Option<BreakerToken>,
+        ticket: Ticket,
+        started: Option<Timestamp>,
+        outcome: Outcome,
+        ask: bool,
+    ) -> bool {
+        let timer = &**self.shell.timer();
+        let counted = match (outcome, started, self.core.config().slow_call_threshold) {
+            (Outcome::Success, Some(start), Some(threshold))
+                if timer.now().saturating_duration_since(start) > threshold =>
+            {
+                Outcome::Failure
+            }
+            _ => outcome,
+        };
+        let asks = match ticket {
+            Ticket::Closed(_) => counted == Outcome::Failure,
+            Ticket::Probe(..) => true,
+            Ticket::None => false,
+        };
+        if asks && !ask {
+            return false;
+        }
+        if let Some(token) = local {
+            let _ = self.core.report(token, outcome, timer);
+        }
+        match counted {
+            Outcome::Success => self.shell.counters.successes.incr(),
+            Outcome::Failure => self.shell.counters.failures.incr(),
+            Outcome::Ignored => self.shell.counters.ignored.incr(),
+        }
+        // A verdict Redis did not take is not retried: the local breaker
+        // counted it, and the engine marked Redis unavailable.
+        match ticket {
+            Ticket::Closed(generation) if counted == Outcome::Failure => {
+                let _ = fleet.engine.failure(generation);
+            }
+            Ticket::Probe(generation, lease) => {
+                let _ = fleet.engine.verdict(generation, lease, counted);
+            }
+            _ => {}
+        }
+        true
     }
 
     /// A refused call: the error to return (counted, with an event).
@@ -1332,6 +1550,165 @@ impl<T> Drop for Inner<T> {
         if let Some(handle) = self.monitor.get_mut().take() {
             handle.stop();
         }
+    }
+}
+
+/// What an admitted call holds until its verdict.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    /// The local (or host-shared) machine's token.
+    Local(BreakerToken),
+    /// A Redis-backed breaker's call: the local breaker's token (`None`
+    /// when only the fleet admitted it), what the fleet is owed, and the
+    /// start when there is a slow-call threshold.
+    #[cfg(feature = "redis")]
+    Fleet {
+        local: Option<BreakerToken>,
+        ticket: Ticket,
+        started: Option<Timestamp>,
+    },
+}
+
+/// One call admitted by a blocking [`CircuitBreaker`], from
+/// [`try_acquire`](CircuitBreaker::try_acquire): the breaker's permit,
+/// held until the call's verdict.
+///
+/// Give it a verdict with [`success`](Self::success),
+/// [`failure`](Self::failure), [`ignore`](Self::ignore) or
+/// [`report`](Self::report) (each consumes it). Dropping it without one
+/// is [`ignore`](Self::ignore), as for the core's
+/// [`BreakerPermit`](crate::breaker::BreakerPermit): nothing changes in
+/// the breaker's state and a half-open probe slot is freed (for a
+/// Redis-backed breaker's probe, with a round trip that frees its lease:
+/// see [`report_without_round_trip`](Self::report_without_round_trip)).
+/// [`into_token`](Self::into_token) turns it into plain data for bindings
+/// that cannot hold a borrow; [`from_token`](Self::from_token) re-attaches
+/// it.
+///
+/// A guard given its verdict after the breaker changed state (another
+/// call's verdict, a manual operation, [`dispose`](CircuitBreaker::dispose))
+/// is counted in [`metrics`](CircuitBreaker::metrics) as given, and the
+/// state machine ignores it as stale, exactly as for
+/// [`execute`](CircuitBreaker::execute).
+#[must_use = "give the call a verdict: success, failure or ignore (dropping it ignores it)"]
+pub struct BreakerGuard<'a, T: Timer = MonotonicClock> {
+    inner: &'a Inner<T>,
+    held: Held,
+}
+
+/// A [`BreakerGuard`] as plain data (`Copy`, `Send`), from
+/// [`BreakerGuard::into_token`], for a binding that keeps an admitted call
+/// where a borrow of the breaker cannot live (a Python `with` block).
+/// Re-attach it with [`BreakerGuard::from_token`] to give its verdict.
+///
+/// * **Never reported**: as a dropped guard, minus the release: nothing is
+///   counted; a half-open probe's slot stays taken until its round ends
+///   (`half_open_timeout`; for a Redis-backed breaker, its lease expires),
+///   and a new round follows, so the breaker is never wedged.
+/// * **Reported twice**, or to another breaker: the second verdict counts
+///   in that breaker's [`metrics`](CircuitBreaker::metrics) again, and its
+///   state machine takes it as the core takes a
+///   [`BreakerToken`] reported twice (see
+///   [`crate::breaker::CircuitBreaker::report`]: stale once the generation
+///   moved on; in the closed state indistinguishable from another call's
+///   verdict). Report each token once, to the breaker that issued it.
+#[derive(Clone, Copy, Debug)]
+pub struct BreakerGuardToken {
+    held: Held,
+}
+
+impl<'a, T: Timer> BreakerGuard<'a, T> {
+    /// Re-attaches a token from [`into_token`](Self::into_token) to the
+    /// breaker that issued it; see [`BreakerGuardToken`] for the rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stockade::blocking::{BreakerGuard, CircuitBreaker, Error};
+    /// use stockade::breaker::{BreakerConfig, BreakerState};
+    ///
+    /// let breaker = CircuitBreaker::new("doc-guard-token", BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+    /// let token = breaker.try_acquire()?.into_token(); // e.g. kept by a binding
+    /// BreakerGuard::from_token(&breaker, token).failure();
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_token(breaker: &'a CircuitBreaker<T>, token: BreakerGuardToken) -> Self {
+        BreakerGuard {
+            inner: &breaker.inner,
+            held: token.held,
+        }
+    }
+
+    /// The call succeeded (a failure if slower than `slow_call_threshold`).
+    #[inline]
+    pub fn success(self) {
+        self.report(Outcome::Success);
+    }
+
+    /// The call failed. For a Redis-backed breaker, one round trip
+    /// records it in the fleet's failure window.
+    #[inline]
+    pub fn failure(self) {
+        self.report(Outcome::Failure);
+    }
+
+    /// The call does not count (counted as ignored in
+    /// [`metrics`](CircuitBreaker::metrics)); frees a half-open probe
+    /// slot. What dropping the guard does.
+    #[inline]
+    pub fn ignore(self) {
+        self.report(Outcome::Ignored);
+    }
+
+    /// Gives the call the verdict `outcome`, as decided by a
+    /// classification (see [`CircuitBreaker::execute_classified`]).
+    #[inline]
+    pub fn report(self, outcome: Outcome) {
+        let this = ManuallyDrop::new(self);
+        this.inner.finish_held(this.held, outcome, true);
+    }
+
+    /// [`report`](Self::report) if the verdict needs no round trip: `Ok`
+    /// once given; the guard back, with nothing reported, if it would
+    /// need one (only for a Redis-backed breaker: a failure of a closed
+    /// call, including a success slower than `slow_call_threshold`, and
+    /// any verdict on a half-open probe). For a thread that must not
+    /// block (an event loop's): give the returned guard its verdict
+    /// elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// The guard itself, when its verdict would need a round trip.
+    #[inline]
+    pub fn report_without_round_trip(self, outcome: Outcome) -> Result<(), Self> {
+        if self.inner.finish_held(self.held, outcome, false) {
+            core::mem::forget(self);
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Gives up the guard without a verdict: the caller now owes one
+    /// through [`from_token`](Self::from_token).
+    pub fn into_token(self) -> BreakerGuardToken {
+        let this = ManuallyDrop::new(self);
+        BreakerGuardToken { held: this.held }
+    }
+}
+
+impl<T: Timer> Drop for BreakerGuard<'_, T> {
+    fn drop(&mut self) {
+        self.inner.finish_held(self.held, Outcome::Ignored, true);
+    }
+}
+
+impl<T: Timer> fmt::Debug for BreakerGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerGuard")
+            .field("breaker", &self.inner.shell.name())
+            .finish_non_exhaustive()
     }
 }
 

@@ -36,7 +36,7 @@ pub use timeout::{
 mod retry;
 pub use retry::{ErrorMatcher, Retry, RetryConfig};
 mod breaker;
-pub use breaker::CircuitBreaker;
+pub use breaker::{BreakerGuard, BreakerGuardToken, CircuitBreaker};
 mod request_response;
 pub use request_response::{
     Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,

@@ -451,50 +451,80 @@ impl RedisCircuitBreaker {
                 generation: w >> GEN_SHIFT,
             });
         }
-        self.admit_slow(w)
+        // Asking is allowed: always `Some`.
+        self.admit_slow(w, true)
+            .unwrap_or_else(|| Err(self.unavailable_error()))
+    }
+
+    /// [`admit`](Self::admit) when this process's cache decides, with no
+    /// round trip: the closed path, a refusal while the wait is not over,
+    /// forced open, disabled, or Redis known to be down (`Err`, for the
+    /// fallback). `None` when `admit` would ask Redis (nothing heard from
+    /// it yet, or an open or half-open breaker whose wait is over: a probe
+    /// request); `None` is not a refusal: call `admit` where a round trip
+    /// may block (for example off an event loop's thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`admit`](Self::admit), inside the `Some`.
+    #[inline]
+    pub fn admit_without_round_trip(&self) -> Option<Result<FleetAdmission, RedisError>> {
+        let w = self.word.load(Ordering::Acquire);
+        if w & FLAGS == 0 {
+            return Some(Ok(FleetAdmission::Closed {
+                generation: w >> GEN_SHIFT,
+            }));
+        }
+        self.admit_slow(w, false)
+    }
+
+    /// Asks Redis to decide, if `ask`; `None` otherwise.
+    fn ask(&self, ask: bool) -> Option<Result<FleetAdmission, RedisError>> {
+        ask.then(|| {
+            self.call(OP_ACQUIRE, 0, 0, 0)
+                .map(|reply| self.admission_from(reply))
+        })
     }
 
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self, w: u64) -> Result<FleetAdmission, RedisError> {
+    fn admit_slow(&self, w: u64, ask: bool) -> Option<Result<FleetAdmission, RedisError>> {
         if w & FORKED != 0 {
             self.after_fork();
-            return self.admit_slow(self.word.load(Ordering::Acquire));
+            return self.admit_slow(self.word.load(Ordering::Acquire), ask);
         }
         if w & MISMATCH != 0 {
             if let Some(mismatch) = self.mismatch.lock().clone() {
-                return Err(mismatch);
+                return Some(Err(mismatch));
             }
         }
         if w & DOWN != 0 {
-            return Err(self.unavailable_error());
+            return Some(Err(self.unavailable_error()));
         }
         if w & UNSYNCED != 0 {
             // Never heard from Redis (or forked): ask, in the one script
             // call that also decides (closed: admitted, writing nothing).
-            let reply = self.call(OP_ACQUIRE, 0, 0, 0)?;
-            return Ok(self.admission_from(reply));
+            return self.ask(ask);
         }
         match state_of(w & STATE_MASK) {
-            BreakerState::Closed => Ok(FleetAdmission::Closed {
+            BreakerState::Closed => Some(Ok(FleetAdmission::Closed {
                 generation: w >> GEN_SHIFT,
-            }),
-            BreakerState::Disabled => Ok(FleetAdmission::Disabled),
-            BreakerState::ForcedOpen => Ok(FleetAdmission::Refused {
+            })),
+            BreakerState::Disabled => Some(Ok(FleetAdmission::Disabled)),
+            BreakerState::ForcedOpen => Some(Ok(FleetAdmission::Refused {
                 state: BreakerState::ForcedOpen,
                 retry_after: None,
-            }),
+            })),
             state => {
                 let now = local_us();
                 let after = self.ask_after.load(Ordering::Acquire);
                 if now < after {
-                    return Ok(FleetAdmission::Refused {
+                    return Some(Ok(FleetAdmission::Refused {
                         state,
                         retry_after: Some(Duration::from_micros(after - now)),
-                    });
+                    }));
                 }
-                let reply = self.call(OP_ACQUIRE, 0, 0, 0)?;
-                Ok(self.admission_from(reply))
+                self.ask(ask)
             }
         }
     }
