@@ -30,7 +30,7 @@
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, WaitTimeoutResult};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError, WaitTimeoutResult};
 use std::time::Instant;
 
 use pyo3::prelude::*;
@@ -77,10 +77,37 @@ fn epoch() -> u32 {
     EPOCH.load(Ordering::Acquire)
 }
 
+/// `STATE`'s lock. A thread attached to the interpreter never blocks on
+/// it while attached: it waits detached and tries again. The forking
+/// thread holds `STATE` from the `before` at-fork hook to the fork, running
+/// Python meanwhile; a thread that blocked attached (a monitor's tick, a
+/// breaker's `add_listener` or its deallocation) would keep the GIL that
+/// the forking thread needs to get to the fork: both would wait forever.
 fn lock() -> MutexGuard<'static, Global> {
     // The lock guards plain counters and flags: a panic while holding it
     // leaves them consistent.
-    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+    match STATE.try_lock() {
+        Ok(guard) => return guard,
+        Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => {}
+    }
+    // SAFETY: `PyGILState_Check` only reads this thread's state; it is
+    // callable whether or not the thread is attached.
+    if unsafe { pyo3::ffi::PyGILState_Check() } == 0 {
+        return STATE.lock().unwrap_or_else(PoisonError::into_inner);
+    }
+    Python::attach(|py| {
+        loop {
+            // Wait detached until the holder lets go, then take it attached
+            // (another thread may have been faster: wait again).
+            py.detach(|| drop(STATE.lock().unwrap_or_else(PoisonError::into_inner)));
+            match STATE.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+    })
 }
 
 fn wait(guard: MutexGuard<'static, Global>) -> MutexGuard<'static, Global> {
@@ -402,8 +429,8 @@ pub(crate) fn stop_all(py: Python<'_>) {
 #[pyfunction]
 #[pyo3(name = "_before_fork")]
 pub(crate) fn before_fork() {
-    // Taken attached, as a monitor thread's tick takes it; no thread
-    // waits to attach while holding it, so this wait ends.
+    // No thread waits attached for `STATE` (see `lock`), and none waits
+    // to attach while holding it, so this wait ends.
     let guard = lock();
     HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
 }

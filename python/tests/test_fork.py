@@ -246,3 +246,39 @@ def test_registries_listeners_and_patterns_work_in_the_child():
     in_child(child)
     limiter.dispose()
     bulkhead.dispose()
+
+
+FORKS_WHILE_A_MONITOR_TICKS = textwrap.dedent(
+    """
+    import os, sys
+    import stockade
+
+    # A monitor ticking every millisecond and the GIL handed over every
+    # microsecond: the monitor thread gets the GIL between the at-fork
+    # hook that takes the monitors' lock and the fork itself.
+    sys.setswitchinterval(1e-6)
+    b = stockade.CircuitBreaker("b", monitor_interval=0.001)
+    b.add_listener(lambda e: None)
+    for _ in range(int(sys.argv[1])):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    print("forked")
+    """
+)
+
+
+def test_forking_while_a_monitor_ticks_never_deadlocks():
+    # Before the fix a monitor thread blocked on the monitors' lock while
+    # holding the GIL, which the forking thread (holding that lock) needed:
+    # this hung within a few hundred forks. The watchdog turns a hang into
+    # a failure.
+    out = subprocess.run(
+        [sys.executable, "-c", FORKS_WHILE_A_MONITOR_TICKS, "300"],
+        capture_output=True,
+        text=True,
+        timeout=WATCHDOG + 30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "forked", out.stdout + out.stderr
