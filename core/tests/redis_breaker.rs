@@ -8,8 +8,12 @@
 // The shared harness, as it is: not every helper in it is used here.
 #[path = "common/redis_server.rs"]
 mod redis_server;
+#[macro_use]
+#[path = "common/processes.rs"]
+mod processes;
 
 use core::time::Duration;
+use processes::finish;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -101,23 +105,6 @@ fn spawn(role: &str, url: &str, name: &str) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
-}
-
-/// Waits for a child under the watchdog; it must succeed.
-fn finish(mut child: Child) {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: child did not finish within {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Waits for a forked child (checking `watchdog` meanwhile); it must exit 0.
@@ -334,7 +321,7 @@ fn a_trip_in_one_process_is_seen_by_the_others_within_the_bound() {
     let since: i64 = server.command(&["HGET", &key, "since"]).parse().unwrap();
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
     for child in children {
-        finish(child);
+        finish(child, WATCHDOG);
     }
     // The stated bound: sync_interval + 2 × command_timeout after the
     // trip; plus the child's own TIME round trip after it saw it.
@@ -368,7 +355,7 @@ fn a_child_forked_after_the_breaker_was_made_follows_the_fleet() {
     assert_eq!(b.state(), BreakerState::Open);
     let key = b.redis_breaker().unwrap().key().to_owned();
     let since: i64 = server.command(&["HGET", &key, "since"]).parse().unwrap();
-    finish(child);
+    finish(child, WATCHDOG);
     let seen: i64 = server.command(&["GET", "test:seen:fork"]).parse().unwrap();
     let lag = Duration::from_micros(u64::try_from(seen - since).unwrap_or(0));
     let bound = SYNC + 3 * COMMAND;
@@ -414,7 +401,7 @@ fn closed_calls_cost_no_round_trip() {
 #[test]
 fn a_forked_child_is_a_host_of_its_own_for_the_quorum() {
     let server = RedisServer::start();
-    finish(spawn("fork-quorum", &server.url(), "fork-quorum"));
+    finish(spawn("fork-quorum", &server.url(), "fork-quorum"), WATCHDOG);
 }
 
 #[test]
@@ -522,7 +509,7 @@ fn exactly_k_probes_run_fleet_wide() {
     );
     server.command(&["SET", "test:release", "1"]);
     for child in children {
-        finish(child);
+        finish(child, WATCHDOG);
     }
     // Two successes close the fleet's breaker (half_open_successes_to_close).
     wait_until(WATCHDOG, "closed", || {
@@ -640,7 +627,7 @@ fn quorum_mode_opens_only_when_q_hosts_failed() {
         BreakerState::Closed,
         "one host alone opened it"
     );
-    finish(spawn("fail", &url, "quorum"));
+    finish(spawn("fail", &url, "quorum"), WATCHDOG);
     assert_eq!(
         engine.sync().unwrap(),
         BreakerState::Open,

@@ -6,8 +6,12 @@
 
 #[path = "common/redis_server.rs"]
 mod redis_server;
+#[macro_use]
+#[path = "common/processes.rs"]
+mod processes;
 
 use core::time::Duration;
+use processes::finish;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -188,22 +192,6 @@ impl Lines {
     }
 }
 
-/// Waits for a child under the watchdog; it must succeed.
-fn finish(mut child: Child) {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("watchdog: child still running after {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn kill_and_reap(mut child: Child) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -268,7 +256,7 @@ fn fleet_limit_holds_across_processes() {
         assert_eq!(fields[2], 0, "every decision came from Redis: {line}");
     }
     for c in children {
-        finish(c);
+        finish(c, WATCHDOG);
     }
     assert!(most <= 3, "fleet-wide concurrency {most} > 3");
     assert!(most >= 1);
@@ -422,7 +410,7 @@ fn queue_bounds_hold_fleet_wide() {
         assert!(waited >= 800, "timed out after {waited} ms < queue_timeout");
     }
     for c in waiters {
-        finish(c);
+        finish(c, WATCHDOG);
     }
     let counts = engine.fleet_counts().unwrap();
     assert_eq!(
@@ -470,7 +458,7 @@ fn queue_is_fifo_across_processes() {
         assert_eq!(l.next(), format!("admitted {}", n + 1), "FIFO order");
     }
     for c in children {
-        finish(c);
+        finish(c, WATCHDOG);
     }
 }
 
@@ -1047,9 +1035,6 @@ fn main() {
         child(&role);
         return;
     }
-    macro_rules! tests {
-        ($($t:ident),* $(,)?) => { [$((stringify!($t), $t as fn())),*] };
-    }
     let tests = tests![
         fleet_limit_holds_across_processes,
         killed_holder_returns_its_permits,
@@ -1069,28 +1054,5 @@ fn main() {
         client_time_sets_the_expiry,
         same_decisions_as_the_core,
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    println!("test result: {passed} passed; {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    processes::run_tests("redis_bulkhead", &tests);
 }

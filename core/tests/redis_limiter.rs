@@ -12,10 +12,13 @@
 
 #[path = "common/redis_server.rs"]
 mod redis_server;
+#[macro_use]
+#[path = "common/processes.rs"]
+mod processes;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
-use std::io::Read;
+use processes::finish;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -727,29 +730,6 @@ fn fleet_child() {
     print!("{out}");
 }
 
-fn finish(mut child: Child) -> String {
-    let deadline = Instant::now() + WATCHDOG;
-    let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stdout) = stdout {
-            stdout.read_to_string(&mut s).unwrap();
-        }
-        s
-    });
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child failed: {status}");
-            return reader.join().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("watchdog: child still running after {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn strict_limit_holds_across_processes() {
     let server = RedisServer::start();
     let name = unique("fleet");
@@ -771,7 +751,7 @@ fn strict_limit_holds_across_processes() {
     let mut grants: Vec<u64> = Vec::new();
     let mut per_child = Vec::new();
     for child in children {
-        let out = finish(child);
+        let out = finish(child, WATCHDOG);
         let times: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
         per_child.push(times.len());
         grants.extend(times);
@@ -817,9 +797,6 @@ fn main() {
         }
         return;
     }
-    macro_rules! tests {
-        ($($t:ident),* $(,)?) => { [$((stringify!($t), $t as fn())),*] };
-    }
     let tests = tests![
         script_decides_as_the_core,
         refusals_are_cached_and_leases_serve_locally,
@@ -835,32 +812,5 @@ fn main() {
         client_pause_bounds_every_call,
         strict_limit_holds_across_processes,
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!(
-                    "test {name} ... ok ({:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    println!("redis_limiter: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    processes::run_tests("redis_limiter", &tests);
 }

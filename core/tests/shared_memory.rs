@@ -4,7 +4,12 @@
 //!
 //! Run: `cargo test -p stockade --features shared-memory --test shared_memory`.
 
+#[macro_use]
+#[path = "common/processes.rs"]
+mod processes;
+
 use core::time::Duration;
+use processes::finish;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -256,31 +261,6 @@ fn spawn(role: &str, dir: &TestDir, env: &[(&str, String)]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Waits for a child under the watchdog; returns its stdout (what is left
-/// of it, if `read_line` took the pipe: then nothing).
-fn finish(mut child: Child) -> String {
-    let deadline = Instant::now() + WATCHDOG;
-    let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stdout) = stdout {
-            stdout.read_to_string(&mut s).unwrap();
-        }
-        s
-    });
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child failed: {status}");
-            return reader.join().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("watchdog: child still running after {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Reads one line from a running child, under the watchdog.
 fn read_line(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
@@ -372,7 +352,7 @@ fn strict_limiter_run(attempt: u32, role: &str, floor: f64) -> Result<(), String
     let mut grants: Vec<u64> = children
         .into_iter()
         .flat_map(|c| {
-            finish(c)
+            finish(c, WATCHDOG)
                 .lines()
                 .map(|l| l.parse::<u64>().unwrap())
                 .collect::<Vec<_>>()
@@ -411,9 +391,15 @@ fn breaker_trip_and_probes_across_processes() {
     let dir = TestDir::new("breaker");
     let config = probe_breaker();
     let breaker = Shared::<CircuitBreaker>::open("trip", config, &dir.options()).unwrap();
-    assert_eq!(finish(spawn("breaker_trip", &dir, &[])).trim(), "Open");
+    assert_eq!(
+        finish(spawn("breaker_trip", &dir, &[]), WATCHDOG).trim(),
+        "Open"
+    );
     for _ in 0..3 {
-        assert_eq!(finish(spawn("breaker_check", &dir, &[])).trim(), "rejected");
+        assert_eq!(
+            finish(spawn("breaker_check", &dir, &[]), WATCHDOG).trim(),
+            "rejected"
+        );
     }
     assert!(
         breaker.try_acquire(&HostClock).is_err(),
@@ -426,7 +412,7 @@ fn breaker_trip_and_probes_across_processes() {
         .collect();
     let probes: usize = children
         .into_iter()
-        .map(|c| finish(c).trim().parse::<usize>().unwrap())
+        .map(|c| finish(c, WATCHDOG).trim().parse::<usize>().unwrap())
         .sum();
     assert_eq!(probes, config.half_open_max_probes as usize);
 }
@@ -492,7 +478,7 @@ fn sixteen_processes_create_once() {
     let children: Vec<_> = (0..16)
         .map(|_| spawn("create_race", &dir, &[(START, start.to_string())]))
         .collect();
-    let lines: Vec<String> = children.into_iter().map(finish).collect();
+    let lines: Vec<String> = children.into_iter().map(|c| finish(c, WATCHDOG)).collect();
     let created = lines.iter().filter(|l| l.starts_with("true ")).count();
     assert_eq!(created, 1, "{lines:?}");
     let configs: std::collections::HashSet<_> = lines
@@ -849,7 +835,7 @@ fn blocking_shared_bulkhead_waits_for_another_process() {
         started.elapsed() >= Duration::from_millis(100),
         "did not wait for the child"
     );
-    let _ = finish(child);
+    let _ = finish(child, WATCHDOG);
     assert_eq!(a.metrics().in_flight, 0);
 }
 
@@ -957,10 +943,6 @@ fn main() {
         child(&role);
         return;
     }
-    // Each test once: its name is its function's.
-    macro_rules! tests {
-        ($($t:ident),* $(,)?) => { [$((stringify!($t), $t as fn())),*] };
-    }
     let tests = tests![
         same_name_same_state_and_unlink,
         blocking_shared_patterns_share_state_and_emit_events,
@@ -978,29 +960,5 @@ fn main() {
         strict_limiter_holds_across_8_processes,
         strict_limiter_hammered_by_8_processes,
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let result = std::panic::catch_unwind(test);
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    println!("shared_memory: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    processes::run_tests("shared_memory", &tests);
 }
