@@ -490,6 +490,33 @@ fn strict_mode_checks_burst() {
     );
 }
 
+/// The largest burst is the one the error names: with one request per
+/// 2^61 ns (the longest period of the 64-bit layout) a burst of 2 puts the
+/// lead exactly at its limit (2^62 ticks) and is accepted; 3 is refused,
+/// naming 2. The 64-bit layout only: the 32-bit one picks a tick per
+/// limiter, so its limit is a number of ticks of that limiter.
+#[test]
+fn the_largest_burst_is_the_one_the_error_names() {
+    if !WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(1)
+        .with_period(Duration::from_nanos(1 << 61))
+        .with_max_queue_size(0);
+    assert_eq!(limiter(c.with_burst(2)).burst(), 2);
+    assert_eq!(
+        config_error(c.with_burst(3)),
+        ConfigError::new(
+            ConfigOption::Burst,
+            ConfigValue::Count(3),
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Count(2)
+            }
+        )
+    );
+}
+
 #[test]
 fn backwards_clock_never_grants_extra() {
     let l = limiter(RateLimiterConfig::DEFAULT.with_burst(3));
