@@ -18,9 +18,9 @@
 # models, which need --cfg stockade_loom and take minutes). A mutant whose
 # tests run past 60 s counts as a timeout. The mutants that survive are then
 # run again in the 32-bit state layout (`--cfg stockade_force_32bit`).
-# Reports land in target/mutants/<file stem>/mutants.out and
-# target/mutants/<file stem>-32/mutants.out (outcomes.json, missed.txt,
-# caught.txt, unviable.txt, timeout.txt); a mutant survives if it is in
+# Reports land in target/mutants/<file stem>/mutants.out and, if any
+# survived, target/mutants/<file stem>-32/mutants.out (outcomes.json,
+# missed.txt, caught.txt, unviable.txt, timeout.txt); the survivors are
 # the second missed.txt.
 #
 # cargo-mutants is installed under target/tools on first use.
@@ -60,14 +60,16 @@ run() { # run <prop test> <file>...
             --lib --test "$prop" --test bug_classes || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
         # The survivors again in the 32-bit state layout, forced on this
         # host: its ticks, wrapping words and limits are code the 64-bit
-        # layout compiles out or runs with a 1 ns tick (`--iterate` skips
-        # what the first pass caught or found unviable).
-        rm -rf "$out/$name-32" && mkdir -p "$out/$name-32"
-        cp -r "$out/$name/mutants.out" "$out/$name-32/"
+        # layout compiles out or runs with a 1 ns tick. Selected by name
+        # (`--iterate` would shard what is left anew).
+        local missed=$out/$name/mutants.out/missed.txt re
+        rm -rf "$out/$name-32"
+        [ -s "$missed" ] || continue
+        re=$(sed 's/[][\.*^$+?(){}|]/\\&/g; s/^/^/; s/$/$/' "$missed" | paste -sd'|')
         printf '\n==> %s, survivors in the 32-bit layout\n' "$file"
         RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR="$builds-32" \
-            cargo mutants -p stockade --file "$file" --iterate -j 1 --timeout 60 --build-timeout 300 \
-            "${shard[@]}" -o "$out/$name-32" -- \
+            cargo mutants -p stockade --file "$file" --re "$re" -j 1 --timeout 60 --build-timeout 300 \
+            -o "$out/$name-32" -- \
             --lib --test "$prop" --test bug_classes || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
     done
 }
