@@ -1424,4 +1424,19 @@ mod tests {
         };
         assert!(BulkheadConfig::try_from(no_wait).is_ok());
     }
+
+    #[test]
+    fn raw_config_saturates_a_queue_timeout_beyond_u64_milliseconds() {
+        let raw = |timeout| {
+            BulkheadConfig::DEFAULT
+                .with_queue_timeout(timeout)
+                .to_raw()
+                .queue_timeout_ms
+        };
+        assert_eq!(raw(Duration::MAX), u64::MAX);
+        // 385 ms past u64::MAX ms: truncated, it would read as 384 ms.
+        assert_eq!(raw(Duration::from_secs(u64::MAX / 1000 + 1)), u64::MAX);
+        assert_eq!(raw(Duration::from_millis(u64::MAX)), u64::MAX);
+        assert_eq!(raw(Duration::from_millis(u64::MAX - 1)), u64::MAX - 1);
+    }
 }
