@@ -517,6 +517,24 @@ fn the_largest_burst_is_the_one_the_error_names() {
     );
 }
 
+/// The 32-bit layout's documented maxima together: a burst and a queue of
+/// 2^19 each, with a queue timeout long enough to fill the queue, fit its
+/// lead (the interval is cut into fewer ticks to make room).
+#[test]
+fn the_32_bit_layouts_largest_burst_and_queue_fit_together() {
+    if WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_burst(1 << 19)
+        .with_max_queue_size(1 << 19)
+        .with_queue_timeout(Duration::from_secs(1 << 30));
+    let l = limiter(c);
+    assert_eq!((l.burst(), l.max_queue_size()), (1 << 19, 1 << 19));
+    // The whole queue can wait: its timeout is capped at the queue's length.
+    assert_eq!(l.queue_timeout(), l.emission_interval() * (1 << 19));
+}
+
 #[test]
 fn backwards_clock_never_grants_extra() {
     let l = limiter(RateLimiterConfig::DEFAULT.with_burst(3));
