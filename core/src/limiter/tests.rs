@@ -535,6 +535,34 @@ fn the_32_bit_layouts_largest_burst_and_queue_fit_together() {
     assert_eq!(l.queue_timeout(), l.emission_interval() * (1 << 19));
 }
 
+/// The 32-bit layout's longest period is the one its error names: at it
+/// the limiter is built (a tick of at most `u32::MAX` ns), a nanosecond
+/// more is refused naming the same maximum.
+#[test]
+fn the_32_bit_layouts_longest_period_is_the_one_the_error_names() {
+    if WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(2)
+        .with_period(Duration::from_secs(100 * 365 * 86_400));
+    let too_long = config_error(c);
+    let max = match too_long.problem {
+        ConfigProblem::TooLarge {
+            max: ConfigValue::Duration(max),
+        } => max,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(too_long.option, ConfigOption::Period);
+    assert!(max < c.period);
+    let l = limiter(c.with_period(max));
+    assert!(l.resolution() <= Duration::from_nanos(u32::MAX as u64));
+    assert_eq!(
+        config_error(c.with_period(max + NS)),
+        ConfigError::duration_above(ConfigOption::Period, max + NS, max)
+    );
+}
+
 #[test]
 fn backwards_clock_never_grants_extra() {
     let l = limiter(RateLimiterConfig::DEFAULT.with_burst(3));
