@@ -1121,7 +1121,9 @@ mod tests {
         let token = take(&b).expect("free");
         assert_eq!(token.granted(), counts(1, 0).unwrap());
         assert!(take(&b).is_err());
-        assert_eq!(b.release(token), counts(0, 0));
+        let released = b.release(token);
+        assert_eq!(released, counts(0, 0));
+        assert!(!released.unwrap().has_waiters(), "no one to wake");
         // Released twice with no permit in use: refused, nothing changes.
         assert_eq!(b.release(token), Err(NotHeld));
         assert_eq!((b.in_use(), b.queued()), (0, 0));
