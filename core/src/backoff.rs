@@ -957,6 +957,7 @@ mod tests {
     fn one_attempt_means_no_delay() {
         let b = Backoff::new(BackoffConfig::DEFAULT.with_max_attempts(1)).expect("valid");
         let mut s = b.schedule(0);
+        assert!(!s.is_exhausted(), "not before the first attempt");
         assert_eq!(s.next_delay(Duration::ZERO), None);
         assert_eq!(s.attempts_made(), 1);
         assert!(s.is_exhausted());
