@@ -851,6 +851,16 @@ mod tests {
         .expect("valid");
         assert_eq!(delays(&b, 9), [S(1); 4]);
         assert_eq!(b.delay(u32::MAX), S(1));
+        // Exact past 2^53 ns too, where `initial as f64` rounds (up, here).
+        let initial = Duration::from_nanos((1 << 53) + 3);
+        let b = Backoff::new(
+            BackoffConfig::DEFAULT
+                .with_initial_delay(initial)
+                .with_max_delay(Duration::from_nanos(1 << 54))
+                .with_backoff_factor(1.0),
+        )
+        .expect("valid");
+        assert_eq!([b.delay(1), b.delay(2), b.delay(u32::MAX)], [initial; 3]);
     }
 
     #[test]
@@ -947,6 +957,7 @@ mod tests {
     fn one_attempt_means_no_delay() {
         let b = Backoff::new(BackoffConfig::DEFAULT.with_max_attempts(1)).expect("valid");
         let mut s = b.schedule(0);
+        assert!(!s.is_exhausted(), "not before the first attempt");
         assert_eq!(s.next_delay(Duration::ZERO), None);
         assert_eq!(s.attempts_made(), 1);
         assert!(s.is_exhausted());

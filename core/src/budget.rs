@@ -818,6 +818,15 @@ mod tests {
             b.deposit(&clock);
             assert_eq!(b.available(&clock), 100, "step {i}");
         }
+        // Deposits further apart than a word stays fresh: each finds the
+        // word stale and moves it to now. Unmoved, it would be a sixteenth
+        // of a bucket short of full after four of these steps.
+        let step = wrap_ticks / 4 - b.capacity_units() / 16;
+        for i in 0..40 {
+            clock.advance(Duration::from_nanos(step * tick));
+            b.deposit(&clock);
+            assert_eq!(b.available(&clock), 100, "sparse step {i}");
+        }
     }
 
     #[test]

@@ -1121,7 +1121,9 @@ mod tests {
         let token = take(&b).expect("free");
         assert_eq!(token.granted(), counts(1, 0).unwrap());
         assert!(take(&b).is_err());
-        assert_eq!(b.release(token), counts(0, 0));
+        let released = b.release(token);
+        assert_eq!(released, counts(0, 0));
+        assert!(!released.unwrap().has_waiters(), "no one to wake");
         // Released twice with no permit in use: refused, nothing changes.
         assert_eq!(b.release(token), Err(NotHeld));
         assert_eq!((b.in_use(), b.queued()), (0, 0));
@@ -1423,5 +1425,20 @@ mod tests {
             ..RawBulkheadConfig::DEFAULT
         };
         assert!(BulkheadConfig::try_from(no_wait).is_ok());
+    }
+
+    #[test]
+    fn raw_config_saturates_a_queue_timeout_beyond_u64_milliseconds() {
+        let raw = |timeout| {
+            BulkheadConfig::DEFAULT
+                .with_queue_timeout(timeout)
+                .to_raw()
+                .queue_timeout_ms
+        };
+        assert_eq!(raw(Duration::MAX), u64::MAX);
+        // 385 ms past u64::MAX ms: truncated, it would read as 384 ms.
+        assert_eq!(raw(Duration::from_secs(u64::MAX / 1000 + 1)), u64::MAX);
+        assert_eq!(raw(Duration::from_millis(u64::MAX)), u64::MAX);
+        assert_eq!(raw(Duration::from_millis(u64::MAX - 1)), u64::MAX - 1);
     }
 }

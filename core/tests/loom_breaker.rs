@@ -244,12 +244,52 @@ fn concurrent_probe_successes_close_the_circuit() {
     });
 }
 
+/// The probe success that closes the circuit races with a call admitted
+/// in the new closed generation that fails at once. The window is readied
+/// for that generation before the control word moves, so the failure is
+/// recorded (neither refused for an old window nor wiped by the closing
+/// thread) and, at 100 % from one call, opens the circuit again.
+#[test]
+fn a_failure_right_after_closing_counts_in_the_window() {
+    loom::model(|| {
+        let rate = FailureRateConfig::new(100, 2, 1);
+        let config = BreakerConfig::DEFAULT
+            .with_failure_threshold(CircuitBreaker::MAX_COUNT)
+            .with_half_open_successes_to_close(1)
+            .with_failure_rate(rate);
+        let (b, c) = ready_for_probes(config);
+        let probe = b.try_acquire(&*c).unwrap().into_token();
+        let closer = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.report(probe, Outcome::Success, &*c).unwrap())
+        };
+        let caller = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || match b.try_acquire(&*c) {
+                Ok(permit) => {
+                    permit.failure(&*c);
+                    true
+                }
+                Err(_) => false, // still half-open, its one probe taken
+            })
+        };
+        let closed = closer.join().unwrap();
+        assert_eq!(closed.map(|t| t.to), Some(BreakerState::Closed));
+        let admitted = caller.join().unwrap();
+        let expected = if admitted {
+            BreakerState::Open
+        } else {
+            BreakerState::Closed
+        };
+        assert_eq!(b.state(), expected);
+    });
+}
+
 /// A failure from before a trip-and-reset races with them: whatever the
 /// order, it never opens the breaker after the reset.
-#[test]
-fn a_stale_failure_never_opens_a_reset_breaker() {
-    loom::model(|| {
-        let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(1));
+fn a_stale_failure_never_opens(config: BreakerConfig) {
+    loom::model(move || {
+        let (b, c) = setup(config);
         let old = b.try_acquire(&*c).unwrap().into_token();
         let reporter = {
             let (b, c) = (b.clone(), c.clone());
@@ -267,6 +307,89 @@ fn a_stale_failure_never_opens_a_reset_breaker() {
         let m = b.metrics(&*c);
         assert_eq!(m.state, BreakerState::Closed);
         assert_eq!(m.consecutive_failures, 0);
+    });
+}
+
+#[test]
+fn a_stale_failure_never_opens_a_reset_breaker() {
+    a_stale_failure_never_opens(BreakerConfig::DEFAULT.with_failure_threshold(1));
+}
+
+/// As above, the failure opening through the failure-rate window (100 %
+/// from one call): a rate read from the old generation's window never
+/// opens the new generation.
+#[test]
+fn a_stale_window_verdict_never_opens_a_reset_breaker() {
+    a_stale_failure_never_opens(
+        BreakerConfig::DEFAULT
+            .with_failure_threshold(CircuitBreaker::MAX_COUNT)
+            .with_failure_rate(FailureRateConfig::new(100, 2, 1)),
+    );
+}
+
+/// A success from before a trip-and-reset races with them and with the
+/// new generation's first failure: whatever the order, it never resets
+/// the new generation's count of consecutive failures.
+#[test]
+fn a_stale_success_never_resets_a_newer_failure_count() {
+    loom::model(|| {
+        let (b, c) = setup(BreakerConfig::DEFAULT.with_failure_threshold(3));
+        b.try_acquire(&*c).unwrap().failure(&*c); // a success has a count to reset
+        let old = b.try_acquire(&*c).unwrap().into_token();
+        let reporter = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.report(old, Outcome::Success, &*c).is_ok())
+        };
+        let operator = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                b.trip(&*c);
+                b.reset(&*c);
+                b.try_acquire(&*c).unwrap().failure(&*c);
+            })
+        };
+        reporter.join().unwrap();
+        operator.join().unwrap();
+        let m = b.metrics(&*c);
+        assert_eq!(m.state, BreakerState::Closed);
+        assert_eq!(m.consecutive_failures, 1, "the new generation's failure");
+    });
+}
+
+/// A probe of an ended half-open round succeeds while a new round admits a
+/// probe: if the new round began first, the old success is stale and the
+/// breaker stays half-open; otherwise the success counted in its own round
+/// and closed the circuit.
+#[test]
+fn a_stale_probe_success_never_closes_a_later_round() {
+    loom::model(|| {
+        let config = BreakerConfig::DEFAULT.with_half_open_successes_to_close(1);
+        let (b, c) = ready_for_probes(config);
+        let old = b.try_acquire(&*c).unwrap().into_token();
+        c.advance(ROUND + Duration::from_secs(1)); // the round ends unreported
+        let reporter = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.report(old, Outcome::Success, &*c).is_ok())
+        };
+        let prober = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || {
+                // Admitted either way: as the first probe of a new round,
+                // or by the circuit the old success closed.
+                let permit = b.try_acquire(&*c).unwrap();
+                let began = permit.transition().map(|t| t.to) == Some(BreakerState::HalfOpen);
+                let _ = permit.into_token();
+                began
+            })
+        };
+        reporter.join().unwrap();
+        let new_round = prober.join().unwrap();
+        let expected = if new_round {
+            BreakerState::HalfOpen
+        } else {
+            BreakerState::Closed
+        };
+        assert_eq!(b.state(), expected);
     });
 }
 
@@ -295,6 +418,36 @@ fn a_stale_probe_failure_never_reopens_a_later_round() {
             BreakerState::Open
         };
         assert_eq!(b.state(), expected);
+    });
+}
+
+/// A probe of an ended half-open round is dropped without a verdict while
+/// a new round admits a probe: the old probe's slot is gone with its round,
+/// so the drop frees nothing of the new round, whichever comes first, and
+/// the new probe still holds the round's only slot.
+#[test]
+fn a_stale_probe_dropped_never_frees_a_later_rounds_slot() {
+    loom::model(|| {
+        let (b, c) = ready_for_probes(BreakerConfig::DEFAULT);
+        let old = b.try_acquire(&*c).unwrap().into_token();
+        c.advance(ROUND + Duration::from_secs(1)); // the round ends unreported
+        let dropper = {
+            let b = b.clone();
+            thread::spawn(move || drop(stockade::breaker::BreakerPermit::from_token(&b, old)))
+        };
+        let prober = {
+            let (b, c) = (b.clone(), c.clone());
+            thread::spawn(move || b.try_acquire(&*c).map(|p| p.into_token()).is_ok())
+        };
+        dropper.join().unwrap();
+        assert!(prober.join().unwrap(), "the new round admits a probe");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(
+            b.metrics(&*c).probes_in_flight,
+            1,
+            "the new probe keeps its slot"
+        );
+        assert!(b.try_acquire(&*c).is_err(), "and the round has no other");
     });
 }
 

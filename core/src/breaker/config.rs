@@ -497,6 +497,21 @@ mod tests {
     use crate::breaker::test_util::*;
 
     #[test]
+    fn a_duration_of_u64_max_nanoseconds_is_the_largest_accepted() {
+        let max = Duration::from_nanos(u64::MAX);
+        let c = BreakerConfig::DEFAULT.with_slow_call_threshold(max);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.with_slow_call_threshold(max + NS).validate(),
+            Err(ConfigError::duration_above(
+                ConfigOption::SlowCallThreshold,
+                max + NS,
+                max
+            ))
+        );
+    }
+
+    #[test]
     fn defaults_match_the_spec() {
         let d = BreakerConfig::DEFAULT;
         assert_eq!(d.failure_threshold, 5);

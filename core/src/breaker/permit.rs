@@ -434,4 +434,14 @@ mod tests {
         );
         assert_eq!(core::mem::size_of::<BreakerToken>(), 16);
     }
+
+    #[test]
+    fn token_errors_say_what_went_wrong() {
+        assert!(TokenError::Stale.to_string().contains("stale"));
+        assert!(
+            TokenError::AlreadyReported
+                .to_string()
+                .contains("already reported")
+        );
+    }
 }

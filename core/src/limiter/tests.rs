@@ -490,6 +490,79 @@ fn strict_mode_checks_burst() {
     );
 }
 
+/// The largest burst is the one the error names: with one request per
+/// 2^61 ns (the longest period of the 64-bit layout) a burst of 2 puts the
+/// lead exactly at its limit (2^62 ticks) and is accepted; 3 is refused,
+/// naming 2. The 64-bit layout only: the 32-bit one picks a tick per
+/// limiter, so its limit is a number of ticks of that limiter.
+#[test]
+fn the_largest_burst_is_the_one_the_error_names() {
+    if !WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(1)
+        .with_period(Duration::from_nanos(1 << 61))
+        .with_max_queue_size(0);
+    assert_eq!(limiter(c.with_burst(2)).burst(), 2);
+    assert_eq!(
+        config_error(c.with_burst(3)),
+        ConfigError::new(
+            ConfigOption::Burst,
+            ConfigValue::Count(3),
+            ConfigProblem::TooLarge {
+                max: ConfigValue::Count(2)
+            }
+        )
+    );
+}
+
+/// The 32-bit layout's documented maxima together: a burst and a queue of
+/// 2^19 each, with a queue timeout long enough to fill the queue, fit its
+/// lead (the interval is cut into fewer ticks to make room).
+#[test]
+fn the_32_bit_layouts_largest_burst_and_queue_fit_together() {
+    if WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_burst(1 << 19)
+        .with_max_queue_size(1 << 19)
+        .with_queue_timeout(Duration::from_secs(1 << 30));
+    let l = limiter(c);
+    assert_eq!((l.burst(), l.max_queue_size()), (1 << 19, 1 << 19));
+    // The whole queue can wait: its timeout is capped at the queue's length.
+    assert_eq!(l.queue_timeout(), l.emission_interval() * (1 << 19));
+}
+
+/// The 32-bit layout's longest period is the one its error names: at it
+/// the limiter is built (a tick of at most `u32::MAX` ns), a nanosecond
+/// more is refused naming the same maximum.
+#[test]
+fn the_32_bit_layouts_longest_period_is_the_one_the_error_names() {
+    if WIDE {
+        return;
+    }
+    let c = RateLimiterConfig::DEFAULT
+        .with_requests_per_period(2)
+        .with_period(Duration::from_secs(100 * 365 * 86_400));
+    let too_long = config_error(c);
+    let max = match too_long.problem {
+        ConfigProblem::TooLarge {
+            max: ConfigValue::Duration(max),
+        } => max,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(too_long.option, ConfigOption::Period);
+    assert!(max < c.period);
+    let l = limiter(c.with_period(max));
+    assert!(l.resolution() <= Duration::from_nanos(u32::MAX as u64));
+    assert_eq!(
+        config_error(c.with_period(max + NS)),
+        ConfigError::duration_above(ConfigOption::Period, max + NS, max)
+    );
+}
+
 #[test]
 fn backwards_clock_never_grants_extra() {
     let l = limiter(RateLimiterConfig::DEFAULT.with_burst(3));
