@@ -913,6 +913,12 @@ fn state_changes_are_events_with_increasing_generations() {
         other.sync().unwrap() == BreakerState::ForcedOpen
     });
     b.reset().unwrap();
+    // Whichever thread of this process observes a fleet transition first
+    // (the caller from its reply, or the subscriber from the message)
+    // emits it: the last one may still be on its way.
+    wait_until(WATCHDOG, "four state changes", || {
+        seen.lock().unwrap().len() >= 4
+    });
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen.iter().map(|(f, t, _)| (*f, *t)).collect::<Vec<_>>(),

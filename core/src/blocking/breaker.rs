@@ -1002,12 +1002,44 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         let inner = &*self.inner;
         #[cfg(feature = "redis")]
         if let Some(fleet) = &inner.fleet {
+            // The closed path, inline: the fleet's cached word says closed
+            // and the local breaker admits without a clock (closed, no
+            // slow-call threshold). A success is the local report and a
+            // count, as `finish_fleet` makes it; anything else goes there.
+            let closed = match fleet.engine.admit_without_round_trip() {
+                Some(Ok(crate::redis::FleetAdmission::Closed { generation })) => Some(generation),
+                _ => None,
+            };
+            if let (Some(generation), Some(permit)) = (
+                closed,
+                closed.and_then(|_| inner.core.try_acquire_without_clock()),
+            ) {
+                let token = permit.into_token();
+                return Ok(run_then(f, classify, move |outcome| {
+                    if outcome == Outcome::Success {
+                        let _ = inner.core.report(token, outcome, &**inner.shell.timer());
+                        inner.shell.counters.successes.incr();
+                    } else {
+                        let held = Held::Fleet {
+                            local: Some(token),
+                            ticket: Ticket::Closed(generation),
+                            started: None,
+                        };
+                        inner.finish_held(held, outcome, true);
+                    }
+                }));
+            }
             let held = inner.admit_fleet_asking(fleet)?;
             return Ok(run_then(f, classify, move |outcome| {
                 inner.finish_held(held, outcome, true);
             }));
         }
-        let token = inner.admit_local()?;
+        // The closed path without a clock (no slow-call threshold); the
+        // general admission otherwise.
+        let token = match inner.core.try_acquire_without_clock() {
+            Some(permit) => permit.into_token(),
+            None => inner.admit_local()?,
+        };
         Ok(run_then(f, classify, move |outcome| {
             inner.finish(token, outcome)
         }))
@@ -1195,11 +1227,7 @@ impl<T: Timer> Inner<T> {
         outcome: Outcome,
         reported: Result<Option<Transition>, crate::breaker::TokenError>,
     ) {
-        let counted = match (
-            outcome,
-            token.started_at(),
-            self.core.config().slow_call_threshold,
-        ) {
+        let counted = match (outcome, token.started_at(), self.core.slow_call_threshold()) {
             (Outcome::Success, Some(start), Some(threshold)) => {
                 // Measured again here, after the core measured it: a call
                 // within a clock step of the threshold may be counted
@@ -1290,7 +1318,7 @@ impl<T: Timer> Inner<T> {
         Some(Ok(Held::Fleet {
             local: local.ok(),
             ticket,
-            started: self.core.config().slow_call_threshold.map(|_| timer.now()),
+            started: self.core.slow_call_threshold().map(|_| timer.now()),
         }))
     }
 
@@ -1312,7 +1340,7 @@ impl<T: Timer> Inner<T> {
         ask: bool,
     ) -> bool {
         let timer = &**self.shell.timer();
-        let counted = match (outcome, started, self.core.config().slow_call_threshold) {
+        let counted = match (outcome, started, self.core.slow_call_threshold()) {
             (Outcome::Success, Some(start), Some(threshold))
                 if timer.now().saturating_duration_since(start) > threshold =>
             {

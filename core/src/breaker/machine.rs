@@ -127,6 +127,17 @@ impl CircuitBreaker {
         self.config.config()
     }
 
+    /// The config's `slow_call_threshold`, read without building the whole
+    /// [`config`](Self::config) (for layers that check it on every call).
+    #[inline]
+    pub const fn slow_call_threshold(&self) -> Option<Duration> {
+        if self.config.has_slow_call_threshold() {
+            self.config.slow_call_threshold()
+        } else {
+            None
+        }
+    }
+
     /// The current state: one atomic load, no clock. An open breaker whose
     /// `reset_timeout` has passed still reports [`BreakerState::Open`]
     /// until the next [`try_acquire`](Self::try_acquire) moves it to

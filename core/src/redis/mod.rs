@@ -314,7 +314,10 @@
 //!
 //! **Events and metrics.** `StateChanged` is emitted for every fleet
 //! transition this process observes (its own calls, messages, syncs) that
-//! changes the state; its `generation` numbers those changes in this
+//! changes the state, once, by whichever of its threads observes it first
+//! (so the event of this process's own `trip` or `reset` may be delivered
+//! by the subscriber thread just after the call returns); its
+//! `generation` numbers those changes in this
 //! process (1, 2, 3, …; the fleet's generation is
 //! [`RedisCircuitBreaker::generation`]). `Metrics::state` is the fleet's
 //! state as cached; `breaker_metrics` is the local breaker's.
