@@ -267,10 +267,20 @@ impl CircuitBreaker {
             return Err(disposed(py, "CircuitBreaker", &this.name));
         }
         static OFF_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        if crate::wrap::is_async_callable(func)? {
-            return aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((slf, func, args, kwargs));
-        }
-        let admitted = this.fleet_admit(py, fleet)?;
+        // The closed path first: admitted from this process's cache, no
+        // round trip, so nothing to take off an event loop. Only an
+        // admission that must ask Redis looks at what `func` is: a
+        // coroutine function then asks from the loop's executor.
+        let admitted = match this.fleet_admit_now(py, fleet)? {
+            Some(admitted) => admitted,
+            None => {
+                if crate::wrap::is_async_callable(func)? {
+                    return aio(py, &OFF_LOOP, "breaker_off_loop")?
+                        .call1((slf, func, args, kwargs));
+                }
+                this.fleet_admit(py, fleet)?
+            }
+        };
         match call(func, args, kwargs) {
             // A coroutine from a plain function: it runs (and is judged)
             // when awaited, holding this admission.
