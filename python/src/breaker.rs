@@ -271,15 +271,37 @@ impl CircuitBreaker {
         // round trip, so nothing to take off an event loop. Only an
         // admission that must ask Redis looks at what `func` is: a
         // coroutine function then asks from the loop's executor.
-        let admitted = match this.fleet_admit_now(py, fleet)? {
-            Some(admitted) => admitted,
-            None => {
-                if crate::wrap::is_async_callable(func)? {
-                    return aio(py, &OFF_LOOP, "breaker_off_loop")?
-                        .call1((slf, func, args, kwargs));
+        if let Some(admitted) = fleet.try_acquire_without_round_trip() {
+            // Held as a plain token (no call object) unless the call turns
+            // out to be a coroutine.
+            let token = admitted
+                .map_err(|e| this.fleet_refused(py, e))?
+                .into_token();
+            return match call(func, args, kwargs) {
+                Ok(v) if is_awaitable(&v) => aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((
+                    slf,
+                    v,
+                    py.None(),
+                    py.None(),
+                    Bound::new(py, FleetCall::new(fleet, token))?,
+                )),
+                Ok(v) => {
+                    this.successes.inc();
+                    report_token(py, fleet, token, Outcome::Success);
+                    Ok(v)
                 }
-                this.fleet_admit(py, fleet)?
+                Err(err) => {
+                    let (outcome, raised) = this.outcome_of(err.value(py));
+                    report_token(py, fleet, token, outcome);
+                    Err(raised.unwrap_or(err))
+                }
+            };
+        }
+        let admitted = {
+            if crate::wrap::is_async_callable(func)? {
+                return aio(py, &OFF_LOOP, "breaker_off_loop")?.call1((slf, func, args, kwargs));
             }
+            this.fleet_admit(py, fleet)?
         };
         match call(func, args, kwargs) {
             // A coroutine from a plain function: it runs (and is judged)
@@ -380,6 +402,21 @@ pub(crate) struct FleetCall {
     fleet: Arc<stockade::blocking::CircuitBreaker>,
     /// `None` once reported.
     token: Mutex<Option<BreakerGuardToken>>,
+}
+
+/// A Redis-backed breaker's verdict on a call held as a plain token, the
+/// GIL released only if it needs a round trip.
+fn report_token(
+    py: Python<'_>,
+    fleet: &Arc<stockade::blocking::CircuitBreaker>,
+    token: BreakerGuardToken,
+    outcome: Outcome,
+) {
+    if let Err(guard) = BreakerGuard::from_token(fleet, token).report_without_round_trip(outcome) {
+        let token = guard.into_token();
+        let fleet = Arc::clone(fleet);
+        py.detach(move || BreakerGuard::from_token(&fleet, token).report(outcome));
+    }
 }
 
 impl FleetCall {
