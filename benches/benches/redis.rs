@@ -22,6 +22,10 @@
 //! [`stockade_bench::paired`]): a closed `blocking::CircuitBreaker::redis`
 //! `execute` against a local one's.
 //!
+//! The last column is Redis's own time per command of the row (`INFO
+//! commandstats`' `usec_per_call` of `INCR` or `EVALSHA`, reset before
+//! each row): what the script itself costs the server.
+//!
 //! The server is started by the bench on a free loopback port
 //! (`redis-server`, or `$STOCKADE_REDIS_SERVER`), without persistence.
 //! Settings: `STOCKADE_REDIS_OPS` (decisions per thread per row, default
@@ -51,6 +55,9 @@ struct Row {
     threads: usize,
     latencies_ns: Vec<u64>,
     wall: Duration,
+    /// Redis's own time per command of the row (`INFO commandstats`,
+    /// `usec_per_call` of `INCR` or `EVALSHA`), if it sent any.
+    server_us: Option<f64>,
 }
 
 impl Row {
@@ -107,6 +114,7 @@ where
         threads,
         latencies_ns,
         wall,
+        server_us: None,
     };
     eprintln!(
         "{name} @ {threads}: p50 {:.1} µs, p99 {:.1} µs, {:.0}/s",
@@ -114,6 +122,35 @@ where
         row.percentile(0.99),
         row.per_second()
     );
+    row
+}
+
+/// Redis's microseconds per call of `command` since the last
+/// `CONFIG RESETSTAT` (`None` if it served none).
+fn server_usec(server: &redis_server::RedisServer, command: &str) -> Option<f64> {
+    let prefix = format!("cmdstat_{command}:");
+    server
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()).map(str::to_owned))
+        .and_then(|stats| {
+            stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("usec_per_call="))
+                .and_then(|v| v.parse().ok())
+        })
+}
+
+/// Runs `row` after resetting the server's statistics and records its
+/// server time per `command`.
+fn with_server_time(
+    server: &redis_server::RedisServer,
+    command: &str,
+    row: impl FnOnce() -> Row,
+) -> Row {
+    server.command(&["CONFIG", "RESETSTAT"]);
+    let mut row = row();
+    row.server_us = server_usec(server, command);
     row
 }
 
@@ -140,36 +177,40 @@ fn main() {
 
     let mut rows: Vec<Row> = Vec::new();
     for &threads in &thread_counts {
-        rows.push(run(
-            "INCR (floor)",
-            threads,
-            ops,
-            |t| (connection(&url), format!("bench:incr:{t}")),
-            |(con, key)| {
-                let n: i64 = redis::cmd("INCR").arg(&*key).query(con).expect("INCR");
-                black_box(n);
-            },
-        ));
-        if let Some(source) = &redis_rate {
-            let script = redis::Script::new(source);
-            rows.push(run(
-                "redis_rate allowN",
+        rows.push(with_server_time(&server, "incr", || {
+            run(
+                "INCR (floor)",
                 threads,
                 ops,
-                |_| connection(&url),
-                |con| {
-                    // burst, rate, period (s), cost: 10^6 per second.
-                    let reply: redis::Value = script
-                        .key("bench:redis_rate")
-                        .arg(1_000_000)
-                        .arg(1_000_000)
-                        .arg(1)
-                        .arg(1)
-                        .invoke(con)
-                        .expect("redis_rate script");
-                    black_box(reply);
+                |t| (connection(&url), format!("bench:incr:{t}")),
+                |(con, key)| {
+                    let n: i64 = redis::cmd("INCR").arg(&*key).query(con).expect("INCR");
+                    black_box(n);
                 },
-            ));
+            )
+        }));
+        if let Some(source) = &redis_rate {
+            let script = redis::Script::new(source);
+            rows.push(with_server_time(&server, "evalsha", || {
+                run(
+                    "redis_rate allowN",
+                    threads,
+                    ops,
+                    |_| connection(&url),
+                    |con| {
+                        // burst, rate, period (s), cost: 10^6 per second.
+                        let reply: redis::Value = script
+                            .key("bench:redis_rate")
+                            .arg(1_000_000)
+                            .arg(1_000_000)
+                            .arg(1)
+                            .arg(1)
+                            .invoke(con)
+                            .expect("redis_rate script");
+                        black_box(reply);
+                    },
+                )
+            }));
         }
         let options = RedisOptions::new(url.clone())
             .max_connections(threads as u32)
@@ -182,17 +223,19 @@ fn main() {
             &options,
         )
         .expect("limiter");
-        rows.push(run(
-            "stockade try_acquire",
-            threads,
-            ops,
-            |_| Arc::clone(&limiter),
-            |limiter| {
-                limiter
-                    .try_acquire(1)
-                    .expect("granted: the limit is never reached");
-            },
-        ));
+        rows.push(with_server_time(&server, "evalsha", || {
+            run(
+                "stockade try_acquire",
+                threads,
+                ops,
+                |_| Arc::clone(&limiter),
+                |limiter| {
+                    limiter
+                        .try_acquire(1)
+                        .expect("granted: the limit is never reached");
+                },
+            )
+        }));
         let exhausted = RateLimiter::redis(
             &format!("bench-refused-{threads}"),
             RateLimiterConfig::DEFAULT
@@ -254,7 +297,7 @@ fn main() {
     );
     let _ = writeln!(
         report,
-        "| limiter decision | connections | p50 µs | p99 µs | decisions/s | p50 ÷ INCR | p99 ÷ INCR |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| limiter decision | connections | p50 µs | p99 µs | decisions/s | p50 ÷ INCR | p99 ÷ INCR | Redis µs/command |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for row in &rows {
         let floor = rows
@@ -263,7 +306,7 @@ fn main() {
             .expect("floor row");
         let _ = writeln!(
             report,
-            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.2}× | {:.2}× |",
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.2}× | {:.2}× | {} |",
             row.name,
             row.threads,
             row.percentile(0.5),
@@ -271,6 +314,8 @@ fn main() {
             row.per_second(),
             row.percentile(0.5) / floor.percentile(0.5),
             row.percentile(0.99) / floor.percentile(0.99),
+            row.server_us
+                .map_or_else(|| "—".to_owned(), |us| format!("{us:.2}")),
         );
     }
     if redis_rate.is_none() {

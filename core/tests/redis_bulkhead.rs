@@ -11,7 +11,7 @@ mod redis_server;
 mod processes;
 
 use core::time::Duration;
-use processes::finish;
+use processes::{env_u64, finish};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -26,13 +26,6 @@ use stockade::redis::{Fallback, RedisBulkhead, RedisBulkheadError, RedisError, R
 const ROLE: &str = "STOCKADE_RB_ROLE";
 const URL: &str = "STOCKADE_RB_URL";
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} not set"))
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number"))
-}
 
 /// Options for tests: short timeouts, a short lease.
 fn options(url: &str, lease_ttl: Duration) -> RedisOptions {

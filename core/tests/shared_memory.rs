@@ -9,7 +9,7 @@
 mod processes;
 
 use core::time::Duration;
-use processes::finish;
+use processes::{env_u64, finish};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -26,13 +26,6 @@ const ROLE: &str = "STOCKADE_TEST_ROLE";
 const DIR: &str = "STOCKADE_TEST_DIR";
 const START: &str = "STOCKADE_TEST_START";
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn env_u64(name: &str) -> u64 {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} not set"))
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number"))
-}
 
 fn options() -> SharedOptions {
     SharedOptions::new().directory(std::env::var(DIR).expect("directory"))

@@ -79,3 +79,12 @@ pub(crate) fn finish(mut child: Child, watchdog: Duration) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A child role's numeric setting from the environment (the parent sets
+/// it); panics naming it when it is missing or not a number.
+pub(crate) fn env_u64(name: &str) -> u64 {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} not set"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number"))
+}
