@@ -54,6 +54,35 @@ pub(crate) type CallbackFn = unsafe extern "C" fn(user_data: *mut c_void) -> c_i
 /// place to free it.
 pub type stockade_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
+/// A per-thread "last error" message: what `stockade_shared_last_error`
+/// and `stockade_redis_last_error` return. Each family keeps its own slot
+/// (a `thread_local!` `RefCell<CString>`), so a Redis failure never
+/// overwrites the message of a shared-memory one.
+pub(crate) type LastErrorSlot = std::thread::LocalKey<core::cell::RefCell<CString>>;
+
+/// Sets `slot` to `message` ("" for none). A message with a NUL byte is
+/// cut at it (a name given with one cannot reach here: C strings end at
+/// their NUL). Does nothing while the thread is being torn down.
+pub(crate) fn set_last_error_in(slot: &'static LastErrorSlot, message: impl fmt::Display) {
+    use std::string::ToString;
+    let text = message.to_string();
+    let text = match text.find('\0') {
+        Some(at) => &text[..at],
+        None => &text[..],
+    };
+    let c = CString::new(text).unwrap_or_default();
+    let _ = slot.try_with(|e| *e.borrow_mut() = c);
+}
+
+/// The message in `slot`, NUL-terminated, valid until the calling thread
+/// next sets it or exits; `""` while the thread is being torn down.
+pub(crate) fn last_error_in(slot: &'static LastErrorSlot) -> *const c_char {
+    crate::boundary::run_value(c"".as_ptr(), || {
+        slot.try_with(|e| e.borrow().as_ptr())
+            .unwrap_or(c"".as_ptr())
+    })
+}
+
 /// The status of a blocking-layer error.
 pub(crate) fn error_status<E>(e: &Error<E>) -> stockade_status {
     match e {

@@ -204,13 +204,7 @@ std::thread_local! {
 
 /// Sets this thread's last Redis error ("" for none).
 pub(crate) fn set_last_error(message: impl fmt::Display) {
-    let text = message.to_string();
-    let text = match text.find('\0') {
-        Some(at) => &text[..at],
-        None => &text[..],
-    };
-    let c = CString::new(text).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
+    super::set_last_error_in(&LAST_ERROR, message);
 }
 
 /// The full message of the calling thread's last failed Redis call,
@@ -227,11 +221,7 @@ pub(crate) fn set_last_error(message: impl fmt::Display) {
 ///   no. Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn stockade_redis_last_error() -> *const c_char {
-    crate::boundary::run_value(c"".as_ptr(), || {
-        LAST_ERROR
-            .try_with(|e| e.borrow().as_ptr())
-            .unwrap_or(c"".as_ptr())
-    })
+    super::last_error_in(&LAST_ERROR)
 }
 
 /// A name argument of a Redis object: required, UTF-8. Sets the last

@@ -7,7 +7,6 @@ use core::cell::RefCell;
 use core::ffi::c_char;
 use core::fmt;
 use std::ffi::CString;
-use std::string::ToString;
 
 use crate::boundary::arg;
 use crate::status::stockade_status;
@@ -127,15 +126,7 @@ std::thread_local! {
 
 /// Sets this thread's last shared error ("" for none).
 pub(crate) fn set_last_error(message: impl fmt::Display) {
-    // A message with a NUL byte (a name given with one cannot reach here:
-    // C strings end at their NUL) is cut at it.
-    let text = message.to_string();
-    let text = match text.find('\0') {
-        Some(at) => &text[..at],
-        None => &text[..],
-    };
-    let c = CString::new(text).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
+    super::set_last_error_in(&LAST_ERROR, message);
 }
 
 /// The full message of the calling thread's last `_new_shared` or
@@ -157,11 +148,7 @@ pub(crate) fn set_last_error(message: impl fmt::Display) {
 ///   no. Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn stockade_shared_last_error() -> *const c_char {
-    crate::boundary::run_value(c"".as_ptr(), || {
-        LAST_ERROR
-            .try_with(|e| e.borrow().as_ptr())
-            .unwrap_or(c"".as_ptr())
-    })
+    super::last_error_in(&LAST_ERROR)
 }
 
 /// A name argument of a shared object: required, UTF-8. Sets the last
