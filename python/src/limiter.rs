@@ -85,6 +85,19 @@ impl LimiterBooking {
     }
 }
 
+impl Drop for LimiterBooking {
+    /// A coroutine that never ran its first step (a task cancelled before
+    /// it started, or a coroutine never awaited) still holds the booking
+    /// taken when `execute` was called: hand it back as `cancel` does.
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.get_mut().take() {
+            let limiter = self.limiter.get();
+            let _ = limiter.core.cancel(r, &limiter.clock);
+            limiter.calls.dec();
+        }
+    }
+}
+
 /// A booking in a Redis-backed limiter, held by a coroutine while it
 /// sleeps (`stockade._aio.fleet_limiter_call`).
 #[pyclass(module = "stockade._stockade", frozen)]

@@ -1,6 +1,7 @@
 import _thread
 import asyncio
 import datetime
+import gc
 import inspect
 import threading
 import time
@@ -227,6 +228,37 @@ def test_cancelled_while_waiting_leaks_nothing():
         assert r.queue_depth == 0
 
     run(main())
+
+
+def test_a_coroutine_cancelled_or_closed_before_its_first_step_hands_its_booking_back():
+    # The booking is taken when `execute` is called, before the coroutine
+    # runs: a task cancelled before it starts, or a coroutine never awaited,
+    # must still hand it back (and take the call back out of `calls`).
+    r = stockade.RateLimiter("cancel-early", requests_per_period=1, period=10, burst=1, queue_timeout=60)
+    assert r.try_acquire()
+    calls = r.metrics()["calls"]
+
+    never_awaited = r.execute(asyncio.sleep, 0)
+    assert r.queue_depth == 1
+    never_awaited.close()
+    del never_awaited
+    assert r.queue_depth == 0
+    assert r.metrics()["calls"] == calls
+
+    async def main():
+        task = asyncio.ensure_future(r.execute(asyncio.sleep, 0))
+        assert r.queue_depth == 1
+        task.cancel()  # before its first step
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    # The cancelled task keeps its CancelledError, whose traceback holds the
+    # never-started coroutine's frame (and so the booking) until the task is
+    # freed: here when the loop is gone and the collector has run.
+    gc.collect()
+    assert r.queue_depth == 0
+    assert r.metrics()["calls"] == calls
 
 
 def test_dispose_wakes_waiting_tasks():
