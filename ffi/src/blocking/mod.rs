@@ -249,6 +249,14 @@ pub struct stockade_metrics {
     /// Decisions a Redis-backed handle (`_new_redis`) took under its
     /// fallback because Redis did not answer; 0 for other handles.
     pub fallback_decisions: u64,
+    /// A fallback's calls whose outcome the fallback callback replaced; 0
+    /// for other handles.
+    pub fallbacks: u64,
+    /// Extra attempts a hedging launched; 0 for other handles.
+    pub hedges: u64,
+    /// A hedging's calls whose result came from an extra attempt; 0 for
+    /// other handles.
+    pub hedges_won: u64,
 }
 
 impl From<Metrics> for stockade_metrics {
@@ -266,6 +274,9 @@ impl From<Metrics> for stockade_metrics {
                 .state
                 .map_or(u8::MAX, |s| stockade_breaker_state::from(s) as u8),
             fallback_decisions: m.fallback_decisions,
+            fallbacks: m.fallbacks,
+            hedges: m.hedges,
+            hedges_won: m.hedges_won,
         }
     }
 }
@@ -565,5 +576,7 @@ pub(crate) fn pattern_kind(p: PatternKind) -> stockade_pattern_kind {
         PatternKind::Retry => stockade_pattern_kind::Retry,
         PatternKind::Timeout => stockade_pattern_kind::Timeout,
         PatternKind::RequestResponse => stockade_pattern_kind::RequestResponse,
+        PatternKind::Fallback => stockade_pattern_kind::Fallback,
+        PatternKind::Hedging => stockade_pattern_kind::Hedging,
     }
 }
