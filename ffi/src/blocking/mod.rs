@@ -15,8 +15,8 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use stockade_core::blocking::{
-    Bulkhead, CircuitBreaker, DynPolicy, Error, Event, ListenerId, Metrics, PatternKind,
-    RateLimiter, RequestResponsePattern, Retry, Timeout,
+    Bulkhead, CircuitBreaker, DynPolicy, Error, Event, Fallback, Hedging, ListenerId, Metrics,
+    PatternKind, RateLimiter, RequestResponsePattern, Retry, Timeout,
 };
 
 use crate::boundary::{Out, arg};
@@ -26,6 +26,8 @@ use crate::status::stockade_status;
 pub mod breaker;
 pub mod bulkhead;
 pub mod events;
+pub mod fallback;
+pub mod hedging;
 pub mod limiter;
 pub mod pipeline;
 mod protection;
@@ -306,7 +308,16 @@ macro_rules! impl_pattern {
 /// the `stockade_policy` of its config (or by none).
 pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>, protection::CProtection>;
 
-impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
+impl_pattern!(
+    CircuitBreaker,
+    RateLimiter,
+    Bulkhead,
+    Retry,
+    Timeout,
+    Rr,
+    Fallback,
+    Hedging
+);
 #[cfg(feature = "shared-memory")]
 impl_pattern!(
     CircuitBreaker<stockade_core::shared::HostClock>,
