@@ -167,6 +167,9 @@ static void test_fallback_execute(void) {
     CHECK(m.calls == 4 && m.successes == 1 && m.failures == 1 && m.fallbacks == 2);
     CHECK(m.hedges == 0 && m.hedges_won == 0);
     CHECK(ev.count[STOCKADE_EVENT_KIND_FALLBACK_USED] == 2);
+    CHECK_OK(stockade_fallback_unsubscribe(f, id));
+    CHECK_STATUS(stockade_fallback_unsubscribe(f, id), STOCKADE_STATUS_NOT_FOUND);
+    CHECK_OK(stockade_fallback_subscribe(f, on_event, &ev, &id));
 
     CHECK_OK(stockade_fallback_dispose(f));
     CHECK(ev.count[STOCKADE_EVENT_KIND_DISPOSED] == 1);
@@ -325,6 +328,9 @@ static void test_a_failure_launches_the_hedge(void) {
     CHECK(m.calls == 1 && m.successes == 1 && m.hedges == 1 && m.hedges_won == 1);
     CHECK(ev.count[STOCKADE_EVENT_KIND_HEDGE_LAUNCHED] == 1);
     CHECK(ev.count[STOCKADE_EVENT_KIND_HEDGE_WON] == 1 && ev.last_attempt == 2);
+    CHECK_OK(stockade_hedging_unsubscribe(h, id));
+    CHECK_STATUS(stockade_hedging_unsubscribe(h, id), STOCKADE_STATUS_NOT_FOUND);
+    CHECK_NULL_ARG(stockade_hedging_subscribe(h, NULL, &ev, &id));
 
     stockade_hedging_free(h);
     gate_destroy(&d.first);
