@@ -1,7 +1,8 @@
 """Stockade: resilience patterns for Python programs, threads and asyncio.
 
-Circuit breaker, rate limiter, bulkhead, timeout, retry with backoff and
-request-response, on Stockade's lock-free Rust state machines. Every pattern
+Circuit breaker, rate limiter, bulkhead, timeout, retry with backoff,
+request-response, fallback and hedging, on Stockade's lock-free Rust state
+machines. Every pattern
 protects plain functions and ``async def`` functions alike::
 
     import stockade
@@ -88,6 +89,7 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
+from ._fallback import Fallback, Hedging
 from ._request_response import Request, RequestResponsePattern, Response
 from ._stockade import (
     Bulkhead,
@@ -115,6 +117,8 @@ __all__ = [
     "Response",
     "RequestResponsePattern",
     "Timeout",
+    "Fallback",
+    "Hedging",
     "Event",
     "Pipeline",
     "pipeline",
