@@ -36,7 +36,8 @@ outcome; ``failures`` and ``rejections`` are the core's counters, which
 also count slow successes as failures, leave out a failure reported after
 the breaker changed state meanwhile (a stale verdict), and wrap at 2**32),
 ``successes + failures + rejections + timeouts`` for a bulkhead
-and a timeout, ``successes + failures`` for a retry. A rate limiter's
+and a timeout, ``successes + failures`` for a retry and a hedging,
+``successes + failures + fallbacks`` for a fallback. A rate limiter's
 outcome is the booking: ``calls`` counts bookings granted or refused
 (``rejections``), whatever the function did afterwards; a booking given up
 while waiting is not counted. A call that ``dispose()`` wakes from a wait

@@ -426,8 +426,9 @@ class Hedging(_Pattern):
                     rounds.launched(now)
                     self._launched(value)
                 elif step == "failed":
-                    self._count("failures")
                     assert last is not None
+                    if isinstance(last, Exception):  # else an interruption: no outcome
+                        self._count("failures")
                     raise last
                 else:
                     wait = _SLICE if step == "wait" else min(_SLICE, max(0.0, value - now))
@@ -480,12 +481,14 @@ class Hedging(_Pattern):
                     self._launched(value)
                     continue
                 if step == "failed":
-                    self._count("failures")
                     assert last is not None
+                    if isinstance(last, Exception):  # else an interruption: no outcome
+                        self._count("failures")
                     raise last
                 timeout = None if step == "wait" else max(0.0, value - now)
                 done, _ = await asyncio.wait([*tasks, disposed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if disposed in done:
+                    disposed.exception()  # retrieved: no "never retrieved" warning
                     raise self._disposed_error()
                 for task in done:
                     attempt = tasks.pop(task)

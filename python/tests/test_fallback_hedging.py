@@ -431,3 +431,27 @@ def test_a_listener_that_raises_does_not_disturb_the_call(monkeypatch):
     assert fallback.remove_listener(broken) is False
     with pytest.raises(TypeError, match="callback"):
         fallback.add_listener(3)
+
+
+def test_dispose_wakes_an_async_caller_and_cancels_its_attempts():
+    hedging = stockade.Hedging(fresh("h"), delay=3600)
+    cancelled = []
+
+    async def slow():
+        try:
+            await asyncio.sleep(WATCHDOG)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main():
+        task = asyncio.ensure_future(hedging.execute(slow))
+        while hedging.metrics()["in_flight"] != 1:
+            await asyncio.sleep(0)  # bounded by run_async's watchdog
+        hedging.dispose()
+        with pytest.raises(stockade.DisposedError):
+            await task
+        await asyncio.sleep(0)
+        assert cancelled == [True]
+
+    run_async(main)
