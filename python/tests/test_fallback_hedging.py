@@ -455,3 +455,20 @@ def test_dispose_wakes_an_async_caller_and_cancels_its_attempts():
         assert cancelled == [True]
 
     run_async(main)
+
+
+def test_fallback_and_hedging_in_a_threaded_pipeline():
+    fallback = stockade.Fallback(fresh("fb"), fallback="cached")
+    hedging = stockade.Hedging(fresh("h"), delay=3600)
+    threads = []
+
+    def down():
+        threads.append(threading.get_ident())
+        raise ConnectionError("down")
+
+    protected = stockade.pipeline(fallback, hedging)
+    assert within(lambda: protected.execute(down)) == "cached"
+    # Both attempts ran, each on a worker thread of its own.
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert hedging.metrics()["hedges"] == 1 and hedging.metrics()["failures"] == 1
+    assert fallback.metrics()["fallbacks"] == 1
