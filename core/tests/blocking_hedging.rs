@@ -453,3 +453,44 @@ fn fallback_and_hedging_compose_in_a_dyn_pipeline() {
     assert_eq!(*seen.lock().unwrap(), [ErrorKind::BreakerOpen]);
     assert_eq!(fallback.metrics().fallbacks, 1);
 }
+
+#[test]
+fn many_callers_racing_hedges_all_get_their_answer() {
+    const CALLERS: usize = 8;
+    const CALLS: usize = 50;
+    // Delay 0: every call launches all its attempts at once; a small pool
+    // makes some of them find it full.
+    let h = Arc::new(
+        Hedging::unregistered(
+            "stress",
+            HedgingConfig::DEFAULT
+                .with_delay(Duration::ZERO)
+                .with_max_attempts(3)
+                .with_max_workers(4),
+        )
+        .unwrap(),
+    );
+    let callers: Vec<Caller<usize>> = (0..CALLERS)
+        .map(|c| {
+            let h = Arc::clone(&h);
+            Caller::spawn(move || {
+                (0..CALLS)
+                    .filter(|i| {
+                        let want = c * CALLS + i;
+                        h.execute(move || Ok::<_, &str>(want)).ok() == Some(want)
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.join(), CALLS);
+    }
+    let m = h.metrics();
+    assert_eq!(
+        (m.calls, m.successes),
+        ((CALLERS * CALLS) as u64, (CALLERS * CALLS) as u64)
+    );
+    assert!(m.hedges_won <= m.hedges);
+    wait_until("every attempt is done", || h.metrics().in_flight == 0);
+}
