@@ -310,6 +310,14 @@ enum stockade_pattern_kind
   // A request-response pattern.
   STOCKADE_PATTERN_KIND_REQUEST_RESPONSE = 5,
 #endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A fallback.
+  STOCKADE_PATTERN_KIND_FALLBACK = 6,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A hedging.
+  STOCKADE_PATTERN_KIND_HEDGING = 7,
+#endif
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -364,6 +372,20 @@ enum stockade_event_kind
 #if defined(STOCKADE_HAS_BLOCKING)
   // A Redis-backed handle's server answers again: Redis decides again.
   STOCKADE_EVENT_KIND_STORE_RECOVERED = 8,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A fallback replaced a failed call's outcome with its callback's.
+  STOCKADE_EVENT_KIND_FALLBACK_USED = 9,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // A hedging launched an extra attempt: `attempt` (2 for the first
+  // hedge).
+  STOCKADE_EVENT_KIND_HEDGE_LAUNCHED = 10,
+#endif
+#if defined(STOCKADE_HAS_BLOCKING)
+  // An extra attempt gave a hedged call its result: `attempt` (2 or
+  // more).
+  STOCKADE_EVENT_KIND_HEDGE_WON = 11,
 #endif
 #if defined(STOCKADE_HAS_BLOCKING)
   // An event this version of the header does not know.
@@ -713,6 +735,22 @@ typedef struct stockade_bulkhead_handle stockade_bulkhead_handle;
 // the slot; counted as a success), then free it with
 // `stockade_bulkhead_permit_free` (which releases it first if needed).
 typedef struct stockade_bulkhead_permit stockade_bulkhead_permit;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A fallback of the blocking tier (the core's `blocking::Fallback`): when
+// a callback fails, or a pattern refuses it, a fallback callback gives
+// the outcome instead. Heap-allocated, safe to share between threads;
+// free with `stockade_fallback_free`.
+typedef struct stockade_fallback stockade_fallback;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// A hedging of the blocking tier (the core's `blocking::Hedging`): runs
+// a callback on its worker pool and, when it is slow (or fails), runs it
+// again; the first success wins. Heap-allocated, safe to share between
+// threads; free with `stockade_hedging_free`.
+typedef struct stockade_hedging stockade_hedging;
 #endif
 
 // A lock-free rate limiter (the core's `RateLimiter`, GCRA) in caller
@@ -1117,6 +1155,14 @@ typedef struct stockade_metrics {
   // Decisions a Redis-backed handle (`_new_redis`) took under its
   // fallback because Redis did not answer; 0 for other handles.
   uint64_t fallback_decisions;
+  // A fallback's calls whose outcome the fallback callback replaced; 0
+  // for other handles.
+  uint64_t fallbacks;
+  // Extra attempts a hedging launched; 0 for other handles.
+  uint64_t hedges;
+  // A hedging's calls whose result came from an extra attempt; 0 for
+  // other handles.
+  uint64_t hedges_won;
 } stockade_metrics;
 #endif
 
@@ -1134,7 +1180,8 @@ typedef struct stockade_event {
   stockade_breaker_state to;
   // `STATE_CHANGED`: the breaker's generation after the change.
   uint32_t generation;
-  // `RETRY`: the attempt that failed (1-based).
+  // `RETRY`: the attempt that failed (1-based); `HEDGE_LAUNCHED`,
+  // `HEDGE_WON`: the attempt's number.
   uint32_t attempt;
   // The instance's name (NUL-terminated; "" if anonymous).
   const char *name;
@@ -1174,6 +1221,51 @@ typedef struct stockade_bulkhead_config {
   uint32_t max_queue;
 } stockade_bulkhead_config;
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// Chooses the failures a fallback handles: `status` says what failed
+// (`CALLBACK_FAILED` with the callback's non-zero `code`, or a pattern's
+// refusal such as `BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`,
+// `TIMED_OUT`, `RETRIES_EXHAUSTED` with `code` 0, or the code of the
+// last failed attempt inside `RETRIES_EXHAUSTED`); true = handled.
+typedef bool (*stockade_fallback_classifier_fn)(stockade_status status, int code, void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The fallback: called with what failed (as for the classifier), returns
+// 0 (the call succeeds; leave the fallback value in `user_data`) or
+// non-zero (the call fails with `CALLBACK_FAILED`).
+typedef int (*stockade_fallback_fn)(stockade_status status, int code, void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Called once when stockade no longer uses a `user_data` it was given
+// (after a detached callback finished, or when it will never run): the
+// place to free it.
+typedef void (*stockade_release_fn)(void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Hedging options (the core's `HedgingConfig`): start from
+// `stockade_hedging_config_default()` and change fields.
+typedef struct stockade_hedging_config {
+  // How long an attempt runs without a success before the next one is
+  // launched, ms (default 2000); 0 launches every attempt at once.
+  uint64_t delay_ms;
+  // Attempts in all, the first included (default 2); 1 to 64.
+  uint32_t max_attempts;
+  // Worker threads of the hedging's pool: the most attempts running at
+  // once over every call (default 16); must be greater than 0.
+  uint32_t max_workers;
+} stockade_hedging_config;
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// One attempt of a hedged call: `attempt` numbers the attempts in the
+// order they start (1, 2, ...), so that each can leave its result in its
+// own place in `user_data`. Returns 0 on success, non-zero on failure.
+typedef int (*stockade_hedged_fn)(uint32_t attempt, void *user_data);
+#endif
+
 // Rate limiter options (the core's `RawRateLimiterConfig`): start from
 // `stockade_limiter_config_default()` and change fields.
 typedef struct stockade_limiter_config {
@@ -1195,13 +1287,6 @@ typedef struct stockade_limiter_config {
   // A `stockade_limiter_mode` (default `BURSTY`).
   uint8_t mode;
 } stockade_limiter_config;
-
-#if defined(STOCKADE_HAS_BLOCKING)
-// Called once when stockade no longer uses a `user_data` it was given
-// (after a detached callback finished, or when it will never run): the
-// place to free it.
-typedef void (*stockade_release_fn)(void *user_data);
-#endif
 
 #if defined(STOCKADE_HAS_BLOCKING)
 // Options of a request-response pattern: start from
@@ -2152,6 +2237,333 @@ stockade_status stockade_bulkhead_permit_release(const struct stockade_bulkhead_
 // `permit` from `stockade_bulkhead_handle_acquire`/`_try_acquire`, not
 // freed before, or NULL.
 void stockade_bulkhead_permit_free(struct stockade_bulkhead_permit *permit);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a fallback handle. It handles the failures its classifier
+// chooses (given to `_execute` or `_as_policy`). With a `name`
+// (NUL-terminated UTF-8) it is registered: `stockade_fallback_get(name)`
+// finds it, and a second live fallback of that name is refused; with
+// NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`out`); `NAME_TAKEN`;
+//   `INVALID_ARGUMENT` (`name` not UTF-8).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_fallback_free` (the registry keeps its own reference until
+//   `stockade_fallback_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_fallback_new(const char *name, struct stockade_fallback **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(user_data)` on this thread. If it fails (non-zero) and
+// `classifier(CALLBACK_FAILED, code, user_data)` returns true (NULL
+// classifier: every failure is handled), returns what
+// `fallback(CALLBACK_FAILED, code, user_data)` returns instead.
+//
+// - Statuses: `OK` (the callback, or the fallback, returned 0);
+//   `CALLBACK_FAILED` (a failure not handled, or the fallback returned
+//   non-zero); `DISPOSED` (nothing runs); `NULL_ARGUMENT` (`handle`,
+//   `callback`, `fallback`).
+// - Blocks: while the callbacks run. Thread safety: any number of
+//   threads at once. Callbacks must not unwind.
+//
+// # Safety
+//
+// `handle` live; the callbacks callable with `user_data`.
+stockade_status stockade_fallback_execute(const struct stockade_fallback *handle,
+                                          stockade_callback callback,
+                                          stockade_fallback_classifier_fn classifier,
+                                          stockade_fallback_fn fallback,
+                                          void *user_data);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the fallback as a pipeline stage (free with
+// `stockade_policy_free`) that handles what `classifier` chooses (NULL:
+// every failure) of the stages inside it and the pipeline's callback,
+// with `fallback`. Put it first (outermost) to see every stage's
+// refusal: the classifier and the fallback get the refusal's status
+// (`BREAKER_OPEN`, `RATE_LIMITED`, `BULKHEAD_FULL`, `TIMED_OUT`, ...)
+// with code 0, or `CALLBACK_FAILED` with the pipeline callback's code.
+// `release(user_data)` (optional) is called exactly once, when the stage
+// is gone (its policy and every pipeline holding it freed), or before
+// returning on a NULL argument.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `fallback`, `out`).
+// - Thread safety: any thread; the classifier and the fallback run on
+//   the thread that runs the stage, possibly several at once.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL; the callbacks and
+// `release` callable with `user_data` from any thread.
+stockade_status stockade_fallback_as_policy(const struct stockade_fallback *handle,
+                                            stockade_fallback_classifier_fn classifier,
+                                            stockade_fallback_fn fallback,
+                                            void *user_data,
+                                            stockade_release_fn release,
+                                            struct stockade_policy **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered fallback called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_fallback_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_fallback_get(const char *name, struct stockade_fallback **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the fallback lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_fallback_new`/`_get`, not freed before.
+void stockade_fallback_free(struct stockade_fallback *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the fallback: it refuses every call from now on
+// (`DISPOSED`, nothing runs) and its name is free again. Handles stay
+// valid until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_fallback_dispose(const struct stockade_fallback *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the fallback's counters now: `calls` = `successes` +
+// `failures` + `fallbacks` (calls whose failure the fallback handled).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_fallback_metrics(const struct stockade_fallback *handle,
+                                          struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the fallback:
+// `FALLBACK_USED` (before the fallback runs), `DISPOSED`. `*out_id` = the
+// subscription's id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until
+//   `stockade_fallback_unsubscribe` returned (or the fallback is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_fallback_subscribe(const struct stockade_fallback *handle,
+                                            stockade_listener_fn listener,
+                                            void *user_data,
+                                            uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_fallback_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_fallback_unsubscribe(const struct stockade_fallback *handle, uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// The defaults: 2000 ms delay, 2 attempts, 16 workers.
+//
+// - Thread safety: any thread. Blocks: no. Never fails.
+struct stockade_hedging_config stockade_hedging_config_default(void);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Makes a hedging handle. With a `name` (NUL-terminated UTF-8) it is
+// registered: `stockade_hedging_get(name)` finds it, and a second live
+// hedging of that name is refused; with NULL it is anonymous.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`config`, `out`); `INVALID_CONFIG`
+//   (`max_attempts` 0 or above 64, `max_workers` 0; `*error` names the
+//   option if not NULL); `NAME_TAKEN`; `INVALID_ARGUMENT` (`name` not
+//   UTF-8).
+// - Ownership: `*out` is the caller's; free it with
+//   `stockade_hedging_free` (the registry keeps its own reference until
+//   `stockade_hedging_dispose`).
+// - Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// Pointers valid or NULL; `name` NUL-terminated.
+stockade_status stockade_hedging_new(const char *name,
+                                     const struct stockade_hedging_config *config,
+                                     struct stockade_config_error *error,
+                                     struct stockade_hedging **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Runs `callback(attempt, user_data)` hedged: the first attempt on a
+// worker of the hedging's pool, another when `delay_ms` passes without a
+// success or at once when an attempt fails, up to `max_attempts`; the
+// first attempt to return 0 wins and this function returns with
+// `*out_attempt` (optional) = its number. **The other attempts are not
+// stopped**: they run on to the end on their workers after this function
+// returned (their outcome is dropped), possibly at the same time as each
+// other, so the callback must be safe to run concurrently with itself.
+// When every worker is busy, a hedge is not launched (counted in
+// `rejections`), and a first attempt runs on this thread, unhedged.
+//
+// `user_data` must therefore stay valid until the last attempt returned.
+// Pass a `release` (optional): it is called exactly once, with
+// `user_data`, when stockade no longer uses it — after the last attempt
+// returned (possibly on a worker thread, possibly after this function
+// returned), or before this function returns when no attempt runs
+// (disposed, a NULL argument).
+//
+// - Statuses: `OK` (an attempt returned 0); `CALLBACK_FAILED` (every
+//   attempt failed); `DISPOSED`; `NULL_ARGUMENT` (`hedging`, `callback`;
+//   `release` is called before returning).
+// - Blocks: until an attempt succeeds or every attempt failed. Thread
+//   safety: any number of threads at once; the callback must not unwind.
+//
+// # Safety
+//
+// `hedging` live; `callback` and `release` callable with `user_data`
+// from any thread; `out_attempt` valid or NULL.
+stockade_status stockade_hedging_execute(const struct stockade_hedging *hedging,
+                                         stockade_hedged_fn callback,
+                                         void *user_data,
+                                         stockade_release_fn release,
+                                         uint32_t *out_attempt);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = a new handle to the registered hedging called `name`.
+//
+// - Statuses: `OK`; `NOT_FOUND`; `NULL_ARGUMENT`; `INVALID_ARGUMENT`
+//   (`name` not UTF-8).
+// - Ownership: free `*out` with `stockade_hedging_free`.
+// - Thread safety: any thread. Blocks: no (a short lock on the registry).
+//
+// # Safety
+//
+// `name` NUL-terminated or NULL; `out` valid or NULL.
+stockade_status stockade_hedging_get(const char *name, struct stockade_hedging **out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Frees a handle (the hedging lives on while other handles, policies,
+// pipelines or the registry hold it). NULL is a no-op.
+//
+// - Thread safety: any thread, once per handle, after every call on this
+//   handle has returned. Blocks: no.
+//
+// # Safety
+//
+// `handle` from `stockade_hedging_new`/`_get`, not freed before.
+void stockade_hedging_free(struct stockade_hedging *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Disposes of the hedging: it refuses every call from now on
+// (`DISPOSED`), callers waiting for their attempts return `DISPOSED`
+// (the attempts run on), and its name is free again. Handles stay valid
+// until freed.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_hedging_dispose(const struct stockade_hedging *handle);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the hedging's counters now: `calls` = `successes` +
+// `failures`; `hedges` (extra attempts launched), `hedges_won`,
+// `rejections` (launches refused for a full pool), `in_flight` (attempts
+// running on the pool, losers included).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread. Blocks: no.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_hedging_metrics(const struct stockade_hedging *handle,
+                                         struct stockade_metrics *out);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Calls `listener(event, user_data)` for every event of the hedging:
+// `HEDGE_LAUNCHED` and `HEDGE_WON` (`attempt`), `REJECTED` (a launch
+// refused for a full pool), `DISPOSED`. `*out_id` = the subscription's
+// id.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`handle`, `listener`, `out_id`).
+// - Ownership: `user_data` must stay valid until
+//   `stockade_hedging_unsubscribe` returned (or the hedging is gone).
+// - Thread safety: the listener runs on the thread where the event
+//   happened, possibly several at once; it must not unwind. Blocks: no.
+//
+// # Safety
+//
+// `handle` live; `listener` callable with `user_data` from any thread.
+stockade_status stockade_hedging_subscribe(const struct stockade_hedging *handle,
+                                           stockade_listener_fn listener,
+                                           void *user_data,
+                                           uint64_t *out_id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Removes the listener `id` (from `stockade_hedging_subscribe`).
+//
+// - Statuses: `OK`; `NOT_FOUND` (unknown id, another pattern's, or
+//   already removed); `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL.
+stockade_status stockade_hedging_unsubscribe(const struct stockade_hedging *handle, uint64_t id);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `*out` = the hedging as a pipeline stage (free with
+// `stockade_policy_free`): each attempt runs the stages inside it and the
+// pipeline's callback on a worker, so that callback may run several times
+// at once and after `stockade_pipeline_execute` returned (its `release`
+// says when it is done).
+//
+// - Statuses: `OK`; `NULL_ARGUMENT`. Thread safety: any thread.
+//
+// # Safety
+//
+// `handle` live or NULL; `out` valid or NULL.
+stockade_status stockade_hedging_as_policy(const struct stockade_hedging *handle,
+                                           struct stockade_policy **out);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

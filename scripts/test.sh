@@ -153,7 +153,7 @@ else
 fi
 unset MIRIFLAGS
 
-step "ThreadSanitizer: the blocking layer's queues, timeouts, dispose and worker pool (STOCKADE_SLOW=1: every core test)"
+step "ThreadSanitizer: the blocking layer's queues, timeouts, hedging races, dispose and worker pool (STOCKADE_SLOW=1: every core test)"
 # TSan needs the standard library instrumented too: -Zbuild-std, with an
 # explicit target so RUSTFLAGS does not reach build scripts. RUST_BACKTRACE=0:
 # symbolising a panic's backtrace under TSan takes longer (about 15 s) than
@@ -173,7 +173,7 @@ if [ "$slow" = 1 ]; then
     done
     "${tsan[@]}" "${tsan_tests[@]}"
 else
-    "${tsan[@]}" --test blocking_bulkhead --test blocking_limiter --test blocking_timeout
+    "${tsan[@]}" --test blocking_bulkhead --test blocking_limiter --test blocking_timeout --test blocking_hedging
     "${tsan[@]}" --lib -- blocking::
 fi
 

@@ -75,7 +75,7 @@ pub enum ConfigOption {
     MaxConcurrent = 30,
     /// Bulkhead and request-response: callers that may wait (spec `maxQueue`).
     MaxQueue = 31,
-    /// Retry: attempts in all, the first included (spec `maxAttempts`).
+    /// Retry and hedging: attempts in all, the first included (spec `maxAttempts`).
     MaxAttempts = 40,
     /// Retry: the delay before the first retry (spec `initialDelay`).
     InitialDelay = 41,
@@ -97,7 +97,7 @@ pub enum ConfigOption {
     MaxTokens = 52,
     /// Timeout: the time allowed (spec `timeoutMs`).
     Timeout = 60,
-    /// Timeout and request-response: worker threads in the pool.
+    /// Timeout, request-response and hedging: worker threads in the pool.
     MaxWorkers = 61,
     /// Timeout and request-response: how long an idle worker lives.
     IdleTimeout = 62,

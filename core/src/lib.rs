@@ -23,6 +23,8 @@
 //! | Retry | [`backoff::Backoff`], `budget::RetryBudget` | `blocking::Retry` |
 //! | Timeout | [`deadline::Deadline`] | `blocking::Timeout` |
 //! | Request-response | — | `blocking::RequestResponsePattern` |
+//! | Fallback | — | `blocking::Fallback` |
+//! | Hedging | [`hedging::HedgeRound`] | `blocking::Hedging` |
 //!
 //! # The core, one example per machine
 //!
@@ -247,6 +249,7 @@ pub mod bulkhead;
 pub mod clock;
 pub mod deadline;
 pub mod error;
+pub mod hedging;
 pub mod limiter;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -261,7 +264,7 @@ pub mod blocking;
 pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};
 
 /// Everything a program using the blocking patterns needs, in one `use`:
-/// the six patterns, their configs, [`Error`](blocking::Error),
+/// the eight patterns, their configs, [`Error`](blocking::Error),
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
@@ -277,13 +280,14 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 #[cfg(feature = "std")]
 pub mod prelude {
     pub use crate::blocking::{
-        Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, Pipeline, Policy, RateLimiter,
-        Request, RequestResponseConfig, RequestResponsePattern, Response, Retry, RetryConfig,
-        Timeout, Timer, VirtualClock,
+        Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, ErrorKind, Fallback,
+        FallbackConfig, Hedging, Pipeline, Policy, RateLimiter, Request, RequestResponseConfig,
+        RequestResponsePattern, Response, Retry, RetryConfig, Timeout, Timer, VirtualClock,
     };
     pub use crate::breaker::{BreakerConfig, BreakerState};
     pub use crate::bulkhead::BulkheadConfig;
     pub use crate::deadline::TimeoutConfig;
+    pub use crate::hedging::HedgingConfig;
     pub use crate::limiter::RateLimiterConfig;
 }
 

@@ -13,8 +13,8 @@ use pyo3::types::PyDict;
 
 /// Something a pattern did, as the blocking layer's `Event`: `pattern`
 /// (`"circuit_breaker"`, `"bulkhead"`, `"rate_limiter"`, `"retry"`,
-/// `"timeout"`, `"request_response"`), `name`, `kind` and the fields that
-/// kind has (others are `None`):
+/// `"timeout"`, `"request_response"`, `"fallback"`, `"hedging"`), `name`,
+/// `kind` and the fields that kind has (others are `None`):
 ///
 /// | kind | fields |
 /// | --- | --- |
@@ -24,6 +24,9 @@ use pyo3::types::PyDict;
 /// | `"timed_out"` | `timeout` (seconds) |
 /// | `"queue_timeout"` | `waited` (seconds) |
 /// | `"monitor"` | `metrics` |
+/// | `"fallback_used"` | `error` (the exception the fallback replaced) |
+/// | `"hedge_launched"` | `attempt` (2 for the first hedge) |
+/// | `"hedge_won"` | `attempt` (the winning attempt, 2 or more) |
 /// | `"disposed"` | — |
 /// | `"store_unavailable"` | `cause` (a Redis-backed pattern's server stopped answering: `"timeout"`, `"connection"`, `"server"`, `"protocol"`, `"pool_exhausted"`, `"guard_open"`) |
 /// | `"store_recovered"` | — (it answers again) |

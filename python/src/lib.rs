@@ -16,6 +16,7 @@ mod convert;
 mod errors;
 mod events;
 mod guarded;
+mod hedging;
 mod limiter;
 mod machines;
 mod monitor;
@@ -60,6 +61,11 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;
     m.add_function(wrap_pyfunction!(registry::adhoc_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;
+    // `stockade.Fallback` and `stockade.Hedging` (stockade/_fallback.py).
+    m.add_class::<hedging::HedgeRound>()?;
+    m.add_function(wrap_pyfunction!(hedging::hedging_config, m)?)?;
+    m.add_function(wrap_pyfunction!(hedging::event, m)?)?;
+    m.add_function(wrap_pyfunction!(hedging::is_async, m)?)?;
     // `stockade.machines`: the core machines with explicit time.
     machines::register(m)?;
     // Monitor threads stop before the interpreter finalizes.

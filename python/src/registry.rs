@@ -68,9 +68,9 @@ pub(crate) fn unregister(kind: &'static str, name: &str, obj: &Bound<'_, PyAny>)
 }
 
 // The registry and helpers for the patterns written in Python
-// (`stockade._request_response`).
+// (`stockade._request_response`, `stockade._fallback`).
 
-static KINDS: &[&str] = &["request_response"];
+static KINDS: &[&str] = &["request_response", "fallback", "hedging"];
 
 fn kind(name: &str) -> PyResult<&'static str> {
     KINDS.iter().find(|k| **k == name).copied().ok_or_else(|| {

@@ -1,7 +1,8 @@
 """Stockade: resilience patterns for Python programs, threads and asyncio.
 
-Circuit breaker, rate limiter, bulkhead, timeout, retry with backoff and
-request-response, on Stockade's lock-free Rust state machines. Every pattern
+Circuit breaker, rate limiter, bulkhead, timeout, retry with backoff,
+request-response, fallback and hedging, on Stockade's lock-free Rust state
+machines. Every pattern
 protects plain functions and ``async def`` functions alike::
 
     import stockade
@@ -35,7 +36,8 @@ outcome; ``failures`` and ``rejections`` are the core's counters, which
 also count slow successes as failures, leave out a failure reported after
 the breaker changed state meanwhile (a stale verdict), and wrap at 2**32),
 ``successes + failures + rejections + timeouts`` for a bulkhead
-and a timeout, ``successes + failures`` for a retry. A rate limiter's
+and a timeout, ``successes + failures`` for a retry and a hedging,
+``successes + failures + fallbacks`` for a fallback. A rate limiter's
 outcome is the booking: ``calls`` counts bookings granted or refused
 (``rejections``), whatever the function did afterwards; a booking given up
 while waiting is not counted. A call that ``dispose()`` wakes from a wait
@@ -88,6 +90,7 @@ from ._errors import (
     StockadeError,
     TimeoutError,
 )
+from ._fallback import Fallback, Hedging
 from ._request_response import Request, RequestResponsePattern, Response
 from ._stockade import (
     Bulkhead,
@@ -115,6 +118,8 @@ __all__ = [
     "Response",
     "RequestResponsePattern",
     "Timeout",
+    "Fallback",
+    "Hedging",
     "Event",
     "Pipeline",
     "pipeline",

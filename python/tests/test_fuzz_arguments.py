@@ -74,6 +74,8 @@ PATTERNS = [
     stockade.Retry,
     stockade.Timeout,
     stockade.RequestResponsePattern,
+    stockade.Fallback,
+    stockade.Hedging,
 ]
 CASES = [(cls, option) for cls in PATTERNS for option in options(cls)]
 

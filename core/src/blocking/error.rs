@@ -85,7 +85,61 @@ pub enum Error<E = core::convert::Infallible> {
     Redis(crate::redis::RedisError),
 }
 
+/// Which variant an [`Error`] is, without its data (see [`Error::kind`]):
+/// what a [`Fallback`](super::Fallback) chooses its errors by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Inner`]: the call's own error.
+    Inner,
+    /// [`Error::BreakerOpen`].
+    BreakerOpen,
+    /// [`Error::BulkheadFull`].
+    BulkheadFull,
+    /// [`Error::PoolFull`].
+    PoolFull,
+    /// [`Error::QueueTimeout`].
+    QueueTimeout,
+    /// [`Error::RateLimited`].
+    RateLimited,
+    /// [`Error::TimedOut`].
+    TimedOut,
+    /// [`Error::RetriesExhausted`].
+    RetriesExhausted,
+    /// [`Error::Disposed`].
+    Disposed,
+    /// [`Error::Panicked`].
+    Panicked,
+    /// Any other variant: [`Error::InvalidConfig`], [`Error::NameTaken`]
+    /// and the errors of the shared-memory and Redis features.
+    Other,
+}
+
 impl<E> Error<E> {
+    /// Which variant this is.
+    ///
+    /// ```
+    /// use stockade::blocking::{Error, ErrorKind};
+    ///
+    /// assert_eq!(Error::Inner("boom").kind(), ErrorKind::Inner);
+    /// assert_eq!(Error::<()>::BulkheadFull.kind(), ErrorKind::BulkheadFull);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Inner(_) => ErrorKind::Inner,
+            Error::BreakerOpen { .. } => ErrorKind::BreakerOpen,
+            Error::BulkheadFull => ErrorKind::BulkheadFull,
+            Error::PoolFull => ErrorKind::PoolFull,
+            Error::QueueTimeout { .. } => ErrorKind::QueueTimeout,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::TimedOut { .. } => ErrorKind::TimedOut,
+            Error::RetriesExhausted { .. } => ErrorKind::RetriesExhausted,
+            Error::Disposed => ErrorKind::Disposed,
+            Error::Panicked { .. } => ErrorKind::Panicked,
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// The closure's own error, if this is one (looking through
     /// [`Error::RetriesExhausted`]).
     pub fn inner(&self) -> Option<&E> {

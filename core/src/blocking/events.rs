@@ -32,6 +32,10 @@ pub enum PatternKind {
     Timeout,
     /// [`RequestResponsePattern`](super::RequestResponsePattern).
     RequestResponse,
+    /// [`Fallback`](super::Fallback).
+    Fallback,
+    /// [`Hedging`](super::Hedging).
+    Hedging,
 }
 
 /// Something a pattern did.
@@ -90,6 +94,19 @@ pub enum EventKind {
     },
     /// The pattern was disposed.
     Disposed,
+    /// A [`Fallback`](super::Fallback) replaced a failed call's outcome
+    /// with its fallback.
+    FallbackUsed,
+    /// A [`Hedging`](super::Hedging) launched an extra attempt.
+    HedgeLaunched {
+        /// The attempt's number (2 for the first hedge).
+        attempt: u32,
+    },
+    /// A hedged attempt (not the first) gave a hedged call its result.
+    HedgeWon {
+        /// The winning attempt's number (2 or more).
+        attempt: u32,
+    },
     /// A Redis-backed pattern's server stopped answering (feature
     /// `redis`): from now on decisions follow its
     /// [`Fallback`](crate::redis::Fallback) until `StoreRecovered`.
@@ -132,6 +149,12 @@ pub struct Metrics {
     /// Decisions a Redis-backed pattern took under its fallback because
     /// Redis did not answer (feature `redis`; 0 otherwise).
     pub fallback_decisions: u64,
+    /// Calls whose outcome a [`Fallback`](super::Fallback) replaced.
+    pub fallbacks: u64,
+    /// Extra attempts a [`Hedging`](super::Hedging) launched.
+    pub hedges: u64,
+    /// Hedged calls whose result came from an extra attempt.
+    pub hedges_won: u64,
 }
 
 /// Identifies a subscribed listener, to remove it again.

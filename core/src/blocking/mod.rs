@@ -19,7 +19,7 @@ mod shell;
 mod timer;
 mod wait;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
 pub use pool::{DetachedCall, PoolCounts, Refused, WaitError, WorkerPool};
 pub use shell::panic_message;
@@ -45,3 +45,7 @@ mod bulkhead;
 pub use bulkhead::{Bulkhead, BulkheadGuard};
 mod limiter;
 pub use limiter::RateLimiter;
+mod fallback;
+pub use fallback::{DynFallbackFn, DynHandleIf, Fallback, FallbackConfig, FallbackStage};
+mod hedging;
+pub use hedging::Hedging;

@@ -25,6 +25,10 @@ pub enum stockade_pattern_kind {
     Timeout = 4,
     /// A request-response pattern.
     RequestResponse = 5,
+    /// A fallback.
+    Fallback = 6,
+    /// A hedging.
+    Hedging = 7,
 }
 
 /// What happened (which fields of `stockade_event` are set).
@@ -51,6 +55,14 @@ pub enum stockade_event_kind {
     StoreUnavailable = 7,
     /// A Redis-backed handle's server answers again: Redis decides again.
     StoreRecovered = 8,
+    /// A fallback replaced a failed call's outcome with its callback's.
+    FallbackUsed = 9,
+    /// A hedging launched an extra attempt: `attempt` (2 for the first
+    /// hedge).
+    HedgeLaunched = 10,
+    /// An extra attempt gave a hedged call its result: `attempt` (2 or
+    /// more).
+    HedgeWon = 11,
     /// An event this version of the header does not know.
     Other = 255,
 }
@@ -70,7 +82,8 @@ pub struct stockade_event {
     pub to: stockade_breaker_state,
     /// `STATE_CHANGED`: the breaker's generation after the change.
     pub generation: u32,
-    /// `RETRY`: the attempt that failed (1-based).
+    /// `RETRY`: the attempt that failed (1-based); `HEDGE_LAUNCHED`,
+    /// `HEDGE_WON`: the attempt's number.
     pub attempt: u32,
     /// The instance's name (NUL-terminated; "" if anonymous).
     pub name: *const c_char,
@@ -139,6 +152,15 @@ impl stockade_event {
                 out.duration_ms = millis(*waited);
             }
             EventKind::Disposed => out.kind = stockade_event_kind::Disposed,
+            EventKind::FallbackUsed => out.kind = stockade_event_kind::FallbackUsed,
+            EventKind::HedgeLaunched { attempt } => {
+                out.kind = stockade_event_kind::HedgeLaunched;
+                out.attempt = *attempt;
+            }
+            EventKind::HedgeWon { attempt } => {
+                out.kind = stockade_event_kind::HedgeWon;
+                out.attempt = *attempt;
+            }
             #[cfg(feature = "redis")]
             EventKind::StoreUnavailable { cause } => {
                 out.kind = stockade_event_kind::StoreUnavailable;

@@ -15,8 +15,8 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use stockade_core::blocking::{
-    Bulkhead, CircuitBreaker, DynPolicy, Error, Event, ListenerId, Metrics, PatternKind,
-    RateLimiter, RequestResponsePattern, Retry, Timeout,
+    Bulkhead, CircuitBreaker, DynPolicy, Error, Event, Fallback, Hedging, ListenerId, Metrics,
+    PatternKind, RateLimiter, RequestResponsePattern, Retry, Timeout,
 };
 
 use crate::boundary::{Out, arg};
@@ -26,6 +26,8 @@ use crate::status::stockade_status;
 pub mod breaker;
 pub mod bulkhead;
 pub mod events;
+pub mod fallback;
+pub mod hedging;
 pub mod limiter;
 pub mod pipeline;
 mod protection;
@@ -278,6 +280,14 @@ pub struct stockade_metrics {
     /// Decisions a Redis-backed handle (`_new_redis`) took under its
     /// fallback because Redis did not answer; 0 for other handles.
     pub fallback_decisions: u64,
+    /// A fallback's calls whose outcome the fallback callback replaced; 0
+    /// for other handles.
+    pub fallbacks: u64,
+    /// Extra attempts a hedging launched; 0 for other handles.
+    pub hedges: u64,
+    /// A hedging's calls whose result came from an extra attempt; 0 for
+    /// other handles.
+    pub hedges_won: u64,
 }
 
 impl From<Metrics> for stockade_metrics {
@@ -295,6 +305,9 @@ impl From<Metrics> for stockade_metrics {
                 .state
                 .map_or(u8::MAX, |s| stockade_breaker_state::from(s) as u8),
             fallback_decisions: m.fallback_decisions,
+            fallbacks: m.fallbacks,
+            hedges: m.hedges,
+            hedges_won: m.hedges_won,
         }
     }
 }
@@ -324,7 +337,16 @@ macro_rules! impl_pattern {
 /// the `stockade_policy` of its config (or by none).
 pub(crate) type Rr = RequestResponsePattern<Vec<u8>, Vec<u8>, protection::CProtection>;
 
-impl_pattern!(CircuitBreaker, RateLimiter, Bulkhead, Retry, Timeout, Rr);
+impl_pattern!(
+    CircuitBreaker,
+    RateLimiter,
+    Bulkhead,
+    Retry,
+    Timeout,
+    Rr,
+    Fallback,
+    Hedging
+);
 #[cfg(feature = "shared-memory")]
 impl_pattern!(
     CircuitBreaker<stockade_core::shared::HostClock>,
@@ -594,5 +616,7 @@ pub(crate) fn pattern_kind(p: PatternKind) -> stockade_pattern_kind {
         PatternKind::Retry => stockade_pattern_kind::Retry,
         PatternKind::Timeout => stockade_pattern_kind::Timeout,
         PatternKind::RequestResponse => stockade_pattern_kind::RequestResponse,
+        PatternKind::Fallback => stockade_pattern_kind::Fallback,
+        PatternKind::Hedging => stockade_pattern_kind::Hedging,
     }
 }
