@@ -10,8 +10,8 @@
  *    gives its message. Results go through out-parameters, written only on
  *    STOCKADE_STATUS_OK (no partial success). Exception: the deadline
  *    queries (stockade_deadline_is_expired, stockade_deadline_remaining_ms)
- *    return a small struct holding the answer and a `status` field, in
- *    registers, with no out-parameter.
+ *    return a small struct holding the answer and a `status` field (in
+ *    registers where the C ABI allows), with no out-parameter.
  *  - A NULL pointer argument returns STOCKADE_STATUS_NULL_ARGUMENT unless the
  *    function documents it as optional; _free(NULL) is a no-op.
  *  - Invalid configuration returns STOCKADE_STATUS_INVALID_CONFIG and fills
@@ -1461,9 +1461,10 @@ typedef struct stockade_deadline {
 } stockade_deadline;
 
 // What `stockade_deadline_remaining_ms` returns: the answer and the
-// status in one value, returned in registers (`rax:rdx` on x86-64 SysV,
-// `x0:x1` on AArch64; through memory where the C ABI returns every struct
-// larger than a register that way, as 32-bit Arm's AAPCS does).
+// status in one 16-byte value, returned in registers where the C ABI
+// allows (`rax:rdx` on x86-64 System V, `x0:x1` on AArch64), through
+// memory where it returns a struct of this size that way (Windows x64,
+// 32-bit Arm's AAPCS, i386).
 typedef struct stockade_deadline_remaining {
   // Whole milliseconds left (on `OK`; 0 otherwise): 0 once expired,
   // `UINT64_MAX` for a deadline that never expires.
@@ -1473,9 +1474,9 @@ typedef struct stockade_deadline_remaining {
 } stockade_deadline_remaining;
 
 // What `stockade_deadline_is_expired` returns: the answer and the
-// status in one value, returned in registers (`rax` on x86-64 SysV,
-// `x0` on AArch64; through memory where the C ABI returns every struct
-// larger than a register that way, as 32-bit Arm's AAPCS does).
+// status in one 8-byte value, returned in a register where the C ABI
+// allows (`rax` on x86-64, `x0` on AArch64), through memory where it
+// returns a struct of this size that way (32-bit Arm's AAPCS, i386).
 // `expired` comes first, so that it is the low byte of the register.
 typedef struct stockade_deadline_expiry {
   // Whether the deadline has passed (on `OK`; true otherwise, so that a
@@ -3541,8 +3542,8 @@ struct stockade_deadline_remaining stockade_deadline_remaining_ms(struct stockad
 
 // Whether `deadline` has passed on `clock`, with the status, both
 // returned by value: the deadline is passed by value and nothing is
-// written through a pointer, so the call costs a NULL check, the clock
-// read and a compare.
+// written through a pointer, so the call costs the clock's NULL checks,
+// the clock read and a compare.
 //
 // ```c
 // stockade_deadline_expiry e = stockade_deadline_is_expired(deadline, &clock);

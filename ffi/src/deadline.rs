@@ -145,9 +145,9 @@ pub extern "C" fn stockade_deadline_min(
 }
 
 /// What `stockade_deadline_is_expired` returns: the answer and the
-/// status in one value, returned in registers (`rax` on x86-64 SysV,
-/// `x0` on AArch64; through memory where the C ABI returns every struct
-/// larger than a register that way, as 32-bit Arm's AAPCS does).
+/// status in one 8-byte value, returned in a register where the C ABI
+/// allows (`rax` on x86-64, `x0` on AArch64), through memory where it
+/// returns a struct of this size that way (32-bit Arm's AAPCS, i386).
 /// `expired` comes first, so that it is the low byte of the register.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,9 +160,10 @@ pub struct stockade_deadline_expiry {
 }
 
 /// What `stockade_deadline_remaining_ms` returns: the answer and the
-/// status in one value, returned in registers (`rax:rdx` on x86-64 SysV,
-/// `x0:x1` on AArch64; through memory where the C ABI returns every struct
-/// larger than a register that way, as 32-bit Arm's AAPCS does).
+/// status in one 16-byte value, returned in registers where the C ABI
+/// allows (`rax:rdx` on x86-64 System V, `x0:x1` on AArch64), through
+/// memory where it returns a struct of this size that way (Windows x64,
+/// 32-bit Arm's AAPCS, i386).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct stockade_deadline_remaining {
@@ -215,8 +216,8 @@ pub unsafe extern "C" fn stockade_deadline_remaining_ms(
 
 /// Whether `deadline` has passed on `clock`, with the status, both
 /// returned by value: the deadline is passed by value and nothing is
-/// written through a pointer, so the call costs a NULL check, the clock
-/// read and a compare.
+/// written through a pointer, so the call costs the clock's NULL checks,
+/// the clock read and a compare.
 ///
 /// ```c
 /// stockade_deadline_expiry e = stockade_deadline_is_expired(deadline, &clock);

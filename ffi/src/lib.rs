@@ -27,7 +27,7 @@
 //!   through out-parameters, written only on success. Exception: the
 //!   deadline queries ([`deadline::stockade_deadline_is_expired`],
 //!   [`deadline::stockade_deadline_remaining_ms`]) return a small struct
-//!   of the answer and its status, in registers.
+//!   of the answer and its status, in registers where the C ABI allows.
 //! - A NULL pointer argument returns `STOCKADE_STATUS_NULL_ARGUMENT`
 //!   (optional arguments say so); `_free(NULL)` is a no-op.
 //! - An invalid config returns `STOCKADE_STATUS_INVALID_CONFIG` and, if the
