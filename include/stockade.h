@@ -8,7 +8,10 @@
  * Conventions (every function follows them):
  *  - Every fallible function returns a stockade_status; stockade_status_str()
  *    gives its message. Results go through out-parameters, written only on
- *    STOCKADE_STATUS_OK (no partial success).
+ *    STOCKADE_STATUS_OK (no partial success). Exception: the deadline
+ *    queries (stockade_deadline_is_expired, stockade_deadline_remaining_ms)
+ *    return a small struct holding the answer and a `status` field (in
+ *    registers where the C ABI allows), with no out-parameter.
  *  - A NULL pointer argument returns STOCKADE_STATUS_NULL_ARGUMENT unless the
  *    function documents it as optional; _free(NULL) is a no-op.
  *  - Invalid configuration returns STOCKADE_STATUS_INVALID_CONFIG and fills
@@ -1541,6 +1544,32 @@ typedef struct stockade_deadline {
   // When it expires, in the clock's nanoseconds.
   uint64_t expires_at_ns;
 } stockade_deadline;
+
+// What `stockade_deadline_remaining_ms` returns: the answer and the
+// status in one 16-byte value, returned in registers where the C ABI
+// allows (`rax:rdx` on x86-64 System V, `x0:x1` on AArch64), through
+// memory where it returns a struct of this size that way (Windows x64,
+// 32-bit Arm's AAPCS, i386).
+typedef struct stockade_deadline_remaining {
+  // Whole milliseconds left (on `OK`; 0 otherwise): 0 once expired,
+  // `UINT64_MAX` for a deadline that never expires.
+  uint64_t ms;
+  // `OK`, or why `ms` is not an answer.
+  stockade_status status;
+} stockade_deadline_remaining;
+
+// What `stockade_deadline_is_expired` returns: the answer and the
+// status in one 8-byte value, returned in a register where the C ABI
+// allows (`rax` on x86-64, `x0` on AArch64), through memory where it
+// returns a struct of this size that way (32-bit Arm's AAPCS, i386).
+// `expired` comes first, so that it is the low byte of the register.
+typedef struct stockade_deadline_expiry {
+  // Whether the deadline has passed (on `OK`; true otherwise, so that a
+  // caller reading only `expired` stops rather than runs on unchecked).
+  bool expired;
+  // `OK`, or why `expired` is not an answer.
+  stockade_status status;
+} stockade_deadline_expiry;
 
 // A reservation (the core's `ReservationToken`): permits booked for
 // `ready_at_ns`. Plain data owned by the caller; one thread at a time.
@@ -3908,30 +3937,41 @@ struct stockade_deadline stockade_deadline_never(void);
 struct stockade_deadline stockade_deadline_min(struct stockade_deadline a,
                                                struct stockade_deadline b);
 
-// `*out_ms` = whole milliseconds left before `deadline` on `clock` (0 once
-// expired; `UINT64_MAX` for a deadline that never expires).
+// The whole milliseconds left before `deadline` on `clock` (0 once
+// expired; `UINT64_MAX` for a deadline that never expires), with the
+// status, both returned by value: the deadline is passed by value and
+// nothing is written through a pointer.
 //
-// - Statuses: `OK`; `NULL_ARGUMENT`.
+// - Statuses (`.status`): `OK`; `NULL_ARGUMENT` (`clock` or its
+//   `now_ns`; `.ms` is then 0).
 // - Thread safety: any thread. Blocks: no (reads the clock once).
 //
 // # Safety
 //
-// Pointers valid or NULL.
-stockade_status stockade_deadline_remaining_ms(const struct stockade_deadline *deadline,
-                                               const struct stockade_clock *clock,
-                                               uint64_t *out_ms);
+// `clock` valid or NULL.
+struct stockade_deadline_remaining stockade_deadline_remaining_ms(struct stockade_deadline deadline,
+                                                                  const struct stockade_clock *clock);
 
-// `*out_expired` = whether `deadline` has passed on `clock`.
+// Whether `deadline` has passed on `clock`, with the status, both
+// returned by value: the deadline is passed by value and nothing is
+// written through a pointer, so the call costs the clock's NULL checks,
+// the clock read and a compare.
 //
-// - Statuses: `OK`; `NULL_ARGUMENT`.
+// ```c
+// stockade_deadline_expiry e = stockade_deadline_is_expired(deadline, &clock);
+// if (e.status != STOCKADE_STATUS_OK || e.expired) { /* give up */ }
+// ```
+//
+// - Statuses (`.status`): `OK`; `NULL_ARGUMENT` (`clock` or its
+//   `now_ns`; `.expired` is then true: a deadline that cannot be checked
+//   reads as passed).
 // - Thread safety: any thread. Blocks: no (reads the clock once).
 //
 // # Safety
 //
-// Pointers valid or NULL.
-stockade_status stockade_deadline_is_expired(const struct stockade_deadline *deadline,
-                                             const struct stockade_clock *clock,
-                                             bool *out_expired);
+// `clock` valid or NULL.
+struct stockade_deadline_expiry stockade_deadline_is_expired(struct stockade_deadline deadline,
+                                                             const struct stockade_clock *clock);
 
 // The spec's defaults: 10 per 1000 ms, bursty, queue of 100, 30000 ms
 // queue timeout.

@@ -169,15 +169,16 @@ public:
     }
     /// Time left (zero once expired; milliseconds::max() for never).
     std::chrono::milliseconds remaining(const clock &c) const noexcept {
-        uint64_t ms = 0;
-        if (stockade_deadline_remaining_ms(&raw_, c.raw(), &ms) != STOCKADE_STATUS_OK) return {};
+        const stockade_deadline_remaining r = stockade_deadline_remaining_ms(raw_, c.raw());
+        if (r.status != STOCKADE_STATUS_OK) return {};
+        const uint64_t ms = r.ms;
         if (ms > static_cast<uint64_t>(std::chrono::milliseconds::max().count()))
             return std::chrono::milliseconds::max();
         return std::chrono::milliseconds(static_cast<int64_t>(ms));
     }
     bool expired(const clock &c) const noexcept {
-        bool e = true;
-        return stockade_deadline_is_expired(&raw_, c.raw(), &e) != STOCKADE_STATUS_OK || e;
+        const stockade_deadline_expiry e = stockade_deadline_is_expired(raw_, c.raw());
+        return e.status != STOCKADE_STATUS_OK || e.expired;
     }
     deadline min(deadline other) const noexcept { return deadline(stockade_deadline_min(raw_, other.raw_)); }
     stockade_deadline raw() const noexcept { return raw_; }

@@ -93,6 +93,8 @@ pub(crate) unsafe fn arg_mut<'a, T>(ptr: *mut T) -> Result<&'a mut T, stockade_s
 
 /// An out-parameter that must not be NULL, checked before any work is done
 /// (its target may be uninitialised: write it with [`Out::write`]).
+/// Transparent: an `extern "C"` helper may take it as the pointer it is.
+#[repr(transparent)]
 pub(crate) struct Out<T>(*mut T);
 
 impl<T> Out<T> {

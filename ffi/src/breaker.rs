@@ -450,14 +450,16 @@ pub unsafe extern "C" fn stockade_breaker_acquire(
 
 /// `stockade_breaker_acquire` past its fast path: every state, with clock
 /// readings and transitions. Out of line, so that the exported function
-/// stays small (and inlinable into C under cross-language LTO).
+/// stays small (and inlinable into C under cross-language LTO), and
+/// `extern "C"` (it cannot unwind: its body runs inside the panic
+/// boundary), so that calling it needs no landing pad there.
 ///
 /// # Safety
 ///
 /// `clock` non-NULL and valid; `out` valid for writes; other pointers
 /// valid or NULL.
 #[inline(never)]
-unsafe fn acquire_general(
+unsafe extern "C" fn acquire_general(
     b: &CircuitBreaker,
     clock: *const stockade_clock,
     out: Out<stockade_breaker_token>,
@@ -530,6 +532,15 @@ pub type stockade_call_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) 
 ///
 /// `breaker` from `stockade_breaker_init`; `call` callable with
 /// `user_data`; other pointers valid or NULL.
+// `#[inline]` does not change how Rust treats an exported function (hence
+// the lint, allowed here), but rustc still gives the LLVM function its
+// `inlinehint` attribute (checked with rustc 1.85 and 1.95), which the C
+// compiler reads under cross-language LTO: it raises clang's inlining
+// threshold for this function from 225 to 325, above its cost (300 with
+// clang 19: the function pointer call and the two out-of-line general
+// paths are calls). tests/c/lto.sh fails if it is not inlined.
+#[allow(unused_attributes)]
+#[inline]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_breaker_call(
     breaker: *const stockade_breaker,
@@ -556,17 +567,19 @@ pub unsafe extern "C" fn stockade_breaker_call(
                 call_general(b, clock, call, user_data, out_result, retry_after_ms)
             });
         };
+        // Only the generation is kept across the call: the closed path's
+        // token has no start time, and the general report rebuilds it.
+        let generation = permit.into_token().generation();
         // SAFETY: the caller promised `call` may be called with `user_data`.
         let result = unsafe { call(user_data) };
-        let token = permit.into_token();
         // The common case, a success that changes nothing: one load.
-        if result == 0 && b.success_is_noop(token.generation()) {
+        if result == 0 && b.success_is_noop(generation) {
             // SAFETY: valid for writes or NULL (function contract).
             unsafe { write_result(out_result, result) };
             return Ok(stockade_status::Ok);
         }
         // SAFETY: `clock` checked above; `out_result` valid or NULL.
-        Ok(unsafe { report_call(b, token, result, clock, out_result) })
+        Ok(unsafe { report_call(b, generation, result, clock, out_result) })
     })
 }
 
@@ -584,15 +597,17 @@ unsafe fn write_result(out: *mut c_int, result: c_int) {
 }
 
 /// Reports the verdict of `stockade_breaker_call`'s call (0: success),
-/// then writes its result.
+/// admitted on the closed path in `generation`, then writes its result.
+///
+/// Out of line and `extern "C"`, as [`acquire_general`].
 ///
 /// # Safety
 ///
 /// `clock` non-NULL and valid; `out_result` valid for writes or NULL.
 #[inline(never)]
-unsafe fn report_call(
+unsafe extern "C" fn report_call(
     b: &CircuitBreaker,
-    token: BreakerToken,
+    generation: u32,
     result: c_int,
     clock: *const stockade_clock,
     out_result: *mut c_int,
@@ -600,6 +615,7 @@ unsafe fn report_call(
     ffi_boundary!({
         // SAFETY: function contract.
         let clock = unsafe { CClock::from_ptr(clock) }?;
+        let token = BreakerToken::from_parts(generation, None);
         let permit = BreakerPermit::from_token(b, token);
         if result == 0 {
             permit.success(&clock);
@@ -613,13 +629,14 @@ unsafe fn report_call(
 }
 
 /// `stockade_breaker_call` past its fast path: admission with clock
-/// readings and transitions, or a rejection.
+/// readings and transitions, or a rejection. Out of line and
+/// `extern "C"`, as [`acquire_general`].
 ///
 /// # Safety
 ///
 /// As `stockade_breaker_call`, with `clock` checked.
 #[inline(never)]
-unsafe fn call_general(
+unsafe extern "C" fn call_general(
     b: &CircuitBreaker,
     clock: *const stockade_clock,
     call: unsafe extern "C" fn(user_data: *mut c_void) -> c_int,
@@ -712,14 +729,13 @@ pub unsafe extern "C" fn stockade_breaker_report(
 }
 
 /// `stockade_breaker_report` past its fast path: every state and outcome.
-/// Out of line, so that the exported function stays small (and inlinable
-/// into C under cross-language LTO).
+/// Out of line and `extern "C"`, as [`acquire_general`].
 ///
 /// # Safety
 ///
 /// `clock` non-NULL and valid; `transition` valid or NULL.
 #[inline(never)]
-unsafe fn report_general(
+unsafe extern "C" fn report_general(
     b: &CircuitBreaker,
     token: stockade_breaker_token,
     outcome: Outcome,

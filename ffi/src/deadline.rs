@@ -144,60 +144,110 @@ pub extern "C" fn stockade_deadline_min(
     Deadline::from(a).min(Deadline::from(b)).into()
 }
 
-/// `*out_ms` = whole milliseconds left before `deadline` on `clock` (0 once
-/// expired; `UINT64_MAX` for a deadline that never expires).
+/// What `stockade_deadline_is_expired` returns: the answer and the
+/// status in one 8-byte value, returned in a register where the C ABI
+/// allows (`rax` on x86-64, `x0` on AArch64), through memory where it
+/// returns a struct of this size that way (32-bit Arm's AAPCS, i386).
+/// `expired` comes first, so that it is the low byte of the register.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct stockade_deadline_expiry {
+    /// Whether the deadline has passed (on `OK`; true otherwise, so that a
+    /// caller reading only `expired` stops rather than runs on unchecked).
+    pub expired: bool,
+    /// `OK`, or why `expired` is not an answer.
+    pub status: stockade_status,
+}
+
+/// What `stockade_deadline_remaining_ms` returns: the answer and the
+/// status in one 16-byte value, returned in registers where the C ABI
+/// allows (`rax:rdx` on x86-64 System V, `x0:x1` on AArch64), through
+/// memory where it returns a struct of this size that way (Windows x64,
+/// 32-bit Arm's AAPCS, i386).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct stockade_deadline_remaining {
+    /// Whole milliseconds left (on `OK`; 0 otherwise): 0 once expired,
+    /// `UINT64_MAX` for a deadline that never expires.
+    pub ms: u64,
+    /// `OK`, or why `ms` is not an answer.
+    pub status: stockade_status,
+}
+
+/// The whole milliseconds left before `deadline` on `clock` (0 once
+/// expired; `UINT64_MAX` for a deadline that never expires), with the
+/// status, both returned by value: the deadline is passed by value and
+/// nothing is written through a pointer.
 ///
-/// - Statuses: `OK`; `NULL_ARGUMENT`.
+/// - Statuses (`.status`): `OK`; `NULL_ARGUMENT` (`clock` or its
+///   `now_ns`; `.ms` is then 0).
 /// - Thread safety: any thread. Blocks: no (reads the clock once).
 ///
 /// # Safety
 ///
-/// Pointers valid or NULL.
+/// `clock` valid or NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_deadline_remaining_ms(
-    deadline: *const stockade_deadline,
+    deadline: stockade_deadline,
     clock: *const stockade_clock,
-    out_ms: *mut u64,
-) -> stockade_status {
-    ffi_boundary!({
+) -> stockade_deadline_remaining {
+    let internal = stockade_deadline_remaining {
+        ms: 0,
+        status: stockade_status::InternalError,
+    };
+    crate::boundary::run_value(internal, || {
         // SAFETY: function contract.
-        let d = Deadline::from(*unsafe { arg(deadline) }?);
-        // SAFETY: function contract.
-        let clock = unsafe { CClock::from_ptr(clock) }?;
-        let out = Out::new(out_ms)?;
+        let clock = match unsafe { CClock::from_ptr(clock) } {
+            Ok(clock) => clock,
+            Err(status) => return stockade_deadline_remaining { ms: 0, status },
+        };
+        let d = Deadline::from(deadline);
         let ms = if d.is_never() {
             u64::MAX
         } else {
             crate::time::millis(d.remaining(&clock))
         };
-        // SAFETY: `out_ms` valid for writes.
-        unsafe { out.write(ms) };
-        Ok(())
+        stockade_deadline_remaining {
+            ms,
+            status: stockade_status::Ok,
+        }
     })
 }
 
-/// `*out_expired` = whether `deadline` has passed on `clock`.
+/// Whether `deadline` has passed on `clock`, with the status, both
+/// returned by value: the deadline is passed by value and nothing is
+/// written through a pointer, so the call costs the clock's NULL checks,
+/// the clock read and a compare.
 ///
-/// - Statuses: `OK`; `NULL_ARGUMENT`.
+/// ```c
+/// stockade_deadline_expiry e = stockade_deadline_is_expired(deadline, &clock);
+/// if (e.status != STOCKADE_STATUS_OK || e.expired) { /* give up */ }
+/// ```
+///
+/// - Statuses (`.status`): `OK`; `NULL_ARGUMENT` (`clock` or its
+///   `now_ns`; `.expired` is then true: a deadline that cannot be checked
+///   reads as passed).
 /// - Thread safety: any thread. Blocks: no (reads the clock once).
 ///
 /// # Safety
 ///
-/// Pointers valid or NULL.
+/// `clock` valid or NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stockade_deadline_is_expired(
-    deadline: *const stockade_deadline,
+    deadline: stockade_deadline,
     clock: *const stockade_clock,
-    out_expired: *mut bool,
-) -> stockade_status {
-    ffi_boundary!({
-        // SAFETY: function contract.
-        let d = Deadline::from(*unsafe { arg(deadline) }?);
-        // SAFETY: function contract.
-        let clock = unsafe { CClock::from_ptr(clock) }?;
-        let out = Out::new(out_expired)?;
-        // SAFETY: `out_expired` valid for writes.
-        unsafe { out.write(d.is_expired(&clock)) };
-        Ok(())
-    })
+) -> stockade_deadline_expiry {
+    // No panic boundary: nothing here can panic (a NULL check, the C
+    // callback, which cannot unwind into Rust, and a compare).
+    // SAFETY: function contract.
+    match unsafe { CClock::from_ptr(clock) } {
+        Ok(clock) => stockade_deadline_expiry {
+            expired: Deadline::from(deadline).is_expired(&clock),
+            status: stockade_status::Ok,
+        },
+        Err(status) => stockade_deadline_expiry {
+            expired: true,
+            status,
+        },
+    }
 }

@@ -24,7 +24,10 @@
 //! # Conventions (the header repeats them)
 //!
 //! - Every fallible function returns a [`stockade_status`]; results go
-//!   through out-parameters, written only on success.
+//!   through out-parameters, written only on success. Exception: the
+//!   deadline queries ([`deadline::stockade_deadline_is_expired`],
+//!   [`deadline::stockade_deadline_remaining_ms`]) return a small struct
+//!   of the answer and its status, in registers where the C ABI allows.
 //! - A NULL pointer argument returns `STOCKADE_STATUS_NULL_ARGUMENT`
 //!   (optional arguments say so); `_free(NULL)` is a no-op.
 //! - An invalid config returns `STOCKADE_STATUS_INVALID_CONFIG` and, if the
@@ -36,7 +39,8 @@
 //!   does not panic on any input and the firmware build's panic handler
 //!   traps. (The breaker's acquire, report and call run a fast path that
 //!   cannot panic outside it, and everything else inside it:
-//!   `boundary::no_unwind`.)
+//!   `boundary::no_unwind`; `stockade_deadline_is_expired` is only such a
+//!   fast path.)
 //!
 //! # Safety (common to every function)
 //!

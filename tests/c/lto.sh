@@ -10,8 +10,9 @@
 #
 # It builds the C core-tier tests and runs them (results must not change
 # under LTO), builds tests/c/bench.c, and fails unless the calls that
-# should inline did (stockade_deadline_is_expired and
-# stockade_backoff_delay_ms leave no call in the benchmark's loops).
+# should inline did (stockade_deadline_is_expired,
+# stockade_backoff_delay_ms and stockade_breaker_call leave no call in the
+# benchmark's loops).
 #
 # Usage: tests/c/lto.sh            (build, test; prints the bench binary)
 #        tests/c/lto.sh --check    (exit 0 if a matching pair exists, 1 if not, saying why)
@@ -80,7 +81,7 @@ done
 
 # The inlining happened: these loops call no stockade_ function.
 objdump_tool=$(command -v objdump || command -v llvm-objdump)
-for op in op_deadline op_backoff; do
+for op in op_deadline op_backoff op_breaker_call; do
     calls=$("$objdump_tool" -d --no-show-raw-insn "$build/bench-lto" |
         awk -v f="<$op>:" '$2==f{on=1; next} on && /^$/{on=0} on' | grep -E 'call.*<stockade_' || true)
     if [ -n "$calls" ]; then

@@ -238,33 +238,47 @@ static void test_deadlines(void) {
     stockade_timeout_config tc = stockade_timeout_config_default();
     stockade_config_error err;
     stockade_deadline d, never = stockade_deadline_never(), early;
-    uint64_t ms = 0;
-    bool expired = true;
+    stockade_deadline_remaining rem;
+    stockade_deadline_expiry exp;
     clock.now_ns = manual_now_ns;
     clock.user_data = &now;
 
     CHECK(tc.timeout_ms == 5000);
     CHECK_OK(stockade_timeout_config_deadline(&tc, &clock, &err, &d));
     CHECK(d.expires_at_ns == 6000000000u);
-    CHECK_OK(stockade_deadline_remaining_ms(&d, &clock, &ms));
-    CHECK(ms == 5000);
+    rem = stockade_deadline_remaining_ms(d, &clock);
+    CHECK_OK(rem.status);
+    CHECK(rem.ms == 5000);
     now += 2000000000u;
-    CHECK_OK(stockade_deadline_remaining_ms(&d, &clock, &ms));
-    CHECK(ms == 3000);
-    CHECK_OK(stockade_deadline_is_expired(&d, &clock, &expired));
-    CHECK(!expired);
-    now += 3000000000u;
-    CHECK_OK(stockade_deadline_is_expired(&d, &clock, &expired));
-    CHECK(expired);
-    CHECK_OK(stockade_deadline_remaining_ms(&d, &clock, &ms));
-    CHECK(ms == 0);
+    rem = stockade_deadline_remaining_ms(d, &clock);
+    CHECK_OK(rem.status);
+    CHECK(rem.ms == 3000);
+    exp = stockade_deadline_is_expired(d, &clock);
+    CHECK_OK(exp.status);
+    CHECK(!exp.expired);
+    now += 3000000000u - 1u; /* 1 ns before the deadline */
+    exp = stockade_deadline_is_expired(d, &clock);
+    CHECK_OK(exp.status);
+    CHECK(!exp.expired);
+    now += 1u; /* at the deadline: expired */
+    exp = stockade_deadline_is_expired(d, &clock);
+    CHECK_OK(exp.status);
+    CHECK(exp.expired);
+    rem = stockade_deadline_remaining_ms(d, &clock);
+    CHECK_OK(rem.status);
+    CHECK(rem.ms == 0);
 
     CHECK(never.expires_at_ns == UINT64_MAX);
-    CHECK_OK(stockade_deadline_remaining_ms(&never, &clock, &ms));
-    CHECK(ms == UINT64_MAX);
+    rem = stockade_deadline_remaining_ms(never, &clock);
+    CHECK_OK(rem.status);
+    CHECK(rem.ms == UINT64_MAX);
+    exp = stockade_deadline_is_expired(never, &clock);
+    CHECK_OK(exp.status);
+    CHECK(!exp.expired);
     CHECK_OK(stockade_deadline_after(&clock, 0, &early));
-    CHECK_OK(stockade_deadline_is_expired(&early, &clock, &expired));
-    CHECK(expired);
+    exp = stockade_deadline_is_expired(early, &clock);
+    CHECK_OK(exp.status);
+    CHECK(exp.expired);
     CHECK_OK(stockade_deadline_after(&clock, UINT64_MAX, &d));
     CHECK(d.expires_at_ns == UINT64_MAX); /* saturates at never */
     CHECK(stockade_deadline_min(never, early).expires_at_ns == early.expires_at_ns);
@@ -281,12 +295,24 @@ static void test_deadlines(void) {
     CHECK_NULL_ARG(stockade_timeout_config_deadline(&tc, &clock, NULL, NULL));
     CHECK_NULL_ARG(stockade_deadline_after(NULL, 1, &d));
     CHECK_NULL_ARG(stockade_deadline_after(&clock, 1, NULL));
-    CHECK_NULL_ARG(stockade_deadline_remaining_ms(NULL, &clock, &ms));
-    CHECK_NULL_ARG(stockade_deadline_remaining_ms(&d, NULL, &ms));
-    CHECK_NULL_ARG(stockade_deadline_remaining_ms(&d, &clock, NULL));
-    CHECK_NULL_ARG(stockade_deadline_is_expired(NULL, &clock, &expired));
-    CHECK_NULL_ARG(stockade_deadline_is_expired(&d, NULL, &expired));
-    CHECK_NULL_ARG(stockade_deadline_is_expired(&d, &clock, NULL));
+    /* A NULL clock, or a clock without its callback: typed status; no time
+     * left, and a deadline that could not be checked reads as expired. */
+    rem = stockade_deadline_remaining_ms(d, NULL);
+    CHECK_NULL_ARG(rem.status);
+    CHECK(rem.ms == 0);
+    exp = stockade_deadline_is_expired(never, NULL);
+    CHECK_NULL_ARG(exp.status);
+    CHECK(exp.expired);
+    {
+        stockade_clock no_callback = clock;
+        no_callback.now_ns = NULL;
+        rem = stockade_deadline_remaining_ms(d, &no_callback);
+        CHECK_NULL_ARG(rem.status);
+        CHECK(rem.ms == 0);
+        exp = stockade_deadline_is_expired(never, &no_callback);
+        CHECK_NULL_ARG(exp.status);
+        CHECK(exp.expired);
+    }
 }
 
 static STOCKADE_ALIGNED(STOCKADE_RETRY_BUDGET_ALIGN) unsigned char budget_mem[STOCKADE_RETRY_BUDGET_SIZE];

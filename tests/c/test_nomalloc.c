@@ -36,7 +36,7 @@ int main(void) {
     stockade_config_error err;
     stockade_deadline deadline;
     uint64_t delay_ms = 0, waited_ms = 0;
-    bool expired = true;
+    stockade_deadline_expiry expiry;
     int retries = 0;
 
     CHECK_OK(stockade_tick_clock_init(tick_mem, sizeof tick_mem, read_systick, NULL, 1000, &tick));
@@ -54,13 +54,15 @@ int main(void) {
         systick += (uint32_t)delay_ms; /* "sleep" */
         waited_ms += delay_ms;
         retries++;
-        CHECK_OK(stockade_deadline_is_expired(&deadline, &clock, &expired));
-        CHECK(!expired);
+        expiry = stockade_deadline_is_expired(deadline, &clock);
+        CHECK_OK(expiry.status);
+        CHECK(!expiry.expired);
     }
     CHECK(retries == 3 && waited_ms == 700);
     systick += 300;
-    CHECK_OK(stockade_deadline_is_expired(&deadline, &clock, &expired));
-    CHECK(expired);
+    expiry = stockade_deadline_is_expired(deadline, &clock);
+    CHECK_OK(expiry.status);
+    CHECK(expiry.expired);
 
     /* Bad input never crashes: statuses, no allocation. */
     CHECK_NULL_ARG(stockade_backoff_init(backoff_mem, sizeof backoff_mem, NULL, &err, &backoff));

@@ -320,8 +320,10 @@ pub unsafe extern "C" fn stockade_breaker_handle_execute(
         // SAFETY: function contract.
         let h = unsafe { arg(handle) }?;
         let callback = callback.ok_or(stockade_status::NullArgument)?;
+        // `move`: the closure holds the two pointers themselves, in
+        // registers, not the address of a stack copy of them.
         // SAFETY: function contract.
-        let run = || unsafe { call(callback, user_data) };
+        let run = move || unsafe { call(callback, user_data) };
         with_breaker!(h, b => b.execute(run)).map_err(|e| super::error_status(&e))
     })
 }
