@@ -3067,6 +3067,30 @@ stockade_status stockade_breaker_init(void *storage,
                                       struct stockade_config_error *error,
                                       struct stockade_breaker **out);
 
+// `stockade_breaker_init` without the error description: the same
+// checks and the same breaker, but a refused config is `INVALID_CONFIG`
+// alone, with no `stockade_config_error` to say why. For firmware: the
+// code that describes a refusal is much of `stockade_breaker_init`'s
+// flash, and a firmware that never calls `stockade_breaker_init` links
+// none of it (the README's "Firmware cost" table). Test a config with
+// `stockade_breaker_init` on the host to learn what is wrong with it.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (every config `stockade_breaker_init` refuses);
+//   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed (do not
+//   reuse the storage while another thread may still use the breaker).
+// - Thread safety: share the breaker freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_breaker_init_lean(void *storage,
+                                           size_t storage_size,
+                                           const struct stockade_breaker_config *config,
+                                           struct stockade_breaker **out);
+
 // Asks to make a call. On `OK`, `*out_token` records the admission:
 // make the call, then report it with `stockade_breaker_report`.
 //
@@ -3548,6 +3572,29 @@ stockade_status stockade_limiter_init(void *storage,
                                       const struct stockade_limiter_config *config,
                                       struct stockade_config_error *error,
                                       struct stockade_limiter **out);
+
+// `stockade_limiter_init` without the error description: the same
+// checks and the same limiter, but a refused config is `INVALID_CONFIG`
+// alone, with no `stockade_config_error` to say why. For firmware: the
+// code that describes a refusal is most of `stockade_limiter_init`'s
+// flash, and a firmware that never calls `stockade_limiter_init` links
+// none of it (the README's "Firmware cost" table). Test a config with
+// `stockade_limiter_init` on the host to learn what is wrong with it.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (every config `stockade_limiter_init` refuses);
+//   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the limiter freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_limiter_init_lean(void *storage,
+                                           size_t storage_size,
+                                           const struct stockade_limiter_config *config,
+                                           struct stockade_limiter **out);
 
 // Takes `permits` permits now, all or nothing (0 always succeeds).
 //

@@ -215,6 +215,47 @@ pub unsafe extern "C" fn stockade_limiter_init(
     })
 }
 
+/// `stockade_limiter_init` without the error description: the same
+/// checks and the same limiter, but a refused config is `INVALID_CONFIG`
+/// alone, with no `stockade_config_error` to say why. For firmware: the
+/// code that describes a refusal is most of `stockade_limiter_init`'s
+/// flash, and a firmware that never calls `stockade_limiter_init` links
+/// none of it (the README's "Firmware cost" table). Test a config with
+/// `stockade_limiter_init` on the host to learn what is wrong with it.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+///   `INVALID_CONFIG` (every config `stockade_limiter_init` refuses);
+///   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+/// - Ownership: the caller owns the storage; no cleanup is needed.
+/// - Thread safety: share the limiter freely. Blocks: no.
+///
+/// # Safety
+///
+/// `storage` writable for `storage_size` bytes; other pointers valid or
+/// NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_limiter_init_lean(
+    storage: *mut c_void,
+    storage_size: usize,
+    config: *const stockade_limiter_config,
+    out: *mut *mut stockade_limiter,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        let out = Out::new(out)?;
+        let slot = self::storage::<RateLimiter>(storage, storage_size, STOCKADE_LIMITER_SIZE)?;
+        let limiter =
+            RateLimiter::from_raw_lean(&config.into()).ok_or(stockade_status::InvalidConfig)?;
+        // SAFETY: `slot` checked, writable; `out` valid for writes.
+        unsafe {
+            slot.write(limiter);
+            out.write(slot.cast());
+        }
+        Ok(())
+    })
+}
+
 /// # Safety
 ///
 /// A non-NULL `l` must come from `stockade_limiter_init`.

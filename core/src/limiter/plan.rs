@@ -6,7 +6,7 @@
 use core::time::Duration;
 
 use super::{Mode, RateLimiterConfig};
-use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, explain};
 use crate::sync::{WIDE, Word};
 use crate::time::{div_ceil_u64, div_rem_u64, div_u64};
 
@@ -59,36 +59,41 @@ struct Checked {
 }
 
 /// Step 1: every option on its own (zero, too long, too many).
-const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigError> {
+const fn check_options<const EXPLAIN: bool>(
+    config: &RateLimiterConfig,
+) -> Result<Checked, ConfigError> {
     let requests = config.requests_per_period;
     if requests == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::RequestsPerPeriod,
-            ConfigValue::Count(0),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::RequestsPerPeriod, ConfigValue::Count(0),)
         ));
     }
     let period_nanos = config.period.as_nanos();
     if period_nanos == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::Period,
-            ConfigValue::Duration(config.period),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::Period, ConfigValue::Duration(config.period),)
         ));
     }
     let max_period = if WIDE { MAX_PERIOD_64 } else { u64::MAX };
     if period_nanos > max_period as u128 {
-        return Err(ConfigError::duration_above(
-            ConfigOption::Period,
-            config.period,
-            Duration::from_nanos(max_period),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::duration_above(
+                ConfigOption::Period,
+                config.period,
+                Duration::from_nanos(max_period),
+            )
         ));
     }
     let period = period_nanos as u64;
     let strict = matches!(config.mode, Mode::Strict);
     let (burst, burst_option) = match config.burst {
         Some(0) => {
-            return Err(ConfigError::zero(
-                ConfigOption::Burst,
-                ConfigValue::Count(0),
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::zero(ConfigOption::Burst, ConfigValue::Count(0),)
             ));
         }
         Some(b) => (b, ConfigOption::Burst),
@@ -96,37 +101,41 @@ const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigErro
         None => (requests, ConfigOption::RequestsPerPeriod),
     };
     if strict && burst > requests {
-        return Err(ConfigError::new(
-            ConfigOption::Burst,
-            ConfigValue::Count(burst as u64),
-            ConfigProblem::Exceeds {
-                other: ConfigOption::RequestsPerPeriod,
-                limit: ConfigValue::Count(requests as u64),
-            },
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::new(
+                ConfigOption::Burst,
+                ConfigValue::Count(burst as u64),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::RequestsPerPeriod,
+                    limit: ConfigValue::Count(requests as u64),
+                },
+            )
         ));
     }
     if period < requests as u64 {
         // The emission interval would round to zero nanoseconds.
-        return Err(ConfigError::count_above(
-            ConfigOption::RequestsPerPeriod,
-            requests as u64,
-            period,
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(ConfigOption::RequestsPerPeriod, requests as u64, period,)
         ));
     }
     let queue = config.max_queue_size;
     if !WIDE {
         if burst > MAX_COUNT_32 {
-            return Err(ConfigError::count_above(
-                burst_option,
-                burst as u64,
-                MAX_COUNT_32 as u64,
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::count_above(burst_option, burst as u64, MAX_COUNT_32 as u64,)
             ));
         }
         if queue > MAX_COUNT_32 {
-            return Err(ConfigError::count_above(
-                ConfigOption::MaxQueueSize,
-                queue as u64,
-                MAX_COUNT_32 as u64,
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::count_above(
+                    ConfigOption::MaxQueueSize,
+                    queue as u64,
+                    MAX_COUNT_32 as u64,
+                )
             ));
         }
     }
@@ -157,7 +166,10 @@ const fn interval_nanos(c: &Checked) -> u64 {
 /// it — so `N` per `P` stays exact and a caller polling every `P / N` is
 /// admitted every time — else rounded up by less than one tick. Ticks need
 /// not be powers of two.
-const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigError> {
+const fn choose_tick<const EXPLAIN: bool>(
+    c: &Checked,
+    interval: u64,
+) -> Result<(u32, u64), ConfigError> {
     if WIDE {
         return Ok((1, interval));
     }
@@ -174,12 +186,14 @@ const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigErr
     // A tick is at most `u32::MAX` ns: a long interval needs more ticks.
     let needed = div_ceil_u64(interval, u32::MAX as u64);
     if needed > fit {
-        let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
-        return Err(ConfigError::duration_above(
-            ConfigOption::Period,
-            crate::time::duration_from_nanos(c.period),
-            nanos_to_duration(max),
-        ));
+        return Err(explain!(EXPLAIN, {
+            let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
+            ConfigError::duration_above(
+                ConfigOption::Period,
+                crate::time::duration_from_nanos(c.period),
+                nanos_to_duration(max),
+            )
+        }));
     }
     let wanted = if needed > MAX_TICKS_PER_INTERVAL {
         needed
@@ -216,34 +230,44 @@ const fn interval_per_period(c: &Checked) -> u32 {
 
 /// Step 4: the lead `B·T + min(queue_timeout, Q·T)` in ticks, which must
 /// fit [`MAX_LEAD`]; the error names the option that overflows it.
-const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, ConfigError> {
+const fn check_lead<const EXPLAIN: bool>(
+    c: &Checked,
+    tick: u32,
+    interval: u64,
+) -> Result<Plan, ConfigError> {
     let interval = interval as u128;
     let limit = c.burst as u128 * interval;
     let by_size = c.queue as u128 * interval;
     let by_time = div_u64(c.timeout, tick as u64) as u128;
     let wait = if by_time < by_size { by_time } else { by_size };
     if limit > MAX_LEAD {
-        return Err(ConfigError::count_above(
-            c.burst_option,
-            c.burst as u64,
-            div_u64(MAX_LEAD as u64, interval as u64),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(
+                c.burst_option,
+                c.burst as u64,
+                div_u64(MAX_LEAD as u64, interval as u64),
+            )
         ));
     }
     if limit + wait > MAX_LEAD {
         let room = MAX_LEAD - limit;
-        return Err(if by_time <= by_size {
-            ConfigError::duration_above(
-                ConfigOption::QueueTimeout,
-                c.queue_timeout,
-                nanos_to_duration(room * tick as u128),
-            )
-        } else {
-            ConfigError::count_above(
-                ConfigOption::MaxQueueSize,
-                c.queue as u64,
-                div_u64(room as u64, interval as u64),
-            )
-        });
+        return Err(explain!(
+            EXPLAIN,
+            if by_time <= by_size {
+                ConfigError::duration_above(
+                    ConfigOption::QueueTimeout,
+                    c.queue_timeout,
+                    nanos_to_duration(room * tick as u128),
+                )
+            } else {
+                ConfigError::count_above(
+                    ConfigOption::MaxQueueSize,
+                    c.queue as u64,
+                    div_u64(room as u64, interval as u64),
+                )
+            }
+        ));
     }
     Ok(Plan {
         tick_nanos: tick,
@@ -256,14 +280,21 @@ const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, Confi
 }
 
 /// Validates `config` and derives the numbers the limiter runs on.
-pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
-    let checked = match check_options(config) {
+///
+/// `EXPLAIN = false`: the same checks and the same plan, but a refusal
+/// carries [`ConfigError::UNEXPLAINED`] instead of a description, so none
+/// of the code that computes one (limits in other units, 128-bit
+/// arithmetic) is linked (the lean constructors, for firmware).
+pub(super) const fn plan<const EXPLAIN: bool>(
+    config: &RateLimiterConfig,
+) -> Result<Plan, ConfigError> {
+    let checked = match check_options::<EXPLAIN>(config) {
         Ok(c) => c,
         Err(e) => return Err(e),
     };
     let interval = interval_nanos(&checked);
-    match choose_tick(&checked, interval) {
-        Ok((tick, ticks)) => check_lead(&checked, tick, ticks),
+    match choose_tick::<EXPLAIN>(&checked, interval) {
+        Ok((tick, ticks)) => check_lead::<EXPLAIN>(&checked, tick, ticks),
         Err(e) => Err(e),
     }
 }
