@@ -99,6 +99,7 @@ impl RateLimiter {
         /// that describes it is linked. For firmware, where that code is
         /// most of a constructor's flash (the C ABI's
         /// `stockade_limiter_init_lean`).
+        #[inline(always)]
         pub fn from_raw_lean(raw: &RawRateLimiterConfig) -> Option<RateLimiter> {
             let Some(config) = raw.unvalidated() else {
                 return None;
