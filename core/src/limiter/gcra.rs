@@ -5,7 +5,7 @@
 
 use core::time::Duration;
 
-use super::plan::{Plan, nanos_to_duration, plan};
+use super::plan::{Plan, TickPlan, check_tick_plan, nanos_to_duration, plan};
 use super::{
     CancelError, RateLimitError, RateLimiterConfig, RawRateLimiterConfig, Reservation,
     ReservationToken,
@@ -86,7 +86,7 @@ impl RateLimiter {
         /// the state layout.
         pub fn new(config: RateLimiterConfig) -> Result<RateLimiter, ConfigError> {
             match plan::<true>(&config) {
-                Ok(plan) => Ok(RateLimiter::from_plan(&plan)),
+                Ok(plan) => Ok(RateLimiter::with_plan(&plan)),
                 Err(e) => Err(e),
             }
         }
@@ -105,14 +105,32 @@ impl RateLimiter {
                 return None;
             };
             match plan::<false>(&config) {
-                Ok(plan) => Some(RateLimiter::from_plan(&plan)),
+                Ok(plan) => Some(RateLimiter::with_plan(&plan)),
                 Err(_) => None,
             }
         }
     }
 
+    const_fn_unless_loom! {
+        /// A limiter with a full bucket running on `plan`, numbers worked
+        /// out in advance (the C header's `STOCKADE_LIMITER_PLAN`, at
+        /// compile time), or `None` if the machine cannot run on them
+        /// (see [`TickPlan`]). Only checks, no planning: for firmware,
+        /// which then links none of the planning code (the C ABI's
+        /// `stockade_limiter_init_planned`). The 32-bit layout runs on the
+        /// plan's ticks as they are; the 64-bit layout on their
+        /// nanoseconds (ticks times `tick_nanos`).
+        #[inline(always)]
+        pub fn from_tick_plan(plan: &TickPlan) -> Option<RateLimiter> {
+            match check_tick_plan(plan) {
+                Some(plan) => Some(RateLimiter::with_plan(&plan)),
+                None => None,
+            }
+        }
+    }
+
     /// A limiter with a full bucket running on `plan`.
-    const fn from_plan(plan: &Plan) -> RateLimiter {
+    const fn with_plan(plan: &Plan) -> RateLimiter {
         RateLimiter {
             tat: AtomicWord::new(0),
             interval: plan.interval,

@@ -21,7 +21,7 @@ pub(super) const MAX_LEAD: u128 = 1 << 29;
 const MAX_PERIOD_64: u64 = 1 << 61;
 
 /// The largest `burst` / `max_queue_size` of the 32-bit layout.
-const MAX_COUNT_32: u32 = 1 << 19;
+pub(super) const MAX_COUNT_32: u32 = 1 << 19;
 
 /// The most ticks per emission interval the 32-bit layout uses (it uses at
 /// least half as many when an exact cut exists, and at least 2^9 always):
@@ -279,6 +279,86 @@ const fn check_lead<const EXPLAIN: bool>(
     })
 }
 
+/// A limiter's numbers worked out in advance, in ticks of `tick_nanos`
+/// nanoseconds, for [`RateLimiter::from_tick_plan`](super::RateLimiter::from_tick_plan):
+/// what a C firmware's `STOCKADE_LIMITER_PLAN` macro computes at compile
+/// time, so the firmware links no planning code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TickPlan {
+    /// Nanoseconds per tick, at least 1.
+    pub tick_nanos: u32,
+    /// The emission interval `T` (the time one permit costs), in ticks, at
+    /// least 1.
+    pub interval_ticks: u32,
+    /// `B`, the burst capacity, at least 1.
+    pub burst: u32,
+    /// `Q`, the queue bound in permits.
+    pub max_queue_size: u32,
+    /// The effective queue timeout in ticks: at most `max_queue_size`
+    /// intervals.
+    pub queue_timeout_ticks: u32,
+}
+
+/// The plan of a [`TickPlan`], or `None` if the machine cannot run on it:
+/// a zero tick, interval or burst; a count above the 32-bit layout's
+/// 2^19; a queue timeout above `max_queue_size` intervals; or a lead
+/// `B·T + queue_timeout` beyond the layout's horizon (2^29 ticks, or
+/// 2^62 ns with the 64-bit layout, where a tick is 1 ns and the plan's
+/// ticks are multiplied out).
+pub(super) const fn check_tick_plan(p: &TickPlan) -> Option<Plan> {
+    if p.tick_nanos == 0 || p.interval_ticks == 0 || p.burst == 0 {
+        return None;
+    }
+    if !WIDE && (p.burst > MAX_COUNT_32 || p.max_queue_size > MAX_COUNT_32) {
+        return None;
+    }
+    // In the layout's ticks; every product below fits `u128` (64-bit
+    // layout: u32 * u32 * u32) and `u64` (32-bit layout: u32 * u32).
+    let (tick, interval, wait) = if WIDE {
+        (
+            1,
+            p.interval_ticks as u128 * p.tick_nanos as u128,
+            p.queue_timeout_ticks as u128 * p.tick_nanos as u128,
+        )
+    } else {
+        (
+            p.tick_nanos,
+            p.interval_ticks as u128,
+            p.queue_timeout_ticks as u128,
+        )
+    };
+    if WIDE {
+        let limit = p.burst as u128 * interval;
+        if wait > p.max_queue_size as u128 * interval || limit + wait > MAX_LEAD {
+            return None;
+        }
+        Some(Plan {
+            tick_nanos: tick,
+            interval: interval as Word,
+            limit: limit as Word,
+            queue_timeout: wait as Word,
+            burst: p.burst,
+            max_queue_size: p.max_queue_size,
+        })
+    } else {
+        // 32-bit arithmetic products in `u64`: no 128-bit code on the
+        // targets that use this layout.
+        let (interval, wait) = (interval as u64, wait as u64);
+        let limit = p.burst as u64 * interval;
+        if wait > p.max_queue_size as u64 * interval || limit + wait > MAX_LEAD as u64 {
+            return None;
+        }
+        Some(Plan {
+            tick_nanos: tick,
+            interval: interval as Word,
+            limit: limit as Word,
+            queue_timeout: wait as Word,
+            burst: p.burst,
+            max_queue_size: p.max_queue_size,
+        })
+    }
+}
+
 /// Validates `config` and derives the numbers the limiter runs on.
 ///
 /// `EXPLAIN = false`: the same checks and the same plan, but a refusal
@@ -443,6 +523,111 @@ mod tests {
                 msg,
                 "invalid period = 5124095576030431h 16s: must be at most 640511h 56min 49.214s"
             );
+        }
+    }
+
+    #[test]
+    fn a_tick_plan_runs_as_planned() {
+        for c in [
+            RateLimiterConfig::DEFAULT,
+            RateLimiterConfig::DEFAULT.with_mode(Mode::Strict),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(1_000)
+                .with_burst(1_000),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(3)
+                .with_max_queue_size(0),
+            RateLimiterConfig::DEFAULT
+                .with_burst(1 << 19)
+                .with_max_queue_size(1 << 19),
+        ] {
+            let p = plan::<true>(&c).unwrap();
+            // A plan `plan` made, as ticks (the 64-bit layout's are
+            // nanoseconds: 1 ns ticks).
+            let (Ok(interval_ticks), Ok(queue_timeout_ticks)) = (
+                u32::try_from(p.interval as u64),
+                u32::try_from(p.queue_timeout as u64),
+            ) else {
+                continue;
+            };
+            let tp = TickPlan {
+                tick_nanos: p.tick_nanos,
+                interval_ticks,
+                burst: p.burst,
+                max_queue_size: p.max_queue_size,
+                queue_timeout_ticks,
+            };
+            let planned = RateLimiter::from_tick_plan(&tp).expect("a plan `plan` made");
+            assert_eq!(
+                std::format!("{planned:?}"),
+                std::format!("{:?}", limiter(c)),
+                "{c:?}"
+            );
+        }
+        let good = TickPlan {
+            tick_nanos: 100_000,
+            interval_ticks: 1_000,
+            burst: 10,
+            max_queue_size: 100,
+            queue_timeout_ticks: 100_000,
+        };
+        let l = RateLimiter::from_tick_plan(&good).unwrap();
+        assert_eq!(l.emission_interval(), Duration::from_millis(100));
+        assert_eq!(l.queue_timeout(), Duration::from_secs(10));
+        assert_eq!(l.burst(), 10);
+        for bad in [
+            TickPlan {
+                tick_nanos: 0,
+                ..good
+            },
+            TickPlan {
+                interval_ticks: 0,
+                ..good
+            },
+            TickPlan { burst: 0, ..good },
+            // More than max_queue_size intervals of queue timeout.
+            TickPlan {
+                queue_timeout_ticks: 100_001,
+                ..good
+            },
+            // A lead beyond the horizon (2^29 ticks; 2^62 ns).
+            TickPlan {
+                tick_nanos: u32::MAX,
+                interval_ticks: u32::MAX,
+                burst: 1 << 19,
+                ..good
+            },
+        ] {
+            assert!(RateLimiter::from_tick_plan(&bad).is_none(), "{bad:?}");
+        }
+        if !WIDE {
+            for bad in [
+                TickPlan {
+                    burst: (1 << 19) + 1,
+                    interval_ticks: 1,
+                    ..good
+                },
+                TickPlan {
+                    max_queue_size: (1 << 19) + 1,
+                    ..good
+                },
+                TickPlan {
+                    interval_ticks: 1 << 25,
+                    burst: 16,
+                    queue_timeout_ticks: 1,
+                    ..good
+                },
+            ] {
+                assert!(RateLimiter::from_tick_plan(&bad).is_none(), "{bad:?}");
+            }
+            // 2^29 ticks of lead exactly is fine.
+            let edge = TickPlan {
+                interval_ticks: 1 << 25,
+                burst: 16,
+                queue_timeout_ticks: 0,
+                ..good
+            };
+            assert!(RateLimiter::from_tick_plan(&edge).is_some());
         }
     }
 
