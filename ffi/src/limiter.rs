@@ -303,8 +303,9 @@ const fn plan_check(p: &stockade_limiter_plan) -> u32 {
 /// counts above 2^19 stay refused. The plan is `stockade_limiter_init`'s
 /// except, sometimes, for the tick: `stockade_limiter_init` searches every
 /// cut of the emission interval into between half the cap and the cap (1024
-/// ticks; fewer for bursts and queues near 2^19) for an exact one, the
-/// macro tries two, the cap and 1000 ticks. So an interval of whole
+/// ticks; more for intervals over 73 minutes, fewer for bursts and queues
+/// near 2^19) for an exact one, the macro tries two, the cap and 1000
+/// ticks. So an interval of whole
 /// microseconds (e.g. 10 per 1000 ms: 100 ms) is cut exactly by both
 /// (possibly into different ticks); one that neither cut divides but
 /// another would is cut exactly by `stockade_limiter_init` and rounded up
