@@ -362,6 +362,7 @@ impl RawBreakerConfig {
     }
 
     /// The config as it reads, unchecked.
+    #[inline(always)]
     pub(super) const fn unvalidated(&self) -> BreakerConfig {
         BreakerConfig {
             failure_threshold: self.failure_threshold,
