@@ -129,16 +129,18 @@ impl RateLimiter {
         }
     }
 
-    /// A limiter with a full bucket running on `plan`.
-    const fn with_plan(plan: &Plan) -> RateLimiter {
-        RateLimiter {
-            tat: AtomicWord::new(0),
-            interval: plan.interval,
-            limit: plan.limit,
-            queue_timeout: plan.queue_timeout,
-            burst: plan.burst,
-            max_queue_size: plan.max_queue_size,
-            tick: Divisor::new(plan.tick_nanos),
+    const_fn_unless_loom! {
+        /// A limiter with a full bucket running on `plan`.
+        fn with_plan(plan: &Plan) -> RateLimiter {
+            RateLimiter {
+                tat: AtomicWord::new(0),
+                interval: plan.interval,
+                limit: plan.limit,
+                queue_timeout: plan.queue_timeout,
+                burst: plan.burst,
+                max_queue_size: plan.max_queue_size,
+                tick: Divisor::new(plan.tick_nanos),
+            }
         }
     }
 
