@@ -58,6 +58,102 @@
 #error "STOCKADE_ALIGNED: no alignment syntax known for this compiler"
 #endif
 
+/* STOCKADE_LIMITER_PLAN(requests_per_period, period_ms, burst,
+ *                       max_queue_size, queue_timeout_ms, mode):
+ * a stockade_limiter_plan initializer for stockade_limiter_init_planned,
+ * the arguments as in a stockade_limiter_config (burst 0: the mode's
+ * default; mode STOCKADE_LIMITER_MODE_BURSTY or _STRICT). With integer
+ * constant arguments every field is an integer constant expression: the
+ * compiler works the plan out (64-bit divisions included) and the
+ * firmware links no planning code. Arguments are evaluated many times:
+ * pass constants. A refused config gives tick_ns 0, which
+ * stockade_limiter_init_planned refuses; STOCKADE_LIMITER_PLAN_VALID(...)
+ * (same arguments) is 1 or 0, for a compile-time check:
+ *   static const stockade_limiter_plan radio_plan =
+ *       STOCKADE_LIMITER_PLAN(10, 1000, 0, 0, 0, STOCKADE_LIMITER_MODE_STRICT);
+ *   _Static_assert(STOCKADE_LIMITER_PLAN_VALID(10, 1000, 0, 0, 0,
+ *                  STOCKADE_LIMITER_MODE_STRICT), "radio limits");
+ * The STOCKADE__LP_ macros are its steps (not API). */
+#define STOCKADE__LP_NZ(x) ((x) != 0 ? (x) : 1ULL)
+#define STOCKADE__LP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define STOCKADE__LP_CDIV(n, d) ((n) / STOCKADE__LP_NZ(d) + ((n) % STOCKADE__LP_NZ(d) != 0))
+#define STOCKADE__LP_MS_NS(ms) \
+    ((unsigned long long)(ms) > 18446744073709ULL ? 18446744073709551615ULL \
+                                                   : (unsigned long long)(ms) * 1000000ULL)
+#define STOCKADE__LP_STRICT(m) ((m) == 1)
+/* The burst: given, or 1 (strict) or requests_per_period (bursty). */
+#define STOCKADE__LP_B(r, b, m) \
+    ((unsigned long long)(b) != 0 ? (unsigned long long)(b) \
+                                  : STOCKADE__LP_STRICT(m) ? 1ULL : (unsigned long long)(r))
+/* Intervals per period: N (bursty) or N - B + 1 (strict). */
+#define STOCKADE__LP_NP(r, b, m) \
+    (STOCKADE__LP_STRICT(m) ? (unsigned long long)(r) - STOCKADE__LP_B(r, b, m) + 1ULL \
+                            : (unsigned long long)(r))
+/* The emission interval in nanoseconds, rounded up. */
+#define STOCKADE__LP_I(r, p, b, m) STOCKADE__LP_CDIV(STOCKADE__LP_MS_NS(p), STOCKADE__LP_NP(r, b, m))
+/* Each option on its own (as stockade_limiter_init checks them). */
+#define STOCKADE__LP_OPTIONS_OK(r, p, b, q, m)                                                   \
+    ((unsigned long long)(r) >= 1 && (unsigned long long)(p) >= 1 &&                              \
+     (unsigned long long)(p) <= 18446744073709ULL && ((m) == 0 || (m) == 1) &&                     \
+     !(STOCKADE__LP_STRICT(m) && STOCKADE__LP_B(r, b, m) > (unsigned long long)(r)) &&             \
+     STOCKADE__LP_MS_NS(p) >= (unsigned long long)(r) && STOCKADE__LP_B(r, b, m) <= (1ULL << 19) && \
+     (unsigned long long)(q) <= (1ULL << 19))
+/* Permits of queue the lead may hold, the ticks that fit the 2^29 lead,
+ * the ticks a tick of at most 2^32 - 1 ns needs, and the cap. */
+#define STOCKADE__LP_BY_TIME(r, p, b, t, m) \
+    (STOCKADE__LP_MS_NS(t) / STOCKADE__LP_NZ(STOCKADE__LP_I(r, p, b, m)))
+#define STOCKADE__LP_QE(r, p, b, q, t, m)                                     \
+    (STOCKADE__LP_BY_TIME(r, p, b, t, m) >= (unsigned long long)(q)            \
+         ? (unsigned long long)(q)                                             \
+         : STOCKADE__LP_BY_TIME(r, p, b, t, m) + 1ULL)
+#define STOCKADE__LP_FIT(r, p, b, q, t, m) \
+    ((1ULL << 29) / STOCKADE__LP_NZ(STOCKADE__LP_B(r, b, m) + STOCKADE__LP_QE(r, p, b, q, t, m)))
+#define STOCKADE__LP_NEEDED(r, p, b, m) STOCKADE__LP_CDIV(STOCKADE__LP_I(r, p, b, m), 4294967295ULL)
+#define STOCKADE__LP_CAP(r, p, b, q, t, m)                                                      \
+    STOCKADE__LP_MIN(STOCKADE__LP_FIT(r, p, b, q, t, m),                                         \
+                     (STOCKADE__LP_NEEDED(r, p, b, m) > 1024ULL ? STOCKADE__LP_NEEDED(r, p, b, m) \
+                                                                : 1024ULL))
+/* The tick: 1 ns if the interval fits the cap; else the cap's exact cut,
+ * or 1000 ticks if that one is exact, or the cap rounded up. */
+#define STOCKADE__LP_BY1000(r, p, b, q, t, m)                                                \
+    (STOCKADE__LP_I(r, p, b, m) % STOCKADE__LP_NZ(STOCKADE__LP_CAP(r, p, b, q, t, m)) != 0 && \
+     STOCKADE__LP_CAP(r, p, b, q, t, m) >= 1000ULL &&                                         \
+     STOCKADE__LP_CAP(r, p, b, q, t, m) / 2ULL < 1000ULL &&                                   \
+     STOCKADE__LP_NEEDED(r, p, b, m) <= 1000ULL && STOCKADE__LP_I(r, p, b, m) % 1000ULL == 0)
+#define STOCKADE__LP_TICK(r, p, b, q, t, m)                                      \
+    (STOCKADE__LP_I(r, p, b, m) <= STOCKADE__LP_CAP(r, p, b, q, t, m) ? 1ULL     \
+     : STOCKADE__LP_BY1000(r, p, b, q, t, m) ? STOCKADE__LP_I(r, p, b, m) / 1000ULL \
+     : STOCKADE__LP_CDIV(STOCKADE__LP_I(r, p, b, m), STOCKADE__LP_CAP(r, p, b, q, t, m)))
+#define STOCKADE__LP_TICKS(r, p, b, q, t, m) \
+    STOCKADE__LP_CDIV(STOCKADE__LP_I(r, p, b, m), STOCKADE__LP_TICK(r, p, b, q, t, m))
+/* The queue timeout in ticks: at most max_queue_size intervals. */
+#define STOCKADE__LP_WAIT(r, p, b, q, t, m)                                                   \
+    STOCKADE__LP_MIN(STOCKADE__LP_MS_NS(t) / STOCKADE__LP_NZ(STOCKADE__LP_TICK(r, p, b, q, t, m)), \
+                     (unsigned long long)(q) * STOCKADE__LP_TICKS(r, p, b, q, t, m))
+#define STOCKADE_LIMITER_PLAN_VALID(r, p, b, q, t, m)                                       \
+    (STOCKADE__LP_OPTIONS_OK(r, p, b, q, m) &&                                               \
+     STOCKADE__LP_NEEDED(r, p, b, m) <= STOCKADE__LP_FIT(r, p, b, q, t, m) &&                \
+     STOCKADE__LP_B(r, b, m) * STOCKADE__LP_TICKS(r, p, b, q, t, m) +                         \
+             STOCKADE__LP_WAIT(r, p, b, q, t, m) <= (1ULL << 29))
+#define STOCKADE__LP_FIELD(r, p, b, q, t, m, x) \
+    ((uint32_t)(STOCKADE_LIMITER_PLAN_VALID(r, p, b, q, t, m) ? (x) : 0ULL))
+/* The check word stockade_limiter_init_planned verifies. */
+#define STOCKADE_LIMITER_PLAN_CHECK(tick, ticks, burst, queue, wait)                        \
+    ((uint32_t)(0x53544B50UL - 3UL * (uint32_t)(tick) - 5UL * (uint32_t)(ticks) -            \
+                7UL * (uint32_t)(burst) - 11UL * (uint32_t)(queue) - 13UL * (uint32_t)(wait)))
+#define STOCKADE__LP_F_TICK(r, p, b, q, t, m) \
+    STOCKADE__LP_FIELD(r, p, b, q, t, m, STOCKADE__LP_TICK(r, p, b, q, t, m))
+#define STOCKADE__LP_F_TICKS(r, p, b, q, t, m) \
+    STOCKADE__LP_FIELD(r, p, b, q, t, m, STOCKADE__LP_TICKS(r, p, b, q, t, m))
+#define STOCKADE__LP_F_WAIT(r, p, b, q, t, m) \
+    STOCKADE__LP_FIELD(r, p, b, q, t, m, STOCKADE__LP_WAIT(r, p, b, q, t, m))
+#define STOCKADE_LIMITER_PLAN(r, p, b, q, t, m)                                                   \
+    {STOCKADE__LP_F_TICK(r, p, b, q, t, m), STOCKADE__LP_F_TICKS(r, p, b, q, t, m),                \
+     (uint32_t)STOCKADE__LP_B(r, b, m), (uint32_t)(q), STOCKADE__LP_F_WAIT(r, p, b, q, t, m),      \
+     STOCKADE_LIMITER_PLAN_CHECK(STOCKADE__LP_F_TICK(r, p, b, q, t, m),                           \
+                                 STOCKADE__LP_F_TICKS(r, p, b, q, t, m), STOCKADE__LP_B(r, b, m), \
+                                 (q), STOCKADE__LP_F_WAIT(r, p, b, q, t, m))}
+
 
 // Bytes of storage a `stockade_backoff` needs (every supported target).
 #define STOCKADE_BACKOFF_SIZE 40
@@ -1570,6 +1666,26 @@ typedef struct stockade_deadline_expiry {
   // `OK`, or why `expired` is not an answer.
   stockade_status status;
 } stockade_deadline_expiry;
+
+// A rate limiter's numbers worked out at compile time: make it with the
+// `STOCKADE_LIMITER_PLAN(...)` macro (an initializer of integer constant
+// expressions), never by hand, and give it to
+// `stockade_limiter_init_planned`. Ticks are `tick_ns` nanoseconds.
+typedef struct stockade_limiter_plan {
+  // Nanoseconds per tick; 0 marks a config the macro refused.
+  uint32_t tick_ns;
+  // The emission interval (the time one permit costs), in ticks.
+  uint32_t interval_ticks;
+  // The burst capacity, in permits.
+  uint32_t burst;
+  // The queue bound, in permits.
+  uint32_t max_queue_size;
+  // The effective queue timeout, in ticks.
+  uint32_t queue_timeout_ticks;
+  // `STOCKADE_LIMITER_PLAN_CHECK` of the fields above: a plan the macro
+  // did not make (hand-written, zeroed, corrupted) is refused.
+  uint32_t check;
+} stockade_limiter_plan;
 
 // A reservation (the core's `ReservationToken`): permits booked for
 // `ready_at_ns`. Plain data owned by the caller; one thread at a time.
@@ -3508,6 +3624,30 @@ stockade_status stockade_breaker_init(void *storage,
                                       struct stockade_config_error *error,
                                       struct stockade_breaker **out);
 
+// `stockade_breaker_init` without the error description: the same
+// checks and the same breaker, but a refused config is `INVALID_CONFIG`
+// alone, with no `stockade_config_error` to say why. For firmware: the
+// code that describes a refusal is much of `stockade_breaker_init`'s
+// flash, and a firmware that never calls `stockade_breaker_init` links
+// none of it (the README's "Firmware cost" table). Test a config with
+// `stockade_breaker_init` on the host to learn what is wrong with it.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (every config `stockade_breaker_init` refuses);
+//   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed (do not
+//   reuse the storage while another thread may still use the breaker).
+// - Thread safety: share the breaker freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_breaker_init_lean(void *storage,
+                                           size_t storage_size,
+                                           const struct stockade_breaker_config *config,
+                                           struct stockade_breaker **out);
+
 // Asks to make a call. On `OK`, `*out_token` records the admission:
 // make the call, then report it with `stockade_breaker_report`.
 //
@@ -4000,6 +4140,68 @@ stockade_status stockade_limiter_init(void *storage,
                                       const struct stockade_limiter_config *config,
                                       struct stockade_config_error *error,
                                       struct stockade_limiter **out);
+
+// `stockade_limiter_init` without the error description: the same
+// checks and the same limiter, but a refused config is `INVALID_CONFIG`
+// alone, with no `stockade_config_error` to say why. For firmware: the
+// code that describes a refusal is most of `stockade_limiter_init`'s
+// flash, and a firmware that never calls `stockade_limiter_init` links
+// none of it (the README's "Firmware cost" table). Test a config with
+// `stockade_limiter_init` on the host to learn what is wrong with it.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+//   `INVALID_CONFIG` (every config `stockade_limiter_init` refuses);
+//   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the limiter freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_limiter_init_lean(void *storage,
+                                           size_t storage_size,
+                                           const struct stockade_limiter_config *config,
+                                           struct stockade_limiter **out);
+
+// Makes a full limiter in `storage` from `plan`, worked out at compile
+// time by `STOCKADE_LIMITER_PLAN(requests_per_period, period_ms, burst,
+// max_queue_size, queue_timeout_ms, mode)` (the arguments of a
+// `stockade_limiter_config`): the firmware links no planning code, only
+// checks that the machine can run on the plan (the smallest limiter
+// constructor, see the README's "Firmware cost"). `*out` = the limiter.
+//
+// The macro plans for the 32-bit state layout (every 32-bit
+// microcontroller) and refuses, as a plan with `tick_ns` 0, exactly the
+// configs `stockade_limiter_init` refuses there; on a 64-bit target the
+// limiter runs on the plan's nanoseconds (ticks times `tick_ns`), and
+// counts above 2^19 stay refused. The plan is `stockade_limiter_init`'s
+// except, sometimes, for the tick: `stockade_limiter_init` searches every
+// cut of the emission interval into between half the cap and the cap (1024
+// ticks; more for intervals over 73 minutes, fewer for bursts and queues
+// near 2^19) for an exact one, the macro tries two, the cap and 1000
+// ticks. So an interval of whole
+// microseconds (e.g. 10 per 1000 ms: 100 ms) is cut exactly by both
+// (possibly into different ticks); one that neither cut divides but
+// another would is cut exactly by `stockade_limiter_init` and rounded up
+// by less than one tick by the macro (a tick is about 1/512 of the
+// interval at most), never shortened.
+//
+// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `plan`, `out`);
+//   `INVALID_CONFIG` (a refused config, or a plan the macro did not make:
+//   its check word does not match, or the machine cannot run on it);
+//   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+// - Ownership: the caller owns the storage; no cleanup is needed.
+// - Thread safety: share the limiter freely. Blocks: no.
+//
+// # Safety
+//
+// `storage` writable for `storage_size` bytes; other pointers valid or
+// NULL.
+stockade_status stockade_limiter_init_planned(void *storage,
+                                              size_t storage_size,
+                                              const struct stockade_limiter_plan *plan,
+                                              struct stockade_limiter **out);
 
 // Takes `permits` permits now, all or nothing (0 always succeeds).
 //

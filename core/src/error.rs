@@ -260,7 +260,30 @@ pub enum ConfigProblem {
     },
 }
 
+/// `$e` when `$explain`, else [`ConfigError::UNEXPLAINED`], without
+/// computing `$e`: a check generic over `const EXPLAIN: bool` describes a
+/// refusal only when asked, so the lean constructors link none of the code
+/// that computes descriptions.
+macro_rules! explain {
+    ($explain:expr, $e:expr) => {
+        if $explain {
+            $e
+        } else {
+            $crate::error::ConfigError::UNEXPLAINED
+        }
+    };
+}
+pub(crate) use explain;
+
 impl ConfigError {
+    /// What the lean constructors' internal checks return instead of a
+    /// description (never returned to a caller: they return `None`).
+    pub(crate) const UNEXPLAINED: ConfigError = ConfigError::new(
+        ConfigOption::FailureThreshold,
+        ConfigValue::Count(0),
+        ConfigProblem::Invalid,
+    );
+
     /// An error for `option`, given `value`, with `problem`.
     pub const fn new(option: ConfigOption, value: ConfigValue, problem: ConfigProblem) -> Self {
         ConfigError {

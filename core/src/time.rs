@@ -107,15 +107,10 @@ impl Divisor {
     pub(crate) const fn new(divisor: u32) -> Divisor {
         let d = if divisor == 0 { 1 } else { divisor };
         let log = u32::BITS - (d - 1).leading_zeros();
-        // `2^l - d < d`, so the quotient is below 2^64 and the sum at most
-        // 2^64 - 1 (the maximum needs `d >= 2^64`).
-        // `floor(2^64 · a / d)` for `a = 2^l − d < d`, by long division in
-        // two 32-bit steps (each quotient fits 32 bits as `a < d`): no
-        // 128-bit division, which 32-bit targets would inline at length.
-        let a = (1u64 << log) - d as u64;
-        let (high, rest) = div_rem_u64(a << 32, d as u64);
-        let (low, _) = div_rem_u64(rest << 32, d as u64);
-        let magic = (high << 32 | low).wrapping_add(1);
+        // `2^l − d < d`, so the quotient `floor(2^64 · (2^l − d) / d)` is
+        // below 2^64 and the sum at most 2^64 − 1 (the maximum needs
+        // `d >= 2^64`).
+        let magic = fraction_bits((1u64 << log) - d as u64, d as u64).wrapping_add(1);
         Divisor {
             divisor: d,
             log,
@@ -155,6 +150,27 @@ impl Divisor {
 }
 
 /// The high 64 bits of the 128-bit product.
+/// `floor(2^64 · a / d)` for `a < d`, by 64 steps of binary long
+/// division: the reciprocal needs no general 64-bit division routine (on
+/// a 32-bit core, a firmware that makes a limiter from a plan links only
+/// this loop).
+const fn fraction_bits(a: u64, d: u64) -> u64 {
+    // `rest < d <= 2^32`, so `rest << 1` fits.
+    let mut rest = a;
+    let mut quotient = 0u64;
+    let mut bit = 0;
+    while bit < 64 {
+        rest <<= 1;
+        quotient <<= 1;
+        if rest >= d {
+            rest -= d;
+            quotient |= 1;
+        }
+        bit += 1;
+    }
+    quotient
+}
+
 #[inline]
 #[cfg(target_pointer_width = "64")]
 const fn mul_hi(a: u64, b: u64) -> u64 {

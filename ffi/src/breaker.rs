@@ -367,6 +367,49 @@ pub unsafe extern "C" fn stockade_breaker_init(
     })
 }
 
+/// `stockade_breaker_init` without the error description: the same
+/// checks and the same breaker, but a refused config is `INVALID_CONFIG`
+/// alone, with no `stockade_config_error` to say why. For firmware: the
+/// code that describes a refusal is much of `stockade_breaker_init`'s
+/// flash, and a firmware that never calls `stockade_breaker_init` links
+/// none of it (the README's "Firmware cost" table). Test a config with
+/// `stockade_breaker_init` on the host to learn what is wrong with it.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+///   `INVALID_CONFIG` (every config `stockade_breaker_init` refuses);
+///   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+/// - Ownership: the caller owns the storage; no cleanup is needed (do not
+///   reuse the storage while another thread may still use the breaker).
+/// - Thread safety: share the breaker freely. Blocks: no.
+///
+/// # Safety
+///
+/// `storage` writable for `storage_size` bytes; other pointers valid or
+/// NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_breaker_init_lean(
+    storage: *mut c_void,
+    storage_size: usize,
+    config: *const stockade_breaker_config,
+    out: *mut *mut stockade_breaker,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        let out = Out::new(out)?;
+        let slot = self::storage::<CircuitBreaker>(storage, storage_size, STOCKADE_BREAKER_SIZE)?;
+        let breaker =
+            CircuitBreaker::from_raw_lean(&config.into()).ok_or(stockade_status::InvalidConfig)?;
+        // SAFETY: `slot` checked for size and alignment, writable; `out`
+        // valid for writes.
+        unsafe {
+            slot.write(breaker);
+            out.write(slot.cast());
+        }
+        Ok(())
+    })
+}
+
 /// # Safety
 ///
 /// A non-NULL `b` must come from `stockade_breaker_init`.

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use stockade_core::limiter::{
     CancelError, RateLimitError, RateLimiter, RateLimiterConfig, RawRateLimiterConfig, Reservation,
-    ReservationToken,
+    ReservationToken, TickPlan,
 };
 
 use crate::boundary::{Out, arg, arg_mut, storage};
@@ -206,6 +206,146 @@ pub unsafe extern "C" fn stockade_limiter_init(
         let result = config.to_core().and_then(RateLimiter::new);
         // SAFETY: `error` valid or NULL.
         let limiter = unsafe { config_error::check(result, error) }?;
+        // SAFETY: `slot` checked, writable; `out` valid for writes.
+        unsafe {
+            slot.write(limiter);
+            out.write(slot.cast());
+        }
+        Ok(())
+    })
+}
+
+/// `stockade_limiter_init` without the error description: the same
+/// checks and the same limiter, but a refused config is `INVALID_CONFIG`
+/// alone, with no `stockade_config_error` to say why. For firmware: the
+/// code that describes a refusal is most of `stockade_limiter_init`'s
+/// flash, and a firmware that never calls `stockade_limiter_init` links
+/// none of it (the README's "Firmware cost" table). Test a config with
+/// `stockade_limiter_init` on the host to learn what is wrong with it.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `config`, `out`);
+///   `INVALID_CONFIG` (every config `stockade_limiter_init` refuses);
+///   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+/// - Ownership: the caller owns the storage; no cleanup is needed.
+/// - Thread safety: share the limiter freely. Blocks: no.
+///
+/// # Safety
+///
+/// `storage` writable for `storage_size` bytes; other pointers valid or
+/// NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_limiter_init_lean(
+    storage: *mut c_void,
+    storage_size: usize,
+    config: *const stockade_limiter_config,
+    out: *mut *mut stockade_limiter,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let config = *unsafe { arg(config) }?;
+        let out = Out::new(out)?;
+        let slot = self::storage::<RateLimiter>(storage, storage_size, STOCKADE_LIMITER_SIZE)?;
+        let limiter =
+            RateLimiter::from_raw_lean(&config.into()).ok_or(stockade_status::InvalidConfig)?;
+        // SAFETY: `slot` checked, writable; `out` valid for writes.
+        unsafe {
+            slot.write(limiter);
+            out.write(slot.cast());
+        }
+        Ok(())
+    })
+}
+
+/// A rate limiter's numbers worked out at compile time: make it with the
+/// `STOCKADE_LIMITER_PLAN(...)` macro (an initializer of integer constant
+/// expressions), never by hand, and give it to
+/// `stockade_limiter_init_planned`. Ticks are `tick_ns` nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct stockade_limiter_plan {
+    /// Nanoseconds per tick; 0 marks a config the macro refused.
+    pub tick_ns: u32,
+    /// The emission interval (the time one permit costs), in ticks.
+    pub interval_ticks: u32,
+    /// The burst capacity, in permits.
+    pub burst: u32,
+    /// The queue bound, in permits.
+    pub max_queue_size: u32,
+    /// The effective queue timeout, in ticks.
+    pub queue_timeout_ticks: u32,
+    /// `STOCKADE_LIMITER_PLAN_CHECK` of the fields above: a plan the macro
+    /// did not make (hand-written, zeroed, corrupted) is refused.
+    pub check: u32,
+}
+
+/// The check word of a `stockade_limiter_plan` (the header's
+/// `STOCKADE_LIMITER_PLAN_CHECK` computes the same).
+const fn plan_check(p: &stockade_limiter_plan) -> u32 {
+    0x5354_4b50u32
+        .wrapping_sub(p.tick_ns.wrapping_mul(3))
+        .wrapping_sub(p.interval_ticks.wrapping_mul(5))
+        .wrapping_sub(p.burst.wrapping_mul(7))
+        .wrapping_sub(p.max_queue_size.wrapping_mul(11))
+        .wrapping_sub(p.queue_timeout_ticks.wrapping_mul(13))
+}
+
+/// Makes a full limiter in `storage` from `plan`, worked out at compile
+/// time by `STOCKADE_LIMITER_PLAN(requests_per_period, period_ms, burst,
+/// max_queue_size, queue_timeout_ms, mode)` (the arguments of a
+/// `stockade_limiter_config`): the firmware links no planning code, only
+/// checks that the machine can run on the plan (the smallest limiter
+/// constructor, see the README's "Firmware cost"). `*out` = the limiter.
+///
+/// The macro plans for the 32-bit state layout (every 32-bit
+/// microcontroller) and refuses, as a plan with `tick_ns` 0, exactly the
+/// configs `stockade_limiter_init` refuses there; on a 64-bit target the
+/// limiter runs on the plan's nanoseconds (ticks times `tick_ns`), and
+/// counts above 2^19 stay refused. The plan is `stockade_limiter_init`'s
+/// except, sometimes, for the tick: `stockade_limiter_init` searches every
+/// cut of the emission interval into between half the cap and the cap (1024
+/// ticks; more for intervals over 73 minutes, fewer for bursts and queues
+/// near 2^19) for an exact one, the macro tries two, the cap and 1000
+/// ticks. So an interval of whole
+/// microseconds (e.g. 10 per 1000 ms: 100 ms) is cut exactly by both
+/// (possibly into different ticks); one that neither cut divides but
+/// another would is cut exactly by `stockade_limiter_init` and rounded up
+/// by less than one tick by the macro (a tick is about 1/512 of the
+/// interval at most), never shortened.
+///
+/// - Statuses: `OK`; `NULL_ARGUMENT` (`storage`, `plan`, `out`);
+///   `INVALID_CONFIG` (a refused config, or a plan the macro did not make:
+///   its check word does not match, or the machine cannot run on it);
+///   `STORAGE_TOO_SMALL`; `STORAGE_MISALIGNED`.
+/// - Ownership: the caller owns the storage; no cleanup is needed.
+/// - Thread safety: share the limiter freely. Blocks: no.
+///
+/// # Safety
+///
+/// `storage` writable for `storage_size` bytes; other pointers valid or
+/// NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_limiter_init_planned(
+    storage: *mut c_void,
+    storage_size: usize,
+    plan: *const stockade_limiter_plan,
+    out: *mut *mut stockade_limiter,
+) -> stockade_status {
+    ffi_boundary!({
+        // SAFETY: function contract.
+        let plan = *unsafe { arg(plan) }?;
+        let out = Out::new(out)?;
+        let slot = self::storage::<RateLimiter>(storage, storage_size, STOCKADE_LIMITER_SIZE)?;
+        if plan.check != plan_check(&plan) {
+            return Err(stockade_status::InvalidConfig);
+        }
+        let limiter = RateLimiter::from_tick_plan(&TickPlan {
+            tick_nanos: plan.tick_ns,
+            interval_ticks: plan.interval_ticks,
+            burst: plan.burst,
+            max_queue_size: plan.max_queue_size,
+            queue_timeout_ticks: plan.queue_timeout_ticks,
+        })
+        .ok_or(stockade_status::InvalidConfig)?;
         // SAFETY: `slot` checked, writable; `out` valid for writes.
         unsafe {
             slot.write(limiter);

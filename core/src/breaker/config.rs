@@ -152,34 +152,46 @@ impl BreakerConfig {
     /// assert_eq!(err.option, ConfigOption::FailureThreshold);
     /// ```
     pub const fn validate(&self) -> Result<(), ConfigError> {
-        tri!(check_count(
+        self.check::<true>()
+    }
+
+    /// [`validate`](Self::validate), describing a refusal only when
+    /// `EXPLAIN` (else [`ConfigError::UNEXPLAINED`]).
+    pub(super) const fn check<const EXPLAIN: bool>(&self) -> Result<(), ConfigError> {
+        tri!(check_count::<EXPLAIN>(
             ConfigOption::FailureThreshold,
             self.failure_threshold
         ));
-        tri!(check_timeout(
+        tri!(check_timeout::<EXPLAIN>(
             ConfigOption::ResetTimeout,
             self.reset_timeout
         ));
-        tri!(check_timeout(
+        tri!(check_timeout::<EXPLAIN>(
             ConfigOption::HalfOpenTimeout,
             self.half_open_timeout
         ));
-        tri!(check_duration(
+        tri!(check_duration::<EXPLAIN>(
             ConfigOption::MonitorInterval,
             self.monitor_interval
         ));
-        tri!(check_count(
+        tri!(check_count::<EXPLAIN>(
             ConfigOption::HalfOpenMaxProbes,
             self.half_open_max_probes
         ));
         if let Some(n) = self.half_open_successes_to_close {
-            tri!(check_count(ConfigOption::HalfOpenSuccessesToClose, n));
+            tri!(check_count::<EXPLAIN>(
+                ConfigOption::HalfOpenSuccessesToClose,
+                n
+            ));
         }
         if let Some(fr) = self.failure_rate {
-            tri!(check_failure_rate(fr));
+            tri!(check_failure_rate::<EXPLAIN>(fr));
         }
         if let Some(d) = self.slow_call_threshold {
-            tri!(check_duration(ConfigOption::SlowCallThreshold, d));
+            tri!(check_duration::<EXPLAIN>(
+                ConfigOption::SlowCallThreshold,
+                d
+            ));
         }
         Ok(())
     }
@@ -342,7 +354,17 @@ impl RawBreakerConfig {
     ///
     /// As [`BreakerConfig::validate`].
     pub const fn to_config(self) -> Result<BreakerConfig, ConfigError> {
-        let config = BreakerConfig {
+        let config = self.unvalidated();
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The config as it reads, unchecked.
+    #[inline(always)]
+    pub(super) const fn unvalidated(&self) -> BreakerConfig {
+        BreakerConfig {
             failure_threshold: self.failure_threshold,
             reset_timeout: crate::time::duration_from_millis(self.reset_timeout),
             half_open_timeout: crate::time::duration_from_millis(self.half_open_timeout),
@@ -364,10 +386,6 @@ impl RawBreakerConfig {
                 0 => None,
                 ms => Some(crate::time::duration_from_millis(ms)),
             },
-        };
-        match config.validate() {
-            Ok(()) => Ok(config),
-            Err(e) => Err(e),
         }
     }
 }
@@ -386,106 +404,129 @@ impl TryFrom<RawBreakerConfig> for BreakerConfig {
     }
 }
 
-pub(super) const fn check_count(option: ConfigOption, value: u32) -> Result<Word, ConfigError> {
+pub(super) const fn check_count<const EXPLAIN: bool>(
+    option: ConfigOption,
+    value: u32,
+) -> Result<Word, ConfigError> {
     if value == 0 {
-        return Err(ConfigError::zero(option, ConfigValue::Count(0)));
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(option, ConfigValue::Count(0))
+        ));
     }
     if value as u64 > FIELD_MAX_U64 {
-        return Err(ConfigError::count_above(
-            option,
-            value as u64,
-            FIELD_MAX_U64,
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(option, value as u64, FIELD_MAX_U64,)
         ));
     }
     Ok(value as Word)
 }
 
-pub(super) const fn check_timeout(
+pub(super) const fn check_timeout<const EXPLAIN: bool>(
     option: ConfigOption,
     timeout: Duration,
 ) -> Result<Word, ConfigError> {
     let nanos = duration_to_nanos_saturating(timeout);
     if nanos == 0 {
-        return Err(ConfigError::zero(option, ConfigValue::Duration(timeout)));
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(option, ConfigValue::Duration(timeout))
+        ));
     }
     match UNIT.duration_ticks(nanos, MAX_TIMEOUT_TICKS) {
         Some(ticks) => Ok(ticks + ROUND_UP),
-        None => Err(ConfigError::duration_above(
-            option,
-            timeout,
-            Duration::from_nanos(UNIT.to_nanos(MAX_TIMEOUT_TICKS)),
+        None => Err(explain!(
+            EXPLAIN,
+            ConfigError::duration_above(
+                option,
+                timeout,
+                Duration::from_nanos(UNIT.to_nanos(MAX_TIMEOUT_TICKS)),
+            )
         )),
     }
 }
 
-pub(super) const fn check_duration(
+pub(super) const fn check_duration<const EXPLAIN: bool>(
     option: ConfigOption,
     duration: Duration,
 ) -> Result<(), ConfigError> {
     if duration.is_zero() {
-        return Err(ConfigError::zero(option, ConfigValue::Duration(duration)));
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(option, ConfigValue::Duration(duration))
+        ));
     }
     if duration.as_nanos() > u64::MAX as u128 {
-        return Err(ConfigError::duration_above(
-            option,
-            duration,
-            Duration::from_nanos(u64::MAX),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::duration_above(option, duration, Duration::from_nanos(u64::MAX),)
         ));
     }
     Ok(())
 }
 
-pub(super) const fn check_failure_rate(fr: FailureRateConfig) -> Result<(), ConfigError> {
+pub(super) const fn check_failure_rate<const EXPLAIN: bool>(
+    fr: FailureRateConfig,
+) -> Result<(), ConfigError> {
     let percent = fr.threshold_percent as u64;
     if !cfg!(feature = "failure-rate") {
-        return Err(ConfigError::new(
-            ConfigOption::FailureRateThreshold,
-            ConfigValue::Count(percent),
-            ConfigProblem::Unsupported {
-                feature: "failure-rate",
-            },
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::new(
+                ConfigOption::FailureRateThreshold,
+                ConfigValue::Count(percent),
+                ConfigProblem::Unsupported {
+                    feature: "failure-rate",
+                },
+            )
         ));
     }
     if percent == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::FailureRateThreshold,
-            ConfigValue::Count(0),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::FailureRateThreshold, ConfigValue::Count(0),)
         ));
     }
     if percent > 100 {
-        return Err(ConfigError::count_above(
-            ConfigOption::FailureRateThreshold,
-            percent,
-            100,
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(ConfigOption::FailureRateThreshold, percent, 100,)
         ));
     }
     if fr.window_size == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::FailureRateWindowSize,
-            ConfigValue::Count(0),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::FailureRateWindowSize, ConfigValue::Count(0),)
         ));
     }
     if fr.window_size > MAX_WINDOW {
-        return Err(ConfigError::count_above(
-            ConfigOption::FailureRateWindowSize,
-            fr.window_size as u64,
-            MAX_WINDOW as u64,
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(
+                ConfigOption::FailureRateWindowSize,
+                fr.window_size as u64,
+                MAX_WINDOW as u64,
+            )
         ));
     }
     if fr.minimum_calls == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::FailureRateMinimumCalls,
-            ConfigValue::Count(0),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::FailureRateMinimumCalls, ConfigValue::Count(0),)
         ));
     }
     if fr.minimum_calls > fr.window_size {
-        return Err(ConfigError::new(
-            ConfigOption::FailureRateMinimumCalls,
-            ConfigValue::Count(fr.minimum_calls as u64),
-            ConfigProblem::Exceeds {
-                other: ConfigOption::FailureRateWindowSize,
-                limit: ConfigValue::Count(fr.window_size as u64),
-            },
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::new(
+                ConfigOption::FailureRateMinimumCalls,
+                ConfigValue::Count(fr.minimum_calls as u64),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::FailureRateWindowSize,
+                    limit: ConfigValue::Count(fr.window_size as u64),
+                },
+            )
         ));
     }
     Ok(())

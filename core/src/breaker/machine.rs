@@ -100,9 +100,33 @@ impl CircuitBreaker {
         /// 1..=[`FailureRateConfig::MAX_WINDOW_SIZE`], or `minimum_calls`
         /// above `window_size`.
         pub fn new(config: BreakerConfig) -> Result<CircuitBreaker, ConfigError> {
-            tri!(config.validate());
-            let reset_ticks = tri!(check_timeout(ConfigOption::ResetTimeout, config.reset_timeout));
-            let half_open_ticks = tri!(check_timeout(ConfigOption::HalfOpenTimeout, config.half_open_timeout));
+            Self::build::<true>(config)
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// The breaker [`new`](Self::new)`(raw.to_config()?)` makes, or
+        /// `None` where that returns an error: the same checks and the same
+        /// breaker, but a refusal is not described, so none of the code
+        /// that describes it is linked. For firmware, where that code is
+        /// much of a constructor's flash (the C ABI's
+        /// `stockade_breaker_init_lean`).
+        #[inline(always)]
+        pub fn from_raw_lean(raw: &RawBreakerConfig) -> Option<CircuitBreaker> {
+            match Self::build::<false>(raw.unvalidated()) {
+                Ok(breaker) => Some(breaker),
+                Err(_) => None,
+            }
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// [`new`](Self::new), describing a refusal only when `EXPLAIN`.
+        #[inline(always)]
+        fn build<const EXPLAIN: bool>(config: BreakerConfig) -> Result<CircuitBreaker, ConfigError> {
+            tri!(config.check::<EXPLAIN>());
+            let reset_ticks = tri!(check_timeout::<EXPLAIN>(ConfigOption::ResetTimeout, config.reset_timeout));
+            let half_open_ticks = tri!(check_timeout::<EXPLAIN>(ConfigOption::HalfOpenTimeout, config.half_open_timeout));
             Ok(CircuitBreaker {
                 ctrl: AtomicWord::new(pack(CLOSED, 0, 0, 0)),
                 since: AtomicWord::new(stamp_word(0, 0)),

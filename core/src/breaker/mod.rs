@@ -180,7 +180,7 @@ use core::mem::ManuallyDrop;
 use core::time::Duration;
 
 use crate::clock::{Clock, Timestamp, duration_to_nanos_saturating};
-use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, explain};
 use crate::sync::const_fn_unless_loom;
 use crate::sync::{self, AtomicU32, AtomicWord, Ordering, WIDE, WORD_BITS, Word};
 use crate::time::TickUnit;

@@ -129,7 +129,7 @@ impl RateLimiterConfig {
     ///
     /// The first invalid option, as for `RateLimiter::new`.
     pub const fn validate(&self) -> Result<(), ConfigError> {
-        match super::plan::plan(self) {
+        match super::plan::plan::<true>(self) {
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
@@ -206,18 +206,27 @@ impl RawRateLimiterConfig {
     /// An unknown `mode` ([`ConfigProblem::Invalid`]), or the first invalid
     /// option as for [`RateLimiterConfig::validate`].
     pub const fn to_config(&self) -> Result<RateLimiterConfig, ConfigError> {
+        let Some(config) = self.unvalidated() else {
+            return Err(ConfigError::new(
+                ConfigOption::Mode,
+                ConfigValue::Count(self.mode as u64),
+                ConfigProblem::Invalid,
+            ));
+        };
+        match config.validate() {
+            Ok(()) => Ok(config),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The config as it reads, unchecked; `None` for an unknown `mode`.
+    pub(super) const fn unvalidated(&self) -> Option<RateLimiterConfig> {
         let mode = match self.mode {
             0 => Mode::Bursty,
             1 => Mode::Strict,
-            m => {
-                return Err(ConfigError::new(
-                    ConfigOption::Mode,
-                    ConfigValue::Count(m as u64),
-                    ConfigProblem::Invalid,
-                ));
-            }
+            _ => return None,
         };
-        let config = RateLimiterConfig {
+        Some(RateLimiterConfig {
             requests_per_period: self.requests_per_period,
             period: crate::time::duration_from_millis(self.period_ms),
             burst: if self.burst == 0 {
@@ -228,11 +237,7 @@ impl RawRateLimiterConfig {
             max_queue_size: self.max_queue_size,
             queue_timeout: crate::time::duration_from_millis(self.queue_timeout_ms),
             mode,
-        };
-        match config.validate() {
-            Ok(()) => Ok(config),
-            Err(e) => Err(e),
-        }
+        })
     }
 }
 

@@ -5,8 +5,11 @@
 
 use core::time::Duration;
 
-use super::plan::{nanos_to_duration, plan};
-use super::{CancelError, RateLimitError, RateLimiterConfig, Reservation, ReservationToken};
+use super::plan::{Plan, TickPlan, check_tick_plan, nanos_to_duration, plan};
+use super::{
+    CancelError, RateLimitError, RateLimiterConfig, RawRateLimiterConfig, Reservation,
+    ReservationToken,
+};
 use crate::clock::{Clock, Timestamp};
 use crate::error::ConfigError;
 use crate::sync::{AtomicWord, Ordering, WIDE, Word, const_fn_unless_loom, update};
@@ -82,17 +85,61 @@ impl RateLimiter {
         /// mode, or (like `max_queue_size`, `queue_timeout`) too large for
         /// the state layout.
         pub fn new(config: RateLimiterConfig) -> Result<RateLimiter, ConfigError> {
-            match plan(&config) {
-                Ok(plan) => Ok(RateLimiter {
-                    tat: AtomicWord::new(0),
-                    interval: plan.interval,
-                    limit: plan.limit,
-                    queue_timeout: plan.queue_timeout,
-                    burst: plan.burst,
-                    max_queue_size: plan.max_queue_size,
-                    tick: Divisor::new(plan.tick_nanos),
-                }),
+            match plan::<true>(&config) {
+                Ok(plan) => Ok(RateLimiter::with_plan(&plan)),
                 Err(e) => Err(e),
+            }
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// The limiter [`new`](Self::new)`(raw.to_config()?)` makes, or
+        /// `None` where that returns an error: the same checks and the same
+        /// limiter, but a refusal is not described, so none of the code
+        /// that describes it is linked. For firmware, where that code is
+        /// most of a constructor's flash (the C ABI's
+        /// `stockade_limiter_init_lean`).
+        #[inline(always)]
+        pub fn from_raw_lean(raw: &RawRateLimiterConfig) -> Option<RateLimiter> {
+            let Some(config) = raw.unvalidated() else {
+                return None;
+            };
+            match plan::<false>(&config) {
+                Ok(plan) => Some(RateLimiter::with_plan(&plan)),
+                Err(_) => None,
+            }
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// A limiter with a full bucket running on `plan`, numbers worked
+        /// out in advance (the C header's `STOCKADE_LIMITER_PLAN`, at
+        /// compile time), or `None` if the machine cannot run on them
+        /// (see [`TickPlan`]). Only checks, no planning: for firmware,
+        /// which then links none of the planning code (the C ABI's
+        /// `stockade_limiter_init_planned`). The 32-bit layout runs on the
+        /// plan's ticks as they are; the 64-bit layout on their
+        /// nanoseconds (ticks times `tick_nanos`).
+        #[inline(always)]
+        pub fn from_tick_plan(plan: &TickPlan) -> Option<RateLimiter> {
+            match check_tick_plan(plan) {
+                Some(plan) => Some(RateLimiter::with_plan(&plan)),
+                None => None,
+            }
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// A limiter with a full bucket running on `plan`.
+        fn with_plan(plan: &Plan) -> RateLimiter {
+            RateLimiter {
+                tat: AtomicWord::new(0),
+                interval: plan.interval,
+                limit: plan.limit,
+                queue_timeout: plan.queue_timeout,
+                burst: plan.burst,
+                max_queue_size: plan.max_queue_size,
+                tick: Divisor::new(plan.tick_nanos),
             }
         }
     }

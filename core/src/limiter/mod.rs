@@ -224,4 +224,5 @@ mod tests;
 pub use config::{Mode, RateLimiterConfig, RawRateLimiterConfig};
 pub use error::{RateLimitError, RateLimitErrorKind};
 pub use gcra::RateLimiter;
+pub use plan::TickPlan;
 pub use reservation::{CancelError, Reservation, ReservationToken};

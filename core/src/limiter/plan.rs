@@ -6,7 +6,7 @@
 use core::time::Duration;
 
 use super::{Mode, RateLimiterConfig};
-use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue};
+use crate::error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, explain};
 use crate::sync::{WIDE, Word};
 use crate::time::{div_ceil_u64, div_rem_u64, div_u64};
 
@@ -21,7 +21,7 @@ pub(super) const MAX_LEAD: u128 = 1 << 29;
 const MAX_PERIOD_64: u64 = 1 << 61;
 
 /// The largest `burst` / `max_queue_size` of the 32-bit layout.
-const MAX_COUNT_32: u32 = 1 << 19;
+pub(super) const MAX_COUNT_32: u32 = 1 << 19;
 
 /// The most ticks per emission interval the 32-bit layout uses (it uses at
 /// least half as many when an exact cut exists, and at least 2^9 always):
@@ -59,36 +59,41 @@ struct Checked {
 }
 
 /// Step 1: every option on its own (zero, too long, too many).
-const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigError> {
+const fn check_options<const EXPLAIN: bool>(
+    config: &RateLimiterConfig,
+) -> Result<Checked, ConfigError> {
     let requests = config.requests_per_period;
     if requests == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::RequestsPerPeriod,
-            ConfigValue::Count(0),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::RequestsPerPeriod, ConfigValue::Count(0),)
         ));
     }
     let period_nanos = config.period.as_nanos();
     if period_nanos == 0 {
-        return Err(ConfigError::zero(
-            ConfigOption::Period,
-            ConfigValue::Duration(config.period),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::zero(ConfigOption::Period, ConfigValue::Duration(config.period),)
         ));
     }
     let max_period = if WIDE { MAX_PERIOD_64 } else { u64::MAX };
     if period_nanos > max_period as u128 {
-        return Err(ConfigError::duration_above(
-            ConfigOption::Period,
-            config.period,
-            Duration::from_nanos(max_period),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::duration_above(
+                ConfigOption::Period,
+                config.period,
+                Duration::from_nanos(max_period),
+            )
         ));
     }
     let period = period_nanos as u64;
     let strict = matches!(config.mode, Mode::Strict);
     let (burst, burst_option) = match config.burst {
         Some(0) => {
-            return Err(ConfigError::zero(
-                ConfigOption::Burst,
-                ConfigValue::Count(0),
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::zero(ConfigOption::Burst, ConfigValue::Count(0),)
             ));
         }
         Some(b) => (b, ConfigOption::Burst),
@@ -96,37 +101,41 @@ const fn check_options(config: &RateLimiterConfig) -> Result<Checked, ConfigErro
         None => (requests, ConfigOption::RequestsPerPeriod),
     };
     if strict && burst > requests {
-        return Err(ConfigError::new(
-            ConfigOption::Burst,
-            ConfigValue::Count(burst as u64),
-            ConfigProblem::Exceeds {
-                other: ConfigOption::RequestsPerPeriod,
-                limit: ConfigValue::Count(requests as u64),
-            },
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::new(
+                ConfigOption::Burst,
+                ConfigValue::Count(burst as u64),
+                ConfigProblem::Exceeds {
+                    other: ConfigOption::RequestsPerPeriod,
+                    limit: ConfigValue::Count(requests as u64),
+                },
+            )
         ));
     }
     if period < requests as u64 {
         // The emission interval would round to zero nanoseconds.
-        return Err(ConfigError::count_above(
-            ConfigOption::RequestsPerPeriod,
-            requests as u64,
-            period,
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(ConfigOption::RequestsPerPeriod, requests as u64, period,)
         ));
     }
     let queue = config.max_queue_size;
     if !WIDE {
         if burst > MAX_COUNT_32 {
-            return Err(ConfigError::count_above(
-                burst_option,
-                burst as u64,
-                MAX_COUNT_32 as u64,
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::count_above(burst_option, burst as u64, MAX_COUNT_32 as u64,)
             ));
         }
         if queue > MAX_COUNT_32 {
-            return Err(ConfigError::count_above(
-                ConfigOption::MaxQueueSize,
-                queue as u64,
-                MAX_COUNT_32 as u64,
+            return Err(explain!(
+                EXPLAIN,
+                ConfigError::count_above(
+                    ConfigOption::MaxQueueSize,
+                    queue as u64,
+                    MAX_COUNT_32 as u64,
+                )
             ));
         }
     }
@@ -157,7 +166,10 @@ const fn interval_nanos(c: &Checked) -> u64 {
 /// it — so `N` per `P` stays exact and a caller polling every `P / N` is
 /// admitted every time — else rounded up by less than one tick. Ticks need
 /// not be powers of two.
-const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigError> {
+const fn choose_tick<const EXPLAIN: bool>(
+    c: &Checked,
+    interval: u64,
+) -> Result<(u32, u64), ConfigError> {
     if WIDE {
         return Ok((1, interval));
     }
@@ -174,12 +186,14 @@ const fn choose_tick(c: &Checked, interval: u64) -> Result<(u32, u64), ConfigErr
     // A tick is at most `u32::MAX` ns: a long interval needs more ticks.
     let needed = div_ceil_u64(interval, u32::MAX as u64);
     if needed > fit {
-        let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
-        return Err(ConfigError::duration_above(
-            ConfigOption::Period,
-            crate::time::duration_from_nanos(c.period),
-            nanos_to_duration(max),
-        ));
+        return Err(explain!(EXPLAIN, {
+            let max = (u32::MAX as u128) * (fit as u128) * (interval_per_period(c) as u128);
+            ConfigError::duration_above(
+                ConfigOption::Period,
+                crate::time::duration_from_nanos(c.period),
+                nanos_to_duration(max),
+            )
+        }));
     }
     let wanted = if needed > MAX_TICKS_PER_INTERVAL {
         needed
@@ -216,34 +230,44 @@ const fn interval_per_period(c: &Checked) -> u32 {
 
 /// Step 4: the lead `B·T + min(queue_timeout, Q·T)` in ticks, which must
 /// fit [`MAX_LEAD`]; the error names the option that overflows it.
-const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, ConfigError> {
+const fn check_lead<const EXPLAIN: bool>(
+    c: &Checked,
+    tick: u32,
+    interval: u64,
+) -> Result<Plan, ConfigError> {
     let interval = interval as u128;
     let limit = c.burst as u128 * interval;
     let by_size = c.queue as u128 * interval;
     let by_time = div_u64(c.timeout, tick as u64) as u128;
     let wait = if by_time < by_size { by_time } else { by_size };
     if limit > MAX_LEAD {
-        return Err(ConfigError::count_above(
-            c.burst_option,
-            c.burst as u64,
-            div_u64(MAX_LEAD as u64, interval as u64),
+        return Err(explain!(
+            EXPLAIN,
+            ConfigError::count_above(
+                c.burst_option,
+                c.burst as u64,
+                div_u64(MAX_LEAD as u64, interval as u64),
+            )
         ));
     }
     if limit + wait > MAX_LEAD {
         let room = MAX_LEAD - limit;
-        return Err(if by_time <= by_size {
-            ConfigError::duration_above(
-                ConfigOption::QueueTimeout,
-                c.queue_timeout,
-                nanos_to_duration(room * tick as u128),
-            )
-        } else {
-            ConfigError::count_above(
-                ConfigOption::MaxQueueSize,
-                c.queue as u64,
-                div_u64(room as u64, interval as u64),
-            )
-        });
+        return Err(explain!(
+            EXPLAIN,
+            if by_time <= by_size {
+                ConfigError::duration_above(
+                    ConfigOption::QueueTimeout,
+                    c.queue_timeout,
+                    nanos_to_duration(room * tick as u128),
+                )
+            } else {
+                ConfigError::count_above(
+                    ConfigOption::MaxQueueSize,
+                    c.queue as u64,
+                    div_u64(room as u64, interval as u64),
+                )
+            }
+        ));
     }
     Ok(Plan {
         tick_nanos: tick,
@@ -255,15 +279,102 @@ const fn check_lead(c: &Checked, tick: u32, interval: u64) -> Result<Plan, Confi
     })
 }
 
+/// A limiter's numbers worked out in advance, in ticks of `tick_nanos`
+/// nanoseconds, for [`RateLimiter::from_tick_plan`](super::RateLimiter::from_tick_plan):
+/// what a C firmware's `STOCKADE_LIMITER_PLAN` macro computes at compile
+/// time, so the firmware links no planning code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TickPlan {
+    /// Nanoseconds per tick, at least 1.
+    pub tick_nanos: u32,
+    /// The emission interval `T` (the time one permit costs), in ticks, at
+    /// least 1.
+    pub interval_ticks: u32,
+    /// `B`, the burst capacity, at least 1.
+    pub burst: u32,
+    /// `Q`, the queue bound in permits.
+    pub max_queue_size: u32,
+    /// The effective queue timeout in ticks: at most `max_queue_size`
+    /// intervals.
+    pub queue_timeout_ticks: u32,
+}
+
+/// The plan of a [`TickPlan`], or `None` if the machine cannot run on it:
+/// a zero tick, interval or burst; a count above the 32-bit layout's
+/// 2^19; a queue timeout above `max_queue_size` intervals; or a lead
+/// `B·T + queue_timeout` beyond the layout's horizon (2^29 ticks, or
+/// 2^62 ns with the 64-bit layout, where a tick is 1 ns and the plan's
+/// ticks are multiplied out).
+pub(super) const fn check_tick_plan(p: &TickPlan) -> Option<Plan> {
+    if p.tick_nanos == 0 || p.interval_ticks == 0 || p.burst == 0 {
+        return None;
+    }
+    if !WIDE && (p.burst > MAX_COUNT_32 || p.max_queue_size > MAX_COUNT_32) {
+        return None;
+    }
+    // In the layout's ticks; every product below fits `u128` (64-bit
+    // layout: u32 * u32 * u32) and `u64` (32-bit layout: u32 * u32).
+    let (tick, interval, wait) = if WIDE {
+        (
+            1,
+            p.interval_ticks as u128 * p.tick_nanos as u128,
+            p.queue_timeout_ticks as u128 * p.tick_nanos as u128,
+        )
+    } else {
+        (
+            p.tick_nanos,
+            p.interval_ticks as u128,
+            p.queue_timeout_ticks as u128,
+        )
+    };
+    if WIDE {
+        let limit = p.burst as u128 * interval;
+        if wait > p.max_queue_size as u128 * interval || limit + wait > MAX_LEAD {
+            return None;
+        }
+        Some(Plan {
+            tick_nanos: tick,
+            interval: interval as Word,
+            limit: limit as Word,
+            queue_timeout: wait as Word,
+            burst: p.burst,
+            max_queue_size: p.max_queue_size,
+        })
+    } else {
+        // 32-bit arithmetic products in `u64`: no 128-bit code on the
+        // targets that use this layout.
+        let (interval, wait) = (interval as u64, wait as u64);
+        let limit = p.burst as u64 * interval;
+        if wait > p.max_queue_size as u64 * interval || limit + wait > MAX_LEAD as u64 {
+            return None;
+        }
+        Some(Plan {
+            tick_nanos: tick,
+            interval: interval as Word,
+            limit: limit as Word,
+            queue_timeout: wait as Word,
+            burst: p.burst,
+            max_queue_size: p.max_queue_size,
+        })
+    }
+}
+
 /// Validates `config` and derives the numbers the limiter runs on.
-pub(super) const fn plan(config: &RateLimiterConfig) -> Result<Plan, ConfigError> {
-    let checked = match check_options(config) {
+///
+/// `EXPLAIN = false`: the same checks and the same plan, but a refusal
+/// carries [`ConfigError::UNEXPLAINED`] instead of a description, so none
+/// of the code that computes one (limits in other units, 128-bit
+/// arithmetic) is linked (the lean constructors, for firmware).
+pub(super) const fn plan<const EXPLAIN: bool>(
+    config: &RateLimiterConfig,
+) -> Result<Plan, ConfigError> {
+    let checked = match check_options::<EXPLAIN>(config) {
         Ok(c) => c,
         Err(e) => return Err(e),
     };
     let interval = interval_nanos(&checked);
-    match choose_tick(&checked, interval) {
-        Ok((tick, ticks)) => check_lead(&checked, tick, ticks),
+    match choose_tick::<EXPLAIN>(&checked, interval) {
+        Ok((tick, ticks)) => check_lead::<EXPLAIN>(&checked, tick, ticks),
         Err(e) => Err(e),
     }
 }
@@ -412,6 +523,111 @@ mod tests {
                 msg,
                 "invalid period = 5124095576030431h 16s: must be at most 640511h 56min 49.214s"
             );
+        }
+    }
+
+    #[test]
+    fn a_tick_plan_runs_as_planned() {
+        for c in [
+            RateLimiterConfig::DEFAULT,
+            RateLimiterConfig::DEFAULT.with_mode(Mode::Strict),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(1_000)
+                .with_burst(1_000),
+            RateLimiterConfig::DEFAULT
+                .with_requests_per_period(3)
+                .with_max_queue_size(0),
+            RateLimiterConfig::DEFAULT
+                .with_burst(1 << 19)
+                .with_max_queue_size(1 << 19),
+        ] {
+            let p = plan::<true>(&c).unwrap();
+            // A plan `plan` made, as ticks (the 64-bit layout's are
+            // nanoseconds: 1 ns ticks).
+            let (Ok(interval_ticks), Ok(queue_timeout_ticks)) = (
+                u32::try_from(p.interval as u64),
+                u32::try_from(p.queue_timeout as u64),
+            ) else {
+                continue;
+            };
+            let tp = TickPlan {
+                tick_nanos: p.tick_nanos,
+                interval_ticks,
+                burst: p.burst,
+                max_queue_size: p.max_queue_size,
+                queue_timeout_ticks,
+            };
+            let planned = RateLimiter::from_tick_plan(&tp).expect("a plan `plan` made");
+            assert_eq!(
+                std::format!("{planned:?}"),
+                std::format!("{:?}", limiter(c)),
+                "{c:?}"
+            );
+        }
+        let good = TickPlan {
+            tick_nanos: 100_000,
+            interval_ticks: 1_000,
+            burst: 10,
+            max_queue_size: 100,
+            queue_timeout_ticks: 100_000,
+        };
+        let l = RateLimiter::from_tick_plan(&good).unwrap();
+        assert_eq!(l.emission_interval(), Duration::from_millis(100));
+        assert_eq!(l.queue_timeout(), Duration::from_secs(10));
+        assert_eq!(l.burst(), 10);
+        for bad in [
+            TickPlan {
+                tick_nanos: 0,
+                ..good
+            },
+            TickPlan {
+                interval_ticks: 0,
+                ..good
+            },
+            TickPlan { burst: 0, ..good },
+            // More than max_queue_size intervals of queue timeout.
+            TickPlan {
+                queue_timeout_ticks: 100_001,
+                ..good
+            },
+            // A lead beyond the horizon (2^29 ticks; 2^62 ns).
+            TickPlan {
+                tick_nanos: u32::MAX,
+                interval_ticks: u32::MAX,
+                burst: 1 << 19,
+                ..good
+            },
+        ] {
+            assert!(RateLimiter::from_tick_plan(&bad).is_none(), "{bad:?}");
+        }
+        if !WIDE {
+            for bad in [
+                TickPlan {
+                    burst: (1 << 19) + 1,
+                    interval_ticks: 1,
+                    ..good
+                },
+                TickPlan {
+                    max_queue_size: (1 << 19) + 1,
+                    ..good
+                },
+                TickPlan {
+                    interval_ticks: 1 << 25,
+                    burst: 16,
+                    queue_timeout_ticks: 1,
+                    ..good
+                },
+            ] {
+                assert!(RateLimiter::from_tick_plan(&bad).is_none(), "{bad:?}");
+            }
+            // 2^29 ticks of lead exactly is fine.
+            let edge = TickPlan {
+                interval_ticks: 1 << 25,
+                burst: 16,
+                queue_timeout_ticks: 0,
+                ..good
+            };
+            assert!(RateLimiter::from_tick_plan(&edge).is_some());
         }
     }
 
