@@ -381,24 +381,27 @@ impl<T: Timer> Timeout<T> {
         if deadline.is_expired(self.timer()) {
             return Err(self.timed_out(allowed));
         }
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         let out = {
             let _running = InFlight::enter(&self.in_flight);
             let _scope = DeadlineScope::enter(deadline);
             f(deadline)
         };
-        running.disarm();
+        let span = running.disarm();
         if deadline.is_expired(self.timer()) {
             drop(out);
+            span.outcome("timeout");
             return Err(self.timed_out(allowed));
         }
         match out {
             Ok(value) => {
                 self.shell.counters.successes.incr();
+                span.outcome("success");
                 Ok(value)
             }
             Err(e) => {
                 self.shell.counters.failures.incr();
+                span.outcome("failure");
                 Err(lift(e))
             }
         }
