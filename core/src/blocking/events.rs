@@ -1,8 +1,10 @@
 //! Events and metrics (the spec's "monitor pattern metrics").
 //!
 //! Every pattern keeps a [`Metrics`] snapshot and lets listeners subscribe
-//! to [`Event`]s. Dispatch costs one relaxed load when nobody listens; a
-//! listener that panics is caught and does not break the pattern.
+//! to [`Event`]s. Dispatch costs one relaxed load when nobody listens (with
+//! the telemetry features, one more load for a metrics collector and
+//! `tracing`'s interest check); a listener that panics is caught and does
+//! not break the pattern.
 
 use core::fmt;
 use core::panic::AssertUnwindSafe;

@@ -41,9 +41,9 @@
 //! let local = Bulkhead::unregistered("doc-local", BulkheadConfig::DEFAULT)?;
 //! let local = std::sync::Arc::new(local);
 //! collector.watch(&local); // not registered: watched explicitly
-//! local.execute(|| Ok::<_, &str>(()))?;
+//! local.execute(|| Ok::<_, &str>(())).unwrap();
 //! collector.collect(); // e.g. right before rendering a scrape
-//! # Ok::<(), stockade::blocking::Error<&str>>(())
+//! # Ok::<(), stockade::blocking::Error>(())
 //! ```
 
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -18,18 +18,26 @@
 //!
 //! # Examples
 //!
+//! The README's example: a Prometheus scrape of every registered pattern
+//! (`metrics-exporter-prometheus` here; any `metrics` recorder works).
+//!
 //! ```
 //! # #[cfg(feature = "metrics")] {
+//! use metrics_exporter_prometheus::PrometheusBuilder;
 //! use stockade::prelude::*;
 //! use stockade::telemetry::metrics::Collector;
 //!
-//! let collector = Collector::new(); // every registered instance, and events
-//! let breaker = CircuitBreaker::new("doc-telemetry", BreakerConfig::DEFAULT)?;
-//! breaker.execute(|| Ok::<_, &str>(()))?;
-//! collector.collect(); // snapshots → the installed `metrics` recorder
-//! # breaker.dispose();
+//! let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
+//! let collector = Collector::new(); // every registered pattern, and events
+//! let breaker = CircuitBreaker::new("db", BreakerConfig::DEFAULT)?;
+//! breaker.execute(|| Ok::<_, &str>(())).unwrap();
+//! collector.collect(); // e.g. in the /metrics handler, before rendering
+//! let scrape = prometheus.render();
+//! assert!(scrape.contains(
+//!     r#"stockade_circuit_breaker_calls{stockade_pattern_name="db",stockade_outcome="success"} 1"#
+//! ));
 //! # }
-//! # Ok::<(), stockade::blocking::Error<&str>>(())
+//! # Ok::<(), stockade::blocking::Error>(())
 //! ```
 
 use core::fmt::{self, Write};
