@@ -44,6 +44,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The telemetry features (`metrics`, `tracing`) with everything else, and
 # the bench crate's instrumented build.
 cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing --locked -- -D warnings
+cargo clippy -p stockade --features metrics --locked -- -D warnings
+cargo clippy -p stockade --features tracing --locked -- -D warnings
 cargo clippy -p stockade-bench --all-targets --features telemetry --locked -- -D warnings
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings

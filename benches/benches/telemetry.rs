@@ -34,7 +34,10 @@ fn run(c: &mut Criterion, name: &str) {
         .bench_function(BenchmarkId::new(name, "1t"), |b| {
             b.iter(|| black_box(breaker.execute(healthy_call)).is_ok());
         });
-    assert!(breaker.execute(healthy_call).is_ok(), "the breaker stayed closed");
+    assert!(
+        breaker.execute(healthy_call).is_ok(),
+        "the breaker stayed closed"
+    );
 }
 
 #[cfg(not(feature = "telemetry"))]

@@ -56,9 +56,19 @@ use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
-use super::{BREAKER_STATES, breaker_state, event_kind, metric, names, pattern_type};
+use super::{breaker_state, event_kind, metric, names, pattern_type};
 use crate::blocking::{Event, EventKind, Metrics, Observed, PatternKind, registered_instances};
+use crate::breaker::BreakerState;
 use crate::sync::unmodelled::Mutex;
+
+/// Every breaker state, for the state gauge.
+const BREAKER_STATES: [BreakerState; 5] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+    BreakerState::ForcedOpen,
+    BreakerState::Disabled,
+];
 
 /// Live collectors: while nonzero, events are counted.
 static COLLECTORS: AtomicUsize = AtomicUsize::new(0);

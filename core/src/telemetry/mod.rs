@@ -9,10 +9,10 @@
 //! names. A pattern's type and an event's kind appear as the snake-case
 //! form of the [`PatternKind`] and [`EventKind`] variant
 //! (`circuit_breaker`, `state_changed`), as in the Python and C bindings:
-//! [`pattern_type`] and [`event_kind`].
+//! [`pattern_type()`] and [`event_kind()`].
 //!
 //! Nothing here costs anything while nobody listens: without a
-//! [`metrics::Collector`](self::metrics::Collector) no event is built for
+//! `metrics::Collector` (feature `metrics`) no event is built for
 //! metrics, and without a `tracing` subscriber interested in the target
 //! `stockade` each event site and each execution pays one interest check.
 //!
@@ -137,15 +137,6 @@ pub const fn breaker_state(state: BreakerState) -> &'static str {
         BreakerState::Disabled => "disabled",
     }
 }
-
-/// Every breaker state, for the state gauge.
-pub(crate) const BREAKER_STATES: [BreakerState; 5] = [
-    BreakerState::Closed,
-    BreakerState::Open,
-    BreakerState::HalfOpen,
-    BreakerState::ForcedOpen,
-    BreakerState::Disabled,
-];
 
 /// Appends the variant name that starts `value`'s `Debug` form, in snake
 /// case. Generic, so that a variant added later gets its name without a
