@@ -49,6 +49,12 @@ if want rust; then
     fi
     python3 scripts/bench-table.py >>"$out"
     echo >>"$out"
+    # The same comparison in instructions (independent of the machine's
+    # load): the README's telemetry table.
+    if command -v valgrind >/dev/null; then
+        scripts/telemetry-cost.sh >>"$out"
+        echo >>"$out"
+    fi
 fi
 if [ "$part" = shared ]; then
     cargo bench -p stockade-bench --bench shared

@@ -1016,24 +1016,34 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 closed.and_then(|_| inner.core.try_acquire_without_clock()),
             ) {
                 let token = permit.into_token();
-                return Ok(run_then(inner.span(), f, classify, move |outcome| {
-                    if outcome == Outcome::Success {
-                        let _ = inner.core.report(token, outcome, &**inner.shell.timer());
-                        inner.shell.counters.successes.incr();
-                    } else {
-                        let held = Held::Fleet {
-                            local: Some(token),
-                            ticket: Ticket::Closed(generation),
-                            started: None,
-                        };
-                        inner.finish_held(held, outcome, true);
-                    }
-                }));
+                return Ok(run_then(
+                    inner.shell.name_arc(),
+                    f,
+                    classify,
+                    move |outcome| {
+                        if outcome == Outcome::Success {
+                            let _ = inner.core.report(token, outcome, &**inner.shell.timer());
+                            inner.shell.counters.successes.incr();
+                        } else {
+                            let held = Held::Fleet {
+                                local: Some(token),
+                                ticket: Ticket::Closed(generation),
+                                started: None,
+                            };
+                            inner.finish_held(held, outcome, true);
+                        }
+                    },
+                ));
             }
             let held = inner.admit_fleet_asking(fleet)?;
-            return Ok(run_then(inner.span(), f, classify, move |outcome| {
-                inner.finish_held(held, outcome, true);
-            }));
+            return Ok(run_then(
+                inner.shell.name_arc(),
+                f,
+                classify,
+                move |outcome| {
+                    inner.finish_held(held, outcome, true);
+                },
+            ));
         }
         // The closed path without a clock (no slow-call threshold); the
         // general admission otherwise.
@@ -1041,9 +1051,12 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             Some(permit) => permit.into_token(),
             None => inner.admit_local()?,
         };
-        Ok(run_then(inner.span(), f, classify, move |outcome| {
-            inner.finish(token, outcome)
-        }))
+        Ok(run_then(
+            inner.shell.name_arc(),
+            f,
+            classify,
+            move |outcome| inner.finish(token, outcome),
+        ))
     }
 
     /// Runs a manual operation unless disposed, then reports the change.
@@ -1104,9 +1117,42 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
 
 /// Runs `f`, classifies its result and hands the outcome to `verdict`
 /// (also on a panic: a failure, before the panic continues).
-/// `span` (the execution's `tracing` span, entered) gets the outcome.
+/// The execution runs in a `tracing` span (feature `tracing`) when a
+/// subscriber may want one; otherwise the span is statically absent, so a
+/// call nobody traces pays one load of `tracing`'s level filter.
 #[inline(always)]
 fn run_then<X>(
+    name: &Arc<str>,
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    if ExecSpan::wanted() {
+        return run_then_traced(name, f, classify, verdict);
+    }
+    run_then_in(ExecSpan::none(), f, classify, verdict)
+}
+
+/// [`run_then`] in a span: out of line, off the untraced path.
+#[cold]
+#[inline(never)]
+fn run_then_traced<X>(
+    name: &Arc<str>,
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    run_then_in(
+        ExecSpan::enter(PatternKind::CircuitBreaker, name),
+        f,
+        classify,
+        verdict,
+    )
+}
+
+/// `span` (the execution's `tracing` span, entered) gets the outcome.
+#[inline(always)]
+fn run_then_in<X>(
     span: ExecSpan,
     f: impl FnOnce() -> X,
     classify: impl FnOnce(&X) -> Outcome,
@@ -1447,12 +1493,6 @@ impl<T: Timer> Inner<T> {
 
     fn event(&self, kind: EventKind) -> Event {
         self.shell.event(kind)
-    }
-
-    /// Enters the `tracing` span of an admitted execution.
-    #[inline(always)]
-    fn span(&self) -> ExecSpan {
-        ExecSpan::enter(PatternKind::CircuitBreaker, self.shell.name())
     }
 
     /// Queues an event (if anyone listens) and delivers the queue.

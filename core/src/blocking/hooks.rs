@@ -2,6 +2,9 @@
 //! (features `metrics` and `tracing`, `crate::telemetry`). Without them
 //! every hook is empty and inlines to nothing.
 
+#[cfg(feature = "tracing")]
+use std::boxed::Box;
+
 use super::{Event, PatternKind};
 
 /// `true` if telemetry wants events: a metrics collector exists, or a
@@ -38,20 +41,45 @@ pub(crate) fn record_event(event: &Event) {
 /// otherwise): entered while the protected call runs, with its outcome
 /// recorded when known.
 pub(crate) struct ExecSpan {
+    /// `None` while no subscriber wants `INFO` spans: then nothing is made,
+    /// entered or closed. Boxed, so that `None` is one null word to write
+    /// and test; dropped by hand (see `Drop`), so that the `None` case is
+    /// one inlined check instead of a call to drop glue.
     #[cfg(feature = "tracing")]
-    span: tracing::span::EnteredSpan,
+    span: core::mem::ManuallyDrop<Option<Box<tracing::span::EnteredSpan>>>,
 }
 
 impl ExecSpan {
     /// Enters a new execution span of the instance `name` of type `kind`
-    /// (a disabled span, costing one interest check, while no subscriber
-    /// wants it).
+    /// (nothing but one load of `tracing`'s global level filter while no
+    /// subscriber wants `INFO` spans; a disabled span, after the callsite's
+    /// interest check, while one wants other spans).
     #[inline(always)]
     pub(crate) fn enter(kind: PatternKind, name: &str) -> ExecSpan {
         let _ = (kind, name);
         ExecSpan {
             #[cfg(feature = "tracing")]
-            span: crate::telemetry::trace::execution_span(kind, name).entered(),
+            span: core::mem::ManuallyDrop::new(if crate::telemetry::trace::spans_enabled() {
+                Some(Box::new(
+                    crate::telemetry::trace::execution_span(kind, name).entered(),
+                ))
+            } else {
+                None
+            }),
+        }
+    }
+
+    /// `true` if [`enter`](Self::enter) may make a span: always `false`
+    /// without the feature `tracing`.
+    #[inline(always)]
+    pub(crate) fn wanted() -> bool {
+        #[cfg(feature = "tracing")]
+        {
+            crate::telemetry::trace::spans_enabled()
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            false
         }
     }
 
@@ -60,20 +88,46 @@ impl ExecSpan {
     pub(crate) fn none() -> ExecSpan {
         ExecSpan {
             #[cfg(feature = "tracing")]
-            span: tracing::Span::none().entered(),
+            span: core::mem::ManuallyDrop::new(None),
         }
     }
 
     /// Records how the execution ended (`success`, `failure`, `timeout`,
-    /// `ignored`).
+    /// `ignored`, `rejected`).
     #[inline(always)]
     pub(crate) fn outcome(&self, outcome: &'static str) {
         #[cfg(feature = "tracing")]
         {
-            if !self.span.is_disabled() {
-                self.span.record(crate::telemetry::names::OUTCOME, outcome);
+            if let Some(span) = &*self.span {
+                record_outcome(span, outcome);
             }
         }
         let _ = outcome;
     }
+}
+
+#[cfg(feature = "tracing")]
+#[cold]
+#[inline(never)]
+fn record_outcome(span: &tracing::span::EnteredSpan, outcome: &'static str) {
+    span.record(crate::telemetry::names::OUTCOME, outcome);
+}
+
+#[cfg(feature = "tracing")]
+impl Drop for ExecSpan {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.span.is_some() {
+            // What is left behind is `None`, which needs no drop.
+            close(self.span.take());
+        }
+    }
+}
+
+/// Exits and closes an entered span.
+#[cfg(feature = "tracing")]
+#[cold]
+#[inline(never)]
+fn close(span: Option<Box<tracing::span::EnteredSpan>>) {
+    drop(span);
 }

@@ -21,6 +21,15 @@ pub(crate) fn events_enabled() -> bool {
     enabled!(target: "stockade", Level::INFO) || enabled!(target: "stockade", Level::DEBUG)
 }
 
+/// `true` unless no subscriber can want an `INFO` span: the compile-time
+/// level filter and one relaxed load of the global one (`OFF` while no
+/// subscriber exists).
+#[inline(always)]
+pub(crate) fn spans_enabled() -> bool {
+    Level::INFO <= tracing::level_filters::STATIC_MAX_LEVEL
+        && Level::INFO <= tracing::level_filters::LevelFilter::current()
+}
+
 /// The span of one execution (disabled while nobody wants it).
 #[inline(always)]
 pub(crate) fn execution_span(kind: PatternKind, name: &str) -> Span {
