@@ -4,7 +4,8 @@
 # machine's load, unlike criterion's times): the bench binary
 # `telemetry_count` built plainly and with `--features telemetry`
 # (`stockade`'s `metrics` and `tracing`), each configuration run for 10 000
-# and 110 000 calls, the difference divided by 100 000. Prints a Markdown
+# and 110 000 calls, counting inside its loop only, the difference divided
+# by 100 000. Prints a Markdown
 # table (the README's "Telemetry" section). Needs valgrind.
 #
 # Usage: scripts/telemetry-cost.sh
@@ -26,8 +27,9 @@ for line in sys.stdin:
 # per_call BINARY CONFIG: instructions per call.
 per_call() {
     local small large
-    small=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "$2" 10000 2>&1 | awk '/Collected :/ {print $NF}')
-    large=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "$2" 110000 2>&1 | awk '/Collected :/ {print $NF}')
+    # Only inside `run` (the calls), not the configuration's setup.
+    small=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='telemetry_count::run' "$1" "$2" 10000 2>&1 | awk '/Collected :/ {print $NF}')
+    large=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='telemetry_count::run' "$1" "$2" 110000 2>&1 | awk '/Collected :/ {print $NF}')
     awk -v s="$small" -v l="$large" 'BEGIN { printf "%.1f\n", (l - s) / 100000 }'
 }
 

@@ -18,6 +18,10 @@ fn healthy_call() -> Result<u32, u32> {
     Ok(black_box(42))
 }
 
+/// Out of line, so that callgrind counts only this (`--toggle-collect`):
+/// not the setup of a configuration (a recorder's clock calibration runs
+/// for a time, not for a number of instructions).
+#[inline(never)]
 fn run(n: u64) {
     let breaker =
         CircuitBreaker::unregistered("count-telemetry", BreakerConfig::DEFAULT).expect("valid");
