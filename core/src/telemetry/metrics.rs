@@ -142,10 +142,10 @@ impl Collector {
         self.watched.lock().push(weak);
     }
 
-    /// Describes the metrics (type, unit, help text) of the pattern types
-    /// seen so far to the recorder; [`collect`](Self::collect) describes
-    /// each new type as it first sees it. Exporters that print help text
-    /// (Prometheus's `# HELP`) show it.
+    /// Describes the metrics (unit, help text) of the pattern types of the
+    /// live instances to the recorder, once per type and collector;
+    /// [`collect`](Self::collect) does the same for each type it meets.
+    /// Exporters that print help text (Prometheus's `# HELP`) show it.
     pub fn describe(&self) {
         for instance in self.instances() {
             self.describe_kind(instance.kind());
