@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 from . import _stockade
 
