@@ -10,11 +10,12 @@ import pytest
 import stockade
 from conftest import join_all, start_thread
 
-prometheus_client = pytest.importorskip("prometheus_client")
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+# Installed by python/run-tests.sh: a missing package fails here, it is
+# not skipped.
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from stockade.prometheus import StockadeCollector  # noqa: E402
+from stockade.prometheus import StockadeCollector
 
 
 def scrape(collector):
