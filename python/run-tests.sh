@@ -18,10 +18,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-# pytest, gunicorn for the prefork-server test (test_gunicorn.py) and
-# Hypothesis for the argument fuzzing (test_fuzz_arguments.py): a no-op
+# pytest, gunicorn for the prefork-server test (test_gunicorn.py),
+# Hypothesis for the argument fuzzing (test_fuzz_arguments.py) and
+# prometheus_client for stockade.prometheus (test_prometheus.py): a no-op
 # when they are already there.
-"$venv/bin/python" -m pip install -q "pytest>=7" "gunicorn>=21" "hypothesis>=6"
+"$venv/bin/python" -m pip install -q "pytest>=7" "gunicorn>=21" "hypothesis>=6" "prometheus-client>=0.17"
 # The PEP 517 build, as `pip install ./python` does it (maturin in an
 # isolated build environment), with the Cargo profile chosen here.
 MATURIN_PEP517_ARGS="--profile ${STOCKADE_PY_PROFILE:-dev}" \

@@ -198,6 +198,36 @@ def print_clocks(results, root, out):
     out.append("")
 
 
+# benches/telemetry.rs: a closed breaker's `execute` in two builds of the
+# bench (plain, and `--features telemetry`), each row against the plain one.
+TELEMETRY_ROWS = [
+    ("execute-plain", "plain build (`metrics` and `tracing` not compiled)"),
+    ("execute-features-idle", "`metrics` + `tracing` compiled in, nobody listening"),
+    ("execute-metrics-collector", "a Prometheus recorder installed and a `Collector` alive"),
+    ("execute-tracing-subscriber", "a `tracing` subscriber wanting every span (a bare `Registry`)"),
+]
+
+
+def print_telemetry(results, out):
+    """The telemetry cost table (group `telemetry`), if the bench ran."""
+    base = results.get(("telemetry", "execute-plain", "1t"))
+    rows = [(name, label, results.get(("telemetry", name, "1t"))) for name, label in TELEMETRY_ROWS]
+    if all(v is None for _, _, v in rows):
+        return
+    out.append("## Telemetry cost: closed breaker `execute`, 1 thread (`telemetry`)")
+    out.append("")
+    out.append(
+        "Criterion medians of two builds of `benches/telemetry.rs` in one run "
+        "(`scripts/bench.sh`); the ratio is each row ÷ the plain build."
+    )
+    out.append("")
+    out.append("| build and listeners | ns/op | ÷ plain |")
+    out.append("|---|---:|---:|")
+    for name, label, value in rows:
+        out.append(f"| `{name}`: {label} | {ns(value)} | {fmt_ratio(ratio(value, base))} |")
+    out.append("")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--criterion-dir", help="criterion's output directory")
@@ -326,6 +356,7 @@ def main():
             )
         out.append("")
 
+    print_telemetry(results, out)
     print_clocks(results, root, out)
     print("\n".join(out))
     return 0

@@ -40,10 +40,21 @@ shared_report=$criterion_home/shared/report.md
 } >"$out"
 
 if want rust; then
-    # Every bench target, `shared` included (see below).
+    # Every bench target, `shared` included (see below); `telemetry` also
+    # in its instrumented build when run without arguments (the telemetry
+    # cost table compares both builds).
     cargo bench -p stockade-bench "$@"
+    if [ $# = 0 ]; then
+        cargo bench -p stockade-bench --features telemetry --bench telemetry
+    fi
     python3 scripts/bench-table.py >>"$out"
     echo >>"$out"
+    # The same comparison in instructions (independent of the machine's
+    # load): the README's telemetry table.
+    if command -v valgrind >/dev/null; then
+        scripts/telemetry-cost.sh >>"$out"
+        echo >>"$out"
+    fi
 fi
 if [ "$part" = shared ]; then
     cargo bench -p stockade-bench --bench shared

@@ -41,14 +41,20 @@ redis-server --version
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The telemetry features (`metrics`, `tracing`) with everything else, and
+# the bench crate's instrumented build.
+cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing --locked -- -D warnings
+cargo clippy -p stockade --features metrics --locked -- -D warnings
+cargo clippy -p stockade --features tracing --locked -- -D warnings
+cargo clippy -p stockade-bench --all-targets --features telemetry --locked -- -D warnings
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,metrics,tracing --locked
 
 step "tests, 64-bit state layout (shared memory across real processes and Redis included)"
-cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis --locked
+cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis,stockade/metrics,stockade/tracing --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -96,6 +102,7 @@ rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features metrics,tracing --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"

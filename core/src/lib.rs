@@ -261,6 +261,10 @@ pub mod shared;
 #[cfg(feature = "std")]
 pub mod blocking;
 
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "metrics", feature = "tracing"))))]
+pub mod telemetry;
+
 pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};
 
 /// Everything a program using the blocking patterns needs, in one `use`:

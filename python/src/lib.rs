@@ -58,6 +58,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<redis::PyRedisOptions>()?;
     m.add_function(wrap_pyfunction!(registry::py_register, m)?)?;
     m.add_function(wrap_pyfunction!(registry::py_registered, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::py_registered_instances, m)?)?;
     m.add_function(wrap_pyfunction!(registry::py_unregister, m)?)?;
     m.add_function(wrap_pyfunction!(registry::adhoc_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;

@@ -96,6 +96,18 @@ pub(crate) fn py_registered(
     Ok(get(py, kind(kind_name)?, name))
 }
 
+/// Every registered instance as `(kind, name, instance)`, for
+/// `stockade.prometheus` (in no particular order).
+#[pyfunction]
+#[pyo3(name = "_registered_instances")]
+pub(crate) fn py_registered_instances(py: Python<'_>) -> Vec<(&'static str, String, Py<PyAny>)> {
+    REGISTRY
+        .lock()
+        .iter()
+        .map(|((kind, name), obj)| (*kind, name.clone(), obj.clone_ref(py)))
+        .collect()
+}
+
 /// Removes `name` of `kind` if `obj` is registered there.
 #[pyfunction]
 #[pyo3(name = "_unregister")]

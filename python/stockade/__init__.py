@@ -72,6 +72,10 @@ timeouts, and while the server cannot answer the ``fallback`` decides
 decisions taken under the fallback. Round trips run with the GIL released,
 and asyncio callers run them on the loop's default executor, never on the
 loop's thread.
+
+:mod:`stockade.prometheus` (``pip install "stockade[prometheus]"``) exposes
+every registered pattern's metrics to a ``prometheus_client`` scrape, under
+the names of ``docs/telemetry.md``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ use std::sync::{Arc, Weak};
 use std::vec::Vec;
 
 use super::home::Home;
+use super::hooks::ExecSpan;
 use super::registry::{self, registered};
 use super::shell::Shell;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
@@ -849,7 +850,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
         inner.stop_monitor();
         {
             let mut log = inner.events.lock();
-            if inner.shell.listeners.any() {
+            if inner.shell.listeners.wanted() {
                 let event = inner.event(EventKind::Disposed);
                 log.pending.push_back(Pending::Event(event));
             }
@@ -1015,24 +1016,34 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 closed.and_then(|_| inner.core.try_acquire_without_clock()),
             ) {
                 let token = permit.into_token();
-                return Ok(run_then(f, classify, move |outcome| {
-                    if outcome == Outcome::Success {
-                        let _ = inner.core.report(token, outcome, &**inner.shell.timer());
-                        inner.shell.counters.successes.incr();
-                    } else {
-                        let held = Held::Fleet {
-                            local: Some(token),
-                            ticket: Ticket::Closed(generation),
-                            started: None,
-                        };
-                        inner.finish_held(held, outcome, true);
-                    }
-                }));
+                return Ok(run_then(
+                    inner.shell.name_arc(),
+                    f,
+                    classify,
+                    move |outcome| {
+                        if outcome == Outcome::Success {
+                            let _ = inner.core.report(token, outcome, &**inner.shell.timer());
+                            inner.shell.counters.successes.incr();
+                        } else {
+                            let held = Held::Fleet {
+                                local: Some(token),
+                                ticket: Ticket::Closed(generation),
+                                started: None,
+                            };
+                            inner.finish_held(held, outcome, true);
+                        }
+                    },
+                ));
             }
             let held = inner.admit_fleet_asking(fleet)?;
-            return Ok(run_then(f, classify, move |outcome| {
-                inner.finish_held(held, outcome, true);
-            }));
+            return Ok(run_then(
+                inner.shell.name_arc(),
+                f,
+                classify,
+                move |outcome| {
+                    inner.finish_held(held, outcome, true);
+                },
+            ));
         }
         // The closed path without a clock (no slow-call threshold); the
         // general admission otherwise.
@@ -1040,9 +1051,12 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             Some(permit) => permit.into_token(),
             None => inner.admit_local()?,
         };
-        Ok(run_then(f, classify, move |outcome| {
-            inner.finish(token, outcome)
-        }))
+        Ok(run_then(
+            inner.shell.name_arc(),
+            f,
+            classify,
+            move |outcome| inner.finish(token, outcome),
+        ))
     }
 
     /// Runs a manual operation unless disposed, then reports the change.
@@ -1103,8 +1117,43 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
 
 /// Runs `f`, classifies its result and hands the outcome to `verdict`
 /// (also on a panic: a failure, before the panic continues).
+/// The execution runs in a `tracing` span (feature `tracing`) when a
+/// subscriber may want one; otherwise the span is statically absent, so a
+/// call nobody traces pays one load of `tracing`'s level filter.
 #[inline(always)]
 fn run_then<X>(
+    name: &Arc<str>,
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    if ExecSpan::wanted() {
+        return run_then_traced(name, f, classify, verdict);
+    }
+    run_then_in(ExecSpan::none(), f, classify, verdict)
+}
+
+/// [`run_then`] in a span: out of line, off the untraced path.
+#[cold]
+#[inline(never)]
+fn run_then_traced<X>(
+    name: &Arc<str>,
+    f: impl FnOnce() -> X,
+    classify: impl FnOnce(&X) -> Outcome,
+    verdict: impl FnOnce(Outcome),
+) -> X {
+    run_then_in(
+        ExecSpan::enter(PatternKind::CircuitBreaker, name),
+        f,
+        classify,
+        verdict,
+    )
+}
+
+/// `span` (the execution's `tracing` span, entered) gets the outcome.
+#[inline(always)]
+fn run_then_in<X>(
+    span: ExecSpan,
     f: impl FnOnce() -> X,
     classify: impl FnOnce(&X) -> Outcome,
     verdict: impl FnOnce(Outcome),
@@ -1116,10 +1165,16 @@ fn run_then<X>(
     }));
     match run {
         Ok((result, outcome)) => {
+            span.outcome(match outcome {
+                Outcome::Success => "success",
+                Outcome::Failure => "failure",
+                Outcome::Ignored => "ignored",
+            });
             verdict(outcome);
             result
         }
         Err(panic) => {
+            span.outcome("failure");
             verdict(Outcome::Failure);
             resume_unwind(panic)
         }
@@ -1442,7 +1497,7 @@ impl<T: Timer> Inner<T> {
 
     /// Queues an event (if anyone listens) and delivers the queue.
     fn publish(&self, kind: EventKind) {
-        if !self.shell.listeners.any() {
+        if !self.shell.listeners.wanted() {
             return;
         }
         {
@@ -1510,7 +1565,7 @@ impl<T: Timer> Inner<T> {
                 log.generation = t.generation;
                 log.state = t.to;
                 // `from` is `t.from` unless a gap was skipped.
-                if from != t.to && self.shell.listeners.any() && !self.is_disposed() {
+                if from != t.to && self.shell.listeners.wanted() && !self.is_disposed() {
                     let event = self.event(EventKind::StateChanged {
                         from,
                         to: t.to,

@@ -879,7 +879,7 @@ impl<T: Timer> Bulkhead<T> {
         permit: Held<'_>,
         call: impl FnOnce() -> Result<R, Error<E>>,
     ) -> Result<R, Error<E>> {
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         // Caught so that a panicking call's permit still goes to the front
         // waiter (the permit's own drop only returns it to the core).
         let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(call));

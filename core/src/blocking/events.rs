@@ -1,8 +1,10 @@
 //! Events and metrics (the spec's "monitor pattern metrics").
 //!
 //! Every pattern keeps a [`Metrics`] snapshot and lets listeners subscribe
-//! to [`Event`]s. Dispatch costs one relaxed load when nobody listens; a
-//! listener that panics is caught and does not break the pattern.
+//! to [`Event`]s. Dispatch costs one relaxed load when nobody listens (with
+//! the telemetry features, one more load for a metrics collector and
+//! `tracing`'s interest check); a listener that panics is caught and does
+//! not break the pattern.
 
 use core::fmt;
 use core::panic::AssertUnwindSafe;
@@ -157,6 +159,38 @@ pub struct Metrics {
     pub hedges_won: u64,
 }
 
+/// A pattern instance as telemetry reads it: its type, name and counters.
+///
+/// Every blocking pattern on the monotonic clock implements it;
+/// [`registered_instances`](super::registered_instances) returns every registered instance as
+/// one, and `stockade::telemetry::metrics::Collector::watch` (feature
+/// `metrics`) takes one that no registry knows.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::blocking::{Observed, PatternKind};
+/// use stockade::prelude::*;
+///
+/// let breaker = CircuitBreaker::new("doc-observed", BreakerConfig::DEFAULT)?;
+/// let seen = stockade::blocking::registered_instances();
+/// let mine = seen.iter().find(|o| o.name() == "doc-observed").unwrap();
+/// assert_eq!(mine.kind(), PatternKind::CircuitBreaker);
+/// assert_eq!(Observed::metrics(&**mine).calls, 0);
+/// # breaker.dispose();
+/// # Ok::<(), Error>(())
+/// ```
+pub trait Observed: Send + Sync {
+    /// The pattern's type.
+    fn kind(&self) -> PatternKind;
+    /// The instance's name.
+    fn name(&self) -> &str;
+    /// A snapshot of its counters (the pattern's `metrics()`).
+    fn metrics(&self) -> Metrics;
+    /// `true` once disposed.
+    fn is_disposed(&self) -> bool;
+}
+
 /// Identifies a subscribed listener, to remove it again.
 ///
 /// Bindings that cannot keep a Rust value (C, Python) pass it as a `u64`:
@@ -257,24 +291,36 @@ impl Listeners {
         self.count.load(Ordering::Acquire) as usize
     }
 
-    /// `true` if anyone listens: one relaxed load.
+    /// `true` if any listener is subscribed: one relaxed load.
     #[inline]
     pub(crate) fn any(&self) -> bool {
         self.count.load(Ordering::Relaxed) != 0
     }
 
-    /// Builds the event only if someone listens, then calls each listener,
-    /// catching panics. Listeners are called outside the lock, so a listener
-    /// may subscribe or unsubscribe.
+    /// `true` if anyone wants events: a listener, or telemetry (a metrics
+    /// collector, a `tracing` subscriber interested in the target
+    /// `stockade`). Without the telemetry features, [`any`](Self::any).
+    #[inline]
+    pub(crate) fn wanted(&self) -> bool {
+        self.any() || super::hooks::wants_events()
+    }
+
+    /// Builds the event only if someone wants it, hands it to telemetry,
+    /// then calls each listener, catching panics. Listeners are called
+    /// outside the lock, so a listener may subscribe or unsubscribe.
     #[inline]
     pub(crate) fn emit(&self, make: impl FnOnce() -> Event) {
-        if self.any() {
+        if self.wanted() {
             self.emit_slow(make());
         }
     }
 
     #[cold]
     fn emit_slow(&self, event: Event) {
+        super::hooks::record_event(&event);
+        if !self.any() {
+            return;
+        }
         let listeners: Vec<Listener> = self
             .list
             .read()

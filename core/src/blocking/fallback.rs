@@ -300,7 +300,7 @@ impl<T: Timer> Fallback<T> {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         match call() {
             Ok(value) => {
                 running.finish(&Ok::<(), ()>(()));

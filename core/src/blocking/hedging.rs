@@ -304,7 +304,7 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         let out = self.race(Arc::new(f));
         running.finish(&out);
         out

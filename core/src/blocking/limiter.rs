@@ -552,7 +552,7 @@ impl<T: Timer> RateLimiter<T> {
     /// failure and continues).
     #[inline]
     fn run_counted<R, E>(&self, call: impl FnOnce() -> Result<R, Error<E>>) -> Result<R, Error<E>> {
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         let result = call();
         running.finish(&result);
         result

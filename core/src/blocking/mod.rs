@@ -13,6 +13,7 @@
 mod error;
 mod events;
 mod home;
+mod hooks;
 mod pool;
 mod registry;
 mod shell;
@@ -20,8 +21,9 @@ mod timer;
 mod wait;
 
 pub use error::{Error, ErrorKind};
-pub use events::{Event, EventKind, ListenerId, Metrics, PatternKind};
+pub use events::{Event, EventKind, ListenerId, Metrics, Observed, PatternKind};
 pub use pool::{DetachedCall, PoolCounts, Refused, WaitError, WorkerPool};
+pub use registry::registered_instances;
 pub use shell::panic_message;
 pub use timer::{Timer, VirtualClock};
 mod dynamic;

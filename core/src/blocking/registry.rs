@@ -26,11 +26,13 @@ use std::collections::HashMap;
 use std::string::String;
 use std::sync::{Arc, LazyLock};
 
-use super::Error;
+use std::vec::Vec;
+
+use super::{Error, Observed};
 use crate::sync::unmodelled::Mutex;
 
 /// A pattern that can be kept in the registry.
-pub(crate) trait Registered: Any + Send + Sync + Sized {
+pub(crate) trait Registered: Any + Observed + Send + Sync + Sized {
     /// Its config, compared by `get_or_create`.
     type Config: PartialEq;
     /// The config it was created with.
@@ -45,6 +47,8 @@ pub(crate) trait Registered: Any + Send + Sync + Sized {
 
 struct Entry {
     instance: Arc<dyn Any + Send + Sync>,
+    /// The same instance, for telemetry ([`registered_instances`]).
+    observed: Arc<dyn Observed>,
     identity: usize,
 }
 
@@ -75,6 +79,7 @@ fn insert<T: Registered>(map: &mut HashMap<Key, Entry>, key: Key, created: T) ->
         key,
         Entry {
             instance: Arc::clone(&created) as Arc<dyn Any + Send + Sync>,
+            observed: Arc::clone(&created) as Arc<dyn Observed>,
             identity: created.identity(),
         },
     );
@@ -147,6 +152,27 @@ pub(crate) fn get_or_default<T: Registered>(
 pub(crate) fn get<T: Registered>(name: &str) -> Option<Arc<T>> {
     let key = key::<T>(name);
     live::<T>(&mut REGISTRY.lock(), &key)
+}
+
+/// Every live registered instance, of every pattern type, in no particular
+/// order: what a metrics exporter reports (see
+/// [`Observed`]). Instances disposed since are left out.
+///
+/// # Examples
+///
+/// ```
+/// use stockade::prelude::*;
+///
+/// let limiter = RateLimiter::new("doc-registered", RateLimiterConfig::DEFAULT)?;
+/// assert!(stockade::blocking::registered_instances().iter().any(|o| o.name() == "doc-registered"));
+/// limiter.dispose();
+/// assert!(!stockade::blocking::registered_instances().iter().any(|o| o.name() == "doc-registered"));
+/// # Ok::<(), Error>(())
+/// ```
+pub fn registered_instances() -> Vec<Arc<dyn Observed>> {
+    let mut map = REGISTRY.lock();
+    map.retain(|_, e| !e.observed.is_disposed());
+    map.values().map(|e| Arc::clone(&e.observed)).collect()
 }
 
 /// Forgets `name` in the registry of `type_id` if it is registered to the
@@ -233,6 +259,21 @@ macro_rules! registered {
                     Self::unregistered(name, $config::DEFAULT)
                         .unwrap_or_else(|_| unreachable!("the default config is valid"))
                 })
+            }
+        }
+
+        impl $crate::blocking::Observed for $ty<$crate::clock::MonotonicClock> {
+            fn kind(&self) -> $crate::blocking::PatternKind {
+                self.shell().kind()
+            }
+            fn name(&self) -> &str {
+                self.shell().name()
+            }
+            fn metrics(&self) -> $crate::blocking::Metrics {
+                <$ty<$crate::clock::MonotonicClock>>::metrics(self)
+            }
+            fn is_disposed(&self) -> bool {
+                self.shell().is_disposed()
             }
         }
 

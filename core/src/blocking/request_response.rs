@@ -532,6 +532,29 @@ where
     }
 }
 
+impl<Req, Resp, P> super::Observed for RequestResponsePattern<Req, Resp, P, MonotonicClock>
+where
+    Req: Send + Sync + 'static,
+    Resp: Send + 'static,
+    P: Policy + Send + Sync + 'static,
+{
+    fn kind(&self) -> PatternKind {
+        self.shell.kind()
+    }
+
+    fn name(&self) -> &str {
+        self.shell.name()
+    }
+
+    fn metrics(&self) -> Metrics {
+        RequestResponsePattern::metrics(self)
+    }
+
+    fn is_disposed(&self) -> bool {
+        self.shell.is_disposed()
+    }
+}
+
 impl<Req, Resp, P> Registered for RequestResponsePattern<Req, Resp, P, MonotonicClock>
 where
     Req: Send + Sync + 'static,

@@ -588,7 +588,7 @@ impl<T: Timer> Retry<T> {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         let out = self.attempts(call, retryable);
         running.finish(&out);
         out

@@ -8,6 +8,7 @@ use std::string::String;
 use std::sync::{Arc, OnceLock};
 
 use super::events::{Counter, Listeners, StripedCounter};
+use super::hooks::ExecSpan;
 use super::registry;
 use super::wait::DisposeFlag;
 use super::{Event, EventKind, ListenerId, Metrics, PatternKind, Timer};
@@ -49,22 +50,13 @@ impl Counters {
             ..Metrics::default()
         }
     }
-
-    /// Counts a failure unless [`Running::finish`] is called first: a
-    /// closure that panics (unwinds past the guard) is a failure.
-    #[inline]
-    pub(crate) fn running(&self) -> Running<'_> {
-        Running {
-            counters: self,
-            finished: false,
-        }
-    }
 }
 
-/// A call being run; see [`Counters::running`].
+/// A call being run; see [`Shell::running`].
 pub(crate) struct Running<'a> {
     counters: &'a Counters,
     finished: bool,
+    span: ExecSpan,
 }
 
 impl Running<'_> {
@@ -74,15 +66,21 @@ impl Running<'_> {
         self.finished = true;
         if result.is_ok() {
             self.counters.successes.incr();
+            self.span.outcome("success");
         } else {
             self.counters.failures.incr();
+            self.span.outcome("failure");
         }
     }
 
-    /// The call returned; the caller counts the outcome itself.
+    /// The call returned; the caller counts the outcome itself (and
+    /// records it on the returned span, still entered until dropped).
     #[inline]
-    pub(crate) fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) -> ExecSpan {
         self.finished = true;
+        let span = core::mem::replace(&mut self.span, ExecSpan::none());
+        drop(self);
+        span
     }
 }
 
@@ -91,6 +89,7 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.counters.failures.incr();
+            self.span.outcome("failure");
         }
     }
 }
@@ -126,6 +125,23 @@ impl<C, T> Shell<C, T> {
     #[inline]
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    #[inline]
+    pub(crate) fn kind(&self) -> PatternKind {
+        self.kind
+    }
+
+    /// Counts a failure unless [`Running::finish`] is called first: a
+    /// closure that panics (unwinds past the guard) is a failure. Enters
+    /// the execution's `tracing` span (feature `tracing`).
+    #[inline]
+    pub(crate) fn running(&self) -> Running<'_> {
+        Running {
+            counters: &self.counters,
+            finished: false,
+            span: ExecSpan::enter(self.kind, &self.name),
+        }
     }
 
     #[inline]

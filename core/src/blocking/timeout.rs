@@ -7,6 +7,7 @@ use core::time::Duration;
 use std::format;
 use std::sync::Arc;
 
+use super::hooks::ExecSpan;
 use super::pool::{self, NoOutcome, WorkerPool};
 use super::registry::{self, registered};
 use super::shell::{Shell, panic_message};
@@ -381,24 +382,27 @@ impl<T: Timer> Timeout<T> {
         if deadline.is_expired(self.timer()) {
             return Err(self.timed_out(allowed));
         }
-        let running = self.shell.counters.running();
+        let running = self.shell.running();
         let out = {
             let _running = InFlight::enter(&self.in_flight);
             let _scope = DeadlineScope::enter(deadline);
             f(deadline)
         };
-        running.disarm();
+        let span = running.disarm();
         if deadline.is_expired(self.timer()) {
             drop(out);
+            span.outcome("timeout");
             return Err(self.timed_out(allowed));
         }
         match out {
             Ok(value) => {
                 self.shell.counters.successes.incr();
+                span.outcome("success");
                 Ok(value)
             }
             Err(e) => {
                 self.shell.counters.failures.incr();
+                span.outcome("failure");
                 Err(lift(e))
             }
         }
@@ -526,6 +530,8 @@ impl<T: Timer + Clone + 'static> Timeout<T> {
             return Err(Error::Disposed);
         }
         let _running = InFlight::enter(&self.in_flight);
+        // The caller's span: `f` runs on a worker thread, outside it.
+        let span = ExecSpan::enter(self.shell.kind(), self.shell.name());
         let (start, deadline) = self.deadline();
         let allowed = deadline.expires_at().saturating_duration_since(start);
         // Registered before the first check: `dispose` sets the flag, then
@@ -542,20 +548,27 @@ impl<T: Timer + Clone + 'static> Timeout<T> {
         match outcome {
             Ok(Ok(Ok(value))) => {
                 counters.successes.incr();
+                span.outcome("success");
                 Ok(value)
             }
             Ok(Ok(Err(e))) => {
                 counters.failures.incr();
+                span.outcome("failure");
                 Err(e)
             }
             Ok(Err(payload)) => {
                 counters.failures.incr();
+                span.outcome("failure");
                 Err(Error::Panicked {
                     message: panic_message(payload.as_ref()),
                 })
             }
-            Err(NoOutcome::TimedOut) => Err(self.timed_out(allowed)),
+            Err(NoOutcome::TimedOut) => {
+                span.outcome("timeout");
+                Err(self.timed_out(allowed))
+            }
             Err(NoOutcome::Full) => {
+                span.outcome("rejected");
                 counters.rejections.incr();
                 self.shell.emit(EventKind::Rejected { retry_after: None });
                 Err(Error::PoolFull)

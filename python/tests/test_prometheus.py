@@ -1,0 +1,161 @@
+"""stockade.prometheus: the patterns' metrics in a real prometheus_client
+scrape (generate_latest's text, parsed back)."""
+
+import importlib
+import sys
+import threading
+
+import pytest
+
+import stockade
+from conftest import join_all, start_thread
+
+# Installed by python/run-tests.sh: a missing package fails here, it is
+# not skipped.
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stockade.prometheus import StockadeCollector
+
+
+def scrape(collector):
+    """{(sample name, frozenset of labels): value} and {family name: type}."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    samples, types = {}, {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in samples, f"a series appears twice: {key}"
+            samples[key] = s.value
+    return samples, types
+
+
+def value(samples, name, **labels):
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {key} in the scrape"
+    return samples[key]
+
+
+def test_breaker_counts_and_state_reach_the_scrape():
+    b = stockade.CircuitBreaker("prom-breaker", failure_threshold=2)
+    try:
+        for _ in range(3):
+            b.execute(lambda: None)
+        for _ in range(2):
+            with pytest.raises(ZeroDivisionError):
+                b.execute(lambda: 1 / 0)
+        with pytest.raises(stockade.CircuitOpenError):
+            b.execute(lambda: None)
+        samples, types = scrape(StockadeCollector())
+        calls = "stockade_circuit_breaker_calls_total"
+
+        def outcome(o):
+            return value(samples, calls, stockade_pattern_name="prom-breaker", stockade_outcome=o)
+
+        assert (outcome("success"), outcome("failure"), outcome("rejected")) == (3, 2, 1)
+        assert outcome("ignored") == 0
+        assert types["stockade_circuit_breaker_calls"] == "counter"
+
+        def state(s):
+            return value(
+                samples,
+                "stockade_circuit_breaker_state",
+                stockade_pattern_name="prom-breaker",
+                stockade_circuit_breaker_state=s,
+            )
+
+        assert state("open") == 1
+        assert state("closed") == state("half_open") == 0
+        assert types["stockade_circuit_breaker_state"] == "gauge"
+    finally:
+        b.dispose()
+    # A disposed pattern leaves the registry, and the scrape.
+    samples, _ = scrape(StockadeCollector())
+    assert not any(
+        dict(labels).get("stockade_pattern_name") == "prom-breaker" for _, labels in samples
+    )
+
+
+def test_limiter_and_bulkhead_gauges_follow_the_patterns():
+    limiter = stockade.RateLimiter("prom-limiter", requests_per_period=2, period=3600)
+    bulkhead = stockade.Bulkhead("prom-bulkhead", max_concurrent=1, max_queue=0)
+    release = threading.Event()
+    entered = threading.Event()
+    t = start_thread(lambda: bulkhead.execute(lambda: (entered.set(), release.wait(10))))
+    try:
+        for _ in range(2):
+            limiter.execute(lambda: None)
+        with pytest.raises(stockade.RateLimitedError):
+            limiter.execute(lambda: None)
+        assert entered.wait(5)
+        with pytest.raises(stockade.BulkheadFullError):
+            bulkhead.execute(lambda: None)
+
+        collector = StockadeCollector()
+        samples, _ = scrape(collector)
+        lim = dict(stockade_pattern_name="prom-limiter")
+        # A Python limiter counts bookings, not the function's outcome: the
+        # two granted ones are neither successes nor failures ("ignored").
+        limiter_calls = "stockade_rate_limiter_calls_total"
+        assert value(samples, limiter_calls, stockade_outcome="ignored", **lim) == 2
+        assert value(samples, limiter_calls, stockade_outcome="success", **lim) == 0
+        assert value(samples, limiter_calls, stockade_outcome="rejected", **lim) == 1
+        bh = dict(stockade_pattern_name="prom-bulkhead")
+        assert value(samples, "stockade_bulkhead_in_flight", **bh) == 1
+        assert value(samples, "stockade_bulkhead_calls_total", stockade_outcome="rejected", **bh) == 1
+
+        release.set()
+        join_all([t])
+        samples, _ = scrape(collector)
+        assert value(samples, "stockade_bulkhead_in_flight", **bh) == 0
+        assert value(samples, "stockade_bulkhead_calls_total", stockade_outcome="success", **bh) == 1
+    finally:
+        release.set()
+        join_all([t])
+        limiter.dispose()
+        bulkhead.dispose()
+
+
+def test_watch_reports_a_pattern_once_and_only_watched_ones_without_the_registry():
+    retry = stockade.Retry("prom-retry", max_attempts=3, initial_delay=0.001)
+    other = stockade.Retry("prom-other", max_attempts=1)
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("flaky")
+        return "ok"
+
+    try:
+        assert retry.execute(flaky) == "ok"
+        collector = StockadeCollector(registered=False)
+        collector.watch("retry", retry)
+        collector.watch("retry", retry)  # once in the scrape all the same
+        samples, _ = scrape(collector)
+        assert value(samples, "stockade_retry_retries_total", stockade_pattern_name="prom-retry") == 2
+        names = {dict(labels).get("stockade_pattern_name") for _, labels in samples}
+        assert names == {"prom-retry"}
+
+        with pytest.raises(ValueError, match="kind"):
+            collector.watch("circuit breaker", retry)
+        with pytest.raises(TypeError, match="metrics"):
+            collector.watch("retry", object())
+        with pytest.raises(TypeError, match="registered"):
+            StockadeCollector(registered="yes")
+    finally:
+        retry.dispose()
+        other.dispose()
+
+
+def test_a_missing_prometheus_client_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
+    monkeypatch.delitem(sys.modules, "stockade.prometheus")
+    with pytest.raises(ImportError, match="pip install prometheus-client"):
+        importlib.import_module("stockade.prometheus")
+    # `import stockade` itself never needs it.
+    assert "stockade" in sys.modules
