@@ -265,7 +265,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
-/// tests.
+/// tests; with feature `async`, [`AsyncPolicy`](blocking::AsyncPolicy) and
+/// [`AsyncTimer`](blocking::AsyncTimer).
 ///
 /// ```
 /// use stockade::prelude::*;
@@ -276,6 +277,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// ```
 #[cfg(feature = "std")]
 pub mod prelude {
+    #[cfg(feature = "async")]
+    pub use crate::blocking::{AsyncPolicy, AsyncTimer};
     pub use crate::blocking::{
         Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, Pipeline, Policy, RateLimiter,
         Request, RequestResponseConfig, RequestResponsePattern, Response, Retry, RetryConfig,

@@ -5,6 +5,8 @@
 //! The user-facing documentation is on [`CircuitBreaker`].
 
 use core::fmt;
+#[cfg(feature = "async")]
+use core::future::Future;
 use core::mem::ManuallyDrop;
 use core::panic::AssertUnwindSafe;
 use core::time::Duration;
@@ -1758,6 +1760,185 @@ impl<T: Timer + 'static> Policy for CircuitBreaker<T> {
         }) {
             Ok(result) => result,
             Err(refused) => Err(refused),
+        }
+    }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: Timer + 'static> CircuitBreaker<T> {
+    /// Awaits `call` if the circuit admits it, counting `Ok` as a success
+    /// and `Err` as a failure: [`execute`](Self::execute) for a future, on
+    /// the same breaker (state, events and metrics shared with blocking
+    /// callers). The admission and the verdict decide without waiting;
+    /// the permit is held across the await.
+    ///
+    /// **Dropping the returned future** before `call` finished gives the
+    /// call no verdict: it is ignored (as a dropped [`BreakerGuard`]):
+    /// nothing is counted and a half-open probe's slot is freed at once,
+    /// so a cancelled probe never holds the breaker half-open. A panic
+    /// while polling `call` counts as a failure and continues.
+    ///
+    /// A breaker made by [`redis`](Self::redis) decides as its blocking
+    /// calls do: a closed call and its success make no round trip; a probe
+    /// request and a failure's report make one each, **on the thread that
+    /// polls** (it blocks for up to the options' `command_timeout`).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use stockade::blocking::{CircuitBreaker, Error};
+    /// use stockade::breaker::{BreakerConfig, BreakerState};
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let breaker = CircuitBreaker::new("doc-execute-async", BreakerConfig::DEFAULT.with_failure_threshold(1))?;
+    /// assert_eq!(breaker.execute_async(async { Ok::<_, &str>(7) }).await.unwrap(), 7);
+    /// let failed = breaker.execute_async(async { Err::<u32, _>("down") }).await;
+    /// assert_eq!(failed.unwrap_err().into_inner(), Some("down"));
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// // The same breaker refuses blocking callers too.
+    /// assert!(matches!(breaker.execute(|| Ok::<_, &str>(7)), Err(Error::BreakerOpen { .. })));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    #[inline]
+    pub async fn execute_async<R, E>(
+        &self,
+        call: impl Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>> {
+        match self
+            .guarded_async(call, |result: &Result<R, E>| match result {
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::Failure,
+            })
+            .await
+        {
+            Ok(result) => result.map_err(Error::Inner),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// [`execute_classified`](Self::execute_classified) for a future:
+    /// `classify` decides what `call`'s result means for the breaker. As
+    /// [`execute_async`](Self::execute_async) for cancellation.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    #[inline]
+    pub async fn execute_classified_async<R, E>(
+        &self,
+        classify: impl FnOnce(&Result<R, E>) -> Outcome,
+        call: impl Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>> {
+        match self.guarded_async(call, classify).await {
+            Ok(result) => result.map_err(Error::Inner),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Admits the call, awaits it, reports its classified outcome; `Err`
+    /// only for a refusal. The async twin of `guarded`: the closed path
+    /// without a clock, a verdict owed by a drop guard across the await.
+    #[inline]
+    async fn guarded_async<X, E>(
+        &self,
+        call: impl Future<Output = X>,
+        classify: impl FnOnce(&X) -> Outcome,
+    ) -> Result<X, Error<E>> {
+        let inner = &*self.inner;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &inner.fleet {
+            let held = inner.admit_fleet_asking(fleet)?;
+            let owed = VerdictOwed { inner, held };
+            let result = call.await;
+            let outcome = classify(&result);
+            owed.give(outcome);
+            return Ok(result);
+        }
+        let token = match inner.core.try_acquire_without_clock() {
+            Some(permit) => permit.into_token(),
+            None => inner.admit_local()?,
+        };
+        let owed = VerdictOwed {
+            inner,
+            held: Held::Local(token),
+        };
+        let result = call.await;
+        let outcome = classify(&result);
+        owed.give(outcome);
+        Ok(result)
+    }
+}
+
+/// The verdict an admitted async call owes: given by
+/// [`give`](Self::give); a drop without one (the future was dropped, or a
+/// panic unwinds) is `Ignored`, or `Failure` while panicking.
+#[cfg(feature = "async")]
+struct VerdictOwed<'a, T: Timer> {
+    inner: &'a Inner<T>,
+    held: Held,
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> VerdictOwed<'_, T> {
+    #[inline]
+    fn give(self, outcome: Outcome) {
+        let this = ManuallyDrop::new(self);
+        match this.held {
+            Held::Local(token) => this.inner.finish(token, outcome),
+            #[cfg(feature = "redis")]
+            held => {
+                this.inner.finish_held(held, outcome, true);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> Drop for VerdictOwed<'_, T> {
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        };
+        self.inner.finish_held(self.held, outcome, true);
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer + 'static> super::AsyncPolicy for CircuitBreaker<T> {
+    /// Awaits `call` if the circuit admits it, classifying as
+    /// [`Policy::run`] does; a dropped future is ignored (see
+    /// [`execute_async`](CircuitBreaker::execute_async)).
+    #[inline]
+    fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+    where
+        E: core::fmt::Display,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<R, Error<E>>>,
+    {
+        async move {
+            match self
+                .guarded_async(call(), |result: &Result<R, Error<E>>| match result {
+                    Ok(_) => Outcome::Success,
+                    Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
+                    Err(_) => Outcome::Failure,
+                })
+                .await
+            {
+                Ok(result) => result,
+                Err(refused) => Err(refused),
+            }
         }
     }
 }

@@ -27,7 +27,17 @@ pub use timer::{Timer, VirtualClock};
 mod dynamic;
 mod policy;
 pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue, Next};
+#[cfg(feature = "async")]
+pub use policy::AsyncPolicy;
 pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
+#[cfg(feature = "async")]
+mod async_timer;
+#[cfg(feature = "async")]
+pub use async_timer::AsyncTimer;
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+pub use async_timer::RuntimeSleep;
+#[cfg(feature = "tokio")]
+pub use async_timer::TokioClock;
 mod timeout;
 pub use timeout::{
     Cooperative, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_WORKERS, Timeout, current_deadline,

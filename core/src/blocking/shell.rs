@@ -87,9 +87,11 @@ impl Running<'_> {
 }
 
 impl Drop for Running<'_> {
+    /// A call that did not return panicked (a failure) or, in the async
+    /// forms, was cancelled: its future dropped (not counted).
     #[inline]
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && std::thread::panicking() {
             self.counters.failures.incr();
         }
     }
