@@ -736,7 +736,7 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     /// # runtime.block_on(async {
     /// // 10 per second, no burst: the second call waits 100 ms (paused time).
-    /// let config = RateLimiterConfig::per_second(10)?.with_burst(1);
+    /// let config = RateLimiterConfig::DEFAULT.with_requests_per_period(10).with_burst(1);
     /// let limiter = RateLimiter::with_timer("doc-limiter-async", config, TokioClock::new())?;
     /// let start = tokio::time::Instant::now();
     /// for _ in 0..2 {
