@@ -79,8 +79,16 @@ async fn a_task_and_a_thread_share_one_fifo() {
         drop(held);
         thread.await.unwrap().unwrap();
         task.await.unwrap().unwrap();
-        let expected = if async_first { ["task", "thread"] } else { ["thread", "task"] };
-        assert_eq!(*order.lock().unwrap(), expected, "async first: {async_first}");
+        let expected = if async_first {
+            ["task", "thread"]
+        } else {
+            ["thread", "task"]
+        };
+        assert_eq!(
+            *order.lock().unwrap(),
+            expected,
+            "async first: {async_first}"
+        );
         let m = b.metrics();
         assert_eq!((m.successes, m.in_flight, m.queue_depth), (3, 0, 0));
     }
@@ -95,9 +103,16 @@ async fn a_dropped_waiter_leaves_the_queue() {
         assert!(poll_once(waiting.as_mut()).is_pending());
         assert_eq!(b.metrics().queue_depth, 1);
         // The only queue place is taken.
-        assert!(matches!(b.acquire_timeout(Duration::from_secs(1)), Err(Error::BulkheadFull)));
+        assert!(matches!(
+            b.acquire_timeout(Duration::from_secs(1)),
+            Err(Error::BulkheadFull)
+        ));
     }
-    assert_eq!(b.metrics().queue_depth, 0, "the dropped waiter kept its place");
+    assert_eq!(
+        b.metrics().queue_depth,
+        0,
+        "the dropped waiter kept its place"
+    );
     drop(held);
     let m = b.metrics();
     assert_eq!((m.in_flight, m.queue_depth), (0, 0));
@@ -123,7 +138,10 @@ async fn a_dropped_waiter_hands_its_granted_permit_to_the_next() {
     drop(first);
     // The permit went on to `second`: it holds it now, and runs.
     assert_eq!((b.metrics().in_flight, b.metrics().queue_depth), (1, 0));
-    assert!(matches!(poll_once(second.as_mut()), Poll::Ready(Ok("second"))));
+    assert!(matches!(
+        poll_once(second.as_mut()),
+        Poll::Ready(Ok("second"))
+    ));
     let m = b.metrics();
     assert_eq!((m.in_flight, m.queue_depth, m.successes), (0, 0, 2));
 }
@@ -163,7 +181,9 @@ async fn a_waiting_task_times_out_on_tokio_time() {
     assert_eq!(start.elapsed(), Duration::from_millis(1500));
     // A shorter wait than the config's, for a guard.
     let out = b.acquire_timeout_async(Duration::from_millis(200)).await;
-    assert!(matches!(out, Err(Error::QueueTimeout { waited }) if waited == Duration::from_millis(200)));
+    assert!(
+        matches!(out, Err(Error::QueueTimeout { waited }) if waited == Duration::from_millis(200))
+    );
     drop(held);
     let m = b.metrics();
     assert_eq!((m.timeouts, m.queue_depth, m.in_flight), (2, 0, 0));

@@ -1924,7 +1924,7 @@ impl<T: Timer + 'static> super::AsyncPolicy for CircuitBreaker<T> {
     fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
     where
         E: core::fmt::Display,
-        F: Fn() -> Fut,
+        F: Fn() -> Fut + Clone,
         Fut: Future<Output = Result<R, Error<E>>>,
     {
         async move {

@@ -868,7 +868,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
     ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         E: core::fmt::Display,
-        F: Fn() -> Fut,
+        F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
         async move {

@@ -308,9 +308,13 @@ mod asynchronous {
     /// deadline), and by [`Pipeline`]s of them.
     ///
     /// `call` makes the protected future; it may be called several times (a
-    /// retry) or not at all (a rejection). It is `Fn`, not `FnMut`, so that
-    /// nested policies can each hold it while an attempt runs; keep mutable
-    /// state in the future or behind a `Cell` or an atomic.
+    /// retry) or not at all (a rejection). It is `Fn + Clone`, not
+    /// `FnMut`: each nested policy holds its own copy while an attempt
+    /// runs (a closure that captures only references or `Arc`s is `Clone`
+    /// and copies for free); keep mutable state in the future or behind an
+    /// atomic or a lock. Owning copies, rather than borrowing one `call`
+    /// across an await, is also what lets the compiler prove a pipeline's
+    /// future `Send`.
     ///
     /// The returned future is `Send` when the call's futures and the policies
     /// are; dropping it cancels the call at once, and every pattern gives back
@@ -320,7 +324,7 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>;
     }
 
@@ -329,7 +333,7 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>,
         {
             (**self).run_async(call)
@@ -341,7 +345,7 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>,
         {
             (**self).run_async(call)
@@ -353,7 +357,7 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>,
         {
             call()
@@ -365,15 +369,11 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>,
         {
-            async move {
-                let call = &call;
-                self.outer
-                    .run_async(move || self.inner.run_async(call))
-                    .await
-            }
+            let inner = &self.inner;
+            self.outer.run_async(move || inner.run_async(call.clone()))
         }
     }
 
@@ -382,7 +382,7 @@ mod asynchronous {
         fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, Error<E>>>,
         {
             self.policy.run_async(call)
@@ -461,7 +461,7 @@ mod asynchronous {
         ) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, E>>,
         {
             self.policy.run_async(move || {
@@ -485,7 +485,7 @@ mod asynchronous {
         ) -> impl Future<Output = Result<R, Error<E>>>
         where
             E: Display,
-            F: Fn() -> Fut,
+            F: Fn() -> Fut + Clone,
             Fut: Future<Output = Result<R, E>>,
         {
             let timeout = self.timeout.timeout();

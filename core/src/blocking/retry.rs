@@ -902,7 +902,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Retry<T> {
     ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         E: Display,
-        F: Fn() -> Fut,
+        F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
         self.run_with_async(call, |e| self.is_retryable(e))

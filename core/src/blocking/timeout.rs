@@ -702,7 +702,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Timeout<T> {
     ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         E: core::fmt::Display,
-        F: Fn() -> Fut,
+        F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
         self.run_future(call())
