@@ -6,10 +6,10 @@
 mod async_util;
 use async_util::{DropFlag, poll_once};
 
+use core::panic::AssertUnwindSafe;
 use core::pin::pin;
 use core::sync::atomic::Ordering::SeqCst;
 use core::time::Duration;
-use std::panic::AssertUnwindSafe;
 
 use stockade::blocking::{AsyncPolicy, CircuitBreaker, Error, TokioClock};
 use stockade::breaker::{BreakerConfig, BreakerState, Outcome};

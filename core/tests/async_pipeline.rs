@@ -25,18 +25,16 @@ use stockade::limiter::RateLimiterConfig;
 struct Trace(&'static str, Arc<Mutex<Vec<&'static str>>>);
 
 impl AsyncPolicy for Trace {
-    fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
     where
         E: Display,
         F: Fn() -> Fut + Clone,
         Fut: Future<Output = Result<R, Error<E>>>,
     {
-        async move {
-            self.1.lock().unwrap().push(self.0);
-            let out = call().await;
-            self.1.lock().unwrap().push(self.0);
-            out
-        }
+        self.1.lock().unwrap().push(self.0);
+        let out = call().await;
+        self.1.lock().unwrap().push(self.0);
+        out
     }
 }
 

@@ -58,6 +58,12 @@ impl<T: AsyncTimer + ?Sized> AsyncTimer for Arc<T> {
 /// sleep is made inside a tokio runtime (feature `tokio`), otherwise
 /// async-io's (feature `async-io`), which works on any executor.
 ///
+/// The deadline is on the monotonic clock, the sleep on the runtime's
+/// timer: under tokio's paused time (tests) the two disagree, and a
+/// pattern waits until the monotonic clock reaches its deadline (sleeping
+/// again as often as paused time jumps ahead). Give patterns a
+/// [`TokioClock`] in tests on paused time.
+///
 /// With feature `tokio` alone, a sleep made outside a tokio runtime (or in
 /// one built without `enable_time`) panics when polled, as
 /// `tokio::time::sleep` does: enable `async-io` too to wait elsewhere.

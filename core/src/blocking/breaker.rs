@@ -1921,24 +1921,22 @@ impl<T: Timer + 'static> super::AsyncPolicy for CircuitBreaker<T> {
     /// [`Policy::run`] does; a dropped future is ignored (see
     /// [`execute_async`](CircuitBreaker::execute_async)).
     #[inline]
-    fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
     where
         E: core::fmt::Display,
         F: Fn() -> Fut + Clone,
         Fut: Future<Output = Result<R, Error<E>>>,
     {
-        async move {
-            match self
-                .guarded_async(call(), |result: &Result<R, Error<E>>| match result {
-                    Ok(_) => Outcome::Success,
-                    Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
-                    Err(_) => Outcome::Failure,
-                })
-                .await
-            {
-                Ok(result) => result,
-                Err(refused) => Err(refused),
-            }
+        match self
+            .guarded_async(call(), |result: &Result<R, Error<E>>| match result {
+                Ok(_) => Outcome::Success,
+                Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
+                Err(_) => Outcome::Failure,
+            })
+            .await
+        {
+            Ok(result) => result,
+            Err(refused) => Err(refused),
         }
     }
 }

@@ -862,24 +862,19 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
     /// Awaits `call` once a permit is available, as
     /// [`execute_async`](RateLimiter::execute_async) does; `call`'s errors
     /// pass through unchanged.
-    fn run_async<R, E, F, Fut>(
-        &self,
-        call: F,
-    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
+    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
     where
         E: core::fmt::Display,
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        async move {
-            self.admit_async(1, self.config().queue_timeout)
-                .await
-                .map_err(Refusal::into_error)?;
-            let running = self.shell.counters.running();
-            let result = call().await;
-            running.finish(&result);
-            result
-        }
+        self.admit_async(1, self.config().queue_timeout)
+            .await
+            .map_err(Refusal::into_error)?;
+        let running = self.shell.counters.running();
+        let result = call().await;
+        running.finish(&result);
+        result
     }
 }
 

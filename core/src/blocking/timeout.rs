@@ -612,15 +612,15 @@ impl<T: super::AsyncTimer> Timeout<T> {
     /// use std::time::Duration;
     /// use stockade::prelude::*;
     ///
-    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     /// # runtime.block_on(async {
-    /// let timeout = Timeout::new("doc-execute-async", TimeoutConfig::new(Duration::from_secs(2))?)?;
+    /// let timeout = Timeout::new("doc-execute-async", TimeoutConfig::new(Duration::from_millis(20))?)?;
     /// let slow = async {
     ///     tokio::time::sleep(Duration::from_secs(60)).await;
     ///     Ok::<_, String>("late")
     /// };
-    /// let out = timeout.execute_async(slow).await; // `slow` is dropped at 2 s
-    /// assert!(matches!(out, Err(Error::TimedOut { after }) if after == Duration::from_secs(2)));
+    /// let out = timeout.execute_async(slow).await; // `slow` is dropped at 20 ms
+    /// assert!(matches!(out, Err(Error::TimedOut { after }) if after == Duration::from_millis(20)));
     /// assert_eq!(timeout.execute_async(async { Ok::<_, String>(7) }).await.unwrap(), 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
