@@ -11,8 +11,8 @@
 //!
 //! | where | mutation | first failure |
 //! | --- | --- | --- |
-//! | `Queued::drop` (bulkhead.rs), state `GRANTED` | `bulkhead.release(Held::Local(..))` → `drop(waiter.permit(&bulkhead.core))` (the permit back to the core, nobody granted) | loom deadlock: the next waiter is never granted |
-//! | `Queued::drop`, state `WAITING` | `bulkhead.leave_locked(..)` → nothing (the place kept) | `a queue place leaked` |
+//! | `Queued::drop` (bulkhead.rs), state `GRANTED` | `bulkhead.release(Held::Local(..))` → `drop(waiter.permit(&bulkhead.core))` (the permit back to the core, nobody granted) | `a_dropped_task_hands_its_permit_to_a_parked_thread`: loom deadlock (the thread behind is never granted) |
+//! | `Queued::drop`, state `WAITING` | `bulkhead.leave_locked(..)` → nothing (the dropped task stays queued) | `a_dropped_task_hands_its_permit_to_a_parked_thread`: loom deadlock (the release grants the dropped task) |
 //!
 //! Loom has no time: the model timer's clock stands still, its async
 //! sleep never completes and its `park_until` parks until unparked, so a
