@@ -113,7 +113,10 @@ fn a_dropped_task_hands_its_permit_to_a_waiting_task() {
         let b = bulkhead();
         let token = b.acquire().expect("the only permit").into_token();
         let mut first = Box::pin(b.execute_async(async { Ok::<_, ()>("first") }));
-        assert!(poll_once(first.as_mut()).is_pending(), "the first task queued");
+        assert!(
+            poll_once(first.as_mut()).is_pending(),
+            "the first task queued"
+        );
         let second = {
             let b = Arc::clone(&b);
             thread::spawn(move || {
@@ -170,6 +173,9 @@ fn a_dropped_task_racing_dispose_leaves_nothing() {
         drop(guard);
         let m = b.metrics();
         assert_eq!((m.in_flight, m.queue_depth), (0, 0));
-        assert!(matches!(b.execute(|| Ok::<_, ()>(())), Err(Error::Disposed)));
+        assert!(matches!(
+            b.execute(|| Ok::<_, ()>(())),
+            Err(Error::Disposed)
+        ));
     });
 }

@@ -657,7 +657,7 @@ impl<T: super::AsyncTimer> Timeout<T> {
             Disposed,
         }
         let ended = {
-            let waiting = self.waiters.register_task();
+            let mut waiting = self.waiters.register_task();
             let mut call = pin!(call);
             let mut sleep = pin!(self.timer().sleep_until_async(deadline));
             poll_fn(|cx| {
