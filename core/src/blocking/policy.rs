@@ -302,7 +302,7 @@ mod asynchronous {
     use crate::blocking::{AsyncTimer, Error};
 
     /// Runs futures under a protection (feature `async`): the async twin of
-    /// [`Policy`], implemented by every pattern of the blocking layer (the
+    /// [`Policy`](crate::blocking::Policy), implemented by every pattern of the blocking layer (the
     /// same objects: their state, events and metrics are shared with their
     /// blocking calls), by [`Timeout`] (which drops the future at the
     /// deadline), and by [`Pipeline`]s of them.
