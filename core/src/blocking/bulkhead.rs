@@ -219,6 +219,14 @@ impl Held<'_> {
 /// * **Dispose** — under the lock, every queued waiter leaves the core's
 ///   queue, is marked disposed and unparked; it returns
 ///   [`Error::Disposed`].
+/// * **Tasks** (feature `async`, `execute_async`) join the same FIFO as
+///   threads. A waiting task records its `Waker` under the queue lock at
+///   each poll, so a grant or a dispose (made under that lock) always
+///   wakes its latest waker. Its future, dropped while queued, takes the
+///   lock and leaves as a timed-out waiter does (granting a free permit to
+///   the next); dropped after a grant it was not polled for since, it
+///   releases that permit through the usual path, which grants it to the
+///   next waiter.
 ///
 /// Because every change of the core's queue count happens under the queue
 /// lock together with the matching FIFO change, the FIFO length equals the
