@@ -125,7 +125,32 @@ impl AsyncTimer for crate::clock::MonotonicClock {
     /// (see [`RuntimeSleep`] for which).
     fn sleep_until_async(&self, deadline: Timestamp) -> RuntimeSleep {
         use crate::clock::Clock;
-        let left = deadline.saturating_duration_since(self.now());
+        RuntimeSleep::after(deadline.saturating_duration_since(self.now()))
+    }
+}
+
+/// The host clock of patterns shared between processes: its deadlines are
+/// awaited as [`MonotonicClock`](crate::clock::MonotonicClock)'s are.
+#[cfg(all(
+    feature = "shared-memory",
+    any(feature = "tokio", feature = "async-io")
+))]
+impl AsyncTimer for crate::shared::HostClock {
+    type Sleep = RuntimeSleep;
+
+    /// Sleeps for the time left until `deadline` on the runtime's timer
+    /// (see [`RuntimeSleep`] for which).
+    fn sleep_until_async(&self, deadline: Timestamp) -> RuntimeSleep {
+        use crate::clock::Clock;
+        RuntimeSleep::after(deadline.saturating_duration_since(self.now()))
+    }
+}
+
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+impl RuntimeSleep {
+    /// A sleep of `left` on the runtime's timer: tokio's inside a tokio
+    /// runtime (feature `tokio`), async-io's otherwise.
+    pub fn after(left: Duration) -> RuntimeSleep {
         #[cfg(all(feature = "tokio", feature = "async-io"))]
         let on_tokio = tokio::runtime::Handle::try_current().is_ok();
         #[cfg(all(feature = "tokio", not(feature = "async-io")))]
