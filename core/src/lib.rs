@@ -216,15 +216,15 @@
 //! with one state, one set of events and one set of metrics. Each form is
 //! the blocking name plus `_async` (`execute_async`, `acquire_async`,
 //! `execute_classified_async`, `execute_if_async`); the async
-//! [`Policy`](blocking::Policy) is [`AsyncPolicy`](blocking::AsyncPolicy),
+//! [`Policy`](blocking::Policy) is `AsyncPolicy`,
 //! and a [`Pipeline`](blocking::Pipeline) of async-capable patterns runs
 //! futures with `execute_async`. Waits never block a thread: a limiter's
 //! reservation and a retry's back-off are sleeps on an
-//! [`AsyncTimer`](blocking::AsyncTimer), a bulkhead's queue wakes tasks
+//! `AsyncTimer`, a bulkhead's queue wakes tasks
 //! through their `Waker`s (in one FIFO with blocking callers), and a
 //! timeout drops the future at its deadline. Dropping any of these futures
 //! cancels the call and gives back what it held. These examples use
-//! [`TokioClock`](blocking::TokioClock) on tokio's paused time, so waits
+//! `TokioClock` on tokio's paused time, so waits
 //! take no real time; a program uses the default clock (`X::new(..)`).
 //!
 //! ```
@@ -321,10 +321,10 @@
 //!
 //! - `async`: the async forms of every blocking pattern (see
 //!   [above](#async-rust-one-example-per-pattern)), with no dependency of
-//!   its own: bring an [`AsyncTimer`](blocking::AsyncTimer).
+//!   its own: bring an `AsyncTimer`.
 //! - `tokio`: `async` with tokio's timer: the default
 //!   [`MonotonicClock`](clock::MonotonicClock) waits with `tokio::time`
-//!   inside a tokio runtime, and [`TokioClock`](blocking::TokioClock)
+//!   inside a tokio runtime, and `TokioClock`
 //!   reads tokio's (pausable) time.
 //! - `async-io`: `async` with async-io's timer, for any executor (smol,
 //!   async-std, a custom one); with `tokio` too, a wait made inside a tokio
@@ -365,8 +365,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
-/// tests; with feature `async`, [`AsyncPolicy`](blocking::AsyncPolicy) and
-/// [`AsyncTimer`](blocking::AsyncTimer).
+/// tests; with feature `async`, `AsyncPolicy` and
+/// `AsyncTimer`.
 ///
 /// ```
 /// use stockade::prelude::*;

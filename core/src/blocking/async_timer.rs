@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 ///
 /// Implemented, with feature `tokio` or `async-io`, for the default
 /// [`MonotonicClock`](crate::clock::MonotonicClock) (see its
-/// [`RuntimeSleep`]), and with feature `tokio` for [`TokioClock`], which
+/// `RuntimeSleep`), and with feature `tokio` for `TokioClock`, which
 /// reads tokio's own time (so tokio's paused test time drives the
 /// patterns deterministically). Implement it for your own runtime: a
 /// sleep that completes once the clock reached the deadline. A sleep that
