@@ -489,10 +489,8 @@ mod asynchronous {
             Fut: Future<Output = Result<R, E>>,
         {
             let timeout = self.timeout.timeout();
-            self.policy.run_async(move || {
-                let attempt = call();
-                timeout.run_future(async move { attempt.await.map_err(Error::Inner) })
-            })
+            self.policy
+                .run_async(move || timeout.run_future(call(), Error::Inner))
         }
     }
 }
