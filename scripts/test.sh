@@ -41,20 +41,23 @@ redis-server --version
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The telemetry features (`metrics`, `tracing`) with everything else, and
-# the bench crate's instrumented build.
-cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing --locked -- -D warnings
+# Every optional part together (telemetry, the async forms with both
+# timers), each of `metrics`, `tracing` and `async` alone, and the bench
+# crate's instrumented build.
+cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing,tokio,async-io --locked -- -D warnings
 cargo clippy -p stockade --features metrics --locked -- -D warnings
 cargo clippy -p stockade --features tracing --locked -- -D warnings
+cargo clippy -p stockade --features async --locked -- -D warnings
 cargo clippy -p stockade-bench --all-targets --features telemetry --locked -- -D warnings
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,metrics,tracing --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,metrics,tracing,tokio,async-io --locked
 
-step "tests, 64-bit state layout (shared memory across real processes and Redis included)"
-cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis,stockade/metrics,stockade/tracing --locked
+step "tests, 64-bit state layout (shared memory across real processes, Redis, telemetry and the async forms on tokio included)"
+cargo test --workspace --exclude stockade-demo \
+    --features stockade/shared-memory,stockade/redis,stockade/metrics,stockade/tracing,stockade/tokio,stockade/async-io --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -67,7 +70,7 @@ step "tests, 32-bit state layout forced on this host"
 # 64-bit layout (exact nanoseconds), while the 32-bit layout's coarser ticks
 # are documented and asserted by the tests themselves.
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
-    cargo test -p stockade --lib --tests --features shared-memory --locked
+    cargo test -p stockade --lib --tests --features shared-memory,tokio --locked
 
 step "Python package: pip install ./python into its own virtualenv, then pytest"
 # Needs python3 >= 3.9 with venv; the virtualenv and the build are cached
@@ -103,6 +106,10 @@ CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features metrics,tracing --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async-io --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio,async-io,shared-memory,redis --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"
@@ -125,7 +132,7 @@ if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     loom_tests=()
     for f in core/tests/loom_*.rs; do loom_tests+=(--test "$(basename "$f" .rs)"); done
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-        cargo test -p stockade --profile loom --locked "${loom_tests[@]}"
+        cargo test -p stockade --profile loom --features async --locked "${loom_tests[@]}"
     # The owner ledger's models live beside its private steps (an owner
     # stopped after each step of an acquire or a release).
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
@@ -173,7 +180,7 @@ if [ "$slow" = 1 ]; then
     # children start threads after a fork of a multi-threaded parent, which
     # TSan does not support) and the loom models (empty without --cfg
     # stockade_loom); shared memory across real processes included.
-    tsan_tests=(--features shared-memory --lib)
+    tsan_tests=(--features shared-memory,tokio --lib)
     for f in core/tests/*.rs; do
         name=$(basename "$f" .rs)
         [[ $name == fork || $name == redis_breaker || $name == loom_* ]] || tsan_tests+=(--test "$name")
@@ -181,6 +188,8 @@ if [ "$slow" = 1 ]; then
     "${tsan[@]}" "${tsan_tests[@]}"
 else
     "${tsan[@]}" --test blocking_bulkhead --test blocking_limiter --test blocking_timeout --test blocking_hedging
+    # Tasks and threads in one bulkhead queue.
+    "${tsan[@]}" --features tokio --test async_bulkhead
     "${tsan[@]}" --lib -- blocking::
 fi
 

@@ -24,10 +24,33 @@ const GRANTED: u32 = 1;
 /// The bulkhead was disposed while the waiter was queued.
 const DISPOSED: u32 = 2;
 
-/// A parked caller. `state` and `granted` are written only under the
-/// queue lock.
+/// How a waiter is woken: a parked thread, or a task (feature `async`).
+enum Wake {
+    Thread(Thread),
+    /// The task's latest waker, set under the queue lock at each poll.
+    #[cfg(feature = "async")]
+    Task(Mutex<Option<core::task::Waker>>),
+}
+
+impl Wake {
+    /// Wakes the waiter. Call under the queue lock, after its state moved.
+    fn wake(&self) {
+        match self {
+            Wake::Thread(thread) => thread.unpark(),
+            #[cfg(feature = "async")]
+            Wake::Task(waker) => {
+                if let Some(waker) = waker.lock().take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
+/// A queued caller (a parked thread or a waiting task, in one FIFO).
+/// `state` and `granted` are written only under the queue lock.
 struct Waiter {
-    thread: Thread,
+    wake: Wake,
     state: AtomicU32,
     /// The granted permit's counts (`in_use | queued << 32`), written
     /// before `state` becomes [`GRANTED`].
@@ -44,7 +67,7 @@ impl Waiter {
             Ordering::Relaxed,
         );
         self.state.store(GRANTED, Ordering::Release);
-        self.thread.unpark();
+        self.wake.wake();
     }
 
     /// The permit a releaser granted (after `state` read [`GRANTED`] with
@@ -196,6 +219,14 @@ impl Held<'_> {
 /// * **Dispose** — under the lock, every queued waiter leaves the core's
 ///   queue, is marked disposed and unparked; it returns
 ///   [`Error::Disposed`].
+/// * **Tasks** (feature `async`, `execute_async`) join the same FIFO as
+///   threads. A waiting task records its `Waker` under the queue lock at
+///   each poll, so a grant or a dispose (made under that lock) always
+///   wakes its latest waker. Its future, dropped while queued, takes the
+///   lock and leaves as a timed-out waiter does (granting a free permit to
+///   the next); dropped after a grant it was not polled for since, it
+///   releases that permit through the usual path, which grants it to the
+///   next waiter.
 ///
 /// Because every change of the core's queue count happens under the queue
 /// lock together with the matching FIFO change, the FIFO length equals the
@@ -855,7 +886,7 @@ impl<T: Timer> Bulkhead<T> {
                 // Everyone leaves: whom `wake_next` would name leaves too.
                 let _ = self.core.leave_queue_raw();
                 waiter.state.store(DISPOSED, Ordering::Release);
-                waiter.thread.unpark();
+                waiter.wake.wake();
             }
         }
         self.shell.finish_dispose();
@@ -1149,7 +1180,7 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 RawAdmission::Enqueued => {
                     let waiter = sync::Arc::new(Waiter {
-                        thread: thread::current(),
+                        wake: Wake::Thread(thread::current()),
                         state: AtomicU32::new(WAITING),
                         granted: AtomicU64::new(0),
                     });
@@ -1174,13 +1205,7 @@ impl<T: Timer> Bulkhead<T> {
                     DISPOSED => return Err(Refusal::Disposed),
                     _ => {}
                 }
-                if let Some(at) = waiters.iter().position(|w| sync::Arc::ptr_eq(w, &waiter)) {
-                    waiters.remove(at);
-                }
-                if let LeaveQueue::Left { wake_next: true } = self.core.leave_queue_raw() {
-                    // A permit is free: it goes to the next in line.
-                    self.grant_locked(&mut waiters);
-                }
+                self.leave_locked(&mut waiters, &waiter);
                 drop(waiters);
                 let waited = now.saturating_duration_since(start);
                 self.shell.counters.timeouts.incr();
@@ -1188,6 +1213,19 @@ impl<T: Timer> Bulkhead<T> {
                 return Err(Refusal::Timeout(waited));
             }
             self.timer().park_until(deadline);
+        }
+    }
+
+    /// Takes a waiting `waiter` out of the FIFO and the core's queue
+    /// count; if a permit is free, grants it to the next in line. Call
+    /// with the queue lock held, the waiter's state read `WAITING`.
+    fn leave_locked(&self, waiters: &mut VecDeque<sync::Arc<Waiter>>, waiter: &sync::Arc<Waiter>) {
+        if let Some(at) = waiters.iter().position(|w| sync::Arc::ptr_eq(w, waiter)) {
+            waiters.remove(at);
+        }
+        if let LeaveQueue::Left { wake_next: true } = self.core.leave_queue_raw() {
+            // A permit is free: it goes to the next in line.
+            self.grant_locked(waiters);
         }
     }
 
@@ -1339,6 +1377,480 @@ impl<T: Timer> Policy for Bulkhead<T> {
         F: FnMut() -> Result<R, Error<E>>,
     {
         self.guarded(call)
+    }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> Bulkhead<T> {
+    /// Awaits `call` once a permit is held: [`execute`](Self::execute) for
+    /// a future, on the same bulkhead. A task that finds every permit held
+    /// joins **the same FIFO queue as blocking callers** (at most
+    /// `max_queue` in all, each waiting at most `queue_timeout`) and is
+    /// woken through its [`Waker`](core::task::Waker) when a release grants
+    /// it a permit; no thread is held while it waits.
+    ///
+    /// Cancellation-safe: **dropping the returned future** while it waits
+    /// leaves the queue (and if a permit is free, grants it to the next
+    /// waiter); if a permit was granted to it in the meantime, it is handed
+    /// to the next waiter (or returned); after admission, it releases the
+    /// permit. A permit is never lost and no waiter misses its wake-up. A
+    /// dropped call is not counted in the metrics; a panic while polling
+    /// `call` releases the permit, counts as a failure and continues.
+    ///
+    /// A bulkhead made by [`shared`](Self::shared) or [`redis`](Self::redis)
+    /// waits as its blocking calls do (polling, see those), but sleeps
+    /// between polls on the [`AsyncTimer`](super::AsyncTimer); a Redis
+    /// bulkhead's commands are round trips **on the thread that polls**
+    /// (each bounded by the options' timeouts), and under
+    /// `Fallback::Local` the local queue is this one.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use stockade::blocking::{Bulkhead, Error};
+    /// use stockade::bulkhead::BulkheadConfig;
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let bulkhead = Bulkhead::new("doc-execute-async", BulkheadConfig::DEFAULT.with_max_concurrent(2))?;
+    /// let fetch = bulkhead.execute_async(async { Ok::<_, std::io::Error>("data") });
+    /// assert_eq!(fetch.await.unwrap(), "data");
+    /// assert_eq!(bulkhead.metrics().successes, 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub fn execute_async<R, E>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
+        self.guarded_async(call, Error::Inner)
+    }
+
+    /// [`acquire`](Self::acquire) for a task: a permit as a
+    /// [`BulkheadGuard`], waiting in the shared FIFO without blocking (see
+    /// [`execute_async`](Self::execute_async) for cancellation). The guard
+    /// releases the permit when dropped, as the blocking form's does.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_async(&self) -> Result<BulkheadGuard<'_, T>, Error> {
+        self.acquire_timeout_async(self.config().queue_timeout)
+            .await
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) for a task: waits at most
+    /// `min(timeout, queue_timeout)`; `Duration::ZERO` never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub async fn acquire_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> Result<BulkheadGuard<'_, T>, Error> {
+        let wait = timeout.min(self.config().queue_timeout);
+        let permit = self.admit_async(wait).await.map_err(Refusal::into_error)?;
+        Ok(BulkheadGuard::new(self, permit))
+    }
+
+    /// Admits the call (waiting without blocking), awaits it, counts the
+    /// outcome, releases the permit (also when the future is dropped).
+    async fn guarded_async<R, X, E>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, X>>,
+        lift: impl FnOnce(X) -> Error<E>,
+    ) -> Result<R, Error<E>> {
+        // The fast path (a permit free, nobody queued) without entering the
+        // waiting future.
+        let permit = match self.admit_now() {
+            Some(permit) => permit,
+            None => self
+                .admit_async(self.config().queue_timeout)
+                .await
+                .map_err(Refusal::into_error)?,
+        };
+        let running = self.shell.counters.running_async();
+        let held = ReleaseOnDrop {
+            bulkhead: self,
+            permit: Some(permit),
+        };
+        let result = call.await.map_err(lift);
+        drop(held);
+        running.finish(&result);
+        result
+    }
+
+    /// A permit at once when one is free and nobody is queued (a local
+    /// bulkhead not disposed); `None` leaves the decision to
+    /// [`admit_async`](Self::admit_async).
+    #[inline]
+    fn admit_now(&self) -> Option<Held<'_>> {
+        #[cfg(any(feature = "shared-memory", feature = "redis"))]
+        if self.external {
+            return None;
+        }
+        if self.is_disposed() {
+            return None;
+        }
+        self.core.try_acquire().ok().map(Held::Local)
+    }
+
+    /// Admits the call, waiting in the queue for at most `wait`.
+    async fn admit_async(&self, wait: Duration) -> Result<Held<'_>, Refusal> {
+        if self.is_disposed() {
+            return Err(Refusal::Disposed);
+        }
+        #[cfg(any(feature = "shared-memory", feature = "redis"))]
+        if self.external {
+            return self.admit_external_async(wait).await;
+        }
+        if let Ok(permit) = self.core.try_acquire() {
+            return Ok(Held::Local(permit));
+        }
+        if wait.is_zero() {
+            return Err(self.reject());
+        }
+        self.admit_slow_async(wait).await.map(Held::Local)
+    }
+
+    /// Queues the task in the FIFO and waits until it is granted a
+    /// permit, times out, or the bulkhead is disposed.
+    #[cold]
+    async fn admit_slow_async(&self, wait: Duration) -> Result<BulkheadPermit<'_>, Refusal> {
+        use core::future::poll_fn;
+        use core::pin::pin;
+        use core::task::Poll;
+        let start = self.timer().now();
+        let waiter = {
+            let mut waiters = self.waiters.lock();
+            if self.is_disposed() {
+                return Err(Refusal::Disposed);
+            }
+            match self.core.enqueue_raw() {
+                RawAdmission::Acquired(token) => {
+                    return Ok(BulkheadPermit::from_token(&self.core, token));
+                }
+                RawAdmission::Full(_) => {
+                    drop(waiters);
+                    return Err(self.reject());
+                }
+                RawAdmission::Enqueued => {
+                    let waiter = sync::Arc::new(Waiter {
+                        wake: Wake::Task(Mutex::new(None)),
+                        state: AtomicU32::new(WAITING),
+                        granted: AtomicU64::new(0),
+                    });
+                    waiters.push_back(sync::Arc::clone(&waiter));
+                    waiter
+                }
+            }
+        };
+        let deadline = start.saturating_add(wait);
+        // From here the place is owed back: `queued` gives it back (or
+        // hands on a permit granted to it) if this future is dropped.
+        let mut queued = Queued {
+            bulkhead: self,
+            waiter: Some(waiter),
+        };
+        let mut sleep = pin!(self.timer().sleep_until_async(deadline));
+        poll_fn(|cx| {
+            match queued.poll_state(cx.waker()) {
+                GRANTED => return Poll::Ready(Ok(queued.take_permit())),
+                DISPOSED => {
+                    queued.waiter = None;
+                    return Poll::Ready(Err(Refusal::Disposed));
+                }
+                _ => {}
+            }
+            if super::async_timer::poll_deadline(self.timer(), deadline, &mut sleep, cx)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
+            Poll::Ready(queued.time_out(start))
+        })
+        .await
+    }
+
+    /// Admission through a shared or Redis bulkhead: as the blocking
+    /// form's, sleeping between polls on the async timer.
+    #[cfg(any(feature = "shared-memory", feature = "redis"))]
+    #[cold]
+    async fn admit_external_async(&self, wait: Duration) -> Result<Held<'_>, Refusal> {
+        #[cfg(feature = "shared-memory")]
+        if let Some(shared) = &self.shared {
+            return self.admit_shared_async(shared, wait).await;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            return self.admit_redis_async(r, wait).await;
+        }
+        unreachable!("`external` is set with a shared or Redis bulkhead only")
+    }
+
+    /// [`admit_shared`](Self::admit_shared) with async sleeps.
+    #[cfg(feature = "shared-memory")]
+    async fn admit_shared_async<'a>(
+        &'a self,
+        shared: &'a crate::shared::SharedBulkhead,
+        wait: Duration,
+    ) -> Result<Held<'a>, Refusal> {
+        use crate::shared::{QueuePlace, SharedBulkheadError};
+        match shared.try_acquire() {
+            Ok(permit) => return Ok(Held::Shared(permit)),
+            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
+            Err(_) if wait.is_zero() => return Err(self.reject()),
+            Err(_) => {}
+        }
+        let place = match shared.join_queue() {
+            Ok(place) => place,
+            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
+            Err(_) => return Err(self.reject()),
+        };
+        let start = self.timer().now();
+        let mut poll = QueuePlace::FIRST_POLL;
+        loop {
+            if let Ok(permit) = place.try_acquire() {
+                return Ok(Held::Shared(permit));
+            }
+            if self.is_disposed() {
+                return Err(Refusal::Disposed);
+            }
+            let now = self.timer().now();
+            let waited = now.saturating_duration_since(start);
+            if waited >= wait {
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
+                return Err(Refusal::Timeout(waited));
+            }
+            self.timer().sleep_async(poll.min(wait - waited)).await;
+            poll = place.next_poll(poll);
+        }
+    }
+
+    /// [`admit_redis`](Self::admit_redis) with async sleeps (its commands
+    /// still block the polling thread for their round trips).
+    #[cfg(feature = "redis")]
+    async fn admit_redis_async<'a>(
+        &'a self,
+        r: &'a RedisBackend,
+        wait: Duration,
+    ) -> Result<Held<'a>, Refusal> {
+        use crate::redis::{RedisBulkheadError as Denied, RedisError, RedisWaiter};
+        use core::sync::atomic::Ordering::Relaxed;
+        if wait.is_zero() {
+            return self.admit_redis(r, wait);
+        }
+        /// How the wait in Redis ended.
+        enum Ended<'a> {
+            Decided(Result<Held<'a>, Refusal>),
+            Unavailable(crate::redis::StoreFailure, Option<Duration>),
+        }
+        /// Takes this process's count of fleet waiters back on drop.
+        struct Counted<'a>(&'a RedisBackend, bool);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.waiting.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+        let start = self.timer().now();
+        // Dropped (leaving the fleet's queue unless admitted) before the
+        // fallback decides, and when this future is dropped.
+        let mut waiter = r.engine.waiter();
+        let mut counted = Counted(r, false);
+        let mut poll = crate::redis::FIRST_POLL;
+        let ended = loop {
+            match waiter.poll() {
+                Ok(Some(lease)) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(
+                        lease,
+                    )))));
+                }
+                Ok(None) => {
+                    self.store_answered(r);
+                    if !counted.1 {
+                        counted.1 = true;
+                        r.waiting.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
+                    break Ended::Unavailable(cause, retry_after);
+                }
+                Err(Denied::Redis(e)) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Err(Refusal::Redis(std::boxed::Box::new(e))));
+                }
+                Err(_) => {
+                    self.store_answered(r);
+                    break Ended::Decided(Err(self.reject()));
+                }
+            }
+            if self.is_disposed() {
+                break Ended::Decided(Err(Refusal::Disposed));
+            }
+            let waited = self.timer().now().saturating_duration_since(start);
+            if waited >= wait {
+                self.shell.counters.timeouts.incr();
+                self.shell.emit(EventKind::QueueTimeout { waited });
+                break Ended::Decided(Err(Refusal::Timeout(waited)));
+            }
+            self.timer().sleep_async(poll.min(wait - waited)).await;
+            poll = RedisWaiter::next_poll(poll);
+        };
+        drop(waiter);
+        drop(counted);
+        match ended {
+            Ended::Decided(result) => result,
+            Ended::Unavailable(cause, retry_after) => {
+                use crate::redis::Fallback;
+                let waited = self.timer().now().saturating_duration_since(start);
+                let left = wait.saturating_sub(waited);
+                if r.fallback == Fallback::Local && !left.is_zero() {
+                    // The fallback's local queue, waited on without blocking.
+                    self.store_failed(r, cause);
+                    r.fallback_decisions.incr();
+                    return match self.core.try_acquire() {
+                        Ok(permit) => Ok(Held::Local(permit)),
+                        Err(_) => self.admit_slow_async(left).await.map(Held::Local),
+                    };
+                }
+                self.fall_back(r, cause, retry_after, left)
+            }
+        }
+    }
+}
+
+/// A task's place in the FIFO, owed back if the future is dropped.
+#[cfg(feature = "async")]
+struct Queued<'a, T: Timer> {
+    bulkhead: &'a Bulkhead<T>,
+    /// `None` once admitted, refused or disposed: nothing owed.
+    waiter: Option<sync::Arc<Waiter>>,
+}
+
+#[cfg(feature = "async")]
+impl<'a, T: Timer> Queued<'a, T> {
+    /// The waiter's state; while still waiting, `waker` is recorded for the
+    /// grant (under the queue lock, as grants are made: no wake-up lost).
+    fn poll_state(&self, waker: &core::task::Waker) -> u32 {
+        let Some(waiter) = &self.waiter else {
+            return DISPOSED;
+        };
+        let state = waiter.state.load(Ordering::Acquire);
+        if state != WAITING {
+            return state;
+        }
+        let _waiters = self.bulkhead.waiters.lock();
+        let state = waiter.state.load(Ordering::Acquire);
+        if state == WAITING {
+            if let Wake::Task(slot) = &waiter.wake {
+                let mut slot = slot.lock();
+                match &mut *slot {
+                    Some(known) => known.clone_from(waker),
+                    None => *slot = Some(waker.clone()),
+                }
+            }
+        }
+        state
+    }
+
+    /// The permit granted to the waiter (its state read [`GRANTED`]).
+    fn take_permit(&mut self) -> BulkheadPermit<'a> {
+        match self.waiter.take() {
+            Some(waiter) => waiter.permit(&self.bulkhead.core),
+            None => unreachable!("a granted waiter is taken once"),
+        }
+    }
+
+    /// The deadline passed: leaves the queue as a blocking waiter does,
+    /// unless a grant or a dispose came first (it wins).
+    fn time_out(&mut self, start: crate::clock::Timestamp) -> Result<BulkheadPermit<'a>, Refusal> {
+        let bulkhead = self.bulkhead;
+        let Some(waiter) = self.waiter.take() else {
+            return Err(Refusal::Disposed);
+        };
+        let mut waiters = bulkhead.waiters.lock();
+        match waiter.state.load(Ordering::Acquire) {
+            GRANTED => return Ok(waiter.permit(&bulkhead.core)),
+            DISPOSED => return Err(Refusal::Disposed),
+            _ => {}
+        }
+        bulkhead.leave_locked(&mut waiters, &waiter);
+        drop(waiters);
+        let waited = bulkhead.timer().now().saturating_duration_since(start);
+        bulkhead.shell.counters.timeouts.incr();
+        bulkhead.shell.emit(EventKind::QueueTimeout { waited });
+        Err(Refusal::Timeout(waited))
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> Drop for Queued<'_, T> {
+    /// The future was dropped while queued: leave the queue, or hand on a
+    /// permit granted meanwhile.
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else {
+            return;
+        };
+        let bulkhead = self.bulkhead;
+        let mut waiters = bulkhead.waiters.lock();
+        match waiter.state.load(Ordering::Acquire) {
+            GRANTED => {
+                drop(waiters);
+                // Released as any permit is: to the front waiter, if any.
+                bulkhead.release(Held::Local(waiter.permit(&bulkhead.core)));
+            }
+            DISPOSED => {}
+            _ => bulkhead.leave_locked(&mut waiters, &waiter),
+        }
+    }
+}
+
+/// A held permit released on drop (the future finished, was dropped, or
+/// unwinds): released through the blocking path, so the front waiter is
+/// granted it.
+#[cfg(feature = "async")]
+struct ReleaseOnDrop<'a, T: Timer> {
+    bulkhead: &'a Bulkhead<T>,
+    permit: Option<Held<'a>>,
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> Drop for ReleaseOnDrop<'_, T> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.bulkhead.release(permit);
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> super::AsyncPolicy for Bulkhead<T> {
+    /// Awaits `call` once a permit is held, as
+    /// [`execute_async`](Bulkhead::execute_async) does; `call`'s errors
+    /// pass through unchanged.
+    fn run_async<R, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
+    where
+        E: core::fmt::Display,
+        F: Fn() -> Fut + Clone,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.guarded_async(call(), core::convert::identity)
     }
 }
 

@@ -696,6 +696,233 @@ impl<T: Timer> Policy for RateLimiter<T> {
     }
 }
 
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> RateLimiter<T> {
+    /// Awaits `call` once a permit is available: [`execute`](Self::execute)
+    /// for a future, on the same limiter (permits, events and metrics
+    /// shared with blocking callers). The reservation is made at once
+    /// without blocking; if it is for later, the task sleeps on the
+    /// [`AsyncTimer`](super::AsyncTimer) until it is ready (no thread is
+    /// held). A call that could not be served within `queue_timeout` is
+    /// refused at once, as in the blocking form.
+    ///
+    /// **Dropping the returned future** while it sleeps cancels its
+    /// reservation, exactly as a blocking waiter that gives up does: the
+    /// latest reservation is handed back (the next caller may use its
+    /// slot); an earlier one, with later reservations booked behind it,
+    /// stays used. A dropped call is not counted.
+    /// [`dispose`](Self::dispose) wakes sleeping tasks with
+    /// [`Error::Disposed`].
+    ///
+    /// A limiter made by [`redis`](Self::redis) books its reservation in
+    /// Redis, a round trip **on the thread that polls** (it blocks for up to
+    /// the options' `command_timeout`), then sleeps here without blocking;
+    /// a shared-memory limiter decides in its region without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, RateLimiter, TokioClock};
+    /// use stockade::limiter::RateLimiterConfig;
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    /// # runtime.block_on(async {
+    /// // 10 per second, no burst: the second call waits 100 ms (paused time).
+    /// let config = RateLimiterConfig::DEFAULT.with_requests_per_period(10).with_burst(1);
+    /// let limiter = RateLimiter::with_timer("doc-limiter-async", config, TokioClock::new())?;
+    /// let start = tokio::time::Instant::now();
+    /// for _ in 0..2 {
+    ///     limiter.execute_async(async { Ok::<_, ()>(()) }).await.unwrap();
+    /// }
+    /// assert_eq!(start.elapsed(), Duration::from_millis(100));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub async fn execute_async<R, E>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>> {
+        // A permit ready now is taken without entering the waiting future.
+        match self.book(1, self.config().queue_timeout) {
+            Booked::Now => {}
+            booked => self
+                .wait_booked(booked)
+                .await
+                .map_err(Refusal::into_error)?,
+        }
+        let running = self.shell.counters.running_async();
+        let result = call.await.map_err(Error::Inner);
+        running.finish(&result);
+        result
+    }
+
+    /// [`acquire`](Self::acquire) for a task: takes `n` permits, sleeping
+    /// without blocking until they are ready (at most `queue_timeout`);
+    /// dropping the future cancels the reservation as
+    /// [`execute_async`](Self::execute_async) says.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_async(&self, n: u32) -> Result<(), Error> {
+        self.acquire_timeout_async(n, self.config().queue_timeout)
+            .await
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) for a task: as
+    /// [`acquire_async`](Self::acquire_async), waiting at most
+    /// `min(timeout, queue_timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub async fn acquire_timeout_async(&self, n: u32, timeout: Duration) -> Result<(), Error> {
+        self.admit_async(n, timeout.min(self.config().queue_timeout))
+            .await
+            .map_err(Refusal::into_error)?;
+        self.shell.counters.successes.incr();
+        Ok(())
+    }
+
+    /// Books `n` permits and sleeps until they are ready.
+    async fn admit_async(&self, n: u32, max_wait: Duration) -> Result<(), Refusal> {
+        match self.book(n, max_wait) {
+            Booked::Now => Ok(()),
+            booked => self.wait_booked(booked).await,
+        }
+    }
+
+    /// Books `n` permits without waiting: ready now, ready later, refused
+    /// (or, for a Redis-backed limiter, left to [`wait_booked`](Self::wait_booked)).
+    #[inline]
+    fn book(&self, n: u32, max_wait: Duration) -> Booked {
+        if self.is_disposed() {
+            return Booked::Refused(Refusal::Disposed);
+        }
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return Booked::Fleet(n, max_wait);
+        }
+        match self.core.reserve(n, max_wait, self.timer()) {
+            Ok(booked) if booked.is_immediate() => Booked::Now,
+            Ok(booked) => Booked::Later(booked.ready_at(), booked.into_token()),
+            Err(e) => Booked::Refused(self.reject(e)),
+        }
+    }
+
+    /// Waits for a booking that is not ready now; a dropped future cancels
+    /// the reservation.
+    async fn wait_booked(&self, booked: Booked) -> Result<(), Refusal> {
+        match booked {
+            Booked::Now => Ok(()),
+            Booked::Refused(refusal) => Err(refusal),
+            Booked::Later(ready_at, token) => {
+                let owed = CancelOnDrop(Some(move || {
+                    let _ = self.core.cancel(token, self.timer());
+                }));
+                self.sleep_async(ready_at, owed).await
+            }
+            #[cfg(feature = "redis")]
+            Booked::Fleet(n, max_wait) => {
+                let Some(engine) = &self.redis else {
+                    unreachable!("a fleet booking comes from a Redis-backed limiter")
+                };
+                match engine.reserve(n, max_wait) {
+                    Ok(booked) if booked.is_immediate() => Ok(()),
+                    Ok(booked) => {
+                        let ready_at = booked.ready_at();
+                        let owed = CancelOnDrop(Some(move || {
+                            let _ = engine.cancel(booked);
+                        }));
+                        self.sleep_async(ready_at, owed).await
+                    }
+                    Err(e) => Err(self.refuse_redis(e)),
+                }
+            }
+        }
+    }
+
+    /// Sleeps until `ready_at`; `owed` cancels the reservation unless the
+    /// sleep reached it (a dispose, or the future dropped).
+    async fn sleep_async(
+        &self,
+        ready_at: crate::clock::Timestamp,
+        mut owed: CancelOnDrop<impl FnOnce()>,
+    ) -> Result<(), Refusal> {
+        let ready = super::async_timer::sleep_until_or_disposed(
+            self.timer(),
+            &self.sleepers,
+            ready_at,
+            || self.is_disposed(),
+        )
+        .await;
+        if ready {
+            owed.0 = None;
+            Ok(())
+        } else {
+            Err(Refusal::Disposed)
+        }
+    }
+}
+
+/// A booking made without waiting (feature `async`).
+#[cfg(feature = "async")]
+enum Booked {
+    /// The permits are taken.
+    Now,
+    /// Ready at this time: the reservation's token, to cancel it.
+    Later(crate::clock::Timestamp, crate::limiter::ReservationToken),
+    /// Refused (counted, with its event).
+    Refused(Refusal),
+    /// A Redis-backed limiter: `n` permits within `max_wait`, booked in
+    /// Redis by the waiting future.
+    #[cfg(feature = "redis")]
+    Fleet(u32, Duration),
+}
+
+/// Cancels a reservation on drop unless disarmed (set to `None`).
+#[cfg(feature = "async")]
+struct CancelOnDrop<F: FnOnce()>(Option<F>);
+
+#[cfg(feature = "async")]
+impl<F: FnOnce()> Drop for CancelOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.0.take() {
+            cancel();
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
+    /// Awaits `call` once a permit is available, as
+    /// [`execute_async`](RateLimiter::execute_async) does; `call`'s errors
+    /// pass through unchanged.
+    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
+    where
+        E: core::fmt::Display,
+        F: Fn() -> Fut + Clone,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.admit_async(1, self.config().queue_timeout)
+            .await
+            .map_err(Refusal::into_error)?;
+        let running = self.shell.counters.running_async();
+        let result = call().await;
+        running.finish(&result);
+        result
+    }
+}
+
 impl<T: Timer> fmt::Debug for RateLimiter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shell.debug(f, "RateLimiter", |_| {})

@@ -9,6 +9,13 @@
 //! [`CircuitBreaker::new`]) and can be [disposed](CircuitBreaker::dispose).
 //! Time comes from a [`Timer`]: [`MonotonicClock`](crate::clock::MonotonicClock)
 //! by default, or a [`VirtualClock`] for tests and simulations.
+//!
+//! With feature `async` (brought in by `tokio` or `async-io`), the same
+//! objects also run futures: `execute_async` and `acquire_async` beside
+//! `execute` and `acquire`, `AsyncPolicy` beside [`Policy`], and
+//! `Pipeline::execute_async`. Tasks wait on an `AsyncTimer` instead of
+//! parking (in the same queues as threads), and a dropped future gives
+//! back whatever it held; see the crate docs' "Async Rust".
 
 mod error;
 mod events;
@@ -29,7 +36,17 @@ pub use timer::{Timer, VirtualClock};
 mod dynamic;
 mod policy;
 pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue, Next};
+#[cfg(feature = "async")]
+pub use policy::AsyncPolicy;
 pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
+#[cfg(feature = "async")]
+mod async_timer;
+#[cfg(feature = "async")]
+pub use async_timer::AsyncTimer;
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+pub use async_timer::RuntimeSleep;
+#[cfg(feature = "tokio")]
+pub use async_timer::TokioClock;
 mod timeout;
 pub use timeout::{
     Cooperative, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_WORKERS, Timeout, current_deadline,

@@ -284,6 +284,217 @@ impl<P: Policy, Tm: TimeoutStage> TimedPipeline<P, Tm> {
     }
 }
 
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncPolicy;
+
+/// The async twins (feature `async`).
+#[cfg(feature = "async")]
+mod asynchronous {
+    use core::fmt::Display;
+    use core::future::Future;
+    use std::sync::Arc;
+
+    use super::{Nested, Pipeline, TimedPipeline, TimeoutStage, Unprotected};
+    #[allow(unused_imports, reason = "named in the docs")]
+    use crate::blocking::Timeout;
+    use crate::blocking::{AsyncTimer, Error};
+
+    /// Runs futures under a protection (feature `async`): the async twin of
+    /// [`Policy`](crate::blocking::Policy), implemented by every pattern of the blocking layer (the
+    /// same objects: their state, events and metrics are shared with their
+    /// blocking calls), by [`Timeout`] (which drops the future at the
+    /// deadline), and by [`Pipeline`]s of them.
+    ///
+    /// `call` makes the protected future; it may be called several times (a
+    /// retry) or not at all (a rejection). It is `Fn + Clone`, not
+    /// `FnMut`: each nested policy holds its own copy while an attempt
+    /// runs (a closure that captures only references or `Arc`s is `Clone`
+    /// and copies for free); keep mutable state in the future or behind an
+    /// atomic or a lock. Owning copies, rather than borrowing one `call`
+    /// across an await, is also what lets the compiler prove a pipeline's
+    /// future `Send`.
+    ///
+    /// The returned future is `Send` when the call's futures and the policies
+    /// are; dropping it cancels the call at once, and every pattern gives back
+    /// what it held (see each pattern's `execute_async`).
+    pub trait AsyncPolicy {
+        /// Runs the futures `call` makes under this policy.
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>;
+    }
+
+    impl<P: AsyncPolicy + ?Sized> AsyncPolicy for &P {
+        #[inline]
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>,
+        {
+            (**self).run_async(call)
+        }
+    }
+
+    impl<P: AsyncPolicy + ?Sized> AsyncPolicy for Arc<P> {
+        #[inline]
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>,
+        {
+            (**self).run_async(call)
+        }
+    }
+
+    impl AsyncPolicy for Unprotected {
+        #[inline]
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>,
+        {
+            call()
+        }
+    }
+
+    impl<Outer: AsyncPolicy, Inner: AsyncPolicy> AsyncPolicy for Nested<Outer, Inner> {
+        #[inline]
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>,
+        {
+            let inner = &self.inner;
+            self.outer.run_async(move || inner.run_async(call.clone()))
+        }
+    }
+
+    impl<P: AsyncPolicy> AsyncPolicy for Pipeline<P> {
+        #[inline]
+        fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, Error<E>>>,
+        {
+            self.policy.run_async(call)
+        }
+    }
+
+    impl<P> Pipeline<P> {
+        /// Adds `inner` inside the policies added so far, as
+        /// [`then`](Self::then) does, for a policy that may be async only (a
+        /// [`Timeout`], whose async form drops the future at the deadline and
+        /// so composes anywhere in the order). A pipeline with such a stage
+        /// runs futures only ([`execute_async`](Self::execute_async)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "tokio")] {
+        /// use std::time::Duration;
+        /// use stockade::prelude::*;
+        ///
+        /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        /// # runtime.block_on(async {
+        /// let breaker = CircuitBreaker::new("doc-then-async", BreakerConfig::DEFAULT)?;
+        /// let timeout = Timeout::new("doc-then-async", TimeoutConfig::new(Duration::from_secs(2))?)?;
+        /// let pipeline = Pipeline::new().then_async(&timeout).then_async(&breaker);
+        /// let value = pipeline.execute_async(|| async { Ok::<_, String>(7) }).await?;
+        /// assert_eq!(value, 7);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// # }).unwrap();
+        /// # }
+        /// ```
+        pub fn then_async<Q: AsyncPolicy>(self, inner: Q) -> Pipeline<Nested<P, Q>> {
+            Pipeline {
+                policy: Nested {
+                    outer: self.policy,
+                    inner,
+                },
+            }
+        }
+    }
+
+    impl<P: AsyncPolicy> Pipeline<P> {
+        /// Runs the futures `call` makes through every policy (feature
+        /// `async`); the call's own error comes back as [`Error::Inner`].
+        /// `call` is called once per attempt (a retry inside calls it again).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "tokio")] {
+        /// use std::time::Duration;
+        /// use stockade::prelude::*;
+        ///
+        /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        /// # runtime.block_on(async {
+        /// let bulkhead = Bulkhead::new("doc-pipeline-async", BulkheadConfig::DEFAULT)?;
+        /// let breaker = CircuitBreaker::new("doc-pipeline-async", BreakerConfig::DEFAULT)?;
+        /// let retry = Retry::new("doc-pipeline-async", RetryConfig::DEFAULT.with_initial_delay(Duration::from_millis(1)))?;
+        /// let pipeline = Pipeline::new().then(&bulkhead).then(&breaker).then(&retry);
+        ///
+        /// let attempts = std::sync::atomic::AtomicU32::new(0);
+        /// let value = pipeline
+        ///     .execute_async(|| async {
+        ///         let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        ///         if n < 2 { Err("flaky") } else { Ok(42) }
+        ///     })
+        ///     .await;
+        /// assert_eq!(value.ok(), Some(42));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// # }).unwrap();
+        /// # }
+        /// ```
+        pub fn execute_async<R, E, F, Fut>(
+            &self,
+            call: F,
+        ) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, E>>,
+        {
+            self.policy.run_async(move || {
+                let attempt = call();
+                async move { attempt.await.map_err(Error::Inner) }
+            })
+        }
+    }
+
+    impl<P: AsyncPolicy, Tm: TimeoutStage> TimedPipeline<P, Tm>
+    where
+        Tm::Timer: AsyncTimer,
+    {
+        /// Runs the futures `call` makes through every policy, each attempt
+        /// bounded by the timeout, which drops the attempt's future at its
+        /// deadline (see [`Timeout::execute_async`]); no thread is involved.
+        /// The call's own error comes back as [`Error::Inner`].
+        pub fn execute_async<R, E, F, Fut>(
+            &self,
+            call: F,
+        ) -> impl Future<Output = Result<R, Error<E>>>
+        where
+            E: Display,
+            F: Fn() -> Fut + Clone,
+            Fut: Future<Output = Result<R, E>>,
+        {
+            let timeout = self.timeout.timeout();
+            self.policy
+                .run_async(move || timeout.run_future(call(), Error::Inner))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -594,61 +594,92 @@ impl<T: Timer> Retry<T> {
         out
     }
 
+    /// Runs the attempts: the first at once, each retry after its
+    /// back-off, until one succeeds or the retry gives up.
     fn attempts<R, E>(
         &self,
         mut call: impl FnMut() -> Result<R, Error<E>>,
         mut retryable: impl FnMut(&E) -> bool,
     ) -> Result<R, Error<E>> {
+        let mut state = self.begin();
+        loop {
+            state.attempts = state.attempts.saturating_add(1);
+            let error = match call() {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let until = self.plan_retry(&mut state, error, &mut retryable, true)?;
+            if !self.back_off(until) {
+                return Err(Error::Disposed);
+            }
+        }
+    }
+
+    /// A call's first steps: the budget's deposit, the start when the time
+    /// budget needs it.
+    fn begin(&self) -> Attempts {
         let config = self.config();
         let timer = self.timer();
         if let Some(budget) = &config.budget {
             budget.deposit(timer);
         }
-        // The clock is read up front only when the time budget needs it.
-        let start = config.backoff.max_elapsed.map(|_| timer.now());
-        let mut schedule: Option<BackoffSchedule> = None;
-        let mut attempts: u32 = 0;
-        loop {
-            attempts = attempts.saturating_add(1);
-            let error = match call() {
-                Ok(value) => return Ok(value),
-                Err(e) => e,
-            };
-            let Some(at_least) = self.wait_before_retry(&error, &mut retryable) else {
-                return Err(error);
-            };
-            if self.is_disposed() {
-                return Err(Error::Disposed);
-            }
-            let schedule = schedule.get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
-            let now = timer.now();
-            let elapsed = start.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            let Some(delay) = schedule.next_delay_at_least(elapsed, at_least) else {
+        Attempts {
+            // The clock is read up front only when the time budget needs it.
+            start: config.backoff.max_elapsed.map(|_| timer.now()),
+            schedule: None,
+            attempts: 0,
+        }
+    }
+
+    /// After a failed attempt: until when to back off before the next
+    /// one (the retry counted and announced), or the error to return.
+    /// With `thread_deadline`, a retry that would start at or after the
+    /// thread's [current deadline](super::current_deadline) gives up.
+    fn plan_retry<E>(
+        &self,
+        state: &mut Attempts,
+        error: Error<E>,
+        retryable: &mut impl FnMut(&E) -> bool,
+        thread_deadline: bool,
+    ) -> Result<Timestamp, Error<E>> {
+        let config = self.config();
+        let timer = self.timer();
+        let attempts = state.attempts;
+        let Some(at_least) = self.wait_before_retry(&error, retryable) else {
+            return Err(error);
+        };
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let schedule = state
+            .schedule
+            .get_or_insert_with(|| self.backoff.schedule(self.call_seed()));
+        let now = timer.now();
+        let elapsed = state
+            .start
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let Some(delay) = schedule.next_delay_at_least(elapsed, at_least) else {
+            return Err(exhausted(attempts, error));
+        };
+        let until = now.saturating_add(delay);
+        if thread_deadline && current_deadline().is_some_and(|d| until >= d.expires_at()) {
+            return Err(exhausted(attempts, error));
+        }
+        if let Some(budget) = &config.budget {
+            if let Err(refused) = budget.try_withdraw(timer) {
+                self.refusals.incr();
+                self.shell.emit(EventKind::Rejected {
+                    retry_after: refused.retry_after(),
+                });
                 return Err(exhausted(attempts, error));
-            };
-            let until = now.saturating_add(delay);
-            if current_deadline().is_some_and(|d| until >= d.expires_at()) {
-                return Err(exhausted(attempts, error));
-            }
-            if let Some(budget) = &config.budget {
-                if let Err(refused) = budget.try_withdraw(timer) {
-                    self.refusals.incr();
-                    self.shell.emit(EventKind::Rejected {
-                        retry_after: refused.retry_after(),
-                    });
-                    return Err(exhausted(attempts, error));
-                }
-            }
-            self.retries.incr();
-            self.shell.emit(EventKind::Retry {
-                attempt: attempts,
-                delay,
-            });
-            drop(error);
-            if !self.back_off(until) {
-                return Err(Error::Disposed);
             }
         }
+        self.retries.incr();
+        self.shell.emit(EventKind::Retry {
+            attempt: attempts,
+            delay,
+        });
+        Ok(until)
     }
 
     /// The jitter seed of the next failing call.
@@ -732,6 +763,160 @@ impl<T: Timer> Policy for Retry<T> {
     {
         self.run_with(call, |e| self.is_retryable(e))
     }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> Retry<T> {
+    /// [`execute`](Self::execute) for futures: awaits the future `call`
+    /// makes, and after a retryable error sleeps its back-off on the
+    /// [`AsyncTimer`](super::AsyncTimer) (no thread is held) before making
+    /// the next. Same options, budget, events and metrics as the blocking
+    /// form. The thread's [current deadline](super::current_deadline) does
+    /// not apply (a task moves between threads); bound the whole call with
+    /// an async [`Timeout`](super::Timeout) outside it instead, which drops
+    /// it (attempt or back-off) at its deadline.
+    ///
+    /// Dropping the returned future cancels the attempt or the back-off in
+    /// progress; the call is not counted. [`dispose`](Self::dispose) wakes
+    /// a task in its back-off with [`Error::Disposed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, Retry, RetryConfig, TokioClock};
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    /// # runtime.block_on(async {
+    /// let config = RetryConfig::DEFAULT.with_initial_delay(Duration::from_millis(100));
+    /// let retry = Retry::with_timer("doc-retry-async", config, TokioClock::new())?;
+    /// let attempts = AtomicU32::new(0);
+    /// let value = retry
+    ///     .execute_async(|| async {
+    ///         let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+    ///         if n < 3 { Err(format!("attempt {n} failed")) } else { Ok(n) }
+    ///     })
+    ///     .await;
+    /// assert_eq!(value.unwrap(), 3);
+    /// assert_eq!(retry.metrics().retries, 2);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub async fn execute_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    where
+        E: Display,
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, E>>,
+    {
+        self.run_with_async(
+            || {
+                let attempt = call();
+                async move { attempt.await.map_err(Error::Inner) }
+            },
+            |e| self.is_retryable(e),
+        )
+        .await
+    }
+
+    /// [`execute_if`](Self::execute_if) for futures: `retry_if` decides
+    /// which of `call`'s errors are retried; otherwise as
+    /// [`execute_async`](Self::execute_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub async fn execute_if_async<R, E, F, Fut>(
+        &self,
+        retry_if: impl FnMut(&E) -> bool,
+        mut call: F,
+    ) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, E>>,
+    {
+        self.run_with_async(
+            || {
+                let attempt = call();
+                async move { attempt.await.map_err(Error::Inner) }
+            },
+            retry_if,
+        )
+        .await
+    }
+
+    /// The async `run_with`: counts the call's outcome.
+    async fn run_with_async<R, E, Fut>(
+        &self,
+        mut call: impl FnMut() -> Fut,
+        mut retryable: impl FnMut(&E) -> bool,
+    ) -> Result<R, Error<E>>
+    where
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let running = self.shell.counters.running_async();
+        let out = async {
+            let mut state = self.begin();
+            loop {
+                state.attempts = state.attempts.saturating_add(1);
+                let error = match call().await {
+                    Ok(value) => return Ok(value),
+                    Err(e) => e,
+                };
+                let until = self.plan_retry(&mut state, error, &mut retryable, false)?;
+                let backed_off = super::async_timer::sleep_until_or_disposed(
+                    self.timer(),
+                    &self.sleepers,
+                    until,
+                    || self.is_disposed(),
+                )
+                .await;
+                if !backed_off {
+                    return Err(Error::Disposed);
+                }
+            }
+        }
+        .await;
+        running.finish(&out);
+        out
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> super::AsyncPolicy for Retry<T> {
+    /// Retries the futures `call` makes (see [`execute_async`](Retry::execute_async)).
+    fn run_async<R, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
+    where
+        E: Display,
+        F: Fn() -> Fut + Clone,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_with_async(call, |e| self.is_retryable(e))
+    }
+}
+
+/// One call's progress through its attempts.
+struct Attempts {
+    /// When the call started, if the time budget needs it.
+    start: Option<Timestamp>,
+    /// Made at the first retry.
+    schedule: Option<BackoffSchedule>,
+    /// Attempts made so far.
+    attempts: u32,
 }
 
 fn exhausted<E>(attempts: u32, last: Error<E>) -> Error<E> {

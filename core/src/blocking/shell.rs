@@ -85,11 +85,67 @@ impl Running<'_> {
 }
 
 impl Drop for Running<'_> {
+    /// A call that did not return panicked (a failure) or, in the async
+    /// forms, was cancelled: its future dropped (not counted).
     #[inline]
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && std::thread::panicking() {
             self.counters.failures.incr();
             self.span.outcome("failure");
+        }
+    }
+}
+
+/// A future's call being run; see [`Counters::running_async`].
+#[cfg(feature = "async")]
+pub(crate) struct AsyncRunning<'a> {
+    counters: &'a Counters,
+    finished: bool,
+}
+
+#[cfg(feature = "async")]
+impl Counters {
+    /// For the async forms: counts like [`Shell::running`], but without
+    /// a `tracing` span (an entered span must not be held across an
+    /// `.await`: it is `!Send` and would be entered on one thread and
+    /// exited on another), so the future stays `Send`.
+    #[inline]
+    pub(crate) fn running_async(&self) -> AsyncRunning<'_> {
+        AsyncRunning {
+            counters: self,
+            finished: false,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl AsyncRunning<'_> {
+    /// The call returned: counts `Ok` as a success and `Err` as a failure.
+    #[inline]
+    pub(crate) fn finish<R, E>(mut self, result: &Result<R, E>) {
+        self.finished = true;
+        if result.is_ok() {
+            self.counters.successes.incr();
+        } else {
+            self.counters.failures.incr();
+        }
+    }
+
+    /// The call returned; the caller counts the outcome itself.
+    #[inline]
+    pub(crate) fn disarm(mut self) {
+        self.finished = true;
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for AsyncRunning<'_> {
+    /// A call that did not return panicked (a failure) or was cancelled:
+    /// its future dropped (not counted).
+    #[inline]
+    fn drop(&mut self) {
+        if !self.finished && std::thread::panicking() {
+            self.counters.failures.incr();
         }
     }
 }

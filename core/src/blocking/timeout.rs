@@ -594,6 +594,134 @@ impl<T: Timer + Clone + 'static> Timeout<T> {
     }
 }
 
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> Timeout<T> {
+    /// Awaits `call` until `timeout` after the call starts, and at the
+    /// deadline **drops** `call` (which cancels it: nothing of it runs
+    /// afterwards) and returns [`Error::TimedOut`]. No thread is involved:
+    /// the deadline is a sleep on the [`AsyncTimer`](super::AsyncTimer)
+    /// raced against `call`. Same timeout, same events and metrics as the
+    /// blocking forms.
+    ///
+    /// `call` is polled first at each wake-up, so a result ready at the
+    /// deadline is returned. The thread's
+    /// [current deadline](current_deadline) does not apply (a task moves
+    /// between threads): nest async timeouts instead; the shortest wins.
+    /// A panic while polling `call` counts as a failure and continues to
+    /// the caller. [`dispose`](Self::dispose) wakes calls in flight: they
+    /// drop `call` and return [`Error::Disposed`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inner`] with `call`'s error, [`Error::TimedOut`] with the
+    /// time the call was allowed, [`Error::Disposed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use std::time::Duration;
+    /// use stockade::prelude::*;
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let timeout = Timeout::new("doc-execute-async", TimeoutConfig::new(Duration::from_millis(20))?)?;
+    /// let slow = async {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    ///     Ok::<_, String>("late")
+    /// };
+    /// let out = timeout.execute_async(slow).await; // `slow` is dropped at 20 ms
+    /// assert!(matches!(out, Err(Error::TimedOut { after }) if after == Duration::from_millis(20)));
+    /// assert_eq!(timeout.execute_async(async { Ok::<_, String>(7) }).await.unwrap(), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub fn execute_async<R, E>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
+        self.run_future(call, Error::Inner)
+    }
+
+    /// The async form with the error already lifted.
+    pub(crate) async fn run_future<R, X, E>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, X>>,
+        lift: impl FnOnce(X) -> Error<E>,
+    ) -> Result<R, Error<E>> {
+        use core::future::poll_fn;
+        use core::pin::pin;
+        use core::task::Poll;
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let start = self.timer().now();
+        let allowed = self.config().timeout;
+        let deadline = start.saturating_add(allowed);
+        let running = self.shell.counters.running_async();
+        let _in_flight = InFlight::enter(&self.in_flight);
+        /// How the race ended.
+        enum Ended<X> {
+            Done(X),
+            TimedOut,
+            Disposed,
+        }
+        let ended = {
+            let mut waiting = self.waiters.register_task();
+            let mut call = pin!(call);
+            let mut sleep = pin!(self.timer().sleep_until_async(deadline));
+            poll_fn(|cx| {
+                if let Poll::Ready(out) = call.as_mut().poll(cx) {
+                    return Poll::Ready(Ended::Done(out));
+                }
+                waiting.set_waker(cx.waker());
+                if self.is_disposed() {
+                    return Poll::Ready(Ended::Disposed);
+                }
+                super::async_timer::poll_deadline(self.timer(), deadline, &mut sleep, cx)
+                    .map(|()| Ended::TimedOut)
+            })
+            .await
+            // `call` is dropped here, before the result is returned.
+        };
+        running.disarm();
+        let counters = &self.shell.counters;
+        match ended {
+            Ended::Done(Ok(value)) => {
+                counters.successes.incr();
+                Ok(value)
+            }
+            Ended::Done(Err(e)) => {
+                counters.failures.incr();
+                Err(lift(e))
+            }
+            Ended::TimedOut => Err(self.timed_out(allowed)),
+            Ended::Disposed => Err(Error::Disposed),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> super::AsyncPolicy for Timeout<T> {
+    /// Bounds each future `call` makes by the timeout, dropping it at the
+    /// deadline (see [`execute_async`](Timeout::execute_async)). A policy
+    /// outside sees [`Error::TimedOut`].
+    fn run_async<R, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
+    where
+        E: core::fmt::Display,
+        F: Fn() -> Fut + Clone,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_future(call(), core::convert::identity)
+    }
+}
+
 impl<T: Timer> Drop for Timeout<T> {
     fn drop(&mut self) {
         self.pool.shutdown();

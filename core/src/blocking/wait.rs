@@ -10,6 +10,52 @@ use crate::sync::{AtomicU32, Mutex, Ordering};
 #[derive(Debug, Default)]
 pub(super) struct WaitList {
     threads: Mutex<Vec<Thread>>,
+    /// Tasks waiting (feature `async`), by the id of their registration.
+    #[cfg(feature = "async")]
+    tasks: Mutex<Vec<(u64, core::task::Waker)>>,
+}
+
+/// A task's place in a [`WaitList`] (feature `async`): its waker is
+/// (re)set at each poll; leaves the list on drop.
+#[cfg(feature = "async")]
+pub(super) struct TaskWaiting<'a> {
+    list: &'a WaitList,
+    /// Given at the first [`set_waker`](Self::set_waker): a call that
+    /// never waits touches nothing shared.
+    id: Option<u64>,
+}
+
+#[cfg(feature = "async")]
+impl TaskWaiting<'_> {
+    /// Records `waker` as the one `wake_all` wakes for this task.
+    pub(super) fn set_waker(&mut self, waker: &core::task::Waker) {
+        static NEXT: crate::sync::unmodelled::AtomicU64 =
+            crate::sync::unmodelled::AtomicU64::new(0);
+        let mut tasks = self.list.tasks.lock();
+        if let Some(me) = self.id {
+            if let Some((_, known)) = tasks.iter_mut().find(|(id, _)| *id == me) {
+                known.clone_from(waker);
+                return;
+            }
+        }
+        let me = *self
+            .id
+            .get_or_insert_with(|| NEXT.fetch_add(1, Ordering::Relaxed));
+        tasks.push((me, waker.clone()));
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for TaskWaiting<'_> {
+    fn drop(&mut self) {
+        let Some(me) = self.id else {
+            return;
+        };
+        let mut tasks = self.list.tasks.lock();
+        if let Some(i) = tasks.iter().position(|(id, _)| *id == me) {
+            tasks.swap_remove(i);
+        }
+    }
 }
 
 /// A thread's place in a [`WaitList`]; leaves it on drop.
@@ -24,10 +70,24 @@ impl WaitList {
         Waiting { list: self }
     }
 
-    /// Unparks every registered thread.
+    /// A task's registration (feature `async`); its waker is set by
+    /// [`TaskWaiting::set_waker`].
+    #[cfg(feature = "async")]
+    pub(super) fn register_task(&self) -> TaskWaiting<'_> {
+        TaskWaiting {
+            list: self,
+            id: None,
+        }
+    }
+
+    /// Unparks every registered thread and wakes every registered task.
     pub(super) fn wake_all(&self) {
         for t in self.threads.lock().iter() {
             t.unpark();
+        }
+        #[cfg(feature = "async")]
+        for (_, waker) in self.tasks.lock().iter() {
+            waker.wake_by_ref();
         }
     }
 }
