@@ -112,6 +112,10 @@ impl FallbackConfig {
 ///   already [`Error`]s, such as a [`Pipeline`](super::Pipeline)'s
 ///   `execute`: the static way to put a fallback outside a pipeline.
 /// * [`stage`](Self::stage): a [`DynPipeline`](super::DynPipeline) stage.
+/// * With feature `async`, futures: `execute_or_async`,
+///   `execute_or_else_async` and `execute_if_async` (whose fallback is a
+///   function returning a future), `run_or_else_async` around a
+///   `Pipeline`'s `execute_async`; same config, events and metrics.
 ///
 /// A fallback is not a [`Policy`](super::Policy): a `Policy` must run calls
 /// of any result type, and a fallback value has one type.
@@ -358,6 +362,169 @@ impl<T: Timer> Fallback<T> {
     pub fn dispose(&self) {
         if self.shell.begin_dispose() {
             self.shell.finish_dispose();
+        }
+    }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+impl<T: Timer> Fallback<T> {
+    /// [`execute_or`](Self::execute_or) for a future: awaits `call`; if it
+    /// fails with a handled error, returns `Ok(value)` instead. Same
+    /// config, events and metrics as the blocking forms.
+    ///
+    /// Dropping the returned future drops `call` (cancelling it); the call
+    /// is not counted. A panic while polling `call` counts as a failure and
+    /// continues to the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_or`](Self::execute_or).
+    pub async fn execute_or_async<R, E: Display>(
+        &self,
+        value: R,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>> {
+        self.run_with_async(
+            async { call.await.map_err(Error::Inner) },
+            |e| self.handles(e),
+            |_| core::future::ready(Ok(value)),
+        )
+        .await
+    }
+
+    /// [`execute_or_else`](Self::execute_or_else) for futures: awaits
+    /// `call`; if it fails with a handled error, awaits the future
+    /// `fallback` makes of the error. The fallback is a function returning
+    /// a future, so it can itself be async (a cache read, a second
+    /// service); a plain value or computation is
+    /// `|e| std::future::ready(Ok(..))` (or `|e| async move { .. }`).
+    /// Dropping the returned future drops whichever of `call` and the
+    /// fallback's future runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_or_else`](Self::execute_or_else).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use std::future::ready;
+    /// use stockade::blocking::{Error, Fallback, FallbackConfig};
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let fallback = Fallback::unregistered("doc-fallback-async", FallbackConfig::DEFAULT.on_error("timeout"))?;
+    /// // An async fallback (say, a cache read) for the chosen errors...
+    /// let cached = fallback
+    ///     .execute_or_else_async(|e| async move { Ok(format!("cached, after: {e}")) }, async { Err("timeout") })
+    ///     .await;
+    /// assert_eq!(cached.unwrap(), "cached, after: timeout");
+    /// // ...and a plain value through `ready`; other errors come back.
+    /// let other: Result<String, _> = fallback
+    ///     .execute_or_else_async(|_| ready(Ok(String::new())), async { Err("denied") })
+    ///     .await;
+    /// assert!(matches!(other, Err(Error::Inner("denied"))));
+    /// assert_eq!(fallback.metrics().fallbacks, 1);
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub async fn execute_or_else_async<R, E, Fb, FbFut>(
+        &self,
+        fallback: Fb,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>>
+    where
+        E: Display,
+        Fb: FnOnce(Error<E>) -> FbFut,
+        FbFut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_with_async(
+            async { call.await.map_err(Error::Inner) },
+            |e| self.handles(e),
+            fallback,
+        )
+        .await
+    }
+
+    /// [`execute_if`](Self::execute_if) for futures: `handle_if` chooses
+    /// the handled errors instead of the config; otherwise as
+    /// [`execute_or_else_async`](Self::execute_or_else_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_or_else`](Self::execute_or_else).
+    pub async fn execute_if_async<R, E, Fb, FbFut>(
+        &self,
+        handle_if: impl FnOnce(&Error<E>) -> bool,
+        fallback: Fb,
+        call: impl core::future::Future<Output = Result<R, E>>,
+    ) -> Result<R, Error<E>>
+    where
+        Fb: FnOnce(Error<E>) -> FbFut,
+        FbFut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_with_async(async { call.await.map_err(Error::Inner) }, handle_if, fallback)
+            .await
+    }
+
+    /// [`run_or_else`](Self::run_or_else) for futures: awaits `call`, whose
+    /// errors are already [`Error`]s (a [`Pipeline`](super::Pipeline)'s
+    /// `execute_async`, another pattern's), and replaces a handled error
+    /// with what `fallback`'s future gives. The way to put a fallback
+    /// outside an async pipeline (a fallback is not an
+    /// [`AsyncPolicy`](super::AsyncPolicy), for the reason it is not a
+    /// `Policy`: its value has one type).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_or_else`](Self::execute_or_else).
+    pub async fn run_or_else_async<R, E, Fb, FbFut>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, Error<E>>>,
+        fallback: Fb,
+    ) -> Result<R, Error<E>>
+    where
+        E: Display,
+        Fb: FnOnce(Error<E>) -> FbFut,
+        FbFut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_with_async(call, |e| self.handles(e), fallback).await
+    }
+
+    /// The async `run_with`: counted as the blocking one (the fallback's
+    /// own outcome is not counted).
+    async fn run_with_async<R, E, FbFut>(
+        &self,
+        call: impl core::future::Future<Output = Result<R, Error<E>>>,
+        handle_if: impl FnOnce(&Error<E>) -> bool,
+        fallback: impl FnOnce(Error<E>) -> FbFut,
+    ) -> Result<R, Error<E>>
+    where
+        FbFut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let running = self.shell.counters.running_async();
+        match call.await {
+            Ok(value) => {
+                running.finish(&Ok::<(), ()>(()));
+                Ok(value)
+            }
+            Err(error) if handle_if(&error) => {
+                running.disarm();
+                self.fallbacks.incr();
+                self.shell.emit(EventKind::FallbackUsed);
+                fallback(error).await
+            }
+            Err(error) => {
+                running.finish(&Err::<(), ()>(()));
+                Err(error)
+            }
         }
     }
 }
