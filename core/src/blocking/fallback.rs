@@ -467,8 +467,12 @@ impl<T: Timer> Fallback<T> {
         Fb: FnOnce(Error<E>) -> FbFut,
         FbFut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_with_async(async { call.await.map_err(Error::Inner) }, handle_if, fallback)
-            .await
+        self.run_with_async(
+            async { call.await.map_err(Error::Inner) },
+            handle_if,
+            fallback,
+        )
+        .await
     }
 
     /// [`run_or_else`](Self::run_or_else) for futures: awaits `call`, whose
@@ -492,7 +496,8 @@ impl<T: Timer> Fallback<T> {
         Fb: FnOnce(Error<E>) -> FbFut,
         FbFut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_with_async(call, |e| self.handles(e), fallback).await
+        self.run_with_async(call, |e| self.handles(e), fallback)
+            .await
     }
 
     /// The async `run_with`: counted as the blocking one (the fallback's

@@ -21,6 +21,8 @@ use crate::clock::{MonotonicClock, Timestamp};
 use crate::hedging::{HedgeRound, HedgeStep, HedgingConfig};
 use crate::sync::Mutex;
 use crate::sync::thread::{self, Thread};
+#[cfg(feature = "async")]
+use crate::sync::{AtomicU64, Ordering};
 
 /// Runs extra attempts of a slow call and takes the first success (Polly's
 /// and cockatiel's Hedging): a tail-latency tool for idempotent calls.
@@ -58,11 +60,17 @@ use crate::sync::thread::{self, Thread};
 /// (each attempt runs the stages inside it), or wraps a static pipeline
 /// shared by `Arc` in its closure.
 ///
+/// With feature `async`, [`execute_async`](Self::execute_async) hedges
+/// futures instead: the attempts run concurrently inside the caller's
+/// future (no thread, no spawned task), and the losers are **cancelled**
+/// (their futures dropped) as soon as one succeeds. A hedging is also an
+/// [`AsyncPolicy`](super::AsyncPolicy).
+///
 /// Counters: `calls` (finished calls) = `successes` + `failures`;
 /// `hedges` (extra attempts launched), `hedges_won` (calls whose result
-/// came from an extra attempt), `rejections` (launches the full pool
-/// refused), `in_flight` (attempts running now on the pool, losers
-/// included).
+/// came from an extra attempt), `rejections` (launches refused at the cap),
+/// `in_flight` (attempts running now on the pool, losers included, plus
+/// the async attempts in flight).
 ///
 /// # Examples
 ///
@@ -86,6 +94,10 @@ pub struct Hedging<T: Timer = MonotonicClock> {
     won: Counter,
     refused: Counter,
     waiters: WaitList,
+    /// Async attempts in flight (feature `async`), capped by
+    /// `max_workers` apart from the pool's threads.
+    #[cfg(feature = "async")]
+    async_in_flight: AtomicU64,
 }
 
 impl<T: Timer> fmt::Debug for Hedging<T> {
@@ -191,6 +203,8 @@ impl<T: Timer> Hedging<T> {
             won: Counter::default(),
             refused: Counter::default(),
             waiters: WaitList::default(),
+            #[cfg(feature = "async")]
+            async_in_flight: AtomicU64::new(0),
         })
     }
 
@@ -239,9 +253,18 @@ impl<T: Timer> Hedging<T> {
             rejections: self.refused.get(),
             hedges: self.hedges.get(),
             hedges_won: self.won.get(),
-            in_flight: self.pool.counts().busy as u64,
+            in_flight: self.in_flight(),
             ..Metrics::default()
         }
+    }
+
+    /// Attempts running now: the pool's busy workers, plus (feature
+    /// `async`) the async attempts in flight.
+    fn in_flight(&self) -> u64 {
+        let threads = self.pool.counts().busy as u64;
+        #[cfg(feature = "async")]
+        let threads = threads.wrapping_add(self.async_in_flight.load(Ordering::Relaxed));
+        threads
     }
 
     /// Disposes the hedging: callers waiting for their attempts wake with
@@ -409,6 +432,267 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
         race.close();
         drop(calls);
         out
+    }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+/// An async attempt's place under `max_workers`: given back on drop (the
+/// attempt finished, lost, or its call was dropped).
+#[cfg(feature = "async")]
+struct AsyncSlot<'a>(&'a AtomicU64);
+
+#[cfg(feature = "async")]
+impl<'a> AsyncSlot<'a> {
+    /// A place if fewer than `cap` are taken.
+    fn try_take(count: &'a AtomicU64, cap: usize) -> Option<AsyncSlot<'a>> {
+        let cap = u64::try_from(cap).unwrap_or(u64::MAX);
+        let mut n = count.load(Ordering::Relaxed);
+        loop {
+            if n >= cap {
+                return None;
+            }
+            match count.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(AsyncSlot(count)),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for AsyncSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One async attempt: its number, its future, its place under the cap
+/// (`None` for a first attempt run unhedged).
+#[cfg(feature = "async")]
+struct AsyncAttempt<'a, Fut> {
+    attempt: u32,
+    future: core::pin::Pin<std::boxed::Box<Fut>>,
+    _slot: Option<AsyncSlot<'a>>,
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> Hedging<T> {
+    /// Hedges futures: [`execute`](Self::execute)'s rules (see
+    /// [`HedgeRound`](crate::hedging::HedgeRound)) with the attempts run
+    /// concurrently **inside the returned future**, which polls them
+    /// itself: no thread, no spawned task, any runtime. `call` makes each
+    /// attempt's future; the next attempt is made `delay` after the last
+    /// one (a sleep on the [`AsyncTimer`](super::AsyncTimer)), or at once
+    /// when an attempt fails, up to `max_attempts`.
+    ///
+    /// * **The first success wins**: every other attempt's future is
+    ///   **dropped** (cancelled) before the value is returned.
+    /// * **If every attempt fails**, the failure of the attempt that
+    ///   finished last comes back as [`Error::Inner`].
+    /// * **The cap.** `max_workers` bounds the async attempts in flight
+    ///   over every async call of this instance (apart from the pool's
+    ///   threads, which async attempts do not use; `in_flight` shows
+    ///   both). A hedge refused at the cap is not made and the call goes
+    ///   on with the attempts it has (no more hedges for it); a first
+    ///   attempt refused at the cap runs anyway, unhedged (as the blocking
+    ///   form runs it on the caller's thread). Both count in `rejections`
+    ///   and emit [`EventKind::Rejected`].
+    /// * **Dropping the returned future** drops every attempt and gives
+    ///   their places back; the call is not counted.
+    ///   [`dispose`](Self::dispose) wakes a call in flight: it drops its
+    ///   attempts and returns [`Error::Disposed`].
+    ///
+    /// Unlike the blocking form, `call` need not be `Send`, `Sync` or
+    /// `'static` (nothing leaves the caller's future), and attempts may
+    /// borrow. Each attempt's future is boxed (one allocation per
+    /// attempt, plus the list of attempts per call). A panic while polling
+    /// an attempt drops the others, counts as a failure and continues to
+    /// the caller (it is not turned into [`Error::Panicked`]). The
+    /// thread's [current deadline](super::current_deadline) does not
+    /// apply; bound the call with an async [`Timeout`](super::Timeout).
+    ///
+    /// # Errors
+    ///
+    /// The last failure when every attempt failed ([`Error::Inner`]);
+    /// [`Error::Disposed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, Hedging, TokioClock};
+    /// use stockade::hedging::HedgingConfig;
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    /// # runtime.block_on(async {
+    /// let config = HedgingConfig::DEFAULT.with_delay(Duration::from_millis(50));
+    /// let hedging = Hedging::with_timer("doc-hedging-async", config, TokioClock::new())?;
+    /// let replicas = [Duration::from_secs(10), Duration::from_millis(5)]; // the first is stuck
+    /// let next = std::sync::atomic::AtomicUsize::new(0);
+    /// let answer = hedging
+    ///     .execute_async(|| {
+    ///         let replica = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///         async move {
+    ///             tokio::time::sleep(replicas[replica]).await;
+    ///             Ok::<_, String>(replica)
+    ///         }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(answer, 1); // the hedge, at 55 ms; the stuck attempt was dropped
+    /// assert_eq!(hedging.metrics().hedges_won, 1);
+    /// # Ok::<(), Error<String>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    pub async fn execute_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, E>>,
+    {
+        self.run_hedged_async(move || {
+            let attempt = call();
+            async move { attempt.await.map_err(Error::Inner) }
+        })
+        .await
+    }
+
+    /// The hedged futures with the error already lifted (an async
+    /// pipeline's stage: errors of stages inside come back unchanged).
+    async fn run_hedged_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        if self.is_disposed() {
+            return Err(Error::Disposed);
+        }
+        let running = self.shell.counters.running_async();
+        let out = self.race_async(call).await;
+        running.finish(&out);
+        out
+    }
+
+    async fn race_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        use core::future::poll_fn;
+        use core::pin::pin;
+        use core::task::Poll;
+
+        let timer = self.timer();
+        let cap = self.config().max_workers;
+        let mut round = HedgeRound::new(self.config());
+        let mut attempts: Vec<AsyncAttempt<'_, Fut>> = Vec::new();
+        let mut last_failure: Option<Error<E>> = None;
+        // The sleep until the next hedge is due, and its deadline.
+        let mut sleep = pin!(None::<T::Sleep>);
+        let mut sleep_due = None;
+        let mut waiting = self.waiters.register_task();
+        let out = poll_fn(|cx| {
+            // Registered before the dispose check: a dispose after it
+            // wakes this task.
+            waiting.set_waker(cx.waker());
+            loop {
+                let mut i = 0;
+                while i < attempts.len() {
+                    match attempts[i].future.as_mut().poll(cx) {
+                        Poll::Pending => i += 1,
+                        Poll::Ready(Ok(value)) => {
+                            return Poll::Ready(Ok((attempts[i].attempt, value)));
+                        }
+                        Poll::Ready(Err(e)) => {
+                            last_failure = Some(e);
+                            drop(attempts.swap_remove(i));
+                            round.failed(timer.now());
+                        }
+                    }
+                }
+                if self.is_disposed() {
+                    return Poll::Ready(Err(Error::Disposed));
+                }
+                let now = timer.now();
+                match round.next_step(now) {
+                    HedgeStep::Launch { attempt } => {
+                        let slot = AsyncSlot::try_take(&self.async_in_flight, cap);
+                        let unhedged = slot.is_none();
+                        if unhedged {
+                            self.refused.incr();
+                            self.shell.emit(EventKind::Rejected { retry_after: None });
+                            if attempt > 1 {
+                                round.refused();
+                                continue;
+                            }
+                        }
+                        attempts.push(AsyncAttempt {
+                            attempt,
+                            future: std::boxed::Box::pin(call()),
+                            _slot: slot,
+                        });
+                        round.launched(now);
+                        if unhedged {
+                            // A first attempt refused at the cap: unhedged.
+                            round.refused();
+                        }
+                        if attempt > 1 {
+                            self.hedges.incr();
+                            self.shell.emit(EventKind::HedgeLaunched { attempt });
+                        }
+                    }
+                    HedgeStep::WaitUntil(due) => {
+                        if sleep_due != Some(due) || sleep.is_none() {
+                            sleep.set(Some(timer.sleep_until_async(due)));
+                            sleep_due = Some(due);
+                        }
+                        let Some(mut pending) = sleep.as_mut().as_pin_mut() else {
+                            unreachable!("the sleep was set above");
+                        };
+                        if super::async_timer::poll_deadline(timer, due, &mut pending, cx)
+                            .is_pending()
+                        {
+                            return Poll::Pending;
+                        }
+                        sleep.set(None);
+                        sleep_due = None;
+                    }
+                    HedgeStep::WaitForResult => return Poll::Pending,
+                    HedgeStep::Failed => {
+                        return Poll::Ready(Err(last_failure.take().unwrap_or(Error::Disposed)));
+                    }
+                }
+            }
+        })
+        .await;
+        // The losers are cancelled before the result is returned.
+        drop(attempts);
+        let (attempt, value) = out?;
+        if attempt > 1 {
+            self.won.incr();
+            self.shell.emit(EventKind::HedgeWon { attempt });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> super::AsyncPolicy for Hedging<T> {
+    /// Hedges the futures `call` makes (see
+    /// [`execute_async`](Hedging::execute_async)): each attempt runs the
+    /// policies inside the hedging, then the call; the losers' futures
+    /// (and what their inner policies hold) are dropped.
+    fn run_async<R, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
+    where
+        E: core::fmt::Display,
+        F: Fn() -> Fut + Clone,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        self.run_hedged_async(call)
     }
 }
 
