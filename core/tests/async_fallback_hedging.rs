@@ -7,9 +7,9 @@ mod async_util;
 use async_util::{DropFlag, assert_send, poll_once};
 
 use core::future::{pending, ready};
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering::SeqCst;
 use core::time::Duration;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use stockade::blocking::{
