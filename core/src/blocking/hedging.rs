@@ -522,7 +522,7 @@ impl<T: super::AsyncTimer> Hedging<T> {
     /// ```
     /// # #[cfg(feature = "tokio")] {
     /// use std::time::Duration;
-    /// use stockade::blocking::{Error, Hedging, TokioClock};
+    /// use stockade::blocking::{Hedging, TokioClock};
     /// use stockade::hedging::HedgingConfig;
     ///
     /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
@@ -542,7 +542,7 @@ impl<T: super::AsyncTimer> Hedging<T> {
     ///     .await?;
     /// assert_eq!(answer, 1); // the hedge, at 55 ms; the stuck attempt was dropped
     /// assert_eq!(hedging.metrics().hedges_won, 1);
-    /// # Ok::<(), Error<String>>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// # }
     /// ```
