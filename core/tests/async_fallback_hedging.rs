@@ -418,3 +418,36 @@ async fn hedging_and_fallback_compose_in_an_async_pipeline() {
     );
     assert_eq!(f.metrics().fallbacks, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_attempt_drops_the_others_and_counts_a_failure() {
+    let h = Arc::new(hedging(MS(10), 2, 16));
+    let (guard, dropped) = DropFlag::new();
+    let task = {
+        let h = Arc::clone(&h);
+        let made = Arc::new(core::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            let guard = Arc::new(Mutex::new(Some(guard)));
+            h.execute_async(|| {
+                let n = made.fetch_add(1, SeqCst);
+                let guard = guard.lock().unwrap().take();
+                async move {
+                    let _guard = guard;
+                    if n == 0 {
+                        sleep(FOREVER).await;
+                    } else {
+                        sleep(MS(5)).await;
+                        panic!("attempt 2 panics");
+                    }
+                    Ok::<_, &str>(n)
+                }
+            })
+            .await
+        })
+    };
+    let out = task.await;
+    assert!(out.is_err_and(|e| e.is_panic()));
+    assert!(dropped.load(SeqCst));
+    let m = h.metrics();
+    assert_eq!((m.calls, m.failures, m.hedges, m.in_flight), (1, 1, 1, 0));
+}
