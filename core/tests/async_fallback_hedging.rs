@@ -451,3 +451,30 @@ async fn a_panicking_attempt_drops_the_others_and_counts_a_failure() {
     let m = h.metrics();
     assert_eq!((m.calls, m.failures, m.hedges, m.in_flight), (1, 1, 1, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fallback_call_counts_a_failure() {
+    let f = Arc::new(
+        Fallback::with_timer(
+            "async-fallback-panic",
+            FallbackConfig::DEFAULT,
+            TokioClock::new(),
+        )
+        .unwrap(),
+    );
+    let task = {
+        let f = Arc::clone(&f);
+        tokio::spawn(async move {
+            f.execute_or_async(0, async {
+                sleep(MS(5)).await;
+                panic!("the call panics");
+                #[allow(unreachable_code)]
+                Ok::<u8, &str>(1)
+            })
+            .await
+        })
+    };
+    assert!(task.await.is_err_and(|e| e.is_panic()));
+    let m = f.metrics();
+    assert_eq!((m.calls, m.failures, m.fallbacks), (1, 1, 0));
+}
