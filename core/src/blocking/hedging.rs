@@ -230,7 +230,8 @@ impl<T: Timer> Hedging<T> {
 
     /// Subscribes a listener to this hedging's events
     /// ([`EventKind::HedgeLaunched`], [`EventKind::HedgeWon`],
-    /// [`EventKind::Rejected`] when the pool is full,
+    /// [`EventKind::Rejected`] when the pool is full or, for async calls,
+    /// the cap is reached,
     /// [`EventKind::Disposed`]).
     pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
         self.shell.subscribe(listener)
@@ -495,8 +496,9 @@ impl<T: super::AsyncTimer> Hedging<T> {
     ///   threads, which async attempts do not use; `in_flight` shows
     ///   both). A hedge refused at the cap is not made and the call goes
     ///   on with the attempts it has (no more hedges for it); a first
-    ///   attempt refused at the cap runs anyway, unhedged (as the blocking
-    ///   form runs it on the caller's thread). Both count in `rejections`
+    ///   attempt refused at the cap runs anyway, unhedged and outside
+    ///   `in_flight` (as the blocking form runs it on the caller's
+    ///   thread). Both count in `rejections`
     ///   and emit [`EventKind::Rejected`].
     /// * **Dropping the returned future** drops every attempt and gives
     ///   their places back; the call is not counted.
