@@ -136,7 +136,7 @@ cargo install cargo-fuzz --version 0.13.2 --locked --root target/tools --quiet
 
 step "Miri, strict provenance: C ABI unit tests and the core's (STOCKADE_SLOW=1: all of the core's)"
 # No -Zmiri-disable-isolation: under Miri the clock reads Instant, which
-# isolation emulates. The core's fast-tier subset (45 of its 173 unit
+# isolation emulates. The core's fast-tier subset (46 of its 173 unit
 # tests, under a minute once built): the clock's tick-clock and
 # Instant-conversion tests (not the nested-interrupt simulation, nor the
 # ones reading the clock thousands of times or across threads), the
