@@ -442,6 +442,7 @@ mod tests {
         s.word.store(3 * HELD_ONE, Ordering::SeqCst);
         s.begin();
         assert_eq!((s.held(), s.in_flight()), (3, 1));
+        assert_eq!(std::format!("{s:?}"), "OwnerSlot { held: 3, in_flight: 1 }");
         assert!(!s.is_idle());
         s.abort();
         assert_eq!((s.held(), s.in_flight()), (3, 0));
