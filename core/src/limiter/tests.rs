@@ -424,6 +424,45 @@ fn cancel_returns_only_the_latest_waiting_booking() {
     assert_eq!(back.into_token(), again);
 }
 
+/// A token carries its booking: the permits, ready time and wait of the
+/// reservation it came from.
+#[test]
+fn a_token_carries_its_booking() {
+    let l = limiter(RateLimiterConfig::DEFAULT.with_burst(3));
+    let clock = aligned(&l, 10);
+    drain(&l, &clock);
+    let r = l.reserve(3, Duration::MAX, &clock).unwrap();
+    assert!(!r.is_immediate());
+    let (permits, ready_at, wait) = (r.permits(), r.ready_at(), r.wait());
+    assert_eq!(permits, 3);
+    assert_eq!(wait, ready_at.saturating_duration_since(clock.now()));
+    let token = r.into_token();
+    assert_eq!(
+        (token.permits(), token.ready_at(), token.wait()),
+        (permits, ready_at, wait)
+    );
+    assert_eq!(l.cancel(token, &clock), Ok(3));
+}
+
+/// Each refused cancel says why, in words of its own.
+#[test]
+fn cancel_errors_say_why() {
+    let all = [
+        CancelError::Immediate,
+        CancelError::Ready,
+        CancelError::Superseded,
+    ];
+    let texts = all.map(|e| std::format!("{e}"));
+    for (e, text) in all.iter().zip(&texts) {
+        assert!(
+            text.starts_with("reservation not cancelled: ") && text.len() > 30,
+            "{e:?}: {text:?}"
+        );
+        assert_eq!(e.retry_after(), None);
+    }
+    assert!(texts[0] != texts[1] && texts[1] != texts[2] && texts[0] != texts[2]);
+}
+
 /// The polling step of the strict-mode window test: every millisecond, or
 /// every 10 ms under Miri, which interprets every poll. The grants fall on
 /// multiples of the 200 ms emission interval either way, so both find the
