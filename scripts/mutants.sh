@@ -81,15 +81,18 @@ run() { # run <prop test, or - for none> <file>...
 # The breaker's mutants that only a race can tell from the original: each
 # weakens a re-check inside a compare-and-swap loop (its caller checked the
 # same word once already) or readies the failure-rate window at another
-# moment. The unit and property tests cannot see them (one thread); the
+# moment, or keeps a clock reading across compare-and-swap attempts. The
+# unit and property tests cannot see them (one thread); the
 # loom models must. Optimised builds (--profile loom), so about 30 s each.
 loom_breaker() {
     local re='replace \|\| with && in CircuitBreaker::(release_probe|closed_success|closed_failure|probe_success|probe_failure|record)$'
     re+='|in CircuitBreaker::swap_ctrl$|== with != in CircuitBreaker::admission_elapsed$'
+    re+='|replace LazyNow<.c, C>::forget with \(\)$'
     printf '\n==> breaker race-only mutants under loom\n'
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR="$builds-loom" \
         cargo mutants -p stockade --file core/src/breaker/transition.rs \
-        --file core/src/breaker/permit.rs --file core/src/breaker/window.rs --re "$re" \
+        --file core/src/breaker/permit.rs --file core/src/breaker/window.rs \
+        --file core/src/breaker/stamp.rs --re "$re" \
         -j 1 --timeout 300 --build-timeout 600 --profile loom -o "$out/loom-breaker" -- \
         --test loom_breaker || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
 }
