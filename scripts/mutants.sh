@@ -5,7 +5,8 @@
 #
 # Usage: scripts/mutants.sh                 every group below, in order
 #        scripts/mutants.sh breaker limiter  only those groups (breaker
-#                                            breaker-loom limiter bulkhead budget backoff)
+#                                            breaker-loom limiter bulkhead budget backoff
+#                                            time)
 #        scripts/mutants.sh core/src/limiter/gcra.rs   one file of a group
 #        scripts/mutants.sh breaker-loom     the breaker's race-only mutants
 #                                            against its loom models
@@ -18,8 +19,9 @@
 # models, which need --cfg stockade_loom and take minutes). A mutant whose
 # tests run past 60 s counts as a timeout. The mutants that survive are then
 # run again in the 32-bit state layout (`--cfg stockade_force_32bit`).
-# Reports land in target/mutants/<file stem>/mutants.out and, if any
-# survived, target/mutants/<file stem>-32/mutants.out (outcomes.json,
+# Reports land in target/mutants/<name>/mutants.out (<name>: the path under
+# core/src without .rs, / as -, e.g. breaker-config) and, if any
+# survived, target/mutants/<name>-32/mutants.out (outcomes.json,
 # missed.txt, caught.txt, unviable.txt, timeout.txt); the survivors are
 # the second missed.txt.
 #
@@ -46,18 +48,21 @@ builds=$target/mutants-build
 out=${MUTANTS_OUT:-$target/mutants}
 mkdir -p "$out"
 
-run() { # run <prop test> <file>...
-    local prop=$1 file name shard=()
+run() { # run <prop test, or - for none> <file>...
+    local prop=$1 file name shard=() tests=(--lib --test bug_classes)
     shift
+    [ "$prop" = - ] || tests+=(--test "$prop")
     [ -n "${MUTANTS_SHARD:-}" ] && shard=(--shard "$MUTANTS_SHARD" --sharding round-robin)
     for file in "$@"; do
-        name=$(basename "$file" .rs)
+        # breaker/config.rs -> breaker-config (two files are named config.rs)
+        name=${file#core/src/}
+        name=${name%.rs}
+        name=${name//\//-}
         printf '\n==> %s\n' "$file"
         # Exit status 2 (missed mutants) and 3 (timeouts) are results, reported
         # in $out; anything else (a baseline that fails, a bad flag) stops here.
         CARGO_TARGET_DIR="$builds" cargo mutants -p stockade --file "$file" -j 1 --timeout 60 --build-timeout 300 \
-            "${shard[@]}" -o "$out/$name" -- \
-            --lib --test "$prop" --test bug_classes || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
+            "${shard[@]}" -o "$out/$name" -- "${tests[@]}" || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
         # The survivors again in the 32-bit state layout, forced on this
         # host: its ticks, wrapping words and limits are code the 64-bit
         # layout compiles out or runs with a 1 ns tick. Selected by name
@@ -69,44 +74,50 @@ run() { # run <prop test> <file>...
         printf '\n==> %s, survivors in the 32-bit layout\n' "$file"
         RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR="$builds-32" \
             cargo mutants -p stockade --file "$file" --re "$re" -j 1 --timeout 60 --build-timeout 300 \
-            -o "$out/$name-32" -- \
-            --lib --test "$prop" --test bug_classes || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
+            -o "$out/$name-32" -- "${tests[@]}" || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
     done
 }
 
 # The breaker's mutants that only a race can tell from the original: each
 # weakens a re-check inside a compare-and-swap loop (its caller checked the
 # same word once already) or readies the failure-rate window at another
-# moment. The unit and property tests cannot see them (one thread); the
+# moment, or keeps a clock reading across compare-and-swap attempts. The
+# unit and property tests cannot see them (one thread); the
 # loom models must. Optimised builds (--profile loom), so about 30 s each.
 loom_breaker() {
     local re='replace \|\| with && in CircuitBreaker::(release_probe|closed_success|closed_failure|probe_success|probe_failure|record)$'
     re+='|in CircuitBreaker::swap_ctrl$|== with != in CircuitBreaker::admission_elapsed$'
+    re+='|replace LazyNow<.c, C>::forget with \(\)$'
     printf '\n==> breaker race-only mutants under loom\n'
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR="$builds-loom" \
         cargo mutants -p stockade --file core/src/breaker/transition.rs \
-        --file core/src/breaker/permit.rs --file core/src/breaker/window.rs --re "$re" \
+        --file core/src/breaker/permit.rs --file core/src/breaker/window.rs \
+        --file core/src/breaker/stamp.rs --re "$re" \
         -j 1 --timeout 300 --build-timeout 600 --profile loom -o "$out/loom-breaker" -- \
         --test loom_breaker || { rc=$?; [ $rc = 2 ] || [ $rc = 3 ]; }
 }
 
 groups=("$@")
-[ ${#groups[@]} = 0 ] && groups=(breaker breaker-loom limiter bulkhead budget backoff)
+[ ${#groups[@]} = 0 ] && groups=(breaker breaker-loom limiter bulkhead budget backoff time)
 for g in "${groups[@]}"; do
     case $g in
-    breaker) run prop_breaker core/src/breaker/{machine,transition,permit,window,config}.rs ;;
-    limiter) run prop_limiter core/src/limiter/{gcra,plan}.rs ;;
-    bulkhead) run prop_bulkhead core/src/bulkhead.rs ;;
+    breaker) run prop_breaker core/src/breaker/{machine,transition,permit,window,config,state,word,stamp,metrics}.rs ;;
+    limiter) run prop_limiter core/src/limiter/{gcra,plan,config,reservation,error}.rs ;;
+    bulkhead) run prop_bulkhead core/src/bulkhead.rs core/src/bulkhead/owners.rs ;;
     budget) run prop_budget core/src/budget.rs ;;
     backoff) run prop_backoff core/src/backoff.rs ;;
+    # The clock and deadlines: their own unit tests and everything else in
+    # the library that reads them (no property test of their own).
+    time) run - core/src/deadline.rs core/src/clock.rs ;;
     breaker-loom) loom_breaker ;;
     core/src/breaker/*.rs) run prop_breaker "$g" ;;
     core/src/limiter/*.rs) run prop_limiter "$g" ;;
-    core/src/bulkhead.rs) run prop_bulkhead "$g" ;;
+    core/src/bulkhead.rs | core/src/bulkhead/*.rs) run prop_bulkhead "$g" ;;
     core/src/budget.rs) run prop_budget "$g" ;;
     core/src/backoff.rs) run prop_backoff "$g" ;;
+    core/src/deadline.rs | core/src/clock.rs) run - "$g" ;;
     *)
-        echo "unknown group or file: $g (breaker limiter bulkhead budget backoff breaker-loom)" >&2
+        echo "unknown group or file: $g (breaker limiter bulkhead budget backoff time breaker-loom)" >&2
         exit 1
         ;;
     esac

@@ -101,7 +101,14 @@ pub(crate) use const_fn_unless_loom;
 
 // --- The blocking layer's locks and threads (feature `std`) --------------
 
-#[cfg(all(feature = "std", not(stockade_loom)))]
+/// Under Miri, the standard library's locks behind `parking_lot`'s API:
+/// a contended `parking_lot` lock casts an integer to a pointer (its
+/// waiter queue, `parking_lot_core`'s `word_lock`), which Miri refuses
+/// under `-Zmiri-strict-provenance`; whether a test contends depends on
+/// Miri's thread schedule.
+#[cfg(all(feature = "std", not(stockade_loom), miri))]
+pub(crate) use self::std_locks::{Mutex, RwLock};
+#[cfg(all(feature = "std", not(stockade_loom), not(miri)))]
 pub(crate) use parking_lot::{Mutex, RwLock};
 /// The `Arc` of records shared between a waiter and the thread that wakes
 /// it (loom's checks that every one is freed). Public API types keep
@@ -199,12 +206,75 @@ mod model {
     }
 }
 
+/// The standard library's locks behind `parking_lot`'s infallible API,
+/// for Miri (see [`Mutex`]'s import above). A panic while locked leaves
+/// the data as it was, as with `parking_lot` (no poisoning).
+#[cfg(all(feature = "std", miri))]
+mod std_locks {
+    use core::fmt;
+    use std::sync::PoisonError;
+
+    pub(crate) use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+
+    /// `parking_lot::Mutex`'s API over `std::sync::Mutex`.
+    #[derive(Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Mutex<T> {
+            Mutex(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl<T> fmt::Debug for Mutex<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Mutex").finish_non_exhaustive()
+        }
+    }
+
+    /// `parking_lot::RwLock`'s API over `std::sync::RwLock`.
+    #[derive(Default)]
+    pub(crate) struct RwLock<T>(std::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) const fn new(value: T) -> RwLock<T> {
+            RwLock(std::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl<T> fmt::Debug for RwLock<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RwLock").finish_non_exhaustive()
+        }
+    }
+}
+
 /// Locks and threads for process-wide state that loom cannot model (a
 /// loom object must not outlive one model execution): the pattern
 /// registries, the event counters' stripe table, the listener-id counter,
-/// the coarse clock's upkeep thread. The real thing in every build.
+/// the coarse clock's upkeep thread. The real thing in every build (the
+/// standard library's locks under Miri, as above).
 #[cfg(feature = "std")]
 pub(crate) mod unmodelled {
+    #[cfg(miri)]
+    pub(crate) use super::std_locks::Mutex;
+    #[cfg(not(miri))]
     pub(crate) use parking_lot::Mutex;
     pub(crate) use portable_atomic::AtomicU64;
     pub(crate) use std::thread;

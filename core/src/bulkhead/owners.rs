@@ -406,6 +406,49 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_that_changed_between_the_reads_defers_the_snapshot() {
+        // The live owner 0 takes a permit after the first read of its slot
+        // (so the bulkhead's count includes it) and returns it before the
+        // second: its held count and in-flight mark read the same twice,
+        // only the operation number tells the reads apart. Taken as
+        // consistent, the snapshot would return owner 0's permit too.
+        let b = bulkhead(3);
+        let slots = [OwnerSlot::new(), OwnerSlot::new()];
+        slots[0].try_acquire(&b).unwrap();
+        slots[1].try_acquire(&b).unwrap();
+        let calls = core::cell::Cell::new(0);
+        let slot = |i: usize| {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                2 => drop(slots[0].try_acquire(&b).unwrap()),
+                3 => drop(slots[0].release(&b).unwrap()),
+                _ => {}
+            }
+            &slots[i]
+        };
+        let mut scratch = [0; 2];
+        let clock = ManualClock::new();
+        let first = return_orphans(&b, 2, slot, |i| i == 1, &mut scratch, &clock, WINDOW);
+        assert_eq!(first, None);
+        assert_eq!((b.in_use(), slots[0].held()), (2, 1));
+        assert_eq!(reap_owner_1(&b, &slots, &clock), Some(1));
+        assert_eq!((b.in_use(), slots[0].held()), (1, 1));
+    }
+
+    #[test]
+    fn an_operation_in_flight_is_not_counted_as_held() {
+        // An owner holding three permits, stopped inside a fourth acquire.
+        let s = OwnerSlot::new();
+        s.word.store(3 * HELD_ONE, Ordering::SeqCst);
+        s.begin();
+        assert_eq!((s.held(), s.in_flight()), (3, 1));
+        assert_eq!(std::format!("{s:?}"), "OwnerSlot { held: 3, in_flight: 1 }");
+        assert!(!s.is_idle());
+        s.abort();
+        assert_eq!((s.held(), s.in_flight()), (3, 0));
+    }
+
+    #[test]
     fn double_release_and_the_cap_are_refused() {
         let b = bulkhead(2);
         let s = OwnerSlot::new();
