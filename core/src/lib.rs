@@ -257,6 +257,9 @@ pub mod shared;
 
 #[cfg(feature = "std")]
 pub mod blocking;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};
 
