@@ -45,10 +45,10 @@ RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,tower,tokio --locked
 
-step "tests, 64-bit state layout (shared memory across real processes and Redis included)"
-cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis --locked
+step "tests, 64-bit state layout (shared memory across real processes, Redis, and the tower layers with the axum example's loopback load test included)"
+cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis,stockade/tower,stockade/tokio --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -96,6 +96,8 @@ rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tower --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tower,tokio --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"
