@@ -12,7 +12,7 @@
 //! | [`PolicyLayer::replaying`] / [`Pipeline::into_replaying_layer`] | any pipeline | `Clone` |
 //!
 //! Each wrapped service runs the request through the pattern's async form
-//! (`execute_async`, [`AsyncPolicy`](crate::blocking::AsyncPolicy)): the
+//! (`execute_async`, [`AsyncPolicy`]): the
 //! same objects, state, events and metrics as their blocking calls, so one
 //! breaker can guard an HTTP route and a background thread at once.
 //!
