@@ -43,12 +43,16 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
+# The optional parts, the async forms with both timers included.
+cargo clippy -p stockade --all-targets --features shared-memory,redis,tokio,async-io,tower --locked -- -D warnings
+cargo clippy -p stockade --features async --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,tower,tokio --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,tokio,async-io,tower --locked
 
-step "tests, 64-bit state layout (shared memory across real processes, Redis, and the tower layers with the axum example's loopback load test included)"
-cargo test --workspace --exclude stockade-demo --features stockade/shared-memory,stockade/redis,stockade/tower,stockade/tokio --locked
+step "tests, 64-bit state layout (shared memory across real processes, Redis, the async forms on tokio, and the tower layers with the axum example's loopback load test included)"
+cargo test --workspace --exclude stockade-demo \
+    --features stockade/shared-memory,stockade/redis,stockade/tokio,stockade/async-io,stockade/tower --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -61,7 +65,7 @@ step "tests, 32-bit state layout forced on this host"
 # 64-bit layout (exact nanoseconds), while the 32-bit layout's coarser ticks
 # are documented and asserted by the tests themselves.
 RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
-    cargo test -p stockade --lib --tests --features shared-memory --locked
+    cargo test -p stockade --lib --tests --features shared-memory,tokio --locked
 
 step "Python package: pip install ./python into its own virtualenv, then pytest"
 # Needs python3 >= 3.9 with venv; the virtualenv and the build are cached
@@ -96,6 +100,10 @@ rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async-io --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio,async-io,shared-memory,redis --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tower --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tower,tokio --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
@@ -120,7 +128,7 @@ if [ "${STOCKADE_SKIP_LOOM:-0}" != 1 ]; then
     loom_tests=()
     for f in core/tests/loom_*.rs; do loom_tests+=(--test "$(basename "$f" .rs)"); done
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-        cargo test -p stockade --profile loom --locked "${loom_tests[@]}"
+        cargo test -p stockade --profile loom --features async --locked "${loom_tests[@]}"
     # The owner ledger's models live beside its private steps (an owner
     # stopped after each step of an acquire or a release).
     RUSTFLAGS="--cfg stockade_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
@@ -168,7 +176,7 @@ if [ "$slow" = 1 ]; then
     # children start threads after a fork of a multi-threaded parent, which
     # TSan does not support) and the loom models (empty without --cfg
     # stockade_loom); shared memory across real processes included.
-    tsan_tests=(--features shared-memory --lib)
+    tsan_tests=(--features shared-memory,tokio --lib)
     for f in core/tests/*.rs; do
         name=$(basename "$f" .rs)
         [[ $name == fork || $name == redis_breaker || $name == loom_* ]] || tsan_tests+=(--test "$name")
@@ -176,6 +184,8 @@ if [ "$slow" = 1 ]; then
     "${tsan[@]}" "${tsan_tests[@]}"
 else
     "${tsan[@]}" --test blocking_bulkhead --test blocking_limiter --test blocking_timeout
+    # Tasks and threads in one bulkhead queue.
+    "${tsan[@]}" --features tokio --test async_bulkhead
     "${tsan[@]}" --lib -- blocking::
 fi
 

@@ -208,6 +208,95 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Async Rust, one example per pattern
+//!
+//! With feature `tokio` (or `async-io`; both imply `async`), every pattern
+//! of the blocking API also runs futures, on **the same object**: one
+//! named, registered breaker, limiter or bulkhead serves threads and tasks
+//! with one state, one set of events and one set of metrics. Each form is
+//! the blocking name plus `_async` (`execute_async`, `acquire_async`,
+//! `execute_classified_async`, `execute_if_async`); the async
+//! [`Policy`](blocking::Policy) is `AsyncPolicy`,
+//! and a [`Pipeline`](blocking::Pipeline) of async-capable patterns runs
+//! futures with `execute_async`. Waits never block a thread: a limiter's
+//! reservation and a retry's back-off are sleeps on an
+//! `AsyncTimer`, a bulkhead's queue wakes tasks
+//! through their `Waker`s (in one FIFO with blocking callers), and a
+//! timeout drops the future at its deadline. Dropping any of these futures
+//! cancels the call and gives back what it held. These examples use
+//! `TokioClock` on tokio's paused time, so waits
+//! take no real time; a program uses the default clock (`X::new(..)`).
+//!
+//! ```
+//! # #[cfg(feature = "tokio")] {
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use stockade::prelude::*;
+//! use stockade::blocking::TokioClock;
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+//! # runtime.block_on(async {
+//! let clock = TokioClock::new();
+//! let start = tokio::time::Instant::now();
+//!
+//! // Circuit breaker: the call's future runs while the permit is held.
+//! let breaker = CircuitBreaker::with_timer("db", BreakerConfig::DEFAULT, clock)?;
+//! assert_eq!(breaker.execute_async(async { Ok::<_, String>("row") }).await?, "row");
+//!
+//! // Bulkhead: a task waits its turn without blocking its thread.
+//! let bulkhead = Bulkhead::with_timer("api", BulkheadConfig::DEFAULT.with_max_concurrent(1), clock)?;
+//! let held = bulkhead.acquire_async().await?;
+//! assert!(matches!(bulkhead.try_acquire(), Err(Error::BulkheadFull)));
+//! drop(held);
+//! assert_eq!(bulkhead.execute_async(async { Ok::<_, String>(1) }).await?, 1);
+//!
+//! // Rate limiter: 10 per second, no burst; the second call sleeps 100 ms.
+//! let limiter = RateLimiter::with_timer(
+//!     "quota",
+//!     RateLimiterConfig::DEFAULT.with_requests_per_period(10).with_burst(1),
+//!     clock,
+//! )?;
+//! limiter.acquire_async(1).await?;
+//! limiter.acquire_async(1).await?;
+//! assert_eq!(start.elapsed(), Duration::from_millis(100));
+//!
+//! // Retry: the back-off (1 s) is a sleep on the clock.
+//! let retry = Retry::with_timer("flaky", RetryConfig::DEFAULT, clock)?;
+//! let attempts = AtomicU32::new(0);
+//! let fetched = retry
+//!     .execute_async(|| async {
+//!         if attempts.fetch_add(1, Ordering::Relaxed) == 0 { Err("HTTP 503") } else { Ok("payload") }
+//!     })
+//!     .await?;
+//! assert_eq!(fetched, "payload");
+//!
+//! // Timeout: the future is dropped at the deadline.
+//! let timeout = Timeout::with_timer("slow", TimeoutConfig::new(Duration::from_secs(2))?, clock)?;
+//! let late = timeout
+//!     .execute_async(async {
+//!         tokio::time::sleep(Duration::from_secs(60)).await;
+//!         Ok::<_, String>(())
+//!     })
+//!     .await;
+//! assert!(matches!(late, Err(Error::TimedOut { .. })));
+//!
+//! // Combine them: `then_async` adds the timeout, which bounds each attempt.
+//! let pipeline = Pipeline::new()
+//!     .then(&limiter)
+//!     .then(&bulkhead)
+//!     .then(&breaker)
+//!     .then(&retry)
+//!     .then_async(&timeout);
+//! assert_eq!(pipeline.execute_async(|| async { Ok::<_, String>(7) }).await?, 7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The request-response pattern has no async form yet (its handler is a
+//! blocking function).
+//!
 //! # Errors
 //!
 //! Invalid configuration returns a [`ConfigError`] naming the option; a
@@ -229,6 +318,17 @@
 //!   atomics then stand in where the target has none. Only
 //!   [`ManualClock`](clock::ManualClock) needs them there; no state machine
 //!   ever takes a lock.
+//!
+//! - `async`: the async forms of every blocking pattern (see
+//!   [above](#async-rust-one-example-per-pattern)), with no dependency of
+//!   its own: bring an `AsyncTimer`.
+//! - `tokio`: `async` with tokio's timer: the default
+//!   [`MonotonicClock`](clock::MonotonicClock) waits with `tokio::time`
+//!   inside a tokio runtime, and `TokioClock`
+//!   reads tokio's (pausable) time.
+//! - `async-io`: `async` with async-io's timer, for any executor (smol,
+//!   async-std, a custom one); with `tokio` too, a wait made inside a tokio
+//!   runtime uses tokio's timer and any other async-io's.
 //!
 //! The C and Python bindings will add features of their own.
 #![no_std]
@@ -268,8 +368,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
-/// tests; with feature `async`, [`AsyncPolicy`](blocking::AsyncPolicy) and
-/// [`AsyncTimer`](blocking::AsyncTimer).
+/// tests; with feature `async`, `AsyncPolicy` and
+/// `AsyncTimer`.
 ///
 /// ```
 /// use stockade::prelude::*;

@@ -54,7 +54,8 @@ async fn a_dropped_probe_frees_its_slot() {
     );
     let _ = b.execute_async(async { Err::<(), _>("down") }).await;
     assert_eq!(b.state(), BreakerState::Open);
-    tokio::time::advance(Duration::from_secs(1)).await;
+    // Past `reset_timeout` by more than the 32-bit layout's coarser tick.
+    tokio::time::advance(Duration::from_millis(1100)).await;
     let (guard, dropped) = DropFlag::new();
     {
         let mut probe = pin!(b.execute_async(async move {

@@ -139,3 +139,23 @@ async fn a_timed_pipeline_runs_futures_too() {
     // The breaker outside counted the timeout as a failure.
     assert_eq!(breaker.metrics().failures, 1);
 }
+
+/// The workspace README's async example is the crate README's, which runs
+/// as a doc test (the crate README's hidden `# ` lines aside).
+#[test]
+fn the_readme_example_is_the_doc_tested_one() {
+    fn example(readme: &str, heading: &str) -> String {
+        let section = &readme[readme.find(heading).expect("the section")..];
+        let code = &section[section.find("```rust\n").expect("the example") + 8..];
+        let code = &code[..code.find("```").expect("its end")];
+        code.lines()
+            .filter(|l| !l.starts_with("# ") && *l != "#")
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    let root = include_str!("../../README.md");
+    let crate_readme = include_str!("../README.md");
+    let shown = example(root, "## Async Rust");
+    assert!(shown.contains("execute_async"), "{shown}");
+    assert_eq!(shown, example(crate_readme, "## Async Rust"));
+}

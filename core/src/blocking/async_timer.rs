@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 ///
 /// Implemented, with feature `tokio` or `async-io`, for the default
 /// [`MonotonicClock`](crate::clock::MonotonicClock) (see its
-/// [`RuntimeSleep`]), and with feature `tokio` for [`TokioClock`], which
+/// `RuntimeSleep`), and with feature `tokio` for `TokioClock`, which
 /// reads tokio's own time (so tokio's paused test time drives the
 /// patterns deterministically). Implement it for your own runtime: a
 /// sleep that completes once the clock reached the deadline. A sleep that
@@ -53,41 +53,59 @@ impl<T: AsyncTimer + ?Sized> AsyncTimer for Arc<T> {
     }
 }
 
-/// The sleep of [`MonotonicClock`](crate::clock::MonotonicClock)'s
-/// [`AsyncTimer`] (feature `tokio` or `async-io`): tokio's timer when the
-/// sleep is made inside a tokio runtime (feature `tokio`), otherwise
-/// async-io's (feature `async-io`), which works on any executor.
-///
-/// The deadline is on the monotonic clock, the sleep on the runtime's
-/// timer: under tokio's paused time (tests) the two disagree, and a
-/// pattern waits until the monotonic clock reaches its deadline (sleeping
-/// again as often as paused time jumps ahead). Give patterns a
-/// [`TokioClock`] in tests on paused time.
-///
-/// With feature `tokio` alone, a sleep made outside a tokio runtime (or in
-/// one built without `enable_time`) panics when polled, as
-/// `tokio::time::sleep` does: enable `async-io` too to wait elsewhere.
 #[cfg(any(feature = "tokio", feature = "async-io"))]
-pub struct RuntimeSleep(SleepOn);
+pin_project_lite::pin_project! {
+    /// The sleep of [`MonotonicClock`](crate::clock::MonotonicClock)'s
+    /// [`AsyncTimer`] (feature `tokio` or `async-io`): tokio's timer when the
+    /// sleep is made inside a tokio runtime (feature `tokio`), otherwise
+    /// async-io's (feature `async-io`), which works on any executor.
+    ///
+    /// The deadline is on the monotonic clock, the sleep on the runtime's
+    /// timer: under tokio's paused time (tests) the two disagree, and a
+    /// pattern waits until the monotonic clock reaches its deadline (sleeping
+    /// again as often as paused time jumps ahead). Give patterns a
+    /// [`TokioClock`] in tests on paused time.
+    ///
+    /// With feature `tokio` alone, a sleep made outside a tokio runtime (or in
+    /// one built without `enable_time`) panics when polled, as
+    /// `tokio::time::sleep` does: enable `async-io` too to wait elsewhere.
+    pub struct RuntimeSleep {
+        #[pin]
+        on: SleepOn,
+    }
+}
+
+/// tokio's sleep, or (without feature `tokio`) a stand-in never made.
+#[cfg(feature = "tokio")]
+type TokioSleep = tokio::time::Sleep;
+#[cfg(all(not(feature = "tokio"), feature = "async-io"))]
+type TokioSleep = core::future::Pending<()>;
+/// async-io's timer, or (without feature `async-io`) a stand-in never
+/// made.
+#[cfg(feature = "async-io")]
+type IoTimer = async_io::Timer;
+#[cfg(all(not(feature = "async-io"), feature = "tokio"))]
+type IoTimer = core::future::Pending<std::time::Instant>;
 
 #[cfg(any(feature = "tokio", feature = "async-io"))]
-enum SleepOn {
-    #[cfg(feature = "tokio")]
-    Tokio(Pin<std::boxed::Box<tokio::time::Sleep>>),
-    #[cfg(feature = "async-io")]
-    AsyncIo(async_io::Timer),
+pin_project_lite::pin_project! {
+    /// The sleep inline (no allocation), pinned in place.
+    #[project = SleepOnProj]
+    #[allow(dead_code, reason = "one variant is a stand-in without its feature")]
+    enum SleepOn {
+        Tokio { #[pin] sleep: TokioSleep },
+        AsyncIo { #[pin] timer: IoTimer },
+    }
 }
 
 #[cfg(any(feature = "tokio", feature = "async-io"))]
 impl Future for RuntimeSleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
-        match &mut self.0 {
-            #[cfg(feature = "tokio")]
-            SleepOn::Tokio(sleep) => sleep.as_mut().poll(cx),
-            #[cfg(feature = "async-io")]
-            SleepOn::AsyncIo(timer) => Pin::new(timer).poll(cx).map(drop),
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
+        match self.project().on.project() {
+            SleepOnProj::Tokio { sleep } => sleep.poll(cx),
+            SleepOnProj::AsyncIo { timer } => timer.poll(cx).map(drop),
         }
     }
 }
@@ -107,19 +125,50 @@ impl AsyncTimer for crate::clock::MonotonicClock {
     /// (see [`RuntimeSleep`] for which).
     fn sleep_until_async(&self, deadline: Timestamp) -> RuntimeSleep {
         use crate::clock::Clock;
-        let left = deadline.saturating_duration_since(self.now());
+        RuntimeSleep::after(deadline.saturating_duration_since(self.now()))
+    }
+}
+
+/// The host clock of patterns shared between processes: its deadlines are
+/// awaited as [`MonotonicClock`](crate::clock::MonotonicClock)'s are.
+#[cfg(all(
+    feature = "shared-memory",
+    any(feature = "tokio", feature = "async-io")
+))]
+impl AsyncTimer for crate::shared::HostClock {
+    type Sleep = RuntimeSleep;
+
+    /// Sleeps for the time left until `deadline` on the runtime's timer
+    /// (see [`RuntimeSleep`] for which).
+    fn sleep_until_async(&self, deadline: Timestamp) -> RuntimeSleep {
+        use crate::clock::Clock;
+        RuntimeSleep::after(deadline.saturating_duration_since(self.now()))
+    }
+}
+
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+impl RuntimeSleep {
+    /// A sleep of `left` on the runtime's timer: tokio's inside a tokio
+    /// runtime (feature `tokio`), async-io's otherwise.
+    pub fn after(left: Duration) -> RuntimeSleep {
         #[cfg(all(feature = "tokio", feature = "async-io"))]
         let on_tokio = tokio::runtime::Handle::try_current().is_ok();
         #[cfg(all(feature = "tokio", not(feature = "async-io")))]
         let on_tokio = true;
         #[cfg(feature = "tokio")]
         if on_tokio {
-            return RuntimeSleep(SleepOn::Tokio(std::boxed::Box::pin(tokio::time::sleep(
-                left,
-            ))));
+            return RuntimeSleep {
+                on: SleepOn::Tokio {
+                    sleep: tokio::time::sleep(left),
+                },
+            };
         }
         #[cfg(feature = "async-io")]
-        return RuntimeSleep(SleepOn::AsyncIo(async_io::Timer::after(left)));
+        return RuntimeSleep {
+            on: SleepOn::AsyncIo {
+                timer: async_io::Timer::after(left),
+            },
+        };
         #[cfg(not(feature = "async-io"))]
         unreachable!("with `tokio` alone, every sleep is tokio's")
     }
@@ -220,10 +269,10 @@ impl Timer for TokioClock {
 
 #[cfg(feature = "tokio")]
 impl AsyncTimer for TokioClock {
-    type Sleep = Pin<std::boxed::Box<tokio::time::Sleep>>;
+    type Sleep = tokio::time::Sleep;
 
-    fn sleep_until_async(&self, deadline: Timestamp) -> Self::Sleep {
-        std::boxed::Box::pin(tokio::time::sleep_until(self.instant(deadline)))
+    fn sleep_until_async(&self, deadline: Timestamp) -> tokio::time::Sleep {
+        tokio::time::sleep_until(self.instant(deadline))
     }
 }
 
@@ -239,7 +288,7 @@ pub(super) async fn sleep_until_or_disposed<T: AsyncTimer>(
     if timer.now() >= deadline {
         return !disposed();
     }
-    let waiting = list.register_task();
+    let mut waiting = list.register_task();
     let mut sleep = pin!(timer.sleep_until_async(deadline));
     poll_fn(|cx| {
         // Registered before the check: a dispose after it wakes this task.

@@ -9,6 +9,10 @@ use core::fmt;
 use core::future::Future;
 use core::mem::ManuallyDrop;
 use core::panic::AssertUnwindSafe;
+#[cfg(feature = "async")]
+use core::pin::Pin;
+#[cfg(feature = "async")]
+use core::task::Poll;
 use core::time::Duration;
 #[cfg(feature = "redis")]
 use std::boxed::Box;
@@ -1810,19 +1814,15 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// # }
     /// ```
     #[inline]
-    pub async fn execute_async<R, E>(
-        &self,
-        call: impl Future<Output = Result<R, E>>,
-    ) -> Result<R, Error<E>> {
-        match self
-            .guarded_async(call, |result: &Result<R, E>| match result {
+    pub fn execute_async<R, E, F>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
+    where
+        F: Future<Output = Result<R, E>>,
+    {
+        Flat {
+            guarded: self.guarded_async(call, |result: &Result<R, E>| match result {
                 Ok(_) => Outcome::Success,
                 Err(_) => Outcome::Failure,
-            })
-            .await
-        {
-            Ok(result) => result.map_err(Error::Inner),
-            Err(refused) => Err(refused),
+            }),
         }
     }
 
@@ -1834,84 +1834,195 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     ///
     /// As [`execute`](Self::execute).
     #[inline]
-    pub async fn execute_classified_async<R, E>(
+    pub fn execute_classified_async<R, E, F>(
         &self,
         classify: impl FnOnce(&Result<R, E>) -> Outcome,
-        call: impl Future<Output = Result<R, E>>,
-    ) -> Result<R, Error<E>> {
-        match self.guarded_async(call, classify).await {
-            Ok(result) => result.map_err(Error::Inner),
-            Err(refused) => Err(refused),
+        call: F,
+    ) -> impl Future<Output = Result<R, Error<E>>>
+    where
+        F: Future<Output = Result<R, E>>,
+    {
+        Flat {
+            guarded: self.guarded_async(call, classify),
         }
     }
 
-    /// Admits the call, awaits it, reports its classified outcome; `Err`
-    /// only for a refusal. The async twin of `guarded`: the closed path
-    /// without a clock, a verdict owed by a drop guard across the await.
+    /// The future that admits the call at its first poll, awaits it and
+    /// reports its classified outcome; `Err` only for a refusal. The async
+    /// twin of `guarded`, written by hand (no generator): the closed path
+    /// without a clock, the verdict owed across the await.
     #[inline]
-    async fn guarded_async<X, E>(
-        &self,
-        call: impl Future<Output = X>,
-        classify: impl FnOnce(&X) -> Outcome,
-    ) -> Result<X, Error<E>> {
-        let inner = &*self.inner;
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = &inner.fleet {
-            let held = inner.admit_fleet_asking(fleet)?;
-            let owed = VerdictOwed { inner, held };
-            let result = call.await;
-            let outcome = classify(&result);
-            owed.give(outcome);
-            return Ok(result);
+    fn guarded_async<X, E, F, C>(&self, call: F, classify: C) -> Guarded<'_, T, F, C, E>
+    where
+        F: Future<Output = X>,
+        C: FnOnce(&X) -> Outcome,
+    {
+        Guarded {
+            call,
+            inner: &self.inner,
+            stage: Stage::Start,
+            classify: Some(classify),
+            error: core::marker::PhantomData,
         }
-        let token = match inner.core.try_acquire_without_clock() {
-            Some(permit) => permit.into_token(),
-            None => inner.admit_local()?,
-        };
-        let owed = VerdictOwed {
-            inner,
-            held: Held::Local(token),
-        };
-        let result = call.await;
-        let outcome = classify(&result);
-        owed.give(outcome);
-        Ok(result)
     }
 }
 
-/// The verdict an admitted async call owes: given by
-/// [`give`](Self::give); a drop without one (the future was dropped, or a
-/// panic unwinds) is `Ignored`, or `Failure` while panicking.
+/// Where a [`Guarded`] call is.
 #[cfg(feature = "async")]
-struct VerdictOwed<'a, T: Timer> {
-    inner: &'a Inner<T>,
-    held: Held,
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Not admitted yet (admission is at the first poll).
+    Start,
+    /// Admitted: the verdict is owed.
+    Running(Held),
+    /// Refused or reported.
+    Done,
 }
 
 #[cfg(feature = "async")]
-impl<T: Timer> VerdictOwed<'_, T> {
-    #[inline]
-    fn give(self, outcome: Outcome) {
-        let this = ManuallyDrop::new(self);
-        match this.held {
-            Held::Local(token) => this.inner.finish(token, outcome),
-            #[cfg(feature = "redis")]
-            held => {
-                this.inner.finish_held(held, outcome, true);
+pin_project_lite::pin_project! {
+    /// An async call through a breaker: admitted at its first poll,
+    /// reported when `call` is ready. Dropped while running (cancelled, or
+    /// a panic unwinds) it owes its verdict: `Ignored`, or `Failure` while
+    /// panicking.
+    struct Guarded<'a, T: Timer, F, C, E> {
+        #[pin]
+        call: F,
+        inner: &'a Inner<T>,
+        stage: Stage,
+        classify: Option<C>,
+        error: core::marker::PhantomData<fn() -> E>,
+    }
+    impl<'a, T: Timer, F, C, E> PinnedDrop for Guarded<'a, T, F, C, E> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Stage::Running(held) = *this.stage {
+                abandoned(this.inner, held);
             }
         }
     }
 }
 
+/// An admitted async call dropped before its verdict: `Ignored`, or
+/// `Failure` while panicking. Out of line: the healthy path never runs it.
 #[cfg(feature = "async")]
-impl<T: Timer> Drop for VerdictOwed<'_, T> {
-    fn drop(&mut self) {
-        let outcome = if std::thread::panicking() {
-            Outcome::Failure
-        } else {
-            Outcome::Ignored
+#[cold]
+#[inline(never)]
+fn abandoned<T: Timer>(inner: &Inner<T>, held: Held) {
+    let outcome = if std::thread::panicking() {
+        Outcome::Failure
+    } else {
+        Outcome::Ignored
+    };
+    inner.finish_held(held, outcome, true);
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future for Guarded<'_, T, F, C, E> {
+    type Output = Result<F::Output, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let inner = *this.inner;
+        let held = match *this.stage {
+            Stage::Running(held) => held,
+            Stage::Start => {
+                let admitted = admit_held(inner);
+                match admitted {
+                    Ok(held) => {
+                        *this.stage = Stage::Running(held);
+                        held
+                    }
+                    Err(refused) => {
+                        *this.stage = Stage::Done;
+                        return Poll::Ready(Err(refused));
+                    }
+                }
+            }
+            Stage::Done => panic!("a breaker's async call polled after it completed"),
         };
-        self.inner.finish_held(self.held, outcome, true);
+        // A panic in `call` reports a failure as it unwinds (as a panic in
+        // a blocking call does), not later when the future is dropped.
+        let unwinding = Unwinding {
+            inner,
+            held,
+            stage: &mut *this.stage,
+        };
+        let polled = this.call.poll(cx);
+        core::mem::forget(unwinding);
+        let result = core::task::ready!(polled);
+        *this.stage = Stage::Done;
+        let outcome = match this.classify.take() {
+            Some(classify) => classify(&result),
+            None => Outcome::Ignored,
+        };
+        match held {
+            Held::Local(token) => inner.finish(token, outcome),
+            #[cfg(feature = "redis")]
+            held => {
+                inner.finish_held(held, outcome, true);
+            }
+        }
+        Poll::Ready(Ok(result))
+    }
+}
+
+/// Reports a failure if a panic unwinds out of an async call's poll
+/// (forgotten when the poll returns).
+#[cfg(feature = "async")]
+struct Unwinding<'s, 'a, T: Timer> {
+    inner: &'a Inner<T>,
+    held: Held,
+    stage: &'s mut Stage,
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> Drop for Unwinding<'_, '_, T> {
+    fn drop(&mut self) {
+        *self.stage = Stage::Done;
+        abandoned(self.inner, self.held);
+    }
+}
+
+/// A breaker's admission for an async call: the closed path without a
+/// clock, the general (or fleet's) admission otherwise.
+#[cfg(feature = "async")]
+#[inline]
+fn admit_held<T: Timer, E>(inner: &Inner<T>) -> Result<Held, Error<E>> {
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = &inner.fleet {
+        return inner.admit_fleet_asking(fleet);
+    }
+    match inner.core.try_acquire_without_clock() {
+        Some(permit) => Ok(Held::Local(permit.into_token())),
+        None => inner.admit_local().map(Held::Local),
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// A [`Guarded`] call whose own result is itself a `Result`: the
+    /// call's error lifted into [`Error::Inner`].
+    struct Flat<G> {
+        #[pin]
+        guarded: G,
+    }
+}
+
+#[cfg(feature = "async")]
+impl<G, R, E> Future for Flat<G>
+where
+    G: Future<Output = Result<Result<R, E>, Error<E>>>,
+{
+    type Output = Result<R, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        match core::task::ready!(self.project().guarded.poll(cx)) {
+            Ok(result) => Poll::Ready(result.map_err(Error::Inner)),
+            Err(refused) => Poll::Ready(Err(refused)),
+        }
     }
 }
 
@@ -1928,7 +2039,7 @@ impl<T: Timer + 'static> super::AsyncPolicy for CircuitBreaker<T> {
         Fut: Future<Output = Result<R, Error<E>>>,
     {
         match self
-            .guarded_async(call(), |result: &Result<R, Error<E>>| match result {
+            .guarded_async::<_, E, _, _>(call(), |result: &Result<R, Error<E>>| match result {
                 Ok(_) => Outcome::Success,
                 Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
                 Err(_) => Outcome::Failure,

@@ -219,6 +219,14 @@ impl Held<'_> {
 /// * **Dispose** — under the lock, every queued waiter leaves the core's
 ///   queue, is marked disposed and unparked; it returns
 ///   [`Error::Disposed`].
+/// * **Tasks** (feature `async`, `execute_async`) join the same FIFO as
+///   threads. A waiting task records its `Waker` under the queue lock at
+///   each poll, so a grant or a dispose (made under that lock) always
+///   wakes its latest waker. Its future, dropped while queued, takes the
+///   lock and leaves as a timed-out waiter does (granting a free permit to
+///   the next); dropped after a grant it was not polled for since, it
+///   releases that permit through the usual path, which grants it to the
+///   next waiter.
 ///
 /// Because every change of the core's queue count happens under the queue
 /// lock together with the matching FIFO change, the FIFO length equals the
@@ -1419,12 +1427,11 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     /// # }).unwrap();
     /// # }
     /// ```
-    pub async fn execute_async<R, E>(
+    pub fn execute_async<R, E>(
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
-    ) -> Result<R, Error<E>> {
-        self.guarded_async(async move { call.await.map_err(Error::Inner) })
-            .await
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
+        self.guarded_async(call, Error::Inner)
     }
 
     /// [`acquire`](Self::acquire) for a task: a permit as a
@@ -1457,23 +1464,44 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
 
     /// Admits the call (waiting without blocking), awaits it, counts the
     /// outcome, releases the permit (also when the future is dropped).
-    async fn guarded_async<R, E>(
+    async fn guarded_async<R, X, E>(
         &self,
-        call: impl core::future::Future<Output = Result<R, Error<E>>>,
+        call: impl core::future::Future<Output = Result<R, X>>,
+        lift: impl FnOnce(X) -> Error<E>,
     ) -> Result<R, Error<E>> {
-        let permit = self
-            .admit_async(self.config().queue_timeout)
-            .await
-            .map_err(Refusal::into_error)?;
+        // The fast path (a permit free, nobody queued) without entering the
+        // waiting future.
+        let permit = match self.admit_now() {
+            Some(permit) => permit,
+            None => self
+                .admit_async(self.config().queue_timeout)
+                .await
+                .map_err(Refusal::into_error)?,
+        };
         let running = self.shell.counters.running();
         let held = ReleaseOnDrop {
             bulkhead: self,
             permit: Some(permit),
         };
-        let result = call.await;
+        let result = call.await.map_err(lift);
         drop(held);
         running.finish(&result);
         result
+    }
+
+    /// A permit at once when one is free and nobody is queued (a local
+    /// bulkhead not disposed); `None` leaves the decision to
+    /// [`admit_async`](Self::admit_async).
+    #[inline]
+    fn admit_now(&self) -> Option<Held<'_>> {
+        #[cfg(any(feature = "shared-memory", feature = "redis"))]
+        if self.external {
+            return None;
+        }
+        if self.is_disposed() {
+            return None;
+        }
+        self.core.try_acquire().ok().map(Held::Local)
     }
 
     /// Admits the call, waiting in the queue for at most `wait`.
@@ -1822,7 +1850,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Bulkhead<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.guarded_async(call())
+        self.guarded_async(call(), core::convert::identity)
     }
 }
 

@@ -751,9 +751,14 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
     ) -> Result<R, Error<E>> {
-        self.admit_async(1, self.config().queue_timeout)
-            .await
-            .map_err(Refusal::into_error)?;
+        // A permit ready now is taken without entering the waiting future.
+        match self.book(1, self.config().queue_timeout) {
+            Booked::Now => {}
+            booked => self
+                .wait_booked(booked)
+                .await
+                .map_err(Refusal::into_error)?,
+        }
         let running = self.shell.counters.running();
         let result = call.await.map_err(Error::Inner);
         running.finish(&result);
@@ -790,34 +795,59 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
 
     /// Books `n` permits and sleeps until they are ready.
     async fn admit_async(&self, n: u32, max_wait: Duration) -> Result<(), Refusal> {
+        match self.book(n, max_wait) {
+            Booked::Now => Ok(()),
+            booked => self.wait_booked(booked).await,
+        }
+    }
+
+    /// Books `n` permits without waiting: ready now, ready later, refused
+    /// (or, for a Redis-backed limiter, left to [`wait_booked`](Self::wait_booked)).
+    #[inline]
+    fn book(&self, n: u32, max_wait: Duration) -> Booked {
         if self.is_disposed() {
-            return Err(Refusal::Disposed);
+            return Booked::Refused(Refusal::Disposed);
         }
         #[cfg(feature = "redis")]
-        if let Some(engine) = &self.redis {
-            return match engine.reserve(n, max_wait) {
-                Ok(booked) if booked.is_immediate() => Ok(()),
-                Ok(booked) => {
-                    let ready_at = booked.ready_at();
-                    let owed = CancelOnDrop(Some(move || {
-                        let _ = engine.cancel(booked);
-                    }));
-                    self.sleep_async(ready_at, owed).await
-                }
-                Err(e) => Err(self.refuse_redis(e)),
-            };
+        if self.redis.is_some() {
+            return Booked::Fleet(n, max_wait);
         }
         match self.core.reserve(n, max_wait, self.timer()) {
-            Ok(booked) if booked.is_immediate() => Ok(()),
-            Ok(booked) => {
-                let ready_at = booked.ready_at();
-                let token = booked.into_token();
+            Ok(booked) if booked.is_immediate() => Booked::Now,
+            Ok(booked) => Booked::Later(booked.ready_at(), booked.into_token()),
+            Err(e) => Booked::Refused(self.reject(e)),
+        }
+    }
+
+    /// Waits for a booking that is not ready now; a dropped future cancels
+    /// the reservation.
+    async fn wait_booked(&self, booked: Booked) -> Result<(), Refusal> {
+        match booked {
+            Booked::Now => Ok(()),
+            Booked::Refused(refusal) => Err(refusal),
+            Booked::Later(ready_at, token) => {
                 let owed = CancelOnDrop(Some(move || {
                     let _ = self.core.cancel(token, self.timer());
                 }));
                 self.sleep_async(ready_at, owed).await
             }
-            Err(e) => Err(self.reject(e)),
+            #[cfg(feature = "redis")]
+            Booked::Fleet(n, max_wait) => {
+                let Some(engine) = &self.redis else {
+                    unreachable!("a fleet booking comes from a Redis-backed limiter")
+                };
+                match engine.reserve(n, max_wait) {
+                    Ok(booked) if booked.is_immediate() => Ok(()),
+                    Ok(booked) => {
+                        let ready_at = booked.ready_at();
+                        let owed = CancelOnDrop(Some(move || {
+                            let _ = engine.cancel(booked);
+                        }));
+                        self.sleep_async(ready_at, owed).await
+                    }
+                    Err(e) => Err(self.refuse_redis(e)),
+                }
+            }
         }
     }
 
@@ -842,6 +872,21 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
             Err(Refusal::Disposed)
         }
     }
+}
+
+/// A booking made without waiting (feature `async`).
+#[cfg(feature = "async")]
+enum Booked {
+    /// The permits are taken.
+    Now,
+    /// Ready at this time: the reservation's token, to cancel it.
+    Later(crate::clock::Timestamp, crate::limiter::ReservationToken),
+    /// Refused (counted, with its event).
+    Refused(Refusal),
+    /// A Redis-backed limiter: `n` permits within `max_wait`, booked in
+    /// Redis by the waiting future.
+    #[cfg(feature = "redis")]
+    Fleet(u32, Duration),
 }
 
 /// Cancels a reservation on drop unless disarmed (set to `None`).

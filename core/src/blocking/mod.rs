@@ -9,6 +9,13 @@
 //! [`CircuitBreaker::new`]) and can be [disposed](CircuitBreaker::dispose).
 //! Time comes from a [`Timer`]: [`MonotonicClock`](crate::clock::MonotonicClock)
 //! by default, or a [`VirtualClock`] for tests and simulations.
+//!
+//! With feature `async` (brought in by `tokio` or `async-io`), the same
+//! objects also run futures: `execute_async` and `acquire_async` beside
+//! `execute` and `acquire`, `AsyncPolicy` beside [`Policy`], and
+//! `Pipeline::execute_async`. Tasks wait on an `AsyncTimer` instead of
+//! parking (in the same queues as threads), and a dropped future gives
+//! back whatever it held; see the crate docs' "Async Rust".
 
 mod error;
 mod events;

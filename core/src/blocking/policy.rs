@@ -302,7 +302,7 @@ mod asynchronous {
     use crate::blocking::{AsyncTimer, Error};
 
     /// Runs futures under a protection (feature `async`): the async twin of
-    /// [`Policy`], implemented by every pattern of the blocking layer (the
+    /// [`Policy`](crate::blocking::Policy), implemented by every pattern of the blocking layer (the
     /// same objects: their state, events and metrics are shared with their
     /// blocking calls), by [`Timeout`] (which drops the future at the
     /// deadline), and by [`Pipeline`]s of them.
@@ -489,10 +489,8 @@ mod asynchronous {
             Fut: Future<Output = Result<R, E>>,
         {
             let timeout = self.timeout.timeout();
-            self.policy.run_async(move || {
-                let attempt = call();
-                timeout.run_future(async move { attempt.await.map_err(Error::Inner) })
-            })
+            self.policy
+                .run_async(move || timeout.run_future(call(), Error::Inner))
         }
     }
 }

@@ -626,18 +626,18 @@ impl<T: super::AsyncTimer> Timeout<T> {
     /// # }).unwrap();
     /// # }
     /// ```
-    pub async fn execute_async<R, E>(
+    pub fn execute_async<R, E>(
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
-    ) -> Result<R, Error<E>> {
-        self.run_future(async move { call.await.map_err(Error::Inner) })
-            .await
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
+        self.run_future(call, Error::Inner)
     }
 
     /// The async form with the error already lifted.
-    pub(crate) async fn run_future<R, E>(
+    pub(crate) async fn run_future<R, X, E>(
         &self,
-        call: impl core::future::Future<Output = Result<R, Error<E>>>,
+        call: impl core::future::Future<Output = Result<R, X>>,
+        lift: impl FnOnce(X) -> Error<E>,
     ) -> Result<R, Error<E>> {
         use core::future::poll_fn;
         use core::pin::pin;
@@ -663,7 +663,7 @@ impl<T: super::AsyncTimer> Timeout<T> {
             match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
                 Poll::Ready(out) => Ended::Done(out),
                 Poll::Pending => {
-                    let waiting = self.waiters.register_task();
+                    let mut waiting = self.waiters.register_task();
                     let mut sleep = pin!(self.timer().sleep_until_async(deadline));
                     poll_fn(|cx| {
                         if let Poll::Ready(out) = call.as_mut().poll(cx) {
@@ -690,7 +690,7 @@ impl<T: super::AsyncTimer> Timeout<T> {
             }
             Ended::Done(Err(e)) => {
                 counters.failures.incr();
-                Err(e)
+                Err(lift(e))
             }
             Ended::TimedOut => Err(self.timed_out(allowed)),
             Ended::Disposed => Err(Error::Disposed),
@@ -712,7 +712,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Timeout<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_future(call())
+        self.run_future(call(), core::convert::identity)
     }
 }
 

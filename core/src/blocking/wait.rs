@@ -20,26 +20,39 @@ pub(super) struct WaitList {
 #[cfg(feature = "async")]
 pub(super) struct TaskWaiting<'a> {
     list: &'a WaitList,
-    id: u64,
+    /// Given at the first [`set_waker`](Self::set_waker): a call that
+    /// never waits touches nothing shared.
+    id: Option<u64>,
 }
 
 #[cfg(feature = "async")]
 impl TaskWaiting<'_> {
     /// Records `waker` as the one `wake_all` wakes for this task.
-    pub(super) fn set_waker(&self, waker: &core::task::Waker) {
+    pub(super) fn set_waker(&mut self, waker: &core::task::Waker) {
+        static NEXT: crate::sync::unmodelled::AtomicU64 =
+            crate::sync::unmodelled::AtomicU64::new(0);
         let mut tasks = self.list.tasks.lock();
-        match tasks.iter_mut().find(|(id, _)| *id == self.id) {
-            Some((_, known)) => known.clone_from(waker),
-            None => tasks.push((self.id, waker.clone())),
+        if let Some(me) = self.id {
+            if let Some((_, known)) = tasks.iter_mut().find(|(id, _)| *id == me) {
+                known.clone_from(waker);
+                return;
+            }
         }
+        let me = *self
+            .id
+            .get_or_insert_with(|| NEXT.fetch_add(1, Ordering::Relaxed));
+        tasks.push((me, waker.clone()));
     }
 }
 
 #[cfg(feature = "async")]
 impl Drop for TaskWaiting<'_> {
     fn drop(&mut self) {
+        let Some(me) = self.id else {
+            return;
+        };
         let mut tasks = self.list.tasks.lock();
-        if let Some(i) = tasks.iter().position(|(id, _)| *id == self.id) {
+        if let Some(i) = tasks.iter().position(|(id, _)| *id == me) {
             tasks.swap_remove(i);
         }
     }
@@ -61,11 +74,9 @@ impl WaitList {
     /// [`TaskWaiting::set_waker`].
     #[cfg(feature = "async")]
     pub(super) fn register_task(&self) -> TaskWaiting<'_> {
-        static NEXT: crate::sync::unmodelled::AtomicU64 =
-            crate::sync::unmodelled::AtomicU64::new(0);
         TaskWaiting {
             list: self,
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            id: None,
         }
     }
 
