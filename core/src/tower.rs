@@ -123,6 +123,7 @@ use crate::blocking::{
     AsyncPolicy, AsyncTimer, Bulkhead, CircuitBreaker, Error, Nested, Pipeline, RateLimiter, Retry,
     Timeout, Timer, Unprotected,
 };
+use crate::breaker::Outcome;
 use crate::clock::MonotonicClock;
 
 // --- Policies a layer runs ---------------------------------------------------
@@ -153,7 +154,29 @@ pub trait LayerPolicy: AsyncPolicy + Send + Sync + sealed::Sealed {
 /// every pattern but [`Retry`], and pipelines without one. A layer over
 /// one moves the request into its single attempt, so the request need not
 /// be `Clone`.
-pub trait SingleAttempt: LayerPolicy {}
+pub trait SingleAttempt: LayerPolicy {
+    /// Runs the one attempt `call` under this policy: as
+    /// [`run_send`](LayerPolicy::run_send) with a call made once, without
+    /// a closure to make it.
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send;
+}
+
+/// A pattern's `execute_async` over an attempt whose error is already an
+/// [`Error`]: the attempt's own error comes back as it was.
+#[inline]
+fn flatten<R, E>(result: Result<R, Error<Error<E>>>) -> Result<R, Error<E>> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(Error::Inner(e)) => Err(e),
+        // Not `Inner`, and a single pattern never returns
+        // `RetriesExhausted`: `map_inner` never calls its closure.
+        Err(refusal) => Err(refusal.map_inner(|_| unreachable!("a refusal carries no error"))),
+    }
+}
 
 /// Implements both traits for a pattern by delegating to its
 /// `AsyncPolicy` impl (whose future the compiler sees is `Send`).
@@ -185,11 +208,69 @@ macro_rules! layer_policy {
     (@single no, $ty:ty, $($bounds:tt)*) => {};
 }
 
-layer_policy!(CircuitBreaker<T>, yes, Timer + 'static);
-layer_policy!(RateLimiter<T>, yes, AsyncTimer);
-layer_policy!(Bulkhead<T>, yes, AsyncTimer);
-layer_policy!(Timeout<T>, yes, AsyncTimer);
+layer_policy!(CircuitBreaker<T>, no, Timer + 'static);
+layer_policy!(RateLimiter<T>, no, AsyncTimer);
+layer_policy!(Bulkhead<T>, no, AsyncTimer);
+layer_policy!(Timeout<T>, no, AsyncTimer);
 layer_policy!(Retry<T>, no, AsyncTimer);
+
+impl<T: Timer + 'static> SingleAttempt for CircuitBreaker<T> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        // Classified as the breaker's `AsyncPolicy` does: a refusal from a
+        // policy inside is not the call's failure.
+        let classify = |result: &Result<R, Error<E>>| match result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        };
+        let admitted = self.execute_classified_async(classify, call);
+        async move { flatten(admitted.await) }
+    }
+}
+
+impl<T: AsyncTimer> SingleAttempt for RateLimiter<T> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        let admitted = self.execute_async(call);
+        async move { flatten(admitted.await) }
+    }
+}
+
+impl<T: AsyncTimer> SingleAttempt for Bulkhead<T> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        let admitted = self.execute_async(call);
+        async move { flatten(admitted.await) }
+    }
+}
+
+impl<T: AsyncTimer> SingleAttempt for Timeout<T> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        self.run_future(call, core::convert::identity)
+    }
+}
 
 impl sealed::Sealed for Unprotected {}
 
@@ -206,7 +287,17 @@ impl LayerPolicy for Unprotected {
     }
 }
 
-impl SingleAttempt for Unprotected {}
+impl SingleAttempt for Unprotected {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        call
+    }
+}
 
 impl<Outer: LayerPolicy, Inner: LayerPolicy> sealed::Sealed for Nested<Outer, Inner> {}
 
@@ -224,7 +315,17 @@ impl<Outer: LayerPolicy, Inner: LayerPolicy> LayerPolicy for Nested<Outer, Inner
     }
 }
 
-impl<Outer: SingleAttempt, Inner: SingleAttempt> SingleAttempt for Nested<Outer, Inner> {}
+impl<Outer: SingleAttempt, Inner: SingleAttempt> SingleAttempt for Nested<Outer, Inner> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        self.outer.run_once(self.inner.run_once(call))
+    }
+}
 
 impl<P: LayerPolicy> sealed::Sealed for Pipeline<P> {}
 
@@ -241,7 +342,17 @@ impl<P: LayerPolicy> LayerPolicy for Pipeline<P> {
     }
 }
 
-impl<P: SingleAttempt> SingleAttempt for Pipeline<P> {}
+impl<P: SingleAttempt> SingleAttempt for Pipeline<P> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        self.policy.run_once(call)
+    }
+}
 
 impl<P: LayerPolicy + ?Sized> sealed::Sealed for Arc<P> {}
 
@@ -258,7 +369,17 @@ impl<P: LayerPolicy + ?Sized> LayerPolicy for Arc<P> {
     }
 }
 
-impl<P: SingleAttempt + ?Sized> SingleAttempt for Arc<P> {}
+impl<P: SingleAttempt + ?Sized> SingleAttempt for Arc<P> {
+    #[inline]
+    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    where
+        R: Send,
+        E: Display + Send,
+        Fut: Future<Output = Result<R, Error<E>>> + Send,
+    {
+        (**self).run_once(call)
+    }
+}
 
 // --- Classifying responses ----------------------------------------------------
 
@@ -528,21 +649,8 @@ where
         let policy = Arc::clone(&self.policy);
         let classify = self.classify.clone();
         Box::pin(async move {
-            // Taken by the single attempt `P: SingleAttempt` makes (a
-            // rejection makes none); the lock is never contended.
-            let slot = Mutex::new(Some((service, request)));
-            let result = policy
-                .run_send(|| {
-                    let taken = slot.lock().take();
-                    let classify = &classify;
-                    async move {
-                        match taken {
-                            Some((service, request)) => attempt(service, request, classify).await,
-                            None => unreachable!("a `SingleAttempt` policy attempted twice"),
-                        }
-                    }
-                })
-                .await;
+            // The one attempt, run once the policies admitted it.
+            let result = policy.run_once(attempt(service, request, &classify)).await;
             settle(result)
         })
     }
