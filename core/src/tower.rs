@@ -255,8 +255,7 @@ impl<T: AsyncTimer> SingleAttempt for Bulkhead<T> {
         E: Display + Send,
         Fut: Future<Output = Result<R, Error<E>>> + Send,
     {
-        let admitted = self.execute_async(call);
-        async move { flatten(admitted.await) }
+        self.guarded_async(call, core::convert::identity)
     }
 }
 
