@@ -33,11 +33,18 @@ GROUPS = {
     "breaker": "Circuit breaker, closed path (healthy call)",
     "bulkhead": "Bulkhead, `try_acquire` + drop",
     "retry": "Retry of a call that succeeds first time",
+    "async-limiter": "Async rate limiter, grant path (`acquire_async` / governor `until_ready`)",
+    "async-retry": "Async retry, first attempt succeeds (backon, tower-resilience)",
+    "async-timeout": "Async timeout, ready future (`tokio::time::timeout`, `tower::timeout`)",
+    "async-bulkhead": "Async bulkhead and layer, free permit (`tower::limit::ConcurrencyLimit`)",
+    "async-breaker": "Async circuit breaker and layer, closed path (tower-resilience)",
 }
 
 # The targets: (group, stockade function, peer function, max ratio
-# stockade/peer, label). Checked on the single-thread medians. A new
-# Stockade variant (e.g. the blocking `stockade-execute`) gets its own rows.
+# stockade/peer, label[, thread count]). Checked on the interleaved ratio
+# where the bench wrote one (single thread), else on criterion's medians at
+# that thread count (default `1t`). A new Stockade variant (e.g. the
+# blocking `stockade-execute`) gets its own rows.
 TARGETS = [
     ("limiter", "stockade-monotonic", "governor-default", 1.0, "≤ 1.0×"),
     ("limiter", "stockade-execute", "governor-default", 1.0, "≤ 1.0×"),
@@ -46,6 +53,14 @@ TARGETS = [
     ("bulkhead", "stockade", "floor-two-atomics", 1.25, "≤ 1.25× (the two-atomic floor)"),
     ("bulkhead", "stockade", "tokio", 1.0, "≤ 1.0×"),
     ("retry", "stockade-execute", "backon", 1.0, "≤ 1.0×"),
+    ("async-limiter", "stockade", "governor", 1.0, "≤ 1.0×"),
+    ("async-retry", "stockade", "backon", 1.0, "≤ 1.0×"),
+    ("async-retry", "stockade-layer", "tower-resilience", 1.0, "≤ 1.0×"),
+    ("async-timeout", "stockade", "tokio", 1.0, "≤ 1.0×"),
+    ("async-timeout", "stockade-layer", "tower", 1.0, "≤ 1.0×"),
+    ("async-bulkhead", "stockade-layer", "tower-limit", 1.0, "≤ 1.0×"),
+    ("async-bulkhead", "stockade-layer", "tower-limit", 0.5, "≤ 0.5×", "2t"),
+    ("async-breaker", "stockade-layer", "tower-resilience", 1.0, "≤ 1.0×"),
 ]
 
 # Two threads on one instance: per-op time per thread vs one thread.
@@ -310,13 +325,14 @@ def main():
                     fmt_ratio(ratio(two, one)),
                 )
             )
-        for g, s, peer, limit, label in TARGETS:
+        for g, s, peer, limit, label, *threads in TARGETS:
             if g != group or s not in ours or peer not in peers:
                 continue
-            a = results.get((group, s, "1t"))
-            b = results.get((group, peer, "1t"))
+            threads = threads[0] if threads else "1t"
+            a = results.get((group, s, threads))
+            b = results.get((group, peer, threads))
             r = ratio(a, b)
-            pair = paired.get((group, s, peer))
+            pair = paired.get((group, s, peer)) if threads == "1t" else None
             if pair is not None:
                 # The interleaved ratio decides; criterion's is shown beside it.
                 checks.append(
@@ -332,8 +348,10 @@ def main():
                     )
                 )
             else:
+                n = threads.rstrip("t")
+                where = "1 thread" if n == "1" else f"{n} threads"
                 checks.append(
-                    (f"{group}: `{s}` vs `{peer}` (1 thread)", a, b, r, label, met(r, limit), "—", fmt_ratio(r))
+                    (f"{group}: `{s}` vs `{peer}` ({where})", a, b, r, label, met(r, limit), "—", fmt_ratio(r))
                 )
 
     if checks:

@@ -42,9 +42,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Every optional part together (telemetry, the async forms with both
-# timers), each of `metrics`, `tracing` and `async` alone, and the bench
+# timers, the tower layers), each of `metrics`, `tracing` and `async` alone, and the bench
 # crate's instrumented build.
-cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing,tokio,async-io --locked -- -D warnings
+cargo clippy -p stockade --all-targets --features shared-memory,redis,metrics,tracing,tokio,async-io,tower --locked -- -D warnings
 cargo clippy -p stockade --features metrics --locked -- -D warnings
 cargo clippy -p stockade --features tracing --locked -- -D warnings
 cargo clippy -p stockade --features async --locked -- -D warnings
@@ -53,11 +53,11 @@ RUSTFLAGS="--cfg stockade_force_32bit" CARGO_TARGET_DIR=target/layout32 \
     cargo clippy -p stockade --all-targets --locked -- -D warnings
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,metrics,tracing,tokio,async-io --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p stockade --no-deps --features shared-memory,redis,metrics,tracing,tokio,async-io,tower --locked
 
-step "tests, 64-bit state layout (shared memory across real processes, Redis, telemetry and the async forms on tokio included)"
+step "tests, 64-bit state layout (shared memory across real processes, Redis, telemetry, the async forms on tokio, and the tower layers with the axum example's loopback load test included)"
 cargo test --workspace --exclude stockade-demo \
-    --features stockade/shared-memory,stockade/redis,stockade/metrics,stockade/tracing,stockade/tokio,stockade/async-io --locked
+    --features stockade/shared-memory,stockade/redis,stockade/metrics,stockade/tracing,stockade/tokio,stockade/async-io,stockade/tower --locked
 
 step "demo: deterministic, every number adds up, the picture is drawn"
 cargo test -p stockade-demo --locked
@@ -105,11 +105,12 @@ rustup toolchain install "$msrv" --profile minimal >/dev/null
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features shared-memory --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features redis --locked
-CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features metrics,tracing --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features async-io --locked
-CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tokio,async-io,shared-memory,redis --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --features tower --locked
+CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade \
+    --features shared-memory,redis,metrics,tracing,tokio,async-io,tower --locked
 CARGO_TARGET_DIR=target/msrv cargo "+$msrv" build -p stockade --no-default-features --locked
 
 step "the crate package has its README, licences and changelog"

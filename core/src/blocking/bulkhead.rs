@@ -1464,7 +1464,7 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
 
     /// Admits the call (waiting without blocking), awaits it, counts the
     /// outcome, releases the permit (also when the future is dropped).
-    async fn guarded_async<R, X, E>(
+    pub(crate) async fn guarded_async<R, X, E>(
         &self,
         call: impl core::future::Future<Output = Result<R, X>>,
         lift: impl FnOnce(X) -> Error<E>,

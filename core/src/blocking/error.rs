@@ -227,6 +227,60 @@ impl<E> Error<E> {
         }
     }
 
+    /// The HTTP status this error answers with: the one mapping the
+    /// request-response pattern (a handler's own error status aside) and
+    /// the `tower` layers' users share.
+    ///
+    /// | error | status |
+    /// |---|---|
+    /// | [`Error::RateLimited`] | 429 Too Many Requests |
+    /// | [`Error::BreakerOpen`], [`Error::BulkheadFull`], [`Error::PoolFull`], [`Error::QueueTimeout`], [`Error::Disposed`] | 503 Service Unavailable |
+    /// | [`Error::TimedOut`] | 504 Gateway Timeout |
+    /// | [`Error::RetriesExhausted`] | the last attempt's status |
+    /// | [`Error::Inner`], [`Error::Panicked`], [`Error::InvalidConfig`], [`Error::NameTaken`] | 500 Internal Server Error |
+    /// | `Error::Shared` (feature `shared-memory`) | 500 |
+    /// | `Error::Redis`: Redis did not answer and the pattern fails closed (feature `redis`) | 503 |
+    /// | `Error::Redis`: any other (feature `redis`) | 500 |
+    ///
+    /// The status line only: a refusal's [`retry_after`](Self::retry_after)
+    /// is the `Retry-After` value to send with a 429 or 503.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use stockade::blocking::Error;
+    ///
+    /// let limited: Error<&str> = Error::RateLimited { retry_after: Duration::from_secs(1) };
+    /// assert_eq!(limited.http_status(), 429);
+    /// assert_eq!(Error::<&str>::TimedOut { after: Duration::from_secs(2) }.http_status(), 504);
+    /// let gave_up = Error::RetriesExhausted { attempts: 3, last: Box::new(Error::<&str>::BulkheadFull) };
+    /// assert_eq!(gave_up.http_status(), 503);
+    /// assert_eq!(Error::Inner("boom").http_status(), 500);
+    /// ```
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::RateLimited { .. } => 429,
+            Error::BreakerOpen { .. }
+            | Error::BulkheadFull
+            | Error::PoolFull
+            | Error::QueueTimeout { .. }
+            | Error::Disposed => 503,
+            Error::TimedOut { .. } => 504,
+            Error::RetriesExhausted { last, .. } => last.http_status(),
+            Error::Inner(_)
+            | Error::Panicked { .. }
+            | Error::InvalidConfig(_)
+            | Error::NameTaken { .. } => 500,
+            #[cfg(feature = "shared-memory")]
+            Error::Shared(_) => 500,
+            #[cfg(feature = "redis")]
+            Error::Redis(crate::redis::RedisError::Unavailable { .. }) => 503,
+            #[cfg(feature = "redis")]
+            Error::Redis(_) => 500,
+        }
+    }
+
     /// Maps the closure's error type, keeping every other variant.
     pub fn map_inner<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {

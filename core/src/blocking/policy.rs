@@ -75,8 +75,8 @@ impl Policy for Unprotected {
 /// Two policies nested: `outer` runs a call that runs `inner`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Nested<Outer, Inner> {
-    outer: Outer,
-    inner: Inner,
+    pub(crate) outer: Outer,
+    pub(crate) inner: Inner,
 }
 
 impl<Outer: Policy, Inner: Policy> Policy for Nested<Outer, Inner> {
@@ -128,7 +128,7 @@ impl<Outer: Policy, Inner: Policy> Policy for Nested<Outer, Inner> {
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pipeline<P = Unprotected> {
-    policy: P,
+    pub(crate) policy: P,
 }
 
 impl Pipeline<Unprotected> {

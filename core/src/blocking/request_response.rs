@@ -848,47 +848,46 @@ where
     }
 }
 
-/// The response for a failed request, and how to count it.
+/// The response for a failed request, and how to count it. The status is
+/// [`Error::http_status`]'s, but for a handler's own error response, which
+/// is returned as it is.
 fn error_response<Resp>(error: Error<Failure<Resp>>) -> (Response<Resp>, Class) {
     let message = error.to_string();
     match error {
         Error::Inner(Failure::Status(response)) => (response, Class::Failure),
-        Error::Inner(_) => (Response::error(500, message), Class::Failure),
-        Error::BreakerOpen { retry_after, .. } => {
-            let retry_after = (retry_after != Duration::MAX).then_some(retry_after);
-            let mut response = Response::error(503, message);
-            response.retry_after = retry_after;
-            (response, Class::Rejected(retry_after))
-        }
-        Error::RateLimited { retry_after } => {
-            let mut response = Response::error(429, message);
-            response.retry_after = Some(retry_after);
-            (response, Class::Rejected(Some(retry_after)))
-        }
-        Error::BulkheadFull | Error::PoolFull | Error::QueueTimeout { .. } | Error::Disposed => {
-            (Response::error(503, message), Class::Rejected(None))
-        }
-        Error::TimedOut { after } => (Response::error(504, message), Class::TimedOut(after)),
         Error::RetriesExhausted { last, .. } => {
             let (mut response, class) = error_response(*last);
             response.error = Some(message);
             (response, class)
         }
-        Error::InvalidConfig(_) | Error::NameTaken { .. } | Error::Panicked { .. } => {
-            (Response::error(500, message), Class::Failure)
+        error => {
+            let mut response = Response::error(error.http_status(), message);
+            let class = match error {
+                Error::BreakerOpen { retry_after, .. } => {
+                    let retry_after = (retry_after != Duration::MAX).then_some(retry_after);
+                    response.retry_after = retry_after;
+                    Class::Rejected(retry_after)
+                }
+                Error::RateLimited { retry_after } => {
+                    response.retry_after = Some(retry_after);
+                    Class::Rejected(Some(retry_after))
+                }
+                Error::BulkheadFull
+                | Error::PoolFull
+                | Error::QueueTimeout { .. }
+                | Error::Disposed => Class::Rejected(None),
+                Error::TimedOut { after } => Class::TimedOut(after),
+                // Redis refused a fail-closed call: the protection could
+                // not decide, so the request is refused as unavailable.
+                #[cfg(feature = "redis")]
+                Error::Redis(crate::redis::RedisError::Unavailable { retry_after, .. }) => {
+                    response.retry_after = retry_after;
+                    Class::Rejected(retry_after)
+                }
+                _ => Class::Failure,
+            };
+            (response, class)
         }
-        #[cfg(feature = "shared-memory")]
-        Error::Shared(_) => (Response::error(500, message), Class::Failure),
-        // Redis refused a fail-closed call: the protection could not
-        // decide, so the request is refused as unavailable.
-        #[cfg(feature = "redis")]
-        Error::Redis(crate::redis::RedisError::Unavailable { retry_after, .. }) => {
-            let mut response = Response::error(503, message);
-            response.retry_after = retry_after;
-            (response, Class::Rejected(retry_after))
-        }
-        #[cfg(feature = "redis")]
-        Error::Redis(_) => (Response::error(500, message), Class::Failure),
     }
 }
 

@@ -670,21 +670,28 @@ impl<T: super::AsyncTimer> Timeout<T> {
             Disposed,
         }
         let ended = {
-            let mut waiting = self.waiters.register_task();
             let mut call = pin!(call);
-            let mut sleep = pin!(self.timer().sleep_until_async(deadline));
-            poll_fn(|cx| {
-                if let Poll::Ready(out) = call.as_mut().poll(cx) {
-                    return Poll::Ready(Ended::Done(out));
+            // A call ready on its first poll needs neither the registration
+            // nor the timer's sleep (the healthy path of a fast call).
+            match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                Poll::Ready(out) => Ended::Done(out),
+                Poll::Pending => {
+                    let mut waiting = self.waiters.register_task();
+                    let mut sleep = pin!(self.timer().sleep_until_async(deadline));
+                    poll_fn(|cx| {
+                        if let Poll::Ready(out) = call.as_mut().poll(cx) {
+                            return Poll::Ready(Ended::Done(out));
+                        }
+                        waiting.set_waker(cx.waker());
+                        if self.is_disposed() {
+                            return Poll::Ready(Ended::Disposed);
+                        }
+                        super::async_timer::poll_deadline(self.timer(), deadline, &mut sleep, cx)
+                            .map(|()| Ended::TimedOut)
+                    })
+                    .await
                 }
-                waiting.set_waker(cx.waker());
-                if self.is_disposed() {
-                    return Poll::Ready(Ended::Disposed);
-                }
-                super::async_timer::poll_deadline(self.timer(), deadline, &mut sleep, cx)
-                    .map(|()| Ended::TimedOut)
-            })
-            .await
+            }
             // `call` is dropped here, before the result is returned.
         };
         running.disarm();
