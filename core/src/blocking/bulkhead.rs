@@ -1006,17 +1006,7 @@ impl<T: Timer> Bulkhead<T> {
             if let Ok(permit) = place.try_acquire() {
                 return Ok(Held::Shared(permit));
             }
-            if self.is_disposed() {
-                return Err(Refusal::Disposed);
-            }
-            let now = self.timer().now();
-            let waited = now.saturating_duration_since(start);
-            if waited >= wait {
-                self.shell.counters.timeouts.incr();
-                self.shell.emit(EventKind::QueueTimeout { waited });
-                return Err(Refusal::Timeout(waited));
-            }
-            self.timer().sleep(poll.min(wait - waited));
+            self.timer().sleep(self.keep_polling(start, wait, poll)?);
             poll = place.next_poll(poll);
         }
     }
@@ -1083,16 +1073,10 @@ impl<T: Timer> Bulkhead<T> {
                     break Ended::Decided(Err(self.reject()));
                 }
             }
-            if self.is_disposed() {
-                break Ended::Decided(Err(Refusal::Disposed));
+            match self.keep_polling(start, wait, poll) {
+                Ok(sleep) => self.timer().sleep(sleep),
+                Err(refusal) => break Ended::Decided(Err(refusal)),
             }
-            let waited = self.timer().now().saturating_duration_since(start);
-            if waited >= wait {
-                self.shell.counters.timeouts.incr();
-                self.shell.emit(EventKind::QueueTimeout { waited });
-                break Ended::Decided(Err(Refusal::Timeout(waited)));
-            }
-            self.timer().sleep(poll.min(wait - waited));
             poll = RedisWaiter::next_poll(poll);
         };
         // Leaves the fleet's queue unless admitted.
@@ -1207,10 +1191,7 @@ impl<T: Timer> Bulkhead<T> {
                 }
                 self.leave_locked(&mut waiters, &waiter);
                 drop(waiters);
-                let waited = now.saturating_duration_since(start);
-                self.shell.counters.timeouts.incr();
-                self.shell.emit(EventKind::QueueTimeout { waited });
-                return Err(Refusal::Timeout(waited));
+                return Err(self.queue_timed_out(now.saturating_duration_since(start)));
             }
             self.timer().park_until(deadline);
         }
@@ -1288,6 +1269,36 @@ impl<T: Timer> Bulkhead<T> {
         self.shell.counters.rejections.incr();
         self.shell.emit(EventKind::Rejected { retry_after: None });
         Refusal::Full
+    }
+
+    /// A wait in the queue that ended after `waited` without a permit:
+    /// counted and announced (`QueueTimeout`).
+    fn queue_timed_out(&self, waited: Duration) -> Refusal {
+        self.shell.counters.timeouts.incr();
+        self.shell.emit(EventKind::QueueTimeout { waited });
+        Refusal::Timeout(waited)
+    }
+
+    /// After a look that found no permit, in an admission polled across
+    /// processes or hosts (shared memory, Redis) that started at `start`
+    /// and may wait `wait`: how long to sleep before the next look (at most
+    /// `poll`), or why it ends (disposed; the queue timeout, counted). The
+    /// same for a thread, which sleeps, and a task, which awaits.
+    #[cfg(any(feature = "shared-memory", feature = "redis"))]
+    fn keep_polling(
+        &self,
+        start: crate::clock::Timestamp,
+        wait: Duration,
+        poll: Duration,
+    ) -> Result<Duration, Refusal> {
+        if self.is_disposed() {
+            return Err(Refusal::Disposed);
+        }
+        let waited = self.timer().now().saturating_duration_since(start);
+        if waited >= wait {
+            return Err(self.queue_timed_out(waited));
+        }
+        Ok(poll.min(wait - waited))
     }
 }
 
@@ -1622,17 +1633,9 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             if let Ok(permit) = place.try_acquire() {
                 return Ok(Held::Shared(permit));
             }
-            if self.is_disposed() {
-                return Err(Refusal::Disposed);
-            }
-            let now = self.timer().now();
-            let waited = now.saturating_duration_since(start);
-            if waited >= wait {
-                self.shell.counters.timeouts.incr();
-                self.shell.emit(EventKind::QueueTimeout { waited });
-                return Err(Refusal::Timeout(waited));
-            }
-            self.timer().sleep_async(poll.min(wait - waited)).await;
+            self.timer()
+                .sleep_async(self.keep_polling(start, wait, poll)?)
+                .await;
             poll = place.next_poll(poll);
         }
     }
@@ -1697,16 +1700,10 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
                     break Ended::Decided(Err(self.reject()));
                 }
             }
-            if self.is_disposed() {
-                break Ended::Decided(Err(Refusal::Disposed));
+            match self.keep_polling(start, wait, poll) {
+                Ok(sleep) => self.timer().sleep_async(sleep).await,
+                Err(refusal) => break Ended::Decided(Err(refusal)),
             }
-            let waited = self.timer().now().saturating_duration_since(start);
-            if waited >= wait {
-                self.shell.counters.timeouts.incr();
-                self.shell.emit(EventKind::QueueTimeout { waited });
-                break Ended::Decided(Err(Refusal::Timeout(waited)));
-            }
-            self.timer().sleep_async(poll.min(wait - waited)).await;
             poll = RedisWaiter::next_poll(poll);
         };
         drop(waiter);
@@ -1789,10 +1786,7 @@ impl<'a, T: Timer> Queued<'a, T> {
         }
         bulkhead.leave_locked(&mut waiters, &waiter);
         drop(waiters);
-        let waited = bulkhead.timer().now().saturating_duration_since(start);
-        bulkhead.shell.counters.timeouts.incr();
-        bulkhead.shell.emit(EventKind::QueueTimeout { waited });
-        Err(Refusal::Timeout(waited))
+        Err(bulkhead.queue_timed_out(bulkhead.timer().now().saturating_duration_since(start)))
     }
 }
 
