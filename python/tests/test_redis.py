@@ -378,6 +378,14 @@ def test_fallbacks_and_events_when_the_server_is_killed(redis_server):
         opened.execute(lambda: 1 / 0)
     assert opened.execute(lambda: 4) == 4
     assert opened.metrics()["fallback_decisions"] >= 1
+    # The limiter and the bulkhead announce the outage on the calling
+    # thread; the breaker hears of it from its engine, whose callback may
+    # run on the engine's own thread: wait for all three (watchdog), then
+    # check that each came exactly once.
+    deadline = time.monotonic() + WATCHDOG
+    while {p for p, k, _ in events if k == "store_unavailable"} != {"bulkhead", "circuit_breaker", "rate_limiter"}:
+        assert time.monotonic() < deadline, f"watchdog: store_unavailable events so far: {events}"
+        time.sleep(0.01)
     unavailable = [(p, c) for p, k, c in events if k == "store_unavailable"]
     assert sorted(p for p, _ in unavailable) == ["bulkhead", "circuit_breaker", "rate_limiter"]
     assert all(c is not None for _, c in unavailable)
