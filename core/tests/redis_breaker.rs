@@ -729,6 +729,11 @@ fn kill_9_closed_calls_run_without_redis_and_failures_fall_back_locally() {
     );
     assert!(t.elapsed() <= limit);
     assert!(b.metrics().fallback_decisions >= 1);
+    // The engine marks itself down, then announces it (on whichever thread
+    // saw the failure): wait for the event, then check it came once.
+    wait_until(WATCHDOG, "unavailable event", || {
+        !events.lock().unwrap().is_empty()
+    });
     assert_eq!(*events.lock().unwrap(), ["unavailable"]);
     // Restart: recovered within guard_reset_timeout + sync_interval (+ a
     // round trip); the fleet (empty again) admits.
