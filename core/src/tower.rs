@@ -580,6 +580,16 @@ pub struct Protected<S, P, M = Once, C = ErrorsOnly> {
     mode: PhantomData<fn() -> M>,
 }
 
+impl<S: Clone, P, M, C: Clone> Protected<S, P, M, C> {
+    /// What one `call` takes along: the instance polled ready serves this
+    /// request (its clone the next), with the policy and the classifier.
+    fn take_ready(&mut self) -> (S, Arc<P>, C) {
+        let fresh = self.inner.clone();
+        let service = core::mem::replace(&mut self.inner, fresh);
+        (service, Arc::clone(&self.policy), self.classify.clone())
+    }
+}
+
 impl<S: Clone, P, M, C: Clone> Clone for Protected<S, P, M, C> {
     fn clone(&self) -> Self {
         Protected {
@@ -642,11 +652,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // The instance polled ready serves this request; its clone the next.
-        let fresh = self.inner.clone();
-        let service = core::mem::replace(&mut self.inner, fresh);
-        let policy = Arc::clone(&self.policy);
-        let classify = self.classify.clone();
+        let (service, policy, classify) = self.take_ready();
         Box::pin(async move {
             // The one attempt, run once the policies admitted it.
             let result = policy.run_once(attempt(service, request, &classify)).await;
@@ -677,10 +683,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let fresh = self.inner.clone();
-        let service = core::mem::replace(&mut self.inner, fresh);
-        let policy = Arc::clone(&self.policy);
-        let classify = self.classify.clone();
+        let (service, policy, classify) = self.take_ready();
         Box::pin(async move {
             // The first attempt gets the instance polled ready and the
             // request; later ones clones of both (the clone polled ready).

@@ -980,6 +980,30 @@ impl<T: Timer> Bulkhead<T> {
         unreachable!("`external` is set with a shared or Redis bulkhead only")
     }
 
+    /// A shared bulkhead's first look, for a thread and a task alike: a
+    /// permit now, a refusal (full with no `wait`, the queue full, no
+    /// owner slot) as `Err(decided)`, or a place among the host's waiters
+    /// to poll.
+    #[cfg(feature = "shared-memory")]
+    fn join_shared<'a>(
+        &'a self,
+        shared: &'a crate::shared::SharedBulkhead,
+        wait: Duration,
+    ) -> Result<crate::shared::QueuePlace<'a>, Result<Held<'a>, Refusal>> {
+        use crate::shared::SharedBulkheadError;
+        match shared.try_acquire() {
+            Ok(permit) => return Err(Ok(Held::Shared(permit))),
+            Err(SharedBulkheadError::Owner(e)) => return Err(Err(Refusal::Owner(e))),
+            Err(_) if wait.is_zero() => return Err(Err(self.reject())),
+            Err(_) => {}
+        }
+        match shared.join_queue() {
+            Ok(place) => Ok(place),
+            Err(SharedBulkheadError::Owner(e)) => Err(Err(Refusal::Owner(e))),
+            Err(_) => Err(Err(self.reject())),
+        }
+    }
+
     /// A shared bulkhead's admission: a permit now, or a place among the
     /// host's waiters polled (50 µs doubling to 1 ms) for at most `wait`.
     #[cfg(feature = "shared-memory")]
@@ -988,17 +1012,10 @@ impl<T: Timer> Bulkhead<T> {
         shared: &'a crate::shared::SharedBulkhead,
         wait: Duration,
     ) -> Result<Held<'a>, Refusal> {
-        use crate::shared::{QueuePlace, SharedBulkheadError};
-        match shared.try_acquire() {
-            Ok(permit) => return Ok(Held::Shared(permit)),
-            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
-            Err(_) if wait.is_zero() => return Err(self.reject()),
-            Err(_) => {}
-        }
-        let place = match shared.join_queue() {
+        use crate::shared::QueuePlace;
+        let place = match self.join_shared(shared, wait) {
             Ok(place) => place,
-            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
-            Err(_) => return Err(self.reject()),
+            Err(decided) => return decided,
         };
         let start = self.timer().now();
         let mut poll = QueuePlace::FIRST_POLL;
@@ -1615,17 +1632,10 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
         shared: &'a crate::shared::SharedBulkhead,
         wait: Duration,
     ) -> Result<Held<'a>, Refusal> {
-        use crate::shared::{QueuePlace, SharedBulkheadError};
-        match shared.try_acquire() {
-            Ok(permit) => return Ok(Held::Shared(permit)),
-            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
-            Err(_) if wait.is_zero() => return Err(self.reject()),
-            Err(_) => {}
-        }
-        let place = match shared.join_queue() {
+        use crate::shared::QueuePlace;
+        let place = match self.join_shared(shared, wait) {
             Ok(place) => place,
-            Err(SharedBulkheadError::Owner(e)) => return Err(Refusal::Owner(e)),
-            Err(_) => return Err(self.reject()),
+            Err(decided) => return decided,
         };
         let start = self.timer().now();
         let mut poll = QueuePlace::FIRST_POLL;
