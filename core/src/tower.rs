@@ -33,6 +33,16 @@
 //! must be `Clone`. A retry's later attempts call fresh clones, each polled
 //! ready first.
 //!
+//! # Response futures
+//!
+//! A layer without a retry ([`SingleAttempt`]) answers with a
+//! [`ResponseFuture`]: a named type, not a box, made of each pattern's own
+//! future ([`future`]) around the one attempt, so a request on the healthy
+//! path (admitted at once, answered at once) allocates nothing. It holds
+//! one clone of the policy's `Arc` and `Send`s whenever the inner
+//! service's future, request and response do. A layer with a retry
+//! ([`Replay`] mode) answers with a boxed [`ReplayFuture`].
+//!
 //! # Errors and HTTP statuses
 //!
 //! The wrapped service's error is [`Error<S::Error>`](Error): the inner
@@ -119,11 +129,11 @@ use parking_lot::Mutex;
 pub use tower_layer::Layer;
 pub use tower_service::Service;
 
+use crate::blocking::async_call::Keep;
 use crate::blocking::{
     AsyncPolicy, AsyncTimer, Bulkhead, CircuitBreaker, Error, Nested, Pipeline, RateLimiter, Retry,
     Timeout, Timer, Unprotected,
 };
-use crate::breaker::Outcome;
 use crate::clock::MonotonicClock;
 
 // --- Policies a layer runs ---------------------------------------------------
@@ -150,38 +160,42 @@ pub trait LayerPolicy: AsyncPolicy + Send + Sync + sealed::Sealed {
         Fut: Future<Output = Result<R, Error<E>>> + Send;
 }
 
+/// A future of one attempt whose output's parts are named: implemented
+/// for every `Future<Output = Result<R, Error<E>>>`, so that
+/// [`SingleAttempt::Once`] can name its output.
+pub trait Attempt: Future<Output = Result<Self::Ok, Error<Self::Err>>> {
+    /// The attempt's value.
+    type Ok;
+    /// The attempt's own error, inside [`Error::Inner`].
+    type Err;
+}
+
+impl<R, E, F: Future<Output = Result<R, Error<E>>>> Attempt for F {
+    type Ok = R;
+    type Err = E;
+}
+
 /// A [`LayerPolicy`] that makes at most one attempt per request (sealed):
 /// every pattern but [`Retry`], and pipelines without one. A layer over
 /// one moves the request into its single attempt, so the request need not
-/// be `Clone`.
+/// be `Clone`, and its response future is a named type, not a box.
 pub trait SingleAttempt: LayerPolicy {
+    /// The future of one attempt `A` under this policy: a named type
+    /// (see [`future`]), `Send` whenever `A` is.
+    type Once<'a, A: Attempt>: Future<Output = Result<A::Ok, Error<A::Err>>>
+    where
+        Self: 'a;
+
     /// Runs the one attempt `call` under this policy: as
     /// [`run_send`](LayerPolicy::run_send) with a call made once, without
     /// a closure to make it.
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
-    where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send;
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A>;
 }
 
-/// A pattern's `execute_async` over an attempt whose error is already an
-/// [`Error`]: the attempt's own error comes back as it was.
-#[inline]
-fn flatten<R, E>(result: Result<R, Error<Error<E>>>) -> Result<R, Error<E>> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(Error::Inner(e)) => Err(e),
-        // Not `Inner`, and a single pattern never returns
-        // `RetriesExhausted`: `map_inner` never calls its closure.
-        Err(refusal) => Err(refusal.map_inner(|_| unreachable!("a refusal carries no error"))),
-    }
-}
-
-/// Implements both traits for a pattern by delegating to its
+/// Implements [`LayerPolicy`] for a pattern by delegating to its
 /// `AsyncPolicy` impl (whose future the compiler sees is `Send`).
 macro_rules! layer_policy {
-    ($ty:ty, $single:tt, $($bounds:tt)*) => {
+    ($ty:ty, $($bounds:tt)*) => {
         impl<T: $($bounds)*> sealed::Sealed for $ty {}
 
         impl<T: $($bounds)*> LayerPolicy for $ty {
@@ -199,75 +213,70 @@ macro_rules! layer_policy {
                 self.run_async(call)
             }
         }
-
-        layer_policy!(@single $single, $ty, $($bounds)*);
     };
-    (@single yes, $ty:ty, $($bounds:tt)*) => {
-        impl<T: $($bounds)*> SingleAttempt for $ty {}
-    };
-    (@single no, $ty:ty, $($bounds:tt)*) => {};
 }
 
-layer_policy!(CircuitBreaker<T>, no, Timer + 'static);
-layer_policy!(RateLimiter<T>, no, AsyncTimer);
-layer_policy!(Bulkhead<T>, no, AsyncTimer);
-layer_policy!(Timeout<T>, no, AsyncTimer);
-layer_policy!(Retry<T>, no, AsyncTimer);
+layer_policy!(CircuitBreaker<T>, Timer + 'static);
+layer_policy!(RateLimiter<T>, AsyncTimer);
+layer_policy!(Bulkhead<T>, AsyncTimer);
+layer_policy!(Timeout<T>, AsyncTimer);
+layer_policy!(Retry<T>, AsyncTimer);
 
 impl<T: Timer + 'static> SingleAttempt for CircuitBreaker<T> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = future::BreakerFuture<'a, T, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
-        // Classified as the breaker's `AsyncPolicy` does: a refusal from a
-        // policy inside is not the call's failure.
-        let classify = |result: &Result<R, Error<E>>| match result {
-            Ok(_) => Outcome::Success,
-            Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
-            Err(_) => Outcome::Failure,
-        };
-        let admitted = self.execute_classified_async(classify, call);
-        async move { flatten(admitted.await) }
+        Self: 'a;
+
+    /// Classified as the breaker's `AsyncPolicy` does: a refusal from a
+    /// policy inside is not the call's failure.
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
+        future::BreakerFuture {
+            inner: self.run_kept_async(call),
+        }
     }
 }
 
 impl<T: AsyncTimer> SingleAttempt for RateLimiter<T> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = future::RateLimiterFuture<'a, T, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
-        let admitted = self.execute_async(call);
-        async move { flatten(admitted.await) }
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
+        future::RateLimiterFuture {
+            inner: self.limited_async::<A, Keep>(call),
+        }
     }
 }
 
 impl<T: AsyncTimer> SingleAttempt for Bulkhead<T> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = future::BulkheadFuture<'a, T, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
-        self.guarded_async(call, core::convert::identity)
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
+        future::BulkheadFuture {
+            inner: self.guarded_async::<A, Keep>(call),
+        }
     }
 }
 
 impl<T: AsyncTimer> SingleAttempt for Timeout<T> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = future::TimeoutFuture<'a, T, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
-        self.run_future(call, core::convert::identity)
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
+        future::TimeoutFuture {
+            inner: self.run_future::<A, Keep>(call),
+        }
     }
 }
 
@@ -287,13 +296,10 @@ impl LayerPolicy for Unprotected {
 }
 
 impl SingleAttempt for Unprotected {
+    type Once<'a, A: Attempt> = A;
+
     #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
-    where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
+    fn run_once<A: Attempt>(&self, call: A) -> A {
         call
     }
 }
@@ -315,13 +321,13 @@ impl<Outer: LayerPolicy, Inner: LayerPolicy> LayerPolicy for Nested<Outer, Inner
 }
 
 impl<Outer: SingleAttempt, Inner: SingleAttempt> SingleAttempt for Nested<Outer, Inner> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = Outer::Once<'a, Inner::Once<'a, A>>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
         self.outer.run_once(self.inner.run_once(call))
     }
 }
@@ -342,13 +348,13 @@ impl<P: LayerPolicy> LayerPolicy for Pipeline<P> {
 }
 
 impl<P: SingleAttempt> SingleAttempt for Pipeline<P> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = P::Once<'a, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
         self.policy.run_once(call)
     }
 }
@@ -369,13 +375,13 @@ impl<P: LayerPolicy + ?Sized> LayerPolicy for Arc<P> {
 }
 
 impl<P: SingleAttempt + ?Sized> SingleAttempt for Arc<P> {
-    #[inline]
-    fn run_once<R, E, Fut>(&self, call: Fut) -> impl Future<Output = Result<R, Error<E>>> + Send
+    type Once<'a, A: Attempt>
+        = P::Once<'a, A>
     where
-        R: Send,
-        E: Display + Send,
-        Fut: Future<Output = Result<R, Error<E>>> + Send,
-    {
+        Self: 'a;
+
+    #[inline]
+    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
         (**self).run_once(call)
     }
 }
@@ -453,22 +459,52 @@ fn settle<Resp, E>(result: Result<Resp, Error<Failed<Resp, E>>>) -> Result<Resp,
     }
 }
 
-/// One attempt: calls `service` (ready) with `request`, classifies.
-async fn attempt<S, Req, C>(
-    mut service: S,
-    request: Req,
-    classify: &C,
-) -> Result<S::Response, Error<Failed<S::Response, S::Error>>>
+pin_project_lite::pin_project! {
+    /// One attempt: calls `service` (polled ready) with `request` at its
+    /// first poll (once the policies admitted it; the service is dropped
+    /// after the call, as tower's `Oneshot` does), then classifies the
+    /// response.
+    struct AttemptFuture<S: Service<Req>, Req, C> {
+        ready: Option<(S, Req)>,
+        classify: C,
+        #[pin]
+        called: Option<S::Future>,
+    }
+}
+
+impl<S: Service<Req>, Req, C> AttemptFuture<S, Req, C> {
+    fn new(service: S, request: Req, classify: C) -> Self {
+        AttemptFuture {
+            ready: Some((service, request)),
+            classify,
+            called: None,
+        }
+    }
+}
+
+impl<S, Req, C> Future for AttemptFuture<S, Req, C>
 where
     S: Service<Req>,
     C: Classify<S::Response>,
 {
-    match service.call(request).await {
-        Ok(response) if classify.is_failure(&response) => {
-            Err(Error::Inner(Failed::Response(response)))
+    type Output = Result<S::Response, Error<Failed<S::Response, S::Error>>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some((mut service, request)) = this.ready.take() {
+            this.called.set(Some(service.call(request)));
         }
-        Ok(response) => Ok(response),
-        Err(e) => Err(Error::Inner(Failed::Service(e))),
+        let Some(called) = this.called.as_pin_mut() else {
+            panic!("a tower attempt polled after it completed")
+        };
+        Poll::Ready(match core::task::ready!(called.poll(cx)) {
+            Ok(response) if this.classify.is_failure(&response) => {
+                Err(Error::Inner(Failed::Response(response)))
+            }
+            Ok(response) => Ok(response),
+            Err(e) => Err(Error::Inner(Failed::Service(e))),
+        })
     }
 }
 
@@ -626,23 +662,64 @@ impl<S, P, M, C> Protected<S, P, M, C> {
     }
 }
 
-/// The future of a [`Protected`] service: boxed (the patterns' futures
-/// are `async fn`s, which cannot be named), `Send`.
-pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, Error<E>>> + Send>>;
+/// The future of a [`Protected`] service in [`Replay`] mode (a retry in
+/// the policy): boxed, `Send`.
+pub type ReplayFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, Error<E>>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of a [`Protected`] service in [`Once`] mode: the
+    /// policy's named future over the one attempt (no box), and the
+    /// policy it borrows from, kept alive with it. `Send` when the
+    /// service's future, request and response are.
+    pub struct ResponseFuture<S, P, Req, C>
+    where
+        S: Service<Req>,
+        P: SingleAttempt,
+        P: 'static,
+        C: Classify<S::Response>,
+    {
+        // Declared (so dropped) before `policy`, which it borrows from.
+        #[pin]
+        running: P::Once<'static, AttemptFuture<S, Req, C>>,
+        policy: Arc<P>,
+    }
+}
+
+impl<S, P, Req, C> Future for ResponseFuture<S, P, Req, C>
+where
+    S: Service<Req>,
+    P: SingleAttempt + 'static,
+    C: Classify<S::Response>,
+{
+    type Output = Result<S::Response, Error<S::Error>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().running.poll(cx).map(settle)
+    }
+}
+
+impl<S, P, Req, C> fmt::Debug for ResponseFuture<S, P, Req, C>
+where
+    S: Service<Req>,
+    P: SingleAttempt + 'static,
+    C: Classify<S::Response>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
 
 impl<S, P, C, Req> Service<Req> for Protected<S, P, Once, C>
 where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Display + Send + 'static,
-    S::Future: Send + 'static,
-    Req: Send + 'static,
+    S: Service<Req> + Clone,
+    S::Error: Display,
     P: SingleAttempt + 'static,
     C: Classify<S::Response>,
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
-    type Future = ResponseFuture<S::Response, S::Error>;
+    type Future = ResponseFuture<S, P, Req, C>;
 
     /// The inner service's readiness; nothing is reserved (see the
     /// [module docs](self)).
@@ -651,13 +728,20 @@ where
         self.inner.poll_ready(cx).map_err(Error::Inner)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let (service, policy, classify) = self.take_ready();
-        Box::pin(async move {
-            // The one attempt, run once the policies admitted it.
-            let result = policy.run_once(attempt(service, request, &classify)).await;
-            settle(result)
-        })
+        // SAFETY: the reference points into the `Arc`'s allocation, which
+        // the returned future owns (`policy`) and which does not move when
+        // the future moves; `running`, the only holder of the reference, is
+        // declared before `policy`, so it is dropped first, and nothing
+        // gives `running` out. `SingleAttempt` is sealed, and no policy's
+        // `Once` future keeps the reference beyond itself.
+        let borrowed: &'static P = unsafe { &*Arc::as_ptr(&policy) };
+        ResponseFuture {
+            running: borrowed.run_once(AttemptFuture::new(service, request, classify)),
+            policy,
+        }
     }
 }
 
@@ -673,7 +757,7 @@ where
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
-    type Future = ResponseFuture<S::Response, S::Error>;
+    type Future = ReplayFuture<S::Response, S::Error>;
 
     /// The inner service's readiness; nothing is reserved (see the
     /// [module docs](self)).
@@ -707,7 +791,7 @@ where
                                 .await
                                 .map_err(|e| Error::Inner(Failed::Service(e)))?;
                         }
-                        attempt(service, request, classify).await
+                        AttemptFuture::new(service, request, classify.clone()).await
                     }
                 })
                 .await;
@@ -836,5 +920,95 @@ impl<P: LayerPolicy> Pipeline<P> {
     /// (see [`PolicyLayer::replaying`]).
     pub fn into_replaying_layer(self) -> PolicyLayer<Self, Replay> {
         PolicyLayer::replaying(self)
+    }
+}
+
+// --- Named response futures ---------------------------------------------------------
+
+/// The named futures of the patterns' layers: what [`SingleAttempt::Once`]
+/// is for each pattern, so a [`Protected`] service's [`ResponseFuture`]
+/// is a plain (unboxed) type. Each is the pattern's own async call (the
+/// same admission, counting and cancellation as its `execute_async`)
+/// over an attempt whose error is already an [`Error`].
+pub mod future {
+    use core::future::Future;
+    use core::pin::Pin;
+    use core::task::{Context, Poll};
+
+    use super::Attempt;
+    use crate::blocking::async_call::Keep;
+    use crate::blocking::{
+        AsyncTimer, Error, GuardedCall, KeptCall, LimitedCall, TimedCall, Timer,
+    };
+
+    /// Implements `Future` (and `Debug`) for a pattern's named future by
+    /// polling the crate-private call it wraps.
+    macro_rules! named_future {
+        ($(#[$doc:meta])* $name:ident, $bound:path, $inner:ty) => {
+            pin_project_lite::pin_project! {
+                $(#[$doc])*
+                pub struct $name<'a, T: $bound, A: Attempt> {
+                    #[pin]
+                    pub(super) inner: $inner,
+                }
+            }
+
+            impl<T: AsyncTimer, A: Attempt> Future for $name<'_, T, A> {
+                type Output = Result<A::Ok, Error<A::Err>>;
+
+                #[inline]
+                fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                    self.project().inner.poll(cx)
+                }
+            }
+
+            impl<T: $bound, A: Attempt> core::fmt::Debug for $name<'_, T, A> {
+                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                    f.debug_struct(stringify!($name)).finish_non_exhaustive()
+                }
+            }
+        };
+    }
+
+    named_future!(
+        /// One attempt through a [`RateLimiter`](crate::blocking::RateLimiter)
+        /// (as its `execute_async`).
+        RateLimiterFuture, Timer, LimitedCall<'a, T, A, Keep>
+    );
+    named_future!(
+        /// One attempt under a [`Bulkhead`](crate::blocking::Bulkhead)'s permit
+        /// (as its `execute_async`).
+        BulkheadFuture, Timer, GuardedCall<'a, T, A, Keep>
+    );
+    named_future!(
+        /// One attempt bounded by a [`Timeout`](crate::blocking::Timeout) (as
+        /// its `execute_async`).
+        TimeoutFuture, AsyncTimer, TimedCall<'a, T, A, Keep>
+    );
+
+    pin_project_lite::pin_project! {
+        /// One attempt through a
+        /// [`CircuitBreaker`](crate::blocking::CircuitBreaker) (as its
+        /// `execute_async`; a refusal from a policy inside is not the
+        /// attempt's failure).
+        pub struct BreakerFuture<'a, T: Timer, A: Attempt> {
+            #[pin]
+            pub(super) inner: KeptCall<'a, T, A, A::Ok, A::Err>,
+        }
+    }
+
+    impl<T: Timer, A: Attempt> Future for BreakerFuture<'_, T, A> {
+        type Output = Result<A::Ok, Error<A::Err>>;
+
+        #[inline]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.project().inner.poll(cx)
+        }
+    }
+
+    impl<T: Timer, A: Attempt> core::fmt::Debug for BreakerFuture<'_, T, A> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("BreakerFuture").finish_non_exhaustive()
+        }
     }
 }

@@ -5,6 +5,7 @@
 mod async_util;
 use async_util::{DropFlag, until};
 
+use core::future::Future;
 use core::sync::atomic::Ordering::SeqCst;
 use core::time::Duration;
 use std::sync::{Arc, Mutex};
@@ -101,4 +102,21 @@ async fn as_a_policy_it_bounds_each_attempt() {
         })
         .await;
     assert!(matches!(out, Err(Error::TimedOut { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_future_is_dropped_before_timed_out_is_returned() {
+    // Polled by hand: the late call must be gone when `TimedOut` comes
+    // back, not only once the timeout's own future is dropped.
+    let t = timeout(Duration::from_secs(1));
+    let (guard, dropped) = DropFlag::new();
+    let mut call = core::pin::pin!(t.execute_async(async move {
+        let _guard = guard;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, ()>("late")
+    }));
+    let out = core::future::poll_fn(|cx| call.as_mut().poll(cx)).await;
+    assert!(matches!(out, Err(Error::TimedOut { .. })), "{out:?}");
+    assert!(dropped.load(SeqCst), "the call outlived its deadline");
+    assert_eq!(t.metrics().in_flight, 0);
 }

@@ -2081,29 +2081,76 @@ where
     }
 }
 
+/// How a breaker classifies a call whose error is already an [`Error`]
+/// (a policy inside a pipeline or a layer): a refusal or a dispose inside
+/// is not the call's failure.
+#[cfg(feature = "async")]
+fn classify_kept<R, E>(result: &Result<R, Error<E>>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
+        Err(_) => Outcome::Failure,
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// A [`Guarded`] call whose error is already an [`Error`], classified
+    /// by [`classify_kept`]: the async policy's and the tower layer's
+    /// future, nameable (the classifier is a function pointer).
+    pub(crate) struct KeptCall<'a, T: Timer, F, R, E> {
+        #[pin]
+        guarded: Guarded<'a, T, F, fn(&Result<R, Error<E>>) -> Outcome, E>,
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer, F, R, E> Future for KeptCall<'_, T, F, R, E>
+where
+    F: Future<Output = Result<R, Error<E>>>,
+{
+    type Output = Result<R, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        match core::task::ready!(self.project().guarded.poll(cx)) {
+            Ok(result) => Poll::Ready(result),
+            Err(refused) => Poll::Ready(Err(refused)),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer + 'static> CircuitBreaker<T> {
+    /// Awaits `call`, whose error is already an [`Error`], if the circuit
+    /// admits it (see [`KeptCall`]).
+    #[inline]
+    pub(crate) fn run_kept_async<F, R, E>(&self, call: F) -> KeptCall<'_, T, F, R, E>
+    where
+        F: Future<Output = Result<R, Error<E>>>,
+    {
+        KeptCall {
+            guarded: self.guarded_async(
+                call,
+                classify_kept::<R, E> as fn(&Result<R, Error<E>>) -> Outcome,
+            ),
+        }
+    }
+}
+
 #[cfg(feature = "async")]
 impl<T: Timer + 'static> super::AsyncPolicy for CircuitBreaker<T> {
     /// Awaits `call` if the circuit admits it, classifying as
     /// [`Policy::run`] does; a dropped future is ignored (see
     /// [`execute_async`](CircuitBreaker::execute_async)).
     #[inline]
-    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
+    fn run_async<R, E, F, Fut>(&self, call: F) -> impl Future<Output = Result<R, Error<E>>>
     where
         E: core::fmt::Display,
         F: Fn() -> Fut + Clone,
         Fut: Future<Output = Result<R, Error<E>>>,
     {
-        match self
-            .guarded_async::<_, E, _, _>(call(), |result: &Result<R, Error<E>>| match result {
-                Ok(_) => Outcome::Success,
-                Err(e) if e.is_rejection() || matches!(e, Error::Disposed) => Outcome::Ignored,
-                Err(_) => Outcome::Failure,
-            })
-            .await
-        {
-            Ok(result) => result,
-            Err(refused) => Err(refused),
-        }
+        self.run_kept_async(call())
     }
 }
 

@@ -16,6 +16,11 @@ use crate::bulkhead::{
 use crate::clock::MonotonicClock;
 use crate::sync::thread::{self, Thread};
 use crate::sync::{self, AtomicU32, AtomicU64, Mutex, Ordering};
+#[cfg(feature = "async")]
+use core::{pin::Pin, task::Poll};
+
+#[cfg(feature = "async")]
+use super::async_call::{Keep, Lift, Wait, Wrap};
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -1245,6 +1250,20 @@ impl<T: Timer> Bulkhead<T> {
         }
     }
 
+    /// An admitted async call dropped before it finished (cancelled, or a
+    /// panic unwinding): its permit is released through the blocking path
+    /// (so the front waiter is granted it); counted as a failure only while
+    /// panicking. Out of line: the healthy path never runs it.
+    #[cfg(feature = "async")]
+    #[cold]
+    #[inline(never)]
+    fn abandon(&self, permit: Held<'_>) {
+        self.release(permit);
+        if std::thread::panicking() {
+            self.shell.counters.failures.incr();
+        }
+    }
+
     /// Returns a permit; if callers are queued, grants it to the front one.
     #[inline]
     fn release(&self, permit: Held<'_>) {
@@ -1459,7 +1478,7 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
     ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
-        self.guarded_async(call, Error::Inner)
+        self.guarded_async::<_, Wrap>(call)
     }
 
     /// [`acquire`](Self::acquire) for a task: a permit as a
@@ -1491,30 +1510,16 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     }
 
     /// Admits the call (waiting without blocking), awaits it, counts the
-    /// outcome, releases the permit (also when the future is dropped).
-    pub(crate) async fn guarded_async<R, X, E>(
-        &self,
-        call: impl core::future::Future<Output = Result<R, X>>,
-        lift: impl FnOnce(X) -> Error<E>,
-    ) -> Result<R, Error<E>> {
-        // The fast path (a permit free, nobody queued) without entering the
-        // waiting future.
-        let permit = match self.admit_now() {
-            Some(permit) => permit,
-            None => self
-                .admit_async(self.config().queue_timeout)
-                .await
-                .map_err(Refusal::into_error)?,
-        };
-        let running = self.shell.counters.running_async();
-        let held = ReleaseOnDrop {
+    /// outcome, releases the permit (also when the future is dropped); `L`
+    /// turns the call's error into the result's.
+    #[inline]
+    pub(crate) fn guarded_async<F, L>(&self, call: F) -> GuardedCall<'_, T, F, L> {
+        GuardedCall {
             bulkhead: self,
-            permit: Some(permit),
-        };
-        let result = call.await.map_err(lift);
-        drop(held);
-        running.finish(&result);
-        result
+            stage: CallStage::Start,
+            lift: core::marker::PhantomData,
+            call,
+        }
     }
 
     /// A permit at once when one is free and nobody is queued (a local
@@ -1822,21 +1827,99 @@ impl<T: Timer> Drop for Queued<'_, T> {
     }
 }
 
-/// A held permit released on drop (the future finished, was dropped, or
-/// unwinds): released through the blocking path, so the front waiter is
-/// granted it.
+/// Where a [`GuardedCall`] is.
 #[cfg(feature = "async")]
-struct ReleaseOnDrop<'a, T: Timer> {
-    bulkhead: &'a Bulkhead<T>,
-    permit: Option<Held<'a>>,
+enum CallStage<'a> {
+    /// Not admitted yet: a permit is looked for at the first poll.
+    Start,
+    /// Waiting in the queue (or polling a shared or Redis bulkhead).
+    Waiting(Wait<'a, Result<Held<'a>, Refusal>>),
+    /// Admitted: the permit is held while the call runs.
+    Running(Held<'a>),
+    /// Refused, or finished and counted.
+    Done,
 }
 
 #[cfg(feature = "async")]
-impl<T: Timer> Drop for ReleaseOnDrop<'_, T> {
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            self.bulkhead.release(permit);
+pin_project_lite::pin_project! {
+    /// A future run under a bulkhead's permit (`execute_async`, and the
+    /// tower layer's): admitted at its first poll, at once when a permit is
+    /// free and nobody is queued, otherwise through a boxed wait in the
+    /// FIFO. Dropped while running it releases the permit (counting a
+    /// failure only while a panic unwinds); dropped while waiting, its wait
+    /// leaves the queue or hands on a permit granted to it.
+    pub(crate) struct GuardedCall<'a, T: Timer, F, L> {
+        bulkhead: &'a Bulkhead<T>,
+        stage: CallStage<'a>,
+        lift: core::marker::PhantomData<fn() -> L>,
+        #[pin]
+        call: F,
+    }
+    impl<'a, T: Timer, F, L> PinnedDrop for GuardedCall<'a, T, F, L> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let CallStage::Running(permit) = core::mem::replace(this.stage, CallStage::Done) {
+                this.bulkhead.abandon(permit);
+            }
         }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T, F, R, X, L> core::future::Future for GuardedCall<'_, T, F, L>
+where
+    T: super::AsyncTimer,
+    F: core::future::Future<Output = Result<R, X>>,
+    L: Lift<X>,
+{
+    type Output = Result<R, Error<L::Caller>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let bulkhead: &Bulkhead<T> = this.bulkhead;
+        loop {
+            match this.stage {
+                CallStage::Running(_) => break,
+                CallStage::Start => {
+                    *this.stage = match bulkhead.admit_now() {
+                        Some(permit) => CallStage::Running(permit),
+                        None => CallStage::Waiting(std::boxed::Box::pin(
+                            bulkhead.admit_async(bulkhead.config().queue_timeout),
+                        )),
+                    };
+                }
+                CallStage::Waiting(wait) => match wait.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(permit)) => *this.stage = CallStage::Running(permit),
+                    Poll::Ready(Err(refusal)) => {
+                        *this.stage = CallStage::Done;
+                        return Poll::Ready(Err(refusal.into_error()));
+                    }
+                },
+                CallStage::Done => panic!("a bulkhead's async call polled after it completed"),
+            }
+        }
+        // A panic in `call` unwinds through here: the drop releases the
+        // permit and counts the failure.
+        let out = match this.call.as_mut().poll(cx) {
+            Poll::Ready(out) => out,
+            Poll::Pending => return Poll::Pending,
+        };
+        if let CallStage::Running(permit) = core::mem::replace(this.stage, CallStage::Done) {
+            bulkhead.release(permit);
+        }
+        let counters = &bulkhead.shell.counters;
+        Poll::Ready(match out {
+            Ok(value) => {
+                counters.successes.incr();
+                Ok(value)
+            }
+            Err(e) => {
+                counters.failures.incr();
+                Err(L::lift(e))
+            }
+        })
     }
 }
 
@@ -1854,7 +1937,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Bulkhead<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.guarded_async(call(), core::convert::identity)
+        self.guarded_async::<_, Keep>(call())
     }
 }
 

@@ -15,6 +15,11 @@ use super::wait::WaitList;
 use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, Timer};
 use crate::clock::MonotonicClock;
 use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Reservation};
+#[cfg(feature = "async")]
+use core::{pin::Pin, task::Poll};
+
+#[cfg(feature = "async")]
+use super::async_call::{Keep, Lift, Wait, Wrap};
 
 /// Why a call was not admitted.
 enum Refusal {
@@ -747,22 +752,23 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # }).unwrap();
     /// # }
     /// ```
-    pub async fn execute_async<R, E>(
+    pub fn execute_async<R, E>(
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
-    ) -> Result<R, Error<E>> {
-        // A permit ready now is taken without entering the waiting future.
-        match self.book(1, self.config().queue_timeout) {
-            Booked::Now => {}
-            booked => self
-                .wait_booked(booked)
-                .await
-                .map_err(Refusal::into_error)?,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
+        self.limited_async::<_, Wrap>(call)
+    }
+
+    /// Awaits `call` once a permit is booked (see [`LimitedCall`]); `L`
+    /// turns the call's error into the result's.
+    #[inline]
+    pub(crate) fn limited_async<F, L>(&self, call: F) -> LimitedCall<'_, T, F, L> {
+        LimitedCall {
+            limiter: self,
+            stage: LimitedStage::Start,
+            lift: core::marker::PhantomData,
+            call,
         }
-        let running = self.shell.counters.running_async();
-        let result = call.await.map_err(Error::Inner);
-        running.finish(&result);
-        result
     }
 
     /// [`acquire`](Self::acquire) for a task: takes `n` permits, sleeping
@@ -907,19 +913,114 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
     /// Awaits `call` once a permit is available, as
     /// [`execute_async`](RateLimiter::execute_async) does; `call`'s errors
     /// pass through unchanged.
-    async fn run_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
+    fn run_async<R, E, F, Fut>(
+        &self,
+        call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         E: core::fmt::Display,
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.admit_async(1, self.config().queue_timeout)
-            .await
-            .map_err(Refusal::into_error)?;
-        let running = self.shell.counters.running_async();
-        let result = call().await;
-        running.finish(&result);
-        result
+        self.limited_async::<_, Keep>(call())
+    }
+}
+
+/// Where a [`LimitedCall`] is.
+#[cfg(feature = "async")]
+enum LimitedStage<'a> {
+    /// Not booked yet: the permit is booked at the first poll.
+    Start,
+    /// Sleeping until its reservation is ready (boxed: only a call that
+    /// waits makes one); dropping it cancels the reservation.
+    Waiting(Wait<'a, Result<(), Refusal>>),
+    /// The permit is taken: the call runs.
+    Running,
+    /// Refused, or finished and counted.
+    Done,
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// A future run once a limiter's permit is booked (`execute_async`, the
+    /// async policy's and the tower layer's): booked at its first poll,
+    /// sleeping (boxed) only for a reservation that is not ready at once.
+    /// Dropped while running it counts nothing (a failure only while a
+    /// panic unwinds).
+    pub(crate) struct LimitedCall<'a, T: Timer, F, L> {
+        limiter: &'a RateLimiter<T>,
+        stage: LimitedStage<'a>,
+        lift: core::marker::PhantomData<fn() -> L>,
+        #[pin]
+        call: F,
+    }
+    impl<'a, T: Timer, F, L> PinnedDrop for LimitedCall<'a, T, F, L> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if matches!(this.stage, LimitedStage::Running) && std::thread::panicking() {
+                this.limiter.shell.counters.failures.incr();
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T, F, R, X, L> core::future::Future for LimitedCall<'_, T, F, L>
+where
+    T: super::AsyncTimer,
+    F: core::future::Future<Output = Result<R, X>>,
+    L: Lift<X>,
+{
+    type Output = Result<R, Error<L::Caller>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let limiter: &RateLimiter<T> = this.limiter;
+        loop {
+            match this.stage {
+                LimitedStage::Running => break,
+                LimitedStage::Start => match limiter.book(1, limiter.config().queue_timeout) {
+                    Booked::Now => *this.stage = LimitedStage::Running,
+                    Booked::Refused(refusal) => {
+                        *this.stage = LimitedStage::Done;
+                        return Poll::Ready(Err(refusal.into_error()));
+                    }
+                    booked => {
+                        *this.stage = LimitedStage::Waiting(std::boxed::Box::pin(
+                            limiter.wait_booked(booked),
+                        ));
+                    }
+                },
+                LimitedStage::Waiting(wait) => match wait.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => *this.stage = LimitedStage::Running,
+                    Poll::Ready(Err(refusal)) => {
+                        *this.stage = LimitedStage::Done;
+                        return Poll::Ready(Err(refusal.into_error()));
+                    }
+                },
+                LimitedStage::Done => {
+                    panic!("a rate limiter's async call polled after it completed")
+                }
+            }
+        }
+        let out = match this.call.as_mut().poll(cx) {
+            Poll::Ready(out) => out,
+            Poll::Pending => return Poll::Pending,
+        };
+        *this.stage = LimitedStage::Done;
+        let counters = &limiter.shell.counters;
+        Poll::Ready(match out {
+            Ok(value) => {
+                counters.successes.incr();
+                Ok(value)
+            }
+            Err(e) => {
+                counters.failures.incr();
+                Err(L::lift(e))
+            }
+        })
     }
 }
 

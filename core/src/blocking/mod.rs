@@ -40,6 +40,8 @@ pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue
 pub use policy::AsyncPolicy;
 pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
 #[cfg(feature = "async")]
+pub(crate) mod async_call;
+#[cfg(feature = "async")]
 mod async_timer;
 #[cfg(feature = "async")]
 pub use async_timer::AsyncTimer;
@@ -68,3 +70,7 @@ mod fallback;
 pub use fallback::{DynFallbackFn, DynHandleIf, Fallback, FallbackConfig, FallbackStage};
 mod hedging;
 pub use hedging::Hedging;
+#[cfg(feature = "async")]
+pub(crate) use {
+    breaker::KeptCall, bulkhead::GuardedCall, limiter::LimitedCall, timeout::TimedCall,
+};

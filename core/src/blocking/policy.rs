@@ -489,8 +489,9 @@ mod asynchronous {
             Fut: Future<Output = Result<R, E>>,
         {
             let timeout = self.timeout.timeout();
-            self.policy
-                .run_async(move || timeout.run_future(call(), Error::Inner))
+            self.policy.run_async(move || {
+                timeout.run_future::<_, crate::blocking::async_call::Wrap>(call())
+            })
         }
     }
 }

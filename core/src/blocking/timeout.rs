@@ -17,6 +17,11 @@ use crate::clock::{MonotonicClock, Timestamp};
 use crate::deadline::{Deadline, TimeoutConfig};
 use crate::error::{ConfigError, ConfigOption, ConfigValue};
 use crate::sync::{AtomicU64, Ordering};
+#[cfg(feature = "async")]
+use core::{pin::Pin, task::Poll};
+
+#[cfg(feature = "async")]
+use super::async_call::{Keep, Lift, Wrap};
 
 std::thread_local! {
     static CURRENT_DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
@@ -643,71 +648,181 @@ impl<T: super::AsyncTimer> Timeout<T> {
         &self,
         call: impl core::future::Future<Output = Result<R, E>>,
     ) -> impl core::future::Future<Output = Result<R, Error<E>>> {
-        self.run_future(call, Error::Inner)
+        self.run_future::<_, Wrap>(call)
     }
 
-    /// The async form with the error already lifted.
-    pub(crate) async fn run_future<R, X, E>(
-        &self,
-        call: impl core::future::Future<Output = Result<R, X>>,
-        lift: impl FnOnce(X) -> Error<E>,
-    ) -> Result<R, Error<E>> {
-        use core::future::poll_fn;
-        use core::pin::pin;
-        use core::task::Poll;
-        if self.is_disposed() {
-            return Err(Error::Disposed);
+    /// The async form, `L` turning the call's error into the result's: a
+    /// hand-written future (see [`TimedCall`]).
+    #[inline]
+    pub(crate) fn run_future<F, L>(&self, call: F) -> TimedCall<'_, T, F, L> {
+        TimedCall {
+            timeout: self,
+            stage: TimedStage::Start,
+            lift: core::marker::PhantomData,
+            call: CallSlot::Live { call },
         }
-        let start = self.timer().now();
-        let allowed = self.config().timeout;
-        let deadline = start.saturating_add(allowed);
-        let running = self.shell.counters.running_async();
-        let _in_flight = InFlight::enter(&self.in_flight);
+    }
+
+    /// An entered async call dropped before it finished (cancelled, or a
+    /// panic unwinding): it leaves `in_flight`, and counts as a failure
+    /// only while panicking. Out of line: the healthy path never runs it.
+    #[cold]
+    #[inline(never)]
+    fn abandon(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if std::thread::panicking() {
+            self.shell.counters.failures.incr();
+        }
+    }
+}
+
+/// Where a [`TimedCall`] is.
+#[cfg(feature = "async")]
+enum TimedStage<'a, T: super::AsyncTimer> {
+    /// Not started: the deadline is set at the first poll.
+    Start,
+    /// Entered (in `in_flight`), at its first poll.
+    Entered,
+    /// Not ready at its first poll: racing the deadline (the sleep boxed,
+    /// made only by a call that waits).
+    Racing {
+        deadline: Timestamp,
+        waiting: super::wait::TaskWaiting<'a>,
+        sleep: Pin<std::boxed::Box<T::Sleep>>,
+    },
+    /// Finished, timed out or refused (counted).
+    Done,
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// The call a [`TimedCall`] runs, dropped in place at the deadline.
+    #[project = CallSlotProj]
+    enum CallSlot<F> {
+        Live { #[pin] call: F },
+        Gone,
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// A future bounded by a timeout (`execute_async`, and the tower
+    /// layer's): a call ready at its first poll needs neither a sleep nor a
+    /// registration; otherwise it races a (boxed) sleep until the deadline,
+    /// where the call is dropped in place and the result is
+    /// [`Error::TimedOut`]. Dropped early, it counts nothing (a failure only
+    /// while a panic unwinds).
+    pub(crate) struct TimedCall<'a, T: super::AsyncTimer, F, L> {
+        timeout: &'a Timeout<T>,
+        stage: TimedStage<'a, T>,
+        lift: core::marker::PhantomData<fn() -> L>,
+        #[pin]
+        call: CallSlot<F>,
+    }
+    impl<'a, T: super::AsyncTimer, F, L> PinnedDrop for TimedCall<'a, T, F, L> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // An entered call that has not finished (`call` itself is
+            // dropped after this, as a field).
+            if matches!(this.stage, TimedStage::Entered | TimedStage::Racing { .. }) {
+                *this.stage = TimedStage::Done;
+                this.timeout.abandon();
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T, F, R, X, L> core::future::Future for TimedCall<'_, T, F, L>
+where
+    T: super::AsyncTimer,
+    F: core::future::Future<Output = Result<R, X>>,
+    L: Lift<X>,
+{
+    type Output = Result<R, Error<L::Caller>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
         /// How the race ended.
         enum Ended<X> {
             Done(X),
             TimedOut,
             Disposed,
         }
-        let ended = {
-            let mut call = pin!(call);
-            // A call ready on its first poll needs neither the registration
-            // nor the timer's sleep (the healthy path of a fast call).
-            match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-                Poll::Ready(out) => Ended::Done(out),
-                Poll::Pending => {
-                    let mut waiting = self.waiters.register_task();
-                    let mut sleep = pin!(self.timer().sleep_until_async(deadline));
-                    poll_fn(|cx| {
-                        if let Poll::Ready(out) = call.as_mut().poll(cx) {
-                            return Poll::Ready(Ended::Done(out));
-                        }
-                        waiting.set_waker(cx.waker());
-                        if self.is_disposed() {
-                            return Poll::Ready(Ended::Disposed);
-                        }
-                        super::async_timer::poll_deadline(self.timer(), deadline, &mut sleep, cx)
-                            .map(|()| Ended::TimedOut)
-                    })
-                    .await
+        let mut this = self.project();
+        let timeout: &Timeout<T> = this.timeout;
+        let first = matches!(this.stage, TimedStage::Start);
+        if first {
+            if timeout.is_disposed() {
+                *this.stage = TimedStage::Done;
+                this.call.set(CallSlot::Gone);
+                return Poll::Ready(Err(Error::Disposed));
+            }
+            timeout.in_flight.fetch_add(1, Ordering::Relaxed);
+            *this.stage = TimedStage::Entered;
+        }
+        let CallSlotProj::Live { call } = this.call.as_mut().project() else {
+            panic!("a timeout's async call polled after it completed");
+        };
+        let ended = match call.poll(cx) {
+            Poll::Ready(out) => Ended::Done(out),
+            Poll::Pending => {
+                if first {
+                    // Not ready at once: from here the call races the
+                    // deadline, and wakes on a dispose.
+                    let deadline = timeout
+                        .timer()
+                        .now()
+                        .saturating_add(timeout.config().timeout);
+                    *this.stage = TimedStage::Racing {
+                        deadline,
+                        waiting: timeout.waiters.register_task(),
+                        sleep: std::boxed::Box::pin(timeout.timer().sleep_until_async(deadline)),
+                    };
+                }
+                let TimedStage::Racing {
+                    deadline,
+                    waiting,
+                    sleep,
+                } = this.stage
+                else {
+                    panic!("a timeout's async call polled after it completed");
+                };
+                waiting.set_waker(cx.waker());
+                if timeout.is_disposed() {
+                    Ended::Disposed
+                } else {
+                    let mut sleep = sleep.as_mut();
+                    match super::async_timer::poll_deadline(
+                        timeout.timer(),
+                        *deadline,
+                        &mut sleep,
+                        cx,
+                    ) {
+                        Poll::Ready(()) => Ended::TimedOut,
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
             }
-            // `call` is dropped here, before the result is returned.
         };
-        running.disarm();
-        let counters = &self.shell.counters;
-        match ended {
+        // Finished: the call is dropped before the result is returned, the
+        // registration and the sleep with the stage.
+        this.call.set(CallSlot::Gone);
+        *this.stage = TimedStage::Done;
+        timeout.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let counters = &timeout.shell.counters;
+        Poll::Ready(match ended {
             Ended::Done(Ok(value)) => {
                 counters.successes.incr();
                 Ok(value)
             }
             Ended::Done(Err(e)) => {
                 counters.failures.incr();
-                Err(lift(e))
+                Err(L::lift(e))
             }
-            Ended::TimedOut => Err(self.timed_out(allowed)),
+            Ended::TimedOut => Err(timeout.timed_out(timeout.config().timeout)),
             Ended::Disposed => Err(Error::Disposed),
-        }
+        })
     }
 }
 
@@ -725,7 +840,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Timeout<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_future(call(), core::convert::identity)
+        self.run_future::<_, Keep>(call())
     }
 }
 
