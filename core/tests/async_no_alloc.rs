@@ -8,13 +8,14 @@
 mod async_util;
 use async_util::poll_once;
 
+use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::convert::Infallible;
 use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::sync::Arc;
 
 use stockade::blocking::{Bulkhead, CircuitBreaker, Error, Pipeline, RateLimiter, Timeout};

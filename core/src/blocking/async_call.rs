@@ -48,3 +48,98 @@ impl<E> Lift<Error<E>> for Keep {
 /// A wait for admission, boxed: only a call that cannot be admitted at its
 /// first poll makes one.
 pub(crate) type Wait<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a call's first look at its pattern decided.
+pub(crate) enum FirstLook<'a, P, Rf> {
+    /// Admitted at once, holding `P`.
+    Admitted(P),
+    /// Refused at once (counted, announced).
+    Refused(Rf),
+    /// It must wait: this future admits or refuses it.
+    Wait(Wait<'a, Result<P, Rf>>),
+}
+
+/// Where a named async call is in its admission: not looked yet, waiting
+/// (boxed), admitted holding `P`, or done. `Rf` is the pattern's refusal.
+pub(crate) enum Admission<'a, P, Rf> {
+    /// Not admitted yet: the first poll looks.
+    Start,
+    /// Waiting for admission.
+    Waiting(Wait<'a, Result<P, Rf>>),
+    /// Admitted: `P` is held while the call runs.
+    Running(P),
+    /// Refused, or finished and counted.
+    Done,
+}
+
+impl<'a, P, Rf> Admission<'a, P, Rf> {
+    /// Drives the admission: `Ready(Ok(()))` once admitted (the stage is
+    /// `Running`), `Ready(Err)` when refused (the stage is `Done`),
+    /// `Pending` while waiting. `first_look` is asked at the first poll
+    /// only; `pattern` names the pattern in the panic of a poll after
+    /// completion.
+    #[inline]
+    pub(crate) fn poll_admitted(
+        &mut self,
+        cx: &mut core::task::Context<'_>,
+        first_look: impl FnOnce() -> FirstLook<'a, P, Rf>,
+        pattern: &str,
+    ) -> core::task::Poll<Result<(), Rf>> {
+        use core::task::Poll;
+        if let Admission::Start = self {
+            *self = match first_look() {
+                FirstLook::Admitted(permit) => Admission::Running(permit),
+                FirstLook::Refused(refusal) => {
+                    *self = Admission::Done;
+                    return Poll::Ready(Err(refusal));
+                }
+                FirstLook::Wait(wait) => Admission::Waiting(wait),
+            };
+        }
+        match self {
+            Admission::Running(_) => Poll::Ready(Ok(())),
+            Admission::Waiting(wait) => match wait.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(permit)) => {
+                    *self = Admission::Running(permit);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(refusal)) => {
+                    *self = Admission::Done;
+                    Poll::Ready(Err(refusal))
+                }
+            },
+            Admission::Start | Admission::Done => {
+                panic!("{pattern}'s async call polled after it completed")
+            }
+        }
+    }
+
+    /// Ends the admission: the permit held, if the call was running.
+    #[inline]
+    pub(crate) fn finish(&mut self) -> Option<P> {
+        match core::mem::replace(self, Admission::Done) {
+            Admission::Running(permit) => Some(permit),
+            _ => None,
+        }
+    }
+}
+
+/// A finished call's outcome counted (a success or a failure) and its
+/// error lifted by `L`.
+#[inline]
+pub(crate) fn counted<R, X, L: Lift<X>>(
+    counters: &super::shell::Counters,
+    out: Result<R, X>,
+) -> Result<R, Error<L::Caller>> {
+    match out {
+        Ok(value) => {
+            counters.successes.incr();
+            Ok(value)
+        }
+        Err(e) => {
+            counters.failures.incr();
+            Err(L::lift(e))
+        }
+    }
+}

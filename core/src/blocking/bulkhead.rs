@@ -20,7 +20,7 @@ use crate::sync::{self, AtomicU32, AtomicU64, Mutex, Ordering};
 use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
-use super::async_call::{Keep, Lift, Wait, Wrap};
+use super::async_call::{Admission, FirstLook, Keep, Lift, Wrap, counted};
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -1516,7 +1516,7 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     pub(crate) fn guarded_async<F, L>(&self, call: F) -> GuardedCall<'_, T, F, L> {
         GuardedCall {
             bulkhead: self,
-            stage: CallStage::Start,
+            stage: Admission::Start,
             lift: core::marker::PhantomData,
             call,
         }
@@ -1827,19 +1827,6 @@ impl<T: Timer> Drop for Queued<'_, T> {
     }
 }
 
-/// Where a [`GuardedCall`] is.
-#[cfg(feature = "async")]
-enum CallStage<'a> {
-    /// Not admitted yet: a permit is looked for at the first poll.
-    Start,
-    /// Waiting in the queue (or polling a shared or Redis bulkhead).
-    Waiting(Wait<'a, Result<Held<'a>, Refusal>>),
-    /// Admitted: the permit is held while the call runs.
-    Running(Held<'a>),
-    /// Refused, or finished and counted.
-    Done,
-}
-
 #[cfg(feature = "async")]
 pin_project_lite::pin_project! {
     /// A future run under a bulkhead's permit (`execute_async`, and the
@@ -1850,7 +1837,7 @@ pin_project_lite::pin_project! {
     /// leaves the queue or hands on a permit granted to it.
     pub(crate) struct GuardedCall<'a, T: Timer, F, L> {
         bulkhead: &'a Bulkhead<T>,
-        stage: CallStage<'a>,
+        stage: Admission<'a, Held<'a>, Refusal>,
         lift: core::marker::PhantomData<fn() -> L>,
         #[pin]
         call: F,
@@ -1858,7 +1845,7 @@ pin_project_lite::pin_project! {
     impl<'a, T: Timer, F, L> PinnedDrop for GuardedCall<'a, T, F, L> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let CallStage::Running(permit) = core::mem::replace(this.stage, CallStage::Done) {
+            if let Some(permit) = this.stage.finish() {
                 this.bulkhead.abandon(permit);
             }
         }
@@ -1876,50 +1863,26 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         let bulkhead: &Bulkhead<T> = this.bulkhead;
-        loop {
-            match this.stage {
-                CallStage::Running(_) => break,
-                CallStage::Start => {
-                    *this.stage = match bulkhead.admit_now() {
-                        Some(permit) => CallStage::Running(permit),
-                        None => CallStage::Waiting(std::boxed::Box::pin(
-                            bulkhead.admit_async(bulkhead.config().queue_timeout),
-                        )),
-                    };
-                }
-                CallStage::Waiting(wait) => match wait.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(permit)) => *this.stage = CallStage::Running(permit),
-                    Poll::Ready(Err(refusal)) => {
-                        *this.stage = CallStage::Done;
-                        return Poll::Ready(Err(refusal.into_error()));
-                    }
-                },
-                CallStage::Done => panic!("a bulkhead's async call polled after it completed"),
-            }
+        let first_look = || match bulkhead.admit_now() {
+            Some(permit) => FirstLook::Admitted(permit),
+            None => FirstLook::Wait(std::boxed::Box::pin(
+                bulkhead.admit_async(bulkhead.config().queue_timeout),
+            )),
+        };
+        if let Err(refusal) =
+            core::task::ready!(this.stage.poll_admitted(cx, first_look, "a bulkhead"))
+        {
+            return Poll::Ready(Err(refusal.into_error()));
         }
         // A panic in `call` unwinds through here: the drop releases the
         // permit and counts the failure.
-        let out = match this.call.as_mut().poll(cx) {
-            Poll::Ready(out) => out,
-            Poll::Pending => return Poll::Pending,
-        };
-        if let CallStage::Running(permit) = core::mem::replace(this.stage, CallStage::Done) {
+        let out = core::task::ready!(this.call.poll(cx));
+        if let Some(permit) = this.stage.finish() {
             bulkhead.release(permit);
         }
-        let counters = &bulkhead.shell.counters;
-        Poll::Ready(match out {
-            Ok(value) => {
-                counters.successes.incr();
-                Ok(value)
-            }
-            Err(e) => {
-                counters.failures.incr();
-                Err(L::lift(e))
-            }
-        })
+        Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, out))
     }
 }
 

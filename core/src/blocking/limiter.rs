@@ -19,7 +19,7 @@ use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Res
 use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
-use super::async_call::{Keep, Lift, Wait, Wrap};
+use super::async_call::{Admission, FirstLook, Keep, Lift, Wrap, counted};
 
 /// Why a call was not admitted.
 enum Refusal {
@@ -765,7 +765,7 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     pub(crate) fn limited_async<F, L>(&self, call: F) -> LimitedCall<'_, T, F, L> {
         LimitedCall {
             limiter: self,
-            stage: LimitedStage::Start,
+            stage: Admission::Start,
             lift: core::marker::PhantomData,
             call,
         }
@@ -926,30 +926,16 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
     }
 }
 
-/// Where a [`LimitedCall`] is.
-#[cfg(feature = "async")]
-enum LimitedStage<'a> {
-    /// Not booked yet: the permit is booked at the first poll.
-    Start,
-    /// Sleeping until its reservation is ready (boxed: only a call that
-    /// waits makes one); dropping it cancels the reservation.
-    Waiting(Wait<'a, Result<(), Refusal>>),
-    /// The permit is taken: the call runs.
-    Running,
-    /// Refused, or finished and counted.
-    Done,
-}
-
 #[cfg(feature = "async")]
 pin_project_lite::pin_project! {
     /// A future run once a limiter's permit is booked (`execute_async`, the
     /// async policy's and the tower layer's): booked at its first poll,
-    /// sleeping (boxed) only for a reservation that is not ready at once.
-    /// Dropped while running it counts nothing (a failure only while a
-    /// panic unwinds).
+    /// sleeping (boxed) only for a reservation that is not ready at once;
+    /// dropping that sleep cancels the reservation. Dropped while running
+    /// it counts nothing (a failure only while a panic unwinds).
     pub(crate) struct LimitedCall<'a, T: Timer, F, L> {
         limiter: &'a RateLimiter<T>,
-        stage: LimitedStage<'a>,
+        stage: Admission<'a, (), Refusal>,
         lift: core::marker::PhantomData<fn() -> L>,
         #[pin]
         call: F,
@@ -957,7 +943,7 @@ pin_project_lite::pin_project! {
     impl<'a, T: Timer, F, L> PinnedDrop for LimitedCall<'a, T, F, L> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if matches!(this.stage, LimitedStage::Running) && std::thread::panicking() {
+            if this.stage.finish().is_some() && std::thread::panicking() {
                 this.limiter.shell.counters.failures.incr();
             }
         }
@@ -975,52 +961,21 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         let limiter: &RateLimiter<T> = this.limiter;
-        loop {
-            match this.stage {
-                LimitedStage::Running => break,
-                LimitedStage::Start => match limiter.book(1, limiter.config().queue_timeout) {
-                    Booked::Now => *this.stage = LimitedStage::Running,
-                    Booked::Refused(refusal) => {
-                        *this.stage = LimitedStage::Done;
-                        return Poll::Ready(Err(refusal.into_error()));
-                    }
-                    booked => {
-                        *this.stage = LimitedStage::Waiting(std::boxed::Box::pin(
-                            limiter.wait_booked(booked),
-                        ));
-                    }
-                },
-                LimitedStage::Waiting(wait) => match wait.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(())) => *this.stage = LimitedStage::Running,
-                    Poll::Ready(Err(refusal)) => {
-                        *this.stage = LimitedStage::Done;
-                        return Poll::Ready(Err(refusal.into_error()));
-                    }
-                },
-                LimitedStage::Done => {
-                    panic!("a rate limiter's async call polled after it completed")
-                }
-            }
-        }
-        let out = match this.call.as_mut().poll(cx) {
-            Poll::Ready(out) => out,
-            Poll::Pending => return Poll::Pending,
+        let first_look = || match limiter.book(1, limiter.config().queue_timeout) {
+            Booked::Now => FirstLook::Admitted(()),
+            Booked::Refused(refusal) => FirstLook::Refused(refusal),
+            booked => FirstLook::Wait(std::boxed::Box::pin(limiter.wait_booked(booked))),
         };
-        *this.stage = LimitedStage::Done;
-        let counters = &limiter.shell.counters;
-        Poll::Ready(match out {
-            Ok(value) => {
-                counters.successes.incr();
-                Ok(value)
-            }
-            Err(e) => {
-                counters.failures.incr();
-                Err(L::lift(e))
-            }
-        })
+        if let Err(refusal) =
+            core::task::ready!(this.stage.poll_admitted(cx, first_look, "a rate limiter"))
+        {
+            return Poll::Ready(Err(refusal.into_error()));
+        }
+        let out = core::task::ready!(this.call.poll(cx));
+        this.stage.finish();
+        Poll::Ready(counted::<R, X, L>(&limiter.shell.counters, out))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::sync::{AtomicU64, Ordering};
 use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
-use super::async_call::{Keep, Lift, Wrap};
+use super::async_call::{Keep, Lift, Wrap, counted};
 
 std::thread_local! {
     static CURRENT_DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
@@ -810,16 +810,8 @@ where
         this.call.set(CallSlot::Gone);
         *this.stage = TimedStage::Done;
         timeout.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let counters = &timeout.shell.counters;
         Poll::Ready(match ended {
-            Ended::Done(Ok(value)) => {
-                counters.successes.incr();
-                Ok(value)
-            }
-            Ended::Done(Err(e)) => {
-                counters.failures.incr();
-                Err(L::lift(e))
-            }
+            Ended::Done(out) => counted::<R, X, L>(&timeout.shell.counters, out),
             Ended::TimedOut => Err(timeout.timed_out(timeout.config().timeout)),
             Ended::Disposed => Err(Error::Disposed),
         })
