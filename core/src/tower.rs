@@ -438,12 +438,22 @@ impl<Resp, E: Display> Display for Failed<Resp, E> {
 
 /// The policies' result as the service's: a response classified as a
 /// failure is the response (after a retry gave up, the last attempt's).
+#[inline]
 fn settle<Resp, E>(result: Result<Resp, Error<Failed<Resp, E>>>) -> Result<Resp, Error<E>> {
     match result {
         Ok(response) => Ok(response),
-        Err(Error::Inner(Failed::Response(response))) => Ok(response),
-        Err(Error::Inner(Failed::Service(e))) => Err(Error::Inner(e)),
-        Err(Error::RetriesExhausted { attempts, last }) => match settle(Err(*last)) {
+        Err(failed) => settle_failed(failed),
+    }
+}
+
+/// [`settle`] for a failure. Out of line: the healthy path never runs it.
+#[cold]
+#[inline(never)]
+fn settle_failed<Resp, E>(failed: Error<Failed<Resp, E>>) -> Result<Resp, Error<E>> {
+    match failed {
+        Error::Inner(Failed::Response(response)) => Ok(response),
+        Error::Inner(Failed::Service(e)) => Err(Error::Inner(e)),
+        Error::RetriesExhausted { attempts, last } => match settle_failed(*last) {
             Ok(response) => Ok(response),
             Err(last) => Err(Error::RetriesExhausted {
                 attempts,
@@ -452,7 +462,7 @@ fn settle<Resp, E>(result: Result<Resp, Error<Failed<Resp, E>>>) -> Result<Resp,
         },
         // Neither `Inner` nor `RetriesExhausted` (both handled above), so
         // `map_inner` never calls its closure.
-        Err(other) => Err(other.map_inner(|failed| match failed {
+        other => Err(other.map_inner(|failed| match failed {
             Failed::Service(e) => e,
             Failed::Response(_) => unreachable!("a refusal carries no response"),
         })),
