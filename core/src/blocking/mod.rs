@@ -57,8 +57,10 @@ pub use retry::{ErrorMatcher, Retry, RetryConfig};
 mod breaker;
 pub use breaker::{BreakerGuard, BreakerGuardToken, CircuitBreaker};
 mod request_response;
+#[cfg(feature = "async")]
+pub use request_response::AsyncHandler;
 pub use request_response::{
-    Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
+    BlockingHandler, Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
 };
 mod bulkhead;
 pub use bulkhead::{Bulkhead, BulkheadGuard};
