@@ -406,8 +406,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
-/// tests; with feature `async`, `AsyncPolicy` and
-/// `AsyncTimer`.
+/// tests; with feature `async`, `AsyncPolicy`, `AsyncTimer` and
+/// `DynAsyncPolicy`.
 ///
 /// ```
 /// use stockade::prelude::*;
@@ -419,7 +419,7 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 #[cfg(feature = "std")]
 pub mod prelude {
     #[cfg(feature = "async")]
-    pub use crate::blocking::{AsyncPolicy, AsyncTimer};
+    pub use crate::blocking::{AsyncPolicy, AsyncTimer, DynAsyncPolicy};
     pub use crate::blocking::{
         Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, ErrorKind, Fallback,
         FallbackConfig, Hedging, Pipeline, Policy, RateLimiter, Request, RequestResponseConfig,

@@ -37,6 +37,8 @@ mod dynamic;
 mod policy;
 pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue, Next};
 #[cfg(feature = "async")]
+pub use dynamic::{DynAsyncCall, DynAsyncPolicy, DynCallFuture, DynFuture, NextAsync};
+#[cfg(feature = "async")]
 pub use policy::AsyncPolicy;
 pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
 #[cfg(feature = "async")]
