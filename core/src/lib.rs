@@ -296,8 +296,39 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The request-response pattern has no async form yet (its handler is a
-//! blocking function).
+//! The request-response pattern's async form takes an async handler,
+//! chosen by the constructor (`new_async`, `unregistered_async`, ...; the
+//! handler kind is part of the pattern's type, so `execute` and
+//! `execute_async` cannot be mixed up), and always answers with a
+//! [`Response`](blocking::Response), as `execute` does:
+//!
+//! ```
+//! # #[cfg(feature = "tokio")] {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use stockade::prelude::*;
+//! use stockade::blocking::TokioClock;
+//!
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+//! # runtime.block_on(async {
+//! let service = RequestResponsePattern::with_timer_async(
+//!     "lookup",
+//!     RequestResponseConfig::DEFAULT.with_default_timeout(Duration::from_secs(2)),
+//!     TokioClock::new(),
+//!     |request: Arc<Request<u32>>| async move {
+//!         tokio::time::sleep(Duration::from_secs(u64::from(request.data))).await;
+//!         Ok::<_, String>(Response::ok(request.data * 2))
+//!     },
+//! )?;
+//! let response = service.execute_async(Request::new(1)).await;
+//! assert_eq!((response.status, response.data), (200, Some(2)));
+//! // Past the deadline the handler's future is dropped: a 504.
+//! assert_eq!(service.execute_async(Request::new(5)).await.status, 504);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Errors
 //!
@@ -375,8 +406,8 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 /// [`Pipeline`](blocking::Pipeline) and [`DynPipeline`](blocking::DynPipeline),
 /// [`Request`](blocking::Request) / [`Response`](blocking::Response), the
 /// breaker's state and the [`VirtualClock`](blocking::VirtualClock) for
-/// tests; with feature `async`, `AsyncPolicy` and
-/// `AsyncTimer`.
+/// tests; with feature `async`, `AsyncPolicy`, `AsyncTimer` and
+/// `DynAsyncPolicy`.
 ///
 /// ```
 /// use stockade::prelude::*;
@@ -388,7 +419,7 @@ pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDura
 #[cfg(feature = "std")]
 pub mod prelude {
     #[cfg(feature = "async")]
-    pub use crate::blocking::{AsyncPolicy, AsyncTimer};
+    pub use crate::blocking::{AsyncPolicy, AsyncTimer, DynAsyncPolicy};
     pub use crate::blocking::{
         Bulkhead, CircuitBreaker, DynPipeline, DynPolicy, Error, ErrorKind, Fallback,
         FallbackConfig, Hedging, Pipeline, Policy, RateLimiter, Request, RequestResponseConfig,

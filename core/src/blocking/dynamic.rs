@@ -17,6 +17,14 @@
 //! the pipeline on its worker and returns on time; `Fn` because a
 //! [`Retry`](super::Retry) calls it again, possibly while an abandoned
 //! attempt still runs.
+//!
+//! With feature `async`, `DynAsyncPolicy` is the object-safe face of the
+//! patterns' async forms and `DynPipeline::new_async` composes them: the
+//! call is then a function making boxed `Send` futures, and each stage
+//! returns one (a box per stage and attempt). Only stages with an async
+//! form are `DynAsyncPolicy` (a pattern on a timer that is not an
+//! `AsyncTimer` is not), so a pipeline that could not run its stages
+//! asynchronously does not compile. The bindings do not use it.
 
 use core::any::Any;
 use core::fmt;
@@ -143,6 +151,14 @@ impl DynPolicy for DynPipeline {
 /// stages' errors reach the outer ones unchanged, not wrapped as
 /// [`Error::Inner`]).
 ///
+/// `S` is the stages' kind, chosen by the constructor:
+/// [`DynPolicy`] (the default; [`new`](Self::new)), run by
+/// [`execute`](Self::execute) on the caller's thread, or, with feature
+/// `async`, `DynAsyncPolicy` (`DynPipeline::new_async`), run by
+/// `execute_async` in the caller's future. Each kind has only its own
+/// `execute`; an async pipeline is likewise a stage of another async
+/// one.
+///
 /// # Examples
 ///
 /// The same patterns, composed statically and from a list:
@@ -164,9 +180,16 @@ impl DynPolicy for DynPipeline {
 /// assert!(matches!(failed, Error::RetriesExhausted { attempts: 3, .. }));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct DynPipeline {
-    stages: Arc<[Arc<dyn DynPolicy>]>,
+pub struct DynPipeline<S: ?Sized = dyn DynPolicy> {
+    stages: Arc<[Arc<S>]>,
+}
+
+impl<S: ?Sized> Clone for DynPipeline<S> {
+    fn clone(&self) -> Self {
+        DynPipeline {
+            stages: Arc::clone(&self.stages),
+        }
+    }
 }
 
 impl Default for DynPipeline {
@@ -175,11 +198,32 @@ impl Default for DynPipeline {
     }
 }
 
-impl fmt::Debug for DynPipeline {
+impl<S: ?Sized> fmt::Debug for DynPipeline<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynPipeline")
             .field("stages", &self.stages.len())
             .finish()
+    }
+}
+
+impl<S: ?Sized> DynPipeline<S> {
+    /// The number of stages.
+    pub fn len(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// `true` without stages.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// This pipeline's stages and `stage` inside them.
+    fn and_then(&self, stage: Arc<S>) -> DynPipeline<S> {
+        let mut stages: Vec<Arc<S>> = self.stages.iter().cloned().collect();
+        stages.push(stage);
+        DynPipeline {
+            stages: Arc::from(stages),
+        }
     }
 }
 
@@ -194,19 +238,7 @@ impl DynPipeline {
     /// This pipeline with `stage` added inside the stages so far.
     #[must_use]
     pub fn then(self, stage: Arc<dyn DynPolicy>) -> DynPipeline {
-        let mut stages: Vec<Arc<dyn DynPolicy>> = self.stages.iter().cloned().collect();
-        stages.push(stage);
-        DynPipeline::new(stages)
-    }
-
-    /// The number of stages.
-    pub fn len(&self) -> usize {
-        self.stages.len()
-    }
-
-    /// `true` without stages.
-    pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
+        self.and_then(stage)
     }
 
     /// Runs the type-erased `call` through every stage: the entry point of
@@ -229,7 +261,10 @@ impl DynPipeline {
     ///
     /// # Errors
     ///
-    /// The call's own error as [`Error::Inner`], or a stage's error.
+    /// The call's own error as [`Error::Inner`], or a stage's error. A
+    /// stage that answers with a value of another type than `R` (a
+    /// [`FallbackStage`](super::FallbackStage) whose function returns one)
+    /// is reported as an [`Error::Inner`] naming `R`, not a panic.
     pub fn execute<R, E, F>(&self, call: F) -> Result<R, Error<BoxError>>
     where
         F: Fn() -> Result<R, E> + Send + Sync + 'static,
@@ -240,10 +275,274 @@ impl DynPipeline {
             Ok(value) => Ok(Box::new(value) as DynValue),
             Err(e) => Err(e.into()),
         });
-        self.execute_dyn(call)
-            .map(|value| match value.downcast::<R>() {
-                Ok(value) => *value,
-                Err(_) => unreachable!("the call returns an R"),
-            })
+        self.execute_dyn(call).and_then(downcast::<R>)
+    }
+}
+
+/// The pipeline's value as an `R`. The call returns one, but a stage may
+/// answer with a value of its own (a
+/// [`FallbackStage`](super::FallbackStage)'s function): another type is an
+/// [`Error::Inner`] naming `R`, not a panic.
+fn downcast<R: 'static>(value: DynValue) -> Result<R, Error<BoxError>> {
+    match value.downcast::<R>() {
+        Ok(value) => Ok(*value),
+        Err(_) => Err(Error::Inner(BoxError::from(std::format!(
+            "a stage answered with a value that is not a `{}`",
+            core::any::type_name::<R>()
+        )))),
+    }
+}
+
+// --- Async (feature `async`) ------------------------------------------------
+
+#[cfg(feature = "async")]
+pub use asynchronous::{DynAsyncCall, DynAsyncPolicy, DynCallFuture, DynFuture, NextAsync};
+
+/// The async twins (feature `async`): [`DynAsyncPolicy`] and
+/// `DynPipeline<dyn DynAsyncPolicy>`.
+#[cfg(feature = "async")]
+mod asynchronous {
+    use core::fmt;
+    use core::future::Future;
+    use core::pin::Pin;
+    use std::boxed::Box;
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    use super::{BoxError, DynPipeline, DynResult, DynValue};
+    use crate::blocking::{
+        AsyncPolicy, AsyncTimer, Bulkhead, CircuitBreaker, Error, Hedging, RateLimiter, Retry,
+        Timeout, Timer,
+    };
+
+    /// What a stage of an async [`DynPipeline`] returns: a boxed `Send`
+    /// future of the value, or of why there is none.
+    pub type DynFuture<'a> = Pin<Box<dyn Future<Output = DynResult> + Send + 'a>>;
+
+    /// The future of one call at the async `dyn` boundary: the value, or
+    /// the call's own error.
+    pub type DynCallFuture = Pin<Box<dyn Future<Output = Result<DynValue, BoxError>> + Send>>;
+
+    /// The call at the async `dyn` boundary: makes one attempt's future
+    /// each time it is called (a retry calls it again).
+    pub type DynAsyncCall = Arc<dyn Fn() -> DynCallFuture + Send + Sync>;
+
+    /// The rest of an async [`DynPipeline`] as seen by one stage: the
+    /// stages inside it, then the call. Cheap to clone; the futures
+    /// [`run`](Self::run) makes own what they need.
+    #[derive(Clone)]
+    pub struct NextAsync {
+        stages: Arc<[Arc<dyn DynAsyncPolicy>]>,
+        index: usize,
+        tail: Tail,
+    }
+
+    /// What runs after an async pipeline's last stage.
+    #[derive(Clone)]
+    enum Tail {
+        /// The call itself.
+        Call(DynAsyncCall),
+        /// The rest of the enclosing pipeline (this pipeline is one of its
+        /// stages): its stages' errors pass through unchanged.
+        Outer(Arc<NextAsync>),
+    }
+
+    impl NextAsync {
+        /// A future that runs the rest of the pipeline once. Nothing runs
+        /// (not even the call's synchronous part) until it is polled.
+        pub fn run(&self) -> DynFuture<'static> {
+            match self.stages.get(self.index) {
+                Some(stage) => {
+                    let stage = Arc::clone(stage);
+                    let next = NextAsync {
+                        stages: Arc::clone(&self.stages),
+                        index: self.index + 1,
+                        tail: self.tail.clone(),
+                    };
+                    Box::pin(async move { stage.run_dyn_async(&next).await })
+                }
+                None => match &self.tail {
+                    Tail::Call(call) => {
+                        let call = Arc::clone(call);
+                        Box::pin(async move { call().await.map_err(Error::Inner) })
+                    }
+                    Tail::Outer(outer) => outer.run(),
+                },
+            }
+        }
+    }
+
+    impl fmt::Debug for NextAsync {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("NextAsync")
+                .field("stages_left", &(self.stages.len() - self.index))
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// A pattern as a stage of an async [`DynPipeline`] (object-safe, feature
+    /// `async`): runs the futures `next` makes under its protection, as
+    /// [`AsyncPolicy::run_async`] does for static pipelines. The async twin
+    /// of [`DynPolicy`](super::DynPolicy).
+    ///
+    /// Implemented by every pattern whose async form fits a type-erased
+    /// stage: [`CircuitBreaker`] (any timer), [`Bulkhead`], [`RateLimiter`],
+    /// [`Retry`], [`Timeout`] and [`Hedging`] on an [`AsyncTimer`] (the
+    /// default clock with feature `tokio` or `async-io`, `TokioClock`),
+    /// a [`FallbackStage`](super::super::FallbackStage), and an async
+    /// `DynPipeline` itself. A pattern on a timer that is not an
+    /// `AsyncTimer` (a [`VirtualClock`](super::super::VirtualClock)) has no
+    /// async form and is not one: the pipeline does not compile, rather than
+    /// fail at run time. A static [`Pipeline`](super::super::Pipeline) is
+    /// not one either (its future's `Send` cannot be named for any policy):
+    /// give its patterns as stages.
+    pub trait DynAsyncPolicy: Send + Sync {
+        /// Runs the futures `next` makes (the stages inside this one, then
+        /// the call) under this policy: once, several times (a retry) or not
+        /// at all (a rejection). Dropping the future cancels it, as the
+        /// pattern's `execute_async` says.
+        fn run_dyn_async<'a>(&'a self, next: &'a NextAsync) -> DynFuture<'a>;
+    }
+
+    impl<T: Timer + 'static> DynAsyncPolicy for CircuitBreaker<T> {
+        fn run_dyn_async<'a>(&'a self, next: &'a NextAsync) -> DynFuture<'a> {
+            Box::pin(self.run_async(move || next.run()))
+        }
+    }
+
+    macro_rules! dyn_async_via_policy {
+        ($($ty:ty),*) => {$(
+            impl<T: AsyncTimer + 'static> DynAsyncPolicy for $ty {
+                fn run_dyn_async<'a>(&'a self, next: &'a NextAsync) -> DynFuture<'a> {
+                    Box::pin(self.run_async(move || next.run()))
+                }
+            }
+        )*};
+    }
+
+    dyn_async_via_policy!(
+        Bulkhead<T>,
+        RateLimiter<T>,
+        Retry<T>,
+        Timeout<T>,
+        Hedging<T>
+    );
+
+    impl DynAsyncPolicy for DynPipeline<dyn DynAsyncPolicy> {
+        /// Runs this pipeline's stages, then `next` (the enclosing
+        /// pipeline's stages inside this one, then the call).
+        fn run_dyn_async<'a>(&'a self, next: &'a NextAsync) -> DynFuture<'a> {
+            NextAsync {
+                stages: Arc::clone(&self.stages),
+                index: 0,
+                tail: Tail::Outer(Arc::new(next.clone())),
+            }
+            .run()
+        }
+    }
+
+    impl DynPipeline<dyn DynAsyncPolicy> {
+        /// A pipeline of async `stages`, the first outermost (feature
+        /// `async`): the run-time composed twin of an async
+        /// [`Pipeline`](super::super::Pipeline), run by
+        /// [`execute_async`](Self::execute_async). Each stage is a
+        /// [`DynAsyncPolicy`]; the stages are the same objects as
+        /// everywhere else (their state, events and metrics are shared with
+        /// their blocking and async callers).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "tokio")] {
+        /// use std::sync::Arc;
+        /// use std::time::Duration;
+        /// use stockade::blocking::DynAsyncPolicy;
+        /// use stockade::prelude::*;
+        ///
+        /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        /// # runtime.block_on(async {
+        /// let limiter = RateLimiter::new("dyn-async-doc", RateLimiterConfig::DEFAULT)?;
+        /// let breaker = CircuitBreaker::new("dyn-async-doc", BreakerConfig::DEFAULT)?;
+        /// let retry = Retry::new("dyn-async-doc", RetryConfig::DEFAULT.with_initial_delay(Duration::ZERO))?;
+        /// let timeout = Timeout::new("dyn-async-doc", TimeoutConfig::new(Duration::from_secs(1))?)?;
+        ///
+        /// // Chosen at run time, e.g. from a config file.
+        /// let stages: Vec<Arc<dyn DynAsyncPolicy>> = vec![limiter, breaker, retry, timeout];
+        /// let pipeline = DynPipeline::new_async(stages);
+        /// assert_eq!(pipeline.execute_async(|| async { Ok::<_, String>(42) }).await?, 42);
+        /// let slow = pipeline
+        ///     .execute_async(|| async {
+        ///         tokio::time::sleep(Duration::from_secs(60)).await; // dropped at 1 s, 3 times
+        ///         Ok::<_, String>(0)
+        ///     })
+        ///     .await;
+        /// assert!(matches!(slow, Err(Error::RetriesExhausted { attempts: 3, .. })));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// # })?;
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn new_async(stages: Vec<Arc<dyn DynAsyncPolicy>>) -> DynPipeline<dyn DynAsyncPolicy> {
+            DynPipeline {
+                stages: Arc::from(stages),
+            }
+        }
+
+        /// This async pipeline with `stage` added inside the stages so far.
+        #[must_use]
+        pub fn then(self, stage: Arc<dyn DynAsyncPolicy>) -> DynPipeline<dyn DynAsyncPolicy> {
+            self.and_then(stage)
+        }
+
+        /// Runs the futures the type-erased `call` makes through every
+        /// stage. The future owns what it needs (`'static`) and is `Send`;
+        /// dropping it cancels the call, and every stage gives back what it
+        /// held.
+        ///
+        /// # Errors
+        ///
+        /// The call's own error as [`Error::Inner`], or a stage's error.
+        pub fn execute_dyn_async(&self, call: DynAsyncCall) -> DynFuture<'static> {
+            NextAsync {
+                stages: Arc::clone(&self.stages),
+                index: 0,
+                tail: Tail::Call(call),
+            }
+            .run()
+        }
+
+        /// Runs the futures `call` makes through every stage; the call's
+        /// error comes back boxed as [`Error::Inner`]. `call` is called
+        /// once per attempt, when the attempt starts.
+        ///
+        /// # Errors
+        ///
+        /// The call's own error as [`Error::Inner`], or a stage's error. A
+        /// stage that answers with a value of another type than `R` (a
+        /// [`FallbackStage`](super::super::FallbackStage) whose function
+        /// returns one) is reported as an [`Error::Inner`] naming `R`, not
+        /// a panic.
+        pub fn execute_async<R, E, F, Fut>(
+            &self,
+            call: F,
+        ) -> impl Future<Output = Result<R, Error<BoxError>>> + Send + 'static
+        where
+            F: Fn() -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Result<R, E>> + Send + 'static,
+            R: Send + 'static,
+            E: Into<BoxError>,
+        {
+            let call: DynAsyncCall = Arc::new(move || {
+                let attempt = call();
+                Box::pin(async move {
+                    match attempt.await {
+                        Ok(value) => Ok(Box::new(value) as DynValue),
+                        Err(e) => Err(e.into()),
+                    }
+                }) as DynCallFuture
+            });
+            let run = self.execute_dyn_async(call);
+            async move { run.await.and_then(super::downcast::<R>) }
+        }
     }
 }

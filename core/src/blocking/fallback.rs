@@ -616,6 +616,25 @@ impl<T: Timer + 'static> DynPolicy for FallbackStage<T> {
     }
 }
 
+#[cfg(feature = "async")]
+impl<T: Timer + 'static> super::dynamic::DynAsyncPolicy for FallbackStage<T> {
+    /// Awaits the stages inside it and replaces a handled error with what
+    /// its function returns, as [`run_dyn`](DynPolicy::run_dyn) does.
+    fn run_dyn_async<'a>(
+        &'a self,
+        next: &'a super::dynamic::NextAsync,
+    ) -> super::dynamic::DynFuture<'a> {
+        std::boxed::Box::pin(self.fallback.run_with_async(
+            next.run(),
+            |e| match &self.handle_if {
+                Some(handle_if) => handle_if(e),
+                None => self.fallback.handles(e),
+            },
+            |e| core::future::ready((self.value)(e)),
+        ))
+    }
+}
+
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;

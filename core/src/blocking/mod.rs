@@ -37,6 +37,8 @@ mod dynamic;
 mod policy;
 pub use dynamic::{BoxError, DynCall, DynPipeline, DynPolicy, DynResult, DynValue, Next};
 #[cfg(feature = "async")]
+pub use dynamic::{DynAsyncCall, DynAsyncPolicy, DynCallFuture, DynFuture, NextAsync};
+#[cfg(feature = "async")]
 pub use policy::AsyncPolicy;
 pub use policy::{Nested, Pipeline, Policy, TimedPipeline, TimeoutStage, Unprotected};
 #[cfg(feature = "async")]
@@ -59,8 +61,10 @@ pub use retry::{ErrorMatcher, Retry, RetryConfig};
 mod breaker;
 pub use breaker::{BreakerGuard, BreakerGuardToken, CircuitBreaker};
 mod request_response;
+#[cfg(feature = "async")]
+pub use request_response::AsyncHandler;
 pub use request_response::{
-    Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
+    BlockingHandler, Metadata, Request, RequestResponseConfig, RequestResponsePattern, Response,
 };
 mod bulkhead;
 pub use bulkhead::{Bulkhead, BulkheadGuard};

@@ -866,11 +866,12 @@ impl<T: Timer> Policy for Cooperative<'_, T> {
     }
 }
 
-/// Counts a caller in `in_flight` until dropped (also on unwind).
-struct InFlight<'a>(&'a AtomicU64);
+/// Counts a caller in `in_flight` until dropped (also on unwind, and
+/// when an async caller's future is dropped).
+pub(super) struct InFlight<'a>(&'a AtomicU64);
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicU64) -> InFlight<'a> {
+    pub(super) fn enter(counter: &'a AtomicU64) -> InFlight<'a> {
         counter.fetch_add(1, Ordering::Relaxed);
         InFlight(counter)
     }
