@@ -3,6 +3,8 @@ scrape (generate_latest's text, parsed back)."""
 
 import gc
 import importlib
+import pathlib
+import re
 import sys
 import threading
 
@@ -304,6 +306,69 @@ def test_without_the_registry_only_watched_patterns_events_show():
     finally:
         watched.dispose()
         other.dispose()
+
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
+
+
+def documented_metrics():
+    """The rows of docs/telemetry.md's metrics table that Python reports:
+    (name, type, attribute names)."""
+    rows, header = [], None
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| metric | type |"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            continue
+        if header is None:
+            continue
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        if set(cells["metric"]) <= {"-", " "}:
+            continue
+        if not cells["Python"].startswith("yes"):
+            continue
+        attributes = re.findall(r"`([a-z_.]+)`", cells["attributes"])
+        rows.append((cells["metric"].strip("`"), cells["type"], attributes))
+    return rows
+
+
+def test_the_scrape_has_every_metric_of_the_documented_table():
+    rows = documented_metrics()
+    assert len(rows) == 8, rows  # the table was found and read whole
+    collector = StockadeCollector()
+    b = stockade.CircuitBreaker("prom-docs", failure_threshold=1)
+    retry = stockade.Retry("prom-docs", max_attempts=2, initial_delay=0.001)
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConnectionError("flaky")
+
+    try:
+        with pytest.raises(ZeroDivisionError):
+            b.execute(lambda: 1 / 0)
+        retry.execute(flaky)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        families = {
+            f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+        }
+        # Prometheus types: a histogram is a summary here (count and sum).
+        types = {"counter": "counter", "gauge": "gauge", "histogram": "summary"}
+        for name, kind, attributes in rows:
+            pattern = "retry" if "retry" in name else "circuit_breaker"
+            family = families[name.replace("<type>", pattern).replace(".", "_")]
+            assert family.type == types[kind], name
+            labels = {a.replace(".", "_") for a in attributes}
+            ours = [s for s in family.samples if s.labels.get("stockade_pattern_name") == "prom-docs"]
+            assert ours, f"no prom-docs sample of {name}"
+            for sample in ours:
+                assert set(sample.labels) == labels, (name, sample)
+    finally:
+        b.dispose()
+        retry.dispose()
 
 
 def test_count_event_refuses_unknown_names():
