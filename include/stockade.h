@@ -8,7 +8,8 @@
  * Conventions (every function follows them):
  *  - Every fallible function returns a stockade_status; stockade_status_str()
  *    gives its message. Results go through out-parameters, written only on
- *    STOCKADE_STATUS_OK (no partial success). Exception: the deadline
+ *    STOCKADE_STATUS_OK (no partial success), but for the size needed on
+ *    STOCKADE_STATUS_BUFFER_TOO_SMALL (stockade_prometheus_write). Exception: the deadline
  *    queries (stockade_deadline_is_expired, stockade_deadline_remaining_ms)
  *    return a small struct holding the answer and a `status` field (in
  *    registers where the C ABI allows), with no out-parameter.
@@ -257,6 +258,11 @@ enum stockade_status
   // A bug inside Stockade was caught at the boundary (a Rust panic);
   // the handle is still usable. Please report it.
   STOCKADE_STATUS_INTERNAL_ERROR = 6,
+  // A caller-provided buffer is too small for the result; the size
+  // out-parameter holds the number of bytes needed (the one status on
+  // which an out-parameter is written). Nothing was written to the
+  // buffer.
+  STOCKADE_STATUS_BUFFER_TOO_SMALL = 7,
   // The circuit breaker is open (or forced open): the call was not made.
   STOCKADE_STATUS_BREAKER_OPEN = 10,
   // The circuit breaker is half-open and all its probes are taken.
@@ -3044,6 +3050,58 @@ stockade_status stockade_pipeline_execute(const struct stockade_pipeline *pipeli
                                           stockade_callback callback,
                                           void *user_data,
                                           stockade_release_fn release);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// Writes the Prometheus text exposition (format 0.0.4, what a
+// `/metrics` endpoint serves as `text/plain; version=0.0.4`) of every
+// registered pattern of this process into `buf`, NUL-terminated, and its
+// length (without the NUL) to `*written`.
+//
+// Which patterns: every live handle made with a name (`_new`, `_get`,
+// `_new_redis` with a name), and patterns registered by Rust code in the
+// same process, read now (the `stockade_*_metrics` snapshots). Anonymous
+// handles (NULL name) and `_new_shared` handles are in no registry and
+// are not written (read them with their `_metrics`). A disposed pattern
+// leaves the registry and the text. In a prefork server each worker
+// writes its own process's patterns (its own counts, unless a pattern is
+// shared), so each worker is its own scrape target.
+//
+// The names are those of `docs/telemetry.md` in Prometheus form, as
+// `prometheus_client` writes them: dots become underscores and a
+// counter's samples end in `_total`, e.g.
+// `stockade_circuit_breaker_calls_total{stockade_pattern_name="db",stockade_outcome="success"} 3`.
+// Per pattern type: `stockade_<type>_calls_total` by `stockade_outcome`
+// (`success`, `failure`, `rejected`, `timeout`, `ignored`),
+// `_retries_total`, `_in_flight`, `_queue_depth`,
+// `_fallback_decisions_total` (in a library built with `redis`, the
+// default) and, for breakers, `stockade_circuit_breaker_state` (1 for the
+// current state, 0 for the others). Each family is written once with its
+// `# HELP` and `# TYPE`, types and names in byte order; label values are
+// escaped (`\\`, `\"`, `\n`; a NUL, possible only in a name given from
+// Rust, is written as is). Events are not counted in C (subscribe with
+// `stockade_*_subscribe` to count them): `stockade_events_total` is not
+// written.
+//
+// Sizes: `buf` may be NULL with `len` 0 (a size query). If `len` is less
+// than the text's length plus 1, nothing is written to `buf`, `*written`
+// is the number of bytes needed (the length plus 1) and the status is
+// `BUFFER_TOO_SMALL`: the one status on which an out-parameter is
+// written. The registry may change between two calls, so a caller that
+// queries the size first retries on `BUFFER_TOO_SMALL` (or passes a
+// buffer with room to spare).
+//
+// - Statuses: `OK`; `BUFFER_TOO_SMALL`; `NULL_ARGUMENT` (`written`, or
+//   `buf` with `len` > 0).
+// - Ownership: `buf` stays the caller's; the library keeps nothing.
+// - Thread safety: any thread, concurrently with calls on the patterns.
+//   Blocks: no (holds the registry's lock while it lists the patterns,
+//   and allocates the text before copying it).
+//
+// # Safety
+//
+// `buf` NULL or valid for writes of `len` bytes; `written` valid or NULL.
+stockade_status stockade_prometheus_write(char *buf, size_t len, size_t *written);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

@@ -45,6 +45,7 @@ enum class status : uint32_t {
     storage_too_small = STOCKADE_STATUS_STORAGE_TOO_SMALL,
     storage_misaligned = STOCKADE_STATUS_STORAGE_MISALIGNED,
     internal_error = STOCKADE_STATUS_INTERNAL_ERROR,
+    buffer_too_small = STOCKADE_STATUS_BUFFER_TOO_SMALL,
     breaker_open = STOCKADE_STATUS_BREAKER_OPEN,
     breaker_half_open_full = STOCKADE_STATUS_BREAKER_HALF_OPEN_FULL,
     token_already_used = STOCKADE_STATUS_TOKEN_ALREADY_USED,

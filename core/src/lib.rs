@@ -395,8 +395,7 @@ pub mod blocking;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
-#[cfg(any(feature = "metrics", feature = "tracing"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "metrics", feature = "tracing"))))]
+#[cfg(feature = "std")]
 pub mod telemetry;
 
 pub use error::{ConfigError, ConfigOption, ConfigProblem, ConfigValue, HumanDuration};

@@ -24,7 +24,8 @@
 //! # Conventions (the header repeats them)
 //!
 //! - Every fallible function returns a [`stockade_status`]; results go
-//!   through out-parameters, written only on success. Exception: the
+//!   through out-parameters, written only on success (and the size needed
+//!   on `STOCKADE_STATUS_BUFFER_TOO_SMALL`). Exception: the
 //!   deadline queries ([`deadline::stockade_deadline_is_expired`],
 //!   [`deadline::stockade_deadline_remaining_ms`]) return a small struct
 //!   of the answer and its status, in registers where the C ABI allows.

@@ -35,6 +35,11 @@ pub enum stockade_status {
     /// A bug inside Stockade was caught at the boundary (a Rust panic);
     /// the handle is still usable. Please report it.
     InternalError = 6,
+    /// A caller-provided buffer is too small for the result; the size
+    /// out-parameter holds the number of bytes needed (the one status on
+    /// which an out-parameter is written). Nothing was written to the
+    /// buffer.
+    BufferTooSmall = 7,
     /// The circuit breaker is open (or forced open): the call was not made.
     BreakerOpen = 10,
     /// The circuit breaker is half-open and all its probes are taken.
@@ -136,6 +141,9 @@ impl stockade_status {
             stockade_status::InternalError => {
                 c"internal error (a bug in stockade; please report it)"
             }
+            stockade_status::BufferTooSmall => {
+                c"the buffer is too small (the size out-parameter says how many bytes are needed)"
+            }
             stockade_status::BreakerOpen => c"circuit breaker is open",
             stockade_status::BreakerHalfOpenFull => {
                 c"circuit breaker is half-open and all probes are taken"
@@ -193,7 +201,7 @@ impl stockade_status {
     }
 
     /// Every status, in number order (tests and `stockade_status_str`).
-    pub(crate) const ALL: [stockade_status; 36] = [
+    pub(crate) const ALL: [stockade_status; 37] = [
         stockade_status::Ok,
         stockade_status::NullArgument,
         stockade_status::InvalidConfig,
@@ -201,6 +209,7 @@ impl stockade_status {
         stockade_status::StorageTooSmall,
         stockade_status::StorageMisaligned,
         stockade_status::InternalError,
+        stockade_status::BufferTooSmall,
         stockade_status::BreakerOpen,
         stockade_status::BreakerHalfOpenFull,
         stockade_status::TokenAlreadyUsed,
@@ -281,7 +290,8 @@ mod tests {
             assert_eq!(stockade_status::from_u32(s as u32), Some(s));
             assert!(!s.message().to_bytes().is_empty());
         }
-        assert_eq!(stockade_status::from_u32(7), None);
+        assert_eq!(stockade_status::BufferTooSmall as u32, 7);
+        assert_eq!(stockade_status::from_u32(8), None);
         assert_eq!(stockade_status::from_u32(u32::MAX), None);
     }
 }

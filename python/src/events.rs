@@ -4,8 +4,15 @@
 //! listeners, each is called in the thread (or event loop) that caused the
 //! event, outside every lock. A listener that raises is reported through
 //! `sys.unraisablehook` and does not disturb the call.
+//!
+//! While a `stockade.prometheus.StockadeCollector` is alive, every event a
+//! listener would see is also counted here (the Rust crate's
+//! `stockade.events` and `stockade.retry.delay`): [`EventCounting`],
+//! [`event_counts`], [`retry_delays`].
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -180,16 +187,28 @@ impl Listeners {
         self.count.load(Ordering::Relaxed) != 0
     }
 
-    /// Builds the event only if someone listens and calls each listener.
+    /// Builds the event only if someone listens or a `stockade.prometheus`
+    /// collector counts events ([`counting`]), counts it, and calls each
+    /// listener.
     #[inline]
     pub(crate) fn emit(&self, py: Python<'_>, make: impl FnOnce() -> Event) {
-        if self.any() {
+        if self.any() || counting() {
             self.emit_slow(py, make());
         }
     }
 
     #[cold]
     fn emit_slow(&self, py: Python<'_>, event: Event) {
+        count(&event);
+        self.deliver(py, event);
+    }
+
+    /// Calls each listener with `event` (already counted).
+    #[cold]
+    pub(crate) fn deliver(&self, py: Python<'_>, event: Event) {
+        if !self.any() {
+            return;
+        }
         let listeners: Vec<Py<PyAny>> = self.list.lock().iter().map(|l| l.clone_ref(py)).collect();
         let event = match Py::new(py, event) {
             Ok(e) => e,
@@ -240,4 +259,148 @@ impl MetricsSnapshot {
         d.set_item("fallback_decisions", self.fallback_decisions)?;
         Ok(d)
     }
+}
+
+// ---------------------------------------------------------------------------
+// Event counting for `stockade.prometheus` (the Rust crate's
+// `telemetry::metrics::Collector` counts the same events the same way).
+
+/// Live [`EventCounting`] tokens: while nonzero, events are counted.
+static COUNTING: AtomicUsize = AtomicUsize::new(0);
+
+/// The counts so far: events by `(pattern type, event kind)` then name,
+/// and the retry delays by name (`(count, sum of seconds)`). Nested so
+/// that counting an event of a series that exists allocates nothing.
+#[derive(Default)]
+struct Tally {
+    events: HashMap<(&'static str, &'static str), HashMap<String, u64>>,
+    retry_delays: HashMap<String, (u64, f64)>,
+}
+
+static TALLY: LazyLock<Mutex<Tally>> = LazyLock::new(Default::default);
+
+/// `true` while a collector counts events: one relaxed load.
+#[inline]
+pub(crate) fn counting() -> bool {
+    COUNTING.load(Ordering::Relaxed) != 0
+}
+
+/// Counts `event` if a collector counts events: `stockade.events` by
+/// pattern type, name and kind, and for a `"retry"` event its delay
+/// (`stockade.retry.delay`). Takes no Python object: callable without the
+/// GIL (a Redis-backed pattern's forwarded events).
+pub(crate) fn count(event: &Event) {
+    if !counting() {
+        return;
+    }
+    count_parts(event.pattern, &event.name, event.kind, event.delay);
+}
+
+fn count_parts(pattern: &'static str, name: &str, kind: &'static str, delay: Option<f64>) {
+    let mut guard = TALLY.lock();
+    let tally = &mut *guard;
+    let by_name = tally.events.entry((pattern, kind)).or_default();
+    match by_name.get_mut(name) {
+        Some(n) => *n = n.wrapping_add(1),
+        None => {
+            by_name.insert(name.to_owned(), 1);
+        }
+    }
+    if kind == "retry" {
+        if let Some(delay) = delay {
+            if !tally.retry_delays.contains_key(name) {
+                tally.retry_delays.insert(name.to_owned(), (0, 0.0));
+            }
+            if let Some(entry) = tally.retry_delays.get_mut(name) {
+                entry.0 = entry.0.wrapping_add(1);
+                entry.1 += delay;
+            }
+        }
+    }
+}
+
+/// What makes events counted: while at least one is open (made and
+/// neither closed nor garbage-collected), every event of every pattern in
+/// the process is counted. `stockade.prometheus.StockadeCollector` holds
+/// one.
+#[pyclass(module = "stockade._stockade", name = "_EventCounting", frozen)]
+pub(crate) struct EventCounting {
+    open: AtomicBool,
+}
+
+#[pymethods]
+impl EventCounting {
+    #[new]
+    fn new() -> EventCounting {
+        COUNTING.fetch_add(1, Ordering::Relaxed);
+        EventCounting {
+            open: AtomicBool::new(true),
+        }
+    }
+
+    /// Stops this token's counting (idempotent; the counts stay).
+    fn close(&self) {
+        if self.open.swap(false, Ordering::Relaxed) {
+            COUNTING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `True` until `close()`.
+    #[getter]
+    fn open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for EventCounting {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// `True` while any `_EventCounting` is open.
+#[pyfunction]
+#[pyo3(name = "_counting_events")]
+pub(crate) fn counting_events() -> bool {
+    counting()
+}
+
+/// Every event counted so far, as `(pattern type, name, kind, count)` (in
+/// no particular order).
+#[pyfunction]
+#[pyo3(name = "_event_counts")]
+pub(crate) fn event_counts() -> Vec<(&'static str, String, &'static str, u64)> {
+    let tally = TALLY.lock();
+    let mut out = Vec::new();
+    for ((pattern, kind), by_name) in &tally.events {
+        for (name, n) in by_name {
+            out.push((*pattern, name.clone(), *kind, *n));
+        }
+    }
+    out
+}
+
+/// Every retry delay counted so far, as `(name, count, sum in seconds)`.
+#[pyfunction]
+#[pyo3(name = "_retry_delays")]
+pub(crate) fn retry_delays() -> Vec<(String, u64, f64)> {
+    TALLY
+        .lock()
+        .retry_delays
+        .iter()
+        .map(|(name, (n, sum))| (name.clone(), *n, *sum))
+        .collect()
+}
+
+/// Counts an event of a pattern written in Python (`stockade.Fallback`,
+/// `stockade.Hedging`) if a collector counts events; `ValueError` for a
+/// pattern or kind those patterns do not have.
+#[pyfunction]
+#[pyo3(name = "_count_event")]
+pub(crate) fn count_event(pattern: &str, name: &str, kind: &str) -> PyResult<()> {
+    let (pattern, kind) = crate::hedging::python_event_names(pattern, kind)?;
+    if counting() {
+        count_parts(pattern, name, kind, None);
+    }
+    Ok(())
 }

@@ -106,6 +106,19 @@ pub(crate) fn event(
     attempt: Option<u32>,
     error: Option<Py<PyAny>>,
 ) -> PyResult<Event> {
+    let (pattern, kind) = python_event_names(pattern, kind)?;
+    let mut e = Event::new(pattern, name, kind);
+    e.attempt = attempt;
+    e.error = error;
+    Ok(e)
+}
+
+/// The static names of an event of the patterns written in Python, or
+/// `ValueError` naming what is unknown.
+pub(crate) fn python_event_names(
+    pattern: &str,
+    kind: &str,
+) -> PyResult<(&'static str, &'static str)> {
     let pattern = match pattern {
         "fallback" => "fallback",
         "hedging" => "hedging",
@@ -127,10 +140,7 @@ pub(crate) fn event(
             )));
         }
     };
-    let mut e = Event::new(pattern, name, kind);
-    e.attempt = attempt;
-    e.error = error;
-    Ok(e)
+    Ok((pattern, kind))
 }
 
 /// `True` if calling `func` gives an awaitable (an `async def` function, or

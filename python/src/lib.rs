@@ -52,6 +52,12 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<retry::RetryCall>()?;
     m.add_class::<timeout::Timeout>()?;
     m.add_class::<events::Event>()?;
+    // `stockade.prometheus`'s event counts.
+    m.add_class::<events::EventCounting>()?;
+    m.add_function(wrap_pyfunction!(events::counting_events, m)?)?;
+    m.add_function(wrap_pyfunction!(events::event_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(events::retry_delays, m)?)?;
+    m.add_function(wrap_pyfunction!(events::count_event, m)?)?;
     m.add_class::<wrap::Protected>()?;
     m.add_class::<pipeline::Pipeline>()?;
     m.add_class::<pipeline::Stage>()?;

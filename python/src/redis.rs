@@ -348,7 +348,8 @@ pub(crate) fn open_error(py: Python<'_>, e: Error, kind: &str, name: &str) -> Py
 /// `"state_changed"` and `"rejected"` events: a breaker's state is the
 /// fleet's, changed by the blocking layer), in the thread that met the
 /// change (attaching to the interpreter for the listeners; nothing is
-/// delivered while it shuts down).
+/// delivered while it shuts down). Each event is counted for
+/// `stockade.prometheus` (`crate::events::count`) without attaching.
 pub(crate) fn forward_store_events(
     listeners: &Arc<Listeners>,
     pattern: &'static str,
@@ -368,6 +369,9 @@ pub(crate) fn forward_events(
     let listeners = Arc::clone(listeners);
     let name = name.to_owned();
     move |e: &CoreEvent| {
+        if !listeners.any() && !crate::events::counting() {
+            return;
+        }
         let event = match &e.kind {
             EventKind::StoreUnavailable { cause } => {
                 let mut event = Event::new(pattern, &name, "store_unavailable");
@@ -388,11 +392,13 @@ pub(crate) fn forward_events(
             }
             _ => return,
         };
+        // Counted without the interpreter; attached only for listeners.
+        crate::events::count(&event);
         if !listeners.any() {
             return;
         }
         let listeners = &listeners;
-        let _ = Python::try_attach(move |py| listeners.emit(py, move || event));
+        let _ = Python::try_attach(move |py| listeners.deliver(py, event));
     }
 }
 

@@ -76,6 +76,8 @@ class _Pattern:
         return False
 
     def _emit(self, kind: str, attempt: Optional[int] = None, error: Any = None) -> None:
+        # Counted for stockade.prometheus (a no-op unless a collector is alive).
+        _stockade._count_event(self._KIND, self._name, kind)
         listeners = self._listeners
         if not listeners:
             return

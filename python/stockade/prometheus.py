@@ -24,6 +24,8 @@ metric                                      type     labels
 ``stockade_<pattern>_queue_depth``          gauge    ``stockade_pattern_name``
 ``stockade_<pattern>_fallback_decisions_total``  counter  ``stockade_pattern_name``
 ``stockade_circuit_breaker_state``          gauge    ``stockade_pattern_name``, ``stockade_circuit_breaker_state``
+``stockade_events_total``                   counter  ``stockade_pattern_type``, ``stockade_pattern_name``, ``stockade_event_kind``
+``stockade_retry_delay``                    summary  ``stockade_pattern_name`` (``_count``, and ``_sum`` in seconds)
 ==========================================  =======  ==========================================
 
 ``<pattern>`` is the pattern's kind (``circuit_breaker``, ``rate_limiter``,
@@ -35,9 +37,26 @@ its ``metrics()`` count bookings rather than the function's outcome), so
 the outcomes add up to the pattern's ``calls``. Fields a pattern's
 ``metrics()`` does not have are reported as 0. The state gauge is 1 for
 the breaker's current state (``closed``, ``open``, ``half_open``,
-``forced_open``, ``disabled``) and 0 for the others. Events are not
-counted here (the Rust crate's ``stockade.events`` has no Python
-counterpart): a listener (``add_listener``) sees them.
+``forced_open``, ``disabled``) and 0 for the others.
+
+Events are counted as the Rust crate's ``telemetry::metrics::Collector``
+counts them: from the moment a ``StockadeCollector`` is made until it is
+closed (:meth:`StockadeCollector.close`) or garbage-collected, every event
+a listener would see (``Event.kind``: ``state_changed``, ``rejected``,
+``retry``, ...), of every pattern in the process (registered or not, made
+before or after the collector), adds one to ``stockade_events_total``, and
+each ``retry`` event's ``delay`` goes into ``stockade_retry_delay`` (a
+summary of count and sum, the type Rust's ``metrics-exporter-prometheus``
+gives the histogram by default, without quantiles). With no collector
+alive nothing is counted and no event is built for counting. Counting
+adds no listener to any pattern and calls no Python code: it runs in the
+thread that caused the event, which already holds the GIL (a Redis-backed
+pattern's store events are counted without attaching to the interpreter),
+under a lock of its own held for one map update. ``"monitor"`` events
+exist only while a breaker has a listener, as in Rust. The counts live as
+long as the process (a disposed pattern's series keep their last values,
+as a Rust exporter's do) and are shared by every collector. They are per
+process: a forked worker starts with its parent's counts.
 """
 
 from __future__ import annotations
@@ -49,7 +68,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Tuple
 from . import _stockade
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        SummaryMetricFamily,
+    )
 except ImportError as _missing:  # pragma: no cover - exercised without the package
     raise ImportError(
         "stockade.prometheus needs the prometheus_client package: "
@@ -66,6 +89,8 @@ OUTCOMES: Tuple[str, ...] = ("success", "failure", "rejected", "timeout", "ignor
 _NAME = "stockade_pattern_name"
 _OUTCOME = "stockade_outcome"
 _STATE = "stockade_circuit_breaker_state"
+_TYPE = "stockade_pattern_type"
+_KIND = "stockade_event_kind"
 
 
 class StockadeCollector:
@@ -77,6 +102,11 @@ class StockadeCollector:
     counts until it is collected). A pattern registered and watched is
     reported once; two patterns of one kind with the same name share their
     series, and the one read last wins.
+
+    Events of every pattern in the process are counted while the collector
+    is alive (see the module's docs); the scrape shows every pattern's
+    event series with ``registered=True``, only the watched patterns' with
+    ``registered=False``.
     """
 
     def __init__(self, *, registered: bool = True) -> None:
@@ -87,6 +117,15 @@ class StockadeCollector:
         self._registered = registered
         self._lock = threading.Lock()
         self._watched: List[Tuple[str, "weakref.ref[Any]"]] = []
+        # Events are counted while this is open: closed by close(), or when
+        # the collector is garbage-collected (it holds the only reference).
+        self._counting = _stockade._EventCounting()
+
+    def close(self) -> None:
+        """Stops counting events for this collector (at once; idempotent).
+        The counts so far stay, and ``collect`` still reports them and the
+        snapshots; other live collectors keep counting."""
+        self._counting.close()
 
     def watch(self, kind: str, pattern: Any) -> None:
         """Reports ``pattern`` (of kind ``kind``, e.g. ``"circuit_breaker"``)
@@ -129,9 +168,11 @@ class StockadeCollector:
                 families[key] = make(f"stockade_{kind}_{suffix}", doc, labels=labels)
             return families[key]
 
+        reported = set()
         for kind, obj in self._instances():
             m = obj.metrics()
             name = str(m.get("name", getattr(obj, "name", "")))
+            reported.add((kind, name))
 
             def field(key: str, m: Dict[str, Any] = m) -> int:
                 value = m.get(key, 0)
@@ -171,7 +212,23 @@ class StockadeCollector:
                 )
                 for s in BREAKER_STATES:
                     gauge.add_metric([name, s], 1 if s == state else 0)
-        return list(families.values())
+
+        def shown(kind: str, name: str) -> bool:
+            return self._registered or (kind, name) in reported
+
+        events = CounterMetricFamily(
+            "stockade_events", "Events the patterns emitted, by kind", labels=[_TYPE, _NAME, _KIND]
+        )
+        for pattern, name, kind, count in sorted(_stockade._event_counts()):
+            if shown(pattern, name):
+                events.add_metric([pattern, name, kind], count)
+        delays = SummaryMetricFamily(
+            "stockade_retry_delay", "The back-off before each retry", labels=[_NAME]
+        )
+        for name, count, total in sorted(_stockade._retry_delays()):
+            if shown("retry", name):
+                delays.add_metric([name], count_value=count, sum_value=total)
+        return [*families.values(), events, delays]
 
     def describe(self) -> Iterable[Any]:
         """Nothing: the families depend on the patterns alive at scrape time

@@ -22,7 +22,7 @@ static STOCKADE_ALIGNED(STOCKADE_TICK_CLOCK_ALIGN) unsigned char tick_mem[STOCKA
 static void test_status_and_version(void) {
     CHECK(strcmp(stockade_status_str(STOCKADE_STATUS_OK), "ok") == 0);
     CHECK(strcmp(stockade_status_str(STOCKADE_STATUS_BREAKER_OPEN), "circuit breaker is open") == 0);
-    CHECK(strcmp(stockade_status_str(7), "unknown status") == 0);
+    CHECK(strcmp(stockade_status_str(8), "unknown status") == 0);
     CHECK(strcmp(stockade_status_str(UINT32_MAX), "unknown status") == 0);
     /* Every status has its own message. */
     {
@@ -30,7 +30,8 @@ static void test_status_and_version(void) {
             STOCKADE_STATUS_OK, STOCKADE_STATUS_NULL_ARGUMENT, STOCKADE_STATUS_INVALID_CONFIG,
             STOCKADE_STATUS_INVALID_ARGUMENT, STOCKADE_STATUS_STORAGE_TOO_SMALL,
             STOCKADE_STATUS_STORAGE_MISALIGNED, STOCKADE_STATUS_INTERNAL_ERROR,
-            STOCKADE_STATUS_BREAKER_OPEN, STOCKADE_STATUS_BREAKER_HALF_OPEN_FULL,
+            STOCKADE_STATUS_BUFFER_TOO_SMALL, STOCKADE_STATUS_BREAKER_OPEN,
+            STOCKADE_STATUS_BREAKER_HALF_OPEN_FULL,
             STOCKADE_STATUS_TOKEN_ALREADY_USED, STOCKADE_STATUS_RATE_LIMITED,
             STOCKADE_STATUS_QUEUE_FULL, STOCKADE_STATUS_QUEUE_TIMEOUT,
             STOCKADE_STATUS_PERMITS_EXCEED_BURST, STOCKADE_STATUS_BULKHEAD_FULL,

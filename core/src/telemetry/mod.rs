@@ -1,12 +1,14 @@
 //! Telemetry for operators: pattern metrics through the `metrics` crate's
 //! facade (feature `metrics`) and events and spans through `tracing`
-//! (feature `tracing`).
+//! (feature `tracing`). The names and the functions that build them are
+//! here with `std` alone, for exporters of other kinds (the C library's
+//! Prometheus text, `stockade_prometheus_write`, is built from them).
 //!
 //! The names are documented once, in `docs/telemetry.md` of the
 //! repository, and are the constants of [`names`]: OpenTelemetry style
 //! (lowercase, dot-separated, units in UCUM, no `_total` in a counter's
-//! name). The Python package's `stockade.prometheus` collector uses the same
-//! names. A pattern's type and an event's kind appear as the snake-case
+//! name). The Python package's `stockade.prometheus` collector and the C
+//! library's `stockade_prometheus_write` use the same names. A pattern's type and an event's kind appear as the snake-case
 //! form of the [`PatternKind`] and [`EventKind`] variant
 //! (`circuit_breaker`, `state_changed`), as in the Python and C bindings:
 //! [`pattern_type()`] and [`event_kind()`].

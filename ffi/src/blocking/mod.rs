@@ -30,6 +30,7 @@ pub mod fallback;
 pub mod hedging;
 pub mod limiter;
 pub mod pipeline;
+pub mod prometheus;
 mod protection;
 pub mod redis;
 pub mod request_response;
