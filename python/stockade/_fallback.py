@@ -298,9 +298,12 @@ class Hedging(_Pattern):
     ``on`` itself raises, that exception propagates (the attempts still
     running are losers; the call counts in neither ``successes`` nor
     ``failures``). A plain function's
-    attempts run on threads (in a copy of the caller's ``contextvars``
-    context each); the losers are **detached**: they run on to the end and
-    their results are dropped. An ``async def`` function's attempts are
+    attempts run on the hedging's pool of at most ``max_workers`` threads
+    (the core's worker pool, as for the Rust hedging: threads started on
+    demand and reused, an idle one exiting after a minute or once the
+    hedging is garbage-collected), each in a copy of the caller's
+    ``contextvars`` context; the losers are **detached**: they run on to
+    the end and their results are dropped. An ``async def`` function's attempts are
     tasks on the caller's loop; the losers are **cancelled**. Hedge only
     calls that are safe to make twice.
 
@@ -328,6 +331,8 @@ class Hedging(_Pattern):
         self._running = 0
         self._counts = {"successes": 0, "failures": 0, "rejections": 0, "hedges": 0, "hedges_won": 0}
         self._races: "set[_Race]" = set()
+        # The threads of plain-function attempts: the core's worker pool.
+        self._pool = _stockade._AttemptPool(name, self._max_workers)
         from ._aio import Waiters
 
         self._waiters = Waiters()
@@ -358,15 +363,16 @@ class Hedging(_Pattern):
 
     def _take_slot(self) -> bool:
         with self._lock:
-            if self._running >= self._max_workers:
-                self._counts["rejections"] += 1
-                taken = False
-            else:
+            taken = self._running < self._max_workers
+            if taken:
                 self._running += 1
-                taken = True
         if not taken:
-            self._emit("rejected")
+            self._refused()
         return taken
+
+    def _refused(self) -> None:
+        self._count("rejections")
+        self._emit("rejected")
 
     def _give_slot(self) -> None:
         with self._lock:
@@ -434,17 +440,21 @@ class Hedging(_Pattern):
                             return self._unhedged(func, args, kwargs)
                         rounds.refused()
                         continue
-                    thread = threading.Thread(
-                        target=self._attempt,
-                        args=(race, value, contextvars.copy_context(), func, args, kwargs),
-                        name=f"stockade-hedging:{self._name}",
-                        daemon=True,
+                    job = functools.partial(
+                        self._attempt, race, value, contextvars.copy_context(), func, args, kwargs
                     )
                     try:
-                        thread.start()
+                        submitted = self._pool.submit(job)
                     except BaseException:
                         self._give_slot()
                         raise
+                    if not submitted:  # the pool could start no thread
+                        self._give_slot()
+                        self._refused()
+                        if value == 1:
+                            return self._unhedged(func, args, kwargs)
+                        rounds.refused()
+                        continue
                     rounds.launched(now)
                     self._launched(value)
                 elif step == "failed":

@@ -7,6 +7,7 @@ bad options. Every wait on another thread has a watchdog."""
 import asyncio
 import contextvars
 import itertools
+import sys
 import threading
 import time
 
@@ -429,6 +430,28 @@ def test_a_full_pool_means_no_hedge():
     assert not busy.is_alive()
     m = slow.metrics()
     assert (m["successes"], m["rejections"], m["hedges"]) == (2, 1, 0)
+
+
+def _os_thread():
+    """This thread's kernel id and name (Linux)."""
+    tid = threading.get_native_id()
+    with open("/proc/self/task/%d/comm" % tid) as f:
+        return tid, f.read().strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_attempts_run_on_the_cores_worker_pool_and_reuse_its_threads():
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=2)
+    first_tid, name = within(lambda: hedging.execute(_os_thread))
+    # The core's pool names its threads (the kernel keeps 15 bytes).
+    assert name == "stockade-hedging:"[:15]
+    assert first_tid != threading.get_native_id()
+    wait_until("the worker is idle", lambda: hedging._pool.busy() == 0)
+    for _ in range(3):
+        tid, _name = within(lambda: hedging.execute(_os_thread))
+        assert tid == first_tid  # the idle worker, not a new thread
+        wait_until("the worker is idle", lambda: hedging._pool.busy() == 0)
+    assert hedging.metrics()["in_flight"] == 0
 
 
 def test_attempts_see_the_callers_context():
