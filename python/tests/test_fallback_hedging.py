@@ -280,6 +280,35 @@ def test_on_as_a_predicate_and_a_tuple():
             stockade.Hedging(fresh("h"), on=bad)
 
 
+def test_an_on_predicate_that_raises_propagates_uncounted():
+    def broken(exc):
+        raise RuntimeError("broken predicate")
+
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=3, on=broken)
+    numbers = Numbered()
+
+    def call():
+        numbers.next()
+        raise ValueError("failed")
+
+    with pytest.raises(RuntimeError, match="broken predicate"):
+        within(lambda: hedging.execute(call))
+
+    async def acall():
+        numbers.next()
+        raise ValueError("failed")
+
+    async def main():
+        with pytest.raises(RuntimeError, match="broken predicate"):
+            await hedging.execute(acall)
+
+    run_async(main)
+    assert numbers.started == 2
+    m = hedging.metrics()
+    assert (m["calls"], m["successes"], m["failures"], m["hedges"]) == (0, 0, 0, 0)
+    wait_until("the slots are back", lambda: hedging.metrics()["in_flight"] == 0)
+
+
 def test_a_final_failure_leaves_the_attempt_in_flight_detached():
     hedging = stockade.Hedging(fresh("h"), delay=0.01, max_attempts=3, on=ConnectionError)
     gate = threading.Event()
