@@ -1371,6 +1371,14 @@ typedef struct stockade_hedging_config {
 typedef int (*stockade_hedged_fn)(uint32_t attempt, void *user_data);
 #endif
 
+#if defined(STOCKADE_HAS_BLOCKING)
+// Chooses the failed attempts that launch the next attempt at once (the
+// same shape as `stockade_fallback_classifier_fn`): `status` is
+// `CALLBACK_FAILED` and `code` the attempt's non-zero return value; true =
+// hedge on it, false = the failure is final.
+typedef bool (*stockade_hedging_classifier_fn)(stockade_status status, int code, void *user_data);
+#endif
+
 // Rate limiter options (the core's `RawRateLimiterConfig`): start from
 // `stockade_limiter_config_default()` and change fields.
 typedef struct stockade_limiter_config {
@@ -2610,6 +2618,45 @@ stockade_status stockade_hedging_execute(const struct stockade_hedging *hedging,
                                          void *user_data,
                                          stockade_release_fn release,
                                          uint32_t *out_attempt);
+#endif
+
+#if defined(STOCKADE_HAS_BLOCKING)
+// `stockade_hedging_execute`, launching the next attempt at once only for
+// the failures `classifier` chooses (Polly's `ShouldHandle`).
+//
+// When an attempt fails with code `code`, `classifier(CALLBACK_FAILED,
+// code, user_data)` is called **on this thread** (while other attempts
+// may be running on workers with the same `user_data`):
+//
+// - true: as in `stockade_hedging_execute`: the next attempt (if any is
+//   left) starts at once; when no attempt is left running or to start,
+//   this function returns `CALLBACK_FAILED`.
+// - false: the failure is **final**: this function returns
+//   `CALLBACK_FAILED` at once and starts no more attempts; the attempts
+//   still running are treated as losers (they run on to the end and
+//   their outcome is dropped, `release` after the last). An attempt
+//   running at that moment wins only if its success reached this thread
+//   first: outcomes are taken in the order they arrive, and the first
+//   success or rejected failure decides.
+//
+// NULL `classifier`: every failure is hedged on (exactly
+// `stockade_hedging_execute`). The classifier is never called for a first
+// attempt run unhedged on this thread (a full pool): its outcome is the
+// call's. `*out_attempt` is written only on `OK`.
+//
+// - Statuses, blocking, thread safety: as `stockade_hedging_execute`; the
+//   classifier must not unwind.
+//
+// # Safety
+//
+// As `stockade_hedging_execute`; `classifier` callable with `user_data`
+// on this thread while attempts run elsewhere.
+stockade_status stockade_hedging_execute_if(const struct stockade_hedging *hedging,
+                                            stockade_hedged_fn callback,
+                                            stockade_hedging_classifier_fn classifier,
+                                            void *user_data,
+                                            stockade_release_fn release,
+                                            uint32_t *out_attempt);
 #endif
 
 #if defined(STOCKADE_HAS_BLOCKING)

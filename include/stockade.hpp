@@ -10,11 +10,13 @@
 //  - Durations are std::chrono; the C ABI's milliseconds stay inside.
 //  - RAII: objects own their storage (inline, aligned as the header says);
 //    permits release themselves in their destructor; blocking handles
-//    (breaker, limiter, bulkhead, retry, timeout) free themselves.
+//    (breaker, limiter, bulkhead, retry, timeout, fallback, hedging) free
+//    themselves.
 //  - Operations are std::function<bool()> (true = success); an exception
 //    thrown by one is caught before it reaches the library and counted as
-//    a failure. timeout::execute copies the operation to the heap: it may
-//    outlive the call and is freed when it finishes.
+//    a failure. timeout::execute and hedging::execute copy the operation
+//    to the heap: it may outlive the call and is freed when it finishes
+//    (hedging: after its last attempt).
 #ifndef STOCKADE_HPP
 #define STOCKADE_HPP
 
@@ -465,6 +467,151 @@ public:
             stockade_timeout_execute(h_.get(), detail::run_operation, heap, detail::delete_operation));
     }
     STOCKADE_HPP_HANDLE(timeout, stockade_timeout, stockade_timeout)
+};
+
+/// Chooses failures (fallback: which it replaces; hedging: which launch
+/// the next attempt): `s` is what failed (callback_failed for an
+/// operation, whose `code` is 1 when it returned false and 2 when it
+/// threw); true = chosen. An exception thrown by a classifier is caught
+/// before it reaches the library and counts as false.
+using classifier = std::function<bool(status s, int code)>;
+
+namespace detail {
+/// Calls a classifier; an empty one chooses every failure.
+inline bool run_classifier(const classifier &c, stockade_status s, int code) noexcept {
+    if (!c) return true;
+#ifdef STOCKADE_HPP_EXCEPTIONS
+    try {
+        return c(static_cast<status>(s), code);
+    } catch (...) {
+        return false;
+    }
+#else
+    return c(static_cast<status>(s), code);
+#endif
+}
+}  // namespace detail
+
+/// A blocking fallback (RAII handle): when the operation fails, a
+/// fallback operation gives the outcome instead.
+class fallback {
+public:
+    /// The fallback: called with what failed (as for a classifier);
+    /// true = the call succeeds (leave the fallback value where the
+    /// caller finds it), false = it fails with callback_failed.
+    using handler = std::function<bool(status s, int code)>;
+
+    /// Named (registered) when `name` is not null.
+    static result<fallback> make(const char *name = nullptr) {
+        stockade_fallback *out = nullptr;
+        auto s = static_cast<status>(stockade_fallback_new(name, &out));
+        if (s != status::ok) return s;
+        return fallback(out);
+    }
+    /// Runs `op` on this thread; if it fails and `handles` chooses the
+    /// failure (empty: every failure), runs `fb` instead: ok (`op` or
+    /// `fb` succeeded), callback_failed (a failure not chosen, or `fb`
+    /// failed or threw), disposed (nothing runs), null_argument (`fb`
+    /// empty; nothing runs). Exceptions from `op` and `fb` are caught
+    /// before the library and count as failures (code 2).
+    status execute(operation op, handler fb, classifier handles = classifier()) const noexcept {
+        if (!fb) return status::null_argument;
+        call c{&op, &fb, &handles};
+        return static_cast<status>(
+            stockade_fallback_execute(h_.get(), &call::run, &call::choose, &call::replace, &c));
+    }
+
+private:
+    struct call {
+        operation *op;
+        handler *fb;
+        classifier *handles;
+        static int run(void *self) noexcept { return detail::run_operation(static_cast<call *>(self)->op); }
+        static bool choose(stockade_status s, int code, void *self) noexcept {
+            return detail::run_classifier(*static_cast<call *>(self)->handles, s, code);
+        }
+        static int replace(stockade_status s, int code, void *self) noexcept {
+            handler &fb = *static_cast<call *>(self)->fb;
+#ifdef STOCKADE_HPP_EXCEPTIONS
+            try {
+                return fb(static_cast<status>(s), code) ? 0 : 1;
+            } catch (...) {
+                return 2;
+            }
+#else
+            return fb(static_cast<status>(s), code) ? 0 : 1;
+#endif
+        }
+    };
+    STOCKADE_HPP_HANDLE(fallback, stockade_fallback, stockade_fallback)
+};
+
+/// A blocking hedging (RAII handle): runs an operation on the hedging's
+/// worker pool and, when it is slow (or fails), runs it again; the first
+/// success wins. The losers are not stopped: they run on to the end after
+/// execute() returned, possibly several at once, so the operation is
+/// copied to the heap (freed after the last attempt) and must own what it
+/// uses (shared_ptr, not references to the caller's stack) and be safe to
+/// run concurrently with itself.
+class hedging {
+public:
+    using config_type = stockade_hedging_config;
+    /// One attempt: its number (1, 2, ... in the order they start);
+    /// true = success.
+    using attempt_operation = std::function<bool(uint32_t attempt)>;
+
+    static config_type defaults() noexcept { return stockade_hedging_config_default(); }
+    /// Named (registered) when `name` is not null.
+    static result<hedging> make(const char *name, const config_type &c) {
+        return detail::make<hedging, stockade_hedging>(stockade_hedging_new, name, c);
+    }
+    /// Runs `op` hedged: the winning attempt's number, or callback_failed
+    /// (every attempt failed or threw), disposed, null_argument (`op`
+    /// empty; nothing runs).
+    result<uint32_t> execute(attempt_operation op) const { return run(std::move(op), classifier(), false); }
+    /// As execute(), but only the failures `hedge_on` chooses launch the
+    /// next attempt at once; a failure it does not choose is final
+    /// (callback_failed at once, no more attempts; those running are
+    /// losers). `hedge_on` runs on this thread; empty: every failure
+    /// (execute()). See stockade_hedging_execute_if.
+    result<uint32_t> execute_if(attempt_operation op, classifier hedge_on) const {
+        const bool filtered = static_cast<bool>(hedge_on);
+        return run(std::move(op), std::move(hedge_on), filtered);
+    }
+
+private:
+    struct call {
+        attempt_operation op;
+        classifier hedge_on;
+        static int attempt(uint32_t n, void *self) noexcept {
+            const attempt_operation &op = static_cast<call *>(self)->op;
+#ifdef STOCKADE_HPP_EXCEPTIONS
+            try {
+                return op(n) ? 0 : 1;
+            } catch (...) {
+                return 2;
+            }
+#else
+            return op(n) ? 0 : 1;
+#endif
+        }
+        static bool choose(stockade_status s, int code, void *self) noexcept {
+            return detail::run_classifier(static_cast<call *>(self)->hedge_on, s, code);
+        }
+        static void release(void *self) noexcept { delete static_cast<call *>(self); }
+    };
+    result<uint32_t> run(attempt_operation op, classifier hedge_on, bool filtered) const {
+        if (!op) return status::null_argument;
+        // Owned by the library from here: `release` deletes it after the
+        // last attempt (or before returning when nothing runs).
+        auto *heap = new call{std::move(op), std::move(hedge_on)};
+        uint32_t won = 0;
+        auto s = static_cast<status>(stockade_hedging_execute_if(
+            h_.get(), &call::attempt, filtered ? &call::choose : nullptr, heap, &call::release, &won));
+        if (s != status::ok) return s;
+        return won;
+    }
+    STOCKADE_HPP_HANDLE(hedging, stockade_hedging, stockade_hedging)
 };
 
 #undef STOCKADE_HPP_HANDLE

@@ -199,12 +199,12 @@ else
     "${tsan[@]}" --lib -- blocking::
 fi
 
-step "fuzzing (cargo-fuzz): the C ABI core tier's operations and every pattern's config validation"
+step "fuzzing (cargo-fuzz): the C ABI core tier's operations, every pattern's config validation, Fallback and Hedging"
 # fuzz/ is its own workspace (libFuzzer, nightly). Corpora and crash
 # artifacts stay under fuzz/ (git-ignored); a crash fails this step.
 fuzz_secs=5
 [ "$slow" = 1 ] && fuzz_secs=600
-for target in ffi_core_ops ffi_config; do
+for target in ffi_core_ops ffi_config ffi_fallback_hedging; do
     PATH="$PWD/target/tools/bin:$PATH" cargo +nightly fuzz run --target-dir target/fuzz "$target" -- \
         -max_total_time="$fuzz_secs"
 done

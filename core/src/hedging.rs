@@ -18,6 +18,10 @@
 //!   round goes on with the attempts in flight.
 //! * When every launched attempt has failed and no more will be launched,
 //!   the round has failed (the caller returns the last failure).
+//! * A runtime that filters failures (the blocking layer's
+//!   `Hedging::execute_if`) reports only the failures it hedges on with
+//!   [`HedgeRound::failed`]; a failure it does not hedge on ends the call
+//!   there, without asking the round (the attempts in flight are losers).
 //!
 //! ```
 //! use std::time::Duration;

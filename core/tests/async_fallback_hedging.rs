@@ -268,6 +268,66 @@ async fn a_failure_launches_the_next_attempt_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failure_the_filter_rejects_is_final_and_drops_the_attempts_in_flight() {
+    let h = hedging(MS(100), 3, 16);
+    // Attempt 1 hangs; attempt 2 (at 100 ms) fails with an error the
+    // filter rejects at 110 ms: the call ends there, attempt 3 is never made.
+    let script = Script::new(vec![
+        (FOREVER, Ok(())),
+        (MS(10), Err("fatal")),
+        (MS(1), Ok(())),
+    ]);
+    let seen = Mutex::new(Vec::new());
+    let out = h
+        .execute_if_async(
+            |e| {
+                seen.lock().unwrap().push(format!("{e}"));
+                !matches!(e, Error::Inner("fatal"))
+            },
+            || script.attempt(),
+        )
+        .await;
+    assert!(matches!(out, Err(Error::Inner("fatal"))), "{out:?}");
+    assert_eq!(script.launched(), [MS(0), MS(100)]);
+    assert_eq!(script.start.elapsed(), MS(110));
+    assert!(script.dropped(1), "the attempt in flight is cancelled");
+    assert_eq!(*seen.lock().unwrap(), ["fatal"]);
+    let m = h.metrics();
+    assert_eq!(
+        (m.calls, m.failures, m.hedges, m.hedges_won, m.in_flight),
+        (1, 1, 1, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_the_filter_accepts_launches_the_next_attempt_at_once() {
+    let h = hedging(Duration::from_secs(10), 3, 16);
+    let script = Script::new(vec![
+        (MS(5), Err("busy")),
+        (MS(5), Err("busy")),
+        (MS(1), Ok(())),
+    ]);
+    let out = h
+        .execute_if_async(|e| matches!(e, Error::Inner("busy")), || script.attempt())
+        .await;
+    assert_eq!(out.unwrap(), 3);
+    assert_eq!(script.launched(), [MS(0), MS(5), MS(10)]);
+    let m = h.metrics();
+    assert_eq!((m.successes, m.hedges, m.hedges_won), (1, 2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn accepted_failures_to_the_last_attempt_return_the_last_one() {
+    let h = hedging(Duration::from_secs(10), 2, 16);
+    let script = Script::new(vec![(MS(5), Err("busy")), (MS(5), Err("busy again"))]);
+    let out = h
+        .execute_if_async(|e| matches!(e, Error::Inner(_)), || script.attempt())
+        .await;
+    assert!(matches!(out, Err(Error::Inner("busy again"))), "{out:?}");
+    assert_eq!(h.metrics().failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn when_every_attempt_fails_the_last_to_finish_is_returned() {
     let h = hedging(MS(100), 3, 16);
     // Attempt 1 finishes last, after 2 and 3 failed.

@@ -194,6 +194,174 @@ fn a_failure_launches_the_next_attempt_without_waiting_for_the_delay() {
 }
 
 #[test]
+fn a_failure_the_filter_rejects_is_final_and_launches_nothing() {
+    // The clock never moves: without the filter the failure would launch
+    // attempt 2 at once.
+    let (_clock, h) = hedging(
+        HedgingConfig::DEFAULT
+            .with_delay(Duration::from_secs(3600))
+            .with_max_attempts(3),
+    );
+    let events = record(&h);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&runs);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let out = Caller::spawn({
+        let h = Arc::clone(&h);
+        move || {
+            h.execute_if(
+                move |e: &Error<&str>| {
+                    s.lock().unwrap().push(e.to_string());
+                    !matches!(e, Error::Inner("not found"))
+                },
+                move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>("not found")
+                },
+            )
+        }
+    })
+    .join();
+    assert!(matches!(out, Err(Error::Inner("not found"))), "{out:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(*seen.lock().unwrap(), ["not found"]);
+    let m = h.metrics();
+    assert_eq!((m.calls, m.failures, m.hedges), (1, 1, 0));
+    assert!(kinds(&events).is_empty(), "{:?}", kinds(&events));
+}
+
+#[test]
+fn a_failure_the_filter_accepts_launches_the_next_attempt_at_once() {
+    let (_clock, h) = hedging(
+        HedgingConfig::DEFAULT
+            .with_delay(Duration::from_secs(3600))
+            .with_max_attempts(3),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&runs);
+    let out = Caller::spawn({
+        let h = Arc::clone(&h);
+        move || {
+            h.execute_if(
+                |e: &Error<&str>| matches!(e, Error::Inner("busy")),
+                move || match r.fetch_add(1, Ordering::SeqCst) {
+                    0 | 1 => Err("busy"),
+                    n => Ok(n),
+                },
+            )
+        }
+    })
+    .join();
+    assert_eq!(out.unwrap(), 2);
+    let m = h.metrics();
+    assert_eq!((m.successes, m.hedges, m.hedges_won), (1, 2, 1));
+}
+
+#[test]
+fn a_rejected_failure_ends_the_call_while_an_attempt_is_in_flight() {
+    let (clock, h) = hedging(
+        HedgingConfig::DEFAULT
+            .with_delay(MS(100))
+            .with_max_attempts(3),
+    );
+    let gate = Arc::new(Gate::default());
+    let started = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let caller = {
+        let (h, gate, started, dropped) = (
+            Arc::clone(&h),
+            Arc::clone(&gate),
+            Arc::clone(&started),
+            Arc::clone(&dropped),
+        );
+        Caller::spawn(move || {
+            h.execute_if(
+                |e: &Error<&str>| !matches!(e, Error::Inner("fatal")),
+                move || {
+                    let n = started.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+                    if n == 1 {
+                        // In flight when attempt 2 fails; it then succeeds.
+                        gate.wait();
+                        return Ok(Counted(n, Arc::clone(&dropped)));
+                    }
+                    Err("fatal")
+                },
+            )
+        })
+    };
+    wait_until("the caller waits on the clock", || {
+        clock.waiting() == 1 && started.load(Ordering::SeqCst) == 1
+    });
+    clock.advance(MS(100));
+    // Attempt 2's rejected failure is the result although attempt 1 is
+    // still running; attempt 3 is never launched.
+    let out = caller.join();
+    assert!(matches!(out, Err(Error::Inner("fatal"))), "{:?}", out.err());
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    let m = h.metrics();
+    assert_eq!((m.calls, m.failures, m.hedges, m.hedges_won), (1, 1, 1, 0));
+    // Attempt 1 runs on, detached (attempt 2's worker frees itself soon).
+    wait_until("only attempt 1 runs", || h.metrics().in_flight == 1);
+    gate.open();
+    wait_until("the loser's success is dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    });
+    wait_until("the loser's worker is free", || h.metrics().in_flight == 0);
+    assert_eq!(h.metrics().successes, 0);
+}
+
+#[test]
+fn a_panic_reaches_the_filter_as_panicked() {
+    let (_clock, h) = hedging(
+        HedgingConfig::DEFAULT
+            .with_delay(Duration::from_secs(3600))
+            .with_max_attempts(2),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&runs);
+    let out = Caller::spawn({
+        let h = Arc::clone(&h);
+        move || {
+            h.execute_if(
+                |e: &Error<&str>| e.kind() != ErrorKind::Panicked,
+                move || -> Result<(), &str> {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    panic!("attempt exploded")
+                },
+            )
+        }
+    })
+    .join();
+    match out {
+        Err(Error::Panicked { message }) => assert!(message.contains("attempt exploded")),
+        other => panic!("expected Panicked, got {:?}", other.err()),
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panicking_filter_unwinds_to_the_caller_and_counts_a_failure() {
+    let (_clock, h) = hedging(HedgingConfig::DEFAULT.with_delay(Duration::from_secs(3600)));
+    let out = Caller::spawn({
+        let h = Arc::clone(&h);
+        move || {
+            std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                h.execute_if(
+                    |_: &Error<&str>| panic!("filter exploded"),
+                    || Err::<(), _>("busy"),
+                )
+            }))
+        }
+    })
+    .join();
+    assert!(out.is_err(), "the filter's panic reaches the caller");
+    let m = h.metrics();
+    assert_eq!((m.calls, m.failures, m.hedges), (1, 1, 0));
+    wait_until("the worker is free", || h.metrics().in_flight == 0);
+}
+
+#[test]
 fn a_failing_hedge_launches_the_next_while_the_first_still_runs() {
     let (clock, h) = hedging(
         HedgingConfig::DEFAULT

@@ -1,14 +1,17 @@
 //! The native helpers of `stockade.Fallback` and `stockade.Hedging`
 //! (written in Python, `stockade/_fallback.py`): the core's hedging round
 //! (`stockade::hedging::HedgeRound`, the same decisions as the Rust and C
-//! hedging), option validation with the core's config errors, and their
-//! events.
+//! hedging), the worker pool a hedging's threaded attempts run on (the
+//! core's `WorkerPool`, as for the Rust hedging), option validation with
+//! the core's config errors, and their events.
 
 use core::time::Duration;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use stockade::clock::Timestamp;
+use stockade::blocking::{DetachedCall, WorkerPool};
+use stockade::clock::{MonotonicClock, Timestamp};
 use stockade::hedging::{HedgeRound as CoreRound, HedgeStep, HedgingConfig};
 
 use crate::convert::{count_u32, count_usize, duration};
@@ -73,6 +76,85 @@ impl HedgeRound {
 
     fn refused(&self) {
         self.round.lock().refused();
+    }
+}
+
+/// The clock of the attempt pools' idle timeouts.
+static CLOCK: MonotonicClock = MonotonicClock::new();
+
+/// How long an idle worker of an attempt pool waits for work before it
+/// exits.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The threads a `Hedging`'s plain-function attempts run on: the core's
+/// `WorkerPool` (the one the Rust `blocking::Hedging` runs its attempts
+/// on), `max_workers` threads started on demand and reused, each exiting
+/// after a minute idle or once the pool is gone.
+///
+/// Every submitted attempt runs, even after its call returned (a loser):
+/// the Python side takes a `max_workers` slot before submitting and gives
+/// it back when the attempt ends, and a job dropped unrun would never give
+/// it back. The queue (`max_workers` long) only bridges the moment a
+/// worker has given its slot back but not yet taken its next job.
+#[pyclass(module = "stockade._stockade", name = "_AttemptPool", frozen)]
+pub(crate) struct AttemptPool {
+    pool: Arc<WorkerPool>,
+}
+
+#[pymethods]
+impl AttemptPool {
+    #[new]
+    fn new(name: &str, max_workers: usize) -> AttemptPool {
+        AttemptPool {
+            pool: Arc::new(WorkerPool::new(
+                format!("stockade-hedging:{name}"),
+                max_workers,
+                max_workers,
+                IDLE_TIMEOUT,
+            )),
+        }
+    }
+
+    /// Runs `job()` on a worker, attached to the interpreter; `False` if
+    /// the pool refused it (nothing runs). An exception `job` raises goes
+    /// to `sys.unraisablehook` (the hedging's `_attempt` catches its
+    /// own).
+    fn submit(&self, job: Py<PyAny>) -> bool {
+        // The handle is kept until the job has run: dropping it earlier
+        // would skip a job not started yet.
+        let handle: Arc<Mutex<Option<DetachedCall<()>>>> = Arc::new(Mutex::new(None));
+        let keep = Arc::clone(&handle);
+        let submitted = self.pool.submit(&CLOCK, move || {
+            Python::attach(|py| {
+                if let Err(e) = job.bind(py).call0() {
+                    e.write_unraisable(py, Some(job.bind(py)));
+                }
+                drop(job);
+            });
+            // Taken out of the lock, dropped after it: the job's outcome
+            // (nothing) is dropped on this worker.
+            let call = keep.lock().take();
+            drop(call);
+        });
+        match submitted {
+            Ok(call) => {
+                *handle.lock() = Some(call);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Workers running an attempt now.
+    fn busy(&self) -> usize {
+        self.pool.counts().busy
+    }
+}
+
+impl Drop for AttemptPool {
+    /// Idle workers exit now, busy ones after their attempt.
+    fn drop(&mut self) {
+        self.pool.shutdown();
     }
 }
 

@@ -70,6 +70,7 @@ fn _stockade(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::seconds, m)?)?;
     // `stockade.Fallback` and `stockade.Hedging` (stockade/_fallback.py).
     m.add_class::<hedging::HedgeRound>()?;
+    m.add_class::<hedging::AttemptPool>()?;
     m.add_function(wrap_pyfunction!(hedging::hedging_config, m)?)?;
     m.add_function(wrap_pyfunction!(hedging::event, m)?)?;
     m.add_function(wrap_pyfunction!(hedging::is_async, m)?)?;

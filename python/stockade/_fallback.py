@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Type, Union
 
 from . import _errors
 from . import _stockade
@@ -275,17 +275,37 @@ class _Race:
 
 
 class Hedging(_Pattern):
-    """``Hedging(name, *, delay=2.0, max_attempts=2, max_workers=16)``:
-    runs extra attempts of a slow call and takes the first success.
+    """``Hedging(name, *, delay=2.0, max_attempts=2, max_workers=16,
+    on=None)``: runs extra attempts of a slow call and takes the first
+    success.
 
     The first attempt starts at once; when ``delay`` (seconds or
     ``timedelta``) passes without a success — or at once when an attempt
-    raises — another starts, up to ``max_attempts`` (1 to 64) in all. The
-    first attempt to **return** wins; if every attempt raises, the
-    exception of the one that finished last is raised. A plain function's
-    attempts run on threads (in a copy of the caller's ``contextvars``
-    context each); the losers are **detached**: they run on to the end and
-    their results are dropped. An ``async def`` function's attempts are
+    raises an exception ``on`` chooses — another starts, up to
+    ``max_attempts`` (1 to 64) in all. The first attempt to **return**
+    wins; if every attempt raises, the exception of the one that finished
+    last is raised.
+
+    ``on`` (Polly's ``ShouldHandle``) is ``None`` (the default: every
+    exception launches the next attempt), an exception class, a tuple of
+    them, or a predicate ``on(exc) -> bool``, as for :class:`Fallback`; it
+    is checked on the caller's thread (in the caller's task) for each
+    attempt that raised, in the order the outcomes arrive (tasks done at
+    the same wake-up of the caller: in the order they started). An exception it
+    does not choose is **final**: it is raised at once, no more attempts
+    start, and the attempts still running are losers (detached or
+    cancelled, below); an attempt still running wins over it only if its
+    result arrived first. ``on`` is not consulted for a first attempt run
+    unhedged (a full ``max_workers``, below): its outcome is the call's. If
+    ``on`` itself raises, that exception propagates (the attempts still
+    running are losers; the call counts in neither ``successes`` nor
+    ``failures``). A plain function's
+    attempts run on the hedging's pool of at most ``max_workers`` threads
+    (the core's worker pool, as for the Rust hedging: threads started on
+    demand and reused, an idle one exiting after a minute or once the
+    hedging is garbage-collected), each in a copy of the caller's
+    ``contextvars`` context; the losers are **detached**: they run on to
+    the end and their results are dropped. An ``async def`` function's attempts are
     tasks on the caller's loop; the losers are **cancelled**. Hedge only
     calls that are safe to make twice.
 
@@ -304,12 +324,17 @@ class Hedging(_Pattern):
     _KIND = "hedging"
     _TITLE = "Hedging"
 
-    def __init__(self, name: str, *, delay: Any = 2.0, max_attempts: Any = 2, max_workers: Any = 16) -> None:
+    def __init__(
+        self, name: str, *, delay: Any = 2.0, max_attempts: Any = 2, max_workers: Any = 16, on: Any = None
+    ) -> None:
         super().__init__(name)
         self._delay, self._max_attempts, self._max_workers = _stockade._hedging_config(delay, max_attempts, max_workers)
+        self._hedges_on: Optional[Callable[[BaseException], bool]] = None if on is None else _chooser(on)
         self._running = 0
         self._counts = {"successes": 0, "failures": 0, "rejections": 0, "hedges": 0, "hedges_won": 0}
         self._races: "set[_Race]" = set()
+        # The threads of plain-function attempts: the core's worker pool.
+        self._pool = _stockade._AttemptPool(name, self._max_workers)
         from ._aio import Waiters
 
         self._waiters = Waiters()
@@ -340,15 +365,16 @@ class Hedging(_Pattern):
 
     def _take_slot(self) -> bool:
         with self._lock:
-            if self._running >= self._max_workers:
-                self._counts["rejections"] += 1
-                taken = False
-            else:
+            taken = self._running < self._max_workers
+            if taken:
                 self._running += 1
-                taken = True
         if not taken:
-            self._emit("rejected")
+            self._refused()
         return taken
+
+    def _refused(self) -> None:
+        self._count("rejections")
+        self._emit("rejected")
 
     def _give_slot(self) -> None:
         with self._lock:
@@ -402,6 +428,8 @@ class Hedging(_Pattern):
                     if ok:
                         self._won(attempt)
                         return value
+                    if self._hedges_on is not None and not self._hedges_on(value):
+                        self._final(value)
                     last = value
                     rounds.failed(time.monotonic())
                 if self._disposed:
@@ -414,24 +442,26 @@ class Hedging(_Pattern):
                             return self._unhedged(func, args, kwargs)
                         rounds.refused()
                         continue
-                    thread = threading.Thread(
-                        target=self._attempt,
-                        args=(race, value, contextvars.copy_context(), func, args, kwargs),
-                        name=f"stockade-hedging:{self._name}",
-                        daemon=True,
+                    job = functools.partial(
+                        self._attempt, race, value, contextvars.copy_context(), func, args, kwargs
                     )
                     try:
-                        thread.start()
+                        submitted = self._pool.submit(job)
                     except BaseException:
                         self._give_slot()
                         raise
+                    if not submitted:  # the pool could start no thread
+                        self._give_slot()
+                        self._refused()
+                        if value == 1:
+                            return self._unhedged(func, args, kwargs)
+                        rounds.refused()
+                        continue
                     rounds.launched(now)
                     self._launched(value)
                 elif step == "failed":
                     assert last is not None
-                    if isinstance(last, Exception):  # else an interruption: no outcome
-                        self._count("failures")
-                    raise last
+                    self._final(last)
                 else:
                     wait = _SLICE if step == "wait" else min(_SLICE, max(0.0, value - now))
                     with race.cond:
@@ -443,6 +473,12 @@ class Hedging(_Pattern):
                 race.outcomes = []
             with self._lock:
                 self._races.discard(race)
+
+    def _final(self, failure: BaseException) -> "NoReturn":
+        """Ends the call with ``failure`` (counted unless an interruption)."""
+        if isinstance(failure, Exception):  # else an interruption: no outcome
+            self._count("failures")
+        raise failure
 
     def _unhedged(self, func: Any, args: Any, kwargs: Any) -> Any:
         try:
@@ -484,23 +520,25 @@ class Hedging(_Pattern):
                     continue
                 if step == "failed":
                     assert last is not None
-                    if isinstance(last, Exception):  # else an interruption: no outcome
-                        self._count("failures")
-                    raise last
+                    self._final(last)
                 timeout = None if step == "wait" else max(0.0, value - now)
                 done, _ = await asyncio.wait([*tasks, disposed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if disposed in done:
                     disposed.exception()  # retrieved: no "never retrieved" warning
                     raise self._disposed_error()
-                for task in done:
+                # Attempts done at the same wake-up: in the order they started.
+                for task in sorted(done, key=tasks.__getitem__):
                     attempt = tasks.pop(task)
                     if task.cancelled():
-                        last = asyncio.CancelledError()
+                        failure: BaseException = asyncio.CancelledError()
                     elif task.exception() is None:
                         self._won(attempt)
                         return task.result()
                     else:
-                        last = task.exception()
+                        failure = task.exception()  # type: ignore[assignment]
+                    if self._hedges_on is not None and not self._hedges_on(failure):
+                        self._final(failure)
+                    last = failure
                     rounds.failed(time.monotonic())
         finally:
             self._waiters.discard(disposed)

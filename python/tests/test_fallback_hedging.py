@@ -7,6 +7,7 @@ bad options. Every wait on another thread has a watchdog."""
 import asyncio
 import contextvars
 import itertools
+import sys
 import threading
 import time
 
@@ -219,6 +220,181 @@ def test_a_failure_launches_the_next_attempt_at_once():
     assert (m["successes"], m["hedges"], m["hedges_won"]) == (1, 1, 1)
 
 
+def test_on_chooses_the_exceptions_that_launch_the_next_attempt():
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=3, on=ConnectionError)
+    numbers = Numbered()
+
+    def busy_then_ok():
+        n = numbers.next()
+        if n < 3:
+            raise ConnectionError("busy %d" % n)
+        return n
+
+    assert within(lambda: hedging.execute(busy_then_ok)) == 3
+    m = hedging.metrics()
+    assert (m["successes"], m["hedges"], m["hedges_won"]) == (1, 2, 1)
+
+    # A KeyError is not chosen: final at once, no hedge launched.
+    numbers = Numbered()
+
+    def missing():
+        numbers.next()
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        within(lambda: hedging.execute(missing))
+    assert numbers.started == 1
+    m = hedging.metrics()
+    assert (m["calls"], m["failures"], m["hedges"]) == (2, 1, 2)
+
+
+def test_on_as_a_predicate_and_a_tuple():
+    seen = []
+
+    def only_busy(exc):
+        seen.append(str(exc))
+        return "busy" in str(exc)
+
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=3, on=only_busy)
+    numbers = Numbered()
+
+    def call():
+        n = numbers.next()
+        raise ValueError("busy" if n == 1 else "fatal %d" % n)
+
+    with pytest.raises(ValueError, match="fatal 2"):
+        within(lambda: hedging.execute(call))
+    assert seen == ["busy", "fatal 2"] and numbers.started == 2
+
+    tupled = stockade.Hedging(fresh("h"), delay=3600, max_attempts=2, on=(KeyError, ValueError))
+    numbers = Numbered()
+
+    def value_then_ok():
+        if numbers.next() == 1:
+            raise ValueError("x")
+        return "ok"
+
+    assert within(lambda: tupled.execute(value_then_ok)) == "ok"
+    for bad in (42, (), (int,)):
+        with pytest.raises(TypeError, match="on must be"):
+            stockade.Hedging(fresh("h"), on=bad)
+
+
+def test_an_on_predicate_that_raises_propagates_uncounted():
+    def broken(exc):
+        raise RuntimeError("broken predicate")
+
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=3, on=broken)
+    numbers = Numbered()
+
+    def call():
+        numbers.next()
+        raise ValueError("failed")
+
+    with pytest.raises(RuntimeError, match="broken predicate"):
+        within(lambda: hedging.execute(call))
+
+    async def acall():
+        numbers.next()
+        raise ValueError("failed")
+
+    async def main():
+        with pytest.raises(RuntimeError, match="broken predicate"):
+            await hedging.execute(acall)
+
+    run_async(main)
+    assert numbers.started == 2
+    m = hedging.metrics()
+    assert (m["calls"], m["successes"], m["failures"], m["hedges"]) == (0, 0, 0, 0)
+    wait_until("the slots are back", lambda: hedging.metrics()["in_flight"] == 0)
+
+
+def test_a_final_failure_leaves_the_attempt_in_flight_detached():
+    hedging = stockade.Hedging(fresh("h"), delay=0.01, max_attempts=3, on=ConnectionError)
+    gate = threading.Event()
+    finished = []
+    numbers = Numbered()
+
+    def call():
+        n = numbers.next()
+        if n == 1:
+            assert gate.wait(WATCHDOG), "watchdog: the gate was never opened"
+            finished.append(n)
+            return "late success"
+        finished.append(n)
+        raise PermissionError("denied")
+
+    with pytest.raises(PermissionError, match="denied"):
+        within(lambda: hedging.execute(call))
+    assert numbers.started == 2 and finished == [2]  # attempt 1 still runs
+    m = hedging.metrics()
+    assert (m["calls"], m["failures"], m["successes"], m["hedges"]) == (1, 1, 0, 1)
+    gate.set()
+    wait_until("the loser finishes", lambda: finished == [2, 1])
+    wait_until("its slot is free", lambda: hedging.metrics()["in_flight"] == 0)
+    m = hedging.metrics()
+    assert (m["calls"], m["successes"], m["hedges_won"]) == (1, 0, 0)
+
+
+def test_an_async_final_failure_cancels_the_attempts_in_flight():
+    hedging = stockade.Hedging(fresh("h"), delay=0.01, max_attempts=3, on=ConnectionError)
+    numbers = Numbered()
+    cancelled = []
+
+    async def call():
+        n = numbers.next()
+        if n == 1:
+            try:
+                await asyncio.sleep(WATCHDOG)
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                raise
+            return "watchdog"
+        raise PermissionError("denied %d" % n)
+
+    async def main():
+        with pytest.raises(PermissionError, match="denied 2"):
+            await hedging.execute(call)
+        await asyncio.sleep(0)  # the cancellation reaches the loser
+        assert cancelled == [1]
+        assert numbers.started == 2
+
+    run_async(main)
+    m = hedging.metrics()
+    assert (m["calls"], m["failures"], m["hedges"], m["in_flight"]) == (1, 1, 1, 0)
+
+
+def test_async_attempts_done_together_are_taken_in_launch_order(monkeypatch):
+    # delay=0: both attempts start at once and finish at the same wake-up
+    # of the caller: attempt 1 with an exception ``on`` does not choose,
+    # attempt 2 with a value. asyncio.wait's done set has no order; here it
+    # comes back latest-started first, and attempt 1 must still decide.
+    real_wait = asyncio.wait
+
+    async def wait_latest_first(fs, **kwargs):
+        fs = list(fs)
+        done, pending = await real_wait(fs, **kwargs)
+        return [f for f in reversed(fs) if f in done], pending
+
+    monkeypatch.setattr(asyncio, "wait", wait_latest_first)
+    hedging = stockade.Hedging(fresh("h"), delay=0, max_attempts=2, on=ConnectionError)
+    numbers = Numbered()
+
+    async def call():
+        if numbers.next() == 1:
+            raise KeyError("first")
+        return "second"
+
+    async def main():
+        with pytest.raises(KeyError, match="first"):
+            await hedging.execute(call)
+
+    run_async(main)
+    assert numbers.started == 2
+    m = hedging.metrics()
+    assert (m["failures"], m["successes"]) == (1, 0)
+
+
 def test_when_every_attempt_fails_the_last_to_finish_is_raised():
     hedging = stockade.Hedging(fresh("h"), delay=0, max_attempts=3)
     gates = {n: threading.Event() for n in (1, 2, 3)}
@@ -283,6 +459,28 @@ def test_a_full_pool_means_no_hedge():
     assert not busy.is_alive()
     m = slow.metrics()
     assert (m["successes"], m["rejections"], m["hedges"]) == (2, 1, 0)
+
+
+def _os_thread():
+    """This thread's kernel id and name (Linux)."""
+    tid = threading.get_native_id()
+    with open("/proc/self/task/%d/comm" % tid) as f:
+        return tid, f.read().strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_attempts_run_on_the_cores_worker_pool_and_reuse_its_threads():
+    hedging = stockade.Hedging(fresh("h"), delay=3600, max_attempts=2)
+    first_tid, name = within(lambda: hedging.execute(_os_thread))
+    # The core's pool names its threads (the kernel keeps 15 bytes).
+    assert name == "stockade-hedging:"[:15]
+    assert first_tid != threading.get_native_id()
+    wait_until("the worker is idle", lambda: hedging._pool.busy() == 0)
+    for _ in range(3):
+        tid, _name = within(lambda: hedging.execute(_os_thread))
+        assert tid == first_tid  # the idle worker, not a new thread
+        wait_until("the worker is idle", lambda: hedging._pool.busy() == 0)
+    assert hedging.metrics()["in_flight"] == 0
 
 
 def test_attempts_see_the_callers_context():

@@ -1,7 +1,8 @@
 /* The blocking fallback and hedging through the C ABI: which failures the
  * fallback replaces (its classifier, a breaker's refusal in a pipeline),
  * hedging's races (a failure launches the next attempt, a slow first
- * attempt loses to a hedge, a full pool means no hedge), release exactly
+ * attempt loses to a hedge, a full pool means no hedge, a classifier
+ * choosing the failures that hedge), release exactly
  * once, events, metrics, the registry, NULL pointers and bad configs.
  * Threads wait on gates with a watchdog; alarm() bounds the whole run. */
 #define _POSIX_C_SOURCE 200809L
@@ -432,6 +433,131 @@ static void test_a_full_pool_means_no_hedge(void) {
     gate_destroy(&d.first);
 }
 
+/* ---- hedging with a classifier ------------------------------------------ */
+typedef struct {
+    hd_data hd;
+    int codes[4];        /* what attempt n returns (index n - 1) */
+    int hedge_on;        /* the code the classifier hedges on; -1: every one */
+    int classified;      /* classifier calls */
+    int seen_code[8];    /* the codes it saw, in order */
+    int bad_status;      /* a status other than CALLBACK_FAILED */
+} hf_data;
+
+static int hf_call(uint32_t attempt, void *user_data) {
+    hf_data *d = user_data;
+    __atomic_fetch_add(&d->hd.started, 1, __ATOMIC_SEQ_CST);
+    if (attempt == 1 && d->hd.block_first && gate_wait(&d->hd.first) != 0)
+        __atomic_fetch_add(&d->hd.watchdog_fired, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&d->hd.finished, 1, __ATOMIC_SEQ_CST);
+    return attempt <= 4 ? d->codes[attempt - 1] : 0;
+}
+
+static void hf_release(void *user_data) {
+    hf_data *d = user_data;
+    __atomic_fetch_add(&d->hd.released, 1, __ATOMIC_SEQ_CST);
+}
+
+static bool hf_classify(stockade_status status, int code, void *user_data) {
+    hf_data *d = user_data;
+    int n = __atomic_fetch_add(&d->classified, 1, __ATOMIC_SEQ_CST);
+    if (n < 8) d->seen_code[n] = code;
+    if (status != STOCKADE_STATUS_CALLBACK_FAILED) d->bad_status = 1;
+    return d->hedge_on < 0 || code == d->hedge_on;
+}
+
+static void hf_init(hf_data *d, int c1, int c2, int c3, int hedge_on) {
+    memset(d, 0, sizeof *d);
+    gate_init(&d->hd.first);
+    d->codes[0] = c1;
+    d->codes[1] = c2;
+    d->codes[2] = c3;
+    d->hedge_on = hedge_on;
+}
+
+static void test_execute_if_hedges_only_on_chosen_failures(void) {
+    stockade_hedging_config c = stockade_hedging_config_default();
+    stockade_hedging *h = NULL;
+    stockade_metrics m;
+    hf_data d;
+    uint32_t won = 0;
+    c.delay_ms = 3600000; /* only a failure can launch a hedge */
+    c.max_attempts = 3;
+    CHECK_OK(stockade_hedging_new(NULL, &c, NULL, &h));
+
+    /* 7 is hedged on, 9 is final: attempt 3 never starts. */
+    hf_init(&d, 7, 9, 0, 7);
+    CHECK_STATUS(stockade_hedging_execute_if(h, hf_call, hf_classify, &d, hf_release, &won),
+                 STOCKADE_STATUS_CALLBACK_FAILED);
+    CHECK(won == 0);
+    CHECK(d.hd.started == 2 && d.classified == 2);
+    CHECK(d.seen_code[0] == 7 && d.seen_code[1] == 9 && d.bad_status == 0);
+    CHECK(wait_count(&d.hd.released, 1) == 0);
+    CHECK_OK(stockade_hedging_metrics(h, &m));
+    CHECK(m.calls == 1 && m.failures == 1 && m.hedges == 1);
+    gate_destroy(&d.hd.first);
+
+    /* Every failure chosen: attempt 3 wins. */
+    hf_init(&d, 7, 9, 0, -1);
+    CHECK_OK(stockade_hedging_execute_if(h, hf_call, hf_classify, &d, hf_release, &won));
+    CHECK(won == 3 && d.hd.started == 3 && d.classified == 2);
+    CHECK(wait_count(&d.hd.released, 1) == 0);
+    gate_destroy(&d.hd.first);
+
+    /* A NULL classifier hedges on every failure, as _execute does. */
+    hf_init(&d, 9, 9, 0, 7);
+    CHECK_OK(stockade_hedging_execute_if(h, hf_call, NULL, &d, hf_release, &won));
+    CHECK(won == 3 && d.classified == 0);
+    CHECK(wait_count(&d.hd.released, 1) == 0);
+    gate_destroy(&d.hd.first);
+
+    /* A failure that is final at once (the first attempt's). */
+    hf_init(&d, 9, 0, 0, 7);
+    CHECK_STATUS(stockade_hedging_execute_if(h, hf_call, hf_classify, &d, hf_release, &won),
+                 STOCKADE_STATUS_CALLBACK_FAILED);
+    CHECK(d.hd.started == 1 && d.classified == 1);
+    CHECK(wait_count(&d.hd.released, 1) == 0);
+    gate_destroy(&d.hd.first);
+
+    /* NULL arguments: nothing runs, the data is released before returning. */
+    hf_init(&d, 0, 0, 0, 7);
+    CHECK_NULL_ARG(stockade_hedging_execute_if(NULL, hf_call, hf_classify, &d, hf_release, &won));
+    CHECK_NULL_ARG(stockade_hedging_execute_if(h, NULL, hf_classify, &d, hf_release, &won));
+    CHECK(d.hd.released == 2 && d.hd.started == 0 && d.classified == 0);
+    CHECK_OK(stockade_hedging_dispose(h));
+    CHECK_STATUS(stockade_hedging_execute_if(h, hf_call, hf_classify, &d, hf_release, &won),
+                 STOCKADE_STATUS_DISPOSED);
+    CHECK(d.hd.released == 3 && d.hd.started == 0);
+    gate_destroy(&d.hd.first);
+    stockade_hedging_free(h);
+}
+
+static void test_a_final_failure_leaves_the_first_attempt_running(void) {
+    stockade_hedging_config c = stockade_hedging_config_default();
+    stockade_hedging *h = NULL;
+    stockade_metrics m;
+    hf_data d;
+    uint32_t won = 0;
+    c.delay_ms = 20; /* attempt 2 starts while attempt 1 waits at its gate */
+    c.max_attempts = 3;
+    CHECK_OK(stockade_hedging_new(NULL, &c, NULL, &h));
+    hf_init(&d, 0, 9, 0, 7);
+    d.hd.block_first = 1;
+    CHECK_STATUS(stockade_hedging_execute_if(h, hf_call, hf_classify, &d, hf_release, &won),
+                 STOCKADE_STATUS_CALLBACK_FAILED);
+    CHECK(d.hd.started == 2 && d.classified == 1 && d.seen_code[0] == 9);
+    /* Attempt 1 still runs (its success comes too late): not released yet. */
+    CHECK(__atomic_load_n(&d.hd.released, __ATOMIC_SEQ_CST) == 0);
+    CHECK_OK(stockade_hedging_metrics(h, &m));
+    CHECK(m.calls == 1 && m.failures == 1 && m.successes == 0 && m.hedges_won == 0);
+    gate_open(&d.hd.first);
+    CHECK(wait_count(&d.hd.released, 1) == 0);
+    CHECK(d.hd.finished == 2 && d.hd.watchdog_fired == 0 && d.classified == 1);
+    CHECK_OK(stockade_hedging_metrics(h, &m));
+    CHECK(m.calls == 1 && m.successes == 0);
+    stockade_hedging_free(h);
+    gate_destroy(&d.hd.first);
+}
+
 static int pipeline_calls;
 static int pipeline_call(void *user_data) {
     (void)user_data;
@@ -469,6 +595,8 @@ int main(void) {
     test_every_attempt_fails();
     test_a_slow_first_attempt_loses();
     test_a_full_pool_means_no_hedge();
+    test_execute_if_hedges_only_on_chosen_failures();
+    test_a_final_failure_leaves_the_first_attempt_running();
     test_hedging_in_a_pipeline();
     return check_report("test_fallback_hedging");
 }

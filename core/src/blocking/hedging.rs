@@ -40,6 +40,11 @@ use crate::sync::{AtomicU64, Ordering};
 /// * **If every attempt fails**, the call returns the failure of the
 ///   attempt that finished last ([`Error::Inner`] with its error, or
 ///   [`Error::Panicked`]).
+/// * **Which failures hedge**: [`execute`](Self::execute) launches the
+///   next attempt at once on every failure;
+///   [`execute_if`](Self::execute_if) only on the failures its predicate
+///   accepts (Polly's `ShouldHandle`): a failure it rejects is the call's
+///   result at once, and the attempts in flight become losers.
 /// * **A full pool is not an error.** At most `max_workers` attempts (over
 ///   every call of this instance, losers still running included) run at
 ///   once. A hedge that finds every worker busy is not launched and the
@@ -298,7 +303,76 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
         R: Send + 'static,
         E: Send + 'static,
     {
-        self.run_hedged(move || f().map_err(Error::Inner))
+        self.run_hedged(move || f().map_err(Error::Inner), |_| true)
+    }
+
+    /// Runs `f` hedged, launching the next attempt early only for the
+    /// failures `hedge_if` accepts (Polly's `ShouldHandle`); otherwise as
+    /// [`execute`](Self::execute).
+    ///
+    /// `hedge_if` sees each failed attempt's error ([`Error::Inner`] with
+    /// `f`'s error, or [`Error::Panicked`]) on the caller's thread, as the
+    /// outcomes arrive:
+    ///
+    /// * **Accepted** (`true`): as in [`execute`](Self::execute) — the next
+    ///   attempt (if any is left) is launched at once, and if this was the
+    ///   last attempt in flight with none left to launch, the call returns
+    ///   the failure.
+    /// * **Rejected** (`false`): the failure is **final**: the call returns
+    ///   it at once, no more attempts are launched, and the attempts still
+    ///   in flight are treated as losers (detached: they run on to the end
+    ///   on their workers and their outcomes are dropped). An attempt in
+    ///   flight wins over a rejected failure only if its success reached
+    ///   the caller first: outcomes are taken in the order they arrive, and
+    ///   the first success or rejected failure among them decides the call.
+    ///
+    /// The predicate never sees a success, and never sees the outcome of a
+    /// first attempt run unhedged on the caller's thread (a full pool): that
+    /// outcome is the call's, as in `execute`. A predicate that panics
+    /// unwinds to the caller (the attempts in flight are detached; the call
+    /// counts as a failure). [`execute`](Self::execute) is `execute_if`
+    /// with a predicate accepting every failure.
+    ///
+    /// # Errors
+    ///
+    /// The rejected failure; otherwise as [`execute`](Self::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use stockade::blocking::{Error, Hedging};
+    /// use stockade::hedging::HedgingConfig;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// enum Fetch { Busy, NotFound }
+    ///
+    /// let config = HedgingConfig::DEFAULT.with_delay(Duration::from_secs(60)).with_max_attempts(3);
+    /// let hedging = Hedging::unregistered("lookup", config)?;
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&calls);
+    /// // Busy: try another replica at once; NotFound: every replica would say so.
+    /// let out: Result<(), _> = hedging.execute_if(
+    ///     |e| matches!(e, Error::Inner(Fetch::Busy)),
+    ///     move || match counted.fetch_add(1, Ordering::SeqCst) {
+    ///         0 => Err(Fetch::Busy),
+    ///         _ => Err(Fetch::NotFound),
+    ///     },
+    /// );
+    /// assert!(matches!(out, Err(Error::Inner(Fetch::NotFound))));
+    /// assert_eq!(calls.load(Ordering::SeqCst), 2); // the third attempt was never launched
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_if<R, E, P, F>(&self, hedge_if: P, f: F) -> Result<R, Error<E>>
+    where
+        P: FnMut(&Error<E>) -> bool,
+        F: Fn() -> Result<R, E> + Send + Sync + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        self.run_hedged(move || f().map_err(Error::Inner), hedge_if)
     }
 
     /// A reusable function protected by this hedging (the spec's `wrap`);
@@ -319,9 +393,12 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
 
     /// The hedged call with the error already lifted (a pipeline's stage:
     /// errors of stages inside come back unchanged).
-    pub(crate) fn run_hedged<R, E, F>(&self, f: F) -> Result<R, Error<E>>
+    /// `hedge_if` chooses the failures that launch the next attempt (see
+    /// [`execute_if`](Self::execute_if)); `|_| true` for every failure.
+    pub(crate) fn run_hedged<R, E, F, P>(&self, f: F, hedge_if: P) -> Result<R, Error<E>>
     where
         F: Fn() -> Result<R, Error<E>> + Send + Sync + 'static,
+        P: FnMut(&Error<E>) -> bool,
         R: Send + 'static,
         E: Send + 'static,
     {
@@ -329,14 +406,15 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
             return Err(Error::Disposed);
         }
         let running = self.shell.running();
-        let out = self.race(Arc::new(f));
+        let out = self.race(Arc::new(f), hedge_if);
         running.finish(&out);
         out
     }
 
-    fn race<R, E, F>(&self, f: Arc<F>) -> Result<R, Error<E>>
+    fn race<R, E, F, P>(&self, f: Arc<F>, mut hedge_if: P) -> Result<R, Error<E>>
     where
         F: Fn() -> Result<R, Error<E>> + Send + Sync + 'static,
+        P: FnMut(&Error<E>) -> bool,
         R: Send + 'static,
         E: Send + 'static,
     {
@@ -357,28 +435,37 @@ impl<T: Timer + Clone + 'static> Hedging<T> {
         let mut calls: Vec<DetachedCall<()>> = Vec::new();
         let mut last_failure: Option<Error<E>> = None;
         let out = loop {
-            let mut winner = None;
+            // The first success, or the first failure `hedge_if` rejects,
+            // in the order the outcomes arrived.
+            let mut decided = None;
             for (attempt, outcome) in race.take() {
-                match outcome {
+                let error = match outcome {
                     Ok(Ok(value)) => {
-                        winner = Some((attempt, value));
+                        decided = Some(Ok((attempt, value)));
                         break;
                     }
-                    Ok(Err(e)) => last_failure = Some(e),
-                    Err(payload) => {
-                        last_failure = Some(Error::Panicked {
-                            message: panic_message(payload.as_ref()),
-                        });
-                    }
+                    Ok(Err(e)) => e,
+                    Err(payload) => Error::Panicked {
+                        message: panic_message(payload.as_ref()),
+                    },
+                };
+                if !hedge_if(&error) {
+                    decided = Some(Err(error));
+                    break;
                 }
+                last_failure = Some(error);
                 round.failed(timer.now());
             }
-            if let Some((attempt, value)) = winner {
-                if attempt > 1 {
-                    self.won.incr();
-                    self.shell.emit(EventKind::HedgeWon { attempt });
+            match decided {
+                Some(Ok((attempt, value))) => {
+                    if attempt > 1 {
+                        self.won.incr();
+                        self.shell.emit(EventKind::HedgeWon { attempt });
+                    }
+                    break Ok(value);
                 }
-                break Ok(value);
+                Some(Err(error)) => break Err(error),
+                None => {}
             }
             if self.is_disposed() {
                 break Err(Error::Disposed);
@@ -553,33 +640,74 @@ impl<T: super::AsyncTimer> Hedging<T> {
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, E>>,
     {
-        self.run_hedged_async(move || {
-            let attempt = call();
-            async move { attempt.await.map_err(Error::Inner) }
-        })
+        self.run_hedged_async(
+            move || {
+                let attempt = call();
+                async move { attempt.await.map_err(Error::Inner) }
+            },
+            |_| true,
+        )
+        .await
+    }
+
+    /// [`execute_if`](Self::execute_if) for futures: `hedge_if` chooses
+    /// the failures that launch the next attempt at once; a failure it
+    /// rejects is **final**: the call returns it, no more attempts are
+    /// made, and every attempt still in flight is **dropped** (cancelled)
+    /// before it returns. Outcomes are seen in the order the attempts'
+    /// futures are polled to completion; the first success or rejected
+    /// failure decides. `hedge_if` runs inside the returned future and
+    /// sees [`Error::Inner`] only (a panicking attempt continues to the
+    /// caller, as in [`execute_async`](Self::execute_async)). Otherwise as
+    /// `execute_async`.
+    ///
+    /// # Errors
+    ///
+    /// The rejected failure; otherwise as
+    /// [`execute_async`](Self::execute_async).
+    pub async fn execute_if_async<R, E, P, F, Fut>(
+        &self,
+        hedge_if: P,
+        mut call: F,
+    ) -> Result<R, Error<E>>
+    where
+        P: FnMut(&Error<E>) -> bool,
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<R, E>>,
+    {
+        self.run_hedged_async(
+            move || {
+                let attempt = call();
+                async move { attempt.await.map_err(Error::Inner) }
+            },
+            hedge_if,
+        )
         .await
     }
 
     /// The hedged futures with the error already lifted (an async
-    /// pipeline's stage: errors of stages inside come back unchanged).
-    async fn run_hedged_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
+    /// pipeline's stage: errors of stages inside come back unchanged);
+    /// `hedge_if` as for [`execute_if_async`](Self::execute_if_async).
+    async fn run_hedged_async<R, E, F, Fut, P>(&self, call: F, hedge_if: P) -> Result<R, Error<E>>
     where
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
+        P: FnMut(&Error<E>) -> bool,
     {
         if self.is_disposed() {
             return Err(Error::Disposed);
         }
         let running = self.shell.counters.running_async();
-        let out = self.race_async(call).await;
+        let out = self.race_async(call, hedge_if).await;
         running.finish(&out);
         out
     }
 
-    async fn race_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    async fn race_async<R, E, F, Fut, P>(&self, mut call: F, mut hedge_if: P) -> Result<R, Error<E>>
     where
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
+        P: FnMut(&Error<E>) -> bool,
     {
         use core::future::poll_fn;
         use core::pin::pin;
@@ -607,6 +735,10 @@ impl<T: super::AsyncTimer> Hedging<T> {
                             return Poll::Ready(Ok((attempts[i].attempt, value)));
                         }
                         Poll::Ready(Err(e)) => {
+                            if !hedge_if(&e) {
+                                // Final: the others are dropped below.
+                                return Poll::Ready(Err(e));
+                            }
                             last_failure = Some(e);
                             drop(attempts.swap_remove(i));
                             round.failed(timer.now());
@@ -694,7 +826,7 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Hedging<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_hedged_async(call)
+        self.run_hedged_async(call, |_| true)
     }
 }
 
@@ -709,6 +841,6 @@ impl<T: Timer + Clone + 'static> DynPolicy for Hedging<T> {
     /// a worker.
     fn run_dyn(&self, next: &Next) -> DynResult {
         let next = next.clone();
-        self.run_hedged(move || next.run())
+        self.run_hedged(move || next.run(), |_| true)
     }
 }

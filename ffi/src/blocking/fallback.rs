@@ -43,12 +43,12 @@ pub type stockade_fallback_fn = Option<
 
 /// The status and callback code of an error, as the classifier and the
 /// fallback see them.
-fn what_failed<E: AsCode>(e: &Error<E>) -> (stockade_status, c_int) {
+pub(super) fn what_failed<E: AsCode>(e: &Error<E>) -> (stockade_status, c_int) {
     (error_status(e), e.inner().map_or(0, AsCode::code))
 }
 
 /// The code of a failed C callback behind an error.
-trait AsCode {
+pub(super) trait AsCode {
     fn code(&self) -> c_int;
 }
 

@@ -13,7 +13,7 @@ use super::{
 use crate::boundary::{Out, arg};
 use crate::config_error::{self, stockade_config_error};
 use crate::status::stockade_status;
-use stockade_core::blocking::Hedging;
+use stockade_core::blocking::{Error, Hedging};
 use stockade_core::hedging::HedgingConfig;
 
 /// Hedging options (the core's `HedgingConfig`): start from
@@ -71,6 +71,14 @@ const GET: fn(&str) -> Option<Arc<Hedging>> = Hedging::get;
 /// own place in `user_data`. Returns 0 on success, non-zero on failure.
 pub type stockade_hedged_fn =
     Option<unsafe extern "C" fn(attempt: u32, user_data: *mut c_void) -> c_int>;
+
+/// Chooses the failed attempts that launch the next attempt at once (the
+/// same shape as `stockade_fallback_classifier_fn`): `status` is
+/// `CALLBACK_FAILED` and `code` the attempt's non-zero return value; true =
+/// hedge on it, false = the failure is final.
+pub type stockade_hedging_classifier_fn = Option<
+    unsafe extern "C" fn(status: stockade_status, code: c_int, user_data: *mut c_void) -> bool,
+>;
 
 /// Makes a hedging handle. With a `name` (NUL-terminated UTF-8) it is
 /// registered: `stockade_hedging_get(name)` finds it, and a second live
@@ -159,6 +167,75 @@ pub unsafe extern "C" fn stockade_hedging_execute(
     release: stockade_release_fn,
     out_attempt: *mut u32,
 ) -> stockade_status {
+    // SAFETY: function contract; no classifier.
+    unsafe { execute_with(hedging, callback, None, user_data, release, out_attempt) }
+}
+
+/// `stockade_hedging_execute`, launching the next attempt at once only for
+/// the failures `classifier` chooses (Polly's `ShouldHandle`).
+///
+/// When an attempt fails with code `code`, `classifier(CALLBACK_FAILED,
+/// code, user_data)` is called **on this thread** (while other attempts
+/// may be running on workers with the same `user_data`):
+///
+/// - true: as in `stockade_hedging_execute`: the next attempt (if any is
+///   left) starts at once; when no attempt is left running or to start,
+///   this function returns `CALLBACK_FAILED`.
+/// - false: the failure is **final**: this function returns
+///   `CALLBACK_FAILED` at once and starts no more attempts; the attempts
+///   still running are treated as losers (they run on to the end and
+///   their outcome is dropped, `release` after the last). An attempt
+///   running at that moment wins only if its success reached this thread
+///   first: outcomes are taken in the order they arrive, and the first
+///   success or rejected failure decides.
+///
+/// NULL `classifier`: every failure is hedged on (exactly
+/// `stockade_hedging_execute`). The classifier is never called for a first
+/// attempt run unhedged on this thread (a full pool): its outcome is the
+/// call's. `*out_attempt` is written only on `OK`.
+///
+/// - Statuses, blocking, thread safety: as `stockade_hedging_execute`; the
+///   classifier must not unwind.
+///
+/// # Safety
+///
+/// As `stockade_hedging_execute`; `classifier` callable with `user_data`
+/// on this thread while attempts run elsewhere.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stockade_hedging_execute_if(
+    hedging: *const stockade_hedging,
+    callback: stockade_hedged_fn,
+    classifier: stockade_hedging_classifier_fn,
+    user_data: *mut c_void,
+    release: stockade_release_fn,
+    out_attempt: *mut u32,
+) -> stockade_status {
+    // SAFETY: function contract.
+    unsafe {
+        execute_with(
+            hedging,
+            callback,
+            classifier,
+            user_data,
+            release,
+            out_attempt,
+        )
+    }
+}
+
+/// The hedged call of `stockade_hedging_execute` and `_execute_if`.
+///
+/// # Safety
+///
+/// As `stockade_hedging_execute_if`.
+unsafe fn execute_with(
+    hedging: *const stockade_hedging,
+    callback: stockade_hedged_fn,
+    classifier: stockade_hedging_classifier_fn,
+    user_data: *mut c_void,
+    release: stockade_release_fn,
+    out_attempt: *mut u32,
+) -> stockade_status {
     ffi_boundary!({
         // First: every path below releases `user_data` once.
         let data = Release::new(user_data, release);
@@ -170,19 +247,34 @@ pub unsafe extern "C" fn stockade_hedging_execute(
             started: AtomicU32::new(0),
             data,
         };
-        let won = h
-            .execute(move || {
-                let attempt = attempts.started.fetch_add(1, Ordering::Relaxed) + 1;
-                // SAFETY: the caller promised the callback may be called
-                // with its data from any thread, concurrently, until
-                // `release` (which runs when `attempts` is dropped, after
-                // the last attempt).
-                match unsafe { (attempts.callback)(attempt, attempts.data.user_data()) } {
-                    0 => Ok(attempt),
-                    code => Err(CallbackFailed(code)),
-                }
-            })
-            .map_err(|e| error_status(&e))?;
+        let call = move || {
+            let attempt = attempts.started.fetch_add(1, Ordering::Relaxed) + 1;
+            // SAFETY: the caller promised the callback may be called
+            // with its data from any thread, concurrently, until
+            // `release` (which runs when `attempts` is dropped, after
+            // the last attempt).
+            match unsafe { (attempts.callback)(attempt, attempts.data.user_data()) } {
+                0 => Ok(attempt),
+                code => Err(CallbackFailed(code)),
+            }
+        };
+        let won = match classifier {
+            // Without a classifier: `execute`, whose filter accepts every
+            // failure at no cost.
+            None => h.execute(call),
+            Some(classify) => h.execute_if(
+                |e: &Error<CallbackFailed>| {
+                    let (status, code) = super::fallback::what_failed(e);
+                    // SAFETY: function contract: the classifier is called
+                    // on this thread, before this function returns, while
+                    // `user_data` is still valid (`release` runs after
+                    // the caller's own reference to the attempts is gone).
+                    unsafe { classify(status, code, user_data) }
+                },
+                call,
+            ),
+        }
+        .map_err(|e| error_status(&e))?;
         if !out_attempt.is_null() {
             // SAFETY: valid for a write (function contract).
             unsafe { out_attempt.write(won) };
