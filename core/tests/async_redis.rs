@@ -2,11 +2,15 @@
 //! `tokio` and `redis`), against a real `redis-server`: a Redis bulkhead's
 //! waiting task is admitted when the lease returns (its waits between
 //! polls are async sleeps), a Redis limiter and breaker decide as their
-//! blocking forms do.
+//! blocking forms do; their round trips run on the store's I/O threads,
+//! so another task of a one-thread runtime runs while one waits in Redis
+//! (held there by `CLIENT PAUSE ... WRITE`, seen as `blocked_clients`),
+//! and a call dropped while its round trip is in flight gives back what
+//! the round trip took.
 #![cfg(not(stockade_loom))]
 
 mod async_util;
-use async_util::until;
+use async_util::{PATIENCE, until};
 
 #[path = "common/redis_server.rs"]
 mod redis_server;
@@ -86,4 +90,153 @@ async fn a_redis_limiter_and_breaker_decide_as_blocking_ones_do() {
         breaker.execute_async(async { Ok::<_, &str>(2) }).await,
         Err(Error::BreakerOpen { .. })
     ));
+}
+
+/// A field of `INFO <section>` (`name:value` lines).
+fn info(server: &RedisServer, section: &str, name: &str) -> String {
+    let text = server.command(&["INFO", section]);
+    text.lines()
+        .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// Clients whose commands wait in Redis (here: postponed by a pause).
+fn blocked_clients(server: &RedisServer) -> u64 {
+    info(server, "clients", "blocked_clients").parse().unwrap()
+}
+
+/// `EVALSHA` calls the server executed (every script call of the engines).
+fn script_calls(server: &RedisServer) -> u64 {
+    let stats = info(server, "commandstats", "cmdstat_evalsha");
+    stats
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("calls="))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Holds every script call in Redis (reads still answer) until
+/// [`resume`]; ends by itself after 60 s should a test fail first.
+fn pause_writes(server: &RedisServer) {
+    assert_eq!(
+        server.command(&["CLIENT", "PAUSE", "60000", "WRITE"]),
+        "+OK"
+    );
+}
+
+fn resume(server: &RedisServer) {
+    assert_eq!(server.command(&["CLIENT", "UNPAUSE"]), "+OK");
+}
+
+/// A limiter's TAT in Redis (µs since 1970: the key's first 16 digits).
+fn stored_tat(server: &RedisServer, key: &str) -> u64 {
+    server.command(&["GET", key])[..16].parse().unwrap()
+}
+
+/// Options whose round trips outlast the tests' pauses (no timeout: each
+/// call decides through Redis, never by the fallback).
+fn patient(server: &RedisServer) -> RedisOptions {
+    RedisOptions::new(server.url()).command_timeout(Duration::from_secs(50))
+}
+
+/// One permit an hour, one at once, up to two hours of queue.
+fn hourly() -> RateLimiterConfig {
+    RateLimiterConfig::DEFAULT
+        .with_requests_per_period(1)
+        .with_period(Duration::from_secs(3600))
+        .with_burst(1)
+        .with_queue_timeout(Duration::from_secs(7200))
+}
+
+#[tokio::test]
+async fn a_redis_limiter_round_trip_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis("async-rt-limiter", hourly(), &patient(&server)).unwrap();
+    pause_writes(&server);
+    let call = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.acquire_async(1).await })
+    };
+    // A one-thread runtime: this task can only see the call's round trip
+    // waiting in Redis if polling the call did not block the thread.
+    until("the limiter's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    assert!(!call.is_finished());
+    resume(&server);
+    let out = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call never finished")
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    let engine = limiter.redis_limiter().unwrap();
+    assert_eq!(engine.fallback_decisions(), 0, "Redis decided");
+    assert_eq!(limiter.metrics().successes, 1);
+}
+
+#[tokio::test]
+async fn a_limiter_call_dropped_during_its_round_trip_cancels_the_booking_it_made() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis("async-drop-limiter", hourly(), &patient(&server)).unwrap();
+    limiter.acquire_async(1).await.unwrap(); // the burst: granted now
+    let key = limiter.redis_limiter().unwrap().key().to_owned();
+    let granted_tat = stored_tat(&server, &key);
+    let calls = script_calls(&server);
+    pause_writes(&server);
+    // Would be booked to wait an hour behind the grant.
+    let call = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.acquire_async(1).await })
+    };
+    until("the booking's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    resume(&server);
+    // The booking runs when Redis resumes; its cancel follows it.
+    until("the booking and its cancel ran", || {
+        script_calls(&server) == calls + 2
+    })
+    .await;
+    assert_eq!(
+        stored_tat(&server, &key),
+        granted_tat,
+        "the dropped call's booking was not handed back"
+    );
+    let m = limiter.metrics();
+    assert_eq!(
+        (m.successes, m.rejections),
+        (1, 0),
+        "a dropped call counts nothing"
+    );
+    // The slot is free again: the next caller books an hour, not two.
+    let engine = limiter.redis_limiter().unwrap();
+    let next = engine.reserve(1, Duration::from_secs(7200)).unwrap();
+    assert!(next.wait() <= Duration::from_secs(3600), "{next:?}");
+    assert!(engine.cancel(next));
+}
+
+#[tokio::test]
+async fn a_limiter_call_dropped_while_it_sleeps_cancels_its_booking() {
+    let server = RedisServer::start();
+    let limiter = RateLimiter::redis("async-sleep-limiter", hourly(), &patient(&server)).unwrap();
+    limiter.acquire_async(1).await.unwrap();
+    let key = limiter.redis_limiter().unwrap().key().to_owned();
+    let granted_tat = stored_tat(&server, &key);
+    let calls = script_calls(&server);
+    let call = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.acquire_async(1).await })
+    };
+    until("the call is booked an hour ahead", || {
+        stored_tat(&server, &key) > granted_tat
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    until("the cancel ran", || script_calls(&server) == calls + 2).await;
+    assert_eq!(stored_tat(&server, &key), granted_tat);
 }

@@ -603,6 +603,175 @@ impl<O> Drop for DetachedCall<O> {
     }
 }
 
+/// What a job awaited by a task left for it (see [`WorkerPool::submit_async`]).
+#[cfg(all(feature = "async", feature = "redis"))]
+enum Landed<O> {
+    /// Not done yet: the waker of the task's last poll.
+    Pending(Option<core::task::Waker>),
+    /// Done; not taken yet.
+    Done(thread::Result<O>),
+    /// The pool shut down before a worker took the job.
+    Cancelled,
+    /// Taken by the task, or the task gave up.
+    Gone,
+}
+
+/// A job whose outcome a task awaits through its waker.
+#[cfg(all(feature = "async", feature = "redis"))]
+struct AsyncJob<F, O> {
+    job: F,
+    landing: Arc<Mutex<Landed<O>>>,
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F, O> Task for AsyncJob<F, O>
+where
+    F: FnOnce() -> O + Send,
+    O: Send,
+{
+    fn run(self: Box<Self>, ready: &dyn Fn()) {
+        if matches!(*self.landing.lock(), Landed::Gone) {
+            return; // the task gave up before the job started
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(self.job));
+        ready();
+        let mut landing = self.landing.lock();
+        if let Landed::Pending(waker) = &mut *landing {
+            let waker = waker.take();
+            *landing = Landed::Done(outcome);
+            drop(landing);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        } else {
+            drop(landing);
+            // Nobody wants it: dropped here, on the worker.
+            drop(outcome);
+        }
+    }
+
+    fn cancel(self: Box<Self>) {
+        let mut landing = self.landing.lock();
+        if let Landed::Pending(waker) = &mut *landing {
+            let waker = waker.take();
+            *landing = Landed::Cancelled;
+            drop(landing);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// A job that always runs once a worker takes it (nobody awaits it).
+#[cfg(all(feature = "async", feature = "redis"))]
+struct Spawned<F>(F);
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F: FnOnce() + Send> Task for Spawned<F> {
+    fn run(self: Box<Self>, ready: &dyn Fn()) {
+        let _ = catch_unwind(AssertUnwindSafe(self.0));
+        ready();
+    }
+
+    fn cancel(self: Box<Self>) {}
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl WorkerPool {
+    /// Hands `job` to a worker, as [`submit`](Self::submit) does (idle
+    /// time measured on [`MonotonicClock`](crate::clock::MonotonicClock)),
+    /// for a task to await: the returned [`AsyncCall`] is a future woken
+    /// through the task's waker when the job is done (no thread waits for
+    /// it).
+    ///
+    /// Dropping the `AsyncCall` abandons the job: one not started is
+    /// skipped; a running one goes on and its outcome is dropped on its
+    /// worker; an outcome already delivered and not taken is dropped on a
+    /// worker too (handed over with [`spawn`](Self::spawn); on the
+    /// dropping thread only if the pool refuses it). So an outcome whose
+    /// drop makes a blocking call (a round trip that hands back what the
+    /// job took) does not make it on the task's thread.
+    pub(crate) fn submit_async<O, F>(self: &Arc<Self>, job: F) -> Result<AsyncCall<O>, Refused>
+    where
+        F: FnOnce() -> O + Send + 'static,
+        O: Send + 'static,
+    {
+        let landing = Arc::new(Mutex::new(Landed::Pending(None)));
+        let task = Box::new(AsyncJob {
+            job,
+            landing: Arc::clone(&landing),
+        });
+        self.enqueue(task, &crate::clock::MonotonicClock::new())?;
+        Ok(AsyncCall {
+            landing,
+            pool: Arc::clone(self),
+        })
+    }
+
+    /// Hands `job` to a worker and forgets it: it runs once a worker takes
+    /// it (not if the pool shuts down first). A panic in it is caught.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); the job is dropped unrun, here.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, job: F) -> Result<(), Refused>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.enqueue(Box::new(Spawned(job)), &crate::clock::MonotonicClock::new())
+    }
+}
+
+/// A job handed to a [`WorkerPool`] by [`WorkerPool::submit_async`]: a
+/// future of its outcome (`None` when the pool shut down before a worker
+/// took it). A panic in the job resumes on the task that polls.
+#[cfg(all(feature = "async", feature = "redis"))]
+pub(crate) struct AsyncCall<O: Send + 'static> {
+    landing: Arc<Mutex<Landed<O>>>,
+    pool: Arc<WorkerPool>,
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<O: Send + 'static> core::future::Future for AsyncCall<O> {
+    type Output = Option<O>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Option<O>> {
+        use core::task::Poll;
+        let mut landing = self.landing.lock();
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Done(Ok(value)) => Poll::Ready(Some(value)),
+            Landed::Done(Err(panic)) => {
+                drop(landing);
+                std::panic::resume_unwind(panic)
+            }
+            Landed::Cancelled | Landed::Gone => Poll::Ready(None),
+            Landed::Pending(waker) => {
+                let waker = match waker {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                *landing = Landed::Pending(Some(waker));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<O: Send + 'static> Drop for AsyncCall<O> {
+    fn drop(&mut self) {
+        let left = core::mem::replace(&mut *self.landing.lock(), Landed::Gone);
+        if let Landed::Done(outcome) = left {
+            // A refused job is dropped unrun (the outcome with it, here).
+            let _ = self.pool.spawn(move || drop(outcome));
+        }
+    }
+}
+
 /// Why [`run_detached`] gave no outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoOutcome {
@@ -904,6 +1073,89 @@ mod tests {
         let got = done.recv_timeout(WATCHDOG).expect("waiter never woke");
         assert_eq!(got.and_then(Result::ok), Some(9));
         waiter.join().unwrap();
+        pool.shutdown();
+    }
+
+    /// Polls `call` once with a waker that counts its wake-ups.
+    #[cfg(all(feature = "async", feature = "redis"))]
+    fn poll_counting<O: Send + 'static>(
+        call: &mut AsyncCall<O>,
+        woken: &Arc<WakeCount>,
+    ) -> core::task::Poll<Option<O>> {
+        let waker = core::task::Waker::from(Arc::clone(woken));
+        core::future::Future::poll(
+            core::pin::Pin::new(call),
+            &mut core::task::Context::from_waker(&waker),
+        )
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[derive(Default)]
+    struct WakeCount(core::sync::atomic::AtomicUsize);
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[test]
+    fn an_async_call_wakes_its_task_with_the_outcome() {
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let (gate, job) = gated(7);
+        let mut call = pool.submit_async(job).unwrap();
+        let woken = Arc::new(WakeCount::default());
+        assert!(poll_counting(&mut call, &woken).is_pending());
+        gate.started();
+        gate.open();
+        let start = std::time::Instant::now();
+        while woken.0.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < WATCHDOG, "the task was never woken");
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            poll_counting(&mut call, &woken),
+            core::task::Poll::Ready(Some(7))
+        );
+        pool.shutdown();
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[test]
+    fn an_abandoned_async_call_drops_its_late_outcome_on_a_worker() {
+        let pool = Arc::new(WorkerPool::new(
+            "late-async",
+            1,
+            usize::MAX,
+            Duration::from_secs(60),
+        ));
+        // Running when abandoned: its outcome is dropped on its worker.
+        let (dropped_tx, dropped) = mpsc::channel();
+        let (gate, job) = gated(ReportsDrop(dropped_tx.clone()));
+        let mut call = pool.submit_async(job).unwrap();
+        let woken = Arc::new(WakeCount::default());
+        assert!(poll_counting(&mut call, &woken).is_pending());
+        gate.started();
+        drop(call);
+        gate.open();
+        let on = dropped
+            .recv_timeout(WATCHDOG)
+            .expect("outcome never dropped");
+        assert_eq!(on.as_deref(), Some("late-async"));
+        // Landed and not taken when abandoned: handed to a worker to drop.
+        let call = pool.submit_async(move || ReportsDrop(dropped_tx)).unwrap();
+        let start = std::time::Instant::now();
+        while !matches!(*call.landing.lock(), Landed::Done(_)) {
+            assert!(start.elapsed() < WATCHDOG, "the job never ran");
+            std::thread::yield_now();
+        }
+        drop(call);
+        let on = dropped
+            .recv_timeout(WATCHDOG)
+            .expect("outcome never dropped");
+        assert_eq!(on.as_deref(), Some("late-async"));
         pool.shutdown();
     }
 
