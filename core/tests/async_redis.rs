@@ -16,6 +16,7 @@ use async_util::{PATIENCE, until};
 mod redis_server;
 use redis_server::RedisServer;
 
+use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -239,4 +240,160 @@ async fn a_limiter_call_dropped_while_it_sleeps_cancels_its_booking() {
     assert!(call.await.unwrap_err().is_cancelled());
     until("the cancel ran", || script_calls(&server) == calls + 2).await;
     assert_eq!(stored_tat(&server, &key), granted_tat);
+}
+
+/// A Redis bulkhead of one permit (tasks may wait a minute for it).
+fn single(server: &RedisServer, name: &str) -> Arc<Bulkhead> {
+    let config = BulkheadConfig::DEFAULT
+        .with_max_concurrent(1)
+        .with_queue_timeout(Duration::from_secs(60));
+    let options = patient(server).lease_ttl(Duration::from_secs(300));
+    Arc::new(Bulkhead::redis_unregistered(name, config, &options).unwrap())
+}
+
+fn fleet_in_use(b: &Bulkhead) -> (u32, u32) {
+    let fleet = b.redis_bulkhead().unwrap().fleet_counts().unwrap();
+    (fleet.in_use, fleet.queued)
+}
+
+#[tokio::test]
+async fn a_redis_bulkhead_admission_round_trip_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-rt-bulkhead");
+    pause_writes(&server);
+    let call = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.execute_async(async { Ok::<_, ()>("ran") }).await })
+    };
+    until("the admission's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    assert!(!call.is_finished());
+    resume(&server);
+    let out = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call never finished")
+        .unwrap();
+    assert_eq!(out.unwrap(), "ran");
+    // The release was awaited: nothing is held when the call returns.
+    assert_eq!(b.metrics().in_flight, 0);
+    assert_eq!(fleet_in_use(&b), (0, 0), "a lease leaked");
+}
+
+#[tokio::test]
+async fn a_redis_bulkhead_release_round_trip_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-release-bulkhead");
+    // One call first, unpaused: the I/O thread is started.
+    b.execute_async(async { Ok::<_, ()>(()) }).await.unwrap();
+    let go = Arc::new(AtomicBool::new(false));
+    let call = {
+        let b = Arc::clone(&b);
+        let go = Arc::clone(&go);
+        tokio::spawn(async move {
+            b.execute_async(async move {
+                // Running: the test pauses Redis, then lets the call end.
+                until("the test lets the call end", || go.load(SeqCst)).await;
+                Ok::<_, ()>("ran")
+            })
+            .await
+        })
+    };
+    until("the call runs", || b.metrics().in_flight == 1).await;
+    pause_writes(&server);
+    go.store(true, SeqCst);
+    until("the release's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    assert!(!call.is_finished(), "the call ended before its release");
+    resume(&server);
+    let out = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call never finished")
+        .unwrap();
+    assert_eq!(out.unwrap(), "ran");
+    assert_eq!(fleet_in_use(&b), (0, 0), "a lease leaked");
+    assert_eq!(b.metrics().successes, 2);
+}
+
+#[tokio::test]
+async fn a_bulkhead_call_dropped_during_its_admission_round_trip_releases_the_lease_it_got() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-drop-bulkhead");
+    assert_eq!(fleet_in_use(&b), (0, 0)); // loads the script
+    let calls = script_calls(&server);
+    pause_writes(&server);
+    let call = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.execute_async(async { Ok::<_, ()>("ran") }).await })
+    };
+    until("the admission's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    resume(&server);
+    // The admission grants a lease when Redis resumes; its release follows.
+    until("the grant and its release ran", || {
+        script_calls(&server) == calls + 2
+    })
+    .await;
+    assert_eq!(fleet_in_use(&b), (0, 0), "the dropped call's lease leaked");
+    let m = b.metrics();
+    assert_eq!((m.in_flight, m.successes, m.failures), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_bulkhead_call_dropped_while_its_release_is_in_flight_still_releases() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-drop-release-bulkhead");
+    let go = Arc::new(AtomicBool::new(false));
+    let call = {
+        let b = Arc::clone(&b);
+        let go = Arc::clone(&go);
+        tokio::spawn(async move {
+            b.execute_async(async move {
+                until("the test lets the call end", || go.load(SeqCst)).await;
+                Ok::<_, ()>("ran")
+            })
+            .await
+        })
+    };
+    until("the call runs", || b.metrics().in_flight == 1).await;
+    let calls = script_calls(&server);
+    pause_writes(&server);
+    go.store(true, SeqCst);
+    until("the release's round trip waits in Redis", || {
+        blocked_clients(&server) == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    resume(&server);
+    until("the release ran", || script_calls(&server) == calls + 1).await;
+    assert_eq!(fleet_in_use(&b), (0, 0), "the lease leaked");
+}
+
+#[tokio::test]
+async fn a_bulkhead_task_dropped_while_it_waits_leaves_the_fleet_queue() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-leave-bulkhead");
+    let held = b.acquire().unwrap();
+    let call = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.execute_async(async { Ok::<_, ()>("ran") }).await })
+    };
+    until("the task waits in the fleet's queue", || {
+        b.metrics().queue_depth == 1
+    })
+    .await;
+    assert_eq!(fleet_in_use(&b), (1, 1));
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    until("the task's place is left", || fleet_in_use(&b) == (1, 0)).await;
+    drop(held);
+    assert_eq!(fleet_in_use(&b), (0, 0));
 }

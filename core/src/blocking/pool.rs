@@ -603,24 +603,29 @@ impl<O> Drop for DetachedCall<O> {
     }
 }
 
-/// What a job awaited by a task left for it (see [`WorkerPool::submit_async`]).
+/// Where a job awaited by a task is (see [`WorkerPool::submit_async`]).
 #[cfg(all(feature = "async", feature = "redis"))]
-enum Landed<O> {
-    /// Not done yet: the waker of the task's last poll.
-    Pending(Option<core::task::Waker>),
+enum Landed<F, O> {
+    /// Not taken by a worker yet; the waker of the task's last poll.
+    Queued(F, Option<core::task::Waker>),
+    /// Running on a worker.
+    Running(Option<core::task::Waker>),
     /// Done; not taken yet.
     Done(thread::Result<O>),
-    /// The pool shut down before a worker took the job.
-    Cancelled,
-    /// Taken by the task, or the task gave up.
+    /// The task gave up before a worker took the job: the worker drops it
+    /// unrun.
+    Abandoned(F),
+    /// The pool shut down before a worker took the job: it goes back to
+    /// the task unrun.
+    Returned(F),
+    /// Taken by the task, or the task gave up while it ran.
     Gone,
 }
 
 /// A job whose outcome a task awaits through its waker.
 #[cfg(all(feature = "async", feature = "redis"))]
 struct AsyncJob<F, O> {
-    job: F,
-    landing: Arc<Mutex<Landed<O>>>,
+    landing: Arc<Mutex<Landed<F, O>>>,
 }
 
 #[cfg(all(feature = "async", feature = "redis"))]
@@ -630,13 +635,28 @@ where
     O: Send,
 {
     fn run(self: Box<Self>, ready: &dyn Fn()) {
-        if matches!(*self.landing.lock(), Landed::Gone) {
-            return; // the task gave up before the job started
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(self.job));
+        let mut landing = self.landing.lock();
+        let job = match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Running(waker);
+                job
+            }
+            Landed::Abandoned(job) => {
+                drop(landing);
+                // Nobody wants it: dropped unrun, here on the worker.
+                drop(job);
+                return;
+            }
+            other => {
+                *landing = other;
+                return;
+            }
+        };
+        drop(landing);
+        let outcome = catch_unwind(AssertUnwindSafe(job));
         ready();
         let mut landing = self.landing.lock();
-        if let Landed::Pending(waker) = &mut *landing {
+        if let Landed::Running(waker) = &mut *landing {
             let waker = waker.take();
             *landing = Landed::Done(outcome);
             drop(landing);
@@ -652,13 +672,19 @@ where
 
     fn cancel(self: Box<Self>) {
         let mut landing = self.landing.lock();
-        if let Landed::Pending(waker) = &mut *landing {
-            let waker = waker.take();
-            *landing = Landed::Cancelled;
-            drop(landing);
-            if let Some(waker) = waker {
-                waker.wake();
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Returned(job);
+                drop(landing);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
             }
+            Landed::Abandoned(job) => {
+                drop(landing);
+                drop(job);
+            }
+            other => *landing = other,
         }
     }
 }
@@ -685,24 +711,37 @@ impl WorkerPool {
     /// through the task's waker when the job is done (no thread waits for
     /// it).
     ///
-    /// Dropping the `AsyncCall` abandons the job: one not started is
-    /// skipped; a running one goes on and its outcome is dropped on its
-    /// worker; an outcome already delivered and not taken is dropped on a
-    /// worker too (handed over with [`spawn`](Self::spawn); on the
-    /// dropping thread only if the pool refuses it). So an outcome whose
-    /// drop makes a blocking call (a round trip that hands back what the
-    /// job took) does not make it on the task's thread.
-    pub(crate) fn submit_async<O, F>(self: &Arc<Self>, job: F) -> Result<AsyncCall<O>, Refused>
+    /// Dropping the `AsyncCall` abandons the job, and whatever the job or
+    /// its outcome owns is dropped on a worker, never on the task's thread
+    /// (so a drop that hands back what the job took, with a blocking call,
+    /// does not block the task's thread): a job not started is dropped
+    /// unrun by the worker that takes it; a running one goes on and its
+    /// outcome is dropped on its worker; an outcome delivered and not taken
+    /// is handed to a worker to drop ([`spawn`](Self::spawn); dropped on
+    /// the dropping thread only if the pool refuses it).
+    ///
+    /// # Errors
+    ///
+    /// `job` back, unrun, when the pool refuses it ([`Refused`]).
+    pub(crate) fn submit_async<O, F>(self: &Arc<Self>, job: F) -> Result<AsyncCall<F, O>, F>
     where
         F: FnOnce() -> O + Send + 'static,
         O: Send + 'static,
     {
-        let landing = Arc::new(Mutex::new(Landed::Pending(None)));
+        let landing = Arc::new(Mutex::new(Landed::Queued(job, None)));
         let task = Box::new(AsyncJob {
-            job,
             landing: Arc::clone(&landing),
         });
-        self.enqueue(task, &crate::clock::MonotonicClock::new())?;
+        if self
+            .enqueue(task, &crate::clock::MonotonicClock::new())
+            .is_err()
+        {
+            // The task was dropped unrun: the job is still in the landing.
+            return match core::mem::replace(&mut *landing.lock(), Landed::Gone) {
+                Landed::Queued(job, _) => Err(job),
+                _ => unreachable!("a refused job never reaches a worker"),
+            };
+        }
         Ok(AsyncCall {
             landing,
             pool: Arc::clone(self),
@@ -724,50 +763,67 @@ impl WorkerPool {
 }
 
 /// A job handed to a [`WorkerPool`] by [`WorkerPool::submit_async`]: a
-/// future of its outcome (`None` when the pool shut down before a worker
-/// took it). A panic in the job resumes on the task that polls.
+/// future of its outcome, or of the job itself, unrun, when the pool shut
+/// down before a worker took it. A panic in the job resumes on the task
+/// that polls.
 #[cfg(all(feature = "async", feature = "redis"))]
-pub(crate) struct AsyncCall<O: Send + 'static> {
-    landing: Arc<Mutex<Landed<O>>>,
+pub(crate) struct AsyncCall<F: Send + 'static, O: Send + 'static> {
+    landing: Arc<Mutex<Landed<F, O>>>,
     pool: Arc<WorkerPool>,
 }
 
 #[cfg(all(feature = "async", feature = "redis"))]
-impl<O: Send + 'static> core::future::Future for AsyncCall<O> {
-    type Output = Option<O>;
+impl<F: Send + 'static, O: Send + 'static> core::future::Future for AsyncCall<F, O> {
+    type Output = Result<O, F>;
 
     fn poll(
         self: core::pin::Pin<&mut Self>,
         cx: &mut core::task::Context<'_>,
-    ) -> core::task::Poll<Option<O>> {
+    ) -> core::task::Poll<Result<O, F>> {
         use core::task::Poll;
         let mut landing = self.landing.lock();
+        let remember = |known: Option<core::task::Waker>| match known {
+            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            _ => Some(cx.waker().clone()),
+        };
         match core::mem::replace(&mut *landing, Landed::Gone) {
-            Landed::Done(Ok(value)) => Poll::Ready(Some(value)),
+            Landed::Done(Ok(value)) => Poll::Ready(Ok(value)),
             Landed::Done(Err(panic)) => {
                 drop(landing);
                 std::panic::resume_unwind(panic)
             }
-            Landed::Cancelled | Landed::Gone => Poll::Ready(None),
-            Landed::Pending(waker) => {
-                let waker = match waker {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                *landing = Landed::Pending(Some(waker));
+            Landed::Returned(job) => Poll::Ready(Err(job)),
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Queued(job, remember(waker));
                 Poll::Pending
+            }
+            Landed::Running(waker) => {
+                *landing = Landed::Running(remember(waker));
+                Poll::Pending
+            }
+            Landed::Abandoned(_) | Landed::Gone => {
+                drop(landing);
+                panic!("a detached async call polled after it completed")
             }
         }
     }
 }
 
 #[cfg(all(feature = "async", feature = "redis"))]
-impl<O: Send + 'static> Drop for AsyncCall<O> {
+impl<F: Send + 'static, O: Send + 'static> Drop for AsyncCall<F, O> {
     fn drop(&mut self) {
-        let left = core::mem::replace(&mut *self.landing.lock(), Landed::Gone);
-        if let Landed::Done(outcome) = left {
-            // A refused job is dropped unrun (the outcome with it, here).
-            let _ = self.pool.spawn(move || drop(outcome));
+        let mut landing = self.landing.lock();
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            // The worker that takes it drops it.
+            Landed::Queued(job, _) => *landing = Landed::Abandoned(job),
+            Landed::Done(outcome) => {
+                drop(landing);
+                // A refused job is dropped unrun (the outcome with it, here).
+                let _ = self.pool.spawn(move || drop(outcome));
+            }
+            // Running: its worker drops the outcome. Returned: the pool is
+            // shut down, nobody else can drop it.
+            _ => {}
         }
     }
 }
@@ -1078,10 +1134,10 @@ mod tests {
 
     /// Polls `call` once with a waker that counts its wake-ups.
     #[cfg(all(feature = "async", feature = "redis"))]
-    fn poll_counting<O: Send + 'static>(
-        call: &mut AsyncCall<O>,
+    fn poll_counting<F: Send + 'static, O: Send + 'static>(
+        call: &mut AsyncCall<F, O>,
         woken: &Arc<WakeCount>,
-    ) -> core::task::Poll<Option<O>> {
+    ) -> core::task::Poll<Result<O, F>> {
         let waker = core::task::Waker::from(Arc::clone(woken));
         core::future::Future::poll(
             core::pin::Pin::new(call),
@@ -1105,7 +1161,7 @@ mod tests {
     fn an_async_call_wakes_its_task_with_the_outcome() {
         let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
         let (gate, job) = gated(7);
-        let mut call = pool.submit_async(job).unwrap();
+        let mut call = pool.submit_async(job).unwrap_or_else(|_| panic!("refused"));
         let woken = Arc::new(WakeCount::default());
         assert!(poll_counting(&mut call, &woken).is_pending());
         gate.started();
@@ -1115,10 +1171,10 @@ mod tests {
             assert!(start.elapsed() < WATCHDOG, "the task was never woken");
             std::thread::yield_now();
         }
-        assert_eq!(
+        assert!(matches!(
             poll_counting(&mut call, &woken),
-            core::task::Poll::Ready(Some(7))
-        );
+            core::task::Poll::Ready(Ok(7))
+        ));
         pool.shutdown();
     }
 
@@ -1134,7 +1190,7 @@ mod tests {
         // Running when abandoned: its outcome is dropped on its worker.
         let (dropped_tx, dropped) = mpsc::channel();
         let (gate, job) = gated(ReportsDrop(dropped_tx.clone()));
-        let mut call = pool.submit_async(job).unwrap();
+        let mut call = pool.submit_async(job).unwrap_or_else(|_| panic!("refused"));
         let woken = Arc::new(WakeCount::default());
         assert!(poll_counting(&mut call, &woken).is_pending());
         gate.started();
@@ -1145,7 +1201,9 @@ mod tests {
             .expect("outcome never dropped");
         assert_eq!(on.as_deref(), Some("late-async"));
         // Landed and not taken when abandoned: handed to a worker to drop.
-        let call = pool.submit_async(move || ReportsDrop(dropped_tx)).unwrap();
+        let call = pool
+            .submit_async(move || ReportsDrop(dropped_tx))
+            .unwrap_or_else(|_| panic!("refused"));
         let start = std::time::Instant::now();
         while !matches!(*call.landing.lock(), Landed::Done(_)) {
             assert!(start.elapsed() < WATCHDOG, "the job never ran");

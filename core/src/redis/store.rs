@@ -168,27 +168,27 @@ impl Store {
     /// thread start at all (the OS refuses one), `job` runs on the thread
     /// that polls, as before.
     ///
-    /// Dropping the future abandons `job` as
-    /// [`WorkerPool::submit_async`](crate::blocking::WorkerPool) says: not
-    /// started, it never runs; running, it finishes on its I/O thread and
-    /// its outcome is dropped there (an outcome's `Drop` hands back what
-    /// the job took, off the task's thread).
+    /// Dropping the future abandons `job` as `WorkerPool::submit_async`
+    /// says: not started, it is dropped unrun on an I/O thread; running, it
+    /// finishes on its I/O thread and its outcome is dropped there. So the
+    /// `Drop` of what a job owns or returns (handing back what the round
+    /// trip took) runs off the task's thread.
     #[cfg(feature = "async")]
     pub(crate) async fn off_thread<O, F>(&self, job: F) -> O
     where
-        F: FnOnce() -> O + Clone + Send + 'static,
+        F: FnOnce() -> O + Send + 'static,
         O: Send + 'static,
     {
-        let io = self.io();
-        match io.submit_async(job.clone()) {
+        let unrun = match self.io().submit_async(job) {
             Ok(call) => match call.await {
-                Some(outcome) => outcome,
+                Ok(outcome) => return outcome,
                 // The pool shut down before a worker took it (the store
-                // is going away): it never ran.
-                None => job(),
+                // is going away).
+                Err(job) => job,
             },
-            Err(_) => job(),
-        }
+            Err(job) => job,
+        };
+        unrun()
     }
 
     /// The I/O threads (see [`off_thread`](Self::off_thread)).
