@@ -397,3 +397,190 @@ async fn a_bulkhead_task_dropped_while_it_waits_leaves_the_fleet_queue() {
     drop(held);
     assert_eq!(fleet_in_use(&b), (0, 0));
 }
+
+/// A Redis breaker that opens on one failure, half-opens 50 ms later with
+/// one probe that closes it, and syncs in the background only when it
+/// starts (so that no background script call runs during a test).
+fn fragile(server: &RedisServer, name: &str) -> Arc<CircuitBreaker> {
+    let config = BreakerConfig::DEFAULT
+        .with_failure_threshold(1)
+        .with_reset_timeout(Duration::from_millis(50))
+        .with_half_open_timeout(Duration::from_secs(60))
+        .with_half_open_max_probes(1)
+        .with_half_open_successes_to_close(1);
+    let options = patient(server).sync_interval(Duration::from_secs(3600));
+    CircuitBreaker::redis(name, config, &options).unwrap()
+}
+
+/// Spawns `breaker.execute_async(...)` whose call sets `ran`; returns the
+/// task and a flag set just before its first poll.
+fn spawn_breaker_call(
+    breaker: &Arc<CircuitBreaker>,
+    fail: bool,
+    ran: &Arc<AtomicBool>,
+) -> (
+    tokio::task::JoinHandle<Result<(), Error<&'static str>>>,
+    Arc<AtomicBool>,
+) {
+    let polled = Arc::new(AtomicBool::new(false));
+    let task = {
+        let breaker = Arc::clone(breaker);
+        let (polled, ran) = (Arc::clone(&polled), Arc::clone(ran));
+        tokio::spawn(async move {
+            polled.store(true, SeqCst);
+            breaker
+                .execute_async(async move {
+                    ran.store(true, SeqCst);
+                    if fail { Err("down") } else { Ok(()) }
+                })
+                .await
+        })
+    };
+    (task, polled)
+}
+
+#[tokio::test]
+async fn a_redis_breaker_failure_report_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let breaker = fragile(&server, "async-report-breaker");
+    // Heard from Redis: a closed call is admitted from the cache.
+    breaker
+        .execute_async(async { Ok::<_, &str>(()) })
+        .await
+        .unwrap();
+    pause_writes(&server);
+    let ran = Arc::new(AtomicBool::new(false));
+    let (call, _) = spawn_breaker_call(&breaker, true, &ran);
+    until("the call ran", || ran.load(SeqCst)).await;
+    until("a round trip waits in Redis", || {
+        blocked_clients(&server) >= 1
+    })
+    .await;
+    // Its failure's report cannot have landed: Redis holds every script.
+    assert!(!call.is_finished(), "the call ended before its report");
+    resume(&server);
+    let out = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call never finished")
+        .unwrap();
+    assert!(matches!(out, Err(Error::Inner("down"))), "{out:?}");
+    // The report was awaited: the fleet's breaker is open when it returns.
+    assert_eq!(breaker.state(), BreakerState::Open);
+    assert_eq!(breaker.metrics().failures, 1);
+}
+
+/// Trips `breaker` and waits until its next call asks Redis for a probe.
+async fn trip_and_wait_for_a_probe(breaker: &CircuitBreaker) {
+    let _ = breaker.execute_async(async { Err::<(), _>("down") }).await;
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let engine = breaker.redis_breaker().unwrap();
+    until("a probe is due", || {
+        engine.admit_without_round_trip().is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_breaker_probe_request_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let breaker = fragile(&server, "async-probe-breaker");
+    trip_and_wait_for_a_probe(&breaker).await;
+    pause_writes(&server);
+    let ran = Arc::new(AtomicBool::new(false));
+    let (call, polled) = spawn_breaker_call(&breaker, false, &ran);
+    until("the call was polled", || polled.load(SeqCst)).await;
+    until("a round trip waits in Redis", || {
+        blocked_clients(&server) >= 1
+    })
+    .await;
+    assert!(
+        !call.is_finished() && !ran.load(SeqCst),
+        "admitted before Redis answered"
+    );
+    resume(&server);
+    tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call never finished")
+        .unwrap()
+        .unwrap();
+    assert!(ran.load(SeqCst));
+    // The probe's success was reported (awaited): the fleet closed.
+    assert_eq!(breaker.state(), BreakerState::Closed);
+}
+
+/// Probe leases held in Redis (the breaker's `<key>:probes` set).
+fn probe_leases(server: &RedisServer, breaker: &CircuitBreaker) -> u64 {
+    let key = format!("{}:probes", breaker.redis_breaker().unwrap().key());
+    server.command(&["ZCARD", &key]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_breaker_call_dropped_during_its_probe_request_frees_the_probe() {
+    use stockade::redis::FleetAdmission;
+    let server = RedisServer::start();
+    let breaker = fragile(&server, "async-drop-probe-breaker");
+    trip_and_wait_for_a_probe(&breaker).await;
+    pause_writes(&server);
+    let calls = script_calls(&server);
+    let ran = Arc::new(AtomicBool::new(false));
+    let (call, polled) = spawn_breaker_call(&breaker, false, &ran);
+    until("the call was polled", || polled.load(SeqCst)).await;
+    until("a round trip waits in Redis", || {
+        blocked_clients(&server) >= 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    resume(&server);
+    // The probe is granted when Redis resumes; the dropped call's ignored
+    // verdict follows from the I/O thread and frees the one lease (which
+    // would otherwise be held for a minute).
+    until("the probe was granted and freed", || {
+        script_calls(&server) >= calls + 2 && probe_leases(&server, &breaker) == 0
+    })
+    .await;
+    let engine = breaker.redis_breaker().unwrap();
+    let Ok(FleetAdmission::Probe { generation, lease }) = engine.admit() else {
+        panic!("the dropped call's probe was not freed");
+    };
+    engine
+        .verdict(generation, lease, stockade::breaker::Outcome::Ignored)
+        .unwrap();
+    assert!(!ran.load(SeqCst));
+    let m = breaker.metrics();
+    assert_eq!(
+        (m.successes, m.failures, m.calls),
+        (0, 1, 1),
+        "the dropped call is not counted"
+    );
+}
+
+#[tokio::test]
+async fn a_breaker_probe_dropped_while_it_runs_frees_its_lease() {
+    let server = RedisServer::start();
+    let breaker = fragile(&server, "async-drop-running-probe-breaker");
+    trip_and_wait_for_a_probe(&breaker).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let call = {
+        let breaker = Arc::clone(&breaker);
+        let ran = Arc::clone(&ran);
+        tokio::spawn(async move {
+            breaker
+                .execute_async(async move {
+                    ran.store(true, SeqCst);
+                    core::future::pending::<Result<(), &str>>().await
+                })
+                .await
+        })
+    };
+    until("the probe runs", || ran.load(SeqCst)).await;
+    assert_eq!(probe_leases(&server, &breaker), 1);
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    // Its ignored verdict goes from an I/O thread: the lease is freed long
+    // before it would expire (a minute).
+    until("the dropped probe's lease is freed", || {
+        probe_leases(&server, &breaker) == 0
+    })
+    .await;
+}
