@@ -115,7 +115,9 @@ pub struct PoolCounts {
 }
 
 /// A bounded pool of worker threads that run detached calls: the one
-/// [`Timeout`] and [`RequestResponsePattern`] use.
+/// [`Timeout`] and [`RequestResponsePattern`] use (with features `async`
+/// and `redis`, each Redis store also runs its async callers' round trips
+/// on a pool of its own).
 ///
 /// A call is two steps: [`WorkerPool::submit`] hands a closure to a worker
 /// and returns a [`DetachedCall`]; [`DetachedCall::wait_until`] waits for
