@@ -584,3 +584,34 @@ async fn a_breaker_probe_dropped_while_it_runs_frees_its_lease() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_redis_bulkhead_guard_released_async_leaves_the_polling_thread_free() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-guard-bulkhead");
+    let guard = b.acquire_async().await.unwrap();
+    assert_eq!(fleet_in_use(&b), (1, 0));
+    pause_writes(&server);
+    let released = AtomicBool::new(false);
+    // One task, two futures: the release is polled first; the watcher
+    // only runs while the release waits without blocking the thread.
+    let release = async {
+        guard.success_async().await;
+        released.store(true, SeqCst);
+    };
+    let watch = async {
+        until("the release's round trip waits in Redis", || {
+            blocked_clients(&server) >= 1
+        })
+        .await;
+        assert!(!released.load(SeqCst), "released before Redis answered");
+        resume(&server);
+    };
+    tokio::time::timeout(PATIENCE, async { tokio::join!(release, watch) })
+        .await
+        .expect("the release never finished");
+    assert!(released.load(SeqCst));
+    assert_eq!(fleet_in_use(&b), (0, 0), "the lease leaked");
+    let m = b.metrics();
+    assert_eq!((m.in_flight, m.successes), (0, 1));
+}

@@ -1477,7 +1477,9 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     /// on the thread that polls, as the blocking form's. A guard from
     /// [`acquire_async`](Self::acquire_async) is the blocking guard: when
     /// dropped it releases a Redis lease with one round trip on the thread
-    /// that drops it.
+    /// that drops it; its [`success_async`](BulkheadGuard::success_async)
+    /// and [`failure_async`](BulkheadGuard::failure_async) release from the
+    /// I/O threads.
     ///
     /// # Errors
     ///
@@ -1512,7 +1514,10 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     /// [`execute_async`](Self::execute_async) for cancellation; a Redis
     /// bulkhead's admission runs on the store's I/O threads). The guard
     /// releases the permit when dropped, as the blocking form's does (for
-    /// a Redis bulkhead, one round trip on the thread that drops it).
+    /// a Redis bulkhead, one round trip on the thread that drops it);
+    /// [`BulkheadGuard::success_async`] and
+    /// [`failure_async`](BulkheadGuard::failure_async) release it from the
+    /// store's I/O threads instead.
     ///
     /// # Errors
     ///
@@ -1833,6 +1838,41 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
                 }
                 self.fall_back(r, cause, retry_after, left)
             }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> BulkheadGuard<'_, T> {
+    /// [`success`](Self::success) for a task: releases the permit and
+    /// counts the call as a success; a Redis bulkhead's lease is released
+    /// from one of its store's I/O threads while the task awaits it (the
+    /// thread that polls never blocks), any other permit at once. Dropped
+    /// while the release is in flight, the release goes on (uncounted);
+    /// dropped before its first poll, it is the guard's drop.
+    pub async fn success_async(self) {
+        self.finish_async(false).await;
+    }
+
+    /// [`failure`](Self::failure) for a task: as
+    /// [`success_async`](Self::success_async), counting a failure.
+    pub async fn failure_async(self) {
+        self.finish_async(true).await;
+    }
+
+    async fn finish_async(mut self, failed: bool) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let bulkhead = self.bulkhead;
+        if let Some(release) = bulkhead.release_awaitable(permit) {
+            release.await;
+        }
+        let counters = &bulkhead.shell.counters;
+        if failed {
+            counters.failures.incr();
+        } else {
+            counters.successes.incr();
         }
     }
 }
