@@ -615,3 +615,20 @@ async fn a_redis_bulkhead_guard_released_async_leaves_the_polling_thread_free() 
     let m = b.metrics();
     assert_eq!((m.in_flight, m.successes), (0, 1));
 }
+
+#[tokio::test]
+async fn a_redis_bulkhead_task_that_times_out_has_left_the_fleet_queue_when_refused() {
+    let server = RedisServer::start();
+    let b = single(&server, "async-timeout-bulkhead");
+    let held = b.acquire().unwrap();
+    let refused = b.acquire_timeout_async(Duration::from_millis(50)).await;
+    assert!(
+        matches!(refused, Err(Error::QueueTimeout { .. })),
+        "{refused:?}"
+    );
+    // The leave was awaited: no place is left behind in Redis.
+    assert_eq!(fleet_in_use(&b), (1, 0));
+    assert_eq!(b.metrics().queue_depth, 0);
+    drop(held);
+    assert_eq!(fleet_in_use(&b), (0, 0));
+}

@@ -1465,8 +1465,9 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     /// `max_connections` per server and settings, started on demand, each
     /// exiting after 60 s idle; calls beyond them wait their turn in FIFO
     /// order, a wait not bounded by `command_timeout`) while the task
-    /// awaits it. The release at the end of the call is awaited: the
-    /// returned future completes once the lease is back in Redis.
+    /// awaits it. The release at the end of the call is awaited (the
+    /// returned future completes once the lease is back in Redis), and so
+    /// is leaving the fleet's queue when a wait ends unadmitted.
     /// **Dropped while a script call is in flight**, the future does not
     /// stop it; what it takes is given back from the I/O thread when it
     /// lands: a lease granted to the dropped admission is released, a
@@ -1780,9 +1781,9 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             }
         }
         let start = self.timer().now();
-        // Dropped (leaving the fleet's queue unless admitted, from an I/O
-        // thread) before the fallback decides, and when this future is
-        // dropped. Its polls run on the store's I/O threads.
+        // Leaves the fleet's queue unless admitted before the fallback
+        // decides (awaited), or when this future is dropped (not awaited);
+        // its polls and its leave run on the store's I/O threads.
         let mut waiter = r.engine.waiter_async();
         let mut counted = Counted(r, false);
         let mut poll = crate::redis::FIRST_POLL;
@@ -1819,7 +1820,8 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             }
             poll = RedisWaiter::next_poll(poll);
         };
-        drop(waiter);
+        // Leaves the fleet's queue unless admitted (awaited, off-thread).
+        waiter.leave().await;
         drop(counted);
         match ended {
             Ended::Decided(result) => result,

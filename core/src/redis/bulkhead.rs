@@ -1098,6 +1098,24 @@ impl<'a> AsyncWaiter<'a> {
 }
 
 #[cfg(feature = "async")]
+impl AsyncWaiter<'_> {
+    /// Leaves the fleet's queue unless admitted or refused (as dropping a
+    /// [`RedisWaiter`] does), the script call on an I/O thread, awaited.
+    /// Dropped while it runs, the leave goes on there.
+    pub(crate) async fn leave(mut self) {
+        if let Some(place) = self.place.take() {
+            if place.must_leave() {
+                self.bulkhead
+                    .inner
+                    .store
+                    .off_thread(move || drop(place))
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
 impl Drop for AsyncWaiter<'_> {
     fn drop(&mut self) {
         if let Some(place) = self.place.take() {
