@@ -6,7 +6,8 @@
 //! so another task of a one-thread runtime runs while one waits in Redis
 //! (held there by `CLIENT PAUSE ... WRITE`, seen as `blocked_clients`),
 //! and a call dropped while its round trip is in flight gives back what
-//! the round trip took.
+//! the round trip took. With feature `async-io`, the same wake-up drives a
+//! task on async-io's executor.
 #![cfg(not(stockade_loom))]
 
 mod async_util;
@@ -630,5 +631,53 @@ async fn a_redis_bulkhead_task_that_times_out_has_left_the_fleet_queue_when_refu
     assert_eq!(fleet_in_use(&b), (1, 0));
     assert_eq!(b.metrics().queue_depth, 0);
     drop(held);
+    assert_eq!(fleet_in_use(&b), (0, 0));
+}
+
+/// The I/O threads wake the task through its waker, on any executor: here
+/// async-io's `block_on`, outside any tokio runtime.
+#[cfg(feature = "async-io")]
+#[test]
+fn a_redis_round_trip_wakes_a_task_on_async_io() {
+    use core::future::{Future, poll_fn};
+    use core::task::Poll;
+    let server = RedisServer::start();
+    let b = single(&server, "async-io-bulkhead");
+    pause_writes(&server);
+    async_io::block_on(async {
+        let mut call = core::pin::pin!(b.execute_async(async { Ok::<_, ()>("ran") }));
+        // Its admission's round trip waits in Redis: the first poll
+        // returns at once, without an answer.
+        poll_fn(|cx| {
+            assert!(
+                call.as_mut().poll(cx).is_pending(),
+                "decided while Redis is paused"
+            );
+            Poll::Ready(())
+        })
+        .await;
+        let start = std::time::Instant::now();
+        while blocked_clients(&server) == 0 {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the round trip never reached Redis"
+            );
+            std::thread::yield_now();
+        }
+        resume(&server);
+        let mut watchdog = core::pin::pin!(async_io::Timer::after(PATIENCE));
+        let out = poll_fn(|cx| {
+            if let Poll::Ready(out) = call.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            assert!(
+                watchdog.as_mut().poll(cx).is_pending(),
+                "the call never finished"
+            );
+            Poll::Pending
+        })
+        .await;
+        assert_eq!(out.unwrap(), "ran");
+    });
     assert_eq!(fleet_in_use(&b), (0, 0));
 }
