@@ -224,8 +224,10 @@
 //! reservation and a retry's back-off are sleeps on an
 //! `AsyncTimer`, a bulkhead's queue wakes tasks
 //! through their `Waker`s (in one FIFO with blocking callers), and a
-//! timeout drops the future at its deadline. Dropping any of these futures
-//! cancels the call and gives back what it held. These examples use
+//! timeout drops the future at its deadline; a Redis-backed pattern's
+//! round trips run on its Redis store's I/O threads while the task awaits
+//! them (each pattern's `execute_async` states the limits). Dropping any
+//! of these futures cancels the call and gives back what it held. These examples use
 //! `TokioClock` on tokio's paused time, so waits
 //! take no real time; a program uses the default clock (`X::new(..)`).
 //!

@@ -4,6 +4,8 @@
 //!
 //! The user-facing documentation is on [`CircuitBreaker`].
 
+#[cfg(feature = "async")]
+use core::convert::Infallible;
 use core::fmt;
 #[cfg(feature = "async")]
 use core::future::Future;
@@ -1319,21 +1321,9 @@ impl<T: Timer> Inner<T> {
     #[cfg(feature = "redis")]
     #[inline(never)]
     fn admit_fleet<E>(&self, fleet: &Fleet, ask: bool) -> Option<Result<Held, Error<E>>> {
-        use crate::redis::{Fallback, FleetAdmission, RedisError};
-        let timer = &**self.shell.timer();
-        // The local breaker sees every call, so it is warm for the
-        // fallback; its own transitions are not announced (the events are
-        // the fleet's).
-        let local = self.core.try_acquire(timer).map(|p| p.into_token());
-        if let Err(rejected) = local {
-            if rejected.state() == BreakerState::ForcedOpen && self.is_disposed() {
-                return Some(Err(Error::Disposed));
-            }
-        }
-        let release = |local: Result<BreakerToken, BreakerRejected>| {
-            if let Ok(token) = local {
-                let _ = self.core.report(token, Outcome::Ignored, timer);
-            }
+        let local = match self.admit_fleet_local() {
+            Ok(local) => local,
+            Err(disposed) => return Some(Err(disposed)),
         };
         let admission = if ask {
             fleet.engine.admit()
@@ -1341,17 +1331,57 @@ impl<T: Timer> Inner<T> {
             match fleet.engine.admit_without_round_trip() {
                 Some(admission) => admission,
                 None => {
-                    release(local);
+                    self.release_local(local);
                     return None;
                 }
             }
         };
+        Some(self.admit_fleet_with(fleet, local, admission))
+    }
+
+    /// The local breaker's look at a Redis-backed breaker's call: it sees
+    /// every call, so it is warm for the fallback; its own transitions are
+    /// not announced (the events are the fleet's). `Err` once disposed.
+    #[cfg(feature = "redis")]
+    fn admit_fleet_local<E>(&self) -> Result<Result<BreakerToken, BreakerRejected>, Error<E>> {
+        let local = self
+            .core
+            .try_acquire(&**self.shell.timer())
+            .map(|p| p.into_token());
+        if let Err(rejected) = local {
+            if rejected.state() == BreakerState::ForcedOpen && self.is_disposed() {
+                return Err(Error::Disposed);
+            }
+        }
+        Ok(local)
+    }
+
+    /// Hands the local breaker's token back unused.
+    #[cfg(feature = "redis")]
+    fn release_local(&self, local: Result<BreakerToken, BreakerRejected>) {
+        if let Ok(token) = local {
+            let _ = self
+                .core
+                .report(token, Outcome::Ignored, &**self.shell.timer());
+        }
+    }
+
+    /// A Redis-backed breaker's admission once the fleet decided.
+    #[cfg(feature = "redis")]
+    fn admit_fleet_with<E>(
+        &self,
+        fleet: &Fleet,
+        local: Result<BreakerToken, BreakerRejected>,
+        admission: Result<crate::redis::FleetAdmission, crate::redis::RedisError>,
+    ) -> Result<Held, Error<E>> {
+        use crate::redis::{Fallback, FleetAdmission, RedisError};
+        let timer = &**self.shell.timer();
         let ticket = match admission {
             Ok(FleetAdmission::Closed { generation }) => Ticket::Closed(generation),
             Ok(FleetAdmission::Probe { generation, lease }) => Ticket::Probe(generation, lease),
             Ok(FleetAdmission::Refused { state, retry_after }) => {
-                release(local);
-                return Some(Err(self.fleet_refused(state, retry_after)));
+                self.release_local(local);
+                return Err(self.fleet_refused(state, retry_after));
             }
             Ok(_) => Ticket::None,
             Err(RedisError::Unavailable { cause, retry_after }) => {
@@ -1359,28 +1389,25 @@ impl<T: Timer> Inner<T> {
                 match fleet.fallback {
                     Fallback::FailOpen => Ticket::None,
                     Fallback::FailClosed => {
-                        release(local);
-                        return Some(Err(Error::Redis(RedisError::Unavailable {
-                            cause,
-                            retry_after,
-                        })));
+                        self.release_local(local);
+                        return Err(Error::Redis(RedisError::Unavailable { cause, retry_after }));
                     }
                     _ => match local {
                         Ok(_) => Ticket::None,
-                        Err(rejected) => return Some(Err(self.refused(rejected))),
+                        Err(rejected) => return Err(self.refused(rejected)),
                     },
                 }
             }
             Err(other) => {
-                release(local);
-                return Some(Err(Error::Redis(other)));
+                self.release_local(local);
+                return Err(Error::Redis(other));
             }
         };
-        Some(Ok(Held::Fleet {
+        Ok(Held::Fleet {
             local: local.ok(),
             ticket,
             started: self.core.slow_call_threshold().map(|_| timer.now()),
-        }))
+        })
     }
 
     /// A Redis-backed breaker's verdict: counted here, reported to the
@@ -1400,6 +1427,31 @@ impl<T: Timer> Inner<T> {
         outcome: Outcome,
         ask: bool,
     ) -> bool {
+        match self.settle_fleet(local, ticket, started, outcome, ask) {
+            Some(owed) => {
+                if let Some(report) = owed {
+                    report.send(&fleet.engine);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`finish_fleet`](Self::finish_fleet) but the round trip: the
+    /// verdict counted and given to the local breaker, and the report owed
+    /// to the fleet, if any. Without `ask`, `None` instead when one is
+    /// owed (nothing done).
+    #[cfg(feature = "redis")]
+    fn settle_fleet(
+        &self,
+        local: Option<BreakerToken>,
+        ticket: Ticket,
+        started: Option<Timestamp>,
+        outcome: Outcome,
+        ask: bool,
+    ) -> Option<Option<crate::redis::FleetReport>> {
+        use crate::redis::FleetReport;
         let timer = &**self.shell.timer();
         let counted = match (outcome, started, self.core.slow_call_threshold()) {
             (Outcome::Success, Some(start), Some(threshold))
@@ -1409,13 +1461,17 @@ impl<T: Timer> Inner<T> {
             }
             _ => outcome,
         };
-        let asks = match ticket {
-            Ticket::Closed(_) => counted == Outcome::Failure,
-            Ticket::Probe(..) => true,
-            Ticket::None => false,
+        let report = match ticket {
+            Ticket::Closed(generation) if counted == Outcome::Failure => {
+                Some(FleetReport::Failure(generation))
+            }
+            Ticket::Probe(generation, lease) => {
+                Some(FleetReport::Verdict(generation, lease, counted))
+            }
+            _ => None,
         };
-        if asks && !ask {
-            return false;
+        if report.is_some() && !ask {
+            return None;
         }
         if let Some(token) = local {
             let _ = self.core.report(token, outcome, timer);
@@ -1425,18 +1481,58 @@ impl<T: Timer> Inner<T> {
             Outcome::Failure => self.shell.counters.failures.incr(),
             Outcome::Ignored => self.shell.counters.ignored.incr(),
         }
-        // A verdict Redis did not take is not retried: the local breaker
-        // counted it, and the engine marked Redis unavailable.
-        match ticket {
-            Ticket::Closed(generation) if counted == Outcome::Failure => {
-                let _ = fleet.engine.failure(generation);
+        Some(report)
+    }
+
+    /// [`admit_fleet`](Self::admit_fleet) for a task: the fleet's round
+    /// trip, when one is needed, on the Redis store's I/O threads. Dropped
+    /// while it runs, the local breaker's token is handed back here and a
+    /// probe the fleet grants is reported ignored from the I/O thread.
+    #[cfg(all(feature = "redis", feature = "async"))]
+    async fn admit_fleet_async(&self, fleet: &Fleet) -> Result<Held, Error<Infallible>> {
+        /// Hands the local token back unless disarmed.
+        struct Owed<'a, T: Timer>(&'a Inner<T>, Option<Result<BreakerToken, BreakerRejected>>);
+        impl<T: Timer> Drop for Owed<'_, T> {
+            fn drop(&mut self) {
+                if let Some(local) = self.1.take() {
+                    self.0.release_local(local);
+                }
             }
-            Ticket::Probe(generation, lease) => {
-                let _ = fleet.engine.verdict(generation, lease, counted);
-            }
-            _ => {}
         }
-        true
+        let local = self.admit_fleet_local()?;
+        let mut owed = Owed(self, Some(local));
+        let admission = fleet.engine.admit_async().await;
+        owed.1 = None;
+        self.admit_fleet_with(fleet, local, admission)
+    }
+
+    /// A guard's verdict whose report to the fleet (a round trip) the
+    /// caller sends: everything else done here. `None` when nothing is
+    /// owed.
+    #[cfg(all(feature = "redis", feature = "async"))]
+    fn finish_deferred(
+        &self,
+        held: Held,
+        outcome: Outcome,
+    ) -> Option<(
+        &Arc<crate::redis::RedisCircuitBreaker>,
+        crate::redis::FleetReport,
+    )> {
+        match held {
+            Held::Local(token) => {
+                self.finish(token, outcome);
+                None
+            }
+            Held::Fleet {
+                local,
+                ticket,
+                started,
+            } => {
+                let fleet = self.fleet.as_ref()?;
+                let report = self.settle_fleet(local, ticket, started, outcome, true)??;
+                Some((&fleet.engine, report))
+            }
+        }
     }
 
     /// A refused call: the error to return (counted, with an event).
@@ -1840,9 +1936,24 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// while polling `call` counts as a failure and continues.
     ///
     /// A breaker made by [`redis`](Self::redis) decides as its blocking
-    /// calls do: a closed call and its success make no round trip; a probe
-    /// request and a failure's report make one each, **on the thread that
-    /// polls** (it blocks for up to the options' `command_timeout`).
+    /// calls do, and never blocks the thread that polls: a closed call and
+    /// its success make no round trip (once this process has heard from
+    /// Redis); a probe request (and the first call, before anything was
+    /// heard), a failure's report and a probe's verdict are one round trip
+    /// each, run on one of the Redis store's I/O threads (at most the
+    /// options' `max_connections` per server and settings, started on
+    /// demand, each exiting after 60 s idle; calls beyond them wait their
+    /// turn in FIFO order, a wait not bounded by `command_timeout`) while
+    /// the task awaits it. A report is awaited: the future completes once
+    /// the fleet has it (a trip is visible to this process's next call, as
+    /// in the blocking form). **Dropped while a round trip is in flight**,
+    /// the future does not stop it: a probe granted to the dropped
+    /// admission is reported ignored from the I/O thread (freeing its
+    /// lease at once) and the local breaker's permit is handed back; a
+    /// report goes on. A probe dropped while its call runs is reported
+    /// ignored from an I/O thread too (not awaited). Should the OS refuse
+    /// to start any I/O thread, these round trips run on the thread that
+    /// polls (or drops), as in the blocking form.
     ///
     /// # Errors
     ///
@@ -1917,6 +2028,8 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             inner: &self.inner,
             stage: Stage::Start,
             classify: Some(classify),
+            admitting: None,
+            settling: None,
             error: core::marker::PhantomData,
         }
     }
@@ -1940,15 +2053,21 @@ pin_project_lite::pin_project! {
     /// reported when `call` is ready. Dropped while running (cancelled, or
     /// a panic unwinds) it owes its verdict: `Ignored`, or `Failure` while
     /// panicking.
-    struct Guarded<'a, T: Timer, F, C, E> {
+    struct Guarded<'a, T: Timer, F: Future, C, E> {
         #[pin]
         call: F,
         inner: &'a Inner<T>,
         stage: Stage,
         classify: Option<C>,
+        // A Redis-backed breaker's admission waiting for the fleet (its
+        // round trip on the store's I/O threads).
+        admitting: Option<super::async_call::Wait<'a, Result<Held, Error<Infallible>>>>,
+        // A Redis-backed breaker's report in flight (on the store's I/O
+        // threads), and the call's output, held back until it lands.
+        settling: Option<(super::async_call::Wait<'a, ()>, F::Output)>,
         error: core::marker::PhantomData<fn() -> E>,
     }
-    impl<'a, T: Timer, F, C, E> PinnedDrop for Guarded<'a, T, F, C, E> {
+    impl<'a, T: Timer, F: Future, C, E> PinnedDrop for Guarded<'a, T, F, C, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Stage::Running(held) = *this.stage {
@@ -1969,21 +2088,56 @@ fn abandoned<T: Timer>(inner: &Inner<T>, held: Held) {
     } else {
         Outcome::Ignored
     };
+    #[cfg(feature = "redis")]
+    if !inner.finish_held(held, outcome, false) {
+        // Not awaited: the fleet's report goes from an I/O thread.
+        if let Some((engine, report)) = inner.finish_deferred(held, outcome) {
+            engine.report_off_thread(report);
+        }
+    }
+    #[cfg(not(feature = "redis"))]
     inner.finish_held(held, outcome, true);
 }
 
 #[cfg(feature = "async")]
-impl<T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future for Guarded<'_, T, F, C, E> {
+impl<'a, T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future
+    for Guarded<'a, T, F, C, E>
+{
     type Output = Result<F::Output, Error<E>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let inner = *this.inner;
+        let inner: &'a Inner<T> = this.inner;
+        #[cfg(feature = "redis")]
+        if this.admitting.is_some() || this.settling.is_some() {
+            if let Some(ready) = poll_fleet(this.admitting, this.settling, this.stage, cx) {
+                return ready;
+            }
+        }
         let held = match *this.stage {
             Stage::Running(held) => held,
             Stage::Start => {
-                let admitted = admit_held(inner);
+                let admitted = match admit_held(inner) {
+                    Some(admitted) => admitted,
+                    #[cfg(feature = "redis")]
+                    None => match inner.fleet.as_ref() {
+                        Some(fleet) => {
+                            let mut admitting: super::async_call::Wait<'a, _> =
+                                std::boxed::Box::pin(inner.admit_fleet_async(fleet));
+                            match admitting.as_mut().poll(cx) {
+                                Poll::Ready(admitted) => admitted.map_err(retype),
+                                Poll::Pending => {
+                                    *this.admitting = Some(admitting);
+                                    return Poll::Pending;
+                                }
+                            }
+                        }
+                        None => Err(Error::Disposed),
+                    },
+                    #[cfg(not(feature = "redis"))]
+                    None => Err(Error::Disposed),
+                };
                 match admitted {
                     Ok(held) => {
                         *this.stage = Stage::Running(held);
@@ -2016,11 +2170,64 @@ impl<T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future for Guarde
             Held::Local(token) => inner.finish(token, outcome),
             #[cfg(feature = "redis")]
             held => {
-                inner.finish_held(held, outcome, true);
+                if !inner.finish_held(held, outcome, false) {
+                    // The fleet's report: a round trip on an I/O thread,
+                    // awaited (as the blocking call waits for it).
+                    if let Some((engine, report)) = inner.finish_deferred(held, outcome) {
+                        let mut settling: super::async_call::Wait<'a, ()> =
+                            std::boxed::Box::pin(engine.report_async(report));
+                        if settling.as_mut().poll(cx).is_pending() {
+                            *this.settling = Some((settling, result));
+                            return Poll::Pending;
+                        }
+                    }
+                }
             }
         }
         Poll::Ready(Ok(result))
     }
+}
+
+/// A Redis-backed breaker's async call between polls: an admission
+/// waiting for the fleet, or a report in flight. `Some` when this poll
+/// ends here; `None` when the call is admitted and must be polled.
+#[cfg(all(feature = "redis", feature = "async"))]
+#[cold]
+#[inline(never)]
+fn poll_fleet<O, E>(
+    admitting: &mut Option<super::async_call::Wait<'_, Result<Held, Error<Infallible>>>>,
+    settling: &mut Option<(super::async_call::Wait<'_, ()>, O)>,
+    stage: &mut Stage,
+    cx: &mut core::task::Context<'_>,
+) -> Option<Poll<Result<O, Error<E>>>> {
+    if let Some((report, _)) = settling {
+        if report.as_mut().poll(cx).is_pending() {
+            return Some(Poll::Pending);
+        }
+        return settling.take().map(|(_, out)| Poll::Ready(Ok(out)));
+    }
+    let wait = admitting.as_mut()?;
+    let admitted = match wait.as_mut().poll(cx) {
+        Poll::Pending => return Some(Poll::Pending),
+        Poll::Ready(admitted) => admitted,
+    };
+    *admitting = None;
+    match admitted {
+        Ok(held) => {
+            *stage = Stage::Running(held);
+            None
+        }
+        Err(refused) => {
+            *stage = Stage::Done;
+            Some(Poll::Ready(Err(retype(refused))))
+        }
+    }
+}
+
+/// A refusal (which holds no call error) as the call's error type.
+#[cfg(all(feature = "redis", feature = "async"))]
+fn retype<E>(refused: Error<Infallible>) -> Error<E> {
+    refused.map_inner(|never| match never {})
 }
 
 /// Reports a failure if a panic unwinds out of an async call's poll
@@ -2041,18 +2248,20 @@ impl<T: Timer> Drop for Unwinding<'_, '_, T> {
 }
 
 /// A breaker's admission for an async call: the closed path without a
-/// clock, the general (or fleet's) admission otherwise.
+/// clock, the general (or fleet's, when it needs no round trip) admission
+/// otherwise; `None` when the fleet must be asked.
 #[cfg(feature = "async")]
 #[inline]
-fn admit_held<T: Timer, E>(inner: &Inner<T>) -> Result<Held, Error<E>> {
+fn admit_held<T: Timer, E>(inner: &Inner<T>) -> Option<Result<Held, Error<E>>> {
     #[cfg(feature = "redis")]
     if let Some(fleet) = &inner.fleet {
-        return inner.admit_fleet_asking(fleet);
+        // `None`: the fleet must be asked (a round trip, awaited).
+        return inner.admit_fleet(fleet, false);
     }
-    match inner.core.try_acquire_without_clock() {
+    Some(match inner.core.try_acquire_without_clock() {
         Some(permit) => Ok(Held::Local(permit.into_token())),
         None => inner.admit_local().map(Held::Local),
-    }
+    })
 }
 
 #[cfg(feature = "async")]
@@ -2098,7 +2307,7 @@ pin_project_lite::pin_project! {
     /// A [`Guarded`] call whose error is already an [`Error`], classified
     /// by [`classify_kept`]: the async policy's and the tower layer's
     /// future, nameable (the classifier is a function pointer).
-    pub(crate) struct KeptCall<'a, T: Timer, F, R, E> {
+    pub(crate) struct KeptCall<'a, T: Timer, F: Future, R, E> {
         #[pin]
         guarded: Guarded<'a, T, F, fn(&Result<R, Error<E>>) -> Outcome, E>,
     }

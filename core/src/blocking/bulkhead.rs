@@ -1252,13 +1252,22 @@ impl<T: Timer> Bulkhead<T> {
 
     /// An admitted async call dropped before it finished (cancelled, or a
     /// panic unwinding): its permit is released through the blocking path
-    /// (so the front waiter is granted it); counted as a failure only while
+    /// (so the front waiter is granted it; a Redis lease from one of the
+    /// store's I/O threads, not awaited); counted as a failure only while
     /// panicking. Out of line: the healthy path never runs it.
     #[cfg(feature = "async")]
     #[cold]
     #[inline(never)]
     fn abandon(&self, permit: Held<'_>) {
-        self.release(permit);
+        match permit {
+            // Not awaited: released from one of the store's I/O threads.
+            #[cfg(feature = "redis")]
+            Held::Redis(held) => match *held {
+                RedisHeld::Lease(lease) => lease.release_off_thread(),
+                open => self.release(Held::Redis(std::boxed::Box::new(open))),
+            },
+            permit => self.release(permit),
+        }
         if std::thread::panicking() {
             self.shell.counters.failures.incr();
         }
@@ -1448,10 +1457,30 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     ///
     /// A bulkhead made by [`shared`](Self::shared) or [`redis`](Self::redis)
     /// waits as its blocking calls do (polling, see those), but sleeps
-    /// between polls on the [`AsyncTimer`](super::AsyncTimer); a Redis
-    /// bulkhead's commands are round trips **on the thread that polls**
-    /// (each bounded by the options' timeouts), and under
-    /// `Fallback::Local` the local queue is this one.
+    /// between polls on the [`AsyncTimer`](super::AsyncTimer); under
+    /// `Fallback::Local` the local queue is this one. A Redis bulkhead's
+    /// script calls (the admission's polls, leaving the queue, the
+    /// release) never run on the thread that polls: each runs on one of
+    /// the Redis store's I/O threads (at most the options'
+    /// `max_connections` per server and settings, started on demand, each
+    /// exiting after 60 s idle; calls beyond them wait their turn in FIFO
+    /// order, a wait not bounded by `command_timeout`) while the task
+    /// awaits it. The release at the end of the call is awaited (the
+    /// returned future completes once the lease is back in Redis), and so
+    /// is leaving the fleet's queue when a wait ends unadmitted.
+    /// **Dropped while a script call is in flight**, the future does not
+    /// stop it; what it takes is given back from the I/O thread when it
+    /// lands: a lease granted to the dropped admission is released, a
+    /// place in the fleet's queue is left, and a release goes on. A task
+    /// dropped between polls leaves the queue, and one dropped while its
+    /// call runs releases its lease, from an I/O thread too (not awaited).
+    /// Should the OS refuse to start any I/O thread, the script calls run
+    /// on the thread that polls, as the blocking form's. A guard from
+    /// [`acquire_async`](Self::acquire_async) is the blocking guard: when
+    /// dropped it releases a Redis lease with one round trip on the thread
+    /// that drops it; its [`success_async`](BulkheadGuard::success_async)
+    /// and [`failure_async`](BulkheadGuard::failure_async) release from the
+    /// I/O threads.
     ///
     /// # Errors
     ///
@@ -1483,8 +1512,13 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
 
     /// [`acquire`](Self::acquire) for a task: a permit as a
     /// [`BulkheadGuard`], waiting in the shared FIFO without blocking (see
-    /// [`execute_async`](Self::execute_async) for cancellation). The guard
-    /// releases the permit when dropped, as the blocking form's does.
+    /// [`execute_async`](Self::execute_async) for cancellation; a Redis
+    /// bulkhead's admission runs on the store's I/O threads). The guard
+    /// releases the permit when dropped, as the blocking form's does (for
+    /// a Redis bulkhead, one round trip on the thread that drops it);
+    /// [`BulkheadGuard::success_async`] and
+    /// [`failure_async`](BulkheadGuard::failure_async) release it from the
+    /// store's I/O threads instead.
     ///
     /// # Errors
     ///
@@ -1513,11 +1547,15 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     /// outcome, releases the permit (also when the future is dropped); `L`
     /// turns the call's error into the result's.
     #[inline]
-    pub(crate) fn guarded_async<F, L>(&self, call: F) -> GuardedCall<'_, T, F, L> {
+    pub(crate) fn guarded_async<F: core::future::Future, L>(
+        &self,
+        call: F,
+    ) -> GuardedCall<'_, T, F, L> {
         GuardedCall {
             bulkhead: self,
             stage: Admission::Start,
             lift: core::marker::PhantomData,
+            settling: None,
             call,
         }
     }
@@ -1553,6 +1591,50 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             return Err(self.reject());
         }
         self.admit_slow_async(wait).await.map(Held::Local)
+    }
+
+    /// Returns a permit at the end of an async call, as
+    /// [`release`](Self::release) does; a Redis lease is released from one
+    /// of the store's I/O threads, by the returned future (`None`: done).
+    #[inline]
+    fn release_awaitable<'a>(
+        &'a self,
+        permit: Held<'a>,
+    ) -> Option<super::async_call::Wait<'a, ()>> {
+        #[cfg(feature = "redis")]
+        if let Held::Redis(held) = permit {
+            return self.release_redis_async(held);
+        }
+        self.release(permit);
+        None
+    }
+
+    /// [`release_awaitable`](Self::release_awaitable) of a Redis bulkhead's
+    /// permit: the release's outcome reports the store's availability.
+    #[cfg(feature = "redis")]
+    #[cold]
+    fn release_redis_async<'a>(
+        &'a self,
+        held: std::boxed::Box<RedisHeld<'a>>,
+    ) -> Option<super::async_call::Wait<'a, ()>> {
+        let Some(r) = &self.redis else {
+            self.release(Held::Redis(held));
+            return None;
+        };
+        match *held {
+            RedisHeld::Lease(lease) => Some(std::boxed::Box::pin(async move {
+                match lease.release_async().await {
+                    Err(crate::redis::RedisError::Unavailable { cause, .. }) => {
+                        self.store_failed(r, cause);
+                    }
+                    _ => self.store_answered(r),
+                }
+            })),
+            RedisHeld::Open => {
+                r.take_open();
+                None
+            }
+        }
     }
 
     /// Queues the task in the FIFO and waits until it is granted a
@@ -1655,8 +1737,8 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
         }
     }
 
-    /// [`admit_redis`](Self::admit_redis) with async sleeps (its commands
-    /// still block the polling thread for their round trips).
+    /// [`admit_redis`](Self::admit_redis) with async sleeps, its script
+    /// calls on the Redis store's I/O threads.
     #[cfg(feature = "redis")]
     async fn admit_redis_async<'a>(
         &'a self,
@@ -1666,7 +1748,23 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
         use crate::redis::{RedisBulkheadError as Denied, RedisError, RedisWaiter};
         use core::sync::atomic::Ordering::Relaxed;
         if wait.is_zero() {
-            return self.admit_redis(r, wait);
+            return match r.engine.try_acquire_async().await {
+                Ok(lease) => {
+                    self.store_answered(r);
+                    Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
+                }
+                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
+                    self.fall_back(r, cause, retry_after, Duration::ZERO)
+                }
+                Err(Denied::Redis(e)) => {
+                    self.store_answered(r);
+                    Err(Refusal::Redis(std::boxed::Box::new(e)))
+                }
+                Err(_) => {
+                    self.store_answered(r);
+                    Err(self.reject())
+                }
+            };
         }
         /// How the wait in Redis ended.
         enum Ended<'a> {
@@ -1683,13 +1781,14 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             }
         }
         let start = self.timer().now();
-        // Dropped (leaving the fleet's queue unless admitted) before the
-        // fallback decides, and when this future is dropped.
-        let mut waiter = r.engine.waiter();
+        // Leaves the fleet's queue unless admitted before the fallback
+        // decides (awaited), or when this future is dropped (not awaited);
+        // its polls and its leave run on the store's I/O threads.
+        let mut waiter = r.engine.waiter_async();
         let mut counted = Counted(r, false);
         let mut poll = crate::redis::FIRST_POLL;
         let ended = loop {
-            match waiter.poll() {
+            match waiter.poll().await {
                 Ok(Some(lease)) => {
                     self.store_answered(r);
                     break Ended::Decided(Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(
@@ -1721,7 +1820,8 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             }
             poll = RedisWaiter::next_poll(poll);
         };
-        drop(waiter);
+        // Leaves the fleet's queue unless admitted (awaited, off-thread).
+        waiter.leave().await;
         drop(counted);
         match ended {
             Ended::Decided(result) => result,
@@ -1740,6 +1840,41 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
                 }
                 self.fall_back(r, cause, retry_after, left)
             }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> BulkheadGuard<'_, T> {
+    /// [`success`](Self::success) for a task: releases the permit and
+    /// counts the call as a success; a Redis bulkhead's lease is released
+    /// from one of its store's I/O threads while the task awaits it (the
+    /// thread that polls never blocks), any other permit at once. Dropped
+    /// while the release is in flight, the release goes on (uncounted);
+    /// dropped before its first poll, it is the guard's drop.
+    pub async fn success_async(self) {
+        self.finish_async(false).await;
+    }
+
+    /// [`failure`](Self::failure) for a task: as
+    /// [`success_async`](Self::success_async), counting a failure.
+    pub async fn failure_async(self) {
+        self.finish_async(true).await;
+    }
+
+    async fn finish_async(mut self, failed: bool) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let bulkhead = self.bulkhead;
+        if let Some(release) = bulkhead.release_awaitable(permit) {
+            release.await;
+        }
+        let counters = &bulkhead.shell.counters;
+        if failed {
+            counters.failures.incr();
+        } else {
+            counters.successes.incr();
         }
     }
 }
@@ -1835,14 +1970,17 @@ pin_project_lite::pin_project! {
     /// FIFO. Dropped while running it releases the permit (counting a
     /// failure only while a panic unwinds); dropped while waiting, its wait
     /// leaves the queue or hands on a permit granted to it.
-    pub(crate) struct GuardedCall<'a, T: Timer, F, L> {
+    pub(crate) struct GuardedCall<'a, T: Timer, F: core::future::Future, L> {
         bulkhead: &'a Bulkhead<T>,
         stage: Admission<'a, Held<'a>, Refusal>,
         lift: core::marker::PhantomData<fn() -> L>,
+        // A Redis lease's release in flight (on the store's I/O threads),
+        // and the call's output, held back until it lands.
+        settling: Option<(super::async_call::Wait<'a, ()>, F::Output)>,
         #[pin]
         call: F,
     }
-    impl<'a, T: Timer, F, L> PinnedDrop for GuardedCall<'a, T, F, L> {
+    impl<'a, T: Timer, F: core::future::Future, L> PinnedDrop for GuardedCall<'a, T, F, L> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(permit) = this.stage.finish() {
@@ -1865,6 +2003,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let bulkhead: &Bulkhead<T> = this.bulkhead;
+        if let Some((release, _)) = this.settling {
+            core::task::ready!(release.as_mut().poll(cx));
+            if let Some((_, out)) = this.settling.take() {
+                return Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, out));
+            }
+        }
         let first_look = || match bulkhead.admit_now() {
             Some(permit) => FirstLook::Admitted(permit),
             None => FirstLook::Wait(std::boxed::Box::pin(
@@ -1880,7 +2024,12 @@ where
         // permit and counts the failure.
         let out = core::task::ready!(this.call.poll(cx));
         if let Some(permit) = this.stage.finish() {
-            bulkhead.release(permit);
+            if let Some(mut release) = bulkhead.release_awaitable(permit) {
+                if release.as_mut().poll(cx).is_pending() {
+                    *this.settling = Some((release, out));
+                    return Poll::Pending;
+                }
+            }
         }
         Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, out))
     }

@@ -4,8 +4,6 @@
 
 use core::fmt;
 use core::time::Duration;
-#[cfg(feature = "redis")]
-use std::boxed::Box;
 use std::sync::Arc;
 
 use super::home::Home;
@@ -121,7 +119,7 @@ pub struct RateLimiter<T: Timer = MonotonicClock> {
     /// The fleet's limiter in Redis, which then decides instead of `core`
     /// ([`RateLimiter::redis`]).
     #[cfg(feature = "redis")]
-    redis: Option<Box<crate::redis::RedisRateLimiter>>,
+    redis: Option<Arc<crate::redis::RedisRateLimiter>>,
 }
 
 impl RateLimiter<MonotonicClock> {
@@ -265,7 +263,7 @@ impl RateLimiter<MonotonicClock> {
                     MonotonicClock::new(),
                 ),
                 sleepers: WaitList::default(),
-                redis: Some(Box::new(engine)),
+                redis: Some(Arc::new(engine)),
             })
         })?;
         if let Some(engine) = &limiter.redis {
@@ -722,9 +720,25 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// [`Error::Disposed`].
     ///
     /// A limiter made by [`redis`](Self::redis) books its reservation in
-    /// Redis, a round trip **on the thread that polls** (it blocks for up to
-    /// the options' `command_timeout`), then sleeps here without blocking;
-    /// a shared-memory limiter decides in its region without blocking.
+    /// Redis without blocking the thread that polls: a decision that needs
+    /// no round trip (a leased permit, a refusal this process's last view
+    /// of the fleet implies) is taken at once; otherwise the round trip
+    /// runs on one of the Redis store's I/O threads (at most the options'
+    /// `max_connections` per server and settings, started on demand, each
+    /// exiting after 60 s idle; callers beyond them wait their turn in
+    /// FIFO order, and that wait is not bounded by `command_timeout`) and
+    /// the task is woken when it lands. Then the task sleeps here until the
+    /// booking is ready. **Dropped while the round trip is in flight**, the
+    /// call does not stop it: when it lands, a booking that has to wait is
+    /// handed back on an I/O thread as above (latest booking: freed; an
+    /// earlier one stays used), and a grant of permits available at once
+    /// is spent, as a blocking call that returned it. Handing back is also
+    /// done on an I/O thread when the future is dropped while it sleeps.
+    /// Should the OS refuse to start any I/O thread, the round trip runs on
+    /// the thread that polls (blocking it for up to `command_timeout`) and
+    /// a hand-back is skipped (the slot stays used, as when Redis does not
+    /// answer). A shared-memory limiter decides in its region without
+    /// blocking.
     ///
     /// # Errors
     ///
@@ -842,13 +856,12 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
                 let Some(engine) = &self.redis else {
                     unreachable!("a fleet booking comes from a Redis-backed limiter")
                 };
-                match engine.reserve(n, max_wait) {
+                // The round trip runs on the store's I/O threads.
+                match engine.reserve_async(n, max_wait).await {
                     Ok(booked) if booked.is_immediate() => Ok(()),
                     Ok(booked) => {
                         let ready_at = booked.ready_at();
-                        let owed = CancelOnDrop(Some(move || {
-                            let _ = engine.cancel(booked);
-                        }));
+                        let owed = CancelOnDrop(Some(move || engine.cancel_off_thread(booked)));
                         self.sleep_async(ready_at, owed).await
                     }
                     Err(e) => Err(self.refuse_redis(e)),

@@ -115,7 +115,9 @@ pub struct PoolCounts {
 }
 
 /// A bounded pool of worker threads that run detached calls: the one
-/// [`Timeout`] and [`RequestResponsePattern`] use.
+/// [`Timeout`] and [`RequestResponsePattern`] use (with features `async`
+/// and `redis`, each Redis store also runs its async callers' round trips
+/// on a pool of its own).
 ///
 /// A call is two steps: [`WorkerPool::submit`] hands a closure to a worker
 /// and returns a [`DetachedCall`]; [`DetachedCall::wait_until`] waits for
@@ -603,6 +605,231 @@ impl<O> Drop for DetachedCall<O> {
     }
 }
 
+/// Where a job awaited by a task is (see [`WorkerPool::submit_async`]).
+#[cfg(all(feature = "async", feature = "redis"))]
+enum Landed<F, O> {
+    /// Not taken by a worker yet; the waker of the task's last poll.
+    Queued(F, Option<core::task::Waker>),
+    /// Running on a worker.
+    Running(Option<core::task::Waker>),
+    /// Done; not taken yet.
+    Done(thread::Result<O>),
+    /// The task gave up before a worker took the job: the worker drops it
+    /// unrun.
+    Abandoned(F),
+    /// The pool shut down before a worker took the job: it goes back to
+    /// the task unrun.
+    Returned(F),
+    /// Taken by the task, or the task gave up while it ran.
+    Gone,
+}
+
+/// A job whose outcome a task awaits through its waker.
+#[cfg(all(feature = "async", feature = "redis"))]
+struct AsyncJob<F, O> {
+    landing: Arc<Mutex<Landed<F, O>>>,
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F, O> Task for AsyncJob<F, O>
+where
+    F: FnOnce() -> O + Send,
+    O: Send,
+{
+    fn run(self: Box<Self>, ready: &dyn Fn()) {
+        let mut landing = self.landing.lock();
+        let job = match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Running(waker);
+                job
+            }
+            Landed::Abandoned(job) => {
+                drop(landing);
+                // Nobody wants it: dropped unrun, here on the worker.
+                drop(job);
+                return;
+            }
+            other => {
+                *landing = other;
+                return;
+            }
+        };
+        drop(landing);
+        let outcome = catch_unwind(AssertUnwindSafe(job));
+        ready();
+        let mut landing = self.landing.lock();
+        if let Landed::Running(waker) = &mut *landing {
+            let waker = waker.take();
+            *landing = Landed::Done(outcome);
+            drop(landing);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        } else {
+            drop(landing);
+            // Nobody wants it: dropped here, on the worker.
+            drop(outcome);
+        }
+    }
+
+    fn cancel(self: Box<Self>) {
+        let mut landing = self.landing.lock();
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Returned(job);
+                drop(landing);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Landed::Abandoned(job) => {
+                drop(landing);
+                drop(job);
+            }
+            other => *landing = other,
+        }
+    }
+}
+
+/// A job that always runs once a worker takes it (nobody awaits it).
+#[cfg(all(feature = "async", feature = "redis"))]
+struct Spawned<F>(F);
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F: FnOnce() + Send> Task for Spawned<F> {
+    fn run(self: Box<Self>, ready: &dyn Fn()) {
+        let _ = catch_unwind(AssertUnwindSafe(self.0));
+        ready();
+    }
+
+    fn cancel(self: Box<Self>) {}
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl WorkerPool {
+    /// Hands `job` to a worker, as [`submit`](Self::submit) does (idle
+    /// time measured on [`MonotonicClock`](crate::clock::MonotonicClock)),
+    /// for a task to await: the returned [`AsyncCall`] is a future woken
+    /// through the task's waker when the job is done (no thread waits for
+    /// it).
+    ///
+    /// Dropping the `AsyncCall` abandons the job, and whatever the job or
+    /// its outcome owns is dropped on a worker, never on the task's thread
+    /// (so a drop that hands back what the job took, with a blocking call,
+    /// does not block the task's thread): a job not started is dropped
+    /// unrun by the worker that takes it; a running one goes on and its
+    /// outcome is dropped on its worker; an outcome delivered and not taken
+    /// is handed to a worker to drop ([`spawn`](Self::spawn); dropped on
+    /// the dropping thread only if the pool refuses it).
+    ///
+    /// # Errors
+    ///
+    /// `job` back, unrun, when the pool refuses it ([`Refused`]).
+    pub(crate) fn submit_async<O, F>(self: &Arc<Self>, job: F) -> Result<AsyncCall<F, O>, F>
+    where
+        F: FnOnce() -> O + Send + 'static,
+        O: Send + 'static,
+    {
+        let landing = Arc::new(Mutex::new(Landed::Queued(job, None)));
+        let task = Box::new(AsyncJob {
+            landing: Arc::clone(&landing),
+        });
+        if self
+            .enqueue(task, &crate::clock::MonotonicClock::new())
+            .is_err()
+        {
+            // The task was dropped unrun: the job is still in the landing.
+            return match core::mem::replace(&mut *landing.lock(), Landed::Gone) {
+                Landed::Queued(job, _) => Err(job),
+                _ => unreachable!("a refused job never reaches a worker"),
+            };
+        }
+        Ok(AsyncCall {
+            landing,
+            pool: Arc::clone(self),
+        })
+    }
+
+    /// Hands `job` to a worker and forgets it: it runs once a worker takes
+    /// it (not if the pool shuts down first). A panic in it is caught.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); the job is dropped unrun, here.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, job: F) -> Result<(), Refused>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.enqueue(Box::new(Spawned(job)), &crate::clock::MonotonicClock::new())
+    }
+}
+
+/// A job handed to a [`WorkerPool`] by [`WorkerPool::submit_async`]: a
+/// future of its outcome, or of the job itself, unrun, when the pool shut
+/// down before a worker took it. A panic in the job resumes on the task
+/// that polls.
+#[cfg(all(feature = "async", feature = "redis"))]
+pub(crate) struct AsyncCall<F: Send + 'static, O: Send + 'static> {
+    landing: Arc<Mutex<Landed<F, O>>>,
+    pool: Arc<WorkerPool>,
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F: Send + 'static, O: Send + 'static> core::future::Future for AsyncCall<F, O> {
+    type Output = Result<O, F>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Result<O, F>> {
+        use core::task::Poll;
+        let mut landing = self.landing.lock();
+        let remember = |known: Option<core::task::Waker>| match known {
+            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            _ => Some(cx.waker().clone()),
+        };
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            Landed::Done(Ok(value)) => Poll::Ready(Ok(value)),
+            Landed::Done(Err(panic)) => {
+                drop(landing);
+                std::panic::resume_unwind(panic)
+            }
+            Landed::Returned(job) => Poll::Ready(Err(job)),
+            Landed::Queued(job, waker) => {
+                *landing = Landed::Queued(job, remember(waker));
+                Poll::Pending
+            }
+            Landed::Running(waker) => {
+                *landing = Landed::Running(remember(waker));
+                Poll::Pending
+            }
+            Landed::Abandoned(_) | Landed::Gone => {
+                drop(landing);
+                panic!("a detached async call polled after it completed")
+            }
+        }
+    }
+}
+
+#[cfg(all(feature = "async", feature = "redis"))]
+impl<F: Send + 'static, O: Send + 'static> Drop for AsyncCall<F, O> {
+    fn drop(&mut self) {
+        let mut landing = self.landing.lock();
+        match core::mem::replace(&mut *landing, Landed::Gone) {
+            // The worker that takes it drops it.
+            Landed::Queued(job, _) => *landing = Landed::Abandoned(job),
+            Landed::Done(outcome) => {
+                drop(landing);
+                // A refused job is dropped unrun (the outcome with it, here).
+                let _ = self.pool.spawn(move || drop(outcome));
+            }
+            // Running: its worker drops the outcome. Returned: the pool is
+            // shut down, nobody else can drop it.
+            _ => {}
+        }
+    }
+}
+
 /// Why [`run_detached`] gave no outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoOutcome {
@@ -904,6 +1131,91 @@ mod tests {
         let got = done.recv_timeout(WATCHDOG).expect("waiter never woke");
         assert_eq!(got.and_then(Result::ok), Some(9));
         waiter.join().unwrap();
+        pool.shutdown();
+    }
+
+    /// Polls `call` once with a waker that counts its wake-ups.
+    #[cfg(all(feature = "async", feature = "redis"))]
+    fn poll_counting<F: Send + 'static, O: Send + 'static>(
+        call: &mut AsyncCall<F, O>,
+        woken: &Arc<WakeCount>,
+    ) -> core::task::Poll<Result<O, F>> {
+        let waker = core::task::Waker::from(Arc::clone(woken));
+        core::future::Future::poll(
+            core::pin::Pin::new(call),
+            &mut core::task::Context::from_waker(&waker),
+        )
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[derive(Default)]
+    struct WakeCount(core::sync::atomic::AtomicUsize);
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[test]
+    fn an_async_call_wakes_its_task_with_the_outcome() {
+        let pool = Arc::new(WorkerPool::new("t", 1, 0, Duration::from_secs(60)));
+        let (gate, job) = gated(7);
+        let mut call = pool.submit_async(job).unwrap_or_else(|_| panic!("refused"));
+        let woken = Arc::new(WakeCount::default());
+        assert!(poll_counting(&mut call, &woken).is_pending());
+        gate.started();
+        gate.open();
+        let start = std::time::Instant::now();
+        while woken.0.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < WATCHDOG, "the task was never woken");
+            std::thread::yield_now();
+        }
+        assert!(matches!(
+            poll_counting(&mut call, &woken),
+            core::task::Poll::Ready(Ok(7))
+        ));
+        pool.shutdown();
+    }
+
+    #[cfg(all(feature = "async", feature = "redis"))]
+    #[test]
+    fn an_abandoned_async_call_drops_its_late_outcome_on_a_worker() {
+        let pool = Arc::new(WorkerPool::new(
+            "late-async",
+            1,
+            usize::MAX,
+            Duration::from_secs(60),
+        ));
+        // Running when abandoned: its outcome is dropped on its worker.
+        let (dropped_tx, dropped) = mpsc::channel();
+        let (gate, job) = gated(ReportsDrop(dropped_tx.clone()));
+        let mut call = pool.submit_async(job).unwrap_or_else(|_| panic!("refused"));
+        let woken = Arc::new(WakeCount::default());
+        assert!(poll_counting(&mut call, &woken).is_pending());
+        gate.started();
+        drop(call);
+        gate.open();
+        let on = dropped
+            .recv_timeout(WATCHDOG)
+            .expect("outcome never dropped");
+        assert_eq!(on.as_deref(), Some("late-async"));
+        // Landed and not taken when abandoned: handed to a worker to drop.
+        let call = pool
+            .submit_async(move || ReportsDrop(dropped_tx))
+            .unwrap_or_else(|_| panic!("refused"));
+        let start = std::time::Instant::now();
+        while !matches!(*call.landing.lock(), Landed::Done(_)) {
+            assert!(start.elapsed() < WATCHDOG, "the job never ran");
+            std::thread::yield_now();
+        }
+        drop(call);
+        let on = dropped
+            .recv_timeout(WATCHDOG)
+            .expect("outcome never dropped");
+        assert_eq!(on.as_deref(), Some("late-async"));
         pool.shutdown();
     }
 

@@ -814,6 +814,128 @@ impl RedisCircuitBreaker {
     }
 }
 
+/// What a call owes the fleet after its verdict: one script call
+/// ([`RedisCircuitBreaker::failure`] or [`RedisCircuitBreaker::verdict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FleetReport {
+    /// A closed call failed in this generation.
+    Failure(u64),
+    /// A probe's verdict: generation, lease, outcome.
+    Verdict(u64, u64, Outcome),
+}
+
+impl FleetReport {
+    /// Sends the report (one round trip on this thread). A report Redis
+    /// did not take is not retried: the engine marked Redis unavailable.
+    pub(crate) fn send(self, engine: &RedisCircuitBreaker) {
+        let _ = match self {
+            FleetReport::Failure(generation) => engine.failure(generation),
+            FleetReport::Verdict(generation, lease, outcome) => {
+                engine.verdict(generation, lease, outcome).map(drop)
+            }
+        };
+    }
+}
+
+// --- for tasks (feature `async`) -------------------------------------------
+
+/// A report on its way to an I/O thread: sent when dropped unsent (its job
+/// dropped unrun because its task gave up), so it is never lost.
+#[cfg(feature = "async")]
+struct Sending {
+    engine: Arc<RedisCircuitBreaker>,
+    report: Option<FleetReport>,
+}
+
+#[cfg(feature = "async")]
+impl Sending {
+    fn send(&mut self) {
+        if let Some(report) = self.report.take() {
+            report.send(&self.engine);
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
+/// An admission back from an I/O thread; dropped unwanted (its task gave
+/// up while the round trip was in flight), a probe it was granted is
+/// reported ignored, freeing its lease.
+#[cfg(feature = "async")]
+struct AdmissionLanded {
+    engine: Arc<RedisCircuitBreaker>,
+    admission: Option<Result<FleetAdmission, RedisError>>,
+}
+
+#[cfg(feature = "async")]
+impl Drop for AdmissionLanded {
+    fn drop(&mut self) {
+        if let Some(Ok(FleetAdmission::Probe { generation, lease })) = self.admission.take() {
+            let _ = self.engine.verdict(generation, lease, Outcome::Ignored);
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl RedisCircuitBreaker {
+    /// [`admit`](Self::admit) for a task: decided here when this process's
+    /// cache can ([`admit_without_round_trip`](Self::admit_without_round_trip));
+    /// otherwise the round trip runs on one of the store's I/O threads
+    /// while the task awaits it. Dropped while it runs, a probe it is
+    /// granted is reported ignored from that thread.
+    pub(crate) async fn admit_async(self: &Arc<Self>) -> Result<FleetAdmission, RedisError> {
+        if let Some(decided) = self.admit_without_round_trip() {
+            return decided;
+        }
+        let engine = Arc::clone(self);
+        let mut landed = self
+            .store
+            .off_thread(move || {
+                let admission = engine.admit();
+                AdmissionLanded {
+                    engine,
+                    admission: Some(admission),
+                }
+            })
+            .await;
+        landed
+            .admission
+            .take()
+            .unwrap_or_else(|| Err(self.unavailable_error()))
+    }
+
+    /// Sends `report` from one of the store's I/O threads while the task
+    /// awaits it; dropped before it is sent, it is still sent from there.
+    pub(crate) async fn report_async(self: &Arc<Self>, report: FleetReport) {
+        let sending = Sending {
+            engine: Arc::clone(self),
+            report: Some(report),
+        };
+        self.store
+            .off_thread(move || {
+                let mut sending = sending;
+                sending.send();
+            })
+            .await;
+    }
+
+    /// Sends `report` from one of the store's I/O threads, not awaited
+    /// (a task dropped while its call ran). Should no I/O thread start,
+    /// it is sent from this thread.
+    pub(crate) fn report_off_thread(self: &Arc<Self>, report: FleetReport) {
+        let sending = Sending {
+            engine: Arc::clone(self),
+            report: Some(report),
+        };
+        self.store.spawn_off_thread(move || drop(sending));
+    }
+}
+
 impl Drop for RedisCircuitBreaker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);

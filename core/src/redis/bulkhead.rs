@@ -356,6 +356,44 @@ impl Inner {
         }
     }
 
+    /// Lists lease `id`, just granted, as held (renewed by the keeper).
+    fn hold(self: &Arc<Self>, id: &str, pid: u32) {
+        let mut local = self.local();
+        if local.pid == pid {
+            local.held.push(String::from(id));
+            self.ensure_keeper(&mut local);
+        }
+    }
+
+    /// One acquire: the lease id granted (listed as held), its process
+    /// and the fleet's counts.
+    fn try_acquire(self: &Arc<Self>) -> Result<(String, u32, BulkheadCounts), RedisBulkheadError> {
+        let (id, pid) = {
+            let mut local = self.local();
+            (local.next_id("l"), local.pid)
+        };
+        match self.call("acquire", &[&id]) {
+            Ok(reply) => match reply.status {
+                1 => {
+                    self.note_config(&reply.text);
+                    self.hold(&id, pid);
+                    Ok((id, pid, reply.counts))
+                }
+                -1 => Err(RedisBulkheadError::Redis(self.mismatch(reply.text))),
+                _ => {
+                    self.note_config(&reply.text);
+                    Err(RedisBulkheadError::Full(reply.counts))
+                }
+            },
+            Err(failure) => {
+                if maybe_applied(failure.cause) {
+                    self.owe(id, None, pid);
+                }
+                Err(RedisBulkheadError::Redis(failure.into_error()))
+            }
+        }
+    }
+
     /// A lease or waiter whose removal must be tried once more later.
     fn owe(self: &Arc<Self>, lease: String, waiter: Option<String>, pid: u32) {
         let mut local = self.local();
@@ -687,29 +725,9 @@ impl RedisBulkhead {
     /// [`RedisBulkheadError::Redis`] with [`RedisError::Unavailable`] when
     /// Redis did not answer, or [`RedisError::ConfigMismatch`].
     pub fn try_acquire(&self) -> Result<RedisLease<'_>, RedisBulkheadError> {
-        let (id, pid) = {
-            let mut local = self.inner.local();
-            (local.next_id("l"), local.pid)
-        };
-        match self.inner.call("acquire", &[&id]) {
-            Ok(reply) => match reply.status {
-                1 => {
-                    self.inner.note_config(&reply.text);
-                    Ok(self.granted(id, pid, reply.counts))
-                }
-                -1 => Err(RedisBulkheadError::Redis(self.inner.mismatch(reply.text))),
-                _ => {
-                    self.inner.note_config(&reply.text);
-                    Err(RedisBulkheadError::Full(reply.counts))
-                }
-            },
-            Err(failure) => {
-                if maybe_applied(failure.cause) {
-                    self.inner.owe(id, None, pid);
-                }
-                Err(RedisBulkheadError::Redis(failure.into_error()))
-            }
-        }
+        self.inner
+            .try_acquire()
+            .map(|(id, pid, counts)| self.lease(id, pid, counts))
     }
 
     /// A place to wait from: its first [`poll`](RedisWaiter::poll) takes a
@@ -717,13 +735,9 @@ impl RedisBulkhead {
     /// and take the permit when it is this waiter's turn. Nothing is sent
     /// until the first poll.
     pub fn waiter(&self) -> RedisWaiter<'_> {
-        let mut local = self.inner.local();
         RedisWaiter {
             bulkhead: self,
-            lease: local.next_id("l"),
-            waiter: local.next_id("w"),
-            pid: local.pid,
-            state: WaiterState::Fresh,
+            place: Place::new(&self.inner),
         }
     }
 
@@ -750,12 +764,8 @@ impl RedisBulkhead {
         self.inner.release(id, pid).map(|()| true)
     }
 
-    fn granted(&self, id: String, pid: u32, counts: BulkheadCounts) -> RedisLease<'_> {
-        let mut local = self.inner.local();
-        if local.pid == pid {
-            local.held.push(id.clone());
-            self.inner.ensure_keeper(&mut local);
-        }
+    /// The lease of `id` (granted and listed as held).
+    fn lease(&self, id: String, pid: u32, counts: BulkheadCounts) -> RedisLease<'_> {
         RedisLease {
             bulkhead: self,
             id: Some(id),
@@ -891,10 +901,7 @@ enum WaiterState {
 /// `waiter_ttl` and the lease within `lease_ttl`).
 pub struct RedisWaiter<'a> {
     bulkhead: &'a RedisBulkhead,
-    lease: String,
-    waiter: String,
-    pid: u32,
-    state: WaiterState,
+    place: Place,
 }
 
 impl<'a> RedisWaiter<'a> {
@@ -911,20 +918,66 @@ impl<'a> RedisWaiter<'a> {
     /// did not answer (the place is kept for the next poll, or left when
     /// this is dropped) or holds another config.
     pub fn poll(&mut self) -> Result<Option<RedisLease<'a>>, RedisBulkheadError> {
+        let pid = self.place.pid;
+        let bulkhead = self.bulkhead;
+        self.place
+            .poll()
+            .map(|granted| granted.map(|(id, counts)| bulkhead.lease(id, pid, counts)))
+    }
+
+    /// The interval before the next poll after one of `last`: doubled,
+    /// from [`FIRST_POLL`] up to [`LONGEST_POLL`].
+    pub fn next_poll(last: Duration) -> Duration {
+        (last * 2).clamp(FIRST_POLL, LONGEST_POLL)
+    }
+}
+
+impl fmt::Debug for RedisWaiter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisWaiter")
+            .field("waiter", &self.place.waiter)
+            .field("state", &self.place.state)
+            .finish()
+    }
+}
+
+/// A waiter's place in the fleet's queue, owned (so that an I/O thread can
+/// poll it for a task); dropped while in the queue, it leaves it.
+struct Place {
+    inner: Arc<Inner>,
+    lease: String,
+    waiter: String,
+    pid: u32,
+    state: WaiterState,
+}
+
+impl Place {
+    fn new(inner: &Arc<Inner>) -> Place {
+        let mut local = inner.local();
+        Place {
+            inner: Arc::clone(inner),
+            lease: local.next_id("l"),
+            waiter: local.next_id("w"),
+            pid: local.pid,
+            state: WaiterState::Fresh,
+        }
+    }
+
+    /// [`RedisWaiter::poll`]: the granted lease's id (listed as held) and
+    /// the fleet's counts.
+    fn poll(&mut self) -> Result<Option<(String, BulkheadCounts)>, RedisBulkheadError> {
         if self.state == WaiterState::Done {
             return Err(RedisBulkheadError::QueueFull(BulkheadCounts::default()));
         }
-        let inner = &self.bulkhead.inner;
+        let inner = &self.inner;
         match inner.call("wait", &[&self.lease, &self.waiter]) {
             Ok(reply) => match reply.status {
                 1 => {
                     inner.note_config(&reply.text);
                     self.state = WaiterState::Done;
-                    Ok(Some(self.bulkhead.granted(
-                        core::mem::take(&mut self.lease),
-                        self.pid,
-                        reply.counts,
-                    )))
+                    let id = core::mem::take(&mut self.lease);
+                    inner.hold(&id, self.pid);
+                    Ok(Some((id, reply.counts)))
                 }
                 2 => {
                     inner.note_config(&reply.text);
@@ -950,14 +1003,14 @@ impl<'a> RedisWaiter<'a> {
         }
     }
 
-    /// The interval before the next poll after one of `last`: doubled,
-    /// from [`FIRST_POLL`] up to [`LONGEST_POLL`].
-    pub fn next_poll(last: Duration) -> Duration {
-        (last * 2).clamp(FIRST_POLL, LONGEST_POLL)
+    /// `true` while dropping it sends (or owes) a leave.
+    #[cfg(feature = "async")]
+    fn must_leave(&self) -> bool {
+        matches!(self.state, WaiterState::Waiting { .. }) && self.pid == std::process::id()
     }
 }
 
-impl Drop for RedisWaiter<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
         let WaiterState::Waiting { last_failed } = self.state else {
             return;
@@ -965,7 +1018,7 @@ impl Drop for RedisWaiter<'_> {
         if self.pid != std::process::id() {
             return;
         }
-        let inner = &self.bulkhead.inner;
+        let inner = &self.inner;
         let lease = core::mem::take(&mut self.lease);
         let waiter = core::mem::take(&mut self.waiter);
         // After a failed poll the server is likely still away: the keeper
@@ -977,12 +1030,188 @@ impl Drop for RedisWaiter<'_> {
     }
 }
 
-impl fmt::Debug for RedisWaiter<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisWaiter")
-            .field("waiter", &self.waiter)
-            .field("state", &self.state)
-            .finish()
+// --- for tasks (feature `async`) -------------------------------------------
+
+/// A lease granted on an I/O thread, owned until a task claims it; dropped
+/// unclaimed (its task gave up while the round trip was in flight), it is
+/// released (one script call, on the thread that drops it: an I/O thread).
+#[cfg(feature = "async")]
+struct Granted {
+    inner: Arc<Inner>,
+    id: Option<String>,
+    pid: u32,
+    counts: BulkheadCounts,
+}
+
+#[cfg(feature = "async")]
+impl Drop for Granted {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.inner.release(id, self.pid);
+        }
+    }
+}
+
+/// A task's place in the fleet's queue ([`RedisBulkhead::waiter_async`]):
+/// each poll is one script call on one of the store's I/O threads.
+/// Dropped while in the queue, it leaves it from an I/O thread.
+#[cfg(feature = "async")]
+pub(crate) struct AsyncWaiter<'a> {
+    bulkhead: &'a RedisBulkhead,
+    /// `None` while a poll holds it on an I/O thread, or once dropped
+    /// there.
+    place: Option<Place>,
+}
+
+#[cfg(feature = "async")]
+impl<'a> AsyncWaiter<'a> {
+    /// [`RedisWaiter::poll`] for a task: the script call runs on an I/O
+    /// thread. Dropped while it runs, the place is left and a lease it
+    /// granted released, on that thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisWaiter::poll`].
+    pub(crate) async fn poll(&mut self) -> Result<Option<RedisLease<'a>>, RedisBulkheadError> {
+        let Some(mut place) = self.place.take() else {
+            return Err(RedisBulkheadError::QueueFull(BulkheadCounts::default()));
+        };
+        let (place, outcome) = self
+            .bulkhead
+            .inner
+            .store
+            .off_thread(move || {
+                let outcome = place.poll().map(|granted| {
+                    granted.map(|(id, counts)| Granted {
+                        inner: Arc::clone(&place.inner),
+                        id: Some(id),
+                        pid: place.pid,
+                        counts,
+                    })
+                });
+                (place, outcome)
+            })
+            .await;
+        self.place = Some(place);
+        outcome.map(|granted| granted.map(|g| self.bulkhead.claim(g)))
+    }
+}
+
+#[cfg(feature = "async")]
+impl AsyncWaiter<'_> {
+    /// Leaves the fleet's queue unless admitted or refused (as dropping a
+    /// [`RedisWaiter`] does), the script call on an I/O thread, awaited.
+    /// Dropped while it runs, the leave goes on there.
+    pub(crate) async fn leave(mut self) {
+        if let Some(place) = self.place.take() {
+            if place.must_leave() {
+                self.bulkhead
+                    .inner
+                    .store
+                    .off_thread(move || drop(place))
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for AsyncWaiter<'_> {
+    fn drop(&mut self) {
+        if let Some(place) = self.place.take() {
+            if place.must_leave() {
+                self.bulkhead
+                    .inner
+                    .store
+                    .spawn_off_thread(move || drop(place));
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl RedisBulkhead {
+    /// [`try_acquire`](Self::try_acquire) for a task: the script call runs
+    /// on one of the store's I/O threads. Dropped while it runs, a lease
+    /// it granted is released on that thread.
+    pub(crate) async fn try_acquire_async(&self) -> Result<RedisLease<'_>, RedisBulkheadError> {
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .store
+            .off_thread(move || {
+                inner.try_acquire().map(|(id, pid, counts)| Granted {
+                    inner: Arc::clone(&inner),
+                    id: Some(id),
+                    pid,
+                    counts,
+                })
+            })
+            .await
+            .map(|granted| self.claim(granted))
+    }
+
+    /// [`waiter`](Self::waiter) for a task (see [`AsyncWaiter`]).
+    pub(crate) fn waiter_async(&self) -> AsyncWaiter<'_> {
+        AsyncWaiter {
+            bulkhead: self,
+            place: Some(Place::new(&self.inner)),
+        }
+    }
+
+    /// The lease of a grant made on an I/O thread.
+    fn claim(&self, mut granted: Granted) -> RedisLease<'_> {
+        RedisLease {
+            bulkhead: self,
+            id: granted.id.take(),
+            pid: granted.pid,
+            granted: granted.counts,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl RedisLease<'_> {
+    /// [`release`](Self::release) for a task: the script call runs on one
+    /// of the store's I/O threads. Dropped before it ran, the release
+    /// still runs there (the lease is never kept).
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](Self::release).
+    pub(crate) async fn release_async(mut self) -> Result<(), RedisError> {
+        let Some(owned) = self.owned() else {
+            return Ok(());
+        };
+        let store = Arc::clone(&owned.inner.store);
+        store
+            .off_thread(move || {
+                let mut owned = owned;
+                match owned.id.take() {
+                    Some(id) => owned.inner.release(id, owned.pid),
+                    None => Ok(()),
+                }
+            })
+            .await
+    }
+
+    /// Releases the lease from one of the store's I/O threads, not
+    /// awaited (a task dropped while it held it).
+    pub(crate) fn release_off_thread(mut self) {
+        if let Some(owned) = self.owned() {
+            let store = Arc::clone(&owned.inner.store);
+            store.spawn_off_thread(move || drop(owned));
+        }
+    }
+
+    /// The lease, owned (released when dropped); `None` once released.
+    fn owned(&mut self) -> Option<Granted> {
+        let id = self.id.take()?;
+        Some(Granted {
+            inner: Arc::clone(&self.bulkhead.inner),
+            id: Some(id),
+            pid: self.pid,
+            counts: self.granted,
+        })
     }
 }
 

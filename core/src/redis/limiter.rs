@@ -1065,6 +1065,103 @@ impl RedisRateLimiter {
     }
 }
 
+// --- for tasks (feature `async`) -------------------------------------------
+
+/// A reservation's outcome back from an I/O thread; dropped unwanted (its
+/// task gave up while the round trip was in flight), it cancels what it
+/// booked.
+#[cfg(feature = "async")]
+struct Landed {
+    engine: Arc<RedisRateLimiter>,
+    outcome: Option<Result<RedisReservation, RedisLimitError>>,
+}
+
+#[cfg(feature = "async")]
+impl Drop for Landed {
+    fn drop(&mut self) {
+        if let Some(Ok(reservation)) = self.outcome.take() {
+            self.engine.cancel_off_thread(reservation);
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl RedisRateLimiter {
+    /// [`reserve`](Self::reserve) for a task: decided here when no round
+    /// trip is needed (`n` above the burst or zero, a leased permit, a
+    /// refusal the known TAT implies); otherwise the round trip runs on
+    /// one of the store's I/O threads (`Store::off_thread`) while the task
+    /// awaits it. Dropped while the round trip is in flight, the booking it
+    /// makes is handed to [`cancel`](Self::cancel) on an I/O thread when it
+    /// lands (an immediate grant is spent, as a blocking `reserve` that
+    /// returned it).
+    pub(crate) async fn reserve_async(
+        self: &Arc<Self>,
+        n: u32,
+        max_wait: Duration,
+    ) -> Result<RedisReservation, RedisLimitError> {
+        if let Some(decided) = self.reserve_locally(n, max_wait) {
+            return decided;
+        }
+        let engine = Arc::clone(self);
+        let mut landed = self
+            .store
+            .off_thread(move || {
+                let outcome = engine.reserve(n, max_wait);
+                Landed {
+                    engine,
+                    outcome: Some(outcome),
+                }
+            })
+            .await;
+        landed
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err(self.unexpected()))
+    }
+
+    /// Hands `reservation` back ([`cancel`](Self::cancel)) on one of the
+    /// store's I/O threads, when it may still be handed back (booked to
+    /// wait and not ready yet). Should no I/O thread start, it is not
+    /// handed back (the slot stays used, as when Redis does not answer).
+    pub(crate) fn cancel_off_thread(self: &Arc<Self>, reservation: RedisReservation) {
+        if matches!(reservation.booking, Booking::Immediate)
+            || self.clock.now() >= reservation.ready_at
+        {
+            return;
+        }
+        let engine = Arc::clone(self);
+        self.store.spawn_off_thread(move || {
+            let _ = engine.cancel(reservation);
+        });
+    }
+
+    /// The decisions of [`reserve`](Self::reserve) that need no round
+    /// trip; `None` when only Redis can tell.
+    fn reserve_locally(
+        &self,
+        n: u32,
+        max_wait: Duration,
+    ) -> Option<Result<RedisReservation, RedisLimitError>> {
+        let p = *self.params.read();
+        if let Err(e) = check_capacity(&p, n) {
+            return Some(Err(e.into()));
+        }
+        if n == 0 || (self.options.lease_permits > 0 && self.take_leased(n)) {
+            return Some(Ok(RedisReservation {
+                permits: n,
+                wait: Duration::ZERO,
+                ready_at: self.clock.now(),
+                server_ready_us: None,
+                via: Via::Local,
+                booking: Booking::Immediate,
+            }));
+        }
+        self.known_refusal(&p, n, Some(max_wait))
+            .map(|refusal| Err(refusal.into()))
+    }
+}
+
 fn check_capacity(p: &Params, n: u32) -> Result<(), RateLimitError> {
     if n > p.burst {
         Err(RateLimitError::ExceedsCapacity {

@@ -366,6 +366,7 @@ mod limiter;
 mod options;
 pub(crate) mod store;
 
+pub(crate) use breaker::FleetReport;
 pub use breaker::{FleetAdmission, FleetEvent, RedisCircuitBreaker};
 pub use bulkhead::{
     DEFAULT_LEASE_TTL, FIRST_POLL, LONGEST_POLL, RedisBulkhead, RedisBulkheadError, RedisLease,

@@ -48,6 +48,11 @@ struct Pooled {
     pid: u32,
 }
 
+/// How long an I/O thread of a store (see `Store::off_thread`) waits
+/// idle before it exits.
+#[cfg(feature = "async")]
+pub(crate) const IO_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What identifies a store: objects with equal settings share one.
 #[derive(Clone, PartialEq, Eq)]
 struct StoreKey {
@@ -103,6 +108,10 @@ pub(crate) struct Store {
     open: AtomicU64,
     guard: CircuitBreaker,
     clock: MonotonicClock,
+    /// The I/O threads that run async callers' round trips (feature
+    /// `async`), started on first use.
+    #[cfg(feature = "async")]
+    io: std::sync::OnceLock<Arc<crate::blocking::WorkerPool>>,
 }
 
 impl Store {
@@ -140,9 +149,68 @@ impl Store {
             guard,
             clock: MonotonicClock::new(),
             key: key.clone(),
+            #[cfg(feature = "async")]
+            io: std::sync::OnceLock::new(),
         });
         stores.push((key, Arc::downgrade(&store)));
         Ok(store)
+    }
+
+    /// Runs `job` (blocking round trips) on one of this store's I/O
+    /// threads and awaits its outcome through the task's waker: the thread
+    /// that polls never blocks on the network.
+    ///
+    /// The I/O threads: at most `max_connections` (each round trip holds a
+    /// connection, so more threads could only wait for one), started on
+    /// demand, each exiting after [`IO_IDLE_TIMEOUT`] idle; jobs beyond
+    /// them wait in FIFO order, one per awaiting task (the queue is not
+    /// bounded by `command_timeout`: only each round trip is). Should no
+    /// thread start at all (the OS refuses one), `job` runs on the thread
+    /// that polls, as before.
+    ///
+    /// Dropping the future abandons `job` as `WorkerPool::submit_async`
+    /// says: not started, it is dropped unrun on an I/O thread; running, it
+    /// finishes on its I/O thread and its outcome is dropped there. So the
+    /// `Drop` of what a job owns or returns (handing back what the round
+    /// trip took) runs off the task's thread.
+    #[cfg(feature = "async")]
+    pub(crate) async fn off_thread<O, F>(&self, job: F) -> O
+    where
+        F: FnOnce() -> O + Send + 'static,
+        O: Send + 'static,
+    {
+        let unrun = match self.io().submit_async(job) {
+            Ok(call) => match call.await {
+                Ok(outcome) => return outcome,
+                // The pool shut down before a worker took it (the store
+                // is going away).
+                Err(job) => job,
+            },
+            Err(job) => job,
+        };
+        unrun()
+    }
+
+    /// The I/O threads (see [`off_thread`](Self::off_thread)).
+    #[cfg(feature = "async")]
+    fn io(&self) -> &Arc<crate::blocking::WorkerPool> {
+        self.io.get_or_init(|| {
+            Arc::new(crate::blocking::WorkerPool::new(
+                "stockade-redis-io",
+                self.key.max_connections as usize,
+                usize::MAX,
+                IO_IDLE_TIMEOUT,
+            ))
+        })
+    }
+
+    /// Hands `job` (a round trip nobody awaits: handing back what a
+    /// dropped task took) to an I/O thread. Should no thread start, `job`
+    /// is dropped unrun: what it would hand back stays taken until it
+    /// expires, as when Redis does not answer.
+    #[cfg(feature = "async")]
+    pub(crate) fn spawn_off_thread(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self.io().spawn(job);
     }
 
     /// The command timeout.
@@ -381,6 +449,10 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        #[cfg(feature = "async")]
+        if let Some(io) = self.io.get() {
+            io.shutdown();
+        }
         for slot in self.idle.iter() {
             let taken = slot.swap(core::ptr::null_mut(), Ordering::Acquire);
             if !taken.is_null() {
