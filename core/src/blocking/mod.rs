@@ -74,7 +74,7 @@ mod fallback;
 pub use fallback::{DynFallbackFn, DynHandleIf, Fallback, FallbackConfig, FallbackStage};
 mod hedging;
 pub use hedging::Hedging;
-#[cfg(feature = "async")]
+#[cfg(feature = "tower")]
 pub(crate) use {
     breaker::KeptCall, bulkhead::GuardedCall, limiter::LimitedCall, timeout::TimedCall,
 };
