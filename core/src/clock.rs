@@ -1050,7 +1050,7 @@ mod monotonic {
             // Bounds the readers' spinning should the main thread stall.
             let watchdog = Instant::now() + Duration::from_secs(60);
             let done = AtomicBool::new(false);
-            let started = AtomicBool::new(false);
+            let started = AtomicU64::new(0);
             let lost = AtomicBool::new(false);
             std::thread::scope(|scope| {
                 let _stop = SetOnDrop(&done);
@@ -1059,10 +1059,19 @@ mod monotonic {
                         let coarse = CoarseClock::new();
                         while !done.load(Ordering::SeqCst) && Instant::now() < watchdog {
                             let _ = coarse.now();
-                            // `started` is set after `start_upkeep` returned
-                            // and cleared before the handle is dropped.
-                            if started.load(Ordering::SeqCst) && !CoarseClock::upkeep_running() {
-                                lost.store(true, Ordering::SeqCst);
+                            // `started` is odd from just after `start_upkeep`
+                            // returned until just before the handle is
+                            // dropped. The flag counts as lost only if it was
+                            // read false inside one such stretch: the same odd
+                            // value before and after the read (a stretch that
+                            // ended meanwhile is no loss).
+                            let before = started.load(Ordering::SeqCst);
+                            if before % 2 == 1 {
+                                let running = CoarseClock::upkeep_running();
+                                core::sync::atomic::fence(Ordering::SeqCst);
+                                if !running && started.load(Ordering::SeqCst) == before {
+                                    lost.store(true, Ordering::SeqCst);
+                                }
                             }
                         }
                     });
@@ -1076,12 +1085,12 @@ mod monotonic {
                         CoarseClock::upkeep_running(),
                         "round {round}: flag lost right after start_upkeep"
                     );
-                    started.store(true, Ordering::SeqCst);
+                    started.fetch_add(1, Ordering::SeqCst); // odd: running
                     for _ in 0..200 {
                         assert!(CoarseClock::upkeep_running(), "round {round}: flag lost");
                         core::hint::spin_loop();
                     }
-                    started.store(false, Ordering::SeqCst);
+                    started.fetch_add(1, Ordering::SeqCst); // even: stopping
                     drop(upkeep);
                     assert!(!CoarseClock::upkeep_running());
                     assert!(Instant::now() < watchdog, "watchdog: took over 60 s");
