@@ -773,9 +773,8 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # Errors
     ///
     /// As [`acquire`](Self::acquire).
-    pub async fn acquire_async(&self, n: u32) -> Result<(), Error> {
-        self.acquire_timeout_async(n, self.config().queue_timeout)
-            .await
+    pub fn acquire_async(&self, n: u32) -> impl core::future::Future<Output = Result<(), Error>> {
+        self.acquire_within_async(n, self.config().queue_timeout)
     }
 
     /// [`acquire_timeout`](Self::acquire_timeout) for a task: as
@@ -785,25 +784,34 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # Errors
     ///
     /// As [`acquire_timeout`](Self::acquire_timeout).
-    pub async fn acquire_timeout_async(&self, n: u32, timeout: Duration) -> Result<(), Error> {
-        self.admit_async(n, timeout.min(self.config().queue_timeout))
-            .await
-            .map_err(Refusal::into_error)?;
-        self.shell.counters.successes.incr();
-        Ok(())
+    pub fn acquire_timeout_async(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> impl core::future::Future<Output = Result<(), Error>> {
+        self.acquire_within_async(n, timeout.min(self.config().queue_timeout))
     }
 
-    /// Books `n` permits and sleeps until they are ready.
-    async fn admit_async(&self, n: u32, max_wait: Duration) -> Result<(), Refusal> {
-        match self.book(n, max_wait) {
-            Booked::Now => Ok(()),
-            booked => self.wait_booked(booked).await,
+    /// The future of the async acquisitions ([`Acquire`]).
+    #[inline]
+    fn acquire_within_async(
+        &self,
+        n: u32,
+        max_wait: Duration,
+    ) -> impl core::future::Future<Output = Result<(), Error>> {
+        Acquire {
+            limiter: self,
+            n,
+            max_wait,
+            stage: AcquireStage::Start,
+            make_wait: Self::wait,
+            waiting: core::mem::ManuallyDrop::new(None),
         }
     }
 
     /// Books `n` permits without waiting: ready now, ready later, refused
-    /// (or, for a Redis-backed limiter, left to [`wait_booked`](Self::wait_booked)).
-    #[inline]
+    /// (or, for a Redis-backed limiter, left to [`settle`](Self::settle)).
+    #[inline(always)]
     fn book(&self, n: u32, max_wait: Duration) -> Booked {
         if self.is_disposed() {
             return Booked::Refused(Refusal::Disposed);
@@ -812,6 +820,21 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
         if self.redis.is_some() {
             return Booked::Fleet(n, max_wait);
         }
+        // Permits free now are taken by the plain check-and-set (the
+        // grant a reservation would make, without its bookkeeping); only
+        // a caller who finds none books a place in the queue.
+        match self.core.try_acquire_n(n, self.timer()) {
+            Ok(()) => Booked::Now,
+            Err(_) => self.book_later(n, max_wait),
+        }
+    }
+
+    /// [`book`](Self::book) when no permit was free at the first look:
+    /// books through the core's queue (which grants at once if permits
+    /// became free meanwhile). Out of line: not the healthy path.
+    #[cold]
+    #[inline(never)]
+    fn book_later(&self, n: u32, max_wait: Duration) -> Booked {
         match self.core.reserve(n, max_wait, self.timer()) {
             Ok(booked) if booked.is_immediate() => Booked::Now,
             Ok(booked) => Booked::Later(booked.ready_at(), booked.into_token()),
@@ -819,34 +842,57 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
         }
     }
 
-    /// Waits for a booking that is not ready now; a dropped future cancels
-    /// the reservation.
-    async fn wait_booked(&self, booked: Booked) -> Result<(), Refusal> {
+    /// What a booking that was not granted at once leaves to do: nothing
+    /// (`None`: granted; a Redis-backed limiter books in Redis here, a
+    /// round trip), a wait, or the refusal.
+    fn settle(&self, booked: Booked) -> Result<Option<Wait>, Refusal> {
         match booked {
-            Booked::Now => Ok(()),
+            Booked::Now => Ok(None),
             Booked::Refused(refusal) => Err(refusal),
-            Booked::Later(ready_at, token) => {
-                let owed = CancelOnDrop(Some(move || {
-                    let _ = self.core.cancel(token, self.timer());
-                }));
-                self.sleep_async(ready_at, owed).await
-            }
+            Booked::Later(ready_at, token) => Ok(Some(Wait::Local(ready_at, token))),
             #[cfg(feature = "redis")]
             Booked::Fleet(n, max_wait) => {
                 let Some(engine) = &self.redis else {
                     unreachable!("a fleet booking comes from a Redis-backed limiter")
                 };
                 match engine.reserve(n, max_wait) {
-                    Ok(booked) if booked.is_immediate() => Ok(()),
-                    Ok(booked) => {
-                        let ready_at = booked.ready_at();
-                        let owed = CancelOnDrop(Some(move || {
-                            let _ = engine.cancel(booked);
-                        }));
-                        self.sleep_async(ready_at, owed).await
-                    }
+                    Ok(booked) if booked.is_immediate() => Ok(None),
+                    Ok(booked) => Ok(Some(Wait::Fleet(booked))),
                     Err(e) => Err(self.refuse_redis(e)),
                 }
+            }
+        }
+    }
+
+    /// Waits for a booking that is not ready now; a dropped future cancels
+    /// the reservation.
+    async fn wait_booked(&self, booked: Booked) -> Result<(), Refusal> {
+        match self.settle(booked)? {
+            None => Ok(()),
+            Some(wait) => self.wait(wait).await,
+        }
+    }
+
+    /// Sleeps until a reservation is ready; a dropped future (or a
+    /// dispose) cancels it.
+    async fn wait(&self, wait: Wait) -> Result<(), Refusal> {
+        match wait {
+            Wait::Local(ready_at, token) => {
+                let owed = CancelOnDrop(Some(move || {
+                    let _ = self.core.cancel(token, self.timer());
+                }));
+                self.sleep_async(ready_at, owed).await
+            }
+            #[cfg(feature = "redis")]
+            Wait::Fleet(booked) => {
+                let Some(engine) = &self.redis else {
+                    unreachable!("a fleet booking comes from a Redis-backed limiter")
+                };
+                let ready_at = booked.ready_at();
+                let owed = CancelOnDrop(Some(move || {
+                    let _ = engine.cancel(booked);
+                }));
+                self.sleep_async(ready_at, owed).await
             }
         }
     }
@@ -883,10 +929,21 @@ enum Booked {
     Later(crate::clock::Timestamp, crate::limiter::ReservationToken),
     /// Refused (counted, with its event).
     Refused(Refusal),
-    /// A Redis-backed limiter: `n` permits within `max_wait`, booked in
-    /// Redis by the waiting future.
+    /// A Redis-backed limiter: `n` permits within `max_wait`, to book in
+    /// Redis ([`RateLimiter::settle`]).
     #[cfg(feature = "redis")]
     Fleet(u32, Duration),
+}
+
+/// A reservation to wait for (feature `async`).
+#[cfg(feature = "async")]
+enum Wait {
+    /// In the local (or shared-memory) core: ready at this time, the
+    /// token to cancel it.
+    Local(crate::clock::Timestamp, crate::limiter::ReservationToken),
+    /// In Redis.
+    #[cfg(feature = "redis")]
+    Fleet(crate::redis::RedisReservation),
 }
 
 /// Cancels a reservation on drop unless disarmed (set to `None`).
@@ -902,6 +959,153 @@ impl<F: FnOnce()> Drop for CancelOnDrop<F> {
     }
 }
 
+/// Makes the future that sleeps until a reservation is ready
+/// ([`RateLimiter::wait`]), naming its type for [`Acquire`].
+#[cfg(feature = "async")]
+trait WaitFn<'a, T: super::AsyncTimer + 'a>: Fn(&'a RateLimiter<T>, Wait) -> Self::Wait {
+    /// The waiting future.
+    type Wait: core::future::Future<Output = Result<(), Refusal>>;
+}
+
+#[cfg(feature = "async")]
+impl<'a, T, F, W> WaitFn<'a, T> for F
+where
+    T: super::AsyncTimer + 'a,
+    F: Fn(&'a RateLimiter<T>, Wait) -> W,
+    W: core::future::Future<Output = Result<(), Refusal>>,
+{
+    type Wait = W;
+}
+
+/// Where an [`Acquire`] is.
+#[cfg(feature = "async")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AcquireStage {
+    /// Not booked yet (booking is at the first poll).
+    Start,
+    /// Booked for later: `waiting` sleeps until the permits are ready.
+    Waiting,
+    /// Taken or refused.
+    Done,
+}
+
+/// An async acquisition ([`RateLimiter::acquire_async`]), written by hand
+/// (no generator): it books at its first poll, and permits free then are
+/// counted and returned at once. Only a booking that must wait makes the
+/// future that sleeps (`waiting`, boxed: the acquisition stays a few words,
+/// cheap to move, and a call that does not wait allocates nothing); its
+/// drop hands the reservation back as [`RateLimiter::execute_async`] says.
+#[cfg(feature = "async")]
+struct Acquire<'a, T: super::AsyncTimer + 'a, M: WaitFn<'a, T>> {
+    limiter: &'a RateLimiter<T>,
+    n: u32,
+    max_wait: Duration,
+    stage: AcquireStage,
+    make_wait: M,
+    /// Dropped by hand (see `Drop`): the healthy path, which never made
+    /// it, then pays one inlined check instead of a call to drop glue.
+    waiting: core::mem::ManuallyDrop<Option<core::pin::Pin<std::boxed::Box<M::Wait>>>>,
+}
+
+#[cfg(feature = "async")]
+impl<'a, T: super::AsyncTimer + 'a, M: WaitFn<'a, T>> Drop for Acquire<'a, T, M> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.waiting.is_some() {
+            // Dropping a waiting future cancels its reservation. What is
+            // left behind is `None`, which needs no drop.
+            drop_waiting(self.waiting.take());
+        }
+    }
+}
+
+/// Drops an [`Acquire`]'s waiting future (out of line: the healthy path
+/// never has one).
+#[cfg(feature = "async")]
+#[cold]
+#[inline(never)]
+fn drop_waiting<W>(waiting: Option<W>) {
+    drop(waiting);
+}
+
+#[cfg(feature = "async")]
+impl<'a, T: super::AsyncTimer + 'a, M: WaitFn<'a, T> + Unpin> core::future::Future
+    for Acquire<'a, T, M>
+{
+    type Output = Result<(), Error>;
+
+    #[inline]
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let booked = if this.stage == AcquireStage::Start {
+            let limiter = this.limiter;
+            match limiter.book(this.n, this.max_wait) {
+                Booked::Now => {
+                    this.stage = AcquireStage::Done;
+                    limiter.shell.counters.successes.incr();
+                    return core::task::Poll::Ready(Ok(()));
+                }
+                booked => Some(booked),
+            }
+        } else {
+            None
+        };
+        this.poll_booked(booked, cx)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<'a, T: super::AsyncTimer + 'a, M: WaitFn<'a, T>> Acquire<'a, T, M> {
+    /// An acquisition not granted at its first look: `booked` at the first
+    /// poll (refused, a fleet's booking to make, or a wait), `None` at a
+    /// later one. Out of line: the healthy path never runs it.
+    #[inline(never)]
+    fn poll_booked(
+        &mut self,
+        booked: Option<Booked>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Result<(), Error>> {
+        let limiter = self.limiter;
+        match booked {
+            Some(booked) => match limiter.settle(booked) {
+                Ok(None) => {
+                    self.stage = AcquireStage::Done;
+                    limiter.shell.counters.successes.incr();
+                    return core::task::Poll::Ready(Ok(()));
+                }
+                Ok(Some(wait)) => {
+                    *self.waiting = Some(std::boxed::Box::pin((self.make_wait)(limiter, wait)));
+                    self.stage = AcquireStage::Waiting;
+                }
+                Err(refusal) => {
+                    self.stage = AcquireStage::Done;
+                    return core::task::Poll::Ready(Err(refusal.into_error()));
+                }
+            },
+            None if self.stage == AcquireStage::Waiting => {}
+            None => panic!("a rate limiter's acquisition polled after it completed"),
+        }
+        let Some(waiting) = self.waiting.as_mut() else {
+            unreachable!("a waiting acquisition has its waiting future")
+        };
+        let waited = core::task::ready!(waiting.as_mut().poll(cx));
+        self.stage = AcquireStage::Done;
+        // Completed (a refused wait handed its booking back as it ended):
+        // dropping it does nothing more.
+        drop_waiting(self.waiting.take());
+        core::task::Poll::Ready(match waited {
+            Ok(()) => {
+                limiter.shell.counters.successes.incr();
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.into_error()),
+        })
+    }
+}
+
 #[cfg(feature = "async")]
 impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
     /// Awaits `call` once a permit is available, as
@@ -913,9 +1117,13 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for RateLimiter<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.admit_async(1, self.config().queue_timeout)
-            .await
-            .map_err(Refusal::into_error)?;
+        match self.book(1, self.config().queue_timeout) {
+            Booked::Now => {}
+            booked => self
+                .wait_booked(booked)
+                .await
+                .map_err(Refusal::into_error)?,
+        }
         let running = self.shell.counters.running_async();
         let result = call().await;
         running.finish(&result);
