@@ -26,7 +26,12 @@ fn run(n: u64) {
     let breaker =
         CircuitBreaker::unregistered("count-telemetry", BreakerConfig::DEFAULT).expect("valid");
     for _ in 0..n {
-        assert!(black_box(breaker.execute(healthy_call)).is_ok());
+        // Only whether it succeeded is kept, as a caller keeps what it
+        // uses: a `black_box` of the whole `Result` (about 80 bytes with
+        // every feature's error) would count its copy to memory, whose
+        // cost moves with register allocation by more than what is
+        // measured here.
+        assert!(black_box(breaker.execute(healthy_call).is_ok()));
     }
 }
 

@@ -1,12 +1,14 @@
 //! The rate limiter's async form (feature `async`, tokio with paused
 //! time): a task sleeps its reservation on tokio's time, a dropped future
-//! cancels its reservation, dispose wakes a sleeping task.
+//! cancels its reservation, dispose wakes a sleeping task; booking at the
+//! first poll, `acquire_timeout_async`.
 #![cfg(not(stockade_loom))]
 
 mod async_util;
 use async_util::{poll_once, until};
 
 use core::pin::pin;
+use core::task::Poll;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -91,4 +93,49 @@ async fn dispose_wakes_a_sleeping_task() {
         start.elapsed() < Duration::from_secs(3600),
         "woke only at its reservation"
     );
+}
+
+/// An acquisition books at its first poll, not before; a permit free then
+/// is taken in that poll and counted once.
+#[tokio::test(start_paused = true)]
+async fn an_acquisition_books_at_its_first_poll() {
+    let l = limiter();
+    let mut acquiring = pin!(async_util::assert_send(l.acquire_async(1)));
+    assert_eq!(
+        l.core().available(l.timer()),
+        1,
+        "booked before the first poll"
+    );
+    assert!(matches!(poll_once(acquiring.as_mut()), Poll::Ready(Ok(()))));
+    assert_eq!(l.core().available(l.timer()), 0);
+    let m = l.metrics();
+    assert_eq!((m.calls, m.successes, m.queue_depth), (1, 1, 0));
+    // Polling it again is the caller's bug: a panic, not a second permit.
+    let again = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        poll_once(acquiring.as_mut())
+    }));
+    assert!(again.is_err());
+    assert_eq!(l.metrics().successes, 1);
+}
+
+/// `acquire_timeout_async` waits at most its timeout: a longer wait is
+/// refused at the first poll (booking nothing, one rejection counted), a
+/// shorter one sleeps its reservation and is counted when it is ready.
+#[tokio::test(start_paused = true)]
+async fn acquire_timeout_async_refuses_or_waits() {
+    let l = limiter();
+    l.acquire_async(1).await.unwrap();
+    let mut refused = pin!(l.acquire_timeout_async(1, Duration::from_millis(50)));
+    assert!(matches!(
+        poll_once(refused.as_mut()),
+        Poll::Ready(Err(Error::RateLimited { .. }))
+    ));
+    let m = l.metrics();
+    assert_eq!((m.rejections, m.queue_depth), (1, 0));
+    let start = tokio::time::Instant::now();
+    l.acquire_timeout_async(1, Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(l.metrics().successes, 2);
 }

@@ -1002,8 +1002,39 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// breaker's call keeps only its token across the closure (a whole
     /// guard, with room for a Redis-backed call's state, is copied around
     /// the call on the closed path).
+    ///
+    /// Whether the call may be traced is decided first, once: a call
+    /// nobody traces then runs exactly the untraced code (the check is
+    /// one load of `tracing`'s level filter and a branch); a traced one
+    /// runs the same steps, out of line, in its span.
     #[inline]
     fn guarded<X, E>(
+        &self,
+        f: impl FnOnce() -> X,
+        classify: impl FnOnce(&X) -> Outcome,
+    ) -> Result<X, Error<E>> {
+        if ExecSpan::wanted() {
+            return self.guarded_traced(f, classify);
+        }
+        self.guarded_in::<_, _, false>(f, classify)
+    }
+
+    /// [`guarded`](Self::guarded) in an execution span: out of line, off
+    /// the untraced path.
+    #[cold]
+    #[inline(never)]
+    fn guarded_traced<X, E>(
+        &self,
+        f: impl FnOnce() -> X,
+        classify: impl FnOnce(&X) -> Outcome,
+    ) -> Result<X, Error<E>> {
+        self.guarded_in::<_, _, true>(f, classify)
+    }
+
+    /// [`guarded`](Self::guarded), the call in an execution span if
+    /// `TRACED`.
+    #[inline(always)]
+    fn guarded_in<X, E, const TRACED: bool>(
         &self,
         f: impl FnOnce() -> X,
         classify: impl FnOnce(&X) -> Outcome,
@@ -1024,7 +1055,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 closed.and_then(|_| inner.core.try_acquire_without_clock()),
             ) {
                 let token = permit.into_token();
-                return Ok(run_then(
+                return Ok(run_then::<_, TRACED>(
                     inner.shell.name_arc(),
                     f,
                     classify,
@@ -1044,7 +1075,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
                 ));
             }
             let held = inner.admit_fleet_asking(fleet)?;
-            return Ok(run_then(
+            return Ok(run_then::<_, TRACED>(
                 inner.shell.name_arc(),
                 f,
                 classify,
@@ -1059,7 +1090,7 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             Some(permit) => permit.into_token(),
             None => inner.admit_local()?,
         };
-        Ok(run_then(
+        Ok(run_then::<_, TRACED>(
             inner.shell.name_arc(),
             f,
             classify,
@@ -1124,38 +1155,22 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
 }
 
 /// Runs `f`, classifies its result and hands the outcome to `verdict`
-/// (also on a panic: a failure, before the panic continues).
-/// The execution runs in a `tracing` span (feature `tracing`) when a
-/// subscriber may want one; otherwise the span is statically absent, so a
-/// call nobody traces pays one load of `tracing`'s level filter.
+/// (also on a panic: a failure, before the panic continues), in an
+/// execution span (feature `tracing`) if `TRACED`; without it no span is
+/// made or checked (the caller decided, see [`CircuitBreaker::guarded`]).
 #[inline(always)]
-fn run_then<X>(
+fn run_then<X, const TRACED: bool>(
     name: &Arc<str>,
     f: impl FnOnce() -> X,
     classify: impl FnOnce(&X) -> Outcome,
     verdict: impl FnOnce(Outcome),
 ) -> X {
-    if ExecSpan::wanted() {
-        return run_then_traced(name, f, classify, verdict);
-    }
-    run_then_in(ExecSpan::none(), f, classify, verdict)
-}
-
-/// [`run_then`] in a span: out of line, off the untraced path.
-#[cold]
-#[inline(never)]
-fn run_then_traced<X>(
-    name: &Arc<str>,
-    f: impl FnOnce() -> X,
-    classify: impl FnOnce(&X) -> Outcome,
-    verdict: impl FnOnce(Outcome),
-) -> X {
-    run_then_in(
-        ExecSpan::enter(PatternKind::CircuitBreaker, name),
-        f,
-        classify,
-        verdict,
-    )
+    let span = if TRACED {
+        ExecSpan::enter(PatternKind::CircuitBreaker, name)
+    } else {
+        ExecSpan::none()
+    };
+    run_then_in(span, f, classify, verdict)
 }
 
 /// `span` (the execution's `tracing` span, entered) gets the outcome.

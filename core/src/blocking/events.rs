@@ -397,6 +397,9 @@ impl StripeClaim {
 #[cfg(not(stockade_loom))] // Loom counts on the shared word.
 impl Drop for StripeClaim {
     fn drop(&mut self) {
+        // From now on this thread counts on the shared words (a destructor
+        // of another thread-local may still count).
+        STRIPE.set(NO_STRIPE);
         if self.0 != NO_STRIPE {
             // The mutex orders this thread's last increments before the
             // next owner's first.
@@ -405,9 +408,37 @@ impl Drop for StripeClaim {
     }
 }
 
+/// [`STRIPE`] before the thread's first count.
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
+const UNCLAIMED: usize = usize::MAX - 1;
+
 #[cfg(not(stockade_loom))] // Loom counts on the shared word.
 std::thread_local! {
-    static STRIPE: StripeClaim = StripeClaim::claim();
+    /// This thread's stripe: [`UNCLAIMED`] before its first count,
+    /// [`NO_STRIPE`] when it has none (all taken, or its claim was
+    /// returned as the thread ends). A `const` cell without a destructor:
+    /// reading it is one load, with no lazy-initialisation check, and it
+    /// stays readable while the thread's other thread-locals are destroyed.
+    static STRIPE: core::cell::Cell<usize> = const { core::cell::Cell::new(UNCLAIMED) };
+    /// The claim behind [`STRIPE`], made at the thread's first count and
+    /// returned (its destructor) when the thread ends.
+    static CLAIM: StripeClaim = StripeClaim::claim();
+}
+
+/// Claims this thread's stripe at its first count: the index, or
+/// [`NO_STRIPE`] (none free, or the thread's thread-locals are being
+/// destroyed).
+#[cfg(not(stockade_loom))] // Loom counts on the shared word.
+#[cold]
+#[inline(never)]
+fn claim_stripe() -> usize {
+    let stripe = CLAIM.try_with(|claim| claim.0).unwrap_or(NO_STRIPE);
+    // The claim's destructor, if it already ran, set `NO_STRIPE`; do not
+    // overwrite that with the index it returned.
+    if STRIPE.get() == UNCLAIMED {
+        STRIPE.set(stripe);
+    }
+    STRIPE.get()
 }
 
 /// An event counter whose increment is a plain load and store (no
@@ -430,10 +461,13 @@ impl StripedCounter {
         #[cfg(stockade_loom)]
         let stripe: Option<&CachePadded<AtomicU64>> = None;
         #[cfg(not(stockade_loom))]
-        let stripe = STRIPE
-            .try_with(|claim| claim.0)
-            .ok()
-            .and_then(|i| self.stripes.get(i));
+        let stripe = {
+            let mut index = STRIPE.get();
+            if index == UNCLAIMED {
+                index = claim_stripe();
+            }
+            self.stripes.get(index)
+        };
         match stripe {
             Some(stripe) => {
                 // Only this thread writes the stripe.

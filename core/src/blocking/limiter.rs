@@ -793,9 +793,8 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # Errors
     ///
     /// As [`acquire`](Self::acquire).
-    pub async fn acquire_async(&self, n: u32) -> Result<(), Error> {
-        self.acquire_timeout_async(n, self.config().queue_timeout)
-            .await
+    pub fn acquire_async(&self, n: u32) -> impl core::future::Future<Output = Result<(), Error>> {
+        self.acquire_within_async(n, self.config().queue_timeout)
     }
 
     /// [`acquire_timeout`](Self::acquire_timeout) for a task: as
@@ -805,25 +804,32 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// # Errors
     ///
     /// As [`acquire_timeout`](Self::acquire_timeout).
-    pub async fn acquire_timeout_async(&self, n: u32, timeout: Duration) -> Result<(), Error> {
-        self.admit_async(n, timeout.min(self.config().queue_timeout))
-            .await
-            .map_err(Refusal::into_error)?;
-        self.shell.counters.successes.incr();
-        Ok(())
+    pub fn acquire_timeout_async(
+        &self,
+        n: u32,
+        timeout: Duration,
+    ) -> impl core::future::Future<Output = Result<(), Error>> {
+        self.acquire_within_async(n, timeout.min(self.config().queue_timeout))
     }
 
-    /// Books `n` permits and sleeps until they are ready.
-    async fn admit_async(&self, n: u32, max_wait: Duration) -> Result<(), Refusal> {
-        match self.book(n, max_wait) {
-            Booked::Now => Ok(()),
-            booked => self.wait_booked(booked).await,
+    /// The future of the async acquisitions ([`Acquire`]).
+    #[inline]
+    fn acquire_within_async(
+        &self,
+        n: u32,
+        max_wait: Duration,
+    ) -> impl core::future::Future<Output = Result<(), Error>> {
+        Acquire {
+            limiter: self,
+            n,
+            max_wait,
+            stage: Admission::Start,
         }
     }
 
     /// Books `n` permits without waiting: ready now, ready later, refused
     /// (or, for a Redis-backed limiter, left to [`wait_booked`](Self::wait_booked)).
-    #[inline]
+    #[inline(always)]
     fn book(&self, n: u32, max_wait: Duration) -> Booked {
         if self.is_disposed() {
             return Booked::Refused(Refusal::Disposed);
@@ -832,6 +838,21 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
         if self.redis.is_some() {
             return Booked::Fleet(n, max_wait);
         }
+        // Permits free now are taken by the plain check-and-set (the
+        // grant a reservation would make, without its bookkeeping); only
+        // a caller who finds none books a place in the queue.
+        match self.core.try_acquire_n(n, self.timer()) {
+            Ok(()) => Booked::Now,
+            Err(_) => self.book_later(n, max_wait),
+        }
+    }
+
+    /// [`book`](Self::book) when no permit was free at the first look:
+    /// books through the core's queue (which grants at once if permits
+    /// became free meanwhile). Out of line: not the healthy path.
+    #[cold]
+    #[inline(never)]
+    fn book_later(&self, n: u32, max_wait: Duration) -> Booked {
         match self.core.reserve(n, max_wait, self.timer()) {
             Ok(booked) if booked.is_immediate() => Booked::Now,
             Ok(booked) => Booked::Later(booked.ready_at(), booked.into_token()),
@@ -902,8 +923,8 @@ enum Booked {
     Later(crate::clock::Timestamp, crate::limiter::ReservationToken),
     /// Refused (counted, with its event).
     Refused(Refusal),
-    /// A Redis-backed limiter: `n` permits within `max_wait`, booked in
-    /// Redis by the waiting future.
+    /// A Redis-backed limiter: `n` permits within `max_wait`, to book in
+    /// Redis ([`RateLimiter::wait_booked`], off the polling thread).
     #[cfg(feature = "redis")]
     Fleet(u32, Duration),
 }
@@ -918,6 +939,46 @@ impl<F: FnOnce()> Drop for CancelOnDrop<F> {
         if let Some(cancel) = self.0.take() {
             cancel();
         }
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// An async acquisition (`acquire_async`, `acquire_timeout_async`):
+    /// `n` permits booked at its first poll, taken at once when free (a
+    /// check-and-set, counted as a success); only a booking that must
+    /// wait makes its (boxed) sleep, whose drop hands the reservation back
+    /// as [`RateLimiter::execute_async`] says.
+    struct Acquire<'a, T: Timer> {
+        limiter: &'a RateLimiter<T>,
+        n: u32,
+        max_wait: Duration,
+        stage: Admission<'a, (), Refusal>,
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> core::future::Future for Acquire<'_, T> {
+    type Output = Result<(), Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let limiter: &RateLimiter<T> = this.limiter;
+        let (n, max_wait) = (*this.n, *this.max_wait);
+        let first_look = || match limiter.book(n, max_wait) {
+            Booked::Now => FirstLook::Admitted(()),
+            Booked::Refused(refusal) => FirstLook::Refused(refusal),
+            booked => FirstLook::Wait(std::boxed::Box::pin(limiter.wait_booked(booked))),
+        };
+        if let Err(refusal) =
+            core::task::ready!(this.stage.poll_admitted(cx, first_look, "a rate limiter"))
+        {
+            return Poll::Ready(Err(refusal.into_error()));
+        }
+        this.stage.finish();
+        limiter.shell.counters.successes.incr();
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -2,6 +2,8 @@
 //! and the [`ErrorMatcher`]s of `retryable_errors`.
 
 use core::fmt::{self, Display};
+#[cfg(feature = "async")]
+use core::pin::Pin;
 use core::time::Duration;
 use std::boxed::Box;
 use std::string::{String, ToString};
@@ -601,7 +603,11 @@ impl<T: Timer> Retry<T> {
         mut call: impl FnMut() -> Result<R, Error<E>>,
         mut retryable: impl FnMut(&E) -> bool,
     ) -> Result<R, Error<E>> {
-        let mut state = self.begin();
+        let mut state = Attempts {
+            start: self.begin(),
+            schedule: None,
+            attempts: 0,
+        };
         loop {
             state.attempts = state.attempts.saturating_add(1);
             let error = match call() {
@@ -615,20 +621,17 @@ impl<T: Timer> Retry<T> {
         }
     }
 
-    /// A call's first steps: the budget's deposit, the start when the time
-    /// budget needs it.
-    fn begin(&self) -> Attempts {
+    /// A call's first steps: the budget's deposit; the start, when the
+    /// time budget needs it.
+    #[inline]
+    fn begin(&self) -> Option<Timestamp> {
         let config = self.config();
         let timer = self.timer();
         if let Some(budget) = &config.budget {
             budget.deposit(timer);
         }
-        Attempts {
-            // The clock is read up front only when the time budget needs it.
-            start: config.backoff.max_elapsed.map(|_| timer.now()),
-            schedule: None,
-            attempts: 0,
-        }
+        // The clock is read up front only when the time budget needs it.
+        config.backoff.max_elapsed.map(|_| timer.now())
     }
 
     /// After a failed attempt: until when to back off before the next
@@ -811,20 +814,19 @@ impl<T: super::AsyncTimer> Retry<T> {
     /// # }).unwrap();
     /// # }
     /// ```
-    pub async fn execute_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    pub fn execute_async<R, E, F, Fut>(
+        &self,
+        mut call: F,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         E: Display,
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, E>>,
     {
-        self.run_with_async(
-            || {
-                let attempt = call();
-                async move { attempt.await.map_err(Error::Inner) }
-            },
-            |e| self.is_retryable(e),
+        self.attempting(
+            move || InnerErr { attempt: call() },
+            move |e: &E| self.is_retryable(e),
         )
-        .await
     }
 
     /// [`execute_if`](Self::execute_if) for futures: `retry_if` decides
@@ -834,62 +836,76 @@ impl<T: super::AsyncTimer> Retry<T> {
     /// # Errors
     ///
     /// As [`execute`](Self::execute).
-    pub async fn execute_if_async<R, E, F, Fut>(
+    pub fn execute_if_async<R, E, F, Fut>(
         &self,
         retry_if: impl FnMut(&E) -> bool,
         mut call: F,
-    ) -> Result<R, Error<E>>
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, E>>,
     {
-        self.run_with_async(
-            || {
-                let attempt = call();
-                async move { attempt.await.map_err(Error::Inner) }
-            },
-            retry_if,
-        )
-        .await
+        self.attempting(move || InnerErr { attempt: call() }, retry_if)
     }
 
-    /// The async `run_with`: counts the call's outcome.
-    async fn run_with_async<R, E, Fut>(
+    /// The async `run_with`: the first attempt at the first poll, then
+    /// the retries if it failed; counts the call's outcome.
+    #[inline]
+    fn attempting<R, E, Fut, C, P>(
         &self,
-        mut call: impl FnMut() -> Fut,
-        mut retryable: impl FnMut(&E) -> bool,
-    ) -> Result<R, Error<E>>
+        call: C,
+        retryable: P,
+    ) -> impl core::future::Future<Output = Result<R, Error<E>>>
     where
+        C: FnMut() -> Fut,
+        P: FnMut(&E) -> bool,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        if self.is_disposed() {
-            return Err(Error::Disposed);
+        Attempting {
+            retry: self,
+            stage: Stage::Start,
+            start: None,
+            call: Some(call),
+            retryable: Some(retryable),
+            make_rest: Self::retries_async::<R, E, Fut, C, P>,
+            first: None,
+            rest: None,
         }
-        let running = self.shell.counters.running_async();
-        let out = async {
-            let mut state = self.begin();
-            loop {
-                state.attempts = state.attempts.saturating_add(1);
-                let error = match call().await {
-                    Ok(value) => return Ok(value),
-                    Err(e) => e,
-                };
-                let until = self.plan_retry(&mut state, error, &mut retryable, false)?;
-                let backed_off = super::async_timer::sleep_until_or_disposed(
-                    self.timer(),
-                    &self.sleepers,
-                    until,
-                    || self.is_disposed(),
-                )
-                .await;
-                if !backed_off {
-                    return Err(Error::Disposed);
-                }
+    }
+
+    /// After a failed attempt whose back-off ends at `until`: the
+    /// back-offs and further attempts, until one succeeds or the retry
+    /// gives up.
+    async fn retries_async<R, E, Fut, C, P>(
+        &self,
+        mut state: Attempts,
+        mut until: Timestamp,
+        mut call: C,
+        mut retryable: P,
+    ) -> Result<R, Error<E>>
+    where
+        C: FnMut() -> Fut,
+        P: FnMut(&E) -> bool,
+        Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    {
+        loop {
+            let backed_off = super::async_timer::sleep_until_or_disposed(
+                self.timer(),
+                &self.sleepers,
+                until,
+                || self.is_disposed(),
+            )
+            .await;
+            if !backed_off {
+                return Err(Error::Disposed);
             }
+            state.attempts = state.attempts.saturating_add(1);
+            let error = match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            until = self.plan_retry(&mut state, error, &mut retryable, false)?;
         }
-        .await;
-        running.finish(&out);
-        out
     }
 }
 
@@ -905,7 +921,281 @@ impl<T: super::AsyncTimer> super::AsyncPolicy for Retry<T> {
         F: Fn() -> Fut + Clone,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        self.run_with_async(call, |e| self.is_retryable(e))
+        self.attempting(call, move |e: &E| self.is_retryable(e))
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// An attempt's future with its error lifted into [`Error::Inner`]
+    /// (by hand: no generator around the caller's future).
+    struct InnerErr<F> {
+        #[pin]
+        attempt: F,
+    }
+}
+
+#[cfg(feature = "async")]
+impl<F, R, E> core::future::Future for InnerErr<F>
+where
+    F: core::future::Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, Error<E>>;
+
+    #[inline]
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        self.project().attempt.poll(cx).map_err(Error::Inner)
+    }
+}
+
+/// Makes the future of the back-offs and later attempts after a failed
+/// first one ([`Retry::retries_async`]), naming its type for
+/// [`Attempting`].
+#[cfg(feature = "async")]
+trait RestFn<'a, T: super::AsyncTimer + 'a, R, E, C, P>:
+    Fn(&'a Retry<T>, Attempts, Timestamp, C, P) -> Self::Rest
+{
+    /// The future of the retries.
+    type Rest: core::future::Future<Output = Result<R, Error<E>>>;
+}
+
+#[cfg(feature = "async")]
+impl<'a, T, R, E, C, P, F, S> RestFn<'a, T, R, E, C, P> for F
+where
+    T: super::AsyncTimer + 'a,
+    F: Fn(&'a Retry<T>, Attempts, Timestamp, C, P) -> S,
+    S: core::future::Future<Output = Result<R, Error<E>>>,
+{
+    type Rest = S;
+}
+
+/// Where an [`Attempting`] call is.
+#[cfg(feature = "async")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not started (the first attempt is made at the first poll).
+    Start,
+    /// The first attempt runs in `first`.
+    First,
+    /// The first attempt failed and is retried: `rest` backs off and
+    /// makes the later attempts.
+    Rest,
+    /// Returned (or refused at the start).
+    Done,
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// An async call through a retry ([`Retry::execute_async`]), written
+    /// by hand (no generator) so that a first attempt that succeeds costs
+    /// little more than itself: the first attempt runs here, and only if
+    /// it fails and is retried is the future of the back-offs and later
+    /// attempts made (`rest`, boxed: the call stays small, cheap to move,
+    /// and one that does not wait allocates nothing). Counts the call's
+    /// outcome when it returns; dropped before that (cancelled) it is not
+    /// counted, unless the thread is panicking (a failure, as a panic
+    /// unwinding out of an attempt is).
+    struct Attempting<'a, T: super::AsyncTimer, R, E, Fut, C, P, M: RestFn<'a, T, R, E, C, P>> {
+        retry: &'a Retry<T>,
+        stage: Stage,
+        start: Option<Timestamp>,
+        call: Option<C>,
+        retryable: Option<P>,
+        make_rest: M,
+        #[pin]
+        first: Option<Fut>,
+        rest: Option<Pin<Box<M::Rest>>>,
+    }
+    impl<'a, T: super::AsyncTimer, R, E, Fut, C, P, M: RestFn<'a, T, R, E, C, P>> PinnedDrop for Attempting<'a, T, R, E, Fut, C, P, M> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if matches!(*this.stage, Stage::First | Stage::Rest) && std::thread::panicking() {
+                this.retry.shell.counters.failures.incr();
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<'a, T, R, E, Fut, C, P, M> core::future::Future for Attempting<'a, T, R, E, Fut, C, P, M>
+where
+    T: super::AsyncTimer,
+    C: FnMut() -> Fut,
+    P: FnMut(&E) -> bool,
+    Fut: core::future::Future<Output = Result<R, Error<E>>>,
+    M: RestFn<'a, T, R, E, C, P>,
+{
+    type Output = Result<R, Error<E>>;
+
+    #[inline]
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        let retry = *this.retry;
+        if *this.stage == Stage::Start {
+            if retry.is_disposed() {
+                *this.stage = Stage::Done;
+                return core::task::Poll::Ready(Err(Error::Disposed));
+            }
+            *this.start = retry.begin();
+            let Some(call) = this.call.as_mut() else {
+                unreachable!("an attempting call holds its closure until its first attempt fails")
+            };
+            *this.stage = Stage::First;
+            // A panic making or running an attempt, or deciding on a
+            // retry, counts as a failure as it unwinds (as in a blocking
+            // call), not later when the future is dropped.
+            let unwinding = Unwinding {
+                retry,
+                stage: &mut *this.stage,
+            };
+            this.first.set(Some(call()));
+            core::mem::forget(unwinding);
+        }
+        if *this.stage == Stage::First {
+            let Some(first) = this.first.as_mut().as_pin_mut() else {
+                unreachable!("the first attempt runs in `first`")
+            };
+            let unwinding = Unwinding {
+                retry,
+                stage: &mut *this.stage,
+            };
+            match first.poll(cx) {
+                core::task::Poll::Pending => {
+                    core::mem::forget(unwinding);
+                    return core::task::Poll::Pending;
+                }
+                core::task::Poll::Ready(Ok(value)) => {
+                    this.first.set(None);
+                    core::mem::forget(unwinding);
+                    *this.stage = Stage::Done;
+                    retry.shell.counters.successes.incr();
+                    return core::task::Poll::Ready(Ok(value));
+                }
+                core::task::Poll::Ready(Err(error)) => {
+                    let ended = start_rest(
+                        retry,
+                        error,
+                        *this.start,
+                        this.first,
+                        this.call,
+                        this.retryable,
+                        this.make_rest,
+                        this.rest,
+                    );
+                    core::mem::forget(unwinding);
+                    if let Some(error) = ended {
+                        *this.stage = Stage::Done;
+                        retry.shell.counters.failures.incr();
+                        return core::task::Poll::Ready(Err(error));
+                    }
+                    *this.stage = Stage::Rest;
+                }
+            }
+        }
+        self.poll_rest(cx)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<'a, T, R, E, Fut, C, P, M> Attempting<'a, T, R, E, Fut, C, P, M>
+where
+    T: super::AsyncTimer,
+    M: RestFn<'a, T, R, E, C, P>,
+{
+    /// Polls the back-offs and later attempts after a failed first one,
+    /// and counts the call's outcome when they end. Out of line: the
+    /// healthy path never runs it.
+    #[inline(never)]
+    fn poll_rest(
+        self: Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Result<R, Error<E>>> {
+        let this = self.project();
+        let retry = *this.retry;
+        let rest = match this.rest.as_mut() {
+            Some(rest) if *this.stage == Stage::Rest => rest,
+            _ => panic!("a retry's async call polled after it completed"),
+        };
+        let unwinding = Unwinding {
+            retry,
+            stage: &mut *this.stage,
+        };
+        let polled = rest.as_mut().poll(cx);
+        core::mem::forget(unwinding);
+        let out = core::task::ready!(polled);
+        *this.stage = Stage::Done;
+        *this.rest = None;
+        let counters = &retry.shell.counters;
+        if out.is_ok() {
+            counters.successes.incr();
+        } else {
+            counters.failures.incr();
+        }
+        core::task::Poll::Ready(out)
+    }
+}
+
+/// After a failed first attempt: drops it, and either ends the call (the
+/// error to return: not retried, or the retry gives up at once) or makes
+/// the future of the back-offs and later attempts (`None`). Out of line:
+/// the healthy path never runs it.
+#[cfg(feature = "async")]
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn start_rest<'a, T, R, E, Fut, C, P, M>(
+    retry: &'a Retry<T>,
+    error: Error<E>,
+    start: Option<Timestamp>,
+    mut first: Pin<&mut Option<Fut>>,
+    call: &mut Option<C>,
+    retryable: &mut Option<P>,
+    make_rest: &M,
+    rest: &mut Option<Pin<Box<M::Rest>>>,
+) -> Option<Error<E>>
+where
+    T: super::AsyncTimer + 'a,
+    P: FnMut(&E) -> bool,
+    M: RestFn<'a, T, R, E, C, P>,
+{
+    first.set(None);
+    let (Some(call), Some(mut retryable)) = (call.take(), retryable.take()) else {
+        unreachable!("the closures are taken only here")
+    };
+    let mut state = Attempts {
+        start,
+        schedule: None,
+        attempts: 1,
+    };
+    match retry.plan_retry(&mut state, error, &mut retryable, false) {
+        Ok(until) => {
+            *rest = Some(Box::pin(make_rest(retry, state, until, call, retryable)));
+            None
+        }
+        Err(error) => Some(error),
+    }
+}
+
+/// Counts a failure if a panic unwinds out of an attempt's poll
+/// (forgotten when the poll returns).
+#[cfg(feature = "async")]
+struct Unwinding<'s, 'a, T: Timer> {
+    retry: &'a Retry<T>,
+    stage: &'s mut Stage,
+}
+
+#[cfg(feature = "async")]
+impl<T: Timer> Drop for Unwinding<'_, '_, T> {
+    #[cold]
+    fn drop(&mut self) {
+        *self.stage = Stage::Done;
+        self.retry.shell.counters.failures.incr();
     }
 }
 

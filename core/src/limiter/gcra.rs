@@ -346,6 +346,7 @@ impl RateLimiter {
     ///     Err(RateLimitError::ExceedsCapacity { requested: 6, capacity: 5 })
     /// );
     /// ```
+    #[inline]
     pub fn try_acquire_n<C: Clock + ?Sized>(
         &self,
         n: u32,
@@ -422,12 +423,6 @@ impl RateLimiter {
             });
         }
         let cost = self.cost(n);
-        let max_wait = if max_wait.as_nanos() < self.queue_timeout().as_nanos() {
-            max_wait
-        } else {
-            self.queue_timeout()
-        };
-        let queue_room = (self.max_queue_size as Word).saturating_mul(self.interval);
         self.update_tat(clock, |tat, view| {
             let next = view.lead.saturating_add(cost);
             // What a cancel restores. Only a waiting reservation can be
@@ -435,21 +430,13 @@ impl RateLimiter {
             // this is `max(TAT, now)`.
             let prev = tat;
             let over = next.saturating_sub(self.limit);
-            let wait = if over == 0 {
-                Duration::ZERO
-            } else if over > queue_room {
-                return Err(RateLimitError::QueueFull {
-                    retry_after: self.after(&view, over - queue_room),
-                });
+            // An immediate grant (the common case) is the check of
+            // `try_acquire_n`: no queue or wait arithmetic.
+            let (wait, ready_at) = if over == 0 {
+                (Duration::ZERO, view.now)
             } else {
-                let wait = self.after(&view, over);
-                if wait > max_wait {
-                    return Err(RateLimitError::WaitTooLong {
-                        wait,
-                        retry_after: wait.saturating_sub(max_wait),
-                    });
-                }
-                wait
+                let wait = self.queued_wait(&view, over, max_wait)?;
+                (wait, view.now.saturating_add(wait))
             };
             let Some(booked) = Self::tat_at(&view, next) else {
                 return Err(Self::END_OF_TIME);
@@ -457,12 +444,44 @@ impl RateLimiter {
             let reservation = Reservation {
                 permits: n,
                 wait,
-                ready_at: view.now.saturating_add(wait),
+                ready_at,
                 tat: booked,
                 prev,
             };
             Ok((reservation, booked))
         })
+    }
+
+    /// The wait of a booking `over` ticks beyond the burst, or why it is
+    /// refused: more than `max_queue_size` permits would be waiting
+    /// (checked first), or the wait would exceed `min(max_wait,
+    /// queue_timeout)`.
+    #[inline(never)]
+    fn queued_wait(
+        &self,
+        view: &View,
+        over: Word,
+        max_wait: Duration,
+    ) -> Result<Duration, RateLimitError> {
+        let queue_room = (self.max_queue_size as Word).saturating_mul(self.interval);
+        if over > queue_room {
+            return Err(RateLimitError::QueueFull {
+                retry_after: self.after(view, over - queue_room),
+            });
+        }
+        let max_wait = if max_wait.as_nanos() < self.queue_timeout().as_nanos() {
+            max_wait
+        } else {
+            self.queue_timeout()
+        };
+        let wait = self.after(view, over);
+        if wait > max_wait {
+            return Err(RateLimitError::WaitTooLong {
+                wait,
+                retry_after: wait.saturating_sub(max_wait),
+            });
+        }
+        Ok(wait)
     }
 
     /// Hands back a booking that is still waiting, so the next caller can
