@@ -86,31 +86,47 @@ impl<'a, P, Rf> Admission<'a, P, Rf> {
         pattern: &str,
     ) -> core::task::Poll<Result<(), Rf>> {
         use core::task::Poll;
-        if let Admission::Start = self {
-            *self = match first_look() {
-                FirstLook::Admitted(permit) => Admission::Running(permit),
-                FirstLook::Refused(refusal) => {
-                    *self = Admission::Done;
-                    return Poll::Ready(Err(refusal));
-                }
-                FirstLook::Wait(wait) => Admission::Waiting(wait),
-            };
-        }
         match self {
             Admission::Running(_) => Poll::Ready(Ok(())),
-            Admission::Waiting(wait) => match wait.as_mut().poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(permit)) => {
+            Admission::Start => match first_look() {
+                FirstLook::Admitted(permit) => {
                     *self = Admission::Running(permit);
                     Poll::Ready(Ok(()))
                 }
-                Poll::Ready(Err(refusal)) => {
+                FirstLook::Refused(refusal) => {
                     *self = Admission::Done;
                     Poll::Ready(Err(refusal))
                 }
+                FirstLook::Wait(wait) => {
+                    *self = Admission::Waiting(wait);
+                    self.poll_waiting(cx, pattern)
+                }
             },
-            Admission::Start | Admission::Done => {
-                panic!("{pattern}'s async call polled after it completed")
+            Admission::Waiting(_) | Admission::Done => self.poll_waiting(cx, pattern),
+        }
+    }
+
+    /// [`poll_admitted`](Self::poll_admitted) while waiting. Out of line:
+    /// a call admitted at once never runs it.
+    #[inline(never)]
+    fn poll_waiting(
+        &mut self,
+        cx: &mut core::task::Context<'_>,
+        pattern: &str,
+    ) -> core::task::Poll<Result<(), Rf>> {
+        use core::task::Poll;
+        let Admission::Waiting(wait) = self else {
+            panic!("{pattern}'s async call polled after it completed")
+        };
+        match wait.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(permit)) => {
+                *self = Admission::Running(permit);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(refusal)) => {
+                *self = Admission::Done;
+                Poll::Ready(Err(refusal))
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::limiter::{RateLimitError, RateLimiter as Core, RateLimiterConfig, Res
 use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
-use super::async_call::{Admission, FirstLook, Keep, Lift, Wrap, counted};
+use super::async_call::{Admission, FirstLook, Keep, Lift, Wait, Wrap, counted};
 
 /// Why a call was not admitted.
 enum Refusal {
@@ -823,7 +823,8 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
             limiter: self,
             n,
             max_wait,
-            stage: Admission::Start,
+            booked: false,
+            waiting: None,
         }
     }
 
@@ -942,19 +943,23 @@ impl<F: FnOnce()> Drop for CancelOnDrop<F> {
     }
 }
 
+/// An async acquisition (`acquire_async`, `acquire_timeout_async`),
+/// written by hand (feature `async`): `n` permits booked at its first
+/// poll, taken at once when free (a check-and-set, counted as a success);
+/// only a booking that must wait makes its (boxed) sleep, whose drop hands
+/// the reservation back as [`RateLimiter::execute_async`] says. Kept to a
+/// few words and no drop work on the healthy path: the bare acquisition is
+/// measured against governor's.
 #[cfg(feature = "async")]
-pin_project_lite::pin_project! {
-    /// An async acquisition (`acquire_async`, `acquire_timeout_async`):
-    /// `n` permits booked at its first poll, taken at once when free (a
-    /// check-and-set, counted as a success); only a booking that must
-    /// wait makes its (boxed) sleep, whose drop hands the reservation back
-    /// as [`RateLimiter::execute_async`] says.
-    struct Acquire<'a, T: Timer> {
-        limiter: &'a RateLimiter<T>,
-        n: u32,
-        max_wait: Duration,
-        stage: Admission<'a, (), Refusal>,
-    }
+struct Acquire<'a, T: Timer> {
+    limiter: &'a RateLimiter<T>,
+    n: u32,
+    max_wait: Duration,
+    /// Booked (at the first poll).
+    booked: bool,
+    /// The sleep of a booking that must wait; `None` when there is none,
+    /// or once it ended.
+    waiting: Option<Wait<'a, Result<(), Refusal>>>,
 }
 
 #[cfg(feature = "async")]
@@ -963,22 +968,43 @@ impl<T: super::AsyncTimer> core::future::Future for Acquire<'_, T> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let limiter: &RateLimiter<T> = this.limiter;
-        let (n, max_wait) = (*this.n, *this.max_wait);
-        let first_look = || match limiter.book(n, max_wait) {
-            Booked::Now => FirstLook::Admitted(()),
-            Booked::Refused(refusal) => FirstLook::Refused(refusal),
-            booked => FirstLook::Wait(std::boxed::Box::pin(limiter.wait_booked(booked))),
-        };
-        if let Err(refusal) =
-            core::task::ready!(this.stage.poll_admitted(cx, first_look, "a rate limiter"))
-        {
-            return Poll::Ready(Err(refusal.into_error()));
+        // No field is pinned: the waiting future is boxed.
+        let this = self.get_mut();
+        if !this.booked {
+            this.booked = true;
+            let limiter = this.limiter;
+            match limiter.book(this.n, this.max_wait) {
+                Booked::Now => {
+                    limiter.shell.counters.successes.incr();
+                    return Poll::Ready(Ok(()));
+                }
+                Booked::Refused(refusal) => return Poll::Ready(Err(refusal.into_error())),
+                booked => this.waiting = Some(std::boxed::Box::pin(limiter.wait_booked(booked))),
+            }
         }
-        this.stage.finish();
-        limiter.shell.counters.successes.incr();
-        Poll::Ready(Ok(()))
+        this.poll_waiting(cx)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T: super::AsyncTimer> Acquire<'_, T> {
+    /// An acquisition that must wait. Out of line: one admitted at once
+    /// never runs it.
+    #[inline(never)]
+    fn poll_waiting(&mut self, cx: &mut core::task::Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(waiting) = self.waiting.as_mut() else {
+            panic!("a rate limiter's acquisition polled after it completed")
+        };
+        let waited = core::task::ready!(waiting.as_mut().poll(cx));
+        // Ended (a refused wait handed its booking back as it ended).
+        self.waiting = None;
+        Poll::Ready(match waited {
+            Ok(()) => {
+                self.limiter.shell.counters.successes.incr();
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.into_error()),
+        })
     }
 }
 
