@@ -5,6 +5,7 @@
 //! The user-facing documentation is on [`CircuitBreaker`].
 
 #[cfg(feature = "async")]
+#[cfg(feature = "redis")]
 use core::convert::Infallible;
 use core::fmt;
 #[cfg(feature = "async")]
@@ -2043,12 +2044,28 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
             inner: &self.inner,
             stage: Stage::Start,
             classify: Some(classify),
-            admitting: None,
-            settling: None,
+            fleet: Default::default(),
             error: core::marker::PhantomData,
         }
     }
 }
+
+/// A Redis-backed breaker's round trip in flight for a [`Guarded`] call.
+#[cfg(all(feature = "async", feature = "redis"))]
+enum FleetTrip<'a, O> {
+    /// The admission, waiting for the fleet.
+    Admitting(super::async_call::Wait<'a, Result<Held, Error<Infallible>>>),
+    /// The report, and the call's output held back until it lands.
+    Settling(super::async_call::Wait<'a, ()>, O),
+}
+
+/// A [`Guarded`] call's fleet round trip in flight (feature `redis`).
+#[cfg(all(feature = "async", feature = "redis"))]
+type FleetWait<'a, O> = Option<std::boxed::Box<FleetTrip<'a, O>>>;
+
+/// Without feature `redis` there is no fleet: nothing to hold.
+#[cfg(all(feature = "async", not(feature = "redis")))]
+type FleetWait<'a, O> = core::marker::PhantomData<fn() -> (&'a (), O)>;
 
 /// Where a [`Guarded`] call is.
 #[cfg(feature = "async")]
@@ -2074,12 +2091,11 @@ pin_project_lite::pin_project! {
         inner: &'a Inner<T>,
         stage: Stage,
         classify: Option<C>,
-        // A Redis-backed breaker's admission waiting for the fleet (its
-        // round trip on the store's I/O threads).
-        admitting: Option<super::async_call::Wait<'a, Result<Held, Error<Infallible>>>>,
-        // A Redis-backed breaker's report in flight (on the store's I/O
-        // threads), and the call's output, held back until it lands.
-        settling: Option<(super::async_call::Wait<'a, ()>, F::Output)>,
+        // A Redis-backed breaker's round trip in flight on the store's I/O
+        // threads: its admission, or its report with the call's output
+        // held back until it lands (boxed, and nothing at all without
+        // feature `redis`: the local path's future stays small).
+        fleet: FleetWait<'a, F::Output>,
         error: core::marker::PhantomData<fn() -> E>,
     }
     impl<'a, T: Timer, F: Future, C, E> PinnedDrop for Guarded<'a, T, F, C, E> {
@@ -2125,8 +2141,8 @@ impl<'a, T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future
         let this = self.project();
         let inner: &'a Inner<T> = this.inner;
         #[cfg(feature = "redis")]
-        if this.admitting.is_some() || this.settling.is_some() {
-            if let Some(ready) = poll_fleet(this.admitting, this.settling, this.stage, cx) {
+        if this.fleet.is_some() {
+            if let Some(ready) = poll_fleet(this.fleet, this.stage, cx) {
                 return ready;
             }
         }
@@ -2143,7 +2159,8 @@ impl<'a, T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future
                             match admitting.as_mut().poll(cx) {
                                 Poll::Ready(admitted) => admitted.map_err(retype),
                                 Poll::Pending => {
-                                    *this.admitting = Some(admitting);
+                                    *this.fleet =
+                                        Some(std::boxed::Box::new(FleetTrip::Admitting(admitting)));
                                     return Poll::Pending;
                                 }
                             }
@@ -2192,7 +2209,8 @@ impl<'a, T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future
                         let mut settling: super::async_call::Wait<'a, ()> =
                             std::boxed::Box::pin(engine.report_async(report));
                         if settling.as_mut().poll(cx).is_pending() {
-                            *this.settling = Some((settling, result));
+                            *this.fleet =
+                                Some(std::boxed::Box::new(FleetTrip::Settling(settling, result)));
                             return Poll::Pending;
                         }
                     }
@@ -2210,23 +2228,26 @@ impl<'a, T: Timer, F: Future, C: FnOnce(&F::Output) -> Outcome, E> Future
 #[cold]
 #[inline(never)]
 fn poll_fleet<O, E>(
-    admitting: &mut Option<super::async_call::Wait<'_, Result<Held, Error<Infallible>>>>,
-    settling: &mut Option<(super::async_call::Wait<'_, ()>, O)>,
+    fleet: &mut FleetWait<'_, O>,
     stage: &mut Stage,
     cx: &mut core::task::Context<'_>,
 ) -> Option<Poll<Result<O, Error<E>>>> {
-    if let Some((report, _)) = settling {
-        if report.as_mut().poll(cx).is_pending() {
-            return Some(Poll::Pending);
+    let admitted = match fleet.as_deref_mut()? {
+        FleetTrip::Settling(report, _) => {
+            if report.as_mut().poll(cx).is_pending() {
+                return Some(Poll::Pending);
+            }
+            return match fleet.take().map(|f| *f) {
+                Some(FleetTrip::Settling(_, out)) => Some(Poll::Ready(Ok(out))),
+                _ => None,
+            };
         }
-        return settling.take().map(|(_, out)| Poll::Ready(Ok(out)));
-    }
-    let wait = admitting.as_mut()?;
-    let admitted = match wait.as_mut().poll(cx) {
-        Poll::Pending => return Some(Poll::Pending),
-        Poll::Ready(admitted) => admitted,
+        FleetTrip::Admitting(wait) => match wait.as_mut().poll(cx) {
+            Poll::Pending => return Some(Poll::Pending),
+            Poll::Ready(admitted) => admitted,
+        },
     };
-    *admitting = None;
+    *fleet = None;
     match admitted {
         Ok(held) => {
             *stage = Stage::Running(held);

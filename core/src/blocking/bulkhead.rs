@@ -1555,7 +1555,7 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
             bulkhead: self,
             stage: Admission::Start,
             lift: core::marker::PhantomData,
-            settling: None,
+            settling: Default::default(),
             call,
         }
     }
@@ -1962,6 +1962,15 @@ impl<T: Timer> Drop for Queued<'_, T> {
     }
 }
 
+/// A [`GuardedCall`]'s Redis release in flight and the call's output it
+/// holds back (feature `redis`).
+#[cfg(all(feature = "async", feature = "redis"))]
+type Settling<'a, O> = Option<std::boxed::Box<(super::async_call::Wait<'a, ()>, O)>>;
+
+/// Without feature `redis` a release never waits: nothing to hold.
+#[cfg(all(feature = "async", not(feature = "redis")))]
+type Settling<'a, O> = core::marker::PhantomData<fn() -> (&'a (), O)>;
+
 #[cfg(feature = "async")]
 pin_project_lite::pin_project! {
     /// A future run under a bulkhead's permit (`execute_async`, and the
@@ -1975,8 +1984,10 @@ pin_project_lite::pin_project! {
         stage: Admission<'a, Held<'a>, Refusal>,
         lift: core::marker::PhantomData<fn() -> L>,
         // A Redis lease's release in flight (on the store's I/O threads),
-        // and the call's output, held back until it lands.
-        settling: Option<(super::async_call::Wait<'a, ()>, F::Output)>,
+        // and the call's output, held back until it lands (boxed, and
+        // nothing at all without feature `redis`: the local path's future
+        // stays small).
+        settling: Settling<'a, F::Output>,
         #[pin]
         call: F,
     }
@@ -2003,10 +2014,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let bulkhead: &Bulkhead<T> = this.bulkhead;
-        if let Some((release, _)) = this.settling {
-            core::task::ready!(release.as_mut().poll(cx));
-            if let Some((_, out)) = this.settling.take() {
-                return Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, out));
+        #[cfg(feature = "redis")]
+        if let Some(settling) = this.settling {
+            core::task::ready!(settling.0.as_mut().poll(cx));
+            if let Some(settled) = this.settling.take() {
+                return Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, settled.1));
             }
         }
         let first_look = || match bulkhead.admit_now() {
@@ -2024,12 +2036,15 @@ where
         // permit and counts the failure.
         let out = core::task::ready!(this.call.poll(cx));
         if let Some(permit) = this.stage.finish() {
+            #[cfg(feature = "redis")]
             if let Some(mut release) = bulkhead.release_awaitable(permit) {
                 if release.as_mut().poll(cx).is_pending() {
-                    *this.settling = Some((release, out));
+                    *this.settling = Some(std::boxed::Box::new((release, out)));
                     return Poll::Pending;
                 }
             }
+            #[cfg(not(feature = "redis"))]
+            bulkhead.release(permit);
         }
         Poll::Ready(counted::<R, X, L>(&bulkhead.shell.counters, out))
     }
