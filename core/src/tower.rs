@@ -948,7 +948,7 @@ pub mod future {
     use super::Attempt;
     use crate::blocking::async_call::Keep;
     use crate::blocking::{
-        AsyncTimer, Error, GuardedCall, KeptCall, LimitedCall, TimedCall, Timer,
+        AsyncTimer, Error, GuardedCall, KeptCall, LimitedCall, TimedCall, Timer, Traced,
     };
 
     /// Implements `Future` (and `Debug`) for a pattern's named future by
@@ -983,17 +983,17 @@ pub mod future {
     named_future!(
         /// One attempt through a [`RateLimiter`](crate::blocking::RateLimiter)
         /// (as its `execute_async`).
-        RateLimiterFuture, Timer, LimitedCall<'a, T, A, Keep>
+        RateLimiterFuture, Timer, Traced<'a, LimitedCall<'a, T, A, Keep>>
     );
     named_future!(
         /// One attempt under a [`Bulkhead`](crate::blocking::Bulkhead)'s permit
         /// (as its `execute_async`).
-        BulkheadFuture, Timer, GuardedCall<'a, T, A, Keep>
+        BulkheadFuture, Timer, Traced<'a, GuardedCall<'a, T, A, Keep>>
     );
     named_future!(
         /// One attempt bounded by a [`Timeout`](crate::blocking::Timeout) (as
         /// its `execute_async`).
-        TimeoutFuture, AsyncTimer, TimedCall<'a, T, A, Keep>
+        TimeoutFuture, AsyncTimer, Traced<'a, TimedCall<'a, T, A, Keep>>
     );
 
     pin_project_lite::pin_project! {
@@ -1003,7 +1003,7 @@ pub mod future {
         /// attempt's failure).
         pub struct BreakerFuture<'a, T: Timer, A: Attempt> {
             #[pin]
-            pub(super) inner: KeptCall<'a, T, A, A::Ok, A::Err>,
+            pub(super) inner: Traced<'a, KeptCall<'a, T, A, A::Ok, A::Err>>,
         }
     }
 

@@ -239,3 +239,99 @@ fn nothing_is_recorded_below_the_subscribers_level() {
     assert!(seen.spans.is_empty(), "{:?}", seen.spans);
     assert!(seen.events.is_empty(), "{:?}", seen.events);
 }
+
+/// Fails to compile unless `T` is `Send`.
+#[cfg(feature = "tokio")]
+fn assert_send<T: Send>(value: T) -> T {
+    value
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_executions_are_spans_entered_at_each_poll() {
+    use stockade::blocking::TokioClock;
+    let seen = capture(LevelFilter::TRACE, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let breaker =
+                CircuitBreaker::unregistered("trace-async-breaker", BreakerConfig::DEFAULT)
+                    .unwrap();
+            // The span is entered again at the poll after the yield.
+            let call = assert_send(breaker.execute_async(async {
+                tokio::task::yield_now().await;
+                tracing::info!("inside the async call");
+                Ok::<_, &str>(())
+            }));
+            call.await.unwrap();
+            let timeout = Timeout::with_timer(
+                "trace-async-timeout",
+                TimeoutConfig::new(Duration::from_millis(10)).unwrap(),
+                TokioClock::new(),
+            )
+            .unwrap();
+            let late = timeout
+                .execute_async(async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok::<_, &str>(())
+                })
+                .await;
+            assert!(late.is_err());
+            let bulkhead =
+                Bulkhead::unregistered("trace-async-bulkhead", BulkheadConfig::DEFAULT).unwrap();
+            let failed = bulkhead.execute_async(async { Err::<(), _>("down") }).await;
+            assert!(failed.is_err());
+            // A pipeline's stages nest their spans.
+            let limiter =
+                RateLimiter::unregistered("trace-async-limiter", RateLimiterConfig::DEFAULT)
+                    .unwrap();
+            Pipeline::new()
+                .then_async(&limiter)
+                .then_async(&breaker)
+                .execute_async(|| async {
+                    tracing::info!("inside the pipeline");
+                    Ok::<_, &str>(())
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let summary: Vec<(&str, &str, &str)> = seen
+        .spans
+        .iter()
+        .filter(|s| s.name == "stockade.execute")
+        .map(|s| {
+            (
+                field(&s.fields, "stockade.pattern.type"),
+                field(&s.fields, "stockade.pattern.name"),
+                field(&s.fields, "stockade.outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("circuit_breaker", "trace-async-breaker", "success"),
+            ("timeout", "trace-async-timeout", "timeout"),
+            ("bulkhead", "trace-async-bulkhead", "failure"),
+            ("rate_limiter", "trace-async-limiter", "success"),
+            ("circuit_breaker", "trace-async-breaker", "success"),
+        ]
+    );
+    let scope_of = |message: &str| {
+        seen.events
+            .iter()
+            .find(|e| e.fields.get("message").map(String::as_str) == Some(message))
+            .unwrap_or_else(|| panic!("no event {message:?}"))
+            .scope
+            .clone()
+    };
+    assert_eq!(scope_of("inside the async call"), ["stockade.execute"]);
+    assert_eq!(
+        scope_of("inside the pipeline"),
+        ["stockade.execute", "stockade.execute"]
+    );
+}

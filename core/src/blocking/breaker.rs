@@ -2000,12 +2000,16 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     where
         F: Future<Output = Result<R, E>>,
     {
-        Flat {
-            guarded: self.guarded_async(call, |result: &Result<R, E>| match result {
-                Ok(_) => Outcome::Success,
-                Err(_) => Outcome::Failure,
-            }),
-        }
+        super::hooks::Traced::new(
+            PatternKind::CircuitBreaker,
+            self.name(),
+            Flat {
+                guarded: self.guarded_async(call, |result: &Result<R, E>| match result {
+                    Ok(_) => Outcome::Success,
+                    Err(_) => Outcome::Failure,
+                }),
+            },
+        )
     }
 
     /// [`execute_classified`](Self::execute_classified) for a future:
@@ -2024,9 +2028,13 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     where
         F: Future<Output = Result<R, E>>,
     {
-        Flat {
-            guarded: self.guarded_async(call, classify),
-        }
+        super::hooks::Traced::new(
+            PatternKind::CircuitBreaker,
+            self.name(),
+            Flat {
+                guarded: self.guarded_async(call, classify),
+            },
+        )
     }
 
     /// The future that admits the call at its first poll, awaits it and
@@ -2370,16 +2378,23 @@ impl<T: Timer + 'static> CircuitBreaker<T> {
     /// Awaits `call`, whose error is already an [`Error`], if the circuit
     /// admits it (see [`KeptCall`]).
     #[inline]
-    pub(crate) fn run_kept_async<F, R, E>(&self, call: F) -> KeptCall<'_, T, F, R, E>
+    pub(crate) fn run_kept_async<F, R, E>(
+        &self,
+        call: F,
+    ) -> super::hooks::Traced<'_, KeptCall<'_, T, F, R, E>>
     where
         F: Future<Output = Result<R, Error<E>>>,
     {
-        KeptCall {
-            guarded: self.guarded_async(
-                call,
-                classify_kept::<R, E> as fn(&Result<R, Error<E>>) -> Outcome,
-            ),
-        }
+        super::hooks::Traced::new(
+            PatternKind::CircuitBreaker,
+            self.name(),
+            KeptCall {
+                guarded: self.guarded_async(
+                    call,
+                    classify_kept::<R, E> as fn(&Result<R, Error<E>>) -> Outcome,
+                ),
+            },
+        )
     }
 }
 

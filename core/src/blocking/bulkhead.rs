@@ -21,6 +21,8 @@ use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
 use super::async_call::{Admission, FirstLook, Keep, Lift, Wrap, counted};
+#[cfg(feature = "async")]
+use super::hooks::Traced;
 
 /// A waiter is parked, not yet admitted.
 const WAITING: u32 = 0;
@@ -1550,14 +1552,18 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
     pub(crate) fn guarded_async<F: core::future::Future, L>(
         &self,
         call: F,
-    ) -> GuardedCall<'_, T, F, L> {
-        GuardedCall {
-            bulkhead: self,
-            stage: Admission::Start,
-            lift: core::marker::PhantomData,
-            settling: Default::default(),
-            call,
-        }
+    ) -> Traced<'_, GuardedCall<'_, T, F, L>> {
+        Traced::new(
+            PatternKind::Bulkhead,
+            self.name(),
+            GuardedCall {
+                bulkhead: self,
+                stage: Admission::Start,
+                lift: core::marker::PhantomData,
+                settling: Default::default(),
+                call,
+            },
+        )
     }
 
     /// A permit at once when one is free and nobody is queued (a local

@@ -131,3 +131,129 @@ impl Drop for ExecSpan {
 fn close(span: Option<Box<tracing::span::EnteredSpan>>) {
     drop(span);
 }
+
+/// The `tracing` span of one async execution (feature `tracing` with an
+/// async form; empty otherwise): made at the future's first poll if a
+/// subscriber wants `INFO` spans, entered around each poll (an entered
+/// guard never crosses an `.await`, so the future stays `Send`), its
+/// outcome recorded when the future completes, closed when it is dropped.
+#[cfg(feature = "async")]
+pub(crate) struct AsyncSpan<'a> {
+    #[cfg(feature = "tracing")]
+    state: SpanState<'a>,
+    #[cfg(not(feature = "tracing"))]
+    name: core::marker::PhantomData<&'a str>,
+}
+
+/// Where an [`AsyncSpan`] is.
+#[cfg(all(feature = "async", feature = "tracing"))]
+enum SpanState<'a> {
+    /// Not polled yet: the span is decided at the first poll.
+    Unstarted(PatternKind, &'a str),
+    /// Nobody wanted it.
+    Off,
+    /// Made (boxed: `Off` stays one word).
+    On(Box<tracing::Span>),
+}
+
+#[cfg(feature = "async")]
+impl<'a> AsyncSpan<'a> {
+    /// The span of an execution of the instance `name` of type `kind`,
+    /// decided at the first poll.
+    #[inline(always)]
+    pub(crate) fn new(kind: PatternKind, name: &'a str) -> AsyncSpan<'a> {
+        let _ = (kind, name);
+        AsyncSpan {
+            #[cfg(feature = "tracing")]
+            state: SpanState::Unstarted(kind, name),
+            #[cfg(not(feature = "tracing"))]
+            name: core::marker::PhantomData,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+pin_project_lite::pin_project! {
+    /// A pattern's async call inside its [`AsyncSpan`] (the async twin of
+    /// [`ExecSpan`]): without feature `tracing` it is the call itself.
+    pub(crate) struct Traced<'a, F> {
+        #[pin]
+        call: F,
+        span: AsyncSpan<'a>,
+    }
+}
+
+#[cfg(feature = "async")]
+impl<'a, F> Traced<'a, F> {
+    /// `call` in the span of an execution of `name` (type `kind`).
+    #[inline(always)]
+    pub(crate) fn new(kind: PatternKind, name: &'a str, call: F) -> Traced<'a, F> {
+        Traced {
+            call,
+            span: AsyncSpan::new(kind, name),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<F, R, E> core::future::Future for Traced<'_, F>
+where
+    F: core::future::Future<Output = Result<R, super::Error<E>>>,
+{
+    type Output = F::Output;
+
+    #[inline(always)]
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<F::Output> {
+        let this = self.project();
+        #[cfg(feature = "tracing")]
+        {
+            if let SpanState::Unstarted(kind, name) = this.span.state {
+                this.span.state = if crate::telemetry::trace::spans_enabled() {
+                    start_async_span(kind, name)
+                } else {
+                    SpanState::Off
+                };
+            }
+            if let SpanState::On(span) = &this.span.state {
+                return poll_in_span(span, this.call, cx);
+            }
+        }
+        this.call.poll(cx)
+    }
+}
+
+/// Makes an async execution's span (out of line: only with a subscriber).
+#[cfg(all(feature = "async", feature = "tracing"))]
+#[cold]
+#[inline(never)]
+fn start_async_span(kind: PatternKind, name: &str) -> SpanState<'static> {
+    SpanState::On(Box::new(crate::telemetry::trace::execution_span(
+        kind, name,
+    )))
+}
+
+/// Polls `call` inside `span`, recording its outcome when it completes.
+#[cfg(all(feature = "async", feature = "tracing"))]
+fn poll_in_span<F, R, E>(
+    span: &tracing::Span,
+    call: core::pin::Pin<&mut F>,
+    cx: &mut core::task::Context<'_>,
+) -> core::task::Poll<F::Output>
+where
+    F: core::future::Future<Output = Result<R, super::Error<E>>>,
+{
+    let polled = span.in_scope(|| call.poll(cx));
+    if let core::task::Poll::Ready(result) = &polled {
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(super::Error::TimedOut { .. }) => "timeout",
+            Err(e) if e.is_rejection() || matches!(e, super::Error::Disposed) => "rejected",
+            Err(_) => "failure",
+        };
+        span.record(crate::telemetry::names::OUTCOME, outcome);
+    }
+    polled
+}

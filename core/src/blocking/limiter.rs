@@ -18,6 +18,8 @@ use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
 use super::async_call::{Admission, FirstLook, Keep, Lift, Wait, Wrap, counted};
+#[cfg(feature = "async")]
+use super::hooks::Traced;
 
 /// Why a call was not admitted.
 enum Refusal {
@@ -776,13 +778,17 @@ impl<T: super::AsyncTimer> RateLimiter<T> {
     /// Awaits `call` once a permit is booked (see [`LimitedCall`]); `L`
     /// turns the call's error into the result's.
     #[inline]
-    pub(crate) fn limited_async<F, L>(&self, call: F) -> LimitedCall<'_, T, F, L> {
-        LimitedCall {
-            limiter: self,
-            stage: Admission::Start,
-            lift: core::marker::PhantomData,
-            call,
-        }
+    pub(crate) fn limited_async<F, L>(&self, call: F) -> Traced<'_, LimitedCall<'_, T, F, L>> {
+        Traced::new(
+            PatternKind::RateLimiter,
+            self.name(),
+            LimitedCall {
+                limiter: self,
+                stage: Admission::Start,
+                lift: core::marker::PhantomData,
+                call,
+            },
+        )
     }
 
     /// [`acquire`](Self::acquire) for a task: takes `n` permits, sleeping

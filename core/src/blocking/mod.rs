@@ -76,5 +76,6 @@ mod hedging;
 pub use hedging::Hedging;
 #[cfg(feature = "tower")]
 pub(crate) use {
-    breaker::KeptCall, bulkhead::GuardedCall, limiter::LimitedCall, timeout::TimedCall,
+    breaker::KeptCall, bulkhead::GuardedCall, hooks::Traced, limiter::LimitedCall,
+    timeout::TimedCall,
 };

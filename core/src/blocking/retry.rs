@@ -861,16 +861,20 @@ impl<T: super::AsyncTimer> Retry<T> {
         P: FnMut(&E) -> bool,
         Fut: core::future::Future<Output = Result<R, Error<E>>>,
     {
-        Attempting {
-            retry: self,
-            stage: Stage::Start,
-            start: None,
-            call: Some(call),
-            retryable: Some(retryable),
-            make_rest: Self::retries_async::<R, E, Fut, C, P>,
-            first: None,
-            rest: None,
-        }
+        super::hooks::Traced::new(
+            PatternKind::Retry,
+            self.name(),
+            Attempting {
+                retry: self,
+                stage: Stage::Start,
+                start: None,
+                call: Some(call),
+                retryable: Some(retryable),
+                make_rest: Self::retries_async::<R, E, Fut, C, P>,
+                first: None,
+                rest: None,
+            },
+        )
     }
 
     /// After a failed attempt whose back-off ends at `until`: the

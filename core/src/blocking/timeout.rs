@@ -22,6 +22,8 @@ use core::{pin::Pin, task::Poll};
 
 #[cfg(feature = "async")]
 use super::async_call::{Keep, Lift, Wrap, counted};
+#[cfg(feature = "async")]
+use super::hooks::Traced;
 
 std::thread_local! {
     static CURRENT_DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
@@ -654,13 +656,17 @@ impl<T: super::AsyncTimer> Timeout<T> {
     /// The async form, `L` turning the call's error into the result's: a
     /// hand-written future (see [`TimedCall`]).
     #[inline]
-    pub(crate) fn run_future<F, L>(&self, call: F) -> TimedCall<'_, T, F, L> {
-        TimedCall {
-            timeout: self,
-            stage: TimedStage::Start,
-            lift: core::marker::PhantomData,
-            call: CallSlot::Live { call },
-        }
+    pub(crate) fn run_future<F, L>(&self, call: F) -> Traced<'_, TimedCall<'_, T, F, L>> {
+        Traced::new(
+            PatternKind::Timeout,
+            self.name(),
+            TimedCall {
+                timeout: self,
+                stage: TimedStage::Start,
+                lift: core::marker::PhantomData,
+                call: CallSlot::Live { call },
+            },
+        )
     }
 
     /// An entered async call dropped before it finished (cancelled, or a
