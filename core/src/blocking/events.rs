@@ -485,6 +485,65 @@ impl StripedCounter {
     }
 }
 
+/// A gauge (`in_flight`) whose changes are read-modify-writes on the
+/// changing thread's stripe, so threads that start and end calls at once
+/// share no written cache line; a call that ends on another thread than
+/// it started on subtracts on that thread's stripe, and the sum stays
+/// right. Reading sums every stripe: exact once concurrent changes are
+/// done; read while calls start and end elsewhere, it may miss some (it
+/// never reads below zero).
+#[derive(Default)]
+pub(crate) struct StripedGauge {
+    stripes: [CachePadded<AtomicU64>; STRIPES],
+    shared: AtomicU64,
+}
+
+impl StripedGauge {
+    /// This thread's stripe, or the shared word (see [`StripedCounter`]).
+    #[inline]
+    fn word(&self) -> &AtomicU64 {
+        #[cfg(stockade_loom)]
+        let stripe: Option<&CachePadded<AtomicU64>> = None;
+        #[cfg(not(stockade_loom))]
+        let stripe = {
+            let mut index = STRIPE.get();
+            if index == UNCLAIMED {
+                index = claim_stripe();
+            }
+            self.stripes.get(index)
+        };
+        match stripe {
+            Some(stripe) => stripe,
+            None => &self.shared,
+        }
+    }
+
+    /// One more.
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.word().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One fewer.
+    #[inline]
+    pub(crate) fn decr(&self) {
+        self.word().fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The sum (a stripe alone may be "negative": its calls ended here but
+    /// started elsewhere), never below zero.
+    pub(crate) fn get(&self) -> u64 {
+        let sum = self
+            .stripes
+            .iter()
+            .fold(self.shared.load(Ordering::Relaxed), |sum, s| {
+                sum.wrapping_add(s.load(Ordering::Relaxed))
+            });
+        // Wrapped below zero: a read that saw an end but not its start.
+        if sum > u64::MAX / 2 { 0 } else { sum }
+    }
+}
+
 #[cfg(all(test, not(stockade_loom)))]
 mod tests {
     use super::*;
@@ -542,5 +601,39 @@ mod tests {
         let table = STRIPE_TABLE.lock();
         assert!(table.next <= STRIPES);
         assert!(table.free.len() <= STRIPES);
+    }
+
+    #[test]
+    fn a_gauge_changed_on_several_threads_sums_to_what_is_in_flight() {
+        let gauge = StripedGauge::default();
+        gauge.incr();
+        gauge.incr();
+        assert_eq!(gauge.get(), 2);
+        // Ended on other threads than it started on: their stripes go
+        // below zero, the sum stays right.
+        std::thread::scope(|scope| {
+            scope.spawn(|| gauge.decr());
+        });
+        assert_eq!(gauge.get(), 1);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        gauge.incr();
+                        let seen = gauge.get();
+                        assert!((1..=5).contains(&seen), "in flight: {seen}");
+                        gauge.decr();
+                    }
+                });
+            }
+        });
+        assert_eq!(gauge.get(), 1);
+        std::thread::scope(|scope| {
+            scope.spawn(|| gauge.decr());
+        });
+        assert_eq!(gauge.get(), 0);
+        // A read that sees an end before its start is never below zero.
+        gauge.decr();
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -487,7 +487,7 @@ pub struct RequestResponsePattern<
     policy: P,
     pool: PoolOwner,
     next_id: AtomicU64,
-    in_flight: AtomicU64,
+    in_flight: super::events::StripedGauge,
     /// The payload types (the handler's own type is `H`).
     payloads: PhantomData<fn(Req) -> Resp>,
 }
@@ -860,7 +860,7 @@ impl<Req, Resp, T: Timer, H> RequestResponsePattern<Req, Resp, Unprotected, T, H
             handler,
             policy: Unprotected,
             next_id: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
+            in_flight: super::events::StripedGauge::default(),
             payloads: PhantomData,
         })
     }
@@ -1006,7 +1006,7 @@ where
     /// before it answered is not counted.
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self.in_flight.get(),
             queue_depth: self.pool.0.counts().queued as u64,
             ..self.shell.counters.metrics()
         }
@@ -1129,7 +1129,7 @@ where
         } else {
             let deadline = self.deadline(&request);
             let request = Arc::new(request);
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.in_flight.incr();
             // The policies do not unwind on their own and the handler's
             // panics are caught inside each attempt; this catches anything
             // else so that the caller always gets a response.
@@ -1137,7 +1137,7 @@ where
                 self.policy.run(|| self.attempt(&request, deadline))
             }))
             .unwrap_or_else(|_| Err(policy_panicked()));
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.in_flight.decr();
             result
         };
         let mut response = self.respond(result);

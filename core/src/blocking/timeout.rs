@@ -7,6 +7,7 @@ use core::time::Duration;
 use std::format;
 use std::sync::Arc;
 
+use super::events::StripedGauge;
 use super::hooks::ExecSpan;
 use super::pool::{self, NoOutcome, WorkerPool};
 use super::registry::{self, registered};
@@ -16,7 +17,6 @@ use super::{Error, Event, EventKind, ListenerId, Metrics, PatternKind, Policy, T
 use crate::clock::{MonotonicClock, Timestamp};
 use crate::deadline::{Deadline, TimeoutConfig};
 use crate::error::{ConfigError, ConfigOption, ConfigValue};
-use crate::sync::{AtomicU64, Ordering};
 #[cfg(feature = "async")]
 use core::{pin::Pin, task::Poll};
 
@@ -197,7 +197,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ```
 pub struct Timeout<T: Timer = MonotonicClock> {
     shell: Shell<TimeoutConfig, T>,
-    in_flight: AtomicU64,
+    in_flight: StripedGauge,
     waiters: WaitList,
     pool: Arc<WorkerPool>,
 }
@@ -259,7 +259,7 @@ impl<T: Timer> Timeout<T> {
                 DEFAULT_IDLE_TIMEOUT,
             )),
             shell: Shell::new(PatternKind::Timeout, name, config, timer),
-            in_flight: AtomicU64::new(0),
+            in_flight: StripedGauge::default(),
             waiters: WaitList::default(),
         })
     }
@@ -474,7 +474,7 @@ impl<T: Timer> Timeout<T> {
     /// `in_flight` (callers inside the timeout now).
     pub fn metrics(&self) -> Metrics {
         Metrics {
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self.in_flight.get(),
             ..self.shell.counters.metrics()
         }
     }
@@ -675,7 +675,7 @@ impl<T: super::AsyncTimer> Timeout<T> {
     #[cold]
     #[inline(never)]
     fn abandon(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight.decr();
         if std::thread::panicking() {
             self.shell.counters.failures.incr();
         }
@@ -764,7 +764,7 @@ where
                 this.call.set(CallSlot::Gone);
                 return Poll::Ready(Err(Error::Disposed));
             }
-            timeout.in_flight.fetch_add(1, Ordering::Relaxed);
+            timeout.in_flight.incr();
             *this.stage = TimedStage::Entered;
         }
         let CallSlotProj::Live { call } = this.call.as_mut().project() else {
@@ -815,7 +815,7 @@ where
         // registration and the sleep with the stage.
         this.call.set(CallSlot::Gone);
         *this.stage = TimedStage::Done;
-        timeout.in_flight.fetch_sub(1, Ordering::Relaxed);
+        timeout.in_flight.decr();
         Poll::Ready(match ended {
             Ended::Done(out) => counted::<R, X, L>(&timeout.shell.counters, out),
             Ended::TimedOut => Err(timeout.timed_out(timeout.config().timeout)),
@@ -874,17 +874,17 @@ impl<T: Timer> Policy for Cooperative<'_, T> {
 
 /// Counts a caller in `in_flight` until dropped (also on unwind, and
 /// when an async caller's future is dropped).
-pub(super) struct InFlight<'a>(&'a AtomicU64);
+pub(super) struct InFlight<'a>(&'a StripedGauge);
 
 impl<'a> InFlight<'a> {
-    pub(super) fn enter(counter: &'a AtomicU64) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn enter(counter: &'a StripedGauge) -> InFlight<'a> {
+        counter.incr();
         InFlight(counter)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.decr();
     }
 }
