@@ -610,18 +610,36 @@ impl<S, P, M, C: Clone> Layer<S> for PolicyLayer<P, M, C> {
     fn layer(&self, inner: S) -> Self::Service {
         Protected {
             inner,
-            policy: Arc::clone(&self.policy),
+            policy: handle(&self.policy),
             classify: self.classify.clone(),
             mode: PhantomData,
         }
     }
 }
 
+/// One service instance's hold on the shared policy: its own reference
+/// count (an `Arc` made per instance, by `layer` and by each `clone`)
+/// around one reference to the policy's shared `Arc`. A request's future
+/// takes a reference on the instance's count, not the policy's: requests
+/// served by instances on different threads (tower clones a service per
+/// connection, a benchmark per thread) write no shared count.
+type Handle<P> = Arc<Arc<P>>;
+
+/// A new instance's [`Handle`] on `policy`.
+fn handle<P>(policy: &Arc<P>) -> Handle<P> {
+    Arc::new(Arc::clone(policy))
+}
+
 /// A service wrapped by a [`PolicyLayer`] (or a pattern's layer): runs
 /// each request through the policy, then the inner service.
+///
+/// Each instance (made by the layer, or by `clone`) keeps its own
+/// reference count on the policy (one allocation per instance), which
+/// each request's future takes a reference on: requests of instances used
+/// on different threads do not contend for one count.
 pub struct Protected<S, P, M = Once, C = ErrorsOnly> {
     inner: S,
-    policy: Arc<P>,
+    policy: Handle<P>,
     classify: C,
     mode: PhantomData<fn() -> M>,
 }
@@ -629,7 +647,7 @@ pub struct Protected<S, P, M = Once, C = ErrorsOnly> {
 impl<S: Clone, P, M, C: Clone> Protected<S, P, M, C> {
     /// What one `call` takes along: the instance polled ready serves this
     /// request (its clone the next), with the policy and the classifier.
-    fn take_ready(&mut self) -> (S, Arc<P>, C) {
+    fn take_ready(&mut self) -> (S, Handle<P>, C) {
         let fresh = self.inner.clone();
         let service = core::mem::replace(&mut self.inner, fresh);
         (service, Arc::clone(&self.policy), self.classify.clone())
@@ -640,7 +658,7 @@ impl<S: Clone, P, M, C: Clone> Clone for Protected<S, P, M, C> {
     fn clone(&self) -> Self {
         Protected {
             inner: self.inner.clone(),
-            policy: Arc::clone(&self.policy),
+            policy: handle(&self.policy),
             classify: self.classify.clone(),
             mode: PhantomData,
         }
@@ -679,8 +697,9 @@ pub type ReplayFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, Error<E>>> +
 pin_project_lite::pin_project! {
     /// The future of a [`Protected`] service in [`Once`] mode: the
     /// policy's named future over the one attempt (no box), and the
-    /// policy it borrows from, kept alive with it. `Send` when the
-    /// service's future, request and response are.
+    /// service instance's hold on the policy it borrows from, kept alive
+    /// with it. `Send` when the service's future, request and response
+    /// are.
     pub struct ResponseFuture<S, P, Req, C>
     where
         S: Service<Req>,
@@ -691,7 +710,7 @@ pin_project_lite::pin_project! {
         // Declared (so dropped) before `policy`, which it borrows from.
         #[pin]
         running: P::Once<'static, AttemptFuture<S, Req, C>>,
-        policy: Arc<P>,
+        policy: Handle<P>,
     }
 }
 
@@ -741,13 +760,14 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let (service, policy, classify) = self.take_ready();
-        // SAFETY: the reference points into the `Arc`'s allocation, which
-        // the returned future owns (`policy`) and which does not move when
-        // the future moves; `running`, the only holder of the reference, is
+        // SAFETY: the reference points into the shared `Arc`'s allocation,
+        // which `policy` (owned by the returned future) keeps alive through
+        // the instance's `Arc` it holds, and which does not move when the
+        // future moves; `running`, the only holder of the reference, is
         // declared before `policy`, so it is dropped first, and nothing
         // gives `running` out. `SingleAttempt` is sealed, and no policy's
         // `Once` future keeps the reference beyond itself.
-        let borrowed: &'static P = unsafe { &*Arc::as_ptr(&policy) };
+        let borrowed: &'static P = unsafe { &*Arc::as_ptr(&*policy) };
         ResponseFuture {
             running: borrowed.run_once(AttemptFuture::new(service, request, classify)),
             policy,

@@ -1038,28 +1038,41 @@ impl<T: Timer> Bulkhead<T> {
     /// A Redis bulkhead's admission: a lease now, or a place in the
     /// fleet's queue polled for at most `wait`; the fallback when Redis
     /// does not answer.
+    /// A Redis bulkhead's answer to a try without waiting (blocking or
+    /// async): the lease, the fallback while Redis is unavailable, or the
+    /// refusal.
+    #[cfg(feature = "redis")]
+    fn first_try<'a>(
+        &'a self,
+        r: &'a RedisBackend,
+        reply: Result<crate::redis::RedisLease<'a>, crate::redis::RedisBulkheadError>,
+    ) -> Result<Held<'a>, Refusal> {
+        use crate::redis::{RedisBulkheadError as Denied, RedisError};
+        match reply {
+            Ok(lease) => {
+                self.store_answered(r);
+                Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
+            }
+            Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
+                self.fall_back(r, cause, retry_after, Duration::ZERO)
+            }
+            Err(Denied::Redis(e)) => {
+                self.store_answered(r);
+                Err(Refusal::Redis(std::boxed::Box::new(e)))
+            }
+            Err(_) => {
+                self.store_answered(r);
+                Err(self.reject())
+            }
+        }
+    }
+
     #[cfg(feature = "redis")]
     fn admit_redis<'a>(&'a self, r: &'a RedisBackend, wait: Duration) -> Result<Held<'a>, Refusal> {
         use crate::redis::{RedisBulkheadError as Denied, RedisError, RedisWaiter};
         use core::sync::atomic::Ordering::Relaxed;
         if wait.is_zero() {
-            return match r.engine.try_acquire() {
-                Ok(lease) => {
-                    self.store_answered(r);
-                    Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
-                }
-                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
-                    self.fall_back(r, cause, retry_after, Duration::ZERO)
-                }
-                Err(Denied::Redis(e)) => {
-                    self.store_answered(r);
-                    Err(Refusal::Redis(std::boxed::Box::new(e)))
-                }
-                Err(_) => {
-                    self.store_answered(r);
-                    Err(self.reject())
-                }
-            };
+            return self.first_try(r, r.engine.try_acquire());
         }
         /// How the wait in Redis ended.
         enum Ended<'a> {
@@ -1754,23 +1767,7 @@ impl<T: super::AsyncTimer> Bulkhead<T> {
         use crate::redis::{RedisBulkheadError as Denied, RedisError, RedisWaiter};
         use core::sync::atomic::Ordering::Relaxed;
         if wait.is_zero() {
-            return match r.engine.try_acquire_async().await {
-                Ok(lease) => {
-                    self.store_answered(r);
-                    Ok(Held::Redis(std::boxed::Box::new(RedisHeld::Lease(lease))))
-                }
-                Err(Denied::Redis(RedisError::Unavailable { cause, retry_after })) => {
-                    self.fall_back(r, cause, retry_after, Duration::ZERO)
-                }
-                Err(Denied::Redis(e)) => {
-                    self.store_answered(r);
-                    Err(Refusal::Redis(std::boxed::Box::new(e)))
-                }
-                Err(_) => {
-                    self.store_answered(r);
-                    Err(self.reject())
-                }
-            };
+            return self.first_try(r, r.engine.try_acquire_async().await);
         }
         /// How the wait in Redis ended.
         enum Ended<'a> {

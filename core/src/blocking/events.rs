@@ -441,6 +441,26 @@ fn claim_stripe() -> usize {
     STRIPE.get()
 }
 
+/// This thread's stripe of `stripes`, or `None` (count on the shared
+/// word): the thread has none, or under loom, which runs its threads on one
+/// OS thread with one set of thread-locals (stripes would be shared).
+#[inline]
+fn this_threads(stripes: &[CachePadded<AtomicU64>; STRIPES]) -> Option<&CachePadded<AtomicU64>> {
+    #[cfg(stockade_loom)]
+    {
+        let _ = stripes;
+        None
+    }
+    #[cfg(not(stockade_loom))]
+    {
+        let mut index = STRIPE.get();
+        if index == UNCLAIMED {
+            index = claim_stripe();
+        }
+        stripes.get(index)
+    }
+}
+
 /// An event counter whose increment is a plain load and store (no
 /// read-modify-write, no `lock` prefix) for up to [`STRIPES`] live threads:
 /// each owns a stripe no other thread writes. Other threads (and threads
@@ -455,20 +475,7 @@ pub(crate) struct StripedCounter {
 impl StripedCounter {
     #[inline]
     pub(crate) fn incr(&self) {
-        // Loom runs its threads on one OS thread, which has one set of
-        // thread-locals: stripes would be shared there, so count on the
-        // shared word.
-        #[cfg(stockade_loom)]
-        let stripe: Option<&CachePadded<AtomicU64>> = None;
-        #[cfg(not(stockade_loom))]
-        let stripe = {
-            let mut index = STRIPE.get();
-            if index == UNCLAIMED {
-                index = claim_stripe();
-            }
-            self.stripes.get(index)
-        };
-        match stripe {
+        match this_threads(&self.stripes) {
             Some(stripe) => {
                 // Only this thread writes the stripe.
                 let n = stripe.load(Ordering::Relaxed);
@@ -502,17 +509,7 @@ impl StripedGauge {
     /// This thread's stripe, or the shared word (see [`StripedCounter`]).
     #[inline]
     fn word(&self) -> &AtomicU64 {
-        #[cfg(stockade_loom)]
-        let stripe: Option<&CachePadded<AtomicU64>> = None;
-        #[cfg(not(stockade_loom))]
-        let stripe = {
-            let mut index = STRIPE.get();
-            if index == UNCLAIMED {
-                index = claim_stripe();
-            }
-            self.stripes.get(index)
-        };
-        match stripe {
+        match this_threads(&self.stripes) {
             Some(stripe) => stripe,
             None => &self.shared,
         }

@@ -635,19 +635,12 @@ impl<T: super::AsyncTimer> Hedging<T> {
     /// # }).unwrap();
     /// # }
     /// ```
-    pub async fn execute_async<R, E, F, Fut>(&self, mut call: F) -> Result<R, Error<E>>
+    pub async fn execute_async<R, E, F, Fut>(&self, call: F) -> Result<R, Error<E>>
     where
         F: FnMut() -> Fut,
         Fut: core::future::Future<Output = Result<R, E>>,
     {
-        self.run_hedged_async(
-            move || {
-                let attempt = call();
-                async move { attempt.await.map_err(Error::Inner) }
-            },
-            |_| true,
-        )
-        .await
+        self.execute_if_async(|_: &Error<E>| true, call).await
     }
 
     /// [`execute_if`](Self::execute_if) for futures: `hedge_if` chooses
