@@ -183,10 +183,19 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// let clock = Arc::new(VirtualClock::new());
 /// let timeout = Timeout::with_timer("slow", TimeoutConfig::new(Duration::from_secs(2))?, Arc::clone(&clock))?;
 /// let (release, blocked) = mpsc::channel::<()>();
+/// let (started, running) = mpsc::channel::<()>();
 /// thread::scope(|s| {
-///     let caller = s.spawn(|| timeout.execute(move || blocked.recv().map(|()| 42)));
+///     let caller = s.spawn(|| {
+///         timeout.execute(move || {
+///             started.send(()).unwrap();
+///             blocked.recv().map(|()| 42)
+///         })
+///     });
+///     // The work runs on a worker (a job not started when its caller gives
+///     // up is skipped), and the caller waits on the clock.
+///     running.recv().unwrap();
 ///     while clock.waiting() == 0 {
-///         thread::yield_now(); // until the caller waits on the clock
+///         thread::yield_now();
 ///     }
 ///     clock.advance(Duration::from_secs(2));
 ///     let out = caller.join().unwrap();
