@@ -46,8 +46,7 @@ use core::pin::pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
-use std::sync::{Arc, Barrier};
-use std::time::Instant;
+use std::sync::Arc;
 
 use backon::{ExponentialBuilder, Retryable};
 use criterion::measurement::WallTime;
@@ -61,7 +60,9 @@ use stockade::limiter::RateLimiterConfig;
 use stockade::tower::{
     BulkheadLayer, CircuitBreakerLayer, RateLimiterLayer, RetryLayer, TimeoutLayer,
 };
-use stockade_bench::{THREADS, assert_no_rejections, note_rejection, threads_label};
+use stockade_bench::{
+    THREADS, assert_no_rejections, note_rejection, run_threads_with, threads_label,
+};
 use tokio::runtime::Handle;
 use tower::{Layer, Service};
 
@@ -164,7 +165,7 @@ fn serve<S: Service<u32>>(service: &mut S) {
 /// Adds one benchmark per thread count: `setup` makes the shared state
 /// (per criterion sample), `per_thread` each thread's handle on it (a
 /// service clone), `op` one operation; every thread runs inside `rt`'s
-/// context. Times as [`stockade_bench::run_threads`] does.
+/// context. Times with [`run_threads_with`].
 fn bench<S, T, U, P, O>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
@@ -182,40 +183,10 @@ fn bench<S, T, U, P, O>(
         group.bench_function(BenchmarkId::new(name, threads_label(threads)), |b| {
             b.iter_custom(|iters| {
                 let state = setup();
-                let run = || {
-                    let _context = rt.enter();
-                    let mut mine = per_thread(&state);
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op(&mut mine);
-                    }
-                    start.elapsed()
-                };
-                if threads == 1 {
-                    return run();
-                }
-                let barrier = Barrier::new(threads);
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = (0..threads)
-                        .map(|_| {
-                            scope.spawn(|| {
-                                let _context = rt.enter();
-                                let mut mine = per_thread(&state);
-                                barrier.wait();
-                                let start = Instant::now();
-                                for _ in 0..iters {
-                                    op(&mut mine);
-                                }
-                                start.elapsed()
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or(Duration::MAX))
-                        .max()
-                        .unwrap_or_default()
-                })
+                // Each thread enters the runtime's context and takes its
+                // handle before the barrier; the guard lives with the handle.
+                let make = || (rt.enter(), per_thread(&state));
+                run_threads_with(threads, iters, &make, &|(_, mine)| op(mine))
             });
         });
     }

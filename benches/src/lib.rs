@@ -52,24 +52,35 @@ where
     S: Sync + ?Sized,
     O: Fn(&S) + Sync + ?Sized,
 {
-    if threads <= 1 {
+    run_threads_with(threads, iters, &|| state, &|state: &mut &S| op(state))
+}
+
+/// [`run_threads`] with a state of each thread's own: every thread (the
+/// calling one when `threads == 1`) makes its state with `make` before the
+/// barrier, outside the timed region, then runs `op` on it `iters` times.
+pub fn run_threads_with<T, M, O>(threads: usize, iters: u64, make: &M, op: &O) -> Duration
+where
+    M: Fn() -> T + Sync + ?Sized,
+    O: Fn(&mut T) + Sync + ?Sized,
+{
+    let timed = |mut mine: T| {
         let start = Instant::now();
         for _ in 0..iters {
-            op(state);
+            op(&mut mine);
         }
-        return start.elapsed();
+        start.elapsed()
+    };
+    if threads <= 1 {
+        return timed(make());
     }
     let barrier = Barrier::new(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let mine = make();
                     barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op(state);
-                    }
-                    start.elapsed()
+                    timed(mine)
                 })
             })
             .collect();

@@ -238,47 +238,30 @@ impl<T: Timer + 'static> SingleAttempt for CircuitBreaker<T> {
     }
 }
 
-impl<T: AsyncTimer> SingleAttempt for RateLimiter<T> {
-    type Once<'a, A: Attempt>
-        = future::RateLimiterFuture<'a, T, A>
-    where
-        Self: 'a;
+/// Implements [`SingleAttempt`] for a pattern whose one attempt is its
+/// crate-private named call (`$run`, the call's error kept as it is),
+/// wrapped in its public named future.
+macro_rules! single_attempt {
+    ($pattern:ident, $future:ident, $run:ident) => {
+        impl<T: AsyncTimer> SingleAttempt for $pattern<T> {
+            type Once<'a, A: Attempt>
+                = future::$future<'a, T, A>
+            where
+                Self: 'a;
 
-    #[inline]
-    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
-        future::RateLimiterFuture {
-            inner: self.limited_async::<A, Keep>(call),
+            #[inline]
+            fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
+                future::$future {
+                    inner: self.$run::<A, Keep>(call),
+                }
+            }
         }
-    }
+    };
 }
 
-impl<T: AsyncTimer> SingleAttempt for Bulkhead<T> {
-    type Once<'a, A: Attempt>
-        = future::BulkheadFuture<'a, T, A>
-    where
-        Self: 'a;
-
-    #[inline]
-    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
-        future::BulkheadFuture {
-            inner: self.guarded_async::<A, Keep>(call),
-        }
-    }
-}
-
-impl<T: AsyncTimer> SingleAttempt for Timeout<T> {
-    type Once<'a, A: Attempt>
-        = future::TimeoutFuture<'a, T, A>
-    where
-        Self: 'a;
-
-    #[inline]
-    fn run_once<A: Attempt>(&self, call: A) -> Self::Once<'_, A> {
-        future::TimeoutFuture {
-            inner: self.run_future::<A, Keep>(call),
-        }
-    }
-}
+single_attempt!(RateLimiter, RateLimiterFuture, limited_async);
+single_attempt!(Bulkhead, BulkheadFuture, guarded_async);
+single_attempt!(Timeout, TimeoutFuture, run_future);
 
 impl sealed::Sealed for Unprotected {}
 
